@@ -1,0 +1,1 @@
+"""cffi binding to the C library built by CMake (filled in by the native kernels work)."""

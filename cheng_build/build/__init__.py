@@ -1,0 +1,1 @@
+"""The chengc driver: import graph, reproducible builds, action cache, meta."""

@@ -1,0 +1,1 @@
+"""Content-addressed storage: CIDs, chunking, UnixFS dag-pb, blockstore, CAR."""

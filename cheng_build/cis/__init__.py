@@ -1,0 +1,1 @@
+"""CIS: the DAG engine that runs build and test pipelines."""

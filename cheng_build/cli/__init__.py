@@ -1,0 +1,1 @@
+"""Command-line front ends. Only this layer prints or exits; everything below raises."""

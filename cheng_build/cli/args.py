@@ -1,0 +1,73 @@
+"""Argument parsing in the Cheng toolchain's style on top of argparse.
+
+Every tool accepts ``--key:value`` (the Cheng toolchain's own style), ``--key=value`` and
+``--key value``. We rewrite the first form to the second before argparse sees it, so argparse
+keeps doing what it does well (help, types, choices) and we only change how it reports errors:
+a usage error raises :class:`UsageError` instead of printing and exiting, so the one error
+mapper in :mod:`cheng_build.cli.app` formats it like every other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from typing import NoReturn
+
+from cheng_build.core.errors import UsageError
+
+# ``--key:value``: a long flag whose name is made of flag characters, then a colon. A value may
+# itself contain colons and slashes (``--peers:/ip4/127.0.0.1/tcp/4001``); only the first colon
+# splits. ``--key=value`` is left alone so a value like ``a:b`` after ``=`` is untouched.
+_COLON_FLAG = re.compile(r"^(--[A-Za-z0-9][A-Za-z0-9_-]*):(.*)$", re.DOTALL)
+
+
+def normalize_argv(argv: Sequence[str]) -> list[str]:
+    """Rewrite ``--key:value`` tokens as ``--key=value``; everything after ``--`` is untouched."""
+    out: list[str] = []
+    passthrough = False
+    for tok in argv:
+        if passthrough:
+            out.append(tok)
+            continue
+        if tok == "--":
+            passthrough = True
+            out.append(tok)
+            continue
+        m = _COLON_FLAG.match(tok)
+        out.append(f"{m.group(1)}={m.group(2)}" if m else tok)
+    return out
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises :class:`UsageError` instead of exiting on bad usage."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(
+            message,
+            how=f"run '{self.prog} --help' to see the accepted flags "
+            "(written --key:value, --key=value or --key value)",
+        )
+
+    def parse_cheng(self, argv: Sequence[str]) -> argparse.Namespace:
+        """Parse ``argv`` after normalising ``--key:value`` flags."""
+        return self.parse_args(normalize_argv(argv))
+
+    def parse_known_cheng(self, argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+        """Like :meth:`parse_cheng` but return unknown flags instead of failing on them."""
+        return self.parse_known_args(normalize_argv(argv))
+
+
+def add_format_flag(parser: argparse.ArgumentParser, *choices: str, default: str = "text") -> None:
+    """Add the common ``--format`` flag (machine output with ``--format:json``)."""
+    parser.add_argument(
+        "--format",
+        choices=list(choices) or ["text", "json"],
+        default=default,
+        help=f"output format (default: {default})",
+    )

@@ -1,0 +1,1 @@
+"""Shared foundations: errors, atomic file writes, paths. Imports nothing else of ours."""

@@ -1,0 +1,84 @@
+"""Crash-safe file writes: temp file + fsync + rename, and appends under a file lock.
+
+Nothing we write is ever seen half-written: a reader either sees the old file or the new one.
+Appends (the registry log, audit logs) take an exclusive ``flock`` so several processes can
+publish at once without interleaving lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry so a rename inside it survives a power cut."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically with the given permission bits.
+
+    Raises:
+        OSError: the directory is not writable or the disk is full (nothing is left behind).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(target.parent)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, mode: int = 0o644) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``<path>.lock`` for the duration of the block."""
+    lock_path = Path(f"{os.fspath(path)}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def append_line_locked(path: str | os.PathLike[str], line: bytes) -> None:
+    """Append one line (``line`` without its newline) durably; caller holds ``file_lock``.
+
+    A previous writer that died mid-line leaves a torn tail; we never append after one, so the
+    caller must check the tail first (the registry does). Here we only guarantee our own bytes
+    reach the disk in one ``write`` followed by ``fsync``.
+    """
+    with open(path, "ab") as fh:
+        fh.write(line + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())

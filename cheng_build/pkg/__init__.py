@@ -1,0 +1,1 @@
+"""Manifest, lock, meta, resolution, SemVer checks, SimHash and fetching."""

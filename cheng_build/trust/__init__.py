@@ -1,0 +1,1 @@
+"""Keys, signatures, the registry log, checkpoints and security levels."""

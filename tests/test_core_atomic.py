@@ -1,0 +1,36 @@
+"""Atomic writes and locked appends."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+from cheng_build.core.atomic import append_line_locked, atomic_write_bytes, file_lock
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "d" / "f.txt"
+    atomic_write_bytes(target, b"one")
+    atomic_write_bytes(target, b"two", mode=0o600)
+    assert target.read_bytes() == b"two"
+    assert oct(target.stat().st_mode & 0o777) == oct(0o600)
+    assert [p.name for p in target.parent.iterdir()] == ["f.txt"]
+
+
+def _appender(path: str, who: int) -> None:
+    for i in range(50):
+        with file_lock(path):
+            append_line_locked(path, f"{who}:{i}:".encode() + b"x" * 200)
+
+
+def test_concurrent_appends_never_interleave(tmp_path: Path) -> None:
+    log = tmp_path / "log.jsonl"
+    procs = [multiprocessing.Process(target=_appender, args=(os.fspath(log), w)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    lines = log.read_bytes().splitlines()
+    assert len(lines) == 200
+    assert all(ln.endswith(b"x" * 200) and ln.count(b":") == 2 for ln in lines)
