@@ -1,30 +1,42 @@
 #!/usr/bin/env bash
 # Sets up everything a fresh machine needs and runs the whole test suite.
-# This is README.md's test command; .ci/run calls exactly this.
+# This is README.md's test command; .ci/run calls exactly this. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+say() { printf '== %s\n' "$*"; }
 
-# System packages the tests start for real (bubblewrap for the CIS sandbox).
+# System packages the tests start for real: bubblewrap (CIS sandbox), chromium (the web view's
+# browser test), cmake (native build; also comes from PyPI through scikit-build-core if absent).
 need_apt=()
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
+  say "apt-get install ${need_apt[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq && $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null \
+    || echo "test.sh: could not install ${need_apt[*]}; the tests that need them say so and skip"
 fi
 
-# The package itself (compiles native/ through CMake), with the test extras.
+# The package itself (compiles native/ through CMake via scikit-build-core), with the test extras.
+say "pip install .[test]"
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q '.[test]'
+# The hook scripts import the checkout beside them (as pre-commit runs them from a clone), so the
+# checkout gets its own copy of the native library too.
+bash scripts/dev-build.sh
 
-# C tests: portable and SIMD paths against the same vectors, built once with ASan/UBSan.
-if [ -f native/tests/CMakeLists.txt ] || grep -q CHENG_BUILD_TESTS CMakeLists.txt; then
-  cmake -S . -B build/sanitize -DCHENG_BUILD_TESTS=ON -DCHENG_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-  cmake --build build/sanitize -j 2 >/dev/null
-  ctest --test-dir build/sanitize --output-on-failure
-fi
+# C tests: every backend against the same vectors, built once with ASan/UBSan.
+say "C tests under -fsanitize=address,undefined"
+cmake -S . -B build/sanitize -DCHENG_BUILD_TESTS=ON -DCHENG_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build/sanitize -j 2 >/dev/null
+ctest --test-dir build/sanitize --output-on-failure
 
+say "ruff"
 .venv/bin/ruff check cheng_build tests benchmarks hooks
-# Run from tests/ so `import cheng_build` is the installed package, not the source tree.
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+
+# `pytest` (not `python -m pytest`) keeps the checkout off sys.path: the tests import the
+# installed package, as a user gets it.
+say "pytest"
+.venv/bin/pytest -p no:cacheprovider "$@"
