@@ -136,21 +136,36 @@ def cdc_chunks(buf: Any, params: ChunkerParams | None = None, *, threads: int = 
     n = len(view)
     if n == 0:
         return []
-    ends, count = _ends_cdc(_state(params).ptr, view, n, _threads(threads))
+    keep = _state(params)
+    ends, count = _ends_cdc(keep.ptr, view, n, _threads(threads))
     return _pairs(ends, count)
 
 
 def cdc_file_chunks(
-    path: str | os.PathLike[str], params: ChunkerParams | None = None
+    path: str | os.PathLike[str], params: ChunkerParams | None = None, *, window: int | None = None
 ) -> Iterator[tuple[int, int]]:
     """Chunk a file while reading it in pieces (never whole); same cut points as :func:`cdc_chunks`.
 
+    Args:
+        path: the file.
+        params: chunker parameters; the defaults when ``None``.
+        window: bytes held in memory at once (default 16 MiB); at least ``2 * max_size``.
+
     Raises:
         OSError: the file cannot be opened or read.
+        ValueError: ``window`` is smaller than ``2 * max_size``.
     """
     params = params or ChunkerParams()
-    cdc = _state(params).ptr
-    window = max(_STREAM_WINDOW, 2 * params.max_size)
+    keep = _state(params)
+    if window is None:
+        window = max(_STREAM_WINDOW, 2 * params.max_size)
+    elif window < 2 * params.max_size:
+        raise ValueError(f"window must be at least 2 * max_size = {2 * params.max_size} (got {window})")
+    return _file_chunks(path, keep, window)
+
+
+def _file_chunks(path: str | os.PathLike[str], keep: _Keep, window: int) -> Iterator[tuple[int, int]]:
+    cdc = keep.ptr  # `keep` owns the state for as long as this generator runs
     buf = bytearray(window)
     mv = memoryview(buf)
     view = ffi.from_buffer("uint8_t[]", buf)
@@ -244,7 +259,8 @@ def _chunk_and_hash(
         fixed = _fixed_ends(n, fixed_size)
         ends, count = ffi.from_buffer("uint64_t[]", fixed), len(fixed)
     else:
-        ends, count = _ends_cdc(_state(params or ChunkerParams()).ptr, view, n, threads)
+        keep = _state(params or ChunkerParams())
+        ends, count = _ends_cdc(keep.ptr, view, n, threads)
     if not HAVE_HASHES and algo == "sha256":
         # Until the C SHA-256 lands (blake3 area): hashlib, chunk by chunk.
         mv = memoryview(src).cast("B")
