@@ -28,6 +28,11 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i[3-6]86|x86)$"
   list(APPEND CB_HASH_SOURCES "${_cb_src}/sha256_shani.c")
   set_source_files_properties("${_cb_src}/sha256_shani.c"
     PROPERTIES COMPILE_OPTIONS "-msha;-mssse3;-msse4.1")
+  list(APPEND CB_HASH_SOURCES "${_cb_src}/blake3_sse41.c" "${_cb_src}/blake3_avx2.c")
+  set_source_files_properties("${_cb_src}/blake3_sse41.c"
+    PROPERTIES COMPILE_OPTIONS "-mssse3;-msse4.1")
+  set_source_files_properties("${_cb_src}/blake3_avx2.c"
+    PROPERTIES COMPILE_OPTIONS "-mavx2")
 endif()
 
 if(CHENG_BUILD_TESTS)

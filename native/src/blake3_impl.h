@@ -106,6 +106,14 @@ typedef struct {
                                uint8_t flags, uint8_t flags_start, uint8_t flags_end, uint8_t *out);
 
 CB_B3_DECLARE(portable)
+#if defined(__x86_64__) || defined(__i386__)
+#define CB_HAVE_X86 1
+CB_B3_DECLARE(sse41)
+/* AVX2 adds only hash_many; its single compressions are the SSE4.1 ones. */
+void cb_b3_hash_many_avx2(const uint8_t *input, size_t stride, size_t n, size_t blocks,
+                          const uint32_t key[8], uint64_t counter, int increment_counter,
+                          uint8_t flags, uint8_t flags_start, uint8_t flags_end, uint8_t *out);
+#endif
 
 /* The backend in use (chosen on first call; see blake3_dispatch.c). */
 const cb_b3_backend *cb_b3_active(void);
