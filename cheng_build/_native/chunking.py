@@ -7,7 +7,6 @@ them, so they only change with a new ``ChunkerParams.spec`` name. Every function
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 import re
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from cheng_build._native._loader import HAVE_HASHES, buffer_of, ffi, lib
+from cheng_build._native._loader import buffer_of, ffi, lib, require_hashes
 
 Algo = Literal["sha256", "blake3"]
 _ALGOS = {"sha256": 0, "blake3": 1}
@@ -230,6 +229,7 @@ def chunk_and_hash(
     """
     if algo not in _ALGOS:
         raise ValueError(f"algo must be 'sha256' or 'blake3' (got {algo!r})")
+    require_hashes("chunk_and_hash")
     nthreads = _threads(threads)
     if fixed_size is not None:
         if params is not None:
@@ -261,21 +261,8 @@ def _chunk_and_hash(
     else:
         keep = _state(params or ChunkerParams())
         ends, count = _ends_cdc(keep.ptr, view, n, threads)
-    if not HAVE_HASHES and algo == "sha256":
-        # Until the C SHA-256 lands (blake3 area): hashlib, chunk by chunk.
-        mv = memoryview(src).cast("B")
-        out_list = []
-        prev = 0
-        for e in ffi.unpack(ends, count):
-            out_list.append((prev, e - prev, hashlib.sha256(mv[prev:e]).digest()))
-            prev = e
-        return out_list
     digests = bytearray(32 * count)
     rc = lib.cb_hash_chunks(view, n, ends, count, _ALGOS[algo], threads, ffi.from_buffer(digests))
-    if rc == -2:
-        from cheng_build._native._loader import require_hashes
-
-        require_hashes("chunk_and_hash")
     if rc != 0:
         raise RuntimeError(f"cb_hash_chunks failed ({rc})")
     out: list[tuple[int, int, bytes]] = []
