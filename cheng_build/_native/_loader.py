@@ -20,7 +20,7 @@ from cffi import FFI
 from cheng_build.core.errors import ChengError
 
 # Must equal CB_ABI_VERSION in native/include/cheng_native.h.
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 CDEF = """
 const char *cb_version(void);
@@ -50,6 +50,8 @@ uint64_t cb_token_hash(const void *data, size_t len);
 int cb_simhash64_batch(const uint8_t *buf, const uint64_t *doc_off, const uint64_t *doc_len,
                        const uint64_t *doc_ntok, size_t ndocs, int sep, const uint64_t *tok_len,
                        uint64_t *out);
+int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t *doc_ntok,
+                        size_t ndocs, uint64_t *out);
 uint64_t cb_simhash64_from_hashes(const uint64_t *hashes, size_t n);
 int cb_hamming64(uint64_t a, uint64_t b);
 size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);

@@ -1,15 +1,16 @@
 """64-bit SimHash over token streams, hashed and summed in C (docs/chunker.md, "SimHash64").
 
-A token is a ``str`` (hashed as its UTF-8 bytes) or a bytes-like object. Each document's tokens
-cross into C as one buffer: joined with a NUL separator when no token contains a NUL (one
-``str.join`` per document, so Python does almost no per-token work), else with explicit lengths.
+A token is a ``str`` (hashed as its UTF-8 bytes) or a bytes-like object. A batch crosses into C
+as one buffer: all tokens joined by NUL (one ``str.join`` and one encode for the whole batch, so
+Python does almost no per-token work); the C side checks the separator count against the token
+counts, and when a token itself contains a NUL the batch is redone with explicit lengths.
 """
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, chain
 from typing import Any
 
 from cheng_build._native._loader import buffer_of, ffi, lib
@@ -62,6 +63,26 @@ def _run(parts: list[bytes], ntok: list[int], sep: int, tok_len: array | None) -
     return list(ffi.unpack(out, len(parts)))
 
 
+def _joined_all(docs: list[Sequence[Any]], counts: array) -> list[int] | None:
+    """Fast path: every token of every document joined by NUL, one encode, one C call.
+
+    Returns None when that does not work out (mixed str/bytes, or a token contains a NUL: the C
+    side counts the separators against the token counts and refuses a mismatch).
+    """
+    first = next((d[0] for d in docs if d), None)
+    if first is None:
+        return [0] * len(docs)
+    flat = chain.from_iterable(docs)
+    try:
+        blob = "\x00".join(flat).encode("utf-8") if isinstance(first, str) else b"\x00".join(flat)
+    except TypeError:
+        return None
+    out = ffi.new("uint64_t[]", len(docs))
+    rc = lib.cb_simhash64_joined(ffi.from_buffer("uint8_t[]", blob), len(blob), 0,
+                                 ffi.from_buffer("uint64_t[]", counts), len(docs), out)
+    return list(ffi.unpack(out, len(docs))) if rc == 0 else None
+
+
 def simhash64_batch(docs: Sequence[Sequence[str | bytes]]) -> list[int]:
     """SimHash64 fingerprints of many documents in one native call.
 
@@ -76,6 +97,13 @@ def simhash64_batch(docs: Sequence[Sequence[str | bytes]]) -> list[int]:
         UnicodeEncodeError: a ``str`` token holds a lone surrogate (not valid UTF-8).
     """
     docs = [_as_doc(d) for d in docs]
+    if not docs:
+        return []
+    counts = array("Q", map(len, docs))
+    fast = _joined_all(docs, counts)
+    if fast is not None:
+        return fast
+    # Exact path: per document NUL-joined where that is unambiguous, else explicit lengths.
     result = [0] * len(docs)
     fast_idx: list[int] = []
     fast_parts: list[bytes] = []

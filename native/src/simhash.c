@@ -153,6 +153,33 @@ int cb_simhash64_batch(const uint8_t *buf, const uint64_t *doc_off, const uint64
     return 0;
 }
 
+int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t *doc_ntok,
+                        size_t ndocs, uint64_t *out) {
+    const uint8_t *p = buf, *end = buf + len;
+    bitsum s;
+    size_t left = 0; /* tokens still to read, over all documents */
+    for (size_t d = 0; d < ndocs; d++) left += (size_t)doc_ntok[d];
+    if (left == 0 && len != 0) return -1;
+    for (size_t d = 0; d < ndocs; d++) {
+        memset(&s, 0, sizeof s);
+        for (uint64_t t = 0; t < doc_ntok[d]; t++) {
+            const uint8_t *q;
+            if (--left == 0) {
+                /* The very last token runs to the end and must hold no separator. */
+                if (memchr(p, sep, (size_t)(end - p))) return -1;
+                q = end;
+            } else {
+                q = (const uint8_t *)memchr(p, sep, (size_t)(end - p));
+                if (!q) return -1;
+            }
+            bs_add(&s, cb_token_hash(p, (size_t)(q - p)));
+            p = q + (q < end);
+        }
+        out[d] = doc_ntok[d] ? bs_result(&s) : 0;
+    }
+    return 0;
+}
+
 int cb_hamming64(uint64_t a, uint64_t b) { return __builtin_popcountll(a ^ b); }
 
 size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap) {
