@@ -88,6 +88,10 @@ _BUILD_HOW = (
 class NativeLibraryError(ChengError, ImportError):
     """The native library is missing, unloadable, or from another version of the sources."""
 
+    def __str__(self) -> str:
+        # Seen as a bare traceback when a script imports us directly: carry the how-to in it.
+        return "\n".join(self.lines(""))
+
 
 def library_path() -> Path:
     """Return the path the loader opens (``$CHENG_NATIVE_LIB`` or the package's own copy)."""
