@@ -98,3 +98,18 @@ def test_env_var_points_at_a_library() -> None:
                    CHENG_NATIVE_LIB=str(library_path()))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(library_path())
+
+
+def test_find_library_prefers_own_copy_then_an_installed_one(tmp_path: Path) -> None:
+    from cheng_build._native._loader import find_library
+
+    own = tmp_path / "src" / "cheng_build" / "_native" / "libchengnative.so"
+    site = tmp_path / "site"
+    installed = site / "cheng_build" / "_native" / "libchengnative.so"
+    assert find_library(own, [str(tmp_path / "nothing"), str(site)]) == own  # neither exists
+    installed.parent.mkdir(parents=True)
+    installed.write_bytes(b"")
+    assert find_library(own, [str(tmp_path / "nothing"), str(site)]) == installed
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"")
+    assert find_library(own, [str(site)]) == own

@@ -6,12 +6,15 @@ and plain integers cross the boundary, so no struct layout has to agree. cffi re
 around every call into the library.
 
 Search order: ``$CHENG_NATIVE_LIB`` (a path to the .so), then ``libchengnative.so`` next to this
-module (where ``pip install .`` and ``scripts/dev-build.sh`` put it).
+module (where ``pip install .`` and ``scripts/dev-build.sh`` put it), then an installed
+cheng-build's copy elsewhere on ``sys.path`` (a source checkout shadowing the installed package).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +96,28 @@ class NativeLibraryError(ChengError, ImportError):
         return "\n".join(self.lines(""))
 
 
+def find_library(own: Path, search: Sequence[str]) -> Path:
+    """The package's own copy ``own`` if it exists, else the first installed copy on ``search``.
+
+    The second case is a source checkout imported ahead of an installed cheng-build (pytest run
+    from the checkout after ``pip install .``): the sources are the same, the library was only
+    built into the installed copy. The ABI check in :func:`load` refuses a mismatched one.
+    """
+    if own.is_file():
+        return own
+    for entry in search:
+        candidate = Path(entry or ".", "cheng_build", "_native", LIB_NAME)
+        if candidate.is_file():
+            return candidate
+    return own
+
+
 def library_path() -> Path:
-    """Return the path the loader opens (``$CHENG_NATIVE_LIB`` or the package's own copy)."""
+    """The path the loader opens: ``$CHENG_NATIVE_LIB``, else :func:`find_library` on ``sys.path``."""
     env = os.environ.get("CHENG_NATIVE_LIB")
     if env:
         return Path(env)
-    return Path(__file__).with_name(LIB_NAME)
+    return find_library(Path(__file__).with_name(LIB_NAME), sys.path)
 
 
 def load() -> tuple[FFI, Any]:
