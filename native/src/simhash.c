@@ -37,7 +37,8 @@ static inline uint64_t xmerge(uint64_t acc, uint64_t v) {
     return acc * P1 + P4;
 }
 
-uint64_t cb_token_hash(const void *data, size_t len) {
+/* Internal, inlinable copy: calls through the exported symbol would go via the PLT. */
+static inline uint64_t xxh64(const void *data, size_t len) {
     const uint8_t *p = (const uint8_t *)data, *end = p + len;
     uint64_t h;
     if (len >= 32) {
@@ -78,6 +79,8 @@ uint64_t cb_token_hash(const void *data, size_t len) {
     h ^= h >> 32;
     return h;
 }
+
+uint64_t cb_token_hash(const void *data, size_t len) { return xxh64(data, len); }
 
 /* Bit counting, eight counters per 64-bit word: acc[j] byte k counts bit 8k + j of the hashes.
  * A byte counter holds 255, so the words are flushed into 64 wide counters every 255 tokens. */
@@ -135,15 +138,15 @@ int cb_simhash64_batch(const uint8_t *buf, const uint64_t *doc_off, const uint64
             for (uint64_t t = 0; t + 1 < ntok; t++) {
                 const uint8_t *q = (const uint8_t *)memchr(p, sep, (size_t)(end - p));
                 if (!q) return -1;
-                bs_add(&s, cb_token_hash(p, (size_t)(q - p)));
+                bs_add(&s, xxh64(p, (size_t)(q - p)));
                 p = q + 1;
             }
             if (memchr(p, sep, (size_t)(end - p))) return -1;
-            bs_add(&s, cb_token_hash(p, (size_t)(end - p)));
+            bs_add(&s, xxh64(p, (size_t)(end - p)));
         } else {
             for (uint64_t t = 0; t < ntok; t++, ti++) {
                 if (tok_len[ti] > (uint64_t)(end - p)) return -1;
-                bs_add(&s, cb_token_hash(p, (size_t)tok_len[ti]));
+                bs_add(&s, xxh64(p, (size_t)tok_len[ti]));
                 p += tok_len[ti];
             }
             if (p != end) return -1;
@@ -183,7 +186,7 @@ int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t 
         for (uint64_t t = 0; t < doc_ntok[d]; t++) {
             const uint8_t *q = find_sep(p, end, (uint8_t)sep);
             if (--left == 0 ? q != end : q == end) return -1; /* separators != tokens - 1 */
-            bs_add(&s, cb_token_hash(p, (size_t)(q - p)));
+            bs_add(&s, xxh64(p, (size_t)(q - p)));
             p = q + (q < end);
         }
         out[d] = doc_ntok[d] ? bs_result(&s) : 0;
