@@ -228,3 +228,19 @@ def test_file_errors_and_bad_window(tmp_path: Path) -> None:
     small = tmp_path / "small"
     small.write_bytes(os.urandom(1000))
     assert list(cdc_file_chunks(small)) == [(0, 1000)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(min_size=st.integers(-5, 3000), avg_size=st.integers(-5, 5000), max_size=st.integers(-5, 20000),
+       normalization=st.integers(-2, 5), seed=st.integers(0, 2**32 - 1))
+def test_any_parameters_are_rejected_or_chunk_correctly(min_size: int, avg_size: int, max_size: int,
+                                                         normalization: int, seed: int) -> None:
+    valid = (64 <= min_size <= avg_size <= max_size and avg_size >= 256 and avg_size & (avg_size - 1) == 0
+             and 0 <= normalization <= 3)
+    if not valid:
+        with pytest.raises(ValueError):
+            ChunkerParams(min_size, avg_size, max_size, normalization)
+        return
+    params = ChunkerParams(min_size, avg_size, max_size, normalization)
+    data = random_bytes(3 * max_size + 17, seed)
+    assert cdc_chunks(data, params) == ref_chunks(data, min_size, avg_size, max_size, normalization)

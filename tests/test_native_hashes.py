@@ -139,3 +139,40 @@ def test_backends_are_named() -> None:
     assert b["sha256"] in {"shani", "portable"}
     assert b["blake3"] in {"avx2", "sse41", "portable"}
     assert not force_backend("blake3", "no-such-backend")
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 70_000), start=st.integers(0, 64))
+def test_random_lengths_and_offsets(n: int, start: int) -> None:
+    # Unaligned views into a larger buffer: no backend may assume alignment.
+    data = memoryview(RNG_DATA)[start:start + n]
+    assert blake3(data) == blake3_pkg.blake3(data).digest()
+    assert sha256(data) == hashlib.sha256(data).digest()
+
+
+def test_calls_release_the_gil() -> None:
+    # With the switch interval made huge, the interpreter never takes the GIL from a running
+    # thread: the main thread can get back in while the worker is still hashing only if the
+    # native call released the GIL.
+    import sys
+    import threading
+
+    big = np.random.default_rng(3).bytes(192 << 20)
+    started, done = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        started.set()
+        sha256(big)
+        done.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    try:
+        t = threading.Thread(target=worker)
+        t.start()
+        started.wait()
+        during_call = not done.is_set()
+        t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert during_call

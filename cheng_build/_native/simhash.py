@@ -46,7 +46,7 @@ def _as_doc(doc: Any) -> Sequence[Any]:
     return doc if isinstance(doc, (list, tuple)) else list(doc)
 
 
-def _run(parts: list[bytes], ntok: list[int], sep: int, tok_len: array | None) -> list[int]:
+def _run(parts: list[bytes], ntok: list[int], sep: int, tok_len: array[int] | None) -> list[int]:
     blob = b"".join(parts)
     lens = array("Q", map(len, parts))
     offs = array("Q", accumulate(lens, initial=0))
@@ -63,7 +63,7 @@ def _run(parts: list[bytes], ntok: list[int], sep: int, tok_len: array | None) -
     return list(ffi.unpack(out, len(parts)))
 
 
-def _joined_all(docs: list[Sequence[Any]], counts: array) -> list[int] | None:
+def _joined_all(docs: list[Sequence[Any]], counts: array[int]) -> list[int] | None:
     """Fast path: every token of every document joined by NUL, one encode, one C call.
 
     Returns None when that does not work out (mixed str/bytes, or a token contains a NUL: the C
