@@ -101,3 +101,25 @@ def test_bad_arguments(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     assert chunk_and_hash(empty) == []
     assert chunk_and_hash(b"") == []
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(0, 1_500_000), seed=st.integers(0, 2**32 - 1), threads=st.integers(1, 4),
+       fixed=st.sampled_from([None, 1000, 4096, 65536]), window=st.integers(1 << 12, 1 << 18))
+def test_file_read_in_windows_equals_buffer(tmp_path: Path, n: int, seed: int, threads: int,
+                                            fixed: int | None, window: int) -> None:
+    # Small windows force many refills (the real window is 64 MiB): each must carry the
+    # undecided tail over, with the parallel search too.
+    from cheng_build._native import chunking
+
+    data = np.random.default_rng(seed).bytes(n)
+    path = tmp_path / "w.bin"
+    path.write_bytes(data)
+    params = None if fixed else ChunkerParams(1024, 4096, 16384, 2)
+    saved = chunking._HASH_WINDOW
+    chunking._HASH_WINDOW = window
+    try:
+        got = chunk_and_hash(path, params, fixed_size=fixed, algo="blake3", threads=threads)
+    finally:
+        chunking._HASH_WINDOW = saved
+    assert got == chunk_and_hash(data, params, fixed_size=fixed, algo="blake3")

@@ -81,6 +81,8 @@ int cb_blake3_force_backend(const char *name);
 """
 
 LIB_NAME = "libchengnative.so"
+# What the kernels accept without copying (any object exporting a contiguous buffer works too).
+BytesLike = bytes | bytearray | memoryview
 _BUILD_HOW = (
     "install the package with `pip install .` (compiles native/ with CMake), or, in a source\n"
     "checkout, run `bash scripts/dev-build.sh` and use PYTHONPATH=<checkout>;\n"

@@ -71,8 +71,8 @@ size_t cb_cdc_cut(const cb_cdc *c, const uint8_t *buf, size_t len);
  *           least max_size bytes before the end of buf); *consumed says where the next call's
  *           buffer must begin. Feeding a stream this way gives the same cut points as one call on
  *           the whole input.
- * threads > 1 (only used when eof != 0) splits the search across threads; the result is
- * identical to threads == 1. Returns the number of chunks, or (size_t)-1 when cap is too small
+ * threads > 1 splits the search across threads; the result (chunks and *consumed) is identical
+ * to threads == 1. Returns the number of chunks, or (size_t)-1 when cap is too small
  * or memory ran out. */
 size_t cb_cdc_chunk(const cb_cdc *c, const uint8_t *buf, size_t len, int eof, unsigned threads,
                     uint64_t *ends, size_t cap, size_t *consumed);

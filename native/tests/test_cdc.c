@@ -18,7 +18,8 @@ static uint64_t weighted(const uint64_t *ends, size_t n) {
 }
 
 /* Feed the input in windows of `w` bytes the way a file reader would. */
-static size_t streamed(const cb_cdc *c, const uint8_t *data, size_t n, size_t w, uint64_t *ends) {
+static size_t streamed(const cb_cdc *c, const uint8_t *data, size_t n, size_t w, unsigned threads,
+                       uint64_t *ends) {
     uint8_t *buf = malloc(w);
     uint64_t *tmp = malloc(sizeof(uint64_t) * (cb_cdc_max_chunks(c, w) + 1));
     size_t base = 0, filled = 0, read = 0, total = 0;
@@ -29,7 +30,7 @@ static size_t streamed(const cb_cdc *c, const uint8_t *data, size_t n, size_t w,
         read += take;
         int eof = read == n;
         size_t consumed = 0;
-        size_t k = cb_cdc_chunk(c, buf, filled, eof, 1, tmp, cb_cdc_max_chunks(c, w) + 1, &consumed);
+        size_t k = cb_cdc_chunk(c, buf, filled, eof, threads, tmp, cb_cdc_max_chunks(c, w) + 1, &consumed);
         for (size_t i = 0; i < k; i++) ends[total++] = base + tmp[i];
         if (eof) break;
         memmove(buf, buf + consumed, filled - consumed);
@@ -88,7 +89,12 @@ int main(void) {
         CHECK(k2 == k && memcmp(ends, ends2, k * sizeof *ends) == 0);
     }
     for (size_t w = 2 * 65536; w <= 6 * 65536; w += 65536 + 7) {
-        size_t k2 = streamed(c, data, n, w, ends2);
+        size_t k2 = streamed(c, data, n, w, 1, ends2);
+        CHECK(k2 == k && memcmp(ends, ends2, k * sizeof *ends) == 0);
+    }
+    /* Windows big enough for the parallel search, which must also leave the same tail. */
+    for (unsigned t = 2; t <= 3; t++) {
+        size_t k2 = streamed(c, data, n, 9 * 65536 * t + 13, t, ends2);
         CHECK(k2 == k && memcmp(ends, ends2, k * sizeof *ends) == 0);
     }
     /* Too little room is refused, never overrun. */
@@ -106,8 +112,16 @@ int main(void) {
         CHECK(k2 == k && memcmp(ends, ends2, k * sizeof *ends) == 0);
     }
     for (size_t w = 2048; w <= 9000; w += 977) {
-        size_t k2 = streamed(c, data, 200000, w, ends2);
-        CHECK(k2 == k && memcmp(ends, ends2, k * sizeof *ends) == 0);
+        for (unsigned t = 1; t <= 2; t++) {
+            size_t k2 = streamed(c, data, 200000, w, t, ends2);
+            CHECK(k2 == k && memcmp(ends, ends2, k * sizeof *ends) == 0);
+        }
+    }
+    for (size_t w = 20000; w <= 60000; w += 9973) {
+        for (unsigned t = 2; t <= 5; t++) {
+            size_t k2 = streamed(c, data, 200000, w, t, ends2);
+            CHECK(k2 == k && memcmp(ends, ends2, k * sizeof *ends) == 0);
+        }
     }
 
     /* Zeros (a constant gear hash): still bounded by max_size, threads agree. */
