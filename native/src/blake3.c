@@ -145,7 +145,8 @@ static void parent_cv(const cb_blake3_hasher *h, const cb_b3_backend *be, const 
  * when input beyond total_chunks chunks exists, so no merged parent can be
  * the root. */
 static void merge_stack(cb_blake3_hasher *h, const cb_b3_backend *be, uint64_t total_chunks) {
-    size_t want = (size_t)__builtin_popcountll(total_chunks);
+    size_t want = 0;
+    for (uint64_t t = total_chunks; t != 0; t &= t - 1) want++; /* popcount */
     while (h->stack_len > want) {
         uint8_t *top2 = h->stack + 32u * (h->stack_len - 2u);
         parent_cv(h, be, top2, top2 + 32, top2);
