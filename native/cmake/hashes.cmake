@@ -41,8 +41,10 @@ endif()
 if(CHENG_BUILD_TESTS)
   # The test links the hash sources directly (static), so it runs without
   # the shared library and can be built with sanitizers by the caller's flags.
+  find_package(Threads REQUIRED)  # the test hashes from several threads at once
   add_executable(test_hashes "${CB_HASH_ROOT}/tests/test_hashes.c" ${CB_HASH_SOURCES})
   target_include_directories(test_hashes PRIVATE ${CB_HASH_INCLUDE_DIRS})
+  target_link_libraries(test_hashes PRIVATE Threads::Threads)
   set_target_properties(test_hashes PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON)
   add_test(NAME test_hashes
            COMMAND test_hashes "${CB_HASH_ROOT}/tests/hash_vectors.json")

@@ -5,6 +5,7 @@
  * lengths 0..70,000.
  *
  * Usage: test_hashes path/to/hash_vectors.json    (exit 0 = all passed) */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -371,6 +372,44 @@ static void test_agreement(const char *const *b3_names, size_t nb3, const char *
     free(data);
 }
 
+/* ---- threads: hashing while another thread switches backends ------------ */
+
+enum { THREAD_LEN = 200000, THREAD_ROUNDS = 40 };
+static uint8_t g_thread_data[THREAD_LEN];
+static uint8_t g_b3_want[32], g_sha_want[32];
+
+static void *hash_worker(void *arg) {
+    int *bad = arg;
+    for (int r = 0; r < THREAD_ROUNDS; r++) {
+        uint8_t out[32];
+        cb_blake3(g_thread_data, THREAD_LEN, out);
+        if (memcmp(out, g_b3_want, 32) != 0) (*bad)++;
+        cb_sha256(g_thread_data, THREAD_LEN, out);
+        if (memcmp(out, g_sha_want, 32) != 0) (*bad)++;
+    }
+    return NULL;
+}
+
+static void test_threads(const char *const *b3_names, size_t nb3, const char *const *sha_names,
+                         size_t nsha) {
+    for (size_t i = 0; i < THREAD_LEN; i++) g_thread_data[i] = (uint8_t)rnd();
+    cb_blake3_force_backend("portable");
+    cb_sha256_force_backend("portable");
+    cb_blake3(g_thread_data, THREAD_LEN, g_b3_want);
+    cb_sha256(g_thread_data, THREAD_LEN, g_sha_want);
+    pthread_t th[4];
+    int bad[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 4; i++) CHECK(pthread_create(&th[i], NULL, hash_worker, &bad[i]) == 0, "pthread_create");
+    for (int r = 0; r < 200; r++) {
+        cb_blake3_force_backend(b3_names[(size_t)r % nb3]);
+        cb_sha256_force_backend(sha_names[(size_t)r % nsha]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(bad[i] == 0, "thread %d: %d wrong digests", i, bad[i]);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s hash_vectors.json\n", argv[0]);
@@ -413,6 +452,9 @@ int main(int argc, char **argv) {
     int before = g_failures;
     test_agreement(b3_ok, nb3, sha_ok, nsha);
     printf("backends agree on random inputs: %s\n", g_failures == before ? "ok" : "FAILED");
+    before = g_failures;
+    test_threads(b3_ok, nb3, sha_ok, nsha);
+    printf("threads hashing while backends switch: %s\n", g_failures == before ? "ok" : "FAILED");
     CHECK(cb_blake3_force_backend("auto") == 0 && cb_sha256_force_backend("auto") == 0,
           "auto backend");
 
