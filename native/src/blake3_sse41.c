@@ -9,7 +9,7 @@
  *   shuffles at all. */
 #include "blake3_impl.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef CB_HAVE_X86
 #include <immintrin.h>
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "blake3_impl.h" /* private: the backend contract, tested directly below */
+#include "cpu_features.h"
+#include "sha256_impl.h"
 #include "cb_blake3.h"
 #include "cb_sha256.h"
 
@@ -419,6 +421,22 @@ int main(int argc, char **argv) {
     load_vectors(argv[1], &v);
 
     printf("detected: blake3=%s sha256=%s\n", cb_blake3_backend(), cb_sha256_backend());
+    /* Dispatch must pick the best backend that this build and CPU have. */
+    unsigned f = cb_cpu_features(), need_sse = CB_CPU_SSSE3 | CB_CPU_SSE41;
+    const char *best_b3 = "portable", *best_sha = "portable";
+#ifdef CB_HAVE_X86
+    if ((f & need_sse) == need_sse) best_b3 = "sse41";
+    if ((f & (need_sse | CB_CPU_SHA)) == (need_sse | CB_CPU_SHA)) best_sha = "shani";
+#endif
+#ifdef CB_HAVE_AVX2
+    if ((f & (need_sse | CB_CPU_AVX2)) == (need_sse | CB_CPU_AVX2)) best_b3 = "avx2";
+#endif
+    (void)f;
+    (void)need_sse;
+    CHECK(strcmp(cb_blake3_backend(), best_b3) == 0, "blake3 dispatch chose %s, expected %s",
+          cb_blake3_backend(), best_b3);
+    CHECK(strcmp(cb_sha256_backend(), best_sha) == 0, "sha256 dispatch chose %s, expected %s",
+          cb_sha256_backend(), best_sha);
     static const char *const b3_all[] = {"portable", "sse41", "avx2"};
     static const char *const sha_all[] = {"portable", "shani"};
     const char *b3_ok[3], *sha_ok[2];
@@ -428,7 +446,7 @@ int main(int argc, char **argv) {
     CHECK(cb_sha256_force_backend("no-such-backend") == -1, "unknown sha256 backend accepted");
     for (size_t i = 0; i < 3; i++) {
         if (cb_blake3_force_backend(b3_all[i]) != 0) {
-            printf("blake3 %-8s: not available on this CPU, skipped\n", b3_all[i]);
+            printf("blake3 %-8s: not in this build or CPU, skipped\n", b3_all[i]);
             continue;
         }
         CHECK(strcmp(cb_blake3_backend(), b3_all[i]) == 0, "blake3 force %s", b3_all[i]);
@@ -440,7 +458,7 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < 2; i++) {
         if (cb_sha256_force_backend(sha_all[i]) != 0) {
-            printf("sha256 %-8s: not available on this CPU, skipped\n", sha_all[i]);
+            printf("sha256 %-8s: not in this build or CPU, skipped\n", sha_all[i]);
             continue;
         }
         CHECK(strcmp(cb_sha256_backend(), sha_all[i]) == 0, "sha256 force %s", sha_all[i]);
