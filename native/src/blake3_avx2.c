@@ -80,8 +80,9 @@ static const uint8_t ROT8_MASK[32] __attribute__((aligned(32))) = {
     HALF(0, 5, 10, 15, 1, 6, 11, 12, 2, 7, 8, 13, 3, 4, 9, 14,                     \
          s8, s9, s10, s11, s12, s13, s14, s15)
 
-#define LOAD2(r0, r1, base) \
-    "vmovdqu " #r0 "*32(%[" #base "]), " R(r0) "\n\t" "vmovdqu " #r1 "*32(%[" #base "]), " R(r1) "\n\t"
+#define LOAD2(r0, r1, base)                              \
+    "vmovdqu " #r0 "*32(%[" #base "]), " R(r0) "\n\t" \
+    "vmovdqu " #r1 "*32(%[" #base "]), " R(r1) "\n\t"
 /* c[k] goes to ymm(8 + k): register r0 loads from offset (r0 - 8) * 32. */
 #define LOADC2(r0, r1) \
     "vmovdqu " #r0 "*32-256(%[c]), " R(r0) "\n\t" "vmovdqu " #r1 "*32-256(%[c]), " R(r1) "\n\t"

@@ -43,7 +43,8 @@ static void die(const char *what) {
 }
 
 static void ws(cursor *c) {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t')) c->p++;
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+        c->p++;
 }
 
 static int peek(cursor *c) {
@@ -401,7 +402,8 @@ static void test_threads(const char *const *b3_names, size_t nb3, const char *co
     cb_sha256(g_thread_data, THREAD_LEN, g_sha_want);
     pthread_t th[4];
     int bad[4] = {0, 0, 0, 0};
-    for (int i = 0; i < 4; i++) CHECK(pthread_create(&th[i], NULL, hash_worker, &bad[i]) == 0, "pthread_create");
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&th[i], NULL, hash_worker, &bad[i]) == 0, "pthread_create");
     for (int r = 0; r < 200; r++) {
         cb_blake3_force_backend(b3_names[(size_t)r % nb3]);
         cb_sha256_force_backend(sha_names[(size_t)r % nsha]);
