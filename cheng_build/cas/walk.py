@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from cheng_build.cas import dagpb
-from cheng_build.cas.cid import CID, DAG_PB, RAW
+from cheng_build.cas.cid import CID, DAG_PB, RAW, cid_bytes
 
 __all__ = ["block_links", "walk_dag"]
 
@@ -33,7 +33,7 @@ def walk_dag(get: Callable[[CID], bytes], root: CID) -> Iterator[CID]:
     stack = [root]
     while stack:
         cid = stack.pop()
-        key = bytes(cid)
+        key = cid_bytes(cid)
         if key in seen:
             continue
         seen.add(key)
