@@ -137,8 +137,9 @@ class _Builder:
             entry = self.add_buffer(path.read_bytes())
             self._advance_bytes(size)
         else:
+            # Progress follows hashing when nothing is stored, else the writes (the slow part).
             raw = file_leaves(path, self.chunker, self.hash, threads=self.threads,
-                              on_bytes=self._advance_bytes)
+                              on_bytes=self._advance_bytes if self.sink is None else None)
             leaves = [_Entry(cid_from_digest(d, "raw", self.hash), ln, ln) for _, ln, d in raw]
             if self.sink is not None:
                 with open(path, "rb") as fh:
@@ -147,6 +148,7 @@ class _Builder:
                         # The sink verifies these bytes against the CID we hashed, so a file
                         # that changes while we read it fails loudly instead of storing a lie.
                         self._emit(leaf.cid, os.pread(fd, ln, off))
+                        self._advance_bytes(ln)
             else:
                 self.blocks += len(leaves)
             entry = self.file_from_leaves(leaves)
