@@ -127,7 +127,7 @@ def _native_hash_is_fast(n: ModuleType, hash: str) -> bool:
     only when the library reports an accelerated backend.
     """
     try:
-        backend = n.backends().get("sha256" if hash == "sha2-256" else "blake3", "unavailable")
+        backend: str = n.backends().get("sha256" if hash == "sha2-256" else "blake3", "unavailable")
     except Exception:
         return False
     if hash == "sha2-256":
