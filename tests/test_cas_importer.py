@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cheng_build.cas import dagpb, unixfs
 from cheng_build.cas.chunker import parse_chunker
@@ -114,6 +116,10 @@ def test_snapshot_exclusions(tmp_path: Path) -> None:
     (["f?o"], "fxo", False, True),
     (["f[ab]o"], "fco", False, False),
     (["\\#x"], "#x", False, True),
+    (["[!]x]"], "y", False, True),
+    (["[!]x]"], "x", False, False),
+    (["[z-a]"], "[z-a]", False, True),  # an invalid class is literal text, not a crash
+    (["a[!b]c"], "a/c", False, False),  # a class never matches /
 ])
 def test_ignore_rules(lines: list[str], path: str, is_dir: bool, expected: bool) -> None:
     assert IgnoreRules.from_lines(lines).excluded(path, is_dir) is expected
@@ -176,3 +182,22 @@ def test_blake3_dag_round_trips(tmp_path: Path) -> None:
     f = tmp_path / "f"
     f.write_bytes(data * 2)
     assert add_path(None, f, hash="blake3") == add_bytes(None, data * 2, hash="blake3")
+
+
+@settings(deadline=None)
+@given(st.text(max_size=40))
+def test_ignore_lines_never_crash(line: str) -> None:
+    rules = IgnoreRules.from_lines([line])
+    for path in ("a", "a/b", line.strip("/") or "x"):
+        assert rules.excluded(path, True) in (True, False)
+
+
+@settings(deadline=None)
+@given(st.text(max_size=40))
+def test_chunker_spec_parser(spec: str) -> None:
+    try:
+        ch = parse_chunker(spec)
+    except UsageError as exc:
+        assert spec in exc.what
+        return
+    assert str(ch) == spec.strip()  # canonical: e.g. non-ASCII digits are refused, not converted

@@ -70,7 +70,7 @@ class Chunker:
         return f"fastcdc-{self.min_size}-{self.avg_size}-{self.max_size}"
 
 
-_SPEC = re.compile(r"^(?:size-(\d+)|fastcdc-(\d+)-(\d+)-(\d+))$")
+_SPEC = re.compile(r"^(?:size-([0-9]{1,9})|fastcdc-([0-9]{1,9})-([0-9]{1,9})-([0-9]{1,9}))$")
 
 
 def parse_chunker(spec: str) -> Chunker:
