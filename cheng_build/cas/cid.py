@@ -131,9 +131,14 @@ def _pick_blake3() -> Callable[[bytes | memoryview], bytes]:
         pass
 
     def package(data: bytes | memoryview) -> bytes:
-        import blake3  # the PyPI package: only when the C library is not built
-
-        return blake3.blake3(data).digest()
+        try:
+            import blake3  # the PyPI package: only when the C library has no BLAKE3
+        except ImportError:
+            raise CidError("blake3 hashing is not available",
+                           why="neither the native library nor the 'blake3' package is installed",
+                           how="build the native library (bash scripts/dev-build.sh) or "
+                               "pip install blake3; or use sha2-256") from None
+        return bytes(blake3.blake3(data).digest())
 
     return package
 
