@@ -43,7 +43,7 @@ from cheng_build.cas.cid import CID, CidError, cid_str, parse_cid, verify_block
 from cheng_build.cas.durable import SYNCFS_MIN_FILES, flush_filesystem, fsync_dirs, fsync_files
 from cheng_build.cas.walk import block_links
 from cheng_build.core.atomic import atomic_write_bytes
-from cheng_build.core.errors import DigestMismatchError, IntegrityError, NotFoundError, StoreError
+from cheng_build.core.errors import DigestMismatchError, NotFoundError, StoreError
 from cheng_build.core.paths import cache_dir
 
 __all__ = ["Batch", "Blockstore", "GcResult"]
@@ -368,7 +368,3 @@ class Batch:
         for cid in self._pins:
             self.store._pin_locked(cid)
         self._pins.clear()
-
-
-# Re-exported so callers catching store failures need one import.
-_ = IntegrityError

@@ -40,7 +40,7 @@ from cheng_build.cas.chunker import (
     file_leaves,
     parse_chunker,
 )
-from cheng_build.cas.cid import CID, DAG_PB, RAW, cid_from_digest, digest_of, hasher_for
+from cheng_build.cas.cid import CID, cid_from_digest, hasher_for
 from cheng_build.cas.ignore import IgnoreRules
 from cheng_build.cas.progress import ImportProgress, ProgressCallback
 from cheng_build.core.errors import InputError
@@ -305,7 +305,3 @@ def add_bytes(store: Blockstore | None, data: bytes, *, chunker: str = DEFAULT_C
         if pin:
             batch.pin(cid)
     return cid
-
-
-# Codec constants re-exported for callers that inspect roots without importing cid.
-_ = (RAW, DAG_PB, digest_of)
