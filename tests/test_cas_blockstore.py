@@ -136,3 +136,23 @@ def test_concurrent_writers(tmp_path: Path) -> None:
     for cid in cids:
         store.get(cid)  # every block intact
     assert not [p for p in (tmp_path / "blocks").rglob(".tmp-*")]
+
+
+def test_repeated_chunks_are_staged_once(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+    with store.batch() as b:
+        for _ in range(50):
+            b.put(make_cid(b"\x00" * 100), b"\x00" * 100)
+    assert b.written == 1
+
+
+def test_add_skips_the_store_inside_the_tree(tmp_path: Path) -> None:
+    from cheng_build.cas.importer import add_path
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a").write_text("a")
+    store = Blockstore(tmp_path / "cache")
+    add_bytes(store, b"something already stored")
+    with_store = add_path(store, tmp_path)
+    (tmp_path / "cache").rename(tmp_path.parent / f"{tmp_path.name}-moved")
+    assert with_store == add_path(None, tmp_path)

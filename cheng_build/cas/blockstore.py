@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from cheng_build.cas.cid import CID, CidError, cid_str, parse_cid, verify_block
+from cheng_build.cas.cid import CID, CidError, cid_bytes, cid_str, parse_cid, verify_block
 from cheng_build.cas.durable import SYNCFS_MIN_FILES, flush_filesystem, fsync_dirs, fsync_files
 from cheng_build.cas.walk import block_links
 from cheng_build.core.atomic import atomic_write_bytes
@@ -268,6 +268,7 @@ class Batch:
         self._pins: list[CID] = []
         self._shards: set[Path] = set()  # shard directories known to exist
         self._fresh: set[Path] = set()  # ... of which this batch created these
+        self._seen: set[bytes] = set()  # CIDs put in this batch
         self._lock_cm: contextlib.AbstractContextManager[None] | None = None
         self.written = 0
 
@@ -296,6 +297,10 @@ class Batch:
         if self._lock_cm is None:
             raise RuntimeError("Batch.put outside 'with store.batch() as batch:'")
         verify_block(cid, data)
+        key = cid_bytes(cid)
+        if key in self._seen:
+            return  # staged already (a file repeating a chunk, e.g. runs of zeros)
+        self._seen.add(key)
         final = self.store.path_for(cid)
         shard = final.parent
         # A shard this batch created held nothing before it: no need to look for a copy there.

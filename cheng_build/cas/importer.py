@@ -87,6 +87,7 @@ class _Builder:
         self.progress = progress
         self.tally = tally
         self.blocks = 0
+        self.skip: frozenset[str] = frozenset()
 
     # -- blocks -----------------------------------------------------------------------------
 
@@ -174,7 +175,7 @@ class _Builder:
 
     def add_dir(self, path: Path, rel: str, rules: IgnoreRules | None) -> _Entry:
         children: list[tuple[bytes, str, _Entry]] = []
-        for name, child, mode, size in _entries(path, rel, rules):
+        for name, child, mode, size in _entries(path, rel, rules, self.skip):
             child_rel = f"{rel}/{name}" if rel else name
             if stat_mod.S_ISLNK(mode):
                 entry = self.add_symlink(child)
@@ -190,8 +191,13 @@ class _Builder:
         return _Entry(cid, tsize, 0)
 
 
-def _entries(path: Path, rel: str, rules: IgnoreRules | None) -> list[tuple[str, Path, int, int]]:
-    """The directory's entries kept by ``rules``: (name, path, lstat mode, size)."""
+def _entries(path: Path, rel: str, rules: IgnoreRules | None,
+             skip: frozenset[str] = frozenset()) -> list[tuple[str, Path, int, int]]:
+    """The directory's entries kept by ``rules``: (name, path, lstat mode, size).
+
+    ``skip`` holds real paths of directories never imported: the blockstore being written to,
+    when it lies inside the tree (``cheng-pkg add .`` with ``./chengcache``).
+    """
     out: list[tuple[str, Path, int, int]] = []
     with os.scandir(path) as it:
         for de in it:
@@ -212,14 +218,17 @@ def _entries(path: Path, rel: str, rules: IgnoreRules | None) -> list[tuple[str,
             child_rel = f"{rel}/{name}" if rel else name
             if rules is not None and rules.excluded(child_rel, stat_mod.S_ISDIR(mode)):
                 continue
+            if skip and stat_mod.S_ISDIR(mode) and os.path.realpath(de.path) in skip:
+                continue
             out.append((name, Path(de.path), mode, st.st_size))
     return out
 
 
-def _scan(path: Path, rel: str, rules: IgnoreRules | None, tally: ImportProgress) -> None:
-    for name, child, mode, size in _entries(path, rel, rules):
+def _scan(path: Path, rel: str, rules: IgnoreRules | None, tally: ImportProgress,
+          skip: frozenset[str]) -> None:
+    for name, child, mode, size in _entries(path, rel, rules, skip):
         if stat_mod.S_ISDIR(mode):
-            _scan(child, f"{rel}/{name}" if rel else name, rules, tally)
+            _scan(child, f"{rel}/{name}" if rel else name, rules, tally, skip)
         elif stat_mod.S_ISREG(mode):
             tally.files_total += 1
             tally.bytes_total += size
@@ -256,15 +265,17 @@ def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunk
         raise InputError(f"no such file: {os.fspath(path)}") from None
     tally = ImportProgress()
     rules = IgnoreRules.for_snapshot(p) if snapshot and stat_mod.S_ISDIR(st.st_mode) else None
+    skip = frozenset([os.path.realpath(store.root)]) if store is not None else frozenset()
     if progress is not None:
         if stat_mod.S_ISDIR(st.st_mode):
-            _scan(p, "", rules, tally)
+            _scan(p, "", rules, tally, skip)
         else:
             tally.files_total, tally.bytes_total = 1, st.st_size
     nthreads = threads or default_threads()
 
     def run(sink: BlockSink | None) -> tuple[_Entry, _Builder]:
         b = _Builder(sink, spec, hash, nthreads, progress, tally)
+        b.skip = skip
         if stat_mod.S_ISDIR(st.st_mode):
             return b.add_dir(p, "", rules), b
         if stat_mod.S_ISREG(st.st_mode):
