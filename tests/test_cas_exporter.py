@@ -193,3 +193,21 @@ def test_materialize_refuses_a_file(tmp_path: Path) -> None:
     store = Blockstore(tmp_path)
     with pytest.raises(InputError, match="not a directory"):
         materialize(store, add_bytes(store, b"file"), tmp_path)
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "../../outside", ".."])
+def test_escaping_symlinks(tmp_path: Path, target: str) -> None:
+    src = tmp_path / "pkg"
+    (src / "src").mkdir(parents=True)
+    (src / "src" / "ok.cheng").write_text("x")
+    os.symlink("ok.cheng", src / "src" / "inside")  # stays inside: always fine
+    os.symlink(target, src / "src" / "evil")
+    store = Blockstore(tmp_path / "cache")
+    with pytest.raises(InputError, match="symlink points outside the package"):
+        add_path(store, src, snapshot=True)
+    root = add_path(store, src)  # a plain add keeps it (it is what is on disk) ...
+    out = export_to(store, root, tmp_path / "plain")  # ... and a plain get writes it back
+    assert os.readlink(out / "src" / "evil") == target
+    with pytest.raises(UnixFSStructureError, match="points outside the snapshot"):
+        materialize(store, root, tmp_path / "cache")  # but never into the package cache
+    assert list((tmp_path / "cache" / "packages").iterdir()) == []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import os
+import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ __all__ = [
     "read_file",
     "read_path",
     "resolve_path",
+    "symlink_escapes",
 ]
 
 
@@ -227,8 +229,17 @@ def iter_dag(store: Blockstore, root: CID) -> Iterator[CID]:
     return walk_dag(store.get, root)
 
 
+def symlink_escapes(rel_link: str, target: str) -> bool:
+    """Whether a symlink at ``rel_link`` (POSIX, relative to a tree's root) pointing at ``target``
+    leaves the tree: an absolute target, or one whose ``..`` climb above the root."""
+    if not target or target.startswith("/") or "\x00" in target:
+        return True
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(rel_link), target))
+    return joined == ".." or joined.startswith("../")
+
+
 def export_to(store: Blockstore, cid: CID, out: str | os.PathLike[str], *, file_mode: int = 0o644,
-              durable: bool = False) -> Path:
+              durable: bool = False, contained_symlinks: bool = False) -> Path:
     """Write the file, symlink or tree ``cid`` at ``out`` (which must not exist yet).
 
     Args:
@@ -237,6 +248,8 @@ def export_to(store: Blockstore, cid: CID, out: str | os.PathLike[str], *, file_
         out: the path to create.
         file_mode: permission bits of every file (modes are not part of UnixFS snapshots).
         durable: fsync every file and directory before returning.
+        contained_symlinks: refuse symlinks that point outside the tree (a package snapshot
+            must not lead a build to read ``~/.ssh/id_rsa`` through ``src/x.cheng``).
 
     Raises:
         InputError: ``out`` already exists.
@@ -247,20 +260,25 @@ def export_to(store: Blockstore, cid: CID, out: str | os.PathLike[str], *, file_
         raise InputError(f"{target} already exists", how="choose a new --out: path or remove it first")
     written: list[Path] = []
     dirs: list[Path] = [target.parent if str(target.parent) else Path(".")]
-    _export(store, cid, target, file_mode, written, dirs)
+    _export(store, cid, target, "", file_mode, written, dirs, contained_symlinks)
     if durable:
         fsync_files(written)
         fsync_dirs(list(reversed(dirs)))
     return target
 
 
-def _export(store: Blockstore, cid: CID, path: Path, file_mode: int, written: list[Path],
-            dirs: list[Path]) -> None:
+def _export(store: Blockstore, cid: CID, path: Path, rel: str, file_mode: int, written: list[Path],
+            dirs: list[Path], contained: bool) -> None:
     node, meta, raw = _load(store, cid)
     kind = _kind(meta, cid)
     if kind is EntryKind.SYMLINK:
         assert meta is not None
-        os.symlink(os.fsdecode(meta.data or b""), path)
+        target = os.fsdecode(meta.data or b"")
+        if contained and symlink_escapes(rel or ".", target):
+            raise UnixFSStructureError(f"symlink {rel or '.'} in {cid} points outside the snapshot",
+                                       why=f"its target is {target!r}",
+                                       how="a package may only link to its own files")
+        os.symlink(target, path)
     elif kind is EntryKind.FILE:
         # O_EXCL | O_NOFOLLOW: never write through a symlink or over something that appeared.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -273,4 +291,5 @@ def _export(store: Blockstore, cid: CID, path: Path, file_mode: int, written: li
         os.mkdir(path, 0o755)
         dirs.append(path)
         for name, child in _directory(store, cid):
-            _export(store, child, path / name, file_mode, written, dirs)
+            _export(store, child, path / name, f"{rel}/{name}" if rel else name, file_mode, written,
+                    dirs, contained)

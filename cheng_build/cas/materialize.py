@@ -8,7 +8,8 @@ On-disk format::
 
 The tree is exported into the temp directory, every file and directory fsynced, and the temp
 directory renamed to its final name in one ``rename``. Because the name is the CID, a directory
-that exists is complete and correct; two processes materialising the same CID both succeed, the
+that exists is complete and correct; symlinks that would lead out of the package (absolute, or
+climbing above its root) are refused; two processes materialising the same CID both succeed, the
 second rename loses and its copy is removed.
 """
 
@@ -58,7 +59,7 @@ def materialize(store: Blockstore, cid: CID, cache_root: str | os.PathLike[str])
     parent.mkdir(parents=True, exist_ok=True)
     tmp_root = parent / f".tmp-{cid_str(cid)}-{secrets.token_hex(6)}"
     try:
-        export_to(store, cid, tmp_root, file_mode=0o444, durable=True)
+        export_to(store, cid, tmp_root, file_mode=0o444, durable=True, contained_symlinks=True)
         try:
             os.rename(tmp_root, final)
         except OSError:
