@@ -195,7 +195,7 @@ def test_materialize_refuses_a_file(tmp_path: Path) -> None:
         materialize(store, add_bytes(store, b"file"), tmp_path)
 
 
-@pytest.mark.parametrize("target", ["/etc/passwd", "../../outside", ".."])
+@pytest.mark.parametrize("target", ["/etc/passwd", "../../outside", "../.."])
 def test_escaping_symlinks(tmp_path: Path, target: str) -> None:
     src = tmp_path / "pkg"
     (src / "src").mkdir(parents=True)
