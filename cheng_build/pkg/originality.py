@@ -30,10 +30,12 @@ from cheng_build.core.errors import ChengError
 
 COPY_DISTANCE = 6  # bits out of 64: >= 90.6% of the fingerprint agrees
 
-KEYWORDS = frozenset(
-    "fn if as in of is let var mut for nil ref set str type elif else when case true enum const "
-    "trait macro async while break yield defer await block where false tuple notin module return "
-    "import concept iterator template continue".split())
+KEYWORDS = frozenset((
+    "fn", "if", "as", "in", "of", "is", "let", "var", "mut", "for", "nil", "ref", "set", "str",
+    "type", "elif", "else", "when", "case", "true", "enum", "const", "trait", "macro", "async",
+    "while", "break", "yield", "defer", "await", "block", "where", "false", "tuple", "notin",
+    "module", "return", "import", "concept", "iterator", "template", "continue",
+))
 
 MAX_SOURCE_BYTES = 8 << 20  # a larger "source file" is not something anyone wrote by hand
 
