@@ -82,10 +82,10 @@ def _previous_api(prev: RegistryEntry, store: Blockstore | None) -> dict[str, An
         raise PublishError("cannot check SemVer without the store",
                            why=f"the previous release (line {prev.line}) keeps its API table in the CAS",
                            how="pass --store:<dir> (the store the previous release went to)")
-    from cheng_build.cas import exporter
     from cheng_build.cas.cid import parse_cid
+    from cheng_build.pkg.snapshot import read_whole
 
-    raw = exporter.read_file(store, parse_cid(api_cid))
+    raw = read_whole(store, parse_cid(api_cid))
     return dict(api.api_from_json(raw))
 
 
