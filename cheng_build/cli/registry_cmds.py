@@ -164,7 +164,7 @@ def _verified_log(args: argparse.Namespace, remember: bool = True):  # type: ign
     from cheng_build.trust.registry_log import RegistryLog
 
     cfg = _config(args)
-    log = RegistryLog.load(cfg.registry, limits=cfg.limits)
+    log = RegistryLog.load(cfg.registry, limits=cfg.limits, verify_ahead=True)
     report = log.verify(cfg, memory=remember)
     return cfg, log, report
 
