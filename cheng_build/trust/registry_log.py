@@ -900,14 +900,18 @@ class RegistryLog:
 
         # The log as a whole: the remembered checkpoint, then the newest checkpoint's expiry.
         if remembered is not None:
-            if state.lines < remembered.size:
+            if state.lines < max(remembered.size, remembered.line):
                 raise ForkError("registry forked",
                                 why=f"this client saw a checkpoint of {remembered.size} lines "
-                                    f"(root {remembered.root[:16]}...); the log now has only "
+                                    f"(root {remembered.root[:16]}...) at line {remembered.line}; the "
+                                    "log now has only "
                                     f"{state.lines}: history was rolled back or rewritten",
                                 how="get the registry from its operator again; if the operator "
                                     f"really restarted it, delete its entry in {mem.file if mem else ''}")
-            if state.captured_root != remembered.root:
+            at = self.entries[remembered.line - 1] if remembered.line else None
+            if state.captured_root != remembered.root or (
+                    at is not None and (at.type is not EntryType.CHECKPOINT
+                                        or at.data.get("root") != remembered.root)):
                 raise ForkError("registry forked",
                                 why=f"its first {remembered.size} lines do not have the root of the "
                                     "checkpoint this client remembers: history was rewritten",
