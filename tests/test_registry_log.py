@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers_registry import World
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +34,6 @@ from cheng_build.trust.registry_log import (
     verify_entry_signature,
 )
 from cheng_build.trust.registry_ops import RefusedError, append_checkpoint, revoke_key, rotate_key
-from helpers_registry import World
 
 
 @pytest.fixture
@@ -304,7 +304,8 @@ def test_arbitrary_package_content_refused(world: World) -> None:
 GARBAGE = st.one_of(
     st.binary(max_size=200),
     st.text(max_size=200).map(lambda s: s.encode("utf-8", "surrogatepass")),
-    st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                 | st.text(max_size=20),
                  lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=12), c, max_size=6),
                  max_leaves=12).map(lambda v: json.dumps(v).encode()),
     st.fixed_dictionaries({"type": st.sampled_from(["publish", "key", "checkpoint", "x"]),
