@@ -125,3 +125,23 @@ def test_config_show_sources(env: Path, capsys: pytest.CaptureFixture[str],
     assert json.loads("\n".join(out))["mode"] == {"value": "p2p", "source": source}
     rc, _, err = run(capsys, pkg, "config", "show", "--mode:warp")
     assert rc == 2 and err[0] == "config: --mode: unknown mode 'warp'"
+
+
+def test_l2_writes_the_audit_log(env: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    run(capsys, registry, "keygen", "--out:a.json", "--author:node:a")
+    run(capsys, registry, "keygen", "--out:op.json", "--author:op:main")
+    run(capsys, registry, "publish", "--package:pkg://cheng/x", "--channel:edge", "--epoch:1",
+        "--src:pkg", "--priv:a.json")
+    audit = env / "audit.jsonl"
+    monkeypatch.setenv("PKG_AUDIT_LOG", str(audit))
+    rc, _, err = run(capsys, registry, "verify", "--level:L2")
+    assert rc == 1 and err[0] == "verify: registry has no checkpoint"
+    run(capsys, registry, "checkpoint", "--priv:op.json")
+    rc, _, _ = run(capsys, registry, "verify", "--level:L2")
+    assert rc == 0
+    recs = [json.loads(x) for x in audit.read_text().splitlines()]
+    assert [(r["event"], r["ok"]) for r in recs] == [("verify", False), ("verify", True)]
+    assert recs[1]["checkpoint_line"] == 2
+    rc, _, _ = run(capsys, registry, "verify", "--level:L1")
+    assert len(audit.read_text().splitlines()) == 2  # L1 does not audit
