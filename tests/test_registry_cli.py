@@ -145,3 +145,23 @@ def test_l2_writes_the_audit_log(env: Path, capsys: pytest.CaptureFixture[str],
     assert recs[1]["checkpoint_line"] == 2
     rc, _, _ = run(capsys, registry, "verify", "--level:L1")
     assert len(audit.read_text().splitlines()) == 2  # L1 does not audit
+
+
+def test_verify_store_catches_swapped_content(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, registry, "keygen", "--out:a.json", "--author:node:a")
+    rc, out, _ = run(capsys, registry, "publish", "--package:pkg://cheng/x", "--channel:edge",
+                     "--epoch:1", "--file:pkg/src/a.cheng", "--priv:a.json", "--store:cas")
+    assert rc == 0
+    rc, out, _ = run(capsys, registry, "verify", "--store:cas")
+    assert rc == 0 and out[-1] == "ok"
+    block = next(p for p in (env / "cas" / "blocks").rglob("*") if p.name == _cid(env))
+    block.chmod(0o644)
+    block.write_bytes(b"fn Hello(x: int): int =\n    return 666\n")
+    rc, _, err = run(capsys, registry, "verify", "--store:cas")
+    assert rc == 1
+    assert err[0] == "verify: line 1: content of pkg://cheng/x does not hash to its signed CID"
+
+
+def _cid(env: Path) -> str:
+    line = (env / "build" / "cheng_registry" / "registry.jsonl").read_text().splitlines()[0]
+    return str(json.loads(line)["cid"])
