@@ -26,7 +26,8 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from json.encoder import encode_basestring  # type: ignore[attr-defined]  # C-accelerated
+from json.encoder import encode_basestring  # C-accelerated
+from typing import Any
 
 from cheng_build.core.errors import IntegrityError
 
@@ -145,10 +146,11 @@ def publish_payload(fields: Mapping[str, object]) -> bytes:
         sh, score, epoch = fields["ast_simhash64"], fields["originality_score"], fields["epoch"]
         if (type(sh) is str and type(score) is float and type(epoch) is int and epoch >= 0
                 and 0.0 <= score <= 1.0 and _CANON_HEX16.fullmatch(sh)):
+            enc: Any = encode_basestring  # raises TypeError on a non-string: the slow path decides
             return (_FAST_TEMPLATE % (
-                sh, encode_basestring(fields["author_id"]), encode_basestring(fields["channel"]),
-                encode_basestring(fields["cid"]), epoch, encode_basestring(fields["format"]),
-                repr(score), encode_basestring(fields["package_id"]))).encode("utf-8", "surrogatepass")
+                sh, enc(fields["author_id"]), enc(fields["channel"]), enc(fields["cid"]), epoch,
+                enc(fields["format"]), repr(score), enc(fields["package_id"]))
+                    ).encode("utf-8", "surrogatepass")
     except (KeyError, TypeError):
         pass
     parts: list[bytes] = []

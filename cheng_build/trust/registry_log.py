@@ -698,7 +698,7 @@ class _SigCheck:
         if self._pool is None:
             return _check_sigs(self._entries)
         try:
-            out = []
+            out: list[tuple[int, str]] = []
             for f in self._futures:
                 if not f.cancelled():
                     out.extend(x for x in f.result() if x[0] > self._skip)
