@@ -56,12 +56,11 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.atomic import append_line_locked, file_lock
 from cheng_build.core.errors import (
@@ -74,6 +73,9 @@ from cheng_build.trust import canonical, merkle
 from cheng_build.trust.checkpoint import Checkpoint, CheckpointMemory
 from cheng_build.trust.config import Config, Level, Limits
 from cheng_build.trust.keys import ED25519_PREFIX, LOCAL_PREFIX, Verifier
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 CHANNELS = ("edge", "stable", "lts")
 FORMATS = ("dag", "tar", "source")
@@ -165,7 +167,7 @@ class RegistryEntry:
     line: int
     type: EntryType
     raw: bytes = field(repr=False)
-    data: Mapping[str, Any] = field(repr=False)
+    data: Mapping[str, Any] = field(repr=False, compare=False)  # determined by raw
     ast_simhash64: str | None = None  # normalised to 16 lowercase hex digits
 
     package_id = property(lambda self: self.data.get("package_id"))
@@ -688,6 +690,8 @@ class _SigCheck:
         entries = entries[skip:]
         self._entries = entries
         if started is None and threads > 1 and len(entries) >= _PARALLEL_MIN:
+            from concurrent.futures import ThreadPoolExecutor  # lazily: it imports logging
+
             step = -(-len(entries) // threads)
             self._pool = ThreadPoolExecutor(threads)
             self._futures = [self._pool.submit(_check_sigs, entries[i:i + step])
@@ -760,6 +764,8 @@ class RegistryLog:
             return cls(Path(path), entries, limits)
         # Pipeline: parse a chunk, hand its signatures to a worker, parse the next, so parsing
         # (which holds the GIL) overlaps with libsodium (which releases it).
+        from concurrent.futures import ThreadPoolExecutor  # lazily: it imports logging
+
         step = max(256, len(lines) // (threads * 4))
         pool = ThreadPoolExecutor(threads)
         futures: list[Any] = []
