@@ -384,3 +384,15 @@ def test_warm_verify_still_catches_a_rewritten_prefix(world: World) -> None:
     world.write_lines(lines)
     with pytest.raises((ForkError, ChainError)):
         verify(world)
+
+
+def test_register_claims_a_namespace_before_publishing(world: World) -> None:
+    from cheng_build.trust.registry_ops import register_namespace
+
+    register_namespace(world.registry, world.key("node:alice"), "pkg://cheng/claimed")
+    with pytest.raises(RefusedError, match="namespace owned by node:alice"):
+        register_namespace(world.registry, world.key("node:bob"), "pkg://cheng/claimed")
+    with pytest.raises(PublishError, match="namespace owned by node:alice"):
+        world.publish("pkg://cheng/claimed", "node:bob", 1)
+    world.publish("pkg://cheng/claimed", "node:alice", 1)
+    assert verify(world).lines == 2

@@ -93,6 +93,10 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--priv", required=True, help="the namespace's current key (file or env:VAR)")
         parser.add_argument("--new", required=True, help="new key: key file or ed25519:<base64 public key>")
         _add_registry(parser)
+    elif name == "register-key":
+        parser.add_argument("--package", required=True, help="pkg://cheng/<name> to claim")
+        parser.add_argument("--priv", required=True, help="the key that will own it (file or env:VAR)")
+        _add_registry(parser)
     elif name == "revoke-key":
         parser.add_argument("--priv", required=True, help="the key itself, or the namespace's current key")
         parser.add_argument("--key", help="key to revoke (default: the --priv key itself)")
@@ -299,6 +303,19 @@ def _rotate(name: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def _register(name: str, args: argparse.Namespace) -> int:
+    from cheng_build.pkg.publish import check_package_id
+    from cheng_build.trust.keys import load_key
+    from cheng_build.trust.registry_ops import register_namespace
+
+    check_package_id(args.package)
+    cfg = _config(args)
+    e = register_namespace(cfg.registry, load_key(args.priv), args.package)
+    print(f"line: {e.line}")
+    print(f"{args.package} owned by {e.author_id} ({e.pub_key})")
+    return 0
+
+
 def _revoke(name: str, args: argparse.Namespace) -> int:
     from cheng_build.trust.keys import load_key, load_public_key
     from cheng_build.trust.registry_ops import revoke_key
@@ -314,6 +331,6 @@ def _revoke(name: str, args: argparse.Namespace) -> int:
 _COMMANDS = {
     "keygen": _keygen, "publish": _publish, "resolve": _resolve, "verify": _verify,
     "checkpoint": _checkpoint, "prove": _prove, "verify-proof": _verify_proof,
-    "rotate-key": _rotate, "revoke-key": _revoke,
+    "rotate-key": _rotate, "revoke-key": _revoke, "register-key": _register,
 }
 

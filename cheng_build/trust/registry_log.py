@@ -21,9 +21,11 @@ Every line has a ``type``:
     The signature covers exactly the lock-carried fields (:mod:`cheng_build.trust.canonical`).
 
 ``key`` — a change to a namespace's key, signed by ``pub_key`` over every other field:
-    ``op = "rotate"``: ``package_id``, ``author_id``, ``pub_key`` (the current, old key),
-    ``new_pub_key``. ``op = "revoke"``: ``revoked_key`` (signed by itself, or by the current key
-    of ``package_id``); from this line on that key signs nothing.
+    ``op = "register"``: ``package_id``, ``author_id``: claims a namespace before its first publish
+    (a first publish claims it too). ``op = "rotate"``: ``package_id``, ``author_id``,
+    ``pub_key`` (the current, old key), ``new_pub_key``. ``op = "revoke"``: ``revoked_key``
+    (signed by itself, or by the current key of ``package_id``); from this line on that key
+    signs nothing.
 
 ``checkpoint`` — the operator's signed head, signed by ``pub_key`` over every other field:
     ``size`` (= this line's number - 1: it covers every line before it), ``root`` (64 hex digits,
@@ -144,6 +146,7 @@ class EntryType(Enum):
 class KeyOp(Enum):
     """Operations of a ``key`` line."""
 
+    REGISTER = "register"
     ROTATE = "rotate"
     REVOKE = "revoke"
 
@@ -327,9 +330,13 @@ def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryE
     _req_str(d, "pub_key", line)
     if etype is EntryType.KEY:
         op = d.get("op")
-        if op not in ("rotate", "revoke"):
-            raise RegistryFormatError(f"key op {str(op)[:20]!r} is not rotate or revoke", line=line)
-        if op == "rotate":
+        if op not in ("register", "rotate", "revoke"):
+            raise RegistryFormatError(f"key op {str(op)[:20]!r} is not register, rotate or revoke",
+                                      line=line)
+        if op == "register":
+            _req_str(d, "package_id", line)
+            _req_str(d, "author_id", line)
+        elif op == "rotate":
             _req_str(d, "package_id", line)
             _req_str(d, "new_pub_key", line)
         else:
@@ -556,7 +563,14 @@ class LogState:
     def _key(self, e: RegistryEntry) -> None:
         d = e.data
         self._check_not_revoked(e, e.pub_key)
-        if d["op"] == KeyOp.ROTATE.value:
+        if d["op"] == KeyOp.REGISTER.value:
+            pkg = d["package_id"]
+            owner = self.owners.get(pkg)
+            if owner is not None:
+                raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line,
+                                     why=f"{pkg} was claimed at line {owner.line}")
+            self.owners[pkg] = Owner(d["author_id"], e.pub_key, e.line)
+        elif d["op"] == KeyOp.ROTATE.value:
             pkg = d["package_id"]
             owner = self.owners.get(pkg)
             if owner is None:

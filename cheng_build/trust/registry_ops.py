@@ -43,6 +43,29 @@ def _signed(key: KeyPair, body: dict[str, Any], domain_payload: Any) -> dict[str
     return body
 
 
+def register_namespace(registry: str | os.PathLike[str], key: KeyPair, package_id: str,
+                       *, now: int | None = None) -> RegistryEntry:
+    """Claim ``package_id`` for ``key`` before publishing anything (a first publish also claims).
+
+    Raises:
+        RefusedError: the namespace is already owned.
+    """
+    if not key.author_id:
+        raise RefusedError("the key has no author_id", how="keygen --author:<id>")
+
+    def build(log: RegistryLog, state: LogState) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": "key", "seq": state.lines + 1, "prev": state.last_digest,
+                                "op": "register", "package_id": package_id,
+                                "author_id": key.author_id,
+                                "created_ts": str(now if now is not None else int(time.time()))}
+        return _signed(key, body, canonical.key_payload)
+
+    try:
+        return RegistryLog.append(registry, build)
+    except RegistryError as exc:
+        raise _refuse(exc) from None
+
+
 def rotate_key(registry: str | os.PathLike[str], old: KeyPair, package_id: str, new_pub_key: str,
                *, now: int | None = None) -> RegistryEntry:
     """Move ``package_id`` to ``new_pub_key``; signed by the namespace's current (old) key.
