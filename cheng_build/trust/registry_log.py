@@ -16,8 +16,9 @@ Every line has a ``type``:
     (``ed25519:<base64>``), ``signature`` (``ed25519:<base64>``, or the existing tooling's
     ``local:...`` placeholder = unsigned), ``created_ts``. Extensions: ``parent`` (the previous
     head's CID on this channel), ``version`` (SemVer), ``api`` (digest of the public-symbol
-    table), ``similar_to`` / ``similar_line`` / ``similar_distance`` (the original this package is a
-    high-similarity copy of), ``source_addrs`` (``format=source``), ``chunker`` (``format=dag``).
+    table) and ``api_cid`` (that table's JSON in the CAS), ``similar_to`` / ``similar_line`` /
+    ``similar_distance`` (the original this package is a high-similarity copy of),
+    ``source_addrs`` (``format=source``), ``chunker`` (``format=dag``).
     The signature covers exactly the lock-carried fields (:mod:`cheng_build.trust.canonical`).
 
 ``key`` — a change to a namespace's key, signed by ``pub_key`` over every other field:
