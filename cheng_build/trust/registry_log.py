@@ -994,8 +994,13 @@ class RegistryLog:
         kept = remembered
         if mem is not None and newest is not None:
             fresh = replace(newest, verified_with_signatures=policy.require_signature)
-            if mem.remember(self.path, fresh):
-                kept = fresh
+            try:
+                if mem.remember(self.path, fresh):
+                    kept = fresh
+            except OSError as exc:
+                # The log itself verified; a read-only home (CI containers) only costs the
+                # fork protection of the next run, so say so instead of failing this one.
+                warnings.append(f"cannot remember the checkpoint in {mem.file}: {exc.strerror or exc}")
         return VerifyReport(lines=state.lines, publishes=sum(1 for _ in self.publishes()),
                             checkpoints=len(state.checkpoints), warnings=tuple(warnings),
                             newest_checkpoint=newest, remembered=kept)
