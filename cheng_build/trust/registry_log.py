@@ -130,6 +130,17 @@ class ForkError(CheckpointError):
     """The log does not extend the checkpoint this client remembers."""
 
 
+class AppendRefusedError(RegistryError, PolicyError):
+    """The line being appended breaks a rule (ownership, revocation, epoch, checkpoint).
+
+    ``what`` carries no line prefix: the line does not exist yet. ``cause`` is the rule's error.
+    """
+
+    def __init__(self, cause: RegistryError) -> None:
+        super().__init__(cause.bare, why=cause.why, how=cause.how)
+        self.cause = cause
+
+
 class UnsignedError(RegistryError, SignatureError):
     """A line is unsigned (``local:`` placeholder) or its signature does not verify."""
 
@@ -1023,7 +1034,8 @@ class RegistryLog:
         and its signature verified before a byte is written.
 
         Raises:
-            RegistryError: the log is broken (torn tail, chain) or the new line breaks a rule.
+            AppendRefusedError: the new line breaks a rule (nothing is written).
+            RegistryError: the log already on disk is broken (torn tail, chain, garbage line).
             OSError: the file cannot be written (nothing partial is left: one write + fsync).
         """
         p = Path(path)
@@ -1041,7 +1053,10 @@ class RegistryLog:
             status, why = _signature_status(entry, Verifier())
             if status is not SigStatus.VALID:
                 raise RuntimeError(f"RegistryLog.append: the new line's signature is {why}")
-            state.apply(entry)
+            try:
+                state.apply(entry)
+            except RegistryError as exc:
+                raise AppendRefusedError(exc) from None
             append_line_locked(p, raw)
         return entry
 
