@@ -919,9 +919,15 @@ class RegistryLog:
                 forked") and ``ExpiredCheckpointError`` ("registry checkpoint expired") for the
                 log as a whole.
         """
-        policy = VerifyPolicy.of(level)
-        mem = CheckpointMemory() if memory is True else (memory or None)
-        remembered = mem.recall(self.path) if mem is not None else None
+        try:
+            policy = VerifyPolicy.of(level)
+            mem = CheckpointMemory() if memory is True else (memory or None)
+            remembered = mem.recall(self.path) if mem is not None else None
+        except BaseException:
+            if self._ahead is not None:  # do not leave pipelined checks running for nothing
+                self._ahead[0].shutdown(wait=False, cancel_futures=True)
+                self._ahead = None
+            raise
         operator_key = policy.operator_key or (remembered.pub_key if remembered else None)
         if threads is None:
             threads = _cpus()
