@@ -530,52 +530,45 @@ class LogState:
                                   why=f"{key[:20]}... was revoked and may not sign anything after",
                                   how="publish with the namespace's current key")
 
-    def check_publish(self, e: RegistryEntry) -> None:
-        """Ownership, revocation and epoch rules of a publish line, without changing state.
-
-        Raises:
-            NamespaceError, RevokedKeyError, RollbackError: as named.
-        """
+    def _publish(self, e: RegistryEntry) -> None:
+        """Ownership, revocation and epoch rules of a publish line, then record it."""
         d = e.data
         pkg, author, pub = d["package_id"], d["author_id"], d.get("pub_key")
+        signed = e.signed
         if self.revoked:
             self._check_not_revoked(e, pub)
         owner = self.owners.get(pkg)
         if owner is not None:
             if owner.author_id != author:
                 raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line,
-                                     why=f"{e.package_id} was first published by {owner.author_id} "
-                                         f"(line {owner.line}); {e.author_id} may not publish it",
+                                     why=f"{pkg} was first published by {owner.author_id} "
+                                         f"(line {owner.line}); {author} may not publish it",
                                      how="publish under a namespace of your own")
-            if owner.pub_key is not None and pub != owner.pub_key and e.signed:
+            if owner.pub_key is not None and pub != owner.pub_key and signed:
                 raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line,
-                                     why=f"{e.package_id} is owned by {owner.author_id} with another "
-                                         "key than the one that signed this line",
+                                     why=f"{pkg} is owned by {owner.author_id} with another key "
+                                         "than the one that signed this line",
                                      how="sign with the namespace's current key (see rotate-key)")
-        head = self.heads.get((pkg, d["channel"]))
-        if head is not None and d["epoch"] <= head.data["epoch"] and d.get("seq") is not None:
-            raise RollbackError(f"epoch {e.epoch} is not above epoch {head.epoch} of "
-                                f"{e.package_id}@{e.channel} (line {head.line})", line=e.line,
-                                why="epochs per package and channel strictly increase; a lower one "
-                                    "is a rollback",
-                                how=f"publish with --epoch:{head.epoch + 1} or higher")
-
-    def _publish(self, e: RegistryEntry) -> None:
-        self.check_publish(e)
-        d = e.data
-        key = (d["package_id"], d["channel"])
+        key = (pkg, d["channel"])
         head = self.heads.get(key)
-        if head is not None and d["epoch"] <= head.data["epoch"]:
-            # Only legacy (unchained) lines get here: check_publish refuses chained ones.
-            self.warnings.append(f"line {e.line}: epoch {e.epoch} of {e.package_id}@{e.channel} "
-                                 f"does not increase (line {head.line} has {head.epoch})")
-        if head is None or d["epoch"] >= head.data["epoch"]:
+        epoch = d["epoch"]
+        if head is not None and epoch <= head.data["epoch"]:
+            head_epoch = head.data["epoch"]
+            if d.get("seq") is not None:
+                raise RollbackError(f"epoch {epoch} is not above epoch {head_epoch} of "
+                                    f"{pkg}@{key[1]} (line {head.line})", line=e.line,
+                                    why="epochs per package and channel strictly increase; a lower "
+                                        "one is a rollback",
+                                    how=f"publish with --epoch:{head_epoch + 1} or higher")
+            # A legacy (unchained) line: history we cannot fix, reported.
+            self.warnings.append(f"line {e.line}: epoch {epoch} of {pkg}@{key[1]} does not "
+                                 f"increase (line {head.line} has {head_epoch})")
+        if head is None or epoch >= head.data["epoch"]:
             self.heads[key] = e
-        owner = self.owners.get(key[0])
         if owner is None:
-            self.owners[key[0]] = Owner(d["author_id"], d.get("pub_key") if e.signed else None, e.line)
-        elif owner.pub_key is None and e.signed:
-            self.owners[key[0]] = Owner(owner.author_id, d.get("pub_key"), owner.line)
+            self.owners[pkg] = Owner(author, pub if signed else None, e.line)
+        elif owner.pub_key is None and signed:
+            self.owners[pkg] = Owner(owner.author_id, pub, owner.line)
         if e.ast_simhash64 is not None:
             self._fingerprinted.append(e)
 
