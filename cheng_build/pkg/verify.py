@@ -134,7 +134,8 @@ def check_registry_match(deps: Sequence[LockedDep], registry: Any) -> None:
 
 
 def verify_lock(lock: Lock, registry: Any, level: object = "L1", *,
-                require_registry_match: bool | None = None) -> list[str]:
+                require_registry_match: bool | None = None,
+                require_signature: bool | None = None) -> list[str]:
     """Verify a lock against a registry at a security level.
 
     Args:
@@ -144,6 +145,8 @@ def verify_lock(lock: Lock, registry: Any, level: object = "L1", *,
         level: ``L0``/``L1``/``L2`` (a ``Level``, a ``Config`` or text).
         require_registry_match: override the level's default (True at L1/L2); a Config passed
             as ``level`` supplies its own setting.
+        require_signature: likewise (True at L1/L2); when False (L0), a signature that does not
+            verify is a warning instead of a failure.
 
     Returns:
         Warnings (L0 placeholders, dev-only path entries); empty when all is clean.
@@ -156,13 +159,21 @@ def verify_lock(lock: Lock, registry: Any, level: object = "L1", *,
     if require_registry_match is None:
         cfg = getattr(level, "require_registry_match", None)
         require_registry_match = cfg if isinstance(cfg, bool) else name != "L0"
+    if require_signature is None:
+        cfg = getattr(level, "require_signature", None)
+        require_signature = cfg if isinstance(cfg, bool) else name != "L0"
     check_single_version(lock.dependencies)
     paths = [d for d in lock.dependencies if d.path]
     if paths and name == "L2":
         raise DevOnlyError([f"- {d.package_id}: path {d.path}" for d in paths])
     warnings = [f"{d.package_id}: dev-only path dependency ({d.path}); never publish this"
                 for d in paths]
-    warnings += check_signatures(lock.dependencies, name)
+    try:
+        warnings += check_signatures(lock.dependencies, name)
+    except SignatureFailedError as exc:
+        if require_signature:
+            raise
+        warnings += [f"{line[2:]} (signatures not required at {name})" for line in exc.details]
     if require_registry_match:
         if registry is None:
             raise RegistryMismatchError(["- no registry given to compare the lock against"])
