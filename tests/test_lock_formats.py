@@ -148,5 +148,5 @@ def test_documents_round_trip(data: dict[str, object], fmt: str) -> None:
     ("toml", "a = 1\na = 2\n"),
 ])
 def test_duplicate_keys_are_refused(fmt: str, text: str) -> None:
-    with pytest.raises(DocumentError, match="(?i)duplicate|defin|overwrite"):
+    with pytest.raises(DocumentError, match=r"(?i)duplicate|defin|overwrite"):
         parse_text(text, fmt)
