@@ -198,7 +198,15 @@ def resolve_manifest(
             sub_deps = ()
             sub_base = base
             if reader is not None:
-                got = reader(pid, entry.cid, entry.format or "tar")
+                try:
+                    got = reader(pid, entry.cid, entry.format or "tar")
+                except NotFoundError as exc:
+                    raise NotFoundError(
+                        "snapshot not found",
+                        why=f"{pid} {entry.channel}@{entry.epoch} {entry.cid} is not in the local "
+                            f"store ({exc.what}); its manifest is needed to follow its dependencies",
+                        how="fetch it first (cheng-pkg fetch / cheng-pkg checkout), or pass "
+                            "--store:<dir> where it is") from None
                 if got is not None:
                     raw, name = got
                     try:
