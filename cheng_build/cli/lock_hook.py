@@ -101,8 +101,10 @@ def main(argv: Sequence[str] | None = None, *, ci: bool = False) -> int:
     if ci and not files:
         dirs = _repo_dirs()
     else:
-        dirs = sorted({Path(f).parent for f in files
-                       if Path(f).name in _LOCK_NAMES or Path(f).name in _MANIFEST_NAMES})
+        picked = {Path(f) for f in files if Path(f).is_dir()}  # CI: package directories
+        picked |= {Path(f).parent for f in files
+                   if Path(f).name in _LOCK_NAMES or Path(f).name in _MANIFEST_NAMES}
+        dirs = sorted(picked)
     return check_dirs(dirs, flags)
 
 
