@@ -7,6 +7,7 @@ real blockstore) as ``tar`` snapshots; resolve reads each dependency's manifest 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -250,3 +251,49 @@ def test_subprocess_verify_prints_ok(world: dict[str, Any], tmp_path: Path) -> N
     r = subprocess.run([sys.executable, "-m", "cheng_build.cli.pkg", "verify", f"--lock:{lock_path}",
                         f"--registry:{world['reg']}"], capture_output=True, text=True, env=env)
     assert (r.returncode, r.stdout, r.stderr) == (0, "ok\n", "")
+
+
+def test_dag_snapshots_diff_and_checkout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.pkg.publish import publish
+    from cheng_build.trust.keys import KeyPair
+
+    reg, cache = tmp_path / "registry.jsonl", tmp_path / "cache"
+    store = Blockstore(cache)
+    key = KeyPair.generate("node:carol")
+    v1 = _pkg(tmp_path / "v1", "kv", [], "fn Get(k: str): str =\n    return k\n")
+    (v1 / "src" / "old.cheng").write_text("fn Old(): int32 = 0\n")
+    (v1 / "vendor").mkdir()
+    (v1 / "vendor" / "big.cheng").write_text("fn Big(): int32 = 0\n" * 200)
+    e1 = publish(registry=reg, key=key, package_id="pkg://cheng/kv", channel="stable", epoch=1,
+                 src=v1, store=store, now=1)
+    v2 = tmp_path / "v2" / "kv"
+    shutil.copytree(v1, v2)
+    (v2 / "src" / "old.cheng").unlink()
+    (v2 / "src" / "kv.cheng").write_text("fn Get(k: str): str =\n    return k\n# v2\n")
+    (v2 / "src" / "util").mkdir()
+    (v2 / "src" / "util" / "net.cheng").write_text("fn Net(): int32 = 1\n")
+    e2 = publish(registry=reg, key=key, package_id="pkg://cheng/kv", channel="stable", epoch=2,
+                 src=v2, store=store, now=2)
+    assert e2.format == "dag"
+    rc, out, err = _run(capsys, "diff", f"--from:{e1.cid}", f"--to:{e2.cid}", f"--store:{cache}")
+    assert rc == 0, err
+    assert out.splitlines() == ["changed: src/kv.cheng", "added:   src/util/net.cheng",
+                                "removed: src/old.cheng"]
+    rc, out, err = _run(capsys, "checkout", f"--cid:{e2.cid}", f"--store:{cache}",
+                        f"--pkg-cache:{cache}")
+    assert rc == 0, err
+    root = Path(out.strip().removeprefix("root: "))
+    assert out.startswith("root: ") and root == cache / "packages" / e2.cid
+    assert (root / "src" / "util" / "net.cheng").read_text() == "fn Net(): int32 = 1\n"
+    rc, out, _ = _run(capsys, "log", "--package:pkg://cheng/kv", f"--registry:{reg}")
+    assert out.splitlines()[:2] == [f"* head  {e2.cid}  stable  epoch=2  author=node:carol",
+                                    f"  prev  {e1.cid}"]
+    man = tmp_path / "app" / "cheng-package.toml"
+    man.parent.mkdir()
+    man.write_text('package_id = "pkg://cheng/app"\n[[dependencies]]\n'
+                   'package_id = "pkg://cheng/kv"\nchannel = "stable"\n')
+    rc, out, err = _run(capsys, "resolve", f"--manifest:{man}", f"--registry:{reg}",
+                        f"--store:{cache}")
+    assert rc == 0, err
+    assert f'cid = "{e2.cid}"' in out and 'format = "dag"' in out
