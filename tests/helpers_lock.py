@@ -150,13 +150,14 @@ class World:
         return read_manifest_from(self.store)
 
 
-def graph_world(path: Path, n: int, fanout: int = 3) -> tuple[World, list[str]]:
+def graph_world(path: Path, n: int, fanout: int = 3, store: Any = None) -> tuple[World, list[str]]:
     """A registry of ``n`` packages where package i depends on up to ``fanout`` later ones.
 
     Every package is reachable from package 0, so resolving a manifest that depends on package
-    0 closes over all ``n``. Returns the world and the package ids.
+    0 closes over all ``n``. ``store`` (anything with ``put``, e.g. a blockstore batch) receives
+    the snapshot blocks instead of the in-memory map. Returns the world and the package ids.
     """
-    world = World(path)
+    world = World(path) if store is None else World(path, store=store)
     ids = [f"pkg://cheng/p{i:05d}" for i in range(n)]
     for i in reversed(range(n)):
         kids = [ids[j] for j in range(fanout * i + 1, min(n, fanout * i + 1 + fanout))]
