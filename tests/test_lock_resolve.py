@@ -223,3 +223,23 @@ def test_lock_manifest_mismatch(tmp_path: Path) -> None:
     assert info.value.lines("verify")[1:3] == [
         "- pkg://cheng/net: manifest wants channel edge, lock has stable",
         "- pkg://cheng/gui: in the manifest but not in the lock"]
+
+
+def test_source_snapshots_keep_their_addresses_as_v2(tmp_path: Path) -> None:
+    from cheng_build.pkg.formats import parse_text
+    from cheng_build.pkg.lock import lock_text, parse_lock
+
+    world = World(tmp_path / "registry.jsonl")
+    world.publish("pkg://cheng/gui", "stable", fmt="source",
+                  source_addrs=["/ip4/127.0.0.1/tcp/4005"])
+    world.publish("pkg://cheng/fs", "stable")
+    registry = world.registry()
+    m = _m([("pkg://cheng/gui", "stable"), ("pkg://cheng/fs", "stable")])
+    lock = resolve_manifest(m, registry, read_manifest=lambda *a: None)
+    assert lock.lock_version == 2
+    assert lock.by_package()["pkg://cheng/gui"].source_addrs == ("/ip4/127.0.0.1/tcp/4005",)
+    assert lock.by_package()["pkg://cheng/fs"].source_addrs == ()
+    text = lock_text(lock)
+    assert text.startswith("lock_version = 2\n")
+    assert parse_lock(parse_text(text, "toml")) == lock
+    assert verify_lock(lock, registry) == []

@@ -217,10 +217,15 @@ def resolve_manifest(
                                         f"(wanted by {by})",
                                     how="publish it on that channel, pick another channel, or "
                                         "add an [overrides] entry in the top-level manifest")
-            dep = LockedDep(pid, channel, entry.epoch, entry.cid, entry.format or "tar",
+            fmt = entry.format or "tar"
+            # A source ("no-copy") snapshot is fetched from the peers that serve it: keep their
+            # addresses (a v2 field, so such a lock is written as lock_version = 2).
+            addrs = getattr(entry, "data", {}).get("source_addrs") if fmt == "source" else None
+            dep = LockedDep(pid, channel, entry.epoch, entry.cid, fmt,
                             entry.author_id, entry.pub_key, entry.signature,
                             getattr(entry, "ast_simhash64", None),
-                            getattr(entry, "originality_score", None))
+                            getattr(entry, "originality_score", None),
+                            source_addrs=tuple(a for a in addrs or () if isinstance(a, str) and a))
             # The same snapshot reached through another channel is not a clash.
             same = next((c for c in alts if c.dep.cid == dep.cid and c.dep.path is None), None)
             if same is not None:
