@@ -154,6 +154,8 @@ def resolve_manifest(
         registry: a :class:`~cheng_build.trust.registry_log.RegistryLog` (or an index of one).
         store: the blockstore holding the snapshots, to read each dependency's own manifest.
         read_manifest: how to read a snapshot's manifest; default reads it from ``store``.
+            With neither, dependencies' manifests cannot be read and only the manifest's own
+            dependencies are locked (callers that want the closure always pass a store).
         created_ts: the lock's timestamp; default ``SOURCE_DATE_EPOCH`` or now.
 
     Raises:
