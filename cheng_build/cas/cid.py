@@ -75,11 +75,11 @@ def _fast_cid(codec: int, hcode: int, digest: bytes) -> CID:
     # What CID._new_instance does, minus its intern table (whose key hashing costs more than
     # the object): equality and hashing of CIDs are on content, so interning is not needed.
     cid = object.__new__(CID)
-    cid._base = _B32  # type: ignore[attr-defined]
-    cid._version = 1  # type: ignore[attr-defined]
-    cid._codec = _CODEC_OBJ[codec]  # type: ignore[attr-defined]
-    cid._hashfun = _HASH_OBJ[hcode]  # type: ignore[attr-defined]
-    cid._digest = _MH_PREFIX[hcode] + digest  # type: ignore[attr-defined]
+    cid._base = _B32
+    cid._version = 1
+    cid._codec = _CODEC_OBJ[codec]
+    cid._hashfun = _HASH_OBJ[hcode]
+    cid._digest = _MH_PREFIX[hcode] + digest
     return cid
 
 

@@ -130,14 +130,16 @@ class _Builder:
             leaves.append(_Entry(cid, ln, ln))
         return self.file_from_leaves(leaves)
 
-    def add_file(self, path: Path) -> _Entry:
-        size = path.stat().st_size
+    def add_file(self, path: Path, size: int | None = None) -> _Entry:
+        if size is None:
+            size = path.stat().st_size
         if self.sink is not None and size < (1 << 20):
             entry = self.add_buffer(path.read_bytes())
             self._advance_bytes(size)
         else:
+            # Progress follows hashing when nothing is stored, else the writes (the slow part).
             raw = file_leaves(path, self.chunker, self.hash, threads=self.threads,
-                              on_bytes=self._advance_bytes)
+                              on_bytes=self._advance_bytes if self.sink is None else None)
             leaves = [_Entry(cid_from_digest(d, "raw", self.hash), ln, ln) for _, ln, d in raw]
             if self.sink is not None:
                 with open(path, "rb") as fh:
@@ -146,6 +148,7 @@ class _Builder:
                         # The sink verifies these bytes against the CID we hashed, so a file
                         # that changes while we read it fails loudly instead of storing a lie.
                         self._emit(leaf.cid, os.pread(fd, ln, off))
+                        self._advance_bytes(ln)
             else:
                 self.blocks += len(leaves)
             entry = self.file_from_leaves(leaves)
@@ -171,14 +174,14 @@ class _Builder:
 
     def add_dir(self, path: Path, rel: str, rules: IgnoreRules | None) -> _Entry:
         children: list[tuple[bytes, str, _Entry]] = []
-        for name, child, mode in _entries(path, rel, rules):
+        for name, child, mode, size in _entries(path, rel, rules):
             child_rel = f"{rel}/{name}" if rel else name
             if stat_mod.S_ISLNK(mode):
                 entry = self.add_symlink(child)
             elif stat_mod.S_ISDIR(mode):
                 entry = self.add_dir(child, child_rel, rules)
             else:
-                entry = self.add_file(child)
+                entry = self.add_file(child, size)
             children.append((name.encode("utf-8"), name, entry))
         children.sort(key=lambda c: c[0])
         links = tuple(dagpb.PBLink(e.cid, name, e.tsize) for _, name, e in children)
@@ -187,9 +190,9 @@ class _Builder:
         return _Entry(cid, tsize, 0)
 
 
-def _entries(path: Path, rel: str, rules: IgnoreRules | None) -> list[tuple[str, Path, int]]:
-    """The directory's entries kept by ``rules``: (name, path, lstat mode)."""
-    out: list[tuple[str, Path, int]] = []
+def _entries(path: Path, rel: str, rules: IgnoreRules | None) -> list[tuple[str, Path, int, int]]:
+    """The directory's entries kept by ``rules``: (name, path, lstat mode, size)."""
+    out: list[tuple[str, Path, int, int]] = []
     with os.scandir(path) as it:
         for de in it:
             name = de.name
@@ -200,7 +203,8 @@ def _entries(path: Path, rel: str, rules: IgnoreRules | None) -> list[tuple[str,
                     f"file name is not valid UTF-8: {os.path.join(path, name)!r}",
                     why="UnixFS names are UTF-8 strings",
                     how="rename the file") from None
-            mode = de.stat(follow_symlinks=False).st_mode
+            st = de.stat(follow_symlinks=False)
+            mode = st.st_mode
             if not (stat_mod.S_ISREG(mode) or stat_mod.S_ISDIR(mode) or stat_mod.S_ISLNK(mode)):
                 raise InputError(f"unsupported file type: {de.path}",
                                  why="only regular files, directories and symlinks can be imported",
@@ -208,17 +212,17 @@ def _entries(path: Path, rel: str, rules: IgnoreRules | None) -> list[tuple[str,
             child_rel = f"{rel}/{name}" if rel else name
             if rules is not None and rules.excluded(child_rel, stat_mod.S_ISDIR(mode)):
                 continue
-            out.append((name, Path(de.path), mode))
+            out.append((name, Path(de.path), mode, st.st_size))
     return out
 
 
 def _scan(path: Path, rel: str, rules: IgnoreRules | None, tally: ImportProgress) -> None:
-    for _name, child, mode in _entries(path, rel, rules):
+    for name, child, mode, size in _entries(path, rel, rules):
         if stat_mod.S_ISDIR(mode):
-            _scan(child, f"{rel}/{_name}" if rel else _name, rules, tally)
+            _scan(child, f"{rel}/{name}" if rel else name, rules, tally)
         elif stat_mod.S_ISREG(mode):
             tally.files_total += 1
-            tally.bytes_total += child.stat().st_size
+            tally.bytes_total += size
 
 
 def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunker: str = DEFAULT_CHUNKER,

@@ -27,7 +27,7 @@ def run(name: str, args: argparse.Namespace) -> int:
     from cheng_build.trust.registry_log import RegistryLog
 
     cfg = load_config({"level": args.level, "registry": args.registry}, config_path=args.config)
-    log = RegistryLog.load(cfg.registry, limits=cfg.limits)
+    log = RegistryLog.load(cfg.registry, limits=cfg.limits, verify_ahead=True)
     log.verify(cfg)
     results = search(log, args.term)
     if args.format == "json":

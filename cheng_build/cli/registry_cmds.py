@@ -148,6 +148,10 @@ def _publish(name: str, args: argparse.Namespace) -> int:
     e = publish(registry=cfg.registry, key=key, package_id=args.package, channel=args.channel,
                 epoch=args.epoch, src=args.src or args.file, author_id=args.author,
                 format=args.format, source_addrs=addrs, version=args.version, store=store)
+    from cheng_build.trust.audit import record
+
+    record(cfg, "publish", ok=True, registry=str(cfg.registry), line=e.line,
+           package_id=e.package_id, channel=e.channel, epoch=e.epoch, cid=e.cid)
     print(f"line: {e.line}")
     print(f"package: {e.package_id}@{e.channel} epoch={e.epoch} format={e.format}")
     if e.originality_score is not None:
@@ -161,11 +165,20 @@ def _publish(name: str, args: argparse.Namespace) -> int:
 
 
 def _verified_log(args: argparse.Namespace, remember: bool = True):  # type: ignore[no-untyped-def]
+    from cheng_build.core.errors import ChengError
+    from cheng_build.trust.audit import record
     from cheng_build.trust.registry_log import RegistryLog
 
     cfg = _config(args)
-    log = RegistryLog.load(cfg.registry, limits=cfg.limits)
-    report = log.verify(cfg, memory=remember)
+    try:
+        log = RegistryLog.load(cfg.registry, limits=cfg.limits, verify_ahead=True)
+        report = log.verify(cfg, memory=remember)
+    except ChengError as exc:
+        record(cfg, "verify", ok=False, registry=str(cfg.registry), error=exc.what)
+        raise
+    cp = report.newest_checkpoint
+    record(cfg, "verify", ok=True, registry=str(cfg.registry), lines=report.lines,
+           checkpoint_line=cp.line if cp else None, checkpoint_root=cp.root if cp else None)
     return cfg, log, report
 
 
