@@ -37,6 +37,12 @@ class DocumentError(InputError):
     """A manifest, lock or meta document is unreadable or malformed (``what`` says how)."""
 
 
+def type_name(value: object) -> str:
+    """How an error names a value's type ("an integer", "a table"), in document terms."""
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+
+
 def format_for_path(path: str | os.PathLike[str], default: str = "toml") -> str:
     """The format a file name implies (``.toml``, ``.yaml``/``.yml``, ``.json``), else ``default``."""
     return _SUFFIX.get(Path(path).suffix.lower(), default)
@@ -279,4 +285,5 @@ def dump_text(data: Mapping[str, Any], fmt: str, *, previous: str | None = None)
 
 
 __all__ = ["FORMATS", "MAX_DOCUMENT_BYTES", "DocumentError", "decode_utf8", "dump_text",
-           "format_for_path", "parse_text", "read_bytes_bounded", "read_document", "update_toml"]
+           "format_for_path", "parse_text", "read_bytes_bounded", "read_document", "type_name",
+           "update_toml"]
