@@ -1,0 +1,149 @@
+"""Digests of exactly the inputs of a build, and the Merkle root over them.
+
+A no-op build must not read its sources again, so each file's digest and parsed facts (its
+imports, or a manifest's ``package_id``) are kept in a stat cache keyed on the file's
+``(dev, inode, size, mtime_ns, ctime_ns)``. As in git's index, an entry recorded within
+``RACY_NS`` of the file's last change is "racily clean" (a same-size rewrite in the same clock
+tick would keep the signature), so it is re-read and re-hashed until it is old enough.
+
+On-disk format of the stat cache (``<cache>/chengc/stat.json``, written atomically, rewritten
+only when something changed; a missing or unreadable file is an empty cache)::
+
+    {"version": 1,
+     "files": {"<absolute path>": {"sig": [dev, ino, size, mtime_ns, ctime_ns],
+                                   "at": <ns when recorded>, "sha256": "<hex>",
+                                   "facts": <json: import list, or package_id>}}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cheng_build.build.imports import GraphFile, ImportStmt, parse_imports
+from cheng_build.core.atomic import atomic_write_bytes
+
+RACY_NS = 2_000_000_000
+_VERSION = 1
+
+
+def _sig(st: os.stat_result) -> list[int]:
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _manifest_package_id(data: bytes) -> str | None:
+    import tomllib  # only when a manifest is new or changed: keeps the no-op path light
+
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None  # the compiler would not match it either; resolution falls through
+    pid = doc.get("package_id")
+    return pid if isinstance(pid, str) else None
+
+
+class StatCache:
+    """File digests and facts, trusted while the file's stat signature is unchanged.
+
+    Implements :class:`cheng_build.build.imports.FactSource`.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._files: dict[str, dict[str, Any]] = {}
+        self._dirty = False
+        self.reads = 0  # how many files had to be read (tests and --explain use it)
+        if path is not None:
+            try:
+                doc = json.loads(path.read_bytes())
+                if doc.get("version") == _VERSION and isinstance(doc.get("files"), dict):
+                    self._files = doc["files"]
+            except (OSError, ValueError):
+                pass
+
+    def _lookup(self, path: Path, analyze: Callable[[bytes], Any]) -> tuple[int, str, Any]:
+        key = os.fspath(path)
+        st = os.stat(path)
+        sig = _sig(st)
+        rec = self._files.get(key)
+        if rec is not None and rec.get("sig") == sig and rec.get("at", 0) - max(sig[3], sig[4]) > RACY_NS:
+            return sig[2], rec["sha256"], rec["facts"]
+        data = path.read_bytes()
+        self.reads += 1
+        # The file may change between stat and read: record the stat taken after the read only
+        # when it still matches, so a torn observation is never trusted.
+        sig_after = _sig(os.stat(path))
+        digest = hashlib.sha256(data).hexdigest()
+        facts = analyze(data)
+        if sig_after == sig and len(data) == sig[2]:
+            self._files[key] = {"sig": sig, "at": time.time_ns(), "sha256": digest, "facts": facts}
+            self._dirty = True
+        return len(data), digest, facts
+
+    def module_facts(self, path: Path) -> tuple[int, str, tuple[ImportStmt, ...]]:
+        """``(size, sha256 hex, imports)`` of a Cheng source file."""
+
+        def analyze(data: bytes) -> list[list[Any]]:
+            text = data.decode("utf-8", errors="replace")
+            return [[s.line, s.path] for s in parse_imports(text)]
+
+        size, digest, facts = self._lookup(path, analyze)
+        return size, digest, tuple(ImportStmt(int(a), str(b)) for a, b in facts)
+
+    def manifest_facts(self, path: Path) -> tuple[int, str, str | None]:
+        """``(size, sha256 hex, package_id or None)`` of a ``cheng-package.toml``."""
+        size, digest, facts = self._lookup(path, _manifest_package_id)
+        return size, digest, facts
+
+    def file_digest(self, path: Path) -> tuple[int, str]:
+        """``(size, sha256 hex)`` of any file (the compiler binary, a lock, the registry)."""
+        size, digest, _ = self._lookup(path, lambda _d: None)
+        return size, digest
+
+    def save(self) -> None:
+        """Persist the cache if anything changed (a no-op build writes nothing)."""
+        if self.path is None or not self._dirty:
+            return
+        doc = {"version": _VERSION, "files": self._files}
+        atomic_write_bytes(self.path, json.dumps(doc, separators=(",", ":"), sort_keys=True).encode())
+        self._dirty = False
+
+
+def read_inputs(files: Sequence[GraphFile]) -> dict[str, bytes]:
+    """Read every input and check it still has the digest the cache key was built from.
+
+    Raises:
+        InputChangedError: a file changed since it was hashed (edit during the build).
+    """
+    from cheng_build.build.errors import InputChangedError
+
+    out: dict[str, bytes] = {}
+    for f in files:
+        data = f.source.read_bytes()
+        if hashlib.sha256(data).hexdigest() != f.sha256:
+            raise InputChangedError(
+                f"input changed during the build: {f.source}",
+                how="run chengc again once the editor has finished writing",
+            )
+        out[f.staged] = data
+    return out
+
+
+def input_root(files: Sequence[GraphFile]) -> str:
+    """The Merkle root of exactly the inputs: names, sizes and digests, sorted by staged path.
+
+    Pre-CAS form (isolated here so the CAS CID replaces it in one place): the SHA-256 of the
+    lines ``<staged path>\\0<size>\\0<sha256 hex>\\n`` in path order, as ``sha256:<hex>``.
+    """
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.staged):
+        h.update(f"{f.staged}\0{f.size}\0{f.sha256}\n".encode())
+    return "sha256:" + h.hexdigest()
+
+
+__all__ = ["RACY_NS", "StatCache", "input_root", "read_inputs"]
