@@ -19,13 +19,12 @@ multiformats CIDs (``cas.blockstore.Blockstore`` or any object with those method
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 from multiformats import CID
@@ -33,55 +32,9 @@ from multiformats import CID
 from cheng_build.core.errors import DigestMismatchError, NotFoundError, TransportError
 from cheng_build.pkg.fetch import bitswap as bs
 from cheng_build.pkg.fetch import libp2p_adapter as lp
+from cheng_build.pkg.fetch.blocks import BlockStore, block_cid, child_cids
 
 log = logging.getLogger(__name__)
-
-CODEC_RAW = 0x55
-CODEC_DAG_PB = 0x70
-HASH_SHA2_256 = 0x12
-HASH_BLAKE3 = 0x1E
-
-
-class BlockStore(Protocol):
-    def has(self, cid: CID) -> bool: ...
-    def get(self, cid: CID) -> bytes: ...
-    def put(self, cid: CID, data: bytes) -> Any: ...
-
-
-def _digest(code: int, data: bytes | memoryview) -> bytes:
-    if code == HASH_SHA2_256:
-        return hashlib.sha256(data).digest()
-    if code == HASH_BLAKE3:
-        from cheng_build.cas.cid import digest_of
-
-        return digest_of(data, "blake3")
-    raise DigestMismatchError(f"unsupported multihash code 0x{code:x}",
-                              why="we verify sha2-256 and blake3 blocks only")
-
-
-def block_cid(prefix: bytes, data: bytes | memoryview) -> bytes:
-    """The binary CID that ``data`` really has under ``prefix``: prefix + its digest.
-
-    A CIDv1 in binary is ``version, codec, multihash code, digest length, digest``; bitswap's
-    prefix is everything but the digest, so recomputing the digest verifies the block.
-    """
-    version, _codec, code, length = bs.parse_prefix(prefix)
-    if version != 1:
-        # CIDv0 is the bare multihash; only sha2-256 dag-pb exists.
-        return b"\x12\x20" + hashlib.sha256(data).digest()
-    return prefix + _digest(code, data)[:length]
-
-
-def child_cids(cid_bytes: bytes, data: bytes | memoryview) -> list[bytes]:
-    """Binary CIDs linked from a block (dag-pb links; raw blocks have none)."""
-    version, pos = bs.read_uvarint(cid_bytes, 0)
-    codec = CODEC_DAG_PB if version != 1 else bs.read_uvarint(cid_bytes, pos)[0]
-    if codec != CODEC_DAG_PB:
-        return []
-    from cheng_build.cas import dagpb
-
-    return [bytes(link.hash) for link in dagpb.decode(bytes(data)).links]
-
 
 def _cid(cid_bytes: bytes) -> CID:
     return CID.decode(cid_bytes)
@@ -262,7 +215,7 @@ class BitswapNode:
                         self.blocks_served += len(m.blocks)
                         self.bytes_served += sum(len(b.data) for b in m.blocks)
                     await trio.sleep(0)
-        except lp.STREAM_ERRORS + (Exception,) as exc:
+        except Exception as exc:  # any failure ends this link; sessions re-route its wants
             log.info("stream to %s failed: %s", link.peer, exc)
         finally:
             link.alive = False
@@ -502,4 +455,4 @@ class FetchSession:
         return self.stats
 
 
-__all__ = ["BitswapNode", "FetchSession", "SessionStats", "block_cid", "child_cids"]
+__all__ = ["BitswapNode", "FetchSession", "SessionStats"]
