@@ -50,7 +50,8 @@ def resolve(imp: str) -> Path | None:
     pkg = segs[1]
     rest = "/".join(segs[2:]) or pkg
     for root in roots():
-        dirs = ([root] if package_id(root) == f"pkg://cheng/{pkg}" else []) + [root / f"cheng-{pkg}", root / pkg]
+        dirs = [root] if package_id(root) == f"pkg://cheng/{pkg}" else []
+        dirs += [root / f"cheng-{pkg}", root / pkg]
         for d in dirs:
             for inner in ("src/", "cheng/", ""):
                 f = d / f"{inner}{rest}.cheng"
@@ -93,7 +94,8 @@ def main(argv: list[str]) -> int:
         print("fake-chengc: no input file", file=sys.stderr)
         return 2
     name = opts.get("name") or Path(source).stem
-    out = Path(opts["out"]) if opts.get("out") else (Path(name) if "/" in name else Path("artifacts/chengc") / name)
+    default = Path(name) if "/" in name else Path("artifacts/chengc") / name
+    out = Path(opts["out"]) if opts.get("out") else default
 
     seen: dict[str, Path] = {"<entry>": Path(source)}
     todo = [Path(source)]

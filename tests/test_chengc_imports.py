@@ -84,7 +84,8 @@ def test_split_roots_rules() -> None:
     assert split_roots("") == []
 
 
-@given(st.lists(st.from_regex(r"/[a-z0-9_/.-]{1,12}", fullmatch=True), max_size=5), st.sampled_from([",", ";", ":"]))
+@given(st.lists(st.from_regex(r"/[a-z0-9_/.-]{1,12}", fullmatch=True), max_size=5),
+       st.sampled_from([",", ";", ":"]))
 def test_split_roots_roundtrip(parts: list[str], sep: str) -> None:
     assert split_roots(sep.join(parts)) == [p.strip() for p in parts if p.strip()]
 
@@ -187,9 +188,11 @@ def test_bad_import_names_its_line(tmp_path: Path) -> None:
 def test_staged_tree_resolves_like_the_original(tmp_path: Path) -> None:
     """Resolving again inside the staged tree picks the same files (the staging invariant)."""
     r1, r2 = tmp_path / "r1", tmp_path / "r2"
-    write_tree(r1, {"cheng-package.toml": 'package_id = "pkg://cheng/p"\n', "src/a.cheng": "import cheng/q/b\n",
+    write_tree(r1, {"cheng-package.toml": 'package_id = "pkg://cheng/p"\n',
+                    "src/a.cheng": "import cheng/q/b\n",
                     "cheng-q/cheng/unused.cheng": ""})
-    write_tree(r2, {"q/b.cheng": "import cheng/p/c\n", "cheng-p/src/c.cheng": "", "cheng-p/cheng-package.toml": ""})
+    write_tree(r2, {"q/b.cheng": "import cheng/p/c\n", "cheng-p/src/c.cheng": "",
+                    "cheng-p/cheng-package.toml": ""})
     # cheng/p/c: r1 is pkg p but has no c -> falls through to r2/cheng-p/src/c.cheng
     g = walk(_entry(tmp_path, "cheng/p/a"), [r1, r2], facts())
     stage = tmp_path / "stage"
