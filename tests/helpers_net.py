@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from multiformats import CID, multihash
@@ -30,6 +32,13 @@ class DictStore:
             return self.blocks[bytes(cid)]
         except KeyError:
             raise NotFoundError(f"block {cid} not in store") from None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[DictStore]:
+        yield self
+
+    def pin(self, cid: CID) -> None:
+        pass
 
     def put(self, cid: CID, data: bytes) -> None:
         if hashlib.sha256(data).digest() != cid.raw_digest:
@@ -62,3 +71,20 @@ def random_blocks(n: int, size: int, seed: int = 0) -> list[tuple[CID, bytes]]:
 def fill(store: Any, blocks: list[tuple[CID, bytes]]) -> None:
     for cid, data in blocks:
         store.put(cid, data)
+
+
+def unixfs_bytes(store: Any, data: bytes) -> bytes:
+    """Import ``data`` as a UnixFS file (256 KiB chunks, raw leaves); return the binary root CID."""
+    from cheng_build.cas.importer import add_bytes
+
+    return bytes(add_bytes(store, data, chunker="size-262144"))
+
+
+def pattern(n: int, seed: int = 0) -> bytes:
+    """``n`` deterministic pseudo-random bytes."""
+    out = bytearray()
+    block = hashlib.sha256(f"seed{seed}".encode()).digest()
+    while len(out) < n:
+        block = hashlib.sha256(block).digest()
+        out += block * 64
+    return bytes(out[:n])

@@ -77,6 +77,15 @@ def matches(cid_bytes: bytes, data: bytes | memoryview) -> bool:
         return False
 
 
+def cid_text(cid_bytes: bytes) -> str:
+    """A binary CID as text: base32 ``bafy...``/``bafk...`` for v1, base58 ``Qm...`` for v0."""
+    try:
+        cid = CID.decode(cid_bytes)
+        return cid.encode("base58btc") if cid.version == 0 else cid.encode("base32")
+    except Exception:
+        return cid_bytes.hex() or "(no CID)"
+
+
 def codec_of(cid_bytes: bytes) -> int:
     if cid_bytes[:2] == b"\x12\x20":
         return CODEC_DAG_PB

@@ -19,7 +19,7 @@ from multiformats import CID
 
 from cheng_build.core.errors import DigestMismatchError, NotFoundError, TransportError, UsageError
 from cheng_build.pkg.fetch import carstream
-from cheng_build.pkg.fetch.blocks import CODEC_RAW, BlockStore, child_cids, codec_of, matches
+from cheng_build.pkg.fetch.blocks import CODEC_RAW, BlockStore, child_cids, cid_text, codec_of, matches
 
 TIMEOUT_S = 30.0
 
@@ -59,7 +59,8 @@ class _Client:
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         self.conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=TIMEOUT_S)
 
-    def get(self, cid: CID, fmt: str) -> http.client.HTTPResponse:
+    def get(self, cid_bytes: bytes, fmt: str) -> http.client.HTTPResponse:
+        cid = cid_text(cid_bytes)
         accept = "application/vnd.ipld.car" if fmt == "car" else "application/vnd.ipld.raw"
         try:
             self.conn.request("GET", f"/ipfs/{cid}?format={fmt}", headers={"Accept": accept})
@@ -79,11 +80,7 @@ class _Client:
 
 
 def _refuse(url: str, cid_bytes: bytes, what: str) -> DigestMismatchError:
-    try:
-        shown = str(CID.decode(cid_bytes))
-    except Exception:
-        shown = cid_bytes.hex()
-    return DigestMismatchError(f"gateway {url} sent a bad block {shown}", why=what,
+    return DigestMismatchError(f"gateway {url} sent a bad block {cid_text(cid_bytes)}", why=what,
                                how="the gateway is corrupt or hostile; remove it from the peers")
 
 
@@ -120,7 +117,7 @@ def _accept(store: BlockStore, c: bytes, data: bytes, stats: HttpStats,
 
 def _fetch_car(client: _Client, store: BlockStore, root: bytes, stats: HttpStats,
                on_block: Callable[[int], None] | None) -> None:
-    resp = client.get(CID.decode(root), "car")
+    resp = client.get(root, "car")
     expected = {root}
     try:
         for c, data in carstream.read_sections(resp):  # type: ignore[arg-type]
@@ -162,7 +159,7 @@ def _fill_missing(client: _Client, store: BlockStore, root: bytes, stats: HttpSt
                 continue
             data = store.get(cid)
         else:
-            resp = client.get(cid, "raw")
+            resp = client.get(c, "raw")
             try:
                 data = resp.read()
             except (OSError, http.client.HTTPException) as exc:

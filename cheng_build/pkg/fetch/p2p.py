@@ -32,7 +32,7 @@ from multiformats import CID
 from cheng_build.core.errors import DigestMismatchError, NotFoundError, TransportError
 from cheng_build.pkg.fetch import bitswap as bs
 from cheng_build.pkg.fetch import libp2p_adapter as lp
-from cheng_build.pkg.fetch.blocks import BlockStore, block_cid, child_cids
+from cheng_build.pkg.fetch.blocks import BlockStore, block_cid, child_cids, cid_text
 
 log = logging.getLogger(__name__)
 
@@ -328,10 +328,7 @@ class FetchSession:
 
     @staticmethod
     def _show(cid_bytes: bytes) -> str:
-        try:
-            return str(_cid(cid_bytes))
-        except Exception:
-            return cid_bytes.hex() or "(unverifiable prefix)"
+        return cid_text(cid_bytes)
 
     def _wake(self) -> None:
         self.changed.set()
