@@ -72,10 +72,10 @@ def test_explain_names_the_changed_input_and_flag(cc: Runner) -> None:
 
 def test_explain_names_env_and_compiler_changes(cc: Runner) -> None:
     cc("app.cheng")
-    rc, _, err = cc("app.cheng", "--explain", env={"CC": "clang-99"})
+    _, _, err = cc("app.cheng", "--explain", env={"CC": "clang-99"})
     assert "chengc: env changed: CC=" in err and "clang-99" in err
     cc.compiler.write_text(cc.compiler.read_text() + "\n# new compiler build\n")
-    rc, _, err = cc("app.cheng", "--explain", env={"CC": "clang-99"})
+    _, _, err = cc("app.cheng", "--explain", env={"CC": "clang-99"})
     assert "chengc: compiler changed" in err
 
 
@@ -230,7 +230,7 @@ def test_compiler_found_on_path_skips_the_wrapper(tmp_path: Path) -> None:
     real = install_fake(tmp_path / "real")
     env = {"PATH": f"{shim_dir}:{real.parent}:{os.environ['PATH']}", "PKG_ROOTS": str(tmp_path / "roots"),
            "HOME": str(tmp_path)}
-    rc, out, err = run_cli(["app.cheng", "--explain"], tmp_path, env)
+    rc, _, err = run_cli(["app.cheng", "--explain"], tmp_path, env)
     assert rc == 0, err
     assert (tmp_path / "artifacts/chengc/app").is_file()
     meta = tomllib.loads((tmp_path / "artifacts/chengc/cheng.meta.toml").read_text())

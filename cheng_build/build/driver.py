@@ -274,6 +274,11 @@ def build(req: BuildRequest) -> BuildResult:
         pkg = prepare(req.packages, cwd=cwd, cache_root=cache_root, env=req.env, stat_cache=stat_cache,
                       default_name=output_path(source, req.name, None, cwd).name)
         extra_roots = list(pkg.roots)
+        if req.packages.manifest is not None:
+            # The app's own package (its manifest's directory) comes first, so its modules
+            # resolve as cheng/<app>/<path> alongside the locked dependencies.
+            m = req.packages.manifest
+            extra_roots.insert(0, (m if m.is_absolute() else cwd / m).parent)
 
     env_for_roots = dict(req.env)
     if req.pkg_roots is not None:

@@ -34,7 +34,7 @@ the wall clock) and the keys are emitted in a fixed order. Layout::
     ...
 
 The TOML is emitted by :func:`dumps` rather than tomlkit: it runs on every build, and these
-few value types (strings, integers, booleans, string lists) need no general writer.
+few value types (strings, numbers, booleans, lists, inline tables) need no general writer.
 """
 
 from __future__ import annotations
@@ -66,21 +66,29 @@ def _string(s: str) -> str:
     return "".join(out)
 
 
+def _key(k: str) -> str:
+    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _string(k)
+
+
 def _value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
         return str(v)
+    if isinstance(v, float):
+        return repr(v)  # repr is valid TOML for every float, inf and nan included
     if isinstance(v, str):
         return _string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items() if x is not None) + "}"
     raise TypeError(f"cheng.meta.toml cannot hold {type(v).__name__}")
 
 
 def _table(fields: Mapping[str, Any], order: Sequence[str]) -> list[str]:
     keys = [k for k in order if k in fields] + sorted(k for k in fields if k not in order)
-    return [f"{k} = {_value(fields[k])}" for k in keys if fields[k] is not None]
+    return [f"{_key(k)} = {_value(fields[k])}" for k in keys if fields[k] is not None]
 
 
 def dumps(package: Mapping[str, Any], build: Mapping[str, Any], lock: Mapping[str, Any] | None,

@@ -1,0 +1,136 @@
+"""The package flow: lock -> verify -> (cached) fetch -> PKG_ROOTS -> compile -> cheng.meta.toml."""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.helpers_chengc import Runner, write_tree
+
+N = 3
+
+
+def _published(tmp: Path) -> dict[str, str]:
+    """Publish N packages (signed, CIDs only) and lay their snapshots out in the package cache."""
+    from cheng_build.pkg.publish import publish
+    from cheng_build.trust.keys import KeyPair
+
+    key = KeyPair.generate("node:alice")
+    cids: dict[str, str] = {}
+    for i in range(N):
+        src = tmp / "src" / f"dep{i}"
+        write_tree(src, {"cheng-package.toml": f'package_id = "pkg://cheng/dep{i}"\nversion = "1.0.0"\n',
+                         "src/api.cheng": f"import cheng/dep{i}/impl\nfn Api{i}(): int32 = {i}\n",
+                         "src/impl.cheng": f"fn impl{i}(): int32 = {i}\n"})
+        e = publish(registry=tmp / "registry.jsonl", key=key, package_id=f"pkg://cheng/dep{i}",
+                    channel="stable", epoch=1, src=src, store=None, now=1730000000)
+        cids[f"pkg://cheng/dep{i}"] = str(e.cid)
+        # The layout the fetcher leaves behind (cas.materialize): <cache>/packages/<cid>/.
+        shutil.copytree(src, tmp / "chengcache" / "packages" / str(e.cid))
+    write_tree(tmp, {
+        "cheng-package.toml": 'package_id = "pkg://cheng/app"\n' + "".join(
+            f'[[dependencies]]\npackage_id = "pkg://cheng/dep{i}"\nchannel = "stable"\n' for i in range(N)),
+        "app.cheng": "".join(f"import cheng/dep{i}/api\n" for i in range(N)) + "fn main(): int32 = 0\n",
+    })
+    return cids
+
+
+def _lock(tmp: Path) -> Path:
+    """Resolve the app's manifest to a lock (dependency manifests read from their sources)."""
+    from cheng_build.pkg.lock import dump_lock
+    from cheng_build.pkg.manifest import load_manifest
+    from cheng_build.pkg.resolve import resolve_manifest
+    from cheng_build.trust.registry_log import RegistryLog
+
+    def read(pid: str, cid: str, fmt: str) -> tuple[bytes, str]:
+        return (tmp / "src" / pid.rsplit("/", 1)[1] / "cheng-package.toml").read_bytes(), "cheng-package.toml"
+
+    registry = RegistryLog.load(tmp / "registry.jsonl")
+    lock = resolve_manifest(load_manifest(tmp / "cheng-package.toml"), registry, None,
+                            read_manifest=read, created_ts="1731111111")
+    dump_lock(lock, tmp / "cheng.lock.toml", "toml")
+    return tmp / "cheng.lock.toml"
+
+
+@pytest.fixture
+def cc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> Runner:
+    r = Runner(tmp_path, monkeypatch, capfd)
+    monkeypatch.delenv("PKG_ROOTS")  # the roots come from the lock alone
+    for k in ("PKG_LEVEL", "PKG_MODE", "PKG_REGISTRY", "PKG_REQUIRE_SIGNATURE", "PKG_REQUIRE_REGISTRY_MATCH"):
+        monkeypatch.delenv(k, raising=False)
+    return r
+
+
+def test_lock_flow_builds_with_locked_roots_and_writes_meta(cc: Runner) -> None:
+    cids = _published(cc.tmp)
+    _lock(cc.tmp)
+    rc, out, err = cc("app.cheng", "--lock:cheng.lock.toml", "--registry:registry.jsonl")
+    assert rc == 0, err
+    assert "compiled 7 modules" in out
+    art = (cc.tmp / "artifacts/chengc/app").read_bytes()
+    assert b"epoch 1731111111\n" in art, "SOURCE_DATE_EPOCH comes from the lock's created_ts"
+    meta = tomllib.loads((cc.tmp / "artifacts/chengc/cheng.meta.toml").read_text())
+    assert meta["package_id"] == "pkg://cheng/app" and meta["channel"] == "stable"
+    assert meta["created_ts"] == "1731111111"
+    assert meta["lock"]["path"] == "cheng.lock.toml" and meta["lock"]["format"] == "toml"
+    import hashlib
+
+    assert meta["lock"]["sha256"] == hashlib.sha256((cc.tmp / "cheng.lock.toml").read_bytes()).hexdigest()
+    assert {d["package_id"]: d["cid"] for d in meta["dependencies"]} == cids
+    assert all(d["signature"].startswith("ed25519:") for d in meta["dependencies"])
+    assert meta["build"]["created_ts"] == "1731111111"
+    # The inputs came from the package cache, staged as pkgroots/<n>/ (rule 1: the root is the package).
+    env_roots = {c["cwd"] for c in cc.calls()}
+    assert len(env_roots) == 1
+    # Second build: a hit, and verify is remembered (no registry read needed).
+    rc, _, err = cc("app.cheng", "--lock:cheng.lock.toml", "--registry:registry.jsonl", "--explain")
+    assert rc == 0 and "cache hit" in err and len(cc.calls()) == 1
+
+
+def test_manifest_is_resolved_when_the_lock_is_missing(cc: Runner) -> None:
+    _published(cc.tmp)
+    pytest.importorskip("cheng_build.cas.exporter")  # resolve reads dependency manifests from the CAS
+    rc, _, err = cc("app.cheng", "--manifest:cheng-package.toml", "--registry:registry.jsonl")
+    assert rc == 0, err
+    assert (cc.tmp / "chengcache/app.lock.toml").is_file()
+
+
+def test_tampered_lock_fails_at_verify(cc: Runner) -> None:
+    _published(cc.tmp)
+    lock = _lock(cc.tmp)
+    text = lock.read_text()
+    lock.write_text(text.replace('epoch = 1', 'epoch = 7', 1))
+    rc, _, err = cc("app.cheng", "--lock:cheng.lock.toml", "--registry:registry.jsonl")
+    assert rc == 1
+    assert err.splitlines()[0].startswith("chengc: verify: ")
+    assert cc.calls() == []
+
+
+def test_missing_lock_and_registry_each_name_their_step(cc: Runner) -> None:
+    _published(cc.tmp)
+    rc, _, err = cc("app.cheng", "--lock:nope.lock.toml", "--registry:registry.jsonl")
+    assert rc == 2 and err.splitlines()[0] == "chengc: verify: lock not found: nope.lock.toml"
+    _lock(cc.tmp)
+    rc, _, err = cc("app.cheng", "--lock:cheng.lock.toml", "--registry:missing.jsonl")
+    assert rc == 2 and err.splitlines()[0] == "chengc: verify: missing --registry"
+    rc, _, err = cc("app.cheng", "--manifest:none.toml", "--registry:registry.jsonl")
+    assert rc == 2 and err.splitlines()[0] == "chengc: resolve: manifest not found: none.toml"
+
+
+def test_missing_snapshot_goes_to_the_fetcher(cc: Runner) -> None:
+    cids = _published(cc.tmp)
+    _lock(cc.tmp)
+    shutil.rmtree(cc.tmp / "chengcache/packages" / cids["pkg://cheng/dep1"])
+    rc, _, err = cc("app.cheng", "--lock:cheng.lock.toml", "--registry:registry.jsonl")
+    assert rc != 0
+    assert err.splitlines()[0].startswith("chengc: fetch: ")
+    assert cc.calls() == []
+
+
+def test_skip_pkg_uses_the_environment_roots(cc: Runner) -> None:
+    _published(cc.tmp)
+    rc, _, err = cc("app.cheng", "--lock:nope.toml", "--skip-pkg", f"--pkg-roots:{cc.tmp / 'src'}")
+    assert rc == 0, err
