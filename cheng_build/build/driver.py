@@ -32,7 +32,7 @@ from cheng_build.build import compiler as compiler_mod
 from cheng_build.build.action_cache import ActionCache, Entry, FileArtifactStore, KeyParts, canonical_env
 from cheng_build.build.action_cache import explain as explain_miss
 from cheng_build.build.imports import ImportGraph, search_roots, walk
-from cheng_build.build.inputs import StatCache, input_root, read_inputs
+from cheng_build.build.inputs import StatCache, listing_digest, read_inputs
 from cheng_build.core.atomic import atomic_write_bytes
 from cheng_build.core.errors import InputError, UsageError
 
@@ -192,14 +192,19 @@ def _compile_in(root: Path, comp: compiler_mod.Compiler, graph: ImportGraph, dat
 
 def _fresh_build(req: BuildRequest, comp: compiler_mod.Compiler, graph: ImportGraph,
                  data: Mapping[str, bytes], argv: Sequence[str], env: Mapping[str, str],
-                 out_rel: str) -> tuple[_Compiled, int]:
-    """Compile once (or twice for --reproducible-check) in fresh temporary roots."""
+                 out_rel: str, staged: list[Path]) -> tuple[_Compiled, int]:
+    """Compile once (or twice for --reproducible-check) in fresh temporary roots.
+
+    ``staged`` may hold a fresh root already holding exactly the inputs (made to compute the
+    input root); the first compile uses it instead of staging again.
+    """
     runs = 2 if req.reproducible_check else 1
     results: list[_Compiled] = []
     for i in range(runs):
-        root = Path(tempfile.mkdtemp(prefix=f"chengc-{i}-"))
+        pre = staged.pop() if staged else None
+        root = pre or Path(tempfile.mkdtemp(prefix=f"chengc-{i}-"))
         try:
-            res = _compile_in(root, comp, graph, data, argv, env, out_rel, req.run)
+            res = _compile_in(root, comp, graph, {} if pre else data, argv, env, out_rel, req.run)
             assert res is not None
             results.append(res)
         finally:
@@ -285,21 +290,50 @@ def build(req: BuildRequest) -> BuildResult:
         env_for_roots["PKG_ROOTS"] = req.pkg_roots
     roots = search_roots(env_for_roots, extra_roots)
     graph = walk(source, roots, stat_cache)
-    root_id = input_root(graph.files)
-
-    if req.emit is Emit.CHECK:
-        stat_cache.save()
-        return BuildResult(Status.CHECKED, graph, root_id, files_read=stat_cache.reads)
-
     output = output_path(source, req.name, req.out, cwd)
+
     if req.emit is Emit.BUNDLE:
         from cheng_build.build.bundle import write_bundle
 
-        data = read_inputs(graph.files)
         dest = req.bundle_out or output.with_name(output.name + ".car")
-        write_bundle(dest, data, cache_root)
+        root_id = write_bundle(dest, read_inputs(graph.files))
+        stat_cache.remember_root(listing_digest(graph.files), root_id)
         stat_cache.save()
         return BuildResult(Status.BUNDLED, graph, root_id, output=dest, files_read=stat_cache.reads)
+
+    staged: list[Path] = []  # a fresh root already holding exactly the inputs, for the first compile
+    try:
+        return _build_graph(req, cwd, source, output, graph, stat_cache, cache_root, pkg, staged)
+    finally:
+        for d in staged:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _input_root(graph: ImportGraph, stat_cache: StatCache,
+                staged: list[Path]) -> tuple[str, dict[str, bytes] | None]:
+    """The input root CID: remembered for this listing, or computed from a fresh staged tree."""
+    listing = listing_digest(graph.files)
+    known = stat_cache.known_root(listing)
+    if known is not None:
+        return known, None
+    from cheng_build.build.bundle import stage_tree, tree_cid
+
+    data = read_inputs(graph.files)
+    root = Path(tempfile.mkdtemp(prefix="chengc-0-"))
+    staged.append(root)
+    stage_tree(root, data)
+    cid = tree_cid(root)
+    stat_cache.remember_root(listing, cid)
+    return cid, data
+
+
+def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph: ImportGraph,
+                 stat_cache: StatCache, cache_root: Path, pkg: Any, staged: list[Path]) -> BuildResult:
+    chengc_cache = cache_root / "chengc"
+    root_id, data = _input_root(graph, stat_cache, staged)
+    if req.emit is Emit.CHECK:
+        stat_cache.save()
+        return BuildResult(Status.CHECKED, graph, root_id, files_read=stat_cache.reads)
 
     comp = compiler_mod.find_compiler(req.compiler, req.env, cwd=cwd, self_path=compiler_mod.self_path())
     _, comp_digest = stat_cache.file_digest(comp.path)
@@ -349,14 +383,18 @@ def build(req: BuildRequest) -> BuildResult:
     else:
         why += explain_miss(parts, inputs_map, cache.last_for(output))
 
-    data = read_inputs(graph.files)
-    compiled, runs = _fresh_build(req, comp, graph, data, argv, env, out_rel)
+    if data is None:
+        data = read_inputs(graph.files)
+    compiled, runs = _fresh_build(req, comp, graph, data, argv, env, out_rel, staged)
     import hashlib
 
+    from cheng_build.cas.importer import add_bytes
+
     sha = hashlib.sha256(compiled.data).hexdigest()
+    output_cid = str(add_bytes(None, compiled.data))
     ref = cache.store.put(compiled.data) if use_cache else f"sha256:{sha}"
     entry = Entry(parts, inputs_map, ref, sha, len(compiled.data), compiled.mode,
-                  compiled.stdout, compiled.stderr)
+                  compiled.stdout, compiled.stderr, {"output_cid": output_cid})
     if use_cache:
         cache.record(entry, output)
     if req.run and not compiled.data:
@@ -374,7 +412,7 @@ def _meta(req: BuildRequest, cwd: Path, source: Path, output: Path, entry: Entry
     build_t = {
         "source": _display(source, cwd),
         "output": _display(output, cwd),
-        "output_cid": entry.ref if entry.ref.startswith("b") else f"sha256:{entry.sha256}",
+        "output_cid": str(entry.extra.get("output_cid", "")),
         "input_root": parts.input_root,
         "compiler": os.fspath(comp.path),
         "compiler_digest": parts.compiler_digest,

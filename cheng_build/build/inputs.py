@@ -12,7 +12,8 @@ only when something changed; a missing or unreadable file is an empty cache)::
     {"version": 1,
      "files": {"<absolute path>": {"sig": [dev, ino, size, mtime_ns, ctime_ns],
                                    "at": <ns when recorded>, "sha256": "<hex>",
-                                   "facts": <json: import list, or package_id>}}}
+                                   "facts": <json: import list, or package_id>}},
+     "roots": {"<listing digest>": "<input root CID>"}}
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cheng_build.build.imports import GraphFile, ImportStmt, parse_imports
 from cheng_build.core.atomic import atomic_write_bytes
 
 RACY_NS = 2_000_000_000
+MAX_ROOTS = 4096
 _VERSION = 1
 
 
@@ -56,6 +58,7 @@ class StatCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._files: dict[str, dict[str, Any]] = {}
+        self._roots: dict[str, str] = {}
         self._dirty = False
         self.reads = 0  # how many files had to be read (tests and --explain use it)
         if path is not None:
@@ -63,6 +66,7 @@ class StatCache:
                 doc = json.loads(path.read_bytes())
                 if doc.get("version") == _VERSION and isinstance(doc.get("files"), dict):
                     self._files = doc["files"]
+                    self._roots = doc.get("roots") if isinstance(doc.get("roots"), dict) else {}
             except (OSError, ValueError):
                 pass
 
@@ -105,11 +109,24 @@ class StatCache:
         size, digest, _ = self._lookup(path, lambda _d: None)
         return size, digest
 
+    def known_root(self, listing: str) -> str | None:
+        """The input root CID computed earlier for this listing digest, if any."""
+        cid = self._roots.get(listing)
+        return cid if isinstance(cid, str) else None
+
+    def remember_root(self, listing: str, cid: str) -> None:
+        """Remember the input root CID of a listing (a pure function: never invalidated)."""
+        if self._roots.get(listing) != cid:
+            if len(self._roots) >= MAX_ROOTS:
+                self._roots.clear()  # bounded: a cheap recompute beats an unbounded file
+            self._roots[listing] = cid
+            self._dirty = True
+
     def save(self) -> None:
         """Persist the cache if anything changed (a no-op build writes nothing)."""
         if self.path is None or not self._dirty:
             return
-        doc = {"version": _VERSION, "files": self._files}
+        doc = {"version": _VERSION, "files": self._files, "roots": self._roots}
         atomic_write_bytes(self.path, json.dumps(doc, separators=(",", ":"), sort_keys=True).encode())
         self._dirty = False
 
@@ -134,16 +151,17 @@ def read_inputs(files: Sequence[GraphFile]) -> dict[str, bytes]:
     return out
 
 
-def input_root(files: Sequence[GraphFile]) -> str:
-    """The Merkle root of exactly the inputs: names, sizes and digests, sorted by staged path.
+def listing_digest(files: Sequence[GraphFile]) -> str:
+    """A digest of the input listing: names, sizes and digests, sorted by staged path.
 
-    Pre-CAS form (isolated here so the CAS CID replaces it in one place): the SHA-256 of the
-    lines ``<staged path>\\0<size>\\0<sha256 hex>\\n`` in path order, as ``sha256:<hex>``.
+    It names the same tree as the input root CID but costs no CAS work, so the stat cache maps
+    it to the CID once computed (:meth:`StatCache.known_root`) and a no-op build never imports
+    the CAS. The SHA-256 of the lines ``<staged path>\\0<size>\\0<sha256 hex>\\n``.
     """
     h = hashlib.sha256()
     for f in sorted(files, key=lambda f: f.staged):
         h.update(f"{f.staged}\0{f.size}\0{f.sha256}\n".encode())
-    return "sha256:" + h.hexdigest()
+    return h.hexdigest()
 
 
-__all__ = ["RACY_NS", "StatCache", "input_root", "read_inputs"]
+__all__ = ["RACY_NS", "StatCache", "listing_digest", "read_inputs"]
