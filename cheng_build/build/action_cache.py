@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cheng_build.core.atomic import atomic_write_bytes
+from cheng_build.build.cachefile import write_cache_file
 
 _VERSION = 1
 
@@ -135,7 +135,7 @@ class ActionCache:
     def record(self, entry: Entry, output: Path) -> None:
         """Store ``entry`` under its key and as the last build of ``output``."""
         blob = entry.to_json()
-        atomic_write_bytes(self._entry_path(entry.parts.key), blob)
+        write_cache_file(self._entry_path(entry.parts.key), blob)
         self.note_target(entry, output, blob)
 
     def note_target(self, entry: Entry, output: Path, blob: bytes | None = None) -> None:
@@ -147,7 +147,7 @@ class ActionCache:
                 return
         except OSError:
             pass
-        atomic_write_bytes(tp, blob)
+        write_cache_file(tp, blob)
 
 
 def explain(parts: KeyParts, inputs: Mapping[str, tuple[str, str]], previous: Entry | None) -> list[str]:
@@ -202,7 +202,7 @@ class FileArtifactStore:
         digest = hashlib.sha256(data).hexdigest()
         p = self.root / "objects" / digest
         if not p.exists():
-            atomic_write_bytes(p, data)
+            write_cache_file(p, data)
         return f"sha256:{digest}"
 
     def get(self, ref: str) -> bytes:

@@ -316,6 +316,12 @@ def _input_root(graph: ImportGraph, stat_cache: StatCache,
     known = stat_cache.known_root(listing)
     if known is not None:
         return known, None
+    from cheng_build.build.fastcid import tree_root
+
+    fast = tree_root((f.staged, f.size, f.sha256) for f in graph.files)
+    if fast is not None:
+        stat_cache.remember_root(listing, fast)
+        return fast, None
     from cheng_build.build.bundle import stage_tree, tree_cid
 
     data = read_inputs(graph.files)
@@ -388,10 +394,15 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
     compiled, runs = _fresh_build(req, comp, graph, data, argv, env, out_rel, staged)
     import hashlib
 
-    from cheng_build.cas.importer import add_bytes
+    from cheng_build.build.fastcid import CHUNK, raw_cid
 
     sha = hashlib.sha256(compiled.data).hexdigest()
-    output_cid = str(add_bytes(None, compiled.data))
+    if len(compiled.data) <= CHUNK:
+        output_cid = raw_cid(sha)
+    else:
+        from cheng_build.cas.importer import add_bytes
+
+        output_cid = str(add_bytes(None, compiled.data))
     ref = cache.store.put(compiled.data) if use_cache else f"sha256:{sha}"
     entry = Entry(parts, inputs_map, ref, sha, len(compiled.data), compiled.mode,
                   compiled.stdout, compiled.stderr, {"output_cid": output_cid})

@@ -251,40 +251,50 @@ class _Hit:
 
 
 class Resolver:
-    """Resolves ``cheng/<pkg>/<rest>`` with the compiler's rules, memoising directory probes."""
+    """Resolves ``cheng/<pkg>/<rest>`` with the compiler's rules, memoising directory probes.
+
+    Probing is lazy and stops at the first hit; a package directory that does not exist is one
+    ``stat`` (memoised per root and package), not three, so twenty roots stay cheap.
+    """
 
     def __init__(self, roots: Sequence[Path], facts: FactSource) -> None:
         self.roots = tuple(roots)
+        self._root_strs = tuple(os.fspath(r) for r in self.roots)
         self._facts = facts
-        self._root_ids: dict[Path, str | None] = {}
-        self._isfile: dict[Path, bool] = {}
+        self._root_ids: dict[str, str | None] = {}
+        self._isfile: dict[str, bool] = {}
+        self._isdir: dict[str, bool] = {}
         self._memo: dict[str, _Hit] = {}
 
-    def _exists(self, p: Path) -> bool:
+    def _exists(self, p: str) -> bool:
         hit = self._isfile.get(p)
         if hit is None:
             hit = self._isfile[p] = os.path.isfile(p)
         return hit
 
-    def root_package_id(self, root: Path) -> str | None:
-        """``package_id`` of ``root/cheng-package.toml``, or None when absent."""
-        if root not in self._root_ids:
-            mf = root / MANIFEST_NAME
-            self._root_ids[root] = self._facts.manifest_facts(mf)[2] if self._exists(mf) else None
-        return self._root_ids[root]
+    def _dir(self, p: str) -> bool:
+        hit = self._isdir.get(p)
+        if hit is None:
+            hit = self._isdir[p] = os.path.isdir(p)
+        return hit
 
-    def _candidates(self, pkg: str, rest: str) -> list[tuple[int, Path, Path, bool]]:
-        """``(root index, package dir, file, package dir is the root)`` in search order."""
-        out: list[tuple[int, Path, Path, bool]] = []
-        for i, root in enumerate(self.roots):
-            dirs: list[tuple[Path, bool]] = []
-            if self.root_package_id(root) == f"pkg://cheng/{pkg}":
-                dirs.append((root, True))
-            dirs += [(root / f"cheng-{pkg}", False), (root / pkg, False)]
-            for d, is_root in dirs:
-                for inner in ("src/", "cheng/", ""):
-                    out.append((i, d, d / f"{inner}{rest}.cheng", is_root))
-        return out
+    def root_package_id(self, root: Path | str) -> str | None:
+        """``package_id`` of ``root/cheng-package.toml``, or None when absent."""
+        r = os.fspath(root)
+        if r not in self._root_ids:
+            mf = os.path.join(r, MANIFEST_NAME)
+            self._root_ids[r] = self._facts.manifest_facts(Path(mf))[2] if self._exists(mf) else None
+        return self._root_ids[r]
+
+    def _pkg_dirs(self, i: int, pkg: str) -> list[tuple[str, bool]]:
+        """Package directories of ``pkg`` in root ``i``, in order: ``(dir, exists)``."""
+        root = self._root_strs[i]
+        dirs: list[tuple[str, bool]] = []
+        if self.root_package_id(root) == f"pkg://cheng/{pkg}":
+            dirs.append((root, True))
+        for d in (os.path.join(root, f"cheng-{pkg}"), os.path.join(root, pkg)):
+            dirs.append((d, self._dir(d)))
+        return dirs
 
     def resolve(self, path: str, *, importer: str = "") -> _Hit:
         """The file ``path`` names.
@@ -296,20 +306,25 @@ class Resolver:
         if path in self._memo:
             return self._memo[path]
         _, pkg, rest = classify(path, where=importer)
-        cands = self._candidates(pkg, rest)
-        for i, d, f, _ in cands:
-            if self._exists(f):
-                mf = d / MANIFEST_NAME
-                hit = _Hit(i, d, f, mf if self._exists(mf) else None)
-                self._memo[path] = hit
-                return hit
+        for i in range(len(self.roots)):
+            for d, present in self._pkg_dirs(i, pkg):
+                if not present:
+                    continue
+                for inner in ("src/", "cheng/", ""):
+                    f = os.path.join(d, f"{inner}{rest}.cheng")
+                    if self._exists(f):
+                        mf = os.path.join(d, MANIFEST_NAME)
+                        hit = _Hit(i, Path(d), Path(f), Path(mf) if self._exists(mf) else None)
+                        self._memo[path] = hit
+                        return hit
         searched = []
         for i, root in enumerate(self.roots):
             pid = self.root_package_id(root)
-            present = pid is not None or self._exists(root / MANIFEST_NAME)
+            present = pid is not None or self._exists(os.path.join(self._root_strs[i], MANIFEST_NAME))
             state = f"package_id {pid!r}" if present else "absent"
             searched.append(f"{root / MANIFEST_NAME} ({state})")
-            searched += [os.fspath(f) for j, _, f, _ in cands if j == i]
+            for d, _ in self._pkg_dirs(i, pkg):
+                searched += [os.path.join(d, f"{inner}{rest}.cheng") for inner in ("src/", "cheng/", "")]
         raise UnresolvedImportError(
             f"unresolved import {path}",
             why=(f"imported from {importer}\n" if importer else "") + "searched:\n  " + "\n  ".join(searched),

@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cheng_build.build.cachefile import write_cache_file
 from cheng_build.build.imports import GraphFile, ImportStmt, parse_imports
-from cheng_build.core.atomic import atomic_write_bytes
 
 RACY_NS = 2_000_000_000
 MAX_ROOTS = 4096
@@ -127,7 +127,7 @@ class StatCache:
         if self.path is None or not self._dirty:
             return
         doc = {"version": _VERSION, "files": self._files, "roots": self._roots}
-        atomic_write_bytes(self.path, json.dumps(doc, separators=(",", ":"), sort_keys=True).encode())
+        write_cache_file(self.path, json.dumps(doc, separators=(",", ":"), sort_keys=True).encode())
         self._dirty = False
 
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cheng_build.build.cachefile import write_cache_file
 from cheng_build.build.inputs import StatCache
-from cheng_build.core.atomic import atomic_write_bytes
 from cheng_build.core.errors import ChengError, UsageError
 
 T = TypeVar("T")
@@ -74,7 +74,7 @@ def _stamp_read(path: Path) -> dict[str, Any] | None:
 
 
 def _stamp_write(path: Path, doc: Mapping[str, Any]) -> None:
-    atomic_write_bytes(path, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+    write_cache_file(path, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
 
 
 def _h(*parts: str) -> str:
@@ -154,61 +154,91 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
                                           "lock_sha256": stat_cache.file_digest(lock_path)[1]})
                 steps.append("resolve")
 
-    # 2. load + verify
+    # 2. load + verify (remembered per lock bytes, registry bytes, trust configuration)
     with step("verify"):
         if not lock_path.is_file():
             from cheng_build.core.errors import InputError
 
             raise InputError(f"lock not found: {_display(lock_path, cwd)}",
                              how="pass --manifest:<file> to resolve one, or --lock:<file>")
-        from cheng_build.pkg.lock import load_lock
-        from cheng_build.trust.config import load_config
 
-        lock = load_lock(lock_path)
-        config = load_config(env=env)
-        level = getattr(config.level, "value", str(config.level))
+        def _load_lock() -> Any:
+            from cheng_build.pkg.lock import load_lock
+
+            return load_lock(lock_path)
+
+        def _load_config() -> Any:
+            from cheng_build.trust.config import load_config
+
+            return load_config(env=env)
+
+        lock_obj = _lazy(_load_lock)
+        config = _lazy(_load_config)
         _, lock_sha = stat_cache.file_digest(lock_path)
         reg_sha = stat_cache.file_digest(reg_path)[1] if reg_path.is_file() else "-"
-        package_id = opts.package or lock.package_id
-        vkey = _h(lock_sha, reg_sha, level, package_id, opts.channel)
+        vkey = _h(lock_sha, reg_sha, _config_fingerprint(env, cwd, stat_cache), opts.package or "",
+                  opts.channel)
         vstamp_path = chengc_dir / "verified" / f"{vkey}.json"
         vstamp = None if opts.verify else _stamp_read(vstamp_path)
-        if vstamp is None:
+        if vstamp is None or "dependencies" not in vstamp:
             from cheng_build.pkg.verify import verify_lock
 
+            lock = lock_obj()
+            cfg = config()
+            level = getattr(cfg.level, "value", str(cfg.level))
             reg = registry() if reg_path.is_file() or level != "L0" else None
-            warnings = verify_lock(lock, reg, config)
-            package = _package_fields(lock, reg, package_id, opts.channel)
-            vstamp = {"package": package, "warnings": list(warnings)}
+            warnings = verify_lock(lock, reg, cfg)
+            vstamp = {
+                "package": _package_fields(lock, reg, opts.package or lock.package_id, opts.channel),
+                "warnings": list(warnings),
+                "created_ts": lock.created_ts,
+                "dependencies": [d.to_dict() for d in lock.dependencies],
+                "fetch": [[d.package_id, str(d.cid), bool(getattr(d, "path", None))]
+                          for d in lock.dependencies],
+            }
             _stamp_write(vstamp_path, vstamp)
             steps.append("verify")
 
-    # 3. fetch
+    # 3. fetch (skipped when every snapshot is complete in the cache)
     with step("fetch"):
         roots: list[Path] | None = []
-        for dep in lock.dependencies:
-            p = cache_root / "packages" / str(dep.cid)
-            if getattr(dep, "path", None) or not p.is_dir():
+        for _pid, cid, has_path in vstamp["fetch"]:
+            p = cache_root / "packages" / cid
+            if has_path or not p.is_dir():
                 roots = None  # something to fetch (or a dev path override): ask the fetcher
                 break
             roots.append(p)
         if roots is None:
             from cheng_build.pkg.fetch import fetch_lock
 
-            res = fetch_lock(lock, cache_root=cache_root, config=config, lock_dir=lock_path.parent)
+            lock = lock_obj()
+            res = fetch_lock(lock, cache_root=cache_root, config=config(), lock_dir=lock_path.parent)
             roots = [Path(res.roots[d.package_id]) for d in lock.dependencies]
             steps.append("fetch")
 
     fmt_of = lock_path.suffix.lstrip(".") or fmt
     return PackageContext(
         roots=tuple(roots),
-        created_ts=lock.created_ts,
+        created_ts=vstamp.get("created_ts"),
         package_fields=vstamp["package"],
         lock_table={"path": _display(lock_path, cwd), "format": fmt_of, "sha256": lock_sha},
-        dependencies=tuple(d.to_dict() for d in lock.dependencies),
+        dependencies=tuple(vstamp["dependencies"]),
         warnings=tuple(vstamp.get("warnings", ())),
         steps=tuple(steps),
     )
+
+
+def _config_fingerprint(env: Mapping[str, str], cwd: Path, stat_cache: StatCache) -> str:
+    """Everything the trust configuration is computed from: every ``PKG_*`` variable and the
+    bytes of every file :func:`cheng_build.trust.config.find_config_file` may read. A superset,
+    so any change re-verifies; computed without importing the config machinery (or tomllib)."""
+    parts = [f"{k}={v}" for k, v in sorted(env.items()) if k.startswith("PKG_")]
+    home = Path(env.get("HOME") or os.path.expanduser("~"))
+    cands = [Path(env["PKG_CONFIG"]).expanduser()] if env.get("PKG_CONFIG") else []
+    cands += [cwd / "cheng-pkg-config.toml", home / ".cheng" / "cheng-pkg-config.toml"]
+    for c in cands:
+        parts.append(f"{c}:{stat_cache.file_digest(c)[1] if c.is_file() else '-'}")
+    return _h(*parts)
 
 
 def _package_fields(lock: Any, registry: Any, package_id: str, channel: str) -> dict[str, Any]:
