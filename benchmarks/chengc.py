@@ -121,6 +121,8 @@ def main() -> int:
         for i in range(a.runs):
             app.write_text(base + f"// edit {i}\n")
             miss.append(timed(cmd, root, env))
+            if os.environ.get("BENCH_DEBUG"):
+                print("miss", i, round(miss[-1], 1), file=sys.stderr)
         # The compiler alone on the same staged inputs, same argv/env as chengc hands it.
         from cheng_build.build.bundle import stage_tree
         from cheng_build.build.imports import search_roots, walk
