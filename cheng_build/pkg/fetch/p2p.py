@@ -102,7 +102,7 @@ class BitswapNode:
         if self.max_peers is not None and peer not in self._links and len(self._links) >= self.max_peers:
             await stream.reset()
             return
-        reader = lp.FrameReader(stream, bs.MAX_MESSAGE_SIZE)
+        reader = lp.FrameReader(lp.cap_window(stream), bs.MAX_MESSAGE_SIZE)
         try:
             while True:
                 try:
