@@ -1,0 +1,270 @@
+"""FastCDC chunking and chunk-and-hash over the native library.
+
+The cut rule, gear table and masks are specified in ``docs/chunker.md``; snapshots depend on
+them, so they only change with a new ``ChunkerParams.spec`` name. Every function here accepts
+``bytes``, ``bytearray``, ``memoryview`` or any contiguous buffer without copying it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import re
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+from cheng_build._native._loader import HAVE_HASHES, buffer_of, ffi, lib
+
+Algo = Literal["sha256", "blake3"]
+_ALGOS = {"sha256": 0, "blake3": 1}
+_SPEC = re.compile(r"^fastcdc-v1-(\d+)-(\d+)-(\d+)-n([0-3])$")
+# A streaming read window: big enough that the per-call overhead vanishes, and at least two
+# max-size chunks so every window yields chunks.
+_STREAM_WINDOW = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkerParams:
+    """FastCDC parameters (validated on construction).
+
+    Args:
+        min_size: no chunk is shorter (except the last); bytes before it are not hashed. >= 64.
+        avg_size: the normalization point, a power of two in [256, 2**28].
+        max_size: no chunk is longer; <= 2**30.
+        normalization: 0..3, how much stricter the mask is before ``avg_size`` than after it.
+
+    Raises:
+        ValueError: a size or the normalization level is out of range (the message says which).
+    """
+
+    min_size: int = 65536
+    avg_size: int = 262144
+    max_size: int = 1048576
+    normalization: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("min_size", "avg_size", "max_size", "normalization"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"chunker {name} must be an int, not {type(value).__name__}")
+            if value < 0:
+                raise ValueError(f"chunker {name} must not be negative (got {value})")
+        _state(self)  # the C code holds the rules; raises ValueError naming the broken one
+
+    @property
+    def spec(self) -> str:
+        """A name recording the algorithm and parameters, e.g. ``fastcdc-v1-65536-262144-1048576-n2``."""
+        return f"fastcdc-v1-{self.min_size}-{self.avg_size}-{self.max_size}-n{self.normalization}"
+
+    @classmethod
+    def from_spec(cls, spec: str) -> ChunkerParams:
+        """Parse :attr:`spec` back.
+
+        Raises:
+            ValueError: ``spec`` is not a ``fastcdc-v1-...`` name or its parameters are invalid.
+        """
+        m = _SPEC.match(spec)
+        if not m:
+            raise ValueError(f"not a chunker spec: {spec!r} (expected fastcdc-v1-<min>-<avg>-<max>-n<0..3>)")
+        return cls(int(m[1]), int(m[2]), int(m[3]), int(m[4]))
+
+
+@lru_cache(maxsize=64)
+def _state(params: ChunkerParams) -> Any:
+    """The initialised (read-only, thread-safe) C chunker state for ``params``."""
+    state = ffi.new("uint8_t[]", lib.cb_cdc_size())
+    c = ffi.cast("cb_cdc *", state)
+    limit = 1 << 64
+    sizes = (params.min_size, params.avg_size, params.max_size)
+    rc = -2 if any(s >= limit for s in sizes) else lib.cb_cdc_init(c, *sizes, params.normalization)
+    if rc != 0:
+        raise ValueError(
+            f"invalid chunker parameters (min_size={params.min_size}, avg_size={params.avg_size}, "
+            f"max_size={params.max_size}, normalization={params.normalization}): "
+            f"{ffi.string(lib.cb_cdc_strerror(rc)).decode()}"
+        )
+    return _Keep(state, c)
+
+
+@dataclass(frozen=True, slots=True)
+class _Keep:
+    owner: Any
+    ptr: Any
+
+
+def _threads(threads: int) -> int:
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"threads must be an int >= 1 (got {threads!r})")
+    return min(threads, 64)
+
+
+def _ends_cdc(cdc: Any, buf: Any, n: int, threads: int) -> tuple[Any, int]:
+    cap = lib.cb_cdc_max_chunks(cdc, n) + 1
+    ends = ffi.new("uint64_t[]", cap)
+    count = lib.cb_cdc_chunk(cdc, buf, n, 1, threads, ends, cap, ffi.NULL)
+    if count == ffi.cast("size_t", -1):  # only when memory for the thread scratch ran out
+        raise MemoryError("cb_cdc_chunk: out of memory")
+    return ends, count
+
+
+def _pairs(ends: Any, count: int) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    prev = 0
+    for e in ffi.unpack(ends, count):
+        out.append((prev, e - prev))
+        prev = e
+    return out
+
+
+def cdc_chunks(buf: Any, params: ChunkerParams | None = None, *, threads: int = 1) -> list[tuple[int, int]]:
+    """Chunk a whole buffer.
+
+    Args:
+        buf: a bytes-like object (not copied).
+        params: chunker parameters; the defaults when ``None``.
+        threads: threads for the cut search; the result is the same for any value.
+
+    Returns:
+        ``(offset, length)`` of every chunk, in order, covering ``buf`` exactly.
+    """
+    params = params or ChunkerParams()
+    view = buffer_of(buf)
+    n = len(view)
+    if n == 0:
+        return []
+    ends, count = _ends_cdc(_state(params).ptr, view, n, _threads(threads))
+    return _pairs(ends, count)
+
+
+def cdc_file_chunks(
+    path: str | os.PathLike[str], params: ChunkerParams | None = None
+) -> Iterator[tuple[int, int]]:
+    """Chunk a file while reading it in pieces (never whole); same cut points as :func:`cdc_chunks`.
+
+    Raises:
+        OSError: the file cannot be opened or read.
+    """
+    params = params or ChunkerParams()
+    cdc = _state(params).ptr
+    window = max(_STREAM_WINDOW, 2 * params.max_size)
+    buf = bytearray(window)
+    mv = memoryview(buf)
+    view = ffi.from_buffer("uint8_t[]", buf)
+    cap = lib.cb_cdc_max_chunks(cdc, window) + 1
+    ends = ffi.new("uint64_t[]", cap)
+    consumed = ffi.new("size_t *")
+    base = filled = 0
+    eof = False
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            while not eof and filled < window:
+                got = f.readinto(mv[filled:])
+                if not got:
+                    eof = True
+                else:
+                    filled += got
+            count = lib.cb_cdc_chunk(cdc, view, filled, int(eof), 1, ends, cap, consumed)
+            prev = 0
+            for e in ffi.unpack(ends, count):
+                yield base + prev, e - prev
+                prev = e
+            if eof:
+                return
+            used = consumed[0]
+            # Keep the undecided tail (< max_size bytes) at the front for the next window.
+            buf[: filled - used] = buf[used:filled]
+            base += used
+            filled -= used
+
+
+def _fixed_ends(n: int, size: int) -> Any:
+    ends = array("Q", range(size, n, size))
+    if n:
+        ends.append(n)
+    return ends
+
+
+def chunk_and_hash(
+    src: Any,
+    params: ChunkerParams | None = None,
+    *,
+    fixed_size: int | None = None,
+    algo: Algo = "sha256",
+    threads: int = 1,
+) -> list[tuple[int, int, bytes]]:
+    """Chunk a buffer or file and hash every chunk in one native pass.
+
+    Args:
+        src: a bytes-like object, or a path (``str``/``os.PathLike``) to a file (memory-mapped).
+        params: FastCDC parameters (defaults when ``None``); not allowed with ``fixed_size``.
+        fixed_size: cut fixed-size chunks of this many bytes instead (the last may be shorter):
+            what UnixFS's default ``size-262144`` chunker does.
+        algo: ``"sha256"`` or ``"blake3"`` (32-byte digests).
+        threads: threads for cutting and hashing; the result is the same for any value.
+
+    Returns:
+        ``(offset, length, digest)`` for every chunk, in order.
+
+    Raises:
+        ValueError: bad ``algo``, ``fixed_size``, ``threads``, or both ``params`` and ``fixed_size``.
+        OSError: ``src`` is a path that cannot be read.
+    """
+    if algo not in _ALGOS:
+        raise ValueError(f"algo must be 'sha256' or 'blake3' (got {algo!r})")
+    nthreads = _threads(threads)
+    if fixed_size is not None:
+        if params is not None:
+            raise ValueError("give either params (content-defined) or fixed_size, not both")
+        if not isinstance(fixed_size, int) or isinstance(fixed_size, bool) or fixed_size < 1:
+            raise ValueError(f"fixed_size must be an int >= 1 (got {fixed_size!r})")
+    if isinstance(src, (str, os.PathLike)):
+        with open(src, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return []
+            # The views into the map die with _chunk_and_hash's frame (reference counting), so
+            # the map can close right after.
+            with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mm:
+                return _chunk_and_hash(mm, params, fixed_size, algo, nthreads)
+    return _chunk_and_hash(src, params, fixed_size, algo, nthreads)
+
+
+def _chunk_and_hash(
+    src: Any, params: ChunkerParams | None, fixed_size: int | None, algo: str, threads: int
+) -> list[tuple[int, int, bytes]]:
+    view = buffer_of(src)
+    n = len(view)
+    if n == 0:
+        return []
+    if fixed_size is not None:
+        fixed = _fixed_ends(n, fixed_size)
+        ends, count = ffi.from_buffer("uint64_t[]", fixed), len(fixed)
+    else:
+        ends, count = _ends_cdc(_state(params or ChunkerParams()).ptr, view, n, threads)
+    if not HAVE_HASHES and algo == "sha256":
+        # Until the C SHA-256 lands (blake3 area): hashlib, chunk by chunk.
+        mv = memoryview(src).cast("B")
+        out_list = []
+        prev = 0
+        for e in ffi.unpack(ends, count):
+            out_list.append((prev, e - prev, hashlib.sha256(mv[prev:e]).digest()))
+            prev = e
+        return out_list
+    digests = bytearray(32 * count)
+    rc = lib.cb_hash_chunks(view, n, ends, count, _ALGOS[algo], threads, ffi.from_buffer(digests))
+    if rc == -2:
+        from cheng_build._native._loader import require_hashes
+
+        require_hashes("chunk_and_hash")
+    if rc != 0:
+        raise RuntimeError(f"cb_hash_chunks failed ({rc})")
+    out: list[tuple[int, int, bytes]] = []
+    prev = 0
+    for i, e in enumerate(ffi.unpack(ends, count)):
+        out.append((prev, e - prev, bytes(digests[32 * i : 32 * i + 32])))
+        prev = e
+    return out

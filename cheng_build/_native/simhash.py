@@ -1,0 +1,162 @@
+"""64-bit SimHash over token streams, hashed and summed in C (docs/chunker.md, "SimHash64").
+
+A token is a ``str`` (hashed as its UTF-8 bytes) or a bytes-like object. Each document's tokens
+cross into C as one buffer: joined with a NUL separator when no token contains a NUL (one
+``str.join`` per document, so Python does almost no per-token work), else with explicit lengths.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Sequence
+from itertools import accumulate
+from typing import Any
+
+from cheng_build._native._loader import buffer_of, ffi, lib
+
+_U64 = 1 << 64
+
+
+def _encode_joined(doc: Sequence[Any]) -> bytes | None:
+    """The document's tokens joined by NUL, or None when that would be ambiguous."""
+    try:
+        if isinstance(doc[0], str):
+            joined_s = "\x00".join(doc)
+            if joined_s.count("\x00") != len(doc) - 1:
+                return None
+            return joined_s.encode("utf-8")
+        joined_b = b"\x00".join(doc)
+    except TypeError:  # mixed str and bytes, or a bytes-like type join does not take
+        return None
+    if joined_b.count(0) != len(doc) - 1:
+        return None
+    return joined_b
+
+
+def _token_bytes(tok: Any) -> bytes:
+    if isinstance(tok, str):
+        return tok.encode("utf-8")
+    return bytes(buffer_of(tok))
+
+
+def _as_doc(doc: Any) -> Sequence[Any]:
+    if isinstance(doc, (str, bytes, bytearray, memoryview)):
+        raise TypeError("a document must be a sequence of tokens, not a single str/bytes (split it first)")
+    return doc if isinstance(doc, (list, tuple)) else list(doc)
+
+
+def _run(parts: list[bytes], ntok: list[int], sep: int, tok_len: array | None) -> list[int]:
+    blob = b"".join(parts)
+    lens = array("Q", map(len, parts))
+    offs = array("Q", accumulate(lens, initial=0))
+    counts = array("Q", ntok)
+    out = ffi.new("uint64_t[]", max(len(parts), 1))
+    tl = ffi.from_buffer("uint64_t[]", tok_len) if tok_len is not None else ffi.NULL
+    rc = lib.cb_simhash64_batch(
+        ffi.from_buffer("uint8_t[]", blob), ffi.from_buffer("uint64_t[]", offs),
+        ffi.from_buffer("uint64_t[]", lens), ffi.from_buffer("uint64_t[]", counts),
+        len(parts), sep, tl, out,
+    )
+    if rc != 0:  # our own packing is wrong: a bug, not bad input
+        raise RuntimeError("cb_simhash64_batch rejected the packed documents")
+    return list(ffi.unpack(out, len(parts)))
+
+
+def simhash64_batch(docs: Sequence[Sequence[str | bytes]]) -> list[int]:
+    """SimHash64 fingerprints of many documents in one native call.
+
+    Args:
+        docs: each document is a sequence of tokens (``str`` or bytes-like), every token weight 1.
+
+    Returns:
+        One unsigned 64-bit fingerprint per document (0 for a document without tokens).
+
+    Raises:
+        TypeError: a document is a bare ``str``/``bytes`` or a token is neither str nor bytes-like.
+        UnicodeEncodeError: a ``str`` token holds a lone surrogate (not valid UTF-8).
+    """
+    docs = [_as_doc(d) for d in docs]
+    result = [0] * len(docs)
+    fast_idx: list[int] = []
+    fast_parts: list[bytes] = []
+    fast_ntok: list[int] = []
+    slow_idx: list[int] = []
+    for i, doc in enumerate(docs):
+        if not doc:
+            continue
+        joined = _encode_joined(doc)
+        if joined is None:
+            slow_idx.append(i)
+        else:
+            fast_idx.append(i)
+            fast_parts.append(joined)
+            fast_ntok.append(len(doc))
+    if fast_idx:
+        for i, fp in zip(fast_idx, _run(fast_parts, fast_ntok, 0, None), strict=True):
+            result[i] = fp
+    if slow_idx:
+        parts: list[bytes] = []
+        tok_len = array("Q")
+        for i in slow_idx:
+            toks = [_token_bytes(t) for t in docs[i]]
+            tok_len.extend(map(len, toks))
+            parts.append(b"".join(toks))
+        if not tok_len:
+            tok_len.append(0)  # from_buffer needs a non-empty array; never read
+        ntok = [len(docs[i]) for i in slow_idx]
+        for i, fp in zip(slow_idx, _run(parts, ntok, -1, tok_len), strict=True):
+            result[i] = fp
+    return result
+
+
+def simhash64(features: Sequence[str | bytes]) -> int:
+    """SimHash64 of one document's tokens (see :func:`simhash64_batch`)."""
+    return simhash64_batch([features])[0]
+
+
+def token_hash(token: str | bytes) -> int:
+    """The 64-bit token hash SimHash64 uses: XXH64 (seed 0) of the token's bytes."""
+    data = _token_bytes(token)
+    return int(lib.cb_token_hash(data, len(data)))
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits of two 64-bit fingerprints.
+
+    Python's own popcount is used: a call into C would cost more than the count itself.
+
+    Raises:
+        ValueError: a fingerprint is outside [0, 2**64).
+    """
+    if not (0 <= a < _U64 and 0 <= b < _U64):
+        raise ValueError(f"fingerprints must be in [0, 2**64) (got {a}, {b})")
+    return (a ^ b).bit_count()
+
+
+def pairs_within(fps: Sequence[int], d: int) -> list[tuple[int, int, int]]:
+    """All pairs of fingerprints within Hamming distance ``d``.
+
+    Returns:
+        ``(i, j, distance)`` with ``i < j`` (indexes into ``fps``), ordered by ``(i, j)``.
+
+    Raises:
+        ValueError: ``d`` outside [0, 64] or a fingerprint outside [0, 2**64).
+    """
+    if not isinstance(d, int) or isinstance(d, bool) or not 0 <= d <= 64:
+        raise ValueError(f"d must be an int in [0, 64] (got {d!r})")
+    try:
+        arr = array("Q", fps)
+    except (OverflowError, TypeError) as exc:
+        raise ValueError(f"fingerprints must be ints in [0, 2**64): {exc}") from exc
+    n = len(arr)
+    if n < 2:
+        return []
+    src = ffi.from_buffer("uint64_t[]", arr)
+    cap = 4 * n + 64
+    while True:
+        out = ffi.new("uint64_t[]", 3 * cap)
+        total = int(lib.cb_pairs_within(src, n, d, out, cap))
+        if total <= cap:
+            flat = ffi.unpack(out, 3 * total)
+            return list(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
+        cap = total
