@@ -34,12 +34,12 @@ import os
 import secrets
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from cheng_build.cas.cid import CID, CidError, cid_str, parse_cid, verify_block
+from cheng_build.cas.durable import fsync_files
 from cheng_build.cas.walk import block_links
 from cheng_build.core.atomic import atomic_write_bytes, fsync_dir
 from cheng_build.core.errors import DigestMismatchError, IntegrityError, NotFoundError, StoreError
@@ -334,7 +334,7 @@ class Batch:
         staged, self._staged = self._staged, []
         if staged:
             try:
-                _fsync_all([t for t, _ in staged])
+                fsync_files([t for t, _ in staged])
                 for tmp, final in staged:
                     os.replace(tmp, final)
             except OSError as exc:
@@ -349,24 +349,6 @@ class Batch:
         for cid in self._pins:
             self.store._pin_locked(cid)
         self._pins.clear()
-
-
-def _fsync_one(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_all(paths: list[Path]) -> None:
-    if len(paths) <= 2:
-        for p in paths:
-            _fsync_one(p)
-        return
-    # fsync releases the GIL; several in flight let the file system commit them together.
-    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
-        list(pool.map(_fsync_one, paths))
 
 
 # Re-exported so callers catching store failures need one import.

@@ -166,31 +166,31 @@ def file_leaves(path: str | os.PathLike[str], chunker: Chunker, hash: str = "sha
     p = Path(path)
     size = p.stat().st_size
     nthreads = threads or default_threads()
-    n = native()
     if size < _SMALL_FILE:
         leaves = bytes_leaves(p.read_bytes(), chunker, hash)
-    elif n is not None and size >= _SMALL_FILE:
+        if on_bytes is not None:
+            on_bytes(size)
+        return leaves
+    n = native()
+    if n is None and chunker.kind is ChunkerKind.FASTCDC:
+        _need_native(chunker)
+    if n is not None and getattr(n, "HAVE_HASHES", False):
+        # Cut and hash in one native pass on ``nthreads`` threads.
         algo = "sha256" if hash == "sha2-256" else "blake3"
         if chunker.kind is ChunkerKind.FIXED:
             raw = n.chunk_and_hash(os.fspath(p), fixed_size=chunker.size, algo=algo, threads=nthreads)
         else:
             raw = n.chunk_and_hash(os.fspath(p), _native_params(n, chunker), algo=algo, threads=nthreads)
-        leaves = [(int(o), int(ln), bytes(d)) for o, ln, d in raw]
-    elif chunker.kind is ChunkerKind.FASTCDC:
-        _need_native(chunker)
-        raise AssertionError("unreachable")
-    else:
-        leaves = _threaded_fixed(p, size, chunker.size, hash, nthreads, on_bytes)
-        return leaves
-    if on_bytes is not None:
-        on_bytes(size)
-    return leaves
+        if on_bytes is not None:
+            on_bytes(size)
+        return [(int(o), int(ln), bytes(d)) for o, ln, d in raw]
+    return _threaded(p, size, chunker, hash, nthreads, on_bytes)
 
 
-def _threaded_fixed(p: Path, size: int, chunk: int, hash: str, threads: int,
-                    on_bytes: Callable[[int], None] | None) -> list[Leaf]:
+def _threaded(p: Path, size: int, chunker: Chunker, hash: str, threads: int,
+              on_bytes: Callable[[int], None] | None) -> list[Leaf]:
+    """Cut points in Python (fixed) or C (FastCDC), digests by hashlib on a thread pool."""
     h = hasher_for(hash)
-    cuts = _fixed_cuts(size, chunk)
     with open(p, "rb") as fh:
         try:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
@@ -201,6 +201,11 @@ def _threaded_fixed(p: Path, size: int, chunk: int, hash: str, threads: int,
             raise StoreError(f"{p} changed while it was being read")
         view = memoryview(mm)
         try:
+            if chunker.kind is ChunkerKind.FIXED:
+                cuts = _fixed_cuts(size, chunker.size)
+            else:
+                n = _need_native(chunker)
+                cuts = [(int(o), int(ln)) for o, ln in n.cdc_chunks(view, _native_params(n, chunker))]
             # Hash in groups so progress can advance and the pool queue stays short.
             group = 64
             out: list[Leaf] = []

@@ -100,6 +100,9 @@ def _semver_gate(state: LogState, package_id: str, channel: str, version: str,
     prev_table = _previous_api(prev, store) if new_api is not None else None
     reasons = semver.check_release(prev_table or {}, new_api.table if new_api and prev_table is not None
                                    else {}, prev.version, version)
+    if len(reasons) == 1 and reasons[0].startswith("version "):
+        raise PublishError(reasons[0].split(":")[0], why=reasons[0],
+                           how=f"publish with a version above {prev.version}")
     if reasons:
         raise PublishError(f"version {version} breaks the API of {prev.version}",
                            why="\n".join(reasons),

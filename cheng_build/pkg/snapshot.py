@@ -259,7 +259,7 @@ def read_snapshot_file(store: Blockstore, cid: str, format: str, relpath: str) -
         try:
             return exporter.read_path(store, root, rel)
         except NotFoundError as exc:
-            if store.has(root) and "block" not in exc.what:
+            if exc.what.startswith("no such path"):  # the snapshot is there, the file is not
                 return None
             raise
     blob = read_whole(store, root)

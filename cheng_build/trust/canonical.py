@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from json.encoder import encode_basestring  # type: ignore[attr-defined]  # C-accelerated
 
@@ -41,6 +42,10 @@ PUBLISH_SIGNED_FIELDS: tuple[str, ...] = tuple(sorted((
 _PUBLISH_KEY_PREFIX = {k: (encode_basestring(k) + ":").encode() for k in PUBLISH_SIGNED_FIELDS}
 
 
+_CANON_HEX16 = re.compile(r"[0-9a-f]{16}")
+_ANY_HEX = re.compile(r"(?:0[xX])?([0-9a-fA-F]{1,16})")
+
+
 class CanonicalError(IntegrityError):
     """A value cannot be put in canonical form (wrong type, out of range)."""
 
@@ -51,20 +56,31 @@ def simhash_hex(value: object) -> str:
     Raises:
         CanonicalError: not a 64-bit unsigned value.
     """
-    if isinstance(value, bool):
+    if type(value) is str:
+        if _CANON_HEX16.fullmatch(value):
+            return value  # the form we write: nothing to do (the common case, once per line)
+        m = _ANY_HEX.fullmatch(value)
+        if m is None:
+            raise CanonicalError(f"ast_simhash64 {value[:40]!r} is not 1-16 hex digits")
+        n = int(m.group(1), 16)
+    elif isinstance(value, bool):
         raise CanonicalError("ast_simhash64 must be a 64-bit value, not a boolean")
-    if isinstance(value, int):
+    elif isinstance(value, int):
         n = value
-    elif isinstance(value, str):
-        text = value[2:] if value[:2].lower() == "0x" else value
-        if not text or len(text) > 16 or any(c not in "0123456789abcdefABCDEF" for c in text):
-            raise CanonicalError(f"ast_simhash64 {value!r} is not 1-16 hex digits")
-        n = int(text, 16)
     else:
         raise CanonicalError(f"ast_simhash64 must be a hex string or integer, got {type(value).__name__}")
     if not 0 <= n < 1 << 64:
         raise CanonicalError(f"ast_simhash64 {value!r} does not fit in 64 bits")
     return f"{n:016x}"
+
+
+def check_score(value: object) -> float:
+    """Validate an ``originality_score`` (a number within 0.0-1.0) and return it as a float.
+
+    Raises:
+        CanonicalError: not such a number.
+    """
+    return _score(value)
 
 
 def _score(value: object) -> float:

@@ -331,11 +331,5 @@ def load_config(
                   **values)  # type: ignore[arg-type]
 
 
-def read_config_template() -> str:
-    """A helper for docs/tests: the bundled template text when running from a checkout."""
-    here = Path(__file__).resolve().parents[2] / "configs" / CONFIG_FILENAME
-    return here.read_text(encoding="utf-8")
-
-
 __all__ = ["Config", "Level", "Limits", "Mode", "load_config"]
 

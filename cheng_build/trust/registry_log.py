@@ -156,33 +156,44 @@ class SigStatus(Enum):
 
 @dataclass(frozen=True, slots=True)
 class RegistryEntry:
-    """One parsed registry line. ``data`` is every key of the line, read-only."""
+    """One parsed, well-formed registry line. ``data`` is every key of the line, read-only.
+
+    The record's fields are properties over ``data`` (parsing builds only this small object: a
+    verify parses every line, so construction cost is per-line overhead).
+    """
 
     line: int
     type: EntryType
     raw: bytes = field(repr=False)
     data: Mapping[str, Any] = field(repr=False)
-    package_id: str | None = None
-    author_id: str | None = None
-    channel: str | None = None
-    epoch: int | None = None
-    cid: str | None = None
-    format: str | None = None
-    ast_simhash64: str | None = None
-    originality_score: float | None = None
-    pub_key: str | None = None
-    signature: str | None = None
-    created_ts: str | int | None = None
-    seq: int | None = None
-    prev: str | None = None
-    parent: str | None = None
-    version: str | None = None
-    api: str | None = None
+    ast_simhash64: str | None = None  # normalised to 16 lowercase hex digits
+
+    package_id = property(lambda self: self.data.get("package_id"))
+    author_id = property(lambda self: self.data.get("author_id"))
+    channel = property(lambda self: self.data.get("channel"))
+    epoch = property(lambda self: self.data.get("epoch"))
+    cid = property(lambda self: self.data.get("cid"))
+    format = property(lambda self: self.data.get("format"))
+    pub_key = property(lambda self: self.data.get("pub_key"))
+    signature = property(lambda self: self.data.get("signature"))
+    created_ts = property(lambda self: self.data.get("created_ts"))
+    seq = property(lambda self: self.data.get("seq"))
+    prev = property(lambda self: self.data.get("prev"))
+    parent = property(lambda self: self.data.get("parent"))
+    version = property(lambda self: self.data.get("version"))
+    api = property(lambda self: self.data.get("api"))
+
+    @property
+    def originality_score(self) -> float | None:
+        """``originality_score`` as a float."""
+        v = self.data.get("originality_score")
+        return None if v is None else float(v)
 
     @property
     def signed(self) -> bool:
         """Whether the line carries an Ed25519 signature (not whether it verifies)."""
-        return isinstance(self.signature, str) and self.signature.startswith(ED25519_PREFIX)
+        sig = self.data.get("signature")
+        return isinstance(sig, str) and sig.startswith(ED25519_PREFIX)
 
     @property
     def simhash(self) -> int | None:
@@ -220,8 +231,12 @@ def _req_int(d: Mapping[str, Any], key: str, line: int, *, optional: bool = Fals
     return v
 
 
+_PUBLISH_STR_REQUIRED = ("package_id", "author_id", "channel", "cid")
+_PUBLISH_STR_OPTIONAL = ("format", "pub_key", "parent", "version", "api", "prev")
+
+
 def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryEntry:
-    """Parse one line (without its newline).
+    """Parse one line (without its newline) and check its shape.
 
     Raises:
         RegistryFormatError: not a well-formed record; the message names the line.
@@ -230,75 +245,84 @@ def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryE
     if len(raw) > limits.max_line_bytes:
         raise RegistryFormatError(f"line is {len(raw)} bytes, over the {limits.max_line_bytes} limit",
                                   line=line)
-    if not raw.strip():
-        raise RegistryFormatError("empty line", line=line,
-                                  how="the log has no empty lines; this one was inserted by hand")
     try:
         d = json.loads(raw)
     except UnicodeDecodeError:
         raise RegistryFormatError("not UTF-8 text", line=line) from None
     except json.JSONDecodeError as exc:
+        if not raw.strip():
+            raise RegistryFormatError("empty line", line=line,
+                                      how="the log has no empty lines; this one was inserted by "
+                                          "hand") from None
         raise RegistryFormatError(f"not JSON ({exc.msg} at column {exc.colno})", line=line) from None
     except RecursionError:
         raise RegistryFormatError("JSON nested too deeply", line=line) from None
-    if not isinstance(d, dict):
+    if type(d) is not dict:
         raise RegistryFormatError("not a JSON object", line=line)
     kind = d.get("type", "publish")
-    try:
-        etype = EntryType(kind)
-    except (ValueError, TypeError):
-        raise RegistryFormatError(f"unknown record type {str(kind)[:40]!r}", line=line) from None
-    seq = _req_int(d, "seq", line, optional=True)
-    prev = _req_str(d, "prev", line, optional=True)
-    if (seq is None) != (prev is None):
+    if kind == "publish":
+        etype = EntryType.PUBLISH
+    else:
+        try:
+            etype = EntryType(kind)
+        except (ValueError, TypeError):
+            raise RegistryFormatError(f"unknown record type {str(kind)[:40]!r}", line=line) from None
+    seq = d.get("seq")
+    if seq is not None and (type(seq) is not int or seq < 0):
+        raise RegistryFormatError("seq must be a non-negative integer", line=line)
+    if (seq is None) != (d.get("prev") is None):
         raise RegistryFormatError("seq and prev must appear together", line=line)
     sig = d.get("signature")
-    if sig is not None and not isinstance(sig, str):
+    if sig is not None and type(sig) is not str:
         raise RegistryFormatError("signature must be a string", line=line)
-    pub = _req_str(d, "pub_key", line, optional=True)
     created = d.get("created_ts")
-    if created is not None and (isinstance(created, bool) or not isinstance(created, str | int)):
+    if created is not None and type(created) is not str and type(created) is not int:
         raise RegistryFormatError("created_ts must be a string or integer", line=line)
-    common: dict[str, Any] = {"line": line, "type": etype, "raw": raw, "data": MappingProxyType(d),
-                              "pub_key": pub, "signature": sig, "created_ts": created,
-                              "seq": seq, "prev": prev}
     if etype is EntryType.PUBLISH:
-        pkg = _req_str(d, "package_id", line)
-        assert pkg is not None
+        for key in _PUBLISH_STR_REQUIRED:
+            v = d.get(key)
+            if type(v) is not str or not v:
+                raise RegistryFormatError(f"missing {key}" if v is None else
+                                          f"{key} must be a non-empty string", line=line)
+        for key in _PUBLISH_STR_OPTIONAL:
+            v = d.get(key)
+            if v is not None and (type(v) is not str or not v):
+                raise RegistryFormatError(f"{key} must be a non-empty string", line=line)
+        pkg = d["package_id"]
         if not pkg.startswith("pkg://") or len(pkg) <= 6:
             raise RegistryFormatError(f"package_id {pkg[:60]!r} is not pkg://<namespace>/<name>",
                                       line=line)
-        channel = _req_str(d, "channel", line)
-        if channel not in CHANNELS:
-            raise RegistryFormatError(f"channel {str(channel)[:20]!r} is not one of {', '.join(CHANNELS)}",
-                                      line=line)
-        fmt = _req_str(d, "format", line, optional=True)
+        if d["channel"] not in CHANNELS:
+            raise RegistryFormatError(f"channel {d['channel'][:20]!r} is not one of "
+                                      f"{', '.join(CHANNELS)}", line=line)
+        fmt = d.get("format")
         if fmt is not None and fmt not in FORMATS:
-            raise RegistryFormatError(f"format {fmt[:20]!r} is not one of {', '.join(FORMATS)}", line=line)
+            raise RegistryFormatError(f"format {fmt[:20]!r} is not one of {', '.join(FORMATS)}",
+                                      line=line)
+        epoch = d.get("epoch")
+        if type(epoch) is not int or epoch < 0:
+            raise RegistryFormatError("missing epoch" if epoch is None else
+                                      "epoch must be a non-negative integer", line=line)
+        simhash = d.get("ast_simhash64")
         try:
-            simhash = (canonical.simhash_hex(d["ast_simhash64"])
-                       if d.get("ast_simhash64") is not None else None)
+            if simhash is not None:
+                simhash = canonical.simhash_hex(simhash)
             score = d.get("originality_score")
             if score is not None:
-                canonical.normalize_publish_fields({"originality_score": score})
-                score = float(score)
+                canonical.check_score(score)
         except canonical.CanonicalError as exc:
             raise RegistryFormatError(exc.what, line=line) from None
-        for opt in ("parent", "version", "api"):
-            _req_str(d, opt, line, optional=True)
         addrs = d.get("source_addrs")
-        if addrs is not None and (not isinstance(addrs, list) or len(addrs) > limits.max_source_addrs
-                                  or not all(isinstance(a, str) for a in addrs)):
+        if addrs is not None and (type(addrs) is not list or len(addrs) > limits.max_source_addrs
+                                  or not all(type(a) is str for a in addrs)):
             raise RegistryFormatError("source_addrs must be a short list of strings", line=line)
-        return RegistryEntry(
-            package_id=pkg, author_id=_req_str(d, "author_id", line), channel=channel,
-            epoch=_req_int(d, "epoch", line), cid=_req_str(d, "cid", line), format=fmt,
-            ast_simhash64=simhash, originality_score=score, parent=d.get("parent"),
-            version=d.get("version"), api=d.get("api"), **common)
+        return RegistryEntry(line, etype, raw, MappingProxyType(d), simhash)
     if seq is None:
         raise RegistryFormatError(f"{etype.value} line without seq/prev", line=line)
-    if pub is None or sig is None:
+    _req_str(d, "prev", line)
+    if d.get("pub_key") is None or sig is None:
         raise RegistryFormatError(f"{etype.value} line must carry pub_key and signature", line=line)
+    _req_str(d, "pub_key", line)
     if etype is EntryType.KEY:
         op = d.get("op")
         if op not in ("rotate", "revoke"):
@@ -309,8 +333,8 @@ def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryE
         else:
             _req_str(d, "revoked_key", line)
             _req_str(d, "package_id", line, optional=True)
-        return RegistryEntry(package_id=d.get("package_id"),
-                             author_id=_req_str(d, "author_id", line, optional=True), **common)
+        _req_str(d, "author_id", line, optional=True)
+        return RegistryEntry(line, etype, raw, MappingProxyType(d))
     for key in ("size", "timestamp", "expires"):
         _req_int(d, key, line)
     root = _req_str(d, "root", line)
@@ -318,7 +342,7 @@ def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryE
     if len(root) != 64 or any(c not in "0123456789abcdef" for c in root):
         raise RegistryFormatError("checkpoint root must be 64 lowercase hex digits", line=line)
     _req_str(d, "operator_id", line)
-    return RegistryEntry(**common)
+    return RegistryEntry(line, etype, raw, MappingProxyType(d))
 
 
 _DEFAULT_LIMITS = Limits()
@@ -409,7 +433,7 @@ class LogState:
         self.owners: dict[str, Owner] = {}
         self.revoked: dict[str, int] = {}
         self.heads: dict[tuple[str, str], RegistryEntry] = {}
-        self.fingerprints: list[Fingerprint] = []
+        self._fingerprinted: list[RegistryEntry] = []
         self.checkpoints: list[Checkpoint] = []
         self.operator_key = operator_key
         self.warnings: list[str] = []
@@ -417,6 +441,13 @@ class LogState:
         self.merkle = merkle.MerkleAccumulator()
         self.root_at = root_at  # capture the Merkle root at this size (the remembered checkpoint)
         self.captured_root: str | None = None
+
+    @property
+    def fingerprints(self) -> list[Fingerprint]:
+        """Every published fingerprint so far, in log order (built on demand: only publish
+        needs them, and verify should not pay for it)."""
+        return [Fingerprint(e.line, e.data["package_id"], int(e.ast_simhash64, 16))
+                for e in self._fingerprinted if e.ast_simhash64 is not None]
 
     def apply(self, e: RegistryEntry) -> None:
         """Accept the next line, or raise naming it.
@@ -431,7 +462,8 @@ class LogState:
         if n > self.limits.max_lines:
             raise RegistryFormatError(f"log is longer than {self.limits.max_lines} lines", line=n)
         # 1. The chain (seq, prev).
-        if e.seq is None:
+        seq = e.data.get("seq")
+        if seq is None:
             if self.chain_start is not None:
                 raise ChainError("line has no seq/prev, but the chain started at line "
                                  f"{self.chain_start}", line=n,
@@ -440,10 +472,10 @@ class LogState:
         else:
             if self.chain_start is None:
                 self.chain_start = n
-            if e.seq != n:
-                raise ChainError(f"seq is {e.seq}, expected {n}", line=n,
+            if seq != n:
+                raise ChainError(f"seq is {seq}, expected {n}", line=n,
                                  why="lines were removed or inserted before this one")
-            if e.prev != self.last_digest:
+            if e.data["prev"] != self.last_digest:
                 raise ChainError("chain broken: prev does not match the digest of line "
                                  f"{n - 1}" if n > 1 else "chain broken: prev of line 1 is not the "
                                  "genesis digest", line=n,
@@ -476,22 +508,24 @@ class LogState:
         Raises:
             NamespaceError, RevokedKeyError, RollbackError: as named.
         """
-        assert e.package_id is not None and e.author_id is not None and e.epoch is not None
-        self._check_not_revoked(e, e.pub_key)
-        owner = self.owners.get(e.package_id)
+        d = e.data
+        pkg, author, pub = d["package_id"], d["author_id"], d.get("pub_key")
+        if self.revoked:
+            self._check_not_revoked(e, pub)
+        owner = self.owners.get(pkg)
         if owner is not None:
-            if owner.author_id != e.author_id:
+            if owner.author_id != author:
                 raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line,
                                      why=f"{e.package_id} was first published by {owner.author_id} "
                                          f"(line {owner.line}); {e.author_id} may not publish it",
                                      how="publish under a namespace of your own")
-            if owner.pub_key is not None and e.signed and e.pub_key != owner.pub_key:
+            if owner.pub_key is not None and pub != owner.pub_key and e.signed:
                 raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line,
                                      why=f"{e.package_id} is owned by {owner.author_id} with another "
                                          "key than the one that signed this line",
                                      how="sign with the namespace's current key (see rotate-key)")
-        head = self.heads.get((e.package_id, e.channel or ""))
-        if head is not None and head.epoch is not None and e.epoch <= head.epoch and e.seq is not None:
+        head = self.heads.get((pkg, d["channel"]))
+        if head is not None and d["epoch"] <= head.data["epoch"] and d.get("seq") is not None:
             raise RollbackError(f"epoch {e.epoch} is not above epoch {head.epoch} of "
                                 f"{e.package_id}@{e.channel} (line {head.line})", line=e.line,
                                 why="epochs per package and channel strictly increase; a lower one "
@@ -499,23 +533,23 @@ class LogState:
                                 how=f"publish with --epoch:{head.epoch + 1} or higher")
 
     def _publish(self, e: RegistryEntry) -> None:
-        assert e.package_id is not None and e.author_id is not None and e.epoch is not None
         self.check_publish(e)
-        key = (e.package_id, e.channel or "")
+        d = e.data
+        key = (d["package_id"], d["channel"])
         head = self.heads.get(key)
-        if head is not None and head.epoch is not None and e.epoch <= head.epoch:
+        if head is not None and d["epoch"] <= head.data["epoch"]:
             # Only legacy (unchained) lines get here: check_publish refuses chained ones.
             self.warnings.append(f"line {e.line}: epoch {e.epoch} of {e.package_id}@{e.channel} "
                                  f"does not increase (line {head.line} has {head.epoch})")
-        if head is None or head.epoch is None or e.epoch >= head.epoch:
+        if head is None or d["epoch"] >= head.data["epoch"]:
             self.heads[key] = e
-        owner = self.owners.get(e.package_id)
+        owner = self.owners.get(key[0])
         if owner is None:
-            self.owners[e.package_id] = Owner(e.author_id, e.pub_key if e.signed else None, e.line)
+            self.owners[key[0]] = Owner(d["author_id"], d.get("pub_key") if e.signed else None, e.line)
         elif owner.pub_key is None and e.signed:
-            self.owners[e.package_id] = Owner(owner.author_id, e.pub_key, owner.line)
+            self.owners[key[0]] = Owner(owner.author_id, d.get("pub_key"), owner.line)
         if e.ast_simhash64 is not None:
-            self.fingerprints.append(Fingerprint(e.line, e.package_id, int(e.ast_simhash64, 16)))
+            self._fingerprinted.append(e)
 
     def _key(self, e: RegistryEntry) -> None:
         d = e.data
@@ -611,42 +645,53 @@ class VerifyReport:
 _PARALLEL_MIN = 512
 
 
-def _check_sigs(entries: Sequence[RegistryEntry]) -> tuple[int, SigStatus, str] | None:
-    """First line in ``entries`` whose signature is not valid (unsigned lines count too)."""
+def _cpus() -> int:
+    """CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _check_sigs(entries: Sequence[RegistryEntry]) -> list[tuple[int, str]]:
+    """(line, reason) of every line in ``entries`` whose signature is not valid."""
     verifier = Verifier()
+    bad = []
     for e in entries:
         status, why = _signature_status(e, verifier)
         if status is not SigStatus.VALID:
-            return e.line, status, why
-    return None
+            bad.append((e.line, why))
+    return bad
 
 
-def _sig_failures(entries: Sequence[RegistryEntry], require: bool,
-                  threads: int) -> tuple[list[str], tuple[RegistryEntry, str] | None]:
-    """Warnings for tolerated signature problems, and the first intolerable one."""
-    warnings: list[str] = []
-    by_line = {e.line: e for e in entries} if entries else {}
-    todo = list(entries)
-    while todo:
-        if threads > 1 and len(todo) >= _PARALLEL_MIN:
-            # libsodium releases the GIL (cffi), so chunks verify on several cores at once.
-            step = -(-len(todo) // threads)
-            chunks = [todo[i:i + step] for i in range(0, len(todo), step)]
-            with ThreadPoolExecutor(len(chunks)) as pool:
-                found = [r for r in pool.map(_check_sigs, chunks) if r is not None]
-            first = min(found, key=lambda r: r[0]) if found else None
-        else:
-            first = _check_sigs(todo)
-        if first is None:
-            break
-        line, _status, why = first
-        e = by_line[line]
-        tolerable = e.type is EntryType.PUBLISH and not require
-        if not tolerable:
-            return warnings, (e, why)
-        warnings.append(f"line {line}: {why}")
-        todo = [x for x in todo if x.line > line]
-    return warnings, None
+class _SigCheck:
+    """Signature checks running beside the rule replay.
+
+    libsodium releases the GIL (PyNaCl's cffi binding), so with several CPUs the chunks verify in
+    worker threads while the main thread replays the chain and rules; with one CPU (or a short
+    log) they run inline when asked for.
+    """
+
+    def __init__(self, entries: Sequence[RegistryEntry], threads: int, *,
+                 started: tuple[ThreadPoolExecutor, list[Any]] | None = None) -> None:
+        self._entries = entries
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: list[Any] = []
+        if started is not None:
+            self._pool, self._futures = started
+        elif threads > 1 and len(entries) >= _PARALLEL_MIN:
+            step = -(-len(entries) // threads)
+            self._pool = ThreadPoolExecutor(threads)
+            self._futures = [self._pool.submit(_check_sigs, entries[i:i + step])
+                             for i in range(0, len(entries), step)]
+
+    def failures(self) -> list[tuple[int, str]]:
+        """Every bad line, in line order."""
+        if self._pool is None:
+            return _check_sigs(self._entries)
+        try:
+            return sorted(x for f in self._futures for x in f.result())
+        finally:
+            self._pool.shutdown()
 
 
 class RegistryLog:
@@ -656,6 +701,7 @@ class RegistryLog:
         self.path = path
         self.entries: tuple[RegistryEntry, ...] = tuple(entries)
         self.limits = limits
+        self._ahead: tuple[ThreadPoolExecutor, list[Any]] | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -683,20 +729,46 @@ class RegistryLog:
 
     @classmethod
     def from_bytes(cls, data: bytes, path: Path | str = "registry.jsonl",
-                   limits: Limits | None = None) -> RegistryLog:
+                   limits: Limits | None = None, *, verify_ahead: bool = False) -> RegistryLog:
         """Parse a whole log held in memory.
+
+        With ``verify_ahead`` (for callers that verify next, as every CLI path does), signature
+        checks of parsed chunks start in worker threads while later chunks are still parsed;
+        :meth:`verify` then collects them.
 
         Raises:
             RegistryFormatError: a line is malformed or the last one torn (names the line).
         """
         limits = limits or _DEFAULT_LIMITS
         lines = cls.split_lines(data, path)
-        entries = [parse_line(raw, i, limits) for i, raw in enumerate(lines, 1)]
-        return cls(Path(path), entries, limits)
+        threads = _cpus() if verify_ahead else 1
+        if threads < 2 or len(lines) < _PARALLEL_MIN:
+            entries = [parse_line(raw, i, limits) for i, raw in enumerate(lines, 1)]
+            return cls(Path(path), entries, limits)
+        # Pipeline: parse a chunk, hand its signatures to a worker, parse the next, so parsing
+        # (which holds the GIL) overlaps with libsodium (which releases it).
+        step = max(256, len(lines) // (threads * 4))
+        pool = ThreadPoolExecutor(threads)
+        futures: list[Any] = []
+        entries = []
+        try:
+            for start in range(0, len(lines), step):
+                chunk = [parse_line(raw, i, limits)
+                         for i, raw in enumerate(lines[start:start + step], start + 1)]
+                entries.extend(chunk)
+                futures.append(pool.submit(_check_sigs, chunk))
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            pool.shutdown(wait=False)
+            raise
+        log = cls(Path(path), entries, limits)
+        log._ahead = (pool, futures)
+        return log
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, limits: Limits | None = None,
-             missing_ok: bool = False) -> RegistryLog:
+             missing_ok: bool = False, verify_ahead: bool = False) -> RegistryLog:
         """Read and parse ``registry.jsonl``.
 
         Raises:
@@ -711,7 +783,7 @@ class RegistryLog:
                 return cls(p, [], limits or _DEFAULT_LIMITS)
             raise NotFoundError(f"registry {p} not found",
                                 how="publish a package first, or pass --registry:<path>") from None
-        return cls.from_bytes(data, p, limits)
+        return cls.from_bytes(data, p, limits, verify_ahead=verify_ahead)
 
     def publishes(self, package_id: str | None = None) -> Iterator[RegistryEntry]:
         """Publish lines, optionally of one package, in log order."""
@@ -791,17 +863,28 @@ class RegistryLog:
         remembered = mem.recall(self.path) if mem is not None else None
         operator_key = policy.operator_key or (remembered.pub_key if remembered else None)
         if threads is None:
-            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-                os.cpu_count() or 1)
+            threads = _cpus()
 
+        sigs = _SigCheck(self.entries, threads, started=self._ahead)
+        self._ahead = None
         state_error: RegistryError | None = None
         try:
             state = self.replay(operator_key=operator_key,
                                 root_at=remembered.size if remembered else None)
         except RegistryError as exc:
             state_error = exc
-        upto = self.entries if state_error is None else self.entries[: state_error.line or 0]
-        warnings, sig_bad = _sig_failures(upto, policy.require_signature, threads)
+        last = state_error.line if state_error is not None and state_error.line else len(self.entries)
+        warnings: list[str] = []
+        sig_bad: tuple[RegistryEntry, str] | None = None
+        for line, why in sigs.failures():
+            if line > last:
+                break
+            e = self.entries[line - 1]
+            if e.type is EntryType.PUBLISH and not policy.require_signature:
+                warnings.append(f"line {line}: {why}")  # L0: tolerated, reported
+                continue
+            sig_bad = (e, why)
+            break
         if sig_bad is not None:
             e, why = sig_bad
             what = why if why.startswith("unsigned") else f"signature failed: {why}"
@@ -817,14 +900,18 @@ class RegistryLog:
 
         # The log as a whole: the remembered checkpoint, then the newest checkpoint's expiry.
         if remembered is not None:
-            if state.lines < remembered.size:
+            if state.lines < max(remembered.size, remembered.line):
                 raise ForkError("registry forked",
                                 why=f"this client saw a checkpoint of {remembered.size} lines "
-                                    f"(root {remembered.root[:16]}...); the log now has only "
+                                    f"(root {remembered.root[:16]}...) at line {remembered.line}; the "
+                                    "log now has only "
                                     f"{state.lines}: history was rolled back or rewritten",
                                 how="get the registry from its operator again; if the operator "
                                     f"really restarted it, delete its entry in {mem.file if mem else ''}")
-            if state.captured_root != remembered.root:
+            at = self.entries[remembered.line - 1] if remembered.line else None
+            if state.captured_root != remembered.root or (
+                    at is not None and (at.type is not EntryType.CHECKPOINT
+                                        or at.data.get("root") != remembered.root)):
                 raise ForkError("registry forked",
                                 why=f"its first {remembered.size} lines do not have the root of the "
                                     "checkpoint this client remembers: history was rewritten",

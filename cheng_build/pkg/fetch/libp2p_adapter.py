@@ -15,8 +15,9 @@ import it. Each workaround below names the upstream defect it avoids (numbered a
 4. py-libp2p's bitswap provider answers wants on the requester's stream; go and JS peers never
    read there. ``p2p.py`` always replies on a stream it opened itself.
 5. py-libp2p's yamux grows a stream's receive window up to 16 MiB, beyond what its own frame
-   handling accepts from a JS peer, and the connection drops on large transfers. ``make_host``
-   installs ``CappedYamux``, whose streams never grant more than ``MAX_RECV_WINDOW``.
+   handling accepts from a JS peer, and the connection drops on large transfers. ``cap_window``
+   re-classes every bitswap stream as ``CappedYamuxStream``, which never grants more than
+   ``MAX_RECV_WINDOW``.
 """
 
 from __future__ import annotations
@@ -68,25 +69,20 @@ class CappedYamuxStream(_yamux.YamuxStream):
         return extra
 
 
-class _CappingDict(dict):  # type: ignore[type-arg]
-    """The yamux connection's stream table; every stream put in it gets the capped class.
+def cap_window(stream: INetStream) -> INetStream:
+    """Make a stream's yamux receive window stop growing at ``MAX_RECV_WINDOW`` (defect 5).
 
-    py-libp2p constructs ``YamuxStream`` directly in ``open_stream`` and ``handle_incoming``;
-    re-classing on insertion is the one hook that catches both without copying those methods.
+    py-libp2p's muxer negotiation builds ``Yamux`` by name whatever class ``muxer_opt`` maps the
+    yamux protocol to, and constructs ``YamuxStream`` inside its frame loop, so there is no
+    factory to hand a subclass to; we re-class each bitswap stream as we open or accept it,
+    before any data is read from it.
     """
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        if type(value) is _yamux.YamuxStream:
-            value.__class__ = CappedYamuxStream
-        super().__setitem__(key, value)
-
-
-class CappedYamux(_yamux.Yamux):
-    """py-libp2p's Yamux with ``CappedYamuxStream`` streams (defect 5)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.streams = _CappingDict(self.streams)
+    muxed = getattr(stream, "muxed_stream", None)
+    if type(muxed) is _yamux.YamuxStream:
+        muxed.__class__ = CappedYamuxStream
+        if muxed.target_recv_window > MAX_RECV_WINDOW:
+            muxed.target_recv_window = MAX_RECV_WINDOW
+    return stream
 
 
 def load_identity(path: Path | None) -> Any:
@@ -112,10 +108,10 @@ def load_identity(path: Path | None) -> Any:
 
 
 def make_host(identity: Any = None) -> IHost:
-    """A TCP host with noise and yamux only (defect 3: no mplex), capped windows (defect 5)."""
+    """A TCP host with noise and yamux only (defect 3: mplex is not offered)."""
     return new_host(
         key_pair=identity or create_new_key_pair(),
-        muxer_opt={YAMUX_PROTOCOL: CappedYamux},
+        muxer_opt={YAMUX_PROTOCOL: _yamux.Yamux},
     )
 
 
@@ -158,7 +154,7 @@ async def dial(host: IHost, addr: Any, peer_id: ID) -> None:
 
 async def open_stream(host: IHost, peer_id: ID, protocols: Sequence[str]) -> INetStream:
     """Open an outbound stream speaking the first of ``protocols`` the peer accepts."""
-    return await host.new_stream(peer_id, [TProtocol(p) for p in protocols])
+    return cap_window(await host.new_stream(peer_id, [TProtocol(p) for p in protocols]))
 
 
 def listen_addrs(host: IHost) -> list[str]:
@@ -224,8 +220,8 @@ class FrameReader:
 
 
 __all__ = [
-    "MAX_RECV_WINDOW", "STREAM_ERRORS", "CappedYamux", "FrameReader", "dial", "listen_addrs",
-    "load_identity", "make_host", "open_stream", "parse_peer_addr",
+    "MAX_RECV_WINDOW", "STREAM_ERRORS", "CappedYamuxStream", "FrameReader", "cap_window", "dial",
+    "listen_addrs", "load_identity", "make_host", "open_stream", "parse_peer_addr", "unwrap_group",
 ]
 
 

@@ -64,6 +64,23 @@ class SessionStats:
     first_block_at: float | None = None
 
 
+# Blocks read from the store per worker-thread hop when serving.
+SERVE_READ_BATCH = 8
+# Received blocks are written to the store in batches of about this many bytes (one fsync round
+# per batch instead of per block), from a worker thread.
+PUT_BATCH_BYTES = 8 * 1024 * 1024
+
+
+def _put_many(store: BlockStore, items: list[tuple[bytes, bytes]]) -> None:
+    put_many = getattr(store, "put_many", None)
+    pairs = [(_cid(c), d) for c, d in items]
+    if put_many is not None:
+        put_many(pairs)
+    else:
+        for cid, data in pairs:
+            store.put(cid, data)
+
+
 class BitswapNode:
     """The bitswap protocol on one host: serve ``store`` to peers, fetch into it.
 
@@ -102,7 +119,7 @@ class BitswapNode:
         if self.max_peers is not None and peer not in self._links and len(self._links) >= self.max_peers:
             await stream.reset()
             return
-        reader = lp.FrameReader(stream, bs.MAX_MESSAGE_SIZE)
+        reader = lp.FrameReader(lp.cap_window(stream), bs.MAX_MESSAGE_SIZE)
         try:
             while True:
                 try:
@@ -168,20 +185,17 @@ class BitswapNode:
                 link.serve[e.cid] = e
         link.wake.set()
 
-    def _take_blocks(self, link: _PeerLink) -> list[tuple[bytes, bytes]]:
-        out: list[tuple[bytes, bytes]] = []
-        size = 0
-        while link.serve and size < bs.TARGET_MESSAGE_SIZE:
-            cid_bytes, _ = link.serve.popitem(last=False)
+    def _read_blocks(self, cids: list[bytes]) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+        """Read (and, in the store, verify) blocks; runs in a worker thread."""
+        found: list[tuple[bytes, bytes]] = []
+        missing: list[bytes] = []
+        for c in cids:
             try:
-                data = self.store.get(_cid(cid_bytes))
+                found.append((c, self.store.get(_cid(c))))
             except Exception as exc:  # gone or corrupt on our side: tell the peer we lack it
-                log.info("cannot serve %s: %s", cid_bytes.hex(), exc)
-                link.presences.append(bs.Presence(cid_bytes, bs.PresenceType.DONT_HAVE))
-                continue
-            out.append((cid_bytes, data))
-            size += len(data)
-        return out
+                log.info("cannot serve %s: %s", cid_text(c), exc)
+                missing.append(c)
+        return found, missing
 
     # --- outbound: our own stream per peer ----------------------------------------------------
 
@@ -209,7 +223,13 @@ class BitswapNode:
                         link.wants.clear()
                         link.presences.clear()
                         await stream.write(bs.frame(msg))
-                    items = self._take_blocks(link)
+                    take = [link.serve.popitem(last=False)[0]
+                            for _ in range(min(SERVE_READ_BATCH, len(link.serve)))]
+                    # Reading and verifying happens off the event loop so other peers' wants
+                    # and our writes keep moving; the queue itself is only touched here.
+                    items, lacking = (await trio.to_thread.run_sync(self._read_blocks, take)
+                                      if take else ([], []))
+                    link.presences.extend(bs.Presence(c, bs.PresenceType.DONT_HAVE) for c in lacking)
                     for m in bs.pack_blocks(items):
                         await stream.write(bs.frame(m))
                         self.blocks_served += len(m.blocks)
@@ -282,6 +302,10 @@ class FetchSession:
         self.last_seen: dict[Any, float] = {}
         self.changed = trio.Event()
         self.error: Exception | None = None
+        self.unsaved: list[tuple[bytes, bytes]] = []
+        self.unsaved_bytes = 0
+        self.save_wanted = trio.Event()
+        self.saving = trio.Lock()
 
     # callbacks from the node (synchronous, in the trio thread) --------------------------------
 
@@ -298,7 +322,10 @@ class FetchSession:
             return
         del self.inflight[real]
         blob = bytes(data)
-        self.node.store.put(_cid(real), blob)
+        self.unsaved.append((real, blob))
+        self.unsaved_bytes += len(blob)
+        if self.unsaved_bytes >= PUT_BATCH_BYTES:
+            self.save_wanted.set()
         self.stats.blocks_fetched += 1
         self.stats.bytes_fetched += len(blob)
         if self.stats.first_block_at is None:
@@ -430,26 +457,49 @@ class FetchSession:
                                  how="check --peers / PKG_PEERS and that the providers run")
         node._sessions.append(self)
         try:
-            while self.todo or self.inflight:
-                self._dispatch()
-                if self.error is not None:
-                    raise self.error
-                if not self.peers:
-                    raise NotFoundError(
-                        f"{len(self.todo) + len(self.inflight)} blocks still missing",
-                        why="every peer was dropped or disconnected:\n"
-                            + "\n".join(f"{n}: {w}" for n, w in self.stats.dropped))
-                self.changed = trio.Event()
-                with trio.move_on_after(1.0):
-                    await self.changed.wait()
-                now = trio.current_time()
-                busy = {o for o in self.inflight.values()}
-                for p in list(self.peers):
-                    if p in busy and now - self.last_seen.get(p, now) > self.stall_s:
-                        self._drop(p, f"sent nothing for {self.stall_s:g} s while owing blocks")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._saver)
+                try:
+                    await self._loop()
+                finally:
+                    nursery.cancel_scope.cancel()
         finally:
+            # What arrived verified is kept even when the fetch fails: the next one resumes.
+            with trio.CancelScope(shield=True):
+                await self._save()
             node._sessions.remove(self)
         return self.stats
+
+    async def _save(self) -> None:
+        async with self.saving:
+            items, self.unsaved, self.unsaved_bytes = self.unsaved, [], 0
+            if items:
+                await trio.to_thread.run_sync(_put_many, self.node.store, items)
+
+    async def _saver(self) -> None:
+        while True:
+            await self.save_wanted.wait()
+            self.save_wanted = trio.Event()
+            await self._save()
+
+    async def _loop(self) -> None:
+        while self.todo or self.inflight:
+            self._dispatch()
+            if self.error is not None:
+                raise self.error
+            if not self.peers:
+                raise NotFoundError(
+                    f"{len(self.todo) + len(self.inflight)} blocks still missing",
+                    why="every peer was dropped or disconnected:\n"
+                        + "\n".join(f"{n}: {w}" for n, w in self.stats.dropped))
+            self.changed = trio.Event()
+            with trio.move_on_after(1.0):
+                await self.changed.wait()
+            now = trio.current_time()
+            busy = {o for o in self.inflight.values()}
+            for p in list(self.peers):
+                if p in busy and now - self.last_seen.get(p, now) > self.stall_s:
+                    self._drop(p, f"sent nothing for {self.stall_s:g} s while owing blocks")
 
 
 __all__ = ["BitswapNode", "FetchSession", "SessionStats"]
