@@ -208,13 +208,24 @@ def test_corrupt_cache_entry_is_a_miss_not_a_crash(cc: Runner) -> None:
     assert rc == 0 and len(cc.calls()) == 2
 
 
-def test_corrupt_artifact_in_cache_is_detected(cc: Runner) -> None:
+def test_artifact_comes_out_of_the_cas_verified(cc: Runner) -> None:
+    import tomllib
+
+    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.cid import parse_cid
+
     cc("app.cheng")
-    for p in (cc.tmp / "chengcache/chengc/objects").iterdir():
-        p.write_bytes(b"tampered")
+    meta = tomllib.loads((cc.tmp / "artifacts/chengc/cheng.meta.toml").read_text())
+    cid = parse_cid(meta["build"]["output_cid"])
+    store = Blockstore(cc.tmp / "chengcache")
+    assert store.has(cid) and cid in store.pins()
+    (cc.tmp / "artifacts/chengc/app").unlink()
+    assert cc("app.cheng")[0] == 0 and len(cc.calls()) == 1  # copied out of the CAS
+    store.path_for(cid).write_bytes(b"tampered")
     (cc.tmp / "artifacts/chengc/app").unlink()
     rc, _, err = cc("app.cheng")
-    assert rc == 1 and "corrupt" in err.splitlines()[0]
+    assert rc == 1 and str(cid) in err.splitlines()[0]
+    assert not (cc.tmp / "artifacts/chengc/app").exists()
 
 
 def test_compiler_found_on_path_skips_the_wrapper(tmp_path: Path) -> None:

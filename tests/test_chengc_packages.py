@@ -13,10 +13,15 @@ from tests.helpers_chengc import Runner, write_tree
 N = 3
 
 
-def _published(tmp: Path) -> dict[str, str]:
-    """Publish N packages (signed, CIDs only) and lay their snapshots out in the package cache."""
+def _published(tmp: Path, *, in_store: bool = False) -> dict[str, str]:
+    """Publish N signed packages. ``in_store``: their blocks go to the cache's blockstore (for
+    resolve and fetch to find); else only CIDs are computed and the snapshots are laid out in the
+    package cache as the fetcher leaves them."""
+    from cheng_build.cas.blockstore import Blockstore
     from cheng_build.pkg.publish import publish
     from cheng_build.trust.keys import KeyPair
+
+    store = Blockstore(tmp / "chengcache") if in_store else None
 
     key = KeyPair.generate("node:alice")
     cids: dict[str, str] = {}
@@ -26,10 +31,11 @@ def _published(tmp: Path) -> dict[str, str]:
                          "src/api.cheng": f"import cheng/dep{i}/impl\nfn Api{i}(): int32 = {i}\n",
                          "src/impl.cheng": f"fn impl{i}(): int32 = {i}\n"})
         e = publish(registry=tmp / "registry.jsonl", key=key, package_id=f"pkg://cheng/dep{i}",
-                    channel="stable", epoch=1, src=src, store=None, now=1730000000)
+                    channel="stable", epoch=1, src=src, store=store, now=1730000000)
         cids[f"pkg://cheng/dep{i}"] = str(e.cid)
-        # The layout the fetcher leaves behind (cas.materialize): <cache>/packages/<cid>/.
-        shutil.copytree(src, tmp / "chengcache" / "packages" / str(e.cid))
+        if not in_store:
+            # The layout the fetcher leaves behind (cas.materialize): <cache>/packages/<cid>/.
+            shutil.copytree(src, tmp / "chengcache" / "packages" / str(e.cid))
     write_tree(tmp, {
         "cheng-package.toml": 'package_id = "pkg://cheng/app"\n' + "".join(
             f'[[dependencies]]\npackage_id = "pkg://cheng/dep{i}"\nchannel = "stable"\n' for i in range(N)),
@@ -90,12 +96,30 @@ def test_lock_flow_builds_with_locked_roots_and_writes_meta(cc: Runner) -> None:
     assert rc == 0 and "cache hit" in err and len(cc.calls()) == 1
 
 
-def test_manifest_is_resolved_when_the_lock_is_missing(cc: Runner) -> None:
-    _published(cc.tmp)
-    pytest.importorskip("cheng_build.cas.exporter")  # resolve reads dependency manifests from the CAS
+def test_manifest_resolve_verify_fetch_compile(cc: Runner) -> None:
+    """The whole seed A3 loop: publish -> resolve (manifest) -> verify -> fetch -> compile."""
+    cids = _published(cc.tmp, in_store=True)
+    assert not (cc.tmp / "chengcache/packages").exists()
     rc, _, err = cc("app.cheng", "--manifest:cheng-package.toml", "--registry:registry.jsonl")
     assert rc == 0, err
-    assert (cc.tmp / "chengcache/app.lock.toml").is_file()
+    lock = cc.tmp / "chengcache/app.lock.toml"
+    assert lock.is_file()
+    for cid in cids.values():
+        assert (cc.tmp / "chengcache/packages" / cid / "src/api.cheng").is_file()  # fetched
+    meta = tomllib.loads((cc.tmp / "artifacts/chengc/cheng.meta.toml").read_text())
+    assert meta["lock"]["path"] == "chengcache/app.lock.toml"
+    assert {d["package_id"]: d["cid"] for d in meta["dependencies"]} == cids
+    # Nothing changed: a hit, and the lock is not rewritten.
+    before = lock.stat().st_mtime_ns
+    rc, _, err = cc("app.cheng", "--manifest:cheng-package.toml", "--registry:registry.jsonl", "--explain")
+    assert rc == 0 and "cache hit" in err and lock.stat().st_mtime_ns == before
+    # The manifest changes (a dependency dropped): resolve runs again, the lock follows.
+    m = cc.tmp / "cheng-package.toml"
+    m.write_text(m.read_text().rsplit("[[dependencies]]", 1)[0])
+    (cc.tmp / "app.cheng").write_text("import cheng/dep0/api\n")
+    rc, _, err = cc("app.cheng", "--manifest:cheng-package.toml", "--registry:registry.jsonl")
+    assert rc == 0, err
+    assert "dep2" not in lock.read_text()
 
 
 def test_tampered_lock_fails_at_verify(cc: Runner) -> None:

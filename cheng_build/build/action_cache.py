@@ -12,7 +12,9 @@ On-disk format, under ``<cache>/chengc/`` (every file written atomically; JSON, 
                                ..., "size": n, "mode": 0o755}, "stdout": b64, "stderr": b64}
     targets/<sha256(output path)>.json   the last entry written for that output path (same shape)
 
-Artifact bytes live in an :class:`ArtifactStore` (the content store), named by ``ref``.
+Artifact bytes live in an :class:`ArtifactStore` named by ``ref``: the content store
+(:class:`CasArtifactStore`, ref = the artifact's CID); :class:`FileArtifactStore` (ref =
+``sha256:<hex>``) is the small stand-alone alternative the tests use to corrupt an artifact.
 """
 
 from __future__ import annotations
@@ -192,6 +194,30 @@ def explain(parts: KeyParts, inputs: Mapping[str, tuple[str, str]], previous: En
     return out
 
 
+class CasArtifactStore:
+    """Artifacts as UnixFS files in the content store (``<cache>/blocks/``), named by CID.
+
+    ``put`` imports the bytes (blocks verified and written durably in one batch, the root
+    pinned so ``cheng-pkg gc`` keeps it); ``get`` reassembles them, every block verified.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def put(self, data: bytes) -> str:
+        from cheng_build.cas.blockstore import Blockstore
+        from cheng_build.cas.importer import add_bytes
+
+        return str(add_bytes(Blockstore(self.root), data, pin=True))
+
+    def get(self, ref: str) -> bytes:
+        from cheng_build.cas.blockstore import Blockstore
+        from cheng_build.cas.cid import parse_cid
+        from cheng_build.cas.exporter import read_file
+
+        return read_file(Blockstore(self.root), parse_cid(ref))
+
+
 class FileArtifactStore:
     """Artifacts as files named by their SHA-256 (``<root>/objects/<hex>``), verified on read."""
 
@@ -224,5 +250,6 @@ def canonical_env(env: Mapping[str, str], exclude: Sequence[str] = ()) -> tuple[
     return tuple((k, env[k]) for k in sorted(env) if k not in exclude)
 
 
-__all__ = ["ActionCache", "ArtifactStore", "Entry", "FileArtifactStore", "KeyParts", "canonical_env",
+__all__ = ["ActionCache", "ArtifactStore", "CasArtifactStore", "Entry", "FileArtifactStore", "KeyParts",
+           "canonical_env",
            "explain"]

@@ -14,8 +14,6 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from cheng_build.core.atomic import atomic_write_bytes
-
 
 def stage_tree(dest: Path, data: Mapping[str, bytes]) -> None:
     """Write ``{staged path: bytes}`` under ``dest`` (which must exist and be empty)."""
@@ -35,13 +33,15 @@ def tree_cid(directory: Path) -> str:
 def write_bundle(dest: Path, data: Mapping[str, bytes]) -> str:
     """Write the CAR of the tree ``data`` to ``dest`` atomically; return its root CID.
 
+    The tree is imported into a private temporary store, so the bundle holds exactly its own
+    blocks, then written by :func:`cheng_build.cas.car.export_car` (blocks in DAG order).
+
     Raises:
         OSError: ``dest`` cannot be written (nothing is left half-written).
     """
     from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.car import export_car
     from cheng_build.cas.importer import import_path
-    from cheng_build.cas.walk import walk_dag
-    from cheng_build.pkg.fetch.carstream import header, section
 
     work = Path(tempfile.mkdtemp(prefix="chengc-bundle-"))
     try:
@@ -50,10 +50,7 @@ def write_bundle(dest: Path, data: Mapping[str, bytes]) -> str:
         stage_tree(tree, data)
         store = Blockstore(work / "store")
         root = import_path(store, tree).root
-        parts = [header(bytes(root))]
-        for cid in walk_dag(store.get, root):
-            parts.append(section(bytes(cid), store.get(cid)))
-        atomic_write_bytes(dest, b"".join(parts))
+        export_car(store, root, dest)
         return str(root)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cheng_build.build import compiler as compiler_mod
-from cheng_build.build.action_cache import ActionCache, Entry, FileArtifactStore, KeyParts, canonical_env
+from cheng_build.build.action_cache import ActionCache, CasArtifactStore, Entry, KeyParts, canonical_env
 from cheng_build.build.action_cache import explain as explain_miss
 from cheng_build.build.imports import ImportGraph, search_roots, walk
 from cheng_build.build.inputs import StatCache, listing_digest, read_inputs
@@ -360,7 +360,7 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
     parts = KeyParts(comp_digest, _key_flags(flags), root_id, canonical_env(env, _PER_RUN_ENV), _target(req))
     inputs_map = {f.staged: (os.fspath(f.source), f.sha256) for f in graph.files}
 
-    cache = ActionCache(chengc_cache, FileArtifactStore(chengc_cache))
+    cache = ActionCache(chengc_cache, CasArtifactStore(cache_root))
     use_cache = not (req.no_cache or req.run)
     meta_path = req.meta_out or output.parent / META_NAME
 
@@ -394,16 +394,19 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
     compiled, runs = _fresh_build(req, comp, graph, data, argv, env, out_rel, staged)
     import hashlib
 
-    from cheng_build.build.fastcid import CHUNK, raw_cid
-
     sha = hashlib.sha256(compiled.data).hexdigest()
-    if len(compiled.data) <= CHUNK:
-        output_cid = raw_cid(sha)
+    if use_cache:
+        output_cid = ref = cache.store.put(compiled.data)  # the artifact's CID in the CAS
     else:
-        from cheng_build.cas.importer import add_bytes
+        from cheng_build.build.fastcid import CHUNK, raw_cid
 
-        output_cid = str(add_bytes(None, compiled.data))
-    ref = cache.store.put(compiled.data) if use_cache else f"sha256:{sha}"
+        if len(compiled.data) <= CHUNK:
+            output_cid = raw_cid(sha)
+        else:
+            from cheng_build.cas.importer import add_bytes
+
+            output_cid = str(add_bytes(None, compiled.data))
+        ref = output_cid
     entry = Entry(parts, inputs_map, ref, sha, len(compiled.data), compiled.mode,
                   compiled.stdout, compiled.stderr, {"output_cid": output_cid})
     if use_cache:
