@@ -94,6 +94,18 @@ def test_lock_flow_builds_with_locked_roots_and_writes_meta(cc: Runner) -> None:
     # Second build: a hit, and verify is remembered (no registry read needed).
     rc, _, err = cc("app.cheng", "--lock:cheng.lock.toml", "--registry:registry.jsonl", "--explain")
     assert rc == 0 and "cache hit" in err and len(cc.calls()) == 1
+    assert "chengc: package flow: ran none" in err
+    # A new registry line (a release of another package) means the lock is verified again.
+    from cheng_build.pkg.publish import publish
+    from cheng_build.trust.keys import KeyPair
+
+    other = cc.tmp / "src/other"
+    write_tree(other, {"cheng-package.toml": 'package_id = "pkg://cheng/other"\nversion = "1.0.0"\n',
+                       "src/o.cheng": "fn O(): int32 = 0\n"})
+    publish(registry=cc.tmp / "registry.jsonl", key=KeyPair.generate("node:bob"), package_id="pkg://cheng/other",
+            channel="stable", epoch=1, src=other, store=None, now=1730000001)
+    rc, _, err = cc("app.cheng", "--lock:cheng.lock.toml", "--registry:registry.jsonl", "--explain")
+    assert rc == 0 and "chengc: package flow: ran verify" in err and len(cc.calls()) == 1
 
 
 def test_manifest_resolve_verify_fetch_compile(cc: Runner) -> None:

@@ -122,6 +122,8 @@ class BuildResult:
     stderr: bytes = b""
     compiled: int = 0  # how many times the compiler ran (0 on a hit, 2 with --reproducible-check)
     files_read: int = 0
+    warnings: tuple[str, ...] = ()  # from verify (e.g. L0 placeholder signatures)
+    package_steps: tuple[str, ...] = ()  # which package-flow steps ran (others were remembered)
 
 
 def output_path(source: Path, name: str | None, out: str | None, cwd: Path) -> Path:
@@ -373,7 +375,8 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
         stat_cache.save()
         return BuildResult(status, graph, root_id, output=output, meta=meta_path, key=parts.key,
                            explain=tuple(why), stdout=entry.stdout, stderr=entry.stderr,
-                           compiled=compiled, files_read=stat_cache.reads)
+                           compiled=compiled, files_read=stat_cache.reads,
+                           warnings=pkg.warnings if pkg else (), package_steps=pkg.steps if pkg else ())
 
     if use_cache and not req.reproducible_check:
         hit = cache.lookup(parts)

@@ -153,7 +153,12 @@ def _run(argv: list[str]) -> int:
         _replay(exc.stdout, exc.stderr)
         raise
     _replay(res.stdout, res.stderr)
+    for w in res.warnings:
+        print(f"chengc: verify: warning: {w}", file=sys.stderr)
     if args.explain:
+        if req.packages.active:
+            ran = ", ".join(res.package_steps) or "none"
+            print(f"chengc: package flow: ran {ran} (the rest was remembered)", file=sys.stderr)
         for line in res.explain:
             print(f"chengc: {line}", file=sys.stderr)
     if res.status is Status.CHECKED:
