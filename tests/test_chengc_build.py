@@ -260,3 +260,15 @@ def test_compiler_from_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert rc == 2 and err.startswith("chengc: compiler not found:")
     rc, _, err = cc("app.cheng", "--compiler:/no/such/chengc")
     assert rc == 2 and "chengc: compiler not found: /no/such/chengc" in err
+
+
+def test_the_hello_example_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capfd: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "hello"
+    if not example.is_dir():
+        pytest.skip("examples/ is not shipped with this checkout")
+    cc = Runner(tmp_path, monkeypatch, capfd)
+    rc, out, err = cc(str(example / "hello.cheng"), "--emit:check",
+                      f"--pkg-roots:{example / 'packages'}")
+    assert rc == 0, err
+    assert out.startswith("ok: 4 inputs from 1 package roots, 1 toolchain imports")
