@@ -272,3 +272,26 @@ def test_the_hello_example_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
                       f"--pkg-roots:{example / 'packages'}")
     assert rc == 0, err
     assert out.startswith("ok: 4 inputs from 1 package roots, 1 toolchain imports")
+
+
+def test_same_size_edit_with_restored_mtime_is_still_seen(cc: Runner) -> None:
+    """The stat cache keys on ctime too, which no tool can set back."""
+    import json
+
+    from cheng_build.build import inputs
+
+    cc("app.cheng")
+    stat = cc.tmp / "chengcache/chengc/stat.json"
+    doc = json.loads(stat.read_text())
+    for rec in doc["files"].values():
+        rec["at"] += 10 * inputs.RACY_NS  # trust every record, as a later build would
+    stat.write_text(json.dumps(doc))
+    dep = cc.tmp / "roots/cheng-dep0/src/impl/core.cheng"
+    st = dep.stat()
+    text = dep.read_text()
+    dep.write_text(text.replace("= 0", "= 9"))
+    os.utime(dep, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert dep.stat().st_size == st.st_size and dep.stat().st_mtime_ns == st.st_mtime_ns
+    rc, _, err = cc("app.cheng", "--explain")
+    assert rc == 0 and f"input changed: {dep}" in err
+    assert len(cc.calls()) == 2
