@@ -225,18 +225,21 @@ def _artifact_id(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _place(output: Path, data: bytes | None, sha256: str, size: int, mode: int, fetch: Any) -> None:
-    """Put the artifact at ``output`` unless it already holds exactly these bytes and mode."""
-    import hashlib
+def _place(output: Path, data: bytes | None, sha256: str, size: int, mode: int, fetch: Any,
+           stat_cache: StatCache) -> None:
+    """Put the artifact at ``output`` unless it already holds exactly these bytes and mode.
 
+    The check goes through the stat cache, so a no-op build does not re-hash a large artifact.
+    """
     try:
         st = output.stat()
         if (st.st_size == size and (st.st_mode & 0o777) == mode
-                and hashlib.sha256(output.read_bytes()).hexdigest() == sha256):
+                and stat_cache.file_digest(output)[1] == sha256):
             return
     except OSError:
         pass
     atomic_write_bytes(output, data if data is not None else fetch(), mode=mode)
+    stat_cache.file_digest(output)  # remember the new file's signature
 
 
 def _write_if_changed(path: Path, blob: bytes) -> None:
@@ -368,7 +371,8 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
 
     def finish(status: Status, entry: Entry, data: bytes | None, why: Sequence[str],
                compiled: int) -> BuildResult:
-        _place(output, data, entry.sha256, entry.size, entry.mode, lambda: cache.store.get(entry.ref))
+        _place(output, data, entry.sha256, entry.size, entry.mode, lambda: cache.store.get(entry.ref),
+               stat_cache)
         meta_blob = _meta(req, cwd, source, output, entry, parts, comp, epoch.value, pkg)
         _write_if_changed(meta_path, meta_blob)
         cache.note_target(entry, output)
