@@ -192,9 +192,40 @@ def _compile_in(root: Path, comp: compiler_mod.Compiler, graph: ImportGraph, dat
     return _Compiled(art.read_bytes(), art.stat().st_mode & 0o777, outcome.stdout, outcome.stderr)
 
 
+class _Background:
+    """Work that may overlap the compiler or the final writes, joined before build() returns.
+
+    Used for I/O the build's answer does not depend on: deleting staged roots, and loading the
+    content-store modules while the compiler runs (the process is only waiting then).
+    """
+
+    def __init__(self) -> None:
+        self._threads: list[Any] = []
+
+    def run(self, fn: Any) -> None:
+        import threading
+
+        t = threading.Thread(target=fn, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def join(self) -> None:
+        for t in self._threads:
+            t.join()
+
+
+def _preload_cas() -> None:
+    try:
+        from cheng_build.cas.importer import add_bytes
+
+        add_bytes(None, b"")  # first-use work (CID classes, validators) happens here too
+    except Exception:  # a warm-up only: the real call reports any problem
+        pass
+
+
 def _fresh_build(req: BuildRequest, comp: compiler_mod.Compiler, graph: ImportGraph,
                  data: Mapping[str, bytes], argv: Sequence[str], env: Mapping[str, str],
-                 out_rel: str, staged: list[Path]) -> tuple[_Compiled, int]:
+                 out_rel: str, staged: list[Path], bg: _Background) -> tuple[_Compiled, int]:
     """Compile once (or twice for --reproducible-check) in fresh temporary roots.
 
     ``staged`` may hold a fresh root already holding exactly the inputs (made to compute the
@@ -210,7 +241,7 @@ def _fresh_build(req: BuildRequest, comp: compiler_mod.Compiler, graph: ImportGr
             assert res is not None
             results.append(res)
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            bg.run(lambda r=root: shutil.rmtree(r, ignore_errors=True))
     if runs == 2:
         from cheng_build.build.repro import check_same
 
@@ -307,11 +338,13 @@ def build(req: BuildRequest) -> BuildResult:
         return BuildResult(Status.BUNDLED, graph, root_id, output=dest, files_read=stat_cache.reads)
 
     staged: list[Path] = []  # a fresh root already holding exactly the inputs, for the first compile
+    bg = _Background()
     try:
-        return _build_graph(req, cwd, source, output, graph, stat_cache, cache_root, pkg, staged)
+        return _build_graph(req, cwd, source, output, graph, stat_cache, cache_root, pkg, staged, bg)
     finally:
         for d in staged:
             shutil.rmtree(d, ignore_errors=True)
+        bg.join()
 
 
 def _input_root(graph: ImportGraph, stat_cache: StatCache,
@@ -339,7 +372,8 @@ def _input_root(graph: ImportGraph, stat_cache: StatCache,
 
 
 def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph: ImportGraph,
-                 stat_cache: StatCache, cache_root: Path, pkg: Any, staged: list[Path]) -> BuildResult:
+                 stat_cache: StatCache, cache_root: Path, pkg: Any, staged: list[Path],
+                 bg: _Background) -> BuildResult:
     chengc_cache = cache_root / "chengc"
     root_id, data = _input_root(graph, stat_cache, staged)
     if req.emit is Emit.CHECK:
@@ -398,7 +432,9 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
 
     if data is None:
         data = read_inputs(graph.files)
-    compiled, runs = _fresh_build(req, comp, graph, data, argv, env, out_rel, staged)
+    if use_cache:
+        bg.run(_preload_cas)
+    compiled, runs = _fresh_build(req, comp, graph, data, argv, env, out_rel, staged, bg)
     import hashlib
 
     sha = hashlib.sha256(compiled.data).hexdigest()
