@@ -197,8 +197,9 @@ def explain(parts: KeyParts, inputs: Mapping[str, tuple[str, str]], previous: En
 class CasArtifactStore:
     """Artifacts as UnixFS files in the content store (``<cache>/blocks/``), named by CID.
 
-    ``put`` imports the bytes (blocks verified and written durably in one batch, the root
-    pinned so ``cheng-pkg gc`` keeps it); ``get`` reassembles them, every block verified.
+    ``put`` imports the bytes (blocks verified and written durably in one batch); ``get``
+    reassembles them, every block verified. Artifacts are not pinned: ``cheng-pkg gc`` may
+    collect them, and a hit whose artifact is gone rebuilds (a cache may forget).
     """
 
     def __init__(self, root: Path) -> None:
@@ -208,7 +209,7 @@ class CasArtifactStore:
         from cheng_build.cas.blockstore import Blockstore
         from cheng_build.cas.importer import add_bytes
 
-        return str(add_bytes(Blockstore(self.root), data, pin=True))
+        return str(add_bytes(Blockstore(self.root), data))
 
     def get(self, ref: str) -> bytes:
         from cheng_build.cas.blockstore import Blockstore

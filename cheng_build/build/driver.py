@@ -416,18 +416,25 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
                            compiled=compiled, files_read=stat_cache.reads,
                            warnings=pkg.warnings if pkg else (), package_steps=pkg.steps if pkg else ())
 
+    why: list[str] = []
     if use_cache and not req.reproducible_check:
         hit = cache.lookup(parts)
         if hit is not None:
-            return finish(Status.HIT, hit, None, [f"cache hit: key {parts.key[:16]}"], 0)
+            from cheng_build.core.errors import NotFoundError
 
-    why: list[str] = []
+            try:
+                return finish(Status.HIT, hit, None, [f"cache hit: key {parts.key[:16]}"], 0)
+            except NotFoundError:
+                # The store dropped the artifact (cheng-pkg gc): a cache may forget, so rebuild.
+                # A *corrupt* artifact (DigestMismatchError) is not forgiven: it is reported.
+                why.append(f"cached artifact {hit.ref} is no longer in the store; rebuilding")
+
     if not use_cache:
         why.append("cache not used: " + ("--run runs the program, a side effect no cache can replay"
                                          if req.run else "--no-cache"))
     elif req.reproducible_check:
         why.append("cache not consulted: --reproducible-check always builds twice")
-    else:
+    elif not why:
         why += explain_miss(parts, inputs_map, cache.last_for(output))
 
     if data is None:
