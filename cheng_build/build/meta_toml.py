@@ -39,6 +39,7 @@ few value types (strings, numbers, booleans, lists, inline tables) need no gener
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,8 +50,13 @@ BUILD_FIELDS = ("source", "output", "output_cid", "input_root", "compiler", "com
 LOCK_FIELDS = ("path", "format", "sha256")
 
 
+_PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f\ud800-\udfff]*')
+
+
 def _string(s: str) -> str:
     """A TOML basic string: escape quote, backslash and control characters, keep the rest."""
+    if _PLAIN.fullmatch(s):
+        return f'"{s}"'  # the common case: nothing to escape
     out = ['"']
     for ch in s:
         o = ord(ch)
