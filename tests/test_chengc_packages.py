@@ -73,9 +73,13 @@ def cc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFix
 def test_lock_flow_builds_with_locked_roots_and_writes_meta(cc: Runner) -> None:
     cids = _published(cc.tmp)
     _lock(cc.tmp)
-    rc, out, err = cc("app.cheng", "--lock:cheng.lock.toml", "--registry:registry.jsonl")
+    # A stale development copy on PKG_ROOTS must not shadow the locked snapshot.
+    write_tree(cc.tmp / "stale", {"cheng-dep0/src/api.cheng": "fn Stale(): int32 = 0\n"})
+    rc, out, err = cc("app.cheng", "--lock:cheng.lock.toml", "--registry:registry.jsonl",
+                      env={"PKG_ROOTS": str(cc.tmp / "stale"), "PKG_ROOT": str(cc.tmp / "stale")})
     assert rc == 0, err
     assert "compiled 7 modules" in out
+    assert b"Stale" not in (cc.tmp / "artifacts/chengc/app").read_bytes()
     art = (cc.tmp / "artifacts/chengc/app").read_bytes()
     assert b"epoch 1731111111\n" in art, "SOURCE_DATE_EPOCH comes from the lock's created_ts"
     meta = tomllib.loads((cc.tmp / "artifacts/chengc/cheng.meta.toml").read_text())
