@@ -10,11 +10,19 @@ package each, epochs increasing) and a checkpoint every 1,000 lines, exactly as 
   ``cheng-registry verify`` runs) — read, parse every line,
   chain digests, Merkle root at every checkpoint, ownership/epoch rules, every signature.
 - ``verify_1thread``: the same with signature checks on one thread.
+- ``verify_1thread_cpu``: the same, CPU seconds of this process instead of wall time (stable on a
+  machine shared with other work).
+- ``verify_1thread_vs_libsodium``: against a bare ``crypto_sign_open`` loop (the floor).
+- ``verify_warm``: a client that verified this log before and remembers its newest checkpoint:
+  lines under that checkpoint are bound by its Merkle root (recomputed from the bytes), so only
+  the lines after it have their signatures checked. Not the headline: it is what every later
+  verify on the same machine costs.
 - anchor: ``VerifyKey(pub).verify(msg, sig)`` over the same N signed messages, with the N
   messages, signatures and VerifyKey objects prepared beforehand (nothing but PyNaCl's verify).
 
-ratio = anchor time / our time (higher is better; the goal is >= 0.8). The last line with
-``--json`` is ``{"<name>": {"ours": s, "anchor": s, "unit": "s", "ratio": anchor/ours}}``.
+Figures are throughputs (lines verified per second), so ratio = ours / anchor = anchor time / our
+time (higher is better; the goal is >= 0.8). The last line with ``--json`` is
+``{"<name>": {"ours": x, "anchor": y, "unit": "lines/s", "ratio": x/y}}``.
 """
 
 from __future__ import annotations
@@ -78,12 +86,12 @@ def build_registry(path: Path, lines: int, authors: int, checkpoint_every: int =
     return signed
 
 
-def best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
+def best(fn, repeat: int, clock=time.perf_counter) -> float:  # type: ignore[no-untyped-def]
     times = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return min(times)
 
 
@@ -125,25 +133,55 @@ def main(argv: list[str] | None = None) -> int:
                 if lib.crypto_sign_open(buf, mlen, sm, len(sm), pub) != 0:
                     raise AssertionError("bad signature")
 
-        t_anchor = best(anchor, a.repeat)
-        t_raw = best(raw_sodium, a.repeat)
-        t_ours = best(ours, a.repeat)
-        t_one = best(lambda: ours(1), a.repeat)
+        # Interleaved rounds, best of each: a burst of load from other work on the machine hits
+        # every figure alike instead of one. CPU time of this process is measured too: on a
+        # shared machine wall time swings with the neighbours; single-threaded CPU time compares
+        # the work itself.
+        from cheng_build.trust.checkpoint import CheckpointMemory
+
+        memory = CheckpointMemory(Path(d) / "trust")
+        RegistryLog.load(path).verify("L1", memory=memory)  # this client has seen the log
+
+        def warm() -> None:
+            RegistryLog.load(path).verify("L1", memory=memory)
+
+        runs = {"anchor": (anchor, time.perf_counter), "raw": (raw_sodium, time.perf_counter),
+                "warm": (warm, time.perf_counter),
+                "ours": (ours, time.perf_counter), "one": (lambda: ours(1), time.perf_counter),
+                "c_anchor": (anchor, time.process_time), "c_one": (lambda: ours(1), time.process_time)}
+        got: dict[str, float] = {k: float("inf") for k in runs}
+        for _ in range(a.repeat):
+            for k, (fn, clock) in runs.items():
+                got[k] = min(got[k], best(fn, 1, clock))
+        t_anchor, t_raw, t_ours, t_one = got["anchor"], got["raw"], got["ours"], got["one"]
+        c_anchor, c_one = got["c_anchor"], got["c_one"]
+        t_warm = got["warm"]
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = a.lines
+
+    def row(ours_s: float, anchor_s: float, unit: str = "lines/s") -> dict[str, float | str]:
+        # Throughput, so ratio = ours/anchor (the team's format) = anchor time / our time (the
+        # issue's goal: >= 0.8).
+        return {"ours": n / ours_s, "anchor": n / anchor_s, "unit": unit, "ratio": anchor_s / ours_s}
+
     rows = {
-        "verify": {"ours": t_ours, "anchor": t_anchor, "unit": "s", "ratio": t_anchor / t_ours},
-        "verify_1thread": {"ours": t_one, "anchor": t_anchor, "unit": "s", "ratio": t_anchor / t_one},
-        "verify_1thread_vs_libsodium": {"ours": t_one, "anchor": t_raw, "unit": "s",
-                                        "ratio": t_raw / t_one},
+        "verify": row(t_ours, t_anchor),
+        "verify_1thread": row(t_one, t_anchor),
+        "verify_1thread_cpu": row(c_one, c_anchor, "lines/cpu-s"),
+        "verify_1thread_vs_libsodium": row(t_one, t_raw),
+        "verify_warm": row(t_warm, t_anchor),
     }
-    anchors = {"verify": "PyNaCl VerifyKey.verify", "verify_1thread": "PyNaCl VerifyKey.verify",
-               "verify_1thread_vs_libsodium": "crypto_sign_open, prepared buffers"}
-    print(f"registry verify, {a.lines} lines ({a.lines // 1000} checkpoints), {a.authors} authors, "
+    anchors = {"verify": "PyNaCl VerifyKey.verify",
+               "verify_1thread": "PyNaCl VerifyKey.verify",
+               "verify_1thread_cpu": "PyNaCl VerifyKey.verify (CPU time)",
+               "verify_1thread_vs_libsodium": "crypto_sign_open, prepared buffers",
+               "verify_warm": "PyNaCl VerifyKey.verify (ours: remembered checkpoint)"}
+    print(f"registry verify, {n} lines ({n // 1000} checkpoints), {a.authors} authors, "
           f"{cpus} CPUs, best of {a.repeat}")
-    print(f"{'figure':<28}{'ours (s)':>10}{'anchor (s)':>12}{'ratio':>8}   anchor")
+    print(f"{'figure':<28}{'ours':>10}{'anchor':>10}{'ratio':>7}  unit; anchor = {n} x")
     for name, r in rows.items():
-        print(f"{name:<28}{r['ours']:>10.3f}{r['anchor']:>12.3f}{r['ratio']:>8.2f}   "
-              f"{a.lines} x {anchors[name]}")
+        print(f"{name:<28}{r['ours']:>10.0f}{r['anchor']:>10.0f}{r['ratio']:>7.2f}  "
+              f"{r['unit']}; {anchors[name]}")
     print(f"per line: ours {t_ours / a.lines * 1e6:.1f} us, 1 thread {t_one / a.lines * 1e6:.1f} us, "
           f"bare verify {t_anchor / a.lines * 1e6:.1f} us")
     if a.json:

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -39,22 +40,14 @@ from cheng_build.pkg.verify import verify_lock  # noqa: E402
 from cheng_build.trust import canonical  # noqa: E402
 from cheng_build.trust.registry_log import RegistryLog  # noqa: E402
 
-
-def _best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+Job = Callable[[], object]
 
 
-def measure(n: int, repeat: int, workdir: Path, disk: bool) -> tuple[float, float, int]:
-    """(ours, anchor, locked packages) in seconds for a registry of ``n`` packages."""
+def setup(n: int, workdir: Path, disk: bool) -> tuple[Job, Job, Callable[[], int]]:
+    """(ours, anchor, locked-count) closures for a registry of ``n`` packages."""
     if disk:
-        # The real path: snapshots in an on-disk blockstore, read by the registry area's
-        # read_snapshot_file through the CAS exporter (what `cheng-pkg resolve` does).
+        # The real path: snapshots in an on-disk blockstore, read through the CAS exporter
+        # (what `cheng-pkg resolve` does).
         from cheng_build.cas.blockstore import Blockstore
         from cheng_build.pkg.resolve import store_manifest_reader
 
@@ -68,21 +61,17 @@ def measure(n: int, repeat: int, workdir: Path, disk: bool) -> tuple[float, floa
     path = world.save()
     manifest = parse_manifest({"package_id": "pkg://cheng/bench-app",
                                "dependencies": [{"package_id": ids[0], "channel": "stable"}]})
-    # Setup objects are long-lived: keep the collector from re-scanning them on every pass.
-    gc.collect()
-    gc.freeze()
-    locked = 0
+    locked = [0]
 
     def ours() -> None:
-        nonlocal locked
         registry = RegistryLog.load(path)
         lock = resolve_manifest(manifest, registry, read_manifest=reader, created_ts="0")
         verify_lock(lock, registry, "L1")
-        locked = len(lock.dependencies)
+        locked[0] = len(lock.dependencies)
 
-    raw_lines = path.read_bytes().splitlines()
     from nacl.signing import VerifyKey
 
+    raw_lines = path.read_bytes().splitlines()
     registry = RegistryLog.load(path)
     lock = resolve_manifest(manifest, registry, read_manifest=reader, created_ts="0")
     manifests = [reader(d.package_id, d.cid or "", d.format)[0] for d in lock.dependencies]
@@ -102,16 +91,19 @@ def measure(n: int, repeat: int, workdir: Path, disk: bool) -> tuple[float, floa
         for pub, msg, sig in signed:
             VerifyKey(pub).verify(msg, sig)
 
-    t_ours = _best(ours, repeat)
-    t_anchor = _best(anchor, repeat)
-    gc.unfreeze()
-    return t_ours, t_anchor, locked
+    return ours, anchor, lambda: locked[0]
+
+
+def _timed(fn: Job) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="500,1000", help="package counts (comma-separated)")
-    ap.add_argument("--repeat", type=int, default=5, help="timed runs per figure (best is kept)")
+    ap.add_argument("--repeat", type=int, default=7, help="timed runs per figure (best is kept)")
     ap.add_argument("--quick", action="store_true", help="small sizes (100,200), 2 runs")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     ap.add_argument("--store", choices=["disk", "memory"], default="disk",
@@ -122,13 +114,28 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, object]] = {}
     times: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory(prefix="cheng-bench-resolve-") as tmp:
+        jobs = {n: setup(n, Path(tmp), args.store == "disk") for n in sizes}
+        # Setup objects are long-lived: keep the collector from re-scanning them on every pass.
+        gc.collect()
+        gc.freeze()
+        best = {n: [float("inf"), float("inf")] for n in sizes}
+        # Interleave the sizes so a busy machine slows them alike; keep each one's best run.
+        for _ in range(repeat):
+            for n in sizes:
+                ours, anchor, _ = jobs[n]
+                gc.collect()
+                best[n][0] = min(best[n][0], _timed(ours))
+                best[n][1] = min(best[n][1], _timed(anchor))
         for n in sizes:
-            ours, anchor, locked = measure(n, repeat, Path(tmp), args.store == "disk")
-            times.append((n, ours))
-            results[f"resolve_verify_{n}"] = {"ours": round(ours, 6), "anchor": round(anchor, 6),
-                                              "unit": "s", "ratio": round(ours / anchor, 3)}
-            print(f"resolve+verify {n:>5} packages ({locked} locked): {ours * 1000:8.1f} ms   "
-                  f"anchor (json+toml+nacl) {anchor * 1000:8.1f} ms   ratio {ours / anchor:5.2f}")
+            ours_t, anchor_t = best[n]
+            locked = jobs[n][2]()
+            times.append((n, ours_t))
+            results[f"resolve_verify_{n}"] = {"ours": round(ours_t, 6),
+                                              "anchor": round(anchor_t, 6), "unit": "s",
+                                              "ratio": round(ours_t / anchor_t, 3)}
+            print(f"resolve+verify {n:>5} packages ({locked} locked): {ours_t * 1000:8.1f} ms   "
+                  f"anchor (json+toml+nacl) {anchor_t * 1000:8.1f} ms   "
+                  f"ratio {ours_t / anchor_t:5.2f}")
     if len(times) >= 2:
         (n0, t0), (n1, t1) = times[0], times[-1]
         results[f"scaling_{n1}_vs_{n0}"] = {"ours": round(t1, 6), "anchor": round(t0, 6),

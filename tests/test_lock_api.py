@@ -152,6 +152,8 @@ def test_version_must_move_forward_and_zero_major_is_cargo_style() -> None:
     assert classify_bump(parse_version("0.3.1"), parse_version("0.4.0")) is Bump.MAJOR
     assert classify_bump(parse_version("0.3.1"), parse_version("0.3.2")) is Bump.PATCH
     assert check_release(_api(OLD), {}, "0.3.1", "0.3.2")  # a 0.y.z patch still may not break
+    assert check_release(_api(OLD), {}, "1.4.0-rc.1", "1.4.0") == []  # pre-releases are exempt
+    assert check_release(_api(OLD), {}, "1.4.0", "1.4.1-rc.1") == []
 
 
 @pytest.mark.parametrize("bad", ["1", "1.0", "01.0.0", "1.0.0-", "1.0.0-01", "v1.0.0", "", "1.0.0+"])

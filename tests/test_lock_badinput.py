@@ -185,3 +185,14 @@ def test_subprocess_bad_manifest(text: str, tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.splitlines()[0] == "resolve: load manifest failed"
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("name,text", [
+    ("cheng.lock.toml", "a = " + "[" * 100000 + "]" * 100000 + "\n"),
+    ("cheng.lock.json", "[" * 100000 + "]" * 100000),
+    ("cheng.lock.yaml", "a: " + "[" * 100000 + "]" * 100000 + "\n"),
+])
+def test_deep_nesting(name: str, text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lock = tmp_path / name
+    lock.write_text(text)
+    assert _check(["verify", f"--lock:{lock}"], capsys, ("verify: load lock failed",)) == 2

@@ -297,3 +297,17 @@ def test_dag_snapshots_diff_and_checkout(tmp_path: Path, capsys: pytest.CaptureF
                         f"--store:{cache}")
     assert rc == 0, err
     assert f'cid = "{e2.cid}"' in out and 'format = "dag"' in out
+
+
+def test_l0_verifies_signatures_without_a_registry(world: dict[str, Any], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    man = _manifest(world, "l0", APP)
+    lock_path = tmp_path / "cheng.lock.toml"
+    assert _run(capsys, "resolve", f"--manifest:{man}", f"--registry:{world['reg']}",
+                f"--store:{world['store']}", f"--out:{lock_path}")[0] == 0
+    missing = f"--registry:{tmp_path / 'none.jsonl'}"
+    assert _run(capsys, "verify", f"--lock:{lock_path}", "--level:L0", missing)[:2] == (0, "ok\n")
+    rc, _, err = _run(capsys, "verify", f"--lock:{lock_path}", missing)
+    assert (rc, err.splitlines()[0]) == (2, "verify: missing --registry")
+    rc, _, err = _run(capsys, "verify", f"--lock:{lock_path}", "--level:L9")
+    assert (rc, err.splitlines()[0]) == (2, "verify: unknown security level 'L9'")

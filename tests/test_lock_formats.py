@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,14 @@ from hypothesis import strategies as st
 
 from cheng_build.pkg.formats import DocumentError, dump_text, parse_text
 from cheng_build.pkg.lock import Lock, LockedDep, dump_lock, load_lock, lock_text, parse_lock
+from cheng_build.pkg.manifest import (
+    Dependency,
+    Manifest,
+    dump_manifest,
+    load_manifest,
+    manifest_to_dict,
+    parse_manifest,
+)
 from cheng_build.pkg.meta import Meta, meta_text
 
 CID = "bafybeibx62obrkybp46hx3ivh53q4rnptgkunpgtwiib5lfelfgt2ekihm"
@@ -150,3 +159,35 @@ def test_documents_round_trip(data: dict[str, object], fmt: str) -> None:
 def test_duplicate_keys_are_refused(fmt: str, text: str) -> None:
     with pytest.raises(DocumentError, match=r"(?i)duplicate|defin|overwrite"):
         parse_text(text, fmt)
+
+
+_pid = st.from_regex(r"\Apkg://cheng/[a-z][a-z0-9-]{0,12}\Z")
+_manifest = st.builds(
+    lambda pid, version, deps, over: parse_manifest({
+        "package_id": pid, **({"version": version} if version else {}),
+        "dependencies": [{"package_id": p, "channel": c, **({"path": pa} if pa else {})}
+                         for p, (c, pa) in deps.items() if p != pid],
+        **({"overrides": over} if over else {})}),
+    _pid, st.none() | st.builds(lambda a, b, c: f"{a}.{b}.{c}", *(st.integers(0, 99),) * 3),
+    st.dictionaries(_pid, st.tuples(st.sampled_from(["edge", "stable", "lts"]),
+                                    st.none() | st.just("../local")), max_size=4),
+    st.dictionaries(_pid, st.sampled_from(["edge", "stable", "lts"]) | st.fixed_dictionaries(
+        {"path": st.just("../o")}), max_size=2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_manifest, st.sampled_from(["toml", "yaml", "json"]))
+def test_every_manifest_round_trips(manifest: Manifest, fmt: str) -> None:
+    assert parse_manifest(parse_text(dump_text(manifest_to_dict(manifest), fmt), fmt)) == manifest
+
+
+def test_manifest_rewrite_keeps_comments(tmp_path: Path) -> None:
+    path = tmp_path / "cheng-package.toml"
+    path.write_text('# my package\npackage_id = "pkg://cheng/app"  # the id\n'
+                    'module_prefix = "app"\n\n[[dependencies]]\n# we need fs\n'
+                    'package_id = "pkg://cheng/fs"\nchannel = "stable"\n')
+    m = load_manifest(path)
+    dump_manifest(replace(m, dependencies=(Dependency("pkg://cheng/fs", "edge"),)), path)
+    text = path.read_text()
+    assert "# my package" in text and "# the id" in text and "# we need fs" in text
+    assert 'module_prefix = "app"' in text and 'channel = "edge"' in text

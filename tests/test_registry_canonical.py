@@ -55,3 +55,17 @@ def test_domains_differ() -> None:
     body = {"a": 1}
     assert len({canonical.key_payload(body), canonical.checkpoint_payload(body),
                 canonical.publish_payload({})}) == 3
+
+
+FULL = st.fixed_dictionaries(
+    {"package_id": TEXT, "author_id": TEXT, "channel": TEXT, "cid": TEXT, "format": TEXT,
+     "epoch": st.integers(min_value=0, max_value=2**64),
+     "ast_simhash64": st.integers(min_value=0, max_value=2**64 - 1).map(lambda n: f"{n:016x}"),
+     "originality_score": st.floats(min_value=0.0, max_value=1.0)})
+
+
+@given(FULL)
+def test_fast_path_equals_json_definition(fields: dict[str, object]) -> None:
+    oracle = canonical.PUBLISH_DOMAIN + json.dumps(
+        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    assert canonical.publish_payload(fields) == oracle

@@ -359,3 +359,28 @@ def test_concurrent_publishers_leave_a_valid_chain(tmp_path: Path) -> None:
     for who in range(8):
         head = log.head(f"pkg://cheng/p{who}", "edge")
         assert head is not None and head.epoch == 50
+
+
+def test_memory_from_l0_does_not_excuse_signatures_at_l1(world: World) -> None:
+    op = KeyPair.generate("op:main")
+    world.write_lines([legacy_line("pkg://cheng/old", "node:alice", 1)])
+    world.publish("pkg://cheng/new", "node:bob", 1)
+    append_checkpoint(world.registry, op, ttl_s=3600)
+    report = verify(world, "L0")
+    assert report.remembered is not None and not report.remembered.verified_with_signatures
+    with pytest.raises(UnsignedError) as exc:
+        verify(world, "L1")  # the remembered prefix was only checked at L0
+    assert exc.value.line == 1
+
+
+def test_warm_verify_still_catches_a_rewritten_prefix(world: World) -> None:
+    op = KeyPair.generate("op:main")
+    for e in (1, 2, 3):
+        world.publish("pkg://cheng/a", "node:alice", e)
+    append_checkpoint(world.registry, op, ttl_s=3600)
+    assert verify(world).remembered.verified_with_signatures  # type: ignore[union-attr]
+    lines = world.lines()
+    lines[0] = lines[0].replace(b'"epoch":1', b'"epoch":0')  # breaks line 1's signature
+    world.write_lines(lines)
+    with pytest.raises((ForkError, ChainError)):
+        verify(world)

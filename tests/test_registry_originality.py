@@ -103,3 +103,22 @@ def test_search_cli_folds_copies(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["search", "net", "--show-copies", f"--registry:{w.registry}"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1].strip().startswith("pkg://cheng/net2") and "copy of pkg://cheng/net" in out[1]
+
+
+def test_search_judges_lines_without_a_verdict(tmp_path: Path) -> None:
+    """Lines of older tooling carry a fingerprint but no verdict: the native kernel decides."""
+    import json
+
+    def line(pkg: str, fp: int) -> bytes:
+        return json.dumps({"type": "publish", "package_id": pkg, "author_id": "node:x",
+                           "channel": "edge", "epoch": 1, "cid": "bafkreixyz", "format": "tar",
+                           "ast_simhash64": f"{fp:016x}", "signature": "local:x"}).encode()
+
+    base = 0x0123456789ABCDEF
+    data = b"".join(x + b"\n" for x in (line("pkg://cheng/orig", base),
+                                        line("pkg://cheng/near", base ^ 0b111),  # 3 bits away
+                                        line("pkg://cheng/far", base ^ 0xFFFF)))  # 16 bits away
+    log = RegistryLog.from_bytes(data, tmp_path / "r.jsonl")
+    hits = search(log)
+    assert [h.package_id for h in hits] == ["pkg://cheng/orig", "pkg://cheng/far"]
+    assert [c.package_id for c in hits[0].copies] == ["pkg://cheng/near"]

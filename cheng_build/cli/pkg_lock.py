@@ -130,12 +130,19 @@ def _verify(args: argparse.Namespace) -> int:
     lock_path = _need(args, "lock")
     config = _config(args)
     lock = load_lock(lock_path)
-    registry = _load_registry(args.registry or (str(config.registry) if config else None))
-    warnings = verify_lock(lock, registry, config if config is not None else (args.level or "L1"))
+    manifest = None
     if args.manifest:
         from cheng_build.pkg.manifest import load_manifest
 
-        ensure_lock_matches_manifest(lock, load_manifest(args.manifest))
+        manifest = load_manifest(args.manifest)
+    reg_flag = args.registry or str(config.registry)
+    if not config.require_registry_match and not _registry_path(reg_flag).is_file():
+        registry = None  # L0 without a registry: signatures (or placeholders) only
+    else:
+        registry = _load_registry(reg_flag)
+    warnings = verify_lock(lock, registry, config)
+    if manifest is not None:
+        ensure_lock_matches_manifest(lock, manifest)
     for w in warnings:
         print(f"verify: warning: {w}", file=sys.stderr)
     print("ok")
@@ -143,7 +150,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    """The effective trust configuration (level, registry match), or None if unavailable."""
+    """The effective trust configuration: level and registry-match rule (CLI > env > file)."""
     from cheng_build.trust.config import load_config
 
     return load_config({"level": args.level}, config_path=args.config)

@@ -20,9 +20,8 @@ cost is linear in packages + edges, plus one manifest read per snapshot.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,20 +46,33 @@ from cheng_build.pkg.registry_index import index_of
 ManifestReader = Callable[[str, str, str], "tuple[bytes, str] | None"]
 
 
+# RFC 4648 base32 (lower case) -> the digits int(..., 32) reads; decoding through one big int
+# runs in C, where base64.b32decode is a Python loop.
+_B32_TO_INT = str.maketrans("abcdefghijklmnopqrstuvwxyz234567", "0123456789abcdefghijklmnopqrstuv")
+_B32_TEXT = re.compile(r"b[a-z2-7]+")
+
+
 def _cid(text: str) -> Any:
     """Parse a CID string, fast for the CIDv1 base32 form every registry line carries.
 
     ``parse_cid`` goes through multiformats' run-time type checks (~0.5 ms a CID), which would
-    dominate resolving a large graph; base32-decoding and the binary fast path give the same CID.
+    dominate resolving a large graph; decoding the base32 ourselves and handing the bytes to the
+    binary fast path gives the same CID (a test holds the two to each other). Anything else —
+    or a non-canonical spelling — takes the general path.
     """
     from cheng_build.cas.cid import CidError, cid_from_bytes, parse_cid
 
-    body = text[1:]
-    if text.startswith("b") and body.isascii() and body.isalnum():
-        try:
-            return cid_from_bytes(base64.b32decode(body.upper() + "=" * (-len(body) % 8)))
-        except (ValueError, binascii.Error, CidError):
-            pass
+    if _B32_TEXT.fullmatch(text):
+        body = text[1:]
+        nbits = len(body) * 5
+        nbytes = nbits // 8
+        value = int(body.translate(_B32_TO_INT), 32)
+        spare = nbits - nbytes * 8
+        if not value & ((1 << spare) - 1):
+            try:
+                return cid_from_bytes((value >> spare).to_bytes(nbytes, "big"))
+            except CidError:
+                pass
     return parse_cid(text)
 
 
@@ -154,6 +166,8 @@ def resolve_manifest(
         registry: a :class:`~cheng_build.trust.registry_log.RegistryLog` (or an index of one).
         store: the blockstore holding the snapshots, to read each dependency's own manifest.
         read_manifest: how to read a snapshot's manifest; default reads it from ``store``.
+            With neither, dependencies' manifests cannot be read and only the manifest's own
+            dependencies are locked (callers that want the closure always pass a store).
         created_ts: the lock's timestamp; default ``SOURCE_DATE_EPOCH`` or now.
 
     Raises:
@@ -217,10 +231,15 @@ def resolve_manifest(
                                         f"(wanted by {by})",
                                     how="publish it on that channel, pick another channel, or "
                                         "add an [overrides] entry in the top-level manifest")
-            dep = LockedDep(pid, channel, entry.epoch, entry.cid, entry.format or "tar",
+            fmt = entry.format or "tar"
+            # A source ("no-copy") snapshot is fetched from the peers that serve it: keep their
+            # addresses (a v2 field, so such a lock is written as lock_version = 2).
+            addrs = getattr(entry, "data", {}).get("source_addrs") if fmt == "source" else None
+            dep = LockedDep(pid, channel, entry.epoch, entry.cid, fmt,
                             entry.author_id, entry.pub_key, entry.signature,
                             getattr(entry, "ast_simhash64", None),
-                            getattr(entry, "originality_score", None))
+                            getattr(entry, "originality_score", None),
+                            source_addrs=tuple(a for a in addrs or () if isinstance(a, str) and a))
             # The same snapshot reached through another channel is not a clash.
             same = next((c for c in alts if c.dep.cid == dep.cid and c.dep.path is None), None)
             if same is not None:

@@ -64,7 +64,7 @@ def search(log: RegistryLog, term: str = "") -> list[PackageHit]:
         elif e.originality_score is None and e.ast_simhash64 is not None:
             unjudged.append(pkg)
     if unjudged:
-        fps = [(p, latest[p].simhash) for p in latest if latest[p].simhash is not None]
+        fps = [(p, fp) for p in latest if (fp := latest[p].simhash) is not None]
         from cheng_build import _native
 
         for i, j, _d in _native.pairs_within([f for _, f in fps], COPY_DISTANCE):

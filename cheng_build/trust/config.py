@@ -42,7 +42,6 @@ PKG_REQUIRE_SIGNATURE, PKG_REQUIRE_REGISTRY_MATCH`` (``0|1``), and ours: ``PKG_L
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -245,6 +244,8 @@ def find_config_file(flag: str | None, env: Mapping[str, str]) -> tuple[Path | N
 
 
 def _read_file(path: Path) -> dict[str, object]:
+    import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

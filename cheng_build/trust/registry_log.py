@@ -56,12 +56,11 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.atomic import append_line_locked, file_lock
 from cheng_build.core.errors import (
@@ -74,6 +73,9 @@ from cheng_build.trust import canonical, merkle
 from cheng_build.trust.checkpoint import Checkpoint, CheckpointMemory
 from cheng_build.trust.config import Config, Level, Limits
 from cheng_build.trust.keys import ED25519_PREFIX, LOCAL_PREFIX, Verifier
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 CHANNELS = ("edge", "stable", "lts")
 FORMATS = ("dag", "tar", "source")
@@ -165,7 +167,7 @@ class RegistryEntry:
     line: int
     type: EntryType
     raw: bytes = field(repr=False)
-    data: Mapping[str, Any] = field(repr=False)
+    data: Mapping[str, Any] = field(repr=False, compare=False)  # determined by raw
     ast_simhash64: str | None = None  # normalised to 16 lowercase hex digits
 
     package_id = property(lambda self: self.data.get("package_id"))
@@ -672,24 +674,39 @@ class _SigCheck:
     """
 
     def __init__(self, entries: Sequence[RegistryEntry], threads: int, *,
-                 started: tuple[ThreadPoolExecutor, list[Any]] | None = None) -> None:
-        self._entries = entries
+                 started: tuple[ThreadPoolExecutor, list[Any], list[int]] | None = None,
+                 skip: int = 0) -> None:
+        self._skip = skip
         self._pool: ThreadPoolExecutor | None = None
         self._futures: list[Any] = []
         if started is not None:
-            self._pool, self._futures = started
-        elif threads > 1 and len(entries) >= _PARALLEL_MIN:
+            self._pool, self._futures, ends = started
+            if skip:
+                # Chunks wholly inside the skipped prefix need not run (those already running
+                # finish; their results are ignored).
+                for f, chunk_end in zip(self._futures, ends, strict=True):
+                    if chunk_end <= skip:
+                        f.cancel()
+        entries = entries[skip:]
+        self._entries = entries
+        if started is None and threads > 1 and len(entries) >= _PARALLEL_MIN:
+            from concurrent.futures import ThreadPoolExecutor  # lazily: it imports logging
+
             step = -(-len(entries) // threads)
             self._pool = ThreadPoolExecutor(threads)
             self._futures = [self._pool.submit(_check_sigs, entries[i:i + step])
                              for i in range(0, len(entries), step)]
 
     def failures(self) -> list[tuple[int, str]]:
-        """Every bad line, in line order."""
+        """Every bad line past the skipped prefix, in line order."""
         if self._pool is None:
             return _check_sigs(self._entries)
         try:
-            return sorted(x for f in self._futures for x in f.result())
+            out: list[tuple[int, str]] = []
+            for f in self._futures:
+                if not f.cancelled():
+                    out.extend(x for x in f.result() if x[0] > self._skip)
+            return sorted(out)
         finally:
             self._pool.shutdown()
 
@@ -701,7 +718,7 @@ class RegistryLog:
         self.path = path
         self.entries: tuple[RegistryEntry, ...] = tuple(entries)
         self.limits = limits
-        self._ahead: tuple[ThreadPoolExecutor, list[Any]] | None = None
+        self._ahead: tuple[ThreadPoolExecutor, list[Any], list[int]] | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -747,9 +764,12 @@ class RegistryLog:
             return cls(Path(path), entries, limits)
         # Pipeline: parse a chunk, hand its signatures to a worker, parse the next, so parsing
         # (which holds the GIL) overlaps with libsodium (which releases it).
+        from concurrent.futures import ThreadPoolExecutor  # lazily: it imports logging
+
         step = max(256, len(lines) // (threads * 4))
         pool = ThreadPoolExecutor(threads)
         futures: list[Any] = []
+        ends: list[int] = []
         entries = []
         try:
             for start in range(0, len(lines), step):
@@ -757,13 +777,14 @@ class RegistryLog:
                          for i, raw in enumerate(lines[start:start + step], start + 1)]
                 entries.extend(chunk)
                 futures.append(pool.submit(_check_sigs, chunk))
+                ends.append(start + len(chunk))
         except BaseException:
             for f in futures:
                 f.cancel()
             pool.shutdown(wait=False)
             raise
         log = cls(Path(path), entries, limits)
-        log._ahead = (pool, futures)
+        log._ahead = (pool, futures, ends)
         return log
 
     @classmethod
@@ -865,7 +886,15 @@ class RegistryLog:
         if threads is None:
             threads = _cpus()
 
-        sigs = _SigCheck(self.entries, threads, started=self._ahead)
+        # Lines this client already verified with signatures required are bound by the root of
+        # the checkpoint it remembers: if the replay below recomputes that same root, their bytes
+        # are exactly the ones whose signatures were checked, so checking them again proves
+        # nothing new (a fork is caught by the root comparison instead).
+        skip = 0
+        if remembered is not None and (remembered.verified_with_signatures
+                                       or not policy.require_signature):
+            skip = min(remembered.size, len(self.entries))
+        sigs = _SigCheck(self.entries, threads, started=self._ahead, skip=skip)
         self._ahead = None
         state_error: RegistryError | None = None
         try:
@@ -934,9 +963,10 @@ class RegistryLog:
         if newest is not None and t >= newest.expires:
             warnings.append(f"the newest checkpoint (line {newest.line}) has expired")
         kept = remembered
-        if mem is not None and newest is not None and (remembered is None or newest.size > remembered.size):
-            mem.remember(self.path, newest)
-            kept = newest
+        if mem is not None and newest is not None:
+            fresh = replace(newest, verified_with_signatures=policy.require_signature)
+            if mem.remember(self.path, fresh):
+                kept = fresh
         return VerifyReport(lines=state.lines, publishes=sum(1 for _ in self.publishes()),
                             checkpoints=len(state.checkpoints), warnings=tuple(warnings),
                             newest_checkpoint=newest, remembered=kept)
