@@ -384,3 +384,24 @@ def test_warm_verify_still_catches_a_rewritten_prefix(world: World) -> None:
     world.write_lines(lines)
     with pytest.raises((ForkError, ChainError)):
         verify(world)
+
+
+def test_register_claims_a_namespace_before_publishing(world: World) -> None:
+    from cheng_build.trust.registry_ops import register_namespace
+
+    register_namespace(world.registry, world.key("node:alice"), "pkg://cheng/claimed")
+    with pytest.raises(RefusedError, match="namespace owned by node:alice"):
+        register_namespace(world.registry, world.key("node:bob"), "pkg://cheng/claimed")
+    with pytest.raises(PublishError, match="namespace owned by node:alice"):
+        world.publish("pkg://cheng/claimed", "node:bob", 1)
+    world.publish("pkg://cheng/claimed", "node:alice", 1)
+    assert verify(world).lines == 2
+
+
+def test_publish_onto_a_broken_log_names_the_bad_line(world: World) -> None:
+    world.publish("pkg://cheng/a", "node:alice", 1)
+    world.write_lines([*world.lines(), b"{not json"])
+    with pytest.raises(RegistryFormatError) as exc:
+        world.publish("pkg://cheng/a", "node:alice", 2)
+    assert exc.value.what.startswith("line 2: not JSON")
+    assert not isinstance(exc.value, PublishError)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from helpers_registry import World, sample_source
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cheng_build.pkg import originality
@@ -51,6 +51,7 @@ def test_tokenizer_literal_kinds() -> None:
     assert toks.count("STR") == 3 and toks.count("CHR") == 1 and toks.count("NUM") == 2
 
 
+@settings(deadline=None)  # shared CI machines: timing is not what these test
 @given(st.text(max_size=300))
 def test_tokenizer_never_raises(text: str) -> None:
     toks = originality.tokenize(text)

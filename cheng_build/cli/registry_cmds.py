@@ -10,10 +10,15 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from cheng_build.cli.args import Parser
 from cheng_build.core.errors import UsageError
 from cheng_build.core.paths import DEFAULT_REGISTRY
+
+if TYPE_CHECKING:
+    from cheng_build.trust.config import Config
+    from cheng_build.trust.registry_log import RegistryLog, VerifyReport
 
 
 def _warn(name: str, lines: list[str] | tuple[str, ...]) -> None:
@@ -31,7 +36,7 @@ def _add_level(parser: Parser) -> None:
     parser.add_argument("--config", help="cheng-pkg-config.toml to read")
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _config(args: argparse.Namespace) -> Config:
     from cheng_build.trust.config import load_config
 
     return load_config({"level": getattr(args, "level", None),
@@ -92,6 +97,10 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--package", required=True)
         parser.add_argument("--priv", required=True, help="the namespace's current key (file or env:VAR)")
         parser.add_argument("--new", required=True, help="new key: key file or ed25519:<base64 public key>")
+        _add_registry(parser)
+    elif name == "register-key":
+        parser.add_argument("--package", required=True, help="pkg://cheng/<name> to claim")
+        parser.add_argument("--priv", required=True, help="the key that will own it (file or env:VAR)")
         _add_registry(parser)
     elif name == "revoke-key":
         parser.add_argument("--priv", required=True, help="the key itself, or the namespace's current key")
@@ -164,7 +173,8 @@ def _publish(name: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def _verified_log(args: argparse.Namespace, remember: bool = True):  # type: ignore[no-untyped-def]
+def _verified_log(args: argparse.Namespace,
+                  remember: bool = True) -> tuple[Config, RegistryLog, VerifyReport]:
     from cheng_build.core.errors import ChengError
     from cheng_build.trust.audit import record
     from cheng_build.trust.registry_log import RegistryLog
@@ -299,6 +309,19 @@ def _rotate(name: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def _register(name: str, args: argparse.Namespace) -> int:
+    from cheng_build.pkg.publish import check_package_id
+    from cheng_build.trust.keys import load_key
+    from cheng_build.trust.registry_ops import register_namespace
+
+    check_package_id(args.package)
+    cfg = _config(args)
+    e = register_namespace(cfg.registry, load_key(args.priv), args.package)
+    print(f"line: {e.line}")
+    print(f"{args.package} owned by {e.author_id} ({e.pub_key})")
+    return 0
+
+
 def _revoke(name: str, args: argparse.Namespace) -> int:
     from cheng_build.trust.keys import load_key, load_public_key
     from cheng_build.trust.registry_ops import revoke_key
@@ -314,6 +337,6 @@ def _revoke(name: str, args: argparse.Namespace) -> int:
 _COMMANDS = {
     "keygen": _keygen, "publish": _publish, "resolve": _resolve, "verify": _verify,
     "checkpoint": _checkpoint, "prove": _prove, "verify-proof": _verify_proof,
-    "rotate-key": _rotate, "revoke-key": _revoke,
+    "rotate-key": _rotate, "revoke-key": _revoke, "register-key": _register,
 }
 

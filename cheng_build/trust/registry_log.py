@@ -16,14 +16,17 @@ Every line has a ``type``:
     (``ed25519:<base64>``), ``signature`` (``ed25519:<base64>``, or the existing tooling's
     ``local:...`` placeholder = unsigned), ``created_ts``. Extensions: ``parent`` (the previous
     head's CID on this channel), ``version`` (SemVer), ``api`` (digest of the public-symbol
-    table), ``similar_to`` / ``similar_line`` / ``similar_distance`` (the original this package is a
-    high-similarity copy of), ``source_addrs`` (``format=source``), ``chunker`` (``format=dag``).
+    table) and ``api_cid`` (that table's JSON in the CAS), ``similar_to`` / ``similar_line`` /
+    ``similar_distance`` (the original this package is a high-similarity copy of),
+    ``source_addrs`` (``format=source``), ``chunker`` (``format=dag``).
     The signature covers exactly the lock-carried fields (:mod:`cheng_build.trust.canonical`).
 
 ``key`` — a change to a namespace's key, signed by ``pub_key`` over every other field:
-    ``op = "rotate"``: ``package_id``, ``author_id``, ``pub_key`` (the current, old key),
-    ``new_pub_key``. ``op = "revoke"``: ``revoked_key`` (signed by itself, or by the current key
-    of ``package_id``); from this line on that key signs nothing.
+    ``op = "register"``: ``package_id``, ``author_id``: claims a namespace before its first publish
+    (a first publish claims it too). ``op = "rotate"``: ``package_id``, ``author_id``,
+    ``pub_key`` (the current, old key), ``new_pub_key``. ``op = "revoke"``: ``revoked_key``
+    (signed by itself, or by the current key of ``package_id``); from this line on that key
+    signs nothing.
 
 ``checkpoint`` — the operator's signed head, signed by ``pub_key`` over every other field:
     ``size`` (= this line's number - 1: it covers every line before it), ``root`` (64 hex digits,
@@ -51,6 +54,7 @@ Appends
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import os
@@ -126,6 +130,17 @@ class ForkError(CheckpointError):
     """The log does not extend the checkpoint this client remembers."""
 
 
+class AppendRefusedError(RegistryError, PolicyError):
+    """The line being appended breaks a rule (ownership, revocation, epoch, checkpoint).
+
+    ``what`` carries no line prefix: the line does not exist yet. ``cause`` is the rule's error.
+    """
+
+    def __init__(self, cause: RegistryError) -> None:
+        super().__init__(cause.bare, why=cause.why, how=cause.how)
+        self.cause = cause
+
+
 class UnsignedError(RegistryError, SignatureError):
     """A line is unsigned (``local:`` placeholder) or its signature does not verify."""
 
@@ -144,6 +159,7 @@ class EntryType(Enum):
 class KeyOp(Enum):
     """Operations of a ``key`` line."""
 
+    REGISTER = "register"
     ROTATE = "rotate"
     REVOKE = "revoke"
 
@@ -327,9 +343,13 @@ def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryE
     _req_str(d, "pub_key", line)
     if etype is EntryType.KEY:
         op = d.get("op")
-        if op not in ("rotate", "revoke"):
-            raise RegistryFormatError(f"key op {str(op)[:20]!r} is not rotate or revoke", line=line)
-        if op == "rotate":
+        if op not in ("register", "rotate", "revoke"):
+            raise RegistryFormatError(f"key op {str(op)[:20]!r} is not register, rotate or revoke",
+                                      line=line)
+        if op == "register":
+            _req_str(d, "package_id", line)
+            _req_str(d, "author_id", line)
+        elif op == "rotate":
             _req_str(d, "package_id", line)
             _req_str(d, "new_pub_key", line)
         else:
@@ -556,7 +576,14 @@ class LogState:
     def _key(self, e: RegistryEntry) -> None:
         d = e.data
         self._check_not_revoked(e, e.pub_key)
-        if d["op"] == KeyOp.ROTATE.value:
+        if d["op"] == KeyOp.REGISTER.value:
+            pkg = d["package_id"]
+            owner = self.owners.get(pkg)
+            if owner is not None:
+                raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line,
+                                     why=f"{pkg} was claimed at line {owner.line}")
+            self.owners[pkg] = Owner(d["author_id"], e.pub_key, e.line)
+        elif d["op"] == KeyOp.ROTATE.value:
             pkg = d["package_id"]
             owner = self.owners.get(pkg)
             if owner is None:
@@ -657,8 +684,21 @@ def _cpus() -> int:
 def _check_sigs(entries: Sequence[RegistryEntry]) -> list[tuple[int, str]]:
     """(line, reason) of every line in ``entries`` whose signature is not valid."""
     verifier = Verifier()
+    check, public, b64 = verifier.check, verifier.public, binascii.a2b_base64
+    publish = EntryType.PUBLISH
+    payload = canonical.publish_payload
     bad = []
     for e in entries:
+        # Fast path for the common case, a well-formed signed publish line; anything unusual
+        # (and every failure) is decided, with its reason, by _signature_status.
+        d = e.data
+        sig = d.get("signature")
+        if e.type is publish and type(sig) is str and len(sig) == 96 and sig.startswith("ed25519:"):
+            try:
+                if check(public(d["pub_key"]), payload(d), b64(sig[8:], strict_mode=True)):
+                    continue
+            except (KeyError, ValueError, TypeError, SignatureError, canonical.CanonicalError):
+                pass
         status, why = _signature_status(e, verifier)
         if status is not SigStatus.VALID:
             bad.append((e.line, why))
@@ -879,9 +919,15 @@ class RegistryLog:
                 forked") and ``ExpiredCheckpointError`` ("registry checkpoint expired") for the
                 log as a whole.
         """
-        policy = VerifyPolicy.of(level)
-        mem = CheckpointMemory() if memory is True else (memory or None)
-        remembered = mem.recall(self.path) if mem is not None else None
+        try:
+            policy = VerifyPolicy.of(level)
+            mem = CheckpointMemory() if memory is True else (memory or None)
+            remembered = mem.recall(self.path) if mem is not None else None
+        except BaseException:
+            if self._ahead is not None:  # do not leave pipelined checks running for nothing
+                self._ahead[0].shutdown(wait=False, cancel_futures=True)
+                self._ahead = None
+            raise
         operator_key = policy.operator_key or (remembered.pub_key if remembered else None)
         if threads is None:
             threads = _cpus()
@@ -965,8 +1011,13 @@ class RegistryLog:
         kept = remembered
         if mem is not None and newest is not None:
             fresh = replace(newest, verified_with_signatures=policy.require_signature)
-            if mem.remember(self.path, fresh):
-                kept = fresh
+            try:
+                if mem.remember(self.path, fresh):
+                    kept = fresh
+            except OSError as exc:
+                # The log itself verified; a read-only home (CI containers) only costs the
+                # fork protection of the next run, so say so instead of failing this one.
+                warnings.append(f"cannot remember the checkpoint in {mem.file}: {exc.strerror or exc}")
         return VerifyReport(lines=state.lines, publishes=sum(1 for _ in self.publishes()),
                             checkpoints=len(state.checkpoints), warnings=tuple(warnings),
                             newest_checkpoint=newest, remembered=kept)
@@ -989,7 +1040,8 @@ class RegistryLog:
         and its signature verified before a byte is written.
 
         Raises:
-            RegistryError: the log is broken (torn tail, chain) or the new line breaks a rule.
+            AppendRefusedError: the new line breaks a rule (nothing is written).
+            RegistryError: the log already on disk is broken (torn tail, chain, garbage line).
             OSError: the file cannot be written (nothing partial is left: one write + fsync).
         """
         p = Path(path)
@@ -1007,7 +1059,10 @@ class RegistryLog:
             status, why = _signature_status(entry, Verifier())
             if status is not SigStatus.VALID:
                 raise RuntimeError(f"RegistryLog.append: the new line's signature is {why}")
-            state.apply(entry)
+            try:
+                state.apply(entry)
+            except RegistryError as exc:
+                raise AppendRefusedError(exc) from None
             append_line_locked(p, raw)
         return entry
 

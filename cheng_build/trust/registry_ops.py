@@ -19,10 +19,10 @@ from cheng_build.trust import canonical, merkle
 from cheng_build.trust.checkpoint import DEFAULT_TTL_S
 from cheng_build.trust.keys import KeyPair, Verifier, decode_ed25519
 from cheng_build.trust.registry_log import (
+    AppendRefusedError,
     EntryType,
     LogState,
     RegistryEntry,
-    RegistryError,
     RegistryLog,
 )
 
@@ -33,14 +33,37 @@ class RefusedError(PolicyError):
     """A registry operation was refused by a rule (message without the line prefix)."""
 
 
-def _refuse(exc: RegistryError) -> RefusedError:
-    return RefusedError(exc.bare, why=exc.why, how=exc.how)
+def _refuse(exc: AppendRefusedError) -> RefusedError:
+    return RefusedError(exc.what, why=exc.why, how=exc.how)
 
 
 def _signed(key: KeyPair, body: dict[str, Any], domain_payload: Any) -> dict[str, Any]:
     body["pub_key"] = key.pub_key
     body["signature"] = key.sign(domain_payload(body))
     return body
+
+
+def register_namespace(registry: str | os.PathLike[str], key: KeyPair, package_id: str,
+                       *, now: int | None = None) -> RegistryEntry:
+    """Claim ``package_id`` for ``key`` before publishing anything (a first publish also claims).
+
+    Raises:
+        RefusedError: the namespace is already owned.
+    """
+    if not key.author_id:
+        raise RefusedError("the key has no author_id", how="keygen --author:<id>")
+
+    def build(log: RegistryLog, state: LogState) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": "key", "seq": state.lines + 1, "prev": state.last_digest,
+                                "op": "register", "package_id": package_id,
+                                "author_id": key.author_id,
+                                "created_ts": str(now if now is not None else int(time.time()))}
+        return _signed(key, body, canonical.key_payload)
+
+    try:
+        return RegistryLog.append(registry, build)
+    except AppendRefusedError as exc:
+        raise _refuse(exc) from None
 
 
 def rotate_key(registry: str | os.PathLike[str], old: KeyPair, package_id: str, new_pub_key: str,
@@ -64,7 +87,7 @@ def rotate_key(registry: str | os.PathLike[str], old: KeyPair, package_id: str, 
 
     try:
         return RegistryLog.append(registry, build)
-    except RegistryError as exc:
+    except AppendRefusedError as exc:
         raise _refuse(exc) from None
 
 
@@ -90,7 +113,7 @@ def revoke_key(registry: str | os.PathLike[str], signer: KeyPair, revoked_key: s
 
     try:
         return RegistryLog.append(registry, build)
-    except RegistryError as exc:
+    except AppendRefusedError as exc:
         raise _refuse(exc) from None
 
 
@@ -114,7 +137,7 @@ def append_checkpoint(registry: str | os.PathLike[str], operator: KeyPair, *,
 
     try:
         return RegistryLog.append(registry, build, need_merkle=True)
-    except RegistryError as exc:
+    except AppendRefusedError as exc:
         raise _refuse(exc) from None
 
 
