@@ -6,12 +6,15 @@ and plain integers cross the boundary, so no struct layout has to agree. cffi re
 around every call into the library.
 
 Search order: ``$CHENG_NATIVE_LIB`` (a path to the .so), then ``libchengnative.so`` next to this
-module (where ``pip install .`` and ``scripts/dev-build.sh`` put it).
+module (where ``pip install .`` and ``scripts/dev-build.sh`` put it), then an installed
+cheng-build's copy elsewhere on ``sys.path`` (a source checkout shadowing the installed package).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from cffi import FFI
 from cheng_build.core.errors import ChengError
 
 # Must equal CB_ABI_VERSION in native/include/cheng_native.h.
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 CDEF = """
 const char *cb_version(void);
@@ -50,6 +53,8 @@ uint64_t cb_token_hash(const void *data, size_t len);
 int cb_simhash64_batch(const uint8_t *buf, const uint64_t *doc_off, const uint64_t *doc_len,
                        const uint64_t *doc_ntok, size_t ndocs, int sep, const uint64_t *tok_len,
                        uint64_t *out);
+int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t *doc_ntok,
+                        size_t ndocs, uint64_t *out);
 uint64_t cb_simhash64_from_hashes(const uint64_t *hashes, size_t n);
 int cb_hamming64(uint64_t a, uint64_t b);
 size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);
@@ -76,6 +81,8 @@ int cb_blake3_force_backend(const char *name);
 """
 
 LIB_NAME = "libchengnative.so"
+# What the kernels accept without copying (any object exporting a contiguous buffer works too).
+BytesLike = bytes | bytearray | memoryview
 _BUILD_HOW = (
     "install the package with `pip install .` (compiles native/ with CMake), or, in a source\n"
     "checkout, run `bash scripts/dev-build.sh` and use PYTHONPATH=<checkout>;\n"
@@ -86,13 +93,33 @@ _BUILD_HOW = (
 class NativeLibraryError(ChengError, ImportError):
     """The native library is missing, unloadable, or from another version of the sources."""
 
+    def __str__(self) -> str:
+        # Seen as a bare traceback when a script imports us directly: carry the how-to in it.
+        return "\n".join(self.lines(""))
+
+
+def find_library(own: Path, search: Sequence[str]) -> Path:
+    """The package's own copy ``own`` if it exists, else the first installed copy on ``search``.
+
+    The second case is a source checkout imported ahead of an installed cheng-build (pytest run
+    from the checkout after ``pip install .``): the sources are the same, the library was only
+    built into the installed copy. The ABI check in :func:`load` refuses a mismatched one.
+    """
+    if own.is_file():
+        return own
+    for entry in search:
+        candidate = Path(entry or ".", "cheng_build", "_native", LIB_NAME)
+        if candidate.is_file():
+            return candidate
+    return own
+
 
 def library_path() -> Path:
-    """Return the path the loader opens (``$CHENG_NATIVE_LIB`` or the package's own copy)."""
+    """The path the loader opens: ``$CHENG_NATIVE_LIB``, else :func:`find_library` on ``sys.path``."""
     env = os.environ.get("CHENG_NATIVE_LIB")
     if env:
         return Path(env)
-    return Path(__file__).with_name(LIB_NAME)
+    return find_library(Path(__file__).with_name(LIB_NAME), sys.path)
 
 
 def load() -> tuple[FFI, Any]:

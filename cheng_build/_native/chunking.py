@@ -7,8 +7,6 @@ them, so they only change with a new ``ChunkerParams.spec`` name. Every function
 
 from __future__ import annotations
 
-import hashlib
-import mmap
 import os
 import re
 from array import array
@@ -17,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from cheng_build._native._loader import HAVE_HASHES, buffer_of, ffi, lib
+from cheng_build._native._loader import BytesLike, buffer_of, ffi, lib, require_hashes
 
 Algo = Literal["sha256", "blake3"]
 _ALGOS = {"sha256": 0, "blake3": 1}
@@ -25,6 +23,8 @@ _SPEC = re.compile(r"^fastcdc-v1-(\d+)-(\d+)-(\d+)-n([0-3])$")
 # A streaming read window: big enough that the per-call overhead vanishes, and at least two
 # max-size chunks so every window yields chunks.
 _STREAM_WINDOW = 16 << 20
+# chunk_and_hash on a file: bigger windows, so threads get long runs of work between refills.
+_HASH_WINDOW = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,9 @@ def _pairs(ends: Any, count: int) -> list[tuple[int, int]]:
     return out
 
 
-def cdc_chunks(buf: Any, params: ChunkerParams | None = None, *, threads: int = 1) -> list[tuple[int, int]]:
+def cdc_chunks(
+    buf: BytesLike, params: ChunkerParams | None = None, *, threads: int = 1
+) -> list[tuple[int, int]]:
     """Chunk a whole buffer.
 
     Args:
@@ -136,21 +138,36 @@ def cdc_chunks(buf: Any, params: ChunkerParams | None = None, *, threads: int = 
     n = len(view)
     if n == 0:
         return []
-    ends, count = _ends_cdc(_state(params).ptr, view, n, _threads(threads))
+    keep = _state(params)
+    ends, count = _ends_cdc(keep.ptr, view, n, _threads(threads))
     return _pairs(ends, count)
 
 
 def cdc_file_chunks(
-    path: str | os.PathLike[str], params: ChunkerParams | None = None
+    path: str | os.PathLike[str], params: ChunkerParams | None = None, *, window: int | None = None
 ) -> Iterator[tuple[int, int]]:
     """Chunk a file while reading it in pieces (never whole); same cut points as :func:`cdc_chunks`.
 
+    Args:
+        path: the file.
+        params: chunker parameters; the defaults when ``None``.
+        window: bytes held in memory at once (default 16 MiB); at least ``2 * max_size``.
+
     Raises:
         OSError: the file cannot be opened or read.
+        ValueError: ``window`` is smaller than ``2 * max_size``.
     """
     params = params or ChunkerParams()
-    cdc = _state(params).ptr
-    window = max(_STREAM_WINDOW, 2 * params.max_size)
+    keep = _state(params)
+    if window is None:
+        window = max(_STREAM_WINDOW, 2 * params.max_size)
+    elif window < 2 * params.max_size:
+        raise ValueError(f"window must be at least 2 * max_size = {2 * params.max_size} (got {window})")
+    return _file_chunks(path, keep, window)
+
+
+def _file_chunks(path: str | os.PathLike[str], keep: _Keep, window: int) -> Iterator[tuple[int, int]]:
+    cdc = keep.ptr  # `keep` owns the state for as long as this generator runs
     buf = bytearray(window)
     mv = memoryview(buf)
     view = ffi.from_buffer("uint8_t[]", buf)
@@ -189,17 +206,18 @@ def _fixed_ends(n: int, size: int) -> Any:
 
 
 def chunk_and_hash(
-    src: Any,
+    src: BytesLike | str | os.PathLike[str],
     params: ChunkerParams | None = None,
     *,
     fixed_size: int | None = None,
     algo: Algo = "sha256",
     threads: int = 1,
 ) -> list[tuple[int, int, bytes]]:
-    """Chunk a buffer or file and hash every chunk in one native pass.
+    """Chunk a buffer or file and hash every chunk, in native code.
 
     Args:
-        src: a bytes-like object, or a path (``str``/``os.PathLike``) to a file (memory-mapped).
+        src: a bytes-like object, or a path (``str``/``os.PathLike``) to a file, which is read in
+            64 MiB windows (never whole).
         params: FastCDC parameters (defaults when ``None``); not allowed with ``fixed_size``.
         fixed_size: cut fixed-size chunks of this many bytes instead (the last may be shorter):
             what UnixFS's default ``size-262144`` chunker does.
@@ -215,56 +233,84 @@ def chunk_and_hash(
     """
     if algo not in _ALGOS:
         raise ValueError(f"algo must be 'sha256' or 'blake3' (got {algo!r})")
+    require_hashes("chunk_and_hash")
     nthreads = _threads(threads)
     if fixed_size is not None:
         if params is not None:
             raise ValueError("give either params (content-defined) or fixed_size, not both")
         if not isinstance(fixed_size, int) or isinstance(fixed_size, bool) or fixed_size < 1:
             raise ValueError(f"fixed_size must be an int >= 1 (got {fixed_size!r})")
-    if isinstance(src, (str, os.PathLike)):
-        with open(src, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                return []
-            # The views into the map die with _chunk_and_hash's frame (reference counting), so
-            # the map can close right after.
-            with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mm:
-                return _chunk_and_hash(mm, params, fixed_size, algo, nthreads)
-    return _chunk_and_hash(src, params, fixed_size, algo, nthreads)
-
-
-def _chunk_and_hash(
-    src: Any, params: ChunkerParams | None, fixed_size: int | None, algo: str, threads: int
-) -> list[tuple[int, int, bytes]]:
-    view = buffer_of(src)
-    n = len(view)
-    if n == 0:
-        return []
-    if fixed_size is not None:
-        fixed = _fixed_ends(n, fixed_size)
-        ends, count = ffi.from_buffer("uint64_t[]", fixed), len(fixed)
-    else:
-        ends, count = _ends_cdc(_state(params or ChunkerParams()).ptr, view, n, threads)
-    if not HAVE_HASHES and algo == "sha256":
-        # Until the C SHA-256 lands (blake3 area): hashlib, chunk by chunk.
-        mv = memoryview(src).cast("B")
-        out_list = []
-        prev = 0
-        for e in ffi.unpack(ends, count):
-            out_list.append((prev, e - prev, hashlib.sha256(mv[prev:e]).digest()))
-            prev = e
-        return out_list
-    digests = bytearray(32 * count)
-    rc = lib.cb_hash_chunks(view, n, ends, count, _ALGOS[algo], threads, ffi.from_buffer(digests))
-    if rc == -2:
-        from cheng_build._native._loader import require_hashes
-
-        require_hashes("chunk_and_hash")
-    if rc != 0:
-        raise RuntimeError(f"cb_hash_chunks failed ({rc})")
+    cutter = _Cutter(params or ChunkerParams(), fixed_size, nthreads)
     out: list[tuple[int, int, bytes]] = []
-    prev = 0
-    for i, e in enumerate(ffi.unpack(ends, count)):
-        out.append((prev, e - prev, bytes(digests[32 * i : 32 * i + 32])))
-        prev = e
+    if isinstance(src, (str, os.PathLike)):
+        _file_windows(src, cutter, _ALGOS[algo], out)
+    else:
+        view = buffer_of(src)
+        cutter.cut_and_hash(view, len(view), True, _ALGOS[algo], 0, out)
     return out
+
+
+class _Cutter:
+    """Cuts one window (CDC or fixed-size) and hashes its chunks; keeps the C state alive."""
+
+    def __init__(self, params: ChunkerParams, fixed_size: int | None, threads: int) -> None:
+        self.fixed = fixed_size
+        self.keep = _state(params) if fixed_size is None else None
+        self.max_size = params.max_size if fixed_size is None else fixed_size
+        self.threads = threads
+        self.consumed = ffi.new("size_t *")
+
+    def cut_and_hash(self, view: Any, n: int, eof: bool, algo: int, base: int,
+                     out: list[tuple[int, int, bytes]]) -> int:
+        """Append the window's decided chunks (offsets + ``base``) to ``out``; returns bytes used."""
+        if self.fixed is not None:
+            used = n if eof else n - n % self.fixed
+            fixed = _fixed_ends(used, self.fixed)
+            ends, count = ffi.from_buffer("uint64_t[]", fixed), len(fixed)
+        else:
+            assert self.keep is not None
+            cap = lib.cb_cdc_max_chunks(self.keep.ptr, n) + 1
+            ends = ffi.new("uint64_t[]", cap)
+            count = lib.cb_cdc_chunk(self.keep.ptr, view, n, int(eof), self.threads, ends, cap, self.consumed)
+            if count == ffi.cast("size_t", -1):
+                raise MemoryError("cb_cdc_chunk: out of memory")
+            used = self.consumed[0]
+        if count == 0:
+            return used
+        digests = bytearray(32 * count)
+        rc = lib.cb_hash_chunks(view, used, ends, count, algo, self.threads, ffi.from_buffer(digests))
+        if rc != 0:
+            raise RuntimeError(f"cb_hash_chunks failed ({rc})")
+        prev = 0
+        for i, e in enumerate(ffi.unpack(ends, count)):
+            out.append((base + prev, e - prev, bytes(digests[32 * i : 32 * i + 32])))
+            prev = e
+        return used
+
+
+def _file_windows(path: str | os.PathLike[str], cutter: _Cutter, algo: int,
+                  out: list[tuple[int, int, bytes]]) -> None:
+    if cutter.fixed is not None:
+        window = max(_HASH_WINDOW // cutter.fixed, 1) * cutter.fixed
+    else:
+        # Room for every thread's share to hold several max-size chunks (the parallel search).
+        window = max(_HASH_WINDOW, 8 * cutter.max_size * cutter.threads)
+    buf = bytearray(window)
+    mv = memoryview(buf)
+    view = ffi.from_buffer("uint8_t[]", buf)
+    base = filled = 0
+    eof = False
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            while not eof and filled < window:
+                got = f.readinto(mv[filled:])
+                if not got:
+                    eof = True
+                else:
+                    filled += got
+            used = cutter.cut_and_hash(view, filled, eof, algo, base, out)
+            if eof:
+                return
+            buf[: filled - used] = buf[used:filled]
+            base += used
+            filled -= used

@@ -6,12 +6,10 @@ The C kernels pick their fastest backend at run time (SHA-NI, AVX2, SSE4.1, port
 
 from __future__ import annotations
 
-from typing import Any
-
-from cheng_build._native._loader import HAVE_HASHES, aligned, buffer_of, ffi, lib, require_hashes
+from cheng_build._native._loader import HAVE_HASHES, BytesLike, aligned, buffer_of, ffi, lib, require_hashes
 
 
-def sha256(buf: Any) -> bytes:
+def sha256(buf: BytesLike) -> bytes:
     """SHA-256 digest (32 bytes) of a bytes-like object."""
     require_hashes("sha256")
     view = buffer_of(buf)
@@ -20,7 +18,7 @@ def sha256(buf: Any) -> bytes:
     return bytes(ffi.buffer(out))
 
 
-def _key_context(key: Any, context: str | bytes | None) -> tuple[bytes | None, bytes | None]:
+def _key_context(key: BytesLike | None, context: str | bytes | None) -> tuple[bytes | None, bytes | None]:
     if key is not None and context is not None:
         raise ValueError("blake3: give a key or a derive-key context, not both")
     if key is not None:
@@ -32,7 +30,9 @@ def _key_context(key: Any, context: str | bytes | None) -> tuple[bytes | None, b
     return key, context
 
 
-def blake3(buf: Any, *, key: Any = None, context: str | bytes | None = None, length: int = 32) -> bytes:
+def blake3(
+    buf: BytesLike, *, key: BytesLike | None = None, context: str | bytes | None = None, length: int = 32
+) -> bytes:
     """BLAKE3 of a bytes-like object: plain, keyed (``key``, 32 bytes) or derive-key (``context``).
 
     Args:
@@ -60,7 +60,7 @@ class Sha256:
 
     __slots__ = ("_ctx", "_owner", "_size")
 
-    def __init__(self, data: Any = None) -> None:
+    def __init__(self, data: BytesLike | None = None) -> None:
         require_hashes("Sha256")
         self._size = int(lib.cb_sha256_ctx_size())
         self._owner, ptr = aligned(self._size)
@@ -69,7 +69,7 @@ class Sha256:
         if data is not None:
             self.update(data)
 
-    def update(self, data: Any) -> None:
+    def update(self, data: BytesLike) -> None:
         """Absorb a bytes-like object."""
         view = buffer_of(data)
         lib.cb_sha256_update(self._ctx, view, len(view))
@@ -100,7 +100,13 @@ class Blake3:
 
     __slots__ = ("_h", "_owner")
 
-    def __init__(self, data: Any = None, *, key: Any = None, context: str | bytes | None = None) -> None:
+    def __init__(
+        self,
+        data: BytesLike | None = None,
+        *,
+        key: BytesLike | None = None,
+        context: str | bytes | None = None,
+    ) -> None:
         require_hashes("Blake3")
         key, ctx = _key_context(key, context)
         self._owner, ptr = aligned(int(lib.cb_blake3_hasher_size()))
@@ -114,7 +120,7 @@ class Blake3:
         if data is not None:
             self.update(data)
 
-    def update(self, data: Any) -> None:
+    def update(self, data: BytesLike) -> None:
         """Absorb a bytes-like object."""
         view = buffer_of(data)
         lib.cb_blake3_update(self._h, view, len(view))

@@ -1,8 +1,9 @@
 """64-bit SimHash over token streams, hashed and summed in C (docs/chunker.md, "SimHash64").
 
-A token is a ``str`` (hashed as its UTF-8 bytes) or a bytes-like object. Each document's tokens
-cross into C as one buffer: joined with a NUL separator when no token contains a NUL (one
-``str.join`` per document, so Python does almost no per-token work), else with explicit lengths.
+A token is a ``str`` (hashed as its UTF-8 bytes) or a bytes-like object. A batch crosses into C
+as one buffer: all tokens joined by NUL (one ``str.join`` and one encode for the whole batch, so
+Python does almost no per-token work); the C side checks the separator count against the token
+counts, and when a token itself contains a NUL the batch is redone with explicit lengths.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _as_doc(doc: Any) -> Sequence[Any]:
     return doc if isinstance(doc, (list, tuple)) else list(doc)
 
 
-def _run(parts: list[bytes], ntok: list[int], sep: int, tok_len: array | None) -> list[int]:
+def _run(parts: list[bytes], ntok: list[int], sep: int, tok_len: array[int] | None) -> list[int]:
     blob = b"".join(parts)
     lens = array("Q", map(len, parts))
     offs = array("Q", accumulate(lens, initial=0))
@@ -62,6 +63,30 @@ def _run(parts: list[bytes], ntok: list[int], sep: int, tok_len: array | None) -
     return list(ffi.unpack(out, len(parts)))
 
 
+def _joined_all(docs: list[Sequence[Any]], counts: array[int]) -> list[int] | None:
+    """Fast path: every token of every document joined by NUL, one encode, one C call.
+
+    Returns None when that does not work out (mixed str/bytes, or a token contains a NUL: the C
+    side counts the separators against the token counts and refuses a mismatch).
+    """
+    first = next((d[0] for d in docs if d), None)
+    if first is None:
+        return [0] * len(docs)
+    # Join each document (a list joins faster than an iterator), then the documents; empty
+    # documents are left out, they hold no token and so no separator.
+    try:
+        if isinstance(first, str):
+            blob = "\x00".join(["\x00".join(d) for d in docs if d]).encode("utf-8")
+        else:
+            blob = b"\x00".join([b"\x00".join(d) for d in docs if d])
+    except TypeError:
+        return None
+    out = ffi.new("uint64_t[]", len(docs))
+    rc = lib.cb_simhash64_joined(ffi.from_buffer("uint8_t[]", blob), len(blob), 0,
+                                 ffi.from_buffer("uint64_t[]", counts), len(docs), out)
+    return list(ffi.unpack(out, len(docs))) if rc == 0 else None
+
+
 def simhash64_batch(docs: Sequence[Sequence[str | bytes]]) -> list[int]:
     """SimHash64 fingerprints of many documents in one native call.
 
@@ -76,6 +101,13 @@ def simhash64_batch(docs: Sequence[Sequence[str | bytes]]) -> list[int]:
         UnicodeEncodeError: a ``str`` token holds a lone surrogate (not valid UTF-8).
     """
     docs = [_as_doc(d) for d in docs]
+    if not docs:
+        return []
+    counts = array("Q", map(len, docs))
+    fast = _joined_all(docs, counts)
+    if fast is not None:
+        return fast
+    # Exact path: per document NUL-joined where that is unambiguous, else explicit lengths.
     result = [0] * len(docs)
     fast_idx: list[int] = []
     fast_parts: list[bytes] = []

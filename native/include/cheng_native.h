@@ -19,7 +19,7 @@ extern "C" {
 
 /* Bumped whenever a signature below changes; the Python loader refuses a mismatch so a stale
  * build in cheng_build/_native/ is reported instead of crashing. */
-#define CB_ABI_VERSION 3
+#define CB_ABI_VERSION 4
 
 const char *cb_version(void);
 int cb_abi_version(void);
@@ -71,8 +71,8 @@ size_t cb_cdc_cut(const cb_cdc *c, const uint8_t *buf, size_t len);
  *           least max_size bytes before the end of buf); *consumed says where the next call's
  *           buffer must begin. Feeding a stream this way gives the same cut points as one call on
  *           the whole input.
- * threads > 1 (only used when eof != 0) splits the search across threads; the result is
- * identical to threads == 1. Returns the number of chunks, or (size_t)-1 when cap is too small
+ * threads > 1 splits the search across threads; the result (chunks and *consumed) is identical
+ * to threads == 1. Returns the number of chunks, or (size_t)-1 when cap is too small
  * or memory ran out. */
 size_t cb_cdc_chunk(const cb_cdc *c, const uint8_t *buf, size_t len, int eof, unsigned threads,
                     uint64_t *ends, size_t cap, size_t *consumed);
@@ -100,6 +100,12 @@ uint64_t cb_token_hash(const void *data, size_t len);
 int cb_simhash64_batch(const uint8_t *buf, const uint64_t *doc_off, const uint64_t *doc_len,
                        const uint64_t *doc_ntok, size_t ndocs, int sep, const uint64_t *tok_len,
                        uint64_t *out);
+/* Fingerprints of ndocs documents whose tokens are all joined, over all documents in order, by
+ * the byte `sep` (which no token contains) in buf[0..len); document d holds the next doc_ntok[d]
+ * tokens. Returns 0, or -1 when the number of separators does not match the token counts (a
+ * token contained `sep`: use cb_simhash64_batch with explicit lengths instead). */
+int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t *doc_ntok,
+                        size_t ndocs, uint64_t *out);
 /* Fingerprint of tokens whose 64-bit hashes are given (weight 1 each). */
 uint64_t cb_simhash64_from_hashes(const uint64_t *hashes, size_t n);
 int cb_hamming64(uint64_t a, uint64_t b);

@@ -100,20 +100,23 @@ size_t cb_cdc_max_chunks(const cb_cdc *c, size_t len) {
     return len / (c->min & ~(size_t)1) + 1;
 }
 
-/* The hashing loop: positions [i, stop) with one mask; returns the cut or `stop` (not found). */
+/* The hashing loop over positions [i, stop) with one mask; returns the cut or `stop` (none).
+ * The critical path is one shift-add (an lea) per byte; everything else (byte load, table load,
+ * fused test-and-branch) is independent work, so the loop is bound by how many instructions the
+ * core issues per byte. Sixteen bytes per round keep the loop's own counting out of that budget. */
 #define STEP(k)                                                                                    \
-    h = (h << 1) + g[p[i + (k)]];                                                                  \
-    if (!(h & m)) return i + (k);
+    h = (h << 1) + g[q[k]];                                                                        \
+    if (!(h & m)) return (size_t)(q - p) + (k);
 
 static inline size_t scan(const uint64_t *g, const uint8_t *p, size_t i, size_t stop, uint64_t m,
                           uint64_t *hp) {
     uint64_t h = *hp;
-    /* i and stop are even; eight bytes per round keeps the loop overhead off the critical path,
-     * which is one shift-add (an lea) per byte. */
-    for (; i + 8 <= stop; i += 8) {
+    const uint8_t *q = p + i, *end = p + stop; /* i and stop are even */
+    for (; end - q >= 16; q += 16) {
         STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
+        STEP(8) STEP(9) STEP(10) STEP(11) STEP(12) STEP(13) STEP(14) STEP(15)
     }
-    for (; i < stop; i += 2) {
+    for (; q < end; q += 2) {
         STEP(0) STEP(1)
     }
     *hp = h;
@@ -154,6 +157,7 @@ typedef struct {
     const cb_cdc *c;
     const uint8_t *buf;
     size_t len;
+    int eof;
     size_t seg[CB_MAX_THREADS + 1];
     uint64_t *prov[CB_MAX_THREADS]; /* provisional ends of the chunks starting in segment t */
     size_t nprov[CB_MAX_THREADS];
@@ -170,8 +174,8 @@ static void par_chunk(void *arg, unsigned t, unsigned n) {
         j->failed[t] = 1;
         return;
     }
-    size_t pos = chunk_serial(j->c, j->buf, j->len, 1, j->seg[t], j->seg[t + 1], j->prov[t], cap,
-                              &j->nprov[t]);
+    size_t pos = chunk_serial(j->c, j->buf, j->len, j->eof, j->seg[t], j->seg[t + 1], j->prov[t],
+                              cap, &j->nprov[t]);
     j->failed[t] = pos == (size_t)-1;
 }
 
@@ -181,13 +185,14 @@ static void par_chunk(void *arg, unsigned t, unsigned n) {
  * from there on both chains are the same, because a cut depends only on where its chunk starts
  * and on the bytes after it. If the chains never meet, the merge just chunks serially, so the
  * result always equals the single-threaded one. */
-static size_t chunk_parallel(const cb_cdc *c, const uint8_t *buf, size_t len, unsigned threads,
-                             uint64_t *ends, size_t cap) {
+static size_t chunk_parallel(const cb_cdc *c, const uint8_t *buf, size_t len, int eof,
+                             unsigned threads, uint64_t *ends, size_t cap, size_t *consumed) {
     par_job *j = (par_job *)calloc(1, sizeof(par_job));
     if (!j) return (size_t)-1;
     j->c = c;
     j->buf = buf;
     j->len = len;
+    j->eof = eof;
     for (unsigned t = 0; t <= threads; t++) j->seg[t] = len / threads * t + len % threads * t / threads;
     cb_parallel_run(threads, par_chunk, j);
     size_t n = 0, result = (size_t)-1;
@@ -206,6 +211,8 @@ static size_t chunk_parallel(const cb_cdc *c, const uint8_t *buf, size_t len, un
             } else {
                 while (k < np && p[k] < pos) k++;
                 if (p[k] != pos) {
+                    /* Without eof, a cut needs max_size bytes ahead (as in chunk_serial). */
+                    if (!eof && len - pos < c->max) goto tail;
                     if (n >= cap) goto out;
                     pos += cb_cdc_cut(c, buf + pos, len - pos);
                     ends[n++] = pos;
@@ -220,7 +227,10 @@ static size_t chunk_parallel(const cb_cdc *c, const uint8_t *buf, size_t len, un
             pos = last;
         }
     }
-    if (chunk_serial(c, buf, len, 1, pos, len, ends, cap, &n) == (size_t)-1) goto out;
+tail:
+    pos = chunk_serial(c, buf, len, eof, pos, len, ends, cap, &n);
+    if (pos == (size_t)-1) goto out;
+    *consumed = pos;
     result = n;
 out:
     for (unsigned t = 0; t < threads; t++) free(j->prov[t]);
@@ -231,9 +241,10 @@ out:
 size_t cb_cdc_chunk(const cb_cdc *c, const uint8_t *buf, size_t len, int eof, unsigned threads,
                     uint64_t *ends, size_t cap, size_t *consumed) {
     if (threads > CB_MAX_THREADS) threads = CB_MAX_THREADS;
-    if (eof && threads > 1 && len / threads >= 4 * c->max) {
-        size_t n = chunk_parallel(c, buf, len, threads, ends, cap);
-        if (consumed) *consumed = n == (size_t)-1 ? 0 : len;
+    if (threads > 1 && len / threads >= 4 * c->max) {
+        size_t used = 0;
+        size_t n = chunk_parallel(c, buf, len, eof, threads, ends, cap, &used);
+        if (consumed) *consumed = used;
         return n;
     }
     size_t n = 0;

@@ -7,7 +7,12 @@
  */
 #include "cheng_native.h"
 
+#include <pthread.h>
 #include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define P1 0x9E3779B185EBCA87ull
 #define P2 0xC2B2AE3D27D4EB4Full
@@ -37,7 +42,8 @@ static inline uint64_t xmerge(uint64_t acc, uint64_t v) {
     return acc * P1 + P4;
 }
 
-uint64_t cb_token_hash(const void *data, size_t len) {
+/* Internal, inlinable copy: calls through the exported symbol would go via the PLT. */
+static inline uint64_t xxh64(const void *data, size_t len) {
     const uint8_t *p = (const uint8_t *)data, *end = p + len;
     uint64_t h;
     if (len >= 32) {
@@ -77,6 +83,106 @@ uint64_t cb_token_hash(const void *data, size_t len) {
     h *= P3;
     h ^= h >> 32;
     return h;
+}
+
+uint64_t cb_token_hash(const void *data, size_t len) { return xxh64(data, len); }
+
+/* b ^ ((a ^ b) & -c): a when c is 1, b when c is 0, without a branch. */
+#define SEL(c, a, b) ((b) ^ (((a) ^ (b)) & ((uint64_t)0 - (uint64_t)(c))))
+
+/* XXH64 of four tokens shorter than 16 bytes each, when 16 bytes from each start may be read.
+ * Same results as xxh64(). Every step is computed for every token and kept or dropped by SEL:
+ * with tokens of random lengths, branching on the length mispredicts all the time. The four
+ * independent chains of multiplies sit side by side, so the core overlaps them. */
+#define SHORT_MAX 16
+static uint64_t byte_p5[256]; /* b * P5: a load instead of a multiply in the tail steps */
+static pthread_once_t byte_p5_once = PTHREAD_ONCE_INIT;
+static void init_byte_p5(void) {
+    for (int b = 0; b < 256; b++) byte_p5[b] = (uint64_t)b * P5;
+}
+static inline void xxh64_short4(const uint8_t *const p[4], const size_t len[4], uint64_t out[4]) {
+    uint64_t h[4];
+    const uint8_t *t[4];
+    size_t r[4];
+    for (int l = 0; l < 4; l++) {
+        /* Shorter than 16 bytes: at most one 8-byte lane. */
+        uint64_t h0 = P5 + (uint64_t)len[l];
+        uint64_t hn = rotl(h0 ^ xround(0, rd64(p[l])), 27) * P1 + P4;
+        h[l] = SEL(len[l] >= 8, hn, h0);
+    }
+    for (int l = 0; l < 4; l++) {
+        t[l] = p[l] + 8 * (len[l] >> 3);
+        r[l] = len[l] & 7;
+        uint64_t hn = rotl(h[l] ^ rd32(t[l]) * P1, 23) * P2 + P3;
+        h[l] = SEL(r[l] >= 4, hn, h[l]);
+        t[l] += r[l] & 4;
+    }
+    for (int j = 0; j < 3; j++) {
+        for (int l = 0; l < 4; l++) {
+            uint64_t hn = rotl(h[l] ^ byte_p5[t[l][j]], 11) * P1;
+            h[l] = SEL((size_t)j < (r[l] & 3), hn, h[l]);
+        }
+    }
+    for (int l = 0; l < 4; l++) {
+        uint64_t x = h[l];
+        x ^= x >> 33;
+        x *= P2;
+        x ^= x >> 29;
+        x *= P3;
+        x ^= x >> 32;
+        out[l] = x;
+    }
+}
+
+/* Bit i set when blk[i] == sep, for i < n <= 64. */
+static inline uint64_t sep_mask64(const uint8_t *blk, size_t n, uint8_t sep) {
+    uint8_t tmp[64];
+    if (n < 64) {
+        memset(tmp, sep ^ 1, sizeof tmp); /* padding that is never a separator */
+        memcpy(tmp, blk, n);
+        blk = tmp;
+    }
+    uint64_t m = 0;
+#if defined(__SSE2__)
+    const __m128i pat = _mm_set1_epi8((char)sep);
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(blk + 16 * k));
+        m |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, pat)) << (16 * k);
+    }
+#else
+    for (int i = 0; i < 64; i++) m |= (uint64_t)(blk[i] == sep) << i;
+#endif
+    return m;
+}
+
+/* Finds separators 64 bytes at a time: one mask per block, one bit per separator, so the loop
+ * over tokens has no branch that depends on a token's length. */
+typedef struct {
+    const uint8_t *buf;
+    size_t len, blk; /* blk: offset of the block `mask` describes */
+    uint64_t mask;
+    uint8_t sep;
+} sepscan;
+
+static inline void ss_init(sepscan *s, const uint8_t *buf, size_t len, uint8_t sep) {
+    s->buf = buf;
+    s->len = len;
+    s->blk = 0;
+    s->sep = sep;
+    s->mask = len ? sep_mask64(buf, len < 64 ? len : 64, sep) : 0;
+}
+
+/* Offset of the next separator, or len when there is none. */
+static inline size_t ss_next(sepscan *s) {
+    while (!s->mask) {
+        if (s->len - s->blk <= 64) return s->len;
+        s->blk += 64;
+        size_t n = s->len - s->blk;
+        s->mask = sep_mask64(s->buf + s->blk, n < 64 ? n : 64, s->sep);
+    }
+    size_t q = s->blk + (size_t)__builtin_ctzll(s->mask);
+    s->mask &= s->mask - 1;
+    return q;
 }
 
 /* Bit counting, eight counters per 64-bit word: acc[j] byte k counts bit 8k + j of the hashes.
@@ -135,20 +241,61 @@ int cb_simhash64_batch(const uint8_t *buf, const uint64_t *doc_off, const uint64
             for (uint64_t t = 0; t + 1 < ntok; t++) {
                 const uint8_t *q = (const uint8_t *)memchr(p, sep, (size_t)(end - p));
                 if (!q) return -1;
-                bs_add(&s, cb_token_hash(p, (size_t)(q - p)));
+                bs_add(&s, xxh64(p, (size_t)(q - p)));
                 p = q + 1;
             }
             if (memchr(p, sep, (size_t)(end - p))) return -1;
-            bs_add(&s, cb_token_hash(p, (size_t)(end - p)));
+            bs_add(&s, xxh64(p, (size_t)(end - p)));
         } else {
             for (uint64_t t = 0; t < ntok; t++, ti++) {
                 if (tok_len[ti] > (uint64_t)(end - p)) return -1;
-                bs_add(&s, cb_token_hash(p, (size_t)tok_len[ti]));
+                bs_add(&s, xxh64(p, (size_t)tok_len[ti]));
                 p += tok_len[ti];
             }
             if (p != end) return -1;
         }
         out[d] = bs_result(&s);
+    }
+    return 0;
+}
+
+int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t *doc_ntok,
+                        size_t ndocs, uint64_t *out) {
+    size_t left = 0; /* tokens still to read, over all documents */
+    for (size_t d = 0; d < ndocs; d++) left += (size_t)doc_ntok[d];
+    if (left == 0 && len != 0) return -1;
+    pthread_once(&byte_p5_once, init_byte_p5);
+    sepscan ss;
+    ss_init(&ss, buf, len, (uint8_t)sep);
+    size_t pos = 0;
+    bitsum s;
+    for (size_t d = 0; d < ndocs; d++) {
+        memset(&s, 0, sizeof s);
+        for (uint64_t todo = doc_ntok[d]; todo > 0;) {
+            /* Up to eight tokens: find them, then hash them four at a time. */
+            const uint8_t *tp[8];
+            size_t tl[8];
+            uint64_t th[8];
+            size_t k = todo < 8 ? (size_t)todo : 8;
+            int all_short = 1;
+            for (size_t i = 0; i < k; i++) {
+                size_t q = ss_next(&ss);
+                if (--left == 0 ? q != len : q == len) return -1; /* separators != tokens - 1 */
+                tp[i] = buf + pos;
+                tl[i] = q - pos;
+                all_short &= tl[i] < SHORT_MAX && len - pos >= SHORT_MAX;
+                pos = q + (q < len);
+            }
+            if (all_short && k == 8) {
+                xxh64_short4(tp, tl, th);
+                xxh64_short4(tp + 4, tl + 4, th + 4);
+            } else {
+                for (size_t i = 0; i < k; i++) th[i] = xxh64(tp[i], tl[i]);
+            }
+            for (size_t i = 0; i < k; i++) bs_add(&s, th[i]);
+            todo -= k;
+        }
+        out[d] = doc_ntok[d] ? bs_result(&s) : 0;
     }
     return 0;
 }

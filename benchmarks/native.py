@@ -1,0 +1,154 @@
+"""Benchmarks of the native core against their anchors, measured in one run on the same data.
+
+    python benchmarks/native.py [--size-mib N] [--docs N] [--repeat N] [--json]
+
+| name | ours | anchor | goal |
+| --- | --- | --- | --- |
+| cdc | cdc_chunks, 1 thread, 64K/256K/1M n2 | pyfastcdc, same parameters | ratio >= 1.1 |
+| blake3 | blake3() | blake3 package, one thread | ratio >= 0.8 |
+| sha256 | sha256() | hashlib.sha256 | ratio >= 0.95 |
+| simhash | simhash64_batch, 1,000-token docs | the `simhash` module (see --simhash-path) | ratio >= 6 |
+| chunk_blake3_2t | chunk_and_hash(blake3), 2 threads | the same, 1 thread | ratio >= 1.7 |
+
+Each figure is the best of ``--repeat`` runs. Default size is the issue's 1 GiB of random data;
+``--size-mib 64`` is enough during development. ``--json`` prints one JSON object as the last line:
+``{"<name>": {"ours": x, "anchor": y, "unit": "...", "ratio": x/y}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cheng_build._native import (
+    ChunkerParams,
+    backends,
+    blake3,
+    cdc_chunks,
+    chunk_and_hash,
+    sha256,
+    simhash64_batch,
+)
+
+GOALS = {"cdc": 1.1, "blake3": 0.8, "sha256": 0.95, "simhash": 6.0, "chunk_blake3_2t": 1.7}
+
+
+def best(fn: Callable[[], object], repeat: int) -> float:
+    """Fastest wall time of ``repeat`` calls, in seconds."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def random_data(size: int) -> bytes:
+    try:
+        import numpy as np
+
+        return np.random.default_rng(2026).bytes(size)
+    except ImportError:
+        return os.urandom(size)
+
+
+def make_docs(n: int, tokens: int = 1000) -> list[list[str]]:
+    rng = random.Random(7)
+    letters = "abcdefghijklmnopqrstuvwxyz_"
+    vocab = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 12))) for _ in range(20_000)]
+    return [rng.choices(vocab, k=tokens) for _ in range(n)]
+
+
+def simhash_anchor() -> tuple[str, Callable[[list[list[str]]], object]]:
+    """Whichever `simhash` module is installed: python-simhash (Rust) or Leon Sim's simhash."""
+    import simhash
+
+    if hasattr(simhash, "simhash"):  # python-simhash: simhash.simhash(features) -> int
+        if hasattr(simhash, "set_num_threads"):
+            simhash.set_num_threads(1)
+        return "python-simhash", lambda docs: [simhash.simhash(d) for d in docs]
+    return "simhash (Leon Sim)", lambda docs: [simhash.Simhash(d).value for d in docs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-mib", type=int, default=1024, help="random input size (default 1024 = 1 GiB)")
+    ap.add_argument("--docs", type=int, default=2000, help="1,000-token documents for simhash (default 2000)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per figure; the best counts (default 3)")
+    ap.add_argument("--simhash-path", metavar="DIR",
+                    help="import the simhash anchor from DIR first (e.g. python-simhash installed with "
+                    "`pip install --target DIR python-simhash`, which cannot share an environment "
+                    "with the `simhash` package the tests use)")
+    ap.add_argument("--json", action="store_true", help="print the JSON object as the last line")
+    args = ap.parse_args(argv)
+    if args.simhash_path:
+        sys.path.insert(0, args.simhash_path)
+    size = args.size_mib << 20
+    data = random_data(size)
+    gb = size / 1e9
+    results: dict[str, dict[str, float | str]] = {}
+
+    def record(name: str, ours: float, anchor: float, unit: str, anchor_name: str) -> None:
+        results[name] = {"ours": ours, "anchor": anchor, "unit": unit, "ratio": ours / anchor}
+        notes[name] = anchor_name
+
+    notes: dict[str, str] = {}
+
+    from pyfastcdc import FastCDC
+
+    params = ChunkerParams()
+    theirs = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size,
+                     normalized_chunking=2)  # = params.normalization
+    t_ours = best(lambda: cdc_chunks(data, params), args.repeat)
+    t_anchor = best(lambda: sum(1 for _ in theirs.cut_buf(data)), args.repeat)
+    record("cdc", gb / t_ours, gb / t_anchor, "GB/s", "pyfastcdc")
+
+    import blake3 as blake3_pkg
+
+    t_ours = best(lambda: blake3(data), args.repeat)
+    t_anchor = best(lambda: blake3_pkg.blake3(data).digest(), args.repeat)
+    record("blake3", gb / t_ours, gb / t_anchor, "GB/s", "blake3 package, 1 thread")
+
+    t_ours = best(lambda: sha256(data), args.repeat)
+    t_anchor = best(lambda: hashlib.sha256(data).digest(), args.repeat)
+    record("sha256", gb / t_ours, gb / t_anchor, "GB/s", "hashlib.sha256")
+
+    docs = make_docs(args.docs)
+    anchor_name, anchor_fn = simhash_anchor()
+    # A slow anchor is timed on a slice so the run stays short; both rates are docs per second.
+    probe = time.perf_counter()
+    anchor_fn(docs[:20])
+    per_doc = (time.perf_counter() - probe) / 20
+    anchor_docs = docs[: max(20, min(len(docs), int(3.0 / max(per_doc, 1e-9))))]
+    t_ours = best(lambda: simhash64_batch(docs), args.repeat)
+    t_anchor = best(lambda: anchor_fn(anchor_docs), args.repeat)
+    record("simhash", len(docs) / t_ours, len(anchor_docs) / t_anchor, "docs/s", anchor_name)
+
+    t1 = best(lambda: chunk_and_hash(data, algo="blake3", threads=1), args.repeat)
+    t2 = best(lambda: chunk_and_hash(data, algo="blake3", threads=2), args.repeat)
+    record("chunk_blake3_2t", gb / t2, gb / t1, "GB/s", "ours, 1 thread")
+
+    print(f"native benchmarks: {args.size_mib} MiB random input, {args.docs} docs, best of {args.repeat}; "
+          f"backends {backends()}; {os.cpu_count()} CPUs")
+    print(f"{'name':<16} {'ours':>10} {'anchor':>10} {'unit':<7} {'ratio':>6} {'goal':>6}  anchor")
+    for name, r in results.items():
+        goal = GOALS[name]
+        flag = "ok" if float(r["ratio"]) >= goal else "BELOW"
+        print(f"{name:<16} {float(r['ours']):>10.3f} {float(r['anchor']):>10.3f} {r['unit']:<7} "
+              f"{float(r['ratio']):>6.2f} {goal:>6.2f}  {notes[name]} [{flag}]")
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+/* SimHash64 vectors (from tests/helpers_native.py's reference) and batch/joined agreement. */
+#include "check.h"
+#include "cheng_native.h"
+
+#include <string.h>
+
+int main(void) {
+    CHECK(cb_token_hash("", 0) == 0xEF46DB3751D8E999ull);
+    CHECK(cb_token_hash("abc", 3) == 0x44BC2CF5AD770999ull);
+
+    /* ["a","b","c"] and ["cheng","build","simhash","cheng"], joined and per document. */
+    const char joined[] = "a\0b\0c\0cheng\0build\0simhash\0cheng";
+    size_t len = sizeof joined - 1;
+    uint64_t ntok[3] = {3, 0, 4}, out[3] = {1, 1, 1};
+    CHECK(cb_simhash64_joined((const uint8_t *)joined, len, 0, ntok, 3, out) == 0);
+    CHECK(out[0] == 0xf24ec0e188865fdbull);
+    CHECK(out[1] == 0);
+    CHECK(out[2] == 0x11c08caac98e208ull);
+    uint64_t bad[3] = {3, 0, 3};
+    CHECK(cb_simhash64_joined((const uint8_t *)joined, len, 0, bad, 3, out) == -1);
+    uint64_t more[3] = {3, 0, 5};
+    CHECK(cb_simhash64_joined((const uint8_t *)joined, len, 0, more, 3, out) == -1);
+
+    uint64_t off[3] = {0, 6, 6}, dl[3] = {5, 0, len - 6}, out2[3] = {1, 1, 1};
+    CHECK(cb_simhash64_batch((const uint8_t *)joined, off, dl, ntok, 3, 0, NULL, out2) == 0);
+    CHECK(out2[0] == 0xf24ec0e188865fdbull && out2[1] == 0 && out2[2] == 0x11c08caac98e208ull);
+
+    /* Explicit lengths: the same tokens without separators. */
+    const char packed[] = "abcchengbuildsimhashcheng";
+    uint64_t toks[7] = {1, 1, 1, 5, 5, 7, 5};
+    uint64_t off3[3] = {0, 3, 3}, dl3[3] = {3, 0, 22}, out3[3];
+    CHECK(cb_simhash64_batch((const uint8_t *)packed, off3, dl3, ntok, 3, -1, toks, out3) == 0);
+    CHECK(out3[0] == out2[0] && out3[1] == 0 && out3[2] == out2[2]);
+    uint64_t dl_bad[3] = {3, 0, 21};
+    CHECK(cb_simhash64_batch((const uint8_t *)packed, off3, dl_bad, ntok, 3, -1, toks, out3) == -1);
+
+    uint64_t hs[3] = {cb_token_hash("a", 1), cb_token_hash("b", 1), cb_token_hash("c", 1)};
+    CHECK(cb_simhash64_from_hashes(hs, 3) == 0xf24ec0e188865fdbull);
+
+    CHECK(cb_hamming64(0, ~0ull) == 64 && cb_hamming64(5, 6) == 2);
+    uint64_t fps[4] = {0, 1, 3, ~0ull}, pairs[9];
+    CHECK(cb_pairs_within(fps, 4, 2, pairs, 3) == 3);
+    CHECK(pairs[0] == 0 && pairs[1] == 1 && pairs[2] == 1);
+    CHECK(pairs[3] == 0 && pairs[4] == 2 && pairs[5] == 2);
+    CHECK(pairs[6] == 1 && pairs[7] == 2 && pairs[8] == 1);
+    CHECK(cb_pairs_within(fps, 4, 64, pairs, 0) == 6); /* counts beyond the room it was given */
+    if (cb_failures) fprintf(stderr, "test_simhash: %d failure(s)\n", cb_failures);
+    return cb_failures != 0;
+}

@@ -1,0 +1,118 @@
+"""SimHash64: token hash vs XXH64, fingerprints vs a reference and the PyPI simhash package."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from helpers_native import simhash64 as ref_simhash64
+from helpers_native import xxh64
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cheng_build._native import hamming, pairs_within, simhash64, simhash64_batch, token_hash
+from cheng_build._native._loader import ffi, lib
+
+simhash_pkg = pytest.importorskip("simhash")
+
+tokens_st = st.lists(st.one_of(st.text(max_size=12), st.binary(max_size=40)), max_size=300)
+fp_st = st.integers(0, 2**64 - 1)
+
+
+def test_token_hash_is_xxh64_published_vectors() -> None:
+    # XXH64, seed 0: published values for "" and "abc".
+    assert token_hash(b"") == 0xEF46DB3751D8E999
+    assert token_hash("abc") == 0x44BC2CF5AD770999
+    assert token_hash("中文") == token_hash("中文".encode())
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_token_hash_matches_reference_xxh64(data: bytes) -> None:
+    assert token_hash(data) == xxh64(data)
+
+
+@settings(max_examples=150, deadline=None)
+@given(tokens=tokens_st)
+def test_fingerprint_matches_reference(tokens: list) -> None:
+    assert simhash64(tokens) == ref_simhash64(tokens)
+
+
+@settings(max_examples=100, deadline=None)
+@given(tokens=st.lists(st.text(max_size=10), min_size=1, max_size=400))
+def test_fingerprint_matches_simhash_package_with_our_token_hash(tokens: list[str]) -> None:
+    # The package's aggregation (weights 1, bit set when more than half the tokens have it) is the
+    # oracle; only the token hash is swapped for ours, given as the 8 big-endian bytes it reads.
+    theirs = simhash_pkg.Simhash(tokens, hashfunc=lambda b: xxh64(b).to_bytes(8, "big")).value
+    assert simhash64(tokens) == theirs
+
+
+@settings(max_examples=60, deadline=None)
+@given(docs=st.lists(tokens_st, max_size=12))
+def test_batch_equals_one_by_one(docs: list[list]) -> None:
+    assert simhash64_batch(docs) == [simhash64(d) for d in docs] == [ref_simhash64(d) for d in docs]
+
+
+def test_separator_edge_cases_take_the_exact_path() -> None:
+    # NUL inside tokens, empty tokens, mixed str/bytes, memoryview tokens, generators.
+    docs = [["a\x00b", "c"], ["", ""], [""], ["x", b"x"], [memoryview(b"ab"), b"\x00"], []]
+    assert simhash64_batch(docs) == [ref_simhash64([bytes(t) if isinstance(t, memoryview) else t for t in d])
+                                     for d in docs]
+    assert simhash64(t for t in ["p", "q"]) == ref_simhash64(["p", "q"])
+    assert simhash64([]) == 0
+
+
+def test_bad_documents() -> None:
+    with pytest.raises(TypeError, match="sequence of tokens"):
+        simhash64("a whole string")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        simhash64([1, 2])  # type: ignore[list-item]
+    with pytest.raises(UnicodeEncodeError):
+        simhash64(["\ud800"])
+
+
+def test_similar_documents_are_close() -> None:
+    words = [f"w{i % 97}_{i}" for i in range(1000)]
+    edited = list(words)
+    edited[500:510] = ["changed"] * 10
+    other = [f"z{i}" for i in range(1000)]
+    a, b, c = simhash64_batch([words, edited, other])
+    assert hamming(a, b) < hamming(a, c)
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=fp_st, b=fp_st)
+def test_hamming(a: int, b: int) -> None:
+    assert hamming(a, b) == bin(a ^ b).count("1") == lib.cb_hamming64(a, b)
+
+
+@settings(max_examples=60, deadline=None)
+@given(fps=st.lists(st.one_of(fp_st, st.sampled_from([0, 1, 3, 2**64 - 1])), max_size=60),
+       d=st.integers(0, 64))
+def test_pairs_within_matches_brute_force(fps: list[int], d: int) -> None:
+    want = [(i, j, hamming(fps[i], fps[j])) for i, j in itertools.combinations(range(len(fps)), 2)
+            if hamming(fps[i], fps[j]) <= d]
+    assert pairs_within(fps, d) == want
+
+
+def test_pairs_within_grows_its_output() -> None:
+    fps = [0] * 100  # 4,950 pairs: more than the first guess of room
+    got = pairs_within(fps, 0)
+    assert len(got) == 4950 and got[0] == (0, 1, 0) and got[-1] == (98, 99, 0)
+
+
+def test_pairs_within_bad_arguments() -> None:
+    for bad_d in (-1, 65, 1.5, True):
+        with pytest.raises(ValueError, match="d must be"):
+            pairs_within([1, 2], bad_d)  # type: ignore[arg-type]
+    for bad in ([-1], [2**64], ["x"]):
+        with pytest.raises(ValueError, match="fingerprints"):
+            pairs_within(bad, 3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        hamming(-1, 0)
+
+
+def test_from_hashes_kernel() -> None:
+    hashes = [xxh64(t.encode()) for t in ("a", "b", "c", "a")]
+    arr = ffi.new("uint64_t[]", hashes)
+    assert lib.cb_simhash64_from_hashes(arr, 4) == ref_simhash64(["a", "b", "c", "a"])
