@@ -202,14 +202,15 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
 
     # 3. fetch (skipped when every snapshot is complete in the cache)
     with step("fetch"):
-        roots: list[Path] | None = []
+        roots: list[Path] = []
+        complete = True
         for _pid, cid, has_path in vstamp["fetch"]:
             p = cache_root / "packages" / cid
             if has_path or not p.is_dir():
-                roots = None  # something to fetch (or a dev path override): ask the fetcher
+                complete = False  # something to fetch (or a dev path override): ask the fetcher
                 break
             roots.append(p)
-        if roots is None:
+        if not complete:
             from cheng_build.pkg.fetch import fetch_lock
 
             lock = lock_obj()
