@@ -186,7 +186,7 @@ def read_document(path: str | os.PathLike[str], fmt: str | None = None) -> tuple
 def _yaml_dump(data: Mapping[str, Any]) -> str:
     import yaml
 
-    class _Dumper(yaml.SafeDumper):
+    class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no stubs here
         def increase_indent(self, flow: bool = False, indentless: bool = False) -> Any:
             # Indent list items under their key, as the seed's A1.10 sample does.
             return super().increase_indent(flow, False)
