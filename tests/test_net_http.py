@@ -128,7 +128,8 @@ def test_gateway_addresses() -> None:
 @given(st.lists(st.binary(min_size=0, max_size=3000), min_size=1, max_size=8))
 def test_car_stream_round_trips(blobs: list[bytes]) -> None:
     cids = [bytes(raw_cid(b)) for b in blobs]
-    data = carstream.header(cids[0]) + b"".join(carstream.section(c, b) for c, b in zip(cids, blobs))
-    assert list(carstream.read_sections(io.BytesIO(data))) == list(zip(cids, blobs))
+    pairs = list(zip(cids, blobs, strict=True))
+    data = carstream.header(cids[0]) + b"".join(carstream.section(c, b) for c, b in pairs)
+    assert list(carstream.read_sections(io.BytesIO(data))) == pairs
     with pytest.raises(carstream.CarStreamError):
         list(carstream.read_sections(io.BytesIO(data[:-1] if blobs[-1] else data[:-2])))
