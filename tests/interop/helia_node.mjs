@@ -1,6 +1,7 @@
 // A Helia node for the interop test, on 127.0.0.1 only, with bounded lifetime.
 //
-//   node helia_node.mjs serve <file>          add <file> (UnixFS, CIDv1, raw leaves), print
+//   node helia_node.mjs serve <file>          add <file> (UnixFS, CIDv1, raw leaves; chunk size
+//                                             HELIA_CHUNK_SIZE if set), print
 //                                             {"cid": ..., "addrs": [...]}, serve until stdin closes
 //   node helia_node.mjs fetch <maddr> <cid> <out>   dial <maddr>, export <cid> (a file or a
 //                                             directory tree) to <out>, print
@@ -45,7 +46,13 @@ const ufs = unixfs(helia)
 
 if (mode === 'serve') {
   const data = fs.readFileSync(args[0])
-  const cid = await ufs.addBytes(data, { cidVersion: 1, rawLeaves: true })
+  const options = { cidVersion: 1, rawLeaves: true }
+  if (process.env.HELIA_CHUNK_SIZE) {
+    // The same fixed-size chunks as ours, so a benchmark compares like with like.
+    const { fixedSize } = await import('ipfs-unixfs-importer/chunker')
+    options.chunker = fixedSize({ chunkSize: Number(process.env.HELIA_CHUNK_SIZE) })
+  }
+  const cid = await ufs.addBytes(data, options)
   console.log(JSON.stringify({ cid: cid.toString(), addrs: helia.libp2p.getMultiaddrs().map(String) }))
   process.stdin.resume()
   process.stdin.on('end', async () => { await helia.stop(); process.exit(0) })
