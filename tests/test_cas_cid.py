@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from multiformats import CID
 
@@ -65,6 +65,7 @@ def test_unsupported_codec_is_refused() -> None:
         parse_cid(str(dagcbor))
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=300), st.sampled_from(["raw", "dag-pb"]), st.sampled_from(["sha2-256", "blake3"]))
 def test_round_trips(data: bytes, codec: str, hash: str) -> None:
     c = make_cid(data, codec, hash)
@@ -75,6 +76,7 @@ def test_round_trips(data: bytes, codec: str, hash: str) -> None:
     verify_block(c, data)
 
 
+@settings(deadline=None)
 @given(st.text(max_size=80))
 def test_parse_never_crashes(s: str) -> None:
     try:
@@ -84,6 +86,7 @@ def test_parse_never_crashes(s: str) -> None:
     assert c.version == 1
 
 
+@settings(deadline=None)
 @given(st.binary(min_size=1, max_size=200), st.integers(min_value=0))
 def test_verify_detects_any_flip(data: bytes, where: int) -> None:
     c = make_cid(data)

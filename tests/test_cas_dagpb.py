@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cheng_build.cas import dagpb, unixfs, varint
@@ -22,6 +22,7 @@ def nodes(draw: st.DrawFn) -> PBNode:
     return PBNode(tuple(ls), draw(st.one_of(st.none(), st.binary(max_size=50))))
 
 
+@settings(deadline=None)
 @given(nodes())
 def test_round_trip(node: PBNode) -> None:
     enc = dagpb.encode(node)
@@ -29,6 +30,7 @@ def test_round_trip(node: PBNode) -> None:
     assert dagpb.encode(dagpb.decode(enc)) == enc
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=200))
 def test_garbage_gives_clear_error_or_canonical_node(raw: bytes) -> None:
     try:
@@ -75,6 +77,7 @@ def test_unsorted_links_are_a_caller_bug() -> None:
         dagpb.encode(PBNode((a, b)))
 
 
+@settings(deadline=None)
 @given(st.integers(0, 2**64 - 1))
 def test_varint_round_trip(n: int) -> None:
     enc = varint.encode(n)
@@ -87,11 +90,13 @@ unixfs_msgs = st.builds(
     st.one_of(st.none(), st.integers(0, 100)), st.one_of(st.none(), st.integers(0, 1024)))
 
 
+@settings(deadline=None)
 @given(unixfs_msgs)
 def test_unixfs_round_trip(msg: unixfs.Data) -> None:
     assert unixfs.decode(unixfs.encode(msg)) == msg
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=60))
 def test_unixfs_garbage(raw: bytes) -> None:
     try:

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cheng_build.cas import dagpb, unixfs
 from cheng_build.cas.chunker import parse_chunker
@@ -114,6 +116,10 @@ def test_snapshot_exclusions(tmp_path: Path) -> None:
     (["f?o"], "fxo", False, True),
     (["f[ab]o"], "fco", False, False),
     (["\\#x"], "#x", False, True),
+    (["[!]x]"], "y", False, True),
+    (["[!]x]"], "x", False, False),
+    (["[z-a]"], "[z-a]", False, True),  # an invalid class is literal text, not a crash
+    (["a[!b]c"], "a/c", False, False),  # a class never matches /
 ])
 def test_ignore_rules(lines: list[str], path: str, is_dir: bool, expected: bool) -> None:
     assert IgnoreRules.from_lines(lines).excluded(path, is_dir) is expected
@@ -124,3 +130,93 @@ def test_import_result_counts(tmp_path: Path) -> None:
     (tmp_path / "d" / "f").write_bytes(b"x" * 600_000)
     res = import_path(None, tmp_path / "d")
     assert res.files == 1 and res.bytes == 600_000 and res.blocks == 3 + 1 + 1
+
+
+def _leaf_sizes(store: object, root: object) -> list[int]:
+    from cheng_build.cas.exporter import iter_dag
+
+    return [len(store.get(c)) for c in iter_dag(store, root) if c.codec.name == "raw"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_fastcdc_is_valid_unixfs_and_dedups(tmp_path: Path, big: bool) -> None:
+    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.chunker import native
+    from cheng_build.cas.exporter import iter_dag, read_file
+
+    if native() is None:
+        pytest.skip("the native library is not built (bash scripts/dev-build.sh)")
+    import random
+
+    rng = random.Random(7)
+    v1 = rng.randbytes(3 << 20 if big else 600_000)
+    v2 = v1[:500] + b"!" + v1[500:]
+    store = Blockstore(tmp_path / "s")
+    spec = "fastcdc-4096-16384-65536"
+    f1, f2 = tmp_path / "v1", tmp_path / "v2"
+    f1.write_bytes(v1)
+    f2.write_bytes(v2)
+    r1 = add_path(store, f1, chunker=spec)  # > 1 MiB: the file path (mmap / native) is taken
+    r2 = add_path(store, f2, chunker=spec)
+    assert r1 == add_bytes(None, v1, chunker=spec)  # in-memory and on-disk chunking agree
+    assert read_file(store, r1) == v1 and read_file(store, r2) == v2
+    sizes = _leaf_sizes(store, r1)
+    assert len(set(sizes)) > 3 and max(sizes) <= 65536  # content-defined: varying leaf sizes
+    leaves1 = {bytes(c) for c in iter_dag(store, r1) if c.codec.name == "raw"}
+    shared = sum(len(store.get(c)) for c in iter_dag(store, r2)
+                 if c.codec.name == "raw" and bytes(c) in leaves1)
+    assert shared / len(v2) > 0.9
+    fixed1, fixed2 = add_bytes(None, v1, chunker="size-16384"), add_bytes(None, v2, chunker="size-16384")
+    assert fixed1 != fixed2
+
+
+def test_blake3_dag_round_trips(tmp_path: Path) -> None:
+    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.exporter import read_file
+
+    store = Blockstore(tmp_path)
+    data = os.urandom(700_000)
+    root = add_bytes(store, data, hash="blake3")
+    assert root.hashfun.name == "blake3" and root.codec.name == "dag-pb"
+    assert read_file(store, root) == data
+    f = tmp_path / "f"
+    f.write_bytes(data * 2)
+    assert add_path(None, f, hash="blake3") == add_bytes(None, data * 2, hash="blake3")
+
+
+@settings(deadline=None)
+@given(st.text(max_size=40))
+def test_ignore_lines_never_crash(line: str) -> None:
+    rules = IgnoreRules.from_lines([line])
+    for path in ("a", "a/b", line.strip("/") or "x"):
+        assert rules.excluded(path, True) in (True, False)
+
+
+@settings(deadline=None)
+@given(st.text(max_size=40))
+def test_chunker_spec_parser(spec: str) -> None:
+    try:
+        ch = parse_chunker(spec)
+    except UsageError as exc:
+        assert spec in exc.what
+        return
+    assert str(ch) == spec.strip()  # canonical: e.g. non-ASCII digits are refused, not converted
+
+
+@pytest.mark.parametrize("spec", ["size-262144", "size-1000", "fastcdc-4096-16384-65536"])
+@pytest.mark.parametrize("hash", ["sha2-256", "blake3"])
+def test_every_leaf_path_agrees(tmp_path: Path, spec: str, hash: str) -> None:
+    """In-memory, hashlib-on-threads and native chunk_and_hash give identical leaves."""
+    from cheng_build.cas import chunker
+
+    ch = parse_chunker(spec)
+    if ch.kind is chunker.ChunkerKind.FASTCDC and chunker.native() is None:
+        pytest.skip("the native library is not built")
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    f = tmp_path / "f"
+    f.write_bytes(data)
+    expected = chunker.bytes_leaves(data, ch, hash)
+    seen: list[int] = []
+    assert chunker._threaded(f, len(data), ch, hash, 3, seen.append) == expected
+    assert sum(seen) == len(data)
+    assert chunker.file_leaves(f, ch, hash, threads=2) == expected  # native when accelerated

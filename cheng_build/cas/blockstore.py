@@ -11,10 +11,11 @@ On-disk format (version 1)::
     <root>/store.lock             flock: writers hold it shared, gc holds it exclusive
 
 Writes are atomic and durable, and batched so durability does not cost one fsync round trip per
-block: a :class:`Batch` writes every block to a temp file in its shard, then fsyncs all of them
-(from a thread pool, so the file system can merge them into few journal commits), then renames
-each into place, then fsyncs each touched directory once. A reader sees a block completely or not
-at all; a crash leaves only ``.tmp-`` files.
+block: a :class:`Batch` writes every block to a temp file in its shard, then makes all of them
+durable together (per-file fsyncs from a thread pool for small batches; one ``syncfs`` of the
+store's file system from 64 blocks on, see :mod:`cheng_build.cas.durable`), then renames each into
+place, then makes the renames durable (each touched directory fsynced once, or a second
+``syncfs``). A reader sees a block completely or not at all; a crash leaves only ``.tmp-`` files.
 
 Concurrent writers are safe without coordination: a block's name is its content, so two writers
 renaming the same CID install identical bytes. ``gc`` takes the lock exclusively, and a batch
@@ -34,15 +35,15 @@ import os
 import secrets
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from cheng_build.cas.cid import CID, CidError, cid_str, parse_cid, verify_block
+from cheng_build.cas.cid import CID, CidError, cid_bytes, cid_str, parse_cid, verify_block
+from cheng_build.cas.durable import SYNCFS_MIN_FILES, flush_filesystem, fsync_dirs, fsync_files
 from cheng_build.cas.walk import block_links
-from cheng_build.core.atomic import atomic_write_bytes, fsync_dir
-from cheng_build.core.errors import DigestMismatchError, IntegrityError, NotFoundError, StoreError
+from cheng_build.core.atomic import atomic_write_bytes
+from cheng_build.core.errors import DigestMismatchError, NotFoundError, StoreError
 from cheng_build.core.paths import cache_dir
 
 __all__ = ["Batch", "Blockstore", "GcResult"]
@@ -265,6 +266,9 @@ class Batch:
         self.store = store
         self._staged: list[tuple[Path, Path]] = []  # (temp, final)
         self._pins: list[CID] = []
+        self._shards: set[Path] = set()  # shard directories known to exist
+        self._fresh: set[Path] = set()  # ... of which this batch created these
+        self._seen: set[bytes] = set()  # CIDs put in this batch
         self._lock_cm: contextlib.AbstractContextManager[None] | None = None
         self.written = 0
 
@@ -293,17 +297,33 @@ class Batch:
         if self._lock_cm is None:
             raise RuntimeError("Batch.put outside 'with store.batch() as batch:'")
         verify_block(cid, data)
+        key = cid_bytes(cid)
+        if key in self._seen:
+            return  # staged already (a file repeating a chunk, e.g. runs of zeros)
+        self._seen.add(key)
         final = self.store.path_for(cid)
+        shard = final.parent
+        # A shard this batch created held nothing before it: no need to look for a copy there.
+        if shard not in self._fresh:
+            try:
+                if final.stat().st_size == len(data) and final.read_bytes() == data:
+                    return  # already stored intact
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StoreError(f"cannot read block {cid}", why=str(exc)) from None
         try:
-            if final.stat().st_size == len(data) and final.read_bytes() == data:
-                return  # already stored intact
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise StoreError(f"cannot read block {cid}", why=str(exc)) from None
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.parent / f"{_TMP}{secrets.token_hex(8)}"
+            if shard not in self._shards:
+                try:
+                    shard.mkdir()
+                    self._fresh.add(shard)
+                except FileExistsError:
+                    pass
+                except FileNotFoundError:
+                    shard.mkdir(parents=True, exist_ok=True)
+                    self._fresh.add(shard)
+                self._shards.add(shard)
+            tmp = shard / f"{_TMP}{secrets.token_hex(8)}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
                 view = memoryview(data)
@@ -333,8 +353,12 @@ class Batch:
         """fsync staged files together, rename them into place, fsync their directories once."""
         staged, self._staged = self._staged, []
         if staged:
+            big = len(staged) >= SYNCFS_MIN_FILES
             try:
-                _fsync_all([t for t, _ in staged])
+                # 1. the data of every temp file reaches the disk ...
+                if not (big and flush_filesystem(self.store.blocks_dir)):
+                    fsync_files([t for t, _ in staged])
+                # 2. ... before any of them gets its final name ...
                 for tmp, final in staged:
                     os.replace(tmp, final)
             except OSError as exc:
@@ -342,32 +366,10 @@ class Batch:
                     with contextlib.suppress(OSError):
                         tmp.unlink()
                 raise StoreError(f"cannot commit blocks to {self.store.root}", why=str(exc)) from None
-            for d in {final.parent for _, final in staged}:
-                fsync_dir(d)
-            fsync_dir(self.store.blocks_dir)
+            # 3. ... and the renames themselves are made durable, once per directory.
+            if not (big and flush_filesystem(self.store.blocks_dir)):
+                fsync_dirs([*(final.parent for _, final in staged), self.store.blocks_dir])
             self.written += len(staged)
         for cid in self._pins:
             self.store._pin_locked(cid)
         self._pins.clear()
-
-
-def _fsync_one(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_all(paths: list[Path]) -> None:
-    if len(paths) <= 2:
-        for p in paths:
-            _fsync_one(p)
-        return
-    # fsync releases the GIL; several in flight let the file system commit them together.
-    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
-        list(pool.map(_fsync_one, paths))
-
-
-# Re-exported so callers catching store failures need one import.
-_ = IntegrityError

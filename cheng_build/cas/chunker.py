@@ -4,11 +4,12 @@ A chunker turns a file into leaves ``(offset, length, digest)``. The spec string
 beside a snapshot so anyone can recompute its CID, so parsing is strict and :func:`str` of a
 :class:`Chunker` gives the canonical spec back.
 
-Speed: hashing is the only per-byte work. With the native library (``cheng_build._native``) a
-whole file is chunked and hashed in C on several threads (``chunk_and_hash``). Without it, fixed
-chunks are hashed by :mod:`hashlib` over slices of an ``mmap`` on a thread pool (hashlib releases
-the GIL for large buffers), so the pure-Python fallback still uses every core. FastCDC needs the
-native library: cut points must be bit-identical everywhere or snapshot CIDs would differ.
+Speed: hashing is the only per-byte work. With the native library (``cheng_build._native``) and
+an accelerated hash backend (SHA-NI / AVX2 BLAKE3) a whole file is chunked and hashed in C on
+several threads (``chunk_and_hash``). Otherwise fixed chunks are hashed by :mod:`hashlib` over
+slices of an ``mmap`` on a thread pool (hashlib releases the GIL for large buffers), so the
+fallback still uses every core. FastCDC needs the native library for its cut points: they must be
+bit-identical everywhere or snapshot CIDs would differ.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Chunker:
         return f"fastcdc-{self.min_size}-{self.avg_size}-{self.max_size}"
 
 
-_SPEC = re.compile(r"^(?:size-(\d+)|fastcdc-(\d+)-(\d+)-(\d+))$")
+_SPEC = re.compile(r"^(?:size-([0-9]{1,9})|fastcdc-([0-9]{1,9})-([0-9]{1,9})-([0-9]{1,9}))$")
 
 
 def parse_chunker(spec: str) -> Chunker:
@@ -119,6 +120,21 @@ def _native_params(n: ModuleType, chunker: Chunker) -> object:
         raise UsageError(f"chunker '{chunker}': {exc}") from None
 
 
+def _native_hash_is_fast(n: ModuleType, hash: str) -> bool:
+    """Whether the C library hashes ``hash`` at least as fast as hashlib on threads.
+
+    A portable (non-SIMD) C SHA-256 runs at a fraction of OpenSSL's SHA-NI speed, so it is used
+    only when the library reports an accelerated backend.
+    """
+    try:
+        backend: str = n.backends().get("sha256" if hash == "sha2-256" else "blake3", "unavailable")
+    except Exception:
+        return False
+    if hash == "sha2-256":
+        return backend not in ("unavailable", "portable")
+    return backend != "unavailable"
+
+
 def _need_native(chunker: Chunker) -> ModuleType:
     n = native()
     if n is None:
@@ -166,31 +182,31 @@ def file_leaves(path: str | os.PathLike[str], chunker: Chunker, hash: str = "sha
     p = Path(path)
     size = p.stat().st_size
     nthreads = threads or default_threads()
-    n = native()
     if size < _SMALL_FILE:
         leaves = bytes_leaves(p.read_bytes(), chunker, hash)
-    elif n is not None and size >= _SMALL_FILE:
+        if on_bytes is not None:
+            on_bytes(size)
+        return leaves
+    n = native()
+    if n is None and chunker.kind is ChunkerKind.FASTCDC:
+        _need_native(chunker)
+    if n is not None and _native_hash_is_fast(n, hash):
+        # Cut and hash in one native pass on ``nthreads`` threads.
         algo = "sha256" if hash == "sha2-256" else "blake3"
         if chunker.kind is ChunkerKind.FIXED:
             raw = n.chunk_and_hash(os.fspath(p), fixed_size=chunker.size, algo=algo, threads=nthreads)
         else:
             raw = n.chunk_and_hash(os.fspath(p), _native_params(n, chunker), algo=algo, threads=nthreads)
-        leaves = [(int(o), int(ln), bytes(d)) for o, ln, d in raw]
-    elif chunker.kind is ChunkerKind.FASTCDC:
-        _need_native(chunker)
-        raise AssertionError("unreachable")
-    else:
-        leaves = _threaded_fixed(p, size, chunker.size, hash, nthreads, on_bytes)
-        return leaves
-    if on_bytes is not None:
-        on_bytes(size)
-    return leaves
+        if on_bytes is not None:
+            on_bytes(size)
+        return [(int(o), int(ln), bytes(d)) for o, ln, d in raw]
+    return _threaded(p, size, chunker, hash, nthreads, on_bytes)
 
 
-def _threaded_fixed(p: Path, size: int, chunk: int, hash: str, threads: int,
-                    on_bytes: Callable[[int], None] | None) -> list[Leaf]:
+def _threaded(p: Path, size: int, chunker: Chunker, hash: str, threads: int,
+              on_bytes: Callable[[int], None] | None) -> list[Leaf]:
+    """Cut points in Python (fixed) or C (FastCDC), digests by hashlib on a thread pool."""
     h = hasher_for(hash)
-    cuts = _fixed_cuts(size, chunk)
     with open(p, "rb") as fh:
         try:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
@@ -201,6 +217,11 @@ def _threaded_fixed(p: Path, size: int, chunk: int, hash: str, threads: int,
             raise StoreError(f"{p} changed while it was being read")
         view = memoryview(mm)
         try:
+            if chunker.kind is ChunkerKind.FIXED:
+                cuts = _fixed_cuts(size, chunker.size)
+            else:
+                n = _need_native(chunker)
+                cuts = [(int(o), int(ln)) for o, ln in n.cdc_chunks(view, _native_params(n, chunker))]
             # Hash in groups so progress can advance and the pool queue stays short.
             group = 64
             out: list[Leaf] = []

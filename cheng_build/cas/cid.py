@@ -40,6 +40,7 @@ __all__ = [
     "RAW",
     "SHA2_256",
     "CidError",
+    "cid_bytes",
     "cid_from_bytes",
     "cid_from_digest",
     "cid_str",
@@ -57,9 +58,9 @@ __all__ = [
 # multiformats type-checks every constructor argument at run time (~0.2 ms per CID here), which
 # would dominate importing a GiB (4,000 leaves) or a tree of small files. For the handful of
 # (codec, hash) pairs we write we pre-resolve the multiformats objects once and build instances
-# through ``CID._new_instance`` with an already wrapped multihash. That is a private method, so at
-# import we check it exists and yields a CID equal to the public constructor's; if not (a newer
-# multiformats), we quietly use the public, slower path.
+# directly (the slots ``CID._new_instance`` fills). That relies on private attributes, so at import
+# we check the result equals the public constructor's and prints the same; if not (a different
+# multiformats release), we quietly use the public, slower path.
 _B32 = multibase.get("base32")
 _CODEC_OBJ = {RAW: multicodec.get("raw"), DAG_PB: multicodec.get("dag-pb")}
 _HASH_OBJ = {SHA2_256: multihash.get("sha2-256"), BLAKE3: multihash.get("blake3")}
@@ -71,7 +72,15 @@ def _slow_cid(codec: int, hcode: int, digest: bytes) -> CID:
 
 
 def _fast_cid(codec: int, hcode: int, digest: bytes) -> CID:
-    return CID._new_instance(CID, _B32, 1, _CODEC_OBJ[codec], _HASH_OBJ[hcode], _MH_PREFIX[hcode] + digest)  # type: ignore[attr-defined]
+    # What CID._new_instance does, minus its intern table (whose key hashing costs more than
+    # the object): equality and hashing of CIDs are on content, so interning is not needed.
+    cid = object.__new__(CID)
+    cid._base = _B32
+    cid._version = 1
+    cid._codec = _CODEC_OBJ[codec]
+    cid._hashfun = _HASH_OBJ[hcode]
+    cid._digest = _MH_PREFIX[hcode] + digest
+    return cid
 
 
 def _pick_constructor() -> Callable[[int, int, bytes], CID]:
@@ -79,7 +88,8 @@ def _pick_constructor() -> Callable[[int, int, bytes], CID]:
     try:
         fast = _fast_cid(DAG_PB, SHA2_256, probe)
         slow = _slow_cid(DAG_PB, SHA2_256, probe)
-        ok = fast == slow and str(fast) == str(slow)
+        ok = fast == slow and str(fast) == str(slow) and hash(fast) == hash(slow) \
+            and bytes(fast) == bytes(slow) and fast.raw_digest == probe
     except Exception:
         ok = False
     return _fast_cid if ok else _slow_cid
@@ -88,11 +98,21 @@ def _pick_constructor() -> Callable[[int, int, bytes], CID]:
 _new_cid = _pick_constructor()
 
 
+def cid_bytes(cid: CID) -> bytes:
+    """The binary form of ``cid`` (fast for CIDv1 with a one-byte codec; ``bytes(cid)`` re-validates)."""
+    code = cid.codec.code
+    if cid.version == 1 and code < 0x80:
+        return bytes((1, code)) + cid.digest
+    return bytes(cid)
+
+
 def cid_str(cid: CID) -> str:
-    """The CIDv1 base32 string of ``cid`` (fast: multiformats' ``str`` costs ~0.2 ms)."""
-    if cid.version == 0:
-        return str(cid)
-    return "b" + base64.b32encode(bytes(cid)).decode("ascii").lower().rstrip("=")
+    """The CIDv1 base32 string of ``cid``, also for a CIDv0 (one block, one name in the store).
+
+    Fast: multiformats' ``str`` costs ~0.2 ms.
+    """
+    raw = bytes((1, DAG_PB)) + cid.digest if cid.version == 0 else cid_bytes(cid)
+    return "b" + base64.b32encode(raw).decode("ascii").lower().rstrip("=")
 
 
 class CidError(InputError):
@@ -103,15 +123,36 @@ def _sha256(data: bytes | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _blake3(data: bytes | memoryview) -> bytes:
+def _pick_blake3() -> Callable[[bytes | memoryview], bytes]:
     try:
         from cheng_build import _native
 
-        return bytes(_native.blake3(data))
-    except (ImportError, AttributeError, OSError):
-        import blake3  # the PyPI package: only when the C library is not built
+        if _native.backends().get("blake3", "unavailable") != "unavailable":
+            return lambda data: bytes(_native.blake3(data))
+    except (ImportError, OSError, AttributeError):
+        pass
 
-        return blake3.blake3(data).digest()
+    def package(data: bytes | memoryview) -> bytes:
+        try:
+            import blake3  # the PyPI package: only when the C library has no BLAKE3
+        except ImportError:
+            raise CidError("blake3 hashing is not available",
+                           why="neither the native library nor the 'blake3' package is installed",
+                           how="build the native library (bash scripts/dev-build.sh) or "
+                               "pip install blake3; or use sha2-256") from None
+        return bytes(blake3.blake3(data).digest())
+
+    return package
+
+
+_blake3_impl: Callable[[bytes | memoryview], bytes] | None = None
+
+
+def _blake3(data: bytes | memoryview) -> bytes:
+    global _blake3_impl
+    if _blake3_impl is None:
+        _blake3_impl = _pick_blake3()
+    return _blake3_impl(data)
 
 
 def hasher_for(hash: HashName | str) -> Callable[[bytes | memoryview], bytes]:
@@ -242,10 +283,11 @@ def verify_block(cid: CID, data: bytes | memoryview) -> None:
         DigestMismatchError: the bytes do not match, naming the CID.
         CidError: the CID's hash function is not one we compute.
     """
-    name = _HASH_BY_CODE.get(cid.hashfun.code)
+    mh = cid.digest  # the multihash bytes, stored as is (``raw_digest`` re-parses them: slow)
+    name = _HASH_BY_CODE.get(mh[0]) if len(mh) == 34 and mh[1] == 32 else None
     if name is None:
         raise CidError(f"CID '{cid}' uses hash function {cid.hashfun.name}")
-    if hasher_for(name)(data) != cid.raw_digest:
+    if hasher_for(name)(data) != mh[2:]:
         raise DigestMismatchError(
             f"block {cid} does not match its CID",
             why="its bytes hash to a different digest: the copy is corrupt or was tampered with",

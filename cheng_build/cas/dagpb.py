@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from multiformats import CID
 
 from cheng_build.cas import varint
-from cheng_build.cas.cid import decode_cid_bytes
+from cheng_build.cas.cid import cid_bytes, decode_cid_bytes
 from cheng_build.core.errors import IntegrityError
 
 __all__ = ["DagPbError", "PBLink", "PBNode", "decode", "encode"]
@@ -61,7 +61,7 @@ def _name_key(link: PBLink) -> bytes:
 
 def _encode_link(link: PBLink) -> bytes:
     out = bytearray()
-    h = bytes(link.hash)
+    h = cid_bytes(link.hash)
     out += b"\x0a" + varint.encode(len(h)) + h
     if link.name is not None:
         n = link.name.encode("utf-8")

@@ -36,6 +36,20 @@ class Rule:
     dir_only: bool
 
 
+def _char_class(body: str) -> str | None:
+    """A regex class for the glob class ``[body]`` (never matching ``/``), or ``None`` if invalid."""
+    negate = body[:1] in ("!", "^")
+    if negate:
+        body = body[1:]
+    members = "".join("\\" + ch if ch in "\\[]^" else ch for ch in body)
+    cls = f"[^/{members}]" if negate else f"[{members}]"
+    try:
+        re.compile(cls)
+    except re.error:
+        return None
+    return cls
+
+
 def _glob_to_regex(glob: str) -> str:
     out: list[str] = []
     i = 0
@@ -58,15 +72,18 @@ def _glob_to_regex(glob: str) -> str:
         elif c == "?":
             out.append("[^/]")
         elif c == "[":
-            j = glob.find("]", i + 2 if glob[i + 1:i + 2] in ("!", "]") else i + 1)
-            if j < 0:
-                out.append(re.escape(c))
+            j = i + 1
+            if j < n and glob[j] in "!^":
+                j += 1
+            if j < n and glob[j] == "]":  # a leading ] is a member, not the end
+                j += 1
+            k = glob.find("]", j)
+            cls = _char_class(glob[i + 1:k]) if k >= 0 else None
+            if cls is None:
+                out.append(re.escape(c))  # no valid class: a literal [
             else:
-                body = glob[i + 1:j]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = j + 1
+                out.append(cls)
+                i = k + 1
                 continue
         elif c == "\\" and i + 1 < n:
             out.append(re.escape(glob[i + 1]))

@@ -40,7 +40,8 @@ from cheng_build.cas.chunker import (
     file_leaves,
     parse_chunker,
 )
-from cheng_build.cas.cid import CID, DAG_PB, RAW, cid_from_digest, digest_of, hasher_for
+from cheng_build.cas.cid import CID, cid_from_digest, hasher_for
+from cheng_build.cas.exporter import symlink_escapes
 from cheng_build.cas.ignore import IgnoreRules
 from cheng_build.cas.progress import ImportProgress, ProgressCallback
 from cheng_build.core.errors import InputError
@@ -78,7 +79,8 @@ class _Entry:
 
 class _Builder:
     def __init__(self, sink: BlockSink | None, chunker: Chunker, hash: str, threads: int,
-                 progress: ProgressCallback | None, tally: ImportProgress) -> None:
+                 progress: ProgressCallback | None, tally: ImportProgress,
+                 skip: frozenset[str] = frozenset()) -> None:
         self.sink = sink
         self.chunker = chunker
         self.hash = hash
@@ -87,6 +89,7 @@ class _Builder:
         self.progress = progress
         self.tally = tally
         self.blocks = 0
+        self.skip = skip  # real paths of directories never imported (the store itself)
 
     # -- blocks -----------------------------------------------------------------------------
 
@@ -130,14 +133,16 @@ class _Builder:
             leaves.append(_Entry(cid, ln, ln))
         return self.file_from_leaves(leaves)
 
-    def add_file(self, path: Path) -> _Entry:
-        size = path.stat().st_size
+    def add_file(self, path: Path, size: int | None = None) -> _Entry:
+        if size is None:
+            size = path.stat().st_size
         if self.sink is not None and size < (1 << 20):
             entry = self.add_buffer(path.read_bytes())
             self._advance_bytes(size)
         else:
+            # Progress follows hashing when nothing is stored, else the writes (the slow part).
             raw = file_leaves(path, self.chunker, self.hash, threads=self.threads,
-                              on_bytes=self._advance_bytes)
+                              on_bytes=self._advance_bytes if self.sink is None else None)
             leaves = [_Entry(cid_from_digest(d, "raw", self.hash), ln, ln) for _, ln, d in raw]
             if self.sink is not None:
                 with open(path, "rb") as fh:
@@ -146,6 +151,7 @@ class _Builder:
                         # The sink verifies these bytes against the CID we hashed, so a file
                         # that changes while we read it fails loudly instead of storing a lie.
                         self._emit(leaf.cid, os.pread(fd, ln, off))
+                        self._advance_bytes(ln)
             else:
                 self.blocks += len(leaves)
             entry = self.file_from_leaves(leaves)
@@ -171,14 +177,18 @@ class _Builder:
 
     def add_dir(self, path: Path, rel: str, rules: IgnoreRules | None) -> _Entry:
         children: list[tuple[bytes, str, _Entry]] = []
-        for name, child, mode in _entries(path, rel, rules):
+        for name, child, mode, size in _entries(path, rel, rules, self.skip):
             child_rel = f"{rel}/{name}" if rel else name
             if stat_mod.S_ISLNK(mode):
+                if rules is not None and symlink_escapes(child_rel, os.readlink(child)):
+                    raise InputError(f"symlink points outside the package: {child}",
+                                     why=f"its target is {os.readlink(child)!r}; a checkout would refuse it",
+                                     how="replace it with a copy, or list it in .chengignore")
                 entry = self.add_symlink(child)
             elif stat_mod.S_ISDIR(mode):
                 entry = self.add_dir(child, child_rel, rules)
             else:
-                entry = self.add_file(child)
+                entry = self.add_file(child, size)
             children.append((name.encode("utf-8"), name, entry))
         children.sort(key=lambda c: c[0])
         links = tuple(dagpb.PBLink(e.cid, name, e.tsize) for _, name, e in children)
@@ -187,9 +197,14 @@ class _Builder:
         return _Entry(cid, tsize, 0)
 
 
-def _entries(path: Path, rel: str, rules: IgnoreRules | None) -> list[tuple[str, Path, int]]:
-    """The directory's entries kept by ``rules``: (name, path, lstat mode)."""
-    out: list[tuple[str, Path, int]] = []
+def _entries(path: Path, rel: str, rules: IgnoreRules | None,
+             skip: frozenset[str] = frozenset()) -> list[tuple[str, Path, int, int]]:
+    """The directory's entries kept by ``rules``: (name, path, lstat mode, size).
+
+    ``skip`` holds real paths of directories never imported: the blockstore being written to,
+    when it lies inside the tree (``cheng-pkg add .`` with ``./chengcache``).
+    """
+    out: list[tuple[str, Path, int, int]] = []
     with os.scandir(path) as it:
         for de in it:
             name = de.name
@@ -200,7 +215,8 @@ def _entries(path: Path, rel: str, rules: IgnoreRules | None) -> list[tuple[str,
                     f"file name is not valid UTF-8: {os.path.join(path, name)!r}",
                     why="UnixFS names are UTF-8 strings",
                     how="rename the file") from None
-            mode = de.stat(follow_symlinks=False).st_mode
+            st = de.stat(follow_symlinks=False)
+            mode = st.st_mode
             if not (stat_mod.S_ISREG(mode) or stat_mod.S_ISDIR(mode) or stat_mod.S_ISLNK(mode)):
                 raise InputError(f"unsupported file type: {de.path}",
                                  why="only regular files, directories and symlinks can be imported",
@@ -208,17 +224,20 @@ def _entries(path: Path, rel: str, rules: IgnoreRules | None) -> list[tuple[str,
             child_rel = f"{rel}/{name}" if rel else name
             if rules is not None and rules.excluded(child_rel, stat_mod.S_ISDIR(mode)):
                 continue
-            out.append((name, Path(de.path), mode))
+            if skip and stat_mod.S_ISDIR(mode) and os.path.realpath(de.path) in skip:
+                continue
+            out.append((name, Path(de.path), mode, st.st_size))
     return out
 
 
-def _scan(path: Path, rel: str, rules: IgnoreRules | None, tally: ImportProgress) -> None:
-    for _name, child, mode in _entries(path, rel, rules):
+def _scan(path: Path, rel: str, rules: IgnoreRules | None, tally: ImportProgress,
+          skip: frozenset[str]) -> None:
+    for name, child, mode, size in _entries(path, rel, rules, skip):
         if stat_mod.S_ISDIR(mode):
-            _scan(child, f"{rel}/{_name}" if rel else _name, rules, tally)
+            _scan(child, f"{rel}/{name}" if rel else name, rules, tally, skip)
         elif stat_mod.S_ISREG(mode):
             tally.files_total += 1
-            tally.bytes_total += child.stat().st_size
+            tally.bytes_total += size
 
 
 def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunker: str = DEFAULT_CHUNKER,
@@ -230,7 +249,8 @@ def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunk
         store: where blocks go (in one batch: staged, fsynced together, then renamed in).
         path: a file, a directory, or a symlink to either (the top level is followed).
         chunker: ``size-<n>`` or ``fastcdc-<min>-<avg>-<max>``.
-        snapshot: leave out build/cache dirs and what ``.chengignore`` lists.
+        snapshot: leave out build/cache dirs and what ``.chengignore`` lists, and refuse symlinks
+            that point outside the tree.
         hash: ``sha2-256`` (default, IPFS-compatible) or ``blake3``.
         threads: hashing threads for large files.
         progress: called as files and bytes advance.
@@ -252,15 +272,16 @@ def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunk
         raise InputError(f"no such file: {os.fspath(path)}") from None
     tally = ImportProgress()
     rules = IgnoreRules.for_snapshot(p) if snapshot and stat_mod.S_ISDIR(st.st_mode) else None
+    skip = frozenset([os.path.realpath(store.root)]) if store is not None else frozenset()
     if progress is not None:
         if stat_mod.S_ISDIR(st.st_mode):
-            _scan(p, "", rules, tally)
+            _scan(p, "", rules, tally, skip)
         else:
             tally.files_total, tally.bytes_total = 1, st.st_size
     nthreads = threads or default_threads()
 
     def run(sink: BlockSink | None) -> tuple[_Entry, _Builder]:
-        b = _Builder(sink, spec, hash, nthreads, progress, tally)
+        b = _Builder(sink, spec, hash, nthreads, progress, tally, skip)
         if stat_mod.S_ISDIR(st.st_mode):
             return b.add_dir(p, "", rules), b
         if stat_mod.S_ISREG(st.st_mode):
@@ -301,7 +322,3 @@ def add_bytes(store: Blockstore | None, data: bytes, *, chunker: str = DEFAULT_C
         if pin:
             batch.pin(cid)
     return cid
-
-
-# Codec constants re-exported for callers that inspect roots without importing cid.
-_ = (RAW, DAG_PB, digest_of)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from cheng_build.cas import dagpb
-from cheng_build.cas.cid import CID, DAG_PB, RAW
+from cheng_build.cas.cid import CID, DAG_PB, RAW, cid_bytes
 
-__all__ = ["block_links", "walk_dag"]
+__all__ = ["block_links", "walk_blocks", "walk_dag"]
 
 
 def block_links(cid: CID, data: bytes) -> list[CID]:
@@ -23,8 +23,8 @@ def block_links(cid: CID, data: bytes) -> list[CID]:
     return []
 
 
-def walk_dag(get: Callable[[CID], bytes], root: CID) -> Iterator[CID]:
-    """Yield every distinct CID of the DAG under ``root``, parents before children (pre-order).
+def walk_blocks(get: Callable[[CID], bytes], root: CID) -> Iterator[tuple[CID, bytes]]:
+    """Yield ``(cid, block)`` for every distinct block under ``root``, parents before children.
 
     ``get`` fetches and verifies a block; whatever it raises (not found, digest mismatch)
     propagates, so a walk that completes has seen every block intact.
@@ -33,10 +33,16 @@ def walk_dag(get: Callable[[CID], bytes], root: CID) -> Iterator[CID]:
     stack = [root]
     while stack:
         cid = stack.pop()
-        key = bytes(cid)
+        key = cid_bytes(cid)
         if key in seen:
             continue
         seen.add(key)
+        data = get(cid)
+        yield cid, data
+        stack.extend(reversed(block_links(cid, data)))
+
+
+def walk_dag(get: Callable[[CID], bytes], root: CID) -> Iterator[CID]:
+    """Every distinct CID under ``root`` in :func:`walk_blocks` order."""
+    for cid, _ in walk_blocks(get, root):
         yield cid
-        children = block_links(cid, get(cid))
-        stack.extend(reversed(children))

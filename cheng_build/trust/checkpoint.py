@@ -10,7 +10,8 @@ Memory file (``<trust dir>/checkpoints.json``, written atomically under a file l
     {"version": 1,
      "registries": {"<absolute path of registry.jsonl>":
         {"size": 41, "root": "<64 hex>", "line": 42, "timestamp": 1730000000,
-         "expires": 1730604800, "pub_key": "ed25519:...", "operator_id": "op:main"}}}
+         "expires": 1730604800, "pub_key": "ed25519:...", "operator_id": "op:main",
+         "verified_with_signatures": true}}}
 
 The trust dir is ``PKG_TRUST_DIR``, else ``~/.cheng/trust``. It lives with the user, not next to
 the registry, on purpose: whoever can replace the registry file could replace a memory kept
@@ -43,6 +44,9 @@ class Checkpoint:
     expires: int
     operator_id: str
     pub_key: str
+    # Remembered only: the client verified lines 1..size with signatures required (L1/L2), so a
+    # later verify that recomputes the same root need not check those signatures again.
+    verified_with_signatures: bool = False
 
     def signed_fields(self) -> dict[str, object]:
         """The fields the operator's signature covers (plus the line's seq/prev, added by the log)."""
@@ -104,8 +108,12 @@ class CheckpointMemory:
             regs = self._read()
             key = self.key_for(registry_path)
             old = regs.get(key)
-            if old is not None and int(old.get("size", -1)) >= cp.size:  # type: ignore[call-overload]
-                return False
+            if old is not None:
+                old_size = int(old.get("size", -1))  # type: ignore[call-overload]
+                upgrade = (old_size == cp.size and cp.verified_with_signatures
+                           and not old.get("verified_with_signatures"))
+                if old_size > cp.size or (old_size == cp.size and not upgrade):
+                    return False
             regs[key] = asdict(cp)
             atomic_write_text(self.file, json.dumps({"version": MEMORY_VERSION, "registries": regs},
                                                     indent=1, sort_keys=True) + "\n", mode=0o600)

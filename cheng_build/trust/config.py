@@ -42,7 +42,6 @@ PKG_REQUIRE_SIGNATURE, PKG_REQUIRE_REGISTRY_MATCH`` (``0|1``), and ours: ``PKG_L
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -245,6 +244,8 @@ def find_config_file(flag: str | None, env: Mapping[str, str]) -> tuple[Path | N
 
 
 def _read_file(path: Path) -> dict[str, object]:
+    import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -329,12 +330,6 @@ def load_config(
         sources["config_file"] = why
     return Config(config_file=path, sources=MappingProxyType(sources),
                   **values)  # type: ignore[arg-type]
-
-
-def read_config_template() -> str:
-    """A helper for docs/tests: the bundled template text when running from a checkout."""
-    here = Path(__file__).resolve().parents[2] / "configs" / CONFIG_FILENAME
-    return here.read_text(encoding="utf-8")
 
 
 __all__ = ["Config", "Level", "Limits", "Mode", "load_config"]
