@@ -84,6 +84,7 @@ if TYPE_CHECKING:
 CHANNELS = ("edge", "stable", "lts")
 FORMATS = ("dag", "tar", "source")
 GENESIS_PREV = "sha256:" + hashlib.sha256(b"").hexdigest()
+_sha256 = hashlib.sha256
 
 
 # --- errors (bad data from outside; misuse by a caller is RuntimeError) ------------------------
@@ -249,6 +250,28 @@ def _req_int(d: Mapping[str, Any], key: str, line: int, *, optional: bool = Fals
     return v
 
 
+_HEX16 = canonical.is_canonical_simhash
+_SCAN_ONCE = json.JSONDecoder().scan_once
+
+
+def _fast_json(text: str) -> Any:
+    """``json.loads(text)``, about 2 us faster per line.
+
+    The decoder's scanner parses one value from the start; a line that is exactly one value (all
+    the lines we write) is done. Anything else — surrounding whitespace, trailing garbage, a
+    syntax error — goes through ``json.loads``, which gives the standard result or error.
+
+    Raises:
+        json.JSONDecodeError: not JSON.
+        RecursionError: nested too deeply.
+    """
+    try:
+        obj, end = _SCAN_ONCE(text, 0)
+        if end == len(text):
+            return obj
+    except (StopIteration, ValueError):
+        pass
+    return json.loads(text)
 _PUBLISH_STR_REQUIRED = ("package_id", "author_id", "channel", "cid")
 _PUBLISH_STR_OPTIONAL = ("format", "pub_key", "parent", "version", "api", "prev")
 
@@ -264,9 +287,11 @@ def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryE
         raise RegistryFormatError(f"line is {len(raw)} bytes, over the {limits.max_line_bytes} limit",
                                   line=line)
     try:
-        d = json.loads(raw)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise RegistryFormatError("not UTF-8 text", line=line) from None
+    try:
+        d = _fast_json(text)
     except json.JSONDecodeError as exc:
         if not raw.strip():
             raise RegistryFormatError("empty line", line=line,
@@ -322,11 +347,13 @@ def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryE
             raise RegistryFormatError("missing epoch" if epoch is None else
                                       "epoch must be a non-negative integer", line=line)
         simhash = d.get("ast_simhash64")
+        score = d.get("originality_score")
         try:
-            if simhash is not None:
+            # Inline fast checks for the forms publish writes; the canonical helpers decide
+            # (and explain) everything else.
+            if simhash is not None and not (type(simhash) is str and _HEX16(simhash)):
                 simhash = canonical.simhash_hex(simhash)
-            score = d.get("originality_score")
-            if score is not None:
+            if score is not None and not (type(score) is float and 0.0 <= score <= 1.0):
                 canonical.check_score(score)
         except canonical.CanonicalError as exc:
             raise RegistryFormatError(exc.what, line=line) from None
@@ -449,6 +476,7 @@ class LogState:
     def __init__(self, *, need_merkle: bool = True, operator_key: str | None = None,
                  limits: Limits | None = None, root_at: int | None = None) -> None:
         self.limits = limits or _DEFAULT_LIMITS
+        self._max_lines = self.limits.max_lines
         self.lines = 0
         self.last_digest = GENESIS_PREV
         self.chain_start: int | None = None
@@ -481,7 +509,7 @@ class LogState:
         n = e.line
         if n != self.lines + 1:
             raise RuntimeError(f"LogState.apply: got line {n}, expected {self.lines + 1}")
-        if n > self.limits.max_lines:
+        if n > self._max_lines:
             raise RegistryFormatError(f"log is longer than {self.limits.max_lines} lines", line=n)
         # 1. The chain (seq, prev).
         seq = e.data.get("seq")
@@ -511,9 +539,10 @@ class LogState:
             self._key(e)
         else:
             self._checkpoint(e)
-        self.last_digest = "sha256:" + hashlib.sha256(e.raw).hexdigest()
+        raw = e.raw
+        self.last_digest = "sha256:" + _sha256(raw).hexdigest()
         if self.need_merkle:
-            self.merkle.add(merkle.leaf_hash(e.raw))
+            self.merkle.add(_sha256(b"\x00" + raw).digest())  # merkle.leaf_hash, inlined
             if self.root_at == self.merkle.size:
                 self.captured_root = self.merkle.root().hex()
         self.lines = n
@@ -524,52 +553,45 @@ class LogState:
                                   why=f"{key[:20]}... was revoked and may not sign anything after",
                                   how="publish with the namespace's current key")
 
-    def check_publish(self, e: RegistryEntry) -> None:
-        """Ownership, revocation and epoch rules of a publish line, without changing state.
-
-        Raises:
-            NamespaceError, RevokedKeyError, RollbackError: as named.
-        """
+    def _publish(self, e: RegistryEntry) -> None:
+        """Ownership, revocation and epoch rules of a publish line, then record it."""
         d = e.data
         pkg, author, pub = d["package_id"], d["author_id"], d.get("pub_key")
+        signed = e.signed
         if self.revoked:
             self._check_not_revoked(e, pub)
         owner = self.owners.get(pkg)
         if owner is not None:
             if owner.author_id != author:
                 raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line,
-                                     why=f"{e.package_id} was first published by {owner.author_id} "
-                                         f"(line {owner.line}); {e.author_id} may not publish it",
+                                     why=f"{pkg} was first published by {owner.author_id} "
+                                         f"(line {owner.line}); {author} may not publish it",
                                      how="publish under a namespace of your own")
-            if owner.pub_key is not None and pub != owner.pub_key and e.signed:
+            if owner.pub_key is not None and pub != owner.pub_key and signed:
                 raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line,
-                                     why=f"{e.package_id} is owned by {owner.author_id} with another "
-                                         "key than the one that signed this line",
+                                     why=f"{pkg} is owned by {owner.author_id} with another key "
+                                         "than the one that signed this line",
                                      how="sign with the namespace's current key (see rotate-key)")
-        head = self.heads.get((pkg, d["channel"]))
-        if head is not None and d["epoch"] <= head.data["epoch"] and d.get("seq") is not None:
-            raise RollbackError(f"epoch {e.epoch} is not above epoch {head.epoch} of "
-                                f"{e.package_id}@{e.channel} (line {head.line})", line=e.line,
-                                why="epochs per package and channel strictly increase; a lower one "
-                                    "is a rollback",
-                                how=f"publish with --epoch:{head.epoch + 1} or higher")
-
-    def _publish(self, e: RegistryEntry) -> None:
-        self.check_publish(e)
-        d = e.data
-        key = (d["package_id"], d["channel"])
+        key = (pkg, d["channel"])
         head = self.heads.get(key)
-        if head is not None and d["epoch"] <= head.data["epoch"]:
-            # Only legacy (unchained) lines get here: check_publish refuses chained ones.
-            self.warnings.append(f"line {e.line}: epoch {e.epoch} of {e.package_id}@{e.channel} "
-                                 f"does not increase (line {head.line} has {head.epoch})")
-        if head is None or d["epoch"] >= head.data["epoch"]:
+        epoch = d["epoch"]
+        if head is not None and epoch <= head.data["epoch"]:
+            head_epoch = head.data["epoch"]
+            if d.get("seq") is not None:
+                raise RollbackError(f"epoch {epoch} is not above epoch {head_epoch} of "
+                                    f"{pkg}@{key[1]} (line {head.line})", line=e.line,
+                                    why="epochs per package and channel strictly increase; a lower "
+                                        "one is a rollback",
+                                    how=f"publish with --epoch:{head_epoch + 1} or higher")
+            # A legacy (unchained) line: history we cannot fix, reported.
+            self.warnings.append(f"line {e.line}: epoch {epoch} of {pkg}@{key[1]} does not "
+                                 f"increase (line {head.line} has {head_epoch})")
+        if head is None or epoch >= head.data["epoch"]:
             self.heads[key] = e
-        owner = self.owners.get(key[0])
         if owner is None:
-            self.owners[key[0]] = Owner(d["author_id"], d.get("pub_key") if e.signed else None, e.line)
-        elif owner.pub_key is None and e.signed:
-            self.owners[key[0]] = Owner(owner.author_id, d.get("pub_key"), owner.line)
+            self.owners[pkg] = Owner(author, pub if signed else None, e.line)
+        elif owner.pub_key is None and signed:
+            self.owners[pkg] = Owner(owner.author_id, pub, owner.line)
         if e.ast_simhash64 is not None:
             self._fingerprinted.append(e)
 
