@@ -8,6 +8,7 @@
 #include "cheng_native.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__SSE2__)
@@ -302,7 +303,7 @@ int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t 
 
 int cb_hamming64(uint64_t a, uint64_t b) { return __builtin_popcountll(a ^ b); }
 
-size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap) {
+size_t cb_pairs_within_brute(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap) {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t a = fps[i];
@@ -319,4 +320,94 @@ size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out,
         }
     }
     return k;
+}
+
+/* ---- all pairs within d, indexed ----------------------------------------------------------
+ * Pigeonhole: cut the 64 bits into d+1 blocks; two fingerprints within distance d agree on at
+ * least one whole block. For each block, sort (block value, index) and compare only within runs
+ * of equal values; a pair is reported under the first block it agrees on, so once. Then sort the
+ * pairs by (i, j). For random fingerprints the runs are short, so this is about
+ * (d+1) n log n instead of n^2 / 2. */
+typedef struct {
+    uint64_t key;
+    uint64_t idx;
+} keyed;
+
+static int cmp_keyed(const void *a, const void *b) {
+    const keyed *x = (const keyed *)a, *y = (const keyed *)b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int cmp_triple(const void *a, const void *b) {
+    const uint64_t *x = (const uint64_t *)a, *y = (const uint64_t *)b;
+    if (x[0] != y[0]) return x[0] < y[0] ? -1 : 1;
+    return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* Bits [lo, hi) of x. */
+static inline uint64_t block_of(uint64_t x, unsigned lo, unsigned hi) {
+    unsigned w = hi - lo;
+    return w >= 64 ? x : (x >> lo) & ((1ull << w) - 1);
+}
+
+size_t cb_pairs_within_indexed(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap) {
+    unsigned nb = d + 1;
+    if (nb > 64 || n < 2) return cb_pairs_within_brute(fps, n, d, out, cap);
+    keyed *k = (keyed *)malloc(n * sizeof *k);
+    size_t pcap = 1024, np = 0;
+    uint64_t *pairs = (uint64_t *)malloc(3 * pcap * sizeof *pairs);
+    if (!k || !pairs) {
+        free(k);
+        free(pairs);
+        return cb_pairs_within_brute(fps, n, d, out, cap);
+    }
+    unsigned lo[65];
+    for (unsigned b = 0; b <= nb; b++) lo[b] = (64 * b) / nb;
+    for (unsigned b = 0; b < nb; b++) {
+        for (size_t i = 0; i < n; i++) k[i] = (keyed){block_of(fps[i], lo[b], lo[b + 1]), i};
+        qsort(k, n, sizeof *k, cmp_keyed);
+        for (size_t s = 0, e; s < n; s = e) {
+            for (e = s + 1; e < n && k[e].key == k[s].key; e++) {
+            }
+            for (size_t x = s; x < e; x++) {
+                for (size_t y = x + 1; y < e; y++) {
+                    uint64_t a = fps[k[x].idx], c = fps[k[y].idx];
+                    unsigned dist = (unsigned)__builtin_popcountll(a ^ c);
+                    if (dist > d) continue;
+                    /* Reported under an earlier block already? */
+                    int earlier = 0;
+                    for (unsigned b2 = 0; b2 < b && !earlier; b2++)
+                        earlier = block_of(a, lo[b2], lo[b2 + 1]) == block_of(c, lo[b2], lo[b2 + 1]);
+                    if (earlier) continue;
+                    if (np == pcap) {
+                        uint64_t *grown = (uint64_t *)realloc(pairs, 6 * pcap * sizeof *pairs);
+                        if (!grown) {
+                            free(k);
+                            free(pairs);
+                            return cb_pairs_within_brute(fps, n, d, out, cap);
+                        }
+                        pairs = grown;
+                        pcap *= 2;
+                    }
+                    pairs[3 * np] = k[x].idx; /* x < y in a run sorted by index: idx(x) < idx(y) */
+                    pairs[3 * np + 1] = k[y].idx;
+                    pairs[3 * np + 2] = dist;
+                    np++;
+                }
+            }
+        }
+    }
+    qsort(pairs, np, 3 * sizeof *pairs, cmp_triple);
+    if (np && cap) memcpy(out, pairs, (np < cap ? np : cap) * 3 * sizeof *pairs);
+    free(k);
+    free(pairs);
+    return np;
+}
+
+size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap) {
+    /* The index pays off when there are many fingerprints and the blocks stay wide enough
+     * (64 / (d + 1) >= 5 bits) to split them into short runs. */
+    if (n < 2048 || d > 10) return cb_pairs_within_brute(fps, n, d, out, cap);
+    return cb_pairs_within_indexed(fps, n, d, out, cap);
 }
