@@ -1,0 +1,249 @@
+"""*How* a task process is started: cleared env, own directory, rlimits, and real isolation.
+
+Three modes, best first; :func:`detect_mode` probes the machine once per process:
+
+``bubblewrap``
+    ``bwrap`` works here: the system is mounted read-only, ``$HOME``, ``/home``, ``/root`` and
+    ``/tmp`` are replaced by empty tmpfs, the DAG's directory is visible read-only, only the task
+    directory (plus declared ``writable`` dirs) can be written, and the task gets its own user,
+    pid, ipc, uts and network namespaces (no network unless ``network = true``).
+``namespaces``
+    No working bwrap, but ``unshare`` can create user + network + pid namespaces: no network and
+    own pids, but the file system is not read-only. Said plainly in ``cis doctor``.
+``unsandboxed``
+    Neither works: only the cleared environment, the task directory as cwd, and rlimits. A task
+    whose ``sandbox.isolation = "required"`` is refused.
+
+In every mode the task's environment is exactly its declared ``env`` (nothing is inherited),
+rlimits are set (CPU seconds, address space, open files, processes, file size) and the process
+gets ``PR_SET_PDEATHSIG`` so it dies with the engine (a resumed run never races an orphan).
+
+The kernel exempts uid 0 from the process limit, so when the engine runs as root, sandboxed tasks
+that write only their own directory run as ``nobody`` (65534); the task directory is handed to it.
+
+``CIS_SANDBOX=bubblewrap|namespaces|unsandboxed`` forces a mode (tests use it to prove the
+fallbacks are honest).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+import resource
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from cheng_build.cis.model import Isolation, SandboxConfig
+
+NOBODY = 65534
+_PR_SET_PDEATHSIG = 1
+
+
+class SandboxMode(enum.Enum):
+    """What isolation this machine gives."""
+
+    BUBBLEWRAP = "bubblewrap"
+    NAMESPACES = "namespaces"
+    UNSANDBOXED = "unsandboxed"
+
+
+_MODE: SandboxMode | None = None
+_LIBC: Any = None
+
+
+def _probe(argv: Sequence[str]) -> bool:
+    try:
+        r = subprocess.run(argv, env={}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def unshare_path() -> str | None:
+    return shutil.which("unshare")
+
+
+def detect_mode(*, refresh: bool = False) -> SandboxMode:
+    """The best mode that actually works here (probed by running ``/bin/true`` inside it)."""
+    global _MODE
+    if _MODE is not None and not refresh:
+        return _MODE
+    forced = os.environ.get("CIS_SANDBOX")
+    if forced:
+        try:
+            _MODE = SandboxMode(forced)
+        except ValueError:
+            raise RuntimeError(f"CIS_SANDBOX={forced!r}: use bubblewrap, namespaces or unsandboxed") \
+                from None
+        return _MODE
+    true = shutil.which("true") or "/bin/true"
+    bw = bwrap_path()
+    if bw and _probe([bw, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                      "--unshare-all", "--die-with-parent", true]):
+        _MODE = SandboxMode.BUBBLEWRAP
+    elif (us := unshare_path()) and _probe([us, "-U", "-r", "-n", "-p", "-f", true]):
+        _MODE = SandboxMode.NAMESPACES
+    else:
+        _MODE = SandboxMode.UNSANDBOXED
+    return _MODE
+
+
+class IsolationRefusedError(Exception):
+    """The task demands isolation this machine cannot give."""
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    """Everything needed to start one task process."""
+
+    argv: tuple[str, ...]  # argv[0] already resolved to an absolute path
+    env: Mapping[str, str]
+    cwd: str
+    task_dir: str
+    sandbox: SandboxConfig
+    read_only: tuple[str, ...] = ()  # extra dirs to show read-only (the DAG's directory)
+    writable: tuple[str, ...] = ()  # extra dirs the task may write
+    home: str = field(default_factory=lambda: str(Path.home()))
+
+
+def effective_mode(cfg: SandboxConfig, machine: SandboxMode | None = None) -> SandboxMode:
+    """The mode a task with ``cfg`` runs in here.
+
+    Raises:
+        IsolationRefusedError: ``isolation = "required"`` but bubblewrap does not work here.
+    """
+    machine = machine or detect_mode()
+    if cfg.isolation is Isolation.NONE:
+        return SandboxMode.UNSANDBOXED
+    if cfg.isolation is Isolation.REQUIRED and machine is not SandboxMode.BUBBLEWRAP:
+        raise IsolationRefusedError(
+            f"the task demands isolation but this machine is {machine.value}")
+    return machine
+
+
+def _rlimits(cfg: SandboxConfig) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    if cfg.cpu_seconds:
+        out.append((resource.RLIMIT_CPU, cfg.cpu_seconds))
+    if cfg.memory_mib:
+        out.append((resource.RLIMIT_AS, cfg.memory_mib * 1024 * 1024))
+    if cfg.open_files:
+        out.append((resource.RLIMIT_NOFILE, cfg.open_files))
+    if cfg.processes:
+        out.append((resource.RLIMIT_NPROC, cfg.processes))
+    if cfg.file_size_mib:
+        out.append((resource.RLIMIT_FSIZE, cfg.file_size_mib * 1024 * 1024))
+    return out
+
+
+def _child_setup(limits: list[tuple[int, int]]) -> Callable[[], None]:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded in the parent: nothing to load after fork
+    libc = _LIBC
+
+    def setup() -> None:
+        # Runs in the child after fork and after any uid change (which would clear it).
+        libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
+        for res, value in limits:
+            soft, hard = resource.getrlimit(res)
+            cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(res, (cap, cap))
+
+    return setup
+
+
+def _hidden_dirs(home: str) -> list[str]:
+    out = []
+    for d in (home, "/home", "/root", "/tmp", "/var/tmp", "/run"):
+        if d and os.path.isdir(d) and d != "/" and d not in out:
+            out.append(d)
+    return out
+
+
+def build_argv(spec: LaunchSpec, mode: SandboxMode) -> list[str]:
+    """The full argv (sandbox wrapper + task argv) for ``mode``."""
+    if mode is SandboxMode.UNSANDBOXED:
+        return list(spec.argv)
+    if mode is SandboxMode.NAMESPACES:
+        us = unshare_path() or "unshare"
+        flags = ["-U", "-r", "-p", "-f", "--kill-child"] + ([] if spec.sandbox.network else ["-n"])
+        return [us, *flags, "--", *spec.argv]
+    bw = bwrap_path() or "bwrap"
+    argv = [bw, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for d in _hidden_dirs(spec.home):
+        argv += ["--tmpfs", d]
+    for d in spec.read_only:
+        if os.path.isdir(d):
+            argv += ["--ro-bind", d, d]
+    for d in (spec.task_dir, *spec.writable):
+        if os.path.isdir(d):
+            argv += ["--bind", d, d]
+    # No --new-session: the engine already gave the task its own session without a terminal, and
+    # keeping bwrap and the task in one process group lets SIGTERM reach the task itself.
+    argv += ["--chdir", spec.cwd, "--unshare-all", "--die-with-parent"]
+    if spec.sandbox.network:
+        argv.append("--share-net")
+    return [*argv, "--", *spec.argv]
+
+
+def _drop_to_nobody(spec: LaunchSpec, mode: SandboxMode) -> bool:
+    # Only when root, sandboxed, limited in processes, and writing nothing but its own directory
+    # (we cannot hand a user's project directory to nobody).
+    return (os.geteuid() == 0 and mode is SandboxMode.BUBBLEWRAP and spec.sandbox.processes > 0
+            and not spec.writable and os.path.realpath(spec.cwd).startswith(
+                os.path.realpath(spec.task_dir)))
+
+
+def launch(spec: LaunchSpec, mode: SandboxMode, *, stdout: IO[bytes] | int,
+           stderr: IO[bytes] | int) -> subprocess.Popen[bytes]:
+    """Start the task process (its own session, so the engine can signal the whole group).
+
+    Raises:
+        OSError: the program cannot be started (not found, not executable).
+    """
+    argv = build_argv(spec, mode)
+    kwargs: dict[str, Any] = {}
+    if _drop_to_nobody(spec, mode):
+        for root, dirs, files in os.walk(spec.task_dir):
+            for name in (*dirs, *files):
+                os.lchown(os.path.join(root, name), NOBODY, NOBODY)
+        os.chown(spec.task_dir, NOBODY, NOBODY)
+        kwargs.update(user=NOBODY, group=NOBODY, extra_groups=[])
+    return subprocess.Popen(
+        argv, env=dict(spec.env), cwd=spec.cwd if mode is not SandboxMode.BUBBLEWRAP else "/",
+        stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, close_fds=True,
+        start_new_session=True, preexec_fn=_child_setup(_rlimits(spec.sandbox)), **kwargs)
+
+
+def resolve_program(program: str, env: Mapping[str, str]) -> str | None:
+    """Absolute path of ``program``: as given when it has a slash, else searched on the task's
+    declared ``PATH`` and then the engine's own ``PATH`` (the engine finds programs; the task
+    still gets only its declared env)."""
+    if "/" in program:
+        return program if os.access(program, os.X_OK) else None
+    return shutil.which(program, path=env.get("PATH")) or shutil.which(program)
+
+
+def make_read_only(path: str | os.PathLike[str]) -> None:
+    """Checkpoint: keep a failed task's directory for inspection, read-only (files 0444, dirs 0555)."""
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                os.chmod(p, 0o444)
+        for name in dirs:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                os.chmod(p, 0o555)
+    os.chmod(path, 0o555)
