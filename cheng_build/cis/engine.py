@@ -375,6 +375,7 @@ class Engine:
         self.sel.unregister(p.pidfd)
         os.close(p.pidfd)
         rc = p.popen.wait()
+        sandbox.release(p.popen)
         for f in p.files:
             f.close()
         now = time.time()
@@ -485,9 +486,11 @@ class Engine:
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            sandbox.release(proc)
             return "rollback timed out"
         except (OSError, sandbox.IsolationRefusedError) as exc:
             return f"rollback not run: {exc}"
+        sandbox.release(proc)
         self.store.add_event(self.run_id, idx, "rollback", {"exit_code": rc})
         return "rollback ran" if rc == 0 else f"rollback failed with status {rc}"
 
@@ -561,7 +564,6 @@ class Engine:
         if idx is None or not 0 <= idx < len(self.dag.tasks):
             return f"rejected: no task {idx}"
         st = self.state[idx]
-        task = self.dag.tasks[idx]
         k = c.kind
         if k in ("confirm", "run-now"):
             if st is TaskState.ARBITRATED:

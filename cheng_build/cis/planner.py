@@ -48,7 +48,7 @@ def failure_state(dag: Dag, idx: int, *, arbitrated_level: bool) -> TaskState:
     """The state a task that failed for good (retries spent) moves to under the DAG's policy."""
     if dag.policy is DagPolicy.ALL_SUCCESS:
         return TaskState.ARBITRATED if arbitrated_level else TaskState.FAILED
-    if ignorable(dag, idx) or dag.policy is DagPolicy.FIRST_SUCCESS and dag.tasks[idx].ignorable:
+    if ignorable(dag, idx) or (dag.policy is DagPolicy.FIRST_SUCCESS and dag.tasks[idx].ignorable):
         return TaskState.DEBT
     return TaskState.ARBITRATED if arbitrated_level else TaskState.FAILED
 

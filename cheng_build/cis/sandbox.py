@@ -18,8 +18,11 @@ In every mode the task's environment is exactly its declared ``env`` (nothing is
 rlimits are set (CPU seconds, address space, open files, processes, file size) and the process
 gets ``PR_SET_PDEATHSIG`` so it dies with the engine (a resumed run never races an orphan).
 
-The kernel exempts uid 0 from the process limit, so when the engine runs as root, sandboxed tasks
-that write only their own directory run as ``nobody`` (65534); the task directory is handed to it.
+The kernel exempts uid 0 from ``RLIMIT_NPROC``, so when the engine runs as root the process limit
+is enforced by a ``pids`` cgroup per task (cgroup v1 ``/sys/fs/cgroup/pids``, when writable);
+failing that, a sandboxed task that writes only its own directory and whose program ``nobody`` can
+reach runs as ``nobody`` (65534). Otherwise the limit is not enforced for root, and
+``cis verify-sandbox`` says so.
 
 ``CIS_SANDBOX=bubblewrap|namespaces|unsandboxed`` forces a mode (tests use it to prove the
 fallbacks are honest).
@@ -27,6 +30,7 @@ fallbacks are honest).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 import os
@@ -146,7 +150,64 @@ def _rlimits(cfg: SandboxConfig) -> list[tuple[int, int]]:
     return out
 
 
-def _child_setup(limits: list[tuple[int, int]]) -> Callable[[], None]:
+_PIDS_V1 = "/sys/fs/cgroup/pids"
+_CGROUPS: dict[int, str] = {}
+_CG_SEQ = [0]
+
+
+def pids_cgroup_available() -> bool:
+    """Can this process create pids cgroups (root with cgroup v1's pids controller)?"""
+    return os.geteuid() == 0 and os.path.isfile(os.path.join(_PIDS_V1, "cgroup.procs")) and \
+        os.access(_PIDS_V1, os.W_OK)
+
+
+def _make_pids_cgroup(limit: int) -> str | None:
+    _CG_SEQ[0] += 1
+    path = os.path.join(_PIDS_V1, f"cis-{os.getpid()}-{_CG_SEQ[0]}")
+    try:
+        os.mkdir(path)
+        with open(os.path.join(path, "pids.max"), "w") as fh:
+            fh.write(str(limit))
+    except OSError:
+        return None
+    return path
+
+
+def release(popen: subprocess.Popen[bytes]) -> None:
+    """Free what :func:`launch` set up for a process that has exited (its pids cgroup)."""
+    path = _CGROUPS.pop(popen.pid, None)
+    if path:
+        for _ in range(50):
+            try:
+                os.rmdir(path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                import time
+
+                time.sleep(0.01)  # the pid namespace is still being torn down
+
+
+def _reachable_by_others(path: str) -> bool:
+    """Can a user other than the owner run ``path`` (every ancestor searchable by "other")?"""
+    import stat
+
+    real = os.path.realpath(path)
+    parts = real.split("/")
+    for i in range(2, len(parts)):
+        try:
+            if not os.stat("/".join(parts[:i])).st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+    try:
+        return bool(os.stat(real).st_mode & stat.S_IXOTH)
+    except OSError:
+        return False
+
+
+def _child_setup(limits: list[tuple[int, int]], cgroup: str | None = None) -> Callable[[], None]:
     global _LIBC
     if _LIBC is None:
         _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded in the parent: nothing to load after fork
@@ -155,8 +216,12 @@ def _child_setup(limits: list[tuple[int, int]]) -> Callable[[], None]:
     def setup() -> None:
         # Runs in the child after fork and after any uid change (which would clear it).
         libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
+        if cgroup is not None:
+            fd = os.open(os.path.join(cgroup, "cgroup.procs"), os.O_WRONLY)
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
         for res, value in limits:
-            soft, hard = resource.getrlimit(res)
+            _soft, hard = resource.getrlimit(res)
             cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(res, (cap, cap))
 
@@ -171,6 +236,21 @@ def _hidden_dirs(home: str) -> list[str]:
     return out
 
 
+def program_prefixes(program: str, hidden: Sequence[str]) -> list[str]:
+    """Installation prefixes (``<prefix>/bin/prog``) of a program that lives in a hidden dir.
+
+    A Python from pyenv lives in ``~/.pyenv/versions/X``: hiding ``$HOME`` must not hide the
+    program the task runs, so its prefix (and nothing else of ``$HOME``) is shown read-only.
+    """
+    out: list[str] = []
+    for p in (os.path.abspath(program), os.path.realpath(program)):
+        if any(p == h or p.startswith(h.rstrip("/") + "/") for h in hidden):
+            prefix = os.path.dirname(os.path.dirname(p))
+            if prefix not in hidden and prefix not in out and prefix != "/":
+                out.append(prefix)
+    return out
+
+
 def build_argv(spec: LaunchSpec, mode: SandboxMode) -> list[str]:
     """The full argv (sandbox wrapper + task argv) for ``mode``."""
     if mode is SandboxMode.UNSANDBOXED:
@@ -182,8 +262,9 @@ def build_argv(spec: LaunchSpec, mode: SandboxMode) -> list[str]:
     bw = bwrap_path() or "bwrap"
     argv = [bw, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for d in _hidden_dirs(spec.home):
-        argv += ["--tmpfs", d]
-    for d in spec.read_only:
+        argv += ["--tmpfs", d]  # replaced by empty dirs; what tasks need is bound back below
+    hidden = _hidden_dirs(spec.home)
+    for d in (*spec.read_only, *program_prefixes(spec.argv[0], hidden)):
         if os.path.isdir(d):
             argv += ["--ro-bind", d, d]
     for d in (spec.task_dir, *spec.writable):
@@ -202,7 +283,7 @@ def _drop_to_nobody(spec: LaunchSpec, mode: SandboxMode) -> bool:
     # (we cannot hand a user's project directory to nobody).
     return (os.geteuid() == 0 and mode is SandboxMode.BUBBLEWRAP and spec.sandbox.processes > 0
             and not spec.writable and os.path.realpath(spec.cwd).startswith(
-                os.path.realpath(spec.task_dir)))
+                os.path.realpath(spec.task_dir)) and _reachable_by_others(spec.argv[0]))
 
 
 def launch(spec: LaunchSpec, mode: SandboxMode, *, stdout: IO[bytes] | int,
@@ -214,16 +295,29 @@ def launch(spec: LaunchSpec, mode: SandboxMode, *, stdout: IO[bytes] | int,
     """
     argv = build_argv(spec, mode)
     kwargs: dict[str, Any] = {}
-    if _drop_to_nobody(spec, mode):
+    limits = _rlimits(spec.sandbox)
+    cgroup = None
+    if spec.sandbox.processes and pids_cgroup_available():
+        cgroup = _make_pids_cgroup(spec.sandbox.processes)
+    if cgroup is None and _drop_to_nobody(spec, mode):
         for root, dirs, files in os.walk(spec.task_dir):
             for name in (*dirs, *files):
                 os.lchown(os.path.join(root, name), NOBODY, NOBODY)
         os.chown(spec.task_dir, NOBODY, NOBODY)
         kwargs.update(user=NOBODY, group=NOBODY, extra_groups=[])
-    return subprocess.Popen(
-        argv, env=dict(spec.env), cwd=spec.cwd if mode is not SandboxMode.BUBBLEWRAP else "/",
-        stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, close_fds=True,
-        start_new_session=True, preexec_fn=_child_setup(_rlimits(spec.sandbox)), **kwargs)
+    try:
+        popen = subprocess.Popen(
+            argv, env=dict(spec.env), cwd=spec.cwd if mode is not SandboxMode.BUBBLEWRAP else "/",
+            stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, close_fds=True,
+            start_new_session=True, preexec_fn=_child_setup(limits, cgroup), **kwargs)
+    except BaseException:
+        if cgroup:
+            with contextlib.suppress(OSError):
+                os.rmdir(cgroup)
+        raise
+    if cgroup:
+        _CGROUPS[popen.pid] = cgroup
+    return popen
 
 
 def resolve_program(program: str, env: Mapping[str, str]) -> str | None:
