@@ -72,7 +72,7 @@ def validate_dag(dag: Dag, *, check_inputs: bool = False) -> None:
     seen: dict[str, int] = {}
     for pos, t in enumerate(dag.tasks):
         if t.idx != pos:
-            raise DagError(f"{_ctx(t)}: idx {t.idx} does not equal its position {pos}",
+            raise DagError(f"task {pos} {t.name!r}: idx {t.idx} does not equal its position {pos}",
                            how=f"set idx = {pos} (tasks are numbered 0, 1, 2, ... in file order)")
         if not t.name:
             raise DagError(f"task {pos}: 'name' must not be empty")
