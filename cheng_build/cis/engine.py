@@ -203,6 +203,8 @@ class Engine:
                         person = True
                     elif kind == "moved":
                         started = True
+                    if self.state[idx] is TaskState.ARBITRATED:
+                        break  # an Arbitrated task pauses the whole DAG from this moment
             if self.observer is not None:
                 self.observer()
             if not self.running and not started:
