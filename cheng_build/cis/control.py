@@ -55,11 +55,17 @@ def open_store(home: str | os.PathLike[str] | None = None) -> Store:
     return Store(home)
 
 
-def new_run_id() -> str:
-    """A fresh ULID (sortable by creation time)."""
-    from ulid import ULID
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
-    return str(ULID())
+
+def new_run_id() -> str:
+    """A fresh ULID: 48-bit Unix time in ms + 80 random bits, Crockford base32 (26 chars).
+
+    Written out here (ten lines, checked against python-ulid in the tests) because importing
+    python-ulid pulls in importlib.metadata and costs tens of ms on every ``cis run``.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
 def create_run(store: Store, dag: Dag, *, jobs: int | None = None, check_inputs: bool = True,
@@ -75,7 +81,7 @@ def create_run(store: Store, dag: Dag, *, jobs: int | None = None, check_inputs:
     validate_dag(dag, check_inputs=check_inputs)
     rid = run_id or new_run_id()
     needs_probe = any(t.exec.sandbox.isolation.value != "none" for t in dag.tasks)
-    mode = detect_mode().value if needs_probe else "unsandboxed"
+    mode = detect_mode(cache_dir=store.home).value if needs_probe else "unsandboxed"
     store.create_run(rid, dag, jobs=jobs or os.cpu_count() or 1, sandbox=mode)
     return rid
 

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from cheng_build.cis import ambiguity, levels, planner, rollback, sandbox
-from cheng_build.cis.debt import friendly, tail
 from cheng_build.cis.model import Dag, Isolation, LevelKind, RunState, TaskState
 from cheng_build.cis.store import Control, Store
 
@@ -63,6 +62,18 @@ class _Proc:
 def duration_key(dag_name: str, task_name: str) -> str:
     """The key under which a task's durations are kept for the ETA."""
     return f"{dag_name}\0{task_name}"
+
+
+def friendly(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from cheng_build.cis.debt import friendly as make  # hashlib only on the failure path
+
+    return make(*args, **kwargs)
+
+
+def tail(path: str) -> list[str]:
+    from cheng_build.cis.debt import tail as read_tail
+
+    return read_tail(path)
 
 
 def _proc_start_time(pid: int) -> str | None:
@@ -114,6 +125,8 @@ class Engine:
         self.note = [r.note for r in recs]
         self.recs = recs
         self.run_dir = self.store.run_dir(self.run_id)
+        self.tasks_dir = self.run_dir / "tasks"
+        self.tasks_dir.mkdir(parents=True, exist_ok=True)
 
     def _set(self, idx: int, event: str | None = None, data: dict[str, Any] | None = None,
              **fields: Any) -> None:
@@ -300,8 +313,8 @@ class Engine:
     def _start(self, idx: int, res: ambiguity.Resolution) -> None:
         task = self.dag.tasks[idx]
         attempt = self.attempt[idx] + 1
-        task_dir = self.run_dir / "tasks" / f"{idx:03d}" / f"a{attempt}"
-        task_dir.mkdir(parents=True, exist_ok=True)
+        task_dir = self.tasks_dir / f"{idx:03d}-a{attempt}"
+        task_dir.mkdir(exist_ok=True)
         cwd = rollback.task_cwd(self.dag, task, str(task_dir))
         argv = ambiguity.substitute(task.exec.cmd, res.inputs)
         inputs = list(res.inputs.values())
@@ -327,7 +340,7 @@ class Engine:
                 mode = sandbox.SandboxMode.UNSANDBOXED
             else:
                 if self.machine is None:
-                    self.machine = sandbox.detect_mode()
+                    self.machine = sandbox.detect_mode(cache_dir=self.store.home)
                 mode = sandbox.effective_mode(task.exec.sandbox, self.machine)
         except sandbox.IsolationRefusedError as exc:
             self._fail(idx, friendly(f"task {task.name} refused: {exc}",
@@ -421,10 +434,10 @@ class Engine:
                                      ["fix the command or the 'outputs' list", *how_common], **ctx),
                        task_dir=p.task_dir)
             return
-        self.store.record_duration(duration_key(self.dag.name, task.name), now - p.started)
         self._set(idx, "completed", {"seconds": round(now - p.started, 6)},
                   state=TaskState.COMPLETED, finished=now, exit_code=0, pid=None,
-                  needs_rerun=0, error=None, note=None)
+                  needs_rerun=0, error=None, note=None,
+                  duration=(duration_key(self.dag.name, task.name), now - p.started))
 
     def _cancel_note(self, idx: int) -> str:
         if planner.first_success_reached(self.dag, self.state):
@@ -464,7 +477,7 @@ class Engine:
         """Run a failed task's rollback argv (same env and sandbox); return what happened."""
         task = self.dag.tasks[idx]
         argv = task.rollback or ()
-        rdir = self.run_dir / "tasks" / f"{idx:03d}" / f"rollback-a{self.attempt[idx]}"
+        rdir = self.tasks_dir / f"{idx:03d}-rollback-a{self.attempt[idx]}"
         rdir.mkdir(parents=True, exist_ok=True)
         cwd = rollback.task_cwd(self.dag, task, str(rdir))
         env, _missing = ambiguity.expand_env(task.exec.env_map, self.host_env)

@@ -33,7 +33,7 @@ def undo_script(dag: Dag, run_id: str, run_dir: Path) -> str:
     for task in reversed(dag.tasks):
         if task.rollback is None:
             continue
-        cwd = task_cwd(dag, task, str(run_dir / "tasks" / f"{task.idx:03d}"))
+        cwd = task_cwd(dag, task, None)
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in task.exec.env)
         cmd = " ".join(shlex.quote(a) for a in task.rollback)
         lines.append(f"# task {task.idx} {task.name}")

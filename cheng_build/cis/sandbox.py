@@ -77,18 +77,57 @@ def unshare_path() -> str | None:
     return shutil.which("unshare")
 
 
-def detect_mode(*, refresh: bool = False) -> SandboxMode:
-    """The best mode that actually works here (probed by running ``/bin/true`` inside it)."""
+def _cache_key() -> str:
+    parts = [os.uname().release, str(os.geteuid())]
+    for prog in (bwrap_path(), unshare_path()):
+        try:
+            st = os.stat(prog) if prog else None
+        except OSError:
+            st = None
+        parts.append(f"{prog}:{st.st_mtime_ns}:{st.st_size}" if st else "-")
+    return "|".join(parts)
+
+
+def detect_mode(*, refresh: bool = False, cache_dir: str | os.PathLike[str] | None = None) -> SandboxMode:
+    """The best mode that actually works here (probed by running ``/bin/true`` inside it).
+
+    The probe costs a sandbox start, so its answer is kept in ``cache_dir/sandbox-mode`` (the
+    run database's directory), keyed by kernel release, uid and the bwrap/unshare binaries.
+    """
     global _MODE
     if _MODE is not None and not refresh:
         return _MODE
+    cache = Path(cache_dir) / "sandbox-mode" if cache_dir is not None else None
+    if cache is not None and not refresh and not os.environ.get("CIS_SANDBOX"):
+        try:
+            key, value = cache.read_text().split("\n")[:2]
+            if key == _cache_key():
+                _MODE = SandboxMode(value)
+                return _MODE
+        except (OSError, ValueError):
+            pass
+    mode = _detect(refresh)
+    if cache is not None and not os.environ.get("CIS_SANDBOX"):
+        try:
+            from cheng_build.core.atomic import atomic_write_text
+
+            atomic_write_text(cache, f"{_cache_key()}\n{mode.value}\n")
+        except OSError:
+            pass
+    return mode
+
+
+def _detect(refresh: bool) -> SandboxMode:
+    global _MODE
     forced = os.environ.get("CIS_SANDBOX")
     if forced:
         try:
             _MODE = SandboxMode(forced)
         except ValueError:
-            raise RuntimeError(f"CIS_SANDBOX={forced!r}: use bubblewrap, namespaces or unsandboxed") \
-                from None
+            from cheng_build.core.errors import UsageError
+
+            raise UsageError(f"CIS_SANDBOX={forced!r} is not a sandbox mode",
+                             how="use bubblewrap, namespaces or unsandboxed") from None
         return _MODE
     true = shutil.which("true") or "/bin/true"
     bw = bwrap_path()

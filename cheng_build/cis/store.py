@@ -320,8 +320,9 @@ class Store:
                            _loads(r[14]), r[15], json.loads(r[16])) for r in rows]
 
     def set_task(self, run_id: str, idx: int, event: str | None = None,
-                 data: dict[str, Any] | None = None, **fields: Any) -> None:
-        """Update one task's columns and append an event, in one transaction."""
+                 data: dict[str, Any] | None = None, *,
+                 duration: tuple[str, float] | None = None, **fields: Any) -> None:
+        """Update one task's columns and append an event (and a duration), in one transaction."""
         bad = set(fields) - set(_TASK_COLS)
         if bad:
             raise RuntimeError(f"unknown task columns {bad}")
@@ -344,6 +345,8 @@ class Store:
                     payload["state"] = enc["state"]
                 db.execute("INSERT INTO events(run_id, idx, ts, kind, data) VALUES(?,?,?,?,?)",
                            (run_id, idx, now, event, _dumps(payload)))
+            if duration is not None:
+                db.execute("INSERT INTO durations VALUES(?,?,?)", (duration[0], duration[1], now))
             db.execute("UPDATE runs SET updated=? WHERE run_id=?", (now, run_id))
 
     def set_spec(self, run_id: str, task: Task) -> None:
