@@ -18,6 +18,7 @@ object as the last line.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -99,7 +100,7 @@ def main() -> int:
             dag.write_text(_dag_toml(n, isolation))
             home = tmp / f"home-{label}"
             _t0, starts = _run_cis(home, dag, jobs=1)
-            cycle = statistics.median(b - a for a, b in zip(starts, starts[1:], strict=False))
+            cycle = statistics.median(b - a for a, b in itertools.pairwise(starts))
             anchor = _anchor_spawn(prefix, min(n, 64))
             results[f"task_cycle_{label}"] = {"ours": cycle * 1e3, "anchor": anchor * 1e3,
                                               "unit": "ms", "ratio": cycle / anchor}

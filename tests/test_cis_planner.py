@@ -59,7 +59,7 @@ def test_failure_state_and_outcome(case: tuple[Dag, list[TaskState]]) -> None:
     if TaskState.ARBITRATED in states:
         assert out is RunState.WAITING
     elif out is RunState.SUCCEEDED:
-        assert TaskState.FAILED not in states and TaskState.DEBT not in states or \
+        assert (TaskState.FAILED not in states and TaskState.DEBT not in states) or \
             dag.policy is DagPolicy.FIRST_SUCCESS
 
 

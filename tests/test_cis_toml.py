@@ -120,7 +120,7 @@ def test_bad_dag_rejected_naming_task(case: str, tmp_path: Path) -> None:
 
 
 def test_cli_rejects_bad_file_exit_2_first_line(tmp_path: Path) -> None:
-    doc, expected = BAD_CASES["forward dep"]
+    doc, _expected = BAD_CASES["forward dep"]
     p = _write(tmp_path / "cis.toml", doc)
     r = cis(tmp_path / "home", "run", str(p))
     assert r.returncode == 2

@@ -157,6 +157,7 @@ class Engine:
         """
         with self.store.engine_lock(self.run_id):
             self._load()
+            sandbox.sweep_orphan_cgroups()
             self._recover()
             undo = self.run_dir / f"undo-{self.run_id}.sh"
             if not undo.exists():
@@ -170,6 +171,8 @@ class Engine:
                 raise
             finally:
                 self.sel.close()
+                for p in list(self.running.values()):
+                    sandbox.release(p.popen, wait=True)
 
     def _recover(self) -> None:
         """Tasks left Running by a dead engine: kill any survivor, then rerun or ask."""
@@ -501,7 +504,7 @@ class Engine:
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            sandbox.release(proc)
+            sandbox.release(proc, wait=True)
             return "rollback timed out"
         except (OSError, sandbox.IsolationRefusedError) as exc:
             return f"rollback not run: {exc}"
@@ -546,6 +549,7 @@ class Engine:
                           note="not needed: another branch succeeded (FirstSuccess)")
 
     def _finish(self) -> RunState:
+        sandbox.release_all()
         outcome = planner.outcome(self.dag, self.state)
         frozen = planner.frozen(self.dag, self.state)
         for i, s in enumerate(self.state):

@@ -91,7 +91,7 @@ def _run_probe(name: str, args: list[str], cfg: SandboxConfig, mode: sandbox.San
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             rc = proc.wait()
-        sandbox.release(proc)
+        sandbox.release(proc, wait=True)
     text = out_path.read_text(errors="replace").strip().splitlines()
     detail = (text[-1] if text else f"exit {rc}")[:120]
     if _STARTED not in text:
