@@ -397,7 +397,7 @@ def _exec_wrapper(limits: list[tuple[int, int]], drop: bool, cgroup: str | None)
         argv += ["--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
     argv += ["--", pl]
     for res, value in limits:
-        soft, hard = resource.getrlimit(res)
+        _soft, hard = resource.getrlimit(res)
         cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
         argv.append(f"--{_PRLIMIT_FLAGS[res]}={cap}:{cap}")
     argv.append("--")
