@@ -137,7 +137,7 @@ class SandboxConfig:
     cpu_seconds: int = 0
     memory_mib: int = 0
     open_files: int = 1024
-    processes: int = 256
+    processes: int = 4096  # a fork-bomb stop that ordinary desktops never reach
     file_size_mib: int = 1024
     writable: tuple[str, ...] = ()
 
