@@ -17,7 +17,7 @@ from cheng_build.cis import control
 from cheng_build.cis.model import Action, AmbiguityPolicy, RunState, TaskLevel, TaskState
 from cheng_build.cis.store import Store
 from cheng_build.cis.toml_io import dump_dag
-from tests.helpers_cis import cis, make_dag, run_dag, sh, task, wait_for
+from helpers_cis import cis, make_dag, run_dag, sh, task, wait_for
 
 
 @pytest.fixture

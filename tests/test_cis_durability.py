@@ -13,7 +13,7 @@ import pytest
 from cheng_build.cis import control
 from cheng_build.cis.model import RunState, TaskState
 from cheng_build.cis.store import Store
-from tests.helpers_cis import cis, make_dag, sh, task, wait_for
+from helpers_cis import cis, make_dag, sh, task, wait_for
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from cheng_build.cis import control
 from cheng_build.cis.model import DagPolicy, RunState, TaskLevel, TaskState
 from cheng_build.cis.store import Store
-from tests.helpers_cis import make_dag, run_dag, sh, task
+from helpers_cis import make_dag, run_dag, sh, task
 
 
 @pytest.fixture

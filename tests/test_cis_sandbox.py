@@ -10,7 +10,7 @@ import pytest
 import tomlkit
 
 from cheng_build.cis import sandbox
-from tests.helpers_cis import cis
+from helpers_cis import cis
 
 BWRAP_WORKS = sandbox.detect_mode() is sandbox.SandboxMode.BUBBLEWRAP
 
@@ -84,4 +84,16 @@ def test_doctor_reports_each_check(tmp_path: Path) -> None:
     assert "bubblewrap" in r.stdout and "sandbox mode" in r.stdout and "GPU driver" in r.stdout
     assert "!!  program nvcc-missing-xyz" in r.stdout
     assert "fix: install 'nvcc-missing-xyz'" in r.stdout
+    assert r.returncode == 1
+
+
+def test_namespaces_mode_is_honest(tmp_path: Path) -> None:
+    if not sandbox.unshare_path() or not sandbox._probe([sandbox.unshare_path() or "", "-U", "-r",
+                                                         "-n", "true"]):
+        pytest.skip("user namespaces do not work here")
+    r = cis(tmp_path / "home", "verify-sandbox", "--format:json", timeout=120,
+            CIS_SANDBOX="namespaces")
+    rows = {p["name"]: p["held"] for p in json.loads(r.stdout)["properties"]}
+    assert rows["no network"] is True and rows["env cleared"] is True
+    assert rows["writes confined"] is False and rows["home hidden"] is False  # said, not hidden
     assert r.returncode == 1

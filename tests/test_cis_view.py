@@ -14,7 +14,7 @@ from ulid import ULID
 
 from cheng_build.cis import control
 from cheng_build.cis.model import TaskState
-from tests.helpers_cis import cis, make_dag, run_dag, sh, task
+from helpers_cis import cis, make_dag, run_dag, sh, task
 
 
 @settings(max_examples=50, deadline=None)
