@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import tomlkit
+from helpers_cis import cis, make_dag, run_dag, sh, task, wait_for
 
 from cheng_build.cis import control
 from cheng_build.cis.model import Action, AmbiguityPolicy, RunState, TaskLevel, TaskState
 from cheng_build.cis.store import Store
 from cheng_build.cis.toml_io import dump_dag
-from helpers_cis import cis, make_dag, run_dag, sh, task, wait_for
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from helpers_cis import make_dag, run_dag, sh, task
 
 from cheng_build.cis import control
 from cheng_build.cis.model import DagPolicy, RunState, TaskLevel, TaskState
 from cheng_build.cis.store import Store
-from helpers_cis import make_dag, run_dag, sh, task
 
 
 @pytest.fixture

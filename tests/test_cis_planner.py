@@ -29,7 +29,7 @@ def dags_and_states(draw: st.DrawFn) -> tuple[Dag, list[TaskState]]:
     return Dag(name="p", tasks=tuple(tasks), policy=policy), states
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(dags_and_states())
 def test_ready_and_frozen_are_consistent(case: tuple[Dag, list[TaskState]]) -> None:
     dag, states = case
@@ -45,7 +45,7 @@ def test_ready_and_frozen_are_consistent(case: tuple[Dag, list[TaskState]]) -> N
                    for d in dag.tasks[i].deps)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(dags_and_states())
 def test_failure_state_and_outcome(case: tuple[Dag, list[TaskState]]) -> None:
     dag, states = case

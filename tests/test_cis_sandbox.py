@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import tomlkit
+from helpers_cis import cis
 
 from cheng_build.cis import sandbox
-from helpers_cis import cis
 
 BWRAP_WORKS = sandbox.detect_mode() is sandbox.SandboxMode.BUBBLEWRAP
 

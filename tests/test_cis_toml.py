@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import tomlkit
+from helpers_cis import cis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cheng_build.cis.model import Action, DagPolicy, LevelKind, dag_to_json
 from cheng_build.cis.toml_io import DagError, dag_from_mapping, dump_dag, load_dag
 from cheng_build.cis.validate import validate_dag
-from helpers_cis import cis
 
 ISSUE_EXAMPLE = '''
 name = "demo"

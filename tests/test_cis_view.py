@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import tomlkit
+from helpers_cis import cis, make_dag, run_dag, sh, task
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ulid import ULID
 
 from cheng_build.cis import control
 from cheng_build.cis.model import TaskState
-from helpers_cis import cis, make_dag, run_dag, sh, task
 
 
 @settings(max_examples=50, deadline=None)

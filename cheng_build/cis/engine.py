@@ -108,6 +108,7 @@ class Engine:
         self.running: dict[int, _Proc] = {}
         self.sel = selectors.DefaultSelector()
         self.machine: sandbox.SandboxMode | None = None
+        self.programs: dict[tuple[str, str | None], str | None] = {}  # lookups, once per run
 
     # --- state mirror --------------------------------------------------------------------------
 
@@ -323,7 +324,9 @@ class Engine:
         inputs = list(res.inputs.values())
         self.attempt[idx] = attempt
         ctx = self._context(idx, res.env, inputs, str(task_dir))
-        prog = sandbox.resolve_program(argv[0], res.env)
+        key = (argv[0], res.env.get("PATH"))
+        prog = self.programs.get(key) or sandbox.resolve_program(argv[0], res.env)
+        self.programs[key] = prog
         if prog is None:
             self._fail(idx, friendly(f"task {task.name}: program {argv[0]!r} not found",
                                      ["it is not on the task's PATH nor on the engine's PATH"],

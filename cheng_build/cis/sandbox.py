@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import enum
+import functools
 import os
 import resource
 import shutil
@@ -379,6 +380,19 @@ _PRLIMIT_FLAGS = {resource.RLIMIT_CPU: "cpu", resource.RLIMIT_AS: "as",
                   resource.RLIMIT_FSIZE: "fsize"}
 
 
+@functools.cache
+def _util_linux() -> tuple[str | None, str | None]:
+    return shutil.which("setpriv"), shutil.which("prlimit")
+
+
+def wrapped_argv(spec: LaunchSpec, mode: SandboxMode) -> list[str]:
+    """The command line :func:`launch` runs for ``spec`` (without a cgroup join): what the
+    benchmark spawns bare to separate the engine's own cost from the process's."""
+    limits = _rlimits(spec.sandbox)
+    drop = os.geteuid() == 0 and spec.sandbox.processes > 0 and _drop_to_nobody(spec, mode)
+    return [*(_exec_wrapper(limits, drop, None) or []), *build_argv(spec, mode)]
+
+
 _JOIN_CGROUP = 'echo $$ > "$0" && exec "$@"'  # fixed text; the task's argv follows as "$@"
 
 
@@ -389,7 +403,7 @@ def _exec_wrapper(limits: list[tuple[int, int]], drop: bool, cgroup: str | None)
     Why not ``preexec_fn``: a Python callback in the child forces ``fork()`` of the whole engine
     instead of ``vfork()``, which costs several ms per task; two tiny execs cost about one.
     """
-    sp, pl = shutil.which("setpriv"), shutil.which("prlimit")
+    sp, pl = _util_linux()
     if not sp or not pl:
         return None
     argv = [sp, "--pdeathsig", "KILL"]
