@@ -655,8 +655,9 @@ class Engine:
         if action in ("fail", "rollback"):
             if st is TaskState.RUNNING:
                 return f"rejected: task {idx} is running"
-            err = self.recs[idx].error if self.recs[idx].error else {
-                "what": f"task {self.dag.tasks[idx].name} failed by decision", "why": [], "how": []}
+            stored = self.store.tasks(self.run_id)[idx].error
+            err = stored or {"what": f"task {self.dag.tasks[idx].name} failed by decision",
+                             "why": [], "how": []}
             if self.dag.tasks[idx].rollback is not None:
                 err = {**err, "rollback": self._rollback(idx)}
             self._set(idx, "resolved", {"action": action}, state=TaskState.FAILED, error=err,
