@@ -88,3 +88,17 @@ def test_dry_run_prints_plan_and_runs_nothing(tmp_path: Path) -> None:
     r = cis(tmp_path / "home", "run", str(p), "--dry-run")
     assert r.returncode == 0 and "dry run: dry" in r.stdout and "0 touch" in r.stdout
     assert not (tmp_path / "made").exists()
+
+
+def test_events_feed_for_live_views(tmp_path: Path) -> None:
+    store = control.open_store(tmp_path / "home")
+    base = tmp_path / "p"
+    base.mkdir()
+    rid, _view = run_dag(store, make_dag(base, [task(0, "a", ["true"]), task(1, "b", ["true"])]))
+    evs = control.events(store, rid)
+    ids = [e[0] for e in evs]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    kinds = [e[3] for e in evs]
+    assert kinds[0] == "run-created" and kinds[-1] == "run-finished"
+    assert kinds.count("started") == 2 and kinds.count("completed") == 2
+    assert control.events(store, rid, after=ids[-1]) == []

@@ -188,6 +188,20 @@ def retry(store: Store, run_id: str, from_task: str | int) -> int:
     return _send(store, run_id, "retry", from_task)
 
 
+def change(store: Store, run_id: str, task: str | int, **kwargs: object) -> int:
+    """Recommended: change the pending task before its countdown ends (same as :func:`amend`)."""
+    return amend(store, run_id, task, **kwargs)  # type: ignore[arg-type]
+
+
+def events(store: Store, run_id: str, after: int = 0) -> list[tuple[int, int | None, float, str, object]]:
+    """The run's history after event id ``after``: (id, task idx or None, unix time, kind, data).
+
+    Ids only grow, so a live view (web push, ``cis attach``) polls with the last id it saw;
+    ``store.data_version()`` changing is a cheap signal that something new was committed.
+    """
+    return store.events(store.resolve_run_id(run_id), after)
+
+
 def wait_result(store: Store, control_id: int, timeout: float = 10.0) -> str | None:
     """The engine's answer to a control, or None if no engine applied it within ``timeout``."""
     end = time.monotonic() + timeout
@@ -222,6 +236,7 @@ def eta_seconds(store: Store, view: RunView) -> float | None:
     return total / max(1, min(view.run.jobs, len(todo)))
 
 
-__all__ = ["NotFoundError", "RunView", "amend", "confirm", "create_run", "drive", "eta_seconds",
+__all__ = ["NotFoundError", "RunView", "amend", "change", "confirm", "create_run", "drive",
+           "eta_seconds", "events",
            "get_run", "list_runs", "new_run_id", "open_store", "resolve", "retry", "run_now",
            "skip", "spawn_engine", "task_index", "wait_result"]

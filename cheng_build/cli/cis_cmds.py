@@ -234,6 +234,8 @@ def _status(args: argparse.Namespace) -> int:
     from cheng_build.cis.tui import summary_line, task_line
 
     print(summary_line(v, control.eta_seconds(store, v)))
+    if not v.engine_alive and not v.run.state.finished:
+        print(f"  no engine is driving this run: continue it with 'cis resume {v.run.run_id}'")
     now = time.time()
     for t in v.tasks:
         print(task_line(t, now))
