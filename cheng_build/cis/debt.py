@@ -37,7 +37,7 @@ def digest_inputs(paths: Sequence[str]) -> dict[str, str]:
             h = hashlib.sha256()
             try:
                 with open(p, "rb") as fh:
-                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    while block := fh.read(1 << 20):
                         h.update(block)
                 out[p] = "sha256:" + h.hexdigest()
             except OSError as exc:

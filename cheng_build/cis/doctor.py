@@ -52,7 +52,7 @@ def check(dags: Sequence[Dag] = (), home: str | None = None) -> list[Finding]:
         out.append(Finding("bubblewrap", False, "bwrap not found",
                            "apt-get install bubblewrap (Debian/Ubuntu) or dnf install bubblewrap"))
     us = sandbox.unshare_path()
-    ns_ok = bool(us) and sandbox._probe([us, "-U", "-r", "-n", "true"])
+    ns_ok = us is not None and sandbox._probe([us, "-U", "-r", "-n", "true"])
     out.append(Finding("user namespaces", ns_ok, "unshare -U works" if ns_ok else "unshare -U fails",
                        "" if ns_ok else "enable user namespaces: sysctl user.max_user_namespaces=15000",
                        required=False))

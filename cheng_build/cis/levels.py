@@ -81,4 +81,4 @@ def retry_after(task: Task, attempt: int) -> float | None:
     None when the task gets no more attempts (only Mechanical tasks retry by themselves)."""
     if task.level.kind is not LevelKind.MECHANICAL or attempt > task.level.retry:
         return None
-    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+    return float(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** (attempt - 1)))

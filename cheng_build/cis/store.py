@@ -274,7 +274,7 @@ class Store:
                                (run_id.upper() + "%",)).fetchall()
         exact = [r[0] for r in rows if r[0] == run_id.upper()]
         if exact:
-            return exact[0]
+            return str(exact[0])
         if len(rows) == 1:
             return str(rows[0][0])
         if not rows:
