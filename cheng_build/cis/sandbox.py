@@ -388,7 +388,7 @@ def build_argv(spec: LaunchSpec, mode: SandboxMode) -> list[str]:
             argv += ["--bind", d, d]
     # No --new-session: the engine already gave the task its own session without a terminal, and
     # keeping bwrap and the task in one process group lets SIGTERM reach the task itself.
-    argv += ["--chdir", spec.cwd, "--unshare-all", "--die-with-parent"]
+    argv += ["--chdir", spec.cwd, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
     if spec.sandbox.network:
         argv.append("--share-net")
     return [*argv, "--", *spec.argv]
