@@ -102,3 +102,20 @@ def test_events_feed_for_live_views(tmp_path: Path) -> None:
     assert kinds[0] == "run-created" and kinds[-1] == "run-finished"
     assert kinds.count("started") == 2 and kinds.count("completed") == 2
     assert control.events(store, rid, after=ids[-1]) == []
+
+
+def test_named_target_and_python_dag_route_through_cis_run(tmp_path: Path, monkeypatch) -> None:
+    from cheng_build.cis import targets
+    from cheng_build.cli import cis_cmds
+
+    base = tmp_path / "p"
+    base.mkdir()
+    monkeypatch.setitem(targets.TARGETS, "hello",
+                        lambda: make_dag(base, [task(0, "hi", sh("echo hi > hi.txt"), cwd=".")]))
+    assert targets.resolve_target("no-such-target") is None
+    dag = targets.resolve_target("hello")
+    assert dag is not None and dag.tasks[0].name == "hi"
+    store = control.open_store(tmp_path / "home")
+    assert cis_cmds.run_dag(dag, quiet=True, store=store) == 0
+    assert (base / "hi.txt").read_text() == "hi\n"
+    assert store.list_runs()[0][1] == "t"
