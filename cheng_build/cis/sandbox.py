@@ -305,8 +305,12 @@ def release_all() -> None:
         release(_Gone(), wait=True)  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=256)
 def _reachable_by_others(path: str) -> bool:
-    """Can a user other than the owner run ``path`` (every ancestor searchable by "other")?"""
+    """Can a user other than the owner run ``path`` (every ancestor searchable by "other")?
+
+    Cached: a run asks this for the same program and directories for every task.
+    """
     import stat
 
     real = os.path.realpath(path)
@@ -490,9 +494,10 @@ def launch(spec: LaunchSpec, mode: SandboxMode, *, stdout: IO[bytes] | int,
 
 
 def _hand_to_nobody(task_dir: str) -> None:
-    for root, dirs, files in os.walk(task_dir):
-        for name in (*dirs, *files):
-            os.lchown(os.path.join(root, name), NOBODY, NOBODY)
+    # A fresh task directory holds only the log files the engine just created.
+    with os.scandir(task_dir) as it:
+        for entry in it:
+            os.lchown(entry.path, NOBODY, NOBODY)
     os.chown(task_dir, NOBODY, NOBODY)
 
 
