@@ -209,3 +209,18 @@ def test_detach_then_attach(home: Path, base: Path) -> None:
 
     data = json.loads(s.stdout)
     assert data["state"] == "Succeeded" and [t["state"] for t in data["tasks"]] == ["Completed"] * 2
+
+
+def test_cli_amend_cmd_of_pending_task(store: Store, home: Path, base: Path) -> None:
+    dag = make_dag(base, [task(0, "ship", sh("echo old > out.txt"), cwd=".",
+                               level=TaskLevel.confirmed())])
+    rid = start_detached(store, dag)
+    wait_for(lambda: store.tasks(rid)[0].gate == "confirm", what="confirm gate")
+    r = cis(home, "amend", rid, "--task:ship", "--cmd:sh -c 'echo new > out.txt'", "--timeout:30")
+    assert r.returncode == 0 and "updated" in r.stdout, r.stdout + r.stderr
+    r = cis(home, "amend", rid, "--task:ship")
+    assert r.returncode == 2 and r.stderr.startswith("amend: nothing to amend")
+    assert cis(home, "confirm", rid, "0").returncode == 0
+    wait_for(lambda: finished(store, rid), what="run end")
+    assert (base / "out.txt").read_text() == "new\n"
+    assert store.tasks(rid)[0].spec["exec"]["timeout"] == 30

@@ -29,7 +29,6 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from cheng_build.cis import ambiguity, levels, planner, rollback, sandbox
@@ -723,7 +722,3 @@ class Engine:
                       needs_rerun=0, error=None, finished=None, exit_code=None,
                       note=f"reset by 'cis retry --from:{self.dag.tasks[idx].name}'")
         return f"ok: {len(affected)} task(s) reset"
-
-
-def run_dir_of(store: Store, run_id: str) -> Path:
-    return store.run_dir(run_id)
