@@ -423,13 +423,15 @@ def wrapped_argv(spec: LaunchSpec, mode: SandboxMode) -> list[str]:
     benchmark spawns bare to separate the engine's own cost from the process's."""
     limits = _rlimits(spec.sandbox)
     drop = os.geteuid() == 0 and spec.sandbox.processes > 0 and _drop_to_nobody(spec, mode)
-    return [*(_exec_wrapper(limits, drop, None) or []), *build_argv(spec, mode)]
+    wrapper = _exec_wrapper(limits, drop, None, pdeathsig=mode is not SandboxMode.BUBBLEWRAP)
+    return [*(wrapper or []), *build_argv(spec, mode)]
 
 
 _JOIN_CGROUP = 'echo $$ > "$0" && exec "$@"'  # fixed text; the task's argv follows as "$@"
 
 
-def _exec_wrapper(limits: list[tuple[int, int]], drop: bool, cgroup: str | None) -> list[str] | None:
+def _exec_wrapper(limits: list[tuple[int, int]], drop: bool, cgroup: str | None,
+                  pdeathsig: bool = True) -> list[str] | None:
     """``setpriv --pdeathsig KILL [--reuid nobody] -- prlimit --<res>=<n> --``, or None when
     util-linux's setpriv/prlimit are missing.
 
@@ -439,10 +441,13 @@ def _exec_wrapper(limits: list[tuple[int, int]], drop: bool, cgroup: str | None)
     sp, pl = _util_linux()
     if not sp or not pl:
         return None
-    argv = [sp, "--pdeathsig", "KILL"]
-    if drop:
-        argv += ["--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
-    argv += ["--", pl]
+    argv: list[str] = []
+    if pdeathsig or drop:
+        argv += [sp, "--pdeathsig", "KILL"]
+        if drop:
+            argv += ["--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
+        argv.append("--")
+    argv.append(pl)
     for res, value in limits:
         _soft, hard = resource.getrlimit(res)
         cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -467,7 +472,9 @@ def launch(spec: LaunchSpec, mode: SandboxMode, *, stdout: IO[bytes] | int,
     drop = root_limited and _drop_to_nobody(spec, mode)
     cgroup = _make_pids_cgroup(spec.sandbox.processes) \
         if root_limited and not drop and pids_cgroup_available() else None
-    wrapper = _exec_wrapper(limits, drop, cgroup)
+    # bwrap --die-with-parent already ties bwrap and the task to the engine (prlimit and the
+    # cgroup stub exec into bwrap, so its parent is the engine); other modes need setpriv for it.
+    wrapper = _exec_wrapper(limits, drop, cgroup, pdeathsig=mode is not SandboxMode.BUBBLEWRAP)
     if drop:
         _hand_to_nobody(spec.task_dir)
     cwd = spec.cwd if mode is not SandboxMode.BUBBLEWRAP else "/"
