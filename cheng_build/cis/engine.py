@@ -389,7 +389,10 @@ class Engine:
         self.running[idx] = _Proc(idx, popen, pidfd, now, deadline, str(task_dir), cwd,
                                   dict(res.env), inputs, attempt)
         choice = {**self.choice[idx], "inputs": res.inputs, "log": res.log}
-        self._set(idx, "started", {"attempt": attempt, "sandbox": mode.value},
+        started: dict[str, Any] = {"attempt": attempt, "sandbox": mode.value}
+        if task.exec.sandbox.processes and not sandbox.process_limit_enforced(spec, mode):
+            started["warning"] = "process limit not enforced (root without a pids cgroup)"
+        self._set(idx, "started", started,
                   state=TaskState.RUNNING, attempt=attempt, started=now, finished=None,
                   exit_code=None, pid=popen.pid, pid_start=_proc_start_time(popen.pid),
                   task_dir=str(task_dir), gate="", choice=choice,

@@ -254,6 +254,10 @@ def release(popen: subprocess.Popen[bytes], *, wait: bool = False) -> None:
     path = _CGROUPS.pop(popen.pid, None)
     if path:
         _STALE.append(path)
+    _sweep_stale(wait)
+
+
+def _sweep_stale(wait: bool) -> None:
     for attempt in range(50 if wait else 1):
         for p in list(_STALE):
             try:
@@ -298,11 +302,7 @@ def sweep_orphan_cgroups() -> None:
 
 def release_all() -> None:
     """Retry removing every busy cgroup left by :func:`release` (end of a run)."""
-    if _STALE:
-        class _Gone:
-            pid = -1
-
-        release(_Gone(), wait=True)  # type: ignore[arg-type]
+    _sweep_stale(wait=True)
 
 
 @functools.lru_cache(maxsize=256)

@@ -80,7 +80,7 @@ class EventLines:
             who = f"{idx}:{self.names.get(idx, '?')}" if idx is not None else "run"
             detail = ""
             if isinstance(data, dict):
-                keep = {k: v for k, v in data.items() if k in ("attempt", "what", "sandbox", "state",
+                keep = {k: v for k, v in data.items() if k in ("attempt", "what", "sandbox", "state", "warning",
                                                               "note", "in", "seconds", "action")}
                 detail = " " + " ".join(f"{k}={v}" for k, v in keep.items()) if keep else ""
             print(f"[{ts - self.t0:7.2f}s] {who} {kind}{detail}", file=self.out, flush=True)
