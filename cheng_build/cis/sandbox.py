@@ -31,7 +31,6 @@ fallbacks are honest).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import enum
 import functools
 import os
@@ -330,6 +329,8 @@ def _reachable_by_others(path: str) -> bool:
 def _child_setup(limits: list[tuple[int, int]], cgroup: str | None = None) -> Callable[[], None]:
     global _LIBC
     if _LIBC is None:
+        import ctypes  # only on this fallback path: it costs start-up time
+
         _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded in the parent: nothing to load after fork
     libc = _LIBC
 
