@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers_chengc import Runner, app_project, run_cli, write_tree
+from helpers_chengc import Runner, app_project, run_cli, write_tree
 
 
 @pytest.fixture
@@ -242,7 +242,7 @@ def test_compiler_found_on_path_skips_the_wrapper(tmp_path: Path) -> None:
     shim = shim_dir / "chengc"
     shim.write_text("#!/bin/sh\n# from cheng_build.cli.chengc import main\nexit 99\n")
     shim.chmod(0o755)
-    from tests.helpers_chengc import install_fake
+    from helpers_chengc import install_fake
 
     real = install_fake(tmp_path / "real")
     env = {"PATH": f"{shim_dir}:{real.parent}:{os.environ['PATH']}", "PKG_ROOTS": str(tmp_path / "roots"),
@@ -307,7 +307,7 @@ def test_two_builds_at_once_both_succeed(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from tests.helpers_chengc import install_fake
+    from helpers_chengc import install_fake
 
     app_project(tmp_path, 3)
     comp = install_fake(tmp_path / "bin")

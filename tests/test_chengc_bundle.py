@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers_chengc import Runner, app_project
+from helpers_chengc import Runner, app_project
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers_chengc import FIXTURES, Runner
+from helpers_chengc import FIXTURES, Runner
 
 CASES = {
     "diamond": (0, "ok: 4 inputs from 1 package roots, 2 toolchain imports"),

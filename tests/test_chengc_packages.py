@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers_chengc import Runner, write_tree
+from helpers_chengc import Runner, write_tree
 
 N = 3
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from cheng_build.pkg.fetch import bitswap as bs
 from cheng_build.pkg.fetch.blocks import block_cid, matches, prefix_of
-from tests.helpers_net import raw_cid
+from helpers_net import raw_cid
 
 pb2 = pytest.importorskip("libp2p.bitswap.pb.bitswap_pb2")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers_net import PYTHON, REPO, Provider, env_for_subprocess, pattern
+from helpers_net import PYTHON, REPO, Provider, env_for_subprocess, pattern
 
 pytestmark = pytest.mark.network
 PKG = "pkg://cheng/demo"

@@ -14,7 +14,7 @@ from cheng_build.pkg.fetch import carstream
 from cheng_build.pkg.fetch.blocks import cid_text, walk
 from cheng_build.pkg.fetch.http import fetch_dag, gateway_url
 from cheng_build.pkg.serve import Gateway
-from tests.helpers_net import CorruptStore, DictStore, pattern, raw_cid, unixfs_bytes
+from helpers_net import CorruptStore, DictStore, pattern, raw_cid, unixfs_bytes
 
 pytestmark = pytest.mark.network
 

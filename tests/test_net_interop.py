@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers_net import HeliaProvider, Provider, helia_dir, helia_fetch, pattern
+from helpers_net import HeliaProvider, Provider, helia_dir, helia_fetch, pattern
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
