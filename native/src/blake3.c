@@ -1,20 +1,24 @@
 /* blake3.c - the BLAKE3 hasher: chunk state, chaining-value stack, tree
  * merging and extendable output, on top of a backend's compression functions.
  *
- * Tree shape (spec 2.1): the input is split into 1 KiB chunks, leaves of a
- * left-balanced binary tree. A chunk is only completed once a later byte is
- * known to exist, so that the last chunk (or the root parent) can be given
- * the ROOT flag at finalize time. Because every completed chunk has input to
- * its right, parents can be merged eagerly: after a subtree of 2^k chunks is
- * pushed so that chunk_counter chunks are done, the stack holds one CV per
- * set bit of chunk_counter (the spec's "lazy merging", section 5.1.2).
+ * Tree shape (spec 2.1): the input is split into 1 KiB chunks, the leaves of
+ * a left-balanced binary tree. The root (the last chunk, or the last parent)
+ * must get the ROOT flag, so nothing may be finalized as a non-root node
+ * until input beyond it is known to exist.
  *
- * Speed: when the chunk state is empty and more than one chunk of input is
- * at hand, the largest power-of-two run of whole chunks that keeps the tree
- * aligned (a subtree of 2^k chunks must start at a multiple of 2^k) is
- * hashed at once: all its chunks through the backend's hash_many (8 chunks
- * per call on AVX2), then each level of parents the same way, down to the
- * subtree's CV. That CV then enters the stack like a chunk CV of level k. */
+ * The stack holds the CVs of complete subtrees, left to right. Merging is
+ * lazy: a CV is merged with its left neighbour only when more input arrives
+ * (merge_stack), after which the stack holds one CV per set bit of
+ * chunk_counter (spec 5.1.2). Hence at finalize the stack can be folded from
+ * the right into the rightmost node.
+ *
+ * Speed: when whole chunks are at hand with more than one chunk of input,
+ * the largest power-of-two run of them that keeps the tree aligned (a
+ * subtree of 2^k chunks starts at a multiple of 2^k chunks) is hashed at
+ * once: all its chunks through the backend's hash_many (eight chunks per
+ * call on AVX2), then each level of parents the same way, down to the two
+ * children of the subtree's top node. Those two CVs are pushed, unmerged: if
+ * no more input comes, their parent is the root. */
 #include "blake3_impl.h"
 
 /* Largest subtree hashed in one step (chunks); bounds the stack buffers. */
@@ -131,29 +135,43 @@ static void output_cv_bytes(const b3_output *o, const cb_b3_backend *be, uint8_t
     for (int i = 0; i < 8; i++) b3_store32(out + 4 * i, cv[i]);
 }
 
-/* Pushes the CV of a just-completed subtree of 2^level chunks (chunk_counter
- * already counts it), merging with left siblings while the count of done
- * chunks, in units of 2^level, is even. */
-static void push_cv(cb_blake3_hasher *h, const cb_b3_backend *be, uint8_t cv[32], unsigned level) {
-    uint64_t t = h->chunk_counter >> level;
-    while ((t & 1) == 0 && h->stack_len > 0) {
+static void parent_cv(const cb_blake3_hasher *h, const cb_b3_backend *be, const uint8_t left[32],
+                      const uint8_t right[32], uint8_t out[32]) {
+    b3_output o = parent_output(left, right, h->key, h->flags);
+    output_cv_bytes(&o, be, out);
+}
+
+/* Merges the stack down to one CV per set bit of total_chunks. Only called
+ * when input beyond total_chunks chunks exists, so no merged parent can be
+ * the root. */
+static void merge_stack(cb_blake3_hasher *h, const cb_b3_backend *be, uint64_t total_chunks) {
+    size_t want = 0;
+    for (uint64_t t = total_chunks; t != 0; t &= t - 1) want++; /* popcount */
+    while (h->stack_len > want) {
+        uint8_t *top2 = h->stack + 32u * (h->stack_len - 2u);
+        parent_cv(h, be, top2, top2 + 32, top2);
         h->stack_len--;
-        b3_output o = parent_output(h->stack + 32u * h->stack_len, cv, h->key, h->flags);
-        output_cv_bytes(&o, be, cv);
-        t >>= 1;
     }
+}
+
+/* Pushes the CV of a complete subtree that starts at chunk index first_chunk
+ * (so first_chunk chunks lie to its left). */
+static void push_cv(cb_blake3_hasher *h, const cb_b3_backend *be, const uint8_t cv[32],
+                    uint64_t first_chunk) {
+    merge_stack(h, be, first_chunk);
     memcpy(h->stack + 32u * h->stack_len, cv, 32);
     h->stack_len++;
 }
 
-/* CV (non-root) of the subtree made of n = 2^k whole chunks at p. */
-static void subtree_cv(const cb_blake3_hasher *h, const cb_b3_backend *be, const uint8_t *p,
-                       size_t n, uint8_t out[32]) {
+/* The two child CVs (64 bytes) of the top node of the subtree made of the
+ * n = 2^k >= 2 whole chunks at p, starting at chunk index h->chunk_counter. */
+static void subtree_children(const cb_blake3_hasher *h, const cb_b3_backend *be, const uint8_t *p,
+                             size_t n, uint8_t out[64]) {
     uint8_t a[B3_MAX_SUBTREE_CHUNKS * 32], b[B3_MAX_SUBTREE_CHUNKS / 2 * 32];
     uint8_t *cur = a, *next = b;
     be->hash_many(p, B3_CHUNK_LEN, n, B3_CHUNK_LEN / B3_BLOCK_LEN, h->key, h->chunk_counter, 1,
                   h->flags, B3_CHUNK_START, B3_CHUNK_END, cur);
-    while (n > 1) {
+    while (n > 2) {
         n /= 2;
         be->hash_many(cur, B3_BLOCK_LEN, n, 1, h->key, 0, 0, (uint8_t)(h->flags | B3_PARENT), 0, 0,
                       next);
@@ -161,57 +179,79 @@ static void subtree_cv(const cb_blake3_hasher *h, const cb_b3_backend *be, const
         cur = next;
         next = t;
     }
-    memcpy(out, cur, 32);
+    memcpy(out, cur, 64);
 }
 
 void cb_blake3_update(cb_blake3_hasher *h, const void *data, size_t len) {
     const uint8_t *p = (const uint8_t *)data;
+    if (len == 0) return;
     const cb_b3_backend *be = cb_b3_active();
-    while (len > 0) {
-        size_t cl = chunk_len(h);
-        if (cl == B3_CHUNK_LEN) {
-            /* The current chunk is full and more input follows: complete it. */
-            b3_output o = chunk_output(h);
-            uint8_t cv[32];
-            output_cv_bytes(&o, be, cv);
-            h->chunk_counter++;
-            push_cv(h, be, cv, 0);
-            chunk_reset(h);
-            cl = 0;
-        }
-        if (cl == 0 && len > B3_CHUNK_LEN) {
-            /* Whole chunks with at least one byte after them. */
-            size_t avail = (len - 1) / B3_CHUNK_LEN;
-            if (avail > B3_MAX_SUBTREE_CHUNKS) avail = B3_MAX_SUBTREE_CHUNKS;
-            unsigned level = 0;
-            while (((size_t)2 << level) <= avail) level++;
-            if (h->chunk_counter != 0) {
-                unsigned align = (unsigned)__builtin_ctzll(h->chunk_counter);
-                if (level > align) level = align;
-            }
-            size_t n = (size_t)1 << level;
-            uint8_t cv[32];
-            subtree_cv(h, be, p, n, cv);
-            h->chunk_counter += n;
-            push_cv(h, be, cv, level);
-            p += n * B3_CHUNK_LEN;
-            len -= n * B3_CHUNK_LEN;
-            continue;
-        }
+
+    /* 1. Fill a partly filled chunk; complete it if input remains. */
+    size_t cl = chunk_len(h);
+    if (cl > 0) {
         size_t take = B3_CHUNK_LEN - cl;
         if (take > len) take = len;
         chunk_update(h, be, p, take);
         p += take;
         len -= take;
+        if (len == 0) return;
+        b3_output o = chunk_output(h);
+        uint8_t cv[32];
+        output_cv_bytes(&o, be, cv);
+        push_cv(h, be, cv, h->chunk_counter);
+        h->chunk_counter++;
+        chunk_reset(h);
+    }
+
+    /* 2. Whole aligned subtrees while more than one chunk of input remains. */
+    while (len > B3_CHUNK_LEN) {
+        size_t n = 1; /* chunks: a power of two, at most what len allows */
+        while (n < B3_MAX_SUBTREE_CHUNKS && (n * 2) * B3_CHUNK_LEN <= len) n *= 2;
+        while ((h->chunk_counter & (uint64_t)(n - 1)) != 0) n /= 2;
+        if (n == 1) {
+            /* Input remains after this chunk, so it is not the root. */
+            uint8_t cv[32];
+            be->hash_many(p, B3_CHUNK_LEN, 1, B3_CHUNK_LEN / B3_BLOCK_LEN, h->key,
+                          h->chunk_counter, 1, h->flags, B3_CHUNK_START, B3_CHUNK_END, cv);
+            push_cv(h, be, cv, h->chunk_counter);
+        } else {
+            /* The subtree may end the input: keep its top node open. */
+            uint8_t children[64];
+            subtree_children(h, be, p, n, children);
+            push_cv(h, be, children, h->chunk_counter);
+            push_cv(h, be, children + 32, h->chunk_counter + n / 2);
+        }
+        h->chunk_counter += n;
+        p += n * B3_CHUNK_LEN;
+        len -= n * B3_CHUNK_LEN;
+    }
+
+    /* 3. The rest (1..1024 bytes) starts the next chunk. Input exists past
+     * every stacked subtree now, so they can be merged. */
+    if (len > 0) {
+        chunk_reset(h);
+        chunk_update(h, be, p, len);
+        merge_stack(h, be, h->chunk_counter);
     }
 }
 
 void cb_blake3_finalize(const cb_blake3_hasher *h, uint8_t *out, size_t out_len) {
     const cb_b3_backend *be = cb_b3_active();
-    b3_output o = chunk_output(h);
-    /* Fold the stack from the right: the current chunk is the rightmost
-     * leaf; each stacked CV is a complete left sibling. */
-    for (size_t i = h->stack_len; i > 0; i--) {
+    b3_output o;
+    size_t i = h->stack_len;
+    if (chunk_len(h) > 0 || i == 0) {
+        /* The current chunk is the rightmost leaf (or the only one); the
+         * stack is fully merged (update step 3). */
+        o = chunk_output(h);
+    } else {
+        /* The input ended with a wide subtree: its two children are on top
+         * of the stack and their parent is the rightmost node. */
+        i -= 2;
+        o = parent_output(h->stack + 32 * i, h->stack + 32 * (i + 1), h->key, h->flags);
+    }
+    /* Fold the rest from the right: each stacked CV is a left sibling. */
+    for (; i > 0; i--) {
         uint8_t right[32];
         output_cv_bytes(&o, be, right);
         o = parent_output(h->stack + 32 * (i - 1), right, h->key, h->flags);

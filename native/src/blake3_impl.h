@@ -43,8 +43,8 @@ static const uint8_t B3_SCHEDULE[7][16] = {
 };
 
 /* Hasher state. Chunk state (cv, buffered block, counters) + the stack of
- * chaining values of completed subtrees, one per set bit of chunk_counter
- * (we merge eagerly, see blake3.c). CVs on the stack are stored as bytes. */
+ * chaining values of completed subtrees (see blake3.c), stored as bytes: one
+ * per set bit of chunk_counter, plus one while merging is pending. */
 struct cb_blake3_hasher {
     uint32_t key[8];
     uint32_t cv[8];
@@ -54,7 +54,7 @@ struct cb_blake3_hasher {
     uint8_t blocks_compressed;
     uint8_t flags;
     uint8_t stack_len;
-    uint8_t stack[B3_MAX_DEPTH * 32];
+    uint8_t stack[(B3_MAX_DEPTH + 1) * 32];
 };
 
 static inline uint32_t b3_load32(const void *p) {

@@ -19,6 +19,20 @@ static inline uint32_t rotr32(uint32_t w, unsigned c) { return (w >> c) | (w << 
         s[b] = rotr32(s[b] ^ s[c], 7);     \
     } while (0)
 
+static inline void round_fn(uint32_t s[16], const uint32_t m[16], int r) {
+    const uint8_t *p = B3_SCHEDULE[r];
+    /* columns */
+    G(0, 4, 8, 12, m[p[0]], m[p[1]]);
+    G(1, 5, 9, 13, m[p[2]], m[p[3]]);
+    G(2, 6, 10, 14, m[p[4]], m[p[5]]);
+    G(3, 7, 11, 15, m[p[6]], m[p[7]]);
+    /* diagonals */
+    G(0, 5, 10, 15, m[p[8]], m[p[9]]);
+    G(1, 6, 11, 12, m[p[10]], m[p[11]]);
+    G(2, 7, 8, 13, m[p[12]], m[p[13]]);
+    G(3, 4, 9, 14, m[p[14]], m[p[15]]);
+}
+
 static void compress_core(uint32_t s[16], const uint32_t cv[8], const uint8_t block[B3_BLOCK_LEN],
                           uint8_t block_len, uint64_t counter, uint8_t flags) {
     uint32_t m[16];
@@ -32,19 +46,14 @@ static void compress_core(uint32_t s[16], const uint32_t cv[8], const uint8_t bl
     s[13] = (uint32_t)(counter >> 32);
     s[14] = block_len;
     s[15] = flags;
-    for (int r = 0; r < 7; r++) {
-        const uint8_t *p = B3_SCHEDULE[r];
-        /* columns */
-        G(0, 4, 8, 12, m[p[0]], m[p[1]]);
-        G(1, 5, 9, 13, m[p[2]], m[p[3]]);
-        G(2, 6, 10, 14, m[p[4]], m[p[5]]);
-        G(3, 7, 11, 15, m[p[6]], m[p[7]]);
-        /* diagonals */
-        G(0, 5, 10, 15, m[p[8]], m[p[9]]);
-        G(1, 6, 11, 12, m[p[10]], m[p[11]]);
-        G(2, 7, 8, 13, m[p[12]], m[p[13]]);
-        G(3, 4, 9, 14, m[p[14]], m[p[15]]);
-    }
+    /* Rounds spelled out, so every message index is a constant. */
+    round_fn(s, m, 0);
+    round_fn(s, m, 1);
+    round_fn(s, m, 2);
+    round_fn(s, m, 3);
+    round_fn(s, m, 4);
+    round_fn(s, m, 5);
+    round_fn(s, m, 6);
 }
 
 void cb_b3_compress_in_place_portable(uint32_t cv[8], const uint8_t block[B3_BLOCK_LEN],

@@ -5,11 +5,13 @@
  * lengths 0..70,000.
  *
  * Usage: test_hashes path/to/hash_vectors.json    (exit 0 = all passed) */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "blake3_impl.h" /* private: the backend contract, tested directly below */
 #include "cb_blake3.h"
 #include "cb_sha256.h"
 
@@ -207,10 +209,15 @@ static cb_blake3_hasher *new_hasher(b3mode mode, const vectors *v) {
     return h;
 }
 
-/* Feeds data in pieces of random sizes (biased to small and chunk-sized). */
+/* Feeds data in pieces of random sizes (biased to small and chunk-sized),
+ * finalizing now and then on the way: finalize must not change the state. */
 static void update_split(cb_blake3_hasher *h, const uint8_t *data, size_t len) {
     size_t off = 0;
     while (off < len) {
+        if (rnd() % 8 == 0) {
+            uint8_t scratch[40];
+            cb_blake3_finalize(h, scratch, sizeof scratch);
+        }
         size_t piece;
         switch (rnd() % 4) {
         case 0: piece = rnd() % 65; break;
@@ -270,6 +277,38 @@ static void test_blake3_backend(const char *backend, const vectors *v) {
         free(h);
         free(out);
         free(data);
+    }
+}
+
+/* The backend's hash_many against the portable one, for group sizes the
+ * hasher never uses (it only asks for powers of two), both strides, and
+ * counters whose low word carries into the high word (4 TiB into an input,
+ * beyond any vector). */
+static void test_hash_many(const char *backend) {
+    enum { MAXN = 19 };
+    static uint8_t in[MAXN * B3_CHUNK_LEN];
+    for (size_t i = 0; i < sizeof in; i++) in[i] = (uint8_t)rnd();
+    const cb_b3_backend *be = cb_b3_active();
+    static const uint64_t counters[] = {0, 7, 0xFFFFFFFDull, 0x1FFFFFFFFull};
+    uint32_t key[8];
+    for (int i = 0; i < 8; i++) key[i] = (uint32_t)rnd();
+    for (int shape = 0; shape < 2; shape++) {
+        size_t stride = shape ? B3_CHUNK_LEN : B3_BLOCK_LEN;
+        size_t blocks = shape ? B3_CHUNK_LEN / B3_BLOCK_LEN : 1;
+        for (size_t n = 0; n <= MAXN; n++) {
+            for (size_t c = 0; c < sizeof counters / sizeof counters[0]; c++) {
+                int inc = (int)(rnd() & 1);
+                uint8_t want[MAXN * 32 + 1], got[MAXN * 32 + 1];
+                memset(got, 0xA5, sizeof got);
+                cb_b3_hash_many_portable(in, stride, n, blocks, key, counters[c], inc, 0x10,
+                                         B3_CHUNK_START, B3_CHUNK_END, want);
+                be->hash_many(in, stride, n, blocks, key, counters[c], inc, 0x10, B3_CHUNK_START,
+                              B3_CHUNK_END, got);
+                CHECK(memcmp(want, got, n * 32) == 0 && got[n * 32] == 0xA5,
+                      "hash_many[%s] n %zu stride %zu counter %llu inc %d", backend, n, stride,
+                      (unsigned long long)counters[c], inc);
+            }
+        }
     }
 }
 
@@ -333,6 +372,44 @@ static void test_agreement(const char *const *b3_names, size_t nb3, const char *
     free(data);
 }
 
+/* ---- threads: hashing while another thread switches backends ------------ */
+
+enum { THREAD_LEN = 200000, THREAD_ROUNDS = 40 };
+static uint8_t g_thread_data[THREAD_LEN];
+static uint8_t g_b3_want[32], g_sha_want[32];
+
+static void *hash_worker(void *arg) {
+    int *bad = arg;
+    for (int r = 0; r < THREAD_ROUNDS; r++) {
+        uint8_t out[32];
+        cb_blake3(g_thread_data, THREAD_LEN, out);
+        if (memcmp(out, g_b3_want, 32) != 0) (*bad)++;
+        cb_sha256(g_thread_data, THREAD_LEN, out);
+        if (memcmp(out, g_sha_want, 32) != 0) (*bad)++;
+    }
+    return NULL;
+}
+
+static void test_threads(const char *const *b3_names, size_t nb3, const char *const *sha_names,
+                         size_t nsha) {
+    for (size_t i = 0; i < THREAD_LEN; i++) g_thread_data[i] = (uint8_t)rnd();
+    cb_blake3_force_backend("portable");
+    cb_sha256_force_backend("portable");
+    cb_blake3(g_thread_data, THREAD_LEN, g_b3_want);
+    cb_sha256(g_thread_data, THREAD_LEN, g_sha_want);
+    pthread_t th[4];
+    int bad[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 4; i++) CHECK(pthread_create(&th[i], NULL, hash_worker, &bad[i]) == 0, "pthread_create");
+    for (int r = 0; r < 200; r++) {
+        cb_blake3_force_backend(b3_names[(size_t)r % nb3]);
+        cb_sha256_force_backend(sha_names[(size_t)r % nsha]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(bad[i] == 0, "thread %d: %d wrong digests", i, bad[i]);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s hash_vectors.json\n", argv[0]);
@@ -357,6 +434,7 @@ int main(int argc, char **argv) {
         CHECK(strcmp(cb_blake3_backend(), b3_all[i]) == 0, "blake3 force %s", b3_all[i]);
         int before = g_failures;
         test_blake3_backend(b3_all[i], &v);
+        test_hash_many(b3_all[i]);
         printf("blake3 %-8s: %s\n", b3_all[i], g_failures == before ? "ok" : "FAILED");
         b3_ok[nb3++] = b3_all[i];
     }
@@ -374,6 +452,9 @@ int main(int argc, char **argv) {
     int before = g_failures;
     test_agreement(b3_ok, nb3, sha_ok, nsha);
     printf("backends agree on random inputs: %s\n", g_failures == before ? "ok" : "FAILED");
+    before = g_failures;
+    test_threads(b3_ok, nb3, sha_ok, nsha);
+    printf("threads hashing while backends switch: %s\n", g_failures == before ? "ok" : "FAILED");
     CHECK(cb_blake3_force_backend("auto") == 0 && cb_sha256_force_backend("auto") == 0,
           "auto backend");
 
