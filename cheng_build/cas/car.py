@@ -1,0 +1,328 @@
+"""CAR (Content Addressable aRchive) v1 export and import, and v2 read.
+
+CARv1 format (what we write)::
+
+    varint(len(header)) header                 header = dag-cbor {"roots": [CID...], "version": 1}
+    varint(len(cid) + len(block)) cid block    one section per block, repeated to end of file
+
+CIDs in the header are CBOR tag 42 around a byte string of ``0x00`` + the binary CID (dag-cbor's
+CID encoding). Blocks are written parents first (a depth-first walk from the root), the order
+``ipfs dag export`` uses, so a reader can stream a DAG top-down.
+
+CARv2 (read only) wraps a CARv1 payload: an 11-byte pragma (``0a a1 67 'version' 02``), a 40-byte
+header (16 bytes of characteristics, then little-endian u64 data offset, data size, index
+offset), then the CARv1 bytes at [offset, offset + size); the index is ignored.
+
+The header is the only CBOR we ever need, a fixed two-key map, so it is encoded and decoded by
+hand here (strictly: exactly the keys roots and version, definite lengths, tag 42 CIDs) rather than
+pulling in a general CBOR library.
+
+Import is all-or-nothing: every block is checked against its CID while being staged in a
+blockstore batch, and only when the whole file is good are they renamed into the store. One bad
+block refuses the whole CAR, naming its CID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from cheng_build.cas import varint
+from cheng_build.cas.cid import CID, CidError, cid_bytes, cid_from_bytes, decode_cid_bytes
+from cheng_build.cas.walk import walk_blocks
+from cheng_build.core.atomic import fsync_dir
+from cheng_build.core.errors import DigestMismatchError, InputError
+
+if TYPE_CHECKING:
+    from cheng_build.cas.blockstore import Blockstore
+
+__all__ = ["CarError", "encode_header", "export_car", "import_car", "iter_car", "read_header"]
+
+MAX_HEADER = 1 << 20
+MAX_SECTION = 4 << 20  # blocks over 2 MiB are not exchanged by any IPFS tool; 4 MiB is generous
+CARV2_PRAGMA = bytes.fromhex("0aa16776657273696f6e02")
+
+
+class CarError(InputError):
+    """The file is not a well-formed CAR."""
+
+
+# --- the header's CBOR --------------------------------------------------------------------------
+
+
+def _cbor_head(major: int, n: int) -> bytes:
+    if n < 24:
+        return bytes((major << 5 | n,))
+    if n < 1 << 8:
+        return bytes((major << 5 | 24, n))
+    if n < 1 << 16:
+        return bytes((major << 5 | 25,)) + struct.pack(">H", n)
+    if n < 1 << 32:
+        return bytes((major << 5 | 26,)) + struct.pack(">I", n)
+    return bytes((major << 5 | 27,)) + struct.pack(">Q", n)
+
+
+def encode_header(roots: list[CID], version: int = 1) -> bytes:
+    """The dag-cbor header ``{"roots": [...], "version": version}`` (keys in dag-cbor order)."""
+    out = bytearray(_cbor_head(5, 2))
+    out += _cbor_head(3, 5) + b"roots" + _cbor_head(4, len(roots))
+    for cid in roots:
+        raw = b"\x00" + cid_bytes(cid)
+        out += b"\xd8\x2a" + _cbor_head(2, len(raw)) + raw
+    out += _cbor_head(3, 7) + b"version" + _cbor_head(0, version)
+    return bytes(out)
+
+
+class _Cbor:
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self.pos = 0
+
+    def head(self) -> tuple[int, int]:
+        if self.pos >= len(self.buf):
+            raise CarError("malformed CAR header: truncated CBOR")
+        b = self.buf[self.pos]
+        self.pos += 1
+        major, info = b >> 5, b & 31
+        if info < 24:
+            return major, info
+        size = {24: 1, 25: 2, 26: 4, 27: 8}.get(info)
+        if size is None or self.pos + size > len(self.buf):
+            raise CarError("malformed CAR header: unsupported or truncated CBOR length")
+        n = int.from_bytes(self.buf[self.pos:self.pos + size], "big")
+        self.pos += size
+        return major, n
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.buf):
+            raise CarError("malformed CAR header: truncated CBOR string")
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+
+def read_header(raw: bytes) -> tuple[int, list[CID]]:
+    """Decode a CAR header; returns ``(version, roots)``.
+
+    Raises:
+        CarError: not the expected map, or CIDs that do not parse.
+    """
+    r = _Cbor(raw)
+    major, n = r.head()
+    if major != 5:
+        raise CarError("malformed CAR header: not a CBOR map")
+    version: int | None = None
+    roots: list[CID] = []
+    for _ in range(n):
+        km, kn = r.head()
+        if km != 3:
+            raise CarError("malformed CAR header: a key is not a string")
+        key = r.take(kn)
+        if key == b"version":
+            vm, version = r.head()
+            if vm != 0:
+                raise CarError("malformed CAR header: version is not an integer")
+        elif key == b"roots":
+            am, count = r.head()
+            if am != 4:
+                raise CarError("malformed CAR header: roots is not an array")
+            for _ in range(count):
+                tm, tag = r.head()
+                bm, bn = r.head()
+                if tm != 6 or tag != 42 or bm != 2:
+                    raise CarError("malformed CAR header: a root is not a tag-42 CID")
+                body = r.take(bn)
+                if not body.startswith(b"\x00"):
+                    raise CarError("malformed CAR header: a root CID lacks the 0x00 prefix")
+                try:
+                    roots.append(cid_from_bytes(body[1:]))
+                except CidError as exc:
+                    raise CarError(f"malformed CAR header: {exc.what}") from None
+        else:
+            raise CarError(f"malformed CAR header: unexpected key {key[:40]!r}")
+    if r.pos != len(raw):
+        raise CarError("malformed CAR header: trailing bytes")
+    if version is None:
+        raise CarError("malformed CAR header: no version")
+    return version, roots
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _read_varint(fh: IO[bytes], limit: int | None) -> int | None:
+    buf = bytearray()
+    while True:
+        b = fh.read(1)
+        if not b:
+            if buf:
+                raise CarError("truncated CAR: a section length is cut off")
+            return None
+        buf += b
+        if not b[0] & 0x80:
+            break
+        if len(buf) >= 10:
+            raise CarError("malformed CAR: section length longer than 64 bits")
+    try:
+        n, _ = varint.decode(bytes(buf))
+    except varint.VarintError as exc:
+        raise CarError(f"malformed CAR: {exc}") from None
+    if limit is not None and n > limit:
+        raise CarError(f"malformed CAR: a section of {n} bytes exceeds the {limit}-byte limit")
+    return n
+
+
+def _split_cid(section: bytes) -> tuple[CID, bytes]:
+    """Split a section into the CID prefix and the block bytes."""
+    if section[:2] == b"\x12\x20":  # CIDv0: a bare sha2-256 multihash
+        end = 34
+    else:
+        try:
+            _, p = varint.decode(section, 0)  # version
+            _, p = varint.decode(section, p)  # codec
+            _, p = varint.decode(section, p)  # hash code
+            dlen, p = varint.decode(section, p)
+        except varint.VarintError as exc:
+            raise CarError(f"malformed CAR: a section does not start with a CID ({exc})") from None
+        end = p + dlen
+    if end > len(section):
+        raise CarError("malformed CAR: a section's CID runs past its end")
+    try:
+        cid = decode_cid_bytes(section[:end])
+    except Exception as exc:
+        raise CarError("malformed CAR: a section does not start with a valid CID", why=str(exc)) from None
+    return cid, section[end:]
+
+
+def _v1_stream(fh: IO[bytes], end: int | None) -> Iterator[tuple[CID, bytes]]:
+    while end is None or fh.tell() < end:
+        n = _read_varint(fh, MAX_SECTION)
+        if n is None:
+            if end is not None:
+                raise CarError("truncated CARv2: data ends before the declared size")
+            return
+        section = fh.read(n)
+        if len(section) != n:
+            raise CarError("truncated CAR: the last block is cut off")
+        yield _split_cid(section)
+
+
+def iter_car(path: str | os.PathLike[str]) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
+    """Open a CAR (v1 or v2): its roots and a lazy iterator of ``(cid, block)`` (unverified).
+
+    Raises:
+        InputError: no such file.
+        CarError: not a CAR, or malformed.
+    """
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+    except FileNotFoundError:
+        raise InputError(f"no such file: {os.fspath(path)}") from None
+    try:
+        hlen = _read_varint(fh, MAX_HEADER)
+        if hlen is None:
+            raise CarError(f"{os.fspath(path)} is empty, not a CAR file")
+        header = fh.read(hlen)
+        if len(header) != hlen:
+            raise CarError("truncated CAR: the header is cut off")
+        if varint.encode(hlen) + header == CARV2_PRAGMA:
+            fixed = fh.read(40)
+            if len(fixed) != 40:
+                raise CarError("truncated CARv2 header")
+            offset, size, _index = struct.unpack("<QQQ", fixed[16:])
+            fh.seek(offset)
+            hlen = _read_varint(fh, MAX_HEADER)
+            if hlen is None:
+                raise CarError("CARv2 payload is empty")
+            header = fh.read(hlen)
+            version, roots = read_header(header)
+            end: int | None = offset + size
+        else:
+            version, roots = read_header(header)
+            end = None
+        if version != 1:
+            raise CarError(f"unsupported CAR version {version}", how="we read CAR v1 and v2")
+    except BaseException:
+        fh.close()
+        raise
+
+    def blocks() -> Iterator[tuple[CID, bytes]]:
+        with fh:
+            yield from _v1_stream(fh, end)
+
+    return roots, blocks()
+
+
+def import_car(store: Blockstore, path: str | os.PathLike[str], *, pin: bool = False) -> list[CID]:
+    """Verify every block of a CAR and store them all, or none; returns the roots.
+
+    Args:
+        store: the blockstore.
+        path: a CAR v1 or v2 file.
+        pin: pin the roots (those whose block is present) after storing.
+
+    Raises:
+        DigestMismatchError: a block does not match its CID (named); nothing is stored.
+        CarError / InputError: the file is not a readable CAR; nothing is stored.
+        CidError: a block uses a codec or hash this store does not hold.
+    """
+    roots, blocks = iter_car(path)
+    seen: set[bytes] = set()
+    with store.batch() as batch:
+        for cid, data in blocks:
+            try:
+                norm = cid_from_bytes(cid_bytes(cid))  # CIDv0 -> v1; refuses foreign codecs
+            except CidError as exc:
+                raise CidError(f"CAR block {cid}: {exc.what}", why=exc.why) from None
+            try:
+                batch.put(norm, data)
+                seen.add(cid_bytes(norm))
+            except DigestMismatchError:
+                raise DigestMismatchError(
+                    f"CAR block {cid} does not match its CID",
+                    why=f"{os.fspath(path)} is corrupt or was tampered with; nothing was imported",
+                    how="get a good copy of the CAR file") from None
+        if pin:
+            for root in roots:
+                if cid_bytes(root) in seen or store.has(root):
+                    batch.pin(root)
+    return roots
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def export_car(store: Blockstore, root: CID, out: str | os.PathLike[str]) -> int:
+    """Write the DAG under ``root`` as a CARv1 file (atomically); returns the number of blocks.
+
+    Raises:
+        NotFoundError / DigestMismatchError: a block of the DAG is missing or corrupt; ``out``
+            is not created.
+    """
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    count = 0
+    try:
+        with open(tmp, "wb") as fh:
+            header = encode_header([root])
+            fh.write(varint.encode(len(header)) + header)
+            for cid, data in walk_blocks(store.get, root):
+                prefix = cid_bytes(cid)
+                fh.write(varint.encode(len(prefix) + len(data)) + prefix)
+                fh.write(data)
+                count += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(target.parent)
+    return count

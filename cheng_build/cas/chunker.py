@@ -1,0 +1,239 @@
+"""Chunker specs and the leaves of a file: ``size-<n>`` (fixed) and ``fastcdc-<min>-<avg>-<max>``.
+
+A chunker turns a file into leaves ``(offset, length, digest)``. The spec string is what we record
+beside a snapshot so anyone can recompute its CID, so parsing is strict and :func:`str` of a
+:class:`Chunker` gives the canonical spec back.
+
+Speed: hashing is the only per-byte work. With the native library (``cheng_build._native``) and
+an accelerated hash backend (SHA-NI / AVX2 BLAKE3) a whole file is chunked and hashed in C on
+several threads (``chunk_and_hash``). Otherwise fixed chunks are hashed by :mod:`hashlib` over
+slices of an ``mmap`` on a thread pool (hashlib releases the GIL for large buffers), so the
+fallback still uses every core. FastCDC needs the native library for its cut points: they must be
+bit-identical everywhere or snapshot CIDs would differ.
+"""
+
+from __future__ import annotations
+
+import enum
+import mmap
+import os
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from cheng_build.cas.cid import hasher_for
+from cheng_build.core.errors import StoreError, UsageError
+
+__all__ = [
+    "DEFAULT_CHUNKER",
+    "MAX_CHUNK",
+    "Chunker",
+    "ChunkerKind",
+    "Leaf",
+    "bytes_leaves",
+    "default_threads",
+    "file_leaves",
+    "native",
+    "parse_chunker",
+]
+
+MAX_CHUNK = 1 << 20  # go-ipfs's limit: larger blocks do not travel over bitswap
+DEFAULT_CHUNKER = "size-262144"
+_SMALL_FILE = 1 << 20  # below this, reading into memory beats mmap + threads
+
+Leaf = tuple[int, int, bytes]  # offset, length, raw digest
+
+
+class ChunkerKind(enum.Enum):
+    """How cut points are chosen."""
+
+    FIXED = "size"
+    FASTCDC = "fastcdc"
+
+
+@dataclass(frozen=True, slots=True)
+class Chunker:
+    """A validated chunker: fixed ``size`` or FastCDC ``min_size/avg_size/max_size``."""
+
+    kind: ChunkerKind
+    size: int = 262144
+    min_size: int = 0
+    avg_size: int = 0
+    max_size: int = 0
+
+    def __str__(self) -> str:
+        if self.kind is ChunkerKind.FIXED:
+            return f"size-{self.size}"
+        return f"fastcdc-{self.min_size}-{self.avg_size}-{self.max_size}"
+
+
+_SPEC = re.compile(r"^(?:size-([0-9]{1,9})|fastcdc-([0-9]{1,9})-([0-9]{1,9})-([0-9]{1,9}))$")
+
+
+def parse_chunker(spec: str) -> Chunker:
+    """Parse ``size-<n>`` or ``fastcdc-<min>-<avg>-<max>`` (bytes).
+
+    Raises:
+        UsageError: malformed spec or sizes out of range, naming the spec.
+    """
+    m = _SPEC.match(spec.strip())
+    how = ("use size-<bytes> (e.g. size-262144) or fastcdc-<min>-<avg>-<max> "
+           "(e.g. fastcdc-65536-262144-1048576)")
+    if not m:
+        raise UsageError(f"unknown chunker '{spec}'", how=how)
+    if m.group(1) is not None:
+        size = int(m.group(1))
+        if not 1 <= size <= MAX_CHUNK:
+            raise UsageError(f"chunker '{spec}': size must be between 1 and {MAX_CHUNK} bytes", how=how)
+        return Chunker(ChunkerKind.FIXED, size=size)
+    lo, avg, hi = (int(m.group(i)) for i in (2, 3, 4))
+    if not (64 <= lo <= avg <= hi <= MAX_CHUNK):
+        raise UsageError(
+            f"chunker '{spec}': need 64 <= min <= avg <= max <= {MAX_CHUNK}", how=how)
+    if avg & (avg - 1):
+        raise UsageError(f"chunker '{spec}': avg must be a power of two (FastCDC masks)", how=how)
+    return Chunker(ChunkerKind.FASTCDC, size=0, min_size=lo, avg_size=avg, max_size=hi)
+
+
+def native() -> ModuleType | None:
+    """The native library if it is built and offers ``chunk_and_hash``, else ``None``."""
+    try:
+        from cheng_build import _native
+    except (ImportError, OSError):
+        return None
+    return _native if hasattr(_native, "chunk_and_hash") else None
+
+
+def default_threads() -> int:
+    """Hashing threads: every core, at most 8 (beyond that the disk is the limit)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _native_params(n: ModuleType, chunker: Chunker) -> object:
+    try:
+        return n.ChunkerParams(min_size=chunker.min_size, avg_size=chunker.avg_size,
+                               max_size=chunker.max_size)
+    except ValueError as exc:
+        raise UsageError(f"chunker '{chunker}': {exc}") from None
+
+
+def _native_hash_is_fast(n: ModuleType, hash: str) -> bool:
+    """Whether the C library hashes ``hash`` at least as fast as hashlib on threads.
+
+    A portable (non-SIMD) C SHA-256 runs at a fraction of OpenSSL's SHA-NI speed, so it is used
+    only when the library reports an accelerated backend.
+    """
+    try:
+        backend: str = n.backends().get("sha256" if hash == "sha2-256" else "blake3", "unavailable")
+    except Exception:
+        return False
+    if hash == "sha2-256":
+        return backend not in ("unavailable", "portable")
+    return backend != "unavailable"
+
+
+def _need_native(chunker: Chunker) -> ModuleType:
+    n = native()
+    if n is None:
+        raise UsageError(
+            f"chunker '{chunker}' needs the native library",
+            why="FastCDC cut points come from the C core so every machine computes the same CIDs",
+            how="build it with 'bash scripts/dev-build.sh' (or pip install the package), "
+                "or use --chunker:size-262144")
+    return n
+
+
+def _fixed_cuts(length: int, size: int) -> list[tuple[int, int]]:
+    if length == 0:
+        return [(0, 0)]
+    return [(off, min(size, length - off)) for off in range(0, length, size)]
+
+
+def bytes_leaves(data: bytes | memoryview, chunker: Chunker, hash: str = "sha2-256") -> list[Leaf]:
+    """Chunk and hash an in-memory buffer. An empty buffer is one empty leaf (as ipfs does)."""
+    h = hasher_for(hash)
+    view = memoryview(data)
+    if chunker.kind is ChunkerKind.FIXED:
+        cuts = _fixed_cuts(len(view), chunker.size)
+    else:
+        n = _need_native(chunker)
+        cuts = [(int(o), int(ln)) for o, ln in n.cdc_chunks(view, _native_params(n, chunker))] or [(0, 0)]
+    return [(off, ln, h(view[off:off + ln])) for off, ln in cuts]
+
+
+def file_leaves(path: str | os.PathLike[str], chunker: Chunker, hash: str = "sha2-256", *,
+                threads: int | None = None, on_bytes: Callable[[int], None] | None = None) -> list[Leaf]:
+    """Chunk and hash a file on disk.
+
+    Args:
+        path: a regular file.
+        chunker: from :func:`parse_chunker`.
+        hash: ``sha2-256`` or ``blake3``.
+        threads: hashing threads (default :func:`default_threads`).
+        on_bytes: called with byte counts as hashing progresses (for a progress bar).
+
+    Raises:
+        OSError: the file cannot be read.
+        UsageError: FastCDC without the native library.
+    """
+    p = Path(path)
+    size = p.stat().st_size
+    nthreads = threads or default_threads()
+    if size < _SMALL_FILE:
+        leaves = bytes_leaves(p.read_bytes(), chunker, hash)
+        if on_bytes is not None:
+            on_bytes(size)
+        return leaves
+    n = native()
+    if n is None and chunker.kind is ChunkerKind.FASTCDC:
+        _need_native(chunker)
+    if n is not None and _native_hash_is_fast(n, hash):
+        # Cut and hash in one native pass on ``nthreads`` threads.
+        algo = "sha256" if hash == "sha2-256" else "blake3"
+        if chunker.kind is ChunkerKind.FIXED:
+            raw = n.chunk_and_hash(os.fspath(p), fixed_size=chunker.size, algo=algo, threads=nthreads)
+        else:
+            raw = n.chunk_and_hash(os.fspath(p), _native_params(n, chunker), algo=algo, threads=nthreads)
+        if on_bytes is not None:
+            on_bytes(size)
+        return [(int(o), int(ln), bytes(d)) for o, ln, d in raw]
+    return _threaded(p, size, chunker, hash, nthreads, on_bytes)
+
+
+def _threaded(p: Path, size: int, chunker: Chunker, hash: str, threads: int,
+              on_bytes: Callable[[int], None] | None) -> list[Leaf]:
+    """Cut points in Python (fixed) or C (FastCDC), digests by hashlib on a thread pool."""
+    h = hasher_for(hash)
+    with open(p, "rb") as fh:
+        try:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError as exc:  # the file shrank to 0 between stat and mmap
+            raise StoreError(f"{p} changed while it was being read", why=str(exc)) from None
+    try:
+        if len(mm) != size:
+            raise StoreError(f"{p} changed while it was being read")
+        view = memoryview(mm)
+        try:
+            if chunker.kind is ChunkerKind.FIXED:
+                cuts = _fixed_cuts(size, chunker.size)
+            else:
+                n = _need_native(chunker)
+                cuts = [(int(o), int(ln)) for o, ln in n.cdc_chunks(view, _native_params(n, chunker))]
+            # Hash in groups so progress can advance and the pool queue stays short.
+            group = 64
+            out: list[Leaf] = []
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                for g in range(0, len(cuts), group):
+                    part = cuts[g:g + group]
+                    digests = list(pool.map(lambda c: h(view[c[0]:c[0] + c[1]]), part))
+                    out.extend((o, ln, d) for (o, ln), d in zip(part, digests, strict=True))
+                    if on_bytes is not None:
+                        on_bytes(sum(ln for _, ln in part))
+            return out
+        finally:
+            view.release()
+    finally:
+        mm.close()

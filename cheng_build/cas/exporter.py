@@ -1,0 +1,276 @@
+"""Read UnixFS DAGs back: file bytes, paths inside a tree, listings, whole trees on disk.
+
+Everything read comes from :meth:`Blockstore.get`, which verifies each block against its CID,
+so the exporter never returns bytes that are not what the root CID names. On top of that the
+exporter checks the UnixFS structure itself (a file's children add up to its ``filesize``; names
+are safe path components; no duplicate names) because a DAG from a peer is untrusted input.
+
+Reads directories written by other IPFS tools too: flat directories and HAMT-sharded ones
+(``Type: HAMTShard``; link names are a hex bucket prefix, alone for a sub-shard or followed by the
+entry's name), and dag-pb leaves (``Type: Raw``/``File`` with data) from non-raw-leaf imports.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cheng_build.cas import dagpb, unixfs
+from cheng_build.cas.cid import CID, DAG_PB, RAW
+from cheng_build.cas.durable import fsync_dirs, fsync_files
+from cheng_build.cas.walk import walk_dag
+from cheng_build.core.errors import InputError, IntegrityError, NotFoundError
+
+if TYPE_CHECKING:
+    from cheng_build.cas.blockstore import Blockstore
+
+__all__ = [
+    "DirEntry",
+    "EntryKind",
+    "UnixFSStructureError",
+    "export_to",
+    "iter_dag",
+    "iter_file",
+    "kind_of",
+    "ls",
+    "read_file",
+    "read_path",
+    "resolve_path",
+]
+
+
+class UnixFSStructureError(IntegrityError):
+    """A DAG's blocks are intact but do not form a valid UnixFS tree."""
+
+
+class EntryKind(enum.Enum):
+    """What a CID is, as a file system object."""
+
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+
+
+@dataclass(frozen=True, slots=True)
+class DirEntry:
+    """One entry of a directory listing: name, CID, kind, and content size (files) or Tsize."""
+
+    name: str
+    cid: CID
+    kind: EntryKind
+    size: int
+
+
+def _load(store: Blockstore, cid: CID) -> tuple[dagpb.PBNode | None, unixfs.Data | None, bytes]:
+    data = store.get(cid)
+    if cid.codec.code == RAW:
+        return None, None, data
+    if cid.codec.code != DAG_PB:
+        raise UnixFSStructureError(f"{cid} is neither raw nor dag-pb")
+    node = dagpb.decode(data)
+    return node, unixfs.decode(node.data), data
+
+
+def kind_of(store: Blockstore, cid: CID) -> EntryKind:
+    """Whether ``cid`` is a file, a directory or a symlink."""
+    _, meta, _ = _load(store, cid)
+    return _kind(meta, cid)
+
+
+def _kind(meta: unixfs.Data | None, cid: CID) -> EntryKind:
+    if meta is None or meta.type in (unixfs.NodeType.FILE, unixfs.NodeType.RAW):
+        return EntryKind.FILE
+    if meta.type in (unixfs.NodeType.DIRECTORY, unixfs.NodeType.HAMT_SHARD):
+        return EntryKind.DIRECTORY
+    if meta.type is unixfs.NodeType.SYMLINK:
+        return EntryKind.SYMLINK
+    raise UnixFSStructureError(f"{cid} has UnixFS type {meta.type.name}, which we cannot read")
+
+
+def iter_file(store: Blockstore, cid: CID) -> Iterator[bytes]:
+    """Stream a file's bytes block by block (constant memory for any size).
+
+    Raises:
+        InputError: ``cid`` is a directory or symlink.
+        UnixFSStructureError: the children do not add up to the declared sizes.
+        NotFoundError / DigestMismatchError: a block is missing or corrupt.
+    """
+    node, meta, raw = _load(store, cid)
+    if _kind(meta, cid) is not EntryKind.FILE:
+        raise InputError(f"{cid} is a {_kind(meta, cid).value}, not a file",
+                         how="use 'ls' for directories or 'get' to write a tree")
+    yield from _file_chunks(store, cid, node, meta, raw)
+
+
+def _file_chunks(store: Blockstore, cid: CID, node: dagpb.PBNode | None, meta: unixfs.Data | None,
+                 raw: bytes) -> Iterator[bytes]:
+    if node is None or meta is None:
+        yield raw
+        return
+    total = 0
+    if meta.data:
+        total += len(meta.data)
+        yield meta.data
+    if meta.blocksizes and len(meta.blocksizes) != len(node.links):
+        raise UnixFSStructureError(f"file node {cid} has {len(node.links)} links but "
+                                   f"{len(meta.blocksizes)} blocksizes")
+    for i, link in enumerate(node.links):
+        cnode, cmeta, craw = _load(store, link.hash)
+        if _kind(cmeta, link.hash) is not EntryKind.FILE:
+            raise UnixFSStructureError(f"file node {cid} links to non-file {link.hash}")
+        got = 0
+        for piece in _file_chunks(store, link.hash, cnode, cmeta, craw):
+            got += len(piece)
+            yield piece
+        if meta.blocksizes and got != meta.blocksizes[i]:
+            raise UnixFSStructureError(f"file node {cid}: child {link.hash} holds {got} bytes, "
+                                       f"blocksizes says {meta.blocksizes[i]}")
+        total += got
+    if meta.filesize is not None and total != meta.filesize:
+        raise UnixFSStructureError(f"file {cid} holds {total} bytes but declares {meta.filesize}")
+
+
+def read_file(store: Blockstore, cid: CID) -> bytes:
+    """A whole file's bytes (see :func:`iter_file` for streaming)."""
+    return b"".join(iter_file(store, cid))
+
+
+def _safe_name(name: str, parent: CID) -> str:
+    if not name or name in (".", "..") or "/" in name or "\x00" in name:
+        raise UnixFSStructureError(f"directory {parent} has an unsafe entry name {name!r}",
+                                   why="names must be single path components")
+    return name
+
+
+def _dir_links(store: Blockstore, cid: CID, node: dagpb.PBNode,
+               meta: unixfs.Data) -> Iterator[tuple[str, CID]]:
+    if meta.type is unixfs.NodeType.DIRECTORY:
+        for link in node.links:
+            yield _safe_name(link.name or "", cid), link.hash
+        return
+    # HAMT shard: bucket prefixes are the fanout's hex width (2 for the usual 256).
+    fanout = meta.fanout or 256
+    width = len(f"{fanout - 1:X}")
+    for link in node.links:
+        name = link.name or ""
+        if len(name) < width:
+            raise UnixFSStructureError(f"HAMT shard {cid} has a malformed link name {name!r}")
+        if len(name) == width:
+            sub_node, sub_meta, _ = _load(store, link.hash)
+            if sub_node is None or sub_meta is None or sub_meta.type is not unixfs.NodeType.HAMT_SHARD:
+                raise UnixFSStructureError(f"HAMT shard {cid}: bucket {name} is not a shard")
+            yield from _dir_links(store, link.hash, sub_node, sub_meta)
+        else:
+            yield _safe_name(name[width:], cid), link.hash
+
+
+def _directory(store: Blockstore, cid: CID) -> list[tuple[str, CID]]:
+    node, meta, _ = _load(store, cid)
+    if node is None or meta is None or _kind(meta, cid) is not EntryKind.DIRECTORY:
+        raise InputError(f"{cid} is not a directory")
+    entries = list(_dir_links(store, cid, node, meta))
+    names = [n for n, _ in entries]
+    if len(set(names)) != len(names):
+        raise UnixFSStructureError(f"directory {cid} lists a name twice")
+    return sorted(entries, key=lambda e: e[0].encode("utf-8"))
+
+
+def ls(store: Blockstore, cid: CID) -> list[DirEntry]:
+    """The entries of a directory, sorted by name bytes, with kinds and file sizes.
+
+    Raises:
+        InputError: ``cid`` is not a directory.
+    """
+    out = []
+    for name, child in _directory(store, cid):
+        _, meta, raw = _load(store, child)
+        kind = _kind(meta, child)
+        if meta is None:
+            size = len(raw)
+        elif kind is EntryKind.FILE:
+            size = meta.filesize if meta.filesize is not None else len(meta.data or b"")
+        elif kind is EntryKind.SYMLINK:
+            size = len(meta.data or b"")
+        else:
+            size = len(raw)
+        out.append(DirEntry(name, child, kind, size))
+    return out
+
+
+def resolve_path(store: Blockstore, root: CID, relpath: str) -> CID:
+    """The CID at ``relpath`` ("a/b.txt") below the directory ``root``.
+
+    Raises:
+        NotFoundError: a component does not exist, naming the path.
+    """
+    cid = root
+    parts = [p for p in relpath.split("/") if p not in ("", ".")]
+    for i, part in enumerate(parts):
+        entries = dict(_directory(store, cid))
+        if part not in entries:
+            raise NotFoundError(f"no such path in {root}: {'/'.join(parts[:i + 1])}")
+        cid = entries[part]
+    return cid
+
+
+def read_path(store: Blockstore, root: CID, relpath: str) -> bytes:
+    """The bytes of the file at ``relpath`` below ``root``."""
+    return read_file(store, resolve_path(store, root, relpath))
+
+
+def iter_dag(store: Blockstore, root: CID) -> Iterator[CID]:
+    """Every block of the DAG under ``root`` (each verified as it is read), parents first."""
+    return walk_dag(store.get, root)
+
+
+def export_to(store: Blockstore, cid: CID, out: str | os.PathLike[str], *, file_mode: int = 0o644,
+              durable: bool = False) -> Path:
+    """Write the file, symlink or tree ``cid`` at ``out`` (which must not exist yet).
+
+    Args:
+        store: where the blocks are.
+        cid: the root.
+        out: the path to create.
+        file_mode: permission bits of every file (modes are not part of UnixFS snapshots).
+        durable: fsync every file and directory before returning.
+
+    Raises:
+        InputError: ``out`` already exists.
+        UnixFSStructureError / NotFoundError / DigestMismatchError: the DAG is bad or incomplete.
+    """
+    target = Path(out)
+    if target.exists() or target.is_symlink():
+        raise InputError(f"{target} already exists", how="choose a new --out: path or remove it first")
+    written: list[Path] = []
+    dirs: list[Path] = [target.parent if str(target.parent) else Path(".")]
+    _export(store, cid, target, file_mode, written, dirs)
+    if durable:
+        fsync_files(written)
+        fsync_dirs(list(reversed(dirs)))
+    return target
+
+
+def _export(store: Blockstore, cid: CID, path: Path, file_mode: int, written: list[Path],
+            dirs: list[Path]) -> None:
+    node, meta, raw = _load(store, cid)
+    kind = _kind(meta, cid)
+    if kind is EntryKind.SYMLINK:
+        assert meta is not None
+        os.symlink(os.fsdecode(meta.data or b""), path)
+    elif kind is EntryKind.FILE:
+        # O_EXCL | O_NOFOLLOW: never write through a symlink or over something that appeared.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            for piece in _file_chunks(store, cid, node, meta, raw):
+                fh.write(piece)
+        os.chmod(path, file_mode)
+        written.append(path)
+    else:
+        os.mkdir(path, 0o755)
+        dirs.append(path)
+        for name, child in _directory(store, cid):
+            _export(store, child, path / name, file_mode, written, dirs)

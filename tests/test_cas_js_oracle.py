@@ -1,0 +1,67 @@
+"""Differential test: our UnixFS importer against npm ``ipfs-unixfs-importer`` (same options).
+
+Files from 0 bytes to 3 MiB around every 256 KiB chunk boundary, small chunk sizes that force two
+and three tree levels, and a nested directory tree with awkward names must give identical root
+CIDs. Skipped only when node/npm are absent; an npm install failure is a test failure.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from helpers_cas_js import JsImporter, tools_missing
+
+from cheng_build.cas.importer import add_path
+
+pytestmark = pytest.mark.network  # npm install reaches the registry
+
+CHUNK = 262144
+
+
+@pytest.fixture(scope="session")
+def js(tmp_path_factory: pytest.TempPathFactory) -> JsImporter:
+    why = tools_missing()
+    if why:
+        pytest.skip(f"differential test needs node and npm: {why}")
+    return JsImporter.install(tmp_path_factory.mktemp("js-oracle"))
+
+
+def _tree(root: Path, rng: random.Random) -> None:
+    names = ["a", "B", "a.b", "a-b", "a_b", "ä", "日本", "z" * 40, "10", "9", "A", "émoji-🎉", ".hidden"]
+    (root / "empty-dir").mkdir(parents=True)
+    (root / "empty-file").write_bytes(b"")
+    deep = root / "d1" / "d2" / "d3"
+    deep.mkdir(parents=True)
+    (deep / "leaf").write_bytes(rng.randbytes(CHUNK + 7))
+    for name in names:
+        (root / name).write_bytes(rng.randbytes(rng.randrange(0, 3000)))
+        (root / "d1" / name).write_bytes(rng.randbytes(rng.randrange(0, 600_000)))
+
+
+def test_roots_match_js_importer(js: JsImporter, tmp_path: Path) -> None:
+    rng = random.Random(20261121)
+    sizes = {0, 1, 2, 1000, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 1, 3 * 1024 * 1024}
+    sizes |= {rng.randrange(0, 3 * 1024 * 1024) for _ in range(6)}
+    cases: list[dict[str, object]] = []
+    ours: list[str] = []
+    for i, size in enumerate(sorted(sizes)):
+        f = tmp_path / f"f{i}"
+        f.write_bytes(rng.randbytes(size))
+        cases.append({"kind": "file", "path": str(f), "chunk": CHUNK})
+        ours.append(str(add_path(None, f)))
+    # Small chunks: 3,000 leaves (two levels) and 33,000 leaves (three levels).
+    for size, chunk in [(3_000_000, 1000), (2_100_000, 64)]:
+        f = tmp_path / f"deep{chunk}"
+        f.write_bytes(rng.randbytes(size))
+        cases.append({"kind": "file", "path": str(f), "chunk": chunk})
+        ours.append(str(add_path(None, f, chunker=f"size-{chunk}")))
+    tree = tmp_path / "tree"
+    _tree(tree, rng)
+    cases.append({"kind": "dir", "path": str(tree), "chunk": CHUNK})
+    ours.append(str(add_path(None, tree)))
+    theirs = js.roots(cases)
+    mismatches = [(c["path"], o, t) for c, o, t in zip(cases, ours, theirs, strict=True) if o != t]
+    assert mismatches == []
+    assert ours[-1].startswith("bafybei")
