@@ -1,0 +1,42 @@
+"""``cheng-pkg config show``: the effective configuration and where each value came from."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cheng_build.cli.args import Parser
+
+
+def register(name: str, parser: Parser) -> None:
+    """Flags: the action, the format, and every overridable value (CLI is the top layer)."""
+    parser.add_argument("action", choices=["show"], help="what to do (show)")
+    parser.add_argument("--format", default="text", choices=["text", "json"])
+    parser.add_argument("--config", help="cheng-pkg-config.toml to read")
+    parser.add_argument("--level", help="L0|L1|L2")
+    parser.add_argument("--mode", help="local|p2p|auto")
+    parser.add_argument("--peers", help="comma-separated multiaddrs")
+    parser.add_argument("--allow", help="comma-separated allow-list")
+    parser.add_argument("--deny", help="comma-separated deny-list")
+    parser.add_argument("--http-fallback", help="0|1")
+    parser.add_argument("--require-signature", help="0|1")
+    parser.add_argument("--require-registry-match", help="0|1")
+    parser.add_argument("--registry", help="registry log path")
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    """Print the effective values, one per line: ``name = value  (source)``."""
+    from cheng_build.trust.config import load_config
+
+    cfg = load_config({k: getattr(args, k) for k in (
+        "level", "mode", "peers", "allow", "deny", "http_fallback", "require_signature",
+        "require_registry_match", "registry")}, config_path=args.config)
+    rows = cfg.rows()
+    if args.format == "json":
+        print(json.dumps({n: {"value": v, "source": s} for n, v, s in rows}, indent=1))
+        return 0
+    width = max(len(n) for n, _, _ in rows)
+    vwidth = max(len(v) for _, v, _ in rows)
+    for n, v, s in rows:
+        print(f"{n.ljust(width)} = {v.ljust(vwidth)}  ({s})")
+    return 0

@@ -1,0 +1,336 @@
+"""``cheng-registry`` subcommands and ``cheng-pkg publish``: thin wrappers over ``trust``/``pkg``.
+
+Output: results on stdout (a publish prints the CID last, so ``$(... | tail -1)`` captures it);
+warnings on stderr as ``<command>: warning: ...``; failures are raised and mapped by ``cli.app``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from cheng_build.cli.args import Parser
+from cheng_build.core.errors import UsageError
+from cheng_build.core.paths import DEFAULT_REGISTRY
+
+
+def _warn(name: str, lines: list[str] | tuple[str, ...]) -> None:
+    for line in lines:
+        print(f"{name}: warning: {line}", file=sys.stderr)
+
+
+def _add_registry(parser: Parser) -> None:
+    parser.add_argument("--registry", help=f"registry log (default: PKG_REGISTRY, config, "
+                                           f"{DEFAULT_REGISTRY})")
+
+
+def _add_level(parser: Parser) -> None:
+    parser.add_argument("--level", help="security level L0|L1|L2 (default: PKG_LEVEL, config, L1)")
+    parser.add_argument("--config", help="cheng-pkg-config.toml to read")
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from cheng_build.trust.config import load_config
+
+    return load_config({"level": getattr(args, "level", None),
+                        "registry": getattr(args, "registry", None)},
+                       config_path=getattr(args, "config", None))
+
+
+def register(name: str, parser: Parser) -> None:
+    """Add the flags of subcommand ``name``."""
+    if name == "keygen":
+        parser.add_argument("--out", required=True, help="key file to write (JSON, mode 0600)")
+        parser.add_argument("--author", default="", help="author id recorded in the key file")
+        parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    elif name == "publish":
+        parser.add_argument("--package", required=True, help="pkg://cheng/<name>")
+        parser.add_argument("--author", help="author id (default: the key file's)")
+        parser.add_argument("--channel", required=True, choices=["edge", "stable", "lts"])
+        parser.add_argument("--epoch", required=True, type=_nonneg_int)
+        parser.add_argument("--version", help="SemVer of this release (enables the API check)")
+        src = parser.add_mutually_exclusive_group(required=True)
+        src.add_argument("--src", help="package directory")
+        src.add_argument("--file", help="one file (e.g. an existing archive with --format:tar)")
+        parser.add_argument("--priv", required=True, help="key file or env:VAR")
+        parser.add_argument("--format", default="dag", choices=["dag", "tar", "source"])
+        parser.add_argument("--source-addr", action="append", default=[],
+                            help="multiaddr serving a --format:source snapshot (repeatable)")
+        parser.add_argument("--store", help="CAS root (default: PKG_CACHE or chengcache)")
+        _add_registry(parser)
+    elif name == "resolve":
+        parser.add_argument("--package", required=True)
+        parser.add_argument("--channel", required=True, choices=["edge", "stable", "lts"])
+        parser.add_argument("--format", default="toml", choices=["toml", "yaml", "json"])
+        _add_registry(parser)
+        _add_level(parser)
+    elif name == "verify":
+        parser.add_argument("--package", help="also print this package's head")
+        parser.add_argument("--channel", choices=["edge", "stable", "lts"])
+        parser.add_argument("--store", help="also check every stored snapshot hashes to its CID")
+        parser.add_argument("--no-remember", action="store_true",
+                            help="neither consult nor update the remembered checkpoint")
+        _add_registry(parser)
+        _add_level(parser)
+    elif name == "checkpoint":
+        parser.add_argument("--priv", required=True, help="the operator's key file or env:VAR")
+        parser.add_argument("--ttl", type=_pos_int, help="seconds until it expires (default: config, 7 days)")
+        parser.add_argument("--operator-id", help="operator id (default: the key file's author_id)")
+        _add_registry(parser)
+        parser.add_argument("--config", help="cheng-pkg-config.toml to read")
+    elif name == "prove":
+        parser.add_argument("--line", required=True, type=_pos_int, help="line number (1-based)")
+        parser.add_argument("--out", help="write the proof here instead of stdout")
+        _add_registry(parser)
+    elif name == "verify-proof":
+        parser.add_argument("proof_file", nargs="?", help="proof file (or --proof:)")
+        parser.add_argument("--proof", help="proof file")
+        parser.add_argument("--operator-key", help="require this operator key (ed25519:... or key file)")
+    elif name == "rotate-key":
+        parser.add_argument("--package", required=True)
+        parser.add_argument("--priv", required=True, help="the namespace's current key (file or env:VAR)")
+        parser.add_argument("--new", required=True, help="new key: key file or ed25519:<base64 public key>")
+        _add_registry(parser)
+    elif name == "register-key":
+        parser.add_argument("--package", required=True, help="pkg://cheng/<name> to claim")
+        parser.add_argument("--priv", required=True, help="the key that will own it (file or env:VAR)")
+        _add_registry(parser)
+    elif name == "revoke-key":
+        parser.add_argument("--priv", required=True, help="the key itself, or the namespace's current key")
+        parser.add_argument("--key", help="key to revoke (default: the --priv key itself)")
+        parser.add_argument("--package", help="namespace whose current key signs the revocation")
+        _add_registry(parser)
+    else:
+        raise RuntimeError(f"registry_cmds: no subcommand {name}")
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative")
+    return n
+
+
+def _pos_int(text: str) -> int:
+    n = _nonneg_int(text)
+    if n == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    """Run subcommand ``name``; returns the exit code."""
+    return int(_COMMANDS[name](name, args))
+
+
+def _keygen(name: str, args: argparse.Namespace) -> int:
+    from cheng_build.trust.keys import KeyPair, write_keyfile
+
+    key = KeyPair.generate(args.author)
+    write_keyfile(key, args.out, force=args.force)
+    print(f"author_id: {key.author_id or '(none)'}")
+    print(f"pub_key: {key.pub_key}")
+    print(f"wrote {args.out} (mode 0600)")
+    return 0
+
+
+def _publish(name: str, args: argparse.Namespace) -> int:
+    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.core.paths import cache_dir
+    from cheng_build.pkg.publish import publish
+    from cheng_build.trust.keys import load_key
+
+    cfg = _config(args)
+    key = load_key(args.priv, author_id=args.author)
+    addrs = [a.strip() for v in args.source_addr for a in v.split(",") if a.strip()]
+    store = Blockstore(cache_dir(args.store))
+    e = publish(registry=cfg.registry, key=key, package_id=args.package, channel=args.channel,
+                epoch=args.epoch, src=args.src or args.file, author_id=args.author,
+                format=args.format, source_addrs=addrs, version=args.version, store=store)
+    from cheng_build.trust.audit import record
+
+    record(cfg, "publish", ok=True, registry=str(cfg.registry), line=e.line,
+           package_id=e.package_id, channel=e.channel, epoch=e.epoch, cid=e.cid)
+    print(f"line: {e.line}")
+    print(f"package: {e.package_id}@{e.channel} epoch={e.epoch} format={e.format}")
+    if e.originality_score is not None:
+        note = ""
+        if e.data.get("similar_to"):
+            note = (f" (high-similarity copy of {e.data['similar_to']}, line "
+                    f"{e.data.get('similar_line')}, distance {e.data.get('similar_distance')})")
+        print(f"originality: {e.originality_score}{note}")
+    print(e.cid)
+    return 0
+
+
+def _verified_log(args: argparse.Namespace, remember: bool = True):  # type: ignore[no-untyped-def]
+    from cheng_build.core.errors import ChengError
+    from cheng_build.trust.audit import record
+    from cheng_build.trust.registry_log import RegistryLog
+
+    cfg = _config(args)
+    try:
+        log = RegistryLog.load(cfg.registry, limits=cfg.limits, verify_ahead=True)
+        report = log.verify(cfg, memory=remember)
+    except ChengError as exc:
+        record(cfg, "verify", ok=False, registry=str(cfg.registry), error=exc.what)
+        raise
+    cp = report.newest_checkpoint
+    record(cfg, "verify", ok=True, registry=str(cfg.registry), lines=report.lines,
+           checkpoint_line=cp.line if cp else None, checkpoint_root=cp.root if cp else None)
+    return cfg, log, report
+
+
+def _resolve(name: str, args: argparse.Namespace) -> int:
+    from cheng_build.core.errors import NotFoundError
+    from cheng_build.pkg.formats import dump_text
+
+    _cfg, log, report = _verified_log(args)
+    _warn(name, report.warnings)
+    head = log.head(args.package, args.channel)
+    if head is None:
+        raise NotFoundError(f"{args.package}@{args.channel} is not in the registry",
+                            how="check the package id and channel (cheng-pkg search <name>)")
+    doc = {"package_id": head.package_id, "channel": head.channel, "epoch": head.epoch,
+           "cid": head.cid, "format": head.format or "tar", "author_id": head.author_id}
+    for k in ("pub_key", "signature", "ast_simhash64", "originality_score", "parent", "version"):
+        v = head.ast_simhash64 if k == "ast_simhash64" else head.data.get(k)
+        if v is not None:
+            doc[k] = v
+    sys.stdout.write(dump_text(doc, args.format))
+    return 0
+
+
+def _verify(name: str, args: argparse.Namespace) -> int:
+    _cfg, log, report = _verified_log(args, remember=not args.no_remember)
+    _warn(name, report.warnings)
+    if args.store:
+        from cheng_build.cas.blockstore import Blockstore
+        from cheng_build.cas.cid import parse_cid
+        from cheng_build.core.errors import ChengError, DigestMismatchError
+        from cheng_build.pkg.snapshot import check_snapshot_content
+
+        store = Blockstore(args.store)
+        for e in log.publishes():
+            if e.cid is None or not store.has(parse_cid(e.cid)):
+                continue
+            try:
+                check_snapshot_content(store, e.cid, e.format)
+            except ChengError as exc:
+                if isinstance(exc, DigestMismatchError):
+                    raise DigestMismatchError(
+                        f"line {e.line}: content of {e.package_id} does not hash to its signed CID",
+                        why=f"{exc.what}; {exc.why or ''}".strip("; "),
+                        how="delete the bad block and fetch the snapshot again from a peer") from None
+                raise
+    if args.package:
+        channel = args.channel or "edge"
+        head = log.head(args.package, channel)
+        if head is None:
+            from cheng_build.core.errors import NotFoundError
+
+            raise NotFoundError(f"{args.package}@{channel} is not in the registry")
+        print(f"head: {head.package_id}@{channel} epoch={head.epoch} {head.cid} (line {head.line})")
+    cp = report.newest_checkpoint
+    print(f"lines: {report.lines}, publishes: {report.publishes}, checkpoints: {report.checkpoints}"
+          + (f", newest checkpoint line {cp.line} expires "
+             f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(cp.expires))}" if cp else ""))
+    print("ok")
+    return 0
+
+
+def _checkpoint(name: str, args: argparse.Namespace) -> int:
+    from cheng_build.trust.keys import load_key
+    from cheng_build.trust.registry_ops import append_checkpoint
+
+    cfg = _config(args)
+    key = load_key(args.priv)
+    if cfg.operator_key and key.pub_key != cfg.operator_key:
+        raise UsageError("--priv is not the pinned operator key",
+                         why=f"operator_key comes from {cfg.sources.get('operator_key')}")
+    e = append_checkpoint(cfg.registry, key, ttl_s=args.ttl or cfg.checkpoint_ttl_s,
+                          operator_id=args.operator_id)
+    d = e.data
+    print(f"line: {e.line}")
+    print(f"size: {d['size']}")
+    print(f"expires: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(d['expires']))}")
+    print(d["root"])
+    return 0
+
+
+def _prove(name: str, args: argparse.Namespace) -> int:
+    from cheng_build.core.atomic import atomic_write_text
+    from cheng_build.trust.registry_ops import prove
+
+    cfg = _config(args)
+    text = json.dumps(prove(cfg.registry, args.line), indent=1) + "\n"
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _verify_proof(name: str, args: argparse.Namespace) -> int:
+    from cheng_build.trust.keys import load_public_key
+    from cheng_build.trust.registry_ops import load_proof, verify_proof
+
+    path = args.proof or args.proof_file
+    if not path:
+        raise UsageError("missing --proof:<file>")
+    want = load_public_key(args.operator_key) if args.operator_key else None
+    res = verify_proof(load_proof(path), operator_key=want)
+    print(f"line {res.line} is in the log of {res.size} lines with root {res.root}")
+    print(f"checkpoint signed by {res.operator_id} ({res.pub_key})")
+    print("ok")
+    return 0
+
+
+def _rotate(name: str, args: argparse.Namespace) -> int:
+    from cheng_build.trust.keys import load_key, load_public_key
+    from cheng_build.trust.registry_ops import rotate_key
+
+    cfg = _config(args)
+    e = rotate_key(cfg.registry, load_key(args.priv), args.package, load_public_key(args.new))
+    print(f"line: {e.line}")
+    print(f"{args.package} now signed by {e.data['new_pub_key']}")
+    return 0
+
+
+def _register(name: str, args: argparse.Namespace) -> int:
+    from cheng_build.pkg.publish import check_package_id
+    from cheng_build.trust.keys import load_key
+    from cheng_build.trust.registry_ops import register_namespace
+
+    check_package_id(args.package)
+    cfg = _config(args)
+    e = register_namespace(cfg.registry, load_key(args.priv), args.package)
+    print(f"line: {e.line}")
+    print(f"{args.package} owned by {e.author_id} ({e.pub_key})")
+    return 0
+
+
+def _revoke(name: str, args: argparse.Namespace) -> int:
+    from cheng_build.trust.keys import load_key, load_public_key
+    from cheng_build.trust.registry_ops import revoke_key
+
+    cfg = _config(args)
+    target = load_public_key(args.key) if args.key else None
+    e = revoke_key(cfg.registry, load_key(args.priv), target, package_id=args.package)
+    print(f"line: {e.line}")
+    print(f"revoked {e.data['revoked_key']}")
+    return 0
+
+
+_COMMANDS = {
+    "keygen": _keygen, "publish": _publish, "resolve": _resolve, "verify": _verify,
+    "checkpoint": _checkpoint, "prove": _prove, "verify-proof": _verify_proof,
+    "rotate-key": _rotate, "revoke-key": _revoke, "register-key": _register,
+}
+

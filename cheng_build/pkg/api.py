@@ -1,0 +1,387 @@
+"""The public API of a Cheng package: a symbol table extracted from its sources.
+
+SemVer is enforced on this table (:func:`cheng_build.pkg.semver.check_release`), so what counts
+as public follows the language's own rule. The Cheng formal specification (section 1.4, "模块导出
+与可见性") says: a symbol is exported when its identifier starts with an ASCII capital letter
+(Go style); a lower-case or ``_`` start keeps it private to the module; there is no ``*`` export
+marker. Operators written in backticks (``fn `$`(x: T): str``) start with a non-letter and are
+therefore private by the same rule.
+
+What we extract: top-level ``fn`` (also ``async fn``), ``iterator``, ``template``, ``macro``,
+``type`` and ``const`` declarations, in their one-line and block forms (``type`` / ``fn`` /
+``const`` alone on a line followed by indented entries). For each exported one we record its
+kind and a normalised signature:
+
+- routines: everything between the name and the ``=`` that starts the body (type parameters,
+  parameters with defaults, return type, ``where`` clause);
+- types: generic parameters and the whole right-hand side, including indented field, variant
+  and enum lines (changing a field of a public type changes the type);
+- consts: the declared type and the value (a changed constant is a changed API).
+
+Modules are the ``.cheng`` files the compiler can import: under ``src/`` when the package has
+one, else under ``cheng/``, else the package root (``tests/``, ``examples/`` and build output
+are never modules). A symbol's key is ``<module>.<Name>``, with the module written as an import
+path (``net/tcp.Dial``); overloaded routines get their parameter list appended to the key.
+
+On-disk form (``api_to_json``): compact JSON, keys sorted,
+``{"<key>": {"kind": "fn", "signature": "(a: int32): int32"}, ...}``; ``api_digest`` is
+``sha256:<hex>`` of exactly those bytes and is what the registry's ``api`` field records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cheng_build.core.errors import InputError
+
+KINDS = ("fn", "iterator", "template", "macro", "type", "const")
+
+# Source files larger than this are not Cheng modules anyone hand-wrote; refuse rather than
+# spend seconds on them inside `publish`.
+MAX_SOURCE_BYTES = 8 * 1024 * 1024
+
+# Lexical pieces that matter for finding declarations: strings (triple-quoted first), character
+# literals, comments, brackets, newlines and everything else in runs.
+_TOKEN = re.compile(
+    r'(?P<str3>"""[\s\S]*?(?:"""|\Z))'
+    r'|(?P<str>"(?:\\.|[^"\\\n])*"?)'
+    r"|(?P<chr>'(?:\\.|[^'\\\n])*'?)"
+    r"|(?P<comment>\#[^\n]*)"
+    r"|(?P<open>[(\[{])"
+    r"|(?P<close>[)\]}])"
+    r"|(?P<nl>\n)"
+    r"|(?P<tick>`[^`\n]*`?)"
+    r"|(?P<other>[^\"'#()\[\]{}\n`]+)"
+)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DECL = re.compile(r"^(?:(?P<async>async)\s+)?(?P<kw>fn|iterator|template|macro|type|const)\b\s*")
+_ANNOTATION = re.compile(r"^@[A-Za-z_][A-Za-z0-9_]*(?:\([^)]*\))?\s*")
+
+
+class ApiError(InputError):
+    """A source file could not be read as Cheng source (not UTF-8, too large)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    """One exported declaration: ``kind`` (fn, type, ...), ``name``, normalised ``signature``."""
+
+    kind: str
+    name: str
+    signature: str
+    module: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    indent: int
+    text: str
+    lineno: int
+
+
+def _logical_lines(source: str) -> list[_Line]:
+    """Split source into logical lines: comments dropped, bracketed spans joined onto one line."""
+    out: list[_Line] = []
+    parts: list[str] = []
+    depth = 0
+    start_line = 1
+    lineno = 1
+    at_line_start = True
+    indent = 0
+    for m in _TOKEN.finditer(source):
+        kind = m.lastgroup
+        tok = m.group()
+        if kind == "nl":
+            lineno += 1
+            if depth > 0:
+                parts.append(" ")
+                continue
+            text = "".join(parts).strip()
+            if text:
+                out.append(_Line(indent, text, start_line))
+            parts = []
+            at_line_start = True
+            indent = 0
+            start_line = lineno
+            continue
+        if kind == "comment":
+            continue
+        if at_line_start:
+            if kind == "other" and not tok.strip():
+                indent = len(tok.replace("\t", "    "))
+                continue
+            if kind == "other":
+                stripped = tok.lstrip(" \t")
+                indent = len(tok[: len(tok) - len(stripped)].replace("\t", "    "))
+                tok = stripped
+            at_line_start = False
+            start_line = lineno
+        if kind == "open":
+            depth += 1
+        elif kind == "close":
+            depth = max(0, depth - 1)
+        elif kind == "str3":
+            lineno += tok.count("\n")
+            tok = tok.replace("\n", "\\n")
+        parts.append(tok)
+    text = "".join(parts).strip()
+    if text:
+        out.append(_Line(indent, text, start_line))
+    return out
+
+
+def _normalise(sig: str) -> str:
+    """Whitespace-insensitive form of a signature: one space after , ; : and none inside ()[]."""
+    s = " ".join(sig.split())
+    s = re.sub(r"\s*;\s*", ", ", s)
+    s = re.sub(r"\s*,\s*", ", ", s)
+    s = re.sub(r"\s*(?<![:=<>!])\s*:\s*(?!=)", ": ", s)
+    s = re.sub(r"([(\[{])\s+", r"\1", s)
+    s = re.sub(r"\s+([)\]}])", r"\1", s)
+    s = re.sub(r"\s*=\s*(?![=>])", " = ", s)
+    s = re.sub(r"([<>!=:]) = ", r"\1= ", s)
+    return s.strip()
+
+
+def _body_eq(text: str) -> int:
+    """Index of the ``=`` that ends a declaration head at bracket depth 0, or -1."""
+    depth = 0
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c in "\"'":
+            m = _TOKEN.match(text, i)
+            i = m.end() if m and m.end() > i else i + 1
+            continue
+        if c == "`":
+            j = text.find("`", i + 1)
+            i = n if j < 0 else j + 1
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "=" and depth == 0:
+            prev = text[i - 1] if i else ""
+            nxt = text[i + 1] if i + 1 < n else ""
+            if not (prev and prev in "=<>!:") and not (nxt and nxt in "=>"):
+                return i
+        i += 1
+    return -1
+
+
+def _split_name(text: str) -> tuple[str, str] | None:
+    """(name, rest) of a declaration entry, the name an identifier or a backtick operator."""
+    if text.startswith("`"):
+        j = text.find("`", 1)
+        if j < 0:
+            return None
+        return text[1:j], text[j + 1:]
+    m = _IDENT.match(text)
+    if m is None:
+        return None
+    return m.group(), text[m.end():]
+
+
+def is_exported(name: str) -> bool:
+    """The Cheng export rule: the identifier's first character is an ASCII capital letter."""
+    return bool(name) and "A" <= name[0] <= "Z"
+
+
+def _entry(kind: str, text: str, body: list[str]) -> tuple[str, str] | None:
+    split = _split_name(text)
+    if split is None:
+        return None
+    name, rest = split
+    if kind in ("fn", "iterator", "template", "macro"):
+        eq = _body_eq(rest)
+        head = rest if eq < 0 else rest[:eq]
+        return name, _normalise(head)
+    if kind == "type":
+        head = _normalise(rest)
+        if body:
+            # Field, variant and enum lines, each normalised, in braces after the head.
+            head = f"{head} {{{'; '.join(_normalise(b) for b in body)}}}"
+        return name, head
+    # const: the declared type and the value, continuation lines included.
+    return name, _normalise(" ".join([rest, *body]))
+
+
+def _decls(lines: list[_Line]) -> Iterable[tuple[str, str, str, int]]:
+    """Yield (kind, name, signature, lineno) for every top-level declaration."""
+    i = 0
+    n = len(lines)
+    while i < n:
+        line = lines[i]
+        i += 1
+        if line.indent != 0:
+            continue
+        text = line.text
+        while True:
+            m = _ANNOTATION.match(text)
+            if m is None or not m.group():
+                break
+            text = text[m.end():]
+        m = _DECL.match(text)
+        if m is None:
+            continue
+        kind = m.group("kw")
+        rest = text[m.end():]
+        # The indented lines that follow belong to this declaration.
+        body_start = i
+        while i < n and lines[i].indent > 0:
+            i += 1
+        body = lines[body_start:i]
+        if rest:
+            got = _entry(kind, rest, [b.text for b in body] if kind != "fn" else [])
+            if got:
+                yield kind, got[0], got[1], line.lineno
+            continue
+        # Block form: entries at the block's first indentation, deeper lines continue them.
+        if not body:
+            continue
+        entry_indent = body[0].indent
+        j = 0
+        while j < len(body):
+            head = body[j]
+            j += 1
+            cont: list[str] = []
+            while j < len(body) and body[j].indent > entry_indent:
+                cont.append(body[j].text)
+                j += 1
+            if head.indent != entry_indent:
+                continue
+            etext = head.text
+            while True:
+                am = _ANNOTATION.match(etext)
+                if am is None or not am.group():
+                    break
+                etext = etext[am.end():]
+            if kind == "fn":
+                etext = re.sub(r"^(?:async\s+)?(?:fn\s+)?", "", etext)
+            got = _entry(kind, etext, cont if kind in ("type", "const") else [])
+            if got:
+                yield kind, got[0], got[1], head.lineno
+
+
+def module_name(relpath: str) -> str:
+    """The import path of a source file: ``src/net/tcp.cheng`` -> ``net/tcp``."""
+    p = relpath.replace(os.sep, "/").lstrip("./")
+    for root in ("src/", "cheng/"):
+        if p.startswith(root):
+            p = p[len(root):]
+            break
+    return p[: -len(".cheng")] if p.endswith(".cheng") else p
+
+
+def extract_module(source: str, module: str) -> list[Symbol]:
+    """Every exported top-level declaration of one module, in source order."""
+    return [Symbol(kind, name, sig, module)
+            for kind, name, sig, _ in _decls(_logical_lines(source)) if is_exported(name)]
+
+
+def _module_files(paths: Iterable[str]) -> list[str]:
+    """The files the compiler could import, per the package-root rules in the module doc."""
+    cheng = sorted(p.replace(os.sep, "/") for p in paths if p.endswith(".cheng"))
+    for root in ("src/", "cheng/"):
+        picked = [p for p in cheng if p.startswith(root)]
+        if picked:
+            return picked
+    skip = ("tests/", "test/", "examples/", "build/", "chengcache/", ".")
+    return [p for p in cheng if not p.startswith(skip)]
+
+
+def extract_api(files: Mapping[str, str | bytes]) -> dict[str, Symbol]:
+    """The public symbol table of a package given its files (relative path -> content).
+
+    Raises:
+        ApiError: a module is not valid UTF-8 or is too large (names the file).
+    """
+    table: dict[str, Symbol] = {}
+    for rel in _module_files(files):
+        raw = files[rel]
+        if len(raw) > MAX_SOURCE_BYTES:
+            raise ApiError(f"source file too large: {rel}",
+                           why=f"{len(raw)} bytes, the limit is {MAX_SOURCE_BYTES}")
+        if isinstance(raw, bytes):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ApiError(f"source file is not valid UTF-8: {rel}",
+                               why=f"byte {exc.start}: {exc.reason}") from None
+        else:
+            text = raw
+        syms = extract_module(text, module_name(rel))
+        counts: dict[str, int] = {}
+        for s in syms:
+            counts[s.name] = counts.get(s.name, 0) + 1
+        for s in syms:
+            key = f"{s.module}.{s.name}"
+            if counts[s.name] > 1 and s.kind in ("fn", "iterator", "template", "macro"):
+                # Overloads: the parameter list tells them apart.
+                params = s.signature
+                key = f"{key}{params[: params.find(')') + 1] if ')' in params else params}"
+            if key in table and table[key] != s:
+                key = f"{key}#{s.kind}"
+            table[key] = s
+    return table
+
+
+def extract_api_from_dir(root: str | os.PathLike[str]) -> dict[str, Symbol]:
+    """The public symbol table of a package tree on disk (see :func:`extract_api`)."""
+    base = Path(root)
+    files: dict[str, bytes] = {}
+    rels = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and d not in ("build", "chengcache"))
+        for fn in filenames:
+            if fn.endswith(".cheng"):
+                rels.append(os.path.relpath(os.path.join(dirpath, fn), base).replace(os.sep, "/"))
+    for rel in _module_files(rels):
+        files[rel] = (base / rel).read_bytes()
+    return extract_api(files)
+
+
+def api_to_json(table: Mapping[str, Symbol]) -> str:
+    """Canonical JSON of a symbol table (sorted keys, compact): the bytes ``api_digest`` hashes."""
+    doc = {k: {"kind": s.kind, "signature": s.signature} for k, s in table.items()}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def api_from_json(text: str | bytes) -> dict[str, Symbol]:
+    """Read a table written by :func:`api_to_json`.
+
+    Raises:
+        ApiError: the text is not such a table.
+    """
+    try:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError("API table is not valid JSON", why=str(exc)) from None
+    if not isinstance(doc, dict):
+        raise ApiError("API table must be a JSON object")
+    table: dict[str, Symbol] = {}
+    for key, val in doc.items():
+        if not (isinstance(val, dict) and isinstance(val.get("kind"), str)
+                and isinstance(val.get("signature"), str)):
+            raise ApiError(f"API table entry {key!r} needs string 'kind' and 'signature'")
+        module, _, name = key.split("(")[0].split("#")[0].rpartition(".")
+        table[key] = Symbol(val["kind"], name, val["signature"], module)
+    return table
+
+
+def api_digest(table: Mapping[str, Symbol]) -> str:
+    """``sha256:<hex>`` of :func:`api_to_json` — the registry's ``api`` field."""
+    return "sha256:" + hashlib.sha256(api_to_json(table).encode("utf-8")).hexdigest()
+
+
+__all__ = ["KINDS", "ApiError", "Symbol", "api_digest", "api_from_json", "api_to_json",
+           "extract_api", "extract_api_from_dir", "extract_module", "is_exported", "module_name"]

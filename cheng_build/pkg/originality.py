@@ -1,0 +1,208 @@
+"""SimHash originality of a package (the seed's section A4): Cheng tokens -> n-grams -> SimHash64.
+
+Tokenizer. Cheng source is read as a stream of tokens:
+
+- keywords are kept as themselves (the list below, from the language);
+- identifiers (including backticked operator names) become ``ID``, numbers ``NUM``, strings
+  (``"..."``, ``r"..."``, ``f"..."``, ``\"\"\"...\"\"\"``) ``STR``, character literals ``CHR``: so
+  renaming things or changing constants moves the fingerprint little;
+- ``#`` and ``//`` comments and blank lines vanish: re-commenting changes nothing;
+- indentation-based blocks become ``INDENT`` / ``DEDENT`` tokens and line ends ``NL``, so the
+  nesting structure counts;
+- operators and brackets are kept as written;
+- ``import std/...`` lines are dropped: using the standard library is not a resemblance.
+
+Features are every unigram, bigram and trigram of that stream (file by file in path order, each
+file opened by a ``FILE`` token); the native 64-bit SimHash kernel folds them into the fingerprint.
+Two packages whose fingerprints differ in at most :data:`COPY_DISTANCE` bits (>= 90% similar)
+are a high-similarity pair; the later one is a copy of the earlier (see ``pkg.publish``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cheng_build.core.errors import ChengError
+
+COPY_DISTANCE = 6  # bits out of 64: >= 90.6% of the fingerprint agrees
+
+KEYWORDS = frozenset((
+    "fn", "if", "as", "in", "of", "is", "let", "var", "mut", "for", "nil", "ref", "set", "str",
+    "type", "elif", "else", "when", "case", "true", "enum", "const", "trait", "macro", "async",
+    "while", "break", "yield", "defer", "await", "block", "where", "false", "tuple", "notin",
+    "module", "return", "import", "concept", "iterator", "template", "continue",
+))
+
+MAX_SOURCE_BYTES = 8 << 20  # a larger "source file" is not something anyone wrote by hand
+
+_TOKEN = re.compile(
+    r"(?P<nl>(?:\r?\n[ \t\f]*)+)"
+    r"|(?P<std>(?:import|from)[ \t]+std/[^\n]*)"
+    r"|(?P<comment>\#[^\n]*|//[^\n]*)"
+    r'|(?P<str3>[rRfF]?"""[\s\S]*?(?:"""|\Z))'
+    r'|(?P<str>[rRfF]?"(?:\\.|[^"\\\n])*"?)'
+    r"|(?P<chr>'(?:\\.|[^'\\\n])')"
+    r"|(?P<num>(?:0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+"
+    r"|\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][+-]?\d+)?)(?:'?[iIuUfF]\d*)?)"
+    r"|(?P<tick>`[^`\n]*`)"
+    r"|(?P<ident>[^\W\d]\w*)"
+    r"|(?P<op>[=+\-*/<>@$~&%|!?^.:\\]+)"
+    r"|(?P<punct>[()\[\]{},;])"
+    r"|(?P<ws>[ \t\r\f\v]+)"
+    r"|(?P<other>.)",
+    re.DOTALL,
+)
+_SKIP = frozenset(("comment", "ws", "other", "std"))
+_ABSTRACT = {"str3": "STR", "str": "STR", "chr": "CHR", "num": "NUM", "tick": "ID"}
+
+
+class OriginalityError(ChengError):
+    """The sources cannot be fingerprinted (the native SimHash kernel is missing)."""
+
+
+def tokenize(source: str) -> list[str]:
+    """The abstracted token stream of one Cheng source file (never raises on any text)."""
+    out: list[str] = []
+    indents = [0]
+    line_start = True
+    pending = 0
+    for m in _TOKEN.finditer(source):
+        kind = m.lastgroup
+        if kind == "nl":
+            text = m.group()
+            last = text[text.rfind("\n") + 1:]
+            pending = len(last.expandtabs(8))
+            if not line_start and out:
+                out.append("NL")
+            line_start = True
+            continue
+        if kind in _SKIP:
+            continue
+        if line_start:
+            # Indentation of the first significant token of a line opens or closes blocks.
+            if pending > indents[-1]:
+                indents.append(pending)
+                out.append("INDENT")
+            else:
+                while pending < indents[-1]:
+                    indents.pop()
+                    out.append("DEDENT")
+            line_start = False
+        if kind == "ident":
+            word = m.group()
+            out.append(word if word in KEYWORDS else "ID")
+        elif kind in _ABSTRACT:
+            out.append(_ABSTRACT[kind])
+        else:
+            out.append(m.group())
+    return out
+
+
+def features(tokens: list[str]) -> list[str]:
+    """Unigrams, bigrams and trigrams of a token stream."""
+    n = len(tokens)
+    feats = list(tokens)
+    feats.extend(f"{tokens[i]} {tokens[i + 1]}" for i in range(n - 1))
+    feats.extend(f"{tokens[i]} {tokens[i + 1]} {tokens[i + 2]}" for i in range(n - 2))
+    return feats
+
+
+def package_features(files: Mapping[str, str | bytes]) -> list[str]:
+    """Features of a package's sources (relative path -> content), files in path order.
+
+    Files that are not UTF-8 text are skipped: they are not Cheng source.
+    """
+    stream: list[str] = []
+    for rel in sorted(files):
+        raw = files[rel]
+        if isinstance(raw, bytes):
+            if len(raw) > MAX_SOURCE_BYTES:
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+        else:
+            text = raw
+        stream.append("FILE")
+        stream.extend(tokenize(text))
+    return features(stream) if len(stream) > 1 else []
+
+
+def simhash(feats: list[str]) -> int:
+    """64-bit SimHash of features (native kernel).
+
+    Raises:
+        OriginalityError: the native library is not built.
+    """
+    try:
+        from cheng_build import _native
+
+        return int(_native.simhash64(feats))
+    except (ImportError, AttributeError, OSError) as exc:
+        raise OriginalityError("the native SimHash kernel is not available",
+                               why=str(exc),
+                               how="build it: bash scripts/dev-build.sh (or pip install .)") from None
+
+
+def hamming(a: int, b: int) -> int:
+    """Bits that differ between two fingerprints."""
+    return (a ^ b).bit_count()
+
+
+def source_files(root: str | os.PathLike[str]) -> dict[str, bytes]:
+    """The files fingerprinted for a package tree: ``.cheng`` files when there are any, else
+    every file (a one-file package published with ``--file`` is fingerprinted as itself).
+    Hidden directories and build output are skipped."""
+    base = Path(root)
+    if base.is_file():
+        return {base.name: base.read_bytes()}
+    found: dict[str, bytes] = {}
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames
+                             if not d.startswith(".") and d not in ("build", "chengcache"))
+        for fn in filenames:
+            p = Path(dirpath) / fn
+            if p.is_file() and not p.is_symlink():
+                found[p.relative_to(base).as_posix()] = p.read_bytes()
+    cheng = {k: v for k, v in found.items() if k.endswith(".cheng")}
+    return cheng or found
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """A package's SimHash and how many features made it."""
+
+    simhash: int
+    features: int
+
+    @property
+    def hex(self) -> str:
+        """The 16-hex-digit form the registry records."""
+        return f"{self.simhash:016x}"
+
+
+def fingerprint(files: Mapping[str, str | bytes]) -> Fingerprint | None:
+    """The package's fingerprint, or None when it has no tokens at all.
+
+    Raises:
+        OriginalityError: the native kernel is missing.
+    """
+    feats = package_features(files)
+    if not feats:
+        return None
+    return Fingerprint(simhash(feats), len(feats))
+
+
+def closest(fp: int, published: Iterable[tuple[int, str, int]], package_id: str,
+            distance: int = COPY_DISTANCE) -> tuple[int, str, int] | None:
+    """The earliest published (line, package_id, simhash) of *another* package within
+    ``distance`` bits of ``fp``; versions of the same package never compete."""
+    for line, pkg, other in published:
+        if pkg != package_id and hamming(fp, other) <= distance:
+            return line, pkg, other
+    return None
