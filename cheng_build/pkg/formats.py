@@ -92,7 +92,10 @@ def _json_constant(name: str) -> Any:
 def _yaml_loader() -> Any:
     import yaml  # lazy: ~20 ms, only YAML users pay it
 
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    # The pure-Python loader on purpose: libyaml's C composer recurses on the C stack and
+    # crashes the process on a deeply nested hostile document, where this one raises
+    # RecursionError (caught below). Manifests and locks are small, so speed does not matter.
+    base = yaml.SafeLoader
 
     class _Loader(base):  # type: ignore[misc, valid-type]
         """SafeLoader that refuses duplicate keys instead of keeping the last one."""
@@ -130,6 +133,8 @@ def parse_text(text: str, fmt: str, name: str = "<document>") -> dict[str, Any]:
             data: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise DocumentError(f"{name}: invalid TOML: {exc}") from None
+        except RecursionError:
+            raise DocumentError(f"{name}: invalid TOML: nested too deeply") from None
     elif fmt == "json":
         try:
             data = json.loads(text, object_pairs_hook=_json_pairs, parse_constant=_json_constant)

@@ -82,6 +82,42 @@ class Manifest:
             o.path for o in self.overrides.values())
 
 
+def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
+    """The manifest as a document: package_id, version, other keys, dependencies, overrides."""
+    out: dict[str, Any] = {"package_id": manifest.package_id}
+    if manifest.version is not None:
+        out["version"] = manifest.version
+    out.update(manifest.extra)
+    out["dependencies"] = [
+        {"package_id": d.package_id, "channel": d.channel, **({"path": d.path} if d.path else {})}
+        for d in manifest.dependencies]
+    if manifest.overrides:
+        over: dict[str, Any] = {}
+        for pid, o in manifest.overrides.items():
+            if o.path is None:
+                over[pid] = o.channel
+            else:
+                over[pid] = {**({"channel": o.channel} if o.channel else {}), "path": o.path}
+        out["overrides"] = over
+    return out
+
+
+def dump_manifest(manifest: Manifest, path: str | os.PathLike[str], fmt: str | None = None) -> None:
+    """Write a manifest atomically; an existing TOML manifest is edited in place (comments kept)."""
+    from cheng_build.core.atomic import atomic_write_text
+    from cheng_build.pkg.formats import dump_text, format_for_path
+
+    p = Path(path)
+    fmt = fmt or format_for_path(p)
+    previous = None
+    if fmt == "toml" and p.is_file():
+        try:
+            previous = read_document(p, fmt)[1]
+        except DocumentError:
+            previous = None
+    atomic_write_text(p, dump_text(manifest_to_dict(manifest), fmt, previous=previous))
+
+
 def check_package_id(value: object, where: str) -> str:
     """Validate a ``pkg://<namespace>/<name>`` id; returns it.
 
@@ -270,6 +306,6 @@ def ensure_publishable(manifest: Manifest) -> None:
 
 
 __all__ = ["CHANNELS", "MANIFEST_NAMES", "PACKAGE_ID", "Dependency", "Manifest", "ManifestError",
-           "check_channel", "check_package_id", "ensure_publishable", "find_manifest",
-           "load_manifest", "manifest_from_bytes", "manifest_is_publishable", "parse_manifest",
-           "publish_problems"]
+           "check_channel", "check_package_id", "dump_manifest", "ensure_publishable",
+           "find_manifest", "load_manifest", "manifest_from_bytes", "manifest_is_publishable",
+           "manifest_to_dict", "parse_manifest", "publish_problems"]

@@ -10,7 +10,8 @@ every reason the new version number lies about the change:
 
 For ``0.y.z`` we follow Cargo rather than the letter of SemVer item 4 (which allows anything
 below 1.0): a ``y`` bump is treated as a major release and a ``z`` bump as a patch, so a
-pre-1.0 package still gets a useful guarantee.
+pre-1.0 package still gets a useful guarantee. A pre-release (``1.4.0-rc.1``), as the previous
+or the new version, is exempt from the API rules: SemVer item 9 says it promises nothing.
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ def check_release(
     bump = classify_bump(prev_v, new_v)
     if bump is Bump.NONE:
         return [f"version {new_v} does not follow {prev_v}: a new release needs a higher version"]
-    if bump is Bump.MAJOR:
+    if bump is Bump.MAJOR or prev_v.pre or new_v.pre:
+        # A pre-release promises nothing (SemVer item 9), in either direction.
         return []
     reasons: list[str] = []
     for name in sorted(set(prev_api) | set(new_api)):

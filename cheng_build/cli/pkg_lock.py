@@ -1,0 +1,218 @@
+"""``cheng-pkg resolve | verify | meta | log | diff | checkout``: manifests, locks, versions.
+
+Output and error lines follow the seed's A1.10-A1.14: ``verify`` prints ``ok``; failures start
+``<command>: <what>`` (``resolve: missing --manifest``, ``verify: signature failed``, ...).
+Missing flags and unreadable input exit 2, failed checks exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from cheng_build.cli.args import Parser
+from cheng_build.core.errors import ChengError, UsageError
+
+_FORMATS = ("toml", "yaml", "json")
+
+
+def register(name: str, parser: Parser) -> None:
+    """Add the flags of subcommand ``name``."""
+    if name == "resolve":
+        parser.add_argument("--manifest", help="cheng-package.toml (or .yaml/.json) to resolve")
+        parser.add_argument("--registry", help="registry.jsonl (default build/cheng_registry/...)")
+        parser.add_argument("--out", help="write the lock here (default: stdout)")
+        parser.add_argument("--format", help="toml (default), yaml or json")
+        parser.add_argument("--store", help="blockstore with the snapshots (default: the cache)")
+        parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
+    elif name == "verify":
+        parser.add_argument("--lock", help="cheng.lock.toml (or .yaml/.json) to verify")
+        parser.add_argument("--registry", help="registry.jsonl to compare against")
+        parser.add_argument("--manifest", help="also check the lock still matches this manifest")
+        parser.add_argument("--level", help="security level L0, L1 (default) or L2")
+        parser.add_argument("--config", help="cheng-pkg-config.toml")
+    elif name == "meta":
+        parser.add_argument("--lock", help="the package's lock")
+        parser.add_argument("--package", help="the package id, e.g. pkg://cheng/app-demo")
+        parser.add_argument("--channel", help="edge, stable or lts")
+        parser.add_argument("--registry", help="registry.jsonl")
+        parser.add_argument("--out", help="write cheng.meta.toml here (default: stdout)")
+        parser.add_argument("--format", help="toml (default), yaml or json")
+    elif name == "log":
+        parser.add_argument("--package", help="the package id")
+        parser.add_argument("--registry", help="registry.jsonl")
+    elif name == "diff":
+        parser.add_argument("--from", dest="from_cid", help="the older snapshot CID")
+        parser.add_argument("--to", dest="to_cid", help="the newer snapshot CID")
+        parser.add_argument("--store", help="blockstore holding both (default: the cache)")
+        parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
+    elif name == "checkout":
+        parser.add_argument("--cid", help="the snapshot CID to materialise")
+        parser.add_argument("--store", help="blockstore holding it (default: the cache)")
+        parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
+    else:  # pragma: no cover - the dispatcher only routes the names above here
+        raise RuntimeError(f"pkg_lock cannot register {name!r}")
+
+
+def _need(args: argparse.Namespace, flag: str, attr: str | None = None) -> str:
+    value = getattr(args, attr or flag.replace("-", "_"), None)
+    if value is None or value == "":
+        raise UsageError(f"missing --{flag}", how=f"pass --{flag}:<value>")
+    return str(value)
+
+
+def _format(args: argparse.Namespace, out: str | None) -> str:
+    from cheng_build.pkg.formats import format_for_path
+
+    fmt = args.format or (format_for_path(out) if out else "toml")
+    if fmt not in _FORMATS:
+        raise UsageError("unknown format", why=f"--format:{fmt}",
+                         how="use --format:toml, --format:yaml or --format:json")
+    return fmt
+
+
+def _registry_path(flag: str | None) -> Path:
+    from cheng_build.core.paths import registry_path
+
+    return registry_path(flag)
+
+
+def _load_registry(flag: str | None) -> Any:
+    from cheng_build.trust.registry_log import RegistryLog
+
+    path = _registry_path(flag)
+    if not path.is_file():
+        raise UsageError("missing --registry", why=f"no registry at {path}",
+                         how="pass --registry:<path/registry.jsonl> or set PKG_REGISTRY")
+    return RegistryLog.load(path)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.core.paths import cache_dir
+
+    root = Path(args.store) if getattr(args, "store", None) else cache_dir(args.pkg_cache)
+    return Blockstore(root)
+
+
+def _emit(text: str, out: str | None) -> None:
+    from cheng_build.core.atomic import atomic_write_text
+
+    if out:
+        atomic_write_text(out, text)
+    else:
+        sys.stdout.write(text)
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    from cheng_build.pkg.lock import dump_lock, lock_text
+    from cheng_build.pkg.manifest import load_manifest
+    from cheng_build.pkg.resolve import resolve_manifest
+
+    manifest_path = _need(args, "manifest")
+    fmt = _format(args, args.out)
+    manifest = load_manifest(manifest_path)
+    registry = _load_registry(args.registry)
+    lock = resolve_manifest(manifest, registry, _store(args))
+    if args.out:
+        dump_lock(lock, args.out, fmt)
+    else:
+        sys.stdout.write(lock_text(lock, fmt))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from cheng_build.pkg.lock import load_lock
+    from cheng_build.pkg.verify import ensure_lock_matches_manifest, verify_lock
+
+    lock_path = _need(args, "lock")
+    config = _config(args)
+    lock = load_lock(lock_path)
+    manifest = None
+    if args.manifest:
+        from cheng_build.pkg.manifest import load_manifest
+
+        manifest = load_manifest(args.manifest)
+    reg_flag = args.registry or str(config.registry)
+    if not config.require_registry_match and not _registry_path(reg_flag).is_file():
+        registry = None  # L0 without a registry: signatures (or placeholders) only
+    else:
+        registry = _load_registry(reg_flag)
+    warnings = verify_lock(lock, registry, config)
+    if manifest is not None:
+        ensure_lock_matches_manifest(lock, manifest)
+    for w in warnings:
+        print(f"verify: warning: {w}", file=sys.stderr)
+    print("ok")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The effective trust configuration: level and registry-match rule (CLI > env > file)."""
+    from cheng_build.trust.config import load_config
+
+    return load_config({"level": args.level}, config_path=args.config)
+
+
+def _meta(args: argparse.Namespace) -> int:
+    from cheng_build.pkg.lock import load_lock
+    from cheng_build.pkg.manifest import check_channel
+    from cheng_build.pkg.meta import build_meta, meta_text
+
+    lock_path = _need(args, "lock")
+    package = _need(args, "package")
+    channel = _need(args, "channel")
+    fmt = _format(args, args.out)
+    try:
+        check_channel(channel, "--channel")
+    except ChengError as exc:
+        raise UsageError(exc.what, how="use --channel:edge, stable or lts") from None
+    lock = load_lock(lock_path)
+    registry = _load_registry(args.registry)
+    _emit(meta_text(build_meta(lock, registry, package, channel), fmt), args.out)
+    return 0
+
+
+def _log(args: argparse.Namespace) -> int:
+    from cheng_build.pkg.versions import version_log
+
+    package = _need(args, "package")
+    registry = _load_registry(args.registry)
+    for line in version_log(registry, package):
+        print(line.render())
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from cheng_build.pkg.versions import snapshot_diff
+
+    a = _need(args, "from", "from_cid")
+    b = _need(args, "to", "to_cid")
+    for change in snapshot_diff(_store(args), a, b):
+        print(change.render())
+    return 0
+
+
+def _checkout(args: argparse.Namespace) -> int:
+    from cheng_build.cas.cid import parse_cid
+    from cheng_build.cas.materialize import materialize
+    from cheng_build.core.paths import cache_dir
+
+    cid = parse_cid(_need(args, "cid"))
+    root = materialize(_store(args), cid, cache_dir(args.pkg_cache))
+    print(f"root: {root}")
+    return 0
+
+
+_RUN = {"resolve": _resolve, "verify": _verify, "meta": _meta, "log": _log, "diff": _diff,
+        "checkout": _checkout}
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    """Run subcommand ``name``; returns the exit code (errors are raised, the CLI maps them)."""
+    return _RUN[name](args)
+
+
+__all__ = ["register", "run"]
