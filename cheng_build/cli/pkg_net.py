@@ -1,0 +1,164 @@
+"""``cheng-pkg fetch`` and ``cheng-pkg serve``: thin CLI over ``pkg.fetch`` and ``pkg.serve``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cheng_build.cli.args import Parser
+from cheng_build.core.errors import InputError, UsageError
+from cheng_build.core.paths import cache_dir
+
+# Draw a progress bar only for fetches that last longer than this, and only on a terminal.
+BAR_AFTER_S = 1.0
+
+
+def register(name: str, parser: Parser) -> None:
+    if name == "fetch":
+        parser.add_argument("--lock", required=True, help="the lock file (cheng.lock.toml/.yaml/.json)")
+        parser.add_argument("--print-roots", action="store_true",
+                            help="print the PKG_ROOTS value as the last line")
+        parser.add_argument("--mode", choices=["local", "p2p", "http", "auto"], default=None,
+                            help="sources to use (default: PKG_MODE, config, auto)")
+        parser.add_argument("--peers", default=None,
+                            help="comma-separated peers (/ip4/../tcp/../p2p/<id>) and gateways "
+                                 "(http://host:port or /ip4/../tcp/../http)")
+        parser.add_argument("--source-peer", action="append", default=[],
+                            help="a provider to try first (repeatable)")
+        parser.add_argument("--pkg-cache", default=None,
+                            help="the package cache (default: PKG_CACHE, ./chengcache)")
+        parser.add_argument("--config", default=None, help="cheng-pkg-config.toml to use")
+        parser.add_argument("--level", default=None, help="security level L0|L1|L2")
+    elif name == "serve":
+        parser.add_argument("--root", required=True, help="the package cache to serve")
+        parser.add_argument("--listen", default="/ip4/127.0.0.1/tcp/0",
+                            help="libp2p listen address (default /ip4/127.0.0.1/tcp/0)")
+        parser.add_argument("--http", default=None, help="also serve HTTP on <host>:<port>")
+        parser.add_argument("--max", type=int, default=None, help="serve at most this many peers at once")
+    else:  # pragma: no cover - the dispatch table names only these
+        raise RuntimeError(f"pkg_net has no subcommand {name}")
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    return _fetch(args) if name == "fetch" else _serve(args)
+
+
+# --- fetch ------------------------------------------------------------------------------------
+
+
+class _Bar:
+    """A rich progress bar that appears only after ``BAR_AFTER_S`` on a TTY (rich loaded lazily)."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.t0 = 0.0
+        self.blocks = 0
+        self.nbytes = 0
+        self.label = ""
+        self._progress: Any = None
+        self._task: Any = None
+
+    def start(self, package_id: str, source: str) -> None:
+        self.t0 = time.monotonic()
+        self.blocks = self.nbytes = 0
+        self.label = f"{source} {package_id}"
+
+    def advance(self, nbytes: int) -> None:
+        self.blocks += 1
+        self.nbytes += nbytes
+        if not self.enabled:
+            return
+        if self._progress is None:
+            if time.monotonic() - self.t0 < BAR_AFTER_S:
+                return
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                      TextColumn("{task.fields[blocks]} blocks"), DownloadColumn(),
+                                      TransferSpeedColumn(), TimeRemainingColumn(),
+                                      transient=True, console=None)
+            self._progress.start()
+            self._task = self._progress.add_task(self.label, total=None, blocks=0)
+        self._progress.update(self._task, completed=self.nbytes, blocks=self.blocks)
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _load_config(args: argparse.Namespace, peers: list[str] | None) -> Any:
+    from cheng_build.trust.config import load_config
+
+    overrides: dict[str, object] = {}
+    if args.mode in ("local", "p2p", "auto"):
+        overrides["mode"] = args.mode
+    if peers is not None:
+        overrides["peers"] = tuple(peers)
+    if args.level:
+        overrides["level"] = args.level
+    return load_config(overrides, config_path=args.config)
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from cheng_build.pkg.fetch import Progress, fetch_lock
+    from cheng_build.pkg.lock import load_lock
+
+    lock_path = Path(args.lock)
+    if not lock_path.is_file():
+        raise InputError(f"lock file {lock_path} not found", how="run 'cheng-pkg resolve' first")
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()] if args.peers else None
+    config = _load_config(args, peers)
+    peer_list = list(args.source_peer) + list(getattr(config, "peers", ()) or ())
+    lock = load_lock(lock_path)
+    bar = _Bar()
+    result = fetch_lock(lock, cache_root=cache_dir(args.pkg_cache), config=config,
+                        peers=peer_list, mode=args.mode, lock_dir=lock_path.parent,
+                        progress=Progress(bar.start, bar.advance, bar.finish))
+    for who, why in result.dropped:
+        print(f"fetch: warning: {who}: {why}", file=sys.stderr)
+    for pid, root in result.roots.items():
+        print(f"{pid} {result.sources[pid].value} {root}")
+    if args.print_roots:
+        print(result.pkg_roots)
+    sys.stdout.flush()
+    return 0
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from cheng_build.pkg.serve import Listening, serve
+
+    if args.max is not None and args.max < 1:
+        raise UsageError("--max must be at least 1")
+
+    def ready(where: Listening) -> None:
+        for addr in where.p2p:
+            print(addr)
+        if where.http:
+            host, port = where.http.removeprefix("http://").rsplit(":", 1)
+            print(f"/ip4/{host}/tcp/{port}/http")
+        sys.stdout.flush()
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        serve(Path(args.root), args.listen, http=args.http, max_peers=args.max, on_ready=ready)
+    except KeyboardInterrupt:
+        return 0
+    return 0

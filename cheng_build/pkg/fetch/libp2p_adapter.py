@@ -1,0 +1,250 @@
+"""Our only door to py-libp2p (pinned ``libp2p==0.8.1``): host setup, dialling, stream I/O.
+
+Importing this module imports libp2p and trio (~0.5 s), so only the p2p fetch and serve paths
+import it. Each workaround below names the upstream defect it avoids (numbered as in issue 6);
+``tests/test_net_libp2p_adapter.py`` and ``tests/test_net_p2p.py`` hold a test per workaround.
+
+1. py-libp2p's bitswap client closes its shared outbound stream after each batch of wants while
+   the next wants are being written to it (~1 s stall per batch). We do not use its bitswap
+   module: ``p2p.py`` speaks the protocol itself and keeps one outbound stream per peer open for
+   the whole session (see ``BitswapNode``).
+2. ``host.connect`` -> ``Swarm.dial_peer`` waits its 250 ms "happy eyeballs" delay after the
+   first address already succeeded. ``dial`` calls ``Swarm.dial_addr`` on the one address we
+   were given instead.
+3. mplex deadlocks under bitswap's concurrent streams; ``make_host`` offers yamux only.
+4. py-libp2p's bitswap provider answers wants on the requester's stream; go and JS peers never
+   read there. ``p2p.py`` always replies on a stream it opened itself.
+5. py-libp2p's yamux grows a stream's receive window up to 16 MiB, beyond what its own frame
+   handling accepts from a JS peer, and the connection drops on large transfers. ``cap_window``
+   re-classes every bitswap stream as ``CappedYamuxStream``, which never grants more than
+   ``MAX_RECV_WINDOW``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, INetStream
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.stream.exceptions import StreamError
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.stream_muxer.exceptions import MuxedStreamError
+from libp2p.stream_muxer.yamux import yamux as _yamux
+
+from cheng_build.core.atomic import atomic_write_bytes
+from cheng_build.core.errors import InputError, TransportError
+
+YAMUX_PROTOCOL = TProtocol("/yamux/1.0.0")
+# Defect 5: go-yamux and JS yamux both work with 256 KiB windows that grow on demand; we stop
+# growing at 1 MiB, which keeps a JS sender's frames within what py-libp2p's reader accepts and
+# is still several bitswap messages in flight on loopback.
+MAX_RECV_WINDOW = 1024 * 1024
+
+# Exceptions py-libp2p raises when a stream or connection goes away mid-read or mid-write.
+STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    StreamError, MuxedStreamError, trio.BrokenResourceError, trio.ClosedResourceError,
+    ConnectionError, EOFError,
+)
+
+
+class CappedYamuxStream(_yamux.YamuxStream):
+    """A yamux stream whose receive-window auto-tuning stops at ``MAX_RECV_WINDOW`` (defect 5)."""
+
+    def _apply_autotune_epoch(self, buffered: int) -> int:
+        extra = super()._apply_autotune_epoch(buffered)
+        if self.target_recv_window > MAX_RECV_WINDOW:
+            over = self.target_recv_window - MAX_RECV_WINDOW
+            self.target_recv_window = MAX_RECV_WINDOW
+            take = min(over, extra)
+            self.recv_window -= take
+            extra -= take
+        return extra
+
+
+def cap_window(stream: INetStream) -> INetStream:
+    """Make a stream's yamux receive window stop growing at ``MAX_RECV_WINDOW`` (defect 5).
+
+    py-libp2p's muxer negotiation builds ``Yamux`` by name whatever class ``muxer_opt`` maps the
+    yamux protocol to, and constructs ``YamuxStream`` inside its frame loop, so there is no
+    factory to hand a subclass to; we re-class each bitswap stream as we open or accept it,
+    before any data is read from it.
+    """
+    muxed = getattr(stream, "muxed_stream", None)
+    if type(muxed) is _yamux.YamuxStream:
+        muxed.__class__ = CappedYamuxStream
+        if muxed.target_recv_window > MAX_RECV_WINDOW:
+            muxed.target_recv_window = MAX_RECV_WINDOW
+    return stream
+
+
+def load_identity(path: Path | None) -> Any:
+    """An Ed25519 key pair; with ``path``, read from (or created at) that 32-byte seed file.
+
+    A provider keeps its peer ID across restarts this way, so addresses written into locks and
+    configs (``.../p2p/<peer id>``) stay valid.
+
+    Raises:
+        InputError: the file exists but is not a 32-byte seed.
+    """
+    if path is None:
+        return create_new_key_pair()
+    if path.exists():
+        seed = path.read_bytes()
+        if len(seed) != 32:
+            raise InputError(f"peer identity {path} is not a 32-byte Ed25519 seed",
+                             how="delete it to let a new identity be created")
+    else:
+        seed = os.urandom(32)
+        atomic_write_bytes(path, seed, mode=0o600)
+    return create_new_key_pair(seed)
+
+
+def make_host(identity: Any = None) -> IHost:
+    """A TCP host with noise and yamux only (defect 3: mplex is not offered)."""
+    return new_host(
+        key_pair=identity or create_new_key_pair(),
+        muxer_opt={YAMUX_PROTOCOL: _yamux.Yamux},
+    )
+
+
+def parse_peer_addr(text: str) -> tuple[Any, ID]:
+    """Split ``/ip4/../tcp/../p2p/<id>`` into (transport multiaddr, peer ID).
+
+    Raises:
+        InputError: the text is not a multiaddr or lacks the ``/p2p/<peer id>`` part.
+    """
+    try:
+        info = info_from_p2p_addr(multiaddr.Multiaddr(text))
+    except Exception as exc:
+        raise InputError(f"bad peer address '{text}'", why=str(exc) or type(exc).__name__,
+                         how="write it as /ip4/<ip>/tcp/<port>/p2p/<peer id>") from exc
+    if not info.addrs:
+        raise InputError(f"peer address '{text}' has no transport part",
+                         how="write it as /ip4/<ip>/tcp/<port>/p2p/<peer id>")
+    return info.addrs[0], info.peer_id
+
+
+async def dial(host: IHost, addr: Any, peer_id: ID) -> None:
+    """Connect to ``peer_id`` at exactly ``addr``.
+
+    Defect 2: ``host.connect`` waits 250 ms after a successful dial ("happy eyeballs" fallback
+    timer that is not cancelled on success). We have one address per peer, so we dial it directly.
+
+    Raises:
+        TransportError: the dial failed (refused, wrong peer ID, handshake failure).
+    """
+    network = host.get_network()
+    if network.connections.get(peer_id):
+        return
+    host.get_peerstore().add_addrs(peer_id, [addr], 600)
+    try:
+        await network.dial_addr(addr, peer_id)
+    except Exception as exc:
+        raise TransportError(f"cannot reach peer {addr}/p2p/{peer_id}",
+                             why=str(exc) or type(exc).__name__) from exc
+
+
+async def open_stream(host: IHost, peer_id: ID, protocols: Sequence[str]) -> INetStream:
+    """Open an outbound stream speaking the first of ``protocols`` the peer accepts."""
+    return cap_window(await host.new_stream(peer_id, [TProtocol(p) for p in protocols]))
+
+
+def listen_addrs(host: IHost) -> list[str]:
+    """Full listen addresses, each ending in ``/p2p/<peer id>``."""
+    pid = host.get_id().to_string()
+    out = []
+    for a in host.get_addrs():
+        s = str(a)
+        out.append(s if "/p2p/" in s else f"{s}/p2p/{pid}")
+    return out
+
+
+class FrameReader:
+    """Reads ``uvarint(len) || body`` frames from a libp2p stream, buffering partial reads."""
+
+    def __init__(self, stream: INetStream, max_size: int) -> None:
+        self._stream = stream
+        self._max = max_size
+        self._buf = bytearray()
+
+    async def _fill(self) -> bool:
+        try:
+            chunk = await self._stream.read(1 << 20)
+        except STREAM_ERRORS:
+            return False
+        if not chunk:
+            return False
+        self._buf += chunk
+        return True
+
+    async def next(self) -> bytes | None:
+        """The next frame's body, or ``None`` at end of stream.
+
+        Raises:
+            ValueError: a frame announces more than ``max_size`` bytes or the stream ends inside one.
+        """
+        while True:
+            length = 0
+            shift = 0
+            pos = 0
+            complete = False
+            while pos < len(self._buf):
+                b = self._buf[pos]
+                pos += 1
+                length |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    complete = True
+                    break
+                if shift > 35:
+                    raise ValueError("frame length varint too long")
+            if complete:
+                if length > self._max:
+                    raise ValueError(f"frame of {length} bytes exceeds {self._max}")
+                if len(self._buf) - pos >= length:
+                    body = bytes(self._buf[pos:pos + length])
+                    del self._buf[:pos + length]
+                    return body
+            if not await self._fill():
+                if self._buf:
+                    raise ValueError("stream ended inside a frame")
+                return None
+
+
+__all__ = [
+    "MAX_RECV_WINDOW", "STREAM_ERRORS", "CappedYamuxStream", "FrameReader", "cap_window", "dial",
+    "listen_addrs", "load_identity", "make_host", "open_stream", "parse_peer_addr", "unwrap_group",
+]
+
+
+def unwrap_group(exc: BaseException) -> BaseException:
+    """The one real error inside trio's (nested) exception groups, else the group itself.
+
+    py-libp2p's ``host.run`` and our nurseries each wrap what escapes them; a user should see
+    our ``ChengError``, not three layers of ``ExceptionGroup``.
+    """
+    from cheng_build.core.errors import ChengError
+
+    seen: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        else:
+            seen.append(e)
+
+    walk(exc)
+    for e in seen:
+        if isinstance(e, ChengError):
+            return e
+    real = [e for e in seen if not isinstance(e, trio.Cancelled)]
+    return real[0] if len(real) == 1 else exc

@@ -1,0 +1,129 @@
+"""One test per py-libp2p 0.8.1 workaround in ``libp2p_adapter`` (defects numbered as in issue 6).
+
+Each would fail if its workaround were removed: they check the mechanism, never a time.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+trio = pytest.importorskip("trio")
+multiaddr = pytest.importorskip("multiaddr")
+
+from cheng_build.core.errors import InputError, TransportError  # noqa: E402
+from cheng_build.pkg.fetch import libp2p_adapter as lp  # noqa: E402
+
+pytestmark = pytest.mark.network
+PROTO = "/cheng-test/bulk/1"
+LISTEN = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
+
+
+def _bulk_transfer(nbytes: int, capped: bool) -> tuple[str, int, int]:
+    """Send ``nbytes`` over one stream; return (stream class, bytes read, peak receive window)."""
+    from libp2p.custom_types import TProtocol
+
+    async def main():
+        a, b = lp.make_host(), lp.make_host()
+
+        async def handler(s) -> None:
+            for _ in range(nbytes >> 20):
+                await s.write(b"x" * (1 << 20))
+            await s.close()
+
+        a.set_stream_handler(TProtocol(PROTO), handler)
+        async with a.run([LISTEN]), b.run([]):
+            addr, pid = lp.parse_peer_addr(lp.listen_addrs(a)[0])
+            await lp.dial(b, addr, pid)
+            s = await b.new_stream(pid, [TProtocol(PROTO)])
+            if capped:
+                lp.cap_window(s)
+            got = peak = 0
+            while True:
+                try:
+                    d = await s.read(1 << 20)
+                except lp.STREAM_ERRORS:
+                    break
+                if not d:
+                    break
+                got += len(d)
+                ms = s.muxed_stream
+                peak = max(peak, ms.target_recv_window, ms.recv_window)
+            return type(s.muxed_stream).__name__, got, peak
+
+    return trio.run(main)
+
+
+def test_defect5_capped_stream_never_grants_a_16_mib_window() -> None:
+    kind, got, peak = _bulk_transfer(24 << 20, capped=True)
+    assert kind == "CappedYamuxStream" and got == 24 << 20
+    assert peak <= 2 * lp.MAX_RECV_WINDOW
+
+
+def test_defect5_is_real_uncapped_windows_grow_past_the_cap() -> None:
+    # The control for the test above: without cap_window py-libp2p grows the window to 16 MiB.
+    _, got, peak = _bulk_transfer(24 << 20, capped=False)
+    assert got == 24 << 20 and peak > 4 * lp.MAX_RECV_WINDOW
+
+
+def test_defect2_dial_does_not_go_through_happy_eyeballs_dial_peer() -> None:
+    async def main():
+        a, b = lp.make_host(), lp.make_host()
+        async with a.run([LISTEN]), b.run([]):
+            net = b.get_network()
+
+            async def forbidden(*args, **kw):
+                raise AssertionError("Swarm.dial_peer waits 250 ms after success (defect 2)")
+
+            net.dial_peer = forbidden
+            addr, pid = lp.parse_peer_addr(lp.listen_addrs(a)[0])
+            await lp.dial(b, addr, pid)
+            assert net.connections.get(pid)
+            await lp.dial(b, addr, pid)  # already connected: a no-op
+
+    trio.run(main)
+
+
+def test_defect3_only_yamux_is_offered_and_negotiated() -> None:
+    from libp2p.stream_muxer.yamux.yamux import Yamux
+
+    async def main():
+        a, b = lp.make_host(), lp.make_host()
+        async with a.run([LISTEN]), b.run([]):
+            addr, pid = lp.parse_peer_addr(lp.listen_addrs(a)[0])
+            await lp.dial(b, addr, pid)
+            conn = b.get_network().connections[pid][0]
+            assert isinstance(conn.muxed_conn, Yamux)
+            upgrader = b.get_network().upgrader
+            offered = list(upgrader.muxer_multistream.transports)
+            assert offered == [lp.YAMUX_PROTOCOL]
+
+    trio.run(main)
+
+
+def test_dial_failure_is_a_transport_error_naming_the_peer() -> None:
+    async def main():
+        b = lp.make_host()
+        other = lp.make_host()
+        async with b.run([]):
+            addr = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/1")
+            with pytest.raises(TransportError, match="cannot reach peer"):
+                await lp.dial(b, addr, other.get_id())
+
+    trio.run(main)
+
+
+@pytest.mark.parametrize("bad", ["nonsense", "/ip4/127.0.0.1/tcp/4001", "/p2p/xyz"])
+def test_peer_addresses_must_name_transport_and_peer(bad: str) -> None:
+    with pytest.raises(InputError):
+        lp.parse_peer_addr(bad)
+
+
+def test_identity_persists_and_rejects_a_bad_seed(tmp_path) -> None:
+    key = tmp_path / "peer.key"
+    a = lp.load_identity(key)
+    b = lp.load_identity(key)
+    assert a.public_key.serialize() == b.public_key.serialize()
+    assert (key.stat().st_mode & 0o777) == 0o600
+    key.write_bytes(b"short")
+    with pytest.raises(InputError):
+        lp.load_identity(key)
