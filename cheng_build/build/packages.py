@@ -1,0 +1,261 @@
+"""The package flow of ``chengc --manifest/--lock/--package``: resolve -> verify -> fetch.
+
+Each step that fails stops the build with its own line: ``chengc: resolve: snapshot not found``,
+``chengc: verify: signature failed``, ``chengc: fetch: ...`` (the error keeps its type and exit
+code; only its first line gains the step's name, as the seed's A1.11 names them).
+
+A build runs this on every invocation, so the steps remember what they proved:
+
+* resolve runs when there is a manifest and the lock is missing, or the manifest (or the lock)
+  changed since chengc last resolved it; otherwise the lock pins the build (as a lock should:
+  a new release in the registry does not change a build until you resolve again);
+* verify runs unless this exact lock was verified against this exact registry at this level
+  before (``--verify`` forces it);
+* fetch is skipped when every locked snapshot is already complete in ``<cache>/packages/<cid>/``.
+
+Stamps, under ``<cache>/chengc/`` (JSON, atomic)::
+
+    resolved/<sha256(lock path)>.json   {"manifest_sha256": ..., "lock_sha256": ...}
+    verified/<sha256(lock, registry, level)>.json   {"package": {A1.10 fields}, "warnings": [...]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cheng_build.build.cachefile import write_cache_file
+from cheng_build.build.inputs import StatCache
+from cheng_build.core.errors import ChengError, UsageError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PackageContext:
+    """What the package flow hands the build: roots, the lock's timestamp, the meta tables."""
+
+    roots: tuple[Path, ...]
+    created_ts: str | None
+    package_fields: Mapping[str, Any]
+    lock_table: Mapping[str, Any]
+    dependencies: tuple[Mapping[str, Any], ...]
+    warnings: tuple[str, ...] = ()
+    steps: tuple[str, ...] = field(default=())  # which steps ran (the others were remembered)
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    """Prefix the first line of any user error raised inside with ``<name>: ``."""
+    try:
+        yield
+    except ChengError as exc:
+        if not exc.what.startswith(f"{name}: "):
+            exc.what = f"{name}: {exc.what}"
+            exc.args = (exc.what,)
+        raise
+    except ImportError as exc:  # a part of the package flow not installed in this build
+        raise ChengError(f"{name}: unavailable ({exc.name})",
+                         how="install the complete cheng-build package") from exc
+
+
+def _stamp_read(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_bytes())
+        return doc if isinstance(doc, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _stamp_write(path: Path, doc: Mapping[str, Any]) -> None:
+    write_cache_file(path, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _h(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _display(p: Path, cwd: Path) -> str:
+    try:
+        return p.relative_to(cwd).as_posix()
+    except ValueError:
+        return os.fspath(p)
+
+
+def _lazy(fn: Callable[[], T]) -> Callable[[], T]:
+    box: list[T] = []
+
+    def get() -> T:
+        if not box:
+            box.append(fn())
+        return box[0]
+
+    return get
+
+
+def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], stat_cache: StatCache,
+            default_name: str) -> PackageContext:
+    """Run resolve (if a manifest) -> verify -> fetch for ``opts`` (a ``PackageOptions``).
+
+    Raises:
+        ChengError subclasses from each step, their first line prefixed with the step's name;
+        UsageError when no lock can be found or made.
+    """
+    from cheng_build.core.paths import registry_path
+
+    def absolute(p: Path) -> Path:
+        return p if p.is_absolute() else cwd / p
+
+    fmt = opts.lock_format
+    lock_path = absolute(opts.lock) if opts.lock else cache_root / f"{default_name}.lock.{fmt}"
+    reg_path = absolute(opts.registry) if opts.registry else absolute(registry_path(None))
+    chengc_dir = cache_root / "chengc"
+    steps: list[str] = []
+
+    def load_registry() -> Any:
+        from cheng_build.trust.registry_log import RegistryLog
+
+        if not reg_path.is_file():
+            raise UsageError("missing --registry", why=f"no registry at {reg_path}",
+                             how="pass --registry:<path/registry.jsonl> or set PKG_REGISTRY")
+        return RegistryLog.load(reg_path)
+
+    registry = _lazy(load_registry)
+
+    # 1. resolve
+    if opts.manifest is not None:
+        manifest_path = absolute(opts.manifest)
+        with step("resolve"):
+            if not manifest_path.is_file():
+                from cheng_build.core.errors import InputError
+
+                raise InputError(f"manifest not found: {opts.manifest}",
+                                 how="pass --manifest:<path/cheng-package.toml>")
+            _, m_sha = stat_cache.file_digest(manifest_path)
+            stamp_path = chengc_dir / "resolved" / f"{_h(os.fspath(lock_path))}.json"
+            stamp = _stamp_read(stamp_path)
+            lock_sha = stat_cache.file_digest(lock_path)[1] if lock_path.is_file() else None
+            if not (stamp and lock_sha and stamp.get("manifest_sha256") == m_sha
+                    and stamp.get("lock_sha256") == lock_sha):
+                from cheng_build.cas.blockstore import Blockstore
+                from cheng_build.pkg.lock import dump_lock
+                from cheng_build.pkg.manifest import load_manifest
+                from cheng_build.pkg.resolve import resolve_manifest
+
+                lock = resolve_manifest(load_manifest(manifest_path), registry(), Blockstore(cache_root))
+                dump_lock(lock, lock_path, fmt)
+                _stamp_write(stamp_path, {"manifest_sha256": m_sha,
+                                          "lock_sha256": stat_cache.file_digest(lock_path)[1]})
+                steps.append("resolve")
+
+    # 2. load + verify (remembered per lock bytes, registry bytes, trust configuration)
+    with step("verify"):
+        if not lock_path.is_file():
+            from cheng_build.core.errors import InputError
+
+            raise InputError(f"lock not found: {_display(lock_path, cwd)}",
+                             how="pass --manifest:<file> to resolve one, or --lock:<file>")
+
+        def _load_lock() -> Any:
+            from cheng_build.pkg.lock import load_lock
+
+            return load_lock(lock_path)
+
+        def _load_config() -> Any:
+            from cheng_build.trust.config import load_config
+
+            return load_config(env=env)
+
+        lock_obj = _lazy(_load_lock)
+        config = _lazy(_load_config)
+        _, lock_sha = stat_cache.file_digest(lock_path)
+        reg_sha = stat_cache.file_digest(reg_path)[1] if reg_path.is_file() else "-"
+        vkey = _h(lock_sha, reg_sha, _config_fingerprint(env, cwd, stat_cache), opts.package or "",
+                  opts.channel)
+        vstamp_path = chengc_dir / "verified" / f"{vkey}.json"
+        vstamp = None if opts.verify else _stamp_read(vstamp_path)
+        if vstamp is None or "dependencies" not in vstamp:
+            from cheng_build.pkg.verify import verify_lock
+
+            lock = lock_obj()
+            cfg = config()
+            level = getattr(cfg.level, "value", str(cfg.level))
+            reg = registry() if reg_path.is_file() or level != "L0" else None
+            warnings = verify_lock(lock, reg, cfg)
+            vstamp = {
+                "package": _package_fields(lock, reg, opts.package or lock.package_id, opts.channel),
+                "warnings": list(warnings),
+                "created_ts": lock.created_ts,
+                "dependencies": [d.to_dict() for d in lock.dependencies],
+                "fetch": [[d.package_id, str(d.cid), bool(getattr(d, "path", None))]
+                          for d in lock.dependencies],
+            }
+            _stamp_write(vstamp_path, vstamp)
+            steps.append("verify")
+
+    # 3. fetch (skipped when every snapshot is complete in the cache)
+    with step("fetch"):
+        roots: list[Path] | None = []
+        for _pid, cid, has_path in vstamp["fetch"]:
+            p = cache_root / "packages" / cid
+            if has_path or not p.is_dir():
+                roots = None  # something to fetch (or a dev path override): ask the fetcher
+                break
+            roots.append(p)
+        if roots is None:
+            from cheng_build.pkg.fetch import fetch_lock
+
+            lock = lock_obj()
+            res = fetch_lock(lock, cache_root=cache_root, config=config(), lock_dir=lock_path.parent)
+            roots = [Path(res.roots[d.package_id]) for d in lock.dependencies]
+            steps.append("fetch")
+
+    fmt_of = lock_path.suffix.lstrip(".") or fmt
+    return PackageContext(
+        roots=tuple(roots),
+        created_ts=vstamp.get("created_ts"),
+        package_fields=vstamp["package"],
+        lock_table={"path": _display(lock_path, cwd), "format": fmt_of, "sha256": lock_sha},
+        dependencies=tuple(vstamp["dependencies"]),
+        warnings=tuple(vstamp.get("warnings", ())),
+        steps=tuple(steps),
+    )
+
+
+def _config_fingerprint(env: Mapping[str, str], cwd: Path, stat_cache: StatCache) -> str:
+    """Everything the trust configuration is computed from: every ``PKG_*`` variable and the
+    bytes of every file :func:`cheng_build.trust.config.find_config_file` may read. A superset,
+    so any change re-verifies; computed without importing the config machinery (or tomllib)."""
+    parts = [f"{k}={v}" for k, v in sorted(env.items()) if k.startswith("PKG_")]
+    home = Path(env.get("HOME") or os.path.expanduser("~"))
+    cands = [Path(env["PKG_CONFIG"]).expanduser()] if env.get("PKG_CONFIG") else []
+    cands += [cwd / "cheng-pkg-config.toml", home / ".cheng" / "cheng-pkg-config.toml"]
+    for c in cands:
+        parts.append(f"{c}:{stat_cache.file_digest(c)[1] if c.is_file() else '-'}")
+    return _h(*parts)
+
+
+def _package_fields(lock: Any, registry: Any, package_id: str, channel: str) -> dict[str, Any]:
+    """The seed's A1.10 top-level fields: the package's own registry snapshot when published,
+    else just its id, channel and the lock's ``created_ts`` (an app is often never published)."""
+    head = registry.head(package_id, channel) if registry is not None else None
+    if head is None:
+        out: dict[str, Any] = {"package_id": package_id, "channel": channel}
+        if lock.created_ts is not None:
+            out["created_ts"] = str(lock.created_ts)
+        return out
+    from cheng_build.pkg.meta import build_meta
+
+    with step("meta"):
+        doc = build_meta(lock, registry, package_id, channel).to_dict()
+    doc.pop("dependencies", None)
+    return doc
+
+
+__all__ = ["PackageContext", "prepare", "step"]

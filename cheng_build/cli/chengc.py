@@ -1,0 +1,198 @@
+"""``chengc``: the Cheng compiler, with dependencies fetched and builds cached and reproducible.
+
+Not a subcommand tool: ``chengc <file.cheng> [flags]`` masquerades as the compiler. The compiler's
+own flags (``--name --out --jobs --target --release --emit --frontend --mm --run``) and every flag
+this wrapper does not know go to the compiler unchanged, in their order; the package and cache
+flags below are ours. Everything happens in :mod:`cheng_build.build.driver`; this module parses,
+prints and maps errors (through :func:`cheng_build.cli.app.guarded`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cheng_build.cli.app import guarded
+from cheng_build.cli.args import Parser, normalize_argv
+from cheng_build.core.errors import UsageError
+
+# Our flags: name -> takes a value.
+_OURS: dict[str, bool] = {
+    "--manifest": True, "--lock": True, "--registry": True, "--package": True, "--channel": True,
+    "--lock-format": True, "--meta-out": True, "--pkg-cache": True, "--skip-pkg": False,
+    "--verify": False, "--pkg-roots": True, "--compiler": True, "--explain": False,
+    "--reproducible-check": False, "--no-cache": False, "--env-allow": True, "--debug": False,
+}
+# The compiler's flags we also read; --name/--out are replaced by the staged ones.
+_COMPILER: dict[str, bool] = {
+    "--name": True, "--out": True, "--jobs": True, "--target": True, "--release": False,
+    "--emit": True, "--frontend": True, "--mm": True, "--run": False,
+}
+_OUR_EMITS = ("check", "bundle")
+
+
+def _parser() -> Parser:
+    p = Parser(prog="chengc", description=__doc__.split("\n\n")[0],
+               epilog="Flags are written --key:value, --key=value or --key value. "
+               "Unknown flags pass through to the compiler.")
+    p.add_argument("source", nargs="?", help="the .cheng file to compile")
+    c = p.add_argument_group("compiler flags (passed on)")
+    c.add_argument("--name", help="artifact name: bare -> artifacts/chengc/<name>; with '/' -> as given")
+    c.add_argument("--out", help="artifact path, as given (wins over --name)")
+    c.add_argument("--jobs", help="compiler parallelism (not part of the cache key)")
+    c.add_argument("--target", help="target triple (part of the cache key)")
+    c.add_argument("--release", action="store_true", help="optimised build")
+    c.add_argument("--emit", help="check: resolve imports only; bundle: a CAR of the inputs;\n"
+                   "anything else goes to the compiler")
+    c.add_argument("--frontend", help="compiler frontend")
+    c.add_argument("--mm", help="memory management mode")
+    c.add_argument("--run", action="store_true", help="run after building (bypasses the cache)")
+    g = p.add_argument_group("package flow")
+    g.add_argument("--manifest", help="cheng-package.toml to resolve")
+    g.add_argument("--lock", help="lock file (default chengcache/<name>.lock.<fmt>)")
+    g.add_argument("--registry", help="registry.jsonl (default build/cheng_registry/registry.jsonl)")
+    g.add_argument("--package", help="package id for cheng.meta.toml (pkg://cheng/<name>)")
+    g.add_argument("--channel", default="stable", choices=["edge", "stable", "lts"])
+    g.add_argument("--lock-format", default="toml", choices=["toml", "yaml", "json"])
+    g.add_argument("--meta-out", help="where cheng.meta.toml goes (default beside the artifact)")
+    g.add_argument("--pkg-cache", help="package cache (default PKG_CACHE or ./chengcache)")
+    g.add_argument("--skip-pkg", action="store_true", help="skip resolve/verify/fetch; use PKG_ROOTS as set")
+    g.add_argument("--verify", action="store_true", help="verify the lock again even if verified before")
+    g.add_argument("--pkg-roots", help="package roots searched after PKG_ROOT (replaces PKG_ROOTS)")
+    b = p.add_argument_group("build")
+    b.add_argument("--compiler", help="the real Cheng compiler (else CHENG_COMPILER, config, PATH)")
+    b.add_argument("--explain", action="store_true", help="say why the build was or was not a cache hit")
+    b.add_argument("--reproducible-check", action="store_true",
+                   help="build twice in two fresh roots; fail if the outputs differ")
+    b.add_argument("--no-cache", action="store_true", help="neither read nor write the action cache")
+    b.add_argument("--env-allow", help="extra environment variables handed to the compiler (comma list)")
+    b.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return p
+
+
+def _flag_name(tok: str) -> str:
+    return tok.split("=", 1)[0].split(":", 1)[0] if tok.startswith("--") else ""
+
+
+def compiler_tokens(argv: Sequence[str]) -> list[str]:
+    """The tokens for the compiler, in order: its known flags as ``--key:value``, unknown ones as
+    given; our flags, ``--name``/``--out``, the source and ``--emit:check|bundle`` removed."""
+    out: list[str] = []
+    i = 0
+    positional_seen = False
+    while i < len(argv):
+        tok = argv[i]
+        name = _flag_name(tok)
+        if tok == "--":
+            out.extend(argv[i + 1:])
+            break
+        inline = name != "" and len(tok) > len(name)
+        if name in _OURS or name in _COMPILER:
+            takes = (_OURS | _COMPILER)[name]
+            value = None
+            if takes:
+                if inline:
+                    value = tok[len(name) + 1:]
+                elif i + 1 < len(argv):
+                    value = argv[i + 1]
+                    i += 1
+            i += 1
+            if name in _OURS or name in ("--name", "--out"):
+                continue
+            if name == "--emit" and value in _OUR_EMITS:
+                continue
+            out.append(f"{name}:{value}" if takes else name)
+            continue
+        if not name and not positional_seen and not tok.startswith("-"):
+            positional_seen = True  # the source file
+        else:
+            out.append(tok)
+        i += 1
+    return out
+
+
+def _run(argv: list[str]) -> int:
+    from cheng_build.build.driver import BuildRequest, Emit, PackageOptions, Status, build
+
+    args, unknown = _parser().parse_known_cheng(argv)
+    if args.source is None:
+        raise UsageError("no source file given", how="usage: chengc <file.cheng> [flags]; chengc --help")
+    stray = [u for u in unknown if not u.startswith("-")]
+    if stray:
+        raise UsageError(f"more than one source file: {args.source} {' '.join(stray)}",
+                         how="chengc compiles one entry file; its imports are found by the resolver")
+    emit = Emit.COMPILE
+    if args.emit in _OUR_EMITS:
+        emit = Emit(args.emit)
+    env = dict(os.environ)
+    cache = Path(args.pkg_cache or env.get("PKG_CACHE") or "chengcache")
+
+    def p(v: str | None) -> Path | None:
+        return Path(v) if v else None
+
+    req = BuildRequest(
+        source=Path(args.source), compiler_flags=tuple(compiler_tokens(argv)), name=args.name,
+        out=args.out if emit is not Emit.BUNDLE else None, target=args.target, emit=emit,
+        run=args.run, compiler=args.compiler, reproducible_check=args.reproducible_check,
+        no_cache=args.no_cache,
+        env_allow=tuple(n.strip() for n in (args.env_allow or "").split(",") if n.strip()),
+        pkg_roots=args.pkg_roots, meta_out=p(args.meta_out),
+        bundle_out=p(args.out) if emit is Emit.BUNDLE else None,
+        packages=PackageOptions(manifest=p(args.manifest), lock=p(args.lock), registry=p(args.registry),
+                                package=args.package, channel=args.channel, lock_format=args.lock_format,
+                                pkg_cache=p(args.pkg_cache), skip_pkg=args.skip_pkg, verify=args.verify),
+        cache_dir=cache, env=env, cwd=Path.cwd(),
+    )
+    from cheng_build.build.errors import CompilerFailedError
+
+    try:
+        res = build(req)
+    except CompilerFailedError as exc:
+        _replay(exc.stdout, exc.stderr)
+        raise
+    _replay(res.stdout, res.stderr)
+    for w in res.warnings:
+        print(f"chengc: verify: warning: {w}", file=sys.stderr)
+    if args.explain:
+        if req.packages.active:
+            ran = ", ".join(res.package_steps) or "none"
+            print(f"chengc: package flow: ran {ran} (the rest was remembered)", file=sys.stderr)
+        for line in res.explain:
+            print(f"chengc: {line}", file=sys.stderr)
+    if res.status is Status.CHECKED:
+        g = res.graph
+        if args.explain:
+            for f in g.files:
+                print(f"{f.staged}\t{f.source}")
+        print(f"ok: {len(g.files)} inputs from {len(g.roots)} package roots, "
+              f"{len(g.toolchain_imports)} toolchain imports; input root {res.input_root}")
+    elif res.status is Status.BUNDLED:
+        print(f"bundle {res.output} root {res.input_root}")
+    return 0
+
+
+def _replay(out: bytes, err: bytes) -> None:
+    # The compiler's own output (replayed from the cache on a hit), bytes as it wrote them.
+    if out:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(out)
+        sys.stdout.buffer.flush()
+    if err:
+        sys.stderr.flush()
+        sys.stderr.buffer.write(err)
+        sys.stderr.buffer.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    return guarded("chengc", args_in, lambda: _run(args_in))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["compiler_tokens", "main", "normalize_argv"]
