@@ -1,0 +1,724 @@
+"""The engine: drives one run from its stored state to the end, one process per ready task.
+
+Why a single-threaded loop and not asyncio or threads: the work is waiting on child processes,
+timers and other processes' requests. Linux gives a pollable file descriptor per child
+(``pidfd_open``), so one ``selectors`` loop waits on all of them at once with a timeout set to the
+next deadline (task timeout, countdown, backoff). There is no thread to synchronise, SQLite is used
+from one thread, ``PR_SET_PDEATHSIG`` is tied to the one thread that forks, and the per-task cost is
+a fork/exec plus two small transactions, well under the 5 ms budget. asyncio would add an event
+loop import and a second scheduling model for no gain.
+
+Separation (ninja's Plan / Builder / log): *what* may start comes from :mod:`planner` and
+:mod:`levels`; *how* a process starts is :func:`sandbox.launch`; *persistence* is :class:`Store`.
+The loop applies their decisions and writes every transition through the store before acting
+on the next, so a ``kill -9`` at any moment leaves a state :meth:`Engine.run` can resume:
+``Completed`` rows are never rerun; ``Running`` rows whose process died with the engine are
+started again (idempotent tasks) or wait for ``cis confirm`` (non-idempotent ones).
+
+Other processes act on a live run only by appending ``controls`` rows (see :mod:`control`); the
+loop notices them through SQLite's ``PRAGMA data_version`` and applies them in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+from cheng_build.cis import ambiguity, levels, planner, rollback, sandbox
+from cheng_build.cis.model import Dag, Isolation, LevelKind, RunState, TaskState
+from cheng_build.cis.store import Control, Store
+
+TERM_GRACE_S = 2.0
+IDLE_POLL_S = 0.2
+
+
+@dataclass
+class _Proc:
+    """A task process the engine is waiting for."""
+
+    idx: int
+    popen: subprocess.Popen[bytes]
+    pidfd: int
+    started: float
+    deadline: float | None
+    task_dir: str
+    cwd: str
+    env: dict[str, str]
+    inputs: list[str]
+    attempt: int
+    files: list[IO[bytes]] = field(default_factory=list)
+    reason: str = ""  # why we are stopping it: timeout | amend | cancel | interrupt
+    kill_at: float | None = None
+
+
+def duration_key(dag_name: str, task_name: str) -> str:
+    """The key under which a task's durations are kept for the ETA."""
+    return f"{dag_name}\0{task_name}"
+
+
+def friendly(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from cheng_build.cis.debt import friendly as make  # hashlib only on the failure path
+
+    return make(*args, **kwargs)
+
+
+def tail(path: str) -> list[str]:
+    from cheng_build.cis.debt import tail as read_tail
+
+    return read_tail(path)
+
+
+def _proc_start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    return data.rsplit(b")", 1)[1].split()[19].decode()
+
+
+class Engine:
+    """Drive the run ``run_id`` stored in ``store``.
+
+    Args:
+        store: the run database (this engine becomes the only writer of the run's task state).
+        run_id: an existing run.
+        jobs: how many tasks may run at once (default: the run's stored value).
+        observer: called on every loop turn (the terminal view refreshes from the store); it must
+            not block.
+        host_env: the environment ``${NAME}`` references in task env are expanded from.
+    """
+
+    def __init__(self, store: Store, run_id: str, *, jobs: int | None = None,
+                 observer: Callable[[], None] | None = None,
+                 host_env: Mapping[str, str] | None = None) -> None:
+        self.store = store
+        self.run_id = store.resolve_run_id(run_id)
+        self.jobs_override = jobs
+        self.observer = observer
+        self.host_env = dict(os.environ if host_env is None else host_env)
+        self.running: dict[int, _Proc] = {}
+        self.sel = selectors.DefaultSelector()
+        self.machine: sandbox.SandboxMode | None = None
+        self.programs: dict[tuple[str, str | None], str | None] = {}  # lookups, once per run
+
+    # --- state mirror --------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        run = self.store.get_run(self.run_id)
+        self.dag: Dag = run.dag
+        self.jobs = max(1, self.jobs_override or run.jobs or (os.cpu_count() or 1))
+        recs = self.store.tasks(self.run_id)
+        self.state = [r.state for r in recs]
+        self.gate = [r.gate for r in recs]
+        self.gate_until = [r.gate_until for r in recs]
+        self.attempt = [r.attempt for r in recs]
+        self.choice: list[dict[str, Any]] = [r.choice or {} for r in recs]
+        self.needs_rerun = [r.needs_rerun for r in recs]
+        self.note = [r.note for r in recs]
+        self.recs = recs
+        self.run_dir = self.store.run_dir(self.run_id)
+        self.tasks_dir = self.run_dir / "tasks"
+        self.tasks_dir.mkdir(parents=True, exist_ok=True)
+
+    def _set(self, idx: int, event: str | None = None, data: dict[str, Any] | None = None,
+             **fields: Any) -> None:
+        """Write a task transition through to the store, then mirror it."""
+        self.store.set_task(self.run_id, idx, event, data, **fields)
+        if "state" in fields:
+            self.state[idx] = fields["state"]
+        if "gate" in fields:
+            self.gate[idx] = fields["gate"]
+        if "gate_until" in fields:
+            self.gate_until[idx] = fields["gate_until"]
+        if "attempt" in fields:
+            self.attempt[idx] = fields["attempt"]
+        if "choice" in fields:
+            self.choice[idx] = fields["choice"] or {}
+        if "needs_rerun" in fields:
+            self.needs_rerun[idx] = bool(fields["needs_rerun"])
+        if "note" in fields:
+            self.note[idx] = fields["note"]
+
+    # --- entry point ---------------------------------------------------------------------------
+
+    def run(self) -> RunState:
+        """Drive the run until it finishes; return its final state.
+
+        Raises:
+            StoreError: another engine drives this run, or the database fails.
+        """
+        with self.store.engine_lock(self.run_id):
+            self._load()
+            sandbox.sweep_orphan_cgroups()
+            self._recover()
+            undo = self.run_dir / f"undo-{self.run_id}.sh"
+            if not undo.exists():
+                rollback.write_undo_script(self.dag, self.run_id, self.run_dir)
+            self.store.set_run(self.run_id, "engine-started", state=RunState.RUNNING,
+                               engine_pid=os.getpid(), finished=None)
+            try:
+                return self._loop()
+            except BaseException:
+                self._stop_all("interrupt")
+                raise
+            finally:
+                self.sel.close()
+                for p in list(self.running.values()):
+                    sandbox.release(p.popen, wait=True)
+
+    def _recover(self) -> None:
+        """Tasks left Running by a dead engine: kill any survivor, then rerun or ask."""
+        for r in self.recs:
+            if r.state is not TaskState.RUNNING:
+                continue
+            if r.pid and r.pid_start and _proc_start_time(r.pid) == r.pid_start:
+                with contextlib.suppress(OSError):
+                    os.killpg(r.pid, signal.SIGKILL)
+            task = self.dag.tasks[r.idx]
+            if task.idempotent:
+                self._set(r.idx, "interrupted", {"rerun": True}, state=TaskState.PENDING,
+                          gate=levels.GATE_APPROVED, pid=None,
+                          note="interrupted when the engine stopped; running it again")
+            else:
+                self._set(r.idx, "interrupted", {"rerun": False}, state=TaskState.PENDING,
+                          gate=levels.GATE_CONFIRM, pid=None,
+                          note="interrupted when the engine stopped; not idempotent: "
+                               f"'cis confirm {self.run_id} {r.idx}' to run it again")
+
+    def _loop(self) -> RunState:
+        seen_version = -1
+        waiting_noted = False
+        while True:
+            version = self.store.data_version()
+            if version != seen_version:
+                seen_version = version
+                self._apply_controls()
+            now = time.time()
+            self._enforce_deadlines(now)
+            if planner.first_success_reached(self.dag, self.state):
+                self._finish_first_success()
+            wake = float("inf")
+            person = any(s is TaskState.ARBITRATED for s in self.state)
+            started = False
+            if not planner.stop_starting(self.dag, self.state):
+                for idx in planner.ready(self.dag, self.state):
+                    if len(self.running) >= self.jobs:
+                        break
+                    kind, until = self._consider(idx, now)
+                    if kind == "timer":
+                        wake = min(wake, until)
+                    elif kind == "person":
+                        person = True
+                    elif kind == "moved":
+                        started = True
+                    if self.state[idx] is TaskState.ARBITRATED:
+                        break  # an Arbitrated task pauses the whole DAG from this moment
+            if self.observer is not None:
+                self.observer()
+            if not self.running and not started:
+                if wake == float("inf") and not person:
+                    return self._finish()
+                if person and wake == float("inf") and not waiting_noted:
+                    self.store.set_run(self.run_id, "waiting", state=RunState.WAITING,
+                                       note="waiting for a person (cis confirm / cis resolve)")
+                    waiting_noted = True
+            elif waiting_noted:
+                self.store.set_run(self.run_id, "running", state=RunState.RUNNING, note=None)
+                waiting_noted = False
+            if started:
+                continue  # more tasks may have become startable; do not sleep
+            timeout = IDLE_POLL_S if not self.running else 0.05
+            timeout = min(timeout, max(0.0, wake - now))
+            for p in self.running.values():
+                for t in (p.deadline, p.kill_at):
+                    if t is not None:
+                        timeout = min(timeout, max(0.0, t - now))
+            if self.observer is not None:
+                timeout = min(timeout, 0.1)
+            for key, _ in self.sel.select(timeout):
+                self._reap(int(key.data))
+            if waiting_noted and self.running:
+                self.store.set_run(self.run_id, "running", state=RunState.RUNNING, note=None)
+                waiting_noted = False
+
+    # --- starting ------------------------------------------------------------------------------
+
+    def _consider(self, idx: int, now: float) -> tuple[str, float]:
+        """Apply the gates to a ready task: ("moved"|"timer"|"person"|"none", wake time)."""
+        task = self.dag.tasks[idx]
+        d = levels.before_start(task, self.gate[idx], self.gate_until[idx], now)
+        if d.go is levels.Go.WAIT:
+            if d.gate != self.gate[idx] or d.until != self.gate_until[idx]:
+                note = {levels.GATE_COUNTDOWN: f"starts in {task.level.timeout}s "
+                                               f"({task.level.default.value} unless changed)",
+                        levels.GATE_CONFIRM: f"waiting for 'cis confirm {self.run_id} {idx}'"}.get(d.gate)
+                self._set(idx, d.gate, None, gate=d.gate, gate_until=d.until, note=note)
+            return ("person", 0.0) if d.gate in levels.PERSON_GATES else ("timer", d.until)
+        if d.go is levels.Go.SKIP:
+            self._set(idx, "skipped", None, state=TaskState.SKIPPED, gate="",
+                      note="Recommended countdown ended: default action skip")
+            return "moved", 0.0
+        if d.go is levels.Go.ARBITRATE:
+            stake = ", ".join(task.level.stakeholders) or "a person"
+            self._set(idx, "arbitrate", None, state=TaskState.ARBITRATED, gate="",
+                      note=f"the DAG is paused until {stake} runs "
+                           f"'cis resolve {self.run_id} {idx} --action:run|skip'")
+            return "person", 0.0
+        answers = dict(self.choice[idx].get("answers", {}))
+        if self.gate[idx] == levels.GATE_SUGGEST:  # the suggestion countdown ended: take it
+            answers = {**self.choice[idx].get("suggestion", {}), **answers}
+        res = ambiguity.resolve(self.dag, task, host_env=self.host_env, answers=answers)
+        if res.verdict is ambiguity.Verdict.OK:
+            self._start(idx, res)
+            return "moved", 0.0
+        choice = {**self.choice[idx], "open": res.open_items, "suggestion": res.suggestion}
+        if res.verdict is ambiguity.Verdict.FAIL:
+            ctx = self._context(idx, res.env, list(task.inputs))
+            self._fail(idx, friendly(
+                f"task {task.name} cannot start: its inputs are not there",
+                res.open_items + res.log, [f"create the missing input or fix 'inputs' of task {idx}",
+                                           f"then: cis retry {self.run_id} --from:{task.name}"],
+                **ctx), retryable=False)
+            return "moved", 0.0
+        if res.verdict is ambiguity.Verdict.SUGGEST:
+            until = now + ambiguity.SUGGEST_COUNTDOWN_S
+            self._set(idx, "suggest", {"open": res.open_items}, gate=levels.GATE_SUGGEST,
+                      gate_until=until, choice=choice,
+                      note=f"ambiguous {', '.join(res.open_items)}: taking "
+                           f"{', '.join(res.suggestion.values())} in {ambiguity.SUGGEST_COUNTDOWN_S}s")
+            return "timer", until
+        if res.verdict is ambiguity.Verdict.ASK:
+            self._set(idx, "ask", {"open": res.open_items}, gate=levels.GATE_ANSWER, choice=choice,
+                      note=f"needs an answer for {', '.join(res.open_items)}: "
+                           f"'cis resolve {self.run_id} {idx} --value:...'")
+            return "person", 0.0
+        self._set(idx, "escalate", {"open": res.open_items}, state=TaskState.ARBITRATED,
+                  choice=choice, note=f"escalated ({', '.join(res.open_items)}): the DAG is paused "
+                                      f"until 'cis resolve {self.run_id} {idx} --value:...'")
+        return "person", 0.0
+
+    def _context(self, idx: int, env: Mapping[str, str], inputs: list[str],
+                 task_dir: str | None = None) -> dict[str, Any]:
+        task = self.dag.tasks[idx]
+        base = self.dag.base_dir
+        return {"env": env, "cwd": rollback.task_cwd(self.dag, task, task_dir),
+                "inputs": [i if os.path.isabs(i) else os.path.join(base, i) for i in inputs],
+                "attempt": self.attempt[idx], "task_dir": task_dir}
+
+    def _start(self, idx: int, res: ambiguity.Resolution) -> None:
+        task = self.dag.tasks[idx]
+        attempt = self.attempt[idx] + 1
+        task_dir = self.tasks_dir / f"{idx:03d}-a{attempt}"
+        task_dir.mkdir(exist_ok=True)
+        cwd = rollback.task_cwd(self.dag, task, str(task_dir))
+        argv = ambiguity.substitute(task.exec.cmd, res.inputs)
+        inputs = list(res.inputs.values())
+        self.attempt[idx] = attempt
+        ctx = self._context(idx, res.env, inputs, str(task_dir))
+        key = (argv[0], res.env.get("PATH"))
+        prog = self.programs.get(key) or sandbox.resolve_program(argv[0], res.env)
+        self.programs[key] = prog
+        if prog is None:
+            self._fail(idx, friendly(f"task {task.name}: program {argv[0]!r} not found",
+                                     ["it is not on the task's PATH nor on the engine's PATH"],
+                                     [f"install {argv[0]!r} (cis doctor lists what is missing)",
+                                      f"or change the command: cis amend {self.run_id} --task:{idx} "
+                                      "--cmd:...", f"then: cis retry {self.run_id} --from:{task.name}"],
+                                     **ctx), retryable=False, attempt=attempt)
+            return
+        if not os.path.isdir(cwd):
+            self._fail(idx, friendly(f"task {task.name}: working directory {cwd} does not exist",
+                                     ["exec.cwd names a directory that is not there"],
+                                     ["create it or fix exec.cwd"], **ctx),
+                       retryable=False, attempt=attempt)
+            return
+        try:
+            if task.exec.sandbox.isolation is Isolation.NONE:
+                mode = sandbox.SandboxMode.UNSANDBOXED
+            else:
+                if self.machine is None:
+                    self.machine = sandbox.detect_mode(cache_dir=self.store.home)
+                mode = sandbox.effective_mode(task.exec.sandbox, self.machine)
+        except sandbox.IsolationRefusedError as exc:
+            self._fail(idx, friendly(f"task {task.name} refused: {exc}",
+                                     ["sandbox.isolation = \"required\" and neither bubblewrap nor "
+                                      "user namespaces work here (the run is unsandboxed)"],
+                                     ["install bubblewrap (apt-get install bubblewrap) and check "
+                                      "'cis verify-sandbox'", "or set sandbox.isolation = "
+                                      "\"preferred\" to accept an unsandboxed run"], **ctx),
+                       retryable=False, attempt=attempt)
+            return
+        base = self.dag.base_dir
+        writable = [os.path.join(base, w) for w in task.exec.sandbox.writable]
+        if task.exec.cwd is not None:
+            writable.append(cwd)
+        spec = sandbox.LaunchSpec(argv=(prog, *argv[1:]), env=res.env, cwd=cwd,
+                                  task_dir=str(task_dir), sandbox=task.exec.sandbox,
+                                  read_only=(base,), writable=tuple(writable))
+        out = open(task_dir / "stdout.log", "wb")  # noqa: SIM115 - closed when the task is reaped
+        err = open(task_dir / "stderr.log", "wb")  # noqa: SIM115
+        try:
+            popen = sandbox.launch(spec, mode, stdout=out, stderr=err)
+        except OSError as exc:
+            out.close()
+            err.close()
+            self._fail(idx, friendly(f"task {task.name}: cannot start {prog}",
+                                     [exc.strerror or str(exc)], ["check the program and its "
+                                                                  "permissions"], **ctx),
+                       retryable=False, attempt=attempt)
+            return
+        now = time.time()
+        pidfd = os.pidfd_open(popen.pid)
+        self.sel.register(pidfd, selectors.EVENT_READ, idx)
+        deadline = now + task.exec.timeout if task.exec.timeout else None
+        self.running[idx] = _Proc(idx, popen, pidfd, now, deadline, str(task_dir), cwd,
+                                  dict(res.env), inputs, attempt, [out, err])
+        choice = {**self.choice[idx], "inputs": res.inputs, "log": res.log}
+        self._set(idx, "started", {"attempt": attempt, "sandbox": mode.value},
+                  state=TaskState.RUNNING, attempt=attempt, started=now, finished=None,
+                  exit_code=None, pid=popen.pid, pid_start=_proc_start_time(popen.pid),
+                  task_dir=str(task_dir), gate="", choice=choice,
+                  note="; ".join(res.log) or None)
+
+    # --- finishing a task ----------------------------------------------------------------------
+
+    def _reap(self, idx: int) -> None:
+        p = self.running.pop(idx)
+        self.sel.unregister(p.pidfd)
+        os.close(p.pidfd)
+        rc = p.popen.wait()
+        sandbox.release(p.popen)
+        for f in p.files:
+            f.close()
+        now = time.time()
+        task = self.dag.tasks[idx]
+        if p.reason == "amend":
+            self._set(idx, "restart", {"exit_code": rc}, state=TaskState.PENDING,
+                      gate=levels.GATE_APPROVED, pid=None, note="restarting with the amendment")
+            return
+        if p.reason == "cancel":
+            self._set(idx, "cancelled", {"exit_code": rc}, state=TaskState.SKIPPED, pid=None,
+                      finished=now, note=self._cancel_note(idx))
+            return
+        if p.reason == "interrupt":
+            self._set(idx, "interrupted", {"exit_code": rc}, state=TaskState.PENDING,
+                      gate=levels.GATE_APPROVED, pid=None, note="interrupted; cis resume reruns it")
+            return
+        ctx = {"env": p.env, "cwd": p.cwd, "inputs": p.inputs, "attempt": p.attempt,
+               "task_dir": p.task_dir, "exit_code": rc}
+        logs = tail(os.path.join(p.task_dir, "stderr.log")) or tail(
+            os.path.join(p.task_dir, "stdout.log"))
+        how_common = [f"logs: {p.task_dir}/stderr.log (kept read-only)",
+                      f"retry from here: cis retry {self.run_id} --from:{task.name}",
+                      f"change it: cis amend {self.run_id} --task:{idx} --env:K=V / --cmd:...",
+                      f"skip it: cis resolve {self.run_id} {idx} --action:skip"]
+        if p.reason == "timeout":
+            self._fail(idx, friendly(f"task {task.name} timed out after {task.exec.timeout}s",
+                                     ["it was stopped with SIGTERM, then SIGKILL", *logs],
+                                     [f"raise it: cis amend {self.run_id} --task:{idx} --timeout:N",
+                                      *how_common], **ctx), task_dir=p.task_dir)
+            return
+        if rc != 0:
+            what = (f"task {task.name} was killed by signal {-rc}" if rc < 0
+                    else f"task {task.name} exited with status {rc}")
+            self._fail(idx, friendly(what, logs or ["it printed nothing on stderr"], how_common,
+                                     **ctx), task_dir=p.task_dir)
+            return
+        missing = [o for o in task.outputs if not os.path.exists(os.path.join(p.cwd, o))]
+        if missing:
+            self._fail(idx, friendly(f"task {task.name} did not produce {', '.join(missing)}",
+                                     [f"it exited 0, but its declared outputs are missing in {p.cwd}"],
+                                     ["fix the command or the 'outputs' list", *how_common], **ctx),
+                       task_dir=p.task_dir)
+            return
+        self._set(idx, "completed", {"seconds": round(now - p.started, 6)},
+                  state=TaskState.COMPLETED, finished=now, exit_code=0, pid=None,
+                  needs_rerun=0, error=None, note=None,
+                  duration=(duration_key(self.dag.name, task.name), now - p.started))
+
+    def _cancel_note(self, idx: int) -> str:
+        if planner.first_success_reached(self.dag, self.state):
+            return "not needed: another branch succeeded (FirstSuccess)"
+        return "stopped and skipped by a person"
+
+    def _fail(self, idx: int, error: dict[str, Any], *, retryable: bool = True,
+              task_dir: str | None = None, attempt: int | None = None) -> None:
+        """A task failed: checkpoint, then retry later, or settle its state under the policy."""
+        task = self.dag.tasks[idx]
+        now = time.time()
+        if attempt is not None:
+            self.attempt[idx] = attempt
+        if task_dir:
+            with contextlib.suppress(OSError):
+                sandbox.make_read_only(task_dir)
+        delay = levels.retry_after(task, self.attempt[idx]) if retryable else None
+        if delay is not None:
+            self._set(idx, "retry-scheduled", {"in": delay, "what": error["what"]},
+                      state=TaskState.PENDING, gate=levels.GATE_BACKOFF, gate_until=now + delay,
+                      attempt=self.attempt[idx], error=error, pid=None,
+                      note=f"attempt {self.attempt[idx]} failed; retrying in {delay:.1f}s")
+            return
+        st = planner.failure_state(self.dag, idx,
+                                   arbitrated_level=task.level.kind is LevelKind.ARBITRATED)
+        if st is not TaskState.ARBITRATED and task.rollback is not None:
+            error["rollback"] = self._rollback(idx)
+        note = {TaskState.DEBT: "failed; recorded as debt (nothing downstream needs it)",
+                TaskState.ARBITRATED: f"failed; the DAG is paused until 'cis resolve {self.run_id} "
+                                      f"{idx} --action:retry|skip|fail|complete'",
+                TaskState.FAILED: "failed; dependents are frozen"}[st]
+        self._set(idx, st.value.lower(), {"what": error["what"]}, state=st, finished=now,
+                  exit_code=error.get("context", {}).get("exit_code"), error=error, pid=None,
+                  attempt=self.attempt[idx], note=note)
+
+    def _rollback(self, idx: int) -> str:
+        """Run a failed task's rollback argv (same env and sandbox); return what happened."""
+        task = self.dag.tasks[idx]
+        argv = task.rollback or ()
+        rdir = self.tasks_dir / f"{idx:03d}-rollback-a{self.attempt[idx]}"
+        rdir.mkdir(parents=True, exist_ok=True)
+        cwd = rollback.task_cwd(self.dag, task, str(rdir))
+        env, _missing = ambiguity.expand_env(task.exec.env_map, self.host_env)
+        prog = sandbox.resolve_program(argv[0], env)
+        if prog is None:
+            return f"rollback not run: program {argv[0]!r} not found"
+        writable = [os.path.join(self.dag.base_dir, w) for w in task.exec.sandbox.writable]
+        if task.exec.cwd is not None:
+            writable.append(cwd)
+        spec = sandbox.LaunchSpec(argv=(prog, *argv[1:]), env=env, cwd=cwd, task_dir=str(rdir),
+                                  sandbox=task.exec.sandbox, read_only=(self.dag.base_dir,),
+                                  writable=tuple(writable))
+        try:
+            mode = sandbox.effective_mode(task.exec.sandbox)
+            with open(rdir / "output.log", "wb") as out:
+                proc = sandbox.launch(spec, mode, stdout=out, stderr=subprocess.STDOUT)
+                # Rollbacks are short clean-ups; the loop waits for one (bounded) on purpose so
+                # no dependent can start before the undo is done.
+                rc = proc.wait(timeout=task.exec.timeout or 300)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            sandbox.release(proc, wait=True)
+            return "rollback timed out"
+        except (OSError, sandbox.IsolationRefusedError) as exc:
+            return f"rollback not run: {exc}"
+        sandbox.release(proc)
+        self.store.add_event(self.run_id, idx, "rollback", {"exit_code": rc})
+        return "rollback ran" if rc == 0 else f"rollback failed with status {rc}"
+
+    # --- stopping ------------------------------------------------------------------------------
+
+    def _terminate(self, p: _Proc, reason: str) -> None:
+        if p.kill_at is not None:
+            return
+        p.reason = reason
+        p.kill_at = time.time() + TERM_GRACE_S
+        with contextlib.suppress(OSError):
+            os.killpg(p.popen.pid, signal.SIGTERM)
+
+    def _enforce_deadlines(self, now: float) -> None:
+        for p in self.running.values():
+            if p.kill_at is not None and now >= p.kill_at:
+                with contextlib.suppress(OSError):
+                    os.killpg(p.popen.pid, signal.SIGKILL)
+                p.kill_at = now + 3600  # sent; the pidfd reports the exit
+            elif p.deadline is not None and now >= p.deadline and p.kill_at is None:
+                self._terminate(p, "timeout")
+
+    def _stop_all(self, reason: str) -> None:
+        for p in list(self.running.values()):
+            with contextlib.suppress(OSError):
+                os.killpg(p.popen.pid, signal.SIGKILL)
+            p.reason = reason
+            with contextlib.suppress(Exception):
+                p.popen.wait(timeout=5)
+                self._reap(p.idx)
+
+    def _finish_first_success(self) -> None:
+        for p in self.running.values():
+            self._terminate(p, "cancel")
+        for i, s in enumerate(self.state):
+            if s is TaskState.PENDING:
+                self._set(i, "skipped", None, state=TaskState.SKIPPED,
+                          note="not needed: another branch succeeded (FirstSuccess)")
+
+    def _finish(self) -> RunState:
+        sandbox.release_all()
+        outcome = planner.outcome(self.dag, self.state)
+        frozen = planner.frozen(self.dag, self.state)
+        for i, s in enumerate(self.state):
+            if s is TaskState.PENDING:
+                blockers = [d for d in self.dag.tasks[i].deps
+                            if self.state[d] in (TaskState.FAILED, TaskState.ARBITRATED)
+                            or d in frozen]
+                why = (f"blocked by failed task {blockers[0]}" if blockers
+                       else "not started: the run stopped after a failure")
+                self._set(i, "skipped", None, state=TaskState.SKIPPED, note=why)
+        counts: dict[str, int] = {}
+        for s in self.state:
+            counts[s.value] = counts.get(s.value, 0) + 1
+        note = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
+        self.store.set_run(self.run_id, "run-finished", state=outcome, finished=time.time(),
+                           engine_pid=None, note=note)
+        return outcome
+
+    # --- controls from other processes --------------------------------------------------------
+
+    def _apply_controls(self) -> None:
+        for c in self.store.pending_controls(self.run_id):
+            try:
+                result = self._control(c)
+            except Exception as exc:  # a bad request must never stop the run
+                result = f"rejected: {exc}"
+            self.store.finish_control(c.id, result)
+
+    def _control(self, c: Control) -> str:
+        idx = c.idx
+        if idx is None or not 0 <= idx < len(self.dag.tasks):
+            return f"rejected: no task {idx}"
+        st = self.state[idx]
+        k = c.kind
+        if k in ("confirm", "run-now"):
+            if st is TaskState.ARBITRATED:
+                return self._resolve(idx, "run", None, None)
+            if st is not TaskState.PENDING:
+                return f"rejected: task {idx} is {st.value}, nothing to {k}"
+            self._set(idx, k, None, gate=levels.GATE_APPROVED, gate_until=0.0,
+                      note=f"{'confirmed' if k == 'confirm' else 'run now'} by a person")
+            return "ok"
+        if k == "skip":
+            if st is TaskState.RUNNING:
+                self._terminate(self.running[idx], "cancel")
+                return "ok: stopping it"
+            if st not in (TaskState.PENDING, TaskState.ARBITRATED):
+                return f"rejected: task {idx} is {st.value}"
+            self._set(idx, "skipped", None, state=TaskState.SKIPPED, gate="",
+                      note="skipped by a person")
+            return "ok"
+        if k == "resolve":
+            return self._resolve(idx, c.payload.get("action"), c.payload.get("value"),
+                                 c.payload.get("item"))
+        if k == "amend":
+            return self._amend(idx, c.payload)
+        if k == "retry":
+            return self._retry_from(idx)
+        return f"rejected: unknown control {k!r}"
+
+    def _resolve(self, idx: int, action: str | None, value: str | None, item: str | None) -> str:
+        st = self.state[idx]
+        if value is not None:
+            open_items = self.choice[idx].get("open") or []
+            key = item or (open_items[0] if open_items else None)
+            if key is None:
+                return f"rejected: task {idx} has no open question"
+            answers = {**self.choice[idx].get("answers", {}), key: value}
+            self._set(idx, "answered", {"item": key}, choice={**self.choice[idx], "answers": answers})
+            if st is TaskState.ARBITRATED or (st is TaskState.PENDING and self.gate[idx] in (
+                    levels.GATE_ANSWER, levels.GATE_SUGGEST)):
+                self._set(idx, "resolved", None, state=TaskState.PENDING,
+                          gate=levels.GATE_APPROVED, note=f"{key} answered by a person")
+            if action is None:
+                return "ok"
+        action = action or "run"
+        if action in ("run", "retry"):
+            if st not in (TaskState.ARBITRATED, TaskState.FAILED, TaskState.DEBT,
+                          TaskState.PENDING, TaskState.SKIPPED):
+                return f"rejected: task {idx} is {st.value}"
+            self._set(idx, "resolved", {"action": action}, state=TaskState.PENDING,
+                      gate=levels.GATE_APPROVED, note=f"resolved by a person: {action}")
+            self._unfreeze_dependents(idx)
+            return "ok"
+        if action == "skip":
+            if st is TaskState.RUNNING:
+                self._terminate(self.running[idx], "cancel")
+                return "ok: stopping it"
+            self._set(idx, "resolved", {"action": action}, state=TaskState.SKIPPED,
+                      note="resolved by a person: skip")
+            self._unfreeze_dependents(idx)
+            return "ok"
+        if action == "complete":
+            if st is TaskState.RUNNING:
+                return f"rejected: task {idx} is running"
+            self._set(idx, "resolved", {"action": action}, state=TaskState.COMPLETED,
+                      note="marked complete by a person")
+            self._unfreeze_dependents(idx)
+            return "ok"
+        if action in ("fail", "rollback"):
+            if st is TaskState.RUNNING:
+                return f"rejected: task {idx} is running"
+            stored = self.store.tasks(self.run_id)[idx].error
+            err = stored or {"what": f"task {self.dag.tasks[idx].name} failed by decision",
+                             "why": [], "how": []}
+            if self.dag.tasks[idx].rollback is not None:
+                err = {**err, "rollback": self._rollback(idx)}
+            self._set(idx, "resolved", {"action": action}, state=TaskState.FAILED, error=err,
+                      note="resolved by a person: failed")
+            return "ok"
+        return f"rejected: unknown action {action!r} (run | retry | skip | complete | fail | rollback)"
+
+    def _unfreeze_dependents(self, idx: int) -> None:
+        # Dependents skipped only because this task blocked them become Pending again.
+        for t in self.dag.tasks[idx + 1:]:
+            if self.state[t.idx] is TaskState.SKIPPED and (self.note[t.idx] or "").startswith(
+                    ("blocked by", "not started")):
+                self._set(t.idx, "unblocked", None, state=TaskState.PENDING, gate="", note=None)
+
+    def _amend(self, idx: int, payload: dict[str, Any]) -> str:
+        from cheng_build.cis.validate import validate_dag
+
+        task = self.dag.tasks[idx]
+        ex = task.exec
+        if payload.get("env"):
+            env = {**ex.env_map, **payload["env"]}
+            ex = replace(ex, env=tuple(sorted(env.items())))
+        if payload.get("cmd"):
+            ex = replace(ex, cmd=tuple(payload["cmd"]))
+        if payload.get("timeout") is not None:
+            ex = replace(ex, timeout=int(payload["timeout"]))
+        new = replace(task, exec=ex)
+        dag = self.dag.with_task(new)
+        try:
+            validate_dag(dag)
+        except Exception as exc:
+            return f"rejected: {getattr(exc, 'what', exc)}"
+        self.dag = dag
+        self.store.set_spec(self.run_id, new)
+        st = self.state[idx]
+        if st is TaskState.RUNNING:
+            self._terminate(self.running[idx], "amend")
+            self.store.add_event(self.run_id, idx, "amended", {"then": "restart"})
+            return "ok: running task stopped (SIGTERM); it restarts with the change"
+        if st is TaskState.COMPLETED:
+            self._set(idx, "amended", {"then": "needs-rerun"}, needs_rerun=1,
+                      note=f"amended after it completed: needs rerun "
+                           f"('cis retry {self.run_id} --from:{task.name}')")
+            return "ok: completed task marked needs-rerun (not rerun by itself)"
+        self.store.add_event(self.run_id, idx, "amended", {"then": "updated"})
+        return "ok: updated"
+
+    def _retry_from(self, idx: int) -> str:
+        affected = {idx}
+        for t in self.dag.tasks[idx + 1:]:
+            if any(d in affected for d in t.deps):
+                affected.add(t.idx)
+        for i in sorted(affected):
+            if self.state[i] is TaskState.RUNNING:
+                continue
+            self._set(i, "reset", {"from": idx}, state=TaskState.PENDING,
+                      gate=levels.GATE_APPROVED if i == idx else "", gate_until=0.0,
+                      needs_rerun=0, error=None, finished=None, exit_code=None,
+                      note=f"reset by 'cis retry --from:{self.dag.tasks[idx].name}'")
+        return f"ok: {len(affected)} task(s) reset"
+
+
+def run_dir_of(store: Store, run_id: str) -> Path:
+    return store.run_dir(run_id)
