@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,7 +29,7 @@ def _expected(data: bytes, spans: list[tuple[int, int]], algo: str) -> list[tupl
 @given(n=st.integers(0, 300_000), seed=st.integers(0, 2**32 - 1), size=st.integers(1, 70_000),
        algo=st.sampled_from(["sha256", "blake3"]), threads=st.integers(1, 6))
 def test_fixed_size_against_oracles(n: int, seed: int, size: int, algo: str, threads: int) -> None:
-    data = np.random.default_rng(seed).bytes(n)
+    data = random.Random(seed).randbytes(n)
     spans = [(o, min(size, n - o)) for o in range(0, n, size)]
     assert chunk_and_hash(data, fixed_size=size, algo=algo, threads=threads) == _expected(data, spans, algo)
 
@@ -38,14 +38,14 @@ def test_fixed_size_against_oracles(n: int, seed: int, size: int, algo: str, thr
 @given(n=st.integers(0, 400_000), seed=st.integers(0, 2**32 - 1), avg=st.sampled_from([256, 1024, 4096]),
        algo=st.sampled_from(["sha256", "blake3"]), threads=st.integers(1, 6))
 def test_cdc_against_oracles_and_cdc_chunks(n: int, seed: int, avg: int, algo: str, threads: int) -> None:
-    data = np.random.default_rng(seed).bytes(n)
+    data = random.Random(seed).randbytes(n)
     params = ChunkerParams(avg // 4, avg, avg * 4, 2)
     got = chunk_and_hash(data, params, algo=algo, threads=threads)
     assert got == _expected(data, cdc_chunks(data, params), algo)
 
 
 def test_default_sizes_threads_invariant() -> None:
-    data = np.random.default_rng(5).bytes(24 << 20)
+    data = random.Random(5).randbytes(24 << 20)
     one = chunk_and_hash(data, algo="blake3")
     assert len(one) > 40
     assert chunk_and_hash(data, algo="blake3", threads=2) == one
@@ -59,7 +59,7 @@ def test_default_sizes_threads_invariant() -> None:
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(0, 200_000), seed=st.integers(0, 2**32 - 1))
 def test_path_equals_buffer(tmp_path: Path, n: int, seed: int) -> None:
-    data = np.random.default_rng(seed).bytes(n)
+    data = random.Random(seed).randbytes(n)
     path = tmp_path / "in.bin"
     path.write_bytes(data)
     p = ChunkerParams(1024, 4096, 16384, 2)
@@ -69,7 +69,7 @@ def test_path_equals_buffer(tmp_path: Path, n: int, seed: int) -> None:
 
 def test_concurrent_callers_get_their_own_results() -> None:
     # cffi drops the GIL inside the C call: several Python threads run the kernel at once.
-    datas = [np.random.default_rng(s).bytes(3 << 20) for s in range(4)]
+    datas = [random.Random(s).randbytes(3 << 20) for s in range(4)]
     want = [chunk_and_hash(d, algo="blake3") for d in datas]
     got: dict[int, list] = {}
 
@@ -112,7 +112,7 @@ def test_file_read_in_windows_equals_buffer(tmp_path: Path, n: int, seed: int, t
     # undecided tail over, with the parallel search too.
     from cheng_build._native import chunking
 
-    data = np.random.default_rng(seed).bytes(n)
+    data = random.Random(seed).randbytes(n)
     path = tmp_path / "w.bin"
     path.write_bytes(data)
     params = None if fixed else ChunkerParams(1024, 4096, 16384, 2)

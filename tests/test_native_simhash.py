@@ -116,3 +116,31 @@ def test_from_hashes_kernel() -> None:
     hashes = [xxh64(t.encode()) for t in ("a", "b", "c", "a")]
     arr = ffi.new("uint64_t[]", hashes)
     assert lib.cb_simhash64_from_hashes(arr, 4) == ref_simhash64(["a", "b", "c", "a"])
+
+
+def _pairs_with(fn: object, fps: list[int], d: int) -> list[tuple[int, int, int]]:
+    arr = ffi.new("uint64_t[]", fps)
+    cap = fn(arr, len(fps), d, ffi.NULL, 0)  # type: ignore[operator]  # count only
+    out = ffi.new("uint64_t[]", 3 * cap + 3)
+    total = fn(arr, len(fps), d, out, cap)  # type: ignore[operator]
+    assert total == cap
+    flat = list(ffi.unpack(out, 3 * total))
+    return list(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 3000), d=st.integers(0, 12),
+       planted=st.integers(0, 200))
+def test_indexed_pairs_equal_brute_force(seed: int, n: int, d: int, planted: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    fps = [rng.getrandbits(64) for _ in range(n)]
+    for _ in range(planted if n else 0):  # near-duplicates at every distance up to d + 2
+        base = rng.choice(fps)
+        flip = rng.sample(range(64), rng.randint(0, d + 2))
+        fps.append(base ^ sum(1 << b for b in flip))
+    fps += [fps[0]] * 3 if fps else []
+    want = _pairs_with(lib.cb_pairs_within_brute, fps, d)
+    assert _pairs_with(lib.cb_pairs_within_indexed, fps, d) == want
+    assert pairs_within(fps, d) == want

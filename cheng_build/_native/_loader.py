@@ -23,7 +23,7 @@ from cffi import FFI
 from cheng_build.core.errors import ChengError
 
 # Must equal CB_ABI_VERSION in native/include/cheng_native.h.
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 CDEF = """
 const char *cb_version(void);
@@ -58,6 +58,8 @@ int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t 
 uint64_t cb_simhash64_from_hashes(const uint64_t *hashes, size_t n);
 int cb_hamming64(uint64_t a, uint64_t b);
 size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);
+size_t cb_pairs_within_brute(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);
+size_t cb_pairs_within_indexed(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);
 
 typedef struct cb_sha256_ctx cb_sha256_ctx;
 size_t cb_sha256_ctx_size(void);

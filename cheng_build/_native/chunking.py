@@ -25,6 +25,7 @@ _SPEC = re.compile(r"^fastcdc-v1-(\d+)-(\d+)-(\d+)-n([0-3])$")
 _STREAM_WINDOW = 16 << 20
 # chunk_and_hash on a file: bigger windows, so threads get long runs of work between refills.
 _HASH_WINDOW = 64 << 20
+_SIZE_MAX = int(ffi.cast("size_t", -1))  # the C functions' error value
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +79,10 @@ def _state(params: ChunkerParams) -> Any:
     """The initialised (read-only, thread-safe) C chunker state for ``params``."""
     state = ffi.new("uint8_t[]", lib.cb_cdc_size())
     c = ffi.cast("cb_cdc *", state)
-    limit = 1 << 64
-    sizes = (params.min_size, params.avg_size, params.max_size)
-    rc = -2 if any(s >= limit for s in sizes) else lib.cb_cdc_init(c, *sizes, params.normalization)
+    for name, width in (("min_size", 63), ("avg_size", 63), ("max_size", 63), ("normalization", 31)):
+        if getattr(params, name) >= 1 << width:  # would not fit the C argument
+            raise ValueError(f"chunker {name} is far too large (got {getattr(params, name)})")
+    rc = lib.cb_cdc_init(c, params.min_size, params.avg_size, params.max_size, params.normalization)
     if rc != 0:
         raise ValueError(
             f"invalid chunker parameters (min_size={params.min_size}, avg_size={params.avg_size}, "
@@ -106,7 +108,7 @@ def _ends_cdc(cdc: Any, buf: Any, n: int, threads: int) -> tuple[Any, int]:
     cap = lib.cb_cdc_max_chunks(cdc, n) + 1
     ends = ffi.new("uint64_t[]", cap)
     count = lib.cb_cdc_chunk(cdc, buf, n, 1, threads, ends, cap, ffi.NULL)
-    if count == ffi.cast("size_t", -1):  # only when memory for the thread scratch ran out
+    if count == _SIZE_MAX:  # only when memory for the thread scratch ran out
         raise MemoryError("cb_cdc_chunk: out of memory")
     return ends, count
 
@@ -272,7 +274,7 @@ class _Cutter:
             cap = lib.cb_cdc_max_chunks(self.keep.ptr, n) + 1
             ends = ffi.new("uint64_t[]", cap)
             count = lib.cb_cdc_chunk(self.keep.ptr, view, n, int(eof), self.threads, ends, cap, self.consumed)
-            if count == ffi.cast("size_t", -1):
+            if count == _SIZE_MAX:
                 raise MemoryError("cb_cdc_chunk: out of memory")
             used = self.consumed[0]
         if count == 0:

@@ -19,7 +19,7 @@ extern "C" {
 
 /* Bumped whenever a signature below changes; the Python loader refuses a mismatch so a stale
  * build in cheng_build/_native/ is reported instead of crashing. */
-#define CB_ABI_VERSION 4
+#define CB_ABI_VERSION 5
 
 const char *cb_version(void);
 int cb_abi_version(void);
@@ -113,6 +113,10 @@ int cb_hamming64(uint64_t a, uint64_t b);
  * triples (i, j, distance) to out[3*k ..]; returns the total number of pairs (which may be
  * larger than cap: call again with more room). */
 size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);
+/* The two strategies cb_pairs_within picks from (exposed for tests): compare every pair, or
+ * index d+1 blocks of bits (pigeonhole) and compare only fingerprints that share a block. */
+size_t cb_pairs_within_brute(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);
+size_t cb_pairs_within_indexed(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);
 
 #ifdef __cplusplus
 }

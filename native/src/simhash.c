@@ -7,7 +7,13 @@
  */
 #include "cheng_native.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define P1 0x9E3779B185EBCA87ull
 #define P2 0xC2B2AE3D27D4EB4Full
@@ -81,6 +87,104 @@ static inline uint64_t xxh64(const void *data, size_t len) {
 }
 
 uint64_t cb_token_hash(const void *data, size_t len) { return xxh64(data, len); }
+
+/* b ^ ((a ^ b) & -c): a when c is 1, b when c is 0, without a branch. */
+#define SEL(c, a, b) ((b) ^ (((a) ^ (b)) & ((uint64_t)0 - (uint64_t)(c))))
+
+/* XXH64 of four tokens shorter than 16 bytes each, when 16 bytes from each start may be read.
+ * Same results as xxh64(). Every step is computed for every token and kept or dropped by SEL:
+ * with tokens of random lengths, branching on the length mispredicts all the time. The four
+ * independent chains of multiplies sit side by side, so the core overlaps them. */
+#define SHORT_MAX 16
+static uint64_t byte_p5[256]; /* b * P5: a load instead of a multiply in the tail steps */
+static pthread_once_t byte_p5_once = PTHREAD_ONCE_INIT;
+static void init_byte_p5(void) {
+    for (int b = 0; b < 256; b++) byte_p5[b] = (uint64_t)b * P5;
+}
+static inline void xxh64_short4(const uint8_t *const p[4], const size_t len[4], uint64_t out[4]) {
+    uint64_t h[4];
+    const uint8_t *t[4];
+    size_t r[4];
+    for (int l = 0; l < 4; l++) {
+        /* Shorter than 16 bytes: at most one 8-byte lane. */
+        uint64_t h0 = P5 + (uint64_t)len[l];
+        uint64_t hn = rotl(h0 ^ xround(0, rd64(p[l])), 27) * P1 + P4;
+        h[l] = SEL(len[l] >= 8, hn, h0);
+    }
+    for (int l = 0; l < 4; l++) {
+        t[l] = p[l] + 8 * (len[l] >> 3);
+        r[l] = len[l] & 7;
+        uint64_t hn = rotl(h[l] ^ rd32(t[l]) * P1, 23) * P2 + P3;
+        h[l] = SEL(r[l] >= 4, hn, h[l]);
+        t[l] += r[l] & 4;
+    }
+    for (int j = 0; j < 3; j++) {
+        for (int l = 0; l < 4; l++) {
+            uint64_t hn = rotl(h[l] ^ byte_p5[t[l][j]], 11) * P1;
+            h[l] = SEL((size_t)j < (r[l] & 3), hn, h[l]);
+        }
+    }
+    for (int l = 0; l < 4; l++) {
+        uint64_t x = h[l];
+        x ^= x >> 33;
+        x *= P2;
+        x ^= x >> 29;
+        x *= P3;
+        x ^= x >> 32;
+        out[l] = x;
+    }
+}
+
+/* Bit i set when blk[i] == sep, for i < n <= 64. */
+static inline uint64_t sep_mask64(const uint8_t *blk, size_t n, uint8_t sep) {
+    uint8_t tmp[64];
+    if (n < 64) {
+        memset(tmp, sep ^ 1, sizeof tmp); /* padding that is never a separator */
+        memcpy(tmp, blk, n);
+        blk = tmp;
+    }
+    uint64_t m = 0;
+#if defined(__SSE2__)
+    const __m128i pat = _mm_set1_epi8((char)sep);
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(blk + 16 * k));
+        m |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, pat)) << (16 * k);
+    }
+#else
+    for (int i = 0; i < 64; i++) m |= (uint64_t)(blk[i] == sep) << i;
+#endif
+    return m;
+}
+
+/* Finds separators 64 bytes at a time: one mask per block, one bit per separator, so the loop
+ * over tokens has no branch that depends on a token's length. */
+typedef struct {
+    const uint8_t *buf;
+    size_t len, blk; /* blk: offset of the block `mask` describes */
+    uint64_t mask;
+    uint8_t sep;
+} sepscan;
+
+static inline void ss_init(sepscan *s, const uint8_t *buf, size_t len, uint8_t sep) {
+    s->buf = buf;
+    s->len = len;
+    s->blk = 0;
+    s->sep = sep;
+    s->mask = len ? sep_mask64(buf, len < 64 ? len : 64, sep) : 0;
+}
+
+/* Offset of the next separator, or len when there is none. */
+static inline size_t ss_next(sepscan *s) {
+    while (!s->mask) {
+        if (s->len - s->blk <= 64) return s->len;
+        s->blk += 64;
+        size_t n = s->len - s->blk;
+        s->mask = sep_mask64(s->buf + s->blk, n < 64 ? n : 64, s->sep);
+    }
+    size_t q = s->blk + (size_t)__builtin_ctzll(s->mask);
+    s->mask &= s->mask - 1;
+    return q;
+}
 
 /* Bit counting, eight counters per 64-bit word: acc[j] byte k counts bit 8k + j of the hashes.
  * A byte counter holds 255, so the words are flushed into 64 wide counters every 255 tokens. */
@@ -156,38 +260,41 @@ int cb_simhash64_batch(const uint8_t *buf, const uint64_t *doc_off, const uint64
     return 0;
 }
 
-/* First `sep` byte in [p, end), or end. Tokens are a few bytes long: testing eight bytes at a
- * time in a register (the "has zero byte" trick) avoids a memchr call and most of the branch
- * mispredictions of a byte loop. Only the lowest flagged byte is trusted: it is always exact. */
-static inline const uint8_t *find_sep(const uint8_t *p, const uint8_t *end, uint8_t sep) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    const uint64_t ones = 0x0101010101010101ull, pat = ones * sep;
-    for (; end - p >= 8; p += 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        v ^= pat;
-        uint64_t z = (v - ones) & ~v & (ones << 7);
-        if (z) return p + (__builtin_ctzll(z) >> 3);
-    }
-#endif
-    while (p < end && *p != sep) p++;
-    return p;
-}
-
 int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t *doc_ntok,
                         size_t ndocs, uint64_t *out) {
-    const uint8_t *p = buf, *end = buf + len;
-    bitsum s;
     size_t left = 0; /* tokens still to read, over all documents */
     for (size_t d = 0; d < ndocs; d++) left += (size_t)doc_ntok[d];
     if (left == 0 && len != 0) return -1;
+    pthread_once(&byte_p5_once, init_byte_p5);
+    sepscan ss;
+    ss_init(&ss, buf, len, (uint8_t)sep);
+    size_t pos = 0;
+    bitsum s;
     for (size_t d = 0; d < ndocs; d++) {
         memset(&s, 0, sizeof s);
-        for (uint64_t t = 0; t < doc_ntok[d]; t++) {
-            const uint8_t *q = find_sep(p, end, (uint8_t)sep);
-            if (--left == 0 ? q != end : q == end) return -1; /* separators != tokens - 1 */
-            bs_add(&s, xxh64(p, (size_t)(q - p)));
-            p = q + (q < end);
+        for (uint64_t todo = doc_ntok[d]; todo > 0;) {
+            /* Up to eight tokens: find them, then hash them four at a time. */
+            const uint8_t *tp[8];
+            size_t tl[8];
+            uint64_t th[8];
+            size_t k = todo < 8 ? (size_t)todo : 8;
+            int all_short = 1;
+            for (size_t i = 0; i < k; i++) {
+                size_t q = ss_next(&ss);
+                if (--left == 0 ? q != len : q == len) return -1; /* separators != tokens - 1 */
+                tp[i] = buf + pos;
+                tl[i] = q - pos;
+                all_short &= tl[i] < SHORT_MAX && len - pos >= SHORT_MAX;
+                pos = q + (q < len);
+            }
+            if (all_short && k == 8) {
+                xxh64_short4(tp, tl, th);
+                xxh64_short4(tp + 4, tl + 4, th + 4);
+            } else {
+                for (size_t i = 0; i < k; i++) th[i] = xxh64(tp[i], tl[i]);
+            }
+            for (size_t i = 0; i < k; i++) bs_add(&s, th[i]);
+            todo -= k;
         }
         out[d] = doc_ntok[d] ? bs_result(&s) : 0;
     }
@@ -196,7 +303,7 @@ int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t 
 
 int cb_hamming64(uint64_t a, uint64_t b) { return __builtin_popcountll(a ^ b); }
 
-size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap) {
+size_t cb_pairs_within_brute(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap) {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t a = fps[i];
@@ -213,4 +320,94 @@ size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out,
         }
     }
     return k;
+}
+
+/* ---- all pairs within d, indexed ----------------------------------------------------------
+ * Pigeonhole: cut the 64 bits into d+1 blocks; two fingerprints within distance d agree on at
+ * least one whole block. For each block, sort (block value, index) and compare only within runs
+ * of equal values; a pair is reported under the first block it agrees on, so once. Then sort the
+ * pairs by (i, j). For random fingerprints the runs are short, so this is about
+ * (d+1) n log n instead of n^2 / 2. */
+typedef struct {
+    uint64_t key;
+    uint64_t idx;
+} keyed;
+
+static int cmp_keyed(const void *a, const void *b) {
+    const keyed *x = (const keyed *)a, *y = (const keyed *)b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int cmp_triple(const void *a, const void *b) {
+    const uint64_t *x = (const uint64_t *)a, *y = (const uint64_t *)b;
+    if (x[0] != y[0]) return x[0] < y[0] ? -1 : 1;
+    return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* Bits [lo, hi) of x. */
+static inline uint64_t block_of(uint64_t x, unsigned lo, unsigned hi) {
+    unsigned w = hi - lo;
+    return w >= 64 ? x : (x >> lo) & ((1ull << w) - 1);
+}
+
+size_t cb_pairs_within_indexed(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap) {
+    unsigned nb = d + 1;
+    if (nb > 64 || n < 2) return cb_pairs_within_brute(fps, n, d, out, cap);
+    keyed *k = (keyed *)malloc(n * sizeof *k);
+    size_t pcap = 1024, np = 0;
+    uint64_t *pairs = (uint64_t *)malloc(3 * pcap * sizeof *pairs);
+    if (!k || !pairs) {
+        free(k);
+        free(pairs);
+        return cb_pairs_within_brute(fps, n, d, out, cap);
+    }
+    unsigned lo[65];
+    for (unsigned b = 0; b <= nb; b++) lo[b] = (64 * b) / nb;
+    for (unsigned b = 0; b < nb; b++) {
+        for (size_t i = 0; i < n; i++) k[i] = (keyed){block_of(fps[i], lo[b], lo[b + 1]), i};
+        qsort(k, n, sizeof *k, cmp_keyed);
+        for (size_t s = 0, e; s < n; s = e) {
+            for (e = s + 1; e < n && k[e].key == k[s].key; e++) {
+            }
+            for (size_t x = s; x < e; x++) {
+                for (size_t y = x + 1; y < e; y++) {
+                    uint64_t a = fps[k[x].idx], c = fps[k[y].idx];
+                    unsigned dist = (unsigned)__builtin_popcountll(a ^ c);
+                    if (dist > d) continue;
+                    /* Reported under an earlier block already? */
+                    int earlier = 0;
+                    for (unsigned b2 = 0; b2 < b && !earlier; b2++)
+                        earlier = block_of(a, lo[b2], lo[b2 + 1]) == block_of(c, lo[b2], lo[b2 + 1]);
+                    if (earlier) continue;
+                    if (np == pcap) {
+                        uint64_t *grown = (uint64_t *)realloc(pairs, 6 * pcap * sizeof *pairs);
+                        if (!grown) {
+                            free(k);
+                            free(pairs);
+                            return cb_pairs_within_brute(fps, n, d, out, cap);
+                        }
+                        pairs = grown;
+                        pcap *= 2;
+                    }
+                    pairs[3 * np] = k[x].idx; /* x < y in a run sorted by index: idx(x) < idx(y) */
+                    pairs[3 * np + 1] = k[y].idx;
+                    pairs[3 * np + 2] = dist;
+                    np++;
+                }
+            }
+        }
+    }
+    qsort(pairs, np, 3 * sizeof *pairs, cmp_triple);
+    if (np && cap) memcpy(out, pairs, (np < cap ? np : cap) * 3 * sizeof *pairs);
+    free(k);
+    free(pairs);
+    return np;
+}
+
+size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap) {
+    /* The index pays off when there are many fingerprints and the blocks stay wide enough
+     * (64 / (d + 1) >= 5 bits) to split them into short runs. */
+    if (n < 2048 || d > 10) return cb_pairs_within_brute(fps, n, d, out, cap);
+    return cb_pairs_within_indexed(fps, n, d, out, cap);
 }
