@@ -13,6 +13,8 @@ static const cb_b3_backend B3_PORTABLE = {"portable", cb_b3_compress_in_place_po
 #ifdef CB_HAVE_X86
 static const cb_b3_backend B3_SSE41 = {"sse41", cb_b3_compress_in_place_sse41,
                                        cb_b3_compress_xof_sse41, cb_b3_hash_many_sse41};
+#endif
+#ifdef CB_HAVE_AVX2
 static const cb_b3_backend B3_AVX2 = {"avx2", cb_b3_compress_in_place_sse41,
                                       cb_b3_compress_xof_sse41, cb_b3_hash_many_avx2};
 #endif
@@ -27,9 +29,11 @@ static const cb_b3_backend *lookup(const char *name) {
 #ifdef CB_HAVE_X86
     unsigned sse = CB_CPU_SSSE3 | CB_CPU_SSE41;
     if (strcmp(name, "sse41") == 0) return (f & sse) == sse ? &B3_SSE41 : NULL;
+#endif
+#ifdef CB_HAVE_AVX2
     /* The AVX2 backend hands single compressions and leftover inputs to the
      * SSE4.1 code, so it needs both. */
-    unsigned avx2 = sse | CB_CPU_AVX2;
+    unsigned avx2 = CB_CPU_SSSE3 | CB_CPU_SSE41 | CB_CPU_AVX2;
     if (strcmp(name, "avx2") == 0) return (f & avx2) == avx2 ? &B3_AVX2 : NULL;
 #endif
     return NULL;

@@ -109,6 +109,9 @@ CB_B3_DECLARE(portable)
 #if defined(__x86_64__) || defined(__i386__)
 #define CB_HAVE_X86 1
 CB_B3_DECLARE(sse41)
+#endif
+#if defined(__x86_64__)
+#define CB_HAVE_AVX2 1
 /* AVX2 adds only hash_many; its single compressions are the SSE4.1 ones. */
 void cb_b3_hash_many_avx2(const uint8_t *input, size_t stride, size_t n, size_t blocks,
                           const uint32_t key[8], uint64_t counter, int increment_counter,
