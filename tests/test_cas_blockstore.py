@@ -156,3 +156,17 @@ def test_add_skips_the_store_inside_the_tree(tmp_path: Path) -> None:
     with_store = add_path(store, tmp_path)
     (tmp_path / "cache").rename(tmp_path.parent / f"{tmp_path.name}-moved")
     assert with_store == add_path(None, tmp_path)
+
+
+def test_cidv0_and_v1_name_the_same_block(tmp_path: Path) -> None:
+    from multiformats import CID
+
+    from cheng_build.cas import dagpb
+
+    block = dagpb.encode(dagpb.PBNode((), b"\x08\x01"))
+    v1 = make_cid(block, "dag-pb")
+    v0 = CID("base58btc", 0, "dag-pb", v1.digest)
+    store = Blockstore(tmp_path)
+    store.put(v0, block)
+    assert store.has(v1) and store.get(v1) == block and store.get(v0) == block
+    assert store.path_for(v0) == store.path_for(v1)

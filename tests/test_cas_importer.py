@@ -201,3 +201,22 @@ def test_chunker_spec_parser(spec: str) -> None:
         assert spec in exc.what
         return
     assert str(ch) == spec.strip()  # canonical: e.g. non-ASCII digits are refused, not converted
+
+
+@pytest.mark.parametrize("spec", ["size-262144", "size-1000", "fastcdc-4096-16384-65536"])
+@pytest.mark.parametrize("hash", ["sha2-256", "blake3"])
+def test_every_leaf_path_agrees(tmp_path: Path, spec: str, hash: str) -> None:
+    """In-memory, hashlib-on-threads and native chunk_and_hash give identical leaves."""
+    from cheng_build.cas import chunker
+
+    ch = parse_chunker(spec)
+    if ch.kind is chunker.ChunkerKind.FASTCDC and chunker.native() is None:
+        pytest.skip("the native library is not built")
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    f = tmp_path / "f"
+    f.write_bytes(data)
+    expected = chunker.bytes_leaves(data, ch, hash)
+    seen: list[int] = []
+    assert chunker._threaded(f, len(data), ch, hash, 3, seen.append) == expected
+    assert sum(seen) == len(data)
+    assert chunker.file_leaves(f, ch, hash, threads=2) == expected  # native when accelerated

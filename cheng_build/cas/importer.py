@@ -78,7 +78,8 @@ class _Entry:
 
 class _Builder:
     def __init__(self, sink: BlockSink | None, chunker: Chunker, hash: str, threads: int,
-                 progress: ProgressCallback | None, tally: ImportProgress) -> None:
+                 progress: ProgressCallback | None, tally: ImportProgress,
+                 skip: frozenset[str] = frozenset()) -> None:
         self.sink = sink
         self.chunker = chunker
         self.hash = hash
@@ -87,7 +88,7 @@ class _Builder:
         self.progress = progress
         self.tally = tally
         self.blocks = 0
-        self.skip: frozenset[str] = frozenset()
+        self.skip = skip  # real paths of directories never imported (the store itself)
 
     # -- blocks -----------------------------------------------------------------------------
 
@@ -274,8 +275,7 @@ def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunk
     nthreads = threads or default_threads()
 
     def run(sink: BlockSink | None) -> tuple[_Entry, _Builder]:
-        b = _Builder(sink, spec, hash, nthreads, progress, tally)
-        b.skip = skip
+        b = _Builder(sink, spec, hash, nthreads, progress, tally, skip)
         if stat_mod.S_ISDIR(st.st_mode):
             return b.add_dir(p, "", rules), b
         if stat_mod.S_ISREG(st.st_mode):
