@@ -396,3 +396,12 @@ def test_register_claims_a_namespace_before_publishing(world: World) -> None:
         world.publish("pkg://cheng/claimed", "node:bob", 1)
     world.publish("pkg://cheng/claimed", "node:alice", 1)
     assert verify(world).lines == 2
+
+
+def test_publish_onto_a_broken_log_names_the_bad_line(world: World) -> None:
+    world.publish("pkg://cheng/a", "node:alice", 1)
+    world.write_lines([*world.lines(), b"{not json"])
+    with pytest.raises(RegistryFormatError) as exc:
+        world.publish("pkg://cheng/a", "node:alice", 2)
+    assert exc.value.what.startswith("line 2: not JSON")
+    assert not isinstance(exc.value, PublishError)

@@ -10,10 +10,15 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from cheng_build.cli.args import Parser
 from cheng_build.core.errors import UsageError
 from cheng_build.core.paths import DEFAULT_REGISTRY
+
+if TYPE_CHECKING:
+    from cheng_build.trust.config import Config
+    from cheng_build.trust.registry_log import RegistryLog, VerifyReport
 
 
 def _warn(name: str, lines: list[str] | tuple[str, ...]) -> None:
@@ -31,7 +36,7 @@ def _add_level(parser: Parser) -> None:
     parser.add_argument("--config", help="cheng-pkg-config.toml to read")
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _config(args: argparse.Namespace) -> Config:
     from cheng_build.trust.config import load_config
 
     return load_config({"level": getattr(args, "level", None),
@@ -168,7 +173,8 @@ def _publish(name: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def _verified_log(args: argparse.Namespace, remember: bool = True):  # type: ignore[no-untyped-def]
+def _verified_log(args: argparse.Namespace,
+                  remember: bool = True) -> tuple[Config, RegistryLog, VerifyReport]:
     from cheng_build.core.errors import ChengError
     from cheng_build.trust.audit import record
     from cheng_build.trust.registry_log import RegistryLog

@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cheng_build.core.errors import ChengError, PolicyError, UsageError
+from cheng_build.core.errors import PolicyError, UsageError
 from cheng_build.pkg import originality
 from cheng_build.pkg.snapshot import Snapshot, SnapshotFormat, make_snapshot
 from cheng_build.trust import canonical
 from cheng_build.trust.keys import KeyPair
 from cheng_build.trust.registry_log import (
     CHANNELS,
+    AppendRefusedError,
     LogState,
     RegistryEntry,
-    RegistryError,
     RegistryLog,
 )
 
@@ -221,18 +221,6 @@ def publish(
 
     try:
         return RegistryLog.append(registry, build)
-    except RegistryError as exc:
-        if exc.line is not None and exc.line <= _lines_before(registry):
-            # The log itself is broken before our line: say so, not "refused".
-            raise
-        raise PublishError(exc.bare, why=exc.why, how=exc.how) from None
-    except ChengError:
-        raise
-
-
-def _lines_before(registry: str | os.PathLike[str]) -> int:
-    try:
-        with open(registry, "rb") as fh:
-            return sum(1 for _ in fh)
-    except OSError:
-        return 0
+    except AppendRefusedError as exc:
+        # A broken log on disk (any other RegistryError) propagates as is, naming its line.
+        raise PublishError(exc.what, why=exc.why, how=exc.how) from None

@@ -44,6 +44,7 @@ _PUBLISH_KEY_PREFIX = {k: (encode_basestring(k) + ":").encode() for k in PUBLISH
 
 
 _CANON_HEX16 = re.compile(r"[0-9a-f]{16}")
+is_canonical_simhash = _CANON_HEX16.fullmatch  # 16 lowercase hex digits: the form we write
 _ANY_HEX = re.compile(r"(?:0[xX])?([0-9a-fA-F]{1,16})")
 
 

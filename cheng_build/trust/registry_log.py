@@ -84,6 +84,7 @@ if TYPE_CHECKING:
 CHANNELS = ("edge", "stable", "lts")
 FORMATS = ("dag", "tar", "source")
 GENESIS_PREV = "sha256:" + hashlib.sha256(b"").hexdigest()
+_sha256 = hashlib.sha256
 
 
 # --- errors (bad data from outside; misuse by a caller is RuntimeError) ------------------------
@@ -128,6 +129,17 @@ class ExpiredCheckpointError(CheckpointError):
 
 class ForkError(CheckpointError):
     """The log does not extend the checkpoint this client remembers."""
+
+
+class AppendRefusedError(RegistryError, PolicyError):
+    """The line being appended breaks a rule (ownership, revocation, epoch, checkpoint).
+
+    ``what`` carries no line prefix: the line does not exist yet. ``cause`` is the rule's error.
+    """
+
+    def __init__(self, cause: RegistryError) -> None:
+        super().__init__(cause.bare, why=cause.why, how=cause.how)
+        self.cause = cause
 
 
 class UnsignedError(RegistryError, SignatureError):
@@ -238,6 +250,7 @@ def _req_int(d: Mapping[str, Any], key: str, line: int, *, optional: bool = Fals
     return v
 
 
+_HEX16 = canonical.is_canonical_simhash
 _PUBLISH_STR_REQUIRED = ("package_id", "author_id", "channel", "cid")
 _PUBLISH_STR_OPTIONAL = ("format", "pub_key", "parent", "version", "api", "prev")
 
@@ -311,11 +324,13 @@ def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryE
             raise RegistryFormatError("missing epoch" if epoch is None else
                                       "epoch must be a non-negative integer", line=line)
         simhash = d.get("ast_simhash64")
+        score = d.get("originality_score")
         try:
-            if simhash is not None:
+            # Inline fast checks for the forms publish writes; the canonical helpers decide
+            # (and explain) everything else.
+            if simhash is not None and not (type(simhash) is str and _HEX16(simhash)):
                 simhash = canonical.simhash_hex(simhash)
-            score = d.get("originality_score")
-            if score is not None:
+            if score is not None and not (type(score) is float and 0.0 <= score <= 1.0):
                 canonical.check_score(score)
         except canonical.CanonicalError as exc:
             raise RegistryFormatError(exc.what, line=line) from None
@@ -438,6 +453,7 @@ class LogState:
     def __init__(self, *, need_merkle: bool = True, operator_key: str | None = None,
                  limits: Limits | None = None, root_at: int | None = None) -> None:
         self.limits = limits or _DEFAULT_LIMITS
+        self._max_lines = self.limits.max_lines
         self.lines = 0
         self.last_digest = GENESIS_PREV
         self.chain_start: int | None = None
@@ -470,7 +486,7 @@ class LogState:
         n = e.line
         if n != self.lines + 1:
             raise RuntimeError(f"LogState.apply: got line {n}, expected {self.lines + 1}")
-        if n > self.limits.max_lines:
+        if n > self._max_lines:
             raise RegistryFormatError(f"log is longer than {self.limits.max_lines} lines", line=n)
         # 1. The chain (seq, prev).
         seq = e.data.get("seq")
@@ -500,9 +516,10 @@ class LogState:
             self._key(e)
         else:
             self._checkpoint(e)
-        self.last_digest = "sha256:" + hashlib.sha256(e.raw).hexdigest()
+        raw = e.raw
+        self.last_digest = "sha256:" + _sha256(raw).hexdigest()
         if self.need_merkle:
-            self.merkle.add(merkle.leaf_hash(e.raw))
+            self.merkle.add(_sha256(b"\x00" + raw).digest())  # merkle.leaf_hash, inlined
             if self.root_at == self.merkle.size:
                 self.captured_root = self.merkle.root().hex()
         self.lines = n
@@ -908,9 +925,15 @@ class RegistryLog:
                 forked") and ``ExpiredCheckpointError`` ("registry checkpoint expired") for the
                 log as a whole.
         """
-        policy = VerifyPolicy.of(level)
-        mem = CheckpointMemory() if memory is True else (memory or None)
-        remembered = mem.recall(self.path) if mem is not None else None
+        try:
+            policy = VerifyPolicy.of(level)
+            mem = CheckpointMemory() if memory is True else (memory or None)
+            remembered = mem.recall(self.path) if mem is not None else None
+        except BaseException:
+            if self._ahead is not None:  # do not leave pipelined checks running for nothing
+                self._ahead[0].shutdown(wait=False, cancel_futures=True)
+                self._ahead = None
+            raise
         operator_key = policy.operator_key or (remembered.pub_key if remembered else None)
         if threads is None:
             threads = _cpus()
@@ -1023,7 +1046,8 @@ class RegistryLog:
         and its signature verified before a byte is written.
 
         Raises:
-            RegistryError: the log is broken (torn tail, chain) or the new line breaks a rule.
+            AppendRefusedError: the new line breaks a rule (nothing is written).
+            RegistryError: the log already on disk is broken (torn tail, chain, garbage line).
             OSError: the file cannot be written (nothing partial is left: one write + fsync).
         """
         p = Path(path)
@@ -1041,7 +1065,10 @@ class RegistryLog:
             status, why = _signature_status(entry, Verifier())
             if status is not SigStatus.VALID:
                 raise RuntimeError(f"RegistryLog.append: the new line's signature is {why}")
-            state.apply(entry)
+            try:
+                state.apply(entry)
+            except RegistryError as exc:
+                raise AppendRefusedError(exc) from None
             append_line_locked(p, raw)
         return entry
 

@@ -19,10 +19,10 @@ from cheng_build.trust import canonical, merkle
 from cheng_build.trust.checkpoint import DEFAULT_TTL_S
 from cheng_build.trust.keys import KeyPair, Verifier, decode_ed25519
 from cheng_build.trust.registry_log import (
+    AppendRefusedError,
     EntryType,
     LogState,
     RegistryEntry,
-    RegistryError,
     RegistryLog,
 )
 
@@ -33,8 +33,8 @@ class RefusedError(PolicyError):
     """A registry operation was refused by a rule (message without the line prefix)."""
 
 
-def _refuse(exc: RegistryError) -> RefusedError:
-    return RefusedError(exc.bare, why=exc.why, how=exc.how)
+def _refuse(exc: AppendRefusedError) -> RefusedError:
+    return RefusedError(exc.what, why=exc.why, how=exc.how)
 
 
 def _signed(key: KeyPair, body: dict[str, Any], domain_payload: Any) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def register_namespace(registry: str | os.PathLike[str], key: KeyPair, package_i
 
     try:
         return RegistryLog.append(registry, build)
-    except RegistryError as exc:
+    except AppendRefusedError as exc:
         raise _refuse(exc) from None
 
 
@@ -87,7 +87,7 @@ def rotate_key(registry: str | os.PathLike[str], old: KeyPair, package_id: str, 
 
     try:
         return RegistryLog.append(registry, build)
-    except RegistryError as exc:
+    except AppendRefusedError as exc:
         raise _refuse(exc) from None
 
 
@@ -113,7 +113,7 @@ def revoke_key(registry: str | os.PathLike[str], signer: KeyPair, revoked_key: s
 
     try:
         return RegistryLog.append(registry, build)
-    except RegistryError as exc:
+    except AppendRefusedError as exc:
         raise _refuse(exc) from None
 
 
@@ -137,7 +137,7 @@ def append_checkpoint(registry: str | os.PathLike[str], operator: KeyPair, *,
 
     try:
         return RegistryLog.append(registry, build, need_merkle=True)
-    except RegistryError as exc:
+    except AppendRefusedError as exc:
         raise _refuse(exc) from None
 
 
