@@ -37,6 +37,12 @@ class DocumentError(InputError):
     """A manifest, lock or meta document is unreadable or malformed (``what`` says how)."""
 
 
+def type_name(value: object) -> str:
+    """How an error names a value's type ("an integer", "a table"), in document terms."""
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+
+
 def format_for_path(path: str | os.PathLike[str], default: str = "toml") -> str:
     """The format a file name implies (``.toml``, ``.yaml``/``.yml``, ``.json``), else ``default``."""
     return _SUFFIX.get(Path(path).suffix.lower(), default)
@@ -180,7 +186,7 @@ def read_document(path: str | os.PathLike[str], fmt: str | None = None) -> tuple
 def _yaml_dump(data: Mapping[str, Any]) -> str:
     import yaml
 
-    class _Dumper(yaml.SafeDumper):
+    class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no stubs here
         def increase_indent(self, flow: bool = False, indentless: bool = False) -> Any:
             # Indent list items under their key, as the seed's A1.10 sample does.
             return super().increase_indent(flow, False)
@@ -279,4 +285,5 @@ def dump_text(data: Mapping[str, Any], fmt: str, *, previous: str | None = None)
 
 
 __all__ = ["FORMATS", "MAX_DOCUMENT_BYTES", "DocumentError", "decode_utf8", "dump_text",
-           "format_for_path", "parse_text", "read_bytes_bounded", "read_document", "update_toml"]
+           "format_for_path", "parse_text", "read_bytes_bounded", "read_document", "type_name",
+           "update_toml"]

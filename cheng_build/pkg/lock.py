@@ -45,8 +45,9 @@ from cheng_build.pkg.formats import (
     dump_text,
     format_for_path,
     read_document,
+    type_name,
 )
-from cheng_build.pkg.manifest import _type_name, check_channel, check_package_id
+from cheng_build.pkg.manifest import check_channel, check_package_id
 
 LOCK_NAMES = ("cheng.lock.toml", "cheng.lock.yaml", "cheng.lock.yml", "cheng.lock.json")
 FORMATS = ("tar", "source", "dag")
@@ -172,13 +173,13 @@ def _opt_str(raw: Mapping[str, Any], key: str, where: str) -> str | None:
         return None
     value = raw[key]
     if not isinstance(value, str) or not value:
-        raise DocumentError(f"{where}.{key}: expected a non-empty string, got {_type_name(value)}")
+        raise DocumentError(f"{where}.{key}: expected a non-empty string, got {type_name(value)}")
     return value
 
 
 def _parse_dep(raw: object, where: str, version: int) -> LockedDep:
     if not isinstance(raw, dict):
-        raise DocumentError(f"{where}: expected a table, got {_type_name(raw)}")
+        raise DocumentError(f"{where}: expected a table, got {type_name(raw)}")
     known = V1_DEP_KEYS + (V2_DEP_KEYS if version == 2 else ())
     unknown = sorted(str(k) for k in raw if k not in known)
     if unknown and version == 1:
@@ -196,7 +197,7 @@ def _parse_dep(raw: object, where: str, version: int) -> LockedDep:
     channel = check_channel(raw["channel"], f"{where}.channel")
     epoch = raw.get("epoch")
     if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0):
-        raise DocumentError(f"{where}.epoch: expected a non-negative integer, got {_type_name(epoch)}"
+        raise DocumentError(f"{where}.epoch: expected a non-negative integer, got {type_name(epoch)}"
                             if not isinstance(epoch, int) or isinstance(epoch, bool)
                             else f"{where}.epoch: must not be negative ({epoch})")
     cid = _opt_str(raw, "cid", where)
@@ -205,7 +206,7 @@ def _parse_dep(raw: object, where: str, version: int) -> LockedDep:
     fmt = raw.get("format", "tar")
     if fmt not in FORMATS:
         raise DocumentError(f"{where}.format: expected one of {', '.join(FORMATS)}, got "
-                            + (repr(fmt) if isinstance(fmt, str) else _type_name(fmt)))
+                            + (repr(fmt) if isinstance(fmt, str) else type_name(fmt)))
     author_id = _opt_str(raw, "author_id", where)
     pub_key = _opt_str(raw, "pub_key", where)
     signature = _opt_str(raw, "signature", where)
@@ -215,14 +216,14 @@ def _parse_dep(raw: object, where: str, version: int) -> LockedDep:
     simhash = raw.get("ast_simhash64")
     if simhash is not None and (isinstance(simhash, bool) or not isinstance(simhash, int | str)):
         raise DocumentError(f"{where}.ast_simhash64: expected an integer or a hex string, "
-                            f"got {_type_name(simhash)}")
+                            f"got {type_name(simhash)}")
     score = raw.get("originality_score")
     if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
-        raise DocumentError(f"{where}.originality_score: expected a number, got {_type_name(score)}")
+        raise DocumentError(f"{where}.originality_score: expected a number, got {type_name(score)}")
     path = _opt_str(raw, "path", where)
     dev_only = raw.get("dev_only", False)
     if not isinstance(dev_only, bool):
-        raise DocumentError(f"{where}.dev_only: expected true or false, got {_type_name(dev_only)}")
+        raise DocumentError(f"{where}.dev_only: expected true or false, got {type_name(dev_only)}")
     if path and not dev_only:
         raise DocumentError(f"{where}: a path entry must be marked dev_only = true")
     parent = _opt_str(raw, "parent", where)
@@ -265,7 +266,7 @@ def parse_lock(data: Mapping[str, Any], source: Path | None = None) -> Lock:
             raise DocumentError("created_ts: expected unix seconds like \"1730000000\"")
     raw_deps = data.get("dependencies", [])
     if not isinstance(raw_deps, list):
-        raise DocumentError(f"dependencies: expected an array of tables, got {_type_name(raw_deps)}")
+        raise DocumentError(f"dependencies: expected an array of tables, got {type_name(raw_deps)}")
     deps = tuple(_parse_dep(raw, f"dependencies[{i}]", version) for i, raw in enumerate(raw_deps))
     return Lock(pid, created, deps, source)
 

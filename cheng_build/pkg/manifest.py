@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from cheng_build.core.errors import InputError, PolicyError
-from cheng_build.pkg.formats import DocumentError, decode_utf8, parse_text, read_document
+from cheng_build.pkg.formats import (
+    DocumentError,
+    decode_utf8,
+    parse_text,
+    read_document,
+    type_name,
+)
 
 CHANNELS = ("edge", "stable", "lts")
 MANIFEST_NAMES = ("cheng-package.toml", "cheng-package.yaml", "cheng-package.yml",
@@ -126,7 +132,7 @@ def check_package_id(value: object, where: str) -> str:
     """
     if not isinstance(value, str):
         raise DocumentError(f"{where}: expected a string like \"pkg://cheng/fs\", "
-                            f"got {_type_name(value)}")
+                            f"got {type_name(value)}")
     if not PACKAGE_ID.match(value):
         raise DocumentError(f"{where}: invalid package id {value!r}",
                             how='write it like "pkg://cheng/fs"')
@@ -136,14 +142,9 @@ def check_package_id(value: object, where: str) -> str:
 def check_channel(value: object, where: str) -> str:
     """Validate a channel name (edge, stable, lts)."""
     if not isinstance(value, str) or value not in CHANNELS:
-        shown = repr(value) if isinstance(value, str) else _type_name(value)
+        shown = repr(value) if isinstance(value, str) else type_name(value)
         raise DocumentError(f"{where}: channel must be one of {', '.join(CHANNELS)}, got {shown}")
     return value
-
-
-def _type_name(value: object) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
 
 
 def _check_path(value: object, where: str) -> str:
@@ -172,13 +173,13 @@ def parse_manifest(data: Mapping[str, Any], source: Path | None = None) -> Manif
             raise DocumentError(f"version: {exc.what}") from None
     raw_deps = data.get("dependencies", [])
     if not isinstance(raw_deps, list):
-        raise DocumentError(f"dependencies: expected an array of tables, got {_type_name(raw_deps)}")
+        raise DocumentError(f"dependencies: expected an array of tables, got {type_name(raw_deps)}")
     deps: list[Dependency] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(raw_deps):
         where = f"dependencies[{i}]"
         if not isinstance(raw, dict):
-            raise DocumentError(f"{where}: expected a table, got {_type_name(raw)}")
+            raise DocumentError(f"{where}: expected a table, got {type_name(raw)}")
         unknown = sorted(str(k) for k in raw if k not in _DEP_KEYS)
         if unknown:
             raise DocumentError(f"{where}: unknown key {unknown[0]!r}",
@@ -199,7 +200,7 @@ def parse_manifest(data: Mapping[str, Any], source: Path | None = None) -> Manif
         deps.append(Dependency(pid, channel, path))
     raw_over = data.get("overrides", {})
     if not isinstance(raw_over, dict):
-        raise DocumentError(f"overrides: expected a table, got {_type_name(raw_over)}")
+        raise DocumentError(f"overrides: expected a table, got {type_name(raw_over)}")
     overrides: dict[str, Dependency] = {}
     for key, val in raw_over.items():
         where = f"overrides.{key!r}"
@@ -208,7 +209,7 @@ def parse_manifest(data: Mapping[str, Any], source: Path | None = None) -> Manif
             overrides[pid] = Dependency(pid, check_channel(val, where))
             continue
         if not isinstance(val, dict):
-            raise DocumentError(f"{where}: expected a channel name or a table, got {_type_name(val)}")
+            raise DocumentError(f"{where}: expected a channel name or a table, got {type_name(val)}")
         unknown = sorted(str(k) for k in val if k not in ("channel", "path"))
         if unknown:
             raise DocumentError(f"{where}: unknown key {unknown[0]!r}",
