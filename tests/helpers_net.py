@@ -5,7 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from multiformats import CID, multihash
@@ -88,3 +93,81 @@ def pattern(n: int, seed: int = 0) -> bytes:
         block = hashlib.sha256(block).digest()
         out += block * 64
     return bytes(out[:n])
+
+
+# --- providers in their own process (so a test can kill one for real) -------------------------
+
+PYTHON = sys.executable
+REPO = Path(__file__).resolve().parent.parent
+
+
+def env_for_subprocess(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PKG_")}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+class Provider:
+    """A ``cheng-pkg serve`` (or a faulty variant of it) in a child process, on 127.0.0.1."""
+
+    def __init__(self, root: Path, *, fault: str = "", after: int = 0, http: bool = False) -> None:
+        if fault:
+            cmd = [PYTHON, "-m", "tests.helpers_net", str(root), fault, str(after)]
+        else:
+            cmd = [PYTHON, "-m", "cheng_build.cli.pkg", "serve", f"--root:{root}",
+                   "--listen:/ip4/127.0.0.1/tcp/0"] + (["--http:127.0.0.1:0"] if http else [])
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=env_for_subprocess(), cwd=REPO, text=True)
+        self.p2p = ""
+        self.http = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (self.p2p and (self.http or not http)):
+            line = self.proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                raise RuntimeError(f"provider exited early: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+            line = line.strip()
+            if line.endswith("/http"):
+                self.http = line
+            elif "/p2p/" in line:
+                self.p2p = line
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for fh in (self.proc.stdout, self.proc.stderr):
+            if fh is not None:
+                fh.close()
+
+
+def _faulty_main(root: str, fault: str, after: str) -> None:
+    """Serve ``root`` with a fault: ``kill`` SIGKILLs itself on read number ``after``;
+    ``corrupt`` serves every block with a flipped byte."""
+    from cheng_build.pkg.serve import open_store, serve
+
+    real = open_store(Path(root))
+    count = 0
+
+    class Faulty:
+        def has(self, cid: Any) -> bool:
+            return real.has(cid)
+
+        def get(self, cid: Any) -> bytes:
+            nonlocal count
+            count += 1
+            if fault == "kill" and count >= int(after):
+                os.kill(os.getpid(), signal.SIGKILL)
+            data = real.get(cid)
+            if fault == "corrupt":
+                data = bytes([data[0] ^ 0xFF]) + data[1:]
+            return data
+
+    def ready(where: Any) -> None:
+        print("\n".join(where.p2p), flush=True)
+
+    serve(Path(root), "/ip4/127.0.0.1/tcp/0", on_ready=ready, store=Faulty())
+
+
+if __name__ == "__main__":
+    _faulty_main(*sys.argv[1:4])

@@ -219,14 +219,16 @@ def open_store(root: Path) -> BlockStore:
 
 def serve(root: Path, listen: str, *, http: str | None = None, max_peers: int | None = None,
           on_ready: Callable[[Listening], None] | None = None,
-          stop: Callable[[], Any] | None = None) -> None:
-    """Serve ``root`` until interrupted (or until ``stop`` is set, an awaitable factory for tests).
+          stop: Callable[[], Any] | None = None, store: BlockStore | None = None) -> None:
+    """Serve ``root`` until interrupted, or until the awaitable ``stop()`` returns.
+
+    ``store`` replaces the cache's own block store (an embedding program's, or a test's).
 
     Raises:
         InputError: ``root`` is not a cache.
         UsageError: an address cannot be listened on.
     """
-    store = open_store(root)
+    store = store if store is not None else open_store(root)
     gateway = Gateway(store, *parse_hostport(http)) if http else None
     try:
         _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop)

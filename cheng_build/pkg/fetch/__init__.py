@@ -258,7 +258,7 @@ def fetch_lock(
                 nbytes += stats.bytes_fetched
                 dropped.extend(stats.dropped)
             except (NotFoundError, TransportError) as exc:
-                errors.append(f"p2p: {exc.what}")
+                errors.append(f"p2p: {exc.what}" + (f"\n{exc.why}" if exc.why else ""))
             finally:
                 progress.finish()
             done = [d for d in missing if _complete(store, want[d.package_id])]

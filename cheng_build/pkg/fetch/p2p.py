@@ -445,6 +445,8 @@ class FetchSession:
             return self.stats
         dial_errors: list[str] = []
         for addr, pid in peers:
+            if pid in self.names:
+                continue  # a second address of a peer we already have
             try:
                 await lp.dial(node.host, addr, pid)
             except TransportError as exc:
