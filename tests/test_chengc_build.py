@@ -301,3 +301,25 @@ def test_same_size_edit_with_restored_mtime_is_still_seen(cc: Runner) -> None:
     rc, _, err = cc("app.cheng", "--explain")
     assert rc == 0 and f"input changed: {dep}" in err
     assert len(cc.calls()) == 2
+
+
+def test_two_builds_at_once_both_succeed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers_chengc import install_fake
+
+    app_project(tmp_path, 3)
+    comp = install_fake(tmp_path / "bin")
+    env = {"PATH": os.environ["PATH"], "PKG_ROOTS": str(tmp_path / "roots"), "HOME": str(tmp_path),
+           "CHENG_COMPILER": str(comp), **({"PYTHONPATH": os.environ["PYTHONPATH"]}
+                                            if "PYTHONPATH" in os.environ else {})}
+    procs = [subprocess.Popen([sys.executable, "-m", "cheng_build.cli.chengc", "app.cheng"], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    art = (tmp_path / "artifacts/chengc/app").read_bytes()
+    rc, _, err = run_cli(["app.cheng", "--explain"], tmp_path, env)
+    assert rc == 0 and "cache hit" in err
+    assert (tmp_path / "artifacts/chengc/app").read_bytes() == art

@@ -90,3 +90,22 @@ def test_input_root_changes_with_any_input_byte(cc: Runner) -> None:
     dep.write_text(dep.read_text() + "# comment\n")
     _, out2, _ = cc("app.cheng", "--emit:check")
     assert out1.split("input root ")[1] != out2.split("input root ")[1]
+
+
+def test_a_large_input_takes_the_cas_path_and_still_builds(cc: Runner) -> None:
+    """A module over one 256 KiB chunk: the input root comes from the CAS importer, and the
+    tree staged to compute it is the first compile root."""
+    big = cc.tmp / "roots/cheng-dep0/src/impl/core.cheng"
+    big.write_text("fn core0(): int32 = 0\n" + "// padding line\n" * 20000)
+    assert big.stat().st_size > 256 * 1024
+    rc, _, err = cc("app.cheng", "--reproducible-check")  # unknown listing: staged first
+    assert rc == 0, err
+    assert len(cc.calls()) == 2
+    meta = tomllib.loads((cc.tmp / "artifacts/chengc/cheng.meta.toml").read_text())
+    root = meta["build"]["input_root"]
+    assert meta["build"]["output_cid"].startswith("bafybei")  # the artifact spans chunks too
+    (cc.tmp / "chengcache/chengc/stat.json").unlink()  # forget the remembered root
+    rc, out, _ = cc("app.cheng", "--emit:bundle")
+    assert rc == 0 and out.split(" root ")[1].strip() == root
+    rc, out, _ = cc("app.cheng", "--emit:check")
+    assert rc == 0 and out.split("input root ")[1].strip() == root

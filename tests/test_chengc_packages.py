@@ -73,9 +73,13 @@ def cc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFix
 def test_lock_flow_builds_with_locked_roots_and_writes_meta(cc: Runner) -> None:
     cids = _published(cc.tmp)
     _lock(cc.tmp)
-    rc, out, err = cc("app.cheng", "--lock:cheng.lock.toml", "--registry:registry.jsonl")
+    # A stale development copy on PKG_ROOTS must not shadow the locked snapshot.
+    write_tree(cc.tmp / "stale", {"cheng-dep0/src/api.cheng": "fn Stale(): int32 = 0\n"})
+    rc, out, err = cc("app.cheng", "--lock:cheng.lock.toml", "--registry:registry.jsonl",
+                      env={"PKG_ROOTS": str(cc.tmp / "stale"), "PKG_ROOT": str(cc.tmp / "stale")})
     assert rc == 0, err
     assert "compiled 7 modules" in out
+    assert b"Stale" not in (cc.tmp / "artifacts/chengc/app").read_bytes()
     art = (cc.tmp / "artifacts/chengc/app").read_bytes()
     assert b"epoch 1731111111\n" in art, "SOURCE_DATE_EPOCH comes from the lock's created_ts"
     meta = tomllib.loads((cc.tmp / "artifacts/chengc/cheng.meta.toml").read_text())
@@ -170,3 +174,28 @@ def test_skip_pkg_uses_the_environment_roots(cc: Runner) -> None:
     _published(cc.tmp)
     rc, _, err = cc("app.cheng", "--lock:nope.toml", "--skip-pkg", f"--pkg-roots:{cc.tmp / 'src'}")
     assert rc == 0, err
+
+
+def test_published_app_gets_the_a110_fields_and_other_lock_formats(cc: Runner) -> None:
+    from cheng_build.pkg.publish import publish
+    from cheng_build.trust.keys import KeyPair
+
+    _published(cc.tmp, in_store=True)
+    app_src = cc.tmp / "appsrc"
+    write_tree(app_src, {"cheng-package.toml": 'package_id = "pkg://cheng/app"\nversion = "2.0.0"\n',
+                         "src/main.cheng": "fn main(): int32 = 0\n"})
+    entry = publish(registry=cc.tmp / "registry.jsonl", key=KeyPair.generate("node:carol"),
+                    package_id="pkg://cheng/app", channel="stable", epoch=3, src=app_src, store=None,
+                    now=1730000003)
+    rc, _, err = cc("app.cheng", "--manifest:cheng-package.toml", "--registry:registry.jsonl",
+                    "--lock-format:json", "--package:pkg://cheng/app", "--meta-out:out/cheng.meta.toml")
+    assert rc == 0, err
+    assert (cc.tmp / "chengcache/app.lock.json").is_file()
+    meta = tomllib.loads((cc.tmp / "out/cheng.meta.toml").read_text())
+    assert meta["package_id"] == "pkg://cheng/app" and meta["epoch"] == 3
+    assert meta["cid"] == str(entry.cid) and meta["author_id"] == "node:carol"
+    assert meta["signature"].startswith("ed25519:") and meta["pub_key"].startswith("ed25519:")
+    assert meta["lock"]["format"] == "json"
+    rc, _, err = cc("app.cheng", "--manifest:cheng-package.toml", "--registry:registry.jsonl",
+                    "--lock-format:json", "--package:pkg://cheng/other")
+    assert rc == 1 and err.splitlines()[0] == "chengc: meta: package mismatch"

@@ -321,10 +321,19 @@ def build(req: BuildRequest) -> BuildResult:
             m = req.packages.manifest
             extra_roots.insert(0, (m if m.is_absolute() else cwd / m).parent)
 
-    env_for_roots = dict(req.env)
-    if req.pkg_roots is not None:
-        env_for_roots["PKG_ROOTS"] = req.pkg_roots
-    roots = search_roots(env_for_roots, extra_roots)
+    if pkg is not None:
+        # The package flow *sets* the roots (seed A3): the app's own directory, the locked
+        # snapshots, then any --pkg-roots. PKG_ROOT/PKG_ROOTS from the environment are not
+        # searched, so a stale ~/.cheng-packages can never shadow what the lock pins.
+        from cheng_build.build.imports import split_roots
+
+        extra_roots += [Path(r) for r in split_roots(req.pkg_roots or "")]
+        roots = search_roots({"HOME": req.env.get("HOME", "")}, extra_roots)
+    else:
+        env_for_roots = dict(req.env)
+        if req.pkg_roots is not None:
+            env_for_roots["PKG_ROOTS"] = req.pkg_roots
+        roots = search_roots(env_for_roots)
     graph = walk(source, roots, stat_cache)
     output = output_path(source, req.name, req.out, cwd)
 

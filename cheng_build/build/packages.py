@@ -56,7 +56,8 @@ def step(name: str) -> Iterator[None]:
     try:
         yield
     except ChengError as exc:
-        if not exc.what.startswith(f"{name}: "):
+        if not getattr(exc, "step", None):  # the innermost step names it (meta inside verify)
+            exc.step = name  # type: ignore[attr-defined]
             exc.what = f"{name}: {exc.what}"
             exc.args = (exc.what,)
         raise
@@ -244,6 +245,12 @@ def _config_fingerprint(env: Mapping[str, str], cwd: Path, stat_cache: StatCache
 def _package_fields(lock: Any, registry: Any, package_id: str, channel: str) -> dict[str, Any]:
     """The seed's A1.10 top-level fields: the package's own registry snapshot when published,
     else just its id, channel and the lock's ``created_ts`` (an app is often never published)."""
+    if lock.package_id != package_id:
+        from cheng_build.core.errors import PolicyError
+
+        with step("meta"):
+            raise PolicyError("package mismatch", why=f"the lock is for {lock.package_id}, not {package_id}",
+                              how=f"pass the lock of that package, or --package:{lock.package_id}")
     head = registry.head(package_id, channel) if registry is not None else None
     if head is None:
         out: dict[str, Any] = {"package_id": package_id, "channel": channel}
