@@ -15,6 +15,7 @@ from cheng_build.cis import sandbox
 BWRAP_WORKS = sandbox.detect_mode() is sandbox.SandboxMode.BUBBLEWRAP
 
 
+@pytest.mark.network  # the network probe listens on 127.0.0.1
 @pytest.mark.skipif(not BWRAP_WORKS, reason="bubblewrap does not work on this machine")
 def test_verify_sandbox_all_properties_hold_with_bubblewrap(tmp_path: Path) -> None:
     r = cis(tmp_path / "home", "verify-sandbox", "--format:json", timeout=120)
@@ -28,6 +29,7 @@ def test_verify_sandbox_all_properties_hold_with_bubblewrap(tmp_path: Path) -> N
     assert r.returncode == 0
 
 
+@pytest.mark.network
 def test_verify_sandbox_unsandboxed_reports_breaks(tmp_path: Path) -> None:
     r = cis(tmp_path / "home", "verify-sandbox", timeout=120, CIS_SANDBOX="unsandboxed")
     lines = r.stdout.splitlines()
@@ -87,6 +89,7 @@ def test_doctor_reports_each_check(tmp_path: Path) -> None:
     assert r.returncode == 1
 
 
+@pytest.mark.network
 def test_namespaces_mode_is_honest(tmp_path: Path) -> None:
     if not sandbox.unshare_path() or not sandbox._probe([sandbox.unshare_path() or "", "-U", "-r",
                                                          "-n", "true"]):

@@ -102,3 +102,62 @@ def test_events_feed_for_live_views(tmp_path: Path) -> None:
     assert kinds[0] == "run-created" and kinds[-1] == "run-finished"
     assert kinds.count("started") == 2 and kinds.count("completed") == 2
     assert control.events(store, rid, after=ids[-1]) == []
+
+
+def test_named_target_and_python_dag_route_through_cis_run(tmp_path: Path, monkeypatch) -> None:
+    from cheng_build.cis import targets
+    from cheng_build.cli import cis_cmds
+
+    base = tmp_path / "p"
+    base.mkdir()
+    monkeypatch.setitem(targets.TARGETS, "hello",
+                        lambda: make_dag(base, [task(0, "hi", sh("echo hi > hi.txt"), cwd=".")]))
+    assert targets.resolve_target("no-such-target") is None
+    dag = targets.resolve_target("hello")
+    assert dag is not None and dag.tasks[0].name == "hi"
+    store = control.open_store(tmp_path / "home")
+    assert cis_cmds.run_dag(dag, quiet=True, store=store) == 0
+    assert (base / "hi.txt").read_text() == "hi\n"
+    assert store.list_runs()[0][1] == "t"
+
+
+def test_terminal_keys_confirm_a_waiting_task(tmp_path: Path) -> None:
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    from helpers_cis import cli_env
+
+    doc = {"name": "keys", "tasks": [{"idx": 0, "name": "deploy", "level": "Confirmed",
+                                      "exec": {"cmd": ["sh", "-c", "echo done > deployed"],
+                                               "cwd": "."}}]}
+    p = tmp_path / "cis.toml"
+    p.write_text(tomlkit.dumps(doc))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "cheng_build.cli.cis", "run", str(p)],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+                            env=cli_env(tmp_path / "home", TERM="xterm", COLUMNS="120"))
+    os.close(slave)
+    seen = b""
+    sent = False
+    try:
+        end = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < end:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    break
+            if not sent and b"waits for you" in seen:
+                os.write(master, b"y")
+                sent = True
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert sent, seen[-500:]
+    assert proc.returncode == 0
+    assert (tmp_path / "deployed").read_text() == "done\n"

@@ -195,10 +195,10 @@ class Engine:
                                f"'cis confirm {self.run_id} {r.idx}' to run it again")
 
     def _loop(self) -> RunState:
-        seen_version = -1
+        seen_version = (-1, -1)
         waiting_noted = False
         while True:
-            version = self.store.data_version()
+            version = (self.store.data_version(), self.store.controls_added)
             if version != seen_version:
                 seen_version = version
                 self._apply_controls()

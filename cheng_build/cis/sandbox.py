@@ -175,6 +175,32 @@ def effective_mode(cfg: SandboxConfig, machine: SandboxMode | None = None) -> Sa
     return machine
 
 
+_PROC_COUNT: list[float] = [0.0, 0.0]  # (when counted, count)
+
+
+def _user_process_count() -> int:
+    """Processes (threads count too, as the kernel does) of our real uid; cached for 2 s."""
+    import time
+
+    now = time.monotonic()
+    if now - _PROC_COUNT[0] < 2.0:
+        return int(_PROC_COUNT[1])
+    uid = str(os.getuid())
+    n = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/status", "rb") as fh:
+                fields = dict(line.split(b":", 1) for line in fh.read().splitlines() if b":" in line)
+        except OSError:
+            continue
+        if fields.get(b"Uid", b"").split()[:1] == [uid.encode()]:
+            n += int(fields.get(b"Threads", b"1").strip() or 1)
+    _PROC_COUNT[:] = [now, float(n)]
+    return n
+
+
 def _rlimits(cfg: SandboxConfig) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     if cfg.cpu_seconds:
@@ -184,7 +210,10 @@ def _rlimits(cfg: SandboxConfig) -> list[tuple[int, int]]:
     if cfg.open_files:
         out.append((resource.RLIMIT_NOFILE, cfg.open_files))
     if cfg.processes:
-        out.append((resource.RLIMIT_NPROC, cfg.processes))
+        # RLIMIT_NPROC counts every process of the real uid, not just the task's; for a normal
+        # user the limit is therefore "this many more than the user already runs".
+        extra = 0 if os.geteuid() == 0 else _user_process_count()
+        out.append((resource.RLIMIT_NPROC, cfg.processes + extra))
     if cfg.file_size_mib:
         out.append((resource.RLIMIT_FSIZE, cfg.file_size_mib * 1024 * 1024))
     return out
@@ -359,7 +388,7 @@ def build_argv(spec: LaunchSpec, mode: SandboxMode) -> list[str]:
             argv += ["--bind", d, d]
     # No --new-session: the engine already gave the task its own session without a terminal, and
     # keeping bwrap and the task in one process group lets SIGTERM reach the task itself.
-    argv += ["--chdir", spec.cwd, "--unshare-all", "--die-with-parent"]
+    argv += ["--chdir", spec.cwd, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
     if spec.sandbox.network:
         argv.append("--share-net")
     return [*argv, "--", *spec.argv]

@@ -158,6 +158,7 @@ class Store:
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
         self.home = Path(home) if home is not None else cis_home()
         self.path = self.home / "state.db"
+        self.controls_added = 0
         try:
             self.home.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
@@ -370,7 +371,10 @@ class Store:
             cur = db.execute(
                 "INSERT INTO controls(run_id, idx, kind, payload, created) VALUES(?,?,?,?,?)",
                 (run_id, idx, kind, _dumps(payload or {}), time.time()))
-            return int(cur.lastrowid or 0)
+        # data_version only moves for *other* connections' commits; count our own so an engine
+        # sharing this Store (the terminal view's keys) notices them too.
+        self.controls_added += 1
+        return int(cur.lastrowid or 0)
 
     def pending_controls(self, run_id: str) -> list[Control]:
         return [Control(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in self.db.execute(

@@ -89,7 +89,8 @@ class EventLines:
 class LiveView:
     """A rich live region for a run; call it (rate-limited) from the engine loop or a poller."""
 
-    def __init__(self, store: Store, run_id: str, console: Any = None) -> None:
+    def __init__(self, store: Store, run_id: str, console: Any = None,
+                 keys_fd: int | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
@@ -98,14 +99,64 @@ class LiveView:
         self.live = Live(console=self.console, refresh_per_second=10, transient=True)
         self.printed: set[int] = set()
         self.next_at = 0.0
+        self.keys_fd = keys_fd  # a terminal to read single keys from (y = run/confirm, s = skip)
+        self._saved_tty: Any = None
+        self.message = ""
 
     def __enter__(self) -> LiveView:
+        if self.keys_fd is not None:
+            import termios
+            import tty
+
+            try:
+                self._saved_tty = termios.tcgetattr(self.keys_fd)
+                tty.setcbreak(self.keys_fd)
+            except termios.error:
+                self.keys_fd = None
         self.live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.refresh(force=True)
         self.live.__exit__(None, None, None)
+        if self._saved_tty is not None and self.keys_fd is not None:
+            import termios
+
+            termios.tcsetattr(self.keys_fd, termios.TCSADRAIN, self._saved_tty)
+
+    @staticmethod
+    def focus(view: RunView) -> TaskRecord | None:
+        """The task waiting for a person (or counting down) that keys act on."""
+        for t in view.tasks:
+            if t.state is TaskState.ARBITRATED or (
+                    t.state is TaskState.PENDING and t.gate in ("confirm", "countdown")):
+                return t
+        return None
+
+    def _read_keys(self, view: RunView) -> None:
+        import os
+        import select
+
+        from cheng_build.cis import control
+
+        assert self.keys_fd is not None
+        while select.select([self.keys_fd], [], [], 0)[0]:
+            key = os.read(self.keys_fd, 1)
+            t = self.focus(view)
+            if t is None or key not in (b"y", b"\n", b"s"):
+                continue
+            if key == b"s":
+                if t.state is TaskState.ARBITRATED:
+                    control.resolve(self.store, self.run_id, t.idx, action="skip")
+                else:
+                    control.skip(self.store, self.run_id, t.idx)
+                self.message = f"skip {t.name}: sent"
+            elif t.state is TaskState.ARBITRATED:
+                control.resolve(self.store, self.run_id, t.idx, action="run")
+                self.message = f"resolve {t.name} (run): sent"
+            else:
+                control.confirm(self.store, self.run_id, t.idx)
+                self.message = f"run {t.name}: sent"
 
     def __call__(self) -> None:
         self.refresh()
@@ -116,6 +167,8 @@ class LiveView:
             return
         self.next_at = now + 0.1
         view = get_run(self.store, self.run_id)
+        if self.keys_fd is not None:
+            self._read_keys(view)
         for t in view.tasks:  # finished tasks scroll above the live region, once each
             if t.state in _DONE and t.idx not in self.printed:
                 self.printed.add(t.idx)
@@ -136,4 +189,10 @@ class LiveView:
             if t.state is TaskState.RUNNING or t.state is TaskState.ARBITRATED or (
                     t.state is TaskState.PENDING and t.gate):
                 rows.append(Text(task_line(t, now), style=_STYLE[t.state]))
+        focus = self.focus(view)
+        if focus is not None and self.keys_fd is not None:
+            rows.append(Text(f"task {focus.idx} {focus.name} waits for you: "
+                             "[y] run / confirm   [s] skip", style="bold magenta"))
+        if self.message:
+            rows.append(Text(self.message, style="dim"))
         return Group(*rows)

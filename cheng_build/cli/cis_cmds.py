@@ -72,7 +72,9 @@ def _view(store: Store, run_id: str, quiet: bool) -> Any:
     if sys.stdout.isatty():
         from cheng_build.cis.tui import LiveView
 
-        return LiveView(store, run_id)
+        # With a terminal a person can answer from the view itself (y / s); without one,
+        # countdowns end by themselves and Confirmed / Arbitrated tasks wait for `cis confirm`.
+        return LiveView(store, run_id, keys_fd=sys.stdin.fileno() if sys.stdin.isatty() else None)
     from cheng_build.cis.tui import EventLines
 
     return EventLines(store, run_id, sys.stdout)
