@@ -41,9 +41,10 @@ from cheng_build.cas.chunker import (
     parse_chunker,
 )
 from cheng_build.cas.cid import CID, cid_from_digest, hasher_for
+from cheng_build.cas.exporter import symlink_escapes
 from cheng_build.cas.ignore import IgnoreRules
 from cheng_build.cas.progress import ImportProgress, ProgressCallback
-from cheng_build.core.errors import InputError
+from cheng_build.core.errors import DigestMismatchError, InputError
 
 if TYPE_CHECKING:
     from cheng_build.cas.blockstore import Blockstore
@@ -149,7 +150,11 @@ class _Builder:
                     for (off, ln, _), leaf in zip(raw, leaves, strict=True):
                         # The sink verifies these bytes against the CID we hashed, so a file
                         # that changes while we read it fails loudly instead of storing a lie.
-                        self._emit(leaf.cid, os.pread(fd, ln, off))
+                        try:
+                            self._emit(leaf.cid, os.pread(fd, ln, off))
+                        except DigestMismatchError:
+                            raise InputError(f"{path} changed while it was being imported",
+                                             how="retry once nothing writes to it") from None
                         self._advance_bytes(ln)
             else:
                 self.blocks += len(leaves)
@@ -179,6 +184,10 @@ class _Builder:
         for name, child, mode, size in _entries(path, rel, rules, self.skip):
             child_rel = f"{rel}/{name}" if rel else name
             if stat_mod.S_ISLNK(mode):
+                if rules is not None and symlink_escapes(child_rel, os.readlink(child)):
+                    raise InputError(f"symlink points outside the package: {child}",
+                                     why=f"its target is {os.readlink(child)!r}; a checkout would refuse it",
+                                     how="replace it with a copy, or list it in .chengignore")
                 entry = self.add_symlink(child)
             elif stat_mod.S_ISDIR(mode):
                 entry = self.add_dir(child, child_rel, rules)
@@ -244,7 +253,8 @@ def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunk
         store: where blocks go (in one batch: staged, fsynced together, then renamed in).
         path: a file, a directory, or a symlink to either (the top level is followed).
         chunker: ``size-<n>`` or ``fastcdc-<min>-<avg>-<max>``.
-        snapshot: leave out build/cache dirs and what ``.chengignore`` lists.
+        snapshot: leave out build/cache dirs and what ``.chengignore`` lists, and refuse symlinks
+            that point outside the tree.
         hash: ``sha2-256`` (default, IPFS-compatible) or ``blake3``.
         threads: hashing threads for large files.
         progress: called as files and bytes advance.
