@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cheng_build.core.errors import NotFoundError, TransportError, UsageError
+from cheng_build.core.errors import InputError, NotFoundError, TransportError, UsageError
 from cheng_build.pkg.fetch import local
 
 
@@ -83,6 +83,7 @@ class Progress:
     start: Callable[[str, str], None] = lambda package_id, source: None
     advance: Callable[[int], None] = lambda nbytes: None
     finish: Callable[[], None] = lambda: None
+    total: Callable[[int], None] = lambda nbytes: None  # a root announced its DAG's size
 
 
 def _level(config: Any) -> str:
@@ -195,7 +196,7 @@ def fetch_lock(
             and the block taken from another peer instead).
         TransportError: no source could be reached.
     """
-    from multiformats import CID
+    from cheng_build.cas.cid import parse_cid
 
     mode = FetchMode.parse(mode if mode is not None else getattr(config, "mode", None) or "auto")
     level = _level(config)
@@ -227,10 +228,10 @@ def fetch_lock(
         store = _open_store(cache_root)
         want: dict[str, bytes] = {}
         for dep in pending:
-            try:
-                want[dep.package_id] = bytes(CID.decode(str(dep.cid)))
-            except Exception:
-                raise NotFoundError(f"{dep.package_id}: bad CID '{dep.cid}' in the lock") from None
+            if not dep.cid:
+                raise InputError(f"{dep.package_id}: the lock pins no CID and no path",
+                                 how="re-run 'cheng-pkg resolve' to rewrite the lock")
+            want[dep.package_id] = bytes(parse_cid(str(dep.cid)))
         missing = [d for d in pending if not _complete(store, want[d.package_id])]
         got: dict[str, Source] = {d.package_id: Source.CACHE for d in pending if d not in missing}
 
@@ -253,7 +254,7 @@ def fetch_lock(
             progress.start(", ".join(d.package_id for d in missing), "p2p")
             try:
                 stats = fetch_p2p(store, [want[d.package_id] for d in missing], plan.peers,
-                                  on_block=progress.advance)
+                                  on_block=progress.advance, on_total=progress.total)
                 blocks += stats.blocks_fetched
                 nbytes += stats.bytes_fetched
                 dropped.extend(stats.dropped)
@@ -300,7 +301,7 @@ def fetch_lock(
                 how="check the peers are running and hold the snapshot; run with --debug")
 
         for dep in pending:
-            roots[dep.package_id] = materialize(store, CID.decode(str(dep.cid)), cache_root)
+            roots[dep.package_id] = materialize(store, parse_cid(str(dep.cid)), cache_root)
             sources[dep.package_id] = got[dep.package_id]
 
     ordered = [roots[d.package_id] for d in deps]

@@ -77,6 +77,14 @@ def matches(cid_bytes: bytes, data: bytes | memoryview) -> bool:
         return False
 
 
+def to_cid(cid_bytes: bytes) -> CID:
+    """A binary CID as a ``multiformats.CID`` (cas's fast path for our own CIDs: multiformats'
+    validating decoder costs ~0.1 ms a call, which shows at thousands of blocks a second)."""
+    from cheng_build.cas.cid import decode_cid_bytes
+
+    return decode_cid_bytes(cid_bytes)
+
+
 def cid_text(cid_bytes: bytes) -> str:
     """A binary CID as text: base32 ``bafy...``/``bafk...`` for v1, base58 ``Qm...`` for v0."""
     try:
@@ -102,6 +110,19 @@ def child_cids(cid_bytes: bytes, data: bytes | memoryview) -> list[bytes]:
     return [bytes(link.hash) for link in dagpb.decode(bytes(data)).links]
 
 
+def dag_size(cid_bytes: bytes, data: bytes | memoryview) -> int | None:
+    """The DAG's total size in bytes as a root block announces it (its size + its links'
+    cumulative sizes), or ``None`` when the links do not say (a progress estimate, not a check)."""
+    if codec_of(cid_bytes) != CODEC_DAG_PB:
+        return len(data)
+    from cheng_build.cas import dagpb
+
+    links = dagpb.decode(bytes(data)).links
+    if any(link.tsize is None for link in links):
+        return None
+    return len(data) + sum(link.tsize or 0 for link in links)
+
+
 def walk(store: BlockStore, root: bytes) -> Iterator[tuple[bytes, bytes]]:
     """(binary CID, data) of every block under ``root``, depth-first, each once.
 
@@ -115,6 +136,6 @@ def walk(store: BlockStore, root: bytes) -> Iterator[tuple[bytes, bytes]]:
         if c in seen:
             continue
         seen.add(c)
-        data = store.get(CID.decode(c))
+        data = store.get(to_cid(c))
         yield c, data
         stack.extend(reversed(child_cids(c, data)))
