@@ -28,9 +28,8 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import IO, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 from cheng_build.cis import ambiguity, levels, planner, rollback, sandbox
 from cheng_build.cis.model import Dag, Isolation, LevelKind, RunState, TaskState
@@ -54,7 +53,6 @@ class _Proc:
     env: dict[str, str]
     inputs: list[str]
     attempt: int
-    files: list[IO[bytes]] = field(default_factory=list)
     reason: str = ""  # why we are stopping it: timeout | amend | cancel | interrupt
     kill_at: float | None = None
 
@@ -124,6 +122,7 @@ class Engine:
         self.choice: list[dict[str, Any]] = [r.choice or {} for r in recs]
         self.needs_rerun = [r.needs_rerun for r in recs]
         self.note = [r.note for r in recs]
+        self.pending = {r.idx for r in recs if r.state is TaskState.PENDING}
         self.recs = recs
         self.run_dir = self.store.run_dir(self.run_id)
         self.tasks_dir = self.run_dir / "tasks"
@@ -135,6 +134,10 @@ class Engine:
         self.store.set_task(self.run_id, idx, event, data, **fields)
         if "state" in fields:
             self.state[idx] = fields["state"]
+            if fields["state"] is TaskState.PENDING:
+                self.pending.add(idx)
+            else:
+                self.pending.discard(idx)
         if "gate" in fields:
             self.gate[idx] = fields["gate"]
         if "gate_until" in fields:
@@ -207,10 +210,10 @@ class Engine:
             if planner.first_success_reached(self.dag, self.state):
                 self._finish_first_success()
             wake = float("inf")
-            person = any(s is TaskState.ARBITRATED for s in self.state)
+            person = TaskState.ARBITRATED in self.state
             started = False
             if not planner.stop_starting(self.dag, self.state):
-                for idx in planner.ready(self.dag, self.state):
+                for idx in planner.ready(self.dag, self.state, sorted(self.pending)):
                     if len(self.running) >= self.jobs:
                         break
                     kind, until = self._consider(idx, now)
@@ -364,13 +367,14 @@ class Engine:
         spec = sandbox.LaunchSpec(argv=(prog, *argv[1:]), env=res.env, cwd=cwd,
                                   task_dir=str(task_dir), sandbox=task.exec.sandbox,
                                   read_only=(base,), writable=tuple(writable))
-        out = open(task_dir / "stdout.log", "wb")  # noqa: SIM115 - closed when the task is reaped
-        err = open(task_dir / "stderr.log", "wb")  # noqa: SIM115
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        out = os.open(task_dir / "stdout.log", flags, 0o644)
+        err = os.open(task_dir / "stderr.log", flags, 0o644)
         try:
             popen = sandbox.launch(spec, mode, stdout=out, stderr=err)
         except OSError as exc:
-            out.close()
-            err.close()
+            os.close(out)
+            os.close(err)
             self._fail(idx, friendly(f"task {task.name}: cannot start {prog}",
                                      [exc.strerror or str(exc)], ["check the program and its "
                                                                   "permissions"], **ctx),
@@ -380,10 +384,15 @@ class Engine:
         pidfd = os.pidfd_open(popen.pid)
         self.sel.register(pidfd, selectors.EVENT_READ, idx)
         deadline = now + task.exec.timeout if task.exec.timeout else None
+        os.close(out)  # the child holds its own copies
+        os.close(err)
         self.running[idx] = _Proc(idx, popen, pidfd, now, deadline, str(task_dir), cwd,
-                                  dict(res.env), inputs, attempt, [out, err])
+                                  dict(res.env), inputs, attempt)
         choice = {**self.choice[idx], "inputs": res.inputs, "log": res.log}
-        self._set(idx, "started", {"attempt": attempt, "sandbox": mode.value},
+        started: dict[str, Any] = {"attempt": attempt, "sandbox": mode.value}
+        if task.exec.sandbox.processes and not sandbox.process_limit_enforced(spec, mode):
+            started["warning"] = "process limit not enforced (root without a pids cgroup)"
+        self._set(idx, "started", started,
                   state=TaskState.RUNNING, attempt=attempt, started=now, finished=None,
                   exit_code=None, pid=popen.pid, pid_start=_proc_start_time(popen.pid),
                   task_dir=str(task_dir), gate="", choice=choice,
@@ -397,8 +406,6 @@ class Engine:
         os.close(p.pidfd)
         rc = p.popen.wait()
         sandbox.release(p.popen)
-        for f in p.files:
-            f.close()
         now = time.time()
         task = self.dag.tasks[idx]
         if p.reason == "amend":
@@ -718,7 +725,3 @@ class Engine:
                       needs_rerun=0, error=None, finished=None, exit_code=None,
                       note=f"reset by 'cis retry --from:{self.dag.tasks[idx].name}'")
         return f"ok: {len(affected)} task(s) reset"
-
-
-def run_dir_of(store: Store, run_id: str) -> Path:
-    return store.run_dir(run_id)
