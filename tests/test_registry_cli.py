@@ -127,6 +127,21 @@ def test_config_show_sources(env: Path, capsys: pytest.CaptureFixture[str],
     assert rc == 2 and err[0] == "config: --mode: unknown mode 'warp'"
 
 
+def test_config_show_toolchain_compiler(env: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CHENG_COMPILER", raising=False)
+    cfg = env / "cheng-pkg-config.toml"
+    cfg.write_text('[security]\nlevel = "L1"\n\n[toolchain]\ncompiler = "tools/chengc"\n')
+    rc, out, err = run(capsys, pkg, "config", "show")
+    assert rc == 0, err
+    rows = {line.split("=")[0].strip(): line for line in out}
+    assert str(env / "tools" / "chengc") in rows["compiler"]
+    assert rows["compiler"].endswith(f"(file {cfg})")
+    rc, out, _ = run(capsys, pkg, "config", "show", "--format:json")
+    assert json.loads("\n".join(out))["compiler"] == {"value": str(env / "tools" / "chengc"),
+                                                      "source": f"file {cfg}"}
+
+
 def test_l2_writes_the_audit_log(env: Path, capsys: pytest.CaptureFixture[str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     run(capsys, registry, "keygen", "--out:a.json", "--author:node:a")
