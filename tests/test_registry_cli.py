@@ -195,3 +195,46 @@ def test_real_process_garbage_registry_no_traceback(env: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[0] == "verify: line 1: missing package_id"
     assert "Traceback" not in proc.stderr
+
+
+def _reg_lines(env: Path) -> list[dict[str, object]]:
+    reg = env / "build" / "cheng_registry" / "registry.jsonl"
+    return [json.loads(x) for x in reg.read_text().splitlines()] if reg.exists() else []
+
+
+def test_publish_holds_the_manifest_to_the_flags(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, registry, "keygen", "--out:a.json", "--author:node:a")
+    pub = ("publish", "--package:pkg://cheng/hello", "--channel:edge", "--src:pkg", "--priv:a.json")
+    manifest = env / "pkg" / "cheng-package.toml"
+    manifest.write_text('package_id = "pkg://cheng/other"\nversion = "1.2.0"\n')
+    rc, _, err = run(capsys, registry, *pub, "--epoch:1")
+    assert rc == 2 and err[0] == ("publish: manifest package_id pkg://cheng/other does not match "
+                                  "--package pkg://cheng/hello")
+    manifest.write_text('package_id = "pkg://cheng/hello"\nversion = "1.2.0"\n')
+    rc, _, err = run(capsys, pkg, *pub, "--epoch:1", "--version:1.3.0")
+    assert rc == 2 and err[0] == "publish: manifest version 1.2.0 does not match --version 1.3.0"
+    manifest.write_text('package_id = "pkg://cheng/hello"\nversion = "1.2.0"\n[[dependencies]]\n'
+                        'package_id = "pkg://cheng/fs"\nchannel = "stable"\npath = "../fs"\n')
+    rc, _, err = run(capsys, registry, *pub, "--epoch:1")
+    assert rc == 1 and err[0] == "publish: dev-only manifest"
+    assert any("pkg://cheng/fs uses a dev-only path override" in line for line in err)
+    manifest.write_text('package_id = "pkg://cheng/hello"\n')
+    rc, _, err = run(capsys, registry, *pub, "--epoch:1")
+    assert rc == 1 and err[0] == "publish: manifest has no version"
+    manifest.write_text('package_id = "pkg://cheng/hello"\nversion = 1\n')
+    rc, _, err = run(capsys, registry, *pub, "--epoch:1")
+    assert rc == 2 and err[0] == "publish: load manifest failed"
+    assert _reg_lines(env) == []  # every refusal came before a byte was written
+    # Agreeing manifests publish (YAML too); only --version turns on the SemVer gate.
+    manifest.unlink()
+    (env / "pkg" / "cheng-package.yaml").write_text('package_id: "pkg://cheng/hello"\nversion: "1.2.0"\n')
+    rc, _, err = run(capsys, pkg, *pub, "--epoch:1")
+    assert rc == 0, err
+    rc, _, err = run(capsys, registry, *pub, "--epoch:2", "--version:1.2.0")
+    assert rc == 0, err
+    # A manifest without a version is completed by --version.
+    (env / "pkg" / "cheng-package.yaml").write_text('package_id: "pkg://cheng/hello"\n')
+    rc, _, err = run(capsys, registry, *pub, "--epoch:3", "--version:1.2.1")
+    assert rc == 0, err
+    assert [(e["epoch"], e.get("version")) for e in _reg_lines(env)] == [(1, None), (2, "1.2.0"),
+                                                                        (3, "1.2.1")]
