@@ -14,8 +14,9 @@ The rules (the seed's A and A1):
 6. A ``path`` dependency resolves to a local tree (its manifest is read from disk); the lock
    marks it ``dev_only`` and it carries no signature.
 
-The walk is breadth-first with dictionary look-ups only (see :mod:`registry_index`), so the
-cost is linear in packages + edges, plus one manifest read per snapshot.
+The walk is breadth-first with dictionary look-ups only (``RegistryLog.head`` answers from an
+index built in one pass over the log), so the cost is linear in packages + edges + log lines,
+plus one manifest read per snapshot.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from cheng_build.pkg.manifest import (
     load_manifest,
     manifest_from_bytes,
 )
-from cheng_build.pkg.registry_index import index_of
 
 # (package_id, cid, format) -> the bytes of the manifest inside that snapshot and its file name,
 # or None when the snapshot has no manifest (then it has no dependencies).
@@ -163,7 +163,8 @@ def resolve_manifest(
 
     Args:
         manifest: the top-level manifest (its ``[overrides]`` apply to the whole graph).
-        registry: a :class:`~cheng_build.trust.registry_log.RegistryLog` (or an index of one).
+        registry: a :class:`~cheng_build.trust.registry_log.RegistryLog` (anything with its
+            ``head(package_id, channel)``).
         store: the blockstore holding the snapshots, to read each dependency's own manifest.
         read_manifest: how to read a snapshot's manifest; default reads it from ``store``.
             With neither, dependencies' manifests cannot be read and only the manifest's own
@@ -178,7 +179,6 @@ def resolve_manifest(
         ManifestError: a dependency's own manifest is invalid, or names another package.
         PolicyError: a published snapshot declares a dev-only path dependency.
     """
-    index = index_of(registry)
     reader = read_manifest
     if reader is None and store is not None:
         reader = store_manifest_reader(store)
@@ -224,7 +224,7 @@ def resolve_manifest(
             sub_deps = sub.dependencies
             sub_base = sub.base_dir
         else:
-            entry = index.head(pid, channel)
+            entry = registry.head(pid, channel)
             if entry is None:
                 raise NotFoundError("snapshot not found",
                                     why=f"no {channel} release of {pid} in the registry "
