@@ -83,6 +83,7 @@ class Progress:
     start: Callable[[str, str], None] = lambda package_id, source: None
     advance: Callable[[int], None] = lambda nbytes: None
     finish: Callable[[], None] = lambda: None
+    total: Callable[[int], None] = lambda nbytes: None  # a root announced its DAG's size
 
 
 def _level(config: Any) -> str:
@@ -253,7 +254,7 @@ def fetch_lock(
             progress.start(", ".join(d.package_id for d in missing), "p2p")
             try:
                 stats = fetch_p2p(store, [want[d.package_id] for d in missing], plan.peers,
-                                  on_block=progress.advance)
+                                  on_block=progress.advance, on_total=progress.total)
                 blocks += stats.blocks_fetched
                 nbytes += stats.bytes_fetched
                 dropped.extend(stats.dropped)

@@ -32,7 +32,7 @@ from multiformats import CID
 from cheng_build.core.errors import DigestMismatchError, NotFoundError, TransportError
 from cheng_build.pkg.fetch import bitswap as bs
 from cheng_build.pkg.fetch import libp2p_adapter as lp
-from cheng_build.pkg.fetch.blocks import BlockStore, block_cid, child_cids, cid_text, to_cid
+from cheng_build.pkg.fetch.blocks import BlockStore, block_cid, child_cids, cid_text, dag_size, to_cid
 
 log = logging.getLogger(__name__)
 
@@ -271,14 +271,16 @@ class BitswapNode:
 
     async def fetch(self, roots: list[bytes], peers: list[tuple[Any, Any]], *, window: int = 32,
                     stall_s: float = 15.0,
-                    on_block: Callable[[int], None] | None = None) -> SessionStats:
+                    on_block: Callable[[int], None] | None = None,
+                    on_total: Callable[[int], None] | None = None) -> SessionStats:
         """Fetch the DAGs under binary CIDs ``roots`` from ``peers`` [(multiaddr, peer id)].
 
         Raises:
             TransportError: no peer could be reached.
             NotFoundError: blocks remain that no reachable peer would give us.
         """
-        session = FetchSession(self, roots, window=window, stall_s=stall_s, on_block=on_block)
+        session = FetchSession(self, roots, window=window, stall_s=stall_s, on_block=on_block,
+                               on_total=on_total)
         return await session.run(peers)
 
 
@@ -286,12 +288,14 @@ class FetchSession:
     """One DAG fetch: what is wanted, from whom, and what came back verified."""
 
     def __init__(self, node: BitswapNode, roots: list[bytes], *, window: int, stall_s: float,
-                 on_block: Callable[[int], None] | None) -> None:
+                 on_block: Callable[[int], None] | None,
+                 on_total: Callable[[int], None] | None = None) -> None:
         self.node = node
         self.roots = roots
         self.window = window
         self.stall_s = stall_s
         self.on_block_cb = on_block
+        self.on_total_cb = on_total
         self.stats = SessionStats()
         self.todo: deque[bytes] = deque()
         self.inflight: dict[bytes, Any] = {}
@@ -330,6 +334,10 @@ class FetchSession:
         self.stats.bytes_fetched += len(blob)
         if self.stats.first_block_at is None:
             self.stats.first_block_at = trio.current_time()
+        if self.on_total_cb is not None and real in self.roots:
+            total = dag_size(real, blob)
+            if total is not None:
+                self.on_total_cb(total)
         if self.on_block_cb is not None:
             self.on_block_cb(len(blob))
         self._expand(real, blob)
