@@ -87,3 +87,11 @@ def no_match_error(arg: str, workdir: str | None = None) -> Exception:
     from cheng_build.cis import sketch
 
     return sketch.no_match_error(arg, workdir or os.getcwd(), sorted(TARGETS))
+
+
+def prepare_run(store: object, run_id: str, dag: Dag) -> None:
+    """Called by ``cis run`` right after the run is created, before its engine starts: a
+    sketch's tasks whose capability is absent become Skipped with the reason."""
+    from cheng_build.cis import sketch
+
+    sketch.prepare_run(store, run_id, dag)

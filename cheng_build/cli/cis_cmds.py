@@ -107,6 +107,9 @@ def run_dag(dag: Dag, *, jobs: int | None = None, detach: bool = False, dry_run:
         _print_plan(dag, fmt)
         return 0
     run_id = control.create_run(store, dag, jobs=jobs)
+    from cheng_build.cis.targets import prepare_run
+
+    prepare_run(store, run_id, dag)  # a sketch: tasks whose capability is absent -> Skipped
     if detach:
         pid = control.spawn_engine(store, run_id, jobs=jobs)
         print(run_id)
