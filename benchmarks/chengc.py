@@ -82,12 +82,23 @@ def make_project(root: Path, deps: int) -> dict[str, str]:
     return env
 
 
-def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+CPU: dict[str, list[float]] = {}
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str], tag: str = "") -> float:
+    """Wall ms of one run; its CPU ms (user + sys, children included) go to ``CPU[tag]``."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     p = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=False)
     dt = (time.perf_counter() - t) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
         raise SystemExit(f"bench: {' '.join(argv)} failed ({p.returncode}):\n{p.stderr.decode()}")
+    if tag:
+        cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+        CPU.setdefault(tag, []).append(cpu)
     return dt
 
 
@@ -111,8 +122,8 @@ def main() -> int:
         time.sleep(2.2)
         timed(cmd, root, env)  # the first build: verify, miss, compile
         timed(cmd, root, env)  # warm the OS caches
-        anchor = [timed([*py, "-c", "pass"], root, env) for _ in range(a.runs)]
-        noop = [timed(cmd, root, env) for _ in range(a.runs)]
+        anchor = [timed([*py, "-c", "pass"], root, env, "anchor") for _ in range(a.runs)]
+        noop = [timed(cmd, root, env, "noop") for _ in range(a.runs)]
 
         # Cache misses: edit the entry each time (a new input root), then time the build.
         app = root / "app.cheng"
@@ -120,7 +131,7 @@ def main() -> int:
         miss = []
         for i in range(a.runs):
             app.write_text(base + f"// edit {i}\n")
-            miss.append(timed(cmd, root, env))
+            miss.append(timed(cmd, root, env, "miss"))
             if os.environ.get("BENCH_DEBUG"):
                 print("miss", i, round(miss[-1], 1), file=sys.stderr)
         # The compiler alone on the same staged inputs, same argv/env as chengc hands it.
@@ -138,8 +149,8 @@ def main() -> int:
         (stage / "out").mkdir()
         cenv = {"PATH": env["PATH"], "SOURCE_DATE_EPOCH": "1730000000", "PKG_ROOTS": graph.pkg_roots_value,
                 "LC_ALL": "C", "TZ": "UTC", "HOME": str(stage)}
-        comp_t = [timed([env["CHENG_COMPILER"], "app.cheng", "--name:app", "--out:out/app"], stage, cenv)
-                  for _ in range(a.runs)]
+        comp_t = [timed([env["CHENG_COMPILER"], "app.cheng", "--name:app", "--out:out/app"], stage, cenv,
+                        "compiler") for _ in range(a.runs)]
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -158,6 +169,10 @@ def main() -> int:
         print(f"{name:<10} {ours:>9.1f} {anc:>10.1f} {ours / anc:>7.2f} {goal:>8.0f}   "
               f"{mo:>9.1f} {ma:>11.1f}  python -c pass (medians; mins beside)")
     print(f"(cache miss {miss_ms:.1f} ms = stand-in compiler {comp_ms:.1f} ms + overhead {over_ms:.1f} ms)")
+    c = {k: med(v) for k, v in CPU.items()}
+    print(f"CPU ms (user+sys, medians; insensitive to other load): python -c pass {c['anchor']:.1f}, "
+          f"noop {c['noop']:.1f}, miss {c['miss']:.1f}, compiler {c['compiler']:.1f}, "
+          f"miss - compiler {c['miss'] - c['compiler']:.1f}")
     if a.json:
         print(json.dumps({n: {"ours": round(o, 2), "anchor": round(an, 2), "unit": "ms",
                               "ratio": round(o / an, 3)} for n, (o, an, _) in rows.items()}))

@@ -171,3 +171,94 @@ def _faulty_main(root: str, fault: str, after: str) -> None:
 
 if __name__ == "__main__":
     _faulty_main(*sys.argv[1:4])
+
+
+# --- Helia, a real IPFS node (npm), for the interop test and the benchmark ---------------------
+
+INTEROP = Path(__file__).resolve().parent / "interop"
+NPM_TIMEOUT_S = 900
+
+
+def helia_dir() -> Path:
+    """A folder with Helia installed and ``helia_node.mjs`` beside it, installed once per
+    ``package.json`` content (a stable folder under the temp dir keeps reruns fast).
+
+    Raises:
+        FileNotFoundError: node or npm is not installed.
+        RuntimeError: ``npm install`` failed (its output is in the message).
+    """
+    import shutil
+    import tempfile
+
+    from cheng_build.core.atomic import file_lock
+
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        raise FileNotFoundError("node/npm not installed")
+    spec = (INTEROP / "package.json").read_bytes()
+    key = hashlib.sha256(spec).hexdigest()[:16]
+    d = Path(tempfile.gettempdir()) / f"cheng-helia-{key}"
+    marker = d / "node_modules" / ".cheng-installed"
+    with file_lock(d):
+        if not marker.exists():
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "package.json").write_bytes(spec)
+            r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                               cwd=d, capture_output=True, text=True, timeout=NPM_TIMEOUT_S)
+            if r.returncode != 0:
+                raise RuntimeError(f"npm install of Helia failed in {d}:\n{r.stdout}\n{r.stderr}")
+            marker.write_text("ok\n")
+        shutil.copyfile(INTEROP / "helia_node.mjs", d / "helia_node.mjs")
+    return d
+
+
+def node_env(**extra: str) -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+    env.update(extra)
+    return env
+
+
+class HeliaProvider:
+    """Helia serving one file it added itself; ``cid`` and ``addrs`` as it printed them."""
+
+    def __init__(self, folder: Path, path: Path, lifetime_s: int = 120) -> None:
+        import json
+
+        self.proc = subprocess.Popen(
+            ["node", str(folder / "helia_node.mjs"), "serve", str(path)], cwd=folder,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=node_env(HELIA_LIFETIME_MS=str(lifetime_s * 1000)))
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            err = self.proc.stderr.read()  # type: ignore[union-attr]
+            raise RuntimeError(f"Helia did not start: {err[-2000:]}")
+        info = json.loads(line)
+        self.cid: str = info["cid"]
+        self.addrs: list[str] = info["addrs"]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # type: ignore[union-attr]
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        for fh in (self.proc.stdout, self.proc.stderr):
+            if fh is not None:
+                fh.close()
+
+
+def helia_fetch(folder: Path, addr: str, cid: str, out: Path, lifetime_s: int = 120) -> dict[str, Any]:
+    """Have Helia dial ``addr`` and export ``cid`` to ``out``; its JSON report.
+
+    Raises:
+        RuntimeError: Helia failed (its stderr in the message).
+    """
+    import json
+
+    r = subprocess.run(["node", str(folder / "helia_node.mjs"), "fetch", addr, cid, str(out)],
+                       cwd=folder, capture_output=True, text=True, timeout=lifetime_s + 30,
+                       env=node_env(HELIA_LIFETIME_MS=str(lifetime_s * 1000)))
+    if r.returncode != 0:
+        raise RuntimeError(f"Helia fetch failed ({r.returncode}): {r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])

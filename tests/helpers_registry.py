@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cheng_build.cas.blockstore import Blockstore
@@ -70,8 +69,3 @@ def sample_source(name: str, salt: int = 0) -> str:
                 parts.append(f"    while a < {j}:\n        a = a + 1\n")
         parts.append("    return a\n\n")
     return "".join(parts)
-
-
-def env_without_pkg() -> dict[str, str]:
-    """The environment minus every PKG_* variable (tests set exactly what they need)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PKG_")}

@@ -323,3 +323,13 @@ def test_two_builds_at_once_both_succeed(tmp_path: Path) -> None:
     rc, _, err = run_cli(["app.cheng", "--explain"], tmp_path, env)
     assert rc == 0 and "cache hit" in err
     assert (tmp_path / "artifacts/chengc/app").read_bytes() == art
+
+
+def test_compiler_from_the_home_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
+    app_project(tmp_path, 1)
+    cc = Runner(tmp_path, monkeypatch, capfd)
+    monkeypatch.delenv("CHENG_COMPILER")
+    cfg = f'[toolchain]\ncompiler = "{cc.compiler}"\n'
+    write_tree(tmp_path / "home/.cheng", {"cheng-pkg-config.toml": cfg})
+    assert cc("app.cheng")[0] == 0 and len(cc.calls()) == 1

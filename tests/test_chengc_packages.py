@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from tests.helpers_chengc import Runner, write_tree
 N = 3
 
 
-def _published(tmp: Path, *, in_store: bool = False) -> dict[str, str]:
+def _published(tmp: Path, *, in_store: bool = False, key: Any = None) -> dict[str, str]:
     """Publish N signed packages. ``in_store``: their blocks go to the cache's blockstore (for
     resolve and fetch to find); else only CIDs are computed and the snapshots are laid out in the
     package cache as the fetcher leaves them."""
@@ -22,8 +23,8 @@ def _published(tmp: Path, *, in_store: bool = False) -> dict[str, str]:
     from cheng_build.trust.keys import KeyPair
 
     store = Blockstore(tmp / "chengcache") if in_store else None
+    key = key or KeyPair.generate("node:alice")
 
-    key = KeyPair.generate("node:alice")
     cids: dict[str, str] = {}
     for i in range(N):
         src = tmp / "src" / f"dep{i}"
@@ -199,3 +200,32 @@ def test_published_app_gets_the_a110_fields_and_other_lock_formats(cc: Runner) -
     rc, _, err = cc("app.cheng", "--manifest:cheng-package.toml", "--registry:registry.jsonl",
                     "--lock-format:json", "--package:pkg://cheng/other")
     assert rc == 1 and err.splitlines()[0] == "chengc: meta: package mismatch"
+
+
+def test_a_lock_made_elsewhere_pins_the_build(cc: Runner) -> None:
+    """A committed lock (fresh clone: no stamp) is used as it is while it satisfies the manifest,
+    even though the registry has a newer release by now."""
+    from cheng_build.pkg.publish import publish
+    from cheng_build.trust.keys import KeyPair
+
+    key = KeyPair.generate("node:alice")
+    _published(cc.tmp, key=key)
+    lock = _lock(cc.tmp)
+    before = lock.read_bytes()
+    src = cc.tmp / "src/dep0"
+    (src / "src/api.cheng").write_text("import cheng/dep0/impl\nfn Api0(): int32 = 42\n")
+    publish(registry=cc.tmp / "registry.jsonl", key=key, package_id="pkg://cheng/dep0",
+            channel="stable", epoch=2, src=src, store=None, now=1730000009)
+    rc, _, err = cc("app.cheng", "--manifest:cheng-package.toml", "--lock:cheng.lock.toml",
+                    "--registry:registry.jsonl", "--explain")
+    assert rc == 0, err
+    assert lock.read_bytes() == before
+    assert "chengc: package flow: ran verify (" in err
+    # Editing the manifest is asking for a new resolution: the lock then follows the registry
+    # (here resolve needs the snapshots in the store, which this test never put there).
+    m = cc.tmp / "cheng-package.toml"
+    m.write_text(m.read_text() + "# edited\n")
+    rc, _, err = cc("app.cheng", "--manifest:cheng-package.toml", "--lock:cheng.lock.toml",
+                    "--registry:registry.jsonl")
+    assert rc == 1 and err.splitlines()[0] == "chengc: resolve: snapshot not found"
+    assert lock.read_bytes() == before, "a failed resolve leaves the lock alone"

@@ -128,7 +128,26 @@ def test_gateway_addresses() -> None:
 @given(st.lists(st.binary(min_size=0, max_size=3000), min_size=1, max_size=8))
 def test_car_stream_round_trips(blobs: list[bytes]) -> None:
     cids = [bytes(raw_cid(b)) for b in blobs]
-    data = carstream.header(cids[0]) + b"".join(carstream.section(c, b) for c, b in zip(cids, blobs))
-    assert list(carstream.read_sections(io.BytesIO(data))) == list(zip(cids, blobs))
+    pairs = list(zip(cids, blobs, strict=True))
+    data = carstream.header(cids[0]) + b"".join(carstream.section(c, b) for c, b in pairs)
+    assert list(carstream.read_sections(io.BytesIO(data))) == pairs
     with pytest.raises(carstream.CarStreamError):
         list(carstream.read_sections(io.BytesIO(data[:-1] if blobs[-1] else data[:-2])))
+
+
+def test_gateway_car_is_byte_identical_to_cas_export_car(tmp_path) -> None:
+    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.car import export_car, import_car
+    from cheng_build.cas.cid import decode_cid_bytes
+
+    store = Blockstore(tmp_path / "s")
+    root = unixfs_bytes(store, pattern(1_200_000, seed=12))
+    gw = Gateway(store)
+    try:
+        status, _, body = _get(gw.url, f"/ipfs/{cid_text(root)}?format=car")
+    finally:
+        gw.close()
+    export_car(store, decode_cid_bytes(root), tmp_path / "x.car")
+    assert status == 200 and body == (tmp_path / "x.car").read_bytes()
+    (tmp_path / "y.car").write_bytes(body)
+    assert [bytes(c) for c in import_car(Blockstore(tmp_path / "t"), tmp_path / "y.car")] == [root]

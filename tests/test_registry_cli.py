@@ -165,3 +165,18 @@ def test_verify_store_catches_swapped_content(env: Path, capsys: pytest.CaptureF
 def _cid(env: Path) -> str:
     line = (env / "build" / "cheng_registry" / "registry.jsonl").read_text().splitlines()[0]
     return str(json.loads(line)["cid"])
+
+
+def test_real_process_garbage_registry_no_traceback(env: Path) -> None:
+    import subprocess
+    import sys
+
+    reg = env / "garbage.jsonl"
+    reg.write_bytes(b'{"type":"publish"}\n\xff\xfe\n')
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "cheng_build.cli.registry", "verify",
+                           f"--registry:{reg}", "--level:L0"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == "verify: line 1: missing package_id"
+    assert "Traceback" not in proc.stderr

@@ -9,6 +9,7 @@ inputs always give the same bytes.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -16,11 +17,30 @@ from pathlib import Path
 
 
 def stage_tree(dest: Path, data: Mapping[str, bytes]) -> None:
-    """Write ``{staged path: bytes}`` under ``dest`` (which must exist and be empty)."""
-    for staged, blob in sorted(data.items()):
-        p = dest / staged
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(blob)
+    """Write ``{staged path: bytes}`` under ``dest`` (which must exist and be empty).
+
+    Each directory is made once and files are written with plain ``os`` calls: staging runs on
+    every cache miss, and per-file ``Path.mkdir(parents=True)`` cost as much as the writes.
+    """
+    base = os.fspath(dest)
+    dirs = sorted({staged.rsplit("/", 1)[0] for staged in data if "/" in staged})
+    made: set[str] = set()
+    for d in dirs:
+        parts = d.split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if sub not in made:
+                os.mkdir(os.path.join(base, sub))
+                made.add(sub)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for staged, blob in data.items():
+        fd = os.open(os.path.join(base, staged), flags, 0o644)
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
 
 
 def tree_cid(directory: Path) -> str:

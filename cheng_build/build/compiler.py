@@ -1,8 +1,9 @@
 """Finding the real Cheng compiler and handing a build to it.
 
 Discovery order (first hit wins): ``--compiler:<path>``, ``CHENG_COMPILER``, the config file's
-``[toolchain] compiler`` (``cheng-pkg-config.toml`` in the working directory, or the file
-``PKG_CONFIG`` names), then the next ``chengc`` on ``PATH`` that is not this wrapper.
+``[toolchain] compiler`` (the file ``PKG_CONFIG`` names, else ``./cheng-pkg-config.toml``, else
+``~/.cheng/cheng-pkg-config.toml``; a relative path is relative to that file), then the next
+``chengc`` on ``PATH`` that is not this wrapper.
 
 The hand-off runs the compiler with a cleared environment (only the allow-list plus the values
 we set), a fixed working directory (the staged input tree) and relative paths, so the same
@@ -87,9 +88,21 @@ def is_wrapper(p: Path, self_path: Path | None = None) -> bool:
     return WRAPPER_MARK in head
 
 
+def _config_file(env: Mapping[str, str], cwd: Path) -> Path | None:
+    """The config file, found as :func:`cheng_build.trust.config.find_config_file` finds it:
+    ``PKG_CONFIG``, else ``./cheng-pkg-config.toml``, else ``~/.cheng/cheng-pkg-config.toml``."""
+    if env.get("PKG_CONFIG"):
+        return Path(env["PKG_CONFIG"]).expanduser()
+    home = Path(env.get("HOME") or os.path.expanduser("~"))
+    for cand in (cwd / CONFIG_NAME, home / ".cheng" / CONFIG_NAME):
+        if cand.is_file():
+            return cand
+    return None
+
+
 def _config_compiler(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, Path | None]:
-    cfg = Path(env["PKG_CONFIG"]) if env.get("PKG_CONFIG") else cwd / CONFIG_NAME
-    if not cfg.is_file():
+    cfg = _config_file(env, cwd)
+    if cfg is None or not cfg.is_file():
         return None, None
     import tomllib
 

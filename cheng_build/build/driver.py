@@ -170,10 +170,10 @@ class _Compiled:
 def _compile_in(root: Path, comp: compiler_mod.Compiler, graph: ImportGraph, data: Mapping[str, bytes],
                 argv: Sequence[str], env: Mapping[str, str], out_rel: str, run: bool) -> _Compiled | None:
     """Stage ``data`` under ``root`` and run the compiler there; the artifact's bytes or None."""
-    for staged, blob in data.items():
-        p = root / staged
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(blob)
+    if data:
+        from cheng_build.build.bundle import stage_tree
+
+        stage_tree(root, data)
     (root / STAGED_OUT_DIR).mkdir(exist_ok=True)
     (root / ".home").mkdir(exist_ok=True)
     (root / ".tmp").mkdir(exist_ok=True)

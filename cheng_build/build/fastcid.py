@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable
+from typing import cast
 
 CHUNK = 262144  # the default UnixFS chunker, "size-262144"
 _RAW, _DAG_PB, _SHA256 = 0x55, 0x70, 0x12
@@ -64,7 +65,7 @@ def _dir_node(entries: list[tuple[bytes, bytes, int]]) -> bytes:
 def tree_root(files: Iterable[tuple[str, int, str]]) -> str | None:
     """The UnixFS directory CID of ``(posix path, size, sha256 hex)`` files, or None when a
     file spans more than one chunk (then the CAS importer must build its DAG)."""
-    tree: dict[str, object] = {}
+    tree: dict[str, object] = {}  # name -> subtree dict, or (size, sha256 hex) for a file
     for path, size, sha in files:
         if size > CHUNK:
             return None
@@ -82,8 +83,8 @@ def tree_root(files: Iterable[tuple[str, int, str]]) -> str | None:
             if isinstance(child, dict):
                 cid, tsize = build(child)
             else:
-                size, sha = child  # type: ignore[misc]
-                cid, tsize = _cid_bytes(_RAW, bytes.fromhex(sha)), size
+                fsize, fsha = cast("tuple[int, str]", child)
+                cid, tsize = _cid_bytes(_RAW, bytes.fromhex(fsha)), int(fsize)
             entries.append((name.encode("utf-8"), cid, tsize))
         block = _dir_node(entries)
         return _cid_bytes(_DAG_PB, hashlib.sha256(block).digest()), len(block) + sum(e[2] for e in entries)

@@ -265,6 +265,7 @@ class Resolver:
         self._isfile: dict[str, bool] = {}
         self._isdir: dict[str, bool] = {}
         self._names: dict[str, frozenset[str]] = {}
+        self._pkg_index: dict[str, list[tuple[int, str]]] = {}
         self._memo: dict[str, _Hit] = {}
 
     def _exists(self, p: str) -> bool:
@@ -308,6 +309,14 @@ class Resolver:
             dirs.append((os.path.join(root, name), self._dir(root, name)))
         return dirs
 
+    def _existing_dirs(self, pkg: str) -> list[tuple[int, str]]:
+        """Every existing package directory of ``pkg``, in search order (memoised per package)."""
+        got = self._pkg_index.get(pkg)
+        if got is None:
+            got = self._pkg_index[pkg] = [(i, d) for i in range(len(self.roots))
+                                          for d, present in self._pkg_dirs(i, pkg) if present]
+        return got
+
     def resolve(self, path: str, *, importer: str = "") -> _Hit:
         """The file ``path`` names.
 
@@ -318,17 +327,14 @@ class Resolver:
         if path in self._memo:
             return self._memo[path]
         _, pkg, rest = classify(path, where=importer)
-        for i in range(len(self.roots)):
-            for d, present in self._pkg_dirs(i, pkg):
-                if not present:
-                    continue
-                for inner in ("src/", "cheng/", ""):
-                    f = os.path.join(d, f"{inner}{rest}.cheng")
-                    if self._exists(f):
-                        mf = os.path.join(d, MANIFEST_NAME)
-                        hit = _Hit(i, Path(d), Path(f), Path(mf) if self._exists(mf) else None)
-                        self._memo[path] = hit
-                        return hit
+        for i, d in self._existing_dirs(pkg):  # root order, then package-dir order
+            for inner in ("src/", "cheng/", ""):
+                f = os.path.join(d, f"{inner}{rest}.cheng")
+                if self._exists(f):
+                    mf = os.path.join(d, MANIFEST_NAME)
+                    hit = _Hit(i, Path(d), Path(f), Path(mf) if self._exists(mf) else None)
+                    self._memo[path] = hit
+                    return hit
         searched = []
         for i, root in enumerate(self.roots):
             pid = self.root_package_id(root)

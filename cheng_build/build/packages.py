@@ -6,9 +6,10 @@ code; only its first line gains the step's name, as the seed's A1.11 names them)
 
 A build runs this on every invocation, so the steps remember what they proved:
 
-* resolve runs when there is a manifest and the lock is missing, or the manifest (or the lock)
-  changed since chengc last resolved it; otherwise the lock pins the build (as a lock should:
-  a new release in the registry does not change a build until you resolve again);
+* resolve runs when there is a manifest and the lock is missing, the manifest changed since
+  chengc last resolved it, or the lock no longer satisfies the manifest; otherwise the lock pins
+  the build (as a lock should: a new release in the registry changes nothing until you resolve
+  again, and a committed lock in a fresh clone is used as it is);
 * verify runs unless this exact lock was verified against this exact registry at this level
   before (``--verify`` forces it);
 * fetch is skipped when every locked snapshot is already complete in ``<cache>/packages/<cid>/``.
@@ -142,18 +143,31 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
             stamp_path = chengc_dir / "resolved" / f"{_h(os.fspath(lock_path))}.json"
             stamp = _stamp_read(stamp_path)
             lock_sha = stat_cache.file_digest(lock_path)[1] if lock_path.is_file() else None
-            if not (stamp and lock_sha and stamp.get("manifest_sha256") == m_sha
-                    and stamp.get("lock_sha256") == lock_sha):
-                from cheng_build.cas.blockstore import Blockstore
-                from cheng_build.pkg.lock import dump_lock
+            fresh = bool(stamp and lock_sha and stamp.get("manifest_sha256") == m_sha
+                         and stamp.get("lock_sha256") == lock_sha)
+            if not fresh:
                 from cheng_build.pkg.manifest import load_manifest
-                from cheng_build.pkg.resolve import resolve_manifest
 
-                lock = resolve_manifest(load_manifest(manifest_path), registry(), Blockstore(cache_root))
-                dump_lock(lock, lock_path, fmt)
+                manifest = load_manifest(manifest_path)
+                edited = stamp is not None and stamp.get("manifest_sha256") != m_sha
+                keep = False
+                if lock_sha is not None and not edited:
+                    # A lock made elsewhere (a fresh clone, cheng-pkg resolve, git pull) pins
+                    # the build as long as it still satisfies the manifest.
+                    from cheng_build.pkg.lock import load_lock
+                    from cheng_build.pkg.verify import lock_manifest_problems
+
+                    keep = not lock_manifest_problems(load_lock(lock_path), manifest)
+                if not keep:
+                    from cheng_build.cas.blockstore import Blockstore
+                    from cheng_build.pkg.lock import dump_lock
+                    from cheng_build.pkg.resolve import resolve_manifest
+
+                    lock = resolve_manifest(manifest, registry(), Blockstore(cache_root))
+                    dump_lock(lock, lock_path, fmt)
+                    steps.append("resolve")
                 _stamp_write(stamp_path, {"manifest_sha256": m_sha,
                                           "lock_sha256": stat_cache.file_digest(lock_path)[1]})
-                steps.append("resolve")
 
     # 2. load + verify (remembered per lock bytes, registry bytes, trust configuration)
     with step("verify"):
@@ -202,14 +216,15 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
 
     # 3. fetch (skipped when every snapshot is complete in the cache)
     with step("fetch"):
-        roots: list[Path] | None = []
+        roots: list[Path] = []
+        complete = True
         for _pid, cid, has_path in vstamp["fetch"]:
             p = cache_root / "packages" / cid
             if has_path or not p.is_dir():
-                roots = None  # something to fetch (or a dev path override): ask the fetcher
+                complete = False  # something to fetch (or a dev path override): ask the fetcher
                 break
             roots.append(p)
-        if roots is None:
+        if not complete:
             from cheng_build.pkg.fetch import fetch_lock
 
             lock = lock_obj()

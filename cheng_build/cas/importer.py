@@ -41,6 +41,7 @@ from cheng_build.cas.chunker import (
     parse_chunker,
 )
 from cheng_build.cas.cid import CID, cid_from_digest, hasher_for
+from cheng_build.cas.exporter import symlink_escapes
 from cheng_build.cas.ignore import IgnoreRules
 from cheng_build.cas.progress import ImportProgress, ProgressCallback
 from cheng_build.core.errors import InputError
@@ -179,6 +180,10 @@ class _Builder:
         for name, child, mode, size in _entries(path, rel, rules, self.skip):
             child_rel = f"{rel}/{name}" if rel else name
             if stat_mod.S_ISLNK(mode):
+                if rules is not None and symlink_escapes(child_rel, os.readlink(child)):
+                    raise InputError(f"symlink points outside the package: {child}",
+                                     why=f"its target is {os.readlink(child)!r}; a checkout would refuse it",
+                                     how="replace it with a copy, or list it in .chengignore")
                 entry = self.add_symlink(child)
             elif stat_mod.S_ISDIR(mode):
                 entry = self.add_dir(child, child_rel, rules)
@@ -244,7 +249,8 @@ def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunk
         store: where blocks go (in one batch: staged, fsynced together, then renamed in).
         path: a file, a directory, or a symlink to either (the top level is followed).
         chunker: ``size-<n>`` or ``fastcdc-<min>-<avg>-<max>``.
-        snapshot: leave out build/cache dirs and what ``.chengignore`` lists.
+        snapshot: leave out build/cache dirs and what ``.chengignore`` lists, and refuse symlinks
+            that point outside the tree.
         hash: ``sha2-256`` (default, IPFS-compatible) or ``blake3``.
         threads: hashing threads for large files.
         progress: called as files and bytes advance.

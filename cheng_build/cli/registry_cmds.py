@@ -21,9 +21,15 @@ if TYPE_CHECKING:
     from cheng_build.trust.registry_log import RegistryLog, VerifyReport
 
 
+_MAX_WARNINGS = 20
+
+
 def _warn(name: str, lines: list[str] | tuple[str, ...]) -> None:
-    for line in lines:
+    # A large legacy log at L0 can warn once per line; the first ones say what is going on.
+    for line in lines[:_MAX_WARNINGS]:
         print(f"{name}: warning: {line}", file=sys.stderr)
+    if len(lines) > _MAX_WARNINGS:
+        print(f"{name}: warning: ... and {len(lines) - _MAX_WARNINGS} more", file=sys.stderr)
 
 
 def _add_registry(parser: Parser) -> None:

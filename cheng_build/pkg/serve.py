@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from multiformats import CID
 
+from cheng_build.cas.cid import parse_cid
 from cheng_build.core.errors import ChengError, InputError, NotFoundError, UsageError
 from cheng_build.pkg.fetch import carstream
 from cheng_build.pkg.fetch.blocks import BlockStore, walk
@@ -78,8 +79,8 @@ def make_gateway_handler(store: BlockStore) -> type[BaseHTTPRequestHandler]:
                 self._fail(404, "only /ipfs/<cid> is served")
                 return None
             try:
-                cid = CID.decode(segs[2])
-            except Exception:
+                cid = parse_cid(segs[2])
+            except ChengError:
                 self._fail(400, f"not a CID: {segs[2]}")
                 return None
             fmt = _format(parts.query, self.headers.get("Accept", ""))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cheng_build.core.errors import NotFoundError, TransportError, UsageError
+from cheng_build.core.errors import InputError, NotFoundError, TransportError, UsageError
 from cheng_build.pkg.fetch import local
 
 
@@ -195,7 +195,7 @@ def fetch_lock(
             and the block taken from another peer instead).
         TransportError: no source could be reached.
     """
-    from multiformats import CID
+    from cheng_build.cas.cid import parse_cid
 
     mode = FetchMode.parse(mode if mode is not None else getattr(config, "mode", None) or "auto")
     level = _level(config)
@@ -227,10 +227,10 @@ def fetch_lock(
         store = _open_store(cache_root)
         want: dict[str, bytes] = {}
         for dep in pending:
-            try:
-                want[dep.package_id] = bytes(CID.decode(str(dep.cid)))
-            except Exception:
-                raise NotFoundError(f"{dep.package_id}: bad CID '{dep.cid}' in the lock") from None
+            if not dep.cid:
+                raise InputError(f"{dep.package_id}: the lock pins no CID and no path",
+                                 how="re-run 'cheng-pkg resolve' to rewrite the lock")
+            want[dep.package_id] = bytes(parse_cid(str(dep.cid)))
         missing = [d for d in pending if not _complete(store, want[d.package_id])]
         got: dict[str, Source] = {d.package_id: Source.CACHE for d in pending if d not in missing}
 
@@ -300,7 +300,7 @@ def fetch_lock(
                 how="check the peers are running and hold the snapshot; run with --debug")
 
         for dep in pending:
-            roots[dep.package_id] = materialize(store, CID.decode(str(dep.cid)), cache_root)
+            roots[dep.package_id] = materialize(store, parse_cid(str(dep.cid)), cache_root)
             sources[dep.package_id] = got[dep.package_id]
 
     ordered = [roots[d.package_id] for d in deps]

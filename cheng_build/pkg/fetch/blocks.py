@@ -77,6 +77,14 @@ def matches(cid_bytes: bytes, data: bytes | memoryview) -> bool:
         return False
 
 
+def to_cid(cid_bytes: bytes) -> CID:
+    """A binary CID as a ``multiformats.CID`` (cas's fast path for our own CIDs: multiformats'
+    validating decoder costs ~0.1 ms a call, which shows at thousands of blocks a second)."""
+    from cheng_build.cas.cid import decode_cid_bytes
+
+    return decode_cid_bytes(cid_bytes)
+
+
 def cid_text(cid_bytes: bytes) -> str:
     """A binary CID as text: base32 ``bafy...``/``bafk...`` for v1, base58 ``Qm...`` for v0."""
     try:
@@ -115,6 +123,6 @@ def walk(store: BlockStore, root: bytes) -> Iterator[tuple[bytes, bytes]]:
         if c in seen:
             continue
         seen.add(c)
-        data = store.get(CID.decode(c))
+        data = store.get(to_cid(c))
         yield c, data
         stack.extend(reversed(child_cids(c, data)))

@@ -4,10 +4,10 @@ Spec: https://ipld.io/specs/transport/car/carv1/ . A CAR is ``uvarint(len) || he
 header is the dag-cbor map ``{"roots": [CID], "version": 1}``, then one section per block:
 ``uvarint(len(cid) + len(data)) || cid || data``.
 
-``cas/car.py`` reads and writes CAR files; the gateway needs the same bytes streamed to an HTTP
-client as blocks are read, and the HTTP fetcher needs to verify and store each block as it
-arrives without buffering a 64 MiB body, so here are just the streaming halves. The dag-cbor
-header is fixed-shape and written by hand (a CID is CBOR tag 42 over ``0x00 || cid bytes``).
+``cas/car.py`` reads and writes CAR *files* (and owns the dag-cbor header codec, used here); the
+gateway needs the same bytes streamed to an HTTP client as blocks are read, and the HTTP fetcher
+needs to verify and store each block as it arrives without buffering a 64 MiB body, so here are
+just the streaming section halves.
 """
 
 from __future__ import annotations
@@ -25,19 +25,12 @@ class CarStreamError(ValueError):
     """The stream is not a CAR v1 we can read (truncated, oversized, malformed)."""
 
 
-def _cbor_bytes_head(n: int) -> bytes:
-    if n < 24:
-        return bytes([0x40 + n])
-    if n < 256:
-        return bytes([0x58, n])
-    return bytes([0x59]) + n.to_bytes(2, "big")
-
-
 def header(root: bytes) -> bytes:
     """The length-prefixed CAR v1 header naming one binary root CID."""
-    link = b"\x00" + root
-    body = (b"\xa2" + b"\x65roots" + b"\x81" + b"\xd8\x2a" + _cbor_bytes_head(len(link)) + link
-            + b"\x67version" + b"\x01")
+    from cheng_build.cas.car import encode_header
+    from cheng_build.cas.cid import decode_cid_bytes
+
+    body = encode_header([decode_cid_bytes(root)])
     return uvarint(len(body)) + body
 
 
@@ -90,9 +83,14 @@ def read_sections(fh: BinaryIO) -> Iterator[tuple[bytes, bytes]]:
     n = _read_varint(fh)
     if n is None or n > MAX_HEADER:
         raise CarStreamError("missing or oversized CAR header")
-    head = _read_exact(fh, n)
-    if b"\x67version\x01" not in head:
-        raise CarStreamError("not a CAR version 1 header")
+    from cheng_build.cas.car import CarError, read_header
+
+    try:
+        version, _roots = read_header(_read_exact(fh, n))
+    except CarError as exc:
+        raise CarStreamError(exc.what) from None
+    if version != 1:
+        raise CarStreamError(f"CAR version {version}; a gateway stream must be version 1")
     while True:
         n = _read_varint(fh)
         if n is None:

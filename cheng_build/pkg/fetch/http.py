@@ -11,7 +11,9 @@ when part of it is cached (a resumed fetch) we ask only for the missing blocks
 from __future__ import annotations
 
 import http.client
+import io
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -19,9 +21,18 @@ from multiformats import CID
 
 from cheng_build.core.errors import DigestMismatchError, NotFoundError, TransportError, UsageError
 from cheng_build.pkg.fetch import carstream
-from cheng_build.pkg.fetch.blocks import CODEC_RAW, BlockStore, child_cids, cid_text, codec_of, matches
+from cheng_build.pkg.fetch.blocks import (
+    CODEC_RAW,
+    BlockStore,
+    child_cids,
+    cid_text,
+    codec_of,
+    matches,
+    to_cid,
+)
 
 TIMEOUT_S = 30.0
+BATCH_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -97,55 +108,100 @@ def fetch_dag(store: BlockStore, root: bytes, gateway: str, *,
     url = gateway_url(gateway)
     stats = HttpStats()
     client = _Client(url)
+    writer = _Writer(store, stats, on_block)
     try:
-        if not store.has(CID.decode(root)):
-            _fetch_car(client, store, root, stats, on_block)
-        _fill_missing(client, store, root, stats, on_block)
+        if not store.has(to_cid(root)):
+            try:
+                _fetch_car(client, store, root, stats, writer)
+            finally:
+                writer.flush()  # whatever arrived verified is kept: a later fetch resumes
+        _fill_missing(client, store, root, stats, writer)
     finally:
+        writer.close()
         client.close()
     return stats
 
 
-def _accept(store: BlockStore, c: bytes, data: bytes, stats: HttpStats,
-            on_block: Callable[[int], None] | None) -> None:
-    store.put(CID.decode(c), data)
-    stats.blocks_fetched += 1
-    stats.bytes_fetched += len(data)
-    if on_block is not None:
-        on_block(len(data))
+class _Writer:
+    """Verified blocks go to the store in batches (one durable commit per ~8 MiB, not per block),
+    each committed on a worker thread while the next batch is read from the network."""
+
+    def __init__(self, store: BlockStore, stats: HttpStats, on_block: Callable[[int], None] | None):
+        self.store, self.stats, self.on_block = store, stats, on_block
+        self.items: list[tuple[CID, bytes]] = []
+        self.size = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="http-store")
+        self._pending: Future[None] | None = None
+
+    def add(self, c: bytes, data: bytes) -> None:
+        self.items.append((to_cid(c), data))
+        self.size += len(data)
+        self.stats.blocks_fetched += 1
+        self.stats.bytes_fetched += len(data)
+        if self.on_block is not None:
+            self.on_block(len(data))
+        if self.size >= BATCH_BYTES:
+            self.flush(wait=False)
+
+    def _commit(self, items: list[tuple[CID, bytes]]) -> None:
+        put_many = getattr(self.store, "put_many", None)
+        if put_many is not None:
+            put_many(items)
+        else:
+            for cid, data in items:
+                self.store.put(cid, data)
+
+    def flush(self, *, wait: bool = True) -> None:
+        """Commit what is buffered; with ``wait``, return only once everything is stored."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # one batch at a time; re-raises a store error here
+        items, self.items, self.size = self.items, [], 0
+        if items:
+            self._pending = self._pool.submit(self._commit, items)
+        if wait and self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._pool.shutdown(wait=True)
+
 
 
 def _fetch_car(client: _Client, store: BlockStore, root: bytes, stats: HttpStats,
-               on_block: Callable[[int], None] | None) -> None:
+               writer: _Writer) -> None:
     resp = client.get(root, "car")
     expected = {root}
     try:
-        for c, data in carstream.read_sections(resp):  # type: ignore[arg-type]
+        for c, data in carstream.read_sections(io.BufferedReader(resp, 1 << 20)):  # type: ignore[arg-type]
             if c not in expected:
                 raise _refuse(client.url, c, "it is not linked from the DAG being fetched")
             if not matches(c, data):
                 raise _refuse(client.url, c, "its bytes do not hash to its CID")
             expected.discard(c)
             expected.update(child_cids(c, data))
-            if not store.has(CID.decode(c)):
-                _accept(store, c, data, stats, on_block)
+            if not store.has(to_cid(c)):
+                writer.add(c, data)
             else:
                 stats.blocks_local += 1
     except carstream.CarStreamError as exc:
         # Whatever arrived verified is stored; _fill_missing asks for the rest block by block.
         client.close()
         client.conn = _Client(client.url).conn
-        if not store.has(CID.decode(root)):
+        if not writer.items and not store.has(to_cid(root)):
             raise TransportError(f"gateway {client.url} sent a broken CAR", why=str(exc)) from exc
     except (OSError, http.client.HTTPException) as exc:
         client.close()
         client.conn = _Client(client.url).conn
-        if not store.has(CID.decode(root)):
+        if not writer.items and not store.has(to_cid(root)):
             raise TransportError(f"gateway {client.url} broke off", why=str(exc)) from exc
 
 
 def _fill_missing(client: _Client, store: BlockStore, root: bytes, stats: HttpStats,
-                  on_block: Callable[[int], None] | None) -> None:
+                  writer: _Writer) -> None:
     stack = [root]
     seen: set[bytes] = set()
     while stack:
@@ -153,7 +209,7 @@ def _fill_missing(client: _Client, store: BlockStore, root: bytes, stats: HttpSt
         if c in seen:
             continue
         seen.add(c)
-        cid = CID.decode(c)
+        cid = to_cid(c)
         if store.has(cid):
             if codec_of(c) == CODEC_RAW:
                 continue
@@ -166,7 +222,7 @@ def _fill_missing(client: _Client, store: BlockStore, root: bytes, stats: HttpSt
                 raise TransportError(f"gateway {client.url} broke off", why=str(exc)) from exc
             if not matches(c, data):
                 raise _refuse(client.url, c, "its bytes do not hash to its CID")
-            _accept(store, c, data, stats, on_block)
+            writer.add(c, data)
         stack.extend(child_cids(c, data))
 
 

@@ -43,10 +43,10 @@ from cheng_build.core.atomic import atomic_write_bytes
 from cheng_build.core.errors import InputError, TransportError
 
 YAMUX_PROTOCOL = TProtocol("/yamux/1.0.0")
-# Defect 5: go-yamux and JS yamux both work with 256 KiB windows that grow on demand; we stop
-# growing at 1 MiB, which keeps a JS sender's frames within what py-libp2p's reader accepts and
-# is still several bitswap messages in flight on loopback.
-MAX_RECV_WINDOW = 1024 * 1024
+# Defect 5: go-yamux and JS yamux both start at 256 KiB windows that grow on demand; we stop
+# growing at 4 MiB (py-libp2p goes to 16 MiB), which is still a few full bitswap messages in
+# flight on loopback.
+MAX_RECV_WINDOW = 4 * 1024 * 1024
 
 # Exceptions py-libp2p raises when a stream or connection goes away mid-read or mid-write.
 STREAM_ERRORS: tuple[type[BaseException], ...] = (

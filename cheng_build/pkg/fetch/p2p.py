@@ -32,12 +32,12 @@ from multiformats import CID
 from cheng_build.core.errors import DigestMismatchError, NotFoundError, TransportError
 from cheng_build.pkg.fetch import bitswap as bs
 from cheng_build.pkg.fetch import libp2p_adapter as lp
-from cheng_build.pkg.fetch.blocks import BlockStore, block_cid, child_cids, cid_text
+from cheng_build.pkg.fetch.blocks import BlockStore, block_cid, child_cids, cid_text, to_cid
 
 log = logging.getLogger(__name__)
 
 def _cid(cid_bytes: bytes) -> CID:
-    return CID.decode(cid_bytes)
+    return to_cid(cid_bytes)
 
 
 @dataclass(slots=True)
