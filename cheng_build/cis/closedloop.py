@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import site
 import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from cheng_build.cis import selfrun
 from cheng_build.cis.model import (
     Dag,
     DagPolicy,
@@ -93,11 +93,7 @@ def _task_env(wd: Path) -> dict[str, str]:
     """What every task gets (nothing is inherited from the engine)."""
     env = {"HOME": str(wd / "home"), "PKG_TRUST_DIR": str(wd / "trust"), "PKG_LEVEL": "L1",
            "PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
-    pkg_parent = str(Path(__file__).resolve().parents[2])
-    # Installed: the interpreter finds cheng_build by itself. From a source tree: say where it is.
-    installed = {os.path.realpath(p) for p in [*site.getsitepackages(), site.getusersitepackages()]}
-    if os.path.realpath(pkg_parent) not in installed:
-        env["PYTHONPATH"] = pkg_parent
+    env.update(selfrun.pythonpath_env())  # installed: nothing; a source tree: where it is
     return env
 
 
@@ -124,8 +120,7 @@ def _compiler_dirs(compiler: str) -> tuple[str, ...]:
     /root, /run or $HOME, which bubblewrap replaces by empty tmpfs): bound back writable, as the
     compiler may keep state beside itself (the test double logs its calls there)."""
     d = os.path.dirname(os.path.realpath(compiler))
-    hidden = ("/tmp", "/var/tmp", "/home", "/root", "/run", os.path.expanduser("~"))
-    return (d,) if any(d == h or d.startswith(h.rstrip("/") + "/") for h in hidden) else ()
+    return (d,) if selfrun.hidden_by_sandbox(d) else ()
 
 
 def build_dag(workdir: str | os.PathLike[str] | None = None, *,
@@ -146,6 +141,7 @@ def build_dag(workdir: str | os.PathLike[str] | None = None, *,
     lock = "--lock:app/cheng.lock.toml"
     flow = ("app/app.cheng", lock, reg, "--pkg-cache:cache")
     tasks: list[Task] = []
+    ours = selfrun.bind_dirs()
 
     def add(name: str, argv: tuple[str, ...], deps: tuple[int, ...] = (), *,
             inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = (),
@@ -153,7 +149,7 @@ def build_dag(workdir: str | os.PathLike[str] | None = None, *,
         idx = len(tasks)
         tasks.append(Task(idx=idx, name=name, deps=deps, inputs=inputs, outputs=outputs,
                           exec=Exec(cmd=(py, *argv), env=env, timeout=TASK_TIMEOUT, cwd=".",
-                                    sandbox=SandboxConfig(writable=extra)),
+                                    sandbox=SandboxConfig(writable=(*ours, *extra))),
                           level=TaskLevel.mechanical(0), ignorable=ignorable))
         return idx
 

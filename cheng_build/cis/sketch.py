@@ -33,10 +33,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cheng_build.cis import manifests
+from cheng_build.cis import manifests, selfrun
 from cheng_build.cis.capabilities import Capabilities
 from cheng_build.cis.manifests import Command, Project, Verb
-from cheng_build.cis.model import Dag, DagPolicy, Exec, Task, TaskLevel, TaskState
+from cheng_build.cis.model import Dag, DagPolicy, Exec, SandboxConfig, Task, TaskLevel, TaskState
 from cheng_build.core.errors import InputError
 
 VERB_WORDS: dict[str, tuple[str, ...]] = {
@@ -251,9 +251,10 @@ def _assemble(text: str, intent: Intent, projects: Sequence[Project], backends: 
             argv = (sys.executable, "-m", "cheng_build.cli.sketch_steps", "bench",
                     f"--backend:{c.backend}", f"--bench:{c.label}", f"--results:{results}", "--",
                     *c.argv)
-            env = tuple(sorted({**dict(env), **_pythonpath()}.items()))
+            env = tuple(sorted({**dict(env), **selfrun.pythonpath_env()}.items()))
+        sb = SandboxConfig(writable=selfrun.bind_dirs()) if c.verb is Verb.BENCH else SandboxConfig()
         tasks.append(Task(idx=i, name=pl.name, deps=tuple(index[d] for d in pl.deps),
-                          exec=Exec(cmd=argv, env=env, timeout=TIMEOUTS[c.verb], cwd="."),
+                          exec=Exec(cmd=argv, env=env, timeout=TIMEOUTS[c.verb], cwd=".", sandbox=sb),
                           level=TaskLevel.mechanical(0), ignorable=pl.ignorable))
     if expected:
         reasons = [f"--skipped:{b}={why}" for b, why in skipped_reason.items()]
@@ -264,8 +265,8 @@ def _assemble(text: str, intent: Intent, projects: Sequence[Project], backends: 
             exec=Exec(cmd=(sys.executable, "-m", "cheng_build.cli.sketch_steps", "compare",
                            f"--results:{results}", f"--title:{text}",
                            *(f"--expect:{b}/{n}" for b, n in expected), *reasons),
-                      env=tuple(sorted({"LC_ALL": "C.UTF-8", **_pythonpath()}.items())),
-                      timeout=120, cwd="."),
+                      env=tuple(sorted({"LC_ALL": "C.UTF-8", **selfrun.pythonpath_env()}.items())),
+                      timeout=120, cwd=".", sandbox=SandboxConfig(writable=selfrun.bind_dirs())),
             outputs=(f"{results}/report.md", f"{results}/report.png"), level=TaskLevel.mechanical(0)))
     name = "sketch: " + " ".join(text.split())[:60]
     dag = Dag(name=name, tasks=tuple(tasks), policy=DagPolicy.ALLOW_DEBT, base_dir=str(root))
@@ -274,15 +275,6 @@ def _assemble(text: str, intent: Intent, projects: Sequence[Project], backends: 
         needs[len(planned)] = "cpu"
     return SketchPlan(dag, intent, tuple(projects), tuple(backends), caps, needs, skips,
                       tuple(notes), results)
-
-
-def _pythonpath() -> dict[str, str]:
-    """``PYTHONPATH`` for our own task programs when cheng_build runs from a source tree."""
-    import site
-
-    parent = str(Path(__file__).resolve().parents[2])
-    installed = {os.path.realpath(p) for p in [*site.getsitepackages(), site.getusersitepackages()]}
-    return {} if os.path.realpath(parent) in installed else {"PYTHONPATH": parent}
 
 
 def preview(plan: SketchPlan, text: str) -> list[str]:
