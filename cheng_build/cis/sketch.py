@@ -36,7 +36,16 @@ from pathlib import Path
 from cheng_build.cis import manifests, selfrun
 from cheng_build.cis.capabilities import Capabilities
 from cheng_build.cis.manifests import Command, Project, Verb
-from cheng_build.cis.model import Dag, DagPolicy, Exec, SandboxConfig, Task, TaskLevel, TaskState
+from cheng_build.cis.model import (
+    Dag,
+    DagPolicy,
+    Exec,
+    Isolation,
+    SandboxConfig,
+    Task,
+    TaskLevel,
+    TaskState,
+)
 from cheng_build.core.errors import InputError
 
 VERB_WORDS: dict[str, tuple[str, ...]] = {
@@ -208,8 +217,8 @@ def plan_sketch(text: str, workdir: str | os.PathLike[str], *,
                     if wanted and c.label not in wanted and not _matches(c.label, wanted):
                         continue
                     name = f"{prefix}bench-{c.label}-{b}"
-                    deps = tuple(dict.fromkeys([*last_build.values(), *tests, *prev_bench[-1:]]))
-                    planned.append(Planned(name, c, NEEDS_RUN.get(b, "cpu"), deps, True))
+                    bdeps = tuple(dict.fromkeys([*last_build.values(), *tests, *prev_bench[-1:]]))
+                    planned.append(Planned(name, c, NEEDS_RUN.get(b, "cpu"), bdeps, True))
                     prev_bench.append(name)
                     expected.append((b, c.label))
             if not prev_bench:
@@ -253,6 +262,10 @@ def _assemble(text: str, intent: Intent, projects: Sequence[Project], backends: 
                     *c.argv)
             env = tuple(sorted({**dict(env), **selfrun.pythonpath_env()}.items()))
         sb = SandboxConfig(writable=selfrun.bind_dirs()) if c.verb is Verb.BENCH else SandboxConfig()
+        if pl.needs == "cuda":
+            # bubblewrap gives tasks a minimal /dev without /dev/nvidia*: a task that must reach
+            # the GPU runs with the cleared env and rlimits only (the preview says so).
+            sb = SandboxConfig(isolation=Isolation.NONE)
         tasks.append(Task(idx=i, name=pl.name, deps=tuple(index[d] for d in pl.deps),
                           exec=Exec(cmd=argv, env=env, timeout=TIMEOUTS[c.verb], cwd=".", sandbox=sb),
                           level=TaskLevel.mechanical(0), ignorable=pl.ignorable))
@@ -296,6 +309,8 @@ def preview(plan: SketchPlan, text: str) -> list[str]:
     for t in plan.dag.tasks:
         deps = ",".join(map(str, t.deps)) or "-"
         skip = f"  SKIP: {plan.skips[t.idx]}" if t.idx in plan.skips else ""
+        if not skip and t.exec.sandbox.isolation is Isolation.NONE:
+            skip = "  (unsandboxed: needs /dev/nvidia*)"
         shown = t.exec.cmd[t.exec.cmd.index("--") + 1:] if "--" in t.exec.cmd else t.exec.cmd
         out.append(f"    {t.idx:>2} L{levels[t.idx]} {t.name:<24} deps {deps:<8} "
                    f"{t.level.kind.value:<10} needs {plan.needs.get(t.idx, 'cpu'):<12} "
@@ -347,7 +362,7 @@ def prepare_run(store: object, run_id: str, dag: Dag) -> None:
 
 def no_match_error(arg: str, workdir: str | os.PathLike[str], targets: Sequence[str]) -> InputError:
     """What ``cis run <arg>`` looked for, and the closest commands."""
-    projects, _ = manifests.read_projects(workdir)
+    projects, _ = manifests.read_projects(Path(workdir))
     vocab = {w for ws in (*VERB_WORDS.values(), *BACKEND_WORDS.values()) for w in ws if w.isascii()}
     words = _ASCII.findall(arg.lower()) or [arg.lower()]
     close_targets = sorted({m for w in words for m in difflib.get_close_matches(w, targets, 2, 0.6)})

@@ -270,11 +270,10 @@ def debt_board(store: Store) -> dict[str, Any]:
         if rec is None:
             continue
         err = err or {}
-        auto = _auto_fixable(rec)
         items.append({"run_id": run_id, "dag": dag, "idx": idx, "task": task,
                       "state": rec.state.value, "what": err.get("what", "failed"),
                       "why": err.get("why", []), "how": err.get("how", []),
-                      "kind": "auto" if auto else "person"})
+                      "kind": "auto" if _auto_fixable(rec) else "person"})
     auto = sum(1 for i in items if i["kind"] == "auto")
     person = len(items) - auto
     return {"items": items, "total": len(items), "auto_fixable": auto, "needs_person": person,
@@ -366,7 +365,7 @@ class WebServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host!s}:{port}/"
 
     def shutdown(self) -> None:
         self.stopping.set()
