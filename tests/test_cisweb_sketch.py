@@ -272,6 +272,12 @@ def test_cis_run_the_seed_sketch_on_the_voxel_example(tmp_path: Path) -> None:
     assert tasks["bench-voxel_bench-cpu"]["state"] == "Completed"
     assert tasks["test-cuda"]["state"] == "Skipped"
     assert tasks["test-cuda"]["note"].startswith("skipped: ")
+    # The preview is kept with the run (the web view shows it).
+    from cheng_build.cis import control
+
+    evs = control.events(control.open_store(tmp_path / "cis"), rid)
+    (preview,) = [data["lines"] for _i, _x, _t, kind, data in evs if kind == "preview"]
+    assert any(line.strip().startswith("cuda: absent") for line in preview)
 
 
 def test_a_sketch_that_matches_nothing_exits_2_and_suggests(tmp_path: Path) -> None:

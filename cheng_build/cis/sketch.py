@@ -314,7 +314,7 @@ def preview(plan: SketchPlan, text: str) -> list[str]:
         shown = t.exec.cmd[t.exec.cmd.index("--") + 1:] if "--" in t.exec.cmd else t.exec.cmd
         out.append(f"    {t.idx:>2} L{levels[t.idx]} {t.name:<24} deps {deps:<8} "
                    f"{t.level.kind.value:<10} needs {plan.needs.get(t.idx, 'cpu'):<12} "
-                   f"{shlex.join(shown)[:70]}{skip}")
+                   f"{shlex.join(shown)[:100]}{skip}")
     return out
 
 

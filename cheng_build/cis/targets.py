@@ -90,8 +90,13 @@ def no_match_error(arg: str, workdir: str | None = None) -> Exception:
 
 
 def prepare_run(store: object, run_id: str, dag: Dag) -> None:
-    """Called by ``cis run`` right after the run is created, before its engine starts: a
-    sketch's tasks whose capability is absent become Skipped with the reason."""
+    """Called by ``cis run`` right after the run is created, before its engine starts: the
+    preview is kept as a ``preview`` event (the web view shows it), and a sketch's tasks whose
+    capability is absent become Skipped with the reason."""
     from cheng_build.cis import sketch
+    from cheng_build.cis.store import Store
 
+    lines = preview_lines(dag)
+    if lines and isinstance(store, Store):
+        store.add_event(run_id, None, "preview", {"lines": lines})
     sketch.prepare_run(store, run_id, dag)

@@ -238,6 +238,24 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
                            (t.state is TaskState.PENDING and t.gate in ("confirm", "answer")))}
 
 
+_PREVIEWS: dict[str, list[str]] = {}  # run id -> the preview ``cis run`` printed (never changes)
+
+
+def _preview(store: Store, run_id: str) -> list[str]:
+    """The lines ``cis run`` printed before starting the run (a sketch's intent, capabilities,
+    skips; closedloop's work directory and compiler), kept as the run's ``preview`` event."""
+    if run_id not in _PREVIEWS:
+        lines: list[str] = []
+        for _id, _idx, _ts, kind, data in control.events(store, run_id):
+            if kind == "preview" and isinstance(data, dict):
+                lines = [str(x) for x in data.get("lines", [])]
+                break
+            if kind in ("engine-started", "started"):
+                break  # the preview is written before the engine starts
+        _PREVIEWS[run_id] = lines
+    return _PREVIEWS[run_id]
+
+
 def run_detail(store: Store, run_id: str, sampler: Sampler) -> dict[str, Any]:
     v = control.get_run(store, run_id)
     now = time.time()
@@ -255,6 +273,7 @@ def run_detail(store: Store, run_id: str, sampler: Sampler) -> dict[str, Any]:
     }
     eta = control.eta_seconds(store, v)
     return {**run_summary(store, run_id), "now": now, "sandbox": v.run.sandbox,
+            "preview": _preview(store, v.run.run_id),
             "note": v.run.note, "base_dir": v.run.dag.base_dir, "policy": v.run.dag.policy.value,
             "eta_s": eta, "progress": done / len(tasks) if tasks else 1.0,
             "current": [{"idx": t["idx"], "name": t["name"], "note": t["note"],

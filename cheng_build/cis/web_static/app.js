@@ -88,6 +88,8 @@ function renderDetail(run) {
       engine ${run.engine_alive ? "running" : "not running"}${run.note ? " · " + esc(run.note) : ""}</div>`;
   const cur = run.current.length ? `<div class="current"><b>now:</b> ${run.current.map((c) =>
       `${esc(c.name)} (${secs(c.elapsed)}${c.usage ? `, CPU ${c.usage.cpu_percent ?? "…"}%, ${bytes(c.usage.rss_bytes)}, ${c.usage.processes} proc` : ""})${c.note ? " — " + esc(c.note) : ""}`).join("; ")}</div>` : "";
+  const preview = run.preview && run.preview.length ? `<details class="preview"><summary>plan, capabilities
+      (as <code>cis run</code> printed it)</summary><pre>${esc(run.preview.join("\n"))}</pre></details>` : "";
   const decisions = renderDecisions(run);
   const rows = run.tasks.map((t) => `<tr id="task-${t.idx}" data-state="${esc(t.state)}">
       <td class="num">${t.idx}</td><td>${esc(t.name)}</td><td>${esc(t.level)}</td>
@@ -109,7 +111,8 @@ function renderDetail(run) {
     return;
   }
   const prevCharts = el.querySelector("#charts");
-  el.innerHTML = `<div id="head">${head}${cur}</div><div id="decisions">${decisions}</div>
+  const wasOpen = el.querySelector("details.preview")?.open ? " open" : "";
+  el.innerHTML = `<div id="head">${head}${cur}</div>${preview.replace("<details", "<details" + wasOpen)}<div id="decisions">${decisions}</div>
     <div id="tasks">${table}</div><div id="charts"></div>`;
   // Keep loaded chart images (no flicker, no refetch) when nothing about them changed.
   if (prevCharts && prevCharts.dataset.key === charts) el.replaceChild(prevCharts, el.querySelector("#charts"));
