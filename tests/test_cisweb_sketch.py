@@ -81,6 +81,7 @@ def test_cargo_features_and_benches(tmp_path: Path) -> None:
     bench = p.select(Verb.BENCH, "cuda")[0]
     assert bench.argv[:4] == ("cargo", "bench", "--bench", "smooth")
     assert "--features" in bench.argv and "cuda" in bench.argv and "target/cis-cuda" in bench.argv
+    assert "--release" not in bench.argv  # cargo bench refuses it
     assert "--features" not in p.select(Verb.BUILD, "cpu")[0].argv
 
 
@@ -290,3 +291,38 @@ def test_a_sketch_that_matches_nothing_exits_2_and_suggests(tmp_path: Path) -> N
     assert lines[0] == "run: nothing matches 'frobnicate widgets'"
     assert any("CMakeLists.txt" in line for line in lines)
     assert any("cis run \"bench voxel_bench" in line for line in lines)
+
+
+def _cargo_works() -> bool:
+    if shutil.which("cargo") is None:
+        return False
+    r = subprocess.run(["cargo", "--version"], capture_output=True, timeout=60, check=False)
+    return r.returncode == 0
+
+
+@pytest.mark.skipif(not _cargo_works(), reason="needs cargo with a default toolchain")
+def test_a_cargo_project_in_the_sandbox(tmp_path: Path) -> None:
+    """The seed's case: features from Cargo.toml, rustup's homes reachable inside the sandbox."""
+    proj = tmp_path / "voxrs"
+    (proj / "src").mkdir(parents=True)
+    (proj / "benches").mkdir()
+    (proj / "Cargo.toml").write_text(
+        '[package]\nname = "voxrs"\nversion = "0.1.0"\nedition = "2021"\n\n[features]\n'
+        'default = []\ncuda = []\n\n[[bench]]\nname = "smooth"\nharness = false\n')
+    (proj / "src" / "lib.rs").write_text(
+        "pub fn smooth(v: &mut [f32]) { let p = v.to_vec(); for i in 1..v.len() - 1 {"
+        " v[i] = p[i] + 0.1 * (p[i - 1] + p[i + 1] - 2.0 * p[i]); } }\n"
+        "#[cfg(test)] mod t { #[test] fn ok() { let mut v = vec![0.0f32, 1.0, 0.0];"
+        " super::smooth(&mut v); assert!(v[1] < 1.0); } }\n")
+    (proj / "benches" / "smooth.rs").write_text(
+        'fn main() { let mut v = vec![1.0f32; 1 << 12]; let t = std::time::Instant::now();'
+        ' for _ in 0..100 { voxrs::smooth(&mut v); } let s = t.elapsed().as_secs_f64();'
+        ' println!("{{\\"cells_per_s\\": {}}}", (100 << 12) as f64 / s); }\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CIS_", "PKG_"))}
+    env.update(PYTHONPATH=str(REPO), CIS_HOME=str(tmp_path / "cis"))
+    r = subprocess.run([sys.executable, "-m", "cheng_build.cli.cis", "run", "测试并基准 smooth cpu"],
+                       cwd=proj, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ": Succeeded (" in r.stdout
+    (md,) = proj.glob("cis-results/*/report.md")
+    assert "| cpu | smooth | measured |" in md.read_text() and "cells_per_s" in md.read_text()

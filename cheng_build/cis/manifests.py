@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import re
 import sys
 import tomllib
@@ -58,6 +59,7 @@ class Command:
     argv: tuple[str, ...]
     source: str  # where it came from: "CMakeLists.txt: option(VOXEL_CUDA)"
     env: tuple[tuple[str, str], ...] = ()
+    binds: tuple[str, ...] = ()  # directories the tool needs besides the project (toolchain homes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,17 +139,24 @@ def read_cargo(path: Path) -> Project:
     if not benches and bench_dir.is_dir():
         benches = sorted(p.stem for p in bench_dir.glob("*.rs"))
     backends = ["cpu", *dict.fromkeys(b for f in features if (b := _backend_of(f)))]
+    # rustup's proxies need their homes; tasks get no $HOME, so name them explicitly.
+    homes = {"CARGO_HOME": os.environ.get("CARGO_HOME") or os.path.expanduser("~/.cargo"),
+             "RUSTUP_HOME": os.environ.get("RUSTUP_HOME") or os.path.expanduser("~/.rustup")}
+    env = tuple((k, v) for k, v in homes.items() if os.path.isdir(v))
+    binds = tuple(v for _, v in env)
     cmds: list[Command] = []
     for b in backends:
         feat = [f for f in features if _backend_of(f) == b][:1]
         flags = ("--release", *(("--features", feat[0]) if feat else ()),
                  "--target-dir", f"target/cis-{b}")
         src = f"Cargo.toml: features.{feat[0]}" if feat else "Cargo.toml"
-        cmds.append(Command(Verb.BUILD, b, "build", ("cargo", "build", *flags), src))
-        cmds.append(Command(Verb.TEST, b, "test", ("cargo", "test", *flags), src))
+        cmds.append(Command(Verb.BUILD, b, "build", ("cargo", "build", *flags), src, env, binds))
+        cmds.append(Command(Verb.TEST, b, "test", ("cargo", "test", *flags), src, env, binds))
         for bench in benches:
-            cmds.append(Command(Verb.BENCH, b, bench, ("cargo", "bench", "--bench", bench, *flags),
-                                f"Cargo.toml: bench {bench}"))
+            # cargo bench always uses the bench profile and refuses --release.
+            cmds.append(Command(Verb.BENCH, b, bench, ("cargo", "bench", "--bench", bench,
+                                                       *flags[1:]), f"Cargo.toml: bench {bench}",
+                                env, binds))
     return Project("cargo", path, name, tuple(backends), tuple(cmds), (name, *benches))
 
 

@@ -60,7 +60,7 @@ def result_record(backend: str, bench: str, argv: Sequence[str], exit_code: int,
                 break
     return {"backend": backend, "bench": bench, "status": "measured" if exit_code == 0 else "failed",
             "wall_seconds": round(wall, 6), "exit_code": exit_code, "metrics": metrics,
-            "argv": list(argv), "stderr_tail": stderr.strip().splitlines()[-5:]}
+            "argv": list(argv), "stderr_tail": [ln for ln in stderr.splitlines() if ln.strip()][-5:]}
 
 
 def load_rows(results: Path, expected: Sequence[tuple[str, str]],

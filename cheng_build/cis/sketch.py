@@ -261,7 +261,10 @@ def _assemble(text: str, intent: Intent, projects: Sequence[Project], backends: 
                     f"--backend:{c.backend}", f"--bench:{c.label}", f"--results:{results}", "--",
                     *c.argv)
             env = tuple(sorted({**dict(env), **selfrun.pythonpath_env()}.items()))
-        sb = SandboxConfig(writable=selfrun.bind_dirs()) if c.verb is Verb.BENCH else SandboxConfig()
+        binds = tuple(d for d in c.binds if selfrun.hidden_by_sandbox(d))
+        if c.verb is Verb.BENCH:
+            binds += selfrun.bind_dirs()
+        sb = SandboxConfig(writable=binds)
         if pl.needs == "cuda":
             # bubblewrap gives tasks a minimal /dev without /dev/nvidia*: a task that must reach
             # the GPU runs with the cleared env and rlimits only (the preview says so).
