@@ -83,6 +83,8 @@ def test_offline_queues_then_the_room_gets_every_event_once_in_order(tmp_path: P
         assert r.sent == 0
     finally:
         room.close()
+    st = coffee.read_status(store.home)
+    assert st is not None and st["state"] == "good" and st["queued"] == 0 and st["sent_total"] == n
     events = [e for batch in room.received for e in batch["events"]]
     assert [e["event_id"] for e in events] == [e[0] for e in store.events(rid)]
     assert events[0]["kind"] == "run-created" and events[-1]["kind"] == "run-finished"

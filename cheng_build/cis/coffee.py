@@ -14,6 +14,8 @@ is weak or gone, and deliver them to the room when it comes back.
       outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, event_id INTEGER, ts REAL,
              idx INTEGER, kind TEXT, data TEXT, sent REAL)   -- UNIQUE(run_id, event_id)
       cursor(run_id TEXT PRIMARY KEY, last_event INTEGER)
+      status(k INTEGER PRIMARY KEY CHECK (k = 0), ts REAL, state TEXT, rtt_ms REAL, detail TEXT,
+             sent_total INTEGER)                             -- the latest check, for the web view
 
 * **Sync**: when the network is good, pending entries go to the room in batches (HTTP POST of
   ``{"node": <hostname>, "events": [...]}``, JSON, answered 2xx) and are marked sent; weak or
@@ -156,7 +158,9 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, "
             "event_id INTEGER, ts REAL, idx INTEGER, kind TEXT, data TEXT, sent REAL, "
             "UNIQUE(run_id, event_id));"
-            "CREATE TABLE IF NOT EXISTS cursor(run_id TEXT PRIMARY KEY, last_event INTEGER);")
+            "CREATE TABLE IF NOT EXISTS cursor(run_id TEXT PRIMARY KEY, last_event INTEGER);"
+            "CREATE TABLE IF NOT EXISTS status(k INTEGER PRIMARY KEY CHECK (k = 0), ts REAL, "
+            "state TEXT, rtt_ms REAL, detail TEXT, sent_total INTEGER);")
 
     def close(self) -> None:
         self.db.close()
@@ -189,6 +193,14 @@ class Outbox:
                  "kind": r[5], "data": json.loads(r[6])} for r in self.db.execute(
             "SELECT id, run_id, event_id, ts, idx, kind, data FROM outbox WHERE sent IS NULL "
             "ORDER BY id LIMIT ?", (limit,))]
+
+    def record(self, status: NetworkStatus, sent: int) -> None:
+        """Keep the latest check (the web view shows it) and the running total sent."""
+        self.db.execute(
+            "INSERT INTO status VALUES(0,?,?,?,?,?) ON CONFLICT(k) DO UPDATE SET ts=excluded.ts, "
+            "state=excluded.state, rtt_ms=excluded.rtt_ms, detail=excluded.detail, "
+            "sent_total=status.sent_total+excluded.sent_total",
+            (time.time(), status.state.value, status.rtt_ms, status.detail, sent))
 
     def queued(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sent IS NULL").fetchone()[0])
@@ -247,7 +259,28 @@ def sync_once(store: Any, outbox: Outbox, targets: Sequence[str],
                 break
             outbox.mark_sent([e["id"] for e in batch])
             sent += len(batch)
+    outbox.record(status, sent)
     return SyncResult(status, collected, sent, outbox.queued(), error)
+
+
+def read_status(home: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The last check and the queue length from ``coffee.db``, or None when coffee never ran."""
+    path = Path(home) / "coffee.db"
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        try:
+            row = db.execute("SELECT ts, state, rtt_ms, detail, sent_total FROM status").fetchone()
+            queued = db.execute("SELECT COUNT(*) FROM outbox WHERE sent IS NULL").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    if row is None:
+        return None
+    return {"checked": row[0], "state": row[1], "rtt_ms": row[2], "detail": row[3],
+            "sent_total": row[4], "queued": int(queued)}
 
 
 def auto_detach(dag: Dag, status: NetworkStatus) -> bool:
@@ -257,4 +290,5 @@ def auto_detach(dag: Dag, status: NetworkStatus) -> bool:
 
 
 __all__ = ["WEAK_MS", "NetState", "NetworkStatus", "Outbox", "SyncResult", "auto_detach",
-           "check_network", "http_sender", "mdns_answer", "parse_target", "sync_once", "tcp_rtt_ms"]
+           "check_network", "http_sender", "mdns_answer", "parse_target", "read_status", "sync_once",
+           "tcp_rtt_ms"]

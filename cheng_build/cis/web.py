@@ -309,7 +309,10 @@ def snapshot(store: Store, run_id: str | None, sampler: Sampler) -> dict[str, An
             detail = run_detail(store, run_id, sampler)
         except ChengError:
             detail = None
-    return {"runs": runs, "run": detail, "debt": debt_board(store), "now": time.time()}
+    from cheng_build.cis.coffee import read_status
+
+    return {"runs": runs, "run": detail, "debt": debt_board(store), "now": time.time(),
+            "coffee": read_status(store.home)}
 
 
 # --- actions -------------------------------------------------------------------------------------

@@ -55,6 +55,9 @@ function render(snap) {
   renderRuns(snap.runs);
   renderDetail(snap.run);
   renderDebt(snap.debt);
+  const c = snap.coffee;
+  $("#coffee").textContent = c ? `network ${c.state}${c.rtt_ms !== null ? ` (${c.rtt_ms} ms)` : ""} · ` +
+    `${c.queued} event(s) queued · ${c.sent_total} synced` : "";
   document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
 }
 
