@@ -110,6 +110,14 @@ def test_debt_board_and_declared_outputs_only(tmp_path: Path) -> None:
         assert get(srv, f"/api/runs/{rid}/tasks/make/output?path=../secret.txt")[0] == 403
         status, log = get(srv, f"/api/runs/{rid}/tasks/flaky/log?stream=stderr")
         assert status == 200 and b"disk quota exceeded" in log
+        # The board's retry restarts the finished run's engine and reruns just that task.
+        status, body = post(srv, f"/api/runs/{rid}/tasks/slow/retry", token=srv.token)
+        assert status == 200 and body["engine_started"], body
+        wait_for(lambda: next(t for t in _detail(srv, rid)["tasks"] if t["name"] == "slow")
+                 ["attempt"] == 2 and _detail(srv, rid)["state"] != "Running", timeout=60,
+                 what="the retried task to finish again")
+        tasks = {t["name"]: t for t in _detail(srv, rid)["tasks"]}
+        assert tasks["make"]["attempt"] == 1 and tasks["slow"]["state"] == "Debt"
 
 
 def test_sse_pushes_a_snapshot_when_the_run_changes(tmp_path: Path) -> None:

@@ -558,9 +558,15 @@ class Handler(BaseHTTPRequestHandler):
             run_id = store.resolve_run_id(parts[2])
             cid = act(store, run_id, parts[4], parts[5], body)
             alive = store.engine_alive(run_id)
-            result = control.wait_result(store, cid, timeout=3.0) if alive else None
+            started = None
+            if not alive and (parts[5] == "retry" or not store.get_run(run_id).state.finished):
+                # Nobody drives the run (finished, or its engine died): start one, as
+                # 'cis retry' / 'cis resume' would, so the button takes effect.
+                started = control.spawn_engine(store, run_id)
+                alive = True
+            result = control.wait_result(store, cid, timeout=5.0 if started else 3.0) if alive else None
             ok = result is None or not result.startswith("rejected")
-            self._json({"control_id": cid, "engine_alive": alive,
+            self._json({"control_id": cid, "engine_alive": alive, "engine_started": started,
                         "result": result or ("queued: applies on 'cis resume " + run_id + "'"
                                              if not alive else "queued")},
                        200 if ok else HTTPStatus.CONFLICT)
