@@ -326,3 +326,16 @@ def test_a_cargo_project_in_the_sandbox(tmp_path: Path) -> None:
     assert ": Succeeded (" in r.stdout
     (md,) = proj.glob("cis-results/*/report.md")
     assert "| cpu | smooth | measured |" in md.read_text() and "cells_per_s" in md.read_text()
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=20), st.text(max_size=20), max_size=8))
+@settings(max_examples=100, deadline=None)
+def test_package_json_reader_takes_only_known_scripts(tmp_path_factory: pytest.TempPathFactory,
+                                                       scripts: dict[str, str]) -> None:
+    d = tmp_path_factory.mktemp("pj")
+    (d / "package.json").write_text(json.dumps({"name": "x", "scripts": scripts}))
+    p = manifests.read_package_json(d / "package.json")
+    assert p.backends[0] == "cpu" and set(p.backends) <= {"cpu", "cuda", "metal"}
+    for c in p.commands:
+        assert c.label in scripts and c.argv == ("npm", "run", "--silent", c.label)
+        assert c.label.partition(":")[0] in ("build", "test", "bench", "benchmark")
