@@ -79,8 +79,22 @@ def _anchor_spawn(argv: list[str], n: int) -> float:
     return statistics.median(times)
 
 
-def _task_argv(tmp: Path, isolation: str) -> tuple[list[str], list[str]]:
-    """(the program bare, the exact command line the engine launches for a no-op task)."""
+def _anchor_launch(spec: sandbox.LaunchSpec, mode: sandbox.SandboxMode, n: int) -> float:
+    """Median time of :func:`sandbox.launch` + wait + release for ``spec``: everything the
+    engine does to run a task except the engine's own bookkeeping."""
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        p = sandbox.launch(spec, mode, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p.wait()
+        sandbox.release(p)
+        times.append(time.perf_counter() - t)
+    sandbox.release_all()
+    return statistics.median(times)
+
+
+def _task_spec(tmp: Path, isolation: str) -> tuple[sandbox.LaunchSpec, sandbox.SandboxMode]:
+    """The launch the engine makes for a no-op task of this DAG."""
     true = shutil.which("true") or "/bin/true"
     task_dir = tmp / f"anchor-{isolation}"
     task_dir.mkdir(exist_ok=True)
@@ -89,15 +103,18 @@ def _task_argv(tmp: Path, isolation: str) -> tuple[list[str], list[str]]:
     mode = sandbox.effective_mode(cfg)
     spec = sandbox.LaunchSpec(argv=(true,), env={}, cwd=str(task_dir), task_dir=str(task_dir),
                               sandbox=cfg, read_only=(str(tmp),))
-    return [true], sandbox.wrapped_argv(spec, mode)
+    return spec, mode
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=256)
     ap.add_argument("--quick", action="store_true", help="64 tasks, fewer repeats")
+    ap.add_argument("--rounds", type=int, default=3, help="engine/anchor alternations")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.quick:
+        a.rounds = 1
     n = 64 if a.quick else a.tasks
     results: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory(prefix="cis-bench-") as tmpdir:
@@ -108,13 +125,21 @@ def main() -> int:
         for isolation, label in modes:
             dag = tmp / f"{label}.toml"
             dag.write_text(_dag_toml(n, isolation))
-            home = tmp / f"home-{label}"
-            _t0, starts = _run_cis(home, dag, jobs=1)
-            cycle = statistics.median(b - a for a, b in itertools.pairwise(starts))
-            bare, wrapped = _task_argv(tmp, isolation)
+            spec, mode = _task_spec(tmp, isolation)
+            bare = [spec.argv[0]]
             reps = min(n, 64)
-            spawn = _anchor_spawn(wrapped, reps)
-            program = _anchor_spawn(bare, reps)
+            # Rounds alternate the engine and the anchors so both see the same machine load.
+            gaps: list[float] = []
+            spawns: list[float] = []
+            programs: list[float] = []
+            for r in range(a.rounds):
+                _t0, starts = _run_cis(tmp / f"home-{label}-{r}", dag, jobs=1)
+                gaps += [b - a_ for a_, b in itertools.pairwise(starts)]
+                spawns.append(_anchor_launch(spec, mode, reps))
+                programs.append(_anchor_spawn(bare, reps))
+            cycle = statistics.median(gaps)
+            spawn = statistics.median(spawns)
+            program = statistics.median(programs)
             results[f"task_cycle_{label}"] = {"ours": cycle * 1e3, "anchor": spawn * 1e3,
                                               "unit": "ms", "ratio": cycle / spawn}
             over = (cycle - spawn) * 1e3
@@ -138,11 +163,11 @@ def main() -> int:
     print(f"{'figure':<28} {'ours':>10} {'anchor':>10}  {'unit':<20} ratio")
     for k, v in results.items():
         print(f"{k:<28} {v['ours']:>10.2f} {v['anchor']:>10.2f}  {v['unit']:<20} {v['ratio']:.2f}")
-    print(f"({n} no-op tasks, --jobs 1. task_cycle: median gap between task starts vs a bare "
-          "spawn of the exact command line the engine launches (rlimit wrapper + bwrap); "
-          "engine_overhead = their difference vs the 5 ms goal; sandbox_launch: that command "
-          "line vs the bare program; first_task: `cis run` to first task start vs a bare "
-          "`python -c pass`, goal 300 ms)")
+    print(f"({n} no-op tasks, --jobs 1, {a.rounds} round(s). task_cycle: median gap between "
+          "task starts vs sandbox.launch()+wait of the same task outside the engine (rlimits, "
+          "cgroup, bwrap); engine_overhead = their difference vs the 5 ms goal; sandbox_launch: "
+          "that launch vs a bare spawn of the program; first_task: `cis run` to first task "
+          "start vs a bare `python -c pass`, goal 300 ms)")
     if a.json:
         print(json.dumps(results))
     return 0

@@ -209,3 +209,50 @@ def test_detach_then_attach(home: Path, base: Path) -> None:
 
     data = json.loads(s.stdout)
     assert data["state"] == "Succeeded" and [t["state"] for t in data["tasks"]] == ["Completed"] * 2
+
+
+def test_cli_amend_cmd_of_pending_task(store: Store, home: Path, base: Path) -> None:
+    dag = make_dag(base, [task(0, "ship", sh("echo old > out.txt"), cwd=".",
+                               level=TaskLevel.confirmed())])
+    rid = start_detached(store, dag)
+    wait_for(lambda: store.tasks(rid)[0].gate == "confirm", what="confirm gate")
+    r = cis(home, "amend", rid, "--task:ship", "--cmd:sh -c 'echo new > out.txt'", "--timeout:30")
+    assert r.returncode == 0 and "updated" in r.stdout, r.stdout + r.stderr
+    r = cis(home, "amend", rid, "--task:ship")
+    assert r.returncode == 2 and r.stderr.startswith("amend: nothing to amend")
+    assert cis(home, "confirm", rid, "0").returncode == 0
+    wait_for(lambda: finished(store, rid), what="run end")
+    assert (base / "out.txt").read_text() == "new\n"
+    assert store.tasks(rid)[0].spec["exec"]["timeout"] == 30
+
+
+def test_ambiguity_suggest_takes_newest_when_countdown_ends(store: Store, base: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from cheng_build.cis import ambiguity
+
+    monkeypatch.setattr(ambiguity, "SUGGEST_COUNTDOWN_S", 0)
+    old, new = base / "a.dat", base / "b.dat"
+    old.write_text("old")
+    new.write_text("new")
+    os.utime(old, (1000, 1000))
+    dag = make_dag(base, [task(0, "pick", ["cp", "*.dat", "picked"], cwd=".", inputs=["*.dat"],
+                               on_ambiguity=AmbiguityPolicy.SUGGEST)])
+    _rid, view = run_dag(store, dag)
+    assert view.tasks[0].state is TaskState.COMPLETED
+    assert (base / "picked").read_text() == "new"
+
+
+def test_ambiguity_escalate_pauses_dag_until_answered(store: Store, base: Path) -> None:
+    dag = make_dag(base, [task(0, "needs-token", sh('echo "$TOKEN" > token.txt'), cwd=".",
+                               env={"TOKEN": "${CIS_TEST_UNSET_VARIABLE_XYZ}"},
+                               on_ambiguity=AmbiguityPolicy.ESCALATE),
+                          task(1, "other", ["true"])])
+    rid = start_detached(store, dag)
+    wait_for(lambda: task_state(store, rid, 0) is TaskState.ARBITRATED, what="escalation")
+    assert store.tasks(rid)[0].choice["open"] == ["env:TOKEN"]
+    assert task_state(store, rid, 1) is TaskState.PENDING  # the DAG is paused
+    res = control.wait_result(store, control.resolve(store, rid, "needs-token", value="s3cret"))
+    assert res == "ok"
+    wait_for(lambda: finished(store, rid), what="run end")
+    assert (base / "token.txt").read_text() == "s3cret\n"
+    assert task_state(store, rid, 1) is TaskState.COMPLETED

@@ -100,3 +100,23 @@ def test_namespaces_mode_is_honest(tmp_path: Path) -> None:
     assert rows["no network"] is True and rows["env cleared"] is True
     assert rows["writes confined"] is False and rows["home hidden"] is False  # said, not hidden
     assert r.returncode == 1
+
+
+@pytest.mark.parametrize("path", ["util-linux", "fallback"])
+def test_rlimits_applied_on_both_launch_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              path: str) -> None:
+    # Without setpriv/prlimit the limits are set by a callback in the forked child instead.
+    from helpers_cis import make_dag, run_dag, sh, task
+
+    from cheng_build.cis import control
+    from cheng_build.cis.model import TaskState
+
+    if path == "fallback":
+        monkeypatch.setattr(sandbox, "_util_linux", lambda: (None, None))
+    base = tmp_path / "p"
+    base.mkdir()
+    store = control.open_store(tmp_path / "home")
+    dag = make_dag(base, [task(0, "limits", sh("ulimit -n > nofile.txt"), cwd=".")])
+    _rid, view = run_dag(store, dag)
+    assert view.tasks[0].state is TaskState.COMPLETED
+    assert (base / "nofile.txt").read_text().strip() == "1024"

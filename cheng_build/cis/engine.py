@@ -28,13 +28,12 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import Any
 
-from cheng_build.cis import ambiguity, levels, planner, rollback, sandbox
+from cheng_build.cis import ambiguity, levels, planner, requests, rollback, sandbox
 from cheng_build.cis.model import Dag, Isolation, LevelKind, RunState, TaskState
-from cheng_build.cis.store import Control, Store
+from cheng_build.cis.store import Store
 
 TERM_GRACE_S = 2.0
 IDLE_POLL_S = 0.2
@@ -54,7 +53,6 @@ class _Proc:
     env: dict[str, str]
     inputs: list[str]
     attempt: int
-    files: list[IO[bytes]] = field(default_factory=list)
     reason: str = ""  # why we are stopping it: timeout | amend | cancel | interrupt
     kill_at: float | None = None
 
@@ -124,17 +122,22 @@ class Engine:
         self.choice: list[dict[str, Any]] = [r.choice or {} for r in recs]
         self.needs_rerun = [r.needs_rerun for r in recs]
         self.note = [r.note for r in recs]
+        self.pending = {r.idx for r in recs if r.state is TaskState.PENDING}
         self.recs = recs
         self.run_dir = self.store.run_dir(self.run_id)
         self.tasks_dir = self.run_dir / "tasks"
         self.tasks_dir.mkdir(parents=True, exist_ok=True)
 
-    def _set(self, idx: int, event: str | None = None, data: dict[str, Any] | None = None,
-             **fields: Any) -> None:
+    def transition(self, idx: int, event: str | None = None, data: dict[str, Any] | None = None,
+                   **fields: Any) -> None:
         """Write a task transition through to the store, then mirror it."""
         self.store.set_task(self.run_id, idx, event, data, **fields)
         if "state" in fields:
             self.state[idx] = fields["state"]
+            if fields["state"] is TaskState.PENDING:
+                self.pending.add(idx)
+            else:
+                self.pending.discard(idx)
         if "gate" in fields:
             self.gate[idx] = fields["gate"]
         if "gate_until" in fields:
@@ -185,14 +188,14 @@ class Engine:
                     os.killpg(r.pid, signal.SIGKILL)
             task = self.dag.tasks[r.idx]
             if task.idempotent:
-                self._set(r.idx, "interrupted", {"rerun": True}, state=TaskState.PENDING,
-                          gate=levels.GATE_APPROVED, pid=None,
-                          note="interrupted when the engine stopped; running it again")
+                self.transition(r.idx, "interrupted", {"rerun": True}, state=TaskState.PENDING,
+                                gate=levels.GATE_APPROVED, pid=None,
+                                note="interrupted when the engine stopped; running it again")
             else:
-                self._set(r.idx, "interrupted", {"rerun": False}, state=TaskState.PENDING,
-                          gate=levels.GATE_CONFIRM, pid=None,
-                          note="interrupted when the engine stopped; not idempotent: "
-                               f"'cis confirm {self.run_id} {r.idx}' to run it again")
+                self.transition(r.idx, "interrupted", {"rerun": False}, state=TaskState.PENDING,
+                                gate=levels.GATE_CONFIRM, pid=None,
+                                note="interrupted when the engine stopped; not idempotent: "
+                                     f"'cis confirm {self.run_id} {r.idx}' to run it again")
 
     def _loop(self) -> RunState:
         seen_version = (-1, -1)
@@ -207,10 +210,10 @@ class Engine:
             if planner.first_success_reached(self.dag, self.state):
                 self._finish_first_success()
             wake = float("inf")
-            person = any(s is TaskState.ARBITRATED for s in self.state)
+            person = TaskState.ARBITRATED in self.state
             started = False
             if not planner.stop_starting(self.dag, self.state):
-                for idx in planner.ready(self.dag, self.state):
+                for idx in planner.ready(self.dag, self.state, sorted(self.pending)):
                     if len(self.running) >= self.jobs:
                         break
                     kind, until = self._consider(idx, now)
@@ -261,17 +264,17 @@ class Engine:
                 note = {levels.GATE_COUNTDOWN: f"starts in {task.level.timeout}s "
                                                f"({task.level.default.value} unless changed)",
                         levels.GATE_CONFIRM: f"waiting for 'cis confirm {self.run_id} {idx}'"}.get(d.gate)
-                self._set(idx, d.gate, None, gate=d.gate, gate_until=d.until, note=note)
+                self.transition(idx, d.gate, None, gate=d.gate, gate_until=d.until, note=note)
             return ("person", 0.0) if d.gate in levels.PERSON_GATES else ("timer", d.until)
         if d.go is levels.Go.SKIP:
-            self._set(idx, "skipped", None, state=TaskState.SKIPPED, gate="",
-                      note="Recommended countdown ended: default action skip")
+            self.transition(idx, "skipped", None, state=TaskState.SKIPPED, gate="",
+                            note="Recommended countdown ended: default action skip")
             return "moved", 0.0
         if d.go is levels.Go.ARBITRATE:
             stake = ", ".join(task.level.stakeholders) or "a person"
-            self._set(idx, "arbitrate", None, state=TaskState.ARBITRATED, gate="",
-                      note=f"the DAG is paused until {stake} runs "
-                           f"'cis resolve {self.run_id} {idx} --action:run|skip'")
+            self.transition(idx, "arbitrate", None, state=TaskState.ARBITRATED, gate="",
+                            note=f"the DAG is paused until {stake} runs "
+                                 f"'cis resolve {self.run_id} {idx} --action:run|skip'")
             return "person", 0.0
         answers = dict(self.choice[idx].get("answers", {}))
         if self.gate[idx] == levels.GATE_SUGGEST:  # the suggestion countdown ended: take it
@@ -291,19 +294,20 @@ class Engine:
             return "moved", 0.0
         if res.verdict is ambiguity.Verdict.SUGGEST:
             until = now + ambiguity.SUGGEST_COUNTDOWN_S
-            self._set(idx, "suggest", {"open": res.open_items}, gate=levels.GATE_SUGGEST,
-                      gate_until=until, choice=choice,
-                      note=f"ambiguous {', '.join(res.open_items)}: taking "
-                           f"{', '.join(res.suggestion.values())} in {ambiguity.SUGGEST_COUNTDOWN_S}s")
+            self.transition(idx, "suggest", {"open": res.open_items}, gate=levels.GATE_SUGGEST,
+                            gate_until=until, choice=choice,
+                            note=f"ambiguous {', '.join(res.open_items)}: taking "
+                                 f"{', '.join(res.suggestion.values())} in {ambiguity.SUGGEST_COUNTDOWN_S}s")
             return "timer", until
         if res.verdict is ambiguity.Verdict.ASK:
-            self._set(idx, "ask", {"open": res.open_items}, gate=levels.GATE_ANSWER, choice=choice,
-                      note=f"needs an answer for {', '.join(res.open_items)}: "
-                           f"'cis resolve {self.run_id} {idx} --value:...'")
+            self.transition(idx, "ask", {"open": res.open_items}, gate=levels.GATE_ANSWER, choice=choice,
+                            note=f"needs an answer for {', '.join(res.open_items)}: "
+                                 f"'cis resolve {self.run_id} {idx} --value:...'")
             return "person", 0.0
-        self._set(idx, "escalate", {"open": res.open_items}, state=TaskState.ARBITRATED,
-                  choice=choice, note=f"escalated ({', '.join(res.open_items)}): the DAG is paused "
-                                      f"until 'cis resolve {self.run_id} {idx} --value:...'")
+        self.transition(idx, "escalate", {"open": res.open_items}, state=TaskState.ARBITRATED,
+                        choice=choice,
+                        note=f"escalated ({', '.join(res.open_items)}): the DAG is paused "
+                             f"until 'cis resolve {self.run_id} {idx} --value:...'")
         return "person", 0.0
 
     def _context(self, idx: int, env: Mapping[str, str], inputs: list[str],
@@ -364,13 +368,14 @@ class Engine:
         spec = sandbox.LaunchSpec(argv=(prog, *argv[1:]), env=res.env, cwd=cwd,
                                   task_dir=str(task_dir), sandbox=task.exec.sandbox,
                                   read_only=(base,), writable=tuple(writable))
-        out = open(task_dir / "stdout.log", "wb")  # noqa: SIM115 - closed when the task is reaped
-        err = open(task_dir / "stderr.log", "wb")  # noqa: SIM115
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        out = os.open(task_dir / "stdout.log", flags, 0o644)
+        err = os.open(task_dir / "stderr.log", flags, 0o644)
         try:
             popen = sandbox.launch(spec, mode, stdout=out, stderr=err)
         except OSError as exc:
-            out.close()
-            err.close()
+            os.close(out)
+            os.close(err)
             self._fail(idx, friendly(f"task {task.name}: cannot start {prog}",
                                      [exc.strerror or str(exc)], ["check the program and its "
                                                                   "permissions"], **ctx),
@@ -380,14 +385,19 @@ class Engine:
         pidfd = os.pidfd_open(popen.pid)
         self.sel.register(pidfd, selectors.EVENT_READ, idx)
         deadline = now + task.exec.timeout if task.exec.timeout else None
+        os.close(out)  # the child holds its own copies
+        os.close(err)
         self.running[idx] = _Proc(idx, popen, pidfd, now, deadline, str(task_dir), cwd,
-                                  dict(res.env), inputs, attempt, [out, err])
+                                  dict(res.env), inputs, attempt)
         choice = {**self.choice[idx], "inputs": res.inputs, "log": res.log}
-        self._set(idx, "started", {"attempt": attempt, "sandbox": mode.value},
-                  state=TaskState.RUNNING, attempt=attempt, started=now, finished=None,
-                  exit_code=None, pid=popen.pid, pid_start=_proc_start_time(popen.pid),
-                  task_dir=str(task_dir), gate="", choice=choice,
-                  note="; ".join(res.log) or None)
+        started: dict[str, Any] = {"attempt": attempt, "sandbox": mode.value}
+        if task.exec.sandbox.processes and not sandbox.process_limit_enforced(spec, mode):
+            started["warning"] = "process limit not enforced (root without a pids cgroup)"
+        self.transition(idx, "started", started,
+                        state=TaskState.RUNNING, attempt=attempt, started=now, finished=None,
+                        exit_code=None, pid=popen.pid, pid_start=_proc_start_time(popen.pid),
+                        task_dir=str(task_dir), gate="", choice=choice,
+                        note="; ".join(res.log) or None)
 
     # --- finishing a task ----------------------------------------------------------------------
 
@@ -397,21 +407,19 @@ class Engine:
         os.close(p.pidfd)
         rc = p.popen.wait()
         sandbox.release(p.popen)
-        for f in p.files:
-            f.close()
         now = time.time()
         task = self.dag.tasks[idx]
         if p.reason == "amend":
-            self._set(idx, "restart", {"exit_code": rc}, state=TaskState.PENDING,
-                      gate=levels.GATE_APPROVED, pid=None, note="restarting with the amendment")
+            self.transition(idx, "restart", {"exit_code": rc}, state=TaskState.PENDING,
+                            gate=levels.GATE_APPROVED, pid=None, note="restarting with the amendment")
             return
         if p.reason == "cancel":
-            self._set(idx, "cancelled", {"exit_code": rc}, state=TaskState.SKIPPED, pid=None,
-                      finished=now, note=self._cancel_note(idx))
+            self.transition(idx, "cancelled", {"exit_code": rc}, state=TaskState.SKIPPED, pid=None,
+                            finished=now, note=self._cancel_note(idx))
             return
         if p.reason == "interrupt":
-            self._set(idx, "interrupted", {"exit_code": rc}, state=TaskState.PENDING,
-                      gate=levels.GATE_APPROVED, pid=None, note="interrupted; cis resume reruns it")
+            self.transition(idx, "interrupted", {"exit_code": rc}, state=TaskState.PENDING,
+                            gate=levels.GATE_APPROVED, pid=None, note="interrupted; cis resume reruns it")
             return
         ctx = {"env": p.env, "cwd": p.cwd, "inputs": p.inputs, "attempt": p.attempt,
                "task_dir": p.task_dir, "exit_code": rc}
@@ -440,10 +448,10 @@ class Engine:
                                      ["fix the command or the 'outputs' list", *how_common], **ctx),
                        task_dir=p.task_dir)
             return
-        self._set(idx, "completed", {"seconds": round(now - p.started, 6)},
-                  state=TaskState.COMPLETED, finished=now, exit_code=0, pid=None,
-                  needs_rerun=0, error=None, note=None,
-                  duration=(duration_key(self.dag.name, task.name), now - p.started))
+        self.transition(idx, "completed", {"seconds": round(now - p.started, 6)},
+                        state=TaskState.COMPLETED, finished=now, exit_code=0, pid=None,
+                        needs_rerun=0, error=None, note=None,
+                        duration=(duration_key(self.dag.name, task.name), now - p.started))
 
     def _cancel_note(self, idx: int) -> str:
         if planner.first_success_reached(self.dag, self.state):
@@ -462,24 +470,24 @@ class Engine:
                 sandbox.make_read_only(task_dir)
         delay = levels.retry_after(task, self.attempt[idx]) if retryable else None
         if delay is not None:
-            self._set(idx, "retry-scheduled", {"in": delay, "what": error["what"]},
-                      state=TaskState.PENDING, gate=levels.GATE_BACKOFF, gate_until=now + delay,
-                      attempt=self.attempt[idx], error=error, pid=None,
-                      note=f"attempt {self.attempt[idx]} failed; retrying in {delay:.1f}s")
+            self.transition(idx, "retry-scheduled", {"in": delay, "what": error["what"]},
+                            state=TaskState.PENDING, gate=levels.GATE_BACKOFF, gate_until=now + delay,
+                            attempt=self.attempt[idx], error=error, pid=None,
+                            note=f"attempt {self.attempt[idx]} failed; retrying in {delay:.1f}s")
             return
         st = planner.failure_state(self.dag, idx,
                                    arbitrated_level=task.level.kind is LevelKind.ARBITRATED)
         if st is not TaskState.ARBITRATED and task.rollback is not None:
-            error["rollback"] = self._rollback(idx)
+            error["rollback"] = self.run_rollback(idx)
         note = {TaskState.DEBT: "failed; recorded as debt (nothing downstream needs it)",
                 TaskState.ARBITRATED: f"failed; the DAG is paused until 'cis resolve {self.run_id} "
                                       f"{idx} --action:retry|skip|fail|complete'",
                 TaskState.FAILED: "failed; dependents are frozen"}[st]
-        self._set(idx, st.value.lower(), {"what": error["what"]}, state=st, finished=now,
-                  exit_code=error.get("context", {}).get("exit_code"), error=error, pid=None,
-                  attempt=self.attempt[idx], note=note)
+        self.transition(idx, st.value.lower(), {"what": error["what"]}, state=st, finished=now,
+                        exit_code=error.get("context", {}).get("exit_code"), error=error, pid=None,
+                        attempt=self.attempt[idx], note=note)
 
-    def _rollback(self, idx: int) -> str:
+    def run_rollback(self, idx: int) -> str:
         """Run a failed task's rollback argv (same env and sandbox); return what happened."""
         task = self.dag.tasks[idx]
         argv = task.rollback or ()
@@ -517,7 +525,7 @@ class Engine:
 
     # --- stopping ------------------------------------------------------------------------------
 
-    def _terminate(self, p: _Proc, reason: str) -> None:
+    def stop_task(self, p: _Proc, reason: str) -> None:
         if p.kill_at is not None:
             return
         p.reason = reason
@@ -532,7 +540,7 @@ class Engine:
                     os.killpg(p.popen.pid, signal.SIGKILL)
                 p.kill_at = now + 3600  # sent; the pidfd reports the exit
             elif p.deadline is not None and now >= p.deadline and p.kill_at is None:
-                self._terminate(p, "timeout")
+                self.stop_task(p, "timeout")
 
     def _stop_all(self, reason: str) -> None:
         for p in list(self.running.values()):
@@ -545,11 +553,11 @@ class Engine:
 
     def _finish_first_success(self) -> None:
         for p in self.running.values():
-            self._terminate(p, "cancel")
+            self.stop_task(p, "cancel")
         for i, s in enumerate(self.state):
             if s is TaskState.PENDING:
-                self._set(i, "skipped", None, state=TaskState.SKIPPED,
-                          note="not needed: another branch succeeded (FirstSuccess)")
+                self.transition(i, "skipped", None, state=TaskState.SKIPPED,
+                                note="not needed: another branch succeeded (FirstSuccess)")
 
     def _finish(self) -> RunState:
         sandbox.release_all()
@@ -562,7 +570,7 @@ class Engine:
                             or d in frozen]
                 why = (f"blocked by failed task {blockers[0]}" if blockers
                        else "not started: the run stopped after a failure")
-                self._set(i, "skipped", None, state=TaskState.SKIPPED, note=why)
+                self.transition(i, "skipped", None, state=TaskState.SKIPPED, note=why)
         counts: dict[str, int] = {}
         for s in self.state:
             counts[s.value] = counts.get(s.value, 0) + 1
@@ -576,149 +584,7 @@ class Engine:
     def _apply_controls(self) -> None:
         for c in self.store.pending_controls(self.run_id):
             try:
-                result = self._control(c)
+                result = requests.apply(self, c)
             except Exception as exc:  # a bad request must never stop the run
                 result = f"rejected: {exc}"
             self.store.finish_control(c.id, result)
-
-    def _control(self, c: Control) -> str:
-        idx = c.idx
-        if idx is None or not 0 <= idx < len(self.dag.tasks):
-            return f"rejected: no task {idx}"
-        st = self.state[idx]
-        k = c.kind
-        if k in ("confirm", "run-now"):
-            if st is TaskState.ARBITRATED:
-                return self._resolve(idx, "run", None, None)
-            if st is not TaskState.PENDING:
-                return f"rejected: task {idx} is {st.value}, nothing to {k}"
-            self._set(idx, k, None, gate=levels.GATE_APPROVED, gate_until=0.0,
-                      note=f"{'confirmed' if k == 'confirm' else 'run now'} by a person")
-            return "ok"
-        if k == "skip":
-            if st is TaskState.RUNNING:
-                self._terminate(self.running[idx], "cancel")
-                return "ok: stopping it"
-            if st not in (TaskState.PENDING, TaskState.ARBITRATED):
-                return f"rejected: task {idx} is {st.value}"
-            self._set(idx, "skipped", None, state=TaskState.SKIPPED, gate="",
-                      note="skipped by a person")
-            return "ok"
-        if k == "resolve":
-            return self._resolve(idx, c.payload.get("action"), c.payload.get("value"),
-                                 c.payload.get("item"))
-        if k == "amend":
-            return self._amend(idx, c.payload)
-        if k == "retry":
-            return self._retry_from(idx)
-        return f"rejected: unknown control {k!r}"
-
-    def _resolve(self, idx: int, action: str | None, value: str | None, item: str | None) -> str:
-        st = self.state[idx]
-        if value is not None:
-            open_items = self.choice[idx].get("open") or []
-            key = item or (open_items[0] if open_items else None)
-            if key is None:
-                return f"rejected: task {idx} has no open question"
-            answers = {**self.choice[idx].get("answers", {}), key: value}
-            self._set(idx, "answered", {"item": key}, choice={**self.choice[idx], "answers": answers})
-            if st is TaskState.ARBITRATED or (st is TaskState.PENDING and self.gate[idx] in (
-                    levels.GATE_ANSWER, levels.GATE_SUGGEST)):
-                self._set(idx, "resolved", None, state=TaskState.PENDING,
-                          gate=levels.GATE_APPROVED, note=f"{key} answered by a person")
-            if action is None:
-                return "ok"
-        action = action or "run"
-        if action in ("run", "retry"):
-            if st not in (TaskState.ARBITRATED, TaskState.FAILED, TaskState.DEBT,
-                          TaskState.PENDING, TaskState.SKIPPED):
-                return f"rejected: task {idx} is {st.value}"
-            self._set(idx, "resolved", {"action": action}, state=TaskState.PENDING,
-                      gate=levels.GATE_APPROVED, note=f"resolved by a person: {action}")
-            self._unfreeze_dependents(idx)
-            return "ok"
-        if action == "skip":
-            if st is TaskState.RUNNING:
-                self._terminate(self.running[idx], "cancel")
-                return "ok: stopping it"
-            self._set(idx, "resolved", {"action": action}, state=TaskState.SKIPPED,
-                      note="resolved by a person: skip")
-            self._unfreeze_dependents(idx)
-            return "ok"
-        if action == "complete":
-            if st is TaskState.RUNNING:
-                return f"rejected: task {idx} is running"
-            self._set(idx, "resolved", {"action": action}, state=TaskState.COMPLETED,
-                      note="marked complete by a person")
-            self._unfreeze_dependents(idx)
-            return "ok"
-        if action in ("fail", "rollback"):
-            if st is TaskState.RUNNING:
-                return f"rejected: task {idx} is running"
-            stored = self.store.tasks(self.run_id)[idx].error
-            err = stored or {"what": f"task {self.dag.tasks[idx].name} failed by decision",
-                             "why": [], "how": []}
-            if self.dag.tasks[idx].rollback is not None:
-                err = {**err, "rollback": self._rollback(idx)}
-            self._set(idx, "resolved", {"action": action}, state=TaskState.FAILED, error=err,
-                      note="resolved by a person: failed")
-            return "ok"
-        return f"rejected: unknown action {action!r} (run | retry | skip | complete | fail | rollback)"
-
-    def _unfreeze_dependents(self, idx: int) -> None:
-        # Dependents skipped only because this task blocked them become Pending again.
-        for t in self.dag.tasks[idx + 1:]:
-            if self.state[t.idx] is TaskState.SKIPPED and (self.note[t.idx] or "").startswith(
-                    ("blocked by", "not started")):
-                self._set(t.idx, "unblocked", None, state=TaskState.PENDING, gate="", note=None)
-
-    def _amend(self, idx: int, payload: dict[str, Any]) -> str:
-        from cheng_build.cis.validate import validate_dag
-
-        task = self.dag.tasks[idx]
-        ex = task.exec
-        if payload.get("env"):
-            env = {**ex.env_map, **payload["env"]}
-            ex = replace(ex, env=tuple(sorted(env.items())))
-        if payload.get("cmd"):
-            ex = replace(ex, cmd=tuple(payload["cmd"]))
-        if payload.get("timeout") is not None:
-            ex = replace(ex, timeout=int(payload["timeout"]))
-        new = replace(task, exec=ex)
-        dag = self.dag.with_task(new)
-        try:
-            validate_dag(dag)
-        except Exception as exc:
-            return f"rejected: {getattr(exc, 'what', exc)}"
-        self.dag = dag
-        self.store.set_spec(self.run_id, new)
-        st = self.state[idx]
-        if st is TaskState.RUNNING:
-            self._terminate(self.running[idx], "amend")
-            self.store.add_event(self.run_id, idx, "amended", {"then": "restart"})
-            return "ok: running task stopped (SIGTERM); it restarts with the change"
-        if st is TaskState.COMPLETED:
-            self._set(idx, "amended", {"then": "needs-rerun"}, needs_rerun=1,
-                      note=f"amended after it completed: needs rerun "
-                           f"('cis retry {self.run_id} --from:{task.name}')")
-            return "ok: completed task marked needs-rerun (not rerun by itself)"
-        self.store.add_event(self.run_id, idx, "amended", {"then": "updated"})
-        return "ok: updated"
-
-    def _retry_from(self, idx: int) -> str:
-        affected = {idx}
-        for t in self.dag.tasks[idx + 1:]:
-            if any(d in affected for d in t.deps):
-                affected.add(t.idx)
-        for i in sorted(affected):
-            if self.state[i] is TaskState.RUNNING:
-                continue
-            self._set(i, "reset", {"from": idx}, state=TaskState.PENDING,
-                      gate=levels.GATE_APPROVED if i == idx else "", gate_until=0.0,
-                      needs_rerun=0, error=None, finished=None, exit_code=None,
-                      note=f"reset by 'cis retry --from:{self.dag.tasks[idx].name}'")
-        return f"ok: {len(affected)} task(s) reset"
-
-
-def run_dir_of(store: Store, run_id: str) -> Path:
-    return store.run_dir(run_id)

@@ -7,7 +7,7 @@ apart from the loop that runs processes (ninja's Plan vs Builder) lets it be tes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from cheng_build.cis.model import Dag, DagPolicy, RunState, TaskState
 
@@ -27,9 +27,13 @@ def frozen(dag: Dag, states: Sequence[TaskState]) -> set[int]:
     return out
 
 
-def ready(dag: Dag, states: Sequence[TaskState]) -> list[int]:
-    """Pending tasks whose dependencies are all satisfied, lowest index first."""
-    return [t.idx for t in dag.tasks
+def ready(dag: Dag, states: Sequence[TaskState], among: Iterable[int] | None = None) -> list[int]:
+    """Pending tasks whose dependencies are all satisfied, lowest index first.
+
+    ``among`` (ascending indexes) limits the scan, e.g. to the tasks the caller knows are pending.
+    """
+    tasks = dag.tasks if among is None else [dag.tasks[i] for i in among]
+    return [t.idx for t in tasks
             if states[t.idx] is TaskState.PENDING and all(states[d] in _SATISFIED for d in t.deps)]
 
 
@@ -56,15 +60,15 @@ def failure_state(dag: Dag, idx: int, *, arbitrated_level: bool) -> TaskState:
 def first_success_reached(dag: Dag, states: Sequence[TaskState]) -> bool:
     """FirstSuccess: a sink task has completed, so the remaining work can be skipped."""
     return dag.policy is DagPolicy.FIRST_SUCCESS and any(
-        states[i] is TaskState.COMPLETED for i in sinks(dag))
+        states[i] is TaskState.COMPLETED for i in sinks(dag))  # checks policy first: cheap
 
 
 def stop_starting(dag: Dag, states: Sequence[TaskState]) -> bool:
     """No new task may start: an Arbitrated task pauses the whole DAG, AllSuccess stops at the
     first failure, FirstSuccess stops at the first completed sink."""
-    if any(s is TaskState.ARBITRATED for s in states):
+    if TaskState.ARBITRATED in states:
         return True
-    if dag.policy is DagPolicy.ALL_SUCCESS and any(s is TaskState.FAILED for s in states):
+    if dag.policy is DagPolicy.ALL_SUCCESS and TaskState.FAILED in states:
         return True
     return first_success_reached(dag, states)
 

@@ -51,7 +51,3 @@ def write_undo_script(dag: Dag, run_id: str, run_dir: Path) -> Path:
     path = run_dir / f"undo-{run_id}.sh"
     atomic_write_text(path, undo_script(dag, run_id, run_dir), mode=0o755)
     return path
-
-
-def rollback_argv(task: Task) -> tuple[str, ...] | None:
-    return task.rollback

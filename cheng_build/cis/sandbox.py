@@ -31,7 +31,6 @@ fallbacks are honest).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import enum
 import functools
 import os
@@ -254,6 +253,10 @@ def release(popen: subprocess.Popen[bytes], *, wait: bool = False) -> None:
     path = _CGROUPS.pop(popen.pid, None)
     if path:
         _STALE.append(path)
+    _sweep_stale(wait)
+
+
+def _sweep_stale(wait: bool) -> None:
     for attempt in range(50 if wait else 1):
         for p in list(_STALE):
             try:
@@ -298,15 +301,15 @@ def sweep_orphan_cgroups() -> None:
 
 def release_all() -> None:
     """Retry removing every busy cgroup left by :func:`release` (end of a run)."""
-    if _STALE:
-        class _Gone:
-            pid = -1
-
-        release(_Gone(), wait=True)  # type: ignore[arg-type]
+    _sweep_stale(wait=True)
 
 
+@functools.lru_cache(maxsize=256)
 def _reachable_by_others(path: str) -> bool:
-    """Can a user other than the owner run ``path`` (every ancestor searchable by "other")?"""
+    """Can a user other than the owner run ``path`` (every ancestor searchable by "other")?
+
+    Cached: a run asks this for the same program and directories for every task.
+    """
     import stat
 
     real = os.path.realpath(path)
@@ -326,6 +329,8 @@ def _reachable_by_others(path: str) -> bool:
 def _child_setup(limits: list[tuple[int, int]], cgroup: str | None = None) -> Callable[[], None]:
     global _LIBC
     if _LIBC is None:
+        import ctypes  # only on this fallback path: it costs start-up time
+
         _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded in the parent: nothing to load after fork
     libc = _LIBC
 
@@ -419,13 +424,15 @@ def wrapped_argv(spec: LaunchSpec, mode: SandboxMode) -> list[str]:
     benchmark spawns bare to separate the engine's own cost from the process's."""
     limits = _rlimits(spec.sandbox)
     drop = os.geteuid() == 0 and spec.sandbox.processes > 0 and _drop_to_nobody(spec, mode)
-    return [*(_exec_wrapper(limits, drop, None) or []), *build_argv(spec, mode)]
+    wrapper = _exec_wrapper(limits, drop, None, pdeathsig=mode is not SandboxMode.BUBBLEWRAP)
+    return [*(wrapper or []), *build_argv(spec, mode)]
 
 
 _JOIN_CGROUP = 'echo $$ > "$0" && exec "$@"'  # fixed text; the task's argv follows as "$@"
 
 
-def _exec_wrapper(limits: list[tuple[int, int]], drop: bool, cgroup: str | None) -> list[str] | None:
+def _exec_wrapper(limits: list[tuple[int, int]], drop: bool, cgroup: str | None,
+                  pdeathsig: bool = True) -> list[str] | None:
     """``setpriv --pdeathsig KILL [--reuid nobody] -- prlimit --<res>=<n> --``, or None when
     util-linux's setpriv/prlimit are missing.
 
@@ -435,10 +442,13 @@ def _exec_wrapper(limits: list[tuple[int, int]], drop: bool, cgroup: str | None)
     sp, pl = _util_linux()
     if not sp or not pl:
         return None
-    argv = [sp, "--pdeathsig", "KILL"]
-    if drop:
-        argv += ["--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
-    argv += ["--", pl]
+    argv: list[str] = []
+    if pdeathsig or drop:
+        argv += [sp, "--pdeathsig", "KILL"]
+        if drop:
+            argv += ["--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
+        argv.append("--")
+    argv.append(pl)
     for res, value in limits:
         _soft, hard = resource.getrlimit(res)
         cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -463,7 +473,9 @@ def launch(spec: LaunchSpec, mode: SandboxMode, *, stdout: IO[bytes] | int,
     drop = root_limited and _drop_to_nobody(spec, mode)
     cgroup = _make_pids_cgroup(spec.sandbox.processes) \
         if root_limited and not drop and pids_cgroup_available() else None
-    wrapper = _exec_wrapper(limits, drop, cgroup)
+    # bwrap --die-with-parent already ties bwrap and the task to the engine (prlimit and the
+    # cgroup stub exec into bwrap, so its parent is the engine); other modes need setpriv for it.
+    wrapper = _exec_wrapper(limits, drop, cgroup, pdeathsig=mode is not SandboxMode.BUBBLEWRAP)
     if drop:
         _hand_to_nobody(spec.task_dir)
     cwd = spec.cwd if mode is not SandboxMode.BUBBLEWRAP else "/"
@@ -490,9 +502,10 @@ def launch(spec: LaunchSpec, mode: SandboxMode, *, stdout: IO[bytes] | int,
 
 
 def _hand_to_nobody(task_dir: str) -> None:
-    for root, dirs, files in os.walk(task_dir):
-        for name in (*dirs, *files):
-            os.lchown(os.path.join(root, name), NOBODY, NOBODY)
+    # A fresh task directory holds only the log files the engine just created.
+    with os.scandir(task_dir) as it:
+        for entry in it:
+            os.lchown(entry.path, NOBODY, NOBODY)
     os.chown(task_dir, NOBODY, NOBODY)
 
 

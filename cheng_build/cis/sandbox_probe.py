@@ -33,7 +33,7 @@ class PropertyResult:
 
     name: str
     attempt: str
-    held: bool
+    held: bool | None  # None: the bait could not be set up here, so nothing was proved
     detail: str
 
 
@@ -120,9 +120,14 @@ def verify(mode: sandbox.SandboxMode | None = None) -> tuple[sandbox.SandboxMode
     os.chmod(work, 0o755)
     env = {"LANG": "C.UTF-8"}  # what a task would declare; the canary is *not* passed
     try:
-        canary.write_text(canary_val)
-        rc, detail = _run_probe("read-home", [str(canary), canary_val], base, mode, work, env)
-        results.append(PropertyResult("home hidden", f"read {canary}", rc == HELD, detail))
+        try:
+            canary.write_text(canary_val)
+        except OSError as exc:
+            results.append(PropertyResult("home hidden", f"read {canary}", None,
+                                          f"could not plant the bait in $HOME: {exc.strerror}"))
+        else:
+            rc, detail = _run_probe("read-home", [str(canary), canary_val], base, mode, work, env)
+            results.append(PropertyResult("home hidden", f"read {canary}", rc == HELD, detail))
 
         rc, detail = _run_probe("host-env", [env_name], base, mode, work, env)
         results.append(PropertyResult("env cleared", f"see ${env_name} of the engine",

@@ -63,6 +63,9 @@ def summary_line(view: RunView, eta: float | None) -> str:
     return f"{view.run.name} [{view.run.run_id}] {view.run.state.value}: " + ", ".join(parts)
 
 
+_SHOWN = ("attempt", "what", "sandbox", "state", "warning", "note", "in", "seconds", "action")
+
+
 class EventLines:
     """Print each new event of a run as one plain line."""
 
@@ -80,8 +83,7 @@ class EventLines:
             who = f"{idx}:{self.names.get(idx, '?')}" if idx is not None else "run"
             detail = ""
             if isinstance(data, dict):
-                keep = {k: v for k, v in data.items() if k in ("attempt", "what", "sandbox", "state",
-                                                              "note", "in", "seconds", "action")}
+                keep = {k: v for k, v in data.items() if k in _SHOWN}
                 detail = " " + " ".join(f"{k}={v}" for k, v in keep.items()) if keep else ""
             print(f"[{ts - self.t0:7.2f}s] {who} {kind}{detail}", file=self.out, flush=True)
 

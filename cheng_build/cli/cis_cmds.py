@@ -365,8 +365,8 @@ def _verify(args: argparse.Namespace) -> int:
                  if mode.value == "unsandboxed" else ""))
         w = max(len(r.name) for r in results)
         a = max(len(r.attempt) for r in results)
-        print(f"{'property'.ljust(w)}  {'attempt'.ljust(a)}  result  detail")
+        print(f"{'property'.ljust(w)}  {'attempt'.ljust(a)}  {'result':<8}  detail")
         for r in results:
-            print(f"{r.name.ljust(w)}  {r.attempt.ljust(a)}  {'HELD  ' if r.held else 'BROKEN'}  "
-                  f"{r.detail}")
-    return 0 if all(r.held for r in results) else 1
+            verdict = "UNTESTED" if r.held is None else ("HELD    " if r.held else "BROKEN  ")
+            print(f"{r.name.ljust(w)}  {r.attempt.ljust(a)}  {verdict}  {r.detail}")
+    return 0 if all(r.held is not False for r in results) else 1
