@@ -164,6 +164,38 @@ async def open_stream(host: IHost, peer_id: ID, protocols: Sequence[str]) -> INe
     return cap_window(await host.new_stream(peer_id, [TProtocol(p) for p in protocols]))
 
 
+def on_disconnect(host: IHost, callback: Any) -> None:
+    """Call ``callback(peer_id)`` when the last connection to a peer closes.
+
+    Found here: when a peer's connection drops, py-libp2p does not end reads pending on that
+    peer's yamux streams, so a stream handler would wait forever; the node cancels them instead.
+    """
+    from libp2p.abc import INotifee
+
+    class _Notifee(INotifee):
+        async def opened_stream(self, network: Any, stream: Any) -> None:
+            return None
+
+        async def closed_stream(self, network: Any, stream: Any) -> None:
+            return None
+
+        async def connected(self, network: Any, conn: Any) -> None:
+            return None
+
+        async def disconnected(self, network: Any, conn: Any) -> None:
+            peer = conn.muxed_conn.peer_id
+            if not network.connections.get(peer):
+                callback(peer)
+
+        async def listen(self, network: Any, multiaddr: Any) -> None:
+            return None
+
+        async def listen_close(self, network: Any, multiaddr: Any) -> None:
+            return None
+
+    host.get_network().register_notifee(_Notifee())
+
+
 def listen_addrs(host: IHost) -> list[str]:
     """Full listen addresses, each ending in ``/p2p/<peer id>``."""
     pid = host.get_id().to_string()
@@ -228,7 +260,8 @@ class FrameReader:
 
 __all__ = [
     "MAX_RECV_WINDOW", "STREAM_ERRORS", "CappedYamuxStream", "FrameReader", "cap_window", "dial",
-    "listen_addrs", "load_identity", "make_host", "open_stream", "parse_peer_addr", "unwrap_group",
+    "listen_addrs", "load_identity", "make_host", "on_disconnect", "open_stream", "parse_peer_addr",
+    "unwrap_group",
 ]
 
 
