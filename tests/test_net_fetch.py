@@ -244,3 +244,16 @@ def test_serve_prints_full_addresses_and_refuses_a_bad_root(tmp_path: Path) -> N
     finally:
         prov.stop()
 
+
+
+def test_an_unreachable_peer_is_one_clear_error_without_library_noise(package, tmp_path: Path) -> None:
+    _, cid, lock = package
+    lis = _Listener()
+    addr = lis.addr()
+    lis.close()  # nobody listens there any more
+    r = _fetch(lock, tmp_path / "dst", f"--peers:{addr}")
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"fetch: {PKG}: snapshot {cid} could not be fetched"
+    assert any(f"cannot reach peer {addr}" in line for line in lines)
+    assert all(line.startswith(("fetch:", " ")) for line in lines), r.stderr

@@ -22,6 +22,7 @@ import it. Each workaround below names the upstream defect it avoids (numbered a
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,13 @@ from libp2p.stream_muxer.yamux import yamux as _yamux
 
 from cheng_build.core.atomic import atomic_write_bytes
 from cheng_build.core.errors import InputError, TransportError
+
+# py-libp2p configures its "libp2p" logger at import with no handler and propagation off, so
+# Python's last-resort handler prints every failed dial attempt (four per unreachable peer) to
+# stderr. What a user needs reaches them as our own errors and warnings; LIBP2P_DEBUG still
+# turns its logging on (it then installs real handlers).
+if not os.environ.get("LIBP2P_DEBUG"):
+    logging.getLogger("libp2p").addHandler(logging.NullHandler())
 
 YAMUX_PROTOCOL = TProtocol("/yamux/1.0.0")
 # Defect 5: go-yamux and JS yamux both start at 256 KiB windows that grow on demand; we stop at
