@@ -87,3 +87,14 @@ def test_oversized_message_is_refused() -> None:
     big = bs.Message(blocks=(bs.Block(b"\x01\x55\x12\x20", b"x" * (bs.MAX_MESSAGE_SIZE + 1)),))
     with pytest.raises(bs.WireError):
         bs.frame(big)
+
+
+def test_dag_size_from_the_root_matches_the_sum_of_its_blocks() -> None:
+    from cheng_build.pkg.fetch.blocks import dag_size, walk
+    from tests.helpers_net import DictStore, pattern, unixfs_bytes
+
+    store = DictStore()
+    root = unixfs_bytes(store, pattern(2_000_000, seed=13))
+    assert dag_size(root, store.blocks[root]) == sum(len(d) for _, d in walk(store, root))
+    leaf = bytes(raw_cid(b"abc"))
+    assert dag_size(leaf, b"abc") == 3

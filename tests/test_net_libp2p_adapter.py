@@ -18,8 +18,9 @@ PROTO = "/cheng-test/bulk/1"
 LISTEN = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
 
 
-def _bulk_transfer(nbytes: int, capped: bool) -> tuple[str, int, int]:
-    """Send ``nbytes`` over one stream; return (stream class, bytes read, peak receive window)."""
+def _bulk_transfer(nbytes: int, capped: bool) -> tuple[str, int, int, int]:
+    """Send ``nbytes`` over one stream; return (stream class, bytes read, peak receive window,
+    WINDOW_UPDATE frames the receiver sent)."""
     from libp2p.custom_types import TProtocol
 
     async def main():
@@ -37,6 +38,15 @@ def _bulk_transfer(nbytes: int, capped: bool) -> tuple[str, int, int]:
             s = await b.new_stream(pid, [TProtocol(PROTO)])
             if capped:
                 lp.cap_window(s)
+            updates = 0
+            real_update = s.muxed_stream.send_window_update
+
+            async def counting(increment: int, skip_lock: bool = False) -> None:
+                nonlocal updates
+                updates += increment > 0
+                await real_update(increment, skip_lock)
+
+            s.muxed_stream.send_window_update = counting
             got = peak = 0
             while True:
                 try:
@@ -48,21 +58,25 @@ def _bulk_transfer(nbytes: int, capped: bool) -> tuple[str, int, int]:
                 got += len(d)
                 ms = s.muxed_stream
                 peak = max(peak, ms.target_recv_window, ms.recv_window)
-            return type(s.muxed_stream).__name__, got, peak
+            return type(s.muxed_stream).__name__, got, peak, updates
 
     return trio.run(main)
 
 
 def test_defect5_capped_stream_never_grants_a_16_mib_window() -> None:
-    kind, got, peak = _bulk_transfer(24 << 20, capped=True)
+    kind, got, peak, updates = _bulk_transfer(24 << 20, capped=True)
     assert kind == "CappedYamuxStream" and got == 24 << 20
-    assert peak <= 2 * lp.MAX_RECV_WINDOW
+    assert peak <= lp.MAX_RECV_WINDOW
+    # go-yamux rule: a top-up only after half the window was consumed.
+    assert updates <= (24 << 20) // (lp.MAX_RECV_WINDOW // 2) + 2
 
 
-def test_defect5_is_real_uncapped_windows_grow_past_the_cap() -> None:
-    # The control for the test above: without cap_window py-libp2p grows the window to 16 MiB.
-    _, got, peak = _bulk_transfer(24 << 20, capped=False)
+def test_defect5_is_real_uncapped_windows_grow_past_the_cap_and_update_per_read() -> None:
+    # The control for the test above: without cap_window py-libp2p grows the window to 16 MiB
+    # and sends a WINDOW_UPDATE after nearly every read.
+    _, got, peak, updates = _bulk_transfer(24 << 20, capped=False)
     assert got == 24 << 20 and peak > 2 * lp.MAX_RECV_WINDOW
+    assert updates > 4 * ((24 << 20) // (lp.MAX_RECV_WINDOW // 2) + 2)
 
 
 def test_defect2_dial_does_not_go_through_happy_eyeballs_dial_peer() -> None:

@@ -59,13 +59,19 @@ class _Bar:
         self.blocks = 0
         self.nbytes = 0
         self.label = ""
+        self.expected: int | None = None
         self._progress: Any = None
         self._task: Any = None
 
     def start(self, package_id: str, source: str) -> None:
         self.t0 = time.monotonic()
         self.blocks = self.nbytes = 0
+        self.expected = None
         self.label = f"{source} {package_id}"
+
+    def total(self, nbytes: int) -> None:
+        # Several roots in one p2p session: their sizes add up.
+        self.expected = (self.expected or 0) + nbytes
 
     def advance(self, nbytes: int) -> None:
         self.blocks += 1
@@ -90,7 +96,8 @@ class _Bar:
                                       transient=True, console=None)
             self._progress.start()
             self._task = self._progress.add_task(self.label, total=None, blocks=0)
-        self._progress.update(self._task, completed=self.nbytes, blocks=self.blocks)
+        self._progress.update(self._task, completed=self.nbytes, blocks=self.blocks,
+                              total=self.expected)
 
     def finish(self) -> None:
         if self._progress is not None:
@@ -125,7 +132,7 @@ def _fetch(args: argparse.Namespace) -> int:
     bar = _Bar()
     result = fetch_lock(lock, cache_root=cache_dir(args.pkg_cache), config=config,
                         peers=peer_list, mode=args.mode, lock_dir=lock_path.parent,
-                        progress=Progress(bar.start, bar.advance, bar.finish))
+                        progress=Progress(bar.start, bar.advance, bar.finish, bar.total))
     for who, why in result.dropped:
         print(f"fetch: warning: {who}: {why}", file=sys.stderr)
     for pid, root in result.roots.items():

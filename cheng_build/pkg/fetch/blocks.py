@@ -110,6 +110,19 @@ def child_cids(cid_bytes: bytes, data: bytes | memoryview) -> list[bytes]:
     return [bytes(link.hash) for link in dagpb.decode(bytes(data)).links]
 
 
+def dag_size(cid_bytes: bytes, data: bytes | memoryview) -> int | None:
+    """The DAG's total size in bytes as a root block announces it (its size + its links'
+    cumulative sizes), or ``None`` when the links do not say (a progress estimate, not a check)."""
+    if codec_of(cid_bytes) != CODEC_DAG_PB:
+        return len(data)
+    from cheng_build.cas import dagpb
+
+    links = dagpb.decode(bytes(data)).links
+    if any(link.tsize is None for link in links):
+        return None
+    return len(data) + sum(link.tsize or 0 for link in links)
+
+
 def walk(store: BlockStore, root: bytes) -> Iterator[tuple[bytes, bytes]]:
     """(binary CID, data) of every block under ``root``, depth-first, each once.
 

@@ -17,11 +17,12 @@ import it. Each workaround below names the upstream defect it avoids (numbered a
 5. py-libp2p's yamux grows a stream's receive window up to 16 MiB, beyond what its own frame
    handling accepts from a JS peer, and the connection drops on large transfers. ``cap_window``
    re-classes every bitswap stream as ``CappedYamuxStream``, which never grants more than
-   ``MAX_RECV_WINDOW``.
+   ``MAX_RECV_WINDOW`` (and sends window updates go-yamux style, not after every read).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,10 +43,16 @@ from libp2p.stream_muxer.yamux import yamux as _yamux
 from cheng_build.core.atomic import atomic_write_bytes
 from cheng_build.core.errors import InputError, TransportError
 
+# py-libp2p configures its "libp2p" logger at import with no handler and propagation off, so
+# Python's last-resort handler prints every failed dial attempt (four per unreachable peer) to
+# stderr. What a user needs reaches them as our own errors and warnings; LIBP2P_DEBUG still
+# turns its logging on (it then installs real handlers).
+if not os.environ.get("LIBP2P_DEBUG"):
+    logging.getLogger("libp2p").addHandler(logging.NullHandler())
+
 YAMUX_PROTOCOL = TProtocol("/yamux/1.0.0")
-# Defect 5: go-yamux and JS yamux both start at 256 KiB windows that grow on demand; we stop
-# growing at 4 MiB (py-libp2p goes to 16 MiB), which is still a few full bitswap messages in
-# flight on loopback.
+# Defect 5: go-yamux and JS yamux both start at 256 KiB windows that grow on demand; we stop at
+# 4 MiB (py-libp2p goes to 16 MiB), which is still a few full bitswap messages in flight.
 MAX_RECV_WINDOW = 4 * 1024 * 1024
 
 # Exceptions py-libp2p raises when a stream or connection goes away mid-read or mid-write.
@@ -56,17 +63,25 @@ STREAM_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class CappedYamuxStream(_yamux.YamuxStream):
-    """A yamux stream whose receive-window auto-tuning stops at ``MAX_RECV_WINDOW`` (defect 5)."""
+    """A yamux stream with go-yamux's receive-window rule instead of py-libp2p's.
 
-    def _apply_autotune_epoch(self, buffered: int) -> int:
-        extra = super()._apply_autotune_epoch(buffered)
-        if self.target_recv_window > MAX_RECV_WINDOW:
-            over = self.target_recv_window - MAX_RECV_WINDOW
+    Defect 5: py-libp2p auto-tunes the window up to 16 MiB; we keep what the sender may have in
+    flight (granted but unsent, plus received but unread) at ``MAX_RECV_WINDOW``.
+    Also (found here): with its default ``RELEASE_ON_READ`` py-libp2p sends a WINDOW_UPDATE frame
+    after nearly every read, one noise-encrypted frame and syscall per ~10-60 KiB received. Like
+    go-yamux we top the window up only once it has fallen by half.
+    """
+
+    async def _auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
+        async with self.window_lock:
+            buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+            delta = MAX_RECV_WINDOW - (self.recv_window + buffered)
+            if delta < MAX_RECV_WINDOW // 2:
+                return
+            self.recv_window += delta
             self.target_recv_window = MAX_RECV_WINDOW
-            take = min(over, extra)
-            self.recv_window -= take
-            extra -= take
-        return extra
+            self._pending_recv_release = 0
+        await self.send_window_update(delta, skip_lock=True)
 
 
 def cap_window(stream: INetStream) -> INetStream:
@@ -157,6 +172,38 @@ async def open_stream(host: IHost, peer_id: ID, protocols: Sequence[str]) -> INe
     return cap_window(await host.new_stream(peer_id, [TProtocol(p) for p in protocols]))
 
 
+def on_disconnect(host: IHost, callback: Any) -> None:
+    """Call ``callback(peer_id)`` when the last connection to a peer closes.
+
+    Found here: when a peer's connection drops, py-libp2p does not end reads pending on that
+    peer's yamux streams, so a stream handler would wait forever; the node cancels them instead.
+    """
+    from libp2p.abc import INotifee
+
+    class _Notifee(INotifee):
+        async def opened_stream(self, network: Any, stream: Any) -> None:
+            return None
+
+        async def closed_stream(self, network: Any, stream: Any) -> None:
+            return None
+
+        async def connected(self, network: Any, conn: Any) -> None:
+            return None
+
+        async def disconnected(self, network: Any, conn: Any) -> None:
+            peer = conn.muxed_conn.peer_id
+            if not network.connections.get(peer):
+                callback(peer)
+
+        async def listen(self, network: Any, multiaddr: Any) -> None:
+            return None
+
+        async def listen_close(self, network: Any, multiaddr: Any) -> None:
+            return None
+
+    host.get_network().register_notifee(_Notifee())
+
+
 def listen_addrs(host: IHost) -> list[str]:
     """Full listen addresses, each ending in ``/p2p/<peer id>``."""
     pid = host.get_id().to_string()
@@ -221,7 +268,8 @@ class FrameReader:
 
 __all__ = [
     "MAX_RECV_WINDOW", "STREAM_ERRORS", "CappedYamuxStream", "FrameReader", "cap_window", "dial",
-    "listen_addrs", "load_identity", "make_host", "open_stream", "parse_peer_addr", "unwrap_group",
+    "listen_addrs", "load_identity", "make_host", "on_disconnect", "open_stream", "parse_peer_addr",
+    "unwrap_group",
 ]
 
 

@@ -13,7 +13,8 @@ from cheng_build.pkg.fetch.p2p import SessionStats
 
 
 def fetch_p2p(store: Any, roots: list[bytes], peers: Sequence[str], *,
-              on_block: Callable[[int], None] | None = None, window: int = 32,
+              on_block: Callable[[int], None] | None = None,
+              on_total: Callable[[int], None] | None = None, window: int = 32,
               stall_s: float = 15.0) -> SessionStats:
     """Fetch the DAGs under ``roots`` from ``peers`` (full ``.../p2p/<id>`` multiaddrs).
 
@@ -33,7 +34,7 @@ def fetch_p2p(store: Any, roots: list[bytes], peers: Sequence[str], *,
         host = lp.make_host()
         async with host.run(listen_addrs=[]), BitswapNode.running(host, store, serve=False) as node:
             return await node.fetch(roots, targets, window=window, stall_s=stall_s,
-                                    on_block=on_block)
+                                    on_block=on_block, on_total=on_total)
 
     try:
         return trio.run(main)
