@@ -245,3 +245,15 @@ def test_any_parameters_are_rejected_or_chunk_correctly(min_size: int, avg_size:
     params = ChunkerParams(min_size, avg_size, max_size, normalization)
     data = random_bytes(3 * max_size + 17, seed)
     assert cdc_chunks(data, params) == ref_chunks(data, min_size, avg_size, max_size, normalization)
+
+
+def test_reader_grows_a_window_that_decides_nothing(tmp_path: Path) -> None:
+    # A window smaller than max_size (as when a small file grows while read) must grow, not stall.
+    from cheng_build._native import chunking
+
+    p = ChunkerParams(64, 256, 1024, 2)
+    data = random_bytes(50_000, 9)
+    path = tmp_path / "g.bin"
+    path.write_bytes(data)
+    got = list(chunking._file_chunks(path, chunking._state(p), 1))
+    assert got == cdc_chunks(data, p)

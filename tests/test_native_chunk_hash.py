@@ -123,3 +123,25 @@ def test_file_read_in_windows_equals_buffer(tmp_path: Path, n: int, seed: int, t
     finally:
         chunking._HASH_WINDOW = saved
     assert got == chunk_and_hash(data, params, fixed_size=fixed, algo="blake3")
+
+
+@pytest.mark.parametrize("fixed", [None, 4096])
+def test_fifo_input_size_unknown_up_front(tmp_path: Path, fixed: int | None) -> None:
+    # A pipe reports size 0: the reader starts with a one-byte window and must grow it.
+    import os
+
+    data = random.Random(17).randbytes(300_000)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def writer() -> None:
+        with open(fifo, "wb") as f:
+            for i in range(0, len(data), 7000):
+                f.write(data[i:i + 7000])
+
+    t = threading.Thread(target=writer)
+    t.start()
+    params = None if fixed else ChunkerParams(1024, 4096, 16384, 2)
+    got = chunk_and_hash(fifo, params, fixed_size=fixed, algo="blake3", threads=2)
+    t.join()
+    assert got == chunk_and_hash(data, params, fixed_size=fixed, algo="blake3")

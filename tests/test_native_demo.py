@@ -113,3 +113,22 @@ def test_find_library_prefers_own_copy_then_an_installed_one(tmp_path: Path) -> 
     own.parent.mkdir(parents=True)
     own.write_bytes(b"")
     assert find_library(own, [str(site)]) == own
+
+
+def test_preparsed_ffi_module_is_current(tmp_path: Path) -> None:
+    # _ffi.py is generated from _cdef.CDEF and committed; a stale one would declare old signatures.
+    from cheng_build._native import _ffi_build
+
+    fresh = _ffi_build.generate(tmp_path / "_ffi.py").read_text()
+    committed = Path(_ffi_build.__file__).with_name("_ffi.py").read_text()
+    assert fresh == committed, "run: python -m cheng_build._native._ffi_build"
+
+
+def test_loader_falls_back_to_parsing_the_declarations() -> None:
+    code = ("import sys; sys.modules['cheng_build._native._ffi'] = None\n"
+            "from cheng_build._native import cdc_chunks, sha256\n"
+            "import cheng_build._native._loader as l; print(type(l.ffi).__module__)\n"
+            "print(cdc_chunks(bytes(100)), sha256(b'abc').hex()[:8])")
+    proc = _python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["cffi.api", "[(0,", "100)]", "ba7816bf"]

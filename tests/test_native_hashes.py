@@ -158,7 +158,7 @@ def test_calls_release_the_gil() -> None:
     import sys
     import threading
 
-    big = random.Random(3).randbytes(192 << 20)
+    big = random.Random(3).randbytes(96 << 20)
     started, done = threading.Event(), threading.Event()
 
     def worker() -> None:

@@ -4,7 +4,8 @@ Kernels: FastCDC chunking (whole buffer, streaming file, multi-threaded), chunk-
 SHA-256, BLAKE3 and SimHash64. Every call into C releases the GIL (cffi does so for each call);
 buffers are passed without copies (``ffi.from_buffer``) and kept alive for the call.
 
-The library is found through ``$CHENG_NATIVE_LIB`` or next to this module; when it is missing,
+The library is found through ``$CHENG_NATIVE_LIB``, next to this module, or in an installed
+cheng-build further down ``sys.path``; when it is missing,
 importing this package raises :class:`NativeLibraryError` (a ``ChengError`` and an
 ``ImportError``) saying how to build it. Specification of the chunker and of SimHash64:
 ``docs/chunker.md``.

@@ -168,36 +168,69 @@ def cdc_file_chunks(
     return _file_chunks(path, keep, window)
 
 
+class _FileWindow:
+    """A file read into one reusable buffer; the undecided tail moves to the front on refill.
+
+    The buffer starts at ``window`` bytes, or at the file's size plus one when that is smaller
+    (a small file must not cost a 64 MiB allocation); it doubles if a full buffer yields nothing
+    (a file that grew while we read it).
+    """
+
+    buf: bytearray
+    mv: memoryview
+    view: Any
+
+    def __init__(self, f: Any, window: int) -> None:
+        self.f = f
+        self.base = self.filled = 0
+        self.eof = False
+        size = os.fstat(f.fileno()).st_size
+        self._alloc(max(1, min(window, size + 1)))
+
+    def _alloc(self, n: int) -> None:
+        buf = bytearray(n)
+        if self.filled:
+            buf[: self.filled] = self.buf[: self.filled]
+        self.buf = buf
+        self.mv = memoryview(buf)
+        self.view = ffi.from_buffer("uint8_t[]", buf)
+
+    def fill(self) -> None:
+        """Read until the buffer is full or the file ends."""
+        while not self.eof and self.filled < len(self.buf):
+            got = self.f.readinto(self.mv[self.filled :])
+            if not got:
+                self.eof = True
+            else:
+                self.filled += got
+
+    def advance(self, used: int) -> None:
+        """Drop the first ``used`` bytes (their chunks are out)."""
+        if used == 0:
+            self._alloc(2 * len(self.buf))
+            return
+        self.buf[: self.filled - used] = self.buf[used : self.filled]
+        self.base += used
+        self.filled -= used
+
+
 def _file_chunks(path: str | os.PathLike[str], keep: _Keep, window: int) -> Iterator[tuple[int, int]]:
     cdc = keep.ptr  # `keep` owns the state for as long as this generator runs
-    buf = bytearray(window)
-    mv = memoryview(buf)
-    view = ffi.from_buffer("uint8_t[]", buf)
-    cap = lib.cb_cdc_max_chunks(cdc, window) + 1
-    ends = ffi.new("uint64_t[]", cap)
     consumed = ffi.new("size_t *")
-    base = filled = 0
-    eof = False
     with open(path, "rb", buffering=0) as f:
+        w = _FileWindow(f, window)
         while True:
-            while not eof and filled < window:
-                got = f.readinto(mv[filled:])
-                if not got:
-                    eof = True
-                else:
-                    filled += got
-            count = lib.cb_cdc_chunk(cdc, view, filled, int(eof), 1, ends, cap, consumed)
+            w.fill()
+            cap = lib.cb_cdc_max_chunks(cdc, w.filled) + 1
+            ends = ffi.new("uint64_t[]", cap)
+            count = lib.cb_cdc_chunk(cdc, w.view, w.filled, int(w.eof), 1, ends, cap, consumed)
             prev = 0
             for e in ffi.unpack(ends, count):
-                yield base + prev, e - prev
+                yield w.base + prev, e - prev
                 prev = e
-            if eof:
+            if w.eof:
                 return
-            used = consumed[0]
-            # Keep the undecided tail (< max_size bytes) at the front for the next window.
-            buf[: filled - used] = buf[used:filled]
-            base += used
-            filled -= used
+            w.advance(consumed[0])
 
 
 def _fixed_ends(n: int, size: int) -> Any:
@@ -297,22 +330,11 @@ def _file_windows(path: str | os.PathLike[str], cutter: _Cutter, algo: int,
     else:
         # Room for every thread's share to hold several max-size chunks (the parallel search).
         window = max(_HASH_WINDOW, 8 * cutter.max_size * cutter.threads)
-    buf = bytearray(window)
-    mv = memoryview(buf)
-    view = ffi.from_buffer("uint8_t[]", buf)
-    base = filled = 0
-    eof = False
     with open(path, "rb", buffering=0) as f:
+        w = _FileWindow(f, window)
         while True:
-            while not eof and filled < window:
-                got = f.readinto(mv[filled:])
-                if not got:
-                    eof = True
-                else:
-                    filled += got
-            used = cutter.cut_and_hash(view, filled, eof, algo, base, out)
-            if eof:
+            w.fill()
+            used = cutter.cut_and_hash(w.view, w.filled, w.eof, algo, w.base, out)
+            if w.eof:
                 return
-            buf[: filled - used] = buf[used:filled]
-            base += used
-            filled -= used
+            w.advance(used)

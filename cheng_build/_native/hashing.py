@@ -86,8 +86,10 @@ class Sha256:
     def digest(self) -> bytes:
         """The digest of everything absorbed so far (the hasher stays usable)."""
         out = ffi.new("uint8_t[32]")
-        # Finalising pads the state in place: do it on a copy.
-        lib.cb_sha256_final(self.copy()._ctx, out)
+        # Finalising pads the state in place: do it on a copy, held in a name so its memory
+        # lives through the call (a cast pointer does not keep its owner alive).
+        scratch = self.copy()
+        lib.cb_sha256_final(scratch._ctx, out)
         return bytes(ffi.buffer(out))
 
     def hexdigest(self) -> str:

@@ -1,9 +1,10 @@
 """64-bit SimHash over token streams, hashed and summed in C (docs/chunker.md, "SimHash64").
 
 A token is a ``str`` (hashed as its UTF-8 bytes) or a bytes-like object. A batch crosses into C
-as one buffer: all tokens joined by NUL (one ``str.join`` and one encode for the whole batch, so
-Python does almost no per-token work); the C side checks the separator count against the token
-counts, and when a token itself contains a NUL the batch is redone with explicit lengths.
+as one buffer: all tokens joined by NUL (one ``str.join`` per document, one for the batch, one
+encode: Python touches each token once, inside ``join``); the C side checks the separator count
+against the token counts, and when a token itself contains a NUL, or str and bytes tokens mix,
+the batch is redone per document, with explicit token lengths where NUL-joining is ambiguous.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
  *
  * Gear hash h = (h << 1) + G[byte]; normalized chunking with a stricter mask (more one-bits)
  * before avg_size and a looser one after it; bytes before min_size are never hashed (cut-point
- * skipping). The cut rule is the FastCDC-2020 one as fastcdc-rs/pyfastcdc run it (bytes hashed in
- * pairs from min_size rounded down to even, the triggering byte starts the next chunk), so with
+ * skipping). The cut rule is the FastCDC-2020 one as fastcdc-rs/pyfastcdc run it (hashing starts at
+ * min_size rounded down to even, the mask switches at avg_size rounded down to even, the last odd
+ * byte before max_size is not tested, the triggering byte starts the next chunk), so with
  * their gear table and masks (cb_cdc_init_custom) our cut points equal theirs: the tests use that
  * as a differential oracle. Our own gear table and masks are derived in code below from a
  * documented seed, so nothing here is an opaque constant table.

@@ -186,12 +186,16 @@ static inline size_t ss_next(sepscan *s) {
     return q;
 }
 
-/* Bit counting, eight counters per 64-bit word: acc[j] byte k counts bit 8k + j of the hashes.
- * A byte counter holds 255, so the words are flushed into 64 wide counters every 255 tokens. */
+/* Bit counting in three tiers, so the per-token work is small: nibble counters (sixteen per
+ * word, acc4[j] nibble n counts bit 4n + j of the hashes; a nibble holds 15) are folded every 15
+ * tokens into byte counters (acc[j] byte k counts bit 8k + j; a byte holds 255 = 17 * 15), which
+ * are folded into 64 wide counters every 255 tokens. */
 typedef struct {
+    uint64_t acc4[4];
     uint64_t acc[8];
     uint64_t count[64];
-    uint64_t pending, total;
+    uint64_t total;
+    unsigned p4, p8;
 } bitsum;
 
 static void bs_flush(bitsum *s) {
@@ -200,16 +204,28 @@ static void bs_flush(bitsum *s) {
         for (int k = 0; k < 8; k++) s->count[8 * k + j] += (a >> (8 * k)) & 0xff;
         s->acc[j] = 0;
     }
-    s->pending = 0;
+    s->p8 = 0;
+}
+
+static inline void bs_fold4(bitsum *s) {
+    const uint64_t lo = 0x0F0F0F0F0F0F0F0Full;
+    for (int j = 0; j < 4; j++) {
+        s->acc[j] += s->acc4[j] & lo;            /* nibble 2k -> byte k: bit 8k + j */
+        s->acc[j + 4] += (s->acc4[j] >> 4) & lo; /* nibble 2k+1 -> byte k: bit 8k + 4 + j */
+        s->acc4[j] = 0;
+    }
+    s->p4 = 0;
+    if (++s->p8 == 17) bs_flush(s);
 }
 
 static inline void bs_add(bitsum *s, uint64_t h) {
-    for (int j = 0; j < 8; j++) s->acc[j] += (h >> j) & 0x0101010101010101ull;
+    for (int j = 0; j < 4; j++) s->acc4[j] += (h >> j) & 0x1111111111111111ull;
     s->total++;
-    if (++s->pending == 255) bs_flush(s);
+    if (++s->p4 == 15) bs_fold4(s);
 }
 
 static uint64_t bs_result(bitsum *s) {
+    bs_fold4(s);
     bs_flush(s);
     uint64_t fp = 0;
     for (int b = 0; b < 64; b++)

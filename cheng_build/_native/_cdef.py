@@ -1,0 +1,66 @@
+"""The C declarations the binding uses, mirroring native/include/*.h (one source for both loaders).
+
+``_ffi.py`` is generated from this by ``python -m cheng_build._native._ffi_build`` (pre-parsed, so
+importing the binding does not pay for cffi's C parser); when it is missing or unusable, the
+loader parses this text at import time instead.
+"""
+
+# Must equal CB_ABI_VERSION in native/include/cheng_native.h.
+ABI_VERSION = 5
+
+CDEF = """
+const char *cb_version(void);
+int cb_abi_version(void);
+int cb_have_hashes(void);
+
+typedef struct cb_cdc cb_cdc;
+size_t cb_cdc_size(void);
+int cb_cdc_init(cb_cdc *c, uint64_t min_size, uint64_t avg_size, uint64_t max_size,
+                unsigned normalization);
+int cb_cdc_init_custom(cb_cdc *c, uint64_t min_size, uint64_t avg_size, uint64_t max_size,
+                       uint64_t mask_s, uint64_t mask_l, const uint64_t gear[256]);
+const char *cb_cdc_strerror(int err);
+uint64_t cb_cdc_mask(unsigned bits);
+void cb_cdc_gear(uint64_t out[256]);
+uint64_t cb_cdc_mask_s(const cb_cdc *c);
+uint64_t cb_cdc_mask_l(const cb_cdc *c);
+size_t cb_cdc_max_chunks(const cb_cdc *c, size_t len);
+size_t cb_cdc_cut(const cb_cdc *c, const uint8_t *buf, size_t len);
+size_t cb_cdc_chunk(const cb_cdc *c, const uint8_t *buf, size_t len, int eof, unsigned threads,
+                    uint64_t *ends, size_t cap, size_t *consumed);
+
+int cb_hash_chunks(const uint8_t *buf, size_t len, const uint64_t *ends, size_t n, int algo,
+                   unsigned threads, uint8_t *out);
+
+uint64_t cb_token_hash(const void *data, size_t len);
+int cb_simhash64_batch(const uint8_t *buf, const uint64_t *doc_off, const uint64_t *doc_len,
+                       const uint64_t *doc_ntok, size_t ndocs, int sep, const uint64_t *tok_len,
+                       uint64_t *out);
+int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t *doc_ntok,
+                        size_t ndocs, uint64_t *out);
+uint64_t cb_simhash64_from_hashes(const uint64_t *hashes, size_t n);
+int cb_hamming64(uint64_t a, uint64_t b);
+size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);
+size_t cb_pairs_within_brute(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);
+size_t cb_pairs_within_indexed(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);
+
+typedef struct cb_sha256_ctx cb_sha256_ctx;
+size_t cb_sha256_ctx_size(void);
+void cb_sha256_init(cb_sha256_ctx *ctx);
+void cb_sha256_update(cb_sha256_ctx *ctx, const void *data, size_t len);
+void cb_sha256_final(cb_sha256_ctx *ctx, uint8_t out[32]);
+void cb_sha256(const void *data, size_t len, uint8_t out[32]);
+const char *cb_sha256_backend(void);
+int cb_sha256_force_backend(const char *name);
+
+typedef struct cb_blake3_hasher cb_blake3_hasher;
+size_t cb_blake3_hasher_size(void);
+void cb_blake3_init(cb_blake3_hasher *h);
+void cb_blake3_init_keyed(cb_blake3_hasher *h, const uint8_t key[32]);
+void cb_blake3_init_derive_key(cb_blake3_hasher *h, const char *context, size_t context_len);
+void cb_blake3_update(cb_blake3_hasher *h, const void *data, size_t len);
+void cb_blake3_finalize(const cb_blake3_hasher *h, uint8_t *out, size_t out_len);
+void cb_blake3(const void *data, size_t len, uint8_t out[32]);
+const char *cb_blake3_backend(void);
+int cb_blake3_force_backend(const char *name);
+"""
