@@ -20,18 +20,23 @@ set(CB_HASH_SOURCES
   "${CB_HASH_ROOT}/src/blake3_portable.c"
 )
 
-# x86 SIMD paths; on other CPUs the portable code is used (the sources guard
-# themselves with #if defined(__x86_64__), so only the flags need care).
-if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i[3-6]86|x86)$"
+# x86 SIMD paths, for GCC/Clang on x86: each SIMD source gets only its own
+# -m flags, and CB_HASH_SIMD tells the dispatch code that these backends are
+# built. Elsewhere (other CPUs, other compilers) the portable code is used.
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|X86_64|AMD64|amd64|x64|i[3-6]86|x86)$"
    AND CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")
   set(_cb_src "${CB_HASH_ROOT}/src")
-  list(APPEND CB_HASH_SOURCES "${_cb_src}/sha256_shani.c")
-  set_source_files_properties("${_cb_src}/sha256_shani.c"
-    PROPERTIES COMPILE_OPTIONS "-msha;-mssse3;-msse4.1")
-  list(APPEND CB_HASH_SOURCES "${_cb_src}/blake3_sse41.c" "${_cb_src}/blake3_avx2.c")
+  list(APPEND CB_HASH_SOURCES
+    "${_cb_src}/sha256_shani.c" "${_cb_src}/blake3_sse41.c" "${_cb_src}/blake3_avx2.c")
+  set_source_files_properties(
+    "${_cb_src}/sha256.c" "${_cb_src}/blake3_dispatch.c"
+    "${_cb_src}/sha256_shani.c" "${_cb_src}/blake3_sse41.c" "${_cb_src}/blake3_avx2.c"
+    PROPERTIES COMPILE_DEFINITIONS CB_HASH_SIMD=1)
   # -O3 outside Debug builds: GCC 12 at -O2 runs these kernels ~20% slower
   # (measured), and a RelWithDebInfo build should not lose that.
   set(_cb_opt "$<$<NOT:$<CONFIG:Debug>>:-O3>")
+  set_source_files_properties("${_cb_src}/sha256_shani.c"
+    PROPERTIES COMPILE_OPTIONS "-msha;-mssse3;-msse4.1")
   set_source_files_properties("${_cb_src}/blake3_sse41.c"
     PROPERTIES COMPILE_OPTIONS "-mssse3;-msse4.1;${_cb_opt}")
   set_source_files_properties("${_cb_src}/blake3_avx2.c"
@@ -43,6 +48,10 @@ if(CHENG_BUILD_TESTS)
   # the shared library and can be built with sanitizers by the caller's flags.
   find_package(Threads REQUIRED)  # the test hashes from several threads at once
   add_executable(test_hashes "${CB_HASH_ROOT}/tests/test_hashes.c" ${CB_HASH_SOURCES})
+  if(_cb_src)  # the test checks that dispatch picks the best backend built
+    set_source_files_properties("${CB_HASH_ROOT}/tests/test_hashes.c"
+      PROPERTIES COMPILE_DEFINITIONS CB_HASH_SIMD=1)
+  endif()
   target_include_directories(test_hashes PRIVATE ${CB_HASH_INCLUDE_DIRS})
   target_link_libraries(test_hashes PRIVATE Threads::Threads)
   set_target_properties(test_hashes PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON)

@@ -80,7 +80,8 @@ static uint8_t chunk_start_flag(const cb_blake3_hasher *h) {
 
 /* Feeds at most CHUNK_LEN - chunk_len(h) bytes into the current chunk. The
  * last block seen is always kept buffered: it may need CHUNK_END/ROOT. */
-static void chunk_update(cb_blake3_hasher *h, const cb_b3_backend *be, const uint8_t *p, size_t len) {
+static void chunk_update(cb_blake3_hasher *h, const cb_b3_backend *be, const uint8_t *p,
+                         size_t len) {
     while (len > 0) {
         if (h->buf_len == B3_BLOCK_LEN) {
             be->compress_in_place(h->cv, h->buf, B3_BLOCK_LEN, h->chunk_counter,

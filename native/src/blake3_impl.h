@@ -95,22 +95,25 @@ typedef struct {
                       uint8_t flags_start, uint8_t flags_end, uint8_t *out);
 } cb_b3_backend;
 
-#define CB_B3_DECLARE(sfx)                                                                          \
-    void cb_b3_compress_in_place_##sfx(uint32_t cv[8], const uint8_t block[B3_BLOCK_LEN],           \
-                                       uint8_t block_len, uint64_t counter, uint8_t flags);         \
-    void cb_b3_compress_xof_##sfx(const uint32_t cv[8], const uint8_t block[B3_BLOCK_LEN],          \
-                                  uint8_t block_len, uint64_t counter, uint8_t flags,               \
-                                  uint8_t out[64]);                                                 \
-    void cb_b3_hash_many_##sfx(const uint8_t *input, size_t stride, size_t n, size_t blocks,        \
-                               const uint32_t key[8], uint64_t counter, int increment_counter,      \
-                               uint8_t flags, uint8_t flags_start, uint8_t flags_end, uint8_t *out);
+#define CB_B3_DECLARE(sfx)                                                                  \
+    void cb_b3_compress_in_place_##sfx(uint32_t cv[8], const uint8_t block[B3_BLOCK_LEN],   \
+                                       uint8_t block_len, uint64_t counter, uint8_t flags); \
+    void cb_b3_compress_xof_##sfx(const uint32_t cv[8], const uint8_t block[B3_BLOCK_LEN],  \
+                                  uint8_t block_len, uint64_t counter, uint8_t flags,       \
+                                  uint8_t out[64]);                                         \
+    void cb_b3_hash_many_##sfx(const uint8_t *input, size_t stride, size_t n, size_t blocks, \
+                               const uint32_t key[8], uint64_t counter,                     \
+                               int increment_counter, uint8_t flags, uint8_t flags_start,   \
+                               uint8_t flags_end, uint8_t *out);
 
 CB_B3_DECLARE(portable)
-#if defined(__x86_64__) || defined(__i386__)
+/* The x86 SIMD backends exist only when hashes.cmake compiled their sources
+ * with the needed -m flags; it says so by defining CB_HASH_SIMD. */
+#if defined(CB_HASH_SIMD) && (defined(__x86_64__) || defined(__i386__))
 #define CB_HAVE_X86 1
 CB_B3_DECLARE(sse41)
 #endif
-#if defined(__x86_64__)
+#if defined(CB_HASH_SIMD) && defined(__x86_64__)
 #define CB_HAVE_AVX2 1
 /* AVX2 adds only hash_many; its single compressions are the SSE4.1 ones. */
 void cb_b3_hash_many_avx2(const uint8_t *input, size_t stride, size_t n, size_t blocks,

@@ -22,7 +22,8 @@ extern const uint32_t cb_sha256_K[64];
 typedef void (*cb_sha256_blocks_fn)(uint32_t state[8], const uint8_t *data, size_t nblocks);
 
 void cb_sha256_blocks_portable(uint32_t state[8], const uint8_t *data, size_t nblocks);
-#if defined(__x86_64__) || defined(__i386__)
+/* Only when hashes.cmake compiled sha256_shani.c with -msha (CB_HASH_SIMD). */
+#if defined(CB_HASH_SIMD) && (defined(__x86_64__) || defined(__i386__))
 #define CB_HAVE_X86 1
 void cb_sha256_blocks_shani(uint32_t state[8], const uint8_t *data, size_t nblocks);
 #endif

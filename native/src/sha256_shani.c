@@ -8,7 +8,7 @@
  * W[t-4..t-1]). Built with -msha -msse4.1 (needs SSSE3/SSE4.1 too). */
 #include "sha256_impl.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef CB_HAVE_X86
 #include <immintrin.h>
 
 /* Four rounds 4g..4g+3 with message vector m (W[4g..4g+3]). */

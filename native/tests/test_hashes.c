@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "blake3_impl.h" /* private: the backend contract, tested directly below */
+#include "cpu_features.h"
+#include "sha256_impl.h"
 #include "cb_blake3.h"
 #include "cb_sha256.h"
 
@@ -41,7 +43,8 @@ static void die(const char *what) {
 }
 
 static void ws(cursor *c) {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t')) c->p++;
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+        c->p++;
 }
 
 static int peek(cursor *c) {
@@ -399,7 +402,8 @@ static void test_threads(const char *const *b3_names, size_t nb3, const char *co
     cb_sha256(g_thread_data, THREAD_LEN, g_sha_want);
     pthread_t th[4];
     int bad[4] = {0, 0, 0, 0};
-    for (int i = 0; i < 4; i++) CHECK(pthread_create(&th[i], NULL, hash_worker, &bad[i]) == 0, "pthread_create");
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&th[i], NULL, hash_worker, &bad[i]) == 0, "pthread_create");
     for (int r = 0; r < 200; r++) {
         cb_blake3_force_backend(b3_names[(size_t)r % nb3]);
         cb_sha256_force_backend(sha_names[(size_t)r % nsha]);
@@ -419,6 +423,22 @@ int main(int argc, char **argv) {
     load_vectors(argv[1], &v);
 
     printf("detected: blake3=%s sha256=%s\n", cb_blake3_backend(), cb_sha256_backend());
+    /* Dispatch must pick the best backend that this build and CPU have. */
+    unsigned f = cb_cpu_features(), need_sse = CB_CPU_SSSE3 | CB_CPU_SSE41;
+    const char *best_b3 = "portable", *best_sha = "portable";
+#ifdef CB_HAVE_X86
+    if ((f & need_sse) == need_sse) best_b3 = "sse41";
+    if ((f & (need_sse | CB_CPU_SHA)) == (need_sse | CB_CPU_SHA)) best_sha = "shani";
+#endif
+#ifdef CB_HAVE_AVX2
+    if ((f & (need_sse | CB_CPU_AVX2)) == (need_sse | CB_CPU_AVX2)) best_b3 = "avx2";
+#endif
+    (void)f;
+    (void)need_sse;
+    CHECK(strcmp(cb_blake3_backend(), best_b3) == 0, "blake3 dispatch chose %s, expected %s",
+          cb_blake3_backend(), best_b3);
+    CHECK(strcmp(cb_sha256_backend(), best_sha) == 0, "sha256 dispatch chose %s, expected %s",
+          cb_sha256_backend(), best_sha);
     static const char *const b3_all[] = {"portable", "sse41", "avx2"};
     static const char *const sha_all[] = {"portable", "shani"};
     const char *b3_ok[3], *sha_ok[2];
@@ -428,7 +448,7 @@ int main(int argc, char **argv) {
     CHECK(cb_sha256_force_backend("no-such-backend") == -1, "unknown sha256 backend accepted");
     for (size_t i = 0; i < 3; i++) {
         if (cb_blake3_force_backend(b3_all[i]) != 0) {
-            printf("blake3 %-8s: not available on this CPU, skipped\n", b3_all[i]);
+            printf("blake3 %-8s: not in this build or CPU, skipped\n", b3_all[i]);
             continue;
         }
         CHECK(strcmp(cb_blake3_backend(), b3_all[i]) == 0, "blake3 force %s", b3_all[i]);
@@ -440,7 +460,7 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < 2; i++) {
         if (cb_sha256_force_backend(sha_all[i]) != 0) {
-            printf("sha256 %-8s: not available on this CPU, skipped\n", sha_all[i]);
+            printf("sha256 %-8s: not in this build or CPU, skipped\n", sha_all[i]);
             continue;
         }
         CHECK(strcmp(cb_sha256_backend(), sha_all[i]) == 0, "sha256 force %s", sha_all[i]);
