@@ -46,7 +46,7 @@ def _fetch(lock: Path, cache: Path, *flags: str, **env: str) -> subprocess.Compl
     return subprocess.run(
         [PYTHON, "-m", "cheng_build.cli.pkg", "fetch", f"--lock:{lock}", f"--pkg-cache:{cache}",
          *flags], capture_output=True, text=True, timeout=120, cwd=lock.parent,
-        env=env_for_subprocess(**env))
+        env=env_for_subprocess(**{"PKG_AUDIT_LOG": str(lock.parent / "audit.jsonl"), **env}))
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -186,11 +186,17 @@ def test_l2_fetches_from_an_allow_listed_peer(package, tmp_path: Path) -> None:
     prov = Provider(cache)
     try:
         r = _fetch(lock, tmp_path / "dst", "--print-roots", f"--peers:{prov.p2p}",
-                   PKG_LEVEL="L2", PKG_ALLOW=prov.p2p.split("/p2p/")[0])
+                   PKG_LEVEL="L2", PKG_ALLOW=prov.p2p.split("/p2p/")[0],
+                   PKG_AUDIT_LOG=str(tmp_path / "audit.jsonl"))
     finally:
         prov.stop()
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1].endswith(cid)
+    # L2 records the fetch in the audit log (seed A1.18).
+    import json
+
+    rec = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
+    assert rec["event"] == "fetch" and rec["ok"] and rec["package_id"] == PKG and rec["source"] == "p2p"
 
 
 def test_http_fallback_only_where_the_level_allows(package, tmp_path: Path) -> None:
@@ -244,3 +250,16 @@ def test_serve_prints_full_addresses_and_refuses_a_bad_root(tmp_path: Path) -> N
     finally:
         prov.stop()
 
+
+
+def test_an_unreachable_peer_is_one_clear_error_without_library_noise(package, tmp_path: Path) -> None:
+    _, cid, lock = package
+    lis = _Listener()
+    addr = lis.addr()
+    lis.close()  # nobody listens there any more
+    r = _fetch(lock, tmp_path / "dst", f"--peers:{addr}")
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"fetch: {PKG}: snapshot {cid} could not be fetched"
+    assert any(f"cannot reach peer {addr}" in line for line in lines)
+    assert all(line.startswith(("fetch:", " ")) for line in lines), r.stderr

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.network
 LISTEN = "/ip4/127.0.0.1/tcp/0"
 
 
-async def _providers(nursery: trio.Nursery, stores: list) -> list:
+async def _providers(nursery: trio.Nursery, stores: list, **kw) -> list:
     """Start one serving host per store; return [(addr, peer id, node)]."""
     import multiaddr
 
@@ -29,7 +29,7 @@ async def _providers(nursery: trio.Nursery, stores: list) -> list:
         async def serve(store=store, ready=ready, box=box) -> None:
             host = lp.make_host()
             async with host.run(listen_addrs=[multiaddr.Multiaddr(LISTEN)]), \
-                    BitswapNode.running(host, store) as node:
+                    BitswapNode.running(host, store, **kw) as node:
                 box["addr"], box["pid"] = lp.parse_peer_addr(lp.listen_addrs(host)[0])
                 box["node"] = node
                 ready.set()
@@ -51,9 +51,8 @@ async def _fetch(roots: list[bytes], providers: list, store, **kw):
     async with host.run(listen_addrs=[multiaddr.Multiaddr(LISTEN)]), \
             BitswapNode.running(host, store, serve=False) as node:
         stats = await node.fetch(roots, [(a, p) for a, p, _ in providers], **kw)
-        # How each provider answered us: links are per peer, one outbound stream each.
-        links = [prov.link_stats(host.get_id()) for _, _, prov in providers]
-        stats.provider_streams = [lk.streams_opened if lk else 0 for lk in links]
+        # How the providers answered us: how many streams each opened (to us, the only peer).
+        stats.provider_streams = [prov.streams_opened for _, _, prov in providers]
         return stats, node
 
 
@@ -146,3 +145,24 @@ def test_a_unixfs_dag_is_walked_and_a_partial_store_resumes(tmp_path) -> None:
     assert stats.blocks_local == 1 + len(kept)
     assert stats.blocks_fetched == len(src.blocks) - 1 - len(kept)
     assert all(dst.get(CID.decode(c)) == d for c, d in src.blocks.items())
+
+
+def test_max_peers_frees_a_slot_when_a_peer_is_done() -> None:
+    blocks = random_blocks(6, 10_000, seed=6)
+    src = DictStore()
+    fill(src, blocks)
+
+    async def main():
+        async with trio.open_nursery() as n:
+            provs = await _providers(n, [src], max_peers=1)
+            node = provs[0][2]
+            for _ in range(2):  # a second fetcher only gets served if the first one's slot is freed
+                stats, _ = await _fetch([bytes(c) for c, _ in blocks], provs, DictStore(), stall_s=5)
+                assert stats.blocks_fetched == 6
+                with trio.move_on_after(10):
+                    while node._readers or node._links:
+                        await trio.sleep(0.05)
+                assert not node._readers and not node._links
+            n.cancel_scope.cancel()
+
+    trio.run(main)

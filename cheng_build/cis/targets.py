@@ -1,13 +1,13 @@
-"""What ``cis run <arg>`` runs: a DAG file, or a named target.
+"""What ``cis run <arg>`` runs: a DAG file, a named target, or a sketch.
 
-``resolve_target(arg)`` is the one hook: an existing file path is loaded as ``cis.toml``; any
-other word is looked up in :data:`TARGETS`, a registry of named targets (a name -> a function that
-builds a :class:`Dag`). Later work registers ``closedloop`` and sketches here::
+``resolve_target(arg, workdir=None)`` is the one hook: an existing file path is loaded as
+``cis.toml``; any other word is looked up in :data:`TARGETS`, a registry of named targets (a name
+-> a function ``(workdir) -> Dag``); anything else goes to the :data:`SKETCH` hook, which turns
+free-form words into a DAG from the local manifests (or raises saying what it looked for).
 
-    from cheng_build.cis.targets import TARGETS
-    TARGETS["closedloop"] = build_closedloop_dag      # () -> Dag
-
-without touching the engine. Returning ``None`` tells the CLI nothing matched.
+``closedloop`` (:mod:`cheng_build.cis.closedloop`) and sketches (:mod:`cheng_build.cis.sketch`)
+register here, imported lazily so ``cis run cis.toml`` pays for neither. Returning ``None``
+tells the CLI nothing matched.
 """
 
 from __future__ import annotations
@@ -17,18 +17,36 @@ from collections.abc import Callable
 
 from cheng_build.cis.model import Dag
 
-TARGETS: dict[str, Callable[[], Dag]] = {}
 
-# A hook for sketch text (free-form words): set to a function that turns a sketch into a DAG
-# from local manifests, or returns None when it cannot.
-SKETCH: Callable[[str], Dag | None] | None = None
+def _closedloop(workdir: str | None = None) -> Dag:
+    from cheng_build.cis.closedloop import build_dag
+
+    return build_dag(workdir)
 
 
-def resolve_target(arg: str) -> Dag | None:
+def _sketch(text: str, workdir: str | None) -> Dag | None:
+    from cheng_build.cis.sketch import sketch_dag
+
+    return sketch_dag(text, workdir or os.getcwd())
+
+
+# name -> builder; called as builder() or, with --workdir, builder(workdir=...).
+TARGETS: dict[str, Callable[..., Dag]] = {"closedloop": _closedloop}
+
+# A hook for sketch text (free-form words): a function (sketch, workdir) -> Dag from the local
+# manifests, or None when the words match nothing (then :func:`no_match_error` says why).
+SKETCH: Callable[[str, str | None], Dag | None] | None = _sketch
+
+
+def resolve_target(arg: str, workdir: str | None = None) -> Dag | None:
     """A DAG for ``arg``: a file path, a registered target name, or a sketch.
+
+    ``workdir``: where a named target works (closedloop: instead of a fresh temp dir) or the
+    project a sketch reads (default: the current directory).
 
     Raises:
         DagError: the file exists but is not a valid DAG.
+        InputError: an unusable workdir, or a sketch naming a project that is not there.
     """
     if os.path.isfile(arg):
         from cheng_build.cis.toml_io import load_dag
@@ -40,7 +58,45 @@ def resolve_target(arg: str) -> Dag | None:
         return load_dag(os.path.join(arg, "cis.toml"))
     builder = TARGETS.get(arg)
     if builder is not None:
-        return builder()
+        return builder(workdir=workdir) if workdir is not None else builder()
     if SKETCH is not None:
-        return SKETCH(arg)
+        return SKETCH(arg, workdir)
     return None
+
+
+# id(dag) -> (dag, lines): the dag is kept so its id cannot be reused while the entry lives.
+_PREVIEWS: dict[int, tuple[Dag, list[str]]] = {}
+
+
+def set_preview(dag: Dag, lines: list[str]) -> Dag:
+    """Attach the lines ``cis run`` prints before starting ``dag``; returns ``dag``."""
+    _PREVIEWS[id(dag)] = (dag, list(lines))
+    return dag
+
+
+def preview_lines(dag: Dag) -> list[str]:
+    """Extra lines ``cis run`` prints before starting ``dag`` (a sketch's preview: tasks,
+    capabilities, skipped tasks; closedloop's work directory and compiler); empty for files."""
+    entry = _PREVIEWS.get(id(dag))
+    return list(entry[1]) if entry is not None and entry[0] is dag else []
+
+
+def no_match_error(arg: str, workdir: str | None = None) -> Exception:
+    """The error ``cis run`` raises when ``arg`` is no file, target or sketch: what was looked
+    for (files, target names, sketch words, manifests) and the closest commands."""
+    from cheng_build.cis import sketch
+
+    return sketch.no_match_error(arg, workdir or os.getcwd(), sorted(TARGETS))
+
+
+def prepare_run(store: object, run_id: str, dag: Dag) -> None:
+    """Called by ``cis run`` right after the run is created, before its engine starts: the
+    preview is kept as a ``preview`` event (the web view shows it), and a sketch's tasks whose
+    capability is absent become Skipped with the reason."""
+    from cheng_build.cis import sketch
+    from cheng_build.cis.store import Store
+
+    lines = preview_lines(dag)
+    if lines and isinstance(store, Store):
+        store.add_event(run_id, None, "preview", {"lines": lines})
+    sketch.prepare_run(store, run_id, dag)

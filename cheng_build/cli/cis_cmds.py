@@ -18,7 +18,7 @@ from cheng_build.cis import control
 from cheng_build.cis.model import Dag, RunState, TaskState
 from cheng_build.cis.store import Store
 from cheng_build.cli.args import Parser, add_format_flag
-from cheng_build.core.errors import ChengError, InputError, UsageError
+from cheng_build.core.errors import ChengError, UsageError
 
 _OK_STATES = (RunState.SUCCEEDED, RunState.SUCCEEDED_WITH_DEBT)
 
@@ -28,6 +28,8 @@ def register(name: str, p: Parser) -> None:
     if name == "run":
         p.add_argument("target", help="a cis.toml path, a directory holding one, or a named target")
         p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
+        p.add_argument("--workdir", default=None,
+                       help="a named target's work directory / the project a sketch reads")
     if name in ("run", "resume", "retry"):
         p.add_argument("--jobs", type=int, default=None, help="tasks at once (default: core count)")
         p.add_argument("--detach", action="store_true", help="run in the background; see cis attach")
@@ -105,6 +107,9 @@ def run_dag(dag: Dag, *, jobs: int | None = None, detach: bool = False, dry_run:
         _print_plan(dag, fmt)
         return 0
     run_id = control.create_run(store, dag, jobs=jobs)
+    from cheng_build.cis.targets import prepare_run
+
+    prepare_run(store, run_id, dag)  # a sketch: tasks whose capability is absent -> Skipped
     if detach:
         pid = control.spawn_engine(store, run_id, jobs=jobs)
         print(run_id)
@@ -117,14 +122,14 @@ def run_dag(dag: Dag, *, jobs: int | None = None, detach: bool = False, dry_run:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cheng_build.cis.targets import TARGETS, resolve_target
+    from cheng_build.cis.targets import no_match_error, preview_lines, resolve_target
 
-    dag = resolve_target(args.target)
+    dag = resolve_target(args.target, workdir=args.workdir)
     if dag is None:
-        known = ", ".join(sorted(TARGETS)) or "none registered"
-        raise InputError(f"no DAG file or target named {args.target!r}",
-                         why=f"it is not an existing file; named targets: {known}",
-                         how="give the path of a cis.toml (see examples/cis/)")
+        raise no_match_error(args.target, args.workdir)
+    if not args.quiet and args.format != "json":
+        for line in preview_lines(dag):  # a sketch's preview: capabilities, skipped tasks
+            print(line, file=sys.stderr)
     return run_dag(dag, jobs=args.jobs, detach=args.detach, dry_run=args.dry_run,
                    quiet=args.quiet, fmt=args.format)
 

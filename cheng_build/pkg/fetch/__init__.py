@@ -164,6 +164,15 @@ def _complete(store: Any, root: bytes) -> bool:
     return True
 
 
+def _audit(config: Any, ok: bool, **fields: Any) -> None:
+    """At L2, one line per fetch in the audit log (seed A1.18); no-op at L0/L1."""
+    if config is None or not hasattr(config, "audit_log"):
+        return
+    from cheng_build.trust.audit import record
+
+    record(config, "fetch", ok=ok, **fields)
+
+
 def fetch_lock(
     lock: Any,
     *,
@@ -196,6 +205,21 @@ def fetch_lock(
             and the block taken from another peer instead).
         TransportError: no source could be reached.
     """
+    try:
+        result = _fetch_lock(lock, cache_root=cache_root, config=config, peers=peers, mode=mode,
+                             lock_dir=lock_dir, progress=progress)
+    except Exception as exc:
+        _audit(config, False, error=getattr(exc, "what", str(exc)), cache=str(cache_root))
+        raise
+    for pid, root in result.roots.items():
+        _audit(config, True, package_id=pid, source=result.sources[pid].value, root=str(root),
+               dropped=[f"{a}: {w}" for a, w in result.dropped])
+    return result
+
+
+def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str] | None,
+                mode: FetchMode | str | None, lock_dir: Path | None,
+                progress: Progress | None) -> FetchResult:
     from cheng_build.cas.cid import parse_cid
 
     mode = FetchMode.parse(mode if mode is not None else getattr(config, "mode", None) or "auto")

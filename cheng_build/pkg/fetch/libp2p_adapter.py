@@ -22,6 +22,7 @@ import it. Each workaround below names the upstream defect it avoids (numbered a
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,13 @@ from libp2p.stream_muxer.yamux import yamux as _yamux
 
 from cheng_build.core.atomic import atomic_write_bytes
 from cheng_build.core.errors import InputError, TransportError
+
+# py-libp2p configures its "libp2p" logger at import with no handler and propagation off, so
+# Python's last-resort handler prints every failed dial attempt (four per unreachable peer) to
+# stderr. What a user needs reaches them as our own errors and warnings; LIBP2P_DEBUG still
+# turns its logging on (it then installs real handlers).
+if not os.environ.get("LIBP2P_DEBUG"):
+    logging.getLogger("libp2p").addHandler(logging.NullHandler())
 
 YAMUX_PROTOCOL = TProtocol("/yamux/1.0.0")
 # Defect 5: go-yamux and JS yamux both start at 256 KiB windows that grow on demand; we stop at
@@ -164,6 +172,38 @@ async def open_stream(host: IHost, peer_id: ID, protocols: Sequence[str]) -> INe
     return cap_window(await host.new_stream(peer_id, [TProtocol(p) for p in protocols]))
 
 
+def on_disconnect(host: IHost, callback: Any) -> None:
+    """Call ``callback(peer_id)`` when the last connection to a peer closes.
+
+    Found here: when a peer's connection drops, py-libp2p does not end reads pending on that
+    peer's yamux streams, so a stream handler would wait forever; the node cancels them instead.
+    """
+    from libp2p.abc import INotifee
+
+    class _Notifee(INotifee):
+        async def opened_stream(self, network: Any, stream: Any) -> None:
+            return None
+
+        async def closed_stream(self, network: Any, stream: Any) -> None:
+            return None
+
+        async def connected(self, network: Any, conn: Any) -> None:
+            return None
+
+        async def disconnected(self, network: Any, conn: Any) -> None:
+            peer = conn.muxed_conn.peer_id
+            if not network.connections.get(peer):
+                callback(peer)
+
+        async def listen(self, network: Any, multiaddr: Any) -> None:
+            return None
+
+        async def listen_close(self, network: Any, multiaddr: Any) -> None:
+            return None
+
+    host.get_network().register_notifee(_Notifee())
+
+
 def listen_addrs(host: IHost) -> list[str]:
     """Full listen addresses, each ending in ``/p2p/<peer id>``."""
     pid = host.get_id().to_string()
@@ -228,7 +268,8 @@ class FrameReader:
 
 __all__ = [
     "MAX_RECV_WINDOW", "STREAM_ERRORS", "CappedYamuxStream", "FrameReader", "cap_window", "dial",
-    "listen_addrs", "load_identity", "make_host", "open_stream", "parse_peer_addr", "unwrap_group",
+    "listen_addrs", "load_identity", "make_host", "on_disconnect", "open_stream", "parse_peer_addr",
+    "unwrap_group",
 ]
 
 

@@ -94,12 +94,15 @@ class BitswapNode:
         self.serving = serve
         self.max_peers = max_peers
         self._links: dict[Any, _PeerLink] = {}
+        self._readers: dict[Any, set[trio.CancelScope]] = {}
         self._sessions: list[FetchSession] = []
         self._nursery: trio.Nursery | None = None
         self.blocks_served = 0
+        self.streams_opened = 0  # outbound bitswap streams, all peers, since start
         self.bytes_served = 0
         for proto in bs.PROTOCOLS:
             host.set_stream_handler(proto, self._on_inbound)
+        lp.on_disconnect(host, self._on_disconnect)
 
     @classmethod
     @asynccontextmanager
@@ -116,30 +119,49 @@ class BitswapNode:
 
     async def _on_inbound(self, stream: Any) -> None:
         peer = stream.muxed_conn.peer_id
-        if self.max_peers is not None and peer not in self._links and len(self._links) >= self.max_peers:
+        if self.max_peers is not None and peer not in self._links \
+                and len(self._links) >= self.max_peers:
             await stream.reset()
             return
         reader = lp.FrameReader(lp.cap_window(stream), bs.MAX_MESSAGE_SIZE)
+        scope = trio.CancelScope()
+        self._readers.setdefault(peer, set()).add(scope)
         try:
-            while True:
-                try:
-                    body = await reader.next()
-                except ValueError as exc:
-                    log.info("bad framing from %s: %s", peer, exc)
-                    break
-                if body is None:
-                    break
-                try:
-                    msg = bs.decode(body)
-                except bs.WireError as exc:
-                    log.info("bad bitswap message from %s: %s", peer, exc)
-                    break
-                self._on_message(peer, msg)
+            with scope:
+                while True:
+                    try:
+                        body = await reader.next()
+                    except ValueError as exc:
+                        log.info("bad framing from %s: %s", peer, exc)
+                        break
+                    if body is None:
+                        break
+                    try:
+                        msg = bs.decode(body)
+                    except bs.WireError as exc:
+                        log.info("bad bitswap message from %s: %s", peer, exc)
+                        break
+                    self._on_message(peer, msg)
         finally:
-            try:
-                await stream.close()
-            except lp.STREAM_ERRORS:
-                pass
+            # A stream ending says nothing about the peer: JS bitswap sends every message on a
+            # stream of its own and closes it. Only a disconnect retires the peer.
+            self._readers[peer].discard(scope)
+            if not self._readers[peer]:
+                del self._readers[peer]
+            with trio.move_on_after(1.0):  # a dead connection must not hold this task
+                try:
+                    await stream.close()
+                except lp.STREAM_ERRORS:
+                    pass
+
+    def _on_disconnect(self, peer: Any) -> None:
+        """The peer's last connection closed: stop reading from and serving it."""
+        for scope in list(self._readers.get(peer, ())):
+            scope.cancel()
+        link = self._links.get(peer)
+        if link is not None:
+            link.alive = False
+            link.wake.set()
 
     def _on_message(self, peer: Any, msg: bs.Message) -> None:
         if msg.wants and self.serving:
@@ -214,10 +236,13 @@ class BitswapNode:
             while True:
                 await link.wake.wait()
                 link.wake = trio.Event()
+                if not link.alive:
+                    break
                 while link.wants or link.presences or link.serve:
                     if stream is None:
                         stream = await lp.open_stream(self.host, link.peer, bs.PROTOCOLS)
                         link.streams_opened += 1
+                        self.streams_opened += 1
                     if link.wants or link.presences:
                         msg = bs.Message(wants=tuple(link.wants), presences=tuple(link.presences))
                         link.wants.clear()
@@ -281,7 +306,17 @@ class BitswapNode:
         """
         session = FetchSession(self, roots, window=window, stall_s=stall_s, on_block=on_block,
                                on_total=on_total)
-        return await session.run(peers)
+        try:
+            return await session.run(peers)
+        finally:
+            # Hang up on the peers we dialled for this session (unless another session uses
+            # them): py-libp2p does not close connections when its host stops, and a provider
+            # only learns we are gone when the connection closes.
+            with trio.move_on_after(2.0) as scope:
+                scope.shield = True
+                for pid in session.names:
+                    if not any(pid in s.names for s in self._sessions):
+                        await self.disconnect(pid)
 
 
 class FetchSession:

@@ -1,0 +1,398 @@
+"""Sketches: one line of intent (Chinese or English) -> a DAG from what this machine and project have.
+
+``cis run "测试体素算法，cuda和metal对比"`` / ``cis run "bench voxel cuda vs cpu"``:
+
+1. **intent**: verbs (test/测试, bench/基准/性能, compare/对比/vs, build/编译), backends (cuda,
+   metal, cpu; gpu = every GPU backend the project has) and names (words that match a target,
+   bench or test the manifests declare; a few Chinese words map to English names: 体素 -> voxel);
+2. **project**: the manifests in the directory (:mod:`cheng_build.cis.manifests`) give the
+   commands per backend, never invented here;
+3. **capabilities** (:mod:`cheng_build.cis.capabilities`): each task declares the one it needs
+   (build cuda -> ``cuda-toolkit``, test/bench cuda -> ``cuda``, anything metal -> ``metal``); a
+   task whose capability is absent, and everything after it on its backend, is marked to be
+   Skipped with the reason (:func:`prepare_run` writes that into the run before the engine starts);
+4. **DAG**, in levels: build (per backend) -> test (per backend, ignorable: a failing test is
+   debt) -> bench (per backend, one at a time so timings do not disturb each other) -> compare
+   (writes the report: table + PNG, :mod:`cheng_build.cis.report`).
+
+Compare implies bench; a comparison always includes ``cpu`` as its baseline when the project has it.
+No verb means build + test. A sketch with no intent word at all matches nothing (``None``), and
+:func:`no_match_error` says what was looked for and offers the closest commands.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import secrets
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cheng_build.cis import manifests, selfrun
+from cheng_build.cis.capabilities import Capabilities
+from cheng_build.cis.manifests import Command, Project, Verb
+from cheng_build.cis.model import (
+    Dag,
+    DagPolicy,
+    Exec,
+    Isolation,
+    SandboxConfig,
+    Task,
+    TaskLevel,
+    TaskState,
+)
+from cheng_build.core.errors import InputError
+
+VERB_WORDS: dict[str, tuple[str, ...]] = {
+    "test": ("test", "tests", "testing", "check", "测试", "检验", "验证", "单测"),
+    "bench": ("bench", "benchmark", "benchmarks", "perf", "performance", "speed", "基准", "性能",
+              "跑分", "测速"),
+    "compare": ("compare", "comparison", "vs", "versus", "against", "对比", "比较", "比一比"),
+    "build": ("build", "compile", "make", "编译", "构建"),
+}
+BACKEND_WORDS: dict[str, tuple[str, ...]] = {
+    "cuda": ("cuda", "nvidia", "英伟达"), "metal": ("metal", "apple", "苹果"), "cpu": ("cpu", "处理器"),
+    "gpu": ("gpu", "显卡"),
+}
+# Chinese words a sketch may use for a target name (matched against the manifests' names).
+GLOSSARY = {"体素": "voxel", "光线": "ray", "网格": "mesh", "矩阵": "matrix", "排序": "sort",
+            "渲染": "render", "物理": "physics", "粒子": "particle", "哈希": "hash"}
+_STOP = {"and", "the", "on", "with", "for", "of", "a", "an", "to", "in", "run", "all", "it"}
+_ASCII = re.compile(r"[a-z0-9][a-z0-9_.+-]*")
+NEEDS_BUILD = {"cpu": "cpu", "cuda": "cuda-toolkit", "metal": "metal"}
+NEEDS_RUN = {"cpu": "cpu", "cuda": "cuda", "metal": "metal"}
+TIMEOUTS = {Verb.BUILD: 1800, Verb.TEST: 600, Verb.BENCH: 600}
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """What a sketch asks for."""
+
+    verbs: frozenset[str]  # build | test | bench | compare
+    backends: tuple[str, ...]  # as named, "gpu" expanded later against the project
+    names: tuple[str, ...]  # words left after the intent words (candidate target names)
+
+    @property
+    def empty(self) -> bool:
+        return not self.verbs and not self.backends
+
+
+def parse_intent(text: str) -> Intent:
+    """The verbs, backends and names in ``text`` (case-insensitive, Chinese or English)."""
+    low = text.lower()
+    words = _ASCII.findall(low)
+    verbs = {v for v, ws in VERB_WORDS.items()
+             if any((w in words) if w.isascii() else (w in low) for w in ws)}
+    found: list[tuple[int, str]] = []
+    for b, ws in BACKEND_WORDS.items():
+        pos = [m.start() for w in ws for m in re.finditer(re.escape(w), low)
+               if w.isascii() is False or w in words]
+        if pos:
+            found.append((min(pos), b))
+    backends = tuple(b for _, b in sorted(found))
+    intent_ascii = {w for ws in (*VERB_WORDS.values(), *BACKEND_WORDS.values()) for w in ws}
+    names = [w for w in words if w not in intent_ascii and w not in _STOP]
+    names += [en for zh, en in GLOSSARY.items() if zh in text]
+    return Intent(frozenset(verbs), backends, tuple(dict.fromkeys(names)))
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A task to be, with the capability it needs."""
+
+    name: str
+    command: Command
+    needs: str
+    deps: tuple[str, ...]
+    ignorable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SketchPlan:
+    """Everything the preview shows: the DAG plus why each part is there."""
+
+    dag: Dag
+    intent: Intent
+    projects: tuple[Project, ...]
+    backends: tuple[str, ...]
+    capabilities: Capabilities
+    needs: dict[int, str]  # task idx -> capability
+    skips: dict[int, str]  # task idx -> why it will be Skipped
+    notes: tuple[str, ...]
+    results_dir: str
+
+
+def _matches(name: str, wanted: Sequence[str]) -> bool:
+    low = name.lower()
+    return any(w in low or low in w for w in wanted)
+
+
+def plan_sketch(text: str, workdir: str | os.PathLike[str], *,
+                caps: Capabilities | None = None) -> SketchPlan | None:
+    """Turn ``text`` into a plan over the project in ``workdir``; None when it has no intent word.
+
+    Raises:
+        InputError: the sketch has intent but the directory has no usable manifest, or nothing
+            the project declares fits the intent (the message says what was looked for).
+    """
+    intent = parse_intent(text)
+    if intent.empty and not intent.names:
+        return None
+    root = Path(workdir).resolve()
+    projects, unreadable = manifests.read_projects(root)
+    # Only names: a sketch if a name matches the project, else nothing matched.
+    if intent.empty and not any(_matches(n, intent.names) for p in projects for n in p.names):
+        return None
+    if not projects:
+        raise InputError(
+            f"sketch {text!r}: no project manifest in {root}",
+            why=f"looked for {', '.join(manifests.READERS)}"
+                + "".join(f"\n{u.path.name}: unreadable: {u.reason}" for u in unreadable),
+            how="run it in a project directory, or give --workdir:<project>", exit_code=2)
+    if caps is None:
+        from cheng_build.cis.capabilities import detect
+
+        caps = detect()
+    verbs = set(intent.verbs)
+    if "compare" in verbs:
+        verbs.add("bench")
+    if not verbs & {"test", "bench"}:
+        verbs.add("test")  # no verb, or only "build": build and test it
+    verbs.add("build")
+    notes: list[str] = []
+    planned: list[Planned] = []
+    expected: list[tuple[str, str]] = []
+    skipped_reason: dict[str, str] = {}
+    all_backends: list[str] = []
+    multi = len(projects) > 1
+    for p in projects:
+        named = [b for b in intent.backends if b != "gpu"]
+        if "gpu" in intent.backends:
+            named += [b for b in p.backends if b in manifests.GPU_BACKENDS]
+        named = list(dict.fromkeys(named))
+        if not named:
+            backends = list(p.backends)
+        else:
+            backends = [b for b in named if b in p.backends]
+            for b in named:
+                if b not in p.backends:
+                    why = f"{p.manifest.name} declares no {b} backend"
+                    notes.append(f"{b}: {why}")
+                    skipped_reason[b] = why
+                    expected += [(b, c.label) for c in p.select(Verb.BENCH, "cpu")]
+            if "compare" in intent.verbs and "cpu" in p.backends and "cpu" not in backends:
+                backends.insert(0, "cpu")
+                notes.append("compare: cpu added as the baseline")
+        prefix = f"{p.kind}-" if multi else ""
+        bench_names = [c.label for c in p.commands if c.verb is Verb.BENCH]
+        wanted = [n for n in intent.names if any(_matches(b, [n]) for b in bench_names)]
+        last_build: dict[str, str] = {}
+        tests: list[str] = []
+        for b in backends:
+            prev: str | None = None
+            for c in p.select(Verb.BUILD, b):
+                name = f"{prefix}{c.label}-{b}" if c.label != "build" else f"{prefix}build-{b}"
+                planned.append(Planned(name, c, NEEDS_BUILD.get(b, "cpu"),
+                                       (prev,) if prev else (), False))
+                prev = name
+            if prev:
+                last_build[b] = prev
+        for b in backends:
+            if "test" in verbs:
+                for c in p.select(Verb.TEST, b):
+                    name = f"{prefix}test-{b}" if c.label in ("ctest", "test", "pytest") \
+                        else f"{prefix}test-{c.label}-{b}"
+                    deps = (last_build[b],) if b in last_build else ()
+                    planned.append(Planned(name, c, NEEDS_RUN.get(b, "cpu"), deps, True))
+                    tests.append(name)
+        if "bench" in verbs:
+            prev_bench: list[str] = []
+            for b in backends:
+                for c in p.select(Verb.BENCH, b):
+                    if wanted and c.label not in wanted and not _matches(c.label, wanted):
+                        continue
+                    name = f"{prefix}bench-{c.label}-{b}"
+                    bdeps = tuple(dict.fromkeys([*last_build.values(), *tests, *prev_bench[-1:]]))
+                    planned.append(Planned(name, c, NEEDS_RUN.get(b, "cpu"), bdeps, True))
+                    prev_bench.append(name)
+                    expected.append((b, c.label))
+            if not prev_bench:
+                notes.append(f"bench: {p.manifest.name} declares no benchmark"
+                             + (f" matching {', '.join(intent.names)}" if intent.names else ""))
+        all_backends += [b for b in backends if b not in all_backends]
+    if not planned:
+        raise InputError(
+            f"sketch {text!r}: {', '.join(p.manifest.name for p in projects)} declares nothing to "
+            f"{'/'.join(sorted(verbs))}",
+            why="\n".join(notes) or "no build, test or bench command found",
+            how="add a test or benchmark target to the manifest", exit_code=2)
+    results = f"cis-results/{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    return _assemble(text, intent, projects, all_backends, caps, planned, expected,
+                     skipped_reason, notes, results, root)
+
+
+def _assemble(text: str, intent: Intent, projects: Sequence[Project], backends: list[str],
+              caps: Capabilities, planned: list[Planned], expected: list[tuple[str, str]],
+              skipped_reason: dict[str, str], notes: list[str], results: str, root: Path) -> SketchPlan:
+    index = {pl.name: i for i, pl in enumerate(planned)}
+    skips: dict[int, str] = {}
+    for i, pl in enumerate(planned):
+        if not caps.has(pl.needs):
+            skips[i] = f"needs {pl.needs}: {caps.why_not(pl.needs)}"
+            skipped_reason.setdefault(pl.command.backend, skips[i])
+        else:
+            blocked = [d for d in pl.deps if index[d] in skips and
+                       planned[index[d]].command.backend == pl.command.backend]
+            if blocked:
+                skips[i] = f"{blocked[0]} is skipped ({skips[index[blocked[0]]]})"
+    base_env = (("LC_ALL", "C.UTF-8"), ("PATH", "${PATH}"))
+    tasks: list[Task] = []
+    for i, pl in enumerate(planned):
+        c = pl.command
+        env = tuple(sorted(dict((*base_env, *c.env)).items()))
+        argv = c.argv
+        if c.verb is Verb.BENCH:
+            argv = (sys.executable, "-m", "cheng_build.cli.sketch_steps", "bench",
+                    f"--backend:{c.backend}", f"--bench:{c.label}", f"--results:{results}", "--",
+                    *c.argv)
+            env = tuple(sorted({**dict(env), **selfrun.pythonpath_env()}.items()))
+        binds = tuple(d for d in c.binds if selfrun.hidden_by_sandbox(d))
+        if c.verb is Verb.BENCH:
+            binds += selfrun.bind_dirs()
+        sb = SandboxConfig(writable=binds)
+        if pl.needs == "cuda":
+            # bubblewrap gives tasks a minimal /dev without /dev/nvidia*: a task that must reach
+            # the GPU runs with the cleared env and rlimits only (the preview says so).
+            sb = SandboxConfig(isolation=Isolation.NONE)
+        tasks.append(Task(idx=i, name=pl.name, deps=tuple(index[d] for d in pl.deps),
+                          exec=Exec(cmd=argv, env=env, timeout=TIMEOUTS[c.verb], cwd=".", sandbox=sb),
+                          level=TaskLevel.mechanical(0), ignorable=pl.ignorable))
+    if expected:
+        reasons = [f"--skipped:{b}={why}" for b, why in skipped_reason.items()]
+        # After every bench and test: the report comes last, whatever was skipped.
+        last = [t.idx for t, pl in zip(tasks, planned, strict=True) if pl.command.verb is not Verb.BUILD]
+        tasks.append(Task(
+            idx=len(tasks), name="compare", deps=tuple(last) or tuple(t.idx for t in tasks),
+            exec=Exec(cmd=(sys.executable, "-m", "cheng_build.cli.sketch_steps", "compare",
+                           f"--results:{results}", f"--title:{text}",
+                           *(f"--expect:{b}/{n}" for b, n in expected), *reasons),
+                      env=tuple(sorted({"LC_ALL": "C.UTF-8", **selfrun.pythonpath_env()}.items())),
+                      timeout=120, cwd=".", sandbox=SandboxConfig(writable=selfrun.bind_dirs())),
+            outputs=(f"{results}/report.md", f"{results}/report.png"), level=TaskLevel.mechanical(0)))
+    name = "sketch: " + " ".join(text.split())[:60]
+    dag = Dag(name=name, tasks=tuple(tasks), policy=DagPolicy.ALLOW_DEBT, base_dir=str(root))
+    needs = {i: pl.needs for i, pl in enumerate(planned)}
+    if expected:
+        needs[len(planned)] = "cpu"
+    return SketchPlan(dag, intent, tuple(projects), tuple(backends), caps, needs, skips,
+                      tuple(notes), results)
+
+
+def preview(plan: SketchPlan, text: str) -> list[str]:
+    """The dry-run preview: what was read, the intent, capabilities, and the tasks in levels."""
+    i = plan.intent
+    out = [f"sketch: {text}"]
+    for p in plan.projects:
+        out.append(f"  read: {p.manifest} ({p.kind} project {p.name}; backends "
+                   f"{', '.join(p.backends)})")
+    out.append(f"  intent: {', '.join(sorted(i.verbs)) or '(build + test)'}; backends "
+               f"{', '.join(i.backends) or '(all the project has)'}"
+               + (f"; names {', '.join(i.names)}" if i.names else ""))
+    out += [f"  note: {n}" for n in plan.notes]
+    out.append("  capabilities:")
+    out += [f"    {line}" for line in plan.capabilities.lines()]
+    levels = _levels(plan.dag)
+    out.append(f"  plan: {len(plan.dag.tasks)} tasks in {max(levels, default=-1) + 1} levels, "
+               f"{len(plan.skips)} to be skipped; results in {plan.results_dir}/")
+    for t in plan.dag.tasks:
+        deps = ",".join(map(str, t.deps)) or "-"
+        skip = f"  SKIP: {plan.skips[t.idx]}" if t.idx in plan.skips else ""
+        if not skip and t.exec.sandbox.isolation is Isolation.NONE:
+            skip = "  (unsandboxed: needs /dev/nvidia*)"
+        shown = t.exec.cmd[t.exec.cmd.index("--") + 1:] if "--" in t.exec.cmd else t.exec.cmd
+        out.append(f"    {t.idx:>2} L{levels[t.idx]} {t.name:<24} deps {deps:<8} "
+                   f"{t.level.kind.value:<10} needs {plan.needs.get(t.idx, 'cpu'):<12} "
+                   f"{shlex.join(shown)[:100]}{skip}")
+    return out
+
+
+def _levels(dag: Dag) -> list[int]:
+    lv: list[int] = []
+    for t in dag.tasks:
+        lv.append(1 + max((lv[d] for d in t.deps), default=-1))
+    return lv
+
+
+# --- hooks used by targets.py / cis run ------------------------------------------------------
+
+_SKIPS: dict[int, tuple[Dag, dict[int, str]]] = {}
+
+
+def sketch_dag(text: str, workdir: str | os.PathLike[str]) -> Dag | None:
+    """The hook behind ``cis run "<sketch>"``: plan, remember the preview and the skips."""
+    plan = plan_sketch(text, workdir)
+    if plan is None:
+        return None
+    from cheng_build.cis.targets import set_preview
+
+    _SKIPS[id(plan.dag)] = (plan.dag, dict(plan.skips))
+    return set_preview(plan.dag, preview(plan, text))
+
+
+def skips_for(dag: Dag) -> dict[int, str]:
+    entry = _SKIPS.get(id(dag))
+    return dict(entry[1]) if entry is not None and entry[0] is dag else {}
+
+
+def prepare_run(store: object, run_id: str, dag: Dag) -> None:
+    """Before the engine starts: mark the tasks whose capability is absent Skipped, with why.
+
+    Safe because no engine drives the run yet (the engine loads task states when it starts and
+    treats Skipped as settled), so the store's single-writer rule holds.
+    """
+    from cheng_build.cis.store import Store
+
+    assert isinstance(store, Store)
+    for idx, why in sorted(skips_for(dag).items()):
+        store.set_task(run_id, idx, "skipped", {"why": why}, state=TaskState.SKIPPED,
+                       note=f"skipped: {why}", finished=time.time())
+
+
+def no_match_error(arg: str, workdir: str | os.PathLike[str], targets: Sequence[str]) -> InputError:
+    """What ``cis run <arg>`` looked for, and the closest commands."""
+    projects, _ = manifests.read_projects(Path(workdir))
+    vocab = {w for ws in (*VERB_WORDS.values(), *BACKEND_WORDS.values()) for w in ws if w.isascii()}
+    words = _ASCII.findall(arg.lower()) or [arg.lower()]
+    close_targets = sorted({m for w in words for m in difflib.get_close_matches(w, targets, 2, 0.6)})
+    close_words = sorted({m for w in words for m in difflib.get_close_matches(w, vocab, 2, 0.7)})
+    names = sorted({n for p in projects for n in p.names})
+    tries = [f"cis run {t}" for t in close_targets]
+    if projects:
+        p0 = projects[0]
+        bench = next((c.label for c in p0.commands if c.verb is Verb.BENCH), p0.name)
+        gpu = [b for p in projects for b in p.backends if b != "cpu"]
+        tries.append(f'cis run "bench {bench} {gpu[0] if gpu else "cpu"} vs cpu"')
+        tries.append(f'cis run "test {p0.name}"')
+    else:
+        tries.append("cis run closedloop")
+        tries.append('cis run "bench <name> cuda vs cpu"   (in a project directory)')
+    found = ", ".join(p.manifest.name for p in projects) or "none"
+    why = [f"it is not a file (or a directory with cis.toml) and not a named target "
+           f"({', '.join(targets)})",
+           "as a sketch it has no intent word: test/测试, bench/基准, compare/对比/vs, "
+           "build/编译, cuda, metal, cpu, gpu",
+           f"manifests in {Path(workdir).resolve()}: {found}"
+           + (f" (names: {', '.join(names[:8])})" if names else "")]
+    if close_words:
+        why.append(f"did you mean: {', '.join(close_words)}")
+    return InputError(f"nothing matches {arg!r}", why="\n".join(why),
+                      how="try: " + "\n".join(tries), exit_code=2)
+
+
+__all__ = ["Intent", "SketchPlan", "no_match_error", "parse_intent", "plan_sketch", "prepare_run",
+           "preview", "sketch_dag", "skips_for"]

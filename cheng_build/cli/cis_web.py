@@ -1,0 +1,35 @@
+"""``cis web [--port:<n>]``: serve the 6767 layer (runs, debt board, decisions) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cheng_build.cli.args import Parser
+from cheng_build.core.errors import UsageError
+
+
+def register(name: str, parser: Parser) -> None:
+    """Add ``cis web``'s flags."""
+    parser.add_argument("--port", type=int, default=6767,
+                        help="port on 127.0.0.1 (default 6767; 0 = any free port)")
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C; exit 0. A port in use is a usage error (exit 2)."""
+    from cheng_build.cis.web import serve
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0..65535, got {args.port}")
+
+    def ready(url: str) -> None:
+        print(f"cis web: serving {url} (Ctrl-C stops)", flush=True)
+
+    try:
+        serve(args.port, on_ready=ready)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on 127.0.0.1:{args.port}", why=exc.strerror or str(exc),
+                         how="pick another port with --port:<n>") from None
+    except KeyboardInterrupt:
+        print("cis web: stopped", file=sys.stderr)
+    return 0
