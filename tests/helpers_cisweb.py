@@ -15,7 +15,7 @@ from typing import Any
 from cheng_build.cis import control
 from cheng_build.cis.model import TaskLevel
 from cheng_build.cis.web import WebServer
-from tests.helpers_cis import make_dag, sh, task
+from helpers_cis import make_dag, sh, task
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers_cis import make_dag, sh, task
-from tests.helpers_cisweb import CHROMIUM, CHROMIUM_ARGS, confirm_dag, start_run, web_server
+from helpers_cis import make_dag, sh, task
+from helpers_cisweb import CHROMIUM, CHROMIUM_ARGS, confirm_dag, start_run, web_server
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cheng_build.cis import closedloop, targets
-from tests.helpers_chengc import calls, install_fake
+from helpers_chengc import calls, install_fake
 
 pytestmark = pytest.mark.network
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from cheng_build.cis import coffee, control
 from cheng_build.cis.model import TaskLevel
 from cheng_build.core.errors import UsageError
-from tests.helpers_cis import make_dag, run_dag, sh, task
+from helpers_cis import make_dag, run_dag, sh, task
 
 pytestmark = pytest.mark.network
 REPO = Path(__file__).resolve().parents[1]

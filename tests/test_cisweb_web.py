@@ -15,8 +15,8 @@ import pytest
 
 from cheng_build.cis import control, web
 from cheng_build.cis.model import TaskLevel
-from tests.helpers_cis import make_dag, sh, task, wait_for
-from tests.helpers_cisweb import confirm_dag, get, post, start_run, web_server
+from helpers_cis import make_dag, sh, task, wait_for
+from helpers_cisweb import confirm_dag, get, post, start_run, web_server
 
 pytestmark = pytest.mark.network
 

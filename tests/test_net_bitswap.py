@@ -91,7 +91,7 @@ def test_oversized_message_is_refused() -> None:
 
 def test_dag_size_from_the_root_matches_the_sum_of_its_blocks() -> None:
     from cheng_build.pkg.fetch.blocks import dag_size, walk
-    from tests.helpers_net import DictStore, pattern, unixfs_bytes
+    from helpers_net import DictStore, pattern, unixfs_bytes
 
     store = DictStore()
     root = unixfs_bytes(store, pattern(2_000_000, seed=13))

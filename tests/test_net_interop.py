@@ -25,7 +25,7 @@ def helia() -> Path:
 
 
 def test_helia_fetches_a_snapshot_we_serve_with_identical_bytes_and_cid(helia: Path, tmp_path: Path) -> None:
-    from tests.test_net_fetch import _make_package
+    from test_net_fetch import _make_package
 
     cache, cid = _make_package(tmp_path, size=6_000_000)
     prov = Provider(cache)

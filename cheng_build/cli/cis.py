@@ -1,4 +1,4 @@
-"""``cis``: run build and test pipelines as DAGs, offline first, with failure as debt."""
+"""cis: run build and test pipelines as DAGs, offline first, with failure as debt."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ COMMANDS: dict[str, Subcommand] = {
     "doctor": Subcommand(_CMDS, "find what this machine lacks and how to fix it"),
     "verify-sandbox": Subcommand(_CMDS, "prove each sandbox property by trying to break it"),
     "web": Subcommand("cheng_build.cli.cis_web", "serve the web view on 127.0.0.1:6767"),
+    "coffee": Subcommand("cheng_build.cli.cis_coffee", "coffee mode: queue events offline, sync when back"),
 }
 
 

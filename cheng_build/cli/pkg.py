@@ -1,4 +1,4 @@
-"""``cheng-pkg``: packages, snapshots, locks, fetching. Each subcommand lives in its own module."""
+"""cheng-pkg: packages, snapshots, locks, fetching. Each subcommand lives in its own module."""
 
 from __future__ import annotations
 

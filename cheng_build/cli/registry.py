@@ -1,4 +1,4 @@
-"""``cheng-registry``: keys, the signed append-only registry log, checkpoints and proofs."""
+"""cheng-registry: keys, the signed append-only registry log, checkpoints and proofs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ _REG = "cheng_build.cli.registry_cmds"
 
 COMMANDS: dict[str, Subcommand] = {
     "keygen": Subcommand(_REG, "write a new Ed25519 key pair"),
+    "register-key": Subcommand(_REG, "claim a namespace before its first publish"),
     "publish": Subcommand(_REG, "publish a package snapshot (signed, hash-chained)"),
     "resolve": Subcommand(_REG, "print a channel's head"),
     "verify": Subcommand(_REG, "verify the whole log: chain, signatures, ownership, epochs"),
