@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from helpers_cis import make_dag, sh, task
+
 from cheng_build.cis import control
 from cheng_build.cis.model import TaskLevel
 from cheng_build.cis.web import WebServer
-from helpers_cis import make_dag, sh, task
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

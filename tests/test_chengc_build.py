@@ -8,7 +8,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from helpers_chengc import Runner, app_project, run_cli, write_tree
 
 

@@ -7,7 +7,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from helpers_chengc import Runner, app_project
 
 

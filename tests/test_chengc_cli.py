@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers_chengc import Runner, app_project
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cheng_build.cli.chengc import compiler_tokens, main
-from helpers_chengc import Runner, app_project
 
 unknown_flag = st.from_regex(r"--z[a-z]{1,6}(:[a-z0-9/]{0,6})?", fullmatch=True)
 ours = st.sampled_from(["--explain", "--no-cache", "--lock:x.toml", "--registry=r.jsonl", "--skip-pkg",

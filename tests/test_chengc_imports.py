@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers_chengc import write_tree
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,7 +21,6 @@ from cheng_build.build.imports import (
     walk,
 )
 from cheng_build.build.inputs import StatCache
-from helpers_chengc import write_tree
 
 seg = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True).filter(lambda s: s != "as")
 mod = st.lists(seg, min_size=1, max_size=4).map(lambda s: "cheng/" + "/".join(s))

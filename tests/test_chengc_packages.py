@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers_chengc import Runner, write_tree
 
 N = 3

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from helpers_cis import make_dag, sh, task
 from helpers_cisweb import CHROMIUM, CHROMIUM_ARGS, confirm_dag, start_run, web_server
 

@@ -13,9 +13,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from helpers_chengc import calls, install_fake
 
 from cheng_build.cis import closedloop, targets
-from helpers_chengc import calls, install_fake
 
 pytestmark = pytest.mark.network
 REPO = Path(__file__).resolve().parent.parent

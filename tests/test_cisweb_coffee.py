@@ -12,13 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers_cis import make_dag, run_dag, sh, task
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cheng_build.cis import coffee, control
 from cheng_build.cis.model import TaskLevel
 from cheng_build.core.errors import UsageError
-from helpers_cis import make_dag, run_dag, sh, task
 
 pytestmark = pytest.mark.network
 REPO = Path(__file__).resolve().parents[1]

@@ -12,11 +12,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers_cis import make_dag, sh, task, wait_for
+from helpers_cisweb import confirm_dag, get, post, start_run, web_server
 
 from cheng_build.cis import control, web
 from cheng_build.cis.model import TaskLevel
-from helpers_cis import make_dag, sh, task, wait_for
-from helpers_cisweb import confirm_dag, get, post, start_run, web_server
 
 pytestmark = pytest.mark.network
 

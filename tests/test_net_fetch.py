@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from helpers_net import PYTHON, REPO, Provider, env_for_subprocess, pattern
 
 pytestmark = pytest.mark.network

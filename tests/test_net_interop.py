@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers_net import HeliaProvider, Provider, helia_dir, helia_fetch, pattern
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
