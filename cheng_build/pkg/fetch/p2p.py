@@ -64,6 +64,9 @@ class SessionStats:
     first_block_at: float | None = None
 
 
+# Wants we queue per peer; beyond this a peer is told DONT_HAVE (a bound on untrusted input:
+# one 4 MiB message can carry ~100,000 wants).
+MAX_QUEUED_WANTS = 16384
 # Blocks read from the store per worker-thread hop when serving.
 SERVE_READ_BATCH = 8
 # Received blocks are written to the store in batches of about this many bytes (one fsync round
@@ -203,8 +206,10 @@ class BitswapNode:
                 continue
             if e.want_type == bs.WantType.HAVE:
                 link.presences.append(bs.Presence(e.cid, bs.PresenceType.HAVE))
-            else:
+            elif len(link.serve) < MAX_QUEUED_WANTS:
                 link.serve[e.cid] = e
+            elif e.send_dont_have:
+                link.presences.append(bs.Presence(e.cid, bs.PresenceType.DONT_HAVE))
         link.wake.set()
 
     def _read_blocks(self, cids: list[bytes]) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
