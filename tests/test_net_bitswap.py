@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from helpers_net import raw_cid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cheng_build.pkg.fetch import bitswap as bs
 from cheng_build.pkg.fetch.blocks import block_cid, matches, prefix_of
-from tests.helpers_net import raw_cid
 
 pb2 = pytest.importorskip("libp2p.bitswap.pb.bitswap_pb2")
 
@@ -90,8 +90,9 @@ def test_oversized_message_is_refused() -> None:
 
 
 def test_dag_size_from_the_root_matches_the_sum_of_its_blocks() -> None:
+    from helpers_net import DictStore, pattern, unixfs_bytes
+
     from cheng_build.pkg.fetch.blocks import dag_size, walk
-    from tests.helpers_net import DictStore, pattern, unixfs_bytes
 
     store = DictStore()
     root = unixfs_bytes(store, pattern(2_000_000, seed=13))

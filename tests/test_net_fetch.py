@@ -9,37 +9,9 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from tests.helpers_net import PYTHON, REPO, Provider, env_for_subprocess, pattern
+from helpers_net import PKG, PYTHON, REPO, Provider, env_for_subprocess, make_package, write_lock
 
 pytestmark = pytest.mark.network
-PKG = "pkg://cheng/demo"
-
-
-def _make_package(tmp: Path, size: int = 1_500_000) -> tuple[Path, str]:
-    """A provider cache holding one package snapshot; returns (cache, root CID)."""
-    from cheng_build.cas.blockstore import Blockstore
-    from cheng_build.cas.cid import cid_str
-    from cheng_build.cas.importer import add_path
-
-    src = tmp / "src"
-    (src / "src").mkdir(parents=True)
-    (src / "cheng-package.toml").write_text(f'package_id = "{PKG}"\n')
-    (src / "src" / "demo.cheng").write_text("fn main() {}\n")
-    (src / "data.bin").write_bytes(pattern(size, seed=7))
-    cache = tmp / "provider"
-    cache.mkdir()
-    root = add_path(Blockstore(cache), src, snapshot=True)
-    return cache, cid_str(root)
-
-
-def _write_lock(tmp: Path, cid: str, extra: str = "") -> Path:
-    lock = tmp / "cheng.lock.toml"
-    lock.write_text(
-        'package_id = "pkg://cheng/app"\n\n[[dependencies]]\n'
-        f'package_id = "{PKG}"\nchannel = "edge"\nepoch = 1\ncid = "{cid}"\nformat = "dag"\n'
-        f'author_id = "node:test"\nsignature = "local:test"\n{extra}')
-    return lock
 
 
 def _fetch(lock: Path, cache: Path, *flags: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -57,8 +29,8 @@ def _same_tree(a: Path, b: Path) -> bool:
 
 @pytest.fixture()
 def package(tmp_path: Path):
-    cache, cid = _make_package(tmp_path)
-    return cache, cid, _write_lock(tmp_path, cid)
+    cache, cid = make_package(tmp_path)
+    return cache, cid, write_lock(tmp_path, cid)
 
 
 def test_fetch_over_p2p_prints_roots_last_and_materialises(package, tmp_path: Path) -> None:

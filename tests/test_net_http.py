@@ -6,6 +6,7 @@ import http.client
 import io
 
 import pytest
+from helpers_net import CorruptStore, DictStore, pattern, raw_cid, unixfs_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,6 @@ from cheng_build.pkg.fetch import carstream
 from cheng_build.pkg.fetch.blocks import cid_text, walk
 from cheng_build.pkg.fetch.http import fetch_dag, gateway_url
 from cheng_build.pkg.serve import Gateway
-from tests.helpers_net import CorruptStore, DictStore, pattern, raw_cid, unixfs_bytes
 
 pytestmark = pytest.mark.network
 

@@ -6,8 +6,9 @@ import pytest
 
 trio = pytest.importorskip("trio")
 
+from helpers_net import CorruptStore, DictStore, fill, random_blocks  # noqa: E402
+
 from cheng_build.core.errors import NotFoundError  # noqa: E402
-from tests.helpers_net import CorruptStore, DictStore, fill, random_blocks  # noqa: E402
 
 pytestmark = pytest.mark.network
 
@@ -121,8 +122,9 @@ def test_missing_everywhere_is_a_clear_not_found() -> None:
 
 
 def test_a_unixfs_dag_is_walked_and_a_partial_store_resumes(tmp_path) -> None:
+    from helpers_net import pattern, unixfs_bytes
+
     from cheng_build.cas.blockstore import Blockstore
-    from tests.helpers_net import pattern, unixfs_bytes
 
     src = DictStore()
     root = unixfs_bytes(src, pattern(3_000_000, seed=5))

@@ -6,12 +6,12 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
+from helpers_net import PYTHON, REPO, env_for_subprocess
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cheng_build.core.errors import UsageError
 from cheng_build.pkg.fetch import FetchMode, _plan, peer_allowed
-from tests.helpers_net import PYTHON, REPO, env_for_subprocess
 
 PEER = "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWQH3EaNsiWnqF9Ntub5Wa2g6PXXQzPvkWnCUyx2GuZsC1"
 BARE = PEER.split("/p2p/")[0]
