@@ -521,10 +521,14 @@ class FetchSession:
         return self.stats
 
     async def _save(self) -> None:
-        async with self.saving:
-            items, self.unsaved, self.unsaved_bytes = self.unsaved, [], 0
-            if items:
-                await trio.to_thread.run_sync(_put_many, self.node.store, items)
+        # Shielded: once blocks are taken off ``unsaved`` they must reach the store even if the
+        # session is being cancelled (to_thread.run_sync raises Cancelled before it starts a
+        # thread, which lost a whole batch of verified blocks when a fetch finished mid-save).
+        with trio.CancelScope(shield=True):
+            async with self.saving:
+                items, self.unsaved, self.unsaved_bytes = self.unsaved, [], 0
+                if items:
+                    await trio.to_thread.run_sync(_put_many, self.node.store, items)
 
     async def _saver(self) -> None:
         while True:
