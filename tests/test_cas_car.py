@@ -142,3 +142,15 @@ def test_section_limit(tmp_path: Path) -> None:
     p.write_bytes(varint.encode(len(header)) + header + varint.encode(1 << 30))
     with pytest.raises(CarError, match="exceeds"):
         import_car(MemoryStore(), p)  # type: ignore[arg-type]
+
+
+def test_carv2_section_past_declared_size(tmp_path: Path) -> None:
+    a = Blockstore(tmp_path / "a")
+    root = add_bytes(a, os.urandom(2500), chunker="size-1000")
+    export_car(a, root, tmp_path / "v1.car")
+    payload = (tmp_path / "v1.car").read_bytes()
+    offset = len(CARV2_PRAGMA) + 40
+    fixed = bytes(16) + struct.pack("<QQQ", offset, len(payload) - 100, 0)  # size cuts a block
+    (tmp_path / "v2.car").write_bytes(CARV2_PRAGMA + fixed + payload)
+    with pytest.raises(CarError, match="past the declared data size"):
+        import_car(MemoryStore(), tmp_path / "v2.car")  # type: ignore[arg-type]

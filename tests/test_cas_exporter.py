@@ -211,3 +211,32 @@ def test_escaping_symlinks(tmp_path: Path, target: str) -> None:
     with pytest.raises(UnixFSStructureError, match="points outside the snapshot"):
         materialize(store, root, tmp_path / "cache")  # but never into the package cache
     assert list((tmp_path / "cache" / "packages").iterdir()) == []
+
+
+def test_failed_export_leaves_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_tree(src)
+    store = Blockstore(tmp_path / "s")
+    root = add_path(store, src)
+    victim = [c for c in iter_dag(store, root) if c.codec.name == "raw"][-1]
+    store.path_for(victim).unlink()
+    with pytest.raises(NotFoundError):
+        export_to(store, root, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s", "src"]  # no out, no temp
+
+
+def test_expansion_bomb_is_capped(tmp_path: Path) -> None:
+    from cheng_build.cas.exporter import ExportLimits
+
+    store = Blockstore(tmp_path / "s")
+    leaf = add_bytes(store, b"x" * 1000)
+    d = unixfs.encode(unixfs.Data(unixfs.NodeType.DIRECTORY))
+    level = _put_node(store, dagpb.PBNode(tuple(dagpb.PBLink(leaf, f"f{i:03}", 1000) for i in range(100)), d))
+    for _ in range(3):  # 100 * 100 * 100 * 100 files from a handful of blocks
+        links = tuple(dagpb.PBLink(level, f"d{i:03}", 1) for i in range(100))
+        level = _put_node(store, dagpb.PBNode(links, d))
+    with pytest.raises(UnixFSStructureError, match="export limits"):
+        export_to(store, level, tmp_path / "bomb", limits=ExportLimits(max_bytes=200_000))
+    with pytest.raises(UnixFSStructureError, match="export limits"):
+        export_to(store, level, tmp_path / "bomb", limits=ExportLimits(max_entries=300))
+    assert not (tmp_path / "bomb").exists()

@@ -220,3 +220,24 @@ def test_every_leaf_path_agrees(tmp_path: Path, spec: str, hash: str) -> None:
     assert chunker._threaded(f, len(data), ch, hash, 3, seen.append) == expected
     assert sum(seen) == len(data)
     assert chunker.file_leaves(f, ch, hash, threads=2) == expected  # native when accelerated
+
+
+def test_file_changing_mid_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cheng_build.cas import importer
+    from cheng_build.cas.blockstore import Blockstore
+
+    f = tmp_path / "grows.bin"
+    f.write_bytes(os.urandom(2 << 20))
+    real = importer.file_leaves
+
+    def hash_then_someone_writes(*args: object, **kwargs: object) -> object:
+        leaves = real(*args, **kwargs)  # type: ignore[arg-type]
+        with open(f, "r+b") as fh:  # another process rewrites the file after we hashed it
+            fh.write(b"\xff" * 100)
+        return leaves
+
+    monkeypatch.setattr(importer, "file_leaves", hash_then_someone_writes)
+    store = Blockstore(tmp_path / "s")
+    with pytest.raises(InputError, match="changed while it was being imported"):
+        add_path(store, f)
+    assert list(store.iter_cids()) == []

@@ -78,7 +78,7 @@ def test_config_garbage(tmp_path: Path, env: dict[str, str], toml: str) -> None:
 @given(value=JSONISH, pad=st.sampled_from(["", " ", "\t", " x", "}", "]"]),
        text=st.text(max_size=30))
 def test_fast_json_equals_json_loads(value: object, pad: str, text: str) -> None:
-    from cheng_build.trust.registry_log import _fast_json
+    from cheng_build.trust.registry_entry import _fast_json
 
     for doc in (json.dumps(value) + pad, pad + json.dumps(value), text):
         try:

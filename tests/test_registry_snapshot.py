@@ -99,3 +99,24 @@ def test_semver_gate_refuses_breaking_minor(tmp_path: Path) -> None:
     w.publish("pkg://cheng/net", "node:alice", 3, src=src, version="2.1.0")  # adding is minor
     with pytest.raises(PublishError, match="does not follow"):
         w.publish("pkg://cheng/net", "node:alice", 4, src=src, version="2.0.5")
+
+
+@pytest.mark.parametrize("fmt", ["dag", "tar", "source"])
+def test_content_check_reads_every_block(tmp_path: Path, fmt: str) -> None:
+    from cheng_build.cas.cid import make_cid
+    from cheng_build.core.errors import DigestMismatchError
+    from cheng_build.pkg.snapshot import check_snapshot_content
+
+    w = World(tmp_path)
+    src = tree(tmp_path / "pkg")
+    snap = make_snapshot(w.store, src, SnapshotFormat(fmt))
+    assert check_snapshot_content(w.store, snap.cid, fmt) >= 1
+    # Corrupt the block holding src/main.cheng's bytes (for tar: the archive itself).
+    target = (src / "src" / "main.cheng").read_bytes()
+    cids = [make_cid(target)] if fmt != "tar" else []
+    path = w.store.path_for(cids[0]) if cids else next(
+        p for p in w.store.blocks_dir.rglob("baf*") if p.is_file())
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"tampered")
+    with pytest.raises(DigestMismatchError):
+        check_snapshot_content(w.store, snap.cid, fmt)

@@ -209,6 +209,8 @@ def _v1_stream(fh: IO[bytes], end: int | None) -> Iterator[tuple[CID, bytes]]:
         section = fh.read(n)
         if len(section) != n:
             raise CarError("truncated CAR: the last block is cut off")
+        if end is not None and fh.tell() > end:
+            raise CarError("malformed CARv2: a section runs past the declared data size")
         yield _split_cid(section)
 
 

@@ -12,9 +12,12 @@ entry's name), and dag-pb leaves (``Type: Raw``/``File`` with data) from non-raw
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import posixpath
+import secrets
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +33,10 @@ if TYPE_CHECKING:
     from cheng_build.cas.blockstore import Blockstore
 
 __all__ = [
+    "SNAPSHOT_LIMITS",
     "DirEntry",
     "EntryKind",
+    "ExportLimits",
     "UnixFSStructureError",
     "export_to",
     "iter_dag",
@@ -238,58 +243,125 @@ def symlink_escapes(rel_link: str, target: str) -> bool:
     return joined == ".." or joined.startswith("../")
 
 
+@dataclass(frozen=True, slots=True)
+class ExportLimits:
+    """Caps on what one export may write: a DAG can link one subtree many times, so a small
+    DAG can expand to a huge tree (a zip bomb); these stop that early. ``None`` = no cap."""
+
+    max_bytes: int | None = None
+    max_entries: int | None = None
+
+
+SNAPSHOT_LIMITS = ExportLimits(max_bytes=4 << 30, max_entries=500_000)
+
+
+class _Writer:
+    """Writes one DAG to disk, counting against the limits."""
+
+    def __init__(self, store: Blockstore, root: CID, file_mode: int, contained: bool,
+                 limits: ExportLimits) -> None:
+        self.store = store
+        self.root = root
+        self.file_mode = file_mode
+        self.contained = contained
+        self.limits = limits
+        self.files: list[Path] = []
+        self.dirs: list[Path] = []
+        self.bytes = 0
+        self.entries = 0
+
+    def _count(self, nbytes: int, entries: int) -> None:
+        self.bytes += nbytes
+        self.entries += entries
+        lim = self.limits
+        if (lim.max_bytes is not None and self.bytes > lim.max_bytes) or \
+                (lim.max_entries is not None and self.entries > lim.max_entries):
+            raise UnixFSStructureError(
+                f"{self.root} expands past the export limits",
+                why=f"more than {lim.max_bytes} bytes or {lim.max_entries} entries",
+                how="a snapshot that large is suspicious; inspect it with 'cheng-pkg ls'")
+
+    def write(self, cid: CID, path: Path, rel: str) -> None:
+        node, meta, raw = _load(self.store, cid)
+        kind = _kind(meta, cid)
+        self._count(0, 1)
+        if kind is EntryKind.SYMLINK:
+            assert meta is not None
+            target = os.fsdecode(meta.data or b"")
+            if self.contained and symlink_escapes(rel or ".", target):
+                raise UnixFSStructureError(f"symlink {rel or '.'} in {self.root} points outside the snapshot",
+                                           why=f"its target is {target!r}",
+                                           how="a package may only link to its own files")
+            os.symlink(target, path)
+        elif kind is EntryKind.FILE:
+            # O_EXCL | O_NOFOLLOW: never write through a symlink or over something that appeared.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                for piece in _file_chunks(self.store, cid, node, meta, raw):
+                    self._count(len(piece), 0)
+                    fh.write(piece)
+            os.chmod(path, self.file_mode)
+            self.files.append(path)
+        else:
+            os.mkdir(path, 0o755)
+            self.dirs.append(path)
+            for name, child in _directory(self.store, cid):
+                self.write(child, path / name, f"{rel}/{name}" if rel else name)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 def export_to(store: Blockstore, cid: CID, out: str | os.PathLike[str], *, file_mode: int = 0o644,
-              durable: bool = False, contained_symlinks: bool = False) -> Path:
-    """Write the file, symlink or tree ``cid`` at ``out`` (which must not exist yet).
+              durable: bool = False, contained_symlinks: bool = False,
+              limits: ExportLimits = ExportLimits()) -> Path:
+    """Write the file, symlink or tree ``cid`` at ``out`` (which must not exist yet), all or nothing.
+
+    The result is built under a temp name beside ``out`` and renamed into place when complete,
+    so a failure (a missing block, a hostile DAG) leaves nothing at ``out``.
 
     Args:
         store: where the blocks are.
         cid: the root.
         out: the path to create.
         file_mode: permission bits of every file (modes are not part of UnixFS snapshots).
-        durable: fsync every file and directory before returning.
+        durable: fsync every file and directory before the rename, and the rename itself.
         contained_symlinks: refuse symlinks that point outside the tree (a package snapshot
             must not lead a build to read ``~/.ssh/id_rsa`` through ``src/x.cheng``).
+        limits: caps on bytes and entries written.
 
     Raises:
-        InputError: ``out`` already exists.
+        InputError: ``out`` already exists (also when another process created it meanwhile).
         UnixFSStructureError / NotFoundError / DigestMismatchError: the DAG is bad or incomplete.
     """
     target = Path(out)
     if target.exists() or target.is_symlink():
         raise InputError(f"{target} already exists", how="choose a new --out: path or remove it first")
-    written: list[Path] = []
-    dirs: list[Path] = [target.parent if str(target.parent) else Path(".")]
-    _export(store, cid, target, "", file_mode, written, dirs, contained_symlinks)
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{target.name}.tmp-{secrets.token_hex(6)}"
+    writer = _Writer(store, cid, file_mode, contained_symlinks, limits)
+    try:
+        writer.write(cid, tmp, "")
+        if durable:
+            fsync_files(writer.files)
+            fsync_dirs(list(reversed(writer.dirs)))
+        if target.exists() or target.is_symlink():
+            raise InputError(f"{target} already exists")
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if target.exists():  # a directory someone else put there meanwhile
+                raise InputError(f"{target} already exists") from None
+            raise
+    except BaseException:
+        _remove(tmp)
+        raise
     if durable:
-        fsync_files(written)
-        fsync_dirs(list(reversed(dirs)))
+        fsync_dirs([parent])
     return target
-
-
-def _export(store: Blockstore, cid: CID, path: Path, rel: str, file_mode: int, written: list[Path],
-            dirs: list[Path], contained: bool) -> None:
-    node, meta, raw = _load(store, cid)
-    kind = _kind(meta, cid)
-    if kind is EntryKind.SYMLINK:
-        assert meta is not None
-        target = os.fsdecode(meta.data or b"")
-        if contained and symlink_escapes(rel or ".", target):
-            raise UnixFSStructureError(f"symlink {rel or '.'} in {cid} points outside the snapshot",
-                                       why=f"its target is {target!r}",
-                                       how="a package may only link to its own files")
-        os.symlink(target, path)
-    elif kind is EntryKind.FILE:
-        # O_EXCL | O_NOFOLLOW: never write through a symlink or over something that appeared.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            for piece in _file_chunks(store, cid, node, meta, raw):
-                fh.write(piece)
-        os.chmod(path, file_mode)
-        written.append(path)
-    else:
-        os.mkdir(path, 0o755)
-        dirs.append(path)
-        for name, child in _directory(store, cid):
-            _export(store, child, path / name, f"{rel}/{name}" if rel else name, file_mode, written,
-                    dirs, contained)

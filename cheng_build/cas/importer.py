@@ -44,7 +44,7 @@ from cheng_build.cas.cid import CID, cid_from_digest, hasher_for
 from cheng_build.cas.exporter import symlink_escapes
 from cheng_build.cas.ignore import IgnoreRules
 from cheng_build.cas.progress import ImportProgress, ProgressCallback
-from cheng_build.core.errors import InputError
+from cheng_build.core.errors import DigestMismatchError, InputError
 
 if TYPE_CHECKING:
     from cheng_build.cas.blockstore import Blockstore
@@ -150,7 +150,11 @@ class _Builder:
                     for (off, ln, _), leaf in zip(raw, leaves, strict=True):
                         # The sink verifies these bytes against the CID we hashed, so a file
                         # that changes while we read it fails loudly instead of storing a lie.
-                        self._emit(leaf.cid, os.pread(fd, ln, off))
+                        try:
+                            self._emit(leaf.cid, os.pread(fd, ln, off))
+                        except DigestMismatchError:
+                            raise InputError(f"{path} changed while it was being imported",
+                                             how="retry once nothing writes to it") from None
                         self._advance_bytes(ln)
             else:
                 self.blocks += len(leaves)

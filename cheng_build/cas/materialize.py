@@ -4,26 +4,25 @@ On-disk format::
 
     <cache_root>/packages/<cid>/            a finished checkout of the UnixFS DAG <cid>
                                             (files read-only, 0444: the cache is shared by builds)
-    <cache_root>/packages/.tmp-<cid>-<hex>/  a checkout in progress (or left by a crash)
+    <cache_root>/packages/.<cid>.tmp-<hex>/  a checkout in progress (or left by a crash)
 
-The tree is exported into the temp directory, every file and directory fsynced, and the temp
-directory renamed to its final name in one ``rename``. Because the name is the CID, a directory
-that exists is complete and correct; symlinks that would lead out of the package (absolute, or
-climbing above its root) are refused; two processes materialising the same CID both succeed, the
-second rename loses and its copy is removed.
+The tree is exported into the temp directory (:func:`~cheng_build.cas.exporter.export_to`), every
+file and directory fsynced, and the temp directory renamed to its final name in one ``rename``.
+Because the name is the CID, a directory that exists is complete and correct. Symlinks that would
+lead out of the package (absolute, or climbing above its root) are refused, and the export is
+capped (:data:`~cheng_build.cas.exporter.SNAPSHOT_LIMITS`) against DAGs that expand enormously.
+Two processes materialising the same CID both succeed: the second rename loses and its copy is
+removed.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cheng_build.cas.cid import CID, cid_str
-from cheng_build.cas.exporter import EntryKind, export_to, kind_of
-from cheng_build.core.atomic import fsync_dir
+from cheng_build.cas.exporter import SNAPSHOT_LIMITS, EntryKind, export_to, kind_of
 from cheng_build.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -35,11 +34,6 @@ __all__ = ["materialize", "package_dir"]
 def package_dir(cache_root: str | os.PathLike[str], cid: CID) -> Path:
     """Where ``cid`` is (or would be) materialised."""
     return Path(cache_root) / "packages" / cid_str(cid)
-
-
-def _rmtree(path: Path) -> None:
-    # Files are 0444 but directories stay 0755, so unlinking inside them needs no chmod.
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def materialize(store: Blockstore, cid: CID, cache_root: str | os.PathLike[str]) -> Path:
@@ -55,21 +49,11 @@ def materialize(store: Blockstore, cid: CID, cache_root: str | os.PathLike[str])
         return final
     if kind_of(store, cid) is not EntryKind.DIRECTORY:
         raise InputError(f"{cid} is not a directory", why="a package snapshot is a UnixFS directory")
-    parent = final.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp_root = parent / f".tmp-{cid_str(cid)}-{secrets.token_hex(6)}"
     try:
-        export_to(store, cid, tmp_root, file_mode=0o444, durable=True, contained_symlinks=True)
-        try:
-            os.rename(tmp_root, final)
-        except OSError:
-            if final.is_dir():  # another process finished first: theirs is identical
-                _rmtree(tmp_root)
-                return final
-            raise
-    except BaseException:
-        if tmp_root.exists():
-            _rmtree(tmp_root)
+        export_to(store, cid, final, file_mode=0o444, durable=True, contained_symlinks=True,
+                  limits=SNAPSHOT_LIMITS)
+    except InputError:
+        if final.is_dir():  # another process finished first: theirs is identical
+            return final
         raise
-    fsync_dir(parent)
     return final

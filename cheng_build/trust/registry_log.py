@@ -55,611 +55,50 @@ Appends
 from __future__ import annotations
 
 import binascii
-import hashlib
 import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from enum import Enum
+from dataclasses import dataclass, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.atomic import append_line_locked, file_lock
-from cheng_build.core.errors import (
-    IntegrityError,
-    NotFoundError,
-    PolicyError,
-    SignatureError,
-)
+from cheng_build.core.errors import NotFoundError, SignatureError
 from cheng_build.trust import canonical, merkle
 from cheng_build.trust.checkpoint import Checkpoint, CheckpointMemory
 from cheng_build.trust.config import Config, Level, Limits
-from cheng_build.trust.keys import ED25519_PREFIX, LOCAL_PREFIX, Verifier
+from cheng_build.trust.keys import Verifier
+from cheng_build.trust.log_state import GENESIS_PREV, Fingerprint, LogState, Owner
+from cheng_build.trust.registry_entry import (
+    CHANNELS,
+    FORMATS,
+    EntryType,
+    KeyOp,
+    RegistryEntry,
+    SigStatus,
+    parse_line,
+    signature_status,
+    verify_entry_signature,
+)
+from cheng_build.trust.registry_errors import (
+    AppendRefusedError,
+    ChainError,
+    CheckpointError,
+    ExpiredCheckpointError,
+    ForkError,
+    NamespaceError,
+    RegistryError,
+    RegistryFormatError,
+    RevokedKeyError,
+    RollbackError,
+    UnsignedError,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-CHANNELS = ("edge", "stable", "lts")
-FORMATS = ("dag", "tar", "source")
-GENESIS_PREV = "sha256:" + hashlib.sha256(b"").hexdigest()
-_sha256 = hashlib.sha256
-
-
-# --- errors (bad data from outside; misuse by a caller is RuntimeError) ------------------------
-
-
-class RegistryError(IntegrityError):
-    """Something in the registry is wrong; ``line`` names the first bad line when known."""
-
-    def __init__(self, what: str, *, line: int | None = None, **kwargs: Any) -> None:
-        self.bare = what
-        self.line = line
-        super().__init__(f"line {line}: {what}" if line else what, **kwargs)
-
-
-class RegistryFormatError(RegistryError):
-    """A line is not a well-formed record (garbage, wrong types, torn)."""
-
-
-class ChainError(RegistryError):
-    """``seq``/``prev`` do not link this line to the one before."""
-
-
-class RollbackError(RegistryError):
-    """An epoch does not increase."""
-
-
-class NamespaceError(RegistryError, PolicyError):
-    """A publish or key change by someone who does not own the namespace."""
-
-
-class RevokedKeyError(RegistryError, PolicyError):
-    """A revoked key signed something after its revocation."""
-
-
-class CheckpointError(RegistryError):
-    """A checkpoint's root, size, times or operator key are wrong."""
-
-
-class ExpiredCheckpointError(CheckpointError):
-    """The newest checkpoint has expired (a freeze attack, or an operator who stopped signing)."""
-
-
-class ForkError(CheckpointError):
-    """The log does not extend the checkpoint this client remembers."""
-
-
-class AppendRefusedError(RegistryError, PolicyError):
-    """The line being appended breaks a rule (ownership, revocation, epoch, checkpoint).
-
-    ``what`` carries no line prefix: the line does not exist yet. ``cause`` is the rule's error.
-    """
-
-    def __init__(self, cause: RegistryError) -> None:
-        super().__init__(cause.bare, why=cause.why, how=cause.how)
-        self.cause = cause
-
-
-class UnsignedError(RegistryError, SignatureError):
-    """A line is unsigned (``local:`` placeholder) or its signature does not verify."""
-
-
-# --- records ----------------------------------------------------------------------------------
-
-
-class EntryType(Enum):
-    """Kinds of registry line."""
-
-    PUBLISH = "publish"
-    KEY = "key"
-    CHECKPOINT = "checkpoint"
-
-
-class KeyOp(Enum):
-    """Operations of a ``key`` line."""
-
-    REGISTER = "register"
-    ROTATE = "rotate"
-    REVOKE = "revoke"
-
-
-class SigStatus(Enum):
-    """What a line's signature turned out to be."""
-
-    VALID = "valid"
-    UNSIGNED = "unsigned"  # missing or the existing tooling's ``local:`` placeholder
-    INVALID = "invalid"
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryEntry:
-    """One parsed, well-formed registry line. ``data`` is every key of the line, read-only.
-
-    The record's fields are properties over ``data`` (parsing builds only this small object: a
-    verify parses every line, so construction cost is per-line overhead).
-    """
-
-    line: int
-    type: EntryType
-    raw: bytes = field(repr=False)
-    data: Mapping[str, Any] = field(repr=False, compare=False)  # determined by raw
-    ast_simhash64: str | None = None  # normalised to 16 lowercase hex digits
-
-    package_id = property(lambda self: self.data.get("package_id"))
-    author_id = property(lambda self: self.data.get("author_id"))
-    channel = property(lambda self: self.data.get("channel"))
-    epoch = property(lambda self: self.data.get("epoch"))
-    cid = property(lambda self: self.data.get("cid"))
-    format = property(lambda self: self.data.get("format"))
-    pub_key = property(lambda self: self.data.get("pub_key"))
-    signature = property(lambda self: self.data.get("signature"))
-    created_ts = property(lambda self: self.data.get("created_ts"))
-    seq = property(lambda self: self.data.get("seq"))
-    prev = property(lambda self: self.data.get("prev"))
-    parent = property(lambda self: self.data.get("parent"))
-    version = property(lambda self: self.data.get("version"))
-    api = property(lambda self: self.data.get("api"))
-
-    @property
-    def originality_score(self) -> float | None:
-        """``originality_score`` as a float."""
-        v = self.data.get("originality_score")
-        return None if v is None else float(v)
-
-    @property
-    def signed(self) -> bool:
-        """Whether the line carries an Ed25519 signature (not whether it verifies)."""
-        sig = self.data.get("signature")
-        return isinstance(sig, str) and sig.startswith(ED25519_PREFIX)
-
-    @property
-    def simhash(self) -> int | None:
-        """``ast_simhash64`` as an integer."""
-        return int(self.ast_simhash64, 16) if self.ast_simhash64 else None
-
-    def lock_fields(self) -> dict[str, Any]:
-        """The fields a lock entry carries for this publish (signed set + key + signature)."""
-        out = canonical.normalize_publish_fields(self.data)
-        for k in ("pub_key", "signature"):
-            if self.data.get(k) is not None:
-                out[k] = self.data[k]
-        return out
-
-
-def _req_str(d: Mapping[str, Any], key: str, line: int, *, optional: bool = False) -> str | None:
-    v = d.get(key)
-    if v is None:
-        if optional:
-            return None
-        raise RegistryFormatError(f"missing {key}", line=line)
-    if not isinstance(v, str) or not v:
-        raise RegistryFormatError(f"{key} must be a non-empty string", line=line)
-    return v
-
-
-def _req_int(d: Mapping[str, Any], key: str, line: int, *, optional: bool = False) -> int | None:
-    v = d.get(key)
-    if v is None:
-        if optional:
-            return None
-        raise RegistryFormatError(f"missing {key}", line=line)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise RegistryFormatError(f"{key} must be a non-negative integer", line=line)
-    return v
-
-
-_HEX16 = canonical.is_canonical_simhash
-_SCAN_ONCE = json.JSONDecoder().scan_once
-
-
-def _fast_json(text: str) -> Any:
-    """``json.loads(text)``, about 2 us faster per line.
-
-    The decoder's scanner parses one value from the start; a line that is exactly one value (all
-    the lines we write) is done. Anything else — surrounding whitespace, trailing garbage, a
-    syntax error — goes through ``json.loads``, which gives the standard result or error.
-
-    Raises:
-        json.JSONDecodeError: not JSON.
-        RecursionError: nested too deeply.
-    """
-    try:
-        obj, end = _SCAN_ONCE(text, 0)
-        if end == len(text):
-            return obj
-    except (StopIteration, ValueError):
-        pass
-    return json.loads(text)
-_PUBLISH_STR_REQUIRED = ("package_id", "author_id", "channel", "cid")
-_PUBLISH_STR_OPTIONAL = ("format", "pub_key", "parent", "version", "api", "prev")
-
-
-def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryEntry:
-    """Parse one line (without its newline) and check its shape.
-
-    Raises:
-        RegistryFormatError: not a well-formed record; the message names the line.
-    """
-    limits = limits or _DEFAULT_LIMITS
-    if len(raw) > limits.max_line_bytes:
-        raise RegistryFormatError(f"line is {len(raw)} bytes, over the {limits.max_line_bytes} limit",
-                                  line=line)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RegistryFormatError("not UTF-8 text", line=line) from None
-    try:
-        d = _fast_json(text)
-    except json.JSONDecodeError as exc:
-        if not raw.strip():
-            raise RegistryFormatError("empty line", line=line,
-                                      how="the log has no empty lines; this one was inserted by "
-                                          "hand") from None
-        raise RegistryFormatError(f"not JSON ({exc.msg} at column {exc.colno})", line=line) from None
-    except RecursionError:
-        raise RegistryFormatError("JSON nested too deeply", line=line) from None
-    if type(d) is not dict:
-        raise RegistryFormatError("not a JSON object", line=line)
-    kind = d.get("type", "publish")
-    if kind == "publish":
-        etype = EntryType.PUBLISH
-    else:
-        try:
-            etype = EntryType(kind)
-        except (ValueError, TypeError):
-            raise RegistryFormatError(f"unknown record type {str(kind)[:40]!r}", line=line) from None
-    seq = d.get("seq")
-    if seq is not None and (type(seq) is not int or seq < 0):
-        raise RegistryFormatError("seq must be a non-negative integer", line=line)
-    if (seq is None) != (d.get("prev") is None):
-        raise RegistryFormatError("seq and prev must appear together", line=line)
-    sig = d.get("signature")
-    if sig is not None and type(sig) is not str:
-        raise RegistryFormatError("signature must be a string", line=line)
-    created = d.get("created_ts")
-    if created is not None and type(created) is not str and type(created) is not int:
-        raise RegistryFormatError("created_ts must be a string or integer", line=line)
-    if etype is EntryType.PUBLISH:
-        for key in _PUBLISH_STR_REQUIRED:
-            v = d.get(key)
-            if type(v) is not str or not v:
-                raise RegistryFormatError(f"missing {key}" if v is None else
-                                          f"{key} must be a non-empty string", line=line)
-        for key in _PUBLISH_STR_OPTIONAL:
-            v = d.get(key)
-            if v is not None and (type(v) is not str or not v):
-                raise RegistryFormatError(f"{key} must be a non-empty string", line=line)
-        pkg = d["package_id"]
-        if not pkg.startswith("pkg://") or len(pkg) <= 6:
-            raise RegistryFormatError(f"package_id {pkg[:60]!r} is not pkg://<namespace>/<name>",
-                                      line=line)
-        if d["channel"] not in CHANNELS:
-            raise RegistryFormatError(f"channel {d['channel'][:20]!r} is not one of "
-                                      f"{', '.join(CHANNELS)}", line=line)
-        fmt = d.get("format")
-        if fmt is not None and fmt not in FORMATS:
-            raise RegistryFormatError(f"format {fmt[:20]!r} is not one of {', '.join(FORMATS)}",
-                                      line=line)
-        epoch = d.get("epoch")
-        if type(epoch) is not int or epoch < 0:
-            raise RegistryFormatError("missing epoch" if epoch is None else
-                                      "epoch must be a non-negative integer", line=line)
-        simhash = d.get("ast_simhash64")
-        score = d.get("originality_score")
-        try:
-            # Inline fast checks for the forms publish writes; the canonical helpers decide
-            # (and explain) everything else.
-            if simhash is not None and not (type(simhash) is str and _HEX16(simhash)):
-                simhash = canonical.simhash_hex(simhash)
-            if score is not None and not (type(score) is float and 0.0 <= score <= 1.0):
-                canonical.check_score(score)
-        except canonical.CanonicalError as exc:
-            raise RegistryFormatError(exc.what, line=line) from None
-        addrs = d.get("source_addrs")
-        if addrs is not None and (type(addrs) is not list or len(addrs) > limits.max_source_addrs
-                                  or not all(type(a) is str for a in addrs)):
-            raise RegistryFormatError("source_addrs must be a short list of strings", line=line)
-        return RegistryEntry(line, etype, raw, MappingProxyType(d), simhash)
-    if seq is None:
-        raise RegistryFormatError(f"{etype.value} line without seq/prev", line=line)
-    _req_str(d, "prev", line)
-    if d.get("pub_key") is None or sig is None:
-        raise RegistryFormatError(f"{etype.value} line must carry pub_key and signature", line=line)
-    _req_str(d, "pub_key", line)
-    if etype is EntryType.KEY:
-        op = d.get("op")
-        if op not in ("register", "rotate", "revoke"):
-            raise RegistryFormatError(f"key op {str(op)[:20]!r} is not register, rotate or revoke",
-                                      line=line)
-        if op == "register":
-            _req_str(d, "package_id", line)
-            _req_str(d, "author_id", line)
-        elif op == "rotate":
-            _req_str(d, "package_id", line)
-            _req_str(d, "new_pub_key", line)
-        else:
-            _req_str(d, "revoked_key", line)
-            _req_str(d, "package_id", line, optional=True)
-        _req_str(d, "author_id", line, optional=True)
-        return RegistryEntry(line, etype, raw, MappingProxyType(d))
-    for key in ("size", "timestamp", "expires"):
-        _req_int(d, key, line)
-    root = _req_str(d, "root", line)
-    assert root is not None
-    if len(root) != 64 or any(c not in "0123456789abcdef" for c in root):
-        raise RegistryFormatError("checkpoint root must be 64 lowercase hex digits", line=line)
-    _req_str(d, "operator_id", line)
-    return RegistryEntry(line, etype, raw, MappingProxyType(d))
-
-
 _DEFAULT_LIMITS = Limits()
-
-
-def _signature_status(entry: RegistryEntry, verifier: Verifier) -> tuple[SigStatus, str]:
-    """Check one line's signature. Returns (status, reason)."""
-    sig = entry.signature
-    if not sig or sig.startswith(LOCAL_PREFIX):
-        return SigStatus.UNSIGNED, ("unsigned (the existing tooling's local: placeholder signature)"
-                                    if sig else "unsigned (no signature)")
-    if not sig.startswith(ED25519_PREFIX):
-        return SigStatus.INVALID, "signature is neither ed25519: nor local:"
-    if entry.pub_key is None:
-        return SigStatus.INVALID, "signed line without pub_key"
-    try:
-        if entry.type is EntryType.PUBLISH:
-            msg = canonical.publish_payload(entry.data)
-        else:
-            body = {k: v for k, v in entry.data.items() if k != "signature"}
-            msg = (canonical.key_payload(body) if entry.type is EntryType.KEY
-                   else canonical.checkpoint_payload(body))
-        verifier.verify(entry.pub_key, msg, sig)
-    except (SignatureError, canonical.CanonicalError) as exc:
-        return SigStatus.INVALID, exc.what
-    return SigStatus.VALID, ""
-
-
-def verify_entry_signature(fields: Mapping[str, Any]) -> None:
-    """Check a publish signature from the lock-carried fields alone (a lock entry, a meta file).
-
-    Args:
-        fields: at least ``pub_key``, ``signature`` and the signed fields that were present.
-
-    Raises:
-        UnsignedError: the signature is missing or a ``local:`` placeholder.
-        SignatureError: malformed, or it does not verify.
-    """
-    sig = fields.get("signature")
-    if not isinstance(sig, str) or not sig or sig.startswith(LOCAL_PREFIX):
-        raise UnsignedError(f"{fields.get('package_id', 'entry')} is unsigned",
-                            why="local: placeholder signatures are accepted only at L0")
-    pub = fields.get("pub_key")
-    if not isinstance(pub, str):
-        raise SignatureError(f"{fields.get('package_id', 'entry')} has no pub_key")
-    try:
-        msg = canonical.publish_payload(fields)
-    except canonical.CanonicalError as exc:
-        raise SignatureError(exc.what) from None
-    Verifier().verify(pub, msg, sig, what=f"signature of {fields.get('package_id', 'entry')}")
-
-
-# --- verified state --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Owner:
-    """Who owns a namespace: the first publisher, with the key it signed with."""
-
-    author_id: str
-    pub_key: str | None  # None while only unsigned (legacy) lines exist
-    line: int
-
-
-@dataclass(frozen=True, slots=True)
-class Fingerprint:
-    """A published package's SimHash, for the originality check."""
-
-    line: int
-    package_id: str
-    simhash: int
-
-
-class LogState:
-    """Everything learnt by replaying the log in order; refuses a line that breaks a rule.
-
-    As python-tuf's trusted metadata set: one object holds the verified state and ``apply`` only
-    accepts the next line. Feeding lines out of order is a caller bug (``RuntimeError``); a line
-    that breaks a rule is a :class:`RegistryError` naming it.
-    """
-
-    def __init__(self, *, need_merkle: bool = True, operator_key: str | None = None,
-                 limits: Limits | None = None, root_at: int | None = None) -> None:
-        self.limits = limits or _DEFAULT_LIMITS
-        self._max_lines = self.limits.max_lines
-        self.lines = 0
-        self.last_digest = GENESIS_PREV
-        self.chain_start: int | None = None
-        self.owners: dict[str, Owner] = {}
-        self.revoked: dict[str, int] = {}
-        self.heads: dict[tuple[str, str], RegistryEntry] = {}
-        self._fingerprinted: list[RegistryEntry] = []
-        self.checkpoints: list[Checkpoint] = []
-        self.operator_key = operator_key
-        self.warnings: list[str] = []
-        self.need_merkle = need_merkle
-        self.merkle = merkle.MerkleAccumulator()
-        self.root_at = root_at  # capture the Merkle root at this size (the remembered checkpoint)
-        self.captured_root: str | None = None
-
-    @property
-    def fingerprints(self) -> list[Fingerprint]:
-        """Every published fingerprint so far, in log order (built on demand: only publish
-        needs them, and verify should not pay for it)."""
-        return [Fingerprint(e.line, e.data["package_id"], int(e.ast_simhash64, 16))
-                for e in self._fingerprinted if e.ast_simhash64 is not None]
-
-    def apply(self, e: RegistryEntry) -> None:
-        """Accept the next line, or raise naming it.
-
-        Raises:
-            RuntimeError: ``e`` is not the next line (caller bug).
-            RegistryError: the line breaks the chain, ownership, epoch or checkpoint rules.
-        """
-        n = e.line
-        if n != self.lines + 1:
-            raise RuntimeError(f"LogState.apply: got line {n}, expected {self.lines + 1}")
-        if n > self._max_lines:
-            raise RegistryFormatError(f"log is longer than {self.limits.max_lines} lines", line=n)
-        # 1. The chain (seq, prev).
-        seq = e.data.get("seq")
-        if seq is None:
-            if self.chain_start is not None:
-                raise ChainError("line has no seq/prev, but the chain started at line "
-                                 f"{self.chain_start}", line=n,
-                                 why="every line after the first chained one must be chained; "
-                                     "this one was added by other tooling or by hand")
-        else:
-            if self.chain_start is None:
-                self.chain_start = n
-            if seq != n:
-                raise ChainError(f"seq is {seq}, expected {n}", line=n,
-                                 why="lines were removed or inserted before this one")
-            if e.data["prev"] != self.last_digest:
-                raise ChainError("chain broken: prev does not match the digest of line "
-                                 f"{n - 1}" if n > 1 else "chain broken: prev of line 1 is not the "
-                                 "genesis digest", line=n,
-                                 why=f"line {n - 1} was changed after line {n} was written, or lines "
-                                     "were removed or inserted" if n > 1 else None)
-        # 2. The record's own rules (before it joins the Merkle tree: a checkpoint covers the
-        #    lines before it).
-        if e.type is EntryType.PUBLISH:
-            self._publish(e)
-        elif e.type is EntryType.KEY:
-            self._key(e)
-        else:
-            self._checkpoint(e)
-        raw = e.raw
-        self.last_digest = "sha256:" + _sha256(raw).hexdigest()
-        if self.need_merkle:
-            self.merkle.add(_sha256(b"\x00" + raw).digest())  # merkle.leaf_hash, inlined
-            if self.root_at == self.merkle.size:
-                self.captured_root = self.merkle.root().hex()
-        self.lines = n
-
-    def _check_not_revoked(self, e: RegistryEntry, key: str | None) -> None:
-        if key is not None and key in self.revoked and e.signed:
-            raise RevokedKeyError(f"key revoked at line {self.revoked[key]}", line=e.line,
-                                  why=f"{key[:20]}... was revoked and may not sign anything after",
-                                  how="publish with the namespace's current key")
-
-    def _publish(self, e: RegistryEntry) -> None:
-        """Ownership, revocation and epoch rules of a publish line, then record it."""
-        d = e.data
-        pkg, author, pub = d["package_id"], d["author_id"], d.get("pub_key")
-        signed = e.signed
-        if self.revoked:
-            self._check_not_revoked(e, pub)
-        owner = self.owners.get(pkg)
-        if owner is not None:
-            if owner.author_id != author:
-                raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line,
-                                     why=f"{pkg} was first published by {owner.author_id} "
-                                         f"(line {owner.line}); {author} may not publish it",
-                                     how="publish under a namespace of your own")
-            if owner.pub_key is not None and pub != owner.pub_key and signed:
-                raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line,
-                                     why=f"{pkg} is owned by {owner.author_id} with another key "
-                                         "than the one that signed this line",
-                                     how="sign with the namespace's current key (see rotate-key)")
-        key = (pkg, d["channel"])
-        head = self.heads.get(key)
-        epoch = d["epoch"]
-        if head is not None and epoch <= head.data["epoch"]:
-            head_epoch = head.data["epoch"]
-            if d.get("seq") is not None:
-                raise RollbackError(f"epoch {epoch} is not above epoch {head_epoch} of "
-                                    f"{pkg}@{key[1]} (line {head.line})", line=e.line,
-                                    why="epochs per package and channel strictly increase; a lower "
-                                        "one is a rollback",
-                                    how=f"publish with --epoch:{head_epoch + 1} or higher")
-            # A legacy (unchained) line: history we cannot fix, reported.
-            self.warnings.append(f"line {e.line}: epoch {epoch} of {pkg}@{key[1]} does not "
-                                 f"increase (line {head.line} has {head_epoch})")
-        if head is None or epoch >= head.data["epoch"]:
-            self.heads[key] = e
-        if owner is None:
-            self.owners[pkg] = Owner(author, pub if signed else None, e.line)
-        elif owner.pub_key is None and signed:
-            self.owners[pkg] = Owner(owner.author_id, pub, owner.line)
-        if e.ast_simhash64 is not None:
-            self._fingerprinted.append(e)
-
-    def _key(self, e: RegistryEntry) -> None:
-        d = e.data
-        self._check_not_revoked(e, e.pub_key)
-        if d["op"] == KeyOp.REGISTER.value:
-            pkg = d["package_id"]
-            owner = self.owners.get(pkg)
-            if owner is not None:
-                raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line,
-                                     why=f"{pkg} was claimed at line {owner.line}")
-            self.owners[pkg] = Owner(d["author_id"], e.pub_key, e.line)
-        elif d["op"] == KeyOp.ROTATE.value:
-            pkg = d["package_id"]
-            owner = self.owners.get(pkg)
-            if owner is None:
-                raise NamespaceError(f"rotation of {pkg}, which nobody owns yet", line=e.line)
-            if owner.pub_key is not None and e.pub_key != owner.pub_key:
-                raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line,
-                                     why=f"the rotation of {pkg} is not signed by its current key")
-            if e.author_id is not None and e.author_id != owner.author_id:
-                raise NamespaceError(f"namespace owned by {owner.author_id}", line=e.line)
-            new = d["new_pub_key"]
-            if new in self.revoked:
-                raise RevokedKeyError(f"rotation to a key revoked at line {self.revoked[new]}",
-                                      line=e.line)
-            self.owners[pkg] = Owner(owner.author_id, new, owner.line)
-        else:
-            target = d["revoked_key"]
-            pkg = d.get("package_id")
-            owner = self.owners.get(pkg) if pkg else None
-            if e.pub_key != target and (owner is None or owner.pub_key != e.pub_key):
-                raise NamespaceError("revocation signed by neither the key itself nor the "
-                                     "namespace's current key", line=e.line)
-            self.revoked.setdefault(target, e.line)
-
-    def _checkpoint(self, e: RegistryEntry) -> None:
-        d = e.data
-        n = e.line
-        if d["size"] != n - 1:
-            raise CheckpointError(f"checkpoint size {d['size']} is not {n - 1} (the lines before it)",
-                                  line=n)
-        if not self.need_merkle:
-            raise RuntimeError("LogState: a checkpoint needs need_merkle=True")
-        if self.merkle.root().hex() != d["root"]:
-            raise CheckpointError(f"checkpoint root does not match lines 1-{n - 1}", line=n,
-                                  why="a line before it was changed after the operator signed")
-        if d["expires"] <= d["timestamp"]:
-            raise CheckpointError("checkpoint expires before it was made", line=n)
-        if d["expires"] - d["timestamp"] > self.limits.max_checkpoint_ttl_s:
-            raise CheckpointError("checkpoint is valid for longer than "
-                                  f"{self.limits.max_checkpoint_ttl_s} s", line=n)
-        if self.checkpoints and d["timestamp"] < self.checkpoints[-1].timestamp:
-            raise CheckpointError("checkpoint timestamp goes backwards "
-                                  f"(line {self.checkpoints[-1].line})", line=n)
-        if self.operator_key is None:
-            self.operator_key = e.pub_key  # trust on first use, remembered with the checkpoint
-        elif e.pub_key != self.operator_key:
-            raise CheckpointError("checkpoint signed by an unknown operator key", line=n,
-                                  why=f"expected {self.operator_key[:24]}..., got {str(e.pub_key)[:24]}...",
-                                  how="pin the right key with [registry] operator_key / "
-                                      "PKG_OPERATOR_KEY")
-        assert e.pub_key is not None
-        self.checkpoints.append(Checkpoint(line=n, size=d["size"], root=d["root"],
-                                           timestamp=d["timestamp"], expires=d["expires"],
-                                           operator_id=d["operator_id"], pub_key=e.pub_key))
-
 
 # --- the log ---------------------------------------------------------------------------------
 
@@ -721,7 +160,7 @@ def _check_sigs(entries: Sequence[RegistryEntry]) -> list[tuple[int, str]]:
                     continue
             except (KeyError, ValueError, TypeError, SignatureError, canonical.CanonicalError):
                 pass
-        status, why = _signature_status(e, verifier)
+        status, why = signature_status(e, verifier)
         if status is not SigStatus.VALID:
             bad.append((e.line, why))
     return bad
@@ -1078,7 +517,7 @@ class RegistryLog:
             ordered.update(fields)
             raw = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
             entry = parse_line(raw, n, log.limits)
-            status, why = _signature_status(entry, Verifier())
+            status, why = signature_status(entry, Verifier())
             if status is not SigStatus.VALID:
                 raise RuntimeError(f"RegistryLog.append: the new line's signature is {why}")
             try:
@@ -1097,3 +536,12 @@ def iter_lines(path: str | os.PathLike[str]) -> Iterable[bytes]:
     """
     p = Path(path)
     return RegistryLog.split_lines(p.read_bytes(), p)
+
+
+__all__ = [
+    "CHANNELS", "FORMATS", "GENESIS_PREV", "AppendRefusedError", "ChainError", "CheckpointError",
+    "EntryType", "ExpiredCheckpointError", "Fingerprint", "ForkError", "KeyOp", "LogState",
+    "NamespaceError", "Owner", "RegistryEntry", "RegistryError", "RegistryFormatError",
+    "RegistryLog", "RevokedKeyError", "RollbackError", "SigStatus", "UnsignedError",
+    "VerifyPolicy", "VerifyReport", "iter_lines", "parse_line", "verify_entry_signature",
+]
