@@ -257,7 +257,8 @@ class FrameReader:
                 if length > self._max:
                     raise ValueError(f"frame of {length} bytes exceeds {self._max}")
                 if len(self._buf) - pos >= length:
-                    body = bytes(self._buf[pos:pos + length])
+                    with memoryview(self._buf) as view:  # one copy out, not two
+                        body = bytes(view[pos:pos + length])
                     del self._buf[:pos + length]
                     return body
             if not await self._fill():
