@@ -131,11 +131,27 @@ PYTHON = sys.executable
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _package_home() -> Path:
+    """The folder holding the ``cheng_build`` these tests import (the installed one in CI)."""
+    import cheng_build
+
+    return Path(cheng_build.__file__).resolve().parent.parent
+
+
 def env_for_subprocess(**extra: str) -> dict[str, str]:
+    """The environment for a child ``python``: the same ``cheng_build`` as this process (run it
+    from a folder without a ``cheng_build`` of its own, e.g. ``neutral_cwd()``), no PKG_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PKG_")}
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(_package_home()) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
+
+
+def neutral_cwd() -> Path:
+    """A working directory that holds no ``cheng_build`` to shadow the imported one."""
+    import tempfile
+
+    return Path(tempfile.gettempdir())
 
 
 class Provider:
@@ -148,7 +164,7 @@ class Provider:
             cmd = [PYTHON, "-m", "cheng_build.cli.pkg", "serve", f"--root:{root}",
                    "--listen:/ip4/127.0.0.1/tcp/0"] + (["--http:127.0.0.1:0"] if http else [])
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env_for_subprocess(), cwd=REPO, text=True)
+                                     env=env_for_subprocess(), cwd=neutral_cwd(), text=True)
         self.p2p = ""
         self.http = ""
         deadline = time.monotonic() + 60

@@ -9,7 +9,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers_net import PKG, PYTHON, REPO, Provider, env_for_subprocess, make_package, write_lock
+from helpers_net import (
+    PKG,
+    PYTHON,
+    Provider,
+    env_for_subprocess,
+    make_package,
+    write_lock,
+)
 
 pytestmark = pytest.mark.network
 
@@ -212,7 +219,7 @@ def test_missing_lock_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_serve_prints_full_addresses_and_refuses_a_bad_root(tmp_path: Path) -> None:
     r = subprocess.run([PYTHON, "-m", "cheng_build.cli.pkg", "serve", f"--root:{tmp_path}/none"],
-                       capture_output=True, text=True, timeout=60, cwd=REPO, env=env_for_subprocess())
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env_for_subprocess())
     assert r.returncode == 2 and r.stderr.startswith("serve: cache root")
     (tmp_path / "c").mkdir()
     prov = Provider(tmp_path / "c", http=True)

@@ -6,7 +6,7 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
-from helpers_net import PYTHON, REPO, env_for_subprocess
+from helpers_net import PYTHON, env_for_subprocess, neutral_cwd
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -70,6 +70,6 @@ def test_the_fetch_path_imports_no_heavy_dependency_until_it_needs_one() -> None
             "cheng_build.pkg.serve\n"
             "heavy = [m for m in ('libp2p', 'trio', 'rich', 'nacl', 'yaml') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
-    r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO,
+    r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=neutral_cwd(),
                        env=env_for_subprocess(), timeout=60)
     assert r.returncode == 0, r.stderr
