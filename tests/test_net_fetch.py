@@ -242,3 +242,19 @@ def test_an_unreachable_peer_is_one_clear_error_without_library_noise(package, t
     assert lines[0] == f"fetch: {PKG}: snapshot {cid} could not be fetched"
     assert any(f"cannot reach peer {addr}" in line for line in lines)
     assert all(line.startswith(("fetch:", " ")) for line in lines), r.stderr
+
+
+def test_source_peer_flag_and_explicit_http_mode(package, tmp_path: Path) -> None:
+    cache, cid, lock = package
+    prov = Provider(cache, http=True)
+    try:
+        r1 = _fetch(lock, tmp_path / "d1", f"--source-peer:{prov.p2p}", "--mode:p2p")
+        # --mode:http is an explicit choice, not a fallback: allowed at L1, gateways only.
+        r2 = _fetch(lock, tmp_path / "d2", "--mode:http", f"--peers:{prov.p2p},{prov.http}")
+    finally:
+        prov.stop()
+    assert r1.returncode == 0, r1.stderr
+    assert f"{PKG} p2p " in r1.stdout
+    assert r2.returncode == 0, r2.stderr
+    assert f"{PKG} http " in r2.stdout
+    assert (tmp_path / "d2" / "packages" / cid).is_dir()
