@@ -258,3 +258,16 @@ def test_source_peer_flag_and_explicit_http_mode(package, tmp_path: Path) -> Non
     assert r2.returncode == 0, r2.stderr
     assert f"{PKG} http " in r2.stdout
     assert (tmp_path / "d2" / "packages" / cid).is_dir()
+
+
+def test_lock_v2_source_mode_local_keeps_a_dependency_off_the_network(package, tmp_path: Path) -> None:
+    _, cid, _ = package
+    lock = tmp_path / "v2" / "cheng.lock.toml"
+    lock.parent.mkdir()
+    lock.write_text(
+        'package_id = "pkg://cheng/app"\nlock_version = 2\n\n[[dependencies]]\n'
+        f'package_id = "{PKG}"\nchannel = "edge"\nepoch = 1\ncid = "{cid}"\nformat = "dag"\n'
+        'author_id = "node:test"\nsignature = "local:test"\nsource_mode = "local"\n')
+    r = _fetch(lock, tmp_path / "dst", "--peers:/ip4/127.0.0.1/tcp/9/p2p/x")
+    assert r.returncode == 1, r.stdout
+    assert r.stderr.startswith(f"fetch: {PKG}: snapshot {cid} is not in the cache")

@@ -73,3 +73,13 @@ def test_the_fetch_path_imports_no_heavy_dependency_until_it_needs_one() -> None
     r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=neutral_cwd(),
                        env=env_for_subprocess(), timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_locked_source_mode_applies_only_under_auto() -> None:
+    from cheng_build.pkg.fetch import dep_mode
+
+    dep = SimpleNamespace(source_mode="http")
+    assert dep_mode(FetchMode.AUTO, dep) is FetchMode.HTTP
+    assert dep_mode(FetchMode.P2P, dep) is FetchMode.P2P  # CLI/env/config wins
+    assert dep_mode(FetchMode.AUTO, SimpleNamespace(source_mode=None)) is FetchMode.AUTO
+    assert dep_mode(FetchMode.AUTO, SimpleNamespace()) is FetchMode.AUTO
