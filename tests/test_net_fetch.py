@@ -271,3 +271,19 @@ def test_lock_v2_source_mode_local_keeps_a_dependency_off_the_network(package, t
     r = _fetch(lock, tmp_path / "dst", "--peers:/ip4/127.0.0.1/tcp/9/p2p/x")
     assert r.returncode == 1, r.stdout
     assert r.stderr.startswith(f"fetch: {PKG}: snapshot {cid} is not in the cache")
+
+
+@pytest.mark.parametrize("flag", ["--listen:/ip4/127.0.0.1/tcp/{port}", "--http:127.0.0.1:{port}"])
+def test_serve_refuses_a_busy_port(tmp_path: Path, flag: str) -> None:
+    # py-libp2p binds with SO_REUSEPORT: without our check a second provider would share the port.
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        r = subprocess.run([PYTHON, "-m", "cheng_build.cli.pkg", "serve", f"--root:{tmp_path}",
+                            flag.format(port=busy.getsockname()[1])],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                           env=env_for_subprocess())
+    finally:
+        busy.close()
+    assert r.returncode == 2 and r.stderr.startswith("serve: cannot listen on")
