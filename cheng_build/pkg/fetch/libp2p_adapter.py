@@ -34,11 +34,13 @@ from libp2p import new_host
 from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.io.trio import TrioTCPStream
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.yamux import yamux as _yamux
+from libp2p.transport.tcp.tcp import TCP
 
 from cheng_build.core.atomic import atomic_write_bytes
 from cheng_build.core.errors import InputError, TransportError
@@ -100,6 +102,50 @@ def cap_window(stream: INetStream) -> INetStream:
     return stream
 
 
+# What one socket read asks the kernel for on connections we dial (see BufferedTCP).
+READ_CHUNK = 256 * 1024
+
+
+class BufferedTrioTCPStream(TrioTCPStream):
+    """A TCP stream that reads up to ``READ_CHUNK`` per system call and serves py-libp2p's small
+    reads (a 2-byte noise length, then the rest of a frame, in several calls) from memory."""
+
+    _rbuf: bytearray
+
+    async def read(self, n: int | None = None) -> bytes:
+        buf = self._rbuf
+        if not buf:
+            data = await super().read(READ_CHUNK)
+            if n is None or len(data) <= n:
+                return data
+            buf += memoryview(data)[n:]
+            return data[:n]
+        if n is None or n >= len(buf):
+            out = bytes(buf)
+            buf.clear()
+            return out
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
+
+
+class BufferedTCP(TCP):
+    """py-libp2p's TCP transport whose dialled connections read in large chunks.
+
+    Found here: a fetch spent a sixth of its CPU in ~7 KiB socket reads, because noise asks the
+    socket for exactly the bytes of the frame part it parses next. Only the dialling side (the
+    fetcher, which receives the bulk) is buffered; the connection object is py-libp2p's own.
+    """
+
+    async def dial(self, maddr: Any) -> Any:
+        raw = await super().dial(maddr)
+        stream = getattr(raw, "stream", None)
+        if type(stream) is TrioTCPStream:
+            stream.__class__ = BufferedTrioTCPStream
+            stream._rbuf = bytearray()
+        return raw
+
+
 def load_identity(path: Path | None) -> Any:
     """An Ed25519 key pair; with ``path``, read from (or created at) that 32-byte seed file.
 
@@ -127,6 +173,7 @@ def make_host(identity: Any = None) -> IHost:
     return new_host(
         key_pair=identity or create_new_key_pair(),
         muxer_opt={YAMUX_PROTOCOL: _yamux.Yamux},
+        transports=[BufferedTCP()],
     )
 
 
