@@ -18,6 +18,14 @@ import it. Each workaround below names the upstream defect it avoids (numbered a
    handling accepts from a JS peer, and the connection drops on large transfers. ``cap_window``
    re-classes every bitswap stream as ``CappedYamuxStream``, which never grants more than
    ``MAX_RECV_WINDOW`` (and sends window updates go-yamux style, not after every read).
+
+Found while building this (each commented where it is handled): the muxer negotiation ignores
+the yamux class given in ``muxer_opt`` (hence per-stream re-classing); WINDOW_UPDATE after nearly
+every read; reads on a dropped peer's streams are never ended and stopping a host does not close
+its connections (``on_disconnect``, and ``BitswapNode.fetch`` hangs up); the ``libp2p`` logger
+prints every failed dial through Python's last-resort handler (we add a ``NullHandler``); noise
+reads the socket a few KiB at a time (``BufferedTCP``); the TCP listener binds with
+``SO_REUSEPORT`` (``serve`` probes the port first).
 """
 
 from __future__ import annotations
