@@ -32,8 +32,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the net tests' helpers: providers, Helia, data
 
-from tests.helpers_net import HeliaProvider, Provider, helia_dir, pattern  # noqa: E402
+from helpers_net import HeliaProvider, Provider, helia_dir, pattern  # noqa: E402
 
 CHUNK = 262144
 
@@ -54,10 +55,10 @@ def _fetch_p2p(root: bytes, addrs: list[str], dst: Path) -> tuple[float, int]:
 def _ttfb(leaf: bytes, addrs: list[str], dst: Path) -> float:
     """Seconds to one verified leaf: host start, dial, want, block, verify (store write excluded)."""
     import trio
+    from helpers_net import DictStore
 
     from cheng_build.pkg.fetch import libp2p_adapter as lp
     from cheng_build.pkg.fetch.p2p import BitswapNode
-    from tests.helpers_net import DictStore
 
     targets = [lp.parse_peer_addr(a) for a in addrs]
 

@@ -95,17 +95,63 @@ def pattern(n: int, seed: int = 0) -> bytes:
     return bytes(out[:n])
 
 
+PKG = "pkg://cheng/demo"
+
+
+def make_package(tmp: Path, size: int = 1_500_000) -> tuple[Path, str]:
+    """A provider cache holding one package snapshot; returns (cache, root CID)."""
+    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.cid import cid_str
+    from cheng_build.cas.importer import add_path
+
+    src = tmp / "src"
+    (src / "src").mkdir(parents=True)
+    (src / "cheng-package.toml").write_text(f'package_id = "{PKG}"\n')
+    (src / "src" / "demo.cheng").write_text("fn main() {}\n")
+    (src / "data.bin").write_bytes(pattern(size, seed=7))
+    cache = tmp / "provider"
+    cache.mkdir()
+    root = add_path(Blockstore(cache), src, snapshot=True)
+    return cache, cid_str(root)
+
+
+def write_lock(tmp: Path, cid: str, extra: str = "") -> Path:
+    lock = tmp / "cheng.lock.toml"
+    lock.write_text(
+        'package_id = "pkg://cheng/app"\n\n[[dependencies]]\n'
+        f'package_id = "{PKG}"\nchannel = "edge"\nepoch = 1\ncid = "{cid}"\nformat = "dag"\n'
+        f'author_id = "node:test"\nsignature = "local:test"\n{extra}')
+    return lock
+
+
+
 # --- providers in their own process (so a test can kill one for real) -------------------------
 
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _package_home() -> Path:
+    """The folder holding the ``cheng_build`` these tests import (the installed one in CI)."""
+    import cheng_build
+
+    return Path(cheng_build.__file__).resolve().parent.parent
+
+
 def env_for_subprocess(**extra: str) -> dict[str, str]:
+    """The environment for a child ``python``: the same ``cheng_build`` as this process (run it
+    from a folder without a ``cheng_build`` of its own, e.g. ``neutral_cwd()``), no PKG_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PKG_")}
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(_package_home()) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
+
+
+def neutral_cwd() -> Path:
+    """A working directory that holds no ``cheng_build`` to shadow the imported one."""
+    import tempfile
+
+    return Path(tempfile.gettempdir())
 
 
 class Provider:
@@ -113,12 +159,12 @@ class Provider:
 
     def __init__(self, root: Path, *, fault: str = "", after: int = 0, http: bool = False) -> None:
         if fault:
-            cmd = [PYTHON, "-m", "tests.helpers_net", str(root), fault, str(after)]
+            cmd = [PYTHON, str(Path(__file__).resolve()), str(root), fault, str(after)]
         else:
             cmd = [PYTHON, "-m", "cheng_build.cli.pkg", "serve", f"--root:{root}",
                    "--listen:/ip4/127.0.0.1/tcp/0"] + (["--http:127.0.0.1:0"] if http else [])
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env_for_subprocess(), cwd=REPO, text=True)
+                                     env=env_for_subprocess(), cwd=neutral_cwd(), text=True)
         self.p2p = ""
         self.http = ""
         deadline = time.monotonic() + 60

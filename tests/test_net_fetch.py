@@ -9,36 +9,16 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers_net import PYTHON, REPO, Provider, env_for_subprocess, pattern
+from helpers_net import (
+    PKG,
+    PYTHON,
+    Provider,
+    env_for_subprocess,
+    make_package,
+    write_lock,
+)
 
 pytestmark = pytest.mark.network
-PKG = "pkg://cheng/demo"
-
-
-def _make_package(tmp: Path, size: int = 1_500_000) -> tuple[Path, str]:
-    """A provider cache holding one package snapshot; returns (cache, root CID)."""
-    from cheng_build.cas.blockstore import Blockstore
-    from cheng_build.cas.cid import cid_str
-    from cheng_build.cas.importer import add_path
-
-    src = tmp / "src"
-    (src / "src").mkdir(parents=True)
-    (src / "cheng-package.toml").write_text(f'package_id = "{PKG}"\n')
-    (src / "src" / "demo.cheng").write_text("fn main() {}\n")
-    (src / "data.bin").write_bytes(pattern(size, seed=7))
-    cache = tmp / "provider"
-    cache.mkdir()
-    root = add_path(Blockstore(cache), src, snapshot=True)
-    return cache, cid_str(root)
-
-
-def _write_lock(tmp: Path, cid: str, extra: str = "") -> Path:
-    lock = tmp / "cheng.lock.toml"
-    lock.write_text(
-        'package_id = "pkg://cheng/app"\n\n[[dependencies]]\n'
-        f'package_id = "{PKG}"\nchannel = "edge"\nepoch = 1\ncid = "{cid}"\nformat = "dag"\n'
-        f'author_id = "node:test"\nsignature = "local:test"\n{extra}')
-    return lock
 
 
 def _fetch(lock: Path, cache: Path, *flags: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -56,8 +36,8 @@ def _same_tree(a: Path, b: Path) -> bool:
 
 @pytest.fixture()
 def package(tmp_path: Path):
-    cache, cid = _make_package(tmp_path)
-    return cache, cid, _write_lock(tmp_path, cid)
+    cache, cid = make_package(tmp_path)
+    return cache, cid, write_lock(tmp_path, cid)
 
 
 def test_fetch_over_p2p_prints_roots_last_and_materialises(package, tmp_path: Path) -> None:
@@ -239,7 +219,7 @@ def test_missing_lock_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_serve_prints_full_addresses_and_refuses_a_bad_root(tmp_path: Path) -> None:
     r = subprocess.run([PYTHON, "-m", "cheng_build.cli.pkg", "serve", f"--root:{tmp_path}/none"],
-                       capture_output=True, text=True, timeout=60, cwd=REPO, env=env_for_subprocess())
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env_for_subprocess())
     assert r.returncode == 2 and r.stderr.startswith("serve: cache root")
     (tmp_path / "c").mkdir()
     prov = Provider(tmp_path / "c", http=True)
@@ -262,3 +242,48 @@ def test_an_unreachable_peer_is_one_clear_error_without_library_noise(package, t
     assert lines[0] == f"fetch: {PKG}: snapshot {cid} could not be fetched"
     assert any(f"cannot reach peer {addr}" in line for line in lines)
     assert all(line.startswith(("fetch:", " ")) for line in lines), r.stderr
+
+
+def test_source_peer_flag_and_explicit_http_mode(package, tmp_path: Path) -> None:
+    cache, cid, lock = package
+    prov = Provider(cache, http=True)
+    try:
+        r1 = _fetch(lock, tmp_path / "d1", f"--source-peer:{prov.p2p}", "--mode:p2p")
+        # --mode:http is an explicit choice, not a fallback: allowed at L1, gateways only.
+        r2 = _fetch(lock, tmp_path / "d2", "--mode:http", f"--peers:{prov.p2p},{prov.http}")
+    finally:
+        prov.stop()
+    assert r1.returncode == 0, r1.stderr
+    assert f"{PKG} p2p " in r1.stdout
+    assert r2.returncode == 0, r2.stderr
+    assert f"{PKG} http " in r2.stdout
+    assert (tmp_path / "d2" / "packages" / cid).is_dir()
+
+
+def test_lock_v2_source_mode_local_keeps_a_dependency_off_the_network(package, tmp_path: Path) -> None:
+    _, cid, _ = package
+    lock = tmp_path / "v2" / "cheng.lock.toml"
+    lock.parent.mkdir()
+    lock.write_text(
+        'package_id = "pkg://cheng/app"\nlock_version = 2\n\n[[dependencies]]\n'
+        f'package_id = "{PKG}"\nchannel = "edge"\nepoch = 1\ncid = "{cid}"\nformat = "dag"\n'
+        'author_id = "node:test"\nsignature = "local:test"\nsource_mode = "local"\n')
+    r = _fetch(lock, tmp_path / "dst", "--peers:/ip4/127.0.0.1/tcp/9/p2p/x")
+    assert r.returncode == 1, r.stdout
+    assert r.stderr.startswith(f"fetch: {PKG}: snapshot {cid} is not in the cache")
+
+
+@pytest.mark.parametrize("flag", ["--listen:/ip4/127.0.0.1/tcp/{port}", "--http:127.0.0.1:{port}"])
+def test_serve_refuses_a_busy_port(tmp_path: Path, flag: str) -> None:
+    # py-libp2p binds with SO_REUSEPORT: without our check a second provider would share the port.
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        r = subprocess.run([PYTHON, "-m", "cheng_build.cli.pkg", "serve", f"--root:{tmp_path}",
+                            flag.format(port=busy.getsockname()[1])],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                           env=env_for_subprocess())
+    finally:
+        busy.close()
+    assert r.returncode == 2 and r.stderr.startswith("serve: cannot listen on")

@@ -24,9 +24,9 @@ def helia() -> Path:
 
 
 def test_helia_fetches_a_snapshot_we_serve_with_identical_bytes_and_cid(helia: Path, tmp_path: Path) -> None:
-    from test_net_fetch import _make_package
+    from helpers_net import make_package
 
-    cache, cid = _make_package(tmp_path, size=6_000_000)
+    cache, cid = make_package(tmp_path, size=6_000_000)
     prov = Provider(cache)
     try:
         report = helia_fetch(helia, prov.p2p, cid, tmp_path / "out")

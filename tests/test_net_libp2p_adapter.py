@@ -141,3 +141,44 @@ def test_identity_persists_and_rejects_a_bad_seed(tmp_path) -> None:
     key.write_bytes(b"short")
     with pytest.raises(InputError):
         lp.load_identity(key)
+
+
+@pytest.mark.parametrize("sizes", [[2, 65535, 2, 100_000], [1] * 50 + [None], [None, 7, 300_000]])
+def test_buffered_tcp_reads_return_the_same_bytes_in_fewer_system_calls(sizes) -> None:
+    payload = bytes(range(256)) * 2000  # 512,000 bytes
+
+    async def main():
+        a, b = trio.socket.socketpair()
+        sa, sb = trio.SocketStream(a), trio.SocketStream(b)
+        reader = lp.BufferedTrioTCPStream(sb)
+        reader._rbuf = bytearray()
+        calls = 0
+        real = sb.receive_some
+
+        async def counting(n=None):
+            nonlocal calls
+            calls += 1
+            return await real(n)
+
+        sb.receive_some = counting
+        async with trio.open_nursery() as n:
+            n.start_soon(sa.send_all, payload)
+            got = bytearray()
+            reads = 0
+            i = 0
+            while len(got) < len(payload):
+                want = sizes[i % len(sizes)]
+                i += 1
+                chunk = await reader.read(want)
+                reads += 1
+                assert want is None or len(chunk) <= want
+                got += chunk
+        await sa.aclose()
+        await sb.aclose()
+        return bytes(got), calls, reads
+
+    got, calls, reads = trio.run(main)
+    assert got == payload
+    assert calls <= reads
+    if any(x is not None and x < 1000 for x in sizes):
+        assert calls < reads  # small reads were served from memory

@@ -168,3 +168,25 @@ def test_max_peers_frees_a_slot_when_a_peer_is_done() -> None:
             n.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_every_verified_block_is_stored_even_when_a_save_races_the_end(monkeypatch) -> None:
+    # A save per block: the last one overlaps the session's end (it used to lose its batch).
+    from cheng_build.pkg.fetch import p2p
+
+    monkeypatch.setattr(p2p, "PUT_BATCH_BYTES", 1)
+    blocks = random_blocks(40, 20_000, seed=8)
+    src = DictStore()
+    fill(src, blocks)
+    for _ in range(3):
+        dst = DictStore()
+
+        async def main(dst=dst):
+            async with trio.open_nursery() as n:
+                provs = await _providers(n, [src])
+                stats, _ = await _fetch([bytes(c) for c, _ in blocks], provs, dst)
+                n.cancel_scope.cancel()
+            return stats
+
+        stats = trio.run(main)
+        assert stats.blocks_fetched == 40 and dst.blocks == src.blocks

@@ -6,7 +6,7 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
-from helpers_net import PYTHON, REPO, env_for_subprocess
+from helpers_net import PYTHON, env_for_subprocess, neutral_cwd
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -70,6 +70,16 @@ def test_the_fetch_path_imports_no_heavy_dependency_until_it_needs_one() -> None
             "cheng_build.pkg.serve\n"
             "heavy = [m for m in ('libp2p', 'trio', 'rich', 'nacl', 'yaml') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
-    r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO,
+    r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=neutral_cwd(),
                        env=env_for_subprocess(), timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_locked_source_mode_applies_only_under_auto() -> None:
+    from cheng_build.pkg.fetch import dep_mode
+
+    dep = SimpleNamespace(source_mode="http")
+    assert dep_mode(FetchMode.AUTO, dep) is FetchMode.HTTP
+    assert dep_mode(FetchMode.P2P, dep) is FetchMode.P2P  # CLI/env/config wins
+    assert dep_mode(FetchMode.AUTO, SimpleNamespace(source_mode=None)) is FetchMode.AUTO
+    assert dep_mode(FetchMode.AUTO, SimpleNamespace()) is FetchMode.AUTO

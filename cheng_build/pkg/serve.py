@@ -238,6 +238,30 @@ def serve(root: Path, listen: str, *, http: str | None = None, max_peers: int | 
             gateway.close()
 
 
+def _check_port_free(listen: str) -> None:
+    """Refuse a TCP port another process listens on.
+
+    py-libp2p binds with SO_REUSEPORT, so a second provider on a busy port would start "fine"
+    and the kernel would split incoming connections between the two. A plain probe bind (with
+    SO_REUSEADDR, so a port in TIME_WAIT after a restart is not mistaken for busy) tells.
+    """
+    import socket
+
+    parts = listen.strip("/").split("/")
+    if len(parts) < 4 or parts[0] not in ("ip4", "ip6") or parts[2] != "tcp" or parts[3] == "0":
+        return
+    family = socket.AF_INET6 if parts[0] == "ip6" else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((parts[1], int(parts[3])))
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {listen}", why=exc.strerror or str(exc),
+                         how="pick another port, or /tcp/0 for any free one") from None
+    finally:
+        probe.close()
+
+
 def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None,
                gateway: Gateway | None, on_ready: Callable[[Listening], None] | None,
                stop: Callable[[], Any] | None) -> None:
@@ -252,6 +276,7 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
     except Exception as exc:
         raise UsageError(f"bad --listen address '{listen}'", why=str(exc),
                          how="write it as /ip4/127.0.0.1/tcp/<port>") from exc
+    _check_port_free(listen)
 
     async def main() -> None:
         host = lp.make_host(lp.load_identity(root / "peer.key"))

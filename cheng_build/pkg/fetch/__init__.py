@@ -146,6 +146,15 @@ def _plan(candidates: Sequence[str], config: Any, mode: FetchMode) -> _Plan:
     return plan
 
 
+def dep_mode(mode: FetchMode, dep: Any) -> FetchMode:
+    """A dependency's sources: the run's mode, unless that is ``auto`` and the lock (v2) gives
+    the dependency a ``source_mode`` of its own (a mode set on the CLI/env/config wins)."""
+    own = getattr(dep, "source_mode", None)
+    if own is None or mode is not FetchMode.AUTO:
+        return mode
+    return FetchMode.parse(own)
+
+
 def _open_store(cache_root: Path) -> Any:
     from cheng_build.cas.blockstore import Blockstore
 
@@ -259,25 +268,37 @@ def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str
         missing = [d for d in pending if not _complete(store, want[d.package_id])]
         got: dict[str, Source] = {d.package_id: Source.CACHE for d in pending if d not in missing}
 
-        if missing and mode is FetchMode.LOCAL:
+        local_only = [d for d in missing if dep_mode(mode, d) is FetchMode.LOCAL]
+        if local_only:
+            d = local_only[0]
             raise NotFoundError(
-                f"{missing[0].package_id}: snapshot {missing[0].cid} is not in the cache {cache_root}",
+                f"{d.package_id}: snapshot {d.cid} is not in the cache {cache_root}",
                 why="mode is local: no peer or gateway is contacted",
                 how="fetch with --mode:auto or --mode:p2p and --peers, or PKG_PEERS")
 
         candidates = list(peers if peers is not None else getattr(config, "peers", ()) or ())
         for dep in missing:
             candidates.extend(getattr(dep, "source_addrs", ()) or ())
-        plan = _plan(candidates, config, mode)
+        plan = _plan(candidates, config, FetchMode.P2P)
+        plan.gateways = _plan(candidates, config, FetchMode.HTTP).gateways
         dropped.extend(plan.refused)
         errors: list[str] = []
+        fallback = bool(getattr(config, "http_fallback", False))
 
-        if missing and plan.peers:
+        def p2p_ok(d: Any) -> bool:
+            return dep_mode(mode, d) in (FetchMode.P2P, FetchMode.AUTO)
+
+        def http_ok(d: Any) -> bool:
+            m = dep_mode(mode, d)
+            return m is FetchMode.HTTP or (m is FetchMode.AUTO and fallback)
+
+        over_p2p = [d for d in missing if p2p_ok(d)]
+        if over_p2p and plan.peers:
             from cheng_build.pkg.fetch.p2p_run import fetch_p2p
 
-            progress.start(", ".join(d.package_id for d in missing), "p2p")
+            progress.start(", ".join(d.package_id for d in over_p2p), "p2p")
             try:
-                stats = fetch_p2p(store, [want[d.package_id] for d in missing], plan.peers,
+                stats = fetch_p2p(store, [want[d.package_id] for d in over_p2p], plan.peers,
                                   on_block=progress.advance, on_total=progress.total)
                 blocks += stats.blocks_fetched
                 nbytes += stats.bytes_fetched
@@ -286,15 +307,16 @@ def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str
                 errors.append(f"p2p: {exc.what}" + (f"\n{exc.why}" if exc.why else ""))
             finally:
                 progress.finish()
-            done = [d for d in missing if _complete(store, want[d.package_id])]
+            done = [d for d in over_p2p if _complete(store, want[d.package_id])]
             for d in done:
                 got[d.package_id] = Source.P2P
             missing = [d for d in missing if d not in done]
 
-        if missing and plan.gateways:
+        over_http = [d for d in missing if http_ok(d)]
+        if over_http and plan.gateways:
             from cheng_build.pkg.fetch.http import fetch_dag
 
-            for dep in list(missing):
+            for dep in over_http:
                 for gw in plan.gateways:
                     progress.start(dep.package_id, "http")
                     try:
@@ -312,12 +334,16 @@ def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str
                         break
 
         if missing:
+            first = dep_mode(mode, missing[0])
             tried = []
-            if not plan.peers and mode in (FetchMode.P2P, FetchMode.AUTO):
+            if first is not FetchMode.HTTP and not plan.peers:
                 tried.append("no usable p2p peer (give --peers or PKG_PEERS)")
-            if not plan.gateways:
-                tried.append("HTTP fallback not allowed at this level/mode or no gateway given"
-                             if mode is not FetchMode.P2P else "mode p2p: HTTP not used")
+            if first is FetchMode.P2P:
+                tried.append("mode p2p: HTTP not used")
+            elif not http_ok(missing[0]):
+                tried.append("HTTP fallback not allowed at this level/mode")
+            elif not plan.gateways:
+                tried.append("no HTTP gateway given")
             raise NotFoundError(
                 f"{missing[0].package_id}: snapshot {missing[0].cid} could not be fetched"
                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
@@ -339,5 +365,5 @@ def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str
     )
 
 
-__all__ = ["FetchMode", "FetchResult", "Progress", "Source", "fetch_lock", "peer_allowed"]
+__all__ = ["FetchMode", "FetchResult", "Progress", "Source", "dep_mode", "fetch_lock", "peer_allowed"]
 

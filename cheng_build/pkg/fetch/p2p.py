@@ -53,6 +53,14 @@ class _PeerLink:
     streams_opened: int = 0
 
 
+@dataclass(slots=True)
+class _Read:
+    """A batch of blocks being read for a peer on a worker thread."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    result: tuple[list[tuple[bytes, bytes]], list[bytes]] = ([], [])
+
+
 @dataclass
 class SessionStats:
     """What one fetch session did; ``dropped`` names each peer dropped and why."""
@@ -64,6 +72,9 @@ class SessionStats:
     first_block_at: float | None = None
 
 
+# Wants we queue per peer; beyond this a peer is told DONT_HAVE (a bound on untrusted input:
+# one 4 MiB message can carry ~100,000 wants).
+MAX_QUEUED_WANTS = 16384
 # Blocks read from the store per worker-thread hop when serving.
 SERVE_READ_BATCH = 8
 # Received blocks are written to the store in batches of about this many bytes (one fsync round
@@ -203,8 +214,10 @@ class BitswapNode:
                 continue
             if e.want_type == bs.WantType.HAVE:
                 link.presences.append(bs.Presence(e.cid, bs.PresenceType.HAVE))
-            else:
+            elif len(link.serve) < MAX_QUEUED_WANTS:
                 link.serve[e.cid] = e
+            elif e.send_dont_have:
+                link.presences.append(bs.Presence(e.cid, bs.PresenceType.DONT_HAVE))
         link.wake.set()
 
     def _read_blocks(self, cids: list[bytes]) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
@@ -230,15 +243,32 @@ class BitswapNode:
             self._nursery.start_soon(self._sender, link)
         return link
 
+    def _read_ahead(self, link: _PeerLink) -> _Read | None:
+        """Start reading the next batch ``link`` wants; ``None`` when it wants nothing more."""
+        if not link.serve:
+            return None
+        take = [link.serve.popitem(last=False)[0]
+                for _ in range(min(SERVE_READ_BATCH, len(link.serve)))]
+        job = _Read()
+
+        async def run() -> None:
+            job.result = await trio.to_thread.run_sync(self._read_blocks, take)
+            job.done.set()
+
+        assert self._nursery is not None
+        self._nursery.start_soon(run)
+        return job
+
     async def _sender(self, link: _PeerLink) -> None:
         stream = None
+        ahead: _Read | None = None
         try:
             while True:
                 await link.wake.wait()
                 link.wake = trio.Event()
                 if not link.alive:
                     break
-                while link.wants or link.presences or link.serve:
+                while link.wants or link.presences or link.serve or ahead is not None:
                     if stream is None:
                         stream = await lp.open_stream(self.host, link.peer, bs.PROTOCOLS)
                         link.streams_opened += 1
@@ -248,12 +278,15 @@ class BitswapNode:
                         link.wants.clear()
                         link.presences.clear()
                         await stream.write(bs.frame(msg))
-                    take = [link.serve.popitem(last=False)[0]
-                            for _ in range(min(SERVE_READ_BATCH, len(link.serve)))]
-                    # Reading and verifying happens off the event loop so other peers' wants
-                    # and our writes keep moving; the queue itself is only touched here.
-                    items, lacking = (await trio.to_thread.run_sync(self._read_blocks, take)
-                                      if take else ([], []))
+                    # Reading and verifying happen on a worker thread, one batch ahead of the
+                    # batch being written, so the disk and the socket work at the same time.
+                    if ahead is None:
+                        ahead = self._read_ahead(link)
+                    if ahead is None:
+                        continue
+                    await ahead.done.wait()
+                    items, lacking = ahead.result
+                    ahead = self._read_ahead(link)
                     link.presences.extend(bs.Presence(c, bs.PresenceType.DONT_HAVE) for c in lacking)
                     for m in bs.pack_blocks(items):
                         await stream.write(bs.frame(m))
@@ -516,10 +549,14 @@ class FetchSession:
         return self.stats
 
     async def _save(self) -> None:
-        async with self.saving:
-            items, self.unsaved, self.unsaved_bytes = self.unsaved, [], 0
-            if items:
-                await trio.to_thread.run_sync(_put_many, self.node.store, items)
+        # Shielded: once blocks are taken off ``unsaved`` they must reach the store even if the
+        # session is being cancelled (to_thread.run_sync raises Cancelled before it starts a
+        # thread, which lost a whole batch of verified blocks when a fetch finished mid-save).
+        with trio.CancelScope(shield=True):
+            async with self.saving:
+                items, self.unsaved, self.unsaved_bytes = self.unsaved, [], 0
+                if items:
+                    await trio.to_thread.run_sync(_put_many, self.node.store, items)
 
     async def _saver(self) -> None:
         while True:
