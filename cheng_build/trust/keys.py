@@ -116,7 +116,8 @@ def write_keyfile(key: KeyPair, path: str | os.PathLike[str], *, force: bool = F
         UsageError: the file exists and ``force`` is false.
     """
     target = Path(path)
-    if target.exists() and not force:
+    # lexists: a dangling symlink is something there too; replacing it silently surprises.
+    if os.path.lexists(target) and not force:
         raise UsageError(f"{target} already exists",
                          why="overwriting a key file loses the key it holds",
                          how="choose another --out: path, or pass --force to replace it")
