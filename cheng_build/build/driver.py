@@ -296,14 +296,16 @@ def build(req: BuildRequest) -> BuildResult:
     """
     cwd = Path(os.path.abspath(req.cwd))
     source = req.source if req.source.is_absolute() else cwd / req.source
-    if not source.is_file():
-        raise InputError(f"source not found: {req.source}",
-                         how="pass the path of a .cheng file: chengc <file.cheng> [flags]")
+    _check_source(source, req.source)
     if req.reproducible_check and req.run:
         raise UsageError("--reproducible-check cannot be combined with --run",
                          how="check reproducibility first, then run the artifact")
 
     cache_root = req.cache_dir if req.cache_dir.is_absolute() else cwd / req.cache_dir
+    if cache_root.exists() and not cache_root.is_dir():
+        raise InputError(f"--pkg-cache: {req.cache_dir} is not a directory",
+                         why="the package and action cache is a directory (PKG_CACHE, --pkg-cache)",
+                         how="pass --pkg-cache:<directory> or remove the file")
     chengc_cache = cache_root / "chengc"
     stat_cache = StatCache(chengc_cache / "stat.json")
 
@@ -334,8 +336,13 @@ def build(req: BuildRequest) -> BuildResult:
         if req.pkg_roots is not None:
             env_for_roots["PKG_ROOTS"] = req.pkg_roots
         roots = search_roots(env_for_roots)
-    graph = walk(source, roots, stat_cache)
     output = output_path(source, req.name, req.out, cwd)
+    if req.emit is Emit.COMPILE:
+        _check_writable(output, "--out" if req.out else "--name")
+        _check_writable(req.meta_out or output.parent / META_NAME, "--meta-out")
+    elif req.emit is Emit.BUNDLE and req.bundle_out is not None:
+        _check_writable(req.bundle_out, "--out")
+    graph = walk(source, roots, stat_cache)
 
     if req.emit is Emit.BUNDLE:
         from cheng_build.build.bundle import write_bundle
@@ -354,6 +361,35 @@ def build(req: BuildRequest) -> BuildResult:
         for d in staged:
             shutil.rmtree(d, ignore_errors=True)
         bg.join()
+
+
+def _check_source(source: Path, given: Path) -> None:
+    """Refuse a missing source, a directory or a FIFO before anything reads it."""
+    import stat
+
+    how = "pass the path of a .cheng file: chengc <file.cheng> [flags]"
+    try:
+        st = source.stat()
+    except OSError:
+        kind = "a dangling symlink" if os.path.lexists(source) else None
+        raise InputError(f"source is {kind}: {given}" if kind else f"source not found: {given}",
+                         how=how) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise InputError(f"source is {kind}: {given}", how=how)
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Refuse an output path that is a directory or sits under a file, naming the flag."""
+    if path.is_dir():
+        raise UsageError(f"{flag}: {path} is a directory",
+                         how=f"name the file to write, e.g. {flag}:{path / 'app'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag}: cannot write {path}", why=f"{parent} is a file",
+                                 how=f"pick another {flag}: path")
+            return
 
 
 def _input_root(graph: ImportGraph, stat_cache: StatCache,
