@@ -35,8 +35,11 @@ def register(name: str, parser: Parser) -> None:
 
 def run(name: str, args: argparse.Namespace) -> int:
     """Print the effective values, one per line: ``name = value  (source)``."""
+    from cheng_build.cli.input_checks import input_file
     from cheng_build.trust.config import load_config
 
+    if args.config:
+        input_file(args.config, "--config", optional=True)  # a FIFO would block the read
     cfg = load_config({k: getattr(args, k) for k in (
         "level", "mode", "peers", "allow", "deny", "http_fallback", "require_signature",
         "require_registry_match", "registry")}, config_path=args.config)

@@ -184,6 +184,8 @@ def _config(args: argparse.Namespace) -> Any:
     """The effective trust configuration: level and registry-match rule (CLI > env > file)."""
     from cheng_build.trust.config import load_config
 
+    if args.config:
+        input_file(args.config, "--config", optional=True)  # a FIFO would block the read
     return load_config({"level": args.level}, config_path=args.config)
 
 

@@ -34,6 +34,8 @@ def run(name: str, args: argparse.Namespace) -> int:
     from cheng_build.trust.config import load_config
     from cheng_build.trust.registry_log import RegistryLog
 
+    if args.config:
+        input_file(args.config, "--config", optional=True)  # a FIFO would block the read
     cfg = load_config({"level": args.level, "registry": args.registry}, config_path=args.config)
     input_file(cfg.registry, "--registry", optional=True)  # a directory or FIFO: say so
     log = RegistryLog.load(cfg.registry, limits=cfg.limits, verify_ahead=True)

@@ -46,6 +46,8 @@ def _add_level(parser: Parser) -> None:
 def _config(args: argparse.Namespace) -> Config:
     from cheng_build.trust.config import load_config
 
+    if getattr(args, "config", None):
+        input_file(args.config, "--config", optional=True)  # a FIFO would block the read
     cfg = load_config({"level": getattr(args, "level", None),
                        "registry": getattr(args, "registry", None)},
                       config_path=getattr(args, "config", None))
