@@ -384,6 +384,9 @@ def _check_writable(path: Path, flag: str) -> None:
     if path.is_dir():
         raise UsageError(f"{flag}: {path} is a directory",
                          how=f"name the file to write, e.g. {flag}:{path / 'app'}")
+    if path.exists() and not path.is_file():
+        # A FIFO or device: reading it back (to skip an unchanged write) would block forever.
+        raise UsageError(f"{flag}: {path} is not a regular file", how=f"pick another {flag}: path")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

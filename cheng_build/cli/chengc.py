@@ -195,6 +195,14 @@ def _check_values(args: Any) -> None:
         if getattr(args, attr, None) == "":
             flag = "--" + attr.replace("_", "-")
             raise UsageError(f"{flag}: empty value", how=f"pass {flag}:<value> or leave the flag out")
+    from cheng_build.cli.input_checks import input_file
+
+    # Missing files are reported by the package flow (a lock may be about to be written);
+    # a directory or FIFO is refused here, before a read blocks.
+    for attr in ("lock", "registry", "manifest"):
+        value = getattr(args, attr)
+        if value and not (attr == "manifest" and Path(value).is_dir()):
+            input_file(value, "--" + attr, optional=True)
     if args.skip_pkg:
         named = [f"--{a}" for a in _PKG_FLOW if getattr(args, a)]
         if named:
