@@ -66,8 +66,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def invoke(tool: str, argv: Sequence[str], cwd: Path) -> tuple[int, str, str]:
     """Call ``main(argv)`` in-process with byte-backed stdout/stderr; returns (rc, out, err)."""
-    out = io.TextIOWrapper(io.BytesIO(), write_through=True)
-    err = io.TextIOWrapper(io.BytesIO(), write_through=True)
+    # The error handlers CPython gives a console under a C/C.UTF-8 locale: undecodable bytes in a
+    # path (surrogates) reach stdout as the same bytes and stderr as backslash escapes.
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape", write_through=True)
+    err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace", write_through=True)
     old = os.getcwd(), sys.stdout, sys.stderr
     os.chdir(cwd)
     sys.stdout, sys.stderr = out, err
@@ -79,7 +81,8 @@ def invoke(tool: str, argv: Sequence[str], cwd: Path) -> tuple[int, str, str]:
     finally:
         os.chdir(old[0])
         sys.stdout, sys.stderr = old[1], old[2]
-    return rc, out.buffer.getvalue().decode(), err.buffer.getvalue().decode()  # type: ignore[attr-defined]
+    return (rc, out.buffer.getvalue().decode(errors="replace"),  # type: ignore[attr-defined]
+            err.buffer.getvalue().decode())  # type: ignore[attr-defined]
 
 
 _PUB = ["--package:pkg://cheng/x", "--channel:edge", "--priv:k1.json", "--registry:r.jsonl",
@@ -154,6 +157,23 @@ BAD: list[tuple[str, list[str], int, str]] = [
     ("registry", ["publish", *_PUB, "--epoch:1", "--src:pkg", "--file:garbage"], 2,
      r"^publish: argument --file: not allowed with argument --src$"),
     ("pkg", ["config", "show", "--level:L9"], 2, r"^config: unknown security level 'L9'$"),
+    # key and config files that are FIFOs or directories: refused, never read
+    ("registry", ["checkpoint", "--priv:fifo", "--registry:r.jsonl"], 2,
+     r"^checkpoint: cannot read key file fifo$"),
+    ("registry", ["checkpoint", "--priv:adir", "--registry:r.jsonl"], 2,
+     r"^checkpoint: cannot read key file adir$"),
+    ("registry", ["rotate-key", "--package:pkg://cheng/x", "--priv:k1.json", "--new:fifo",
+                  "--registry:r.jsonl"], 2, r"^rotate-key: cannot read public key from fifo$"),
+    ("pkg", ["config", "show", "--config:fifo"], 2, r"^config: --config: fifo is a FIFO"),
+    ("pkg", ["search", "--config:fifo"], 2, r"^search: --config: fifo is a FIFO"),
+    ("registry", ["verify", "--config:fifo"], 2, r"^verify: --config: fifo is a FIFO"),
+    ("pkg", ["verify", "--lock:empty", "--config:fifo"], 2, r"^verify: --config: fifo is a FIFO"),
+    ("chengc", [*_CC, "--lock:fifo"], 2, r"^chengc: --lock: fifo is a FIFO"),
+    ("chengc", [*_CC, "--manifest:fifo"], 2, r"^chengc: --manifest: fifo is a FIFO"),
+    ("chengc", [*_CC, "--registry:fifo", "--lock:x"], 2, r"^chengc: --registry: fifo is a FIFO"),
+    ("chengc", [*_CC, "--meta-out:fifo"], 2, r"^chengc: --meta-out: fifo is not a regular file$"),
+    ("chengc", [*_CC, "--out:fifo"], 2, r"^chengc: --out: .*fifo is not a regular file$"),
+    ("chengc", [*_CC, "--emit:bundle", "--out:fifo"], 2, r"^chengc: --out: fifo is not a regular file$"),
     # chengc: sources and outputs of the wrong kind, empty values, contradicting flags
     ("chengc", ["adir", "--compiler:bin/chengc"], 2, r"^chengc: source is a directory: adir$"),
     ("chengc", ["fifo", "--compiler:bin/chengc"], 2, r"^chengc: source is not a regular file: fifo$"),
