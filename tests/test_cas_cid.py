@@ -95,3 +95,112 @@ def test_verify_detects_any_flip(data: bytes, where: int) -> None:
     with pytest.raises(DigestMismatchError) as info:
         verify_block(c, bytes(bad))
     assert str(c) in info.value.what
+
+
+# --- the multiformats-free base32 codec and CID text fast path ------------------------------
+
+_ALPHA = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80))
+def test_b32_equals_the_standard_library(raw: bytes) -> None:
+    import base64
+
+    from cheng_build.cas.cid import b32_decode, b32_encode
+
+    text = b32_encode(raw)
+    assert text == base64.b32encode(raw).decode("ascii").lower().rstrip("=")
+    assert b32_decode(text) == (raw if raw else None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=_ALPHA + "A1=", min_size=1, max_size=70))
+def test_b32_decode_takes_only_canonical_text(text: str) -> None:
+    import base64
+    import binascii
+
+    from cheng_build.cas.cid import b32_decode, b32_encode
+
+    try:
+        want: bytes | None = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+    except (binascii.Error, ValueError):
+        want = None
+    if want is not None and (b32_encode(want) != text or not want):
+        want = None  # the standard library ignores non-zero spare bits and case; we refuse them
+    assert b32_decode(text) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.sampled_from(["raw", "dag-pb"]),
+       st.sampled_from(["sha2-256", "blake3"]))
+def test_fast_cid_text_equals_multiformats(digest: bytes, codec: str, hash: str) -> None:
+    from cheng_build.cas.cid import cid_text, cid_text_bytes
+
+    public = CID("base32", 1, codec, (hash, digest))
+    text = str(public)
+    assert cid_text(bytes(public)) == text
+    assert cid_text_bytes(text) == bytes(public)
+    ours = parse_cid(text)
+    assert ours == public == CID.decode(text) and str(ours) == text and bytes(ours) == bytes(public)
+    assert cid_str(public) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.integers(0, 58), st.sampled_from(_ALPHA))
+def test_altered_cid_text_parses_as_multiformats_says(digest: bytes, where: int, ch: str) -> None:
+    """Any edit of a CID string either takes the fast path to the same CID multiformats decodes,
+    or goes to multiformats itself: the two never disagree."""
+    from cheng_build.cas.cid import cid_text_bytes
+
+    text = str(CID("base32", 1, "raw", ("sha2-256", digest)))
+    text = text[:where] + ch + text[where + 1:] if where else text
+    try:
+        expected = CID.decode(text)
+    except Exception:
+        expected = None
+    try:
+        got = parse_cid(text)
+    except CidError:
+        got = None
+        assert cid_text_bytes(text) is None
+    if expected is not None and got is not None:
+        assert got == expected and bytes(got) == bytes(expected)
+    elif cid_text_bytes(text) is not None:
+        raise AssertionError(f"fast path took {text} that multiformats refuses")
+
+
+@pytest.mark.parametrize("text", ["bafkqaaa", "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG",
+                                  "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+                                  "BAFKREIBM6JG3UX5QUMHCN2B3FLC3TYU6DMLB4XA7U5BF44YEGNRJHC4YEQ"])
+def test_other_forms_take_the_multiformats_path(text: str) -> None:
+    from cheng_build.cas.cid import cid_text_bytes
+
+    assert cid_text_bytes(text) is None
+    try:
+        c = parse_cid(text)
+    except CidError:
+        return
+    public = CID.decode(text)  # a CIDv0 is normalised to CIDv1 base32
+    assert (c.version, c.codec, c.digest) == (1, public.codec, public.digest)
+
+
+def test_multiformats_is_loaded_only_for_cid_objects() -> None:
+    """chengc and the lock hook start by importing this module; base32 text and hashing must
+    not pay for multiformats (~40 ms), only the first CID object does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import cheng_build.cas.cid as c\n"
+        f"raw = c.cid_text_bytes({HELLO!r})\n"
+        f"assert raw is not None and c.cid_text(raw) == {HELLO!r}\n"
+        "c.hasher_for('sha2-256')(b'x')\n"
+        "assert 'multiformats' not in sys.modules, 'loaded early'\n"
+        f"assert str(c.parse_cid({HELLO!r})) == {HELLO!r}\n"
+        "assert 'multiformats' in sys.modules and c.CID.__module__.startswith('multiformats')\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr

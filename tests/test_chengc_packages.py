@@ -113,6 +113,19 @@ def test_lock_flow_builds_with_locked_roots_and_writes_meta(cc: Runner) -> None:
     assert rc == 0 and "chengc: package flow: ran verify" in err and len(cc.calls()) == 1
 
 
+def test_compiler_from_config_toolchain_with_the_package_flow(cc: Runner) -> None:
+    """``[toolchain] compiler`` (DESIGN.md section 4) names the compiler, and the same file is
+    the trust configuration the package flow loads: both must accept it."""
+    _published(cc.tmp)
+    _lock(cc.tmp)
+    cc.mp.delenv("CHENG_COMPILER")
+    (cc.tmp / "cheng-pkg-config.toml").write_text(
+        '[security]\nlevel = "L1"\n\n[toolchain]\ncompiler = "bin/chengc"\n')
+    rc, out, err = cc("app.cheng", "--lock:cheng.lock.toml", "--registry:registry.jsonl")
+    assert rc == 0, err
+    assert "compiled 7 modules" in out and len(cc.calls()) == 1
+
+
 def test_manifest_resolve_verify_fetch_compile(cc: Runner) -> None:
     """The whole seed A3 loop: publish -> resolve (manifest) -> verify -> fetch -> compile."""
     cids = _published(cc.tmp, in_store=True)

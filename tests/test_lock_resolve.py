@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 from helpers_lock import World, graph_world
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from cheng_build.core.errors import NotFoundError, PolicyError
 from cheng_build.pkg.lock import Lock, LockedDep
@@ -245,29 +243,3 @@ def test_source_snapshots_keep_their_addresses_as_v2(tmp_path: Path) -> None:
     assert text.startswith("lock_version = 2\n")
     assert parse_lock(parse_text(text, "toml")) == lock
     assert verify_lock(lock, registry) == []
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.binary(min_size=1, max_size=300), st.sampled_from(["raw", "dag-pb"]))
-def test_fast_cid_parse_equals_parse_cid(data: bytes, codec: str) -> None:
-    from cheng_build.cas.cid import cid_str, make_cid, parse_cid
-    from cheng_build.pkg.resolve import _cid
-
-    text = cid_str(make_cid(data, codec))  # type: ignore[arg-type]
-    assert _cid(text) == parse_cid(text)
-    assert cid_str(_cid(text)) == text
-
-
-@pytest.mark.parametrize("text", ["bafkqaaa", "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG",
-                                  "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"])
-def test_fast_cid_parse_falls_back(text: str) -> None:
-    from cheng_build.cas.cid import CidError, parse_cid
-    from cheng_build.pkg.resolve import _cid
-
-    try:
-        expected = parse_cid(text)
-    except CidError:
-        with pytest.raises(CidError):
-            _cid(text)
-        return
-    assert _cid(text) == expected

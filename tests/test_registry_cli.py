@@ -127,6 +127,21 @@ def test_config_show_sources(env: Path, capsys: pytest.CaptureFixture[str],
     assert rc == 2 and err[0] == "config: --mode: unknown mode 'warp'"
 
 
+def test_config_show_toolchain_compiler(env: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CHENG_COMPILER", raising=False)
+    cfg = env / "cheng-pkg-config.toml"
+    cfg.write_text('[security]\nlevel = "L1"\n\n[toolchain]\ncompiler = "tools/chengc"\n')
+    rc, out, err = run(capsys, pkg, "config", "show")
+    assert rc == 0, err
+    rows = {line.split("=")[0].strip(): line for line in out}
+    assert str(env / "tools" / "chengc") in rows["compiler"]
+    assert rows["compiler"].endswith(f"(file {cfg})")
+    rc, out, _ = run(capsys, pkg, "config", "show", "--format:json")
+    assert json.loads("\n".join(out))["compiler"] == {"value": str(env / "tools" / "chengc"),
+                                                      "source": f"file {cfg}"}
+
+
 def test_l2_writes_the_audit_log(env: Path, capsys: pytest.CaptureFixture[str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     run(capsys, registry, "keygen", "--out:a.json", "--author:node:a")
@@ -180,3 +195,46 @@ def test_real_process_garbage_registry_no_traceback(env: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[0] == "verify: line 1: missing package_id"
     assert "Traceback" not in proc.stderr
+
+
+def _reg_lines(env: Path) -> list[dict[str, object]]:
+    reg = env / "build" / "cheng_registry" / "registry.jsonl"
+    return [json.loads(x) for x in reg.read_text().splitlines()] if reg.exists() else []
+
+
+def test_publish_holds_the_manifest_to_the_flags(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, registry, "keygen", "--out:a.json", "--author:node:a")
+    pub = ("publish", "--package:pkg://cheng/hello", "--channel:edge", "--src:pkg", "--priv:a.json")
+    manifest = env / "pkg" / "cheng-package.toml"
+    manifest.write_text('package_id = "pkg://cheng/other"\nversion = "1.2.0"\n')
+    rc, _, err = run(capsys, registry, *pub, "--epoch:1")
+    assert rc == 2 and err[0] == ("publish: manifest package_id pkg://cheng/other does not match "
+                                  "--package pkg://cheng/hello")
+    manifest.write_text('package_id = "pkg://cheng/hello"\nversion = "1.2.0"\n')
+    rc, _, err = run(capsys, pkg, *pub, "--epoch:1", "--version:1.3.0")
+    assert rc == 2 and err[0] == "publish: manifest version 1.2.0 does not match --version 1.3.0"
+    manifest.write_text('package_id = "pkg://cheng/hello"\nversion = "1.2.0"\n[[dependencies]]\n'
+                        'package_id = "pkg://cheng/fs"\nchannel = "stable"\npath = "../fs"\n')
+    rc, _, err = run(capsys, registry, *pub, "--epoch:1")
+    assert rc == 1 and err[0] == "publish: dev-only manifest"
+    assert any("pkg://cheng/fs uses a dev-only path override" in line for line in err)
+    manifest.write_text('package_id = "pkg://cheng/hello"\n')
+    rc, _, err = run(capsys, registry, *pub, "--epoch:1")
+    assert rc == 1 and err[0] == "publish: manifest has no version"
+    manifest.write_text('package_id = "pkg://cheng/hello"\nversion = 1\n')
+    rc, _, err = run(capsys, registry, *pub, "--epoch:1")
+    assert rc == 2 and err[0] == "publish: load manifest failed"
+    assert _reg_lines(env) == []  # every refusal came before a byte was written
+    # Agreeing manifests publish (YAML too); only --version turns on the SemVer gate.
+    manifest.unlink()
+    (env / "pkg" / "cheng-package.yaml").write_text('package_id: "pkg://cheng/hello"\nversion: "1.2.0"\n')
+    rc, _, err = run(capsys, pkg, *pub, "--epoch:1")
+    assert rc == 0, err
+    rc, _, err = run(capsys, registry, *pub, "--epoch:2", "--version:1.2.0")
+    assert rc == 0, err
+    # A manifest without a version is completed by --version.
+    (env / "pkg" / "cheng-package.yaml").write_text('package_id: "pkg://cheng/hello"\n')
+    rc, _, err = run(capsys, registry, *pub, "--epoch:3", "--version:1.2.1")
+    assert rc == 0, err
+    assert [(e["epoch"], e.get("version")) for e in _reg_lines(env)] == [(1, None), (2, "1.2.0"),
+                                                                        (3, "1.2.1")]

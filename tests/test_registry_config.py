@@ -95,3 +95,30 @@ def test_template_parses(tmp_path: Path) -> None:
     template = Path(__file__).resolve().parents[1] / "configs" / "cheng-pkg-config.toml"
     c = load_config(env={}, config_path=template)
     assert c.level is Level.L1 and c.require_signature is True
+
+
+def test_toolchain_compiler_is_accepted_and_relative_to_the_file(tmp_path: Path) -> None:
+    # DESIGN.md section 4: chengc reads [toolchain] compiler from this same file, so a config
+    # carrying it must load for every other command too (cheng-pkg verify, chengc's package flow).
+    (tmp_path / "etc").mkdir()
+    f = cfg_file(tmp_path / "etc", FILE + '\n[toolchain]\ncompiler = "bin/chengc"\n')
+    c = load_config(env={}, config_path=f)
+    assert c.compiler == tmp_path / "etc" / "bin" / "chengc"
+    assert c.sources["compiler"] == f"file {f}"
+    assert ("compiler", str(tmp_path / "etc" / "bin" / "chengc"), f"file {f}") in c.rows()
+    c = load_config(env={"CHENG_COMPILER": "/opt/cc"}, config_path=f)
+    assert c.compiler == Path("/opt/cc") and c.sources["compiler"] == "env CHENG_COMPILER"
+    c = load_config(env={}, config_path=cfg_file(tmp_path, '[toolchain]\ncompiler = "/abs/chengc"\n'))
+    assert c.compiler == Path("/abs/chengc")
+    assert load_config(env={}, config_path=cfg_file(tmp_path, "")).compiler is None
+
+
+@pytest.mark.parametrize(("text", "err", "msg"), [
+    ("[toolchain]\ncompiler = 3\n", UsageError, "compiler must be a path"),
+    ("[toolchain]\ncompiler = ''\n", UsageError, "compiler path is empty"),
+    ("[toolchain]\ncc = 'gcc'\n", InputError, "unknown key toolchain.cc"),
+    ("toolchain = 'chengc'\n", InputError, r"\[toolchain\] is not a table"),
+])
+def test_bad_toolchain_values(tmp_path: Path, text: str, err: type[Exception], msg: str) -> None:
+    with pytest.raises(err, match=msg):
+        load_config(env={}, config_path=cfg_file(tmp_path, text))

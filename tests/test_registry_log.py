@@ -405,3 +405,73 @@ def test_publish_onto_a_broken_log_names_the_bad_line(world: World) -> None:
         world.publish("pkg://cheng/a", "node:alice", 2)
     assert exc.value.what.startswith("line 2: not JSON")
     assert not isinstance(exc.value, PublishError)
+
+
+def _scan_head(log: RegistryLog, pkg: str, channel: str):  # type: ignore[no-untyped-def]
+    """The registry's rule, as a linear scan: highest epoch, a tie going to the later line."""
+    best = None
+    for e in log.publishes(pkg):
+        if e.channel == channel and (best is None or e.epoch >= best.epoch):
+            best = e
+    return best
+
+
+def _scan_find(log: RegistryLog, pkg: str, channel: str, epoch: int):  # type: ignore[no-untyped-def]
+    found = None
+    for e in log.publishes(pkg):
+        if e.channel == channel and e.epoch == epoch:
+            found = e
+    return found
+
+
+_PKGS = ("pkg://cheng/a", "pkg://cheng/b", "pkg://other/c")
+_CHANNELS = ("edge", "stable", "lts")
+
+
+@st.composite
+def _lines(draw: st.DrawFn) -> list[bytes]:
+    out = []
+    for i in range(draw(st.integers(0, 40))):
+        pkg, channel = draw(st.sampled_from(_PKGS)), draw(st.sampled_from(_CHANNELS))
+        if draw(st.integers(0, 9)) == 0:  # a key line names a package but is no publish
+            out.append(json.dumps({"type": "key", "seq": i + 1, "prev": GENESIS_PREV,
+                                   "op": "register", "package_id": pkg,
+                                   "author_id": "node:x", "pub_key": "local:x",
+                                   "signature": "local:x", "created_ts": "1"}).encode())
+            continue
+        line = json.loads(legacy_line(pkg, "node:alice", draw(st.integers(0, 4))))
+        line["channel"] = channel
+        line["created_ts"] = str(i)  # tells tied lines apart
+        out.append(json.dumps(line).encode())
+    return out
+
+
+@given(_lines())
+@settings(max_examples=150, deadline=None)
+def test_head_and_find_index_equals_a_linear_scan(lines: list[bytes]) -> None:
+    log = RegistryLog.from_bytes(b"".join(x + b"\n" for x in lines))
+    for pkg in (*_PKGS, "pkg://cheng/none"):
+        for channel in _CHANNELS:
+            assert log.head(pkg, channel) is _scan_head(log, pkg, channel)
+            for epoch in range(6):
+                assert log.find(pkg, channel, epoch) is _scan_find(log, pkg, channel, epoch)
+
+
+def test_lookups_walk_the_log_once(world: World) -> None:
+    """Resolving N packages asks for N heads: each must not rescan the log (quadratic)."""
+    walks = [0]
+
+    class Counting(tuple):  # type: ignore[type-arg]
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            walks[0] += 1
+            return super().__iter__()
+
+    for epoch in (1, 2):
+        world.publish("pkg://cheng/a", "node:alice", epoch)
+    log = RegistryLog.load(world.registry)
+    log.entries = Counting(log.entries)
+    for _ in range(20):
+        assert log.head("pkg://cheng/a", "edge").epoch == 2  # type: ignore[union-attr]
+        assert log.find("pkg://cheng/a", "edge", 1).line == 1  # type: ignore[union-attr]
+        assert log.head("pkg://cheng/zz", "edge") is None
+    assert walks[0] == 1

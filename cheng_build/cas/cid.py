@@ -8,19 +8,24 @@ two spellings of the same block compare equal and name the same file in the bloc
 Hashing goes through :mod:`cheng_build._native` when the C library is built (it releases the GIL,
 so callers can hash leaves on several threads) and falls back to :mod:`hashlib` / the ``blake3``
 package otherwise; both produce the same digests (the native tests check that).
+
+``multiformats`` is imported on first need of a ``CID`` object or of a form we do not decode
+ourselves: hashing (:func:`hasher_for`), base32 text (:func:`cid_text`, :func:`cid_text_bytes`,
+:func:`cid_str` of an existing CID) and importing this module do not load it, so start-up
+paths that only handle CID strings do not pay its ~40 ms.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
+import re
 from collections.abc import Callable
-from typing import Literal
-
-from multiformats import CID, multibase, multicodec, multihash
+from typing import TYPE_CHECKING, Any, Literal
 
 from cheng_build.core.errors import DigestMismatchError, InputError
+
+if TYPE_CHECKING:
+    from multiformats import CID
 
 CodecName = Literal["raw", "dag-pb"]
 HashName = Literal["sha2-256", "blake3"]
@@ -33,6 +38,7 @@ BLAKE3 = 0x1E
 _CODECS: dict[str, int] = {"raw": RAW, "dag-pb": DAG_PB}
 _HASHES: dict[str, int] = {"sha2-256": SHA2_256, "blake3": BLAKE3}
 _HASH_BY_CODE: dict[int, str] = {v: k for k, v in _HASHES.items()}
+_MH_PREFIX = {SHA2_256: b"\x12\x20", BLAKE3: b"\x1e\x20"}
 
 __all__ = [
     "BLAKE3",
@@ -41,10 +47,14 @@ __all__ = [
     "RAW",
     "SHA2_256",
     "CidError",
+    "b32_decode",
+    "b32_encode",
     "cid_bytes",
     "cid_from_bytes",
     "cid_from_digest",
     "cid_str",
+    "cid_text",
+    "cid_text_bytes",
     "decode_cid_bytes",
     "digest_of",
     "hash_code",
@@ -55,48 +65,132 @@ __all__ = [
 ]
 
 
-# --- fast construction ---------------------------------------------------------------------
+# --- multibase base32 without multiformats ------------------------------------------------
+# Every CID we write or read from a registry line is ``b`` + RFC 4648 base32 (lower case, no
+# padding) of 36 bytes. The standard library's base32 is a Python loop (~50 us a CID); here
+# encoding indexes a 1,024-entry table of character pairs (29 look-ups for a CID) and decoding
+# is one ``int(..., 32)`` in C, so neither needs multiformats (which costs ~40 ms to import).
+# The tests hold both to multiformats and to ``base64.b32encode``.
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
+_TO_DIGITS = str.maketrans(_ALPHABET, "0123456789abcdefghijklmnopqrstuv")  # what int(x, 32) reads
+_B32_BODY = re.compile(r"[a-z2-7]+")
+
+
+def b32_encode(raw: bytes) -> str:
+    """RFC 4648 base32 of ``raw``, lower case, unpadded (multibase ``b`` without the prefix)."""
+    nbits = len(raw) * 8
+    nchars = -(-nbits // 5)
+    odd = nchars & 1
+    # Left-align the bits to whole characters (plus one spare character when the count is odd,
+    # so the text is whole pairs), then read 10 bits at a time from the top.
+    value = int.from_bytes(raw, "big") << (nchars * 5 - nbits + 5 * odd)
+    pairs = (nchars + odd) >> 1
+    text = "".join([_PAIRS[(value >> shift) & 1023] for shift in range(10 * pairs - 10, -1, -10)])
+    return text[:-1] if odd else text
+
+
+def b32_decode(body: str) -> bytes | None:
+    """The bytes of unpadded lower-case base32 ``body``; None unless it is the one canonical
+    spelling of some bytes (alphabet, length, and the spare low bits all zero)."""
+    if not body or not _B32_BODY.fullmatch(body):
+        return None
+    nbits = len(body) * 5
+    nbytes = nbits >> 3
+    spare = nbits - nbytes * 8
+    if spare >= 5:  # a whole character of padding bits: no encoder writes this length
+        return None
+    value = int(body.translate(_TO_DIGITS), 32)
+    if value & ((1 << spare) - 1):
+        return None
+    return (value >> spare).to_bytes(nbytes, "big")
+
+
+def cid_text(raw: bytes) -> str:
+    """A binary CID as its multibase base32 string (``b...``)."""
+    return "b" + b32_encode(raw)
+
+
+def _ours(raw: bytes) -> bool:
+    """CIDv1, raw or dag-pb, sha2-256 or blake3, 32-byte digest: every CID we write."""
+    return len(raw) == 36 and raw[0] == 1 and raw[1] in (RAW, DAG_PB) and \
+        raw[2] in _HASH_BY_CODE and raw[3] == 32
+
+
+def cid_text_bytes(text: str) -> bytes | None:
+    """The binary CID of ``text`` when it is the canonical base32 string of one of our CIDs
+    (CIDv1, raw/dag-pb, sha2-256/blake3); None for anything else (other bases, CIDv0, other
+    codecs, bad text), which :func:`parse_cid` hands to multiformats. Needs no multiformats."""
+    if len(text) != 59 or text[0] != "b":
+        return None
+    raw = b32_decode(text[1:])
+    return raw if raw is not None and _ours(raw) else None
+
+
+# --- multiformats, loaded on first use ------------------------------------------------------
 # multiformats type-checks every constructor argument at run time (~0.2 ms per CID here), which
 # would dominate importing a GiB (4,000 leaves) or a tree of small files. For the handful of
 # (codec, hash) pairs we write we pre-resolve the multiformats objects once and build instances
-# directly (the slots ``CID._new_instance`` fills). That relies on private attributes, so at import
-# we check the result equals the public constructor's and prints the same; if not (a different
-# multiformats release), we quietly use the public, slower path.
-_B32 = multibase.get("base32")
-_CODEC_OBJ = {RAW: multicodec.get("raw"), DAG_PB: multicodec.get("dag-pb")}
-_HASH_OBJ = {SHA2_256: multihash.get("sha2-256"), BLAKE3: multihash.get("blake3")}
-_MH_PREFIX = {SHA2_256: b"\x12\x20", BLAKE3: b"\x1e\x20"}
+# directly (the slots ``CID._new_instance`` fills). That relies on private attributes, so on
+# first use we check the result equals the public constructor's and prints the same; if not (a
+# different multiformats release), we quietly use the public, slower path.
 
 
-def _slow_cid(codec: int, hcode: int, digest: bytes) -> CID:
-    return CID("base32", 1, _CODEC_OBJ[codec], _MH_PREFIX[hcode] + digest)
+class _Multiformats:
+    """The multiformats objects we use, resolved once."""
+
+    def __init__(self) -> None:
+        from multiformats import CID, multibase, multicodec, multihash
+
+        self.CID = CID
+        self.b32 = multibase.get("base32")
+        self.codecs = {RAW: multicodec.get("raw"), DAG_PB: multicodec.get("dag-pb")}
+        self.hashes = {SHA2_256: multihash.get("sha2-256"), BLAKE3: multihash.get("blake3")}
+        self.new: Callable[[int, int, bytes], CID] = self._slow
+        probe = hashlib.sha256(b"probe").digest()
+        try:
+            fast, slow = self._fast(DAG_PB, SHA2_256, probe), self._slow(DAG_PB, SHA2_256, probe)
+            ok = fast == slow and str(fast) == str(slow) and hash(fast) == hash(slow) \
+                and bytes(fast) == bytes(slow) and fast.raw_digest == probe
+        except Exception:
+            ok = False
+        if ok:
+            self.new = self._fast
+
+    def _slow(self, codec: int, hcode: int, digest: bytes) -> CID:
+        return self.CID("base32", 1, self.codecs[codec], _MH_PREFIX[hcode] + digest)
+
+    def _fast(self, codec: int, hcode: int, digest: bytes) -> CID:
+        # What CID._new_instance does, minus its intern table (whose key hashing costs more than
+        # the object): equality and hashing of CIDs are on content, so interning is not needed.
+        cid = object.__new__(self.CID)
+        cid._base = self.b32
+        cid._version = 1
+        cid._codec = self.codecs[codec]
+        cid._hashfun = self.hashes[hcode]
+        cid._digest = _MH_PREFIX[hcode] + digest
+        return cid
 
 
-def _fast_cid(codec: int, hcode: int, digest: bytes) -> CID:
-    # What CID._new_instance does, minus its intern table (whose key hashing costs more than
-    # the object): equality and hashing of CIDs are on content, so interning is not needed.
-    cid = object.__new__(CID)
-    cid._base = _B32
-    cid._version = 1
-    cid._codec = _CODEC_OBJ[codec]
-    cid._hashfun = _HASH_OBJ[hcode]
-    cid._digest = _MH_PREFIX[hcode] + digest
-    return cid
+_mf: _Multiformats | None = None
 
 
-def _pick_constructor() -> Callable[[int, int, bytes], CID]:
-    probe = hashlib.sha256(b"probe").digest()
-    try:
-        fast = _fast_cid(DAG_PB, SHA2_256, probe)
-        slow = _slow_cid(DAG_PB, SHA2_256, probe)
-        ok = fast == slow and str(fast) == str(slow) and hash(fast) == hash(slow) \
-            and bytes(fast) == bytes(slow) and fast.raw_digest == probe
-    except Exception:
-        ok = False
-    return _fast_cid if ok else _slow_cid
+def _multiformats() -> _Multiformats:
+    global _mf
+    if _mf is None:
+        _mf = _Multiformats()
+    return _mf
 
 
-_new_cid = _pick_constructor()
+def __getattr__(name: str) -> Any:
+    # ``from cheng_build.cas.cid import CID`` keeps working; only it loads multiformats.
+    if name == "CID":
+        return _multiformats().CID
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _new_cid(codec: int, hcode: int, digest: bytes) -> CID:
+    return (_mf or _multiformats()).new(codec, hcode, digest)
 
 
 def cid_bytes(cid: CID) -> bytes:
@@ -112,8 +206,7 @@ def cid_str(cid: CID) -> str:
 
     Fast: multiformats' ``str`` costs ~0.2 ms.
     """
-    raw = bytes((1, DAG_PB)) + cid.digest if cid.version == 0 else cid_bytes(cid)
-    return "b" + base64.b32encode(raw).decode("ascii").lower().rstrip("=")
+    return cid_text(bytes((1, DAG_PB)) + cid.digest if cid.version == 0 else cid_bytes(cid))
 
 
 class CidError(InputError):
@@ -223,22 +316,7 @@ def _normalise(cid: CID, shown: str) -> CID:
         raise CidError(f"CID '{shown}' has a {len(cid.raw_digest)}-byte digest; 32 expected")
     if cid.version == 1 and cid.base.name == "base32":
         return cid
-    return CID("base32", 1, cid.codec, cid.digest)
-
-
-def _parse_fast(text: str) -> CID | None:
-    """Our own CIDv1 base32 strings (59 chars) without multiformats' slow path; else ``None``."""
-    if len(text) != 59 or text[0] != "b" or not text.islower():
-        return None
-    try:
-        raw = base64.b32decode(text[1:].upper() + "=" * 6)  # 58 chars: pad to 64
-    except (ValueError, binascii.Error):
-        return None
-    if len(raw) == 36 and raw[0] == 1 and raw[1] in _CODEC_OBJ and raw[2] in _HASH_OBJ and raw[3] == 32:
-        cid = _new_cid(raw[1], raw[2], raw[4:])
-        if cid_str(cid) == text:  # canonical only: padding bits must be zero
-            return cid
-    return None
+    return _multiformats().CID("base32", 1, cid.codec, cid.digest)
 
 
 def parse_cid(s: str) -> CID:
@@ -253,11 +331,11 @@ def parse_cid(s: str) -> CID:
     shown = s if len(s) <= 100 else s[:97] + "..."
     if not text:
         raise CidError("empty CID", how="pass a CID such as bafkrei... or bafybei...")
-    fast = _parse_fast(text)
-    if fast is not None:
-        return fast
+    raw = cid_text_bytes(text)
+    if raw is not None:
+        return _new_cid(raw[1], raw[2], raw[4:])
     try:
-        cid = CID.decode(text)
+        cid = _multiformats().CID.decode(text)
     except Exception as exc:  # multiformats raises several unrelated types for bad input
         raise CidError(
             f"not a valid CID: '{shown}'",
@@ -275,10 +353,10 @@ def cid_from_bytes(raw: bytes) -> CID:
     """
     b = bytes(raw)
     # Fast path: CIDv1 with one of our codecs and hashes (one-byte varints, 32-byte digest).
-    if len(b) == 36 and b[0] == 1 and b[1] in _CODEC_OBJ and b[2] in _HASH_OBJ and b[3] == 32:
+    if _ours(b):
         return _new_cid(b[1], b[2], b[4:])
     try:
-        cid = CID.decode(b)
+        cid = _multiformats().CID.decode(b)
     except Exception as exc:
         raise CidError(f"not a valid binary CID: {bytes(raw)[:40].hex()}", why=str(exc)) from None
     return _normalise(cid, str(cid))
@@ -290,9 +368,9 @@ def decode_cid_bytes(raw: bytes) -> CID:
     Raises:
         ValueError: (from multiformats) the bytes are not a CID.
     """
-    if len(raw) == 36 and raw[0] == 1 and raw[1] in _CODEC_OBJ and raw[2] in _HASH_OBJ and raw[3] == 32:
+    if _ours(raw):
         return _new_cid(raw[1], raw[2], raw[4:])
-    return CID.decode(raw)
+    return _multiformats().CID.decode(raw)
 
 
 def verify_block(cid: CID, data: bytes | memoryview) -> None:

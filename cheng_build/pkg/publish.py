@@ -10,6 +10,12 @@ Originality (the seed's A4): a fingerprint within ``COPY_DISTANCE`` bits of anot
 ``originality_score = 0.0`` and ``similar_to``/``similar_line``/``similar_distance`` name the
 original. Otherwise 1.0. Versions of one package never compete, and a package published first
 is never marked a copy of a later imitator.
+
+The package's own manifest (``cheng-package.{toml,yaml,json}`` at the top of a ``src``
+directory) must agree with what is being published: its ``package_id`` with ``package_id``, its
+``version`` with ``version`` when both are given, and it must be publishable
+(:func:`cheng_build.pkg.manifest.ensure_publishable`: no dev-only ``path`` dependencies).
+A single file has no manifest to read.
 """
 
 from __future__ import annotations
@@ -135,6 +141,38 @@ def check_package_id(package_id: str) -> None:
                          how="names use letters, digits, '.', '_' and '-'")
 
 
+def check_manifest(src: Path, package_id: str, version: str | None) -> None:
+    """Hold the manifest in ``src`` (a directory) to the publish's package id and version.
+
+    The manifest's version is not adopted as the release's: ``--version`` alone turns on the
+    SemVer gate, so re-publishing a tree at a new epoch keeps working as before.
+
+    Raises:
+        ManifestError: the manifest is malformed.
+        UsageError: its ``package_id`` or ``version`` disagrees with the one being published.
+        PolicyError: ``dev-only manifest`` (path dependencies) or ``manifest has no version``.
+    """
+    from dataclasses import replace
+
+    from cheng_build.pkg.manifest import ensure_publishable, find_manifest, load_manifest
+
+    found = find_manifest(src) if src.is_dir() else None
+    if found is None:
+        return
+    manifest = load_manifest(found)
+    if manifest.package_id != package_id:
+        raise UsageError(f"manifest package_id {manifest.package_id} does not match --package "
+                         f"{package_id}", why=f"{found} names {manifest.package_id}",
+                         how="publish under the manifest's package id, or fix the manifest")
+    if version is not None and manifest.version is not None and manifest.version != version:
+        raise UsageError(f"manifest version {manifest.version} does not match --version {version}",
+                         why=f"{found} says version = \"{manifest.version}\"",
+                         how="bump the version in the manifest, or drop --version to use it")
+    if manifest.version is None and version is not None:
+        manifest = replace(manifest, version=version)  # the flag supplies what the file lacks
+    ensure_publishable(manifest)
+
+
 def publish(
     *,
     registry: str | os.PathLike[str],
@@ -159,6 +197,7 @@ def publish(
         format: ``dag`` (default), ``tar`` or ``source``.
         source_addrs: multiaddrs serving a ``source`` snapshot.
         version: SemVer; a patch/minor release may not break the previous release's API.
+            It must equal the ``version`` of the manifest in ``src`` when that has one.
         store: the CAS the snapshot goes to (None: compute the CID only).
         now: ``created_ts`` (default: the current time).
 
@@ -166,7 +205,10 @@ def publish(
         The appended line.
 
     Raises:
-        UsageError: bad id, channel, epoch, author, format.
+        UsageError: bad id, channel, epoch, author, format; a manifest in ``src`` naming another
+            package or version.
+        ManifestError: the manifest in ``src`` is malformed.
+        PolicyError: the manifest in ``src`` is dev-only or has no version.
         PublishError: namespace owned by someone else, revoked key, epoch not increasing,
             SemVer violation.
         InputError: ``src`` missing or unreadable.
@@ -184,6 +226,7 @@ def publish(
         raise UsageError("no author id", how="pass --author:<id> or use a key file with author_id")
     fmt = SnapshotFormat.parse(format)
     src_path = Path(src)
+    check_manifest(src_path, package_id, version)
     snap: Snapshot = make_snapshot(store, src_path, fmt, source_addrs=source_addrs)
     fp = originality.fingerprint(originality.source_files(src_path))
     api_info = _api_of(src_path, store)

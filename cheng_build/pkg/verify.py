@@ -30,7 +30,6 @@ from cheng_build.pkg.lock_errors import (
     SingleVersionConflictError,
 )
 from cheng_build.pkg.manifest import Manifest
-from cheng_build.pkg.registry_index import index_of
 
 _COMPARED = ("cid", "format", "author_id", "pub_key", "signature")
 
@@ -110,12 +109,11 @@ def check_registry_match(deps: Sequence[LockedDep], registry: Any) -> None:
     Raises:
         RegistryMismatchError: one line per entry that differs or is missing.
     """
-    index = index_of(registry)
     failures: list[str] = []
     for dep in deps:
         if dep.path:
             continue
-        entry = index.find(dep.package_id, dep.channel, dep.epoch or 0)
+        entry = registry.find(dep.package_id, dep.channel, dep.epoch or 0)
         if entry is None:
             failures.append(f"- {dep.package_id}: no {dep.channel}@{dep.epoch} publish in the "
                             "registry")
@@ -140,8 +138,9 @@ def verify_lock(lock: Lock, registry: Any, level: object = "L1", *,
 
     Args:
         lock: the lock to check.
-        registry: a loaded :class:`~cheng_build.trust.registry_log.RegistryLog` (or an index
-            of one); may be None only when the registry match is not required (L0).
+        registry: a loaded :class:`~cheng_build.trust.registry_log.RegistryLog` (anything with
+            its ``find(package_id, channel, epoch)``); may be None only when the registry match
+            is not required (L0).
         level: ``L0``/``L1``/``L2`` (a ``Level``, a ``Config`` or text).
         require_registry_match: override the level's default (True at L1/L2); a Config passed
             as ``level`` supplies its own setting.

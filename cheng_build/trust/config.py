@@ -34,9 +34,17 @@ File (``--config:`` > ``PKG_CONFIG`` > ``./cheng-pkg-config.toml`` > ``~/.cheng/
     operator_key = ""        # pin the checkpoint operator's ed25519:<base64> key
     checkpoint_ttl_s = 604800
 
+    [toolchain]
+    compiler = "/opt/cheng/bin/chengc"   # the real Cheng compiler chengc hands builds to;
+                                         # a relative path is relative to this file
+
 Environment: ``PKG_MODE, PKG_PEERS, PKG_ALLOW, PKG_DENY`` (comma separated), ``PKG_HTTP_FALLBACK,
 PKG_REQUIRE_SIGNATURE, PKG_REQUIRE_REGISTRY_MATCH`` (``0|1``), and ours: ``PKG_LEVEL``,
-``PKG_REGISTRY``, ``PKG_OPERATOR_KEY``, ``PKG_AUDIT_LOG``, ``PKG_CHECKPOINT_TTL``, ``PKG_CONFIG``.
+``PKG_REGISTRY``, ``PKG_OPERATOR_KEY``, ``PKG_AUDIT_LOG``, ``PKG_CHECKPOINT_TTL``, ``PKG_CONFIG``;
+and the toolchain's own ``CHENG_COMPILER`` (the order :mod:`cheng_build.build.compiler` uses:
+``--compiler`` > ``CHENG_COMPILER`` > ``[toolchain] compiler``). The compiler is only checked
+to be a path here; whether it exists is chengc's business, so ``cheng-pkg verify`` never fails
+for a compiler it does not run.
 """
 
 from __future__ import annotations
@@ -113,7 +121,7 @@ _ENV = {
     "require_signature": "PKG_REQUIRE_SIGNATURE",
     "require_registry_match": "PKG_REQUIRE_REGISTRY_MATCH", "registry": "PKG_REGISTRY",
     "operator_key": "PKG_OPERATOR_KEY", "audit_log": "PKG_AUDIT_LOG",
-    "checkpoint_ttl_s": "PKG_CHECKPOINT_TTL",
+    "checkpoint_ttl_s": "PKG_CHECKPOINT_TTL", "compiler": "CHENG_COMPILER",
 }
 # Where each key sits in the file.
 _FILE_KEYS = {
@@ -124,8 +132,9 @@ _FILE_KEYS = {
     "level": ("security", "level"), "audit_log": ("security", "audit_log"),
     "registry": ("registry", "path"), "operator_key": ("registry", "operator_key"),
     "checkpoint_ttl_s": ("registry", "checkpoint_ttl_s"),
+    "compiler": ("toolchain", "compiler"),
 }
-_KNOWN_SECTIONS = {"remote", "security", "registry"}
+_KNOWN_SECTIONS = {"remote", "security", "registry", "toolchain"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +153,7 @@ class Config:
     operator_key: str | None = None
     audit_log: Path = Path("~/.cheng/audit.jsonl")
     checkpoint_ttl_s: int = 7 * 24 * 3600
+    compiler: Path | None = None  # [toolchain] compiler: what chengc hands builds to
     config_file: Path | None = None
     limits: Limits = field(default_factory=Limits)
     # field name -> "cli" | "env PKG_X" | "file <path>" | "level L1" | "default"
@@ -166,7 +176,7 @@ class Config:
         """(name, value, source) for display, in a stable order."""
         names = ("level", "mode", "peers", "allow", "deny", "http_fallback", "require_signature",
                  "require_registry_match", "registry", "operator_key", "audit_log",
-                 "checkpoint_ttl_s", "config_file")
+                 "checkpoint_ttl_s", "compiler", "config_file")
         out = []
         for n in names:
             v = getattr(self, n)
@@ -220,6 +230,15 @@ def _coerce(name: str, value: object, origin: str) -> object:
     if name == "operator_key":
         text = str(value).strip()
         return text or None
+    if name == "compiler":
+        if not isinstance(value, str | os.PathLike):
+            raise UsageError(f"{origin}: the compiler must be a path (a string), got "
+                             f"{type(value).__name__}", how='write compiler = "/path/to/chengc"')
+        text = os.fspath(value)
+        if not isinstance(text, str) or not text.strip() or "\x00" in text:
+            raise UsageError(f"{origin}: the compiler path is empty or not a valid path",
+                             how='write compiler = "/path/to/chengc"')
+        return Path(text).expanduser()
     if name == "checkpoint_ttl_s":
         try:
             n = int(value)  # type: ignore[call-overload]
@@ -312,6 +331,9 @@ def load_config(
         elif name in file_vals:
             origin = f"file {path}"
             values[name], sources[name] = _coerce(name, file_vals[name], f"{path}: {name}"), origin
+            if name == "compiler" and path is not None and not values[name].is_absolute():  # type: ignore[union-attr]
+                # Relative to the file that names it, as chengc reads it (build/compiler.py).
+                values[name] = path.parent / values[name]  # type: ignore[operator]
     level = values.get("level", Level.L1)
     assert isinstance(level, Level)
     sources.setdefault("level", "default")

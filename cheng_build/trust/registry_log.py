@@ -212,6 +212,34 @@ class _SigCheck:
             self._pool.shutdown()
 
 
+class _Index:
+    """Every publish's (package, channel) head and (package, channel, epoch) line, in one pass.
+
+    The same rules as a scan of the log: a head is the highest epoch, a tie going to the later
+    line; ``find`` answers the later line of a legacy tie. Only publish lines count (a publish
+    line always has a package id, a channel and an int epoch: ``parse_line`` refuses others).
+    """
+
+    __slots__ = ("by_epoch", "heads")
+
+    def __init__(self, entries: Iterable[RegistryEntry]) -> None:
+        heads: dict[tuple[str, str], RegistryEntry] = {}
+        by_epoch: dict[tuple[str, str, int], RegistryEntry] = {}
+        publish = EntryType.PUBLISH
+        for e in entries:
+            if e.type is not publish:
+                continue
+            d = e.data
+            pid, channel, epoch = d.get("package_id"), d.get("channel"), d.get("epoch")
+            key = (pid, channel)
+            best = heads.get(key)
+            if best is None or (epoch or 0) >= (best.epoch or 0):
+                heads[key] = e
+            by_epoch[(pid, channel, epoch)] = e  # the later line wins a legacy tie
+        self.heads = heads
+        self.by_epoch = by_epoch
+
+
 class RegistryLog:
     """A loaded registry: its lines, parsed. ``verify`` checks them; ``append`` adds one."""
 
@@ -220,6 +248,7 @@ class RegistryLog:
         self.entries: tuple[RegistryEntry, ...] = tuple(entries)
         self.limits = limits
         self._ahead: tuple[ThreadPoolExecutor, list[Any], list[int]] | None = None
+        self._index: _Index | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -313,21 +342,22 @@ class RegistryLog:
             if e.type is EntryType.PUBLISH and (package_id is None or e.package_id == package_id):
                 yield e
 
+    def _lookup(self) -> _Index:
+        # Built on the first look-up, not on load: verify-only callers never pay for it. The
+        # entries are a tuple, so the index can never go stale.
+        if self._index is None:
+            self._index = _Index(self.entries)
+        return self._index
+
     def head(self, package_id: str, channel: str) -> RegistryEntry | None:
-        """The channel's head: highest epoch, a tie going to the later line."""
-        best: RegistryEntry | None = None
-        for e in self.publishes(package_id):
-            if e.channel == channel and (best is None or (e.epoch or 0) >= (best.epoch or 0)):
-                best = e
-        return best
+        """The channel's head: highest epoch, a tie going to the later line. O(1) after the
+        first call (one pass over the log builds the index)."""
+        return self._lookup().heads.get((package_id, channel))
 
     def find(self, package_id: str, channel: str, epoch: int) -> RegistryEntry | None:
-        """The publish of ``package_id@channel`` at ``epoch`` (the later line on a legacy tie)."""
-        found = None
-        for e in self.publishes(package_id):
-            if e.channel == channel and e.epoch == epoch:
-                found = e
-        return found
+        """The publish of ``package_id@channel`` at ``epoch`` (the later line on a legacy tie).
+        O(1) after the first call."""
+        return self._lookup().by_epoch.get((package_id, channel, epoch))
 
     def find_cid(self, cid: str) -> list[RegistryEntry]:
         """Every publish of a CID."""
