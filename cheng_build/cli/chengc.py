@@ -186,11 +186,14 @@ def _run(argv: list[str]) -> int:
 
 _VALUED = ("name", "out", "target", "emit", "manifest", "lock", "registry", "package", "meta_out",
            "pkg_cache", "compiler", "jobs", "frontend", "mm")
-_PKG_FLOW = ("manifest", "lock", "verify")
 
 
 def _check_values(args: Any) -> None:
-    """Refuse ``--out:`` with nothing after it, and package flags that ``--skip-pkg`` would ignore."""
+    """Refuse ``--out:`` with nothing after it, and package inputs that are FIFOs or directories.
+
+    (``--skip-pkg`` with ``--lock`` is allowed on purpose: a build script that always names its
+    lock can be run offline with ``--skip-pkg`` added; tests/test_chengc_packages.py.)
+    """
     for attr in _VALUED:
         if getattr(args, attr, None) == "":
             flag = "--" + attr.replace("_", "-")
@@ -203,12 +206,6 @@ def _check_values(args: Any) -> None:
         value = getattr(args, attr)
         if value and not (attr == "manifest" and Path(value).is_dir()):
             input_file(value, "--" + attr, optional=True)
-    if args.skip_pkg:
-        named = [f"--{a}" for a in _PKG_FLOW if getattr(args, a)]
-        if named:
-            raise UsageError(f"--skip-pkg conflicts with {', '.join(named)}",
-                             why="--skip-pkg skips resolve/verify/fetch, so those flags would be ignored",
-                             how="drop --skip-pkg to run the package flow, or drop " + ", ".join(named))
 
 
 def _replay(out: bytes, err: bytes) -> None:
