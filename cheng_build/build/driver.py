@@ -20,8 +20,6 @@ source's base name without ``.cheng``.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -196,23 +194,34 @@ def _compile_in(root: Path, comp: compiler_mod.Compiler, graph: ImportGraph, dat
 class _Background:
     """Work that may overlap the compiler or the final writes, joined before build() returns.
 
-    Used for I/O the build's answer does not depend on: deleting staged roots, and loading the
-    content-store modules while the compiler runs (the process is only waiting then).
+    Used for I/O the build's answer does not depend on: deleting staged roots, loading the
+    content-store modules while the compiler runs (the process is only waiting then), and the
+    durable write of a small artifact's block while the output and meta are written. The first
+    error of a task is raised by :meth:`join` (never printed by the thread).
     """
 
     def __init__(self) -> None:
         self._threads: list[Any] = []
+        self._errors: list[BaseException] = []
 
     def run(self, fn: Any) -> None:
         import threading
 
-        t = threading.Thread(target=fn, daemon=True)
+        def body() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # handed to join(), in the caller's thread
+                self._errors.append(exc)
+
+        t = threading.Thread(target=body, daemon=True)
         t.start()
         self._threads.append(t)
 
     def join(self) -> None:
         for t in self._threads:
             t.join()
+        if self._errors:
+            raise self._errors[0]
 
 
 def _preload_cas() -> None:
@@ -236,13 +245,13 @@ def _fresh_build(req: BuildRequest, comp: compiler_mod.Compiler, graph: ImportGr
     results: list[_Compiled] = []
     for i in range(runs):
         pre = staged.pop() if staged else None
-        root = pre or Path(tempfile.mkdtemp(prefix=f"chengc-{i}-", dir=_stage_parent(req.env)))
+        root = pre or Path(_mkdtemp(f"chengc-{i}-", _stage_parent(req.env)))
         try:
             res = _compile_in(root, comp, graph, {} if pre else data, argv, env, out_rel, req.run)
             assert res is not None
             results.append(res)
         finally:
-            bg.run(lambda r=root: shutil.rmtree(r, ignore_errors=True))
+            bg.run(lambda r=root: _rmtree(r))
     if runs == 2:
         from cheng_build.build.repro import check_same
 
@@ -360,7 +369,7 @@ def build(req: BuildRequest) -> BuildResult:
         return _build_graph(req, cwd, source, output, graph, stat_cache, cache_root, pkg, staged, bg)
     finally:
         for d in staged:
-            shutil.rmtree(d, ignore_errors=True)
+            _rmtree(d)
         bg.join()
 
 
@@ -403,6 +412,18 @@ _SHM = "/dev/shm"
 _SHM_MIN_FREE = 1 << 30
 
 
+def _mkdtemp(prefix: str, parent: str | None) -> str:
+    import tempfile  # only a cache miss stages; a no-op build never needs it
+
+    return tempfile.mkdtemp(prefix=prefix, dir=parent)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _stage_parent(env: Mapping[str, str]) -> str | None:
     """Where fresh staged roots go: ``CHENGC_STAGE_DIR``, else the user's ``TMPDIR``, else a
     usable tmpfs at /dev/shm, else the system temp directory (None)."""
@@ -435,7 +456,7 @@ def _input_root(graph: ImportGraph, stat_cache: StatCache, staged: list[Path],
     from cheng_build.build.bundle import stage_tree, tree_cid
 
     data = read_inputs(graph.files)
-    root = Path(tempfile.mkdtemp(prefix="chengc-0-", dir=_stage_parent(env)))
+    root = Path(_mkdtemp("chengc-0-", _stage_parent(env)))
     staged.append(root)
     stage_tree(root, data)
     cid = tree_cid(root)
@@ -477,10 +498,17 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
 
     def finish(status: Status, entry: Entry, data: bytes | None, why: Sequence[str],
                compiled: int) -> BuildResult:
-        _place(output, data, entry.sha256, entry.size, entry.mode, lambda: cache.store.get(entry.ref),
-               stat_cache)
         meta_blob = _meta(req, cwd, source, output, entry, parts, comp, epoch.value, pkg)
-        _write_if_changed(meta_path, meta_blob)
+        if data is not None and meta_path != output:
+            # A fresh build: the meta's durable write (two fsyncs) overlaps the artifact's. On a
+            # hit the artifact may turn out to be gone (rebuild), so the meta waits for it there.
+            bg.run(lambda: _write_if_changed(meta_path, meta_blob))
+            _place(output, data, entry.sha256, entry.size, entry.mode,
+                   lambda: cache.store.get(entry.ref), stat_cache)
+        else:
+            _place(output, data, entry.sha256, entry.size, entry.mode,
+                   lambda: cache.store.get(entry.ref), stat_cache)
+            _write_if_changed(meta_path, meta_blob)
         cache.note_target(entry, output)
         stat_cache.save()
         return BuildResult(status, graph, root_id, output=output, meta=meta_path, key=parts.key,
@@ -522,7 +550,17 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
 
     sha = hashlib.sha256(compiled.data).hexdigest()
     if use_cache:
-        output_cid = ref = cache.store.put(compiled.data)  # the artifact's CID in the CAS
+        if len(compiled.data) <= CHUNK:
+            # One block: its CID is known from the digest, so its durable write (two fsyncs)
+            # overlaps the output's and the meta's instead of preceding them. A crash before it
+            # lands leaves an entry whose artifact is missing: a rebuild, never a wrong build.
+            from cheng_build.build.fastcid import raw_cid
+
+            output_cid = ref = raw_cid(sha)
+            blob = compiled.data
+            bg.run(lambda: cache.store.put(blob))
+        else:
+            output_cid = ref = cache.store.put(compiled.data)  # the artifact's CID in the CAS
     else:
         from cheng_build.build.fastcid import raw_cid
 
