@@ -274,3 +274,15 @@ def test_real_entry_points(world: Path, tool: str, argv: list[str], code: int, f
     assert p.returncode == code, p.stderr
     assert p.stderr.splitlines()[0] == first
     assert "Traceback" not in p.stderr
+
+
+def test_lock_hook_names_a_broken_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A staged manifest that does not parse is reported as such, not as 'has dependencies'."""
+    from cheng_build.cli.lock_hook import main as hook_main
+
+    (tmp_path / "cheng-package.toml").write_bytes(b"garbage [[ \xff")
+    rc = hook_main([str(tmp_path / "cheng-package.toml")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.splitlines()[0] == "verify: load manifest failed"
+    assert "has dependencies" not in err
