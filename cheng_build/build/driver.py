@@ -32,7 +32,6 @@ from cheng_build.build.action_cache import explain as explain_miss
 from cheng_build.build.fastcid import CHUNK
 from cheng_build.build.imports import ImportGraph, search_roots, walk
 from cheng_build.build.inputs import StatCache, listing_digest, read_inputs
-from cheng_build.core.atomic import atomic_write_bytes
 from cheng_build.core.errors import InputError, UsageError
 
 ARTIFACT_DIR = "artifacts/chengc"
@@ -279,6 +278,8 @@ def _place(output: Path, data: bytes | None, sha256: str, size: int, mode: int, 
             return
     except OSError:
         pass
+    from cheng_build.core.atomic import atomic_write_bytes  # tempfile & co.: only when writing
+
     atomic_write_bytes(output, data if data is not None else fetch(), mode=mode)
     stat_cache.file_digest(output)  # remember the new file's signature
 
@@ -289,6 +290,8 @@ def _write_if_changed(path: Path, blob: bytes) -> None:
             return
     except OSError:
         pass
+    from cheng_build.core.atomic import atomic_write_bytes
+
     atomic_write_bytes(path, blob)
 
 
