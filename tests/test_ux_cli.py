@@ -289,3 +289,13 @@ def test_lock_hook_names_a_broken_manifest(tmp_path: Path, capsys: pytest.Captur
     assert rc == 2
     assert err.splitlines()[0] == "verify: load manifest failed"
     assert "has dependencies" not in err
+
+
+def test_registry_verify_store_says_what_it_checked(world: Path) -> None:
+    """--store with none of the snapshots must not look like a full content check."""
+    rc, out, err = invoke("registry", ["verify", "--registry:r.jsonl", "--store:adir"], world)
+    assert rc == 0, err
+    assert "store: 0 snapshot(s) hash to their signed CIDs; 1 not in adir" in out
+    rc, out, err = invoke("registry", ["verify", "--registry:r.jsonl", "--store:st"], world)
+    assert rc == 0, err
+    assert "store: 1 snapshot(s) hash to their signed CIDs; 0 not in st" in out
