@@ -13,6 +13,7 @@ import importlib
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -83,6 +84,10 @@ def invoke(tool: str, argv: Sequence[str], cwd: Path) -> tuple[int, str, str]:
         sys.stdout, sys.stderr = old[1], old[2]
     return (rc, out.buffer.getvalue().decode(errors="replace"),  # type: ignore[attr-defined]
             err.buffer.getvalue().decode())  # type: ignore[attr-defined]
+
+
+class _Hung(BaseException):
+    """From the alarm; a BaseException so the CLI's OSError mapping cannot swallow it."""
 
 
 _PUB = ["--package:pkg://cheng/x", "--channel:edge", "--priv:k1.json", "--registry:r.jsonl",
@@ -196,7 +201,18 @@ BAD: list[tuple[str, list[str], int, str]] = [
 @pytest.mark.parametrize(("tool", "argv", "code", "first"), BAD,
                          ids=[f"{t}-{'_'.join(a)[:60]}" for t, a, _, _ in BAD])
 def test_bad_invocation(world: Path, tool: str, argv: list[str], code: int, first: str) -> None:
-    rc, _out, err = invoke(tool, argv, world)
+    def hung(_sig: int, _frame: object) -> None:
+        raise _Hung
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)  # a regression that reads a FIFO fails this row instead of hanging the suite
+    try:
+        rc, _out, err = invoke(tool, argv, world)
+    except _Hung:
+        pytest.fail(f"{tool} {argv} blocked")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
     assert "Traceback" not in err
     assert rc == code, err
     lines = err.splitlines()
