@@ -20,8 +20,6 @@ source's base name without ``.cheng``.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -31,9 +29,9 @@ from typing import Any
 from cheng_build.build import compiler as compiler_mod
 from cheng_build.build.action_cache import ActionCache, CasArtifactStore, Entry, KeyParts, canonical_env
 from cheng_build.build.action_cache import explain as explain_miss
+from cheng_build.build.fastcid import CHUNK
 from cheng_build.build.imports import ImportGraph, search_roots, walk
 from cheng_build.build.inputs import StatCache, listing_digest, read_inputs
-from cheng_build.core.atomic import atomic_write_bytes
 from cheng_build.core.errors import InputError, UsageError
 
 ARTIFACT_DIR = "artifacts/chengc"
@@ -195,23 +193,34 @@ def _compile_in(root: Path, comp: compiler_mod.Compiler, graph: ImportGraph, dat
 class _Background:
     """Work that may overlap the compiler or the final writes, joined before build() returns.
 
-    Used for I/O the build's answer does not depend on: deleting staged roots, and loading the
-    content-store modules while the compiler runs (the process is only waiting then).
+    Used for I/O the build's answer does not depend on: deleting staged roots, loading the
+    content-store modules while the compiler runs (the process is only waiting then), and the
+    durable write of a small artifact's block while the output and meta are written. The first
+    error of a task is raised by :meth:`join` (never printed by the thread).
     """
 
     def __init__(self) -> None:
         self._threads: list[Any] = []
+        self._errors: list[BaseException] = []
 
     def run(self, fn: Any) -> None:
         import threading
 
-        t = threading.Thread(target=fn, daemon=True)
+        def body() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # handed to join(), in the caller's thread
+                self._errors.append(exc)
+
+        t = threading.Thread(target=body, daemon=True)
         t.start()
         self._threads.append(t)
 
     def join(self) -> None:
         for t in self._threads:
             t.join()
+        if self._errors:
+            raise self._errors[0]
 
 
 def _preload_cas() -> None:
@@ -235,13 +244,13 @@ def _fresh_build(req: BuildRequest, comp: compiler_mod.Compiler, graph: ImportGr
     results: list[_Compiled] = []
     for i in range(runs):
         pre = staged.pop() if staged else None
-        root = pre or Path(tempfile.mkdtemp(prefix=f"chengc-{i}-"))
+        root = pre or Path(_mkdtemp(f"chengc-{i}-", _stage_parent(req.env)))
         try:
             res = _compile_in(root, comp, graph, {} if pre else data, argv, env, out_rel, req.run)
             assert res is not None
             results.append(res)
         finally:
-            bg.run(lambda r=root: shutil.rmtree(r, ignore_errors=True))
+            bg.run(lambda r=root: _rmtree(r))
     if runs == 2:
         from cheng_build.build.repro import check_same
 
@@ -269,6 +278,8 @@ def _place(output: Path, data: bytes | None, sha256: str, size: int, mode: int, 
             return
     except OSError:
         pass
+    from cheng_build.core.atomic import atomic_write_bytes  # tempfile & co.: only when writing
+
     atomic_write_bytes(output, data if data is not None else fetch(), mode=mode)
     stat_cache.file_digest(output)  # remember the new file's signature
 
@@ -279,6 +290,8 @@ def _write_if_changed(path: Path, blob: bytes) -> None:
             return
     except OSError:
         pass
+    from cheng_build.core.atomic import atomic_write_bytes
+
     atomic_write_bytes(path, blob)
 
 
@@ -296,14 +309,16 @@ def build(req: BuildRequest) -> BuildResult:
     """
     cwd = Path(os.path.abspath(req.cwd))
     source = req.source if req.source.is_absolute() else cwd / req.source
-    if not source.is_file():
-        raise InputError(f"source not found: {req.source}",
-                         how="pass the path of a .cheng file: chengc <file.cheng> [flags]")
+    _check_source(source, req.source)
     if req.reproducible_check and req.run:
         raise UsageError("--reproducible-check cannot be combined with --run",
                          how="check reproducibility first, then run the artifact")
 
     cache_root = req.cache_dir if req.cache_dir.is_absolute() else cwd / req.cache_dir
+    if cache_root.exists() and not cache_root.is_dir():
+        raise InputError(f"--pkg-cache: {req.cache_dir} is not a directory",
+                         why="the package and action cache is a directory (PKG_CACHE, --pkg-cache)",
+                         how="pass --pkg-cache:<directory> or remove the file")
     chengc_cache = cache_root / "chengc"
     stat_cache = StatCache(chengc_cache / "stat.json")
 
@@ -334,8 +349,13 @@ def build(req: BuildRequest) -> BuildResult:
         if req.pkg_roots is not None:
             env_for_roots["PKG_ROOTS"] = req.pkg_roots
         roots = search_roots(env_for_roots)
-    graph = walk(source, roots, stat_cache)
     output = output_path(source, req.name, req.out, cwd)
+    if req.emit is Emit.COMPILE:
+        _check_writable(output, "--out" if req.out else "--name")
+        _check_writable(req.meta_out or output.parent / META_NAME, "--meta-out")
+    elif req.emit is Emit.BUNDLE and req.bundle_out is not None:
+        _check_writable(req.bundle_out, "--out")
+    graph = walk(source, roots, stat_cache)
 
     if req.emit is Emit.BUNDLE:
         from cheng_build.build.bundle import write_bundle
@@ -352,12 +372,79 @@ def build(req: BuildRequest) -> BuildResult:
         return _build_graph(req, cwd, source, output, graph, stat_cache, cache_root, pkg, staged, bg)
     finally:
         for d in staged:
-            shutil.rmtree(d, ignore_errors=True)
+            _rmtree(d)
         bg.join()
 
 
-def _input_root(graph: ImportGraph, stat_cache: StatCache,
-                staged: list[Path]) -> tuple[str, dict[str, bytes] | None]:
+def _check_source(source: Path, given: Path) -> None:
+    """Refuse a missing source, a directory or a FIFO before anything reads it."""
+    import stat
+
+    how = "pass the path of a .cheng file: chengc <file.cheng> [flags]"
+    try:
+        st = source.stat()
+    except OSError:
+        kind = "a dangling symlink" if os.path.lexists(source) else None
+        raise InputError(f"source is {kind}: {given}" if kind else f"source not found: {given}",
+                         how=how) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise InputError(f"source is {kind}: {given}", how=how)
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Refuse an output path that is a directory or sits under a file, naming the flag."""
+    if path.is_dir():
+        raise UsageError(f"{flag}: {path} is a directory",
+                         how=f"name the file to write, e.g. {flag}:{path / 'app'}")
+    if path.exists() and not path.is_file():
+        # A FIFO or device: reading it back (to skip an unchanged write) would block forever.
+        raise UsageError(f"{flag}: {path} is not a regular file", how=f"pick another {flag}: path")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag}: cannot write {path}", why=f"{parent} is a file",
+                                 how=f"pick another {flag}: path")
+            return
+
+
+# Staging a miss makes one directory per package level and one file per input; on a busy disk
+# (ext4 journal) those cost ~0.5 ms each, on tmpfs microseconds. Used only when it is mounted
+# exec (a compiler may run what it writes in TMPDIR; --run runs the artifact) and has room.
+_SHM = "/dev/shm"
+_SHM_MIN_FREE = 1 << 30
+
+
+def _mkdtemp(prefix: str, parent: str | None) -> str:
+    import tempfile  # only a cache miss stages; a no-op build never needs it
+
+    return tempfile.mkdtemp(prefix=prefix, dir=parent)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _stage_parent(env: Mapping[str, str]) -> str | None:
+    """Where fresh staged roots go: ``CHENGC_STAGE_DIR``, else the user's ``TMPDIR``, else a
+    usable tmpfs at /dev/shm, else the system temp directory (None)."""
+    if env.get("CHENGC_STAGE_DIR"):
+        return env["CHENGC_STAGE_DIR"]
+    if env.get("TMPDIR"):
+        return None  # the user chose where temporary files go: tempfile honours it
+    try:
+        vfs = os.statvfs(_SHM)
+    except OSError:
+        return None
+    if vfs.f_flag & (os.ST_NOEXEC | os.ST_RDONLY) or vfs.f_bavail * vfs.f_frsize < _SHM_MIN_FREE:
+        return None
+    return _SHM if os.access(_SHM, os.W_OK | os.X_OK) else None
+
+
+def _input_root(graph: ImportGraph, stat_cache: StatCache, staged: list[Path],
+                env: Mapping[str, str]) -> tuple[str, dict[str, bytes] | None]:
     """The input root CID: remembered for this listing, or computed from a fresh staged tree."""
     listing = listing_digest(graph.files)
     known = stat_cache.known_root(listing)
@@ -372,7 +459,7 @@ def _input_root(graph: ImportGraph, stat_cache: StatCache,
     from cheng_build.build.bundle import stage_tree, tree_cid
 
     data = read_inputs(graph.files)
-    root = Path(tempfile.mkdtemp(prefix="chengc-0-"))
+    root = Path(_mkdtemp("chengc-0-", _stage_parent(env)))
     staged.append(root)
     stage_tree(root, data)
     cid = tree_cid(root)
@@ -384,7 +471,7 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
                  stat_cache: StatCache, cache_root: Path, pkg: Any, staged: list[Path],
                  bg: _Background) -> BuildResult:
     chengc_cache = cache_root / "chengc"
-    root_id, data = _input_root(graph, stat_cache, staged)
+    root_id, data = _input_root(graph, stat_cache, staged, req.env)
     if req.emit is Emit.CHECK:
         stat_cache.save()
         return BuildResult(Status.CHECKED, graph, root_id, files_read=stat_cache.reads)
@@ -414,10 +501,17 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
 
     def finish(status: Status, entry: Entry, data: bytes | None, why: Sequence[str],
                compiled: int) -> BuildResult:
-        _place(output, data, entry.sha256, entry.size, entry.mode, lambda: cache.store.get(entry.ref),
-               stat_cache)
         meta_blob = _meta(req, cwd, source, output, entry, parts, comp, epoch.value, pkg)
-        _write_if_changed(meta_path, meta_blob)
+        if data is not None and meta_path != output:
+            # A fresh build: the meta's durable write (two fsyncs) overlaps the artifact's. On a
+            # hit the artifact may turn out to be gone (rebuild), so the meta waits for it there.
+            bg.run(lambda: _write_if_changed(meta_path, meta_blob))
+            _place(output, data, entry.sha256, entry.size, entry.mode,
+                   lambda: cache.store.get(entry.ref), stat_cache)
+        else:
+            _place(output, data, entry.sha256, entry.size, entry.mode,
+                   lambda: cache.store.get(entry.ref), stat_cache)
+            _write_if_changed(meta_path, meta_blob)
         cache.note_target(entry, output)
         stat_cache.save()
         return BuildResult(status, graph, root_id, output=output, meta=meta_path, key=parts.key,
@@ -443,21 +537,35 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
                                          if req.run else "--no-cache"))
     elif req.reproducible_check:
         why.append("cache not consulted: --reproducible-check always builds twice")
-    elif not why:
-        why += explain_miss(parts, inputs_map, cache.last_for(output))
+    last = cache.last_for(output) if use_cache else None
+    if use_cache and not req.reproducible_check and not why:
+        why += explain_miss(parts, inputs_map, last)
 
     if data is None:
         data = read_inputs(graph.files)
-    if use_cache:
+    # The CAS modules are needed after the compiler only for an artifact over one chunk (a
+    # smaller one is stored as a raw block without them); judge by this output's last artifact,
+    # so a small one does not pay their import's CPU on every miss.
+    if use_cache and (last is None or last.size > CHUNK):
         bg.run(_preload_cas)
     compiled, runs = _fresh_build(req, comp, graph, data, argv, env, out_rel, staged, bg)
     import hashlib
 
     sha = hashlib.sha256(compiled.data).hexdigest()
     if use_cache:
-        output_cid = ref = cache.store.put(compiled.data)  # the artifact's CID in the CAS
+        if len(compiled.data) <= CHUNK:
+            # One block: its CID is known from the digest, so its durable write (two fsyncs)
+            # overlaps the output's and the meta's instead of preceding them. A crash before it
+            # lands leaves an entry whose artifact is missing: a rebuild, never a wrong build.
+            from cheng_build.build.fastcid import raw_cid
+
+            output_cid = ref = raw_cid(sha)
+            blob = compiled.data
+            bg.run(lambda: cache.store.put(blob))
+        else:
+            output_cid = ref = cache.store.put(compiled.data)  # the artifact's CID in the CAS
     else:
-        from cheng_build.build.fastcid import CHUNK, raw_cid
+        from cheng_build.build.fastcid import raw_cid
 
         if len(compiled.data) <= CHUNK:
             output_cid = raw_cid(sha)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,13 +35,20 @@ def _debug_requested(argv: Sequence[str]) -> bool:
     return "--debug" in argv or os.environ.get("CHENG_DEBUG") == "1"
 
 
+def _print_traceback() -> None:
+    # traceback pulls in tokenize/linecache/textwrap: imported only when --debug asks for it.
+    import traceback
+
+    traceback.print_exc()
+
+
 def guarded(command: str, argv: Sequence[str], body: Callable[[], int]) -> int:
     """Run ``body`` and map every failure to ``<command>: <what>`` lines and an exit code."""
     try:
         return body()
     except ChengError as exc:
         if _debug_requested(argv):
-            traceback.print_exc()
+            _print_traceback()
         for line in exc.lines(command):
             print(line, file=sys.stderr)
         return exc.exit_code
@@ -58,7 +64,7 @@ def guarded(command: str, argv: Sequence[str], body: Callable[[], int]) -> int:
         return 0
     except OSError as exc:
         if _debug_requested(argv):
-            traceback.print_exc()
+            _print_traceback()
         name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"{command}: {exc.strerror or exc}{name}", file=sys.stderr)
         print("  how: check the path and its permissions; run with --debug for details",

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cheng_build.cli.app import guarded
 from cheng_build.cli.args import Parser, normalize_argv
@@ -35,8 +36,15 @@ _OUR_EMITS = ("check", "bundle")
 
 def _parser() -> Parser:
     p = Parser(prog="chengc", description=__doc__.split("\n\n")[0],
-               epilog="Flags are written --key:value, --key=value or --key value. "
-               "Unknown flags pass through to the compiler.")
+               epilog="examples:\n"
+               "  chengc app.cheng --name:app                     # build artifacts/chengc/app\n"
+               "  chengc app.cheng --manifest:cheng-package.toml  # resolve, verify, fetch, build\n"
+               "  chengc app.cheng --lock:cheng.lock.toml --explain --out:bin/app\n"
+               "  chengc app.cheng --emit:check --pkg-roots:vendor # check imports only\n"
+               "  chengc app.cheng --reproducible-check --compiler:/opt/cheng/bin/chengc\n\n"
+               "Flags are written --key:value, --key=value or --key value. "
+               "Unknown flags pass through to the compiler.\n"
+               "Exit 0 ok, 1 a check or the compiler failed, 2 bad usage or missing input.")
     p.add_argument("source", nargs="?", help="the .cheng file to compile")
     c = p.add_argument_group("compiler flags (passed on)")
     c.add_argument("--name", help="artifact name: bare -> artifacts/chengc/<name>; with '/' -> as given")
@@ -54,8 +62,10 @@ def _parser() -> Parser:
     g.add_argument("--lock", help="lock file (default chengcache/<name>.lock.<fmt>)")
     g.add_argument("--registry", help="registry.jsonl (default build/cheng_registry/registry.jsonl)")
     g.add_argument("--package", help="package id for cheng.meta.toml (pkg://cheng/<name>)")
-    g.add_argument("--channel", default="stable", choices=["edge", "stable", "lts"])
-    g.add_argument("--lock-format", default="toml", choices=["toml", "yaml", "json"])
+    g.add_argument("--channel", default="stable", choices=["edge", "stable", "lts"],
+                   help="channel recorded for --package in cheng.meta.toml (default: stable)")
+    g.add_argument("--lock-format", default="toml", choices=["toml", "yaml", "json"],
+                   help="format of the lock written by --manifest (default: toml)")
     g.add_argument("--meta-out", help="where cheng.meta.toml goes (default beside the artifact)")
     g.add_argument("--pkg-cache", help="package cache (default PKG_CACHE or ./chengcache)")
     g.add_argument("--skip-pkg", action="store_true", help="skip resolve/verify/fetch; use PKG_ROOTS as set")
@@ -119,6 +129,7 @@ def _run(argv: list[str]) -> int:
     args, unknown = _parser().parse_known_cheng(argv)
     if args.source is None:
         raise UsageError("no source file given", how="usage: chengc <file.cheng> [flags]; chengc --help")
+    _check_values(args)
     stray = [u for u in unknown if not u.startswith("-")]
     if stray:
         raise UsageError(f"more than one source file: {args.source} {' '.join(stray)}",
@@ -173,16 +184,44 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
+_VALUED = ("name", "out", "target", "emit", "manifest", "lock", "registry", "package", "meta_out",
+           "pkg_cache", "compiler", "jobs", "frontend", "mm")
+
+
+def _check_values(args: Any) -> None:
+    """Refuse ``--out:`` with nothing after it, and package inputs that are FIFOs or directories.
+
+    (``--skip-pkg`` with ``--lock`` is allowed on purpose: a build script that always names its
+    lock can be run offline with ``--skip-pkg`` added; tests/test_chengc_packages.py.)
+    """
+    for attr in _VALUED:
+        if getattr(args, attr, None) == "":
+            flag = "--" + attr.replace("_", "-")
+            raise UsageError(f"{flag}: empty value", how=f"pass {flag}:<value> or leave the flag out")
+    from cheng_build.cli.input_checks import input_file
+
+    # Missing files are reported by the package flow (a lock may be about to be written);
+    # a directory or FIFO is refused here, before a read blocks.
+    for attr in ("lock", "registry", "manifest"):
+        value = getattr(args, attr)
+        if value and not (attr == "manifest" and Path(value).is_dir()):
+            input_file(value, "--" + attr, optional=True)
+
+
 def _replay(out: bytes, err: bytes) -> None:
     # The compiler's own output (replayed from the cache on a hit), bytes as it wrote them.
-    if out:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(out)
-        sys.stdout.buffer.flush()
-    if err:
-        sys.stderr.flush()
-        sys.stderr.buffer.write(err)
-        sys.stderr.buffer.flush()
+    # A stream without a byte buffer (an embedding that swapped sys.stdout) gets decoded text.
+    for data, stream in ((out, sys.stdout), (err, sys.stderr)):
+        if not data:
+            continue
+        stream.flush()
+        buf = getattr(stream, "buffer", None)
+        if buf is not None:
+            buf.write(data)
+            buf.flush()
+        else:
+            stream.write(data.decode("utf-8", "replace"))
+            stream.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

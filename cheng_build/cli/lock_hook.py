@@ -18,6 +18,10 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cheng_build.core.errors import ChengError
 
 _LOCK_NAMES = ("cheng.lock.toml", "cheng.lock.yaml", "cheng.lock.yml", "cheng.lock.json")
 _MANIFEST_NAMES = ("cheng-package.toml", "cheng-package.yaml", "cheng-package.yml",
@@ -70,7 +74,16 @@ def check_dirs(dirs: Sequence[Path], flags: Sequence[str]) -> int:
         lock = _first(d, _LOCK_NAMES)
         manifest = _first(d, _MANIFEST_NAMES)
         if lock is None:
-            if manifest is None or not _has_dependencies(manifest):
+            if manifest is None:
+                continue
+            broken, has_deps = _manifest_state(manifest)
+            if broken is not None:
+                # Say why the manifest is bad; "it has dependencies" would be a guess.
+                for line in broken.lines("verify"):
+                    print(line, file=sys.stderr)
+                worst = max(worst, broken.exit_code)
+                continue
+            if not has_deps:
                 continue
             print(f"verify: missing --lock\n  why: {manifest} has dependencies but no "
                   f"cheng.lock.toml beside it\n  how: run 'cheng-pkg resolve --manifest:{manifest} "
@@ -85,14 +98,15 @@ def check_dirs(dirs: Sequence[Path], flags: Sequence[str]) -> int:
     return worst
 
 
-def _has_dependencies(manifest: Path) -> bool:
+def _manifest_state(manifest: Path) -> tuple[ChengError | None, bool]:
+    """(the error loading ``manifest`` raises or None, whether it has dependencies)."""
     from cheng_build.core.errors import ChengError
     from cheng_build.pkg.manifest import load_manifest
 
     try:
-        return bool(load_manifest(manifest).dependencies)
-    except ChengError:
-        return True  # unreadable: let verify say why
+        return None, bool(load_manifest(manifest).dependencies)
+    except ChengError as exc:
+        return exc, False
 
 
 def main(argv: Sequence[str] | None = None, *, ci: bool = False) -> int:

@@ -13,13 +13,30 @@ from pathlib import Path
 from typing import Any
 
 from cheng_build.cli.args import Parser
+from cheng_build.cli.input_checks import input_dir, input_file, output_file
 from cheng_build.core.errors import ChengError, UsageError
 
 _FORMATS = ("toml", "yaml", "json")
 
 
+_EXAMPLES: dict[str, str] = {
+    "resolve": "cheng-pkg resolve --manifest:cheng-package.toml --out:cheng.lock.toml\n"
+               "cheng-pkg resolve --manifest:app/cheng-package.yaml --format:json",
+    "verify": "cheng-pkg verify --lock:cheng.lock.toml\n"
+              "cheng-pkg verify --lock:cheng.lock.toml --manifest:cheng-package.toml --level:L2",
+    "meta": "cheng-pkg meta --lock:cheng.lock.toml --package:pkg://cheng/app --channel:stable "
+            "--out:cheng.meta.toml",
+    "log": "cheng-pkg log --package:pkg://cheng/json",
+    "diff": "cheng-pkg diff --from:bafybei...old --to:bafybei...new",
+    "checkout": "cheng-pkg checkout --cid:bafybei... --pkg-cache:chengcache",
+}
+
+
 def register(name: str, parser: Parser) -> None:
     """Add the flags of subcommand ``name``."""
+    if name in _EXAMPLES:
+        parser.epilog = ("examples:\n  " + _EXAMPLES[name].replace("\n", "\n  ")
+                         + "\n\nExit 0 ok, 1 a check failed, 2 bad usage or missing input.")
     if name == "resolve":
         parser.add_argument("--manifest", help="cheng-package.toml (or .yaml/.json) to resolve")
         parser.add_argument("--registry", help="registry.jsonl (default build/cheng_registry/...)")
@@ -63,6 +80,12 @@ def _need(args: argparse.Namespace, flag: str, attr: str | None = None) -> str:
     return str(value)
 
 
+def _check_manifest(path: str) -> None:
+    # A directory is fine (its cheng-package.* is used); a FIFO would block the read forever.
+    if not Path(path).is_dir():
+        input_file(path, "--manifest", optional=True)
+
+
 def _format(args: argparse.Namespace, out: str | None) -> str:
     from cheng_build.pkg.formats import format_for_path
 
@@ -83,6 +106,7 @@ def _load_registry(flag: str | None) -> Any:
     from cheng_build.trust.registry_log import RegistryLog
 
     path = _registry_path(flag)
+    input_file(path, "--registry", optional=True)  # a directory or FIFO: say so, never block
     if not path.is_file():
         raise UsageError("missing --registry", why=f"no registry at {path}",
                          how="pass --registry:<path/registry.jsonl> or set PKG_REGISTRY")
@@ -94,6 +118,7 @@ def _store(args: argparse.Namespace) -> Any:
     from cheng_build.core.paths import cache_dir
 
     root = Path(args.store) if getattr(args, "store", None) else cache_dir(args.pkg_cache)
+    input_dir(root, "--store" if getattr(args, "store", None) else "--pkg-cache", optional=True)
     return Blockstore(root)
 
 
@@ -101,6 +126,7 @@ def _emit(text: str, out: str | None) -> None:
     from cheng_build.core.atomic import atomic_write_text
 
     if out:
+        output_file(out, "--out")
         atomic_write_text(out, text)
     else:
         sys.stdout.write(text)
@@ -112,7 +138,10 @@ def _resolve(args: argparse.Namespace) -> int:
     from cheng_build.pkg.resolve import resolve_manifest
 
     manifest_path = _need(args, "manifest")
+    _check_manifest(manifest_path)
     fmt = _format(args, args.out)
+    if args.out:
+        output_file(args.out, "--out")
     manifest = load_manifest(manifest_path)
     registry = _load_registry(args.registry)
     lock = resolve_manifest(manifest, registry, _store(args))
@@ -128,12 +157,14 @@ def _verify(args: argparse.Namespace) -> int:
     from cheng_build.pkg.verify import ensure_lock_matches_manifest, verify_lock
 
     lock_path = _need(args, "lock")
+    input_file(lock_path, "--lock", optional=True)  # a FIFO would block the read
     config = _config(args)
     lock = load_lock(lock_path)
     manifest = None
     if args.manifest:
         from cheng_build.pkg.manifest import load_manifest
 
+        _check_manifest(args.manifest)
         manifest = load_manifest(args.manifest)
     reg_flag = args.registry or str(config.registry)
     if not config.require_registry_match and not _registry_path(reg_flag).is_file():
@@ -153,6 +184,8 @@ def _config(args: argparse.Namespace) -> Any:
     """The effective trust configuration: level and registry-match rule (CLI > env > file)."""
     from cheng_build.trust.config import load_config
 
+    if args.config:
+        input_file(args.config, "--config", optional=True)  # a FIFO would block the read
     return load_config({"level": args.level}, config_path=args.config)
 
 
@@ -162,9 +195,12 @@ def _meta(args: argparse.Namespace) -> int:
     from cheng_build.pkg.meta import build_meta, meta_text
 
     lock_path = _need(args, "lock")
+    input_file(lock_path, "--lock", optional=True)
     package = _need(args, "package")
     channel = _need(args, "channel")
     fmt = _format(args, args.out)
+    if args.out:
+        output_file(args.out, "--out")
     try:
         check_channel(channel, "--channel")
     except ChengError as exc:

@@ -11,22 +11,33 @@ from cheng_build.cli.args import Parser
 
 def register(name: str, parser: Parser) -> None:
     """Flags of ``search``."""
+    parser.epilog = ("examples:\n  cheng-pkg search json\n  cheng-pkg search --show-copies\n"
+                     "  cheng-pkg search http --format:json --registry:registry.jsonl\n\n"
+                     "Exit 0 ok (also when nothing matches), 1 the registry failed to verify, "
+                     "2 bad usage.")
     parser.add_argument("term", nargs="?", default="", help="substring of the package id (empty: all)")
     parser.add_argument("--show-copies", action="store_true",
                         help="list high-similarity copies under their original")
-    parser.add_argument("--format", default="text", choices=["text", "json"])
-    parser.add_argument("--registry", help="registry log")
-    parser.add_argument("--level", help="L0|L1|L2")
+    parser.add_argument("--format", default="text", choices=["text", "json"],
+                        help="output format (default: text)")
+    parser.add_argument("--registry", help="registry log (default: PKG_REGISTRY, config, "
+                        "build/cheng_registry/registry.jsonl)")
+    parser.add_argument("--level", help="security level the log is verified at: L0, L1 "
+                        "(default) or L2")
     parser.add_argument("--config", help="cheng-pkg-config.toml to read")
 
 
 def run(name: str, args: argparse.Namespace) -> int:
     """Verify the log, then print the matching packages."""
+    from cheng_build.cli.input_checks import input_file
     from cheng_build.pkg.search import search
     from cheng_build.trust.config import load_config
     from cheng_build.trust.registry_log import RegistryLog
 
+    if args.config:
+        input_file(args.config, "--config", optional=True)  # a FIFO would block the read
     cfg = load_config({"level": args.level, "registry": args.registry}, config_path=args.config)
+    input_file(cfg.registry, "--registry", optional=True)  # a directory or FIFO: say so
     log = RegistryLog.load(cfg.registry, limits=cfg.limits, verify_ahead=True)
     log.verify(cfg)
     results = search(log, args.term)

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from cheng_build.cli.args import Parser
+from cheng_build.cli.input_checks import MAX_INT64, input_dir, input_file, output_file
 from cheng_build.core.errors import UsageError
 from cheng_build.core.paths import DEFAULT_REGISTRY
 
@@ -45,41 +46,79 @@ def _add_level(parser: Parser) -> None:
 def _config(args: argparse.Namespace) -> Config:
     from cheng_build.trust.config import load_config
 
-    return load_config({"level": getattr(args, "level", None),
-                        "registry": getattr(args, "registry", None)},
-                       config_path=getattr(args, "config", None))
+    if getattr(args, "config", None):
+        input_file(args.config, "--config", optional=True)  # a FIFO would block the read
+    cfg = load_config({"level": getattr(args, "level", None),
+                       "registry": getattr(args, "registry", None)},
+                      config_path=getattr(args, "config", None))
+    # A directory or FIFO here would fail deep inside (or block a read forever).
+    input_file(cfg.registry, "--registry", optional=True)
+    return cfg
+
+
+_CHANNEL_HELP = "release channel: edge, stable or lts"
+_T = "cheng-registry"
+# Examples shown under each subcommand's --help (``cheng-pkg publish`` shares publish's).
+_EXAMPLES: dict[str, str] = {
+    "keygen": f"{_T} keygen --out:~/.cheng/alice.key --author:alice",
+    "publish": f"{_T} publish --package:pkg://cheng/json --channel:stable --epoch:3 \\\n"
+               "      --src:./json --priv:~/.cheng/alice.key --version:1.2.0\n"
+               f"{_T} publish --package:pkg://cheng/json --channel:edge --epoch:4 \\\n"
+               "      --file:json.tar --format:tar --priv:env:CHENG_KEY",
+    "resolve": f"{_T} resolve --package:pkg://cheng/json --channel:stable\n"
+               f"{_T} resolve --package:pkg://cheng/json --channel:edge --format:json",
+    "verify": f"{_T} verify --registry:build/cheng_registry/registry.jsonl\n"
+              f"{_T} verify --level:L2 --store:chengcache --package:pkg://cheng/json",
+    "checkpoint": f"{_T} checkpoint --priv:operator.key --ttl:86400",
+    "prove": f"{_T} prove --line:42 --out:line42.proof.json",
+    "verify-proof": f"{_T} verify-proof line42.proof.json --operator-key:ed25519:<base64>",
+    "rotate-key": f"{_T} rotate-key --package:pkg://cheng/json --priv:old.key --new:new.key",
+    "register-key": f"{_T} register-key --package:pkg://cheng/json --priv:alice.key",
+    "revoke-key": f"{_T} revoke-key --priv:stolen.key\n"
+                  f"{_T} revoke-key --package:pkg://cheng/json --priv:current.key --key:old.key",
+}
 
 
 def register(name: str, parser: Parser) -> None:
     """Add the flags of subcommand ``name``."""
+    if name in _EXAMPLES:
+        tool = parser.prog.split()[0]  # cheng-pkg publish shows cheng-pkg in its examples
+        parser.epilog = ("examples:\n  " + _EXAMPLES[name].replace(_T, tool).replace("\n", "\n  ")
+                         + "\n\nExit 0 ok, 1 a check failed, 2 bad usage or missing input.")
     if name == "keygen":
         parser.add_argument("--out", required=True, help="key file to write (JSON, mode 0600)")
         parser.add_argument("--author", default="", help="author id recorded in the key file")
         parser.add_argument("--force", action="store_true", help="overwrite an existing file")
     elif name == "publish":
-        parser.add_argument("--package", required=True, help="pkg://cheng/<name>")
+        parser.add_argument("--package", required=True, help="package id, pkg://cheng/<name>")
         parser.add_argument("--author", help="author id (default: the key file's)")
-        parser.add_argument("--channel", required=True, choices=["edge", "stable", "lts"])
-        parser.add_argument("--epoch", required=True, type=_nonneg_int)
+        parser.add_argument("--channel", required=True, choices=["edge", "stable", "lts"],
+                            help=_CHANNEL_HELP)
+        parser.add_argument("--epoch", required=True, type=_nonneg_int,
+                            help="release number; strictly above the channel's current one")
         parser.add_argument("--version", help="SemVer of this release (enables the API check)")
         src = parser.add_mutually_exclusive_group(required=True)
         src.add_argument("--src", help="package directory")
         src.add_argument("--file", help="one file (e.g. an existing archive with --format:tar)")
-        parser.add_argument("--priv", required=True, help="key file or env:VAR")
-        parser.add_argument("--format", default="dag", choices=["dag", "tar", "source"])
+        parser.add_argument("--priv", required=True, help="signing key: key file or env:VAR")
+        parser.add_argument("--format", default="dag", choices=["dag", "tar", "source"],
+                            help="snapshot format: dag (UnixFS, default), tar, or source")
         parser.add_argument("--source-addr", action="append", default=[],
                             help="multiaddr serving a --format:source snapshot (repeatable)")
         parser.add_argument("--store", help="CAS root (default: PKG_CACHE or chengcache)")
         _add_registry(parser)
     elif name == "resolve":
-        parser.add_argument("--package", required=True)
-        parser.add_argument("--channel", required=True, choices=["edge", "stable", "lts"])
-        parser.add_argument("--format", default="toml", choices=["toml", "yaml", "json"])
+        parser.add_argument("--package", required=True, help="package id, pkg://cheng/<name>")
+        parser.add_argument("--channel", required=True, choices=["edge", "stable", "lts"],
+                            help=_CHANNEL_HELP)
+        parser.add_argument("--format", default="toml", choices=["toml", "yaml", "json"],
+                            help="output format (default: toml)")
         _add_registry(parser)
         _add_level(parser)
     elif name == "verify":
         parser.add_argument("--package", help="also print this package's head")
-        parser.add_argument("--channel", choices=["edge", "stable", "lts"])
+        parser.add_argument("--channel", choices=["edge", "stable", "lts"],
+                            help="channel of --package (default: edge)")
         parser.add_argument("--store", help="also check every stored snapshot hashes to its CID")
         parser.add_argument("--no-remember", action="store_true",
                             help="neither consult nor update the remembered checkpoint")
@@ -100,7 +139,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--proof", help="proof file")
         parser.add_argument("--operator-key", help="require this operator key (ed25519:... or key file)")
     elif name == "rotate-key":
-        parser.add_argument("--package", required=True)
+        parser.add_argument("--package", required=True, help="the namespace, pkg://cheng/<name>")
         parser.add_argument("--priv", required=True, help="the namespace's current key (file or env:VAR)")
         parser.add_argument("--new", required=True, help="new key: key file or ed25519:<base64 public key>")
         _add_registry(parser)
@@ -124,6 +163,8 @@ def _nonneg_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if n < 0:
         raise argparse.ArgumentTypeError(f"{n} is negative")
+    if n > MAX_INT64:
+        raise argparse.ArgumentTypeError(f"{text} is above the largest allowed, 2**63-1")
     return n
 
 
@@ -142,6 +183,7 @@ def run(name: str, args: argparse.Namespace) -> int:
 def _keygen(name: str, args: argparse.Namespace) -> int:
     from cheng_build.trust.keys import KeyPair, write_keyfile
 
+    output_file(args.out, "--out")
     key = KeyPair.generate(args.author)
     write_keyfile(key, args.out, force=args.force)
     print(f"author_id: {key.author_id or '(none)'}")
@@ -156,6 +198,12 @@ def _publish(name: str, args: argparse.Namespace) -> int:
     from cheng_build.pkg.publish import publish
     from cheng_build.trust.keys import load_key
 
+    if args.src is not None:
+        input_dir(args.src, "--src")
+    else:
+        input_file(args.file, "--file")
+    if args.store:
+        input_dir(args.store, "--store", optional=True)
     cfg = _config(args)
     key = load_key(args.priv, author_id=args.author)
     addrs = [a.strip() for v in args.source_addr for a in v.split(",") if a.strip()]
@@ -219,6 +267,8 @@ def _resolve(name: str, args: argparse.Namespace) -> int:
 
 
 def _verify(name: str, args: argparse.Namespace) -> int:
+    if args.store:
+        input_dir(args.store, "--store")
     _cfg, log, report = _verified_log(args, remember=not args.no_remember)
     _warn(name, report.warnings)
     if args.store:
@@ -228,9 +278,12 @@ def _verify(name: str, args: argparse.Namespace) -> int:
         from cheng_build.pkg.snapshot import check_snapshot_content
 
         store = Blockstore(args.store)
+        checked = absent = 0
         for e in log.publishes():
             if e.cid is None or not store.has(parse_cid(e.cid)):
+                absent += 1
                 continue
+            checked += 1
             try:
                 check_snapshot_content(store, e.cid, e.format)
             except ChengError as exc:
@@ -240,6 +293,8 @@ def _verify(name: str, args: argparse.Namespace) -> int:
                         why=f"{exc.what}; {exc.why or ''}".strip("; "),
                         how="delete the bad block and fetch the snapshot again from a peer") from None
                 raise
+        # Say how much was checked: a --store with none of the snapshots checks nothing.
+        print(f"store: {checked} snapshot(s) hash to their signed CIDs; {absent} not in {args.store}")
     if args.package:
         channel = args.channel or "edge"
         head = log.head(args.package, channel)
@@ -261,6 +316,11 @@ def _checkpoint(name: str, args: argparse.Namespace) -> int:
     from cheng_build.trust.registry_ops import append_checkpoint
 
     cfg = _config(args)
+    if args.ttl is not None and args.ttl > cfg.limits.max_checkpoint_ttl_s:
+        raise UsageError(f"--ttl:{args.ttl} is too long",
+                         why=f"a checkpoint may be valid for at most {cfg.limits.max_checkpoint_ttl_s} s"
+                         " (a stolen old one must expire)",
+                         how=f"pass --ttl:<1..{cfg.limits.max_checkpoint_ttl_s}>")
     key = load_key(args.priv)
     if cfg.operator_key and key.pub_key != cfg.operator_key:
         raise UsageError("--priv is not the pinned operator key",
@@ -279,6 +339,8 @@ def _prove(name: str, args: argparse.Namespace) -> int:
     from cheng_build.core.atomic import atomic_write_text
     from cheng_build.trust.registry_ops import prove
 
+    if args.out:
+        output_file(args.out, "--out")
     cfg = _config(args)
     text = json.dumps(prove(cfg.registry, args.line), indent=1) + "\n"
     if args.out:
@@ -295,7 +357,12 @@ def _verify_proof(name: str, args: argparse.Namespace) -> int:
 
     path = args.proof or args.proof_file
     if not path:
-        raise UsageError("missing --proof:<file>")
+        raise UsageError("missing --proof:<file>",
+                         how="pass the proof file: verify-proof <file> or --proof:<file>")
+    if args.proof and args.proof_file and args.proof != args.proof_file:
+        raise UsageError("two different proof files given",
+                         why=f"{args.proof_file} and --proof:{args.proof}", how="pass one")
+    input_file(path, "--proof")
     want = load_public_key(args.operator_key) if args.operator_key else None
     res = verify_proof(load_proof(path), operator_key=want)
     print(f"line {res.line} is in the log of {res.size} lines with root {res.root}")

@@ -116,7 +116,8 @@ def write_keyfile(key: KeyPair, path: str | os.PathLike[str], *, force: bool = F
         UsageError: the file exists and ``force`` is false.
     """
     target = Path(path)
-    if target.exists() and not force:
+    # lexists: a dangling symlink is something there too; replacing it silently surprises.
+    if os.path.lexists(target) and not force:
         raise UsageError(f"{target} already exists",
                          why="overwriting a key file loses the key it holds",
                          how="choose another --out: path, or pass --force to replace it")
@@ -155,6 +156,20 @@ def parse_keyfile(text: str, *, origin: str, author_id: str | None = None) -> Ke
     return key
 
 
+# A key file is ~200 bytes; anything far bigger is not one (and is not read into memory).
+_MAX_KEY_FILE = 64 * 1024
+
+
+def _read_key_text(path: Path, st: os.stat_result) -> str:
+    """Read a key file, refusing a directory, FIFO or device (a FIFO read would block forever)."""
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise OSError(f"{path} is {kind}")
+    if st.st_size > _MAX_KEY_FILE:
+        raise OSError(f"{st.st_size} bytes is too large for a key file (at most {_MAX_KEY_FILE})")
+    return path.read_text(encoding="utf-8")
+
+
 def load_key(spec: str, *, author_id: str | None = None) -> KeyPair:
     """Load a private key from a file path or ``env:VAR``.
 
@@ -175,7 +190,7 @@ def load_key(spec: str, *, author_id: str | None = None) -> KeyPair:
     path = Path(spec)
     try:
         st = path.stat()
-        text = path.read_text(encoding="utf-8")
+        text = _read_key_text(path, st)
     except FileNotFoundError:
         raise KeyFileError(f"key file {spec} not found",
                            how="create one with 'cheng-registry keygen --out:<file>'") from None
@@ -201,7 +216,8 @@ def load_public_key(spec: str) -> str:
             raise KeyFileError(exc.what) from None
         return spec
     try:
-        obj = json.loads(Path(spec).read_text(encoding="utf-8"))
+        p = Path(spec)
+        obj = json.loads(_read_key_text(p, p.stat()))
     except FileNotFoundError:
         raise KeyFileError(f"key file {spec} not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

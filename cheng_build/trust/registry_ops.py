@@ -234,9 +234,21 @@ def load_proof(path: str | os.PathLike[str]) -> object:
     Raises:
         InputError: missing or not JSON.
     """
+    how = "write one with 'cheng-registry prove --line:<n> --out:<file>'"
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(f"proof file {path} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read proof {path}", why=str(exc)) from None
+        raise InputError(f"proof file {path} not found", how=how) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"proof {path} is not a proof file",
+                         why=f"not UTF-8 text (byte {exc.start})", how=how) from None
+    except OSError as exc:
+        raise InputError(f"cannot read proof {path}", why=exc.strerror or str(exc)) from None
+    if not text.strip():
+        raise InputError(f"proof {path} is empty", how=how)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"proof {path} is not a proof file",
+                         why=f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                         how=how) from None
