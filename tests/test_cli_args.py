@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -60,3 +65,21 @@ def test_dispatch_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err.startswith("tool: unknown command 'nope'")
     assert dispatch("tool", "a tool", table, ["--help"]) == 0
     assert "hello" in capsys.readouterr().out
+
+
+def test_flag_before_command_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    table = {"hello": Subcommand("os", "say hello")}
+    assert dispatch("tool", "a tool", table, ["--bogus"]) == 2
+    assert capsys.readouterr().err.startswith("tool: unknown flag '--bogus' before the command")
+
+
+def test_undecodable_path_in_an_error_does_not_crash_a_strict_stream(tmp_path: Path) -> None:
+    # argv bytes that are not UTF-8 reach Python surrogate-escaped; the error that names them
+    # must print on a strict UTF-8 stderr instead of raising UnicodeEncodeError.
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    bad = os.fsencode(tmp_path) + b"/\xf0.toml"
+    proc = subprocess.run([sys.executable, "-m", "cheng_build.cli.pkg", "verify", b"--lock:" + bad],
+                          capture_output=True, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(b"verify: ") and b"Traceback" not in proc.stderr
+    assert b"\xf0.toml" in proc.stderr

@@ -44,6 +44,15 @@ def _print_traceback() -> None:
 
 def guarded(command: str, argv: Sequence[str], body: Callable[[], int]) -> int:
     """Run ``body`` and map every failure to ``<command>: <what>`` lines and an exit code."""
+    # A path from argv with undecodable bytes arrives surrogate-escaped; printing it back must not
+    # crash a strict UTF-8 stream (PYTHONIOENCODING=utf-8:strict), so write those bytes as they came.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="surrogateescape")
+            except (ValueError, OSError):
+                pass
     try:
         return body()
     except ChengError as exc:
@@ -94,6 +103,10 @@ def dispatch(
             if not args_in or args_in[0] in ("-h", "--help", "help"):
                 print(usage())
                 return 0
+            if args_in[0].startswith("-"):
+                raise UsageError(f"unknown flag '{args_in[0]}' before the command",
+                                 how=f"flags go after the command: {tool} <command> [flags]; "
+                                     f"run '{tool} --help' to list the commands")
             raise UsageError("no command given", how=f"run '{tool} --help' to list the commands")
         name = args_in[0]
         if name not in table:
