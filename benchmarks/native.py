@@ -29,8 +29,10 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -103,6 +105,14 @@ def import_simhash(path: str | None) -> ModuleType | None:
         sys.modules.update(saved)
 
 
+def _each_doc(fn: Callable[[list[str]], int], docs: list[list[str]]) -> list[int]:
+    return [fn(d) for d in docs]
+
+
+def _each_value(cls: Any, docs: list[list[str]]) -> list[int]:
+    return [cls(d).value for d in docs]
+
+
 def simhash_anchors(path: str | None) -> list[tuple[str, Callable[[list[list[str]]], object]]]:
     """python-simhash first (from ``path``) when it can be imported, then Leon Sim's simhash.
 
@@ -120,11 +130,9 @@ def simhash_anchors(path: str | None) -> list[tuple[str, Callable[[list[list[str
                 continue
             if hasattr(mod, "set_num_threads"):
                 mod.set_num_threads(1)
-            fn = mod.simhash
-            found.append(("python-simhash", lambda docs, fn=fn: [fn(d) for d in docs]))
+            found.append(("python-simhash", partial(_each_doc, mod.simhash)))
         elif hasattr(mod, "Simhash") and not any(name.startswith("simhash (") for name, _ in found):
-            cls = mod.Simhash
-            found.append(("simhash (Leon Sim)", lambda docs, cls=cls: [cls(d).value for d in docs]))
+            found.append(("simhash (Leon Sim)", partial(_each_value, mod.Simhash)))
     if not found:
         raise SystemExit("native.py: no simhash anchor: install `simhash` or python-simhash (--simhash-path)")
     return found
@@ -183,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         anchor_fn(docs[:20])
         per_doc = (time.perf_counter() - probe) / 20
         anchor_docs = docs[: max(20, min(len(docs), int(3.0 / max(per_doc, 1e-9))))]
-        t_ours, t_anchor = race(lambda: simhash64_batch(docs), lambda f=anchor_fn, d=anchor_docs: f(d),
+        t_ours, t_anchor = race(lambda: simhash64_batch(docs), partial(anchor_fn, anchor_docs),
                                 args.repeat, clock)
         record("simhash" if k == 0 else "simhash_leonsim", len(docs) / t_ours, len(anchor_docs) / t_anchor,
                "docs/s", anchor_name)
