@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cheng_build._native import hamming, pairs_within, simhash64, simhash64_batch, token_hash
+from cheng_build._native import simhash as native_simhash
 from cheng_build._native._loader import ffi, lib
 
 simhash_pkg = pytest.importorskip("simhash")
@@ -51,6 +52,27 @@ def test_fingerprint_matches_simhash_package_with_our_token_hash(tokens: list[st
 @given(docs=st.lists(tokens_st, max_size=12))
 def test_batch_equals_one_by_one(docs: list[list]) -> None:
     assert simhash64_batch(docs) == [simhash64(d) for d in docs] == [ref_simhash64(d) for d in docs]
+
+
+@settings(max_examples=80, deadline=None)
+@given(docs=st.lists(st.lists(st.text(max_size=40), max_size=60), max_size=8))
+def test_str_documents_read_in_place_equal_the_packed_path(docs: list[list[str]]) -> None:
+    # The object-reading kernel (str tokens, C reads the lists in place) against the NUL-joined
+    # path and the reference: tokens of every length around the 8- and 16-byte boundaries of the
+    # short-token hash, NULs, non-ASCII text, empty tokens and documents.
+    direct = native_simhash._pylists([list(d) for d in docs])
+    assert direct is not None, "the in-place path is unavailable on CPython"
+    assert direct == [ref_simhash64(d) for d in docs]
+    assert direct == [native_simhash.simhash64_batch([[t.encode() for t in d]])[0] for d in docs]
+
+
+def test_in_place_path_leaves_other_batches_to_the_packed_path() -> None:
+    assert native_simhash._pylists([["a", b"b"]]) is None  # a bytes token: not for this path
+    assert native_simhash._pylists([[b"a"]]) is None
+    with pytest.raises(UnicodeEncodeError):
+        native_simhash._pylists([["ok", "\ud800"]])
+    # Tuples and generators are made lists first; the result is the same.
+    assert simhash64_batch([("p", "q"), iter(["r"])]) == [ref_simhash64(["p", "q"]), ref_simhash64(["r"])]
 
 
 def test_separator_edge_cases_take_the_exact_path() -> None:

@@ -1,7 +1,8 @@
 """cffi binding (ABI mode) to ``libchengnative.so``, the C core of cheng-build.
 
 Kernels: FastCDC chunking (whole buffer, streaming file, multi-threaded), chunk-and-hash,
-SHA-256, BLAKE3 and SimHash64. Every call into C releases the GIL (cffi does so for each call);
+SHA-256, BLAKE3 and SimHash64. Every call into C releases the GIL (cffi does so for each call),
+except SimHash64 of ``str`` tokens, which reads the Python lists in place (see ``simhash.py``);
 buffers are passed without copies (``ffi.from_buffer``) and kept alive for the call.
 
 The library is found through ``$CHENG_NATIVE_LIB``, next to this module, or in an installed

@@ -1,8 +1,15 @@
 """64-bit SimHash over token streams, hashed and summed in C (docs/chunker.md, "SimHash64").
 
-A token is a ``str`` (hashed as its UTF-8 bytes) or a bytes-like object. A batch crosses into C
-as one buffer: all tokens joined by NUL (one ``str.join`` per document, one for the batch, one
-encode: Python touches each token once, inside ``join``); the C side checks the separator count
+A token is a ``str`` (hashed as its UTF-8 bytes) or a bytes-like object. A batch of ``str``
+tokens is read by C straight from the Python lists (``cb_simhash64_pylists`` through
+``ctypes.PyDLL``, which keeps the GIL held, as reading Python objects requires): packing the
+tokens into one buffer first cost Python twice as long as all the hashing (``str.join`` touches
+every token object twice and copies it). C reads each token through three stable-ABI functions
+of the running interpreter (``PyList_Size``, ``PyList_GetItem``, ``PyUnicode_AsUTF8AndSize``)
+whose addresses we hand it, so the library does not link against Python. This one kernel keeps
+the GIL (the ``str.join`` it replaces held it as long). Any other batch (bytes tokens, or no
+``ctypes.pythonapi``) crosses into C as one buffer: all tokens joined by NUL (one ``str.join``
+per document, one for the batch, one encode), with the GIL released; the C side checks the separator count
 against the token counts, and when a token itself contains a NUL, or str and bytes tokens mix,
 the batch is redone per document, with explicit token lengths where NUL-joining is ambiguous.
 """
@@ -10,11 +17,11 @@ the batch is redone per document, with explicit token lengths where NUL-joining 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import accumulate
 from typing import Any
 
-from cheng_build._native._loader import buffer_of, ffi, lib
+from cheng_build._native._loader import buffer_of, ffi, lib, library_path
 
 _U64 = 1 << 64
 
@@ -45,6 +52,59 @@ def _as_doc(doc: Any) -> Sequence[Any]:
     if isinstance(doc, (str, bytes, bytearray, memoryview)):
         raise TypeError("a document must be a sequence of tokens, not a single str/bytes (split it first)")
     return doc if isinstance(doc, (list, tuple)) else list(doc)
+
+
+_PyListsFn = Callable[[list[list[Any]]], list[int]]
+_pylists_fn: _PyListsFn | None = None
+_pylists_ready = False
+
+
+def _make_pylists() -> _PyListsFn | None:
+    """The object-reading kernel bound through ``ctypes.PyDLL``, or None where it cannot be."""
+    import ctypes  # here, not at import: ctypes costs start-up time that most commands never use
+
+    class _PyApi(ctypes.Structure):
+        """``cb_pyapi`` of cheng_native.h: addresses of the interpreter's C API functions."""
+
+        _fields_ = [("list_size", ctypes.c_void_p), ("list_item", ctypes.c_void_p),
+                    ("utf8", ctypes.c_void_p)]
+
+    try:
+        capi = ctypes.pythonapi
+        funcs = (capi.PyList_Size, capi.PyList_GetItem, capi.PyUnicode_AsUTF8AndSize)
+        kernel = ctypes.PyDLL(str(library_path())).cb_simhash64_pylists
+    except (AttributeError, OSError):  # no pythonapi (not CPython) or an older library
+        return None
+    api = _PyApi(*(ctypes.cast(f, ctypes.c_void_p).value for f in funcs))
+    kernel.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]
+    kernel.restype = ctypes.c_int
+    api_addr = ctypes.addressof(api)
+
+    def run(docs: list[list[Any]]) -> list[int]:
+        out = array("Q", bytes(8 * len(docs)))
+        # PyDLL raises the exception an API call left set (TypeError, UnicodeEncodeError).
+        if kernel(api_addr, docs, out.buffer_info()[0]) != 0:
+            raise RuntimeError("cb_simhash64_pylists failed without an exception")
+        return out.tolist()
+
+    run.api = api  # type: ignore[attr-defined]  # keeps the structure alive with the closure
+    return run
+
+
+def _pylists(docs: list[list[Any]]) -> list[int] | None:
+    """Fast path for str tokens; None when a token is not a str (or the path is unavailable)."""
+    global _pylists_fn, _pylists_ready
+    if not _pylists_ready:
+        _pylists_fn = _make_pylists()
+        _pylists_ready = True
+    if _pylists_fn is None:
+        return None
+    try:
+        return _pylists_fn(docs)
+    except UnicodeEncodeError:
+        raise
+    except TypeError:  # bytes tokens (or junk, which the exact path reports)
+        return None
 
 
 def _run(parts: list[bytes], ntok: list[int], sep: int, tok_len: array[int] | None) -> list[int]:
@@ -104,6 +164,11 @@ def simhash64_batch(docs: Sequence[Sequence[str | bytes]]) -> list[int]:
     docs = [_as_doc(d) for d in docs]
     if not docs:
         return []
+    first = next((d[0] for d in docs if d), None)
+    if isinstance(first, str):
+        direct = _pylists([d if type(d) is list else list(d) for d in docs])
+        if direct is not None:
+            return direct
     counts = array("Q", map(len, docs))
     fast = _joined_all(docs, counts)
     if fast is not None:

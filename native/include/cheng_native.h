@@ -106,6 +106,19 @@ int cb_simhash64_batch(const uint8_t *buf, const uint64_t *doc_off, const uint64
  * token contained `sep`: use cb_simhash64_batch with explicit lengths instead). */
 int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t *doc_ntok,
                         size_t ndocs, uint64_t *out);
+/* The few functions of Python's C API (all in the stable ABI) that cb_simhash64_pylists calls,
+ * passed in by the caller so the library neither links against nor includes Python:
+ * PyList_Size, PyList_GetItem (a borrowed reference) and PyUnicode_AsUTF8AndSize. */
+typedef struct cb_pyapi {
+    intptr_t (*list_size)(void *list);
+    void *(*list_item)(void *list, intptr_t i);
+    const char *(*utf8)(void *str, intptr_t *size);
+} cb_pyapi;
+/* Fingerprints of the documents in the Python list `docs` (each a list of str tokens, hashed
+ * as their UTF-8 bytes) into out[0 .. len(docs)). The caller holds the GIL for the whole call
+ * (the lists are read in place). Returns 0, or -1 when an API call failed (it left a Python
+ * exception set, e.g. TypeError for a token that is not a str). */
+int cb_simhash64_pylists(const cb_pyapi *api, void *docs, uint64_t *out);
 /* Fingerprint of tokens whose 64-bit hashes are given (weight 1 each). */
 uint64_t cb_simhash64_from_hashes(const uint64_t *hashes, size_t n);
 int cb_hamming64(uint64_t a, uint64_t b);

@@ -317,6 +317,57 @@ int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t 
     return 0;
 }
 
+/* Tokens read straight from the caller's Python lists (cheng_native.h, cb_simhash64_pylists):
+ * no joined copy of the batch is built. Short tokens are copied into 32-byte slots of `stage`
+ * first, so xxh64_short4 may read 16 bytes from each start (a Python string only promises its
+ * bytes and a NUL terminator). */
+int cb_simhash64_pylists(const cb_pyapi *api, void *docs, uint64_t *out) {
+    pthread_once(&byte_p5_once, init_byte_p5);
+    intptr_t ndocs = api->list_size(docs);
+    if (ndocs < 0) return -1;
+    uint8_t stage[8][32];
+    memset(stage, 0, sizeof stage);
+    bitsum s;
+    for (intptr_t d = 0; d < ndocs; d++) {
+        void *doc = api->list_item(docs, d);
+        if (!doc) return -1;
+        intptr_t ntok = api->list_size(doc);
+        if (ntok < 0) return -1;
+        memset(&s, 0, sizeof s);
+        for (intptr_t i = 0; i < ntok;) {
+            const uint8_t *tp[8];
+            size_t tl[8];
+            uint64_t th[8];
+            size_t k = ntok - i < 8 ? (size_t)(ntok - i) : 8;
+            int all_short = 1;
+            for (size_t j = 0; j < k; j++) {
+                void *tok = api->list_item(doc, i + (intptr_t)j);
+                intptr_t n = -1;
+                const char *u = tok ? api->utf8(tok, &n) : NULL;
+                if (!u || n < 0) return -1;
+                tp[j] = (const uint8_t *)u;
+                tl[j] = (size_t)n;
+                all_short &= n < SHORT_MAX;
+            }
+            if (all_short && k == 8) {
+                const uint8_t *sp[8];
+                for (size_t j = 0; j < 8; j++) {
+                    memcpy(stage[j], tp[j], tl[j]);
+                    sp[j] = stage[j];
+                }
+                xxh64_short4(sp, tl, th);
+                xxh64_short4(sp + 4, tl + 4, th + 4);
+            } else {
+                for (size_t j = 0; j < k; j++) th[j] = xxh64(tp[j], tl[j]);
+            }
+            for (size_t j = 0; j < k; j++) bs_add(&s, th[j]);
+            i += (intptr_t)k;
+        }
+        out[d] = ntok ? bs_result(&s) : 0;
+    }
+    return 0;
+}
+
 int cb_hamming64(uint64_t a, uint64_t b) { return __builtin_popcountll(a ^ b); }
 
 size_t cb_pairs_within_brute(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap) {

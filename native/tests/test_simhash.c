@@ -4,7 +4,64 @@
 
 #include <string.h>
 
+/* A stand-in for Python's lists and strings, to drive cb_simhash64_pylists without Python. */
+typedef struct fake {
+    int is_list;
+    intptr_t n;
+    const struct fake *const *items; /* a list's items */
+    const char *str;                 /* a string's bytes (n of them) */
+} fake;
+static intptr_t fake_size(void *o) {
+    const fake *f = (const fake *)o;
+    return f->is_list ? f->n : -1;
+}
+static void *fake_item(void *o, intptr_t i) {
+    const fake *f = (const fake *)o;
+    return f->is_list && i >= 0 && i < f->n ? (void *)f->items[i] : NULL;
+}
+static const char *fake_utf8(void *o, intptr_t *size) {
+    const fake *f = (const fake *)o;
+    if (f->is_list) return NULL;
+    *size = f->n;
+    return f->str;
+}
+
+static void test_pylists(void) {
+    /* The vectors above, plus a 9-token document of short and long tokens (the 8-token batch
+     * and the tail), checked against cb_simhash64_from_hashes. */
+    static const char *words[] = {"a", "b", "c", "cheng", "build", "simhash", "cheng"};
+    static const char *nine[] = {"x", "0123456789abcde", "0123456789abcdef", "", "12345678",
+                                 "1234567", "a longer token than sixteen bytes", "q", "zz"};
+    fake w[7], n9[9];
+    const fake *pw[7], *p9[9];
+    for (int i = 0; i < 7; i++) {
+        w[i] = (fake){0, (intptr_t)strlen(words[i]), NULL, words[i]};
+        pw[i] = &w[i];
+    }
+    uint64_t hs[9];
+    for (int i = 0; i < 9; i++) {
+        n9[i] = (fake){0, (intptr_t)strlen(nine[i]), NULL, nine[i]};
+        p9[i] = &n9[i];
+        hs[i] = cb_token_hash(nine[i], strlen(nine[i]));
+    }
+    fake d0 = {1, 3, pw, NULL}, d1 = {1, 0, NULL, NULL}, d2 = {1, 4, pw + 3, NULL}, d3 = {1, 9, p9, NULL};
+    const fake *pd[4] = {&d0, &d1, &d2, &d3};
+    fake docs = {1, 4, pd, NULL};
+    cb_pyapi api = {fake_size, fake_item, fake_utf8};
+    uint64_t out[4] = {1, 1, 1, 1};
+    CHECK(cb_simhash64_pylists(&api, &docs, out) == 0);
+    CHECK(out[0] == 0xf24ec0e188865fdbull && out[1] == 0 && out[2] == 0x11c08caac98e208ull);
+    CHECK(out[3] == cb_simhash64_from_hashes(hs, 9));
+    /* A failed API call (here: a list where a string should be) is reported. */
+    const fake *bad_items[2] = {&w[0], &d0};
+    fake bad = {1, 2, bad_items, NULL};
+    const fake *pb[1] = {&bad};
+    fake bad_docs = {1, 1, pb, NULL};
+    CHECK(cb_simhash64_pylists(&api, &bad_docs, out) == -1);
+}
+
 int main(void) {
+    test_pylists();
     CHECK(cb_token_hash("", 0) == 0xEF46DB3751D8E999ull);
     CHECK(cb_token_hash("abc", 3) == 0x44BC2CF5AD770999ull);
 
