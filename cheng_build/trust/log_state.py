@@ -57,6 +57,7 @@ class LogState:
         self.limits = limits or _DEFAULT_LIMITS
         self._max_lines = self.limits.max_lines
         self.lines = 0
+        self.publishes = 0  # publish lines so far (the verify report's count)
         self.last_digest = GENESIS_PREV
         self.chain_start: int | None = None
         self.owners: dict[str, Owner] = {}
@@ -173,6 +174,7 @@ class LogState:
             self.owners[pkg] = Owner(owner.author_id, pub, owner.line)
         if e.ast_simhash64 is not None:
             self._fingerprinted.append(e)
+        self.publishes += 1
 
     def _key(self, e: RegistryEntry) -> None:
         d = e.data

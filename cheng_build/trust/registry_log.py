@@ -509,7 +509,7 @@ class RegistryLog:
                 # The log itself verified; a read-only home (CI containers) only costs the
                 # fork protection of the next run, so say so instead of failing this one.
                 warnings.append(f"cannot remember the checkpoint in {mem.file}: {exc.strerror or exc}")
-        return VerifyReport(lines=state.lines, publishes=sum(1 for _ in self.publishes()),
+        return VerifyReport(lines=state.lines, publishes=state.publishes,
                             checkpoints=len(state.checkpoints), warnings=tuple(warnings),
                             newest_checkpoint=newest, remembered=kept)
 
