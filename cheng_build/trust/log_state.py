@@ -136,8 +136,8 @@ class LogState:
     def _publish(self, e: RegistryEntry) -> None:
         """Ownership, revocation and epoch rules of a publish line, then record it."""
         d = e.data
-        pkg, author, pub = d["package_id"], d["author_id"], d.get("pub_key")
-        signed = e.signed
+        pkg, author, pub, sig = d["package_id"], d["author_id"], d.get("pub_key"), d.get("signature")
+        signed = type(sig) is str and sig.startswith("ed25519:")  # e.signed, inlined (per line)
         if self.revoked:
             self._check_not_revoked(e, pub)
         owner = self.owners.get(pkg)

@@ -102,6 +102,33 @@ class RegistryEntry:
         return out
 
 
+def _entry_factory() -> Any:
+    """A constructor for :class:`RegistryEntry` about twice as fast as the dataclass's own.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``; this sets the
+    same slots through their descriptors directly (what ``object.__setattr__`` ends up calling).
+    The entry is identical and as frozen; parse_line builds one per line of every verify.
+    """
+    new = object.__new__
+    set_line, set_type, set_raw, set_data, set_simhash = (
+        RegistryEntry.__dict__[f].__set__ for f in ("line", "type", "raw", "data", "ast_simhash64"))
+
+    def make(line: int, etype: EntryType, raw: bytes, data: Mapping[str, Any],
+             simhash: str | None) -> RegistryEntry:
+        e = new(RegistryEntry)
+        set_line(e, line)
+        set_type(e, etype)
+        set_raw(e, raw)
+        set_data(e, data)
+        set_simhash(e, simhash)
+        return e
+
+    return make
+
+
+_new_entry = _entry_factory()
+
+
 def _req_str(d: Mapping[str, Any], key: str, line: int, *, optional: bool = False) -> str | None:
     v = d.get(key)
     if v is None:
@@ -178,10 +205,17 @@ def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryE
         raise RegistryFormatError("JSON nested too deeply", line=line) from None
     if type(d) is not dict:
         raise RegistryFormatError("not a JSON object", line=line)
-    # Fast path: a chained, signed publish line as ``publish`` writes it, checked in one
-    # expression (a verify parses every line, so each check's bytecode is per-line overhead).
-    # Whatever it does not accept goes through the full checks below, which decide and explain;
-    # it accepts only lines those checks accept too, and builds the same entry.
+    return _fast_publish(d, raw, line) or _checked_record(d, raw, line, limits)
+
+
+def _fast_publish(d: dict[str, Any], raw: bytes, line: int) -> RegistryEntry | None:
+    """The entry of a chained, signed publish line as ``publish`` writes it, or None.
+
+    Checked in one expression: a verify parses every line, so each check's bytecode is per-line
+    overhead. Whatever this does not accept goes through :func:`_checked_record`, which decides and
+    explains; this accepts only lines that one accepts too, and builds the same entry (a
+    property test holds the two together).
+    """
     try:
         kind, seq, prev, pkg, author, channel, cid, epoch, fmt, pub, sig = _FAST_FIELDS(d)
     except KeyError:
@@ -200,7 +234,16 @@ def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryE
                 and (parent is None or (type(parent) is str and parent))
                 and (version is None or (type(version) is str and version))
                 and (api is None or (type(api) is str and api))):
-            return RegistryEntry(line, EntryType.PUBLISH, raw, MappingProxyType(d), simhash)
+            return _new_entry(line, EntryType.PUBLISH, raw, MappingProxyType(d), simhash)
+    return None
+
+
+def _checked_record(d: dict[str, Any], raw: bytes, line: int, limits: Limits) -> RegistryEntry:
+    """Every shape check of one parsed line, each failure explained.
+
+    Raises:
+        RegistryFormatError: not a well-formed record; the message names the line.
+    """
     kind = d.get("type", "publish")
     if kind == "publish":
         etype = EntryType.PUBLISH
