@@ -48,9 +48,7 @@ is_canonical_simhash = _CANON_HEX16.fullmatch  # 16 lowercase hex digits: the fo
 _ANY_HEX = re.compile(r"(?:0[xX])?([0-9a-fA-F]{1,16})")
 
 
-_FAST_TEMPLATE = PUBLISH_DOMAIN.decode() + (
-    '{"ast_simhash64":"%s","author_id":%s,"channel":%s,"cid":%s,"epoch":%d,"format":%s,'
-    '"originality_score":%s,"package_id":%s}')
+_PUBLISH_DOMAIN_TEXT = PUBLISH_DOMAIN.decode()
 
 
 class CanonicalError(IntegrityError):
@@ -148,9 +146,11 @@ def publish_payload(fields: Mapping[str, object]) -> bytes:
         if (type(sh) is str and type(score) is float and type(epoch) is int and epoch >= 0
                 and 0.0 <= score <= 1.0 and _CANON_HEX16.fullmatch(sh)):
             enc: Any = encode_basestring  # raises TypeError on a non-string: the slow path decides
-            return (_FAST_TEMPLATE % (
-                sh, enc(fields["author_id"]), enc(fields["channel"]), enc(fields["cid"]), epoch,
-                enc(fields["format"]), repr(score), enc(fields["package_id"]))
+            # An f-string (one BUILD_STRING) is about twice as fast as %-formatting here.
+            return (f'{_PUBLISH_DOMAIN_TEXT}{{"ast_simhash64":"{sh}",'
+                    f'"author_id":{enc(fields["author_id"])},"channel":{enc(fields["channel"])},'
+                    f'"cid":{enc(fields["cid"])},"epoch":{epoch},"format":{enc(fields["format"])},'
+                    f'"originality_score":{score!r},"package_id":{enc(fields["package_id"])}}}'
                     ).encode("utf-8", "surrogatepass")
     except (KeyError, TypeError):
         pass
