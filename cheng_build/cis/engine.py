@@ -457,22 +457,24 @@ class Engine:
             return
         ctx = {"env": p.env, "cwd": p.cwd, "inputs": p.inputs, "attempt": p.attempt,
                "task_dir": p.task_dir, "exit_code": rc}
-        logs = tail(os.path.join(p.task_dir, "stderr.log")) or tail(
-            os.path.join(p.task_dir, "stdout.log"))
+        def logs() -> list[str]:  # read only on the failure paths: a success needs no tail
+            return tail(os.path.join(p.task_dir, "stderr.log")) or tail(
+                os.path.join(p.task_dir, "stdout.log"))
+
         how_common = [f"logs: {p.task_dir}/stderr.log (kept read-only)",
                       f"retry from here: cis retry {self.run_id} --from:{task.name}",
                       f"change it: cis amend {self.run_id} --task:{idx} --env:K=V / --cmd:...",
                       f"skip it: cis resolve {self.run_id} {idx} --action:skip"]
         if p.reason == "timeout":
             self._fail(idx, friendly(f"task {task.name} timed out after {task.exec.timeout}s",
-                                     ["it was stopped with SIGTERM, then SIGKILL", *logs],
+                                     ["it was stopped with SIGTERM, then SIGKILL", *logs()],
                                      [f"raise it: cis amend {self.run_id} --task:{idx} --timeout:N",
                                       *how_common], **ctx), task_dir=p.task_dir)
             return
         if rc != 0:
             what = (f"task {task.name} was killed by signal {-rc}" if rc < 0
                     else f"task {task.name} exited with status {rc}")
-            self._fail(idx, friendly(what, logs or ["it printed nothing on stderr"], how_common,
+            self._fail(idx, friendly(what, logs() or ["it printed nothing on stderr"], how_common,
                                      **ctx), task_dir=p.task_dir)
             return
         missing = [o for o in task.outputs if not os.path.exists(os.path.join(p.cwd, o))]
