@@ -8,8 +8,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cheng_build.trust import canonical
 from cheng_build.trust.config import Limits
 from cheng_build.trust.registry_entry import (
+    HOT_FIELDS,
     EntryType,
     RegistryEntry,
     RegistryFormatError,
@@ -60,6 +62,14 @@ def _check_agree(d: dict[str, Any]) -> None:
     assert fast == slow
     assert (fast.type, fast.ast_simhash64, dict(fast.data)) == (slow.type, slow.ast_simhash64,
                                                                 dict(slow.data))
+    # The verifier reads these instead of the dict: they must be the dict's values, and the
+    # payload built from them the canonical one.
+    assert fast.hot == tuple(d.get(k) for k in HOT_FIELDS)
+    h = dict(zip(HOT_FIELDS, fast.hot, strict=True))
+    if fast.ast_simhash64 is not None and h["originality_score"] is not None:
+        assert canonical.publish_payload_normal(
+            fast.ast_simhash64, h["author_id"], h["channel"], h["cid"], h["epoch"], h["format"],
+            h["originality_score"], h["package_id"]) == canonical.publish_payload(d)
 
 
 def test_fast_publish_agrees_on_every_single_field_change() -> None:

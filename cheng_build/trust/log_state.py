@@ -136,7 +136,12 @@ class LogState:
     def _publish(self, e: RegistryEntry) -> None:
         """Ownership, revocation and epoch rules of a publish line, then record it."""
         d = e.data
-        pkg, author, pub, sig = d["package_id"], d["author_id"], d.get("pub_key"), d.get("signature")
+        hot = e.hot  # parse_line's reading of these fields (HOT_FIELDS order), when it has one
+        if hot is not None:
+            _seq, _prev, pkg, author, channel, _cid, epoch, _fmt, pub, sig, _score = hot
+        else:
+            pkg, author, pub, sig = d["package_id"], d["author_id"], d.get("pub_key"), d.get("signature")
+            channel, epoch = d["channel"], d["epoch"]
         signed = type(sig) is str and sig.startswith("ed25519:")  # e.signed, inlined (per line)
         if self.revoked:
             self._check_not_revoked(e, pub)
@@ -152,11 +157,10 @@ class LogState:
                                      why=f"{pkg} is owned by {owner.author_id} with another key "
                                          "than the one that signed this line",
                                      how="sign with the namespace's current key (see rotate-key)")
-        key = (pkg, d["channel"])
+        key = (pkg, channel)
         head = self.heads.get(key)
-        epoch = d["epoch"]
-        if head is not None and epoch <= head.data["epoch"]:
-            head_epoch = head.data["epoch"]
+        head_epoch = None if head is None else head.data["epoch"]
+        if head is not None and epoch <= head_epoch:
             if d.get("seq") is not None:
                 raise RollbackError(f"epoch {epoch} is not above epoch {head_epoch} of "
                                     f"{pkg}@{key[1]} (line {head.line})", line=e.line,
@@ -166,7 +170,7 @@ class LogState:
             # A legacy (unchained) line: history we cannot fix, reported.
             self.warnings.append(f"line {e.line}: epoch {epoch} of {pkg}@{key[1]} does not "
                                  f"increase (line {head.line} has {head_epoch})")
-        if head is None or epoch >= head.data["epoch"]:
+        if head is None or epoch >= head_epoch:
             self.heads[key] = e
         if owner is None:
             self.owners[pkg] = Owner(author, pub if signed else None, e.line)

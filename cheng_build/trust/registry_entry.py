@@ -60,6 +60,10 @@ class RegistryEntry:
     raw: bytes = field(repr=False)
     data: Mapping[str, Any] = field(repr=False, compare=False)  # determined by raw
     ast_simhash64: str | None = None  # normalised to 16 lowercase hex digits
+    # parse_line's fast path's reading of what a verify checks on every line, in HOT_FIELDS
+    # order (values of ``data``), so the verifier's per-line checks skip the dict look-ups;
+    # None for lines the fast path did not take.
+    hot: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
     package_id = property(lambda self: self.data.get("package_id"))
     author_id = property(lambda self: self.data.get("author_id"))
@@ -110,17 +114,19 @@ def _entry_factory() -> Any:
     The entry is identical and as frozen; parse_line builds one per line of every verify.
     """
     new = object.__new__
-    set_line, set_type, set_raw, set_data, set_simhash = (
-        RegistryEntry.__dict__[f].__set__ for f in ("line", "type", "raw", "data", "ast_simhash64"))
+    set_line, set_type, set_raw, set_data, set_simhash, set_hot = (
+        RegistryEntry.__dict__[f].__set__
+        for f in ("line", "type", "raw", "data", "ast_simhash64", "hot"))
 
     def make(line: int, etype: EntryType, raw: bytes, data: Mapping[str, Any],
-             simhash: str | None) -> RegistryEntry:
+             simhash: str | None, hot: tuple[Any, ...] | None = None) -> RegistryEntry:
         e = new(RegistryEntry)
         set_line(e, line)
         set_type(e, etype)
         set_raw(e, raw)
         set_data(e, data)
         set_simhash(e, simhash)
+        set_hot(e, hot)
         return e
 
     return make
@@ -175,6 +181,9 @@ def _fast_json(text: str) -> Any:
     return json.loads(text)
 _FAST_FIELDS = operator.itemgetter("type", "seq", "prev", "package_id", "author_id", "channel",
                                    "cid", "epoch", "format", "pub_key", "signature")
+# RegistryEntry.hot: these fields of a publish line, in this order.
+HOT_FIELDS = ("seq", "prev", "package_id", "author_id", "channel", "cid", "epoch", "format",
+              "pub_key", "signature", "originality_score")
 _PUBLISH_STR_REQUIRED = ("package_id", "author_id", "channel", "cid")
 _PUBLISH_STR_OPTIONAL = ("format", "pub_key", "parent", "version", "api", "prev")
 
@@ -234,7 +243,8 @@ def _fast_publish(d: dict[str, Any], raw: bytes, line: int) -> RegistryEntry | N
                 and (parent is None or (type(parent) is str and parent))
                 and (version is None or (type(version) is str and version))
                 and (api is None or (type(api) is str and api))):
-            return _new_entry(line, EntryType.PUBLISH, raw, MappingProxyType(d), simhash)
+            return _new_entry(line, EntryType.PUBLISH, raw, MappingProxyType(d), simhash,
+                              (seq, prev, pkg, author, channel, cid, epoch, fmt, pub, sig, score))
     return None
 
 
