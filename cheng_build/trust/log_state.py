@@ -21,6 +21,7 @@ from cheng_build.trust.registry_errors import (
     RollbackError,
 )
 
+_PUBLISH = EntryType.PUBLISH
 GENESIS_PREV = "sha256:" + hashlib.sha256(b"").hexdigest()
 _sha256 = hashlib.sha256
 _DEFAULT_LIMITS = Limits()
@@ -92,7 +93,11 @@ class LogState:
         if n > self._max_lines:
             raise RegistryFormatError(f"log is longer than {self.limits.max_lines} lines", line=n)
         # 1. The chain (seq, prev).
-        seq = e.data.get("seq")
+        hot = e.hot
+        if hot is not None:  # parse_line's reading (HOT_FIELDS order): no dict look-ups
+            seq, prev = hot[0], hot[1]
+        else:
+            seq, prev = e.data.get("seq"), e.data.get("prev")
         if seq is None:
             if self.chain_start is not None:
                 raise ChainError("line has no seq/prev, but the chain started at line "
@@ -105,7 +110,7 @@ class LogState:
             if seq != n:
                 raise ChainError(f"seq is {seq}, expected {n}", line=n,
                                  why="lines were removed or inserted before this one")
-            if e.data["prev"] != self.last_digest:
+            if prev != self.last_digest:
                 raise ChainError("chain broken: prev does not match the digest of line "
                                  f"{n - 1}" if n > 1 else "chain broken: prev of line 1 is not the "
                                  "genesis digest", line=n,
@@ -113,9 +118,10 @@ class LogState:
                                      "were removed or inserted" if n > 1 else None)
         # 2. The record's own rules (before it joins the Merkle tree: a checkpoint covers the
         #    lines before it).
-        if e.type is EntryType.PUBLISH:
+        etype = e.type
+        if etype is _PUBLISH:
             self._publish(e)
-        elif e.type is EntryType.KEY:
+        elif etype is EntryType.KEY:
             self._key(e)
         else:
             self._checkpoint(e)
