@@ -8,6 +8,10 @@ Each figure is printed beside its anchor measured in the same run:
   reap the same no-op process with bare ``subprocess`` (anchor). ``ours - anchor`` is the engine
   overhead per task (goal <= 5 ms). Measured unsandboxed (engine cost alone) and, where it works,
   with bubblewrap (anchor: bare ``bwrap ... true``).
+* ``task_cpu_*``: CPU seconds (user + system, the engine and everything it started) per task:
+  ``(CPU of the N-task run - CPU of a 1-task run) / (N - 1)``, so start-up is not counted, vs.
+  the CPU of ``sandbox.launch()`` + wait of the same task (anchor). CPU time hardly moves with
+  the machine's load, unlike the wall-clock figures; ``engine_cpu_overhead_*`` is the difference.
 * ``first_task``: wall time from starting ``cis run dag.toml`` to the first task's start vs.
   the time to start a bare ``python -c pass`` (anchor). Goal <= 300 ms.
 
@@ -21,6 +25,7 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -55,6 +60,23 @@ def _env(home: Path, mode: str | None = None) -> dict[str, str]:
     return env
 
 
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _self_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _run_cis_cpu(home: Path, dag: Path, jobs: int) -> float:
+    """CPU seconds of ``cis run`` and every process it started (waited-for children)."""
+    c = _children_cpu()
+    _run_cis(home, dag, jobs)
+    return _children_cpu() - c
+
+
 def _run_cis(home: Path, dag: Path, jobs: int) -> tuple[float, list[float]]:
     """Run ``cis run``; return (process start time, sorted task start times)."""
     import sqlite3
@@ -79,16 +101,21 @@ def _anchor_spawn(argv: list[str], n: int) -> float:
     return statistics.median(times)
 
 
-def _anchor_launch(spec: sandbox.LaunchSpec, mode: sandbox.SandboxMode, n: int) -> float:
+def _anchor_launch(spec: sandbox.LaunchSpec, mode: sandbox.SandboxMode, n: int,
+                   cpu: list[float] | None = None) -> float:
     """Median time of :func:`sandbox.launch` + wait + release for ``spec``: everything the
-    engine does to run a task except the engine's own bookkeeping."""
+    engine does to run a task except the engine's own bookkeeping. Appends the mean CPU seconds
+    per launch (this process + the task's processes) to ``cpu``."""
     times = []
+    c0 = _self_cpu() + _children_cpu()
     for _ in range(n):
         t = time.perf_counter()
         p = sandbox.launch(spec, mode, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         p.wait()
         sandbox.release(p)
         times.append(time.perf_counter() - t)
+    if cpu is not None:
+        cpu.append((_self_cpu() + _children_cpu() - c0) / n)
     sandbox.release_all()
     return statistics.median(times)
 
@@ -132,11 +159,19 @@ def main() -> int:
             gaps: list[float] = []
             spawns: list[float] = []
             programs: list[float] = []
+            one = tmp / f"{label}-1.toml"
+            one.write_text(_dag_toml(1, isolation))
+            task_cpus: list[float] = []
+            launch_cpus: list[float] = []
             for r in range(a.rounds):
+                c = _children_cpu()
                 _t0, starts = _run_cis(tmp / f"home-{label}-{r}", dag, jobs=1)
+                run_cpu = _children_cpu() - c
                 gaps += [b - a_ for a_, b in itertools.pairwise(starts)]
-                spawns.append(_anchor_launch(spec, mode, reps))
+                spawns.append(_anchor_launch(spec, mode, reps, launch_cpus))
                 programs.append(_anchor_spawn(bare, reps))
+                base_cpu = _run_cis_cpu(tmp / f"home-{label}-{r}-1", one, jobs=1)
+                task_cpus.append((run_cpu - base_cpu) / max(1, n - 1))
             cycle = statistics.median(gaps)
             spawn = statistics.median(spawns)
             program = statistics.median(programs)
@@ -145,6 +180,12 @@ def main() -> int:
             over = (cycle - spawn) * 1e3
             results[f"engine_overhead_{label}"] = {"ours": over, "anchor": 5.0,
                                                    "unit": "ms (anchor = goal)", "ratio": over / 5.0}
+            tcpu, lcpu = statistics.median(task_cpus), statistics.median(launch_cpus)
+            results[f"task_cpu_{label}"] = {"ours": tcpu * 1e3, "anchor": lcpu * 1e3,
+                                            "unit": "cpu-ms", "ratio": tcpu / lcpu}
+            results[f"engine_cpu_overhead_{label}"] = {
+                "ours": (tcpu - lcpu) * 1e3, "anchor": 5.0, "unit": "cpu-ms (anchor = goal)",
+                "ratio": (tcpu - lcpu) * 1e3 / 5.0}
             results[f"sandbox_launch_{label}"] = {"ours": spawn * 1e3, "anchor": program * 1e3,
                                                   "unit": "ms", "ratio": spawn / program}
         # Time to first task: a small DAG, several repeats, median.
@@ -160,9 +201,9 @@ def main() -> int:
             pythons.append(time.perf_counter() - t)
         f, p = statistics.median(firsts), statistics.median(pythons)
         results["first_task"] = {"ours": f * 1e3, "anchor": p * 1e3, "unit": "ms", "ratio": f / p}
-    print(f"{'figure':<28} {'ours':>10} {'anchor':>10}  {'unit':<20} ratio")
+    print(f"{'figure':<32} {'ours':>10} {'anchor':>10}  {'unit':<24} ratio")
     for k, v in results.items():
-        print(f"{k:<28} {v['ours']:>10.2f} {v['anchor']:>10.2f}  {v['unit']:<20} {v['ratio']:.2f}")
+        print(f"{k:<32} {v['ours']:>10.2f} {v['anchor']:>10.2f}  {v['unit']:<24} {v['ratio']:.2f}")
     print(f"({n} no-op tasks, --jobs 1, {a.rounds} round(s). task_cycle: median gap between "
           "task starts vs sandbox.launch()+wait of the same task outside the engine (rlimits, "
           "cgroup, bwrap); engine_overhead = their difference vs the 5 ms goal; sandbox_launch: "

@@ -75,12 +75,42 @@ def tail(path: str) -> list[str]:
 
 
 def _proc_start_time(pid: int) -> str | None:
+    """Field 22 of ``/proc/<pid>/stat``: when the process started, in clock ticks since boot."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
     except OSError:
         return None
     return data.rsplit(b")", 1)[1].split()[19].decode()
+
+
+_TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def _boot_ticks() -> int:
+    """Now, in the clock ticks ``/proc/<pid>/stat`` gives start times in (boot time)."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // _TICK_NS
+
+
+def _is_task_process(pid: int, pid_start: str) -> bool:
+    """Is ``pid`` still the process a (dead) engine started, not a later one that reuses the pid?
+
+    ``pid_start`` is ``"<lo>-<hi>"``: the boot-time ticks just before and after the launch, a
+    window only that task can have started in (the pid was the engine's child all through it).
+    Reading the child's own start time right after the launch instead costs 0.2-0.9 ms per task:
+    ``/proc/<pid>/stat`` waits while the child is still exec'ing. An exact value (written by
+    earlier versions) must match exactly.
+    """
+    st = _proc_start_time(pid)
+    if st is None:
+        return False
+    lo, sep, hi = pid_start.partition("-")
+    if not sep:
+        return st == pid_start
+    try:
+        return int(lo) <= int(st) <= int(hi)
+    except ValueError:
+        return False
 
 
 class Engine:
@@ -183,7 +213,7 @@ class Engine:
         for r in self.recs:
             if r.state is not TaskState.RUNNING:
                 continue
-            if r.pid and r.pid_start and _proc_start_time(r.pid) == r.pid_start:
+            if r.pid and r.pid_start and _is_task_process(r.pid, r.pid_start):
                 with contextlib.suppress(OSError):
                     os.killpg(r.pid, signal.SIGKILL)
             task = self.dag.tasks[r.idx]
@@ -213,7 +243,9 @@ class Engine:
             person = TaskState.ARBITRATED in self.state
             started = False
             if not planner.stop_starting(self.dag, self.state):
-                for idx in planner.ready(self.dag, self.state, sorted(self.pending)):
+                # Lazily: a task started (or failed) in this turn changes the states the next
+                # ones are judged by, and the loop stops at the first full job slot.
+                for idx in planner.iter_ready(self.dag, self.state, sorted(self.pending)):
                     if len(self.running) >= self.jobs:
                         break
                     kind, until = self._consider(idx, now)
@@ -371,6 +403,7 @@ class Engine:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         out = os.open(task_dir / "stdout.log", flags, 0o644)
         err = os.open(task_dir / "stderr.log", flags, 0o644)
+        ticks_lo = _boot_ticks()  # the pid_start window opens (see _is_task_process)
         try:
             popen = sandbox.launch(spec, mode, stdout=out, stderr=err)
         except OSError as exc:
@@ -381,6 +414,7 @@ class Engine:
                                                                   "permissions"], **ctx),
                        retryable=False, attempt=attempt)
             return
+        ticks_hi = _boot_ticks()
         now = time.time()
         pidfd = os.pidfd_open(popen.pid)
         self.sel.register(pidfd, selectors.EVENT_READ, idx)
@@ -395,7 +429,7 @@ class Engine:
             started["warning"] = "process limit not enforced (root without a pids cgroup)"
         self.transition(idx, "started", started,
                         state=TaskState.RUNNING, attempt=attempt, started=now, finished=None,
-                        exit_code=None, pid=popen.pid, pid_start=_proc_start_time(popen.pid),
+                        exit_code=None, pid=popen.pid, pid_start=f"{ticks_lo}-{ticks_hi}",
                         task_dir=str(task_dir), gate="", choice=choice,
                         note="; ".join(res.log) or None)
 
@@ -423,22 +457,24 @@ class Engine:
             return
         ctx = {"env": p.env, "cwd": p.cwd, "inputs": p.inputs, "attempt": p.attempt,
                "task_dir": p.task_dir, "exit_code": rc}
-        logs = tail(os.path.join(p.task_dir, "stderr.log")) or tail(
-            os.path.join(p.task_dir, "stdout.log"))
+        def logs() -> list[str]:  # read only on the failure paths: a success needs no tail
+            return tail(os.path.join(p.task_dir, "stderr.log")) or tail(
+                os.path.join(p.task_dir, "stdout.log"))
+
         how_common = [f"logs: {p.task_dir}/stderr.log (kept read-only)",
                       f"retry from here: cis retry {self.run_id} --from:{task.name}",
                       f"change it: cis amend {self.run_id} --task:{idx} --env:K=V / --cmd:...",
                       f"skip it: cis resolve {self.run_id} {idx} --action:skip"]
         if p.reason == "timeout":
             self._fail(idx, friendly(f"task {task.name} timed out after {task.exec.timeout}s",
-                                     ["it was stopped with SIGTERM, then SIGKILL", *logs],
+                                     ["it was stopped with SIGTERM, then SIGKILL", *logs()],
                                      [f"raise it: cis amend {self.run_id} --task:{idx} --timeout:N",
                                       *how_common], **ctx), task_dir=p.task_dir)
             return
         if rc != 0:
             what = (f"task {task.name} was killed by signal {-rc}" if rc < 0
                     else f"task {task.name} exited with status {rc}")
-            self._fail(idx, friendly(what, logs or ["it printed nothing on stderr"], how_common,
+            self._fail(idx, friendly(what, logs() or ["it printed nothing on stderr"], how_common,
                                      **ctx), task_dir=p.task_dir)
             return
         missing = [o for o in task.outputs if not os.path.exists(os.path.join(p.cwd, o))]

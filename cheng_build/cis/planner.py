@@ -7,7 +7,7 @@ apart from the loop that runs processes (ninja's Plan vs Builder) lets it be tes
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from cheng_build.cis.model import Dag, DagPolicy, RunState, TaskState
 
@@ -32,9 +32,20 @@ def ready(dag: Dag, states: Sequence[TaskState], among: Iterable[int] | None = N
 
     ``among`` (ascending indexes) limits the scan, e.g. to the tasks the caller knows are pending.
     """
-    tasks = dag.tasks if among is None else [dag.tasks[i] for i in among]
-    return [t.idx for t in tasks
-            if states[t.idx] is TaskState.PENDING and all(states[d] in _SATISFIED for d in t.deps)]
+    return list(iter_ready(dag, states, among))
+
+
+def iter_ready(dag: Dag, states: Sequence[TaskState],
+               among: Iterable[int] | None = None) -> Iterator[int]:
+    """:func:`ready`, lazily: each task is judged by ``states`` as they are when it is reached.
+
+    The engine stops asking once its job slots are full, so with ``--jobs 1`` a loop turn looks
+    at one or two tasks instead of every pending one (a 256-task DAG would cost O(n^2) checks).
+    """
+    tasks = dag.tasks
+    for t in (tasks if among is None else (tasks[i] for i in among)):
+        if states[t.idx] is TaskState.PENDING and all(states[d] in _SATISFIED for d in t.deps):
+            yield t.idx
 
 
 def sinks(dag: Dag) -> list[int]:

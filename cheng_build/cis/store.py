@@ -18,7 +18,8 @@ On-disk format (schema version 1, kept in ``meta(key='schema', value='1')``)::
           gate TEXT, gate_until REAL,  -- why a Pending task waits: countdown|confirm|answer|backoff
           needs_rerun INTEGER,         -- completed, then amended: not rerun by itself
           started REAL, finished REAL, exit_code INTEGER,
-          pid INTEGER, pid_start TEXT, -- to find and kill a task orphaned by a dead engine
+          pid INTEGER, pid_start TEXT, -- to find and kill a task orphaned by a dead engine:
+                                       -- "<lo>-<hi>" boot-time clock ticks around its launch
           task_dir TEXT, error TEXT,   -- FriendlyError as JSON (what/why/how/context)
           choice TEXT, note TEXT,      -- ambiguity decisions (JSON), last human-readable event
           PRIMARY KEY (run_id, idx))

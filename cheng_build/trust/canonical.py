@@ -48,9 +48,7 @@ is_canonical_simhash = _CANON_HEX16.fullmatch  # 16 lowercase hex digits: the fo
 _ANY_HEX = re.compile(r"(?:0[xX])?([0-9a-fA-F]{1,16})")
 
 
-_FAST_TEMPLATE = PUBLISH_DOMAIN.decode() + (
-    '{"ast_simhash64":"%s","author_id":%s,"channel":%s,"cid":%s,"epoch":%d,"format":%s,'
-    '"originality_score":%s,"package_id":%s}')
+_PUBLISH_DOMAIN_TEXT = PUBLISH_DOMAIN.decode()
 
 
 class CanonicalError(IntegrityError):
@@ -147,11 +145,9 @@ def publish_payload(fields: Mapping[str, object]) -> bytes:
         sh, score, epoch = fields["ast_simhash64"], fields["originality_score"], fields["epoch"]
         if (type(sh) is str and type(score) is float and type(epoch) is int and epoch >= 0
                 and 0.0 <= score <= 1.0 and _CANON_HEX16.fullmatch(sh)):
-            enc: Any = encode_basestring  # raises TypeError on a non-string: the slow path decides
-            return (_FAST_TEMPLATE % (
-                sh, enc(fields["author_id"]), enc(fields["channel"]), enc(fields["cid"]), epoch,
-                enc(fields["format"]), repr(score), enc(fields["package_id"]))
-                    ).encode("utf-8", "surrogatepass")
+            f: Any = fields  # a non-string value raises TypeError: the slow path decides
+            return publish_payload_normal(sh, f["author_id"], f["channel"], f["cid"], epoch,
+                                          f["format"], score, f["package_id"])
     except (KeyError, TypeError):
         pass
     parts: list[bytes] = []
@@ -171,6 +167,25 @@ def publish_payload(fields: Mapping[str, object]) -> bytes:
             raise CanonicalError(f"{key} must be a string, got {type(value).__name__}")
         parts.append(_PUBLISH_KEY_PREFIX[key] + enc.encode("utf-8", "surrogatepass"))
     return PUBLISH_DOMAIN + b"{" + b",".join(parts) + b"}"
+
+
+def publish_payload_normal(simhash: str, author_id: str, channel: str, cid: str, epoch: int,
+                           fmt: str, score: float, package_id: str) -> bytes:
+    """:func:`publish_payload` of all eight fields, already in normal form.
+
+    For callers that checked the forms themselves (a registry line's parse does): ``simhash`` 16
+    lowercase hex digits, ``score`` a float within 0.0-1.0, ``epoch`` a non-negative int, the
+    rest strings. One f-string (one BUILD_STRING) is about twice as fast as %-formatting here.
+
+    Raises:
+        TypeError: a string field is not a string.
+    """
+    enc: Any = encode_basestring
+    return (f'{_PUBLISH_DOMAIN_TEXT}{{"ast_simhash64":"{simhash}",'
+            f'"author_id":{enc(author_id)},"channel":{enc(channel)},'
+            f'"cid":{enc(cid)},"epoch":{epoch},"format":{enc(fmt)},'
+            f'"originality_score":{score!r},"package_id":{enc(package_id)}}}'
+            ).encode("utf-8", "surrogatepass")
 
 
 def canonical_json(obj: Mapping[str, object]) -> bytes:

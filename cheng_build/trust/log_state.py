@@ -21,6 +21,7 @@ from cheng_build.trust.registry_errors import (
     RollbackError,
 )
 
+_PUBLISH = EntryType.PUBLISH
 GENESIS_PREV = "sha256:" + hashlib.sha256(b"").hexdigest()
 _sha256 = hashlib.sha256
 _DEFAULT_LIMITS = Limits()
@@ -57,6 +58,7 @@ class LogState:
         self.limits = limits or _DEFAULT_LIMITS
         self._max_lines = self.limits.max_lines
         self.lines = 0
+        self.publishes = 0  # publish lines so far (the verify report's count)
         self.last_digest = GENESIS_PREV
         self.chain_start: int | None = None
         self.owners: dict[str, Owner] = {}
@@ -91,7 +93,11 @@ class LogState:
         if n > self._max_lines:
             raise RegistryFormatError(f"log is longer than {self.limits.max_lines} lines", line=n)
         # 1. The chain (seq, prev).
-        seq = e.data.get("seq")
+        hot = e.hot
+        if hot is not None:  # parse_line's reading (HOT_FIELDS order): no dict look-ups
+            seq, prev = hot[0], hot[1]
+        else:
+            seq, prev = e.data.get("seq"), e.data.get("prev")
         if seq is None:
             if self.chain_start is not None:
                 raise ChainError("line has no seq/prev, but the chain started at line "
@@ -104,7 +110,7 @@ class LogState:
             if seq != n:
                 raise ChainError(f"seq is {seq}, expected {n}", line=n,
                                  why="lines were removed or inserted before this one")
-            if e.data["prev"] != self.last_digest:
+            if prev != self.last_digest:
                 raise ChainError("chain broken: prev does not match the digest of line "
                                  f"{n - 1}" if n > 1 else "chain broken: prev of line 1 is not the "
                                  "genesis digest", line=n,
@@ -112,9 +118,10 @@ class LogState:
                                      "were removed or inserted" if n > 1 else None)
         # 2. The record's own rules (before it joins the Merkle tree: a checkpoint covers the
         #    lines before it).
-        if e.type is EntryType.PUBLISH:
+        etype = e.type
+        if etype is _PUBLISH:
             self._publish(e)
-        elif e.type is EntryType.KEY:
+        elif etype is EntryType.KEY:
             self._key(e)
         else:
             self._checkpoint(e)
@@ -135,8 +142,13 @@ class LogState:
     def _publish(self, e: RegistryEntry) -> None:
         """Ownership, revocation and epoch rules of a publish line, then record it."""
         d = e.data
-        pkg, author, pub = d["package_id"], d["author_id"], d.get("pub_key")
-        signed = e.signed
+        hot = e.hot  # parse_line's reading of these fields (HOT_FIELDS order), when it has one
+        if hot is not None:
+            _seq, _prev, pkg, author, channel, _cid, epoch, _fmt, pub, sig, _score = hot
+        else:
+            pkg, author, pub, sig = d["package_id"], d["author_id"], d.get("pub_key"), d.get("signature")
+            channel, epoch = d["channel"], d["epoch"]
+        signed = type(sig) is str and sig.startswith("ed25519:")  # e.signed, inlined (per line)
         if self.revoked:
             self._check_not_revoked(e, pub)
         owner = self.owners.get(pkg)
@@ -151,11 +163,10 @@ class LogState:
                                      why=f"{pkg} is owned by {owner.author_id} with another key "
                                          "than the one that signed this line",
                                      how="sign with the namespace's current key (see rotate-key)")
-        key = (pkg, d["channel"])
+        key = (pkg, channel)
         head = self.heads.get(key)
-        epoch = d["epoch"]
-        if head is not None and epoch <= head.data["epoch"]:
-            head_epoch = head.data["epoch"]
+        head_epoch = None if head is None else head.data["epoch"]
+        if head is not None and epoch <= head_epoch:
             if d.get("seq") is not None:
                 raise RollbackError(f"epoch {epoch} is not above epoch {head_epoch} of "
                                     f"{pkg}@{key[1]} (line {head.line})", line=e.line,
@@ -165,7 +176,7 @@ class LogState:
             # A legacy (unchained) line: history we cannot fix, reported.
             self.warnings.append(f"line {e.line}: epoch {epoch} of {pkg}@{key[1]} does not "
                                  f"increase (line {head.line} has {head_epoch})")
-        if head is None or epoch >= head.data["epoch"]:
+        if head is None or epoch >= head_epoch:
             self.heads[key] = e
         if owner is None:
             self.owners[pkg] = Owner(author, pub if signed else None, e.line)
@@ -173,6 +184,7 @@ class LogState:
             self.owners[pkg] = Owner(owner.author_id, pub, owner.line)
         if e.ast_simhash64 is not None:
             self._fingerprinted.append(e)
+        self.publishes += 1
 
     def _key(self, e: RegistryEntry) -> None:
         d = e.data

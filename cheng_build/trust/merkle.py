@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 from cheng_build.core.errors import IntegrityError
 
-EMPTY_ROOT = hashlib.sha256(b"").digest()
+_sha256 = hashlib.sha256
+EMPTY_ROOT = _sha256(b"").digest()
 
 
 class ProofError(IntegrityError):
@@ -42,18 +43,22 @@ class MerkleAccumulator:
     __slots__ = ("_frontier", "size")
 
     def __init__(self) -> None:
-        self._frontier: list[tuple[int, bytes]] = []  # (subtree size, hash), sizes decreasing
+        # Roots of the perfect subtrees, largest first: one per set bit of ``size`` (so their
+        # sizes need not be stored).
+        self._frontier: list[bytes] = []
         self.size = 0
 
     def add(self, leaf: bytes) -> None:
         """Append one leaf hash."""
-        size, h = 1, leaf
+        # The new leaf merges with one subtree per trailing one bit of the old size (a binary
+        # counter's carries); amortised one node hash per leaf. Runs once per line on every
+        # verify, hence node_hash inlined.
+        n, h = self.size, leaf
         frontier = self._frontier
-        while frontier and frontier[-1][0] == size:
-            s, left = frontier.pop()
-            h = node_hash(left, h)
-            size += s
-        frontier.append((size, h))
+        while n & 1:
+            h = _sha256(b"\x01" + frontier.pop() + h).digest()
+            n >>= 1
+        frontier.append(h)
         self.size += 1
 
     def root(self) -> bytes:
@@ -62,8 +67,8 @@ class MerkleAccumulator:
             return EMPTY_ROOT
         # The frontier's subtrees are perfect with strictly decreasing sizes; RFC 6962 splits at
         # the largest power of two, which is exactly the first subtree, so fold from the right.
-        acc = self._frontier[-1][1]
-        for _, h in reversed(self._frontier[:-1]):
+        acc = self._frontier[-1]
+        for h in reversed(self._frontier[:-1]):
             acc = node_hash(h, acc)
         return acc
 

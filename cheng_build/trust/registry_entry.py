@@ -6,6 +6,7 @@ The line format is documented in :mod:`cheng_build.trust.registry_log` (the modu
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -59,6 +60,10 @@ class RegistryEntry:
     raw: bytes = field(repr=False)
     data: Mapping[str, Any] = field(repr=False, compare=False)  # determined by raw
     ast_simhash64: str | None = None  # normalised to 16 lowercase hex digits
+    # parse_line's fast path's reading of what a verify checks on every line, in HOT_FIELDS
+    # order (values of ``data``), so the verifier's per-line checks skip the dict look-ups;
+    # None for lines the fast path did not take.
+    hot: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
     package_id = property(lambda self: self.data.get("package_id"))
     author_id = property(lambda self: self.data.get("author_id"))
@@ -99,6 +104,35 @@ class RegistryEntry:
             if self.data.get(k) is not None:
                 out[k] = self.data[k]
         return out
+
+
+def _entry_factory() -> Any:
+    """A constructor for :class:`RegistryEntry` about twice as fast as the dataclass's own.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``; this sets the
+    same slots through their descriptors directly (what ``object.__setattr__`` ends up calling).
+    The entry is identical and as frozen; parse_line builds one per line of every verify.
+    """
+    new = object.__new__
+    set_line, set_type, set_raw, set_data, set_simhash, set_hot = (
+        RegistryEntry.__dict__[f].__set__
+        for f in ("line", "type", "raw", "data", "ast_simhash64", "hot"))
+
+    def make(line: int, etype: EntryType, raw: bytes, data: Mapping[str, Any],
+             simhash: str | None, hot: tuple[Any, ...] | None = None) -> RegistryEntry:
+        e = new(RegistryEntry)
+        set_line(e, line)
+        set_type(e, etype)
+        set_raw(e, raw)
+        set_data(e, data)
+        set_simhash(e, simhash)
+        set_hot(e, hot)
+        return e
+
+    return make
+
+
+_new_entry = _entry_factory()
 
 
 def _req_str(d: Mapping[str, Any], key: str, line: int, *, optional: bool = False) -> str | None:
@@ -145,6 +179,11 @@ def _fast_json(text: str) -> Any:
     except (StopIteration, ValueError):
         pass
     return json.loads(text)
+_FAST_FIELDS = operator.itemgetter("type", "seq", "prev", "package_id", "author_id", "channel",
+                                   "cid", "epoch", "format", "pub_key", "signature")
+# RegistryEntry.hot: these fields of a publish line, in this order.
+HOT_FIELDS = ("seq", "prev", "package_id", "author_id", "channel", "cid", "epoch", "format",
+              "pub_key", "signature", "originality_score")
 _PUBLISH_STR_REQUIRED = ("package_id", "author_id", "channel", "cid")
 _PUBLISH_STR_OPTIONAL = ("format", "pub_key", "parent", "version", "api", "prev")
 
@@ -175,6 +214,46 @@ def parse_line(raw: bytes, line: int, limits: Limits | None = None) -> RegistryE
         raise RegistryFormatError("JSON nested too deeply", line=line) from None
     if type(d) is not dict:
         raise RegistryFormatError("not a JSON object", line=line)
+    return _fast_publish(d, raw, line) or _checked_record(d, raw, line, limits)
+
+
+def _fast_publish(d: dict[str, Any], raw: bytes, line: int) -> RegistryEntry | None:
+    """The entry of a chained, signed publish line as ``publish`` writes it, or None.
+
+    Checked in one expression: a verify parses every line, so each check's bytecode is per-line
+    overhead. Whatever this does not accept goes through :func:`_checked_record`, which decides and
+    explains; this accepts only lines that one accepts too, and builds the same entry (a
+    property test holds the two together).
+    """
+    try:
+        kind, seq, prev, pkg, author, channel, cid, epoch, fmt, pub, sig = _FAST_FIELDS(d)
+    except KeyError:
+        kind = None
+    if (kind == "publish" and type(seq) is int and type(epoch) is int and seq >= 0 and epoch >= 0
+            and type(prev) is str and type(pkg) is str and type(author) is str
+            and type(cid) is str and type(pub) is str and type(sig) is str
+            and prev and author and cid and pub and len(pkg) > 6 and pkg.startswith("pkg://")
+            and channel in CHANNELS and fmt in FORMATS and "source_addrs" not in d):
+        get = d.get
+        created, simhash, score = get("created_ts"), get("ast_simhash64"), get("originality_score")
+        parent, version, api = get("parent"), get("version"), get("api")
+        if ((created is None or type(created) is str or type(created) is int)
+                and (simhash is None or (type(simhash) is str and _HEX16(simhash)))
+                and (score is None or (type(score) is float and 0.0 <= score <= 1.0))
+                and (parent is None or (type(parent) is str and parent))
+                and (version is None or (type(version) is str and version))
+                and (api is None or (type(api) is str and api))):
+            return _new_entry(line, EntryType.PUBLISH, raw, MappingProxyType(d), simhash,
+                              (seq, prev, pkg, author, channel, cid, epoch, fmt, pub, sig, score))
+    return None
+
+
+def _checked_record(d: dict[str, Any], raw: bytes, line: int, limits: Limits) -> RegistryEntry:
+    """Every shape check of one parsed line, each failure explained.
+
+    Raises:
+        RegistryFormatError: not a well-formed record; the message names the line.
+    """
     kind = d.get("type", "publish")
     if kind == "publish":
         etype = EntryType.PUBLISH

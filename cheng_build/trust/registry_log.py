@@ -146,20 +146,22 @@ def _check_sigs(entries: Sequence[RegistryEntry]) -> list[tuple[int, str]]:
     """(line, reason) of every line in ``entries`` whose signature is not valid."""
     verifier = Verifier()
     check, public, b64 = verifier.check, verifier.public, binascii.a2b_base64
-    publish = EntryType.PUBLISH
-    payload = canonical.publish_payload
+    payload = canonical.publish_payload_normal
     bad = []
     for e in entries:
-        # Fast path for the common case, a well-formed signed publish line; anything unusual
-        # (and every failure) is decided, with its reason, by _signature_status.
-        d = e.data
-        sig = d.get("signature")
-        if e.type is publish and type(sig) is str and len(sig) == 96 and sig.startswith("ed25519:"):
-            try:
-                if check(public(d["pub_key"]), payload(d), b64(sig[8:], strict_mode=True)):
-                    continue
-            except (KeyError, ValueError, TypeError, SignatureError, canonical.CanonicalError):
-                pass
+        # Fast path for the common case, a signed publish line parse_line's fast path took (its
+        # forms are checked: the payload needs no normalising); anything unusual (and every
+        # failure) is decided, with its reason, by signature_status.
+        hot, sh = e.hot, e.ast_simhash64
+        if hot is not None and sh is not None:
+            _seq, _prev, pkg, author, channel, cid, epoch, fmt, pub, sig, score = hot
+            if len(sig) == 96 and score is not None and sig.startswith("ed25519:"):
+                try:
+                    if check(public(pub), payload(sh, author, channel, cid, epoch, fmt, score, pkg),
+                             b64(sig[8:], strict_mode=True)):
+                        continue
+                except (ValueError, SignatureError):
+                    pass
         status, why = signature_status(e, verifier)
         if status is not SigStatus.VALID:
             bad.append((e.line, why))
@@ -509,7 +511,7 @@ class RegistryLog:
                 # The log itself verified; a read-only home (CI containers) only costs the
                 # fork protection of the next run, so say so instead of failing this one.
                 warnings.append(f"cannot remember the checkpoint in {mem.file}: {exc.strerror or exc}")
-        return VerifyReport(lines=state.lines, publishes=sum(1 for _ in self.publishes()),
+        return VerifyReport(lines=state.lines, publishes=state.publishes,
                             checkpoints=len(state.checkpoints), warnings=tuple(warnings),
                             newest_checkpoint=newest, remembered=kept)
 
