@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -73,13 +74,28 @@ def test_flag_before_command_is_named(capsys: pytest.CaptureFixture[str]) -> Non
     assert capsys.readouterr().err.startswith("tool: unknown flag '--bogus' before the command")
 
 
-def test_undecodable_path_in_an_error_does_not_crash_a_strict_stream(tmp_path: Path) -> None:
-    # argv bytes that are not UTF-8 reach Python surrogate-escaped; the error that names them
-    # must print on a strict UTF-8 stderr instead of raising UnicodeEncodeError.
+def test_undecodable_path_prints_on_a_strict_stdout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # argv bytes that are not UTF-8 reach Python surrogate-escaped; echoing such a path on a
+    # strict UTF-8 stdout must write the original bytes instead of raising UnicodeEncodeError.
+    buf = io.BytesIO()
+    out = io.TextIOWrapper(buf, encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", out)
+    name = os.fsdecode(b"\xf0.json")
+
+    def body() -> int:
+        print(f"wrote {name}")
+        return 0
+
+    assert guarded("prove", [], body) == 0
+    out.flush()
+    assert buf.getvalue() == b"wrote \xf0.json\n"
+
+
+def test_undecodable_path_in_an_error_is_escaped_on_stderr(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
     bad = os.fsencode(tmp_path) + b"/\xf0.toml"
     proc = subprocess.run([sys.executable, "-m", "cheng_build.cli.pkg", "verify", b"--lock:" + bad],
                           capture_output=True, env=env, timeout=60)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith(b"verify: ") and b"Traceback" not in proc.stderr
-    assert b"\xf0.toml" in proc.stderr
+    err = proc.stderr.decode("utf-8")  # decodable: stderr escapes what it cannot encode
+    assert err.startswith("verify: ") and "Traceback" not in err

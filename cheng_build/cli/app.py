@@ -44,15 +44,15 @@ def _print_traceback() -> None:
 
 def guarded(command: str, argv: Sequence[str], body: Callable[[], int]) -> int:
     """Run ``body`` and map every failure to ``<command>: <what>`` lines and an exit code."""
-    # A path from argv with undecodable bytes arrives surrogate-escaped; printing it back must not
-    # crash a strict UTF-8 stream (PYTHONIOENCODING=utf-8:strict), so write those bytes as they came.
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            try:
-                reconfigure(errors="surrogateescape")
-            except (ValueError, OSError):
-                pass
+    # A path from argv with undecodable bytes arrives surrogate-escaped; printing it on stdout
+    # (strict by default) must not crash, so write those bytes as they came, as `ls` does.
+    # stderr is always backslashreplace in CPython, which already copes.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="surrogateescape")
+        except (ValueError, OSError):
+            pass
     try:
         return body()
     except ChengError as exc:
