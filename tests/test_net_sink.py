@@ -88,6 +88,7 @@ def test_sink_puts_into_a_store_without_batches() -> None:
     assert store.puts == 1
 
 
+@pytest.mark.network
 def test_http_fetch_hashes_each_block_exactly_once(tmp_path, monkeypatch) -> None:
     src = DictStore()
     root = unixfs_bytes(src, pattern(1_500_000, seed=6))
@@ -105,6 +106,7 @@ def test_http_fetch_hashes_each_block_exactly_once(tmp_path, monkeypatch) -> Non
     assert all(store.get(blocks.to_cid(c)) == d for c, d in walk(src, root))
 
 
+@pytest.mark.network
 def test_http_fetch_drops_a_corrupted_block_and_names_it(tmp_path) -> None:
     src = DictStore()
     root = unixfs_bytes(src, pattern(1_500_000, seed=8))
@@ -150,3 +152,32 @@ def test_car_reader_survives_any_read_pattern(blobs: list[bytes], step: int, rea
     assert [(c, bytes(d)) for c, d in got] == [(bytes(raw_cid(b)), b) for b in blobs]
     with pytest.raises(carstream.CarStreamError):
         list(carstream.read_sections(io.BytesIO(body[:-1]), read_size=read_size))
+
+
+@pytest.mark.network
+def test_p2p_fetch_hashes_each_block_exactly_once(tmp_path, monkeypatch) -> None:
+    import trio
+
+    from cheng_build.pkg.fetch import libp2p_adapter as lp
+    from cheng_build.pkg.fetch.p2p import BitswapNode
+
+    src = DictStore()
+    root = unixfs_bytes(src, pattern(1_500_000, seed=9))
+    n = len(list(walk(src, root)))
+    recognised = _count(monkeypatch, blocks, "digest")
+    rehashed = _count(monkeypatch, bs_mod, "verify_block")
+
+    async def main() -> int:
+        import multiaddr
+
+        prov, fetcher = lp.make_host(), lp.make_host()
+        async with prov.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]), \
+                BitswapNode.running(prov, src), fetcher.run(listen_addrs=[]), \
+                BitswapNode.running(fetcher, Blockstore(tmp_path), serve=False) as node:
+            stats = await node.fetch([root], [lp.parse_peer_addr(lp.listen_addrs(prov)[0])])
+            return stats.blocks_fetched
+
+    assert trio.run(main) == n
+    assert recognised[0] == n and rehashed[0] == 0
+    store = Blockstore(tmp_path)
+    assert all(store.get(blocks.to_cid(c)) == d for c, d in walk(src, root))

@@ -33,6 +33,7 @@ from cheng_build.core.errors import DigestMismatchError, NotFoundError, Transpor
 from cheng_build.pkg.fetch import bitswap as bs
 from cheng_build.pkg.fetch import libp2p_adapter as lp
 from cheng_build.pkg.fetch.blocks import BlockStore, block_cid, child_cids, cid_text, dag_size, to_cid
+from cheng_build.pkg.fetch.sink import BlockSink
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +78,10 @@ class SessionStats:
 MAX_QUEUED_WANTS = 16384
 # Blocks read from the store per worker-thread hop when serving.
 SERVE_READ_BATCH = 8
-# Received blocks are written to the store in batches of about this many bytes (one fsync round
-# per batch instead of per block), from a worker thread.
-PUT_BATCH_BYTES = 8 * 1024 * 1024
-
-
-def _put_many(store: BlockStore, items: list[tuple[bytes, bytes]]) -> None:
-    put_many = getattr(store, "put_many", None)
-    pairs = [(_cid(c), d) for c, d in items]
-    if put_many is not None:
-        put_many(pairs)
-    else:
-        for cid, data in pairs:
-            store.put(cid, data)
+# Received blocks are handed to the store's worker thread about this many bytes at a time; it
+# stages them as temp files and ``BlockSink`` makes them durable together (one hash per block:
+# the one that recognised it here).
+PUT_BATCH_BYTES = 4 * 1024 * 1024
 
 
 class BitswapNode:
@@ -378,6 +370,7 @@ class FetchSession:
         self.unsaved_bytes = 0
         self.save_wanted = trio.Event()
         self.saving = trio.Lock()
+        self.sink = BlockSink(node.store)
 
     # callbacks from the node (synchronous, in the trio thread) --------------------------------
 
@@ -393,7 +386,7 @@ class FetchSession:
                              "which is not a block we asked it for (corrupt or forged data)")
             return
         del self.inflight[real]
-        blob = bytes(data)
+        blob = data  # a view of the received message: staged as is, never copied
         self.unsaved.append((real, blob))
         self.unsaved_bytes += len(blob)
         if self.unsaved_bytes >= PUT_BATCH_BYTES:
@@ -544,7 +537,10 @@ class FetchSession:
         finally:
             # What arrived verified is kept even when the fetch fails: the next one resumes.
             with trio.CancelScope(shield=True):
-                await self._save()
+                try:
+                    await self._save()
+                finally:
+                    await trio.to_thread.run_sync(self.sink.close)
             node._sessions.remove(self)
         return self.stats
 
@@ -556,7 +552,7 @@ class FetchSession:
             async with self.saving:
                 items, self.unsaved, self.unsaved_bytes = self.unsaved, [], 0
                 if items:
-                    await trio.to_thread.run_sync(_put_many, self.node.store, items)
+                    await trio.to_thread.run_sync(self.sink.stage, items)
 
     async def _saver(self) -> None:
         while True:
