@@ -469,6 +469,12 @@ class FetchSession:
         for owner in self.inflight.values():
             if owner in load:
                 load[owner] += 1
+        # Wants go out in batches of at least ``refill`` per peer (while that many are to be
+        # asked): one message, yamux frame, noise message and send per batch rather than per
+        # received block, on both ends. The window still keeps >= 3/4 of it in flight.
+        refill = max(1, self.window // 4)
+        if len(self.todo) >= refill and all(self.window - load[p] < refill for p in self.peers):
+            return
         batches: dict[Any, list[bs.WantEntry]] = {}
         skipped: list[bytes] = []
         while self.todo:
