@@ -260,3 +260,35 @@ def test_bulk_write_is_needed_stock_yamux_splits_each_frame_in_two_messages_and_
     _, raw, sealed = _sender_writes(capped=False)
     frames = -(-(3 << 20) // (65536 - 12))
     assert sealed >= 2 * frames and raw >= 2 * frames
+
+
+def test_quick_gil_handoff_applies_while_a_node_runs_and_is_restored() -> None:
+    import sys
+
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+    with pytest.raises(RuntimeError), lp.quick_gil_handoff():
+        seen.append(sys.getswitchinterval())
+        raise RuntimeError("the fetch failed")
+    assert seen == [min(before, lp.GIL_SWITCH_S)] and sys.getswitchinterval() == before
+
+
+def test_a_p2p_fetch_runs_with_the_quick_gil_handoff(tmp_path) -> None:
+    import sys
+
+    from helpers_net import DictStore, Provider, make_package
+
+    from cheng_build.cas.cid import parse_cid
+    from cheng_build.pkg.fetch.p2p_run import fetch_p2p
+
+    cache, cid = make_package(tmp_path, size=600_000)
+    prov = Provider(cache)
+    seen: list[float] = []
+    before = sys.getswitchinterval()
+    try:
+        fetch_p2p(DictStore(), [bytes(parse_cid(cid))], [prov.p2p],
+                  on_block=lambda n: seen.append(sys.getswitchinterval()))
+    finally:
+        prov.stop()
+    assert seen and set(seen) == {min(before, lp.GIL_SWITCH_S)}
+    assert sys.getswitchinterval() == before

@@ -317,7 +317,8 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
             raise UsageError(f"cannot listen on {listen}", why=exc.strerror or str(exc)) from exc
 
     try:
-        trio.run(main)
+        with lp.quick_gil_handoff():
+            trio.run(main)
     except BaseExceptionGroup as eg:
         raise lp.unwrap_group(eg) from None
 

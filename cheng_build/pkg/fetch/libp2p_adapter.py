@@ -30,10 +30,12 @@ reads the socket a few KiB at a time (``BufferedTCP``); the TCP listener binds w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +247,29 @@ class BufferedTCP(TCP):
         return raw
 
 
+# The GIL switch interval while a node runs (see quick_gil_handoff).
+GIL_SWITCH_S = 0.0005
+
+
+@contextlib.contextmanager
+def quick_gil_handoff(interval: float = GIL_SWITCH_S) -> Iterator[None]:
+    """Let worker threads take the GIL back sooner while a libp2p node runs (restored after).
+
+    Found here: while py-libp2p's trio loop decrypts and parses (pure Python, busy), the
+    threads that write received blocks to the store or read blocks to serve need the GIL back
+    after every system call (mkdir, open, write, ...), and by default wait up to the 5 ms switch
+    interval for it each time; the store's writer fell behind the network (a 64 MiB fetch spent
+    ~0.7 s in ~800 file system calls that take ~0.1 ms alone). 0.5 ms keeps both moving:
+    ~15 % more throughput on a loaded 2-core machine, at no measurable CPU cost.
+    """
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(min(old, interval))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
 def load_identity(path: Path | None) -> Any:
     """An Ed25519 key pair; with ``path``, read from (or created at) that 32-byte seed file.
 
@@ -416,7 +441,7 @@ class FrameReader:
 __all__ = [
     "MAX_RECV_WINDOW", "STREAM_ERRORS", "CappedYamuxStream", "FrameReader", "cap_window", "dial",
     "listen_addrs", "load_identity", "make_host", "on_disconnect", "open_stream", "parse_peer_addr",
-    "unwrap_group",
+    "quick_gil_handoff", "unwrap_group",
 ]
 
 
