@@ -84,6 +84,20 @@ SERVE_READ_BATCH = 8
 PUT_BATCH_BYTES = 4 * 1024 * 1024
 
 
+def _real_cid(prefix: bytes, data: bytes | memoryview) -> bytes:
+    """The CID ``data`` hashes to under ``prefix``; empty when the prefix is not one we verify."""
+    try:
+        return block_cid(prefix, data)
+    except (bs.WireError, DigestMismatchError):
+        return b""
+
+
+def _recognise(msg: bs.Message) -> list[bytes]:
+    """The real CID of each block in ``msg`` (1.1+ blocks, then 1.0.0 ones): one hash each."""
+    return [*(_real_cid(b.prefix, b.data) for b in msg.blocks),
+            *(_real_cid(b"\x00\x70\x12\x20", d) for d in msg.blocks_v100)]
+
+
 class BitswapNode:
     """The bitswap protocol on one host: serve ``store`` to peers, fetch into it.
 
@@ -144,7 +158,13 @@ class BitswapNode:
                     except bs.WireError as exc:
                         log.info("bad bitswap message from %s: %s", peer, exc)
                         break
-                    self._on_message(peer, msg)
+                    reals = None
+                    if (msg.blocks or msg.blocks_v100) and self._sessions:
+                        # Hash on a worker thread (the hash releases the GIL): py-libp2p's
+                        # connection task keeps receiving and decrypting the next frames
+                        # meanwhile, on the other core.
+                        reals = await trio.to_thread.run_sync(_recognise, msg)
+                    self._on_message(peer, msg, reals)
         finally:
             # A stream ending says nothing about the peer: JS bitswap sends every message on a
             # stream of its own and closes it. Only a disconnect retires the peer.
@@ -166,24 +186,21 @@ class BitswapNode:
             link.alive = False
             link.wake.set()
 
-    def _on_message(self, peer: Any, msg: bs.Message) -> None:
+    def _on_message(self, peer: Any, msg: bs.Message, reals: list[bytes] | None = None) -> None:
+        """Act on one message; ``reals`` are its blocks' CIDs as their bytes hash (computed
+        here when not given), 1.1+ blocks first, then 1.0.0 ones."""
         if msg.wants and self.serving:
             self._queue_wants(peer, msg)
-        for blk in msg.blocks:
-            self._on_block(peer, blk.prefix, blk.data)
-        for data in msg.blocks_v100:
-            self._on_block(peer, b"\x00\x70\x12\x20", data)
+        if msg.blocks or msg.blocks_v100:
+            if reals is None:
+                reals = _recognise(msg)
+            datas = [b.data for b in msg.blocks] + list(msg.blocks_v100)
+            for real, data in zip(reals, datas, strict=True):
+                for s in list(self._sessions):
+                    s.on_block(peer, real, data)
         for p in msg.presences:
             for s in list(self._sessions):
                 s.on_presence(peer, p.cid, p.type)
-
-    def _on_block(self, peer: Any, prefix: bytes, data: bytes | memoryview) -> None:
-        try:
-            real = block_cid(prefix, data)
-        except (bs.WireError, DigestMismatchError):
-            real = b""
-        for s in list(self._sessions):
-            s.on_block(peer, real, data)
 
     # --- serving ------------------------------------------------------------------------------
 
