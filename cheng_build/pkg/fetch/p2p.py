@@ -73,6 +73,9 @@ class SessionStats:
     first_block_at: float | None = None
 
 
+# Messages carrying at least this many block bytes are hashed on a worker thread (a bulk
+# transfer); smaller ones inline, where the thread hop would only add latency (the first block).
+THREAD_HASH_BYTES = 512 * 1024
 # Wants we queue per peer; beyond this a peer is told DONT_HAVE (a bound on untrusted input:
 # one 4 MiB message can carry ~100,000 wants).
 MAX_QUEUED_WANTS = 16384
@@ -90,6 +93,10 @@ def _real_cid(prefix: bytes, data: bytes | memoryview) -> bytes:
         return block_cid(prefix, data)
     except (bs.WireError, DigestMismatchError):
         return b""
+
+
+def _payload(msg: bs.Message) -> int:
+    return sum(len(b.data) for b in msg.blocks) + sum(len(d) for d in msg.blocks_v100)
 
 
 def _recognise(msg: bs.Message) -> list[bytes]:
@@ -159,7 +166,7 @@ class BitswapNode:
                         log.info("bad bitswap message from %s: %s", peer, exc)
                         break
                     reals = None
-                    if (msg.blocks or msg.blocks_v100) and self._sessions:
+                    if self._sessions and _payload(msg) >= THREAD_HASH_BYTES:
                         # Hash on a worker thread (the hash releases the GIL): py-libp2p's
                         # connection task keeps receiving and decrypting the next frames
                         # meanwhile, on the other core.
