@@ -292,3 +292,42 @@ def test_a_p2p_fetch_runs_with_the_quick_gil_handoff(tmp_path) -> None:
         prov.stop()
     assert seen and set(seen) == {min(before, lp.GIL_SWITCH_S)}
     assert sys.getswitchinterval() == before
+
+
+def test_fast_read_session_delivers_every_byte_in_order() -> None:
+    import hashlib
+
+    from libp2p.custom_types import TProtocol
+
+    payload = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(70_000))
+
+    async def main() -> tuple[str, str, bytes]:
+        a, b = lp.make_host(), lp.make_host()
+
+        async def handler(s) -> None:
+            for off in range(0, len(payload), 100_000):  # writes that straddle noise messages
+                await s.write(payload[off:off + 100_000])
+            await s.close()
+
+        a.set_stream_handler(TProtocol(PROTO), handler)
+        async with a.run([LISTEN]), b.run([]):
+            addr, pid = lp.parse_peer_addr(lp.listen_addrs(a)[0])
+            await lp.dial(b, addr, pid)
+            s = await b.new_stream(pid, [TProtocol(PROTO)])
+            before = type(s.muxed_stream.conn.secured_conn).__name__
+            lp.cap_window(s)
+            after = type(s.muxed_stream.conn.secured_conn).__name__
+            got = bytearray()
+            while True:
+                try:
+                    d = await s.read(7_777)  # odd sizes: reads end inside messages
+                except lp.STREAM_ERRORS:
+                    break
+                if not d:
+                    break
+                got += d
+            return before, after, bytes(got)
+
+    before, after, got = trio.run(main)
+    assert (before, after) == ("SecureSession", "FastReadSession")
+    assert got == payload

@@ -25,7 +25,10 @@ every read; reads on a dropped peer's streams are never ended and stopping a hos
 its connections (``on_disconnect``, and ``BitswapNode.fetch`` hangs up); the ``libp2p`` logger
 prints every failed dial through Python's last-resort handler (we add a ``NullHandler``); noise
 reads the socket a few KiB at a time (``BufferedTCP``); the TCP listener binds with
-``SO_REUSEPORT`` (``serve`` probes the port first).
+``SO_REUSEPORT`` (``serve`` probes the port first); yamux frames do not fit a noise message, so
+each goes out as two messages and two sends (``CappedYamuxStream.write``); each received noise
+message crosses four layers of Python (``FastReadSession``); worker threads wait out the 5 ms
+GIL switch interval after every system call while the trio loop is busy (``quick_gil_handoff``).
 """
 
 from __future__ import annotations
@@ -46,9 +49,11 @@ from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.io.trio import TrioTCPStream
+from libp2p.io.utils import read_exactly
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.yamux import yamux as _yamux
 from libp2p.transport.tcp.tcp import TCP
@@ -170,10 +175,9 @@ def _bulk_path(stream: _yamux.YamuxStream) -> tuple[Any, Any] | None:
     framing ``CappedYamuxStream.write`` reproduces (py-libp2p 0.8.1's noise over raw TCP)."""
     from libp2p.network.connection.raw_connection import RawConnection
     from libp2p.security.noise.io import NoisePacketReadWriter, NoiseTransportReadWriter
-    from libp2p.security.secure_session import SecureSession
-
     session = getattr(stream.conn, "secured_conn", None)
-    if type(session) is not SecureSession or not hasattr(stream.conn, "_write_lock"):
+    if type(session) not in (SecureSession, FastReadSession) \
+            or not hasattr(stream.conn, "_write_lock"):
         return None
     noise = session.conn
     if type(noise) is not NoiseTransportReadWriter:
@@ -187,6 +191,62 @@ def _bulk_path(stream: _yamux.YamuxStream) -> tuple[Any, Any] | None:
     return noise, raw
 
 
+class FastReadSession(SecureSession):
+    """py-libp2p's noise session with a leaner read path (installed by ``cap_window``).
+
+    Found here: every received noise message (<= 64 KiB) passes through four layers of
+    py-libp2p's Python before our code sees it (three debug-log f-strings formatted whether
+    logging is on or not, a length read and a body read through ``read_exactly``, and a
+    ``BytesIO`` the session copies each message into and out of again). Here the session reads
+    the 2-byte length and the ciphertext from the raw connection itself, decrypts with the same
+    noise transport object (one reader task per connection, so nonces stay in order) and serves
+    reads from one ``bytearray``. Bytes the stock code had buffered before the re-classing are
+    served first, by the stock code.
+    """
+
+    _plain: bytearray
+    _ppos: int
+    _raw: Any
+
+    async def read(self, n: int | None = None) -> bytes:
+        if n == 0:
+            return b""
+        if self.low_watermark != self.high_watermark:
+            return await super().read(n)
+        plain, pos = self._plain, self._ppos
+        while len(plain) - pos < (n or 1):
+            length = int.from_bytes(await read_exactly(self._raw, 2), "big")
+            msg = self.conn.decrypt(await read_exactly(self._raw, length))
+            if pos:
+                del plain[:pos]
+                pos = 0
+            plain += msg
+        k = len(plain) - pos if n is None else n
+        with memoryview(plain) as view:
+            out = bytes(view[pos:pos + k])
+        pos += k
+        if pos == len(plain):
+            plain.clear()
+            pos = 0
+        self._ppos = pos
+        return out
+
+
+def _fast_reads(stream: _yamux.YamuxStream) -> None:
+    """Re-class the noise session under ``stream`` as ``FastReadSession`` (once per connection),
+    if it is the py-libp2p 0.8.1 noise-over-raw-TCP stack that class was written against."""
+    session = getattr(stream.conn, "secured_conn", None)
+    if type(session) is not SecureSession:
+        return
+    bulk = _bulk_path(stream)
+    if bulk is None:
+        return
+    session._plain = bytearray()
+    session._ppos = 0
+    session._raw = bulk[1]
+    session.__class__ = FastReadSession
+
+
 def cap_window(stream: INetStream) -> INetStream:
     """Make a stream's yamux receive window stop growing at ``MAX_RECV_WINDOW`` (defect 5).
 
@@ -197,6 +257,7 @@ def cap_window(stream: INetStream) -> INetStream:
     """
     muxed = getattr(stream, "muxed_stream", None)
     if type(muxed) is _yamux.YamuxStream:
+        _fast_reads(muxed)
         muxed.__class__ = CappedYamuxStream
         if muxed.target_recv_window > MAX_RECV_WINDOW:
             muxed.target_recv_window = MAX_RECV_WINDOW
