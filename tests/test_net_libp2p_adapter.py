@@ -182,3 +182,152 @@ def test_buffered_tcp_reads_return_the_same_bytes_in_fewer_system_calls(sizes) -
     assert calls <= reads
     if any(x is not None and x < 1000 for x in sizes):
         assert calls < reads  # small reads were served from memory
+
+
+def _sender_writes(capped: bool, nbytes: int = 3 << 20) -> tuple[bytes, int, int]:
+    """The sender re-classes (or not) its stream and writes ``nbytes`` of varied data; return
+    (bytes received, raw connection writes, noise messages encrypted) on the sender's side."""
+    import hashlib
+
+    from libp2p.custom_types import TProtocol
+    from libp2p.network.connection.raw_connection import RawConnection
+    from libp2p.security.noise.io import NoiseTransportReadWriter
+
+    payload = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(nbytes // 32))
+    counts = {"raw": 0, "sealed": 0}
+    sender_conns: set[int] = set()
+    real_write, real_encrypt = RawConnection.write, NoiseTransportReadWriter.encrypt
+
+    async def counting_write(self, data) -> None:  # type: ignore[no-untyped-def]
+        counts["raw"] += id(self) in sender_conns
+        await real_write(self, data)
+
+    def counting_encrypt(self, data):  # type: ignore[no-untyped-def]
+        counts["sealed"] += id(self.read_writer.read_write_closer) in sender_conns
+        return real_encrypt(self, data)
+
+    async def main() -> bytes:
+        a, b = lp.make_host(), lp.make_host()
+        received = bytearray()
+        done = trio.Event()
+
+        async def handler(s) -> None:
+            while True:
+                try:
+                    d = await s.read(1 << 20)
+                except lp.STREAM_ERRORS:
+                    break
+                if not d:
+                    break
+                received.extend(d)
+            done.set()
+
+        a.set_stream_handler(TProtocol(PROTO), handler)
+        async with a.run([LISTEN]), b.run([]):
+            addr, pid = lp.parse_peer_addr(lp.listen_addrs(a)[0])
+            await lp.dial(b, addr, pid)
+            s = await b.new_stream(pid, [TProtocol(PROTO)])
+            if capped:
+                lp.cap_window(s)
+            session = s.muxed_stream.conn.secured_conn
+            sender_conns.add(id(session.conn.read_writer.read_write_closer))
+            await s.write(payload)
+            await s.close()
+            with trio.fail_after(30):
+                await done.wait()
+        return bytes(received)
+
+    RawConnection.write, NoiseTransportReadWriter.encrypt = counting_write, counting_encrypt
+    try:
+        got = trio.run(main)
+    finally:
+        RawConnection.write, NoiseTransportReadWriter.encrypt = real_write, real_encrypt
+    assert got == payload
+    return got, counts["raw"], counts["sealed"]
+
+
+def test_bulk_write_sends_whole_noise_messages_many_per_system_call() -> None:
+    _, raw, sealed = _sender_writes(capped=True)
+    frames = -(-(3 << 20) // lp.FRAME_PAYLOAD)
+    # About one noise message per yamux frame (a few more where the receiver's window cut a
+    # round short, plus stream set-up), many messages per raw write.
+    assert frames <= sealed <= frames + frames // 4
+    assert raw <= sealed // 4
+
+
+def test_bulk_write_is_needed_stock_yamux_splits_each_frame_in_two_messages_and_writes() -> None:
+    # The control: py-libp2p's own write makes two noise messages and two raw writes per frame.
+    _, raw, sealed = _sender_writes(capped=False)
+    frames = -(-(3 << 20) // (65536 - 12))
+    assert sealed >= 2 * frames and raw >= 2 * frames
+
+
+def test_quick_gil_handoff_applies_while_a_node_runs_and_is_restored() -> None:
+    import sys
+
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+    with pytest.raises(RuntimeError), lp.quick_gil_handoff():
+        seen.append(sys.getswitchinterval())
+        raise RuntimeError("the fetch failed")
+    assert seen == [min(before, lp.GIL_SWITCH_S)] and sys.getswitchinterval() == before
+
+
+def test_a_p2p_fetch_runs_with_the_quick_gil_handoff(tmp_path) -> None:
+    import sys
+
+    from helpers_net import DictStore, Provider, make_package
+
+    from cheng_build.cas.cid import parse_cid
+    from cheng_build.pkg.fetch.p2p_run import fetch_p2p
+
+    cache, cid = make_package(tmp_path, size=600_000)
+    prov = Provider(cache)
+    seen: list[float] = []
+    before = sys.getswitchinterval()
+    try:
+        fetch_p2p(DictStore(), [bytes(parse_cid(cid))], [prov.p2p],
+                  on_block=lambda n: seen.append(sys.getswitchinterval()))
+    finally:
+        prov.stop()
+    assert seen and set(seen) == {min(before, lp.GIL_SWITCH_S)}
+    assert sys.getswitchinterval() == before
+
+
+def test_fast_read_session_delivers_every_byte_in_order() -> None:
+    import hashlib
+
+    from libp2p.custom_types import TProtocol
+
+    payload = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(70_000))
+
+    async def main() -> tuple[str, str, bytes]:
+        a, b = lp.make_host(), lp.make_host()
+
+        async def handler(s) -> None:
+            for off in range(0, len(payload), 100_000):  # writes that straddle noise messages
+                await s.write(payload[off:off + 100_000])
+            await s.close()
+
+        a.set_stream_handler(TProtocol(PROTO), handler)
+        async with a.run([LISTEN]), b.run([]):
+            addr, pid = lp.parse_peer_addr(lp.listen_addrs(a)[0])
+            await lp.dial(b, addr, pid)
+            s = await b.new_stream(pid, [TProtocol(PROTO)])
+            before = type(s.muxed_stream.conn.secured_conn).__name__
+            lp.cap_window(s)
+            after = type(s.muxed_stream.conn.secured_conn).__name__
+            got = bytearray()
+            while True:
+                try:
+                    d = await s.read(7_777)  # odd sizes: reads end inside messages
+                except lp.STREAM_ERRORS:
+                    break
+                if not d:
+                    break
+                got += d
+            return before, after, bytes(got)
+
+    before, after, got = trio.run(main)
+    assert (before, after) == ("SecureSession", "FastReadSession")
+    assert got == payload

@@ -300,6 +300,22 @@ class Batch:
         if self._lock_cm is None:
             raise RuntimeError("Batch.put outside 'with store.batch() as batch:'")
         verify_block(cid, data)
+        self._stage(cid, data)
+
+    def put_verified(self, cid: CID, data: bytes | memoryview) -> None:
+        """Stage one block the caller has already verified against ``cid`` (not hashed again).
+
+        For transfer code that must hash every received block anyway to recognise it (bitswap
+        names a block by its prefix and the digest of its bytes; a gateway's CAR section is
+        checked against its CID before it is accepted): hashing it a second time here would
+        double the CPU cost of a fetch. Only ever pass bytes whose digest was just compared
+        with ``cid``; reads still verify every block (:meth:`Blockstore.get`).
+        """
+        if self._lock_cm is None:
+            raise RuntimeError("Batch.put_verified outside 'with store.batch() as batch:'")
+        self._stage(cid, data)
+
+    def _stage(self, cid: CID, data: bytes | memoryview) -> None:
         key = cid_bytes(cid)
         if key in self._seen:
             return  # staged already (a file repeating a chunk, e.g. runs of zeros)
@@ -340,6 +356,11 @@ class Batch:
             raise StoreError(f"cannot write block {cid} to {self.store.root}", why=str(exc),
                              how="check free space and permissions of the store") from None
         self._staged.append((tmp, final))
+
+    @property
+    def staged(self) -> int:
+        """How many blocks are written to temp files and wait for :meth:`commit`."""
+        return len(self._staged)
 
     def pin(self, cid: CID) -> None:
         """Pin ``cid`` once the batch's blocks are in place."""

@@ -187,6 +187,11 @@ def _int32(value: int) -> int:
 
 def encode(msg: Message) -> bytes:
     """Serialise ``msg`` as protobuf bytes (no length prefix)."""
+    return b"".join(_encode_parts(msg))
+
+
+def _encode_parts(msg: Message) -> list[bytes | memoryview]:
+    """The protobuf bytes of ``msg`` as pieces (block data as given: not copied here)."""
     parts: list[bytes | memoryview] = []
     if msg.wants or msg.full:
         wl: list[bytes | memoryview] = []
@@ -215,15 +220,16 @@ def encode(msg: Message) -> bytes:
         parts.extend(_ld(4, inner_p))
     if msg.pending_bytes:
         parts.append(_vi(5, msg.pending_bytes))
-    return b"".join(parts)
+    return parts
 
 
 def frame(msg: Message) -> bytes:
-    """``uvarint(len) || protobuf`` as one write on a bitswap stream."""
-    body = encode(msg)
-    if len(body) > MAX_MESSAGE_SIZE:
-        raise WireError(f"message of {len(body)} bytes exceeds {MAX_MESSAGE_SIZE}")
-    return uvarint(len(body)) + body
+    """``uvarint(len) || protobuf`` as one write on a bitswap stream (one copy of the data)."""
+    parts = _encode_parts(msg)
+    size = sum(len(p) for p in parts)
+    if size > MAX_MESSAGE_SIZE:
+        raise WireError(f"message of {size} bytes exceeds {MAX_MESSAGE_SIZE}")
+    return b"".join([uvarint(size), *parts])
 
 
 def _decode_entry(buf: memoryview) -> WantEntry:

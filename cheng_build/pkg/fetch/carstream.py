@@ -38,29 +38,65 @@ def section(cid: bytes, data: bytes) -> bytes:
     return uvarint(len(cid) + len(data)) + cid + data
 
 
-def _read_exact(fh: BinaryIO, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        chunk = fh.read(n - len(out))
-        if not chunk:
-            raise CarStreamError(f"CAR stream ended {n - len(out)} bytes early")
-        out += chunk
-    return bytes(out)
+def section_parts(cid: bytes, data: bytes) -> list[bytes]:
+    """A section as its pieces (length + CID, data), for a vectored send without a copy."""
+    return [uvarint(len(cid) + len(data)) + cid, data]
 
 
-def _read_varint(fh: BinaryIO) -> int | None:
-    raw = bytearray()
-    while True:
-        b = fh.read(1)
-        if not b:
-            if raw:
+class _Reader:
+    """Reads a stream into large buffers with ``readinto`` and hands out views of them.
+
+    A buffer is never reused or resized once a view of it is out (a fresh one is allocated and
+    the unread tail copied over), so a section's data can be kept as a zero-copy slice until the
+    store has written it. One copy per byte in all: the socket into our buffer.
+    """
+
+    def __init__(self, fh: BinaryIO, read_size: int) -> None:
+        self.fh = fh
+        self.read_size = read_size
+        self.buf = bytearray(read_size)
+        self.lo = 0  # next unread byte
+        self.hi = 0  # end of the bytes read
+
+    def _fill(self, need: int) -> bool:
+        """Make ``need`` unread bytes available; False when the stream ends first."""
+        while self.hi - self.lo < need:
+            if len(self.buf) - self.lo < need or self.hi == len(self.buf):
+                new = bytearray(max(self.read_size, need))
+                tail = self.hi - self.lo
+                new[:tail] = memoryview(self.buf)[self.lo:self.hi]
+                self.buf, self.lo, self.hi = new, 0, tail
+            with memoryview(self.buf) as view:
+                n = self.fh.readinto(view[self.hi:])  # type: ignore[attr-defined]
+            if not n:
+                return False
+            self.hi += n
+        return True
+
+    def varint(self) -> int | None:
+        """The next uvarint, or ``None`` at a clean end of stream."""
+        value = shift = i = 0
+        while True:
+            if self.hi - self.lo <= i and not self._fill(i + 1):
+                if i == 0:
+                    return None
                 raise CarStreamError("CAR stream ended inside a length")
-            return None
-        raw += b
-        if not b[0] & 0x80:
-            return read_uvarint(bytes(raw), 0)[0]
-        if len(raw) > 9:
-            raise CarStreamError("CAR length varint too long")
+            b = self.buf[self.lo + i]
+            i += 1
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                self.lo += i
+                return value
+            shift += 7
+            if i > 9:
+                raise CarStreamError("CAR length varint too long")
+
+    def take(self, n: int) -> memoryview:
+        if not self._fill(n):
+            raise CarStreamError(f"CAR stream ended {n - (self.hi - self.lo)} bytes early")
+        view = memoryview(self.buf)[self.lo:self.lo + n]
+        self.lo += n
+        return view
 
 
 def cid_length(buf: bytes) -> int:
@@ -74,34 +110,40 @@ def cid_length(buf: bytes) -> int:
     return pos + length
 
 
-def read_sections(fh: BinaryIO) -> Iterator[tuple[bytes, bytes]]:
+def read_sections(fh: BinaryIO, *, read_size: int = 1 << 20
+                  ) -> Iterator[tuple[bytes, memoryview]]:
     """Yield (binary CID, data) per section of a CAR v1 stream; the header is checked for v1.
+
+    ``fh`` needs ``readinto`` (a file, ``io.BytesIO``, an ``http.client.HTTPResponse``). The
+    data are read-only-by-convention views of the reader's buffers, valid for as long as they
+    are kept.
 
     Raises:
         CarStreamError: malformed or truncated stream.
     """
-    n = _read_varint(fh)
+    r = _Reader(fh, read_size)
+    n = r.varint()
     if n is None or n > MAX_HEADER:
         raise CarStreamError("missing or oversized CAR header")
     from cheng_build.cas.car import CarError, read_header
 
     try:
-        version, _roots = read_header(_read_exact(fh, n))
+        version, _roots = read_header(bytes(r.take(n)))
     except CarError as exc:
         raise CarStreamError(exc.what) from None
     if version != 1:
         raise CarStreamError(f"CAR version {version}; a gateway stream must be version 1")
     while True:
-        n = _read_varint(fh)
+        n = r.varint()
         if n is None:
             return
         if n > MAX_SECTION:
             raise CarStreamError(f"CAR section of {n} bytes exceeds {MAX_SECTION}")
-        sec = _read_exact(fh, n)
+        sec = r.take(n)
         try:
             k = cid_length(sec)
         except ValueError as exc:
             raise CarStreamError(f"bad CID in CAR section: {exc}") from None
         if k > len(sec):
             raise CarStreamError("CAR section shorter than its CID")
-        yield sec[:k], sec[k:]
+        yield bytes(sec[:k]), sec[k:]

@@ -11,13 +11,10 @@ when part of it is cached (a resumed fetch) we ask only for the missing blocks
 from __future__ import annotations
 
 import http.client
-import io
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-from multiformats import CID
 
 from cheng_build.core.errors import DigestMismatchError, NotFoundError, TransportError, UsageError
 from cheng_build.pkg.fetch import carstream
@@ -30,9 +27,12 @@ from cheng_build.pkg.fetch.blocks import (
     matches,
     to_cid,
 )
+from cheng_build.pkg.fetch.sink import BlockSink
 
 TIMEOUT_S = 30.0
-BATCH_BYTES = 8 * 1024 * 1024
+# Received bytes handed to the store's worker thread at a time (it stages them as temp files
+# while the next ones arrive; the durable commit is BlockSink's).
+BATCH_BYTES = 2 * 1024 * 1024
 
 
 @dataclass
@@ -110,12 +110,14 @@ def fetch_dag(store: BlockStore, root: bytes, gateway: str, *,
     client = _Client(url)
     writer = _Writer(store, stats, on_block)
     try:
+        complete = False
         if not store.has(to_cid(root)):
             try:
-                _fetch_car(client, store, root, stats, writer)
+                complete = _fetch_car(client, store, root, stats, writer)
             finally:
                 writer.flush()  # whatever arrived verified is kept: a later fetch resumes
-        _fill_missing(client, store, root, stats, writer)
+        if not complete:  # a resumed fetch, or a CAR that broke off or left blocks out
+            _fill_missing(client, store, root, stats, writer)
     finally:
         writer.close()
         client.close()
@@ -123,18 +125,21 @@ def fetch_dag(store: BlockStore, root: bytes, gateway: str, *,
 
 
 class _Writer:
-    """Verified blocks go to the store in batches (one durable commit per ~8 MiB, not per block),
-    each committed on a worker thread while the next batch is read from the network."""
+    """Verified blocks go to the store from a worker thread while the next ones are read from
+    the network: handed over ~``BATCH_BYTES`` at a time, staged as temp files at once and made
+    durable together by :class:`BlockSink` (one hash per block: the one that verified it)."""
 
     def __init__(self, store: BlockStore, stats: HttpStats, on_block: Callable[[int], None] | None):
-        self.store, self.stats, self.on_block = store, stats, on_block
-        self.items: list[tuple[CID, bytes]] = []
+        self.stats, self.on_block = stats, on_block
+        self.sink = BlockSink(store)
+        self.items: list[tuple[bytes, bytes | memoryview]] = []
         self.size = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="http-store")
         self._pending: Future[None] | None = None
 
-    def add(self, c: bytes, data: bytes) -> None:
-        self.items.append((to_cid(c), data))
+    def add(self, c: bytes, data: bytes | memoryview) -> None:
+        """Queue one block whose bytes were just checked against ``c``."""
+        self.items.append((c, data))
         self.size += len(data)
         self.stats.blocks_fetched += 1
         self.stats.bytes_fetched += len(data)
@@ -143,40 +148,37 @@ class _Writer:
         if self.size >= BATCH_BYTES:
             self.flush(wait=False)
 
-    def _commit(self, items: list[tuple[CID, bytes]]) -> None:
-        put_many = getattr(self.store, "put_many", None)
-        if put_many is not None:
-            put_many(items)
-        else:
-            for cid, data in items:
-                self.store.put(cid, data)
-
     def flush(self, *, wait: bool = True) -> None:
-        """Commit what is buffered; with ``wait``, return only once everything is stored."""
+        """Hand over what is buffered; with ``wait``, return once it is committed (durable)."""
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.result()  # one batch at a time; re-raises a store error here
         items, self.items, self.size = self.items, [], 0
         if items:
-            self._pending = self._pool.submit(self._commit, items)
-        if wait and self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
+            self._pending = self._pool.submit(self.sink.stage, items)
+        if wait:
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                pending.result()
+            self._pool.submit(self.sink.commit).result()
 
     def close(self) -> None:
         try:
             self.flush()
         finally:
-            self._pool.shutdown(wait=True)
-
+            try:
+                self._pool.submit(self.sink.close).result()
+            finally:
+                self._pool.shutdown(wait=True)
 
 
 def _fetch_car(client: _Client, store: BlockStore, root: bytes, stats: HttpStats,
-               writer: _Writer) -> None:
+               writer: _Writer) -> bool:
+    """Take the DAG as one CAR; True when every block it links arrived (nothing left to ask)."""
     resp = client.get(root, "car")
     expected = {root}
     try:
-        for c, data in carstream.read_sections(io.BufferedReader(resp, 1 << 20)):  # type: ignore[arg-type]
+        for c, data in carstream.read_sections(resp):  # type: ignore[arg-type]
             if c not in expected:
                 raise _refuse(client.url, c, "it is not linked from the DAG being fetched")
             if not matches(c, data):
@@ -187,17 +189,19 @@ def _fetch_car(client: _Client, store: BlockStore, root: bytes, stats: HttpStats
                 writer.add(c, data)
             else:
                 stats.blocks_local += 1
+        return not expected
     except carstream.CarStreamError as exc:
         # Whatever arrived verified is stored; _fill_missing asks for the rest block by block.
         client.close()
         client.conn = _Client(client.url).conn
-        if not writer.items and not store.has(to_cid(root)):
+        if not stats.blocks_fetched and not store.has(to_cid(root)):
             raise TransportError(f"gateway {client.url} sent a broken CAR", why=str(exc)) from exc
     except (OSError, http.client.HTTPException) as exc:
         client.close()
         client.conn = _Client(client.url).conn
-        if not writer.items and not store.has(to_cid(root)):
+        if not stats.blocks_fetched and not store.has(to_cid(root)):
             raise TransportError(f"gateway {client.url} broke off", why=str(exc)) from exc
+    return False
 
 
 def _fill_missing(client: _Client, store: BlockStore, root: bytes, stats: HttpStats,

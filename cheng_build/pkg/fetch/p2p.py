@@ -33,6 +33,7 @@ from cheng_build.core.errors import DigestMismatchError, NotFoundError, Transpor
 from cheng_build.pkg.fetch import bitswap as bs
 from cheng_build.pkg.fetch import libp2p_adapter as lp
 from cheng_build.pkg.fetch.blocks import BlockStore, block_cid, child_cids, cid_text, dag_size, to_cid
+from cheng_build.pkg.fetch.sink import BlockSink
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +73,36 @@ class SessionStats:
     first_block_at: float | None = None
 
 
+# Messages carrying at least this many block bytes are hashed on a worker thread (a bulk
+# transfer); smaller ones inline, where the thread hop would only add latency (the first block).
+THREAD_HASH_BYTES = 512 * 1024
 # Wants we queue per peer; beyond this a peer is told DONT_HAVE (a bound on untrusted input:
 # one 4 MiB message can carry ~100,000 wants).
 MAX_QUEUED_WANTS = 16384
 # Blocks read from the store per worker-thread hop when serving.
 SERVE_READ_BATCH = 8
-# Received blocks are written to the store in batches of about this many bytes (one fsync round
-# per batch instead of per block), from a worker thread.
-PUT_BATCH_BYTES = 8 * 1024 * 1024
+# Received blocks are handed to the store's worker thread about this many bytes at a time; it
+# stages them as temp files and ``BlockSink`` makes them durable together (one hash per block:
+# the one that recognised it here).
+PUT_BATCH_BYTES = 4 * 1024 * 1024
 
 
-def _put_many(store: BlockStore, items: list[tuple[bytes, bytes]]) -> None:
-    put_many = getattr(store, "put_many", None)
-    pairs = [(_cid(c), d) for c, d in items]
-    if put_many is not None:
-        put_many(pairs)
-    else:
-        for cid, data in pairs:
-            store.put(cid, data)
+def _real_cid(prefix: bytes, data: bytes | memoryview) -> bytes:
+    """The CID ``data`` hashes to under ``prefix``; empty when the prefix is not one we verify."""
+    try:
+        return block_cid(prefix, data)
+    except (bs.WireError, DigestMismatchError):
+        return b""
+
+
+def _payload(msg: bs.Message) -> int:
+    return sum(len(b.data) for b in msg.blocks) + sum(len(d) for d in msg.blocks_v100)
+
+
+def _recognise(msg: bs.Message) -> list[bytes]:
+    """The real CID of each block in ``msg`` (1.1+ blocks, then 1.0.0 ones): one hash each."""
+    return [*(_real_cid(b.prefix, b.data) for b in msg.blocks),
+            *(_real_cid(b"\x00\x70\x12\x20", d) for d in msg.blocks_v100)]
 
 
 class BitswapNode:
@@ -152,7 +165,13 @@ class BitswapNode:
                     except bs.WireError as exc:
                         log.info("bad bitswap message from %s: %s", peer, exc)
                         break
-                    self._on_message(peer, msg)
+                    reals = None
+                    if self._sessions and _payload(msg) >= THREAD_HASH_BYTES:
+                        # Hash on a worker thread (the hash releases the GIL): py-libp2p's
+                        # connection task keeps receiving and decrypting the next frames
+                        # meanwhile, on the other core.
+                        reals = await trio.to_thread.run_sync(_recognise, msg)
+                    self._on_message(peer, msg, reals)
         finally:
             # A stream ending says nothing about the peer: JS bitswap sends every message on a
             # stream of its own and closes it. Only a disconnect retires the peer.
@@ -174,24 +193,21 @@ class BitswapNode:
             link.alive = False
             link.wake.set()
 
-    def _on_message(self, peer: Any, msg: bs.Message) -> None:
+    def _on_message(self, peer: Any, msg: bs.Message, reals: list[bytes] | None = None) -> None:
+        """Act on one message; ``reals`` are its blocks' CIDs as their bytes hash (computed
+        here when not given), 1.1+ blocks first, then 1.0.0 ones."""
         if msg.wants and self.serving:
             self._queue_wants(peer, msg)
-        for blk in msg.blocks:
-            self._on_block(peer, blk.prefix, blk.data)
-        for data in msg.blocks_v100:
-            self._on_block(peer, b"\x00\x70\x12\x20", data)
+        if msg.blocks or msg.blocks_v100:
+            if reals is None:
+                reals = _recognise(msg)
+            datas = [b.data for b in msg.blocks] + list(msg.blocks_v100)
+            for real, data in zip(reals, datas, strict=True):
+                for s in list(self._sessions):
+                    s.on_block(peer, real, data)
         for p in msg.presences:
             for s in list(self._sessions):
                 s.on_presence(peer, p.cid, p.type)
-
-    def _on_block(self, peer: Any, prefix: bytes, data: bytes | memoryview) -> None:
-        try:
-            real = block_cid(prefix, data)
-        except (bs.WireError, DigestMismatchError):
-            real = b""
-        for s in list(self._sessions):
-            s.on_block(peer, real, data)
 
     # --- serving ------------------------------------------------------------------------------
 
@@ -378,6 +394,7 @@ class FetchSession:
         self.unsaved_bytes = 0
         self.save_wanted = trio.Event()
         self.saving = trio.Lock()
+        self.sink = BlockSink(node.store)
 
     # callbacks from the node (synchronous, in the trio thread) --------------------------------
 
@@ -393,7 +410,7 @@ class FetchSession:
                              "which is not a block we asked it for (corrupt or forged data)")
             return
         del self.inflight[real]
-        blob = bytes(data)
+        blob = data  # a view of the received message: staged as is, never copied
         self.unsaved.append((real, blob))
         self.unsaved_bytes += len(blob)
         if self.unsaved_bytes >= PUT_BATCH_BYTES:
@@ -476,6 +493,12 @@ class FetchSession:
         for owner in self.inflight.values():
             if owner in load:
                 load[owner] += 1
+        # Wants go out in batches of at least ``refill`` per peer (while that many are to be
+        # asked): one message, yamux frame, noise message and send per batch rather than per
+        # received block, on both ends. The window still keeps >= 3/4 of it in flight.
+        refill = max(1, self.window // 4)
+        if len(self.todo) >= refill and all(self.window - load[p] < refill for p in self.peers):
+            return
         batches: dict[Any, list[bs.WantEntry]] = {}
         skipped: list[bytes] = []
         while self.todo:
@@ -544,7 +567,10 @@ class FetchSession:
         finally:
             # What arrived verified is kept even when the fetch fails: the next one resumes.
             with trio.CancelScope(shield=True):
-                await self._save()
+                try:
+                    await self._save()
+                finally:
+                    await trio.to_thread.run_sync(self.sink.close)
             node._sessions.remove(self)
         return self.stats
 
@@ -556,7 +582,7 @@ class FetchSession:
             async with self.saving:
                 items, self.unsaved, self.unsaved_bytes = self.unsaved, [], 0
                 if items:
-                    await trio.to_thread.run_sync(_put_many, self.node.store, items)
+                    await trio.to_thread.run_sync(self.sink.stage, items)
 
     async def _saver(self) -> None:
         while True:

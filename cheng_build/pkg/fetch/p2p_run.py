@@ -37,6 +37,7 @@ def fetch_p2p(store: Any, roots: list[bytes], peers: Sequence[str], *,
                                     on_block=on_block, on_total=on_total)
 
     try:
-        return trio.run(main)
+        with lp.quick_gil_handoff():
+            return trio.run(main)
     except BaseExceptionGroup as eg:
         raise lp.unwrap_group(eg) from None
