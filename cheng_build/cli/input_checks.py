@@ -41,19 +41,9 @@ def input_file(path: str | os.PathLike[str], flag: str, *, optional: bool = Fals
     Raises:
         InputError: missing (unless ``optional``), a dangling symlink, a directory, FIFO or device.
     """
-    p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        if os.path.lexists(p):
-            raise InputError(f"{flag}: {p} is a dangling symlink",
-                             why=f"it points to {os.readlink(p)}, which does not exist",
-                             how=f"fix the link or pass {flag}:<existing file>") from None
-        if optional:
-            return None
-        raise InputError(f"{flag}: {p} not found", how=f"pass {flag}:<existing file>") from None
-    except OSError as exc:
-        raise InputError(f"{flag}: cannot read {p}", why=exc.strerror or str(exc)) from None
+    p, st = _stat_input(path, flag, "file", optional=optional)
+    if st is None:
+        return None
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{flag}: {p} is {_kind(st.st_mode)}",
                          how=f"pass {flag}:<a regular file>")
@@ -66,22 +56,31 @@ def input_dir(path: str | os.PathLike[str], flag: str, *, optional: bool = False
     Raises:
         InputError: missing (unless ``optional``), or something other than a directory.
     """
-    p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        if os.path.lexists(p):
-            raise InputError(f"{flag}: {p} is a dangling symlink",
-                             why=f"it points to {os.readlink(p)}, which does not exist") from None
-        if optional:
-            return None
-        raise InputError(f"{flag}: {p} not found", how=f"pass {flag}:<existing directory>") from None
-    except OSError as exc:
-        raise InputError(f"{flag}: cannot read {p}", why=exc.strerror or str(exc)) from None
+    p, st = _stat_input(path, flag, "directory", optional=optional)
+    if st is None:
+        return None
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"{flag}: {p} is not a directory",
                          how=f"pass {flag}:<a directory>")
     return p
+
+
+def _stat_input(path: str | os.PathLike[str], flag: str, kind: str, *,
+                optional: bool) -> tuple[Path, os.stat_result | None]:
+    """Stat an input path; ``None`` for a missing optional one. Errors name the flag."""
+    p = Path(path)
+    try:
+        return p, p.stat()
+    except FileNotFoundError:
+        if os.path.lexists(p):
+            raise InputError(f"{flag}: {p} is a dangling symlink",
+                             why=f"it points to {os.readlink(p)}, which does not exist",
+                             how=f"fix the link or pass {flag}:<existing {kind}>") from None
+        if optional:
+            return p, None
+        raise InputError(f"{flag}: {p} not found", how=f"pass {flag}:<existing {kind}>") from None
+    except OSError as exc:
+        raise InputError(f"{flag}: cannot read {p}", why=exc.strerror or str(exc)) from None
 
 
 def output_file(path: str | os.PathLike[str], flag: str) -> Path:
