@@ -5,6 +5,10 @@ Each would fail if its workaround were removed: they check the mechanism, never 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
 import pytest
 
 trio = pytest.importorskip("trio")
@@ -18,24 +22,42 @@ PROTO = "/cheng-test/bulk/1"
 LISTEN = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
 
 
+@asynccontextmanager
+async def _stream_to_server(handler: Callable[[Any], Awaitable[None]]) -> AsyncIterator[Any]:
+    """Two hosts on loopback; ``handler`` serves PROTO on the first, and the block gets the
+    second host's stream to it."""
+    from libp2p.custom_types import TProtocol
+
+    a, b = lp.make_host(), lp.make_host()
+    a.set_stream_handler(TProtocol(PROTO), handler)
+    async with a.run([LISTEN]), b.run([]):
+        addr, pid = lp.parse_peer_addr(lp.listen_addrs(a)[0])
+        await lp.dial(b, addr, pid)
+        yield await b.new_stream(pid, [TProtocol(PROTO)])
+
+
+async def _read_to_end(s: Any, size: int, sink: Callable[[bytes], None]) -> None:
+    """Feed every read of ``s`` to ``sink`` until the stream ends or is reset."""
+    while True:
+        try:
+            d = await s.read(size)
+        except lp.STREAM_ERRORS:
+            return
+        if not d:
+            return
+        sink(d)
+
+
 def _bulk_transfer(nbytes: int, capped: bool) -> tuple[str, int, int, int]:
     """Send ``nbytes`` over one stream; return (stream class, bytes read, peak receive window,
     WINDOW_UPDATE frames the receiver sent)."""
-    from libp2p.custom_types import TProtocol
-
     async def main():
-        a, b = lp.make_host(), lp.make_host()
-
         async def handler(s) -> None:
             for _ in range(nbytes >> 20):
                 await s.write(b"x" * (1 << 20))
             await s.close()
 
-        a.set_stream_handler(TProtocol(PROTO), handler)
-        async with a.run([LISTEN]), b.run([]):
-            addr, pid = lp.parse_peer_addr(lp.listen_addrs(a)[0])
-            await lp.dial(b, addr, pid)
-            s = await b.new_stream(pid, [TProtocol(PROTO)])
+        async with _stream_to_server(handler) as s:
             if capped:
                 lp.cap_window(s)
             updates = 0
@@ -48,16 +70,14 @@ def _bulk_transfer(nbytes: int, capped: bool) -> tuple[str, int, int, int]:
 
             s.muxed_stream.send_window_update = counting
             got = peak = 0
-            while True:
-                try:
-                    d = await s.read(1 << 20)
-                except lp.STREAM_ERRORS:
-                    break
-                if not d:
-                    break
+
+            def take(d: bytes) -> None:
+                nonlocal got, peak
                 got += len(d)
                 ms = s.muxed_stream
                 peak = max(peak, ms.target_recv_window, ms.recv_window)
+
+            await _read_to_end(s, 1 << 20, take)
             return type(s.muxed_stream).__name__, got, peak, updates
 
     return trio.run(main)
@@ -189,7 +209,6 @@ def _sender_writes(capped: bool, nbytes: int = 3 << 20) -> tuple[bytes, int, int
     (bytes received, raw connection writes, noise messages encrypted) on the sender's side."""
     import hashlib
 
-    from libp2p.custom_types import TProtocol
     from libp2p.network.connection.raw_connection import RawConnection
     from libp2p.security.noise.io import NoiseTransportReadWriter
 
@@ -207,26 +226,14 @@ def _sender_writes(capped: bool, nbytes: int = 3 << 20) -> tuple[bytes, int, int
         return real_encrypt(self, data)
 
     async def main() -> bytes:
-        a, b = lp.make_host(), lp.make_host()
         received = bytearray()
         done = trio.Event()
 
         async def handler(s) -> None:
-            while True:
-                try:
-                    d = await s.read(1 << 20)
-                except lp.STREAM_ERRORS:
-                    break
-                if not d:
-                    break
-                received.extend(d)
+            await _read_to_end(s, 1 << 20, received.extend)
             done.set()
 
-        a.set_stream_handler(TProtocol(PROTO), handler)
-        async with a.run([LISTEN]), b.run([]):
-            addr, pid = lp.parse_peer_addr(lp.listen_addrs(a)[0])
-            await lp.dial(b, addr, pid)
-            s = await b.new_stream(pid, [TProtocol(PROTO)])
+        async with _stream_to_server(handler) as s:
             if capped:
                 lp.cap_window(s)
             session = s.muxed_stream.conn.secured_conn
@@ -297,35 +304,20 @@ def test_a_p2p_fetch_runs_with_the_quick_gil_handoff(tmp_path) -> None:
 def test_fast_read_session_delivers_every_byte_in_order() -> None:
     import hashlib
 
-    from libp2p.custom_types import TProtocol
-
     payload = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(70_000))
 
     async def main() -> tuple[str, str, bytes]:
-        a, b = lp.make_host(), lp.make_host()
-
         async def handler(s) -> None:
             for off in range(0, len(payload), 100_000):  # writes that straddle noise messages
                 await s.write(payload[off:off + 100_000])
             await s.close()
 
-        a.set_stream_handler(TProtocol(PROTO), handler)
-        async with a.run([LISTEN]), b.run([]):
-            addr, pid = lp.parse_peer_addr(lp.listen_addrs(a)[0])
-            await lp.dial(b, addr, pid)
-            s = await b.new_stream(pid, [TProtocol(PROTO)])
+        async with _stream_to_server(handler) as s:
             before = type(s.muxed_stream.conn.secured_conn).__name__
             lp.cap_window(s)
             after = type(s.muxed_stream.conn.secured_conn).__name__
             got = bytearray()
-            while True:
-                try:
-                    d = await s.read(7_777)  # odd sizes: reads end inside messages
-                except lp.STREAM_ERRORS:
-                    break
-                if not d:
-                    break
-                got += d
+            await _read_to_end(s, 7_777, got.extend)  # odd sizes: reads end inside messages
             return before, after, bytes(got)
 
     before, after, got = trio.run(main)
