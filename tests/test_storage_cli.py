@@ -85,7 +85,7 @@ def test_legacy_flat_store_is_read(tmp_path: Path, capsys: pytest.CaptureFixture
     data = os.urandom(400_000)  # larger than a chunk: the original kept whole objects
     cid = str(legacy_cid(data))
     (root / "blocks" / cid).write_bytes(data)
-    rc, out, _ = cli(capsys, "get", f"--cid:cid://{cid}", f"--out:{tmp_path / 'o'}", f"--root:{root}")
+    rc, _, _ = cli(capsys, "get", f"--cid:cid://{cid}", f"--out:{tmp_path / 'o'}", f"--root:{root}")
     assert rc == 0 and (tmp_path / "o").read_bytes() == data
     (root / "blocks" / cid).write_bytes(data[:-1] + b"!")
     rc, _, err = cli(capsys, "cat", f"--cid:{cid}", f"--root:{root}")
