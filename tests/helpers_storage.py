@@ -85,3 +85,39 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
                     continue
                 out[str(p.relative_to(root))] = p.read_bytes()
     return out
+
+
+class SilentNode(StorageNode):
+    """A provider that accepts proof challenges and never answers (for the timeout path)."""
+
+    def __init__(self, root: Path) -> None:  # noqa: D107 - the same protocol as StorageNode
+        cmd = [PYTHON, str(Path(__file__).resolve()), str(root)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=storage_env(), cwd=neutral_cwd(), text=True)
+        self.addr = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not self.addr:
+            line = self.proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                raise RuntimeError(f"silent node exited early: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+            if "/p2p/" in line:
+                self.addr = line.strip()
+
+
+def _silent_main(root: str) -> None:
+    import trio
+
+    from cheng_build.pkg.serve import serve
+    from cheng_build.storage.proof_net import PROTOCOL
+
+    async def never(stream: object) -> None:
+        await trio.sleep(3600)
+
+    def ready(where: object) -> None:
+        print("\n".join(where.p2p), flush=True)  # type: ignore[attr-defined]
+
+    serve(Path(root), "/ip4/127.0.0.1/tcp/0", on_ready=ready, protocols={PROTOCOL: never})
+
+
+if __name__ == "__main__":
+    _silent_main(sys.argv[1])

@@ -9,8 +9,9 @@ Challenges
     ``i`` (0 <= i < k) is the byte offset
     ``o_i = int(sha256(b"cheng.storage.proof.v1\\n" + seed + b"\\n" + root_cid_bytes + u32be(i))) mod T``.
     Walking down, at a dag-pb node with links of Tsizes ``t_1..t_n`` the offset falls into one link
-    (cumulative sums); the walk continues in it with the offset reduced by the sizes before it, and
-    ends at a block with no links: a raw leaf, in practice. The seed is public (the previous
+    (cumulative sums); the walk continues in it with the offset reduced by the sizes before it and
+    scaled to the child's own link total (a Tsize also counts the child node's bytes), and ends at
+    a block with no links: a raw leaf, in practice. The seed is public (the previous
     settlement's hash, or ``--seed``), so anyone can recompute the challenges; the prover learns
     them only when asked, and the Tsizes come from blocks the root CID fixes.
 
@@ -216,6 +217,16 @@ def _step(links: list[tuple[CID, int]], offset: int) -> tuple[int, int] | None:
     return None
 
 
+def _rescale(offset: int, tsize: int, child_cid: CID, child: bytes) -> int:
+    """The offset inside a child, in the child's own link total.
+
+    A link's Tsize counts the child's DAG *and* the child node's own bytes, so the child's links
+    add up to a little less; the offset is scaled proportionally (both sides compute the same).
+    """
+    inner = _total(child_cid, child)
+    return offset * inner // tsize if tsize else 0
+
+
 # --- prover ----------------------------------------------------------------------------------
 
 
@@ -243,7 +254,7 @@ def prove(get: Callable[[CID], bytes], req: Request) -> Response:
             if step is None:
                 break
             j, off = step
-            cid = links[j][0]
+            cid, tsize = links[j]
             key = cid_bytes(cid)
             if key in index:
                 data = blocks[index[key]]
@@ -255,6 +266,7 @@ def prove(get: Callable[[CID], bytes], req: Request) -> Response:
                 index[key] = len(blocks)
                 blocks.append(data)
             path.append(index[key])
+            off = _rescale(off, tsize, cid, data)
         paths.append(tuple(path))
     return Response(STATUS_OK, tuple(blocks), tuple(paths))
 
@@ -323,9 +335,10 @@ def _check_path(root: CID, blocks: tuple[bytes, ...], path: tuple[int, ...], off
         if depth >= len(path):
             return f"path stops at {cid}, above the challenged leaf (block missing)"
         j, off = step
-        cid, data = links[j][0], blocks[path[depth]]
+        (cid, tsize), data = links[j], blocks[path[depth]]
         try:
             verify_block(cid, data)
+            off = _rescale(off, tsize, cid, data)
         except ChengError:
             return f"wrong block for {cid}"
     return "path too deep"

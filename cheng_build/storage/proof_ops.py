@@ -35,23 +35,32 @@ def run_proof(cfg: StorageConfig, *, cid: str, provider_id: str, peer: str | Non
               penalty: int = 0, timeout_s: float = 30.0) -> ProofOutcome:
     """Challenge ``peer`` (or prove the local store without one) and record the result.
 
+    A peer that cannot be reached, refuses the protocol or does not answer in time has failed
+    the challenge: that is recorded (with the penalty) like a wrong answer.
+
     Raises:
-        CidError: ``cid`` is not a CID. TransportError: the peer cannot be reached at all (a
-        reachable peer that does not answer in time is a failed proof, recorded).
+        CidError: ``cid`` is not a CID. InputError: a malformed peer address (nothing recorded).
     """
     root = parse_cid_ref(cid).cid
     if not 1 <= k <= P.MAX_K:
         raise ValueError(f"challenges must be 1..{P.MAX_K}")
     seed_b = seed if seed is not None else default_seed(cfg)
     req = P.Request(root, seed_b, k)
+    unanswered = ""
     if peer:
+        from cheng_build.core.errors import TransportError
         from cheng_build.storage.proof_net import challenge
 
-        answer = challenge(peer, req, timeout_s=timeout_s)
+        try:
+            answer = challenge(peer, req, timeout_s=timeout_s)
+        except TransportError as exc:  # unreachable or refusing: the challenge went unanswered
+            answer, unanswered = None, exc.what
     else:
         store = open_root(cfg.root)
         answer = P.encode_response(P.prove(store.get, req))
     verdict = P.verify(req, answer)
+    if unanswered:
+        verdict = P.Verdict(False, k, 0, 0, unanswered, "")
     ev: dict[str, object] = {"type": "storage_proof", "provider_id": provider_id}
     if package_id:
         ev["package_id"] = package_id

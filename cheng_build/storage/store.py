@@ -167,6 +167,6 @@ def fetch_from_peers(store: Blockstore, root: CID, peers: Sequence[str]) -> None
         raise UsageError(f"{root} is not in this root and no peer was given",
                          how="add --peer:<multiaddr>/p2p/<id> (or IO_PEERS) to read from a peer")
     from cheng_build.cas.cid import cid_bytes
-    from cheng_build.pkg.fetch.p2p_run import fetch_p2p
+    from cheng_build.pkg.fetch.p2p.run import fetch_p2p
 
     fetch_p2p(store, [cid_bytes(root)], list(peers), stall_s=float(os.environ.get("IO_STALL_S", "15")))
