@@ -90,7 +90,7 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
 class SilentNode(StorageNode):
     """A provider that accepts proof challenges and never answers (for the timeout path)."""
 
-    def __init__(self, root: Path) -> None:  # noqa: D107 - the same protocol as StorageNode
+    def __init__(self, root: Path) -> None:
         cmd = [PYTHON, str(Path(__file__).resolve()), str(root)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=storage_env(), cwd=neutral_cwd(), text=True)

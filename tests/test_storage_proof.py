@@ -82,8 +82,11 @@ def _forge(store, root, mutate):  # type: ignore[no-untyped-def]
 
 def test_wrong_block_wrong_path_none(tmp_path: Path) -> None:
     store, root = _store_with_file(tmp_path / "r", 20)
-    req, data = _forge(store, root, lambda r: P.Response(r.status, (r.blocks[0], *(b[:-1] + b"\x00"
-                                                                                     for b in r.blocks[1:])), r.paths))
+
+    def flip(r: P.Response) -> P.Response:
+        return P.Response(r.status, (r.blocks[0], *(b[:-1] + b"\x00" for b in r.blocks[1:])), r.paths)
+
+    req, data = _forge(store, root, flip)
     v = P.verify(req, data)
     assert not v.ok and "wrong block" in v.reason
     req, data = _forge(store, root, lambda r: P.Response(r.status, r.blocks,
