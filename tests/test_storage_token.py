@@ -177,3 +177,19 @@ def test_any_edit_of_a_signed_number_is_caught(field: str, value: int) -> None:
         return  # out of range for the field: refused while parsing
     with pytest.raises(TokenError):
         check_token(edited, now=NOW, key_registered=None, used=lambda _: False)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=10), st.one_of(st.text(max_size=20), st.integers()),
+                       max_size=10))
+@settings(max_examples=300)
+def test_fast_canonical_equals_json_dumps(d: dict[str, object]) -> None:
+    from cheng_build.ledger.ids import canonical_json
+    from cheng_build.storage.token import _canon
+
+    try:
+        want = canonical_json(d)
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            _canon(d, ())
+        return
+    assert _canon(d, ()) == want
