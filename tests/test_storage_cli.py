@@ -246,3 +246,27 @@ def test_lease_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert rc == 2 and err.splitlines()[0] == "lease: missing --package, --provider"
     rc, _, err = cli(capsys, "lease", *args, "--price:abc")
     assert rc == 2 and err.splitlines()[0] == "lease: --price 'abc' is not a decimal number"
+
+
+def test_import_legacy_flat_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "r"
+    (root / "blocks").mkdir(parents=True)
+    small, big = b"hello", os.urandom(700_000)
+    bad = b"tampered"
+    for data in (small, big):
+        (root / "blocks" / str(legacy_cid(data))).write_bytes(data)
+    bad_name = str(legacy_cid(b"original"))
+    (root / "blocks" / bad_name).write_bytes(bad)
+    rc, out, err = cli(capsys, "import-legacy", f"--root:{root}", "--format:json")
+    assert rc == 1 and err.splitlines()[0] == f"import-legacy: 1 legacy objects are corrupt: {bad_name}"
+    res = json.loads(out)
+    assert res["imported"][HELLO] == HELLO  # one chunk: the same CID in both stores
+    big_old = str(legacy_cid(big))
+    assert res["imported"][big_old].startswith("bafybei")
+    assert not (root / "blocks" / big_old).exists() and (root / "blocks" / bad_name).exists()
+    # the old CIDs still read (the big one through legacy-map.json), and gc keeps them (pinned)
+    assert main(["gc", f"--root:{root}"]) == 0
+    rc, _, _ = cli(capsys, "get", f"--cid:{big_old}", f"--out:{tmp_path / 'big'}", f"--root:{root}")
+    assert rc == 0 and (tmp_path / "big").read_bytes() == big
+    rc, out, _ = cli(capsys, "cat", f"--cid:cid://{HELLO}", f"--root:{root}", "--raw")
+    assert out == "hello"
