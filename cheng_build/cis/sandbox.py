@@ -381,6 +381,46 @@ def program_prefixes(program: str, hidden: Sequence[str]) -> list[str]:
     return out
 
 
+_SOCKET_SCAN_LIMIT = 100_000  # directory entries per scan; a larger tree is scanned only so far
+_SOCKET_SCAN_TTL_S = 2.0
+_SOCKET_SCANS: dict[str, tuple[float, tuple[str, ...]]] = {}
+
+
+def visible_sockets(dirs: Sequence[str]) -> list[str]:
+    """UNIX sockets (and other non-file, non-dir, non-link entries such as FIFOs) under
+    ``dirs``, links not followed. A run's tasks share one DAG directory, so a scan is reused for
+    ``_SOCKET_SCAN_TTL_S`` seconds."""
+    import stat
+    import time
+
+    out: list[str] = []
+    now = time.monotonic()
+    for top in dict.fromkeys(dirs):
+        cached = _SOCKET_SCANS.get(top)
+        if cached is not None and now - cached[0] < _SOCKET_SCAN_TTL_S:
+            out += cached[1]
+            continue
+        found: list[str] = []
+        todo, seen = [top], 0
+        while todo and seen < _SOCKET_SCAN_LIMIT:
+            try:
+                it = os.scandir(todo.pop())
+            except OSError:
+                continue
+            with it:
+                for e in it:
+                    seen += 1
+                    if e.is_dir(follow_symlinks=False):
+                        todo.append(e.path)
+                    elif not e.is_file(follow_symlinks=False) and not e.is_symlink():
+                        with contextlib.suppress(OSError):
+                            if stat.S_ISSOCK(e.stat(follow_symlinks=False).st_mode):
+                                found.append(e.path)
+        _SOCKET_SCANS[top] = (now, tuple(found))
+        out += found
+    return list(dict.fromkeys(out))
+
+
 def namespaces_argv(unshare: str, argv: Sequence[str], *, network: bool) -> list[str]:
     """``unshare`` (user, mount, pid with its own /proc, and network unless ``network``) then
     :mod:`nsinit`, which brings ``lo`` up, covers :data:`NS_COVERED` and drops every capability
@@ -415,6 +455,10 @@ def build_argv(spec: LaunchSpec, mode: SandboxMode) -> list[str]:
     for d in (spec.task_dir, *spec.writable):
         if os.path.isdir(d):
             argv += ["--bind", d, d]
+    # "No network" must also cover UNIX sockets a host process listens on inside the dirs the
+    # task is shown: each is replaced by /dev/null in the task's view.
+    for sock in visible_sockets((*spec.read_only, *spec.writable)):
+        argv += ["--ro-bind", "/dev/null", sock]
     # No --new-session: the engine already gave the task its own session without a terminal, and
     # keeping bwrap and the task in one process group lets SIGTERM reach the task itself.
     argv += ["--chdir", spec.cwd, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
