@@ -360,6 +360,18 @@ class Engine:
         inputs = list(res.inputs.values())
         self.attempt[idx] = attempt
         ctx = self._context(idx, res.env, inputs, str(task_dir))
+        nul = [what for what, text in (*((f"argument {i}", a) for i, a in enumerate(argv)),
+                                       *((f"env {k}", v) for k, v in res.env.items()),
+                                       ("exec.cwd", cwd)) if "\0" in text]
+        if nul:
+            # Validation refuses this; a run stored before it did must fail, not crash the engine.
+            self._fail(idx, friendly(f"task {task.name}: {nul[0]} holds a NUL byte",
+                                     ["a NUL cannot be passed to a program (C strings end at it)"],
+                                     [f"fix it: cis amend {self.run_id} --task:{idx} --cmd:... / "
+                                      "--env:K=V", f"then: cis retry {self.run_id} "
+                                      f"--from:{task.name}"], **ctx),
+                       retryable=False, attempt=attempt)
+            return
         key = (argv[0], res.env.get("PATH"))
         prog = self.programs.get(key) or sandbox.resolve_program(argv[0], res.env)
         self.programs[key] = prog

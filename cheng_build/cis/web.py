@@ -320,12 +320,45 @@ def snapshot(store: Store, run_id: str | None, sampler: Sampler) -> dict[str, An
 ACTIONS = ("confirm", "cancel", "run-now", "skip", "change", "continue", "resolve", "retry")
 
 
+# The fields each action's JSON body may hold, with their types (bool is refused where an int is
+# asked: JSON true is not a number of seconds).
+_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "resolve": {"action": (str,), "value": (str,), "item": (str,)},
+    "change": {"env": (dict,), "cmd": (list,), "timeout": (int,)},
+}
+
+
+def check_body(action: str, body: dict[str, Any]) -> None:
+    """Refuse unknown fields and fields of the wrong type before anything acts on them.
+
+    Raises:
+        ChengError: exit code 2 (the server answers 400 with the reason).
+    """
+    fields = _FIELDS.get(action, {})
+    for key, value in body.items():
+        if key not in fields:
+            allowed = ", ".join(fields) or "none (send {})"
+            raise ChengError(f"{action}: unknown field {key!r}", why=f"fields: {allowed}",
+                             exit_code=2)
+        if value is None:
+            continue
+        types = fields[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            want = {str: "a string", dict: "an object", list: "a list", int: "an integer"}[types[0]]
+            raise ChengError(f"{action}: {key} must be {want}, not {json.dumps(value)[:40]}",
+                             exit_code=2)
+
+
 def act(store: Store, run_id: str, task: str, action: str, body: dict[str, Any]) -> int:
     """Apply a button press through the control API; return the control id.
 
     Raises:
         ChengError: bad action or arguments (NotFoundError for an unknown run or task).
     """
+    if action not in ACTIONS:
+        raise ChengError(f"unknown action {action!r}", why=f"actions: {', '.join(ACTIONS)}",
+                         exit_code=2)
+    check_body(action, body)
     if action == "confirm":
         return control.confirm(store, run_id, task)
     if action == "run-now":
@@ -342,21 +375,18 @@ def act(store: Store, run_id: str, task: str, action: str, body: dict[str, Any])
                                item=body.get("item"))
     if action == "retry":
         return control.retry(store, run_id, task)
-    if action == "change":
-        env = body.get("env") or {}
-        cmd = body.get("cmd")
-        timeout = body.get("timeout")
-        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                for k, v in env.items()):
-            raise ChengError("change: env must map names to strings", exit_code=2)
-        if cmd is not None and (not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd)):
-            raise ChengError("change: cmd must be a list of strings (argv)", exit_code=2)
-        if timeout is not None and not isinstance(timeout, int):
-            raise ChengError("change: timeout must be an integer", exit_code=2)
-        if not env and cmd is None and timeout is None:
-            raise ChengError("change: nothing to change", how="give env, cmd or timeout", exit_code=2)
-        return control.change(store, run_id, task, env=env, cmd=cmd, timeout=timeout)
-    raise ChengError(f"unknown action {action!r}", why=f"actions: {', '.join(ACTIONS)}", exit_code=2)
+    env = body.get("env") or {}
+    cmd = body.get("cmd")
+    timeout = body.get("timeout")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise ChengError("change: env must map names to strings", exit_code=2)
+    if cmd is not None and (not cmd or not all(isinstance(a, str) for a in cmd)):
+        raise ChengError("change: cmd must be a non-empty list of strings (argv)", exit_code=2)
+    if timeout is not None and not 0 <= timeout <= 65535:
+        raise ChengError(f"change: timeout {timeout} out of range 0..65535 seconds", exit_code=2)
+    if not env and cmd is None and timeout is None:
+        raise ChengError("change: nothing to change", how="give env, cmd or timeout", exit_code=2)
+    return control.change(store, run_id, task, env=env, cmd=cmd, timeout=timeout)
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
@@ -542,13 +572,22 @@ class Handler(BaseHTTPRequestHandler):
             if not self._host_ok() or self.headers.get("X-CIS-Token") != self.server.token:
                 return self._error(HTTPStatus.FORBIDDEN, "missing or wrong X-CIS-Token",
                                    how="use the page served by 'cis web'")
-            n = int(self.headers.get("Content-Length") or 0)
+            raw_len = (self.headers.get("Content-Length") or "0").strip()
+            if not raw_len.isdigit() or not raw_len.isascii():
+                self.close_connection = True  # the body's end is unknown: do not read on
+                return self._error(HTTPStatus.BAD_REQUEST,
+                                   f"bad Content-Length {raw_len[:40]!r}",
+                                   why="it must be a decimal number of bytes",
+                                   how="send the JSON body with its length in bytes")
+            n = int(raw_len)
             if n > 65536:
-                return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+                self.close_connection = True
+                return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large",
+                                   why=f"{n} bytes; at most 65536")
             raw = self.rfile.read(n) if n else b""
             try:
                 body = json.loads(raw) if raw else {}
-            except ValueError:
+            except (ValueError, RecursionError):
                 return self._error(HTTPStatus.BAD_REQUEST, "request body is not JSON")
             if not isinstance(body, dict):
                 return self._error(HTTPStatus.BAD_REQUEST, "request body must be a JSON object")
