@@ -55,6 +55,7 @@ class _Proc:
     attempt: int
     reason: str = ""  # why we are stopping it: timeout | amend | cancel | interrupt
     kill_at: float | None = None
+    mode: str = ""  # the sandbox it ran in (a failure may be the sandbox's doing)
 
 
 def duration_key(dag_name: str, task_name: str) -> str:
@@ -111,6 +112,20 @@ def _is_task_process(pid: int, pid_start: str) -> bool:
         return int(lo) <= int(st) <= int(hi)
     except ValueError:
         return False
+
+
+def _sandbox_denial(p: _Proc, network: bool) -> Any:
+    """The sandbox denial a failed task's logs show (see :mod:`denials`), or None."""
+    if p.mode not in ("bubblewrap", "namespaces"):
+        return None
+    from cheng_build.cis import denials, tasklog
+
+    lines: list[str] = []
+    for name in ("stderr.log", "stdout.log"):
+        with contextlib.suppress(OSError, tasklog.LogRefusedError):
+            lines += tasklog.read_tail(p.task_dir, name, 16384).decode("utf-8", "replace") \
+                .splitlines()
+    return denials.explain(lines, mode=p.mode, network=network, home=os.path.expanduser("~"))
 
 
 class Engine:
@@ -434,7 +449,7 @@ class Engine:
         os.close(out)  # the child holds its own copies
         os.close(err)
         self.running[idx] = _Proc(idx, popen, pidfd, now, deadline, str(task_dir), cwd,
-                                  dict(res.env), inputs, attempt)
+                                  dict(res.env), inputs, attempt, mode=mode.value)
         choice = {**self.choice[idx], "inputs": res.inputs, "log": res.log}
         started: dict[str, Any] = {"attempt": attempt, "sandbox": mode.value}
         if task.exec.sandbox.processes and not sandbox.process_limit_enforced(spec, mode):
@@ -486,8 +501,11 @@ class Engine:
         if rc != 0:
             what = (f"task {task.name} was killed by signal {-rc}" if rc < 0
                     else f"task {task.name} exited with status {rc}")
-            self._fail(idx, friendly(what, logs() or ["it printed nothing on stderr"], how_common,
-                                     **ctx), task_dir=p.task_dir)
+            why, how = logs() or ["it printed nothing on stderr"], how_common
+            denial = _sandbox_denial(p, task.exec.sandbox.network)
+            if denial is not None:  # said first: otherwise the user is left to guess
+                why, how = [denial.why, *why], [*denial.how, *how]
+            self._fail(idx, friendly(what, why, how, **ctx), task_dir=p.task_dir)
             return
         missing = [o for o in task.outputs if not os.path.exists(os.path.join(p.cwd, o))]
         if missing:
