@@ -13,7 +13,7 @@ import pytest
 import tomlkit
 from helpers_cis import cis
 
-from cheng_build.cis import sandbox
+from cheng_build.cis.sandbox import launch as sandbox
 
 MODES = ("bwrap", "namespaces", "unsandboxed")
 

@@ -57,7 +57,7 @@ def friendly(what: str, why: Sequence[str], how: Sequence[str], *, env: Mapping[
 def tail(path: str, lines: int = 5, limit: int = 4096) -> list[str]:
     """The last ``lines`` non-empty lines of a task's log file (for "why"), read without
     following a link the task may have put in its place (see :mod:`tasklog`)."""
-    from cheng_build.cis.tasklog import tail_lines
+    from cheng_build.cis.run.tasklog import tail_lines
 
     return tail_lines(os.path.dirname(path), os.path.basename(path), lines, limit)
 
@@ -76,7 +76,7 @@ class DebtItem:
 
 def list_debt(store: Any) -> list[DebtItem]:
     """All Debt and Failed tasks of all runs in ``store``, newest run first."""
-    from cheng_build.cis.model import TaskState
+    from cheng_build.cis.dag.model import TaskState
 
     out = []
     for run_id, dag, idx, task, err in store.all_debt():
