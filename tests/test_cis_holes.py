@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 from helpers_cis import cli_env, wait_for
-from helpers_cisweb import login
 from helpers_cissec import last_run, need_mode, run_in, write_dag
+from helpers_cisweb import login
 
 from cheng_build.cis.dag.toml_io import load_dag
 from cheng_build.cis.run import control

@@ -39,6 +39,7 @@ def _hidden_path(lines: Sequence[str], home: str) -> str | None:
         if "No such file or directory" not in line and "ENOENT" not in line:
             continue
         for path in _PATH.findall(line):
+            path = str(path)
             if any(path == d or path.startswith(d.rstrip("/") + "/") for d in (home, *HIDDEN)):
                 return path
     return None

@@ -671,7 +671,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def serve(port: int = DEFAULT_PORT, *, home: str | os.PathLike[str] | None = None,
           on_ready: Any = None) -> None:
-    """Serve until interrupted. ``on_ready(login_url)`` is called once listening, with a one-time login link."""
+    """Serve until interrupted; ``on_ready(login_url)`` is called once listening, with a
+    one-time login link (the only way in: see :mod:`websession`)."""
     srv = WebServer(port, home=home)
     if on_ready is not None:
         on_ready(srv.issue_login())
