@@ -24,10 +24,10 @@ back honestly); 127 means the task's program could not be executed.
 
 from __future__ import annotations
 
-import ctypes
+import _socket  # the C module: ``socket`` would import enum/selectors, tens of ms per task
+import ctypes  # always needed (cover + capabilities)
 import fcntl
 import os
-import socket
 import struct
 import sys
 
@@ -54,18 +54,24 @@ class SetupError(Exception):
 
 def loopback_up() -> None:
     """Set ``IFF_UP`` on ``lo`` of the current network namespace."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            raw = fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, struct.pack(_IFREQ, b"lo", 0))
-            flags = struct.unpack(_IFREQ, raw)[1]
-            fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS,
-                        struct.pack(_IFREQ, b"lo", flags | _IFF_UP | _IFF_RUNNING))
-        except OSError as exc:
-            raise SetupError(f"bringing up lo: {exc.strerror}") from None
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        raw = fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, struct.pack(_IFREQ, b"lo", 0))
+        flags = struct.unpack(_IFREQ, raw)[1]
+        fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS,
+                    struct.pack(_IFREQ, b"lo", flags | _IFF_UP | _IFF_RUNNING))
+    except OSError as exc:
+        raise SetupError(f"bringing up lo: {exc.strerror}") from None
+    finally:
+        s.close()
 
 
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
+
+
+def _errno() -> str:
+    return os.strerror(ctypes.get_errno())
 
 
 def cover(libc: ctypes.CDLL, path: str) -> None:
@@ -74,19 +80,19 @@ def cover(libc: ctypes.CDLL, path: str) -> None:
         return
     flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
     if libc.mount(b"cis-cover", os.fsencode(path), b"tmpfs", flags, b"mode=0555") != 0:
-        raise SetupError(f"covering {path}: {os.strerror(ctypes.get_errno())}")
+        raise SetupError(f"covering {path}: {_errno()}")
 
 
 def drop_capabilities(libc: ctypes.CDLL) -> None:
     """No capability now or after ``exec``, even as uid 0 of the user namespace."""
     libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     if libc.prctl(_PR_SET_SECUREBITS, _SECUREBITS, 0, 0, 0) != 0:
-        raise SetupError(f"locking securebits: {os.strerror(ctypes.get_errno())}")
+        raise SetupError(f"locking securebits: {_errno()}")
     for cap in range(64):
         if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             break  # EINVAL: past the last capability this kernel knows
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise SetupError(f"setting no_new_privs: {os.strerror(ctypes.get_errno())}")
+        raise SetupError(f"setting no_new_privs: {_errno()}")
 
 
 def parse(argv: list[str]) -> tuple[bool, list[str], list[str]]:
