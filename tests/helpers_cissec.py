@@ -45,6 +45,23 @@ def need_mode(mode: str) -> None:
     pytest.skip(msg)
 
 
+NSINIT_IMPLS = ("native", "python")
+
+
+def nsinit_env(impl: str) -> dict[str, str]:
+    """Env that makes the namespaces sandbox use the ``impl`` nsinit (the native one must have
+    been built: ``pip install .`` or scripts/dev-build.sh)."""
+    if impl == "python":
+        return {"CIS_NSINIT": "python"}
+    if not os.access(sandbox.NSINIT_NATIVE, os.X_OK):
+        msg = (f"{sandbox.NSINIT_NATIVE} was not built: pip install . (or bash "
+               "scripts/dev-build.sh) compiles it with the C core")
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return {"CIS_NSINIT": "native"}
+
+
 def write_dag(path: Path, name: str, tasks: list[dict[str, Any]], policy: str = "AllSuccess") -> Path:
     """A cis.toml with ``tasks`` (idx filled in)."""
     doc = {"name": name, "policy": policy,

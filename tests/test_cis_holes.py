@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from helpers_cis import cli_env, wait_for
-from helpers_cissec import last_run, need_mode, run_in, write_dag
+from helpers_cissec import NSINIT_IMPLS, last_run, need_mode, nsinit_env, run_in, write_dag
 from helpers_cisweb import login
 
 from cheng_build.cis.dag.toml_io import load_dag
@@ -196,20 +196,22 @@ print("forked", n)
 
 @pytest.mark.skipif(os.geteuid() != 0 or not sandbox.pids_cgroup_available(),
                     reason="the attack needs an engine running as root with cgroup v1 pids")
-def test_namespaces_task_as_root_cannot_leave_its_pids_cgroup(tmp_path: Path) -> None:
+@pytest.mark.parametrize("impl", NSINIT_IMPLS)
+def test_namespaces_task_as_root_cannot_leave_its_pids_cgroup(tmp_path: Path, impl: str) -> None:
     need_mode("namespaces")
+    env = nsinit_env(impl)
     dag = write_dag(tmp_path / "dag" / "cis.toml", "bomb", [
         {"name": "bomb", "exec": {"cmd": [sys.executable, "-c", _ESCAPE], "timeout": 60,
                                   "sandbox": {"processes": 20}}}])
     home = tmp_path / "home"
-    r = run_in("namespaces", home, "run", str(dag))
+    r = run_in("namespaces", home, "run", str(dag), **env)
     assert r.returncode == 0, r.stdout + r.stderr
     out = next((home / "runs").glob("*/tasks/000-a1/stdout.log")).read_text()
     assert "umount blocked: Operation not permitted" in out, out
     assert "escape blocked" in out, out
     forked = int(re.search(r"forked (\d+)", out).group(1))  # type: ignore[union-attr]
     assert forked < 20, out
-    v = json.loads(run_in("namespaces", home, "verify-sandbox", "--format:json").stdout)
+    v = json.loads(run_in("namespaces", home, "verify-sandbox", "--format:json", **env).stdout)
     rows = {p["name"]: p for p in v["properties"]}
     assert rows["cgroups locked"]["held"] is True, rows["cgroups locked"]
     assert rows["process limit"]["held"] is True, rows["process limit"]

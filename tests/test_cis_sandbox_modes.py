@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers_cissec import MODES, last_run, need_mode, run_in, write_dag
+from helpers_cissec import MODES, last_run, need_mode, nsinit_env, run_in, write_dag
 
 pytestmark = pytest.mark.network
 _MODE_NAME = {"bwrap": "bubblewrap", "namespaces": "namespaces", "unsandboxed": "unsandboxed"}
@@ -46,9 +46,12 @@ except OSError as e:
 """
 
 
-@pytest.mark.parametrize("mode", ["namespaces", "bwrap"])
-def test_task_reaches_its_own_loopback_and_nothing_of_the_host(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize(("mode", "impl"), [("namespaces", "native"), ("namespaces", "python"),
+                                            ("bwrap", "-")])
+def test_task_reaches_its_own_loopback_and_nothing_of_the_host(tmp_path: Path, mode: str,
+                                                              impl: str) -> None:
     need_mode(mode)
+    env = nsinit_env(impl) if mode == "namespaces" else {}
     host = socket.socket()
     host.bind(("127.0.0.1", 0))
     host.listen(1)
@@ -56,7 +59,7 @@ def test_task_reaches_its_own_loopback_and_nothing_of_the_host(tmp_path: Path, m
         dag = write_dag(tmp_path / "cis.toml", "lo", [
             {"name": "lo", "exec": {"cmd": [sys.executable, "-c", _LOOPBACK_TASK,
                                             str(host.getsockname()[1])], "timeout": 60}}])
-        r = run_in(mode, tmp_path / "home", "run", str(dag))
+        r = run_in(mode, tmp_path / "home", "run", str(dag), **env)
     finally:
         host.close()
     assert r.returncode == 0, r.stdout + r.stderr
