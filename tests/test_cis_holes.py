@@ -67,13 +67,19 @@ def test_a_log_link_does_not_make_cis_read_the_file(tmp_path: Path, mode: str) -
             assert b"symbolic link" in body
 
 
-def test_a_log_fifo_does_not_hang_the_engine(tmp_path: Path) -> None:
-    script = "rm -f stderr.log; mkfifo stderr.log; exit 1"
+@pytest.mark.parametrize(("script", "said"), [
+    ("rm -f stderr.log; mkfifo stderr.log; exit 1", "stderr.log is a FIFO"),  # would hang cis
+    ('rm -f stderr.log; ln "$0" stderr.log; exit 1', "stderr.log has 2 hard links")])
+def test_a_log_fifo_or_hard_link_is_not_read(tmp_path: Path, script: str, said: str) -> None:
+    key = f"PRIVATE-KEY-{secrets.token_hex(8)}"
+    secret = tmp_path / "id_ed25519"
+    secret.write_text(key + "\n")
     dag = write_dag(tmp_path / "dag" / "cis.toml", "fifo", [
-        {"name": "fifo", "exec": {"cmd": ["sh", "-c", script], "env": PATH_ENV}}])
+        {"name": "fifo", "exec": {"cmd": ["sh", "-c", script, str(secret)], "env": PATH_ENV}}])
     r = run_in("unsandboxed", tmp_path / "home", "run", str(dag), timeout=60)
     assert r.returncode == 1
-    assert "log not read: stderr.log is a FIFO" in r.stdout, r.stdout
+    assert f"log not read: {said}" in r.stdout, r.stdout
+    assert key not in r.stdout + run_in("unsandboxed", tmp_path / "home", "debt").stdout
 
 
 # --- #5: a task with network = true approves its own gate ----------------------------------------
@@ -297,6 +303,11 @@ def test_web_answers_400_with_a_reason_to_malformed_requests(tmp_path: Path) -> 
                                      f"Content-Type: application/json\r\n"
                                      f"Content-Length: {len(raw)}\r\n", raw)
             assert status == 400 and body["error"] == error, (payload, body)
+        deep = b"[" * 30000 + b"]" * 30000  # RecursionError in the JSON decoder
+        status, body = _raw_post(base, f"POST {path}/change HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                 f"Cookie: {cookie}\r\nX-CIS-Token: {token}\r\n"
+                                 f"Content-Length: {len(deep)}\r\n", deep)
+        assert status == 400 and body["error"] == "request body is not JSON", body
         # Still serving, and nothing was queued for the run.
         req = urllib.request.Request(f"{base}api/runs/{rid}", headers={"Cookie": cookie})
         with urllib.request.urlopen(req, timeout=10) as resp:
