@@ -82,6 +82,21 @@ def test_a_log_fifo_or_hard_link_is_not_read(tmp_path: Path, script: str, said: 
     assert key not in r.stdout + run_in("unsandboxed", tmp_path / "home", "debt").stdout
 
 
+def test_a_link_planted_where_the_next_log_goes_is_not_truncated(tmp_path: Path) -> None:
+    # Attempt 1 plants a link where attempt 2's stdout.log will be created (a task that can
+    # write the run's directory: unsandboxed); the engine must not truncate the link's target.
+    victim = tmp_path / "notes.txt"
+    victim.write_text("keep me\n")
+    script = 'd="$(dirname "$PWD")/000-a2"; mkdir -p "$d"; ln -s "$0" "$d/stdout.log"; exit 1'
+    dag = write_dag(tmp_path / "dag" / "cis.toml", "plant", [
+        {"name": "plant", "level": {"Mechanical": {"retry": 1}},
+         "exec": {"cmd": ["sh", "-c", script, str(victim)], "env": PATH_ENV}}])
+    r = run_in("unsandboxed", tmp_path / "home", "run", str(dag), timeout=60)
+    assert r.returncode == 1
+    assert victim.read_text() == "keep me\n"
+    assert "task plant: cannot create its logs in" in r.stdout, r.stdout
+
+
 # --- #5: a task with network = true approves its own gate ----------------------------------------
 
 

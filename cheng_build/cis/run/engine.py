@@ -117,6 +117,20 @@ def _is_task_process(pid: int, pid_start: str) -> bool:
         return False
 
 
+def _open_logs(task_dir: str) -> tuple[int, int]:
+    """Create (truncate) a task's stdout.log and stderr.log; return both fds.
+
+    ``O_NOFOLLOW``: a link left where a log goes must not make the engine truncate its target.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+    out = os.open(os.path.join(task_dir, "stdout.log"), flags, 0o644)
+    try:
+        return out, os.open(os.path.join(task_dir, "stderr.log"), flags, 0o644)
+    except OSError:
+        os.close(out)
+        raise
+
+
 def _sandbox_denial(p: _Proc, network: bool) -> Any:
     """The sandbox denial a failed task's logs show (see :mod:`denials`), or None."""
     if p.mode not in ("bubblewrap", "namespaces"):
@@ -431,9 +445,15 @@ class Engine:
         spec = sandbox.LaunchSpec(argv=(prog, *argv[1:]), env=res.env, cwd=cwd,
                                   task_dir=str(task_dir), sandbox=task.exec.sandbox,
                                   read_only=(base,), writable=tuple(writable))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        out = os.open(task_dir / "stdout.log", flags, 0o644)
-        err = os.open(task_dir / "stderr.log", flags, 0o644)
+        try:
+            out, err = _open_logs(str(task_dir))
+        except OSError as exc:
+            self._fail(idx, friendly(f"task {task.name}: cannot create its logs in {task_dir}",
+                                     [exc.strerror or str(exc)],
+                                     [f"remove what is in the way, then: cis retry {self.run_id} "
+                                      f"--from:{task.name}"], **ctx),
+                       retryable=False, attempt=attempt)
+            return
         ticks_lo = _boot_ticks()  # the pid_start window opens (see _is_task_process)
         try:
             popen = sandbox.launch(spec, mode, stdout=out, stderr=err)
@@ -576,7 +596,9 @@ class Engine:
                                   writable=tuple(writable))
         try:
             mode = sandbox.effective_mode(task.exec.sandbox)
-            with open(rdir / "output.log", "wb") as out:
+            fd = os.open(rdir / "output.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                         os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            with open(fd, "wb") as out:
                 proc = sandbox.launch(spec, mode, stdout=out, stderr=subprocess.STDOUT)
                 # Rollbacks are short clean-ups; the loop waits for one (bounded) on purpose so
                 # no dependent can start before the undo is done.
