@@ -91,7 +91,7 @@ def test_signed_build_writes_an_envelope_that_verifies(cc: Runner) -> None:
 
 
 def test_same_build_same_signature_and_a_hit_restores_it_without_signing(cc: Runner) -> None:
-    _key_, path = _signed(cc)
+    _, path = _signed(cc)
     first = (cc.tmp / ATT).read_bytes()
     (cc.tmp / ATT).unlink()
     rc, _out, err = cc("app.cheng", f"--sign:{path}", "--explain")
@@ -166,7 +166,7 @@ def test_a_key_the_registry_does_not_give_the_builder_is_refused(cc: Runner) -> 
 
 
 def test_an_unregistered_signing_key_is_refused_and_a_missing_registry_too(cc: Runner) -> None:
-    _key_, path = _key(cc.tmp, "node:alice", "alice")
+    _, path = _key(cc.tmp, "node:alice", "alice")
     rc, _out, err = cc("app.cheng", f"--sign:{path}")
     assert rc == 0, err
     _register(cc.tmp, KeyPair.generate("node:alice"), "pkg://cheng/other")  # alice's *other* key
@@ -182,12 +182,14 @@ def test_an_unregistered_signing_key_is_refused_and_a_missing_registry_too(cc: R
 def test_rebuild_from_the_recorded_inputs(cc: Runner) -> None:
     _signed(cc)
     env = {"CHENG_COMPILER": str(cc.compiler)}
-    rc, out, err = _pkg(cc.tmp, "verify-artifact", str(ART), "--registry:registry.jsonl", "--rebuild", env=env)
+    rc, out, err = _pkg(cc.tmp, "verify-artifact", str(ART), "--registry:registry.jsonl", "--rebuild",
+                        env=env)
     assert rc == 0, err
     assert "rebuilt: identical" in out
     # The rebuild used only the CAR: the sources on disk are not consulted.
     (cc.tmp / "roots/cheng-dep0/src/api.cheng").write_text("fn Api(): int32 = 2\n")
-    rc, out, err = _pkg(cc.tmp, "verify-artifact", str(ART), "--registry:registry.jsonl", "--rebuild", env=env)
+    rc, out, err = _pkg(cc.tmp, "verify-artifact", str(ART), "--registry:registry.jsonl", "--rebuild",
+                        env=env)
     assert rc == 0, err
 
 
@@ -213,7 +215,8 @@ def test_rebuild_refuses_other_inputs_and_another_compiler(cc: Runner) -> None:
 def test_rebuild_of_a_nondeterministic_build_is_refused(cc: Runner) -> None:
     _signed(cc, "--env-allow:FAKE_CHENGC_NONDETERMINISTIC")  # the switch reaches the compiler
     cc.mp.setenv("FAKE_CHENGC_NONDETERMINISTIC", "1")
-    rc, _out, err = cc("app.cheng", f"--sign:{cc.tmp / 'alice.json'}", "--env-allow:FAKE_CHENGC_NONDETERMINISTIC")
+    rc, _out, err = cc("app.cheng", f"--sign:{cc.tmp / 'alice.json'}",
+                       "--env-allow:FAKE_CHENGC_NONDETERMINISTIC")
     assert rc == 0, err
     rc, _out, err = _pkg(cc.tmp, "verify-artifact", str(ART), "--registry:registry.jsonl", "--rebuild",
                          env={"CHENG_COMPILER": str(cc.compiler)})
@@ -231,7 +234,7 @@ def test_sign_with_a_missing_key_is_a_usage_error(cc: Runner) -> None:
 
 
 def test_sign_key_from_config(cc: Runner) -> None:
-    _key_, path = _key(cc.tmp, "node:alice", "alice")
+    _, path = _key(cc.tmp, "node:alice", "alice")
     (cc.tmp / "cheng-pkg-config.toml").write_text(f'[toolchain]\nsign_key = "{path.name}"\n')
     rc, _out, err = cc("app.cheng")
     assert rc == 0, err

@@ -206,7 +206,14 @@ def _load(spec: str) -> KeyPair:
 
 
 def _write_car(dest: Path, data: Mapping[str, bytes]) -> None:
-    from cheng_build.build.bundle import write_bundle
+    from cheng_build.build.fastcid import tree_car
+    from cheng_build.core.atomic import atomic_write_bytes
+
+    car = tree_car(data)
+    if car is not None:
+        atomic_write_bytes(dest, car)
+        return
+    from cheng_build.build.bundle import write_bundle  # a file over one chunk: the CAS builds it
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_bundle(dest, data)
@@ -238,6 +245,21 @@ def flags_without_out(flags: Sequence[str]) -> tuple[str, ...]:
     return tuple(f for f in flags if not f.startswith("--out:"))
 
 
-__all__ = ["ATTESTATION_SUFFIX", "Attester", "key_digest", "BUILDER_PREFIX", "BUILD_TYPE", "INPUTS_SUFFIX", "PREDICATE_TYPE",
-           "STATEMENT_TYPE", "BuildFacts", "attestation_path", "builder_id", "flags_without_out",
-           "inputs_path", "stamp_name", "statement", "statement_bytes"]
+__all__ = [
+    "ATTESTATION_SUFFIX",
+    "BUILDER_PREFIX",
+    "BUILD_TYPE",
+    "INPUTS_SUFFIX",
+    "PREDICATE_TYPE",
+    "STATEMENT_TYPE",
+    "Attester",
+    "BuildFacts",
+    "attestation_path",
+    "builder_id",
+    "flags_without_out",
+    "inputs_path",
+    "key_digest",
+    "stamp_name",
+    "statement",
+    "statement_bytes",
+]

@@ -30,7 +30,7 @@ def register(name: str, parser: Parser) -> None:
         "Exit 0 ok, 1 a check failed, 2 bad usage or missing input.")
     parser.add_argument("artifact", nargs="?", help="the artifact file chengc built")
     parser.add_argument("--attestation", help="the envelope (default: <artifact>.intoto.jsonl)")
-    parser.add_argument("--registry", help="registry.jsonl (default PKG_REGISTRY or build/cheng_registry/...)")
+    parser.add_argument("--registry", help="registry.jsonl (default PKG_REGISTRY, else the default path)")
     parser.add_argument("--level", help="security level L0, L1 (default) or L2")
     parser.add_argument("--config", help="cheng-pkg-config.toml")
     parser.add_argument("--rebuild", action="store_true",
@@ -57,7 +57,8 @@ def run(name: str, args: argparse.Namespace) -> int:
     from cheng_build.trust.config import load_config
 
     if not args.artifact:
-        raise UsageError("missing artifact", how="usage: cheng-pkg verify-artifact <file> [--attestation:<file>]")
+        raise UsageError("missing artifact",
+                         how="usage: cheng-pkg verify-artifact <file> [--attestation:<file>]")
     fmt = args.format or "text"
     if fmt not in ("text", "json"):
         raise UsageError(f"unknown --format:{fmt}", how="use --format:text or --format:json")
