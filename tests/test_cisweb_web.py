@@ -15,8 +15,9 @@ import pytest
 from helpers_cis import make_dag, sh, task, wait_for
 from helpers_cisweb import confirm_dag, get, post, start_run, web_server
 
-from cheng_build.cis import control, web
-from cheng_build.cis.model import TaskLevel
+from cheng_build.cis.dag.model import TaskLevel
+from cheng_build.cis.run import control
+from cheng_build.cis.view import web
 
 pytestmark = pytest.mark.network
 
