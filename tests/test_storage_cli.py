@@ -270,3 +270,22 @@ def test_import_legacy_flat_store(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert rc == 0 and (tmp_path / "big").read_bytes() == big
     rc, out, _ = cli(capsys, "cat", f"--cid:cid://{HELLO}", f"--root:{root}", "--raw")
     assert out == "hello"
+
+
+@pytest.mark.parametrize("damage", ["torn", "edited"])
+def test_leased_put_refuses_a_damaged_ledger(keys: Keys, capsys: pytest.CaptureFixture[str],
+                                             damage: str) -> None:
+    root = keys.root / "r"
+    tok = keys.root / "tok.json"
+    cli(capsys, "lease", "--package:p", "--author:a", "--provider:b", "--bytes:5", f"--root:{root}")
+    cli(capsys, "lease", "--package:p", "--author:a", "--provider:b", "--bytes:6", f"--root:{root}")
+    ledger = root / "ledger.jsonl"
+    if damage == "torn":
+        with open(ledger, "ab") as fh:
+            fh.write(b'{"type":"lea')
+    else:
+        ledger.write_bytes(ledger.read_bytes().replace(b'"bytes":5', b'"bytes":9'))
+    _leasegen(capsys, keys, tok)
+    first = _attack(keys, capsys, tok)
+    assert first.startswith(f"put-text: {ledger}: line ")
+    assert ("torn" in first) if damage == "torn" else ("chain broken" in first)

@@ -323,7 +323,9 @@ def verify(req: Request, data: bytes | None) -> Verdict:
     """Check a response (its bytes, or None when there was no answer) against ``req`` alone."""
     if data is None:
         return Verdict(False, req.k, 0, 0, "no answer (timeout)", "")
-    raw_hash = hashlib.sha256(data).hexdigest  # evidence of a malformed answer (only then computed)
+    def raw_hash() -> str:  # evidence of a malformed answer, hashed only then
+        return hashlib.sha256(data).hexdigest()
+
     try:
         resp = decode_response(data)
     except ProofFormatError as exc:
@@ -346,9 +348,10 @@ def verify(req: Request, data: bytes | None) -> Verdict:
     # The proof hash commits to the request and to the CIDs of every block checked on each path
     # (hashing the whole answer again would double the verifier's work).
     ph = hashlib.sha256(encode_request(req))
+    checked: set[tuple[bytes, int]] = set()
     for i, (off, path) in enumerate(zip(offsets(req.seed, req.root, req.k, total), resp.paths,
                                         strict=True)):
-        why = _check_path(rb, resp.blocks, path, off, memo, ph)
+        why = _check_path(rb, resp.blocks, path, off, memo, ph, checked)
         if why is None:
             passed += 1
         elif not reason:
@@ -357,7 +360,7 @@ def verify(req: Request, data: bytes | None) -> Verdict:
 
 
 def _check_path(root: bytes, blocks: tuple[bytes | memoryview, ...], path: tuple[int, ...], off: int,
-                memo: _Memo, ph: Any) -> str | None:
+                memo: _Memo, ph: Any, checked: set[tuple[bytes, int]]) -> str | None:
     if not path or path[0] != 0:
         return "path does not start at the root"
     cid, data = root, blocks[0]
@@ -376,7 +379,10 @@ def _check_path(root: bytes, blocks: tuple[bytes | memoryview, ...], path: tuple
         j, off = step
         (cid, tsize), data = entries[j], blocks[path[depth]]
         try:
-            _verified(cid, data)
+            seen = (cid, path[depth])
+            if seen not in checked:  # two challenges landing on one leaf: hash it once
+                _verified(cid, data)
+                checked.add(seen)
             off = _rescale(off, tsize, cid, data)
         except (ChengError, ValueError):
             return f"wrong block for {_show(cid)}"
