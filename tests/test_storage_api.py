@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers_storage import IO_VARS, Keys, storage_env
 
 from cheng_build.core.errors import UsageError
 from cheng_build.ledger.log import Ledger, iter_events
@@ -15,7 +16,6 @@ from cheng_build.storage.config import Mode, resolve
 from cheng_build.storage.repute import store_repute
 from cheng_build.storage.token import issue, token_json
 from cheng_build.storage.writes import LeaseRequiredError
-from tests.helpers_storage import IO_VARS, Keys, storage_env
 
 
 @pytest.fixture(autouse=True)

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers_storage import IO_VARS, Keys, tree_snapshot
 
 from cheng_build.cli.storage import main
 from cheng_build.ledger.log import iter_events, verify_ledger
 from cheng_build.ledger.money import read_money
 from cheng_build.storage.store import legacy_cid
-from tests.helpers_storage import IO_VARS, Keys, tree_snapshot
 
 HELLO = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
 

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers_net import neutral_cwd
+from helpers_storage import PYTHON, storage_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,8 +23,6 @@ from cheng_build.cli.storage import main
 from cheng_build.storage.gc import GcRefusedError, collect
 from cheng_build.storage.leases import LeaseBook, LeaseRecord, LeaseStatus
 from cheng_build.storage.store import StorageStore, open_root
-from tests.helpers_net import neutral_cwd
-from tests.helpers_storage import PYTHON, storage_env
 
 NOW = 1_800_000_000
 

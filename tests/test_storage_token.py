@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers_storage import Keys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,6 @@ from cheng_build.storage.token import (
     v1_public_key,
 )
 from cheng_build.trust.keys import KeyPair
-from tests.helpers_storage import Keys
 
 NOW = 1_800_000_000
 CID = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
