@@ -193,3 +193,12 @@ def test_fast_canonical_equals_json_dumps(d: dict[str, object]) -> None:
             _canon(d, ())
         return
     assert _canon(d, ()) == want
+
+
+def test_token_signed_bytes_equal_the_generic_form() -> None:
+    from cheng_build.storage.token import signed_bytes, token_signed_bytes
+
+    tok = _issue(_KEY, package_id="pkg://cheng/demo", author_id="node:alice")
+    assert token_signed_bytes(tok) == signed_bytes(tok.to_dict())
+    odd = parse_token(json.dumps(dict(tok.to_dict(), provider_id='n\\"ö\u2028\x01')).encode())
+    assert token_signed_bytes(odd) == signed_bytes(odd.to_dict())

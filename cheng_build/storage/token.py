@@ -131,6 +131,19 @@ def signed_bytes(token: Mapping[str, object]) -> bytes:
     return DOMAIN + _canon(token, _SIGNED_OUT)
 
 
+_SIGNED_ORDER = tuple((k, encode_basestring(k) + ":") for k in sorted(_V2_KEYS) if k not in _SIGNED_OUT)
+
+
+def token_signed_bytes(token: LeaseToken) -> bytes:
+    """:func:`signed_bytes` of a parsed v2 token, read from its fields in the canonical order
+    (the same bytes; a test holds them equal): the hot path of ``put --lease``."""
+    parts = []
+    for k, prefix in _SIGNED_ORDER:
+        v = "lease_token" if k == "type" else getattr(token, k)
+        parts.append(prefix + (encode_basestring(v) if type(v) is str else str(v)))
+    return DOMAIN + ("{" + ",".join(parts) + "}").encode("utf-8", "surrogateescape")
+
+
 ID_DOMAIN = b"cheng.storage.lease-id.v2\n"
 
 
@@ -329,9 +342,8 @@ def verify_signature(token: LeaseToken) -> None:
         TokenError: the signature or key is malformed or does not verify.
     """
     if token.version == 2:
-        body = token.to_dict()
         try:
-            _v().verify(token.pub_key, signed_bytes(body), token.signature,
+            _v().verify(token.pub_key, token_signed_bytes(token), token.signature,
                         what="lease token signature")
         except SignatureError as exc:
             raise TokenError(exc.what, why="a signed field (price, rate, bytes, CID, expiry, ids) "
