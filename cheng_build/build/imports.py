@@ -34,7 +34,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
-from cheng_build.build.errors import ImportCycleError, ImportPathError, UnresolvedImportError
+from cheng_build.build.errors import (
+    ImportCycleError,
+    ImportEscapeError,
+    ImportPathError,
+    UnresolvedImportError,
+)
 
 MANIFEST_NAME = "cheng-package.toml"
 DEFAULT_ROOT = "~/.cheng-packages"
@@ -267,6 +272,7 @@ class Resolver:
         self._names: dict[str, frozenset[str]] = {}
         self._pkg_index: dict[str, list[tuple[int, str]]] = {}
         self._memo: dict[str, _Hit] = {}
+        self._real: dict[str, str] = {}  # package dir -> its real path
 
     def _exists(self, p: str) -> bool:
         hit = self._isfile.get(p)
@@ -317,6 +323,23 @@ class Resolver:
                                           for d, present in self._pkg_dirs(i, pkg) if present]
         return got
 
+    def _check_inside(self, path: str, pkg_dir: str, f: str, importer: str) -> None:
+        """The module, its links resolved on the real tree, must be a file of its package: a
+        snapshot whose ``src/x.cheng`` links (through other links) to ``~/.ssh/id_rsa`` would
+        otherwise put that file into the build's inputs and the bundle."""
+        from cheng_build.core.contain import outside, real_root
+
+        root = self._real.get(pkg_dir)
+        if root is None:
+            root = self._real[pkg_dir] = real_root(pkg_dir)
+        where = outside(root, f)
+        if where is not None:
+            raise ImportEscapeError(
+                f"import {path} leaves its package",
+                why=(f"imported from {importer}\n" if importer else "")
+                + f"{f} is a symlink (or runs through one) leading to {where}, outside {pkg_dir}",
+                how="a package's modules must be its own files: replace the link with the file")
+
     def resolve(self, path: str, *, importer: str = "") -> _Hit:
         """The file ``path`` names.
 
@@ -331,6 +354,7 @@ class Resolver:
             for inner in ("src/", "cheng/", ""):
                 f = os.path.join(d, f"{inner}{rest}.cheng")
                 if self._exists(f):
+                    self._check_inside(path, d, f, importer)
                     mf = os.path.join(d, MANIFEST_NAME)
                     hit = _Hit(i, Path(d), Path(f), Path(mf) if self._exists(mf) else None)
                     self._memo[path] = hit

@@ -267,6 +267,7 @@ class _Writer:
         self.limits = limits
         self.files: list[Path] = []
         self.dirs: list[Path] = []
+        self.links: list[tuple[Path, str]] = []
         self.bytes = 0
         self.entries = 0
 
@@ -281,6 +282,24 @@ class _Writer:
                 why=f"more than {lim.max_bytes} bytes or {lim.max_entries} entries",
                 how="a snapshot that large is suspicious; inspect it with 'cheng-pkg ls'")
 
+    def check_links(self, top: Path) -> None:
+        """Every link, resolved on the written tree (so chains of links are followed), must stay
+        inside it; the text check in :meth:`write` cannot see a climb hidden in another link."""
+        if not self.contained or not self.links:
+            return
+        from cheng_build.core.contain import outside, real_root
+
+        root = real_root(top)
+        for path, rel in self.links:
+            where = outside(root, path)
+            if where is not None:
+                prefix = os.path.realpath(top).rstrip(os.sep) + os.sep
+                raise UnixFSStructureError(
+                    f"symlink {rel} in {self.root} points outside the snapshot",
+                    why=f"its target is {os.readlink(path)!r}; following the links it meets, it "
+                        f"leads to {where.removeprefix(prefix)}",
+                    how="a package may only link to its own files")
+
     def write(self, cid: CID, path: Path, rel: str) -> None:
         node, meta, raw = _load(self.store, cid)
         kind = _kind(meta, cid)
@@ -293,6 +312,7 @@ class _Writer:
                                            why=f"its target is {target!r}",
                                            how="a package may only link to its own files")
             os.symlink(target, path)
+            self.links.append((path, rel or "."))
         elif kind is EntryKind.FILE:
             # O_EXCL | O_NOFOLLOW: never write through a symlink or over something that appeared.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -348,6 +368,7 @@ def export_to(store: Blockstore, cid: CID, out: str | os.PathLike[str], *, file_
     writer = _Writer(store, cid, file_mode, contained_symlinks, limits)
     try:
         writer.write(cid, tmp, "")
+        writer.check_links(tmp)
         if durable:
             fsync_files(writer.files)
             fsync_dirs(list(reversed(writer.dirs)))
