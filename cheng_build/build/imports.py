@@ -262,8 +262,21 @@ class Resolver:
     ``stat`` (memoised per root and package), not three, so twenty roots stay cheap.
     """
 
-    def __init__(self, roots: Sequence[Path], facts: FactSource) -> None:
+    def __init__(self, roots: Sequence[Path], facts: FactSource,
+                 snapshots: Mapping[Path, str] | None = None) -> None:
         self.roots = tuple(roots)
+        # The package flow's locked snapshots: root -> the one package it may supply (its
+        # name, ``fs`` for pkg://cheng/fs). Such a root is the package itself and supplies no
+        # other; that package comes from no other root (a dependency shipping ``fs/src/...``
+        # must not stand in for the locked pkg://cheng/fs).
+        snaps = snapshots or {}
+        self._owner: dict[int, str] = {}
+        self._pinned: dict[str, int] = {}
+        for i, r in enumerate(self.roots):
+            name = snaps.get(r)
+            if name is not None:
+                self._owner[i] = name
+                self._pinned.setdefault(name, i)
         self._root_strs = tuple(os.fspath(r) for r in self.roots)
         self._facts = facts
         self._root_ids: dict[str, str | None] = {}
@@ -308,6 +321,9 @@ class Resolver:
     def _pkg_dirs(self, i: int, pkg: str) -> list[tuple[str, bool]]:
         """Package directories of ``pkg`` in root ``i``, in order: ``(dir, exists)``."""
         root = self._root_strs[i]
+        owner = self._owner.get(i)
+        if owner is not None:
+            return [(root, True)] if owner == pkg else []
         dirs: list[tuple[str, bool]] = []
         if self.root_package_id(root) == f"pkg://cheng/{pkg}":
             dirs.append((root, True))
@@ -319,7 +335,9 @@ class Resolver:
         """Every existing package directory of ``pkg``, in search order (memoised per package)."""
         got = self._pkg_index.get(pkg)
         if got is None:
-            got = self._pkg_index[pkg] = [(i, d) for i in range(len(self.roots))
+            pinned = self._pinned.get(pkg)
+            where = range(len(self.roots)) if pinned is None else (pinned,)
+            got = self._pkg_index[pkg] = [(i, d) for i in where
                                           for d, present in self._pkg_dirs(i, pkg) if present]
         return got
 
@@ -379,8 +397,12 @@ class Resolver:
 
 
 def walk(entry: Path, roots: Sequence[Path], facts: FactSource,
-         *, on_file: Callable[[Path], None] | None = None) -> ImportGraph:
+         *, on_file: Callable[[Path], None] | None = None,
+         snapshots: Mapping[Path, str] | None = None) -> ImportGraph:
     """Walk the import graph from ``entry`` and stage every input under a relative path.
+
+    ``snapshots`` (the package flow): each locked snapshot root and the package name it alone
+    supplies (see :class:`Resolver`).
 
     The staged tree is ``<entry name>`` plus ``pkgroots/<n>/...`` mirroring each root that
     supplied a file (renumbered from 0 in search order), so resolution inside the staged tree,
@@ -390,7 +412,7 @@ def walk(entry: Path, roots: Sequence[Path], facts: FactSource,
         UnresolvedImportError, ImportPathError, ImportCycleError; OSError when a file vanishes.
     """
     entry = Path(os.path.abspath(entry))
-    resolver = Resolver(roots, facts)
+    resolver = Resolver(roots, facts, snapshots)
     size, digest, stmts = facts.module_facts(entry)
     modules: dict[Path, tuple[int, str, tuple[ImportStmt, ...]]] = {entry: (size, digest, stmts)}
     hits: dict[Path, _Hit] = {}
