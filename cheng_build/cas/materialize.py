@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cheng_build.cas.cid import CID, cid_str
-from cheng_build.cas.exporter import SNAPSHOT_LIMITS, EntryKind, export_to, kind_of
+from cheng_build.cas.exporter import SNAPSHOT_LIMITS, EntryKind, ExportLimits, export_to, kind_of
 from cheng_build.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -36,8 +36,11 @@ def package_dir(cache_root: str | os.PathLike[str], cid: CID) -> Path:
     return Path(cache_root) / "packages" / cid_str(cid)
 
 
-def materialize(store: Blockstore, cid: CID, cache_root: str | os.PathLike[str]) -> Path:
+def materialize(store: Blockstore, cid: CID, cache_root: str | os.PathLike[str], *,
+                limits: ExportLimits = SNAPSHOT_LIMITS) -> Path:
     """Check out the directory ``cid`` to ``cache_root/packages/<cid>/`` and return that path.
+
+    ``limits``: caps on what the checkout may write (default :data:`SNAPSHOT_LIMITS`).
 
     Raises:
         InputError: ``cid`` is not a directory (snapshots are trees).
@@ -51,7 +54,7 @@ def materialize(store: Blockstore, cid: CID, cache_root: str | os.PathLike[str])
         raise InputError(f"{cid} is not a directory", why="a package snapshot is a UnixFS directory")
     try:
         export_to(store, cid, final, file_mode=0o444, durable=True, contained_symlinks=True,
-                  limits=SNAPSHOT_LIMITS)
+                  limits=limits)
     except InputError:
         if final.is_dir():  # another process finished first: theirs is identical
             return final

@@ -72,6 +72,9 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--cid", help="the snapshot CID to materialise")
         parser.add_argument("--store", help="blockstore holding it (default: the cache)")
         parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
+        from cheng_build.cli.sizes import add_limit_flags
+
+        add_limit_flags(parser)
     else:  # pragma: no cover - the dispatcher only routes the names above here
         raise RuntimeError(f"pkg_lock cannot register {name!r}")
 
@@ -250,8 +253,11 @@ def _checkout(args: argparse.Namespace) -> int:
     from cheng_build.cas.materialize import materialize
     from cheng_build.core.paths import cache_dir
 
+    from cheng_build.cli.sizes import export_limits
+
     cid = parse_cid(_need(args, "cid"))
-    root = materialize(_store(args), cid, cache_dir(args.pkg_cache))
+    limits = export_limits(args)
+    root = materialize(_store(args), cid, cache_dir(args.pkg_cache), limits=limits)
     print(f"root: {root}")
     return 0
 
