@@ -61,7 +61,7 @@ def register(name: str, parser: Parser) -> None:
         add_format_flag(parser)
     elif name == "unpin":
         parser.add_argument("cid", help="the pinned root to unpin")
-        parser.epilog = ("example:\n  cheng-pkg unpin bafybei... && cheng-pkg gc\n\n"
+        parser.epilog = ("examples:\n  cheng-pkg unpin bafybei... && cheng-pkg gc\n\n"
                          "Exit 0 unpinned, 1 it was not pinned, 2 bad usage.")
     else:  # pragma: no cover - the table in cli/pkg.py names only the above
         raise RuntimeError(f"pkg_cas does not implement {name}")

@@ -13,9 +13,9 @@ def register(name: str, parser: Parser) -> None:
     parser.add_argument("--registry", help=f"registry log (default: PKG_REGISTRY, config, "
                                            f"{DEFAULT_REGISTRY})")
     parser.add_argument("--config", help="cheng-pkg-config.toml to read")
-    parser.epilog = ("Removes only bytes after the last newline (a line a crashed publish left "
-                     "half-written)\nand prints what it removed; complete lines are never changed.\n\n"
-                     "example:\n  cheng-registry repair --registry:build/cheng_registry/registry.jsonl"
+    parser.epilog = ("examples:\n  cheng-registry repair --registry:build/cheng_registry/registry.jsonl"
+                     "\n\nRemoves only bytes after the last newline (a line a crashed publish left "
+                     "half-written)\nand prints what it removed; complete lines are never changed."
                      "\n\nExit 0 repaired or nothing to repair, 2 no such registry.")
 
 
