@@ -210,3 +210,44 @@ def test_car_import_refuses_a_fifo_instead_of_blocking(cli: Cli) -> None:
     rc, _, err = result[0]
     assert rc == 2 and err.splitlines()[0] == f"car: {fifo} is a FIFO, not a CAR file"
     assert "how:" in err
+
+
+def test_the_next_fetch_removes_what_a_killed_fetch_left(cli: Cli) -> None:
+    """A fetch killed mid-batch (SIGKILL, for real, in a child process) leaves staged block
+    files and a half checkout; the next ``cheng-pkg fetch`` removes them at once."""
+    import signal
+    import subprocess
+    import sys
+
+    import cheng_build
+
+    cache = cli.tmp / "chengcache"
+    code = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from cheng_build.cas.blockstore import Blockstore\n"
+        "from cheng_build.cas.cid import make_cid\n"
+        "from cheng_build.cas.materialize import _checkout_lock\n"
+        "root = Path(sys.argv[1])\n"
+        "b = Blockstore(root).batch().__enter__()\n"
+        "for i in range(20):\n"
+        "    data = os.urandom(300_000)\n"
+        "    b.put(make_cid(data), data)\n"
+        "with _checkout_lock(root, exclusive=False):\n"
+        "    half = root / 'packages' / '.bafyhalf.tmp-0123456789ab' / 'src'\n"
+        "    half.mkdir(parents=True)\n"
+        "    (half / 'a.cheng').write_bytes(b'x' * 1000)\n"
+        "    os.chmod(half / 'a.cheng', 0o444)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(cheng_build.__file__).resolve().parent.parent))
+    p = subprocess.run([sys.executable, "-c", code, str(cache)], env=env, timeout=60)
+    assert p.returncode == -signal.SIGKILL
+    temps = [f for f in (cache / "blocks").rglob(".tmp-*")]
+    assert len(temps) == 20
+    assert (cache / "packages" / ".bafyhalf.tmp-0123456789ab").is_dir()
+    (cli.tmp / "cheng.lock.toml").write_text('package_id = "pkg://cheng/app"\n')
+    rc, out, err = cli.pkg("fetch", "--lock:cheng.lock.toml", f"--pkg-cache:{cache}", "--mode:local")
+    assert rc == 0, err
+    assert "fetch: note: removed 21 temp files (6001000 bytes) an interrupted fetch had left" in err
+    assert not list((cache / "blocks").rglob(".tmp-*"))
+    assert not (cache / "packages" / ".bafyhalf.tmp-0123456789ab").exists()

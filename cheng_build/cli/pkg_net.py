@@ -141,6 +141,10 @@ def _fetch(args: argparse.Namespace) -> int:
                         progress=Progress(bar.start, bar.advance, bar.finish, bar.total))
     for who, why in result.dropped:
         print(f"fetch: warning: {who}: {why}", file=sys.stderr)
+    files, nbytes = result.orphans_removed
+    if files:
+        print(f"fetch: note: removed {files} temp files ({nbytes} bytes) an interrupted fetch "
+              "had left", file=sys.stderr)
     for pid, root in result.roots.items():
         print(f"{pid} {result.sources[pid].value} {root}")
     if args.print_roots:

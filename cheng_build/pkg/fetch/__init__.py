@@ -66,6 +66,7 @@ class FetchResult:
         sources: package_id -> where it came from.
         dropped: (peer or gateway, why) for each source refused on the way.
         blocks_fetched / bytes_fetched: what crossed the network.
+        orphans_removed: (files, bytes) of temp files an interrupted fetch had left, removed.
     """
 
     roots: dict[str, Path]
@@ -74,6 +75,7 @@ class FetchResult:
     dropped: tuple[tuple[str, str], ...] = ()
     blocks_fetched: int = 0
     bytes_fetched: int = 0
+    orphans_removed: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -182,6 +184,18 @@ def _audit(config: Any, ok: bool, **fields: Any) -> None:
     record(config, "fetch", ok=ok, **fields)
 
 
+def _clean_orphans(cache_root: Path) -> tuple[int, int]:
+    """Temp files a killed fetch left (blocks and half checkouts): removed now, not an hour
+    later by gc, when no other writer is running (see ``Blockstore.clean_orphans``)."""
+    from cheng_build.cas.materialize import clean_orphaned_checkouts
+
+    if not cache_root.is_dir():
+        return 0, 0
+    f1, b1 = _open_store(cache_root).clean_orphans()
+    f2, b2 = clean_orphaned_checkouts(cache_root)
+    return f1 + f2, b1 + b2
+
+
 def fetch_lock(
     lock: Any,
     *,
@@ -233,6 +247,7 @@ def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str
 
     mode = FetchMode.parse(mode if mode is not None else getattr(config, "mode", None) or "auto")
     level = _level(config)
+    cleaned = _clean_orphans(cache_root)
     progress = progress or Progress()
     deps = list(getattr(lock, "dependencies", lock))
     roots: dict[str, Path] = {}
@@ -362,6 +377,7 @@ def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str
         dropped=tuple(dropped),
         blocks_fetched=blocks,
         bytes_fetched=nbytes,
+        orphans_removed=cleaned,
     )
 
 
