@@ -154,7 +154,7 @@ def test_chengc_remembered_verify_rechecks_the_remembered_checkpoint(cli: Cli) -
     assert rc == 0, err
     old = reg.read_bytes()
     publish_dir(cli.tmp, reg, key("node:alice"), FS, {"src/fs.cheng": "fn Read(): int32 = 2\n"},
-                epoch=2)
+                epoch=2, version="1.0.1")
     append_checkpoint(reg, key("op:main"), ttl_s=3600)
     assert cli.registry("verify", "--registry:registry.jsonl")[0] == 0  # remembers the longer log
     reg.write_bytes(old)  # the rollback
