@@ -100,6 +100,8 @@ def test_meta_and_log_refuse_a_forged_registry(cli: Cli) -> None:
     assert not (cli.tmp / "meta.toml").exists()
     rc, out, err = cli.pkg("log", f"--package:{FS}", "--registry:registry.jsonl")
     assert rc == 1 and out == "" and err.splitlines()[0] == f"log: {REFUSED}"
+    rc, out, err = cli.pkg("search", "fs", "--registry:registry.jsonl")
+    assert rc == 1 and out == "" and err.splitlines()[0] == f"search: {REFUSED}"
 
 
 def test_fetch_refuses_before_fetching(cli: Cli) -> None:
