@@ -131,6 +131,12 @@ def test_get_caps_what_a_dag_expands_to_before_writing(cli: Cli) -> None:
         assert rc == 1, err
         assert err.splitlines()[0] == f"{argv[0]}: {cid} expands past the export limits"
         assert "--max-bytes" in err
+    (cli.tmp / "cheng.lock.toml").write_text(
+        'package_id = "pkg://cheng/app"\n\n[[dependencies]]\npackage_id = "pkg://cheng/bomb"\n'
+        f'channel = "edge"\nepoch = 1\ncid = "{cid}"\nformat = "dag"\nauthor_id = "node:x"\n'
+        'signature = "local:x"\n')
+    rc, _, err = cli.pkg("fetch", "--lock:cheng.lock.toml", "--mode:local", "--pkg-cache:fresh")
+    assert rc == 1 and err.splitlines()[0] == f"fetch: {cid} expands past the export limits"
     assert not (cli.tmp / "big").exists()
     assert tree_digest(cli.tmp / "fresh" / "packages") == {}
     # The cap is a flag: lowered, a small tree is refused; raised, it is written.

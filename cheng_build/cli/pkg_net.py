@@ -36,6 +36,9 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--registry", default=None,
                             help="registry.jsonl the lock is checked against before fetching "
                                  "(default: PKG_REGISTRY, config; skipped when none exists)")
+        from cheng_build.cli.sizes import add_limit_flags
+
+        add_limit_flags(parser)
     elif name == "serve":
         parser.add_argument("--root", required=True, help="the package cache to serve")
         parser.add_argument("--listen", default="/ip4/127.0.0.1/tcp/0",
@@ -124,9 +127,11 @@ def _load_config(args: argparse.Namespace, peers: list[str] | None) -> Any:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from cheng_build.cli.sizes import export_limits
     from cheng_build.pkg.fetch import Progress, fetch_lock
     from cheng_build.pkg.lock import load_lock
 
+    limits = export_limits(args)
     lock_path = Path(args.lock)
     if not lock_path.is_file():
         raise InputError(f"lock file {lock_path} not found", how="run 'cheng-pkg resolve' first")
@@ -138,7 +143,8 @@ def _fetch(args: argparse.Namespace) -> int:
     bar = _Bar()
     result = fetch_lock(lock, cache_root=cache_dir(args.pkg_cache), config=config,
                         peers=peer_list, mode=args.mode, lock_dir=lock_path.parent,
-                        progress=Progress(bar.start, bar.advance, bar.finish, bar.total))
+                        progress=Progress(bar.start, bar.advance, bar.finish, bar.total),
+                        limits=limits)
     for who, why in result.dropped:
         print(f"fetch: warning: {who}: {why}", file=sys.stderr)
     files, nbytes = result.orphans_removed

@@ -205,6 +205,7 @@ def fetch_lock(
     mode: FetchMode | str | None = None,
     lock_dir: Path | None = None,
     progress: Progress | None = None,
+    limits: Any = None,
 ) -> FetchResult:
     """Make every snapshot ``lock`` pins available under ``cache_root`` and say where.
 
@@ -219,6 +220,8 @@ def fetch_lock(
         mode: local | p2p | http | auto; ``None`` means ``config.mode`` (default auto).
         lock_dir: folder relative ``path`` overrides are resolved against.
         progress: callbacks for a progress display.
+        limits: caps on what each checkout may write (an ``ExportLimits``; default the
+            snapshot limits, 4 GiB and 500,000 entries).
 
     Raises:
         PolicyError: a path override at L2.
@@ -230,7 +233,7 @@ def fetch_lock(
     """
     try:
         result = _fetch_lock(lock, cache_root=cache_root, config=config, peers=peers, mode=mode,
-                             lock_dir=lock_dir, progress=progress)
+                             lock_dir=lock_dir, progress=progress, limits=limits)
     except Exception as exc:
         _audit(config, False, error=getattr(exc, "what", str(exc)), cache=str(cache_root))
         raise
@@ -242,7 +245,7 @@ def fetch_lock(
 
 def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str] | None,
                 mode: FetchMode | str | None, lock_dir: Path | None,
-                progress: Progress | None) -> FetchResult:
+                progress: Progress | None, limits: Any = None) -> FetchResult:
     from cheng_build.cas.cid import parse_cid
 
     mode = FetchMode.parse(mode if mode is not None else getattr(config, "mode", None) or "auto")
@@ -366,7 +369,11 @@ def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str
                 how="check the peers are running and hold the snapshot; run with --debug")
 
         for dep in pending:
-            roots[dep.package_id] = materialize(store, parse_cid(str(dep.cid)), cache_root)
+            if limits is None:
+                roots[dep.package_id] = materialize(store, parse_cid(str(dep.cid)), cache_root)
+            else:
+                roots[dep.package_id] = materialize(store, parse_cid(str(dep.cid)), cache_root,
+                                                    limits=limits)
             sources[dep.package_id] = got[dep.package_id]
 
     ordered = [roots[d.package_id] for d in deps]
