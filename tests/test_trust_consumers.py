@@ -63,7 +63,7 @@ def test_registry_verify_names_the_forged_line(cli: Cli) -> None:
 @pytest.mark.parametrize("level", ["L1", "L2"])
 def test_resolve_refuses_a_forged_registry_and_writes_no_lock(cli: Cli, level: str) -> None:
     _mallory_world(cli.tmp)
-    rc, out, err = cli.pkg("resolve", "--manifest:cheng-package.toml", "--registry:registry.jsonl",
+    rc, _out, err = cli.pkg("resolve", "--manifest:cheng-package.toml", "--registry:registry.jsonl",
                            "--out:cheng.lock.toml", f"--level:{level}")
     assert rc == 1, err
     assert err.splitlines()[0] == f"resolve: {REFUSED}"
@@ -108,7 +108,7 @@ def test_fetch_refuses_before_fetching(cli: Cli) -> None:
     w = _mallory_world(cli.tmp)
     lock = _mallory_lock(cli.tmp)
     dst = cli.tmp / "dst"
-    rc, out, err = cli.pkg("fetch", f"--lock:{lock.name}", "--registry:registry.jsonl",
+    rc, _out, err = cli.pkg("fetch", f"--lock:{lock.name}", "--registry:registry.jsonl",
                            f"--pkg-cache:{dst}", "--mode:local")
     assert rc == 1 and err.splitlines()[0] == f"fetch: {REFUSED}"
     assert not (dst / "packages" / w["evil"]).exists()
@@ -116,7 +116,7 @@ def test_fetch_refuses_before_fetching(cli: Cli) -> None:
 
 def test_chengc_bundle_refuses_mallorys_code(cli: Cli) -> None:
     _mallory_world(cli.tmp)
-    rc, out, err = cli.chengc("app.cheng", "--manifest:cheng-package.toml",
+    rc, _out, err = cli.chengc("app.cheng", "--manifest:cheng-package.toml",
                               "--registry:registry.jsonl", "--emit:bundle", "--out:app.car")
     assert rc == 1, err
     assert err.splitlines()[0] == f"chengc: resolve: {REFUSED}"
@@ -181,3 +181,12 @@ def test_chengc_remembered_verify_rechecks_checkpoint_expiry(cli: Cli) -> None:
     assert err.splitlines()[0] == ("chengc: verify: registry does not verify: registry checkpoint "
                                    "expired")
     assert tree_digest(cli.tmp / "artifacts") == before
+
+
+def test_chengc_at_l0_warns_and_builds(cli: Cli) -> None:
+    _mallory_world(cli.tmp)
+    rc, _out, err = cli.chengc("app.cheng", "--manifest:cheng-package.toml",
+                              "--registry:registry.jsonl", "--emit:check",
+                              env={"PKG_LEVEL": "L0"})
+    assert rc == 0, err
+    assert "registry does not verify (used anyway at L0): line 2: namespace owned by node:alice" in err

@@ -115,7 +115,7 @@ def _bomb(cli: Cli) -> str:
                              blocksizes=(80 * mib,) * 60))
     top = _node(store, [dagpb.PBLink(root, "big.bin", 4800 * mib)],
                 unixfs.Data(unixfs.NodeType.DIRECTORY))
-    rc, out, err = cli.pkg("car", "export", str(top), "--out:bomb.car", "--pkg-cache:chengcache")
+    rc, _out, err = cli.pkg("car", "export", str(top), "--out:bomb.car", "--pkg-cache:chengcache")
     assert rc == 0, err
     assert (cli.tmp / "bomb.car").stat().st_size < 2 * mib
     return str(top)
@@ -123,7 +123,7 @@ def _bomb(cli: Cli) -> str:
 
 def test_get_caps_what_a_dag_expands_to_before_writing(cli: Cli) -> None:
     cid = _bomb(cli)
-    rc, out, err = cli.pkg("car", "import", "bomb.car", "--pkg-cache:fresh")
+    rc, _out, err = cli.pkg("car", "import", "bomb.car", "--pkg-cache:fresh")
     assert rc == 0, err
     for argv in (("get", cid, "--out:big", "--pkg-cache:fresh"),
                  ("checkout", f"--cid:{cid}", "--pkg-cache:fresh")):
@@ -252,7 +252,7 @@ def test_the_next_fetch_removes_what_a_killed_fetch_left(cli: Cli) -> None:
     assert len(temps) == 20
     assert (cache / "packages" / ".bafyhalf.tmp-0123456789ab").is_dir()
     (cli.tmp / "cheng.lock.toml").write_text('package_id = "pkg://cheng/app"\n')
-    rc, out, err = cli.pkg("fetch", "--lock:cheng.lock.toml", f"--pkg-cache:{cache}", "--mode:local")
+    rc, _out, err = cli.pkg("fetch", "--lock:cheng.lock.toml", f"--pkg-cache:{cache}", "--mode:local")
     assert rc == 0, err
     assert "fetch: note: removed 21 temp files (6001000 bytes) an interrupted fetch had left" in err
     assert not list((cache / "blocks").rglob(".tmp-*"))

@@ -48,7 +48,7 @@ class _Gateway:
                 finally:
                     gw.done.set()
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 car = "format=car" in self.path
                 if gw.mode == "huge-error":
                     return self._spew(500, length=True)

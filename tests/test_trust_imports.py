@@ -31,7 +31,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFi
 
 def test_a_dependency_cannot_stand_in_for_a_locked_package(cli: Cli) -> None:
     app_manifest(cli.tmp, [AAA, FS], ["cheng/aaa/aaa", "cheng/fs/fs"])
-    rc, out, err = cli.chengc("app.cheng", "--manifest:cheng-package.toml",
+    rc, _out, err = cli.chengc("app.cheng", "--manifest:cheng-package.toml",
                               "--registry:registry.jsonl", "--emit:bundle", "--out:app.car")
     assert rc == 0, err
     lock = (cli.tmp / "chengcache" / "app.lock.toml").read_text()
@@ -42,7 +42,7 @@ def test_a_dependency_cannot_stand_in_for_a_locked_package(cli: Cli) -> None:
 
 def test_an_unlocked_package_is_not_found_in_another_snapshot(cli: Cli) -> None:
     app_manifest(cli.tmp, [AAA], ["cheng/aaa/aaa", "cheng/fs/fs"])
-    rc, out, err = cli.chengc("app.cheng", "--manifest:cheng-package.toml",
+    rc, _out, err = cli.chengc("app.cheng", "--manifest:cheng-package.toml",
                               "--registry:registry.jsonl", "--emit:bundle", "--out:app.car")
     assert rc == 1
     assert err.splitlines()[0] == "chengc: unresolved import cheng/fs/fs"

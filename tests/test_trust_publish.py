@@ -74,7 +74,7 @@ def secret(tmp_path: Path) -> Path:
 
 def test_publish_refuses_a_two_link_chain_out_of_the_package(cli: Cli, secret: Path) -> None:
     _two_link_chain(cli.tmp / "fs", secret)
-    rc, out, err = _publish(cli, cli.tmp / "fs", 1)
+    rc, _out, err = _publish(cli, cli.tmp / "fs", 1)
     assert rc == 2, err
     assert err.splitlines()[0] == f"publish: symlink points outside the package: {cli.tmp}/fs/src/evil.cheng"
     assert f"leads to {secret}" in err
@@ -90,7 +90,7 @@ def test_checkout_refuses_a_two_link_chain(cli: Cli, secret: Path) -> None:
     _two_link_chain(cli.tmp / "fs", secret)
     cid = cid_str(add_path(Blockstore(cli.tmp / "chengcache"), cli.tmp / "fs"))
     before = tree_digest(cli.tmp / "chengcache" / "packages")
-    rc, out, err = cli.pkg("checkout", f"--cid:{cid}", "--pkg-cache:chengcache")
+    rc, _out, err = cli.pkg("checkout", f"--cid:{cid}", "--pkg-cache:chengcache")
     assert rc == 1, err
     assert err.splitlines()[0] == f"checkout: symlink src/evil.cheng in {cid} points outside the snapshot"
     assert "following the links it meets" in err and "how:" in err
@@ -106,7 +106,7 @@ def test_chengc_import_walker_refuses_a_two_link_chain(cli: Cli, secret: Path) -
     cli.mp.setenv("CHENG_COMPILER", str(install_fake(cli.tmp / "bin")))
     _two_link_chain(cli.tmp / "roots" / "cheng-fs", secret)
     write_tree(cli.tmp, {"app.cheng": "import cheng/fs/fs\nfn main(): int32 = 0\n"})
-    rc, out, err = cli.chengc("app.cheng", "--pkg-roots:roots", "--emit:bundle", "--out:app.car")
+    rc, _out, err = cli.chengc("app.cheng", "--pkg-roots:roots", "--emit:bundle", "--out:app.car")
     assert rc == 1, err
     assert err.splitlines()[0] == "chengc: import cheng/fs/evil leaves its package"
     assert str(secret) in err

@@ -33,10 +33,10 @@ if TYPE_CHECKING:
     from cheng_build.cas.blockstore import Blockstore
 
 __all__ = [
+    "MAX_DEPTH",
     "SNAPSHOT_LIMITS",
     "DirEntry",
     "EntryKind",
-    "MAX_DEPTH",
     "ExportLimits",
     "UnixFSStructureError",
     "export_to",
@@ -366,7 +366,7 @@ class _Writer:
             c, depth = todo.pop()
             if depth > MAX_DEPTH:
                 raise _too_deep("directory tree", self.root)
-            node, meta, raw = _load(self.store, c)
+            _node, meta, raw = _load(self.store, c)
             kind = _kind(meta, c)
             if kind is EntryKind.DIRECTORY:
                 self._count(0, 1)

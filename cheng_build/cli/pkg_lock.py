@@ -251,9 +251,8 @@ def _diff(args: argparse.Namespace) -> int:
 def _checkout(args: argparse.Namespace) -> int:
     from cheng_build.cas.cid import parse_cid
     from cheng_build.cas.materialize import materialize
-    from cheng_build.core.paths import cache_dir
-
     from cheng_build.cli.sizes import export_limits
+    from cheng_build.core.paths import cache_dir
 
     cid = parse_cid(_need(args, "cid"))
     limits = export_limits(args)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 
-
 _O_PATH = getattr(os, "O_PATH", None)
 
 
