@@ -82,15 +82,29 @@ def load_trusted_registry(path: str | os.PathLike[str], config: Config | Level |
     """
     limits = config.limits if isinstance(config, Config) else Limits()
     log = RegistryLog.load(path, limits=limits, verify_ahead=True)
+    return trust_log(log, config, memory=memory, now=now)
+
+
+def trust_log(log: RegistryLog, config: Config | Level | str, *,
+              memory: CheckpointMemory | bool | None = True,
+              now: float | None = None) -> TrustedRegistry:
+    """The same gate for a log already parsed, e.g. bytes received from a peer before they
+    replace the local file (``RegistryLog.from_bytes(data, path, verify_ahead=True)``; the
+    remembered checkpoint is the one of ``log.path``).
+
+    Raises:
+        UntrustedRegistryError: at L1/L2, the log breaks a rule.
+        InputError: the remembered checkpoints file is corrupt.
+    """
     level = _policy_level(config)
     try:
         report = log.verify(config, memory=memory, now=now)
     except RegistryError as exc:
         if level is not Level.L0:
-            raise UntrustedRegistryError(Path(path), exc) from None
+            raise UntrustedRegistryError(log.path, exc) from None
         return TrustedRegistry(log, level, (f"registry does not verify (used anyway at L0): "
                                             f"{exc.what}",), None, None)
     return TrustedRegistry(log, level, report.warnings, report.newest_checkpoint, report.remembered)
 
 
-__all__ = ["TrustedRegistry", "UntrustedRegistryError", "load_trusted_registry"]
+__all__ = ["TrustedRegistry", "UntrustedRegistryError", "load_trusted_registry", "trust_log"]
