@@ -76,6 +76,8 @@ def test_repair_cuts_only_a_torn_tail_and_says_what(cli: Cli) -> None:
                                    '{"type":"publish","seq":2,"prev":"sha256:00')
     assert reg.read_bytes() == good
     assert cli.registry("verify", f"--registry:{reg}")[0] == 0
+    rc, out, _ = cli.registry("repair", f"--registry:{reg}", "--format:json")
+    assert rc == 0 and '"removed_bytes": 0' in out
     # A complete line is never touched, however wrong: that is verify's to name.
     with reg.open("ab") as f:
         f.write(b"garbage\n")

@@ -61,6 +61,7 @@ def register(name: str, parser: Parser) -> None:
         add_format_flag(parser)
     elif name == "unpin":
         parser.add_argument("cid", help="the pinned root to unpin")
+        add_format_flag(parser)
         parser.epilog = ("examples:\n  cheng-pkg unpin bafybei... && cheng-pkg gc\n\n"
                          "Exit 0 unpinned, 1 it was not pinned, 2 bad usage.")
     else:  # pragma: no cover - the table in cli/pkg.py names only the above
@@ -226,7 +227,10 @@ def _unpin(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.cid!r} is not a CID", why=exc.what) from None
     if not _store(args).unpin(cid):
         raise NotFoundError(f"{cid} is not pinned", how="'ls <store>/pins' lists the pinned roots")
-    print(f"unpinned {cid}")
+    if args.format == "json":
+        print(json.dumps({"unpinned": str(cid)}))
+    else:
+        print(f"unpinned {cid}")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cheng_build.cli.args import Parser
+from cheng_build.cli.args import Parser, add_format_flag
 from cheng_build.core.paths import DEFAULT_REGISTRY
 
 
@@ -13,6 +13,7 @@ def register(name: str, parser: Parser) -> None:
     parser.add_argument("--registry", help=f"registry log (default: PKG_REGISTRY, config, "
                                            f"{DEFAULT_REGISTRY})")
     parser.add_argument("--config", help="cheng-pkg-config.toml to read")
+    add_format_flag(parser)
     parser.epilog = ("examples:\n  cheng-registry repair --registry:build/cheng_registry/registry.jsonl"
                      "\n\nRemoves only bytes after the last newline (a line a crashed publish left "
                      "half-written)\nand prints what it removed; complete lines are never changed."
@@ -30,6 +31,13 @@ def run(name: str, args: argparse.Namespace) -> int:
     cfg = load_config({"registry": args.registry}, config_path=args.config)
     input_file(cfg.registry, "--registry", optional=True)
     r = repair_torn_tail(cfg.registry)
+    if args.format == "json":
+        import json
+
+        print(json.dumps({"registry": str(r.path), "removed_bytes": r.removed,
+                          "torn_line": r.line if r.removed else None,
+                          "complete_lines": r.line - 1, "kept_bytes": r.kept}))
+        return 0
     if not r.removed:
         print(f"repair: nothing to repair: {r.path} ends with a complete line")
         return 0
