@@ -124,6 +124,10 @@ class BuildResult:
     warnings: tuple[str, ...] = ()  # from verify (e.g. L0 placeholder signatures)
     package_steps: tuple[str, ...] = ()  # which package-flow steps ran (others were remembered)
     attestation: Path | None = None  # the signed provenance (--sign)
+    # On a hit: every path the answer rests on and the trust's expiry, for the no-op fast path
+    # (cheng_build.build.noop); empty when this hit must not be replayed without a full build.
+    watch: tuple[str, ...] = ()
+    valid_until: float | None = None
 
 
 def output_path(source: Path, name: str | None, out: str | None, cwd: Path) -> Path:
@@ -363,7 +367,7 @@ def build(req: BuildRequest) -> BuildResult:
         snapshots = {Path(os.path.abspath(os.path.expanduser(r))):
                      str(d.get("package_id", "")).rsplit("/", 1)[-1]
                      for r, d in zip(pkg.roots, pkg.dependencies, strict=False)}
-    graph = walk(source, roots, stat_cache, snapshots=snapshots)
+    graph = walk(source, roots, stat_cache, snapshots=snapshots, watch=stat_cache.watch)
 
     if req.emit is Emit.BUNDLE:
         from cheng_build.build.bundle import write_bundle
@@ -529,11 +533,15 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
                                  meta_path.parent, lambda: read_inputs(graph.files))
         cache.note_target(entry, output)
         stat_cache.save()
+        watch: tuple[str, ...] = ()
+        if status is Status.HIT and epoch.source.name != "GIT":  # a new commit is no file we see
+            watch = _hit_watch(req, cwd, comp, cache, parts.key, output, meta_path, att, attester,
+                               stat_cache)
         return BuildResult(status, graph, root_id, output=output, meta=meta_path, key=parts.key,
                            explain=tuple(why), stdout=entry.stdout, stderr=entry.stderr,
                            compiled=compiled, files_read=stat_cache.reads,
                            warnings=pkg.warnings if pkg else (), package_steps=pkg.steps if pkg else (),
-                           attestation=att)
+                           attestation=att, watch=watch, valid_until=pkg.valid_until if pkg else None)
 
     why: list[str] = []
     if use_cache and not req.reproducible_check:
@@ -604,6 +612,28 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
                            stdout=compiled.stdout, stderr=compiled.stderr, compiled=runs,
                            files_read=stat_cache.reads)
     return finish(Status.BUILT, entry, compiled.data, why, runs)
+
+
+def _hit_watch(req: BuildRequest, cwd: Path, comp: compiler_mod.Compiler, cache: ActionCache, key: str,
+               output: Path, meta_path: Path, att: Path | None, attester: Any,
+               stat_cache: StatCache) -> tuple[str, ...]:
+    """Every path a hit's answer rests on: what the stat cache and the resolver looked at, the
+    compiler's discovery (config files, each ``chengc`` on PATH), the action-cache entry, the
+    outputs in place and, with ``--sign``, the remembered envelope and the files beside it."""
+    w = stat_cache.watch
+    home = Path(req.env.get("HOME") or os.path.expanduser("~"))
+    if req.env.get("PKG_CONFIG"):
+        w(Path(req.env["PKG_CONFIG"]).expanduser())
+    w(cwd / compiler_mod.CONFIG_NAME, home / ".cheng" / compiler_mod.CONFIG_NAME, comp.path)
+    if comp.source is compiler_mod.CompilerSource.PATH:
+        w(*(os.path.join(d, "chengc") for d in req.env.get("PATH", "").split(os.pathsep) if d))
+    w(*cache.files_for(key, output), output, meta_path)
+    if att is not None:
+        from cheng_build.build.provenance import inputs_path, stamp_name
+
+        w(att, inputs_path(att.parent, output.name),
+          attester.stamp_dir / stamp_name(key, attester.key_digest, output.name))
+    return tuple(stat_cache.watched)
 
 
 def _attester(req: BuildRequest, stat_cache: StatCache, chengc_cache: Path) -> Any:
