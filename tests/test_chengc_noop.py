@@ -83,7 +83,7 @@ def test_second_hit_is_replayed_without_the_full_build(cc: Runner, full: _Full) 
     assert len(cc.calls()) == 1
 
 
-def test_a_miss_or_a_first_hit_writes_no_record_for_a_fresh_tree(cc: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_fresh_tree_writes_no_record(cc: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(noop, "RACY_NS", 3600 * 10**9)  # every file is "just written"
     assert cc("app.cheng")[0] == 0
     assert cc("app.cheng")[0] == 0
@@ -270,7 +270,8 @@ def test_attack_frozen_registry_expires_even_when_remembered(tcli: Cli) -> None:
     assert err.splitlines()[0] == "chengc: verify: registry does not verify: registry checkpoint expired"
 
 
-def test_signed_hit_is_replayed_and_a_removed_attestation_comes_back(tcli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_signed_hit_is_replayed_and_a_removed_attestation_comes_back(
+        tcli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     from cheng_build.trust.keys import KeyPair, write_keyfile
 
     _good_world(tcli)

@@ -279,7 +279,13 @@ def _noop(argv: list[str]) -> bool:
     got = replay(argv, os.environ, cwd)
     if got is None:
         return False
-    _replay(*got)
+    try:
+        _replay(*got)
+    except BrokenPipeError:  # `chengc ... | head` closed the pipe: as guarded() treats it
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush
+        except OSError:
+            pass
     return True
 
 
@@ -305,4 +311,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["compiler_tokens", "main", "normalize_argv"]
+__all__ = ["compiler_tokens", "main"]
