@@ -21,7 +21,13 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PKG_TRUST_DIR", str(tmp_path / "trust"))
     (tmp_path / "pkg" / "src").mkdir(parents=True)
     (tmp_path / "pkg" / "src" / "a.cheng").write_text("fn Hello(x: int): int =\n    return x + 1\n")
+    name_package(tmp_path, "pkg://cheng/hello")
     return tmp_path
+
+
+def name_package(env: Path, package_id: str) -> None:
+    """Point pkg/'s manifest at ``package_id`` (publish refuses a directory without one)."""
+    (env / "pkg" / "cheng-package.toml").write_text(f'package_id = "{package_id}"\nversion = "1.0.0"\n')
 
 
 def run(capsys: pytest.CaptureFixture[str], tool, *argv: str) -> tuple[int, list[str], list[str]]:  # type: ignore[no-untyped-def]
@@ -67,6 +73,7 @@ def test_full_flow(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_failures_name_the_line(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run(capsys, registry, "keygen", "--out:a.json", "--author:node:a")
     run(capsys, registry, "keygen", "--out:m.json", "--author:node:m")
+    name_package(env, "pkg://cheng/x")
     for e in (1, 2, 3):
         run(capsys, registry, "publish", "--package:pkg://cheng/x", "--channel:stable",
             f"--epoch:{e}", "--src:pkg", "--priv:a.json")
@@ -146,6 +153,7 @@ def test_l2_writes_the_audit_log(env: Path, capsys: pytest.CaptureFixture[str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     run(capsys, registry, "keygen", "--out:a.json", "--author:node:a")
     run(capsys, registry, "keygen", "--out:op.json", "--author:op:main")
+    name_package(env, "pkg://cheng/x")
     run(capsys, registry, "publish", "--package:pkg://cheng/x", "--channel:edge", "--epoch:1",
         "--src:pkg", "--priv:a.json")
     audit = env / "audit.jsonl"

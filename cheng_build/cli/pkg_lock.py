@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cheng_build.cli.args import Parser
+from cheng_build.cli.args import Parser, add_pkg_cache_flag, pkg_cache_arg
 from cheng_build.cli.input_checks import input_dir, input_file, output_file
 from cheng_build.core.errors import ChengError, UsageError
 
 _FORMATS = ("toml", "yaml", "json")
+_CACHE_HELP = "package cache: blocks and checked-out snapshots (default: PKG_CACHE, ./chengcache)"
 
 
 _EXAMPLES: dict[str, str] = {
@@ -42,8 +43,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--registry", help="registry.jsonl (default build/cheng_registry/...)")
         parser.add_argument("--out", help="write the lock here (default: stdout)")
         parser.add_argument("--format", help="toml (default), yaml or json")
-        parser.add_argument("--store", help="blockstore with the snapshots (default: the cache)")
-        parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
+        add_pkg_cache_flag(parser, _CACHE_HELP)
     elif name == "verify":
         parser.add_argument("--lock", help="cheng.lock.toml (or .yaml/.json) to verify")
         parser.add_argument("--registry", help="registry.jsonl to compare against")
@@ -63,12 +63,10 @@ def register(name: str, parser: Parser) -> None:
     elif name == "diff":
         parser.add_argument("--from", dest="from_cid", help="the older snapshot CID")
         parser.add_argument("--to", dest="to_cid", help="the newer snapshot CID")
-        parser.add_argument("--store", help="blockstore holding both (default: the cache)")
-        parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
+        add_pkg_cache_flag(parser, _CACHE_HELP)
     elif name == "checkout":
         parser.add_argument("--cid", help="the snapshot CID to materialise")
-        parser.add_argument("--store", help="blockstore holding it (default: the cache)")
-        parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
+        add_pkg_cache_flag(parser, _CACHE_HELP)
     else:  # pragma: no cover - the dispatcher only routes the names above here
         raise RuntimeError(f"pkg_lock cannot register {name!r}")
 
@@ -117,8 +115,9 @@ def _store(args: argparse.Namespace) -> Any:
     from cheng_build.cas.blockstore import Blockstore
     from cheng_build.core.paths import cache_dir
 
-    root = Path(args.store) if getattr(args, "store", None) else cache_dir(args.pkg_cache)
-    input_dir(root, "--store" if getattr(args, "store", None) else "--pkg-cache", optional=True)
+    value, flag = pkg_cache_arg(args)
+    root = cache_dir(value)
+    input_dir(root, flag, optional=True)
     return Blockstore(root)
 
 
@@ -237,7 +236,7 @@ def _checkout(args: argparse.Namespace) -> int:
     from cheng_build.core.paths import cache_dir
 
     cid = parse_cid(_need(args, "cid"))
-    root = materialize(_store(args), cid, cache_dir(args.pkg_cache))
+    root = materialize(_store(args), cid, cache_dir(pkg_cache_arg(args)[0]))
     print(f"root: {root}")
     return 0
 

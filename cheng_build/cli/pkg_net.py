@@ -161,6 +161,14 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     def on_term(signum: int, frame: Any) -> None:
+        # Stop as Ctrl-C does. Inside trio.run, SIGINT's handler is trio's: it raises
+        # KeyboardInterrupt only where that is safe and otherwise hands it to the main task, so
+        # the run loop unwinds properly. Raising here directly could land inside trio's own
+        # scheduler and abandon the run (trio then warns "guest run got abandoned").
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(signal.SIGINT, frame)
+            return
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from cheng_build.cli.args import Parser
+from cheng_build.cli.args import Parser, add_pkg_cache_flag, pkg_cache_arg
 from cheng_build.cli.input_checks import MAX_INT64, input_dir, input_file, output_file
 from cheng_build.core.errors import UsageError
 from cheng_build.core.paths import DEFAULT_REGISTRY
@@ -68,7 +68,7 @@ _EXAMPLES: dict[str, str] = {
     "resolve": f"{_T} resolve --package:pkg://cheng/json --channel:stable\n"
                f"{_T} resolve --package:pkg://cheng/json --channel:edge --format:json",
     "verify": f"{_T} verify --registry:build/cheng_registry/registry.jsonl\n"
-              f"{_T} verify --level:L2 --store:chengcache --package:pkg://cheng/json",
+              f"{_T} verify --level:L2 --pkg-cache:chengcache --package:pkg://cheng/json",
     "checkpoint": f"{_T} checkpoint --priv:operator.key --ttl:86400",
     "prove": f"{_T} prove --line:42 --out:line42.proof.json",
     "verify-proof": f"{_T} verify-proof line42.proof.json --operator-key:ed25519:<base64>",
@@ -105,7 +105,8 @@ def register(name: str, parser: Parser) -> None:
                             help="snapshot format: dag (UnixFS, default), tar, or source")
         parser.add_argument("--source-addr", action="append", default=[],
                             help="multiaddr serving a --format:source snapshot (repeatable)")
-        parser.add_argument("--store", help="CAS root (default: PKG_CACHE or chengcache)")
+        add_pkg_cache_flag(parser, "package cache the snapshot goes to "
+                                   "(default: PKG_CACHE, ./chengcache)")
         _add_registry(parser)
     elif name == "resolve":
         parser.add_argument("--package", required=True, help="package id, pkg://cheng/<name>")
@@ -119,7 +120,8 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--package", help="also print this package's head")
         parser.add_argument("--channel", choices=["edge", "stable", "lts"],
                             help="channel of --package (default: edge)")
-        parser.add_argument("--store", help="also check every stored snapshot hashes to its CID")
+        add_pkg_cache_flag(parser, "also check every snapshot in this package cache hashes to "
+                                   "its signed CID")
         parser.add_argument("--no-remember", action="store_true",
                             help="neither consult nor update the remembered checkpoint")
         _add_registry(parser)
@@ -202,12 +204,13 @@ def _publish(name: str, args: argparse.Namespace) -> int:
         input_dir(args.src, "--src")
     else:
         input_file(args.file, "--file")
-    if args.store:
-        input_dir(args.store, "--store", optional=True)
+    cache, flag = pkg_cache_arg(args)
+    if cache:
+        input_dir(cache, flag, optional=True)
     cfg = _config(args)
     key = load_key(args.priv, author_id=args.author)
     addrs = [a.strip() for v in args.source_addr for a in v.split(",") if a.strip()]
-    store = Blockstore(cache_dir(args.store))
+    store = Blockstore(cache_dir(cache))
     e = publish(registry=cfg.registry, key=key, package_id=args.package, channel=args.channel,
                 epoch=args.epoch, src=args.src or args.file, author_id=args.author,
                 format=args.format, source_addrs=addrs, version=args.version, store=store)
@@ -267,17 +270,18 @@ def _resolve(name: str, args: argparse.Namespace) -> int:
 
 
 def _verify(name: str, args: argparse.Namespace) -> int:
-    if args.store:
-        input_dir(args.store, "--store")
+    cache, flag = pkg_cache_arg(args)
+    if cache:
+        input_dir(cache, flag)
     _cfg, log, report = _verified_log(args, remember=not args.no_remember)
     _warn(name, report.warnings)
-    if args.store:
+    if cache:
         from cheng_build.cas.blockstore import Blockstore
         from cheng_build.cas.cid import parse_cid
         from cheng_build.core.errors import ChengError, DigestMismatchError
         from cheng_build.pkg.snapshot import check_snapshot_content
 
-        store = Blockstore(args.store)
+        store = Blockstore(cache)
         checked = absent = 0
         for e in log.publishes():
             if e.cid is None or not store.has(parse_cid(e.cid)):
@@ -293,8 +297,8 @@ def _verify(name: str, args: argparse.Namespace) -> int:
                         why=f"{exc.what}; {exc.why or ''}".strip("; "),
                         how="delete the bad block and fetch the snapshot again from a peer") from None
                 raise
-        # Say how much was checked: a --store with none of the snapshots checks nothing.
-        print(f"store: {checked} snapshot(s) hash to their signed CIDs; {absent} not in {args.store}")
+        # Say how much was checked: a --pkg-cache with none of the snapshots checks nothing.
+        print(f"store: {checked} snapshot(s) hash to their signed CIDs; {absent} not in {cache}")
     if args.package:
         channel = args.channel or "edge"
         head = log.head(args.package, channel)
