@@ -34,7 +34,7 @@ def _check_can_be_dir(path: Path, source: str) -> None:
     while True:
         try:
             st = probe.stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             if probe.parent == probe:
                 return
             probe = probe.parent
