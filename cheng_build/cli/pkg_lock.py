@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cheng_build.cli.args import Parser, add_pkg_cache_flag, pkg_cache_arg
+from cheng_build.cli.args import Parser, add_format_flag, add_pkg_cache_flag, pkg_cache_arg
 from cheng_build.cli.input_checks import input_dir, input_file, output_file
 from cheng_build.core.errors import ChengError, UsageError
 
@@ -50,6 +50,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--manifest", help="also check the lock still matches this manifest")
         parser.add_argument("--level", help="security level L0, L1 (default) or L2")
         parser.add_argument("--config", help="cheng-pkg-config.toml")
+        add_format_flag(parser)
     elif name == "meta":
         parser.add_argument("--lock", help="the package's lock")
         parser.add_argument("--package", help="the package id, e.g. pkg://cheng/app-demo")
@@ -60,6 +61,7 @@ def register(name: str, parser: Parser) -> None:
     elif name == "log":
         parser.add_argument("--package", help="the package id")
         parser.add_argument("--registry", help="registry.jsonl")
+        add_format_flag(parser)
     elif name == "diff":
         parser.add_argument("--from", dest="from_cid", help="the older snapshot CID")
         parser.add_argument("--to", dest="to_cid", help="the newer snapshot CID")
@@ -173,6 +175,13 @@ def _verify(args: argparse.Namespace) -> int:
     warnings = verify_lock(lock, registry, config)
     if manifest is not None:
         ensure_lock_matches_manifest(lock, manifest)
+    if args.format == "json":
+        import json
+
+        print(json.dumps({"ok": True, "lock": str(lock_path), "package_id": lock.package_id,
+                          "dependencies": len(lock.dependencies), "level": config.level.value,
+                          "warnings": list(warnings)}))
+        return 0
     for w in warnings:
         print(f"verify: warning: {w}", file=sys.stderr)
     print("ok")
@@ -215,7 +224,14 @@ def _log(args: argparse.Namespace) -> int:
 
     package = _need(args, "package")
     registry = _load_registry(args.registry)
-    for line in version_log(registry, package):
+    lines = version_log(registry, package)
+    if args.format == "json":
+        import json
+
+        print(json.dumps([{"head": ln.is_head, "cid": ln.cid, "channel": ln.channel,
+                           "epoch": ln.epoch, "author_id": ln.author_id} for ln in lines]))
+        return 0
+    for line in lines:
         print(line.render())
     return 0
 

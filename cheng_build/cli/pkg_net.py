@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cheng_build.cli.args import Parser
+from cheng_build.cli.args import Parser, add_format_flag
 from cheng_build.core.errors import InputError, UsageError
 from cheng_build.core.paths import cache_dir
 
@@ -33,6 +33,7 @@ def register(name: str, parser: Parser) -> None:
                             help="the package cache (default: PKG_CACHE, ./chengcache)")
         parser.add_argument("--config", default=None, help="cheng-pkg-config.toml to use")
         parser.add_argument("--level", default=None, help="security level L0|L1|L2")
+        add_format_flag(parser)
     elif name == "serve":
         parser.add_argument("--root", required=True, help="the package cache to serve")
         parser.add_argument("--listen", default="/ip4/127.0.0.1/tcp/0",
@@ -133,6 +134,17 @@ def _fetch(args: argparse.Namespace) -> int:
     result = fetch_lock(lock, cache_root=cache_dir(args.pkg_cache), config=config,
                         peers=peer_list, mode=args.mode, lock_dir=lock_path.parent,
                         progress=Progress(bar.start, bar.advance, bar.finish, bar.total))
+    if args.format == "json":
+        import json
+
+        print(json.dumps({
+            "packages": [{"package_id": pid, "source": result.sources[pid].value, "root": str(root)}
+                         for pid, root in result.roots.items()],
+            "pkg_roots": result.pkg_roots,
+            "dropped": [{"source": who, "why": why} for who, why in result.dropped],
+            "blocks_fetched": result.blocks_fetched, "bytes_fetched": result.bytes_fetched}))
+        sys.stdout.flush()
+        return 0
     for who, why in result.dropped:
         print(f"fetch: warning: {who}: {why}", file=sys.stderr)
     for pid, root in result.roots.items():

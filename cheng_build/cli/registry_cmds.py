@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from cheng_build.cli.args import Parser, add_pkg_cache_flag, pkg_cache_arg
+from cheng_build.cli.args import Parser, add_format_flag, add_pkg_cache_flag, pkg_cache_arg
 from cheng_build.cli.input_checks import MAX_INT64, input_dir, input_file, output_file
 from cheng_build.core.errors import UsageError
 from cheng_build.core.paths import DEFAULT_REGISTRY
@@ -126,6 +126,7 @@ def register(name: str, parser: Parser) -> None:
                             help="neither consult nor update the remembered checkpoint")
         _add_registry(parser)
         _add_level(parser)
+        add_format_flag(parser)
     elif name == "checkpoint":
         parser.add_argument("--priv", required=True, help="the operator's key file or env:VAR")
         parser.add_argument("--ttl", type=_pos_int, help="seconds until it expires (default: config, 7 days)")
@@ -274,31 +275,17 @@ def _verify(name: str, args: argparse.Namespace) -> int:
     if cache:
         input_dir(cache, flag)
     _cfg, log, report = _verified_log(args, remember=not args.no_remember)
-    _warn(name, report.warnings)
+    as_json = args.format == "json"
+    doc: dict[str, object] = {"ok": True, "lines": report.lines, "publishes": report.publishes,
+                              "checkpoints": report.checkpoints, "warnings": list(report.warnings)}
+    if not as_json:
+        _warn(name, report.warnings)
     if cache:
-        from cheng_build.cas.blockstore import Blockstore
-        from cheng_build.cas.cid import parse_cid
-        from cheng_build.core.errors import ChengError, DigestMismatchError
-        from cheng_build.pkg.snapshot import check_snapshot_content
-
-        store = Blockstore(cache)
-        checked = absent = 0
-        for e in log.publishes():
-            if e.cid is None or not store.has(parse_cid(e.cid)):
-                absent += 1
-                continue
-            checked += 1
-            try:
-                check_snapshot_content(store, e.cid, e.format)
-            except ChengError as exc:
-                if isinstance(exc, DigestMismatchError):
-                    raise DigestMismatchError(
-                        f"line {e.line}: content of {e.package_id} does not hash to its signed CID",
-                        why=f"{exc.what}; {exc.why or ''}".strip("; "),
-                        how="delete the bad block and fetch the snapshot again from a peer") from None
-                raise
-        # Say how much was checked: a --pkg-cache with none of the snapshots checks nothing.
-        print(f"store: {checked} snapshot(s) hash to their signed CIDs; {absent} not in {cache}")
+        checked, absent = _check_store(log, cache)
+        doc["store"] = {"path": cache, "checked": checked, "absent": absent}
+        if not as_json:
+            # Say how much was checked: a --pkg-cache with none of the snapshots checks nothing.
+            print(f"store: {checked} snapshot(s) hash to their signed CIDs; {absent} not in {cache}")
     if args.package:
         channel = args.channel or "edge"
         head = log.head(args.package, channel)
@@ -306,13 +293,46 @@ def _verify(name: str, args: argparse.Namespace) -> int:
             from cheng_build.core.errors import NotFoundError
 
             raise NotFoundError(f"{args.package}@{channel} is not in the registry")
-        print(f"head: {head.package_id}@{channel} epoch={head.epoch} {head.cid} (line {head.line})")
+        doc["head"] = {"package_id": head.package_id, "channel": channel, "epoch": head.epoch,
+                       "cid": head.cid, "line": head.line}
+        if not as_json:
+            print(f"head: {head.package_id}@{channel} epoch={head.epoch} {head.cid} (line {head.line})")
     cp = report.newest_checkpoint
+    if as_json:
+        doc["newest_checkpoint"] = {"line": cp.line, "root": cp.root, "expires": cp.expires} if cp else None
+        print(json.dumps(doc))
+        return 0
     print(f"lines: {report.lines}, publishes: {report.publishes}, checkpoints: {report.checkpoints}"
           + (f", newest checkpoint line {cp.line} expires "
              f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(cp.expires))}" if cp else ""))
     print("ok")
     return 0
+
+
+def _check_store(log: RegistryLog, cache: str) -> tuple[int, int]:
+    """(snapshots that hash to their signed CIDs, snapshots not in ``cache``)."""
+    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.cid import parse_cid
+    from cheng_build.core.errors import ChengError, DigestMismatchError
+    from cheng_build.pkg.snapshot import check_snapshot_content
+
+    store = Blockstore(cache)
+    checked = absent = 0
+    for e in log.publishes():
+        if e.cid is None or not store.has(parse_cid(e.cid)):
+            absent += 1
+            continue
+        checked += 1
+        try:
+            check_snapshot_content(store, e.cid, e.format)
+        except ChengError as exc:
+            if isinstance(exc, DigestMismatchError):
+                raise DigestMismatchError(
+                    f"line {e.line}: content of {e.package_id} does not hash to its signed CID",
+                    why=f"{exc.what}; {exc.why or ''}".strip("; "),
+                    how="delete the bad block and fetch the snapshot again from a peer") from None
+            raise
+    return checked, absent
 
 
 def _checkpoint(name: str, args: argparse.Namespace) -> int:
