@@ -79,8 +79,8 @@ def test_readme_lists_exactly_the_commands_with_format_json() -> None:
         m = re.match(r"^- `([a-z-]+)`: (.*)$", line)
         if m is None:
             break
-        listed[m.group(1)] = [w.strip() for w in m.group(2).split(",")]
-    assert listed == {tool: json_commands(tool) for tool in TOOLS}
+        listed[m.group(1)] = sorted(w.strip() for w in m.group(2).split(","))
+    assert listed == {tool: sorted(json_commands(tool)) for tool in TOOLS}
 
 
 # --- the first session --------------------------------------------------------------------------

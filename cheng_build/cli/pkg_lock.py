@@ -66,9 +66,11 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--from", dest="from_cid", help="the older snapshot CID")
         parser.add_argument("--to", dest="to_cid", help="the newer snapshot CID")
         add_pkg_cache_flag(parser, _CACHE_HELP)
+        add_format_flag(parser)
     elif name == "checkout":
         parser.add_argument("--cid", help="the snapshot CID to materialise")
         add_pkg_cache_flag(parser, _CACHE_HELP)
+        add_format_flag(parser)
     else:  # pragma: no cover - the dispatcher only routes the names above here
         raise RuntimeError(f"pkg_lock cannot register {name!r}")
 
@@ -241,7 +243,13 @@ def _diff(args: argparse.Namespace) -> int:
 
     a = _need(args, "from", "from_cid")
     b = _need(args, "to", "to_cid")
-    for change in snapshot_diff(_store(args), a, b):
+    changes = snapshot_diff(_store(args), a, b)
+    if args.format == "json":
+        import json
+
+        print(json.dumps([{"kind": c.kind, "path": c.path} for c in changes]))
+        return 0
+    for change in changes:
         print(change.render())
     return 0
 
@@ -253,6 +261,11 @@ def _checkout(args: argparse.Namespace) -> int:
 
     cid = parse_cid(_need(args, "cid"))
     root = materialize(_store(args), cid, cache_dir(pkg_cache_arg(args)[0]))
+    if args.format == "json":
+        import json
+
+        print(json.dumps({"cid": str(cid), "root": str(root)}))
+        return 0
     print(f"root: {root}")
     return 0
 

@@ -33,6 +33,16 @@ def _warn(name: str, lines: list[str] | tuple[str, ...]) -> None:
         print(f"{name}: warning: ... and {len(lines) - _MAX_WARNINGS} more", file=sys.stderr)
 
 
+def _report(args: argparse.Namespace, doc: dict[str, object], lines: list[str]) -> int:
+    """Print a command's result: ``doc`` as one JSON line with --format:json, else ``lines``."""
+    if getattr(args, "format", "text") == "json":
+        print(json.dumps(doc))
+    else:
+        for line in lines:
+            print(line)
+    return 0
+
+
 def _add_registry(parser: Parser) -> None:
     parser.add_argument("--registry", help=f"registry log (default: PKG_REGISTRY, config, "
                                            f"{DEFAULT_REGISTRY})")
@@ -89,6 +99,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--out", required=True, help="key file to write (JSON, mode 0600)")
         parser.add_argument("--author", default="", help="author id recorded in the key file")
         parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+        add_format_flag(parser)
     elif name == "publish":
         parser.add_argument("--package", required=True, help="package id, pkg://cheng/<name>")
         parser.add_argument("--author", help="author id (default: the key file's)")
@@ -133,6 +144,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--operator-id", help="operator id (default: the key file's author_id)")
         _add_registry(parser)
         parser.add_argument("--config", help="cheng-pkg-config.toml to read")
+        add_format_flag(parser)
     elif name == "prove":
         parser.add_argument("--line", required=True, type=_pos_int, help="line number (1-based)")
         parser.add_argument("--out", help="write the proof here instead of stdout")
@@ -141,20 +153,24 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("proof_file", nargs="?", help="proof file (or --proof:)")
         parser.add_argument("--proof", help="proof file")
         parser.add_argument("--operator-key", help="require this operator key (ed25519:... or key file)")
+        add_format_flag(parser)
     elif name == "rotate-key":
         parser.add_argument("--package", required=True, help="the namespace, pkg://cheng/<name>")
         parser.add_argument("--priv", required=True, help="the namespace's current key (file or env:VAR)")
         parser.add_argument("--new", required=True, help="new key: key file or ed25519:<base64 public key>")
         _add_registry(parser)
+        add_format_flag(parser)
     elif name == "register-key":
         parser.add_argument("--package", required=True, help="pkg://cheng/<name> to claim")
         parser.add_argument("--priv", required=True, help="the key that will own it (file or env:VAR)")
         _add_registry(parser)
+        add_format_flag(parser)
     elif name == "revoke-key":
         parser.add_argument("--priv", required=True, help="the key itself, or the namespace's current key")
         parser.add_argument("--key", help="key to revoke (default: the --priv key itself)")
         parser.add_argument("--package", help="namespace whose current key signs the revocation")
         _add_registry(parser)
+        add_format_flag(parser)
     else:
         raise RuntimeError(f"registry_cmds: no subcommand {name}")
 
@@ -189,10 +205,9 @@ def _keygen(name: str, args: argparse.Namespace) -> int:
     output_file(args.out, "--out")
     key = KeyPair.generate(args.author)
     write_keyfile(key, args.out, force=args.force)
-    print(f"author_id: {key.author_id or '(none)'}")
-    print(f"pub_key: {key.pub_key}")
-    print(f"wrote {args.out} (mode 0600)")
-    return 0
+    return _report(args, {"author_id": key.author_id, "pub_key": key.pub_key, "file": args.out},
+                   [f"author_id: {key.author_id or '(none)'}", f"pub_key: {key.pub_key}",
+                    f"wrote {args.out} (mode 0600)"])
 
 
 def _publish(name: str, args: argparse.Namespace) -> int:
@@ -352,11 +367,10 @@ def _checkpoint(name: str, args: argparse.Namespace) -> int:
     e = append_checkpoint(cfg.registry, key, ttl_s=args.ttl or cfg.checkpoint_ttl_s,
                           operator_id=args.operator_id)
     d = e.data
-    print(f"line: {e.line}")
-    print(f"size: {d['size']}")
-    print(f"expires: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(d['expires']))}")
-    print(d["root"])
-    return 0
+    return _report(args, {"line": e.line, "size": d["size"], "expires": d["expires"], "root": d["root"]},
+                   [f"line: {e.line}", f"size: {d['size']}",
+                    f"expires: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(d['expires']))}",
+                    d["root"]])
 
 
 def _prove(name: str, args: argparse.Namespace) -> int:
@@ -389,10 +403,10 @@ def _verify_proof(name: str, args: argparse.Namespace) -> int:
     input_file(path, "--proof")
     want = load_public_key(args.operator_key) if args.operator_key else None
     res = verify_proof(load_proof(path), operator_key=want)
-    print(f"line {res.line} is in the log of {res.size} lines with root {res.root}")
-    print(f"checkpoint signed by {res.operator_id} ({res.pub_key})")
-    print("ok")
-    return 0
+    return _report(args, {"ok": True, "line": res.line, "size": res.size, "root": res.root,
+                          "operator_id": res.operator_id, "pub_key": res.pub_key},
+                   [f"line {res.line} is in the log of {res.size} lines with root {res.root}",
+                    f"checkpoint signed by {res.operator_id} ({res.pub_key})", "ok"])
 
 
 def _rotate(name: str, args: argparse.Namespace) -> int:
@@ -401,9 +415,8 @@ def _rotate(name: str, args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     e = rotate_key(cfg.registry, load_key(args.priv), args.package, load_public_key(args.new))
-    print(f"line: {e.line}")
-    print(f"{args.package} now signed by {e.data['new_pub_key']}")
-    return 0
+    return _report(args, {"line": e.line, "package_id": args.package, "pub_key": e.data["new_pub_key"]},
+                   [f"line: {e.line}", f"{args.package} now signed by {e.data['new_pub_key']}"])
 
 
 def _register(name: str, args: argparse.Namespace) -> int:
@@ -414,9 +427,9 @@ def _register(name: str, args: argparse.Namespace) -> int:
     check_package_id(args.package)
     cfg = _config(args)
     e = register_namespace(cfg.registry, load_key(args.priv), args.package)
-    print(f"line: {e.line}")
-    print(f"{args.package} owned by {e.author_id} ({e.pub_key})")
-    return 0
+    return _report(args, {"line": e.line, "package_id": args.package, "author_id": e.author_id,
+                          "pub_key": e.pub_key},
+                   [f"line: {e.line}", f"{args.package} owned by {e.author_id} ({e.pub_key})"])
 
 
 def _revoke(name: str, args: argparse.Namespace) -> int:
@@ -426,9 +439,8 @@ def _revoke(name: str, args: argparse.Namespace) -> int:
     cfg = _config(args)
     target = load_public_key(args.key) if args.key else None
     e = revoke_key(cfg.registry, load_key(args.priv), target, package_id=args.package)
-    print(f"line: {e.line}")
-    print(f"revoked {e.data['revoked_key']}")
-    return 0
+    return _report(args, {"line": e.line, "revoked_key": e.data["revoked_key"]},
+                   [f"line: {e.line}", f"revoked {e.data['revoked_key']}"])
 
 
 _COMMANDS = {
