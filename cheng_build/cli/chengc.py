@@ -165,9 +165,7 @@ def _run(argv: list[str]) -> int:
     if args.emit in _OUR_EMITS:
         emit = Emit(args.emit)
     env = dict(os.environ)
-    from cheng_build.core.paths import cache_dir
-
-    cache = cache_dir(args.pkg_cache)
+    cache = Path(args.pkg_cache or env.get("PKG_CACHE") or "chengcache")  # the driver checks it
 
     def p(v: str | None) -> Path | None:
         return Path(v) if v else None

@@ -120,8 +120,11 @@ def _store(args: argparse.Namespace) -> Any:
     from cheng_build.core.paths import cache_dir
 
     value, flag = pkg_cache_arg(args)
-    root = cache_dir(value)
-    input_dir(root, flag, optional=True)
+    if value:
+        root = Path(value)
+        input_dir(root, flag, optional=True)  # names the flag as typed
+    else:
+        root = cache_dir()  # PKG_CACHE or the default, checked there
     return Blockstore(root)
 
 
@@ -257,10 +260,10 @@ def _diff(args: argparse.Namespace) -> int:
 def _checkout(args: argparse.Namespace) -> int:
     from cheng_build.cas.cid import parse_cid
     from cheng_build.cas.materialize import materialize
-    from cheng_build.core.paths import cache_dir
 
     cid = parse_cid(_need(args, "cid"))
-    root = materialize(_store(args), cid, cache_dir(pkg_cache_arg(args)[0]))
+    store = _store(args)
+    root = materialize(store, cid, store.root)
     if args.format == "json":
         import json
 
