@@ -227,7 +227,7 @@ def test_sigterm_stops_serve_cleanly_and_quietly(tmp_path: Path, http: bool) -> 
 
 
 def test_run_ids_made_in_one_millisecond_keep_their_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cheng_build.cis import control
+    from cheng_build.cis.run import control
 
     frozen = time.time_ns()
     monkeypatch.setattr(time, "time_ns", lambda: frozen)
@@ -243,7 +243,7 @@ def test_two_runs_in_one_millisecond_latest_is_the_newer(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from helpers_cis import make_dag, sh, task
 
-    from cheng_build.cis import control
+    from cheng_build.cis.run import control
 
     frozen = time.time_ns()
     monkeypatch.setattr(time, "time_ns", lambda: frozen)
