@@ -96,7 +96,7 @@ def _checkout_like(tmp_path: Path) -> Path:
     co = tmp_path / "checkout"
     co.mkdir()
     (co / ".venv").symlink_to(venv)
-    shutil.copytree(ROOT / "examples", co / "examples")
+    shutil.copytree(ROOT / "examples", co / "examples", symlinks=True)
     return co
 
 
