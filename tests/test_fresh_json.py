@@ -91,3 +91,21 @@ def test_diff_checkout_add_get(world: Path, capsys: pytest.CaptureFixture[str]) 
     assert rc == 0, err
     assert one_json(out) == {"cid": second["root"], "path": "copy"}
     assert (world / "copy" / "src" / "more.cheng").read_text() == "fn More(): int32 = 2\n"
+
+
+def test_cis_amend_reports_in_json(tmp_path: Path) -> None:
+    from helpers_cis import cis, make_dag, sh, task
+
+    from cheng_build.cis.run import control
+
+    home = tmp_path / "home"
+    store = control.open_store(home)
+    base = tmp_path / "p"
+    base.mkdir()
+    rid = control.create_run(store, make_dag(base, [task(0, "a", sh("true"))]))  # no engine runs it
+    r = cis(home, "amend", rid, "--task:0", "--env:K=V", "--format:json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["run_id"] == rid and doc["command"] == "amend task 0" and doc["state"] == "queued"
+    r = cis(home, "amend", rid, "--task:0", "--env:K=W")
+    assert r.stdout.startswith("amend task 0: queued; the run has no live engine")
