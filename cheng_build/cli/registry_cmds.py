@@ -109,7 +109,7 @@ def register(name: str, parser: Parser) -> None:
                             help="release number; strictly above the channel's current one")
         parser.add_argument("--version", help="SemVer of this release (enables the API check)")
         src = parser.add_mutually_exclusive_group(required=True)
-        src.add_argument("--src", help="package directory")
+        src.add_argument("--src", help="package directory (holding cheng-package.toml)")
         src.add_argument("--file", help="one file (e.g. an existing archive with --format:tar)")
         parser.add_argument("--priv", required=True, help="signing key: key file or env:VAR")
         parser.add_argument("--format", default="dag", choices=["dag", "tar", "source"],
