@@ -75,10 +75,8 @@ def json_commands(tool: str) -> list[str]:
 def test_readme_lists_exactly_the_commands_with_format_json() -> None:
     text = README.read_text(encoding="utf-8")
     listed: dict[str, list[str]] = {}
-    for line in text[text.index("<!-- format-json -->"):].splitlines()[1:]:
-        m = re.match(r"^- `([a-z-]+)`: (.*)$", line)
-        if m is None:
-            break
+    block = text[text.index("<!-- format-json -->"):].split("\n\n", 1)[0]
+    for m in re.finditer(r"^- `([a-z-]+)`: (.*?)(?=^- |\Z)", block, re.M | re.S):
         listed[m.group(1)] = sorted(w.strip() for w in m.group(2).split(","))
     assert listed == {tool: sorted(json_commands(tool)) for tool in TOOLS}
 
