@@ -201,7 +201,8 @@ class Gateway:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        # An AF_INET server's address is (str, int); typeshed allows bytes for AF_UNIX ones.
+        return f"http://{host!s}:{port}"
 
     def close(self) -> None:
         self._server.shutdown()

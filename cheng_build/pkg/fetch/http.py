@@ -178,7 +178,7 @@ def _fetch_car(client: _Client, store: BlockStore, root: bytes, stats: HttpStats
     resp = client.get(root, "car")
     expected = {root}
     try:
-        for c, data in carstream.read_sections(resp):  # type: ignore[arg-type]
+        for c, data in carstream.read_sections(resp):
             if c not in expected:
                 raise _refuse(client.url, c, "it is not linked from the DAG being fetched")
             if not matches(c, data):
