@@ -55,18 +55,25 @@ def test_publish_refuses_a_directory_without_a_manifest(world: Path,
 def test_pkg_cache_is_the_flag_of_every_command_and_store_stays_an_alias(
         world: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PKG_CACHE")
-    (world / "fs" / "src" / "more.cheng").write_text("fn More(): int32 = 2\n")
-    rc, out, err = call(capsys, registry_cli.main, "publish", f"--package:{FS}", "--channel:stable",
-                        "--epoch:2", "--src:fs", "--priv:me.json", "--pkg-cache:other")
+    (world / "more" / "src").mkdir(parents=True)
+    (world / "more" / "cheng-package.toml").write_text('package_id = "pkg://cheng/more"\nversion = "1.0.0"\n')
+    (world / "more" / "src" / "more.cheng").write_text("fn More(): int32 = 2\n")
+    rc, out, err = call(capsys, registry_cli.main, "publish", "--package:pkg://cheng/more",
+                        "--channel:stable", "--epoch:1", "--src:more", "--priv:me.json",
+                        "--pkg-cache:other")
     assert rc == 0, err
     assert (world / "other" / "blocks").is_dir() and not (world / "chengcache").exists()
     rc, out, err = call(capsys, registry_cli.main, "verify", "--pkg-cache:other")
     assert rc == 0 and out[0] == "store: 1 snapshot(s) hash to their signed CIDs; 1 not in other", out
     rc, out, err = call(capsys, registry_cli.main, "verify", "--store:other")  # the old name
     assert rc == 0 and out[0].startswith("store: 1 snapshot(s)"), err
+    # resolve reads fs's manifest from the cache the flag names: only ./cache holds fs.
     rc, out, err = call(capsys, pkg_cli.main, "resolve", "--manifest:app/cheng-package.toml",
                         "--pkg-cache:other")
-    assert rc == 0 and 'epoch = 2' in "\n".join(out), err
+    assert rc == 1 and err[0] == "resolve: snapshot not found", err
+    rc, out, err = call(capsys, pkg_cli.main, "resolve", "--manifest:app/cheng-package.toml",
+                        "--pkg-cache:cache")
+    assert rc == 0 and 'package_id = "pkg://cheng/fs"' in "\n".join(out), err
     rc, _, err = call(capsys, pkg_cli.main, "resolve", "--manifest:app/cheng-package.toml",
                       "--pkg-cache:other", "--store:cache")
     assert rc == 2 and err[0] == "resolve: --pkg-cache and --store name two different caches"

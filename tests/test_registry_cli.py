@@ -25,9 +25,10 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def name_package(env: Path, package_id: str) -> None:
-    """Point pkg/'s manifest at ``package_id`` (publish refuses a directory without one)."""
-    (env / "pkg" / "cheng-package.toml").write_text(f'package_id = "{package_id}"\nversion = "1.0.0"\n')
+def name_package(env: Path, package_id: str, version: str = "1.0.0") -> None:
+    """Point pkg/'s manifest at ``package_id`` (publish refuses a directory without one); each
+    release's version must follow the last (the manifest's version counts as --version)."""
+    (env / "pkg" / "cheng-package.toml").write_text(f'package_id = "{package_id}"\nversion = "{version}"\n')
 
 
 def run(capsys: pytest.CaptureFixture[str], tool, *argv: str) -> tuple[int, list[str], list[str]]:  # type: ignore[no-untyped-def]
@@ -47,6 +48,7 @@ def test_full_flow(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0 and out[-1].startswith("bafy")
     cid = out[-1]
     assert (env / "build" / "cheng_registry" / "registry.jsonl").is_file()  # the default path
+    name_package(env, "pkg://cheng/hello", "1.0.1")
     rc, out, _ = run(capsys, pkg, "publish", "--package:pkg://cheng/hello", "--channel:edge",
                      "--epoch:2", "--src:pkg", "--priv:alice.json", "--format:tar")
     assert rc == 0 and out[-1].startswith("bafk")
@@ -73,10 +75,11 @@ def test_full_flow(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_failures_name_the_line(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run(capsys, registry, "keygen", "--out:a.json", "--author:node:a")
     run(capsys, registry, "keygen", "--out:m.json", "--author:node:m")
-    name_package(env, "pkg://cheng/x")
     for e in (1, 2, 3):
+        name_package(env, "pkg://cheng/x", f"1.0.{e}")
         run(capsys, registry, "publish", "--package:pkg://cheng/x", "--channel:stable",
             f"--epoch:{e}", "--src:pkg", "--priv:a.json")
+    name_package(env, "pkg://cheng/x", "1.0.4")
     rc, _, err = run(capsys, registry, "publish", "--package:pkg://cheng/x", "--channel:stable",
                      "--epoch:4", "--src:pkg", "--priv:m.json")
     assert rc == 1 and err[0] == "publish: namespace owned by node:a"
