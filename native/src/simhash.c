@@ -240,6 +240,19 @@ uint64_t cb_simhash64_from_hashes(const uint64_t *hashes, size_t n) {
     return bs_result(&s);
 }
 
+struct cb_simsum {
+    bitsum b;
+};
+size_t cb_simsum_size(void) { return sizeof(cb_simsum); }
+void cb_simsum_init(cb_simsum *s) { memset(s, 0, sizeof *s); }
+void cb_simsum_add(cb_simsum *s, const uint64_t *hashes, size_t n) {
+    for (size_t i = 0; i < n; i++) bs_add(&s->b, hashes[i]);
+}
+uint64_t cb_simsum_result(const cb_simsum *s) {
+    bitsum copy = s->b; /* bs_result folds the partial counters: work on a copy */
+    return bs_result(&copy);
+}
+
 int cb_simhash64_batch(const uint8_t *buf, const uint64_t *doc_off, const uint64_t *doc_len,
                        const uint64_t *doc_ntok, size_t ndocs, int sep, const uint64_t *tok_len,
                        uint64_t *out) {
