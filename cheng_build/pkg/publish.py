@@ -73,7 +73,12 @@ def _api_of(src: Path, store: Blockstore | None) -> ApiInfo | None:
     if store is not None:
         from cheng_build.cas import importer
 
-        cid = str(importer.add_bytes(store, api.api_to_json(table).encode("utf-8")))
+        from cheng_build.pkg.snapshot import SOURCE_CHUNKER
+
+        # Content-defined chunks: the table is sorted JSON, and a release changes a few entries,
+        # so most chunks are the previous release's (fixed 256 KiB chunks were all new each time).
+        cid = str(importer.add_bytes(store, api.api_to_json(table).encode("utf-8"),
+                                     chunker=SOURCE_CHUNKER))
     return ApiInfo(api.api_digest(table), dict(table), cid)
 
 
