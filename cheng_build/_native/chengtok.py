@@ -1,4 +1,4 @@
-"""The Cheng source scanner of the C core (``native/include/cb_chengtok.h``, docs/chunker.md §4).
+"""The Cheng source scanner of the C core (``native/include/cb_chengtok.h``, docs/chunker.md §6).
 
 Two kernels read a source file's UTF-8 bytes in C:
 

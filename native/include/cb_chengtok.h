@@ -1,5 +1,5 @@
 /* cb_chengtok.h: the Cheng source scanner behind a package's SimHash fingerprint and its public
- * API table (docs/chunker.md, "Cheng source scanning").
+ * API table (docs/chunker.md, section 6).
  *
  * Both read UTF-8 text. Python's regular expressions, whose rules the scanner reproduces, classify
  * non-ASCII code points with the interpreter's Unicode tables; so that the C gives exactly the

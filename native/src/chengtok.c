@@ -1,4 +1,4 @@
-/* chengtok.c: the Cheng source scanner (cb_chengtok.h; rules in docs/chunker.md, section 4).
+/* chengtok.c: the Cheng source scanner (cb_chengtok.h; docs/chunker.md, section 6).
  *
  * Two scanners over the same text, each a hand-written form of a regular expression that
  * cheng_build/pkg/{originality,api}.py keep as the reference (and the tests' oracle):
