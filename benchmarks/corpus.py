@@ -9,10 +9,12 @@ removed first and that a ``cheng-package.toml`` must be written). Figures:
 
 | name | ours | anchor | goal |
 | --- | --- | --- | --- |
-| publish_v1 | ``cheng-registry publish`` of version 1 into an empty store (a process, as a user runs it) | ``git add -A`` of the same tree in a new repository | ratio <= 2 |
-| new_bytes_v2 | block bytes the store gains when version 2 is published after version 1 | bytes of the files that changed or were added | ratio <= 0.5 |
-| new_bytes_v3 | the same for version 3 after version 2 | the same | ratio <= 0.5 |
+| publish_v1 | ``cheng-registry publish`` of version 1, new store | ``git add -A``, same tree | <= 2 |
+| new_bytes_v2 | block bytes the store gains for version 2 | bytes of changed/added files | <= 0.5 |
+| new_bytes_v3 | the same for version 3 after version 2 | the same | <= 0.5 |
 
+Publish runs as a process (as a user runs it) into an empty store; ``git add -A`` in a new
+repository holding a copy of the tree.
 Beside the byte rows, two compressors of the same history as references (not goals): ``xz``
 (``xz -9e`` of the tar of all versions so far, minus the same for the versions before) and ``git``
 (the pack after ``git repack -adf`` of a repository with one commit per version, minus the pack
@@ -37,7 +39,6 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,15 +209,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.repeat} ({args.clock} clock), chunker {chunker}, {os.cpu_count()} CPUs")
         print(f"{'name':<14} {'ours':>10} {'anchor':>10} {'unit':<6} {'ratio':>6} {'goal':>6}  "
               f"anchor; references")
-        for name, r in results.items():
+        for name, row in results.items():
             goal = GOALS[name]
-            ratio = float(r["ratio"])  # type: ignore[arg-type]
+            ratio = float(str(row["ratio"]))
             flag = "[ok]" if ratio <= goal else "[ABOVE]"
-            fmt: Callable[[object], str] = (lambda v: f"{float(v):>10.3f}") if r["unit"] == "s" \
-                else (lambda v: f"{int(v):>10d}")  # type: ignore[call-overload]
-            note = ("git add -A, same tree" if name == "publish_v1" else
-                    f"{r['changed_files']} changed files; xz {r['xz']} B, git pack {r['git']} B")
-            print(f"{name:<14} {fmt(r['ours'])} {fmt(r['anchor'])} {r['unit']:<6} {ratio:>6.2f} "
+            if row["unit"] == "s":
+                ours, anchor = f"{float(str(row['ours'])):>10.3f}", f"{float(str(row['anchor'])):>10.3f}"
+                note = "git add -A, same tree"
+            else:
+                ours, anchor = f"{row['ours']!s:>10}", f"{row['anchor']!s:>10}"
+                note = (f"{row['changed_files']} changed files; xz {row['xz']} B, "
+                        f"git pack {row['git']} B")
+            print(f"{name:<14} {ours} {anchor} {row['unit']!s:<6} {ratio:>6.2f} "
                   f"{'<=' + format(goal, '.1f'):>6}  {note} {flag}")
         if args.json:
             print(json.dumps(results))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from array import array
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from cheng_build._native._loader import ffi, lib
@@ -29,8 +30,12 @@ _NON_ASCII = re.compile(rb"[\xc0-\xff][\x80-\xbf]*")
 UC_WORD, UC_DIGIT, UC_SPACE = 1, 2, 4  # the CB_UC_* bits of cb_chengtok.h
 
 
+@lru_cache(maxsize=64)
 def unicode_classes(data: bytes) -> array[int]:
-    """Sorted ``(code point << 3) | class bits`` of the non-ASCII characters of UTF-8 ``data``."""
+    """Sorted ``(code point << 3) | class bits`` of the non-ASCII characters of UTF-8 ``data``.
+
+    Cached: publish hands the same bytes object to both scanners (do not modify the result).
+    """
     if data.isascii():
         return array("I")
     chars = {m.decode("utf-8", "surrogatepass") for m in set(_NON_ASCII.findall(data))}

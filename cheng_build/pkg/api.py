@@ -384,8 +384,13 @@ def extract_api(files: Mapping[str, str | bytes]) -> dict[str, Symbol]:
     return table
 
 
-def extract_api_from_dir(root: str | os.PathLike[str]) -> dict[str, Symbol]:
-    """The public symbol table of a package tree on disk (see :func:`extract_api`)."""
+def extract_api_from_dir(root: str | os.PathLike[str],
+                         read: Mapping[str, bytes] | None = None) -> dict[str, Symbol]:
+    """The public symbol table of a package tree on disk (see :func:`extract_api`).
+
+    ``read``: files of the tree already read (relative path -> bytes), used instead of reading
+    them again (publish reads the sources once for the fingerprint and the table).
+    """
     base = Path(root)
     files: dict[str, bytes] = {}
     rels = []
@@ -396,7 +401,8 @@ def extract_api_from_dir(root: str | os.PathLike[str]) -> dict[str, Symbol]:
             if fn.endswith(".cheng"):
                 rels.append(os.path.relpath(os.path.join(dirpath, fn), base).replace(os.sep, "/"))
     for rel in _module_files(rels):
-        files[rel] = (base / rel).read_bytes()
+        known = read.get(rel) if read is not None else None
+        files[rel] = known if known is not None else (base / rel).read_bytes()
     return extract_api(files)
 
 

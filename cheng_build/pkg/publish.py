@@ -60,11 +60,11 @@ class ApiInfo:
     cid: str | None  # where its JSON lives in the CAS, so the next release can diff against it
 
 
-def _api_of(src: Path, store: Blockstore | None) -> ApiInfo | None:
+def _api_of(src: Path, store: Blockstore | None, read: dict[str, bytes]) -> ApiInfo | None:
     from cheng_build.pkg import api
 
     if src.is_dir():
-        table = api.extract_api_from_dir(src)
+        table = api.extract_api_from_dir(src, read)
     elif src.suffix == ".cheng":
         table = api.extract_api({src.name: src.read_bytes()})
     else:
@@ -72,7 +72,6 @@ def _api_of(src: Path, store: Blockstore | None) -> ApiInfo | None:
     cid = None
     if store is not None:
         from cheng_build.cas import importer
-
         from cheng_build.pkg.snapshot import SOURCE_CHUNKER
 
         # Content-defined chunks: the table is sorted JSON, and a release changes a few entries,
@@ -236,8 +235,9 @@ def publish(
     src_path = Path(src)
     version = check_manifest(src_path, package_id, version)
     snap: Snapshot = make_snapshot(store, src_path, fmt, source_addrs=source_addrs)
-    fp = originality.fingerprint(originality.source_files(src_path))
-    api_info = _api_of(src_path, store)
+    sources = originality.source_files(src_path)  # read once: fingerprint and API table
+    fp = originality.fingerprint(sources)
+    api_info = _api_of(src_path, store, sources)
     created = str(int(time.time()) if now is None else now)
 
     def build(log: RegistryLog, state: LogState) -> dict[str, Any]:
