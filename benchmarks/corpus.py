@@ -1,7 +1,7 @@
 """Publishing real Cheng code: publish time vs ``git add -A``, new bytes per version vs the changed files.
 
     python benchmarks/corpus.py [--corpus TAR.XZ] [--repeat N] [--clock wall|cpu] [--chunker SPEC]
-                                [--json]
+                                [--phases] [--json]
 
 The workload is ``../shared/corpus/cheng-core-3versions.tar.xz`` (``src/core`` of cheng-lang at
 three consecutive commits; its README says why ``backend/backend_driver_dispatch_min.cheng`` is
@@ -20,7 +20,9 @@ Beside the byte rows, two compressors of the same history as references (not goa
 (the pack after ``git repack -adf`` of a repository with one commit per version, minus the pack
 before the commit). Publish and ``git add`` alternate, best of ``--repeat``; ``--clock cpu``
 counts the CPU seconds of the child process (user + system) instead of wall time, steadier on a
-shared machine. ``--chunker`` publishes with another source chunker, to compare. ``--json``
+shared machine. ``--chunker`` publishes with another source chunker, to compare. ``--phases``
+adds the CPU seconds of each part of a publish (imports, snapshot with and without the store,
+fingerprint, API table), the profile behind the publish ratio. ``--json``
 prints ``{"<name>": {"ours": x, "anchor": y, "unit": "...", "ratio": x/y, ...}}`` as the last line.
 """
 
@@ -125,6 +127,39 @@ def git_env() -> dict[str, str]:
             "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 
 
+PHASES = """
+import sys, time
+t = time.process_time()
+import cheng_build.cli.registry, cheng_build.pkg.publish, cheng_build.cas.blockstore
+import cheng_build.cas.cid as cid
+cid._multiformats()  # every CID object is a multiformats one
+print("imports (CLI, publish, store, multiformats)", time.process_time() - t)
+from pathlib import Path
+from cheng_build.cas.blockstore import Blockstore
+from cheng_build.pkg import api, originality, snapshot
+src = Path(sys.argv[1])
+for label, store in (("no store: CIDs only", None), ("into the store", Blockstore(sys.argv[2]))):
+    t = time.process_time()
+    snap = snapshot.make_snapshot(store, src, snapshot.SnapshotFormat.DAG)
+    print(f"snapshot, {snap.chunker}, {label}", time.process_time() - t)
+t = time.process_time(); files = originality.source_files(src)
+print("read the sources", time.process_time() - t)
+t = time.process_time(); originality.fingerprint(files)
+print("fingerprint (C scanner)", time.process_time() - t)
+t = time.process_time(); api.extract_api_from_dir(src, files)
+print("API table (C lines, Python declarations)", time.process_time() - t)
+t = time.process_time(); originality.reference_fingerprint(files)
+print("fingerprint by the Python reference, for scale", time.process_time() - t)
+"""
+
+
+def phases(tree: Path, tmp: Path, env: dict[str, str]) -> list[tuple[str, float]]:
+    """CPU seconds of each part of publishing ``tree`` (one process, the publish path's calls)."""
+    out = subprocess.run([sys.executable, "-c", PHASES, str(tree), str(tmp / "phase-store")],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return [(line.rsplit(" ", 1)[0], float(line.rsplit(" ", 1)[1])) for line in out.splitlines()]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="the 3-version tar.xz")
@@ -133,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="wall time, or the child process's CPU seconds (steadier when shared)")
     ap.add_argument("--chunker", default=None,
                     help="source chunker to publish with (default: the snapshot default)")
+    ap.add_argument("--phases", action="store_true",
+                    help="also print where publish's CPU time goes (version 1, part by part)")
     ap.add_argument("--json", action="store_true", help="print the JSON object as the last line")
     args = ap.parse_args(argv)
     if not args.corpus.is_file():
@@ -222,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
                         f"git pack {row['git']} B")
             print(f"{name:<14} {ours} {anchor} {row['unit']!s:<6} {ratio:>6.2f} "
                   f"{'<=' + format(goal, '.1f'):>6}  {note} {flag}")
+        if args.phases:
+            print("publish of version 1, CPU seconds by part (one process):")
+            for label, secs in phases(trees[0], tmp, env):
+                print(f"  {secs:7.3f}  {label}")
         if args.json:
             print(json.dumps(results))
         return 0
