@@ -23,6 +23,9 @@ one, else under ``cheng/``, else the package root (``tests/``, ``examples/`` and
 are never modules). A symbol's key is ``<module>.<Name>``, with the module written as an import
 path (``net/tcp.Dial``); overloaded routines get their parameter list appended to the key.
 
+The logical lines come from the C scanner (``native/src/chengtok.c``); ``_logical_lines`` is the
+same rule in Python, kept as the tests' reference (``reference_lines``).
+
 On-disk form (``api_to_json``): compact JSON, keys sorted,
 ``{"<key>": {"kind": "fn", "signature": "(a: int32): int32"}, ...}``; ``api_digest`` is
 ``sha256:<hex>`` of exactly those bytes and is what the registry's ``api`` field records.

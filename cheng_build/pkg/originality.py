@@ -14,6 +14,11 @@ Tokenizer. Cheng source is read as a stream of tokens:
 
 Features are every unigram, bigram and trigram of that stream (file by file in path order, each
 file opened by a ``FILE`` token); the native 64-bit SimHash kernel folds them into the fingerprint.
+:func:`fingerprint` runs these rules in C (``native/src/chengtok.c``, docs/chunker.md section 6):
+no token becomes a Python object. :func:`tokenize`, :func:`features` and
+:func:`package_features` are the same rules in Python, kept as the reference the tests compare
+the C against (``reference_fingerprint``); nothing else calls them.
+
 Two packages whose fingerprints differ in at most :data:`COPY_DISTANCE` bits (>= 90% similar)
 are a high-similarity pair; the later one is a copy of the earlier (see ``pkg.publish``).
 """
