@@ -39,6 +39,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from cheng_build.core.errors import InputError
@@ -150,11 +151,13 @@ _OP_EQ = re.compile(r"([<>!=:]) = ")
 _BODY_EQ_STOP = re.compile(r"[\"'`()\[\]{}=]")
 
 
+@lru_cache(maxsize=1 << 14)
 def _normalise(sig: str) -> str:
     """Whitespace-insensitive form of a signature: one space after , ; : and none inside ()[].
 
     Each rewrite runs only when its character occurs (the result is the same; most signatures
-    lack some of them, and publish normalises thousands).
+    lack some of them, and publish normalises thousands). Cached: a pure function of its text,
+    and 40% of a real package's calls repeat an earlier text (parameter lists, field lines).
     """
     s = " ".join(sig.split())
     if ";" in s:
