@@ -145,6 +145,8 @@ def _refuse_misspelt_flags(argv: Sequence[str], unknown: Sequence[str]) -> None:
     """
     if not unknown:
         return
+    from cheng_build.cli.args import normalize_argv
+    from cheng_build.core.errors import UsageError
     from cheng_build.core.suggest import closest
 
     cut = list(argv).index("--") if "--" in argv else len(argv)
