@@ -3,7 +3,9 @@
 Each record reads every line the original tooling wrote (reference sections 1.4-1.7): its reader
 is as forgiving as the original's (a missing key takes its default, an int field given a float is
 truncated, a float field accepts an int, ``epoch`` defaults to 0), and keys it does not know are
-ignored. ``to_event`` writes the original's keys in the original's order, then our additions, so
+ignored. Money fields (prices, rates, totals, penalty) are held as integer nano units, as the
+ledger stores them in default mode (:mod:`cheng_build.ledger.money`); the original's float lines
+are converted on read, and :meth:`Record.to_compat_event` writes floats again. ``to_event`` writes the original's keys in the original's order, then our additions, so
 a compat reader of the original sees what it expects.
 
 Key order per type (``?`` = written only when non-empty; ``+`` = our additions, after them):
@@ -18,12 +20,12 @@ Key order per type (``?`` = written only when non-empty; ``+`` = our additions, 
     mem_bytes, io_bytes, gpu_ms, gpu_mem_bytes, gpu_count, gpu_type?, workload_kind?,
     price_cpu_ms, price_mem_gb, price_io_gb, price_gpu_ms, price_gpu_mem_gb, royalty_rate,
     treasury_rate, epoch, start_ts, total, royalty, treasury, executor;
-    + request_id?, source?, total_nano?, royalty_nano?, treasury_nano?, executor_nano?
+    + request_id?, source? (how it was measured: cgroup2, rusage, python, declared)
 ``exec_receipt``  type, mode?, receipt_id, request_id, task_id, executor_id, result_cid,
     usage_id, status, error, proof_cid, epoch, ts, signature; + pub_key?, request_digest?,
     usage_digest?
 ``audit``  type, audit_id, task_id, executor_id, auditor_id, result_cid, status, penalty, epoch,
-    note, ts; + receipt_id?, request_id?, expected_cid?, penalty_nano?
+    note, ts; + receipt_id?, request_id?, expected_cid?
 ``audit_sample``  type, sample_id, receipt_id, request_id, task_id, executor_id, result_cid,
     status, auditor_id, epoch, rate_bps, base_rate_bps, high_risk_rate_bps, risk_level,
     risk_reason, seed, ts
@@ -41,8 +43,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
+from cheng_build.ledger.money import NANO, MoneyError, to_nano
+
 # field kinds: how the original's forgiving getters read a value
-_STR, _INT, _FLOAT = "str", "int", "float"
+_STR, _INT, _FLOAT, _MONEY = "str", "int", "float", "money"
 _OPT = "?"  # written only when non-empty / non-zero
 _EXTRA = "+"  # our addition (written after the original's keys, only when non-empty)
 
@@ -73,6 +77,21 @@ def _get_int(obj: Mapping[str, Any], key: str, default: int = 0) -> int:
     if isinstance(v, float) and math.isfinite(v):
         return int(v)  # getIntField truncates a float
     return default
+
+
+def _get_money(obj: Mapping[str, Any], key: str) -> int:
+    """Money in nano units: a chained line (it has ``prev``) holds an int already; the original's
+    lines hold floats in whole units (a value that is no number reads as 0, as the original's
+    forgiving getter)."""
+    v = obj.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return 0
+    if "prev" in obj and isinstance(v, int):
+        return v
+    try:
+        return to_nano(v, what=key)
+    except MoneyError:
+        return 0
 
 
 def _get_float(obj: Mapping[str, Any], key: str) -> float:
@@ -111,6 +130,8 @@ class Record:
                 values[key] = _get_str(obj, key)
             elif kind == _INT:
                 values[key] = _get_int(obj, key)
+            elif kind == _MONEY:
+                values[key] = _get_money(obj, key)
             else:
                 values[key] = _get_float(obj, key)
         values["mode"] = _get_str(obj, "mode")
@@ -126,6 +147,14 @@ class Record:
             if flags and value in ("", 0, 0.0):
                 continue
             out[key] = value
+        return out
+
+    def to_compat_event(self) -> dict[str, Any]:
+        """As :meth:`to_event` with money as the original's floats (whole units)."""
+        out = self.to_event()
+        for key, kind, _flags in self.SPEC:
+            if kind == _MONEY and key in out:
+                out[key] = out[key] / NANO
         return out
 
     @classmethod
@@ -149,7 +178,7 @@ class Record:
 
 def _spec(text: str) -> tuple[tuple[str, str, str], ...]:
     """``"key:kind[?|+] ..."`` -> SPEC tuples (kind s/i/f)."""
-    kinds = {"s": _STR, "i": _INT, "f": _FLOAT}
+    kinds = {"s": _STR, "i": _INT, "f": _FLOAT, "m": _MONEY}
     out = []
     for tok in text.split():
         key, k = tok.split(":")
@@ -167,7 +196,7 @@ class ExecRequest(Record):
         "request_id:s task_id:s package_id:s author_id:s requester_id:s executor_id:s? "
         "input_cid:s code_cid:s args_cid:s max_cpu_ms:i max_mem_bytes:i max_io_bytes:i "
         "max_gpu_ms:i max_gpu_mem_bytes:i max_gpu_count:i gpu_type:s? workload_kind:s? "
-        "price_cpu_ms:f price_mem_gb:f price_io_gb:f price_gpu_ms:f price_gpu_mem_gb:f "
+        "price_cpu_ms:m price_mem_gb:m price_io_gb:m price_gpu_ms:m price_gpu_mem_gb:m "
         "expected_cost_nano:i selected_fraud_score:f selected_bandwidth_out_bytes:i "
         "selection_source:s? epoch:i ts:s signature:s caps:s+ timeout_s:i+")
 
@@ -188,11 +217,11 @@ class ExecRequest(Record):
     max_gpu_count: int = 0
     gpu_type: str = ""
     workload_kind: str = ""
-    price_cpu_ms: float = 0.0
-    price_mem_gb: float = 0.0
-    price_io_gb: float = 0.0
-    price_gpu_ms: float = 0.0
-    price_gpu_mem_gb: float = 0.0
+    price_cpu_ms: int = 0  # nano units
+    price_mem_gb: int = 0  # nano units
+    price_io_gb: int = 0  # nano units
+    price_gpu_ms: int = 0  # nano units
+    price_gpu_mem_gb: int = 0  # nano units
     expected_cost_nano: int = 0
     selected_fraud_score: float = 0.0
     selected_bandwidth_out_bytes: int = 0
@@ -226,10 +255,9 @@ class Usage(Record):
     SPEC: ClassVar[tuple[tuple[str, str, str], ...]] = _spec(
         "usage_id:s task_id:s package_id:s author_id:s executor_id:s cpu_ms:i mem_bytes:i "
         "io_bytes:i gpu_ms:i gpu_mem_bytes:i gpu_count:i gpu_type:s? workload_kind:s? "
-        "price_cpu_ms:f price_mem_gb:f price_io_gb:f price_gpu_ms:f price_gpu_mem_gb:f "
-        "royalty_rate:f treasury_rate:f epoch:i start_ts:s total:f royalty:f treasury:f "
-        "executor:f request_id:s+ source:s+ total_nano:i+ royalty_nano:i+ treasury_nano:i+ "
-        "executor_nano:i+")
+        "price_cpu_ms:m price_mem_gb:m price_io_gb:m price_gpu_ms:m price_gpu_mem_gb:m "
+        "royalty_rate:m treasury_rate:m epoch:i start_ts:s total:m royalty:m treasury:m "
+        "executor:m request_id:s+ source:s+")
 
     usage_id: str = ""
     task_id: str = ""
@@ -244,25 +272,21 @@ class Usage(Record):
     gpu_count: int = 0
     gpu_type: str = ""
     workload_kind: str = ""
-    price_cpu_ms: float = 0.0
-    price_mem_gb: float = 0.0
-    price_io_gb: float = 0.0
-    price_gpu_ms: float = 0.0
-    price_gpu_mem_gb: float = 0.0
-    royalty_rate: float = 0.0
-    treasury_rate: float = 0.0
+    price_cpu_ms: int = 0  # nano units
+    price_mem_gb: int = 0  # nano units
+    price_io_gb: int = 0  # nano units
+    price_gpu_ms: int = 0  # nano units
+    price_gpu_mem_gb: int = 0  # nano units
+    royalty_rate: int = 0  # nano units
+    treasury_rate: int = 0  # nano units
     epoch: int = 0
     start_ts: str = ""
-    total: float = 0.0
-    royalty: float = 0.0
-    treasury: float = 0.0
-    executor: float = 0.0
+    total: int = 0  # nano units
+    royalty: int = 0  # nano units
+    treasury: int = 0  # nano units
+    executor: int = 0  # nano units
     request_id: str = ""
     source: str = ""
-    total_nano: int = 0
-    royalty_nano: int = 0
-    treasury_nano: int = 0
-    executor_nano: int = 0
     mode: str = ""
 
 
@@ -302,8 +326,8 @@ class Audit(Record):
     TYPE: ClassVar[str] = "audit"
     ID: ClassVar[str] = "audit_id"
     SPEC: ClassVar[tuple[tuple[str, str, str], ...]] = _spec(
-        "audit_id:s task_id:s executor_id:s auditor_id:s result_cid:s status:s penalty:f epoch:i "
-        "note:s ts:s receipt_id:s+ request_id:s+ expected_cid:s+ penalty_nano:i+")
+        "audit_id:s task_id:s executor_id:s auditor_id:s result_cid:s status:s penalty:m epoch:i "
+        "note:s ts:s receipt_id:s+ request_id:s+ expected_cid:s+")
 
     audit_id: str = ""
     task_id: str = ""
@@ -311,14 +335,13 @@ class Audit(Record):
     auditor_id: str = ""
     result_cid: str = ""
     status: str = ""
-    penalty: float = 0.0
+    penalty: int = 0  # nano units
     epoch: int = 0
     note: str = ""
     ts: str = ""
     receipt_id: str = ""
     request_id: str = ""
     expected_cid: str = ""
-    penalty_nano: int = 0
     mode: str = ""
 
 

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cheng_build.compute.ids import int32
 from cheng_build.compute.records import AuditSample
+from cheng_build.ledger.ids import int32
 
 _sha256 = hashlib.sha256
 _FROM = int.from_bytes
