@@ -345,7 +345,13 @@ def _exec(args: argparse.Namespace) -> int:
             if outcome.out is not None:
                 print(f"result written: {outcome.out}")
     if outcome.receipt is not None and outcome.receipt.status != "ok":
-        return 1
+        from cheng_build.core.errors import ChengError
+
+        raise ChengError(f"request {req.request_id} failed on {outcome.receipt.executor_id}: "
+                         f"{outcome.receipt.error or outcome.receipt.status}",
+                         why=f"the signed receipt {outcome.receipt.receipt_id} says "
+                             f"status={outcome.receipt.status}",
+                         how="fix the DAG or its input and send a new request")
     return 0
 
 

@@ -397,8 +397,13 @@ class TreeMeter:
         self._io0 = proc_io().get("wchar", 0)
 
     def stop(self) -> Measured:
-        """Read the figures (call after every child has been reaped)."""
-        cpu_ms, rss = rusage_tree()
+        """Read the figures (call after every child has been reaped).
+
+        Memory without a cgroup ``memory.peak`` is the peak RSS of the largest process the tree
+        started (``RUSAGE_CHILDREN``), not this process's own (the engine's) memory.
+        """
+        cpu_ms, _ = rusage_tree()
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         cpu_ms -= self._cpu0
         io = proc_io().get("wchar", 0) - self._io0
         sources = ["rusage"]

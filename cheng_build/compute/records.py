@@ -79,15 +79,15 @@ def _get_int(obj: Mapping[str, Any], key: str, default: int = 0) -> int:
     return default
 
 
-def _get_money(obj: Mapping[str, Any], key: str) -> int:
+def _get_money(obj: Mapping[str, Any], key: str, nano: bool) -> int:
     """Money in nano units: a chained line (it has ``prev``) holds an int already; the original's
     lines hold floats in whole units (a value that is no number reads as 0, as the original's
     forgiving getter)."""
     v = obj.get(key)
     if isinstance(v, bool) or not isinstance(v, int | float):
         return 0
-    if "prev" in obj and isinstance(v, int):
-        return v
+    if nano:
+        return v if isinstance(v, int) else (int(v) if math.isfinite(v) else 0)
     try:
         return to_nano(v, what=key)
     except MoneyError:
@@ -115,8 +115,11 @@ class Record:
     SPEC: ClassVar[tuple[tuple[str, str, str], ...]] = ()
 
     @classmethod
-    def from_event(cls: type[R], obj: Mapping[str, Any]) -> R:
+    def from_event(cls: type[R], obj: Mapping[str, Any], *, money_nano: bool | None = None) -> R:
         """Read an event the way the original's reader does (never fails on a value).
+
+        Money is read as nano units when ``money_nano`` is true, or (default) when the line is
+        chained (has ``prev``, the ledger's default mode); else as the original's whole units.
 
         Raises:
             RecordError: ``obj`` is not a mapping of this record's ``type``.
@@ -125,13 +128,14 @@ class Record:
             got = obj.get("type") if isinstance(obj, Mapping) else type(obj).__name__
             raise RecordError(f"not a {cls.TYPE} event (type {str(got)[:40]!r})")
         values: dict[str, Any] = {}
+        nano = ("prev" in obj) if money_nano is None else money_nano
         for key, kind, _flags in cls.SPEC:
             if kind == _STR:
                 values[key] = _get_str(obj, key)
             elif kind == _INT:
                 values[key] = _get_int(obj, key)
             elif kind == _MONEY:
-                values[key] = _get_money(obj, key)
+                values[key] = _get_money(obj, key, nano)
             else:
                 values[key] = _get_float(obj, key)
         values["mode"] = _get_str(obj, "mode")
@@ -405,10 +409,10 @@ RECORDS: dict[str, type[Record]] = {r.TYPE: r for r in (ExecRequest, Usage, Rece
                                                          AuditSample, FraudReport)}
 
 
-def parse_event(obj: Mapping[str, Any]) -> Record | None:
+def parse_event(obj: Mapping[str, Any], *, money_nano: bool | None = None) -> Record | None:
     """The record of a compute event, or None for another event type (lease, proof, ...)."""
     cls = RECORDS.get(obj.get("type")) if isinstance(obj, Mapping) else None  # type: ignore[arg-type]
-    return cls.from_event(obj) if cls is not None else None
+    return cls.from_event(obj, money_nano=money_nano) if cls is not None else None
 
 
 def field_names(cls: type[Record]) -> list[str]:
