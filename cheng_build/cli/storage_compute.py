@@ -411,7 +411,15 @@ def _audit(args: argparse.Namespace) -> int:
             if outcome.fraud is not None:
                 print(f"fraud ok: {outcome.fraud.report_id} severity=high "
                       f"(penalty {outcome.audit.penalty} nano units)")
-        return 0 if outcome.audit.status == "ok" else 1
+        if outcome.audit.status != "ok":
+            from cheng_build.core.errors import ChengError
+
+            raise ChengError(f"receipt {args.receipt} of {outcome.audit.executor_id} "
+                             f"{'failed its audit' if outcome.audit.status == 'bad' else 'is inconclusive'}",
+                             why="\n".join(outcome.reasons) or None,
+                             how=None if outcome.audit.status == "bad" else
+                             "recompute with more --replicas on distinct --peer executors")
+        return 0
     for flag in ("task", "executor", "auditor", "status"):
         if not getattr(args, flag):
             raise UsageError(f"missing --{flag}", how="run 'cheng-storage audit --help'")
