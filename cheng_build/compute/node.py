@@ -46,6 +46,7 @@ from cheng_build.trust.keys import KeyPair
 PROTOCOL = "/cheng/compute/exec/1.0.0"
 DEFAULT_TIMEOUT_S = 600
 CLAIM_POLL_S = 0.5
+LINGER_S = 30.0
 
 
 class RequestRefusedError(ChengError):
@@ -382,6 +383,11 @@ def run_executor(cfg: ExecutorConfig, *, on_ready: Callable[[list[str]], None] |
 
                 nursery.start_soon(stopper)
             await ex.done.wait()
+            # The last requester may still fetch its result from us: serve until it hangs up
+            # (bounded, so a requester that never does cannot keep a --max node alive).
+            with trio.move_on_after(LINGER_S):
+                while host.get_network().connections:
+                    await trio.sleep(0.05)
             nursery.cancel_scope.cancel()
 
     try:
