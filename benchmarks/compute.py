@@ -37,9 +37,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cheng_build.compute.metering import Billing, Meter, TreeMeter  # noqa: E402
-from cheng_build.compute.money import Prices  # noqa: E402
-from cheng_build.ledger.log import Ledger  # noqa: E402
+from cheng_build.compute.metering import Billing, Meter, TreeMeter
+from cheng_build.compute.money import Prices
+from cheng_build.ledger.log import Ledger
 
 
 def _busy(n: int) -> int:

@@ -47,12 +47,15 @@ def test_meter_compat_writes_the_original_line(tmp_path: Path,
     line = (tmp_path / "ledger.jsonl").read_text().splitlines()[0]
     ev = json.loads(line)
     assert "prev" not in ev and ev["total"] == pytest.approx(3.2725)
-    assert ev["usage_id"] == f"usage-{len(ev['task_id'] + '|pkg://cheng/fs|node:alice|node:exec-1|0|0|0|110000|-1073741824|1|A10G|infer|1|' + ev['start_ts'])}"
+    payload = ("job-gpu-2|pkg://cheng/fs|node:alice|node:exec-1|0|0|0|110000|-1073741824|1|A10G|"
+               f"infer|1|{ev['start_ts']}")  # reference 1.1: the id is the payload's length
+    assert ev["usage_id"] == f"usage-{len(payload)}"
 
 
 @pytest.mark.parametrize(("flags", "first"), [
     (("--cpu_ms:-5",), "meter: usage: cpu_ms is negative (-5)"),
-    (("--cpu_ms:1", "--mem_bytes:99999999999999999999"), "meter: usage: mem_bytes 99999999999999999999 is absurd"),
+    (("--cpu_ms:1", "--mem_bytes:99999999999999999999"),
+     "meter: usage: mem_bytes 99999999999999999999 is absurd"),
     (("--gpu_count:100000", "--gpu_ms:1"), "meter: usage: gpu_count 100000 is absurd"),
 ])
 def test_meter_refuses_negative_or_absurd(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -78,7 +81,8 @@ def test_meter_refuses_negative_or_absurd(tmp_path: Path, capsys: pytest.Capture
      "fraud: receipt not found in ledger", 1),
     (("fraud", "--task:t", "--executor:e", "--reporter:r", "--receipt:x", "--severity:HIGH"),
      "fraud: invalid --severity (expected low|medium|high)", 2),
-    (("audit", "--recompute", "--receipt:receipt-nope"), "audit: receipt receipt-nope not found in ledger", 1),
+    (("audit", "--recompute", "--receipt:receipt-nope"),
+     "audit: receipt receipt-nope not found in ledger", 1),
     (("audit", "--task:t", "--executor:e", "--auditor:a", "--status:ok", "--receipt:receipt-nope"),
      "audit: receipt receipt-nope not found in ledger", 1),
     (("exec", "--task:t", "--wait"), "exec: --wait needs --peer:<executor multiaddr>", 2),
@@ -91,7 +95,7 @@ def test_meter_refuses_negative_or_absurd(tmp_path: Path, capsys: pytest.Capture
 ])
 def test_bad_input_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                    argv: tuple[str, ...], first: str, code: int) -> None:
-    rc, out, err = cli(capsys, *argv, f"--root:{tmp_path}")
+    rc, _out, err = cli(capsys, *argv, f"--root:{tmp_path}")
     assert rc == code, err
     assert err.splitlines()[0] == first or err.splitlines()[0].startswith(first)
     assert "Traceback" not in err

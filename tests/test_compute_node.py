@@ -37,7 +37,7 @@ def world(tmp_path: Path) -> dict[str, object]:
             "input": put(root, inp), "keys": keys}
 
 
-def _exec(w: dict[str, object], addr: str, *extra: str, code: str = "code") -> "object":
+def _exec(w: dict[str, object], addr: str, *extra: str, code: str = "code") -> object:
     return storage("exec", f"--peer:{addr}", f"--code:{w[code]}", f"--input:{w['input']}",
                    "--task:job-1", "--requester:node:app", f"--root:{w['root']}", "--wait", *extra)
 

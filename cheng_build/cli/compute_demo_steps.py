@@ -45,10 +45,10 @@ class StepFailed(Exception):
 
 
 def _storage(*argv: str) -> str:
-    from cheng_build.cli.storage import main
-
     import contextlib
     import io
+
+    from cheng_build.cli.storage import main
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

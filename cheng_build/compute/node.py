@@ -338,6 +338,7 @@ def run_executor(cfg: ExecutorConfig, *, on_ready: Callable[[list[str]], None] |
     import multiaddr
     import trio
     from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.custom_types import TProtocol
 
     from cheng_build.cas.blockstore import Blockstore
     from cheng_build.core.errors import UsageError
@@ -360,29 +361,29 @@ def run_executor(cfg: ExecutorConfig, *, on_ready: Callable[[list[str]], None] |
         host = lp.make_host(create_new_key_pair(cfg.key.seed))
         async with host.run(listen_addrs=[maddr]), BitswapNode.running(host, store) as node, \
                 trio.open_nursery() as nursery:
-            ex = _Executor(cfg, node)
-            ex.done = trio.Event()
+            me = ex = _Executor(cfg, node)
+            me.done = trio.Event()
 
             async def handler(stream: Any) -> None:
                 # One request's failure must never take the node down: log it and go on.
                 try:
-                    await ex.handle(stream)  # type: ignore[union-attr]
-                except Exception as exc:  # noqa: BLE001 - the node outlives any one request
+                    await me.handle(stream)
+                except Exception as exc:
                     print(f"executor: request failed: {type(exc).__name__}: {exc}",
                           file=sys.stderr, flush=True)
 
-            host.set_stream_handler(PROTOCOL, handler)
+            host.set_stream_handler(TProtocol(PROTOCOL), handler)
             if on_ready is not None:
                 on_ready(lp.listen_addrs(host))
             if cfg.claim:
-                nursery.start_soon(ex.claim_loop)
+                nursery.start_soon(me.claim_loop)
             if stop is not None:
                 async def stopper() -> None:
                     await stop()
-                    ex.done.set()  # type: ignore[union-attr]
+                    me.done.set()
 
                 nursery.start_soon(stopper)
-            await ex.done.wait()
+            await me.done.wait()
             # The last requester may still fetch its result from us: serve until it hangs up
             # (bounded, so a requester that never does cannot keep a --max node alive).
             with trio.move_on_after(LINGER_S):

@@ -5,8 +5,9 @@ is as forgiving as the original's (a missing key takes its default, an int field
 truncated, a float field accepts an int, ``epoch`` defaults to 0), and keys it does not know are
 ignored. Money fields (prices, rates, totals, penalty) are held as integer nano units, as the
 ledger stores them in default mode (:mod:`cheng_build.ledger.money`); the original's float lines
-are converted on read, and :meth:`Record.to_compat_event` writes floats again. ``to_event`` writes the original's keys in the original's order, then our additions, so
-a compat reader of the original sees what it expects.
+are converted on read, and :meth:`Record.to_compat_event` writes floats again. ``to_event``
+writes the original's keys in the original's order, then our additions, so a compat reader of
+the original sees what it expects.
 
 Key order per type (``?`` = written only when non-empty; ``+`` = our additions, after them):
 
@@ -144,8 +145,9 @@ class Record:
     def to_event(self) -> dict[str, Any]:
         """The ledger line's object, keys in the original's order, our additions after."""
         out: dict[str, Any] = {"type": self.TYPE}
-        if self.has_mode() and getattr(self, "mode", ""):
-            out["mode"] = self.mode  # type: ignore[attr-defined]
+        mode = str(getattr(self, "mode", ""))
+        if self.has_mode() and mode:
+            out["mode"] = mode
         for key, _kind, flags in self.SPEC:
             value = getattr(self, key)
             if flags and value in ("", 0, 0.0):

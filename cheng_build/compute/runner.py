@@ -77,8 +77,8 @@ def execute(store_root: Path, request: ExecRequest, ws_path: Path, *,
             use_cgroup: bool = True) -> ExecResult:
     """Run ``request`` in a fresh workspace at ``ws_path`` (removed afterwards)."""
     from cheng_build.cas.blockstore import Blockstore
-    from cheng_build.cis.dag.toml_io import load_dag
     from cheng_build.cis.dag.model import RunState
+    from cheng_build.cis.dag.toml_io import load_dag
     from cheng_build.compute import workspace as wsp
 
     store = Blockstore(store_root)

@@ -129,26 +129,14 @@ def prepare(store: Blockstore, code_cid: str, input_cid: str, path: Path) -> Wor
     """Export code and input from ``store`` into a fresh workspace at ``path``.
 
     Raises:
-        BadCodeError: the code CID is not a directory with a ``cis.toml``, or holds a reserved name.
+        BadCodeError: the code CID is not a runnable DAG directory (:func:`check_code`).
         NotFoundError / DigestMismatchError: a block is missing or corrupt.
     """
     from cheng_build.cas.exporter import EntryKind, export_to, kind_of
 
-    code = parse_cid(code_cid)
-    if kind_of(store, code) is not EntryKind.DIRECTORY:
-        raise BadCodeError(f"code {code_cid} is not a DAG",
-                           why="the code CID must be a UnixFS directory holding cis.toml; it is a "
-                               f"{kind_of(store, code).value}",
-                           how="store the directory with: cheng-storage put --file:<dir>")
-    export_to(store, code, path, contained_symlinks=True)
+    check_code(store, code_cid)
+    export_to(store, parse_cid(code_cid), path, contained_symlinks=True)
     ws = Workspace(path)
-    if not ws.dag_file.is_file():
-        raise BadCodeError(f"code {code_cid} is not a DAG", why="its directory has no cis.toml")
-    for name in RESERVED:
-        if (path / name).exists():
-            raise BadCodeError(f"code {code_cid} holds '{name}'",
-                               why=f"'{name}' is where the executor puts the "
-                                   f"{'input' if name == 'input' else 'result' if name == 'out' else 'run store'}")
     inp = parse_cid(input_cid)
     if kind_of(store, inp) is EntryKind.DIRECTORY:
         export_to(store, inp, ws.input, contained_symlinks=True)
