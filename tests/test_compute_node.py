@@ -268,3 +268,45 @@ def test_client_refuses_a_receipt_not_signed_by_the_peer(world: dict[str, object
     forged = {**receipt.to_event(), "result_cid": "bafyforged"}
     with pytest.raises(SignatureError):
         client._check({"receipt": forged, "usage": usage.to_event()}, req, peer, Outcome(req))
+
+
+@pytest.mark.parametrize(("cheat", "first"), [
+    ("tamper", "exec: signature of receipt receipt-"),
+    ("foreign-key", "exec: receipt receipt-"),
+    ("absurd", "exec: usage: cpu_ms is negative (-1000)"),
+])
+def test_forged_receipts_are_refused_through_the_cli(world: dict[str, object], cheat: str,
+                                                     first: str) -> None:
+    tmp: Path = world["tmp"]  # type: ignore[assignment]
+    ex = Executor(tmp / "exroot", world["keys"]["exec-1"], "--max:1", f"--cheat:{cheat}",  # type: ignore[index]
+                  log=tmp / "ex.log")
+    try:
+        res = _exec(world, ex.addr)
+    finally:
+        ex.stop()
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[0].startswith(first), res.stderr
+    if cheat == "foreign-key":
+        assert "is not signed by the executor we talked to" in res.stderr.splitlines()[0]
+    assert "Traceback" not in res.stderr
+    # The request was accepted (recorded); the forged receipt and usage were not.
+    kinds = [e["type"] for e in ledger_events(world["root"] / "ledger.jsonl")]  # type: ignore[operator]
+    assert kinds == ["exec_request"]
+
+
+def test_unregistered_executor_key_is_refused(world: dict[str, object]) -> None:
+    """A node whose key the registry binds to nobody (or to another id) is not trusted."""
+    from cheng_build.trust.keys import load_key
+    from cheng_build.trust.registry_ops import register_namespace
+
+    tmp: Path = world["tmp"]  # type: ignore[assignment]
+    reg = tmp / "registry.jsonl"
+    register_namespace(reg, load_key(str(world["keys"]["exec-2"])), "pkg://cheng/exec-2")  # type: ignore[index]
+    ex = Executor(tmp / "exroot", world["keys"]["exec-1"], "--max:1", log=tmp / "ex.log")  # type: ignore[index]
+    try:
+        res = _exec(world, ex.addr, f"--registry:{reg}")
+    finally:
+        ex.stop()
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[0].startswith("exec: key ed25519:") and \
+        res.stderr.splitlines()[0].endswith("is not registered to node:exec-1")

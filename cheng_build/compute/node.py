@@ -169,6 +169,21 @@ def forge(root: Path, cheat: str, result: ExecResult) -> ExecResult:
     return result
 
 
+def forge_receipt(cheat: str, usage: Usage, receipt: Receipt, key: KeyPair
+                  ) -> tuple[Usage, Receipt]:
+    """Receipt-level cheats (tests of the requester's checks): ``tamper`` edits the result after
+    signing, ``foreign-key`` signs with a key that is not the node's, ``absurd`` bills a negative
+    CPU time (signed, so only the usage check can refuse it)."""
+    if cheat == "tamper":
+        return usage, receipt.replace(result_cid=receipt.result_cid[::-1])
+    if cheat == "foreign-key":
+        return usage, sign_receipt(receipt.replace(signature=""), KeyPair.generate(receipt.executor_id))
+    if cheat == "absurd":
+        bad = usage.replace(cpu_ms=-1000)
+        return bad, sign_receipt(receipt.replace(usage_digest=bad.digest(), signature=""), key)
+    return usage, receipt
+
+
 def settle_request(req: ExecRequest, result: ExecResult, key: KeyPair, mode: str = ""
                    ) -> tuple[Usage, Receipt]:
     """The usage event and signed receipt of a finished execution."""
@@ -199,7 +214,7 @@ class ExecutorConfig:
     caps: tuple[str, ...] = ("cpu",)
     max_requests: int = 0  # 0: serve until stopped
     claim: bool = False
-    cheat: str = ""  # "", "result" or "meter": a deliberately dishonest node (tests, demo)
+    cheat: str = ""  # a deliberately dishonest node (tests, demo): see forge, forge_receipt
     mode: str = ""
     limits: Limits = field(default_factory=Limits)
     default_timeout_s: int = DEFAULT_TIMEOUT_S
@@ -224,6 +239,7 @@ class _Executor:
         result = await run_in_child(self.cfg.root, req, timeout=timeout)
         result = forge(self.cfg.root, self.cfg.cheat, result)
         usage, receipt = settle_request(req, result, self.cfg.key, self.cfg.mode)
+        usage, receipt = forge_receipt(self.cfg.cheat, usage, receipt, self.cfg.key)
         Ledger(self.cfg.ledger).append_many([usage.to_event(), receipt.to_event()])
         return usage, receipt
 
@@ -498,7 +514,11 @@ class ExecClient:
                 if scope.cancelled_caught:
                     raise TransportError(f"executor {peer} timed out after {timeout:g} s",
                                          how="raise --timeout, or check the executor's log")
-                await node.disconnect(peer_id)
+                # py-libp2p's Yamux.close ends with a fixed `trio.sleep(0.1)` after the socket is
+                # already closed (twice per connection: ~200 ms of nothing). The socket goes
+                # first; the sleeps are cut short, the host is stopping anyway.
+                with trio.move_on_after(0.02):
+                    await node.disconnect(peer_id)
 
         try:
             with lp.quick_gil_handoff():
