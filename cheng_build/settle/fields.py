@@ -111,8 +111,11 @@ def money_nano(ev: Event, key: str, line: int) -> int:
     v = ev.get(key)
     if v is None:
         return 0
-    if type(v) is int and "prev" in ev:
+    t = type(v)
+    if t is int and "prev" in ev:
         n = int(v)
+    elif t is not int and t is not float:  # a string or a boolean is not an amount
+        raise LedgerError(f"{key} is not a number", line=line, why=f"got {str(v)[:40]!r}")
     else:
         try:
             n = read_money(ev, key)
