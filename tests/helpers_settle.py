@@ -39,8 +39,8 @@ def compute(usage_id: str = "", *, author: str = "node:alice", executor: str = "
     return ev
 
 
-def request(request_id: str, *, epoch: int = 1, task: str = "job-1") -> dict[str, Any]:
-    return {"type": "exec_request", "mode": "local", "request_id": request_id, "task_id": task,
+def request(request_id: str, *, epoch: int = 1, task: str = "job-1", **extra: Any) -> dict[str, Any]:
+    return {**{"type": "exec_request", "mode": "local", "request_id": request_id, "task_id": task,
             "package_id": "pkg://cheng/fs", "author_id": "node:alice", "requester_id": "node:app-1",
             "executor_id": "node:exec-1", "input_cid": "cid://input", "code_cid": "cid://code",
             "args_cid": "cid://args", "max_cpu_ms": 2000, "max_mem_bytes": 0, "max_io_bytes": 0,
@@ -48,7 +48,7 @@ def request(request_id: str, *, epoch: int = 1, task: str = "job-1") -> dict[str
             "price_mem_gb": 0.1, "price_io_gb": 0.05, "price_gpu_ms": 0.0, "price_gpu_mem_gb": 0.0,
             "expected_cost_nano": 0, "selected_fraud_score": 0.0,
             "selected_bandwidth_out_bytes": 0, "selection_source": "explicit", "epoch": epoch,
-            "ts": "1773912345", "signature": ""}
+            "ts": "1773912345", "signature": ""}, **extra}
 
 
 def receipt(receipt_id: str, request_id: str, usage_id: str = "", *, status: str = "ok",

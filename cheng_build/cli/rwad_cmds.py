@@ -73,6 +73,9 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--require-request-schema", dest="require_request_schema",
                             default=None,
                             help="default: the --batch's schema, else cheng-rwad-settlement/v1")
+        parser.add_argument("--require-signer", dest="require_signer", default=None,
+                            help="v2 batches: the exporting node's public key (ed25519:... or "
+                                 "its key file) that must have signed the batch")
         parser.add_argument("--out", help="write the ack here (atomically) instead of stdout")
     else:
         parser.add_argument("--rwad-tool", dest="rwad_tool",
@@ -127,7 +130,10 @@ def _export(args: argparse.Namespace) -> int:
         data = export.envelope_v2(s, batch_id=batch_id, signer=key)
     else:
         ledger = str(config_from_args(args).ledger_path.absolute())
-        data = export.envelope_v1(s.render("json"), batch_id=batch_id, epoch=args.epoch,
+        from cheng_build.settle.render import to_json
+
+        data = export.envelope_v1(to_json(export.chain_safe(s.doc)), batch_id=batch_id,
+                                  epoch=args.epoch,
                                   ledger_path=ledger)
     _emit(args.out, data, "export")
     return EXIT_OK
@@ -149,7 +155,13 @@ def _apply(args: argparse.Namespace) -> int:
         output_file(args.out, "--out")
     result = _read(args.result, "--result")
     batch = _read(args.batch, "--batch") if args.batch else None
+    signer = None
+    if args.require_signer:
+        from cheng_build.trust.keys import load_public_key
+
+        signer = load_public_key(args.require_signer)
     ack = apply_result(result, batch, ApplyRequest(
+        require_signer=signer,
         result_path=args.result, batch_id=args.batch_id, require_status=args.require_status,
         require_result_schema=args.require_result_schema,
         require_request_schema=args.require_request_schema))

@@ -77,8 +77,11 @@ class Batch:
     epoch: int
 
 
-def check_batch(data: bytes) -> Batch:
-    """Check a batch file's own integrity (sha; v2 signature).
+def check_batch(data: bytes, *, signer: str | None = None) -> Batch:
+    """Check a batch file's own integrity (sha; v2 signature, by ``signer`` when given).
+
+    A v2 batch names its own key, so its signature alone proves only that nothing changed since
+    *someone* signed it; ``signer`` (an ``ed25519:`` public key) pins who.
 
     Raises:
         BridgeError: not a batch, an unknown schema, a sha that does not match its settlement.
@@ -97,10 +100,12 @@ def check_batch(data: bytes) -> Batch:
                               why="a v1 batch ends with its settlement object and '}'")
         actual = hashlib.sha256(part).hexdigest()
     elif schema == BATCH_V2:
+        signer_obj: Any
         settlement = env.get("settlement")
         signature = env.get("signature")
-        signer = env.get("signer")
-        if type(settlement) is not dict or type(signature) is not str or type(signer) is not dict:
+        signer_obj = env.get("signer")
+        if (type(settlement) is not dict or type(signature) is not str
+                or type(signer_obj) is not dict):
             raise BridgeError("invalid batch file payload",
                               why="a v2 batch has a settlement object, a signer and a signature")
         unsigned = {k: v for k, v in env.items() if k != "signature"}
@@ -108,7 +113,11 @@ def check_batch(data: bytes) -> Batch:
             message = SIGN_DOMAIN_V2 + jcs.canonical(unsigned)
         except (TypeError, ValueError) as exc:
             raise BridgeError("invalid batch file payload", why=str(exc)) from None
-        verify_signature(str(signer.get("pub_key")), message, signature,
+        if signer is not None and signer_obj.get("pub_key") != signer:
+            raise BridgeError(f"batch signer mismatch: got={signer_obj.get('pub_key')} "
+                              f"expect={signer}",
+                              why="the batch was signed by another node's key")
+        verify_signature(str(signer_obj.get("pub_key")), message, signature,
                          what="batch signature")
         actual = hashlib.sha256(jcs.canonical(settlement)).hexdigest()
     else:
@@ -129,6 +138,7 @@ class ApplyRequest:
     require_status: str = ""
     require_result_schema: str = RESULT_V1
     require_request_schema: str | None = None  # None: the batch's schema, else v1
+    require_signer: str | None = None  # v2: the exporting node's ed25519: public key
 
 
 def apply_result(result: bytes, batch: bytes | None, req: ApplyRequest) -> bytes:
@@ -166,7 +176,7 @@ def apply_result(result: bytes, batch: bytes | None, req: ApplyRequest) -> bytes
         raise BridgeError("missing totals")
     epoch = _int(res, "epoch", "result")
     if batch is not None:
-        checked = check_batch(batch)
+        checked = check_batch(batch, signer=req.require_signer)
         if want_request and checked.schema != want_request:
             raise BridgeError(f"batch schema mismatch: got={checked.schema} expect={want_request}")
         if values["batch_id"] != checked.batch_id:

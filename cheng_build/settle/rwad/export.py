@@ -40,6 +40,22 @@ from cheng_build.trust.keys import KeyPair
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
 
+def chain_safe(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with the only free text a settlement can hold, a bad receipt's ``error`` (written
+    by an executor), replaced by its sha256: a batch carries ids, CIDs, counts, totals and hashes.
+
+    With ``--top:0`` (the export default) the lists are empty and nothing changes.
+    """
+    bad = doc["reconcile"]["bad_receipt"]
+    if not any(row["error"] for row in bad):
+        return doc
+    out = dict(doc)
+    out["reconcile"] = {**doc["reconcile"], "bad_receipt": [
+        {**row, "error": hashlib.sha256(row["error"].encode("utf-8", "surrogateescape")).hexdigest()
+         if row["error"] else ""} for row in bad]}
+    return out
+
+
 def default_batch_id(epoch: int) -> str:
     """``cheng-epoch-<n>``, or ``cheng-epoch-all`` for every epoch (-1), as the original."""
     return "cheng-epoch-all" if epoch < 0 else f"cheng-epoch-{epoch}"
@@ -80,7 +96,7 @@ def split_v1(data: bytes) -> bytes | None:
 
 def v2_unsigned(s: Settlement, *, batch_id: str, signer: KeyPair) -> dict[str, Any]:
     """The v2 batch object before its signature."""
-    doc = s.doc
+    doc = chain_safe(s.doc)
     return {
         "schema_version": BATCH_V2,
         "source": SOURCE_V2,
