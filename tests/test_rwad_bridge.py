@@ -185,8 +185,8 @@ def test_round_trip_export_standin_apply_ack(root: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     batch, result = _loop(root, tmp_path, capsys)
     ack = tmp_path / "ack.json"
-    rc, out, err = run(capsys, rwad_bridge, "apply", f"--result:{result}", f"--batch:{batch}",
-                       "--batch-id:cheng-epoch-1", "--require-status:finalized", f"--out:{ack}")
+    rc, _, err = run(capsys, rwad_bridge, "apply", f"--result:{result}", f"--batch:{batch}",
+                     "--batch-id:cheng-epoch-1", "--require-status:finalized", f"--out:{ack}")
     assert rc == 0, err
     a = json.loads(ack.read_text())
     b = json.loads(batch.read_text())

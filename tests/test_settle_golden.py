@@ -11,8 +11,7 @@ import yaml
 
 from cheng_build.settle.api import Mode, settle
 from cheng_build.settle.hashorder import jenkins_i32, slot_of, table_order
-from tests.helpers_settle import (audit, compute, fraud, lease, proof, receipt, request, sample,
-                                  write_legacy)
+from tests.helpers_settle import audit, compute, fraud, lease, proof, receipt, request, sample, write_legacy
 
 
 def _doc(path: Path, **kw: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ original's hash-table slot order so its JSON bytes can match the original's.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from cheng_build.settle import reconcile as R
@@ -30,7 +31,7 @@ def _check(value: Num, what: str) -> Num:
     return value
 
 
-def _table(table: dict[str, Num], mode: Mode, what: str, scale: Any = None) -> dict[str, Num]:
+def _table(table: Mapping[str, Num], mode: Mode, what: str, scale: Any = None) -> dict[str, Num]:
     keys = table_order(table) if mode is Mode.COMPAT else sorted(table)
     out: dict[str, Num] = {}
     for k in keys:

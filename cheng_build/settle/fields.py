@@ -53,8 +53,7 @@ def epoch_of(ev: Event, line: int) -> int:
 def number(ev: Event, key: str, line: int) -> float:
     """A numeric field as a float (missing reads as 0.0)."""
     v = ev.get(key)
-    t = type(v)
-    if t is float or t is int:
+    if type(v) is float or type(v) is int:
         return float(v)
     if v is None:
         return 0.0
@@ -64,9 +63,9 @@ def number(ev: Event, key: str, line: int) -> float:
 def quantity(ev: Event, key: str, line: int) -> Num:
     """A non-money numeric field (ms, bytes) as written: int stays int, float stays float."""
     v = ev.get(key)
-    t = type(v)
-    if t is int or t is float:
-        return v  # type: ignore[no-any-return]
+    if type(v) is int or type(v) is float:
+        n: Num = v
+        return n
     if v is None:
         return 0
     raise LedgerError(f"{key} is not a number", line=line, why=f"got {str(v)[:40]!r}")
@@ -146,5 +145,20 @@ def severity_tenths(ev: Event, line: int) -> int:
     return SEVERITY_TENTHS.get(text(ev, "severity", line).lower(), 10)
 
 
-__all__ = ["ALPHA_MAP_BPS", "GIB", "GIB_INT", "quantity", "round_div", "NANO", "Event", "Num", "alpha_bps", "epoch_of", "money_float",
-           "money_nano", "number", "severity_tenths", "text"]
+__all__ = [
+    "ALPHA_MAP_BPS",
+    "GIB",
+    "GIB_INT",
+    "NANO",
+    "Event",
+    "Num",
+    "alpha_bps",
+    "epoch_of",
+    "money_float",
+    "money_nano",
+    "number",
+    "quantity",
+    "round_div",
+    "severity_tenths",
+    "text",
+]

@@ -42,15 +42,13 @@ def _place(slots: list[str | None], key: str) -> None:
 def table_order(keys: Iterable[str]) -> list[str]:
     """The emitted order of a table that had ``keys`` inserted in this order (no duplicates)."""
     slots: list[str | None] = [None] * _INITIAL_CAP
-    n = 0
-    for key in keys:
+    for n, key in enumerate(keys):
         if (n + 1) * 10 >= len(slots) * 7:
             old = [k for k in slots if k is not None]
             slots = [None] * (len(slots) * 2)
             for k in old:
                 _place(slots, k)
         _place(slots, key)
-        n += 1
     return [k for k in slots if k is not None]
 
 

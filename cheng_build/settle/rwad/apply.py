@@ -26,8 +26,7 @@ from cheng_build.core.errors import SignatureError
 from cheng_build.settle.errors import BridgeError
 from cheng_build.settle.rwad import jcs
 from cheng_build.settle.rwad.export import split_v1
-from cheng_build.settle.rwad.schemas import (ACK_V1, BATCH_V1, BATCH_V2, RESULT_V1,
-                                             SIGN_DOMAIN_V2)
+from cheng_build.settle.rwad.schemas import ACK_V1, BATCH_V1, BATCH_V2, RESULT_V1, SIGN_DOMAIN_V2
 from cheng_build.trust.keys import verify_signature
 
 _REQUIRED = ("schema_version", "request_schema", "batch_id", "settlement_sha256")
