@@ -87,29 +87,38 @@ class Totals:
     id_collisions: dict[str, int] = field(default_factory=dict)
 
 
-def _add(table: dict[str, F.Num], key: str, value: F.Num) -> None:
-    # The original never adds an empty key (tableAdd returns on len(key) == 0).
-    if key:
-        table[key] = table.get(key, 0) + value
+def _ints(*values: object) -> bool:
+    """All non-negative ints (not bools): the fast path of a chained line's money."""
+    for v in values:  # noqa: SIM110 - a plain loop is faster than all() of a generator here
+        if type(v) is not int or v < 0:
+            return False
+    return True
 
 
 class Accumulator:
-    """Feed events in ledger order with :meth:`feed`; read :attr:`totals` at the end."""
+    """Feed events in ledger order with :meth:`feed`; read :attr:`totals` at the end.
+
+    The handlers read a chained line's integer money and string ids directly (the common case,
+    a few dict look-ups per field) and fall back to :mod:`.fields`' checked readers for anything
+    else, so every odd value still gets the same error or compat reading.
+    """
 
     def __init__(self, epoch: int, mode: Mode) -> None:
         self.totals = Totals(epoch=epoch, mode=mode)
         self.epoch = epoch
+        self._filtered = epoch >= 0
         self.compat = mode is Mode.COMPAT
-        self._seen: dict[str, set[str]] = {t: set() for t in KNOWN_TYPES}
         self._money: Callable[[F.Event, str, int], F.Num] = (
             F.money_float if self.compat else F.money_nano)
-        self._handlers: dict[str, Callable[[F.Event, int], None]] = {
+        handlers: dict[str, Callable[[F.Event, int, int], None]] = {
             "lease": self._lease, "compute": self._compute, "audit": self._audit,
             "audit_sample": self._sample, "fraud_report": self._fraud,
             "storage_proof": self._proof, "exec_request": self._request,
             "exec_receipt": self._receipt}
+        # type -> (handler, its id field, the ids seen so far)
+        self._types = {k: (h, ID_FIELD[k], set[str]()) for k, h in handlers.items()}
+        self._alpha: dict[str, int] = {}
         if self.compat:
-            self._zero: F.Num = 0.0
             for name in ("storage_total", "compute_total", "treasury_total", "audit_total",
                          "gpu_core_total", "gpu_mem_total", "gpu_alpha_weighted_total"):
                 setattr(self.totals, name, 0.0)
@@ -121,87 +130,128 @@ class Accumulator:
             LedgerError: a field of the wrong type, negative money (default mode), a repeated id
                 (default mode), a penalty with no one to take it from (default mode).
         """
-        if self.epoch >= 0 and F.epoch_of(ev, line) != self.epoch:
+        epoch = ev.get("epoch", 0)
+        if type(epoch) is not int:
+            epoch = F.epoch_of(ev, line)
+        if self._filtered and epoch != self.epoch:
             return
         kind = ev.get("type")
         if type(kind) is not str:
             kind = ""
         counts = self.totals.event_counts
         counts[kind] = counts.get(kind, 0) + 1
-        handler = self._handlers.get(kind)
-        if handler is None:
+        entry = self._types.get(kind)
+        if entry is None:
             unknown = self.totals.unknown_types
             unknown[kind] = unknown.get(kind, 0) + 1
             return
-        self._check_id(kind, ev, line)
-        handler(ev, line)
-
-    def _check_id(self, kind: str, ev: F.Event, line: int) -> None:
-        key = ID_FIELD[kind]
-        ident = F.text(ev, key, line)
-        if not ident:
-            return
-        seen = self._seen[kind]
-        if ident in seen:
-            if not self.compat:
-                raise LedgerError(
-                    f"{key} {ident} appears twice", line=line,
-                    why="a duplicated or replayed line, or a ledger written with the original "
-                        "tool's length-based ids (which collide)",
-                    how="check the ledger with 'cheng-storage verify-ledger'; settle a legacy "
-                        "ledger with --compat, which merges repeated ids as the original did")
-            self.totals.id_collisions[key] = self.totals.id_collisions.get(key, 0) + 1
-        else:
+        handler, key, seen = entry
+        ident = ev.get(key)
+        if type(ident) is not str:
+            ident = F.text(ev, key, line)
+        if ident:
+            n = len(seen)
             seen.add(ident)
+            if len(seen) == n:
+                self._repeated(key, ident, line)
+        handler(ev, line, epoch)
+
+    def _repeated(self, key: str, ident: str, line: int) -> None:
+        if not self.compat:
+            raise LedgerError(
+                f"{key} {ident} appears twice", line=line,
+                why="a duplicated or replayed line, or a ledger written with the original "
+                    "tool's length-based ids (which collide)",
+                how="check the ledger with 'cheng-storage verify-ledger'; settle a legacy "
+                    "ledger with --compat, which merges repeated ids as the original did")
+        self.totals.id_collisions[key] = self.totals.id_collisions.get(key, 0) + 1
+
+    def _text(self, ev: F.Event, key: str, line: int) -> str:
+        v = ev.get(key)
+        return v if type(v) is str else F.text(ev, key, line)
 
     def _party(self, ev: F.Event, key: str, line: int, amount: F.Num) -> str:
         # Default mode keeps authors + providers + executors + treasury == the totals, so money
         # cannot go to an empty id (the original dropped it from the tables).
-        who = F.text(ev, key, line)
+        who = ev.get(key)
+        if type(who) is not str:
+            who = F.text(ev, key, line)
         if not who and amount and not self.compat:
             raise LedgerError(f"{key} is empty but {amount} is owed to it", line=line,
                               how="every paid party needs an id")
         return who
 
-    def _lease(self, ev: F.Event, line: int) -> None:
-        t, m = self.totals, self._money
-        royalty, provider, treasury = m(ev, "royalty", line), m(ev, "provider", line), m(
-            ev, "treasury", line)
+    def _split(self, ev: F.Event, line: int, a: str, b: str, c: str) -> tuple[F.Num, F.Num, F.Num]:
+        """Three money fields: integers as written on a chained line, else checked readers."""
+        x, y, z = ev.get(a, 0), ev.get(b, 0), ev.get(c, 0)
+        if self.compat or "prev" not in ev or not _ints(x, y, z):
+            m = self._money
+            return m(ev, a, line), m(ev, b, line), m(ev, c, line)
+        return x, y, z
+
+    def _lease(self, ev: F.Event, line: int, epoch: int) -> None:
+        t = self.totals
+        royalty, provider, treasury = self._split(ev, line, "royalty", "provider", "treasury")
         t.storage_total += royalty + provider + treasury
         t.treasury_total += treasury
-        _add(t.authors, self._party(ev, "author_id", line, royalty), royalty)
-        _add(t.providers, self._party(ev, "provider_id", line, provider), provider)
+        who = self._party(ev, "author_id", line, royalty)
+        if who:
+            t.authors[who] = t.authors.get(who, 0) + royalty
+        who = self._party(ev, "provider_id", line, provider)
+        if who:
+            t.providers[who] = t.providers.get(who, 0) + provider
         t.counts["lease"] += 1
 
-    def _compute(self, ev: F.Event, line: int) -> None:
-        t, m = self.totals, self._money
-        royalty, executor, treasury = m(ev, "royalty", line), m(ev, "executor", line), m(
-            ev, "treasury", line)
+    def _compute(self, ev: F.Event, line: int, epoch: int) -> None:
+        t = self.totals
+        royalty, executor, treasury = self._split(ev, line, "royalty", "executor", "treasury")
         t.compute_total += royalty + executor + treasury
         t.treasury_total += treasury
-        _add(t.authors, self._party(ev, "author_id", line, royalty), royalty)
-        _add(t.executors, self._party(ev, "executor_id", line, executor), executor)
+        who = self._party(ev, "author_id", line, royalty)
+        if who:
+            t.authors[who] = t.authors.get(who, 0) + royalty
+        who = self._party(ev, "executor_id", line, executor)
+        if who:
+            t.executors[who] = t.executors.get(who, 0) + executor
         t.counts["compute"] += 1
-        alpha = F.alpha_bps(ev, line)
-        gpu_ms, gpu_mem = F.quantity(ev, "gpu_ms", line), F.quantity(ev, "gpu_mem_bytes", line)
+        wk = ev.get("workload_kind")
+        alpha = self._alpha.get(wk) if type(wk) is str else None
+        if alpha is None:
+            alpha = F.alpha_bps(ev, line)  # raises for a workload that is not text
+            if type(wk) is str:
+                self._alpha[wk] = alpha
+        gpu_ms, gpu_mem = ev.get("gpu_ms", 0), ev.get("gpu_mem_bytes", 0)
+        p_core, p_mem = ev.get("price_gpu_ms", 0), ev.get("price_gpu_mem_gb", 0)
         if self.compat:
-            core = gpu_ms * m(ev, "price_gpu_ms", line)
-            mem = gpu_mem / F.GIB * m(ev, "price_gpu_mem_gb", line)
+            m = self._money
+            core = F.quantity(ev, "gpu_ms", line) * m(ev, "price_gpu_ms", line)
+            mem = F.quantity(ev, "gpu_mem_bytes", line) / F.GIB * m(ev, "price_gpu_mem_gb", line)
             t.gpu_core_total += core
             t.gpu_mem_total += mem
             t.gpu_alpha_weighted_total += (core + mem) * alpha / 10000
         else:
-            # Integer nano-units, each product rounded half up once: the same on every machine.
-            core_n = F.round_div(gpu_ms * m(ev, "price_gpu_ms", line), 1)
-            mem_n = F.round_div(gpu_mem * m(ev, "price_gpu_mem_gb", line), F.GIB_INT)
+            if "prev" in ev and _ints(gpu_ms, gpu_mem, p_core, p_mem):
+                # exact integers, rounded half up once: the same on every machine
+                core_n = gpu_ms * p_core
+                mem_n = (2 * gpu_mem * p_mem + F.GIB_INT) // (2 * F.GIB_INT)
+            else:
+                m = self._money
+                core_n = F.round_div(F.quantity(ev, "gpu_ms", line) * m(ev, "price_gpu_ms", line), 1)
+                mem_n = F.round_div(F.quantity(ev, "gpu_mem_bytes", line)
+                                    * m(ev, "price_gpu_mem_gb", line), F.GIB_INT)
             t.gpu_core_total += core_n
             t.gpu_mem_total += mem_n
-            t.gpu_alpha_weighted_total += F.round_div((core_n + mem_n) * alpha, 10000)
-        t.reconcile.add_usage(F.text(ev, "usage_id", line), F.epoch_of(ev, line))
+            t.gpu_alpha_weighted_total += (2 * (core_n + mem_n) * alpha + 10000) // 20000
+        usage = self._text(ev, "usage_id", line)
+        if usage:
+            t.reconcile.usages[usage] = epoch
 
     def _penalty(self, ev: F.Event, line: int, who_key: str, table: dict[str, F.Num]) -> None:
         t = self.totals
-        if F.text(ev, "status", line) == "ok":
+        if self._text(ev, "status", line) == "ok":
+            return
+        p = ev.get("penalty", 0)
+        if p == 0 and type(p) is int:
             return
         p = self._money(ev, "penalty", line)
         if not p > 0:
@@ -209,18 +259,19 @@ class Accumulator:
         who = self._party(ev, who_key, line, p)
         t.audit_total += p
         t.treasury_total += p
-        _add(table, who, -p)
-        _add(t.penalties, who, p)
+        if who:
+            table[who] = table.get(who, 0) - p
+            t.penalties[who] = t.penalties.get(who, 0) + p
 
-    def _audit(self, ev: F.Event, line: int) -> None:
+    def _audit(self, ev: F.Event, line: int, epoch: int) -> None:
         self.totals.counts["audit"] += 1
         self._penalty(ev, line, "executor_id", self.totals.executors)
 
-    def _sample(self, ev: F.Event, line: int) -> None:
+    def _sample(self, ev: F.Event, line: int, epoch: int) -> None:
         t = self.totals
         t.audit_sample_count += 1
         t.selected_count += 1
-        if F.text(ev, "risk_level", line) == "high":
+        if self._text(ev, "risk_level", line) == "high":
             t.high_risk_selected_count += 1
         base = int(F.number(ev, "base_rate_bps", line))
         if base > 0:
@@ -229,18 +280,20 @@ class Accumulator:
         if high > 0:
             t.high_risk_rate_bps = high
 
-    def _fraud(self, ev: F.Event, line: int) -> None:
+    def _fraud(self, ev: F.Event, line: int, epoch: int) -> None:
         t = self.totals
         t.fraud_report_count += 1
-        who = F.text(ev, "executor_id", line)
+        who = self._text(ev, "executor_id", line)
         tenths = F.severity_tenths(ev, line)
-        _add(t.fraud_by_executor, who, tenths / 10 if self.compat else tenths)
+        if who:
+            weight = tenths / 10 if self.compat else tenths
+            t.fraud_by_executor[who] = t.fraud_by_executor.get(who, 0) + weight
 
-    def _proof(self, ev: F.Event, line: int) -> None:
+    def _proof(self, ev: F.Event, line: int, epoch: int) -> None:
         t = self.totals
         t.storage_proof_count += 1
-        who = F.text(ev, "provider_id", line)
-        status = F.text(ev, "status", line)
+        who = self._text(ev, "provider_id", line)
+        status = self._text(ev, "status", line)
         # The original counted only "missing" as a failure; our proofs also write "failed".
         if status == "missing" if self.compat else status != "ok":
             t.storage_proof_missing_count += 1
@@ -250,16 +303,18 @@ class Accumulator:
             t.storage_ok_by_provider[who] = t.storage_ok_by_provider.get(who, 0) + 1
         self._penalty(ev, line, "provider_id", t.providers)
 
-    def _request(self, ev: F.Event, line: int) -> None:
+    def _request(self, ev: F.Event, line: int, epoch: int) -> None:
         self.totals.counts["exec_request"] += 1
-        self.totals.reconcile.add_request(F.text(ev, "request_id", line), F.epoch_of(ev, line))
+        rid = self._text(ev, "request_id", line)
+        if rid:
+            self.totals.reconcile.requests[rid] = epoch
 
-    def _receipt(self, ev: F.Event, line: int) -> None:
+    def _receipt(self, ev: F.Event, line: int, epoch: int) -> None:
         self.totals.counts["exec_receipt"] += 1
+        text = self._text
         self.totals.reconcile.add_receipt(
-            F.text(ev, "receipt_id", line), F.text(ev, "request_id", line),
-            F.text(ev, "usage_id", line), F.epoch_of(ev, line), F.text(ev, "status", line),
-            F.text(ev, "error", line))
+            text(ev, "receipt_id", line), text(ev, "request_id", line),
+            text(ev, "usage_id", line), epoch, text(ev, "status", line), text(ev, "error", line))
 
 
 __all__ = ["ID_FIELD", "KNOWN_TYPES", "Accumulator", "Mode", "Totals"]

@@ -41,7 +41,7 @@ def settle(path: str | os.PathLike[str], *, epoch: int = -1, mode: Mode = Mode.D
     if top < 0:
         raise ValueError("top must be >= 0")
     acc = Accumulator(epoch, mode)
-    report = scan.scan(path, acc.feed)
+    report = scan.scan(path, acc.feed, epoch=epoch)
     rec = reconcile.build(acc.totals.reconcile)
     doc = document.build(acc.totals, rec, top)
     return Settlement(doc=doc, totals=acc.totals, reconcile=rec, scan=report, top=top)
