@@ -195,12 +195,33 @@ def test_any_edit_of_a_chained_line_is_caught(tmp_path: Path, events: list[dict[
     line[j] = new
     lines_[i] = bytes(line)
     led.write_bytes(b"".join(lines_))
-    with pytest.raises(ChengError) as exc:
-        settle(led, top=0)
-    assert exc.value.exit_code == 1
+    for e in (-1, 0, 1, 2, 3):  # lines of other epochs are not parsed, but still chain-checked
+        with pytest.raises(ChengError) as exc:
+            settle(led, epoch=e, top=0)
+        assert exc.value.exit_code == 1
     led.unlink()
     Ledger(led).append_many(clean)
     assert settle(led, top=0).render() == good
+
+
+@SETTINGS
+@given(events=chained_events(), e=st.integers(0, 3))
+def test_unparsed_lines_of_other_epochs_change_nothing(
+        tmp_path: Path, events: list[dict[str, Any]], e: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cheng_build.settle import scan
+
+    led = tmp_path / "ledger.jsonl"
+    led.unlink(missing_ok=True)
+    Ledger(led).append_many([{**{k: (0 if isinstance(v, float) else v) for k, v in ev.items()},
+                              **({"request_id": ""} if ev["type"] == "exec_request" else {})}
+                             for ev in events])
+    fast = settle(led, epoch=e, top=5)
+    with monkeypatch.context() as m:
+        m.setattr(scan, "_other_epoch", lambda *a: False)
+        slow = settle(led, epoch=e, top=5)
+    assert fast.render() == slow.render() and fast.scan.head == slow.scan.head
+    # every chained line after the first (which starts the chain) of another epoch is skipped
+    assert fast.scan.skipped == sum(1 for ev in events[1:] if ev.get("epoch", 0) != e)
 
 
 @pytest.mark.skipif(shutil.which("node") is None and not __import__("os").environ.get("CI"),
