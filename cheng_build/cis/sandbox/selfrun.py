@@ -24,6 +24,7 @@ class Tool(enum.Enum):
     CHENGC = "cheng_build.cli.chengc"
     CIS = "cheng_build.cli.cis"
     CLOSEDLOOP_STEPS = "cheng_build.cli.closedloop_steps"
+    COMPUTE_DEMO_STEPS = "cheng_build.cli.compute_demo_steps"
     PKG = "cheng_build.cli.pkg"
     REGISTRY = "cheng_build.cli.registry"
     SKETCH_STEPS = "cheng_build.cli.sketch_steps"

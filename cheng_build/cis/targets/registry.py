@@ -32,8 +32,15 @@ def _sketch(text: str, workdir: str | None) -> Dag | None:
     return sketch_dag(text, workdir or os.getcwd())
 
 
+def _demo_compute(workdir: str | None = None) -> Dag:
+    from cheng_build.cis.targets.compute_demo import build_dag
+
+    return build_dag(workdir)
+
+
 # name -> builder; called as builder() or, with --workdir, builder(workdir=...).
-TARGETS: dict[str, Callable[..., Dag]] = {"closedloop": _closedloop}
+TARGETS: dict[str, Callable[..., Dag]] = {"closedloop": _closedloop,
+                                          "demo-compute-settle": _demo_compute}
 
 # A hook for sketch text (free-form words): a function (sketch, workdir) -> Dag from the local
 # manifests, or None when the words match nothing (then :func:`no_match_error` says why).
