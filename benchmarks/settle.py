@@ -20,7 +20,7 @@ interleaved, so load from other work hits both alike):
 - ``settle_epoch``: ``settle(path, epoch=<last>)`` — one epoch of the same ledger (what
   ``cheng-storage settle --epoch:N`` does each epoch); same anchor.
 - ``stdlib_parse``: ``json.loads`` per line, against the same anchor (for scale).
-- ``rss_epoch`` / ``rss_all``: peak RSS (``ru_maxrss``) of a fresh process settling the
+- ``rss_epoch`` / ``rss_all``: peak RSS (``VmHWM``) of a fresh process settling the
   full ledger vs one settling a ledger a tenth as long (same mix, same epoch size). ratio =
   small / large peak (1.0 = flat; the goal "within 1.2x" means ratio >= 0.83). Per-epoch settling
   keeps one epoch's reconcile tables, so it stays flat; settling every epoch keeps every
@@ -142,12 +142,16 @@ def build_ledger(path: Path, n: int, per_epoch: int) -> int:
     return last
 
 
+# VmHWM of the child's own address space: ru_maxrss would carry the parent's high-water mark
+# over fork + exec.
 _RSS_CHILD = """
-import resource, sys
+import sys
 from cheng_build.settle.api import settle
 s = settle(sys.argv[1], epoch=int(sys.argv[2]), top=10)
 s.render('json')
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+for line in open('/proc/self/status'):
+    if line.startswith('VmHWM:'):
+        print(line.split()[1])
 """
 
 

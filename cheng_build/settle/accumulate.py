@@ -35,6 +35,10 @@ from cheng_build.settle.reconcile import ReconcileState
 KNOWN_TYPES = ("lease", "compute", "audit", "audit_sample", "fraud_report", "storage_proof",
                "exec_request", "exec_receipt")
 
+# Types other areas write that carry no money and nothing settlement counts: counted in the v2
+# event counts, never warned about as unknown.
+UNSETTLED_TYPES = frozenset({"exec_claim"})
+
 # The id field of each event type: in default mode an id seen twice inside the settled range is
 # an error (a duplicated or replayed line); compat ledgers reuse ids (they are payload lengths).
 ID_FIELD = {"lease": "lease_id", "compute": "usage_id", "audit": "audit_id",
@@ -142,8 +146,9 @@ class Accumulator:
         counts[kind] = counts.get(kind, 0) + 1
         entry = self._types.get(kind)
         if entry is None:
-            unknown = self.totals.unknown_types
-            unknown[kind] = unknown.get(kind, 0) + 1
+            if kind not in UNSETTLED_TYPES:
+                unknown = self.totals.unknown_types
+                unknown[kind] = unknown.get(kind, 0) + 1
             return
         handler, key, seen = entry
         ident = ev.get(key)
@@ -317,4 +322,4 @@ class Accumulator:
             text(ev, "usage_id", line), epoch, text(ev, "status", line), text(ev, "error", line))
 
 
-__all__ = ["ID_FIELD", "KNOWN_TYPES", "Accumulator", "Mode", "Totals"]
+__all__ = ["ID_FIELD", "KNOWN_TYPES", "UNSETTLED_TYPES", "Accumulator", "Mode", "Totals"]
