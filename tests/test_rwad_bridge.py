@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_settle import audit, compute, fraud, lease, proof, receipt, request
 
 from cheng_build.cli import registry, rwad_bridge, storage
 from cheng_build.ledger.log import Ledger
 from cheng_build.settle.rwad.jcs import canonical
-from tests.helpers_settle import audit, compute, fraud, lease, proof, receipt, request
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "fn Secret(): int = 0x5ec2e7  # package body: never leaves for RWAD"

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from helpers_settle import audit, compute, fraud, lease, proof, receipt, request, sample, write_legacy
 
 from cheng_build.settle.api import Mode, settle
 from cheng_build.settle.hashorder import jenkins_i32, slot_of, table_order
-from tests.helpers_settle import audit, compute, fraud, lease, proof, receipt, request, sample, write_legacy
 
 
 def _doc(path: Path, **kw: Any) -> dict[str, Any]:

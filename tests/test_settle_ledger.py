@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers_settle import audit, compute, lease, proof, receipt, request, write_legacy
 
 from cheng_build.cli import storage
 from cheng_build.ledger.log import Ledger
 from cheng_build.settle.api import Mode, settle
-from tests.helpers_settle import audit, compute, lease, proof, receipt, request, write_legacy
 
 NANO = 1_000_000_000
 

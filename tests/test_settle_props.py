@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers_settle import audit, compute, fraud, lease, proof, receipt, request, sample
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +22,6 @@ from cheng_build.core.errors import ChengError
 from cheng_build.ledger.log import Ledger
 from cheng_build.settle.api import Mode, settle
 from cheng_build.settle.rwad.jcs import canonical, es_number
-from tests.helpers_settle import audit, compute, fraud, lease, proof, receipt, request, sample
 
 PARTIES = ["node:a", "node:b", "node:c", "node:é"]
 SETTINGS = settings(max_examples=60, deadline=None,
