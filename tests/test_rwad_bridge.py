@@ -364,3 +364,42 @@ def test_rwad_bridge_console_script_is_declared() -> None:
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["cheng-rwad-bridge"] == "cheng_build.cli.rwad_bridge:main"
+
+
+def test_apply_batch_payload_and_schema_errors(root: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    batch, result = _loop(root, tmp_path, capsys)
+    (tmp_path / "bad.json").write_text('{"schema_version":"cheng-rwad-settlement/v1"}')
+    rc, _, err = run(capsys, rwad_bridge, "apply", f"--result:{result}",
+                     f"--batch:{tmp_path / 'bad.json'}")
+    assert rc == 1 and err.splitlines()[0] == "apply: invalid batch file payload"
+    # the result claims v2 and apply is told to expect v2, but the batch is v1
+    res = json.loads(result.read_text())
+    res["request_schema"] = "cheng-rwad-settlement/v2"
+    (tmp_path / "r2.json").write_text(json.dumps(res))
+    rc, _, err = run(capsys, rwad_bridge, "apply", f"--result:{tmp_path / 'r2.json'}",
+                     f"--batch:{batch}", "--require-request-schema:cheng-rwad-settlement/v2")
+    assert rc == 1 and err.splitlines()[0] == (
+        "apply: batch schema mismatch: got=cheng-rwad-settlement/v1 "
+        "expect=cheng-rwad-settlement/v2")
+    # empty --require-* values turn a check off, as in the original
+    res["schema_version"] = "rwad-something-else/v7"
+    (tmp_path / "r3.json").write_text(json.dumps(res))
+    rc, out, err = run(capsys, rwad_bridge, "apply", f"--result:{tmp_path / 'r3.json'}",
+                       "--require-result-schema=", "--require-request-schema", "")
+    assert rc == 0, err
+    assert json.loads(out)["applied_from"] == "rwad-something-else/v7"
+    for key in ("schema_version", "request_schema", "batch_id"):
+        (tmp_path / "r4.json").write_text(json.dumps({k: v for k, v in res.items() if k != key}))
+        rc, _, err = run(capsys, rwad_bridge, "apply", f"--result:{tmp_path / 'r4.json'}")
+        assert rc == 1 and err.splitlines()[0] == f"apply: missing {key}"
+
+
+def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, rwad_bridge, "--help")
+    assert rc == 0 and "export" in out and "verify-contract" in out
+    for sub in ("export", "apply", "verify-contract"):
+        with pytest.raises(SystemExit) as exc:
+            rwad_bridge.main([sub, "--help"])
+        assert exc.value.code == 0
+        assert "examples:" in capsys.readouterr().out
