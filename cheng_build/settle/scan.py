@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from binascii import hexlify
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,6 @@ from cheng_build.ledger.log import LedgerError as _BaseLedgerError
 from cheng_build.settle.errors import LedgerLineError
 
 _HOW = "see every problem with 'cheng-storage verify-ledger'"
-GENESIS_B = GENESIS.encode()
 
 
 @dataclass(slots=True)
@@ -94,24 +92,24 @@ def scan(path: str | os.PathLike[str], feed: Callable[[dict[str, Any], int], Non
     loads, decode_error = _loads()
     sha256 = hashlib.sha256
     rep = ScanReport()
-    expected = GENESIS_B
+    expected = GENESIS
     skip = epoch >= 0
     chained = False
-    n = 0
+    n = legacy = linked = skipped = 0
     with open(path, "rb", buffering=1 << 20) as fh:
         for raw in fh:
             n += 1
-            if raw[-1:] != b"\n":
+            if raw[-1] != 10:  # b"\n"
                 raise LedgerLineError(
                     "torn: the last line has no newline", line=n,
                     why="a write was cut off (crash, full disk) or the file was truncated",
                     how="'cheng-storage verify-ledger --repair' cuts a torn tail; settle again "
                         "after")
             body = raw[:-1]
-            digest = hexlify(sha256(body).digest())
-            if chained and skip and _other_epoch(body, epoch, expected, n):
-                rep.chained += 1
-                rep.skipped += 1
+            digest = sha256(body).hexdigest()
+            if chained and skip and _other_epoch(body, epoch, expected.encode(), n):
+                linked += 1
+                skipped += 1
                 expected = digest
                 continue
             try:
@@ -129,7 +127,7 @@ def scan(path: str | os.PathLike[str], feed: Callable[[dict[str, Any], int], Non
             prev = ev.get("prev")
             if prev is not None or "seq" in ev:
                 chained = True
-                if type(prev) is not str or prev.encode() != expected:
+                if prev != expected:
                     raise LedgerLineError(
                         f"chain broken: prev does not match line {n - 1}", line=n,
                         why=f"line {n - 1} (or this one) was edited, removed, duplicated or "
@@ -139,17 +137,18 @@ def scan(path: str | os.PathLike[str], feed: Callable[[dict[str, Any], int], Non
                     raise LedgerLineError(
                         f"seq is {ev.get('seq')!r}, expected {n - 1}", line=n,
                         why="a line was removed or inserted before it", how=_HOW)
-                rep.chained += 1
+                linked += 1
             elif chained:
                 raise LedgerLineError("unchained line after the chain started", line=n,
                                       why="it was inserted by hand or by another tool", how=_HOW)
             else:
-                rep.legacy += 1
+                legacy += 1
             expected = digest
             feed(ev, n)
     rep.lines = n
-    rep.events = rep.chained + rep.legacy
-    rep.head = expected.decode()
+    rep.chained, rep.legacy, rep.skipped = linked, legacy, skipped
+    rep.events = linked + legacy
+    rep.head = expected
     return rep
 
 
