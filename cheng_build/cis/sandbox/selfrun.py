@@ -29,6 +29,8 @@ class Tool(enum.Enum):
     REGISTRY = "cheng_build.cli.registry"
     SETTLE_DEMO_STEPS = "cheng_build.cli.settle_demo_steps"
     SKETCH_STEPS = "cheng_build.cli.sketch_steps"
+    STORAGE = "cheng_build.cli.storage"
+    STORAGE_DEMO_STEPS = "cheng_build.cli.storage_demo_steps"
 
 
 def module_argv(tool: Tool) -> tuple[str, str]:
