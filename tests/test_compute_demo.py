@@ -28,7 +28,19 @@ def test_demo_compute_settle_runs_the_whole_loop(tmp_path: Path) -> None:
     assert audits == {("node:exec-1", "ok"), ("node:exec-cheat", "bad")}
     from cheng_build.ledger.log import verify_ledger
 
-    assert verify_ledger(wd / "root" / "ledger.jsonl").ok
+    report = verify_ledger(wd / "root" / "ledger.jsonl")
+    assert report.ok
+    # settlement (cheng_build/cli/settle_demo_steps.py): settle, signed v2 batch, RWAD, ack
+    import json
+    import tomllib
+
+    settled = tomllib.loads((wd / "root" / "settlement-epoch-1.toml").read_text())
+    assert settled["payouts"]["penalties"]["node:exec-cheat"] > 0
+    batch = json.loads((wd / "root" / "rwad-batch-epoch-1.json").read_text())
+    assert batch["ledger"]["head"] == report.head and batch["schema_version"].endswith("/v2")
+    ack = json.loads((wd / "root" / "rwad-ack-epoch-1.json").read_text())
+    assert ack["ok"] and ack["status"] == "finalized"
+    assert ack["settlement_sha256"] == batch["settlement_sha256"]
 
 
 def test_demo_refuses_a_foreign_workdir(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,17 +149,23 @@ class Ledger:
         self.path = Path(path)
         self.chain = chain
 
-    def append(self, event: dict[str, object]) -> dict[str, object]:
+    def append(self, event: dict[str, object], *,
+               guard: Callable[[], None] | None = None) -> dict[str, object]:
         """Write one event durably and return it as written (id filled, chain fields added).
+
+        ``guard`` runs under the writers' lock just before the write; whatever it raises aborts
+        the append with nothing written (a check-then-write that no other writer can slip
+        between, e.g. "this lease id is not in the ledger yet").
 
         Raises:
             LedgerError: the ledger ends in a torn line (a writer died mid-line).
             TypeError: the event has no ``type`` or (chained) a money field is not an int.
             OSError: the disk refused the write (the file is left as it was).
         """
-        return self.append_many([event])[0]
+        return self.append_many([event], guard=guard)[0]
 
-    def append_many(self, events: Iterable[dict[str, object]]) -> list[dict[str, object]]:
+    def append_many(self, events: Iterable[dict[str, object]], *,
+                    guard: Callable[[], None] | None = None) -> list[dict[str, object]]:
         """Write several events under one lock and one fsync; all or none of them land."""
         todo = [dict(e) for e in events]
         for e in todo:
@@ -182,6 +188,8 @@ class Ledger:
                         why="a writer was killed in the middle of a line; nothing can be chained "
                             "onto it",
                         how="run 'cheng-storage verify-ledger --repair' to cut the torn tail")
+                if guard is not None:
+                    guard()
                 seq, prev = self._position(fd, size, last)
                 blob = bytearray()
                 for e in todo:

@@ -27,7 +27,10 @@ class Tool(enum.Enum):
     COMPUTE_DEMO_STEPS = "cheng_build.cli.compute_demo_steps"
     PKG = "cheng_build.cli.pkg"
     REGISTRY = "cheng_build.cli.registry"
+    SETTLE_DEMO_STEPS = "cheng_build.cli.settle_demo_steps"
     SKETCH_STEPS = "cheng_build.cli.sketch_steps"
+    STORAGE = "cheng_build.cli.storage"
+    STORAGE_DEMO_STEPS = "cheng_build.cli.storage_demo_steps"
 
 
 def module_argv(tool: Tool) -> tuple[str, str]:

@@ -10,9 +10,12 @@ program of :mod:`cheng_build.cli.compute_demo_steps` that checks it did somethin
     4 sample         every receipt of the epoch is sampled (seeded with the ledger head)
     5 audit          recompute audits: the honest receipt passes, the cheat is caught (fraud)
     6 repute         the cheater's reputation falls
+    7 settle         epoch 1 settled: compute paid, the cheat's penalty moved to the treasury
+    8 export         a signed v2 RWAD batch pinning the ledger head
+    9 rwad           the stand-in RWAD tool finalizes it
+   10 apply          the result checked against the batch; the ack written
 
-Settlement (``settle``, RWAD bridge export, the stand-in RWAD tool, apply) comes from the
-settlement area; its tasks go in the marked place in :func:`build_dag`.
+Steps 7-10 are programs of :mod:`cheng_build.cli.settle_demo_steps`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from cheng_build.core.errors import InputError
 MARKER = ".cis-demo-compute"
 TASK_TIMEOUT = 300
 STEPS = ("setup", "open-request", "claim", "cheat", "sample", "audit", "repute")
+SETTLE_STEPS = ("settle", "export", "rwad", "apply")
 
 
 def prepare_workdir(workdir: str | os.PathLike[str] | None) -> Path:
@@ -86,8 +90,8 @@ def build_dag(workdir: str | os.PathLike[str] | None = None) -> Dag:
     prev: tuple[int, ...] = ()
     for step in STEPS:
         prev = (add(step, (*steps, step), prev),)
-    # --- SETTLEMENT: the settlement area (wip/settle) adds its tasks here, after `repute`:
-    # settle --epoch:1, bridge export, the stand-in RWAD tool, bridge apply --require-status:
-    # finalized; each depending on `prev` and checking its own output. -------------------------
+    settle_steps = selfrun.module_argv(Tool.SETTLE_DEMO_STEPS)
+    for step in SETTLE_STEPS:
+        prev = (add(step, (*settle_steps, step), prev),)
     return Dag(name="demo-compute-settle", tasks=tuple(tasks), policy=DagPolicy.ALL_SUCCESS,
                base_dir=str(wd))
