@@ -229,6 +229,34 @@ class Cgroup:
                 time.sleep(0.01)
 
 
+def sweep_stale_cgroups(mount: Path | None = None) -> int:
+    """Remove empty ``cheng-compute-<pid>-*`` cgroups whose creating process is gone (a runner
+    killed on timeout cannot remove its own); returns how many were removed."""
+    mount = mount or cgroup2_mount()
+    if mount is None:
+        return 0
+    removed = 0
+    try:
+        names = os.listdir(mount)
+    except OSError:
+        return 0
+    for name in names:
+        if not name.startswith("cheng-compute-"):
+            continue
+        try:
+            pid = int(name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid() or os.path.exists(f"/proc/{pid}"):
+            continue
+        try:
+            (mount / name).rmdir()
+            removed += 1
+        except OSError:
+            continue  # still holds processes: left for a later sweep
+    return removed
+
+
 # --- NVML ------------------------------------------------------------------------------------
 
 

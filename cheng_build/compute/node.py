@@ -134,9 +134,11 @@ async def run_in_child(root: Path, req: ExecRequest, *, timeout: float,
                                       capture_stderr=True, check=False, env=env,
                                       start_new_session=True)
     if scope.cancelled_caught:
+        from cheng_build.compute.metering import sweep_stale_cgroups
         from cheng_build.compute.workspace import Workspace, remove
 
         remove(Workspace(ws))
+        sweep_stale_cgroups()
         return ExecResult("err", f"timed out after {timeout:g} s")
     try:
         return ExecResult.from_json(json.loads(proc.stdout))
@@ -369,6 +371,9 @@ def run_executor(cfg: ExecutorConfig, *, on_ready: Callable[[list[str]], None] |
                          how="write it as /ip4/127.0.0.1/tcp/<port>") from exc
     _check_port_free(cfg.listen)
     cfg.root.mkdir(parents=True, exist_ok=True)
+    from cheng_build.compute.metering import sweep_stale_cgroups
+
+    sweep_stale_cgroups()  # left by runners of an earlier node that were killed
     store = Blockstore(cfg.root)
     ex: _Executor | None = None
 
