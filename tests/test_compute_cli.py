@@ -154,3 +154,43 @@ def test_signed_receipt_via_cli_and_sample_record(tmp_path: Path,
     rc, _, err = cli(capsys, "receipt", f"--request:{req_id}", "--task:job-1",
                      "--executor:node:exec-1", "--status:ok", f"--priv:{other}", root)
     assert rc == 2 and err.startswith("receipt: --priv is the key of node:someone")
+
+
+def test_orderbook_match_exactly_as_the_original(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from cheng_build.compute.orderbook import fraud_scores, match
+
+    now = 1_000_000
+    cards = [
+        {"peer_id": "node:b", "ask_price_cpu_nano": 10, "bandwidth_out_bytes": 5},
+        {"peer_id": "node:a", "ask_price_cpu_nano": 10, "resource": {"bandwidth_out_bytes": 5}},
+        {"peer_id": "node:c", "ask_price_cpu_nano": 10, "bandwidth_out_bytes": 9},
+        {"peer_id": "node:cheap-expired", "ask_price_cpu_nano": 1, "ts_ms": 10, "ttl_ms": 5},
+        {"peer_id": "node:cheap-train-only", "ask_price_cpu_nano": 1, "ask_workload_mask": 1},
+        {"peer_id": "", "ask_price_cpu_nano": 0},
+        {"peer_id": "node:dear", "ask_price_cpu_nano": 11, "ask_price_io_nano": 1},
+    ]
+    scores = fraud_scores([{"type": "fraud_report", "executor_id": "node:c", "severity": "low",
+                            "epoch": 5}, {"type": "exec_request", "epoch": 5}], 0, 3)
+    assert scores == {"node:c": 0.1}
+    m = match(cards, workload="infer", max_cpu_ms=100, max_gpu_ms=0, max_io_bytes=1025,
+              now_ms=now, scores=scores)
+    # cost ties at 1000 for a/b/c; c has a fraud score; a and b tie on bandwidth: lowest peer id
+    assert (m.peer_id, m.expected_cost_nano, m.bandwidth_out_bytes) == ("node:a", 1000, 5)
+    assert match(cards, workload="train", max_cpu_ms=100, max_gpu_ms=0, max_io_bytes=0,
+                 now_ms=now, scores={}).peer_id == "node:cheap-train-only"
+    (tmp_path / "orderbook.json").write_text(json.dumps({"cards": cards}))
+    rc, _out, err = cli(capsys, "exec", "--task:t", "--cpu_ms:100", "--workload:infer",
+                       f"--root:{tmp_path}")
+    assert rc == 0, err
+    (ev,) = list(iter_events(tmp_path / "ledger.jsonl"))
+    # no fraud in this ledger: the cost tie goes to the highest bandwidth
+    assert (ev["executor_id"], ev["selection_source"], ev["expected_cost_nano"]) == \
+        ("node:c", "orderbook", 1000)
+    rc, _, err = cli(capsys, "exec", "--task:t", "--orderbook:/nonexistent.json", f"--root:{tmp_path}")
+    assert rc == 2 and err.splitlines()[0].startswith(
+        "exec: orderbook match failed: orderbook file not found")
+    (tmp_path / "empty.json").write_text("[]")
+    rc, _, err = cli(capsys, "exec", "--task:t", f"--orderbook:{tmp_path / 'empty.json'}",
+                     f"--root:{tmp_path}")
+    assert rc == 1 and err.splitlines()[0] == "exec: orderbook match failed: no eligible card"

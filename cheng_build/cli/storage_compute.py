@@ -124,6 +124,12 @@ def register(name: str, parser: Parser) -> None:
         _usage_flags(parser, maxima=True)
         _epoch_flag(parser)
         parser.add_argument("--sig", default="", help="free-text signature field (compat)")
+        parser.add_argument("--orderbook", default=None,
+                            help="choose the executor from this orderbook (default: "
+                                 "<root>/orderbook.json when it exists; without one the request "
+                                 "is open)")
+        parser.add_argument("--risk-window-epochs", type=int, default=3,
+                            help="fraud-score window of the orderbook match (default 3)")
         parser.add_argument("--caps", default="", help="capabilities the executor needs (cpu,cuda)")
         parser.add_argument("--wait", action="store_true", help="wait for the receipt (needs --peer)")
         parser.add_argument("--out", default=None, help="write the result directory here (new path)")
@@ -317,6 +323,9 @@ def _exec(args: argparse.Namespace) -> int:
     if not 0 < args.timeout <= 24 * 3600:
         raise UsageError("--timeout must be 1..86400 seconds")
     req = _request_from_args(args, _epoch(args, cfg.ledger_path), cfg.mode.value)
+    book = Path(args.orderbook) if args.orderbook else cfg.root / "orderbook.json"
+    if not req.executor_id and not cfg.peers and (args.orderbook or book.exists()):
+        req = _orderbook_match(req, book, cfg.ledger_path, args)
     if not cfg.peers:
         return _report(args, "exec", _write(args, cfg.ledger_path, req),
                        "" if req.executor_id else " (open: any capable executor may claim it)")
@@ -353,6 +362,20 @@ def _exec(args: argparse.Namespace) -> int:
                              f"status={outcome.receipt.status}",
                          how="fix the DAG or its input and send a new request")
     return 0
+
+
+def _orderbook_match(req: Any, book: Path, ledger: Path, args: argparse.Namespace) -> Any:
+    from cheng_build.compute.ledgerio import events
+    from cheng_build.compute.orderbook import fraud_scores, load_orderbook, match
+
+    cards = load_orderbook(book)
+    scores = fraud_scores(list(events(ledger)), args.epoch or 0, args.risk_window_epochs)
+    m = match(cards, workload=req.workload_kind, max_cpu_ms=req.max_cpu_ms,
+              max_gpu_ms=req.max_gpu_ms, max_io_bytes=req.max_io_bytes,
+              now_ms=int(time.time() * 1000), scores=scores)
+    return req.replace(executor_id=m.peer_id, selection_source="orderbook",
+                       expected_cost_nano=m.expected_cost_nano, selected_fraud_score=m.fraud_score,
+                       selected_bandwidth_out_bytes=m.bandwidth_out_bytes)
 
 
 def _receipt(args: argparse.Namespace) -> int:
