@@ -14,7 +14,11 @@ from cheng_build.cas.cid import cid_str
 from cheng_build.cas.importer import import_path
 from cheng_build.trust.keys import KeyPair, write_keyfile
 
-REPO = Path(__file__).resolve().parents[1]
+import cheng_build
+
+# Where the cheng_build this test process runs lives: the checkout (PYTHONPATH) or the installed
+# wheel; child processes get the same one.
+PKG_PARENT = Path(cheng_build.__file__).resolve().parents[1]
 PY = sys.executable
 
 
@@ -39,7 +43,7 @@ def put(root: Path, path: Path) -> str:
 
 def env() -> dict[str, str]:
     e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    e["PYTHONPATH"] = str(PKG_PARENT) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
     return e
 
 

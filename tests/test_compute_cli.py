@@ -10,7 +10,7 @@ import pytest
 from cheng_build.cli.storage import main
 from cheng_build.compute.records import Receipt, Usage
 from cheng_build.ledger.log import iter_events, verify_ledger
-from tests.helpers_compute import keyfile
+from helpers_compute import keyfile
 
 
 @pytest.fixture(autouse=True)

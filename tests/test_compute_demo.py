@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers_compute import PY, env, ledger_events
+from helpers_compute import PY, env, ledger_events
 
 pytestmark = [pytest.mark.network]
 

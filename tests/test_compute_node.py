@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cheng_build.compute.records import ExecRequest, Receipt, Usage
-from tests.helpers_compute import Executor, code_dir, keyfile, ledger_events, put, storage
+from helpers_compute import Executor, code_dir, keyfile, ledger_events, put, storage
 
 pytestmark = [pytest.mark.network]
 
@@ -126,7 +126,7 @@ def test_timeout_and_disconnect(world: dict[str, object]) -> None:
         import subprocess
         import threading
 
-        from tests.helpers_compute import PY, env
+        from helpers_compute import PY, env
 
         proc = subprocess.Popen([PY, "-m", "cheng_build.cli.storage", "exec", f"--peer:{ex.addr}",
                                  f"--code:{sleepy}", f"--input:{world['input']}", "--task:t",
