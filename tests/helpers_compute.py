@@ -9,12 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import cheng_build
 from cheng_build.cas.blockstore import Blockstore
 from cheng_build.cas.cid import cid_str
 from cheng_build.cas.importer import import_path
 from cheng_build.trust.keys import KeyPair, write_keyfile
-
-import cheng_build
 
 # Where the cheng_build this test process runs lives: the checkout (PYTHONPATH) or the installed
 # wheel; child processes get the same one.

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers_compute import keyfile
 
 from cheng_build.cli.storage import main
 from cheng_build.compute.records import Receipt, Usage
 from cheng_build.ledger.log import iter_events, verify_ledger
-from helpers_compute import keyfile
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers_compute import PY, env, ledger_events
 
 pytestmark = [pytest.mark.network]

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers_compute import Executor, code_dir, keyfile, ledger_events, put, storage
 
 from cheng_build.compute.records import ExecRequest, Receipt, Usage
-from helpers_compute import Executor, code_dir, keyfile, ledger_events, put, storage
 
 pytestmark = [pytest.mark.network]
 
