@@ -96,10 +96,42 @@ def _compat_flag(p: Parser) -> None:
                    help="write the original's line: length id, float money, no hash chain")
 
 
+_T = "cheng-storage"
+_EXAMPLES = {
+    "meter": f"{_T} meter --task:job-1 --package:pkg://cheng/fs --author:node:alice "
+             "--executor:node:exec-1 --cpu_ms:1200 --mem_bytes:104857600 --price_cpu:0.000001 "
+             "--price_mem:0.10 --royalty:0.12 --treasury:0.03 --epoch:1",
+    "exec": f"{_T} exec --task:job-1 --requester:node:app-1 --code:<cid> --input:<cid>"
+            "  # an open request\n"
+            f"{_T} exec --peer:/ip4/127.0.0.1/tcp/4011/p2p/<id> --code:<cid> --input:<cid> "
+            "--task:job-1 --wait --out:result",
+    "executor": f"cheng-registry keygen --author:node:exec-1 --out:exec.key\n"
+                f"cheng-registry register-key --package:pkg://cheng/exec-1 --priv:exec.key\n"
+                f"{_T} executor --listen:/ip4/127.0.0.1/tcp/4011 --priv:exec.key --claim",
+    "audit": f"{_T} audit --recompute --receipt:<receipt id> --auditor:node:auditor-1 "
+             "--penalty:0.10\n"
+             f"{_T} audit --recompute --receipt:<id> --replicas:3 --peer:<a> --peer:<b> --peer:<c>",
+    "sample": f"{_T} sample --epoch:1 --base-rate:0.10 --high-risk-rate:1.0 --seed:round-1 --record",
+    "fraud": f"{_T} fraud --task:job-1 --executor:node:exec-1 --reporter:node:auditor-1 "
+             "--receipt:<receipt id> --reason:bad-output --severity:high --epoch:1",
+}
+
+
 def register(name: str, parser: Parser) -> None:
     """Add the flags of subcommand ``name``."""
     add_common_flags(parser, p2p=name in ("exec", "executor", "audit"))
     add_format_flag(parser)
+    _register(name, parser)
+    if parser.description:
+        import textwrap
+
+        parser.description = textwrap.fill(parser.description, 96)
+    parser.epilog = (("examples:\n  " + _EXAMPLES[name].replace("\n", "\n  ") + "\n\n")
+                     if name in _EXAMPLES else "") + \
+        "Exit 0 ok, 1 a check failed, 2 bad usage or missing input. See docs/compute.md."
+
+
+def _register(name: str, parser: Parser) -> None:
     if name == "meter":
         parser.description = ("Record a usage (a 'compute' event) and its cost split: author "
                               "royalty, treasury, executor. Needs --cpu_ms > 0 or --gpu_ms > 0.")
