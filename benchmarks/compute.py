@@ -63,13 +63,18 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
 
 
-def _best(fn: Any, repeat: int, clock: Any = _cpu) -> float:
-    best = float("inf")
+def _pair(ours: Any, anchor: Any, repeat: int, clock: Any = _cpu) -> tuple[float, float]:
+    """Best of ``repeat`` for both, run alternately (so drift in the machine's load or clock
+    hits both alike)."""
+    a = b = float("inf")
     for _ in range(repeat):
         t = clock()
-        fn()
-        best = min(best, clock() - t)
-    return max(best, 1e-9)
+        anchor()
+        b = min(b, clock() - t)
+        t = clock()
+        ours()
+        a = min(a, clock() - t)
+    return max(a, 1e-9), max(b, 1e-9)
 
 
 def bench_meter_python(tmp: Path, repeat: int, n: int, *, ledger: bool) -> dict[str, Any]:
@@ -80,8 +85,8 @@ def bench_meter_python(tmp: Path, repeat: int, n: int, *, ledger: bool) -> dict[
         with Meter("bench", billing, ledger=led):
             _busy(n)
 
-    bare = _best(lambda: _busy(n), repeat)
-    ours = _best(metered, repeat)
+    _busy(n)  # warm
+    ours, bare = _pair(metered, lambda: _busy(n), repeat)
     return {"ours": ours * 1000, "anchor": bare * 1000, "unit": "ms CPU", "ratio": ours / bare}
 
 
@@ -94,8 +99,7 @@ def bench_meter_tree(repeat: int, n: int) -> dict[str, Any]:
         subprocess.run(argv, check=True)
         tm.stop()
 
-    bare = _best(lambda: subprocess.run(argv, check=True), repeat)
-    ours = _best(metered, repeat)
+    ours, bare = _pair(metered, lambda: subprocess.run(argv, check=True), repeat)
     return {"ours": ours * 1000, "anchor": bare * 1000, "unit": "ms CPU", "ratio": ours / bare}
 
 
@@ -107,14 +111,14 @@ def bench_sample(repeat: int, n: int) -> dict[str, Any]:
             "status": "ok", "epoch": 1} for i in range(n)]
     ids = iter(range(10**9))
     params = SampleParams(base_rate=0.10, seed="bench-seed")
-    ours = _best(lambda: sample(evs, params, ts="1", new_id=lambda: f"s-{next(ids)}"), repeat)
     sha = hashlib.sha256
 
     def anchor() -> None:
         for ev in evs:
             sha(f"{ev['receipt_id']}|bench-seed".encode()).digest()
 
-    base = _best(anchor, repeat)
+    ours, base = _pair(lambda: sample(evs, params, ts="1", new_id=lambda: f"s-{next(ids)}"),
+                       anchor, repeat)
     return {"ours": n / ours, "anchor": n / base, "unit": "receipts/s", "ratio": base / ours}
 
 
@@ -135,10 +139,10 @@ def bench_receipt_verify(repeat: int, n: int) -> dict[str, Any]:
                                request_digest="sha256:" + "ab" * 32,
                                usage_digest="sha256:" + "cd" * 32), key) for i in range(n)]
     v = Verifier()
-    ours = _best(lambda: [check_receipt(r, keys=book, verifier=v) for r in rs], repeat)
     vk = VerifyKey(key.public)
     prepared = [(receipt_payload(r), decode_ed25519(r.signature, size=64, what="s")) for r in rs]
-    base = _best(lambda: [vk.verify(m, s) for m, s in prepared], repeat)
+    ours, base = _pair(lambda: [check_receipt(r, keys=book, verifier=v) for r in rs],
+                       lambda: [vk.verify(m, s) for m, s in prepared], repeat)
     return {"ours": n / ours, "anchor": n / base, "unit": "receipts/s", "ratio": base / ours}
 
 
@@ -188,9 +192,8 @@ def bench_round_trip(tmp: Path, repeat: int) -> dict[str, Any]:
                                ts="1")
 
         client.submit(addr, req(), wait=True, timeout=120)  # warm: first fetch, imports
-        wall = time.perf_counter
-        remote = _best(lambda: client.submit(addr, req(), wait=True, timeout=120), repeat, wall)
-        local = _best(lambda: run_local(root, req()), repeat, wall)
+        remote, local = _pair(lambda: client.submit(addr, req(), wait=True, timeout=120),
+                              lambda: run_local(root, req()), repeat, time.perf_counter)
     finally:
         proc.terminate()
         proc.wait(10)
