@@ -110,3 +110,76 @@ def test_meter_decorator_and_no_write_on_error(tmp_path: Path) -> None:
     with pytest.raises(ZeroDivisionError), Meter("job-3", ledger=ledger):
         1 / 0  # noqa: B018
     assert [e["task_id"] for e in iter_events(tmp_path / "l.jsonl")] == ["job-2", "job-2"]
+
+
+class _FakeNvml:
+    """A stand-in for NVIDIA's ``pynvml`` (no GPU on this machine): two devices, accounting on
+    one, per-pid stats, so the code that reads NVML runs; the real one runs on a GPU machine."""
+
+    NVML_FEATURE_ENABLED = 1
+
+    class Stats:
+        def __init__(self, ms: int, mem: int) -> None:
+            self.time = ms
+            self.maxMemoryUsage = mem
+
+    def __init__(self, pids: dict[int, tuple[int, int]]) -> None:
+        self.pids = pids
+        self.mode = {0: 0, 1: 1}
+        self.calls: list[str] = []
+
+    def nvmlInit(self) -> None:
+        self.calls.append("init")
+
+    def nvmlShutdown(self) -> None:
+        self.calls.append("shutdown")
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetName(self, h: int) -> bytes:
+        return b"NVIDIA H100" if h == 0 else b"NVIDIA A10G"
+
+    def nvmlDeviceGetAccountingMode(self, h: int) -> int:
+        return self.mode[h]
+
+    def nvmlDeviceSetAccountingMode(self, h: int, mode: int) -> None:
+        self.mode[h] = mode
+
+    def nvmlDeviceGetAccountingPids(self, h: int) -> list[int]:
+        return list(self.pids) if h == 0 else [999999]
+
+    def nvmlDeviceGetAccountingStats(self, h: int, pid: int) -> Stats:
+        ms, mem = self.pids[pid]
+        return self.Stats(ms, mem)
+
+
+def test_nvml_accounting_path_with_a_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FakeNvml({4242: (1500, 2 << 30), 4343: (500, 3 << 30), 777: (9999, 9 << 30)})
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    st = gpu_status()
+    assert st.available and st.accounting and st.devices == ("NVIDIA H100", "NVIDIA A10G")
+    assert fake.mode[0] == fake.NVML_FEATURE_ENABLED  # accounting turned on where it was off
+    # Only the pids of the metered tree count (777 is someone else's process).
+    assert gpu_usage({4242, 4343, 1}) == (2000, 3 << 30, 1, "NVIDIA H100")
+    assert fake.calls.count("init") == fake.calls.count("shutdown")
+    with Meter("job-gpu", gpu=True) as m:
+        pass
+    assert m.measured is not None and m.measured.gpu_ms == 0  # this process used no GPU
+    fake.pids[os.getpid()] = (120, 1 << 30)
+    with Meter("job-gpu", gpu=True) as m:
+        pass
+    assert m.measured is not None and (m.measured.gpu_ms, m.measured.gpu_type) == (120, "NVIDIA H100")
+    assert m.measured.source == "python+nvml"
+
+
+def test_pid_watcher_sees_the_tree(tmp_path: Path) -> None:
+    from cheng_build.compute.metering import PidWatcher
+
+    with PidWatcher(os.getpid(), interval=0.02) as w:
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.0)"])
+        p.wait()
+    assert p.pid in w.seen
