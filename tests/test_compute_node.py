@@ -317,3 +317,25 @@ def test_unregistered_executor_key_is_refused(world: dict[str, object]) -> None:
     assert res.returncode == 1
     assert res.stderr.splitlines()[0].startswith("exec: key ed25519:") and \
         res.stderr.splitlines()[0].endswith("is not registered to node:exec-1")
+
+
+def test_oversized_input_is_refused_before_it_fills_the_disk(world: dict[str, object]) -> None:
+    tmp: Path = world["tmp"]  # type: ignore[assignment]
+    big = tmp / "big"
+    big.mkdir()
+    (big / "blob").write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    world["input"] = put(world["root"], big)  # type: ignore[arg-type]
+    ex = Executor(tmp / "exroot", world["keys"]["exec-1"], "--max:1",  # type: ignore[index]
+                  "--max-input-bytes:100000", log=tmp / "ex.log")
+    try:
+        res = _exec(world, ex.addr)
+    finally:
+        ex.stop()
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[0] == \
+        "exec: executor refused the request: code and input exceed 100000 bytes"
+    from cheng_build.cas.blockstore import Blockstore
+
+    stored = sum(p.stat().st_size for p in Blockstore(tmp / "exroot").blocks_dir.rglob("*")
+                 if p.is_file())
+    assert stored < 1 << 20  # it stopped fetching; it did not take the whole input

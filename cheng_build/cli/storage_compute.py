@@ -240,6 +240,8 @@ def _register(name: str, parser: Parser) -> None:
                             "node's libp2p identity)")
         parser.add_argument("--caps", default="cpu", help="capabilities offered (cpu,cuda)")
         parser.add_argument("--max", type=int, default=0, help="stop after this many requests")
+        parser.add_argument("--max-input-bytes", type=int, default=1 << 30,
+                            help="refuse requests whose code and input are larger (default 1 GiB)")
         parser.add_argument("--claim", action="store_true",
                             help="also claim open requests in the ledger and run them")
         parser.add_argument("--cheat", default="", help=argparse.SUPPRESS)  # tests: a cheater
@@ -579,6 +581,9 @@ def _executor(args: argparse.Namespace) -> int:
     caps = tuple(sorted({c.strip() for c in args.caps.split(",") if c.strip()}))
     if args.max < 0:
         raise UsageError("--max must be >= 0")
+    if args.max_input_bytes <= 0:
+        raise UsageError("--max-input-bytes must be > 0")
+    from cheng_build.compute.limits import Limits
 
     def ready(addrs: list[str]) -> None:
         for a in addrs:
@@ -586,7 +591,8 @@ def _executor(args: argparse.Namespace) -> int:
 
     served = run_executor(ExecutorConfig(root=cfg.root, ledger=cfg.ledger_path, key=key,
                                          listen=cfg.listen, caps=caps, max_requests=args.max,
-                                         claim=args.claim, cheat=args.cheat, mode=cfg.mode.value),
+                                         claim=args.claim, cheat=args.cheat, mode=cfg.mode.value,
+                                         limits=Limits(max_input_bytes=args.max_input_bytes)),
                           on_ready=ready)
     print(f"executor done: {served} requests", file=sys.stderr)
     return 0

@@ -21,6 +21,7 @@ class Limits:
     max_gpu_mem_bytes: int = 1 << 44  # 16 TiB
     max_gpu_count: int = 1024
     max_message_bytes: int = 1 << 20  # one request or reply frame on the wire
+    max_input_bytes: int = 1 << 30  # code and input an executor fetches for one request
     max_timeout_s: int = 24 * 3600
     max_text: int = 4096  # ids, CIDs, reasons, notes
 

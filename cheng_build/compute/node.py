@@ -104,12 +104,40 @@ def check_request(req: ExecRequest, *, executor_id: str, caps: tuple[str, ...],
                                   why=f"it offers {', '.join(caps) or 'nothing'}")
 
 
-async def fetch_keep(node: Any, roots: list[bytes], peers: list[tuple[Any, Any]]) -> None:
+async def fetch_keep(node: Any, roots: list[bytes], peers: list[tuple[Any, Any]],
+                     max_bytes: int | None = None) -> None:
     """Fetch DAGs through a running bitswap node without hanging up on the peers afterwards
-    (the request's own stream runs on that connection)."""
+    (the request's own stream runs on that connection).
+
+    With ``max_bytes``, the fetch stops as soon as a root declares more (its UnixFS size) or more
+    arrived: a requester cannot fill the executor's disk.
+
+    Raises:
+        InputError: the DAGs are larger than ``max_bytes``.
+        TransportError / NotFoundError: the peer cannot give them.
+    """
+    import trio
+
     from cheng_build.pkg.fetch.p2p.session import FetchSession
 
-    await FetchSession(node, roots, window=32, stall_s=15.0, on_block=None).run(peers)
+    got = [0]
+    with trio.CancelScope() as scope:
+        def on_block(n: int) -> None:
+            got[0] += n
+            if max_bytes is not None and got[0] > max_bytes:
+                scope.cancel()
+
+        def on_total(total: int) -> None:
+            if max_bytes is not None and total > max_bytes:
+                scope.cancel()
+
+        await FetchSession(node, roots, window=32, stall_s=15.0, on_block=on_block,
+                           on_total=on_total).run(peers)
+    if scope.cancelled_caught:
+        raise InputError(f"code and input exceed {max_bytes} bytes",
+                         why="this executor takes requests whose code and input fit its limit",
+                         how="send less, or use an executor started with a larger "
+                             "--max-input-bytes")
 
 
 # --- running one request (shared by the node, claims and local audits) -----------------------
@@ -292,7 +320,7 @@ class _Executor:
 
         roots = [cid_bytes(parse_cid(req.code_cid)), cid_bytes(parse_cid(req.input_cid))]
         # Connected already (the requester dialled us): the address is not dialled again.
-        await fetch_keep(self.node, roots, [(None, peer)])
+        await fetch_keep(self.node, roots, [(None, peer)], self.cfg.limits.max_input_bytes)
 
     async def claim_loop(self) -> None:
         import trio
