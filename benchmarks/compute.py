@@ -150,8 +150,9 @@ def bench_round_trip(tmp: Path, repeat: int) -> dict[str, Any]:
     from cheng_build.cas.blockstore import Blockstore
     from cheng_build.cas.cid import cid_str
     from cheng_build.cas.importer import import_path
+    from cheng_build.compute.client import ExecClient
     from cheng_build.compute.ids import new_id
-    from cheng_build.compute.node import ExecClient, run_local
+    from cheng_build.compute.node import run_local
     from cheng_build.compute.records import ExecRequest
     from cheng_build.trust.keys import KeyPair, write_keyfile
 

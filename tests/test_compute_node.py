@@ -257,7 +257,8 @@ def test_client_refuses_a_receipt_not_signed_by_the_peer(world: dict[str, object
     from libp2p.crypto.ed25519 import create_new_key_pair
     from libp2p.peer.id import ID
 
-    from cheng_build.compute.node import ExecClient, Outcome, settle_request
+    from cheng_build.compute.client import ExecClient, Outcome
+    from cheng_build.compute.node import settle_request
     from cheng_build.compute.runner import ExecResult
     from cheng_build.core.errors import IntegrityError, SignatureError
     from cheng_build.trust.keys import KeyPair

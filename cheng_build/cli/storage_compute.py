@@ -368,7 +368,7 @@ def _exec(args: argparse.Namespace) -> int:
     if not req.code_cid or not req.input_cid:
         raise UsageError("--code and --input are required with --peer",
                          how="store them first: cheng-storage put --file:<dir>")
-    from cheng_build.compute.node import ExecClient
+    from cheng_build.compute.client import ExecClient
 
     client = ExecClient(cfg.root, cfg.ledger_path, registry=args.registry)
     outcome = client.submit(cfg.peers[0], req, wait=args.wait, timeout=args.timeout,

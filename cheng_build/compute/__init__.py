@@ -11,14 +11,19 @@ between nodes, and the ledger (``cheng_build.ledger``) records every event. Modu
                key order
 ``sampling``   the audit sampling formula, exactly as the original (golden vectors in the tests)
 ``standing``   ratelimit and repute, the original's formulas
+``legacy``     the original's length ids (``--compat`` writing)
+``limits``     limits on untrusted input (usage figures, frames, fetched bytes)
 ``identity``   which keys the registry binds to an executor id
 ``receipts``   signing and checking receipts
-``metering``   measured usage: cgroup v2, getrusage and /proc, NVML; the Python metering API
+``metering``   measured usage of a process tree and the Python metering API, from
+``cgroups``    (cgroup v2) and ``gpu`` (NVML accounting)
+``orderbook``  the original's executor selection from an orderbook
 ``workspace``  a request's working directory (code, input read-only, out writable) and result CID
 ``runner``     runs one request's DAG with the CIS engine and meters it (a child process)
-``node``       the executor node and its client over libp2p
+``node``       the executor node (the protocol, checks, claims of open requests)
+``client``     the requester's side: send, wait, check the receipt, fetch the result
 ``audit``      recompute audits, majority of replicas, fraud reports
-``ledgerio``   reading the ledger's compute events and appending ours
+``ledgerio``   the ledger's compute events by id, and the fraud report's checks
 
 Data flows one way: cli -> compute -> (cis | cas | trust | ledger | pkg.fetch) -> core.
 """

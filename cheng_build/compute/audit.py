@@ -101,7 +101,7 @@ def _recompute(root: Path, ledger: Path, req: ExecRequest, where: str, auditor: 
         res = run_local(root, req, timeout=timeout)
         return Replica("local", res.status, res.result_cid, res.measured.cpu_ms,
                        res.measured.mem_bytes, res.error)
-    from cheng_build.compute.node import ExecClient
+    from cheng_build.compute.client import ExecClient
 
     again = replace(req, request_id=new_id("req"), requester_id=auditor, executor_id="",
                     ts=str(int(time.time())), signature="", timeout_s=int(timeout))
