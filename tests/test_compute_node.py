@@ -113,6 +113,25 @@ def test_wrong_executor_and_missing_caps_refused(world: dict[str, object]) -> No
         ex.stop()
 
 
+def _assert_no_stale_cgroups() -> None:
+    """A runner killed on timeout cannot remove its own cgroup: the executor sweeps it."""
+    import time
+
+    from cheng_build.compute.metering import cgroup2_mount
+
+    mount = cgroup2_mount()
+    if mount is None:
+        return
+    deadline = time.monotonic() + 30
+    while True:
+        stale = [p.name for p in mount.iterdir() if p.name.startswith("cheng-compute-")
+                 and not Path(f"/proc/{p.name.split('-')[2]}").exists()]
+        if not stale or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert stale == []
+
+
 def test_timeout_and_disconnect(world: dict[str, object]) -> None:
     tmp: Path = world["tmp"]  # type: ignore[assignment]
     sleepy = put(world["root"], code_dir(tmp / "sleepy", ["sleep", "60"]))  # type: ignore[arg-type]
@@ -123,6 +142,7 @@ def test_timeout_and_disconnect(world: dict[str, object]) -> None:
         assert res.returncode == 1
         assert res.stderr.splitlines()[0].startswith("exec: executor ") and \
             "timed out after 3 s" in res.stderr.splitlines()[0]
+        _assert_no_stale_cgroups()
         import subprocess
         import threading
 
@@ -145,14 +165,20 @@ def test_timeout_and_disconnect(world: dict[str, object]) -> None:
         assert "Traceback" not in err
     finally:
         ex.stop()
-    # The runner killed on timeout could not remove its cgroup; the executor swept it.
-    from cheng_build.compute.metering import cgroup2_mount
+    # The killed node's runner notices its parent is gone and exits (its tasks die with it), so
+    # the cgroup it leaves empties and is swept (by the next node that starts, or here).
+    import time
+
+    from cheng_build.compute.cgroups import cgroup2_mount, sweep_stale_cgroups
 
     mount = cgroup2_mount()
-    if mount is not None:
-        stale = [p.name for p in mount.iterdir() if p.name.startswith("cheng-compute-")
-                 and not Path(f"/proc/{p.name.split('-')[2]}").exists()]
-        assert stale == []
+    deadline = time.monotonic() + 20
+    left: list[str] = ["?"]
+    while mount is not None and left and time.monotonic() < deadline:
+        sweep_stale_cgroups()
+        left = [p.name for p in mount.iterdir() if p.name.startswith("cheng-compute-")]
+        time.sleep(0.2)
+    assert mount is None or left == []
 
 
 def _receipts(path: Path) -> list[Receipt]:

@@ -118,26 +118,42 @@ class Cgroup:
                 time.sleep(0.01)
 
 
-def sweep_stale_cgroups(mount: Path | None = None) -> int:
+def sweep_stale_cgroups(mount: Path | None = None, *, wait_s: float = 0.0) -> int:
     """Remove empty ``cheng-compute-<pid>-*`` cgroups whose creating process is gone (a runner
-    killed on timeout cannot remove its own); returns how many were removed."""
+    killed on timeout cannot remove its own); returns how many were removed. With ``wait_s``,
+    retry for that long while one still holds processes (a killed runner's tasks take a moment
+    to die after it)."""
     mount = mount or cgroup2_mount()
     if mount is None:
         return 0
-    removed = 0
+    deadline = time.monotonic() + wait_s
+    removed = _sweep_once(mount)
+    while _stale(mount) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        removed += _sweep_once(mount)
+    return removed
+
+
+def _stale(mount: Path) -> list[str]:
     try:
         names = os.listdir(mount)
     except OSError:
-        return 0
+        return []
+    out = []
     for name in names:
-        if not name.startswith("cheng-compute-"):
-            continue
-        try:
-            pid = int(name.split("-")[2])
-        except (IndexError, ValueError):
-            continue
-        if pid == os.getpid() or os.path.exists(f"/proc/{pid}"):
-            continue
+        if name.startswith("cheng-compute-"):
+            try:
+                pid = int(name.split("-")[2])
+            except (IndexError, ValueError):
+                continue
+            if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+                out.append(name)
+    return out
+
+
+def _sweep_once(mount: Path) -> int:
+    removed = 0
+    for name in _stale(mount):
         try:
             (mount / name).rmdir()
             removed += 1

@@ -152,7 +152,7 @@ async def run_in_child(root: Path, req: ExecRequest, *, timeout: float,
     work.mkdir(parents=True, exist_ok=True)
     ws = work / f"{req.request_id[-40:]}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
     spec = json.dumps({"store": str(root), "request": req.to_event(), "workspace": str(ws),
-                       "cgroup": use_cgroup})
+                       "cgroup": use_cgroup, "parent": os.getpid()})
     env = dict(os.environ)
     parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -166,7 +166,7 @@ async def run_in_child(root: Path, req: ExecRequest, *, timeout: float,
         from cheng_build.compute.workspace import Workspace, remove
 
         remove(Workspace(ws))
-        sweep_stale_cgroups()
+        await trio.to_thread.run_sync(lambda: sweep_stale_cgroups(wait_s=5.0))
         return ExecResult("err", f"timed out after {timeout:g} s")
     try:
         return ExecResult.from_json(json.loads(proc.stdout))

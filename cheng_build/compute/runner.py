@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -115,9 +116,31 @@ def execute(store_root: Path, request: ExecRequest, ws_path: Path, *,
             wsp.remove(wsp.Workspace(ws_path))
 
 
+def _die_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Exit when the executor that started this runner is gone (checked every ``interval`` s).
+
+    Not ``PR_SET_PDEATHSIG``: trio starts processes from a worker thread, and the signal fires
+    when that *thread* exits (trio retires idle threads after seconds), which would kill a long
+    run. The engine's tasks die with the engine on their own (their PDEATHSIG comes from the
+    engine's only thread), so a runner that exits takes its tasks with it.
+    """
+    import threading
+
+    if not parent:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)  # nobody wants the answer any more
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main() -> int:
     """``python -m cheng_build.compute.runner``: spec JSON on stdin, ExecResult JSON on stdout."""
     spec = json.loads(sys.stdin.read())
+    _die_with_parent(int(spec.get("parent") or 0))
     req = ExecRequest.from_event(spec["request"])
     result = execute(Path(spec["store"]), req, Path(spec["workspace"]),
                      use_cgroup=bool(spec.get("cgroup", True)))
