@@ -28,18 +28,18 @@ class KeyBook:
     source: str = ""
 
     @classmethod
-    def from_registry(cls, path: str | os.PathLike[str]) -> KeyBook:
-        """Verify the registry (chain, signatures, ownership) and collect the keys of each id.
+    def from_registry(cls, path: str | os.PathLike[str], level: str = "L1") -> KeyBook:
+        """Verify the registry through the project's one gate (``load_trusted_registry``: chain,
+        signatures, ownership, revocation, checkpoints) and collect the keys of each id.
 
         Raises:
             NotFoundError: no registry at ``path``.
-            RegistryError: the registry does not verify.
+            UntrustedRegistryError / RegistryFormatError: the registry does not verify.
         """
-        from cheng_build.trust.registry_log import RegistryLog
+        from cheng_build.trust.trusted import load_trusted_registry
 
-        log = RegistryLog.load(Path(path), verify_ahead=True)
-        log.verify("L1", memory=False)
-        state = log.replay()
+        trusted = load_trusted_registry(Path(path), level)
+        state = trusted.log.replay()
         book = cls(source=os.fspath(path))
         for owner in state.owners.values():
             if owner.pub_key and owner.pub_key not in state.revoked:
