@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+from helpers_net import env_for_subprocess, neutral_cwd
+
 from cheng_build.trust.keys import KeyPair, write_keyfile
 from cheng_build.trust.registry_ops import register_namespace
-from tests.helpers_net import env_for_subprocess, neutral_cwd
 
 PYTHON = sys.executable
 IO_VARS = ("IO_MODE", "IO_ROOT", "IO_LEDGER", "IO_LISTEN", "IO_PEERS", "IO_REQUIRE_LEASE")

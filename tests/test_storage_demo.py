@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers_storage import storage_env
 
 from cheng_build.cis.targets import demo_io_lease
 from cheng_build.ledger.log import iter_events, verify_ledger
-from tests.helpers_storage import storage_env
 
 pytestmark = pytest.mark.network
 

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+from helpers_storage import IO_VARS, StorageNode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,6 @@ from cheng_build.cli.storage import main
 from cheng_build.ledger.log import iter_events
 from cheng_build.storage import proof as P
 from cheng_build.storage.store import open_root
-from tests.helpers_storage import IO_VARS, StorageNode
 
 
 @pytest.fixture(autouse=True)
@@ -173,7 +173,7 @@ def test_proof_over_libp2p_honest_then_cheating(tmp_path: Path, capsys: pytest.C
 @pytest.mark.network
 def test_unanswered_challenge_is_a_failed_proof(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A node that speaks libp2p but not the proof protocol (cheng-pkg serve) cannot prove."""
-    from tests.helpers_net import Provider
+    from helpers_net import Provider
 
     provider = tmp_path / "cache"
     _, root = _store_with_file(provider, 4)
@@ -192,7 +192,7 @@ def test_unanswered_challenge_is_a_failed_proof(tmp_path: Path, capsys: pytest.C
 
 @pytest.mark.network
 def test_silent_provider_times_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.helpers_storage import SilentNode
+    from helpers_storage import SilentNode
 
     provider = tmp_path / "p"
     _, root = _store_with_file(provider, 4)

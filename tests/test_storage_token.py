@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers_storage import Keys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,6 @@ from cheng_build.storage.token import (
     v1_public_key,
 )
 from cheng_build.trust.keys import KeyPair
-from tests.helpers_storage import Keys
 
 NOW = 1_800_000_000
 CID = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
@@ -177,3 +177,28 @@ def test_any_edit_of_a_signed_number_is_caught(field: str, value: int) -> None:
         return  # out of range for the field: refused while parsing
     with pytest.raises(TokenError):
         check_token(edited, now=NOW, key_registered=None, used=lambda _: False)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=10), st.one_of(st.text(max_size=20), st.integers()),
+                       max_size=10))
+@settings(max_examples=300)
+def test_fast_canonical_equals_json_dumps(d: dict[str, object]) -> None:
+    from cheng_build.ledger.ids import canonical_json
+    from cheng_build.storage.token import _canon
+
+    try:
+        want = canonical_json(d)
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            _canon(d, ())
+        return
+    assert _canon(d, ()) == want
+
+
+def test_token_signed_bytes_equal_the_generic_form() -> None:
+    from cheng_build.storage.token import signed_bytes, token_signed_bytes
+
+    tok = _issue(_KEY, package_id="pkg://cheng/demo", author_id="node:alice")
+    assert token_signed_bytes(tok) == signed_bytes(tok.to_dict())
+    odd = parse_token(json.dumps(dict(tok.to_dict(), provider_id='n\\"ö\u2028\x01')).encode())
+    assert token_signed_bytes(odd) == signed_bytes(odd.to_dict())

@@ -30,6 +30,7 @@ COMMANDS: dict[str, Subcommand] = {
     "put-text": Subcommand(_IO, "store text from --text or --stdin; prints its CID"),
     "get": Subcommand(_IO, "write a CID's file or directory to --out"),
     "cat": Subcommand(_IO, "print a CID's text (--raw: no newline added)"),
+    "import-legacy": Subcommand(_IO, "move the original tool's flat blocks/<cid> store into the CAS"),
     "serve": Subcommand(_IO, "serve this root over libp2p bitswap and an HTTP gateway"),
     "lease": Subcommand(_LEASE, "record a lease event (price, royalty, treasury split)"),
     "leasegen": Subcommand(_LEASE, "write a signed lease token (Ed25519, registered key)"),

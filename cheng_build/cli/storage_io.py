@@ -21,6 +21,12 @@ def register(name: str, parser: Parser) -> None:
         add_format_flag(parser)
     if name == "init":
         parser.description = "Create a storage root (blocks/, ledger) and print where it is."
+    elif name == "import-legacy":
+        parser.description = (
+            "Move the original tool's flat store (blocks/<cid>, one file per whole object) into "
+            "the CAS as UnixFS files, pinned. Each object is verified first; a corrupt one is "
+            "reported and left in place (exit 1). Old CIDs keep reading (legacy-map.json).")
+        parser.add_argument("--keep", action="store_true", help="leave the flat files in place")
     elif name in ("put", "put-text"):
         _register_put(name, parser)
     elif name in ("get", "cat"):
@@ -75,6 +81,8 @@ def run(name: str, args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if name == "init":
         return _init(cfg, args)
+    if name == "import-legacy":
+        return _import_legacy(cfg, args)
     if name in ("put", "put-text"):
         return _put(name, cfg, args)
     if name in ("get", "cat"):
@@ -95,6 +103,25 @@ def _init(cfg: StorageConfig, args: argparse.Namespace) -> int:
     print(f"mode: {cfg.mode.value}")
     if cfg.listen:
         print(f"listen: {cfg.listen}")
+    return EXIT_OK
+
+
+def _import_legacy(cfg: StorageConfig, args: argparse.Namespace) -> int:
+    from cheng_build.core.errors import ChengError
+    from cheng_build.storage.legacy import import_legacy
+    from cheng_build.storage.store import open_root
+
+    res = import_legacy(open_root(cfg.root), keep=args.keep)
+    if args.format == "json":
+        print(json.dumps({"imported": res.imported, "corrupt": res.corrupt}))
+    else:
+        for old, new in res.imported.items():
+            print(f"{old} -> {new}" if old != new else old)
+        print(f"import-legacy ok: {len(res.imported)} objects")
+    if res.corrupt:
+        raise ChengError(f"{len(res.corrupt)} legacy objects are corrupt: {res.corrupt[0]}",
+                         why="their bytes do not hash to their names; they were left in place",
+                         how="restore them from a copy, or delete them")
     return EXIT_OK
 
 

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cheng_build.cas.blockstore import Blockstore
-from cheng_build.cas.cid import CID, RAW, CidError, cid_str, parse_cid
-from cheng_build.cas.walk import block_links
+from cheng_build.cas.cid import CID, CidError, cid_bytes, cid_text_bytes, decode_cid_bytes, parse_cid
 from cheng_build.core.atomic import atomic_write_text
 from cheng_build.core.errors import IntegrityError, NotFoundError, StoreError
 from cheng_build.storage.leases import LIVE, LeaseBook, LeaseRecord, LeaseStatus
+from cheng_build.storage.links import DAG_PB_CODEC, codec, links
 
 _TMP = ".tmp-"
 _STALE_TMP_SECONDS = 3600
@@ -60,28 +60,30 @@ class GcReport:
     dry_run: bool = False
 
 
-def mark(get: Callable[[CID], bytes], roots: Iterable[CID]) -> set[str]:
-    """Every CID (text) reachable from ``roots``; only dag-pb nodes are read.
+def mark(get: Callable[[CID], bytes], roots: Iterable[CID]) -> set[bytes]:
+    """Every binary CID reachable from ``roots``; only dag-pb nodes are read (verified by ``get``).
+
+    Binary CIDs, not CID objects or text: a DAG of a million leaves has a million links, and a
+    set of bytes is all the sweep needs (:mod:`cheng_build.storage.links`).
 
     Raises:
         DigestMismatchError / DagPbError: a node on the way is corrupt (never tolerated).
     """
-    live: set[str] = set()
-    stack = list(roots)
-    add = live.add
+    live: set[bytes] = set()
+    stack = [cid_bytes(r) for r in roots]
+    pop, push, add = stack.pop, stack.extend, live.add
     while stack:
-        cid = stack.pop()
-        name = cid_str(cid)
-        if name in live:
+        b = pop()
+        if b in live:
             continue
-        add(name)
-        if cid.codec.code == RAW:
-            continue
+        add(b)
+        if codec(b) != DAG_PB_CODEC:
+            continue  # a raw leaf (or a codec without links): nothing below it
         try:
-            data = get(cid)
-        except NotFoundError:
-            continue
-        stack.extend(block_links(cid, data))
+            data = get(decode_cid_bytes(b))
+        except (NotFoundError, ValueError):  # ValueError: a link naming no valid CID
+            continue  # a hole below a root (a lease still pinning): nothing more to find here
+        push([c for c, _ in links(data)])
     return live
 
 
@@ -143,7 +145,7 @@ def collect(root: Path, store: Blockstore, *, now: int | None = None, dry_run: b
     return report
 
 
-def _sweep(store: Blockstore, live: set[str], now: float, report: GcReport, dry_run: bool,
+def _sweep(store: Blockstore, live: set[bytes], now: float, report: GcReport, dry_run: bool,
            on_delete: Callable[[str], None] | None) -> None:
     blocks = store.blocks_dir
     if not blocks.is_dir():
@@ -163,9 +165,18 @@ def _sweep(store: Blockstore, live: set[str], now: float, report: GcReport, dry_
                         os.unlink(f.path)
                         report.stale_temps += 1
                 continue
-            if name in live:
+            raw = cid_text_bytes(name)
+            if raw is not None and raw in live:
                 report.kept += 1
                 continue
+            if raw is None:
+                try:
+                    raw = cid_bytes(parse_cid(name))  # another spelling of a CID
+                except CidError:
+                    continue  # not a block of ours: leave it alone
+                if raw in live:
+                    report.kept += 1
+                    continue
             try:
                 size = f.stat().st_size
                 if not dry_run:

@@ -27,7 +27,9 @@ Wire format (version 1; every integer an unsigned LEB128 varint, ``bytes`` = var
     Each path lists, for one challenge, indexes into the block list from the root down to the
     leaf; a block shared by several paths (the root) is sent once. The verifier hashes each block
     against the CID its parent links to (the root against the root CID), so a wrong block, a
-    wrong path or a path that stops early fails that challenge.
+    wrong path or a path that stops early fails that challenge. The recorded ``proof_hash`` is
+    sha256 of the request followed by the binary CIDs of the blocks checked along each path (the
+    raw answer's sha256 when it could not be read that far).
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from cheng_build.cas import dagpb
-from cheng_build.cas.cid import CID, DAG_PB, RAW, cid_bytes, cid_from_bytes, verify_block
+from cheng_build.cas.cid import CID, CidError, cid_bytes, cid_from_bytes, decode_cid_bytes, verify_block
 from cheng_build.core.errors import ChengError, InputError, NotFoundError
+from cheng_build.storage.links import DAG_PB_CODEC, RAW_CODEC, codec, links
 
 VERSION = 1
 DOMAIN = b"cheng.storage.proof.v1\n"
@@ -101,6 +104,15 @@ class _Reader:
         self.pos += n
         return out
 
+    def view(self, limit: int) -> memoryview:
+        """Like :meth:`blob` without the copy (blocks are hashed in place)."""
+        n = self.uv(limit)
+        if self.pos + n > len(self.data):
+            raise ProofFormatError("proof message is truncated")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
     def end(self) -> None:
         if self.pos != len(self.data):
             raise ProofFormatError("proof message has trailing bytes")
@@ -123,7 +135,7 @@ class Response:
     """A prover's answer: the blocks and, per challenge, the path through them."""
 
     status: int
-    blocks: tuple[bytes, ...]
+    blocks: tuple[bytes | memoryview, ...]
     paths: tuple[tuple[int, ...], ...]
 
 
@@ -153,7 +165,7 @@ def decode_request(data: bytes) -> Request:
 def encode_response(resp: Response) -> bytes:
     parts = [_uv(VERSION), _uv(resp.status), _uv(len(resp.blocks))]
     for b in resp.blocks:
-        parts += [_uv(len(b)), b]
+        parts += [_uv(len(b)), bytes(b)]
     parts.append(_uv(len(resp.paths)))
     for p in resp.paths:
         parts.append(_uv(len(p)))
@@ -170,7 +182,7 @@ def decode_response(data: bytes) -> Response:
         raise ProofFormatError("unsupported proof response version")
     status = r.uv(1)
     nblocks = r.uv(MAX_K * MAX_DEPTH + 1)
-    blocks = tuple(r.blob(MAX_BLOCK) for _ in range(nblocks))
+    blocks = tuple(r.view(MAX_BLOCK) for _ in range(nblocks))
     k = r.uv(MAX_K)
     paths = []
     for _ in range(k):
@@ -196,28 +208,42 @@ def offsets(seed: bytes, root: CID, k: int, total: int) -> list[int]:
     return out
 
 
-def _links(cid: CID, data: bytes) -> list[tuple[CID, int]]:
-    if cid.codec.code == RAW:
+_Memo = dict[bytes, list[tuple[bytes, int]]]
+
+
+def _links(cid: bytes, data: bytes | memoryview, memo: _Memo | None = None) -> list[tuple[bytes, int]]:
+    """``(binary CID, Tsize)`` of a block's links (none for a raw leaf).
+
+    ``memo`` (per proof) keeps the root's links, which every challenge starts from: the block
+    behind a CID never changes, so scanning it once is enough.
+    """
+    c = codec(cid)
+    if c == RAW_CODEC:
         return []
-    if cid.codec.code != DAG_PB:
-        raise ProofFormatError(f"{cid} is neither raw nor dag-pb")
-    return [(link.hash, link.tsize or 0) for link in dagpb.decode(data).links]
+    if c != DAG_PB_CODEC:
+        raise ProofFormatError("a block on the path is neither raw nor dag-pb")
+    if memo is None:
+        return links(data)
+    got = memo.get(cid)
+    if got is None:
+        got = memo[cid] = links(data)
+    return got
 
 
-def _total(cid: CID, data: bytes) -> int:
-    return sum(t for _, t in _links(cid, data))
+def _total(cid: bytes, data: bytes | memoryview, memo: _Memo | None = None) -> int:
+    return sum(t for _, t in _links(cid, data, memo))
 
 
-def _step(links: list[tuple[CID, int]], offset: int) -> tuple[int, int] | None:
+def _step(entries: list[tuple[bytes, int]], offset: int) -> tuple[int, int] | None:
     """``(link index, offset inside it)`` for ``offset``, or None past the end (bad Tsizes)."""
-    for i, (_, t) in enumerate(links):
+    for i, (_, t) in enumerate(entries):
         if offset < t:
             return i, offset
         offset -= t
     return None
 
 
-def _rescale(offset: int, tsize: int, child_cid: CID, child: bytes) -> int:
+def _rescale(offset: int, tsize: int, child_cid: bytes, child: bytes | memoryview) -> int:
     """The offset inside a child, in the child's own link total.
 
     A link's Tsize counts the child's DAG *and* the child node's own bytes, so the child's links
@@ -225,6 +251,11 @@ def _rescale(offset: int, tsize: int, child_cid: CID, child: bytes) -> int:
     """
     inner = _total(child_cid, child)
     return offset * inner // tsize if tsize else 0
+
+
+def _verified(cid: bytes, data: bytes | memoryview) -> None:
+    """Raise unless ``data`` hashes to the binary CID ``cid``."""
+    verify_block(decode_cid_bytes(cid), data)
 
 
 # --- prover ----------------------------------------------------------------------------------
@@ -240,32 +271,34 @@ def prove(get: Callable[[CID], bytes], req: Request) -> Response:
         root_data = get(req.root)
     except NotFoundError:
         return Response(STATUS_NOT_HELD, (), ())
-    blocks: list[bytes] = [root_data]
-    index: dict[bytes, int] = {cid_bytes(req.root): 0}
+    rb = cid_bytes(req.root)
+    blocks: list[bytes | memoryview] = [root_data]
+    index: dict[bytes, int] = {rb: 0}
     paths = []
-    for off in offsets(req.seed, req.root, req.k, _total(req.root, root_data)):
+    memo: _Memo = {}
+    for off in offsets(req.seed, req.root, req.k, _total(rb, root_data, memo)):
         path = [0]
-        cid, data = req.root, root_data
+        cid = rb
+        data: bytes | memoryview = root_data
         for _ in range(MAX_DEPTH):
-            links = _links(cid, data)
-            if not links:
+            entries = _links(cid, data, memo)
+            if not entries:
                 break
-            step = _step(links, off)
+            step = _step(entries, off)
             if step is None:
                 break
             j, off = step
-            cid, tsize = links[j]
-            key = cid_bytes(cid)
-            if key in index:
-                data = blocks[index[key]]
+            cid, tsize = entries[j]
+            if cid in index:
+                data = blocks[index[cid]]
             else:
                 try:
-                    data = get(cid)
-                except NotFoundError:
+                    data = get(decode_cid_bytes(cid))
+                except (NotFoundError, CidError, ValueError):
                     break
-                index[key] = len(blocks)
+                index[cid] = len(blocks)
                 blocks.append(data)
-            path.append(index[key])
+            path.append(index[cid])
             off = _rescale(off, tsize, cid, data)
         paths.append(tuple(path))
     return Response(STATUS_OK, tuple(blocks), tuple(paths))
@@ -290,55 +323,75 @@ def verify(req: Request, data: bytes | None) -> Verdict:
     """Check a response (its bytes, or None when there was no answer) against ``req`` alone."""
     if data is None:
         return Verdict(False, req.k, 0, 0, "no answer (timeout)", "")
-    proof_hash = hashlib.sha256(data).hexdigest()
+    def raw_hash() -> str:  # evidence of a malformed answer, hashed only then
+        return hashlib.sha256(data).hexdigest()
+
     try:
         resp = decode_response(data)
     except ProofFormatError as exc:
-        return Verdict(False, req.k, 0, 0, f"malformed response: {exc.what}", proof_hash)
+        return Verdict(False, req.k, 0, 0, f"malformed response: {exc.what}", raw_hash())
     if resp.status != STATUS_OK or not resp.blocks:
-        return Verdict(False, req.k, 0, 0, "provider does not hold the root", proof_hash)
+        return Verdict(False, req.k, 0, 0, "provider does not hold the root", raw_hash())
     if len(resp.paths) != req.k:
         return Verdict(False, req.k, 0, 0, f"{len(resp.paths)} paths for {req.k} challenges",
-                       proof_hash)
+                       raw_hash())
     root_data = resp.blocks[0]
+    rb = cid_bytes(req.root)
     try:
         verify_block(req.root, root_data)
-        total = _total(req.root, root_data)
+        memo: _Memo = {}
+        total = _total(rb, root_data, memo)
     except ChengError:
-        return Verdict(False, req.k, 0, 0, "wrong root block", proof_hash)
+        return Verdict(False, req.k, 0, 0, "wrong root block", raw_hash())
     passed = 0
     reason = ""
+    # The proof hash commits to the request and to the CIDs of every block checked on each path
+    # (hashing the whole answer again would double the verifier's work).
+    ph = hashlib.sha256(encode_request(req))
+    checked: set[tuple[bytes, int]] = set()
     for i, (off, path) in enumerate(zip(offsets(req.seed, req.root, req.k, total), resp.paths,
                                         strict=True)):
-        why = _check_path(req.root, resp.blocks, path, off)
+        why = _check_path(rb, resp.blocks, path, off, memo, ph, checked)
         if why is None:
             passed += 1
         elif not reason:
             reason = f"challenge {i}: {why}"
-    return Verdict(passed == req.k, req.k, passed, total, reason, proof_hash)
+    return Verdict(passed == req.k, req.k, passed, total, reason, ph.hexdigest())
 
 
-def _check_path(root: CID, blocks: tuple[bytes, ...], path: tuple[int, ...], off: int) -> str | None:
+def _check_path(root: bytes, blocks: tuple[bytes | memoryview, ...], path: tuple[int, ...], off: int,
+                memo: _Memo, ph: Any, checked: set[tuple[bytes, int]]) -> str | None:
     if not path or path[0] != 0:
         return "path does not start at the root"
     cid, data = root, blocks[0]
     for depth in range(1, MAX_DEPTH + 1):
         try:
-            links = _links(cid, data)
+            entries = _links(cid, data, memo)
         except ChengError:
-            return f"block {cid} does not decode"
-        if not links:
+            return f"block {_show(cid)} does not decode"
+        if not entries:
             return None if depth == len(path) else "path goes on below a leaf"
-        step = _step(links, off)
+        step = _step(entries, off)
         if step is None:
-            return f"offset beyond {cid}'s links"
+            return f"offset beyond {_show(cid)}'s links"
         if depth >= len(path):
-            return f"path stops at {cid}, above the challenged leaf (block missing)"
+            return f"path stops at {_show(cid)}, above the challenged leaf (block missing)"
         j, off = step
-        (cid, tsize), data = links[j], blocks[path[depth]]
+        (cid, tsize), data = entries[j], blocks[path[depth]]
         try:
-            verify_block(cid, data)
+            seen = (cid, path[depth])
+            if seen not in checked:  # two challenges landing on one leaf: hash it once
+                _verified(cid, data)
+                checked.add(seen)
             off = _rescale(off, tsize, cid, data)
-        except ChengError:
-            return f"wrong block for {cid}"
+        except (ChengError, ValueError):
+            return f"wrong block for {_show(cid)}"
+        ph.update(cid)
     return "path too deep"
+
+
+def _show(cid: bytes) -> str:
+    try:
+        return str(decode_cid_bytes(cid))
+    except (ChengError, ValueError):
+        return cid.hex()

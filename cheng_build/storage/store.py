@@ -73,7 +73,17 @@ class StorageStore(Blockstore):
         return self.blocks_dir / cid_str(cid)
 
     def has(self, cid: CID) -> bool:
-        return super().has(cid) or (cid.codec.code == RAW and self.legacy_path(cid).is_file())
+        if super().has(cid):
+            return True
+        if cid.codec.code != RAW:
+            return False
+        if self.legacy_path(cid).is_file():
+            return True
+        if (self.root / "legacy-map.json").exists():
+            from cheng_build.storage.legacy import load_map
+
+            return cid_str(cid) in load_map(self.root)
+        return False
 
     def get(self, cid: CID) -> bytes:
         try:
@@ -85,6 +95,13 @@ class StorageStore(Blockstore):
             try:
                 data = path.read_bytes()
             except (FileNotFoundError, IsADirectoryError):
+                if (self.root / "legacy-map.json").exists():
+                    from cheng_build.storage.legacy import read_mapped
+
+                    try:
+                        return read_mapped(self, cid)
+                    except NotFoundError:
+                        pass
                 raise NotFoundError(f"block {cid} is not in the store", why=f"looked in {self.root}",
                                     how="read it from a peer with --mode:p2p --peer:<multiaddr>") from None
             try:

@@ -3,8 +3,8 @@
 Order of a leased write, chosen so that a failed check writes nothing and a crash never leaves a
 paid-for DAG unprotected (the store's shared lock is held throughout, so gc cannot run between):
 
-1. checks that need no hashing: signature, expiry, registry binding, size of a file, replay (the
-   lease id in the ledger or in a lease record);
+1. checks that need no hashing: the ledger verifies (no torn or edited line), signature, expiry,
+   registry binding, size of a file, replay (the lease id in the ledger or in a lease record);
 2. import into one staged batch (temp files); the root CID and total size are now known; a wrong
    CID or too many bytes discards the batch: nothing is written;
 3. create the lease record (``pinning``) exclusively: a concurrent write with the same token loses
@@ -29,7 +29,7 @@ from cheng_build.cas.blockstore import Batch, Blockstore
 from cheng_build.cas.cid import cid_str
 from cheng_build.cas.importer import import_path
 from cheng_build.core.errors import InputError, PolicyError
-from cheng_build.ledger.log import Ledger, LedgerError, iter_events, latest_epoch
+from cheng_build.ledger.log import Ledger, LedgerError, iter_events, latest_epoch, verify_ledger
 from cheng_build.storage.config import StorageConfig
 from cheng_build.storage.leases import LeaseBook, LeaseRecord, LeaseStatus, lease_event
 from cheng_build.storage.store import open_root
@@ -116,7 +116,14 @@ def _put_leased(cfg: StorageConfig, store: Blockstore, source: Path, token: Leas
     def used(lease_id: str) -> bool:
         return book.get(lease_id) is not None or _lease_in_ledger(ledger, lease_id)
 
-    # 1. every check that needs no hashing (a file's size is its stat size)
+    # 1. every check that needs no hashing (a file's size is its stat size), and a ledger the
+    #    lease event can be chained onto (torn or edited: refuse before writing anything)
+    rep = verify_ledger(ledger)
+    if not rep.ok:
+        first = rep.problems[0]
+        raise LedgerError(f"{ledger}: line {first.line}: {first.what}",
+                          why="the lease would be recorded in a ledger that does not verify",
+                          how="run 'cheng-storage verify-ledger' (--repair cuts a torn last line)")
     lease_id = check_token(token, now=now, key_registered=key_lookup, used=used, compat=compat)
     if source.is_file():
         check_content(token, size=source.stat().st_size, cid=None)
