@@ -72,7 +72,8 @@ def settle_from_args(args: argparse.Namespace) -> Settlement:
     if args.epoch < -1:
         raise UsageError(f"--epoch must be -1 (all) or a non-negative epoch, got {args.epoch}")
     ledger = config_from_args(args).ledger_path
-    input_file(ledger, "--ledger")
+    # name the flag the path came from: --ledger, or the root's ledger.jsonl
+    input_file(ledger, "--ledger" if args.ledger else "--root (its ledger.jsonl)")
     return settle(ledger, epoch=args.epoch, mode=Mode.COMPAT if args.compat else Mode.DEFAULT,
                   top=args.top)
 
