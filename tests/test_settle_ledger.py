@@ -165,7 +165,7 @@ def test_bad_money_is_an_error_naming_the_line(tmp_path: Path,
 
 def test_missing_ledger_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, _, err = run(capsys, "settle", f"--root:{tmp_path / 'fresh'}")
-    assert rc == 2 and "not found" in err.splitlines()[0]
+    assert rc == 2 and err.splitlines()[0].startswith("settle: no ledger at ")
 
 
 def test_original_quirks_tolerated(tmp_path: Path) -> None:
