@@ -403,3 +403,22 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
             rwad_bridge.main([sub, "--help"])
         assert exc.value.code == 0
         assert "examples:" in capsys.readouterr().out
+
+
+def test_export_escapes_like_the_original_and_writes_nothing_on_a_bad_ledger(
+        root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capsys, rwad_bridge, "export", "--epoch:1", f"--root:{root}",
+                       '--batch-id:b"q\\x')
+    assert rc == 0, err
+    assert '"batch_id":"b\\"q\\\\x"' in out and json.loads(out)["batch_id"] == 'b"q\\x'
+    rc, _, err = run(capsys, rwad_bridge, "export", f"--root:{root}", "--batch-id:a\x01b")
+    assert rc == 2 and err.splitlines()[0] == "export: batch id holds a control character"
+    rc, _, err = run(capsys, rwad_bridge, "export", f"--root:{root}", "--epoch:-2")
+    assert rc == 2
+    with (root / "ledger.jsonl").open("ab") as fh:
+        fh.write(b'{"type":"lease","royal')  # a torn write
+    out_file = tmp_path / "batch.json"
+    rc, _, err = run(capsys, rwad_bridge, "export", "--epoch:1", f"--root:{root}",
+                     f"--out:{out_file}")
+    assert rc == 1 and err.splitlines()[0].startswith("export: ledger line 9: torn")
+    assert not out_file.exists()

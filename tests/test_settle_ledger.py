@@ -165,7 +165,7 @@ def test_bad_money_is_an_error_naming_the_line(tmp_path: Path,
 
 def test_missing_ledger_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, _, err = run(capsys, "settle", f"--root:{tmp_path / 'fresh'}")
-    assert rc == 2 and "not found" in err.splitlines()[0]
+    assert rc == 2 and err.splitlines()[0].startswith("settle: no ledger at ")
 
 
 def test_original_quirks_tolerated(tmp_path: Path) -> None:
@@ -179,3 +179,29 @@ def test_original_quirks_tolerated(tmp_path: Path) -> None:
     assert d["counts"] == {"lease": 1, "compute": 1, "audit": 0, "exec_request": 0,
                            "exec_receipt": 0}
     assert json.loads(settle(led, epoch=1).render())["counts"]["compute"] == 1
+
+
+@pytest.mark.parametrize(("argv", "first"), [
+    (["settle", "--ledger:fifo"], "settle: --ledger: /*fifo is a FIFO (named pipe)"),
+    (["settle", "--ledger:adir"], "settle: --ledger: /*adir is a directory"),
+    (["settle", "--ledger:ledger.jsonl", "--out:adir"], "settle: --out: adir is a directory"),
+    (["settle", "--ledger:ledger.jsonl", "--reconcile-csv:adir"],
+     "settle: --reconcile-csv: adir is a directory"),
+    (["settle", "--ledger:ledger.jsonl", "--format:xml"], "settle: argument --format: invalid choice"),
+    (["settle", "--ledger:ledger.jsonl", "--epoch:-3"], "settle: --epoch must be -1 (all)"),
+])
+def test_bad_paths_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str], argv: list[str], first: str) -> None:
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("fifo")
+    (tmp_path / "adir").mkdir()
+    write_legacy(tmp_path / "ledger.jsonl", [lease()])
+    rc, out, err = run(capsys, *argv)
+    import re
+
+    # the ledger path is shown absolute (as the storage config resolves it)
+    pattern = re.escape(first).replace(re.escape("/*"), ".*")
+    assert rc == 2 and re.match(pattern, err.splitlines()[0]), err
+    assert out == ""

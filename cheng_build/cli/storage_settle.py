@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from cheng_build.cli.args import Parser
 from cheng_build.cli.input_checks import input_file, output_file
 from cheng_build.cli.storage_common import add_common_flags, config_from_args
-from cheng_build.core.errors import EXIT_OK, UsageError
+from cheng_build.core.errors import EXIT_OK, InputError, UsageError
 
 if TYPE_CHECKING:
     from cheng_build.settle.api import Settlement
@@ -72,6 +72,10 @@ def settle_from_args(args: argparse.Namespace) -> Settlement:
     if args.epoch < -1:
         raise UsageError(f"--epoch must be -1 (all) or a non-negative epoch, got {args.epoch}")
     ledger = config_from_args(args).ledger_path
+    if not args.ledger and not ledger.exists():
+        raise InputError(f"no ledger at {ledger}",
+                         why="this storage root has recorded no events yet",
+                         how="pass --root:<the storage root> or --ledger:<ledger.jsonl>")
     input_file(ledger, "--ledger")
     return settle(ledger, epoch=args.epoch, mode=Mode.COMPAT if args.compat else Mode.DEFAULT,
                   top=args.top)

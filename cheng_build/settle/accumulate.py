@@ -310,16 +310,27 @@ class Accumulator:
 
     def _request(self, ev: F.Event, line: int, epoch: int) -> None:
         self.totals.counts["exec_request"] += 1
-        rid = self._text(ev, "request_id", line)
+        rid = ev.get("request_id")
+        if type(rid) is not str:
+            rid = F.text(ev, "request_id", line)
         if rid:
             self.totals.reconcile.requests[rid] = epoch
 
     def _receipt(self, ev: F.Event, line: int, epoch: int) -> None:
         self.totals.counts["exec_receipt"] += 1
-        text = self._text
-        self.totals.reconcile.add_receipt(
-            text(ev, "receipt_id", line), text(ev, "request_id", line),
-            text(ev, "usage_id", line), epoch, text(ev, "status", line), text(ev, "error", line))
+        get = ev.get
+        rec, req, usage, status = (get("receipt_id"), get("request_id"), get("usage_id"),
+                                   get("status"))
+        if not (type(rec) is str and type(req) is str and type(usage) is str
+                and type(status) is str):
+            text = self._text
+            rec, req = text(ev, "receipt_id", line), text(ev, "request_id", line)
+            usage, status = text(ev, "usage_id", line), text(ev, "status", line)
+        recon = self.totals.reconcile
+        if rec:
+            recon.receipts[rec] = (req, usage, epoch)
+        if status != "ok":
+            recon.bad.append((rec, req, status, self._text(ev, "error", line)))
 
 
 __all__ = ["ID_FIELD", "KNOWN_TYPES", "UNSETTLED_TYPES", "Accumulator", "Mode", "Totals"]

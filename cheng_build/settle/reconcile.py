@@ -26,21 +26,6 @@ class ReconcileState:
     usages: dict[str, int] = field(default_factory=dict)  # usage_id -> epoch
     bad: list[tuple[str, str, str, str]] = field(default_factory=list)  # (rec, req, status, error)
 
-    def add_request(self, request_id: str, epoch: int) -> None:
-        if request_id:
-            self.requests[request_id] = epoch
-
-    def add_usage(self, usage_id: str, epoch: int) -> None:
-        if usage_id:
-            self.usages[usage_id] = epoch
-
-    def add_receipt(self, receipt_id: str, request_id: str, usage_id: str, epoch: int,
-                    status: str, error: str) -> None:
-        if receipt_id:
-            self.receipts[receipt_id] = (request_id, usage_id, epoch)
-        if status != "ok":
-            self.bad.append((receipt_id, request_id, status, error))
-
 
 @dataclass(frozen=True, slots=True)
 class Mismatch:

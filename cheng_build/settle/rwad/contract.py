@@ -76,7 +76,6 @@ def verify_contract(command: list[str], root: Path, *, batch_id: str = "cheng-ep
 
     Raises:
         BridgeError: the tool failed or timed out, or its result or the ack breaks the contract.
-        SignatureError: (never for v1) kept for symmetry with apply.
         OSError: ``root`` cannot be written.
     """
     root.mkdir(parents=True, exist_ok=True)
