@@ -42,8 +42,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cheng_build.compute.metering import Billing, Meter, TreeMeter
-from cheng_build.compute.money import Prices
 from cheng_build.ledger.log import Ledger
+from cheng_build.ledger.pricing import Prices
 
 
 def _busy(n: int) -> int:

@@ -19,9 +19,9 @@ from cheng_build.compute.metering import (
     gpu_usage,
     metered,
 )
-from cheng_build.compute.money import Prices
 from cheng_build.compute.records import Usage
 from cheng_build.ledger.log import Ledger, iter_events
+from cheng_build.ledger.pricing import Prices
 
 WORK = ("import os\nb = bytearray(48 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
         "s = 0\nfor i in range(3 * 10**6): s += i\n"

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cheng_build.compute.legacy import legacy_id
-from cheng_build.compute.money import Prices, compat_cost, nano_cost, normalize_workload
 from cheng_build.compute.records import (
     RECORDS,
     Audit,
@@ -25,6 +24,7 @@ from cheng_build.compute.records import (
 )
 from cheng_build.ledger.events import EVENT_KEYS
 from cheng_build.ledger.money import to_nano
+from cheng_build.ledger.pricing import Prices, compat_cost, nano_cost, normalize_workload
 
 JOB_GPU_2 = dict(task_id="job-gpu-2", package_id="pkg://cheng/fs", author_id="node:alice",
                  executor_id="node:exec-1", gpu_ms=110000, gpu_mem_bytes=11811160064, gpu_count=1,

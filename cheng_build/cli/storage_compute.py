@@ -301,7 +301,7 @@ def _now() -> str:
 def _meter(args: argparse.Namespace) -> int:
     from cheng_build.compute.limits import check_usage_figures
     from cheng_build.compute.metering import Billing, Measured, build_usage
-    from cheng_build.compute.money import Prices
+    from cheng_build.ledger.pricing import Prices
 
     for flag in ("task", "package", "author", "executor"):
         if not getattr(args, flag):

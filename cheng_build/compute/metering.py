@@ -38,8 +38,8 @@ from typing import Any, ParamSpec, TypeVar
 from cheng_build.compute.cgroups import Cgroup, cgroup2_mount, sweep_stale_cgroups
 from cheng_build.compute.gpu import GpuStatus, PidWatcher, gpu_status, gpu_usage
 from cheng_build.compute.ids import new_id
-from cheng_build.compute.money import Prices, nano_cost, normalize_workload
 from cheng_build.compute.records import Usage
+from cheng_build.ledger.pricing import Prices, nano_cost, normalize_workload
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -36,11 +36,11 @@ from typing import Any
 from cheng_build.compute.ids import new_id
 from cheng_build.compute.limits import DEFAULT_LIMITS, Limits, check_usage_figures
 from cheng_build.compute.metering import Billing, build_usage
-from cheng_build.compute.money import Prices
 from cheng_build.compute.receipts import sign_receipt
 from cheng_build.compute.records import ExecRequest, Receipt, Usage
 from cheng_build.compute.runner import ExecResult
 from cheng_build.core.errors import ChengError, InputError, IntegrityError, TransportError
+from cheng_build.ledger.pricing import Prices
 from cheng_build.trust.keys import KeyPair
 
 PROTOCOL = "/cheng/compute/exec/1.0.0"

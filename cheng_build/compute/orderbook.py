@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cheng_build.compute.money import normalize_workload
 from cheng_build.core.errors import InputError, PolicyError
+from cheng_build.ledger.pricing import normalize_workload
 
 INT64_MAX = 2**63 - 1
 WORKLOAD_BITS = {"train": 1, "infer": 2, "other": 4}

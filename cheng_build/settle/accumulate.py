@@ -6,7 +6,9 @@ The arithmetic is the original's (reference §1.9), event by event:
   providers += provider; treasury_total += treasury.
 - ``compute``: compute_total += royalty + executor + treasury; authors += royalty;
   executors += executor; treasury_total += treasury; GPU core/mem totals and the alpha-weighted
-  total (train 13500, infer 8500, other 10000 bps).
+  total (train 13500, infer 8500, other 10000 bps). A metered build's event (``chengc --ledger``)
+  lists the ``packages`` it used: its royalty is split among their authors, equally per package
+  (:func:`cheng_build.ledger.pricing.royalty_shares`), instead of going to ``author_id``.
 - ``audit`` with ``status != ok`` and ``penalty > 0``: the penalty moves from the executor to the
   treasury (audit_total and penalties record the move).
 - ``storage_proof`` with ``status != ok`` and ``penalty > 0`` (the original never wrote one; our
@@ -194,6 +196,19 @@ class Accumulator:
             return m(ev, a, line), m(ev, b, line), m(ev, c, line)
         return x, y, z
 
+    def _royalties(self, used: object, royalty: F.Num, line: int) -> None:
+        """A metered build's royalty, shared among the authors of the packages it used."""
+        from cheng_build.ledger.pricing import royalty_shares
+
+        if (type(used) is not list or not used or type(royalty) is not int
+                or not all(type(p) is dict and type(p.get("author_id")) is str and p["author_id"]
+                           for p in used)):
+            raise LedgerError("packages is not a list of {package_id, cid, author_id}", line=line,
+                              how="a metered build lists the packages it used, each with its author")
+        t = self.totals
+        for who, share in royalty_shares(royalty, used):
+            t.authors[who] = t.authors.get(who, 0) + share
+
     def _lease(self, ev: F.Event, line: int, epoch: int) -> None:
         t = self.totals
         royalty, provider, treasury = self._split(ev, line, "royalty", "provider", "treasury")
@@ -212,9 +227,13 @@ class Accumulator:
         royalty, executor, treasury = self._split(ev, line, "royalty", "executor", "treasury")
         t.compute_total += royalty + executor + treasury
         t.treasury_total += treasury
-        who = self._party(ev, "author_id", line, royalty)
-        if who:
-            t.authors[who] = t.authors.get(who, 0) + royalty
+        used = ev.get("packages")
+        if used is not None and not self.compat:
+            self._royalties(used, royalty, line)
+        else:
+            who = self._party(ev, "author_id", line, royalty)
+            if who:
+                t.authors[who] = t.authors.get(who, 0) + royalty
         who = self._party(ev, "executor_id", line, executor)
         if who:
             t.executors[who] = t.executors.get(who, 0) + executor

@@ -1,4 +1,6 @@
-"""The price of a usage: the original's float formula (compat) and integer nano units (default).
+"""The price of a usage (compute events, metered builds): the original's float formula (compat)
+and integer nano units (default). It sits with the ledger, below compute and build, because both
+price what they write to it.
 
 Original (reference section 1.4, IEEE doubles evaluated left to right)::
 
@@ -20,6 +22,7 @@ the parts always add up to the total.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cheng_build.ledger.money import NANO, mul_rate
@@ -96,3 +99,15 @@ def nano_cost(cpu_ms: int, mem_bytes: int, io_bytes: int, gpu_ms: int, gpu_mem_b
     royalty = mul_rate(total, p.royalty_rate)
     treasury = mul_rate(total, p.treasury_rate)
     return Split(total, royalty, treasury, total - royalty - treasury)
+
+
+def royalty_shares(royalty: int, packages: Sequence[Mapping[str, object]]) -> list[tuple[str, int]]:
+    """A metered build's royalty split among the packages it used (``compute`` events with a
+    ``packages`` list): ``(author_id, nano)`` per package in list order, equal shares, the integer
+    remainder one nano unit each to the first ones, so the shares add up to ``royalty`` exactly
+    and every machine splits the same way."""
+    n = len(packages)
+    if n == 0:
+        return []
+    base, rest = divmod(royalty, n)
+    return [(str(p.get("author_id", "")), base + (1 if i < rest else 0)) for i, p in enumerate(packages)]
