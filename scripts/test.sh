@@ -23,6 +23,11 @@ say "pip install .[test]"
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q '.[test]'
+# A real Synapse homeserver for the multi-node CIS tests (tests/helpers_synapse.py starts it), in
+# its own venv so its pinned dependencies never meet libp2p's. A failed install fails the run.
+say "pip install matrix-synapse into .venv-synapse"
+python3 -m venv .venv-synapse
+.venv-synapse/bin/python -m pip install -q 'matrix-synapse==1.163.2'
 # The hook scripts import the checkout beside them (as pre-commit runs them from a clone), so the
 # checkout gets its own copy of the native library too.
 bash scripts/dev-build.sh
