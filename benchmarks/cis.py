@@ -37,8 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cheng_build.cis import sandbox  # noqa: E402
-from cheng_build.cis.model import Isolation, SandboxConfig  # noqa: E402
+from cheng_build.cis.dag.model import Isolation, SandboxConfig  # noqa: E402
+from cheng_build.cis.sandbox import launch as sandbox  # noqa: E402
 
 
 def _dag_toml(n: int, isolation: str) -> str:

@@ -95,7 +95,7 @@ def closedloop(tmp: Path) -> float:
 
 def closedloop_anchor(tmp: Path) -> float:
     """The same argvs, sequentially, no engine, no sandbox (ignorable failures tolerated)."""
-    from cheng_build.cis.closedloop import build_dag
+    from cheng_build.cis.targets.closedloop import build_dag
 
     wd = Path(tempfile.mkdtemp(dir=tmp, prefix="anchor-"))
     dag = build_dag(wd)

@@ -45,7 +45,7 @@ def _mbps(nbytes: int, seconds: float) -> float:
 
 def _fetch_p2p(root: bytes, addrs: list[str], dst: Path) -> tuple[float, int]:
     from cheng_build.cas.blockstore import Blockstore
-    from cheng_build.pkg.fetch.p2p_run import fetch_p2p
+    from cheng_build.pkg.fetch.p2p.run import fetch_p2p
 
     t0 = time.perf_counter()
     stats = fetch_p2p(Blockstore(dst), [root], addrs)
@@ -58,7 +58,8 @@ def _ttfb(leaf: bytes, addrs: list[str], dst: Path) -> float:
     from helpers_net import DictStore
 
     from cheng_build.pkg.fetch import libp2p_adapter as lp
-    from cheng_build.pkg.fetch.p2p import BitswapNode
+    from cheng_build.pkg.fetch.p2p.node import BitswapNode
+    from cheng_build.pkg.fetch.p2p.session import fetch
 
     targets = [lp.parse_peer_addr(a) for a in addrs]
 
@@ -67,7 +68,7 @@ def _ttfb(leaf: bytes, addrs: list[str], dst: Path) -> float:
         host = lp.make_host()
         async with host.run(listen_addrs=[]), \
                 BitswapNode.running(host, DictStore(), serve=False) as node:
-            stats = await node.fetch([leaf], targets)
+            stats = await fetch(node, [leaf], targets)
             assert stats.first_block_at is not None
             return stats.first_block_at - t0
 

@@ -7,7 +7,7 @@ session temp dir before any test runs:
 - ``PKG_TRUST_DIR``: remembered registry checkpoints (default ``~/.cheng/trust``,
   :mod:`cheng_build.trust.checkpoint`);
 - ``PKG_AUDIT_LOG``: the L2 audit log (default ``~/.cheng/audit.jsonl``, :mod:`cheng_build.trust.audit`);
-- ``CIS_HOME``: the CIS run database and task dirs (default ``~/.cis``, :mod:`cheng_build.cis.store`).
+- ``CIS_HOME``: the CIS run database and task dirs (default ``~/.cis``, :mod:`cheng_build.cis.run.store`).
 
 ``HOME`` itself is left alone: git's identity, npm's cache and pre-commit's environments live
 there and the tests that need them use the real ones. What remains home-relative is only read

@@ -10,8 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cheng_build.cis import control
-from cheng_build.cis.model import (
+from cheng_build.cis.dag.model import (
     AmbiguityPolicy,
     Dag,
     DagPolicy,
@@ -21,7 +20,8 @@ from cheng_build.cis.model import (
     Task,
     TaskLevel,
 )
-from cheng_build.cis.store import Store
+from cheng_build.cis.run import control
+from cheng_build.cis.run.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from helpers_cis import make_dag, sh, task
 
-from cheng_build.cis import control
-from cheng_build.cis.model import TaskLevel
-from cheng_build.cis.web import WebServer
+from cheng_build.cis.dag.model import TaskLevel
+from cheng_build.cis.run import control
+from cheng_build.cis.view.web import WebServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

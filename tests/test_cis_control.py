@@ -14,10 +14,10 @@ import pytest
 import tomlkit
 from helpers_cis import cis, make_dag, run_dag, sh, task, wait_for
 
-from cheng_build.cis import control
-from cheng_build.cis.model import Action, AmbiguityPolicy, RunState, TaskLevel, TaskState
-from cheng_build.cis.store import Store
-from cheng_build.cis.toml_io import dump_dag
+from cheng_build.cis.dag.model import Action, AmbiguityPolicy, RunState, TaskLevel, TaskState
+from cheng_build.cis.dag.toml_io import dump_dag
+from cheng_build.cis.run import control
+from cheng_build.cis.run.store import Store
 
 
 @pytest.fixture
@@ -228,7 +228,7 @@ def test_cli_amend_cmd_of_pending_task(store: Store, home: Path, base: Path) -> 
 
 def test_ambiguity_suggest_takes_newest_when_countdown_ends(store: Store, base: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from cheng_build.cis import ambiguity
+    from cheng_build.cis.dag import ambiguity
 
     monkeypatch.setattr(ambiguity, "SUGGEST_COUNTDOWN_S", 0)
     old, new = base / "a.dat", base / "b.dat"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from helpers_cis import cis, make_dag, sh, task, wait_for
 
-from cheng_build.cis import control
-from cheng_build.cis.model import RunState, TaskState
-from cheng_build.cis.store import Store
+from cheng_build.cis.dag.model import RunState, TaskState
+from cheng_build.cis.run import control
+from cheng_build.cis.run.store import Store
 
 
 @pytest.fixture

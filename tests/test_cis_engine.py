@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from helpers_cis import make_dag, run_dag, sh, task
 
-from cheng_build.cis import control
-from cheng_build.cis.model import DagPolicy, RunState, TaskLevel, TaskState
-from cheng_build.cis.store import Store
+from cheng_build.cis.dag.model import DagPolicy, RunState, TaskLevel, TaskState
+from cheng_build.cis.run import control
+from cheng_build.cis.run.store import Store
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_allow_debt_ignorable_failure_goes_on(store: Store, base: Path) -> None:
     err = view.tasks[1].error
     assert err["what"] == "task lint exited with status 4"
     assert "style: line too long" in err["why"]
-    from cheng_build.cis.debt import list_debt
+    from cheng_build.cis.run.debt import list_debt
 
     assert {(d.idx, d.state) for d in list_debt(store)} == {(1, "Debt"), (3, "Debt")}
 

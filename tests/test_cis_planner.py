@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cheng_build.cis import planner
-from cheng_build.cis.model import Dag, DagPolicy, Exec, RunState, Task, TaskState
-from cheng_build.cis.store import Store
+from cheng_build.cis.dag.model import Dag, DagPolicy, Exec, RunState, Task, TaskState
+from cheng_build.cis.plan import planner
+from cheng_build.cis.run.store import Store
 from cheng_build.core.errors import StoreError
 
 

@@ -10,7 +10,7 @@ import pytest
 import tomlkit
 from helpers_cis import cis
 
-from cheng_build.cis import sandbox
+from cheng_build.cis.sandbox import launch as sandbox
 
 BWRAP_WORKS = sandbox.detect_mode() is sandbox.SandboxMode.BUBBLEWRAP
 
@@ -65,7 +65,7 @@ def test_required_isolation_runs_with_bubblewrap(tmp_path: Path) -> None:
 
 
 def test_bwrap_argv_hides_home_and_binds_task_dir(tmp_path: Path) -> None:
-    from cheng_build.cis.model import SandboxConfig
+    from cheng_build.cis.dag.model import SandboxConfig
 
     spec = sandbox.LaunchSpec(argv=("/bin/true",), env={}, cwd=str(tmp_path), task_dir=str(tmp_path),
                               sandbox=SandboxConfig(), home=str(Path.home()))
@@ -108,8 +108,8 @@ def test_rlimits_applied_on_both_launch_paths(tmp_path: Path, monkeypatch: pytes
     # Without setpriv/prlimit the limits are set by a callback in the forked child instead.
     from helpers_cis import make_dag, run_dag, sh, task
 
-    from cheng_build.cis import control
-    from cheng_build.cis.model import TaskState
+    from cheng_build.cis.dag.model import TaskState
+    from cheng_build.cis.run import control
 
     if path == "fallback":
         monkeypatch.setattr(sandbox, "_util_linux", lambda: (None, None))

@@ -12,9 +12,10 @@ from helpers_cis import cis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cheng_build.cis.model import Action, DagPolicy, LevelKind, dag_to_json
-from cheng_build.cis.toml_io import DagError, dag_from_mapping, dump_dag, load_dag
-from cheng_build.cis.validate import validate_dag
+from cheng_build.cis.dag.errors import DagError
+from cheng_build.cis.dag.model import Action, DagPolicy, LevelKind, dag_to_json
+from cheng_build.cis.dag.toml_io import dag_from_mapping, dump_dag, load_dag
+from cheng_build.cis.dag.validate import validate_dag
 
 ISSUE_EXAMPLE = '''
 name = "demo"

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ulid import ULID
 
-from cheng_build.cis import control
-from cheng_build.cis.model import TaskState
+from cheng_build.cis.dag.model import TaskState
+from cheng_build.cis.run import control
 
 
 @settings(max_examples=50, deadline=None)
@@ -38,7 +38,7 @@ def test_run_ids_sort_by_time() -> None:
 def test_live_view_renders_progress_and_running_lines(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from cheng_build.cis.tui import LiveView
+    from cheng_build.cis.view.tui import LiveView
 
     store = control.open_store(tmp_path / "home")
     base = tmp_path / "p"
@@ -105,7 +105,7 @@ def test_events_feed_for_live_views(tmp_path: Path) -> None:
 
 
 def test_named_target_and_python_dag_route_through_cis_run(tmp_path: Path, monkeypatch) -> None:
-    from cheng_build.cis import targets
+    from cheng_build.cis.targets import registry as targets
     from cheng_build.cli import cis_cmds
 
     base = tmp_path / "p"

@@ -59,8 +59,8 @@ def test_click_confirm_and_watch_the_run_finish(tmp_path: Path, browser) -> None
 
 
 def test_arbitrated_side_by_side_continue_and_the_report_chart(tmp_path: Path, browser) -> None:
-    from cheng_build.cis.model import TaskLevel
-    from cheng_build.cis.report import Row, chart_png
+    from cheng_build.cis.dag.model import TaskLevel
+    from cheng_build.cis.targets.report import Row, chart_png
 
     (tmp_path / "chart.png").write_bytes(chart_png([Row("cpu", "b", "measured", 1.0, {"x_per_s": 5.0}),
                                                     Row("cuda", "b", "skipped", note="no GPU")], "t"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers_chengc import calls, install_fake
 
-from cheng_build.cis import closedloop, targets
+from cheng_build.cis.targets import closedloop, preview
 
 pytestmark = pytest.mark.network
 REPO = Path(__file__).resolve().parent.parent
@@ -119,4 +119,4 @@ def test_dag_shape_follows_the_compiler(tmp_path: Path) -> None:
     assert with_cc.tasks[7].exec.cmd[1:3] == ("-m", "cheng_build.cli.chengc")
     assert not with_cc.tasks[7].ignorable and without.tasks[7].ignorable
     assert not strict.tasks[7].ignorable and strict.policy.value == "AllSuccess"
-    assert targets.preview_lines(without)[1].endswith("ignorable debt")
+    assert preview.preview_lines(without)[1].endswith("ignorable debt")

@@ -16,8 +16,9 @@ from helpers_cis import make_dag, run_dag, sh, task
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cheng_build.cis import coffee, control
-from cheng_build.cis.model import TaskLevel
+from cheng_build.cis import coffee
+from cheng_build.cis.dag.model import TaskLevel
+from cheng_build.cis.run import control
 from cheng_build.core.errors import UsageError
 
 pytestmark = pytest.mark.network

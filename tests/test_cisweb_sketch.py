@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cheng_build.cis import capabilities, manifests, report, sketch
-from cheng_build.cis.capabilities import Capabilities, Capability
-from cheng_build.cis.manifests import Verb
+from cheng_build.cis.targets import capabilities, manifests, report, sketch
+from cheng_build.cis.targets.capabilities import Capabilities, Capability
+from cheng_build.cis.targets.manifests import Verb
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "sketch-gpu"
@@ -274,7 +274,7 @@ def test_cis_run_the_seed_sketch_on_the_voxel_example(tmp_path: Path) -> None:
     assert tasks["test-cuda"]["state"] == "Skipped"
     assert tasks["test-cuda"]["note"].startswith("skipped: ")
     # The preview is kept with the run (the web view shows it).
-    from cheng_build.cis import control
+    from cheng_build.cis.run import control
 
     evs = control.events(control.open_store(tmp_path / "cis"), rid)
     (preview,) = [data["lines"] for _i, _x, _t, kind, data in evs if kind == "preview"]

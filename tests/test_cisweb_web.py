@@ -15,8 +15,9 @@ import pytest
 from helpers_cis import make_dag, sh, task, wait_for
 from helpers_cisweb import confirm_dag, get, post, start_run, web_server
 
-from cheng_build.cis import control, web
-from cheng_build.cis.model import TaskLevel
+from cheng_build.cis.dag.model import TaskLevel
+from cheng_build.cis.run import control
+from cheng_build.cis.view import web
 
 pytestmark = pytest.mark.network
 
@@ -146,10 +147,14 @@ def test_sse_pushes_a_snapshot_when_the_run_changes(tmp_path: Path) -> None:
 
 
 def test_resource_usage_of_a_process_tree() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time\nx = bytearray(64 << 20)\n"
+    # The child writes every page (a zeroed bytearray may stay unmapped) and says so before the
+    # first sample: on a loaded machine its start-up alone can outlast any fixed sleep.
+    child = subprocess.Popen([sys.executable, "-c", "import time\nx = b'\\x01' * (64 << 20)\n"
+                              "print('ready', flush=True)\n"
                               "t = time.process_time()\nwhile time.process_time() - t < 5: pass"],
-                             start_new_session=True)
+                             start_new_session=True, stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
         sampler = web.Sampler()
         first = sampler.usage([child.pid])[child.pid]
         assert first["processes"] == 1 and first["cpu_percent"] is None

@@ -44,7 +44,7 @@ def test_we_fetch_a_large_file_helia_added(helia: Path, tmp_path: Path) -> None:
 
     from cheng_build.cas.blockstore import Blockstore
     from cheng_build.cas.exporter import read_file
-    from cheng_build.pkg.fetch.p2p_run import fetch_p2p
+    from cheng_build.pkg.fetch.p2p.run import fetch_p2p
 
     data = pattern(20 * 1024 * 1024 + 12345, seed=11)
     (tmp_path / "f.bin").write_bytes(data)

@@ -286,7 +286,7 @@ def test_a_p2p_fetch_runs_with_the_quick_gil_handoff(tmp_path) -> None:
     from helpers_net import DictStore, Provider, make_package
 
     from cheng_build.cas.cid import parse_cid
-    from cheng_build.pkg.fetch.p2p_run import fetch_p2p
+    from cheng_build.pkg.fetch.p2p.run import fetch_p2p
 
     cache, cid = make_package(tmp_path, size=600_000)
     prov = Provider(cache)

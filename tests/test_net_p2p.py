@@ -20,7 +20,7 @@ async def _providers(nursery: trio.Nursery, stores: list, **kw) -> list:
     import multiaddr
 
     from cheng_build.pkg.fetch import libp2p_adapter as lp
-    from cheng_build.pkg.fetch.p2p import BitswapNode
+    from cheng_build.pkg.fetch.p2p.node import BitswapNode
 
     out = []
     for store in stores:
@@ -46,12 +46,13 @@ async def _fetch(roots: list[bytes], providers: list, store, **kw):
     import multiaddr
 
     from cheng_build.pkg.fetch import libp2p_adapter as lp
-    from cheng_build.pkg.fetch.p2p import BitswapNode
+    from cheng_build.pkg.fetch.p2p.node import BitswapNode
+    from cheng_build.pkg.fetch.p2p.session import fetch
 
     host = lp.make_host()
     async with host.run(listen_addrs=[multiaddr.Multiaddr(LISTEN)]), \
             BitswapNode.running(host, store, serve=False) as node:
-        stats = await node.fetch(roots, [(a, p) for a, p, _ in providers], **kw)
+        stats = await fetch(node, roots, [(a, p) for a, p, _ in providers], **kw)
         # How the providers answered us: how many streams each opened (to us, the only peer).
         stats.provider_streams = [prov.streams_opened for _, _, prov in providers]
         return stats, node
@@ -172,9 +173,9 @@ def test_max_peers_frees_a_slot_when_a_peer_is_done() -> None:
 
 def test_every_verified_block_is_stored_even_when_a_save_races_the_end(monkeypatch) -> None:
     # A save per block: the last one overlaps the session's end (it used to lose its batch).
-    from cheng_build.pkg.fetch import p2p
+    from cheng_build.pkg.fetch.p2p import session
 
-    monkeypatch.setattr(p2p, "PUT_BATCH_BYTES", 1)
+    monkeypatch.setattr(session, "PUT_BATCH_BYTES", 1)
     blocks = random_blocks(40, 20_000, seed=8)
     src = DictStore()
     fill(src, blocks)

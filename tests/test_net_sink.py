@@ -159,7 +159,8 @@ def test_p2p_fetch_hashes_each_block_exactly_once(tmp_path, monkeypatch) -> None
     import trio
 
     from cheng_build.pkg.fetch import libp2p_adapter as lp
-    from cheng_build.pkg.fetch.p2p import BitswapNode
+    from cheng_build.pkg.fetch.p2p.node import BitswapNode
+    from cheng_build.pkg.fetch.p2p.session import fetch
 
     src = DictStore()
     root = unixfs_bytes(src, pattern(1_500_000, seed=9))
@@ -174,7 +175,7 @@ def test_p2p_fetch_hashes_each_block_exactly_once(tmp_path, monkeypatch) -> None
         async with prov.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]), \
                 BitswapNode.running(prov, src), fetcher.run(listen_addrs=[]), \
                 BitswapNode.running(fetcher, Blockstore(tmp_path), serve=False) as node:
-            stats = await node.fetch([root], [lp.parse_peer_addr(lp.listen_addrs(prov)[0])])
+            stats = await fetch(node, [root], [lp.parse_peer_addr(lp.listen_addrs(prov)[0])])
             return stats.blocks_fetched
 
     assert trio.run(main) == n

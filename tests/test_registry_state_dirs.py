@@ -23,7 +23,7 @@ def test_state_dirs_point_into_the_session_temp_dir(var: str,
 
 def test_the_code_resolves_its_state_into_the_temp_dir(tmp_path_factory: pytest.TempPathFactory,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from cheng_build.cis.store import cis_home
+    from cheng_build.cis.run.store import cis_home
     from cheng_build.trust.checkpoint import CheckpointMemory
     from cheng_build.trust.config import Level, load_config
 

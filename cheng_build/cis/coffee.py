@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cheng_build.cis.model import Dag, LevelKind
+from cheng_build.cis.dag.model import Dag, LevelKind
 from cheng_build.core.errors import UsageError
 
 WEAK_MS = 500.0

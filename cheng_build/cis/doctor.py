@@ -8,8 +8,8 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cheng_build.cis import sandbox
-from cheng_build.cis.model import Dag
+from cheng_build.cis.dag.model import Dag
+from cheng_build.cis.sandbox import launch as sandbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ def check(dags: Sequence[Dag] = (), home: str | None = None) -> list[Finding]:
                        os.uname().release, "upgrade the kernel/Python (3.9+) for pidfd_open"))
     out.append(Finding("SQLite WAL", sqlite3.sqlite_version_info >= (3, 7, 0),
                        f"SQLite {sqlite3.sqlite_version}", "install a newer SQLite"))
-    from cheng_build.cis.store import cis_home
+    from cheng_build.cis.run.store import cis_home
 
     h = home or str(cis_home())
     writable = os.access(h if os.path.exists(h) else os.path.dirname(h) or ".", os.W_OK)

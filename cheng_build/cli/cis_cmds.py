@@ -1,4 +1,4 @@
-"""``cis`` subcommands (all but ``web``): thin wrappers over :mod:`cheng_build.cis.control`.
+"""``cis`` subcommands (all but ``web``): thin wrappers over :mod:`cheng_build.cis.run.control`.
 
 Exit codes: 0 the run succeeded (with or without debt) or the request was accepted; 1 the run
 failed or a check failed; 2 bad usage or a missing run/task/file.
@@ -14,9 +14,9 @@ import sys
 import time
 from typing import Any
 
-from cheng_build.cis import control
-from cheng_build.cis.model import Dag, RunState, TaskState
-from cheng_build.cis.store import Store
+from cheng_build.cis.dag.model import Dag, RunState, TaskState
+from cheng_build.cis.run import control
+from cheng_build.cis.run.store import Store
 from cheng_build.cli.args import Parser, add_format_flag
 from cheng_build.core.errors import ChengError, UsageError
 
@@ -72,12 +72,12 @@ def _view(store: Store, run_id: str, quiet: bool) -> Any:
     if quiet:
         return None
     if sys.stdout.isatty():
-        from cheng_build.cis.tui import LiveView
+        from cheng_build.cis.view.tui import LiveView
 
         # With a terminal a person can answer from the view itself (y / s); without one,
         # countdowns end by themselves and Confirmed / Arbitrated tasks wait for `cis confirm`.
         return LiveView(store, run_id, keys_fd=sys.stdin.fileno() if sys.stdin.isatty() else None)
-    from cheng_build.cis.tui import EventLines
+    from cheng_build.cis.view.tui import EventLines
 
     return EventLines(store, run_id, sys.stdout)
 
@@ -101,13 +101,13 @@ def run_dag(dag: Dag, *, jobs: int | None = None, detach: bool = False, dry_run:
     """``cis run`` for a DAG built in Python (sketches, named targets): same checks and output."""
     store = store or control.open_store()
     if dry_run:
-        from cheng_build.cis.validate import validate_dag
+        from cheng_build.cis.dag.validate import validate_dag
 
         validate_dag(dag, check_inputs=True)
         _print_plan(dag, fmt)
         return 0
     run_id = control.create_run(store, dag, jobs=jobs)
-    from cheng_build.cis.targets import prepare_run
+    from cheng_build.cis.targets.registry import prepare_run
 
     prepare_run(store, run_id, dag)  # a sketch: tasks whose capability is absent -> Skipped
     if detach:
@@ -122,7 +122,8 @@ def run_dag(dag: Dag, *, jobs: int | None = None, detach: bool = False, dry_run:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cheng_build.cis.targets import no_match_error, preview_lines, resolve_target
+    from cheng_build.cis.targets.preview import preview_lines
+    from cheng_build.cis.targets.registry import no_match_error, resolve_target
 
     dag = resolve_target(args.target, workdir=args.workdir)
     if dag is None:
@@ -135,8 +136,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_plan(dag: Dag, fmt: str) -> None:
-    from cheng_build.cis.model import dag_to_json
-    from cheng_build.cis.sandbox import detect_mode
+    from cheng_build.cis.dag.model import dag_to_json
+    from cheng_build.cis.sandbox.launch import detect_mode
 
     if fmt == "json":
         print(json.dumps(dag_to_json(dag), indent=2))
@@ -238,7 +239,7 @@ def _status(args: argparse.Namespace) -> int:
                        "note": t.note, "error": t.error, "started": t.started,
                        "finished": t.finished} for t in v.tasks]}, indent=2))
         return 0
-    from cheng_build.cis.tui import summary_line, task_line
+    from cheng_build.cis.view.tui import summary_line, task_line
 
     print(summary_line(v, control.eta_seconds(store, v)))
     if not v.engine_alive and not v.run.state.finished:
@@ -250,7 +251,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _debt(args: argparse.Namespace) -> int:
-    from cheng_build.cis.debt import list_debt
+    from cheng_build.cis.run.debt import list_debt
 
     store = control.open_store()
     items = list_debt(store)
@@ -333,8 +334,8 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    from cheng_build.cis.dag.toml_io import load_dag
     from cheng_build.cis.doctor import check
-    from cheng_build.cis.toml_io import load_dag
 
     dags = [load_dag(p) for p in args.dags]
     if not dags and os.path.isfile("cis.toml"):
@@ -352,7 +353,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from cheng_build.cis.sandbox_probe import verify
+    from cheng_build.cis.sandbox.probe import verify
 
     mode, results = verify()
     if args.format == "json":

@@ -25,7 +25,8 @@ def register(name: str, parser: Parser) -> None:
 
 def run(name: str, args: argparse.Namespace) -> int:
     """Loop (or once): exit 0; with --once, exit 1 when events stay queued."""
-    from cheng_build.cis import coffee, control
+    from cheng_build.cis import coffee
+    from cheng_build.cis.run import control
 
     peers = [p.strip() for p in (args.peers or "").split(",") if p.strip()]
     if args.peers is None:

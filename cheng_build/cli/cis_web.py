@@ -17,7 +17,7 @@ def register(name: str, parser: Parser) -> None:
 
 def run(name: str, args: argparse.Namespace) -> int:
     """Serve until Ctrl-C; exit 0. A port in use is a usage error (exit 2)."""
-    from cheng_build.cis.web import serve
+    from cheng_build.cis.view.web import serve
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {args.port}")

@@ -1,7 +1,7 @@
 """Task programs of the ``closedloop`` DAG that are more than one console-script call.
 
 Run by the DAG as ``python -m cheng_build.cli.closedloop_steps <step> ...`` in the work directory
-(see :mod:`cheng_build.cis.closedloop`). Each step is a small program: it prints what it did and
+(see :mod:`cheng_build.cis.targets.closedloop`). Each step is a small program: it prints what it did and
 exits 0, or says on stderr what failed and exits non-zero, so the CIS engine's friendly error
 (built from the stderr tail) names the cause.
 

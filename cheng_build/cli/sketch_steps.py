@@ -1,11 +1,11 @@
 """Task programs of sketch DAGs: run one benchmark and record it; compare the recorded results.
 
-Run by the DAG (see :mod:`cheng_build.cis.sketch`) as
+Run by the DAG (see :mod:`cheng_build.cis.targets.sketch`) as
 ``python -m cheng_build.cli.sketch_steps <step> ...`` in the project directory:
 
   bench --backend:<b> --bench:<name> --results:<dir> -- <argv...>
       run the project's bench command, time it, keep its last JSON line as its metrics, and
-      write ``<dir>/<b>--<name>.json`` (format: :mod:`cheng_build.cis.report`). Exits with the
+      write ``<dir>/<b>--<name>.json`` (format: :mod:`cheng_build.cis.targets.report`). Exits with the
       bench's own status, so a failing bench becomes the task's (ignorable) failure.
   compare --results:<dir> --title:<text> --expect:<b>/<name>... [--skipped:<b>=<why>...]
       write report.md, report.json and report.png into ``<dir>`` and print the table.
@@ -36,7 +36,7 @@ def _opts(argv: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
 
 
 def bench(argv: Sequence[str]) -> int:
-    from cheng_build.cis.report import result_record
+    from cheng_build.cis.targets.report import result_record
     from cheng_build.core.atomic import atomic_write_text
 
     opts, cmd = _opts(argv)
@@ -62,7 +62,7 @@ def bench(argv: Sequence[str]) -> int:
 
 
 def compare(argv: Sequence[str]) -> int:
-    from cheng_build.cis.report import load_rows, write_report
+    from cheng_build.cis.targets.report import load_rows, write_report
 
     opts, _ = _opts(argv)
     results = Path(opts["results"][0])

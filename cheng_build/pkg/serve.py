@@ -2,7 +2,7 @@
 
 Two doors onto one block store (``<root>/blocks/``):
 
-- libp2p (TCP, noise, yamux) speaking bitswap 1.2.0 (``pkg/fetch/p2p.py``); the peer identity is
+- libp2p (TCP, noise, yamux) speaking bitswap 1.2.0 (``pkg/fetch/p2p/node.py``); the peer identity is
   kept in ``<root>/peer.key`` (a 32-byte Ed25519 seed, mode 0600) so the addresses we print stay
   valid across restarts;
 - HTTP, following the IPFS trustless gateway convention
@@ -292,7 +292,7 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
     import trio
 
     from cheng_build.pkg.fetch import libp2p_adapter as lp
-    from cheng_build.pkg.fetch.p2p import BitswapNode
+    from cheng_build.pkg.fetch.p2p.node import BitswapNode
 
     try:
         maddr = multiaddr.Multiaddr(listen)

@@ -294,7 +294,7 @@ def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str
 
         over_p2p = [d for d in missing if p2p_ok(d)]
         if over_p2p and plan.peers:
-            from cheng_build.pkg.fetch.p2p_run import fetch_p2p
+            from cheng_build.pkg.fetch.p2p.run import fetch_p2p
 
             progress.start(", ".join(d.package_id for d in over_p2p), "p2p")
             try:

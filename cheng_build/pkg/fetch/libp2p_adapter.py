@@ -6,14 +6,14 @@ import it. Each workaround below names the upstream defect it avoids (numbered a
 
 1. py-libp2p's bitswap client closes its shared outbound stream after each batch of wants while
    the next wants are being written to it (~1 s stall per batch). We do not use its bitswap
-   module: ``p2p.py`` speaks the protocol itself and keeps one outbound stream per peer open for
+   module: ``p2p/`` speaks the protocol itself and keeps one outbound stream per peer open for
    the whole session (see ``BitswapNode``).
 2. ``host.connect`` -> ``Swarm.dial_peer`` waits its 250 ms "happy eyeballs" delay after the
    first address already succeeded. ``dial`` calls ``Swarm.dial_addr`` on the one address we
    were given instead.
 3. mplex deadlocks under bitswap's concurrent streams; ``make_host`` offers yamux only.
 4. py-libp2p's bitswap provider answers wants on the requester's stream; go and JS peers never
-   read there. ``p2p.py`` always replies on a stream it opened itself.
+   read there. ``p2p/node.py`` always replies on a stream it opened itself.
 5. py-libp2p's yamux grows a stream's receive window up to 16 MiB, beyond what its own frame
    handling accepts from a JS peer, and the connection drops on large transfers. ``cap_window``
    re-classes every bitswap stream as ``CappedYamuxStream``, which never grants more than

@@ -3,8 +3,8 @@ AmbiguityPolicy, DagPolicy) and the states a task moves through.
 
 Everything here is a frozen value; nothing does I/O. A DAG is a fixed-length list of tasks whose
 index is their identity and whose dependencies point only to lower indexes, so it has no cycles
-and cannot grow while it runs. :mod:`~cheng_build.cis.toml_io` reads it from ``cis.toml``;
-Python callers build it directly and pass it to :func:`~cheng_build.cis.validate.validate_dag`.
+and cannot grow while it runs. :mod:`~cheng_build.cis.dag.toml_io` reads it from ``cis.toml``;
+Python callers build it directly and pass it to :func:`~cheng_build.cis.dag.validate.validate_dag`.
 
 The state machine (seed section 4.2)::
 

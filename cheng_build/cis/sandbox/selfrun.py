@@ -8,9 +8,31 @@ place is one the sandbox hides (a checkout under ``$HOME`` or ``/tmp``), have it
 
 from __future__ import annotations
 
+import enum
 import os
 import site
 from pathlib import Path
+
+
+class Tool(enum.Enum):
+    """Every one of our programs a DAG task (or ``cis`` itself) runs as ``python -m <module>``.
+
+    One place, so a renamed CLI module fails ``tests/test_cis_entrypoints.py`` instead of a run of
+    ``cis run closedloop`` half-way through; cis never imports these (cli sits above cis).
+    """
+
+    CHENGC = "cheng_build.cli.chengc"
+    CIS = "cheng_build.cli.cis"
+    CLOSEDLOOP_STEPS = "cheng_build.cli.closedloop_steps"
+    PKG = "cheng_build.cli.pkg"
+    REGISTRY = "cheng_build.cli.registry"
+    SKETCH_STEPS = "cheng_build.cli.sketch_steps"
+
+
+def module_argv(tool: Tool) -> tuple[str, str]:
+    """``("-m", <module>)``: the arguments after the interpreter that run ``tool``."""
+    return ("-m", tool.value)
+
 
 HIDDEN = ("/tmp", "/var/tmp", "/home", "/root", "/run")
 
@@ -24,7 +46,7 @@ def hidden_by_sandbox(path: str) -> bool:
 
 def package_parent() -> str:
     """The directory that holds the ``cheng_build`` package this process runs."""
-    return str(Path(__file__).resolve().parents[2])
+    return str(Path(__file__).resolve().parents[3])
 
 
 def pythonpath_env() -> dict[str, str]:
@@ -41,4 +63,4 @@ def bind_dirs() -> tuple[str, ...]:
     return (parent,) if hidden_by_sandbox(parent) else ()
 
 
-__all__ = ["bind_dirs", "hidden_by_sandbox", "package_parent", "pythonpath_env"]
+__all__ = ["Tool", "bind_dirs", "hidden_by_sandbox", "module_argv", "package_parent", "pythonpath_env"]

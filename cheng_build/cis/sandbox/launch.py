@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from cheng_build.cis.model import Isolation, SandboxConfig
+from cheng_build.cis.dag.model import Isolation, SandboxConfig
 
 NOBODY = 65534
 _PR_SET_PDEATHSIG = 1

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cheng_build.cis.model import Dag, RunState, Task, TaskState, dag_to_json, task_to_json
+from cheng_build.cis.dag.model import Dag, RunState, Task, TaskState, dag_to_json, task_to_json
 from cheng_build.core.errors import NotFoundError, StoreError
 
 SCHEMA_VERSION = "1"
@@ -257,7 +257,7 @@ class Store:
         Raises:
             NotFoundError: no run has that id or prefix, or the prefix is ambiguous.
         """
-        from cheng_build.cis.toml_io import dag_from_mapping
+        from cheng_build.cis.dag.toml_io import dag_from_mapping
 
         rid = self.resolve_run_id(run_id)
         row = self.db.execute(

@@ -9,14 +9,32 @@ shown by ``cis confirm`` / ``cis amend`` / the web view.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from cheng_build.cis import levels
-from cheng_build.cis.model import TaskState
-from cheng_build.cis.store import Control
+from cheng_build.cis.dag.model import Dag, TaskState
+from cheng_build.cis.plan import levels
+from cheng_build.cis.run.store import Control, Store
 
-if TYPE_CHECKING:
-    from cheng_build.cis.engine import Engine
+
+class Engine(Protocol):
+    """What a request needs of the engine applying it (:class:`.engine.Engine`): the run's DAG,
+    store and per-task mirrors, and its own transition methods. A Protocol, so this module does
+    not import the engine that imports it."""
+
+    dag: Dag
+    store: Store
+    run_id: str
+    state: list[TaskState]
+    gate: list[str]
+    note: list[str | None]
+    choice: list[dict[str, Any]]
+
+    def transition(self, idx: int, event: str | None = None, data: dict[str, Any] | None = None,
+                   **fields: Any) -> None: ...
+
+    def stop_running(self, idx: int, reason: str) -> None: ...
+
+    def run_rollback(self, idx: int) -> str: ...
 
 
 def apply(eng: Engine, c: Control) -> str:
@@ -42,7 +60,7 @@ def apply(eng: Engine, c: Control) -> str:
         return "ok"
     if k == "skip":
         if st is TaskState.RUNNING:
-            eng.stop_task(eng.running[idx], "cancel")
+            eng.stop_running(idx, "cancel")
             return "ok: stopping it"
         if st not in (TaskState.PENDING, TaskState.ARBITRATED):
             return f"rejected: task {idx} is {st.value}"
@@ -101,7 +119,7 @@ def _resolve(eng: Engine, idx: int, action: str | None, value: str | None, item:
         return "ok"
     if action == "skip":
         if st is TaskState.RUNNING:
-            eng.stop_task(eng.running[idx], "cancel")
+            eng.stop_running(idx, "cancel")
             return "ok: stopping it"
         eng.transition(
             idx, "resolved", {"action": action}, state=TaskState.SKIPPED, note="resolved by a person: skip"
@@ -145,7 +163,7 @@ def _unfreeze_dependents(eng: Engine, idx: int) -> None:
 
 
 def _amend(eng: Engine, idx: int, payload: dict[str, Any]) -> str:
-    from cheng_build.cis.validate import validate_dag
+    from cheng_build.cis.dag.validate import validate_dag
 
     task = eng.dag.tasks[idx]
     ex = task.exec
@@ -166,7 +184,7 @@ def _amend(eng: Engine, idx: int, payload: dict[str, Any]) -> str:
     eng.store.set_spec(eng.run_id, new)
     st = eng.state[idx]
     if st is TaskState.RUNNING:
-        eng.stop_task(eng.running[idx], "amend")
+        eng.stop_running(idx, "amend")
         eng.store.add_event(eng.run_id, idx, "amended", {"then": "restart"})
         return "ok: running task stopped (SIGTERM); it restarts with the change"
     if st is TaskState.COMPLETED:

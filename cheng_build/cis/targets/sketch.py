@@ -5,15 +5,15 @@
 1. **intent**: verbs (test/测试, bench/基准/性能, compare/对比/vs, build/编译), backends (cuda,
    metal, cpu; gpu = every GPU backend the project has) and names (words that match a target,
    bench or test the manifests declare; a few Chinese words map to English names: 体素 -> voxel);
-2. **project**: the manifests in the directory (:mod:`cheng_build.cis.manifests`) give the
+2. **project**: the manifests in the directory (:mod:`cheng_build.cis.targets.manifests`) give the
    commands per backend, never invented here;
-3. **capabilities** (:mod:`cheng_build.cis.capabilities`): each task declares the one it needs
+3. **capabilities** (:mod:`cheng_build.cis.targets.capabilities`): each task declares the one it needs
    (build cuda -> ``cuda-toolkit``, test/bench cuda -> ``cuda``, anything metal -> ``metal``); a
    task whose capability is absent, and everything after it on its backend, is marked to be
    Skipped with the reason (:func:`prepare_run` writes that into the run before the engine starts);
 4. **DAG**, in levels: build (per backend) -> test (per backend, ignorable: a failing test is
    debt) -> bench (per backend, one at a time so timings do not disturb each other) -> compare
-   (writes the report: table + PNG, :mod:`cheng_build.cis.report`).
+   (writes the report: table + PNG, :mod:`cheng_build.cis.targets.report`).
 
 Compare implies bench; a comparison always includes ``cpu`` as its baseline when the project has it.
 No verb means build + test. A sketch with no intent word at all matches nothing (``None``), and
@@ -33,10 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cheng_build.cis import manifests, selfrun
-from cheng_build.cis.capabilities import Capabilities
-from cheng_build.cis.manifests import Command, Project, Verb
-from cheng_build.cis.model import (
+from cheng_build.cis.dag.model import (
     Dag,
     DagPolicy,
     Exec,
@@ -46,6 +43,11 @@ from cheng_build.cis.model import (
     TaskLevel,
     TaskState,
 )
+from cheng_build.cis.sandbox import selfrun
+from cheng_build.cis.sandbox.selfrun import Tool
+from cheng_build.cis.targets import manifests
+from cheng_build.cis.targets.capabilities import Capabilities
+from cheng_build.cis.targets.manifests import Command, Project, Verb
 from cheng_build.core.errors import InputError
 
 VERB_WORDS: dict[str, tuple[str, ...]] = {
@@ -155,7 +157,7 @@ def plan_sketch(text: str, workdir: str | os.PathLike[str], *,
                 + "".join(f"\n{u.path.name}: unreadable: {u.reason}" for u in unreadable),
             how="run it in a project directory, or give --workdir:<project>", exit_code=2)
     if caps is None:
-        from cheng_build.cis.capabilities import detect
+        from cheng_build.cis.targets.capabilities import detect
 
         caps = detect()
     verbs = set(intent.verbs)
@@ -257,7 +259,7 @@ def _assemble(text: str, intent: Intent, projects: Sequence[Project], backends: 
         env = tuple(sorted(dict((*base_env, *c.env)).items()))
         argv = c.argv
         if c.verb is Verb.BENCH:
-            argv = (sys.executable, "-m", "cheng_build.cli.sketch_steps", "bench",
+            argv = (sys.executable, *selfrun.module_argv(Tool.SKETCH_STEPS), "bench",
                     f"--backend:{c.backend}", f"--bench:{c.label}", f"--results:{results}", "--",
                     *c.argv)
             env = tuple(sorted({**dict(env), **selfrun.pythonpath_env()}.items()))
@@ -278,7 +280,7 @@ def _assemble(text: str, intent: Intent, projects: Sequence[Project], backends: 
         last = [t.idx for t, pl in zip(tasks, planned, strict=True) if pl.command.verb is not Verb.BUILD]
         tasks.append(Task(
             idx=len(tasks), name="compare", deps=tuple(last) or tuple(t.idx for t in tasks),
-            exec=Exec(cmd=(sys.executable, "-m", "cheng_build.cli.sketch_steps", "compare",
+            exec=Exec(cmd=(sys.executable, *selfrun.module_argv(Tool.SKETCH_STEPS), "compare",
                            f"--results:{results}", f"--title:{text}",
                            *(f"--expect:{b}/{n}" for b, n in expected), *reasons),
                       env=tuple(sorted({"LC_ALL": "C.UTF-8", **selfrun.pythonpath_env()}.items())),
@@ -338,7 +340,7 @@ def sketch_dag(text: str, workdir: str | os.PathLike[str]) -> Dag | None:
     plan = plan_sketch(text, workdir)
     if plan is None:
         return None
-    from cheng_build.cis.targets import set_preview
+    from cheng_build.cis.targets.preview import set_preview
 
     _SKIPS[id(plan.dag)] = (plan.dag, dict(plan.skips))
     return set_preview(plan.dag, preview(plan, text))
@@ -355,7 +357,7 @@ def prepare_run(store: object, run_id: str, dag: Dag) -> None:
     Safe because no engine drives the run yet (the engine loads task states when it starts and
     treats Skipped as settled), so the store's single-writer rule holds.
     """
-    from cheng_build.cis.store import Store
+    from cheng_build.cis.run.store import Store
 
     assert isinstance(store, Store)
     for idx, why in sorted(skips_for(dag).items()):

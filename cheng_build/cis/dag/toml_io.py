@@ -20,7 +20,7 @@ The format (the issue's, plus the optional ``exec.cwd``, ``exec.sandbox`` and ``
 
 Parsing is strict: an unknown key, a wrong type or a shell string where an argv list belongs is
 an :class:`DagError` naming the task. Semantic rules (index, deps, allow list) live in
-:mod:`~cheng_build.cis.validate`, which :func:`load_dag` runs after parsing.
+:mod:`~cheng_build.cis.dag.validate`, which :func:`load_dag` runs after parsing.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cheng_build.cis.model import (
+from cheng_build.cis.dag.errors import DagError
+from cheng_build.cis.dag.model import (
     Action,
     AmbiguityPolicy,
     Dag,
@@ -45,7 +46,6 @@ from cheng_build.cis.model import (
     TaskLevel,
     dag_to_json,
 )
-from cheng_build.core.errors import InputError
 
 _DAG_KEYS = {"name", "policy", "allow", "tasks"}
 _TASK_KEYS = {"idx", "name", "deps", "exec", "level", "on_ambiguity", "inputs", "outputs",
@@ -54,10 +54,6 @@ _EXEC_KEYS = {"cmd", "env", "timeout", "cwd", "sandbox"}
 _SANDBOX_KEYS = {"isolation", "network", "cpu_seconds", "memory_mib", "open_files", "processes",
                  "file_size_mib", "writable"}
 _FORMAT_HOW = "see docs/cis.md for the cis.toml format"
-
-
-class DagError(InputError):
-    """A DAG file or object is malformed or breaks a rule; ``what`` names the task."""
 
 
 def _where(ctx: str, msg: str) -> DagError:
@@ -257,7 +253,7 @@ def load_dag(path: str | os.PathLike[str], *, check_inputs: bool = False) -> Dag
         DagError: the file is not valid TOML or breaks a rule (message names the task).
         OSError: the file cannot be read.
     """
-    from cheng_build.cis.validate import validate_dag
+    from cheng_build.cis.dag.validate import validate_dag
 
     p = Path(path)
     try:

@@ -7,7 +7,7 @@ is alive the request waits in the table and is applied by the next ``cis resume`
 
 Typical use::
 
-    from cheng_build.cis import control
+    from cheng_build.cis.run import control
     store = control.open_store()                    # $CIS_HOME or ~/.cis
     run_id = control.create_run(store, dag)         # a Dag from toml_io.load_dag or built in Python
     state = control.drive(store, run_id)            # run the engine here until the run ends
@@ -29,8 +29,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cheng_build.cis.model import Dag, RunState, TaskState
-from cheng_build.cis.store import RunRecord, Store, TaskRecord
+from cheng_build.cis.dag.model import Dag, RunState, TaskState
+from cheng_build.cis.run.store import RunRecord, Store, TaskRecord
+from cheng_build.cis.sandbox import selfrun
+from cheng_build.cis.sandbox.selfrun import Tool
 from cheng_build.core.errors import NotFoundError
 
 
@@ -75,8 +77,8 @@ def create_run(store: Store, dag: Dag, *, jobs: int | None = None, check_inputs:
     Raises:
         DagError: the DAG breaks a rule or an input is missing (names the task).
     """
-    from cheng_build.cis.sandbox import detect_mode
-    from cheng_build.cis.validate import validate_dag
+    from cheng_build.cis.dag.validate import validate_dag
+    from cheng_build.cis.sandbox.launch import detect_mode
 
     validate_dag(dag, check_inputs=check_inputs)
     rid = run_id or new_run_id()
@@ -90,7 +92,7 @@ def drive(store: Store, run_id: str, *, jobs: int | None = None,
           observer: Callable[[], None] | None = None) -> RunState:
     """Run the engine for ``run_id`` in this process until the run ends (or waits forever for a
     person: interrupt it then; the run stays resumable)."""
-    from cheng_build.cis.engine import Engine
+    from cheng_build.cis.run.engine import Engine
 
     return Engine(store, run_id, jobs=jobs, observer=observer).run()
 
@@ -100,11 +102,11 @@ def spawn_engine(store: Store, run_id: str, *, jobs: int | None = None) -> int:
     rid = store.resolve_run_id(run_id)
     run_dir = store.run_dir(rid)
     run_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "cheng_build.cli.cis", "resume", rid, "--quiet"]
+    argv = [sys.executable, *selfrun.module_argv(Tool.CIS), "resume", rid, "--quiet"]
     if jobs:
         argv.append(f"--jobs={jobs}")
     env = dict(os.environ, CIS_HOME=str(store.home))
-    pkg_root = str(Path(__file__).resolve().parents[2])
+    pkg_root = str(Path(__file__).resolve().parents[3])
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(run_dir / "engine.log", "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -215,7 +217,7 @@ def wait_result(store: Store, control_id: int, timeout: float = 10.0) -> str | N
 def eta_seconds(store: Store, view: RunView) -> float | None:
     """Seconds left, from the recorded durations of earlier runs of the same tasks (None when no
     task still to run has a history)."""
-    from cheng_build.cis.engine import duration_key
+    from cheng_build.cis.run.engine import duration_key
 
     todo = [t for t in view.tasks if t.state in (TaskState.PENDING, TaskState.RUNNING)]
     if not todo:

@@ -5,7 +5,7 @@
 -> a function ``(workdir) -> Dag``); anything else goes to the :data:`SKETCH` hook, which turns
 free-form words into a DAG from the local manifests (or raises saying what it looked for).
 
-``closedloop`` (:mod:`cheng_build.cis.closedloop`) and sketches (:mod:`cheng_build.cis.sketch`)
+``closedloop`` (:mod:`.closedloop`) and sketches (:mod:`.sketch`)
 register here, imported lazily so ``cis run cis.toml`` pays for neither. Returning ``None``
 tells the CLI nothing matched.
 """
@@ -16,17 +16,18 @@ import os
 import sys
 from collections.abc import Callable
 
-from cheng_build.cis.model import Dag
+from cheng_build.cis.dag.model import Dag
+from cheng_build.cis.targets.preview import preview_lines
 
 
 def _closedloop(workdir: str | None = None) -> Dag:
-    from cheng_build.cis.closedloop import build_dag
+    from cheng_build.cis.targets.closedloop import build_dag
 
     return build_dag(workdir)
 
 
 def _sketch(text: str, workdir: str | None) -> Dag | None:
-    from cheng_build.cis.sketch import sketch_dag
+    from cheng_build.cis.targets.sketch import sketch_dag
 
     return sketch_dag(text, workdir or os.getcwd())
 
@@ -50,11 +51,11 @@ def resolve_target(arg: str, workdir: str | None = None) -> Dag | None:
         InputError: an unusable workdir, or a sketch naming a project that is not there.
     """
     if os.path.isfile(arg):
-        from cheng_build.cis.toml_io import load_dag
+        from cheng_build.cis.dag.toml_io import load_dag
 
         return load_dag(arg)
     if os.path.isdir(arg) and os.path.isfile(os.path.join(arg, "cis.toml")):
-        from cheng_build.cis.toml_io import load_dag
+        from cheng_build.cis.dag.toml_io import load_dag
 
         return load_dag(os.path.join(arg, "cis.toml"))
     builder = TARGETS.get(arg)
@@ -65,27 +66,10 @@ def resolve_target(arg: str, workdir: str | None = None) -> Dag | None:
     return None
 
 
-# id(dag) -> (dag, lines): the dag is kept so its id cannot be reused while the entry lives.
-_PREVIEWS: dict[int, tuple[Dag, list[str]]] = {}
-
-
-def set_preview(dag: Dag, lines: list[str]) -> Dag:
-    """Attach the lines ``cis run`` prints before starting ``dag``; returns ``dag``."""
-    _PREVIEWS[id(dag)] = (dag, list(lines))
-    return dag
-
-
-def preview_lines(dag: Dag) -> list[str]:
-    """Extra lines ``cis run`` prints before starting ``dag`` (a sketch's preview: tasks,
-    capabilities, skipped tasks; closedloop's work directory and compiler); empty for files."""
-    entry = _PREVIEWS.get(id(dag))
-    return list(entry[1]) if entry is not None and entry[0] is dag else []
-
-
 def no_match_error(arg: str, workdir: str | None = None) -> Exception:
     """The error ``cis run`` raises when ``arg`` is no file, target or sketch: what was looked
     for (files, target names, sketch words, manifests) and the closest commands."""
-    from cheng_build.cis import sketch
+    from cheng_build.cis.targets import sketch
 
     return sketch.no_match_error(arg, workdir or os.getcwd(), sorted(TARGETS))
 
@@ -94,14 +78,14 @@ def prepare_run(store: object, run_id: str, dag: Dag) -> None:
     """Called by ``cis run`` right after the run is created, before its engine starts: the
     preview is kept as a ``preview`` event (the web view shows it), and a sketch's tasks whose
     capability is absent become Skipped with the reason."""
-    from cheng_build.cis.store import Store
+    from cheng_build.cis.run.store import Store
 
     lines = preview_lines(dag)
     if lines and isinstance(store, Store):
         store.add_event(run_id, None, "preview", {"lines": lines})
     # Only the sketch module records capability skips, so a DAG built without it has none:
     # a plain `cis run file.toml` need not import it (~20 ms of start-up).
-    sketch = sys.modules.get("cheng_build.cis.sketch")
+    sketch = sys.modules.get("cheng_build.cis.targets.sketch")
     if sketch is not None:
         sketch.prepare_run(store, run_id, dag)
     if isinstance(store, Store) and any(t.capabilities for t in dag.tasks):

@@ -1,6 +1,6 @@
 """Reading a project's own manifests into build / test / bench commands per backend.
 
-A sketch (:mod:`cheng_build.cis.sketch`) never invents commands: it takes them from what the
+A sketch (:mod:`cheng_build.cis.targets.sketch`) never invents commands: it takes them from what the
 project declares. Each reader turns one manifest into a :class:`Project`: its name, the backends
 it can be built for (``cpu`` plus GPU backends found in the manifest), and per backend the
 argv lists to build, test and benchmark it. Every command names where it came from.

@@ -20,8 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cheng_build.cis import sandbox
-from cheng_build.cis.model import Isolation, SandboxConfig
+from cheng_build.cis.dag.model import Isolation, SandboxConfig
+from cheng_build.cis.sandbox import launch as sandbox
 
 ESCAPED = 0
 HELD = 3

@@ -1,7 +1,7 @@
 """The ``closedloop`` target: the whole package loop of cheng-build as one CIS DAG.
 
 ``cis run closedloop [--workdir:<dir>]`` copies the example packages shipped in
-``cheng_build/cis/data/closedloop/`` into a work directory (a fresh temp dir by default) and runs::
+``cheng_build/cis/targets/data/closedloop/`` into a work directory (a fresh temp dir by default) and runs::
 
     0 keygen                 cheng-registry keygen
     1 publish-strutil        cheng-registry publish   (library)
@@ -33,8 +33,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from cheng_build.cis import selfrun
-from cheng_build.cis.model import (
+from cheng_build.cis.dag.model import (
     Dag,
     DagPolicy,
     Exec,
@@ -42,6 +41,8 @@ from cheng_build.cis.model import (
     Task,
     TaskLevel,
 )
+from cheng_build.cis.sandbox import selfrun
+from cheng_build.cis.sandbox.selfrun import Tool
 from cheng_build.core.errors import InputError
 
 DATA = Path(__file__).with_name("data") / "closedloop"
@@ -153,38 +154,38 @@ def build_dag(workdir: str | os.PathLike[str] | None = None, *,
                           level=TaskLevel.mechanical(0), ignorable=ignorable))
         return idx
 
-    keygen = add("keygen", ("-m", "cheng_build.cli.registry", "keygen", "--out:keys/author.json",
+    keygen = add("keygen", (*selfrun.module_argv(Tool.REGISTRY), "keygen", "--out:keys/author.json",
                             "--author:node:closedloop"), outputs=("keys/author.json",))
     published = []
     for name, version in LIBRARIES:
         published.append(add(
             f"publish-{name}",
-            ("-m", "cheng_build.cli.registry", "publish", f"--package:pkg://cheng/{name}",
+            (*selfrun.module_argv(Tool.REGISTRY), "publish", f"--package:pkg://cheng/{name}",
              f"--channel:{CHANNEL}", "--epoch:1", f"--version:{version}",
              f"--src:packages/cheng-{name}", "--priv:keys/author.json", "--store:provider", reg),
             (keygen,), inputs=(f"packages/cheng-{name}/cheng-package.toml",)))
     published.append(add(
         "publish-app",
-        ("-m", "cheng_build.cli.registry", "publish", f"--package:{APP_ID}", f"--channel:{CHANNEL}",
+        (*selfrun.module_argv(Tool.REGISTRY), "publish", f"--package:{APP_ID}", f"--channel:{CHANNEL}",
          "--epoch:1", "--version:0.1.0", "--src:app", "--priv:keys/author.json",
          "--store:provider", reg), (keygen,), inputs=("app/cheng-package.toml",)))
-    resolve = add("resolve", ("-m", "cheng_build.cli.pkg", "resolve",
+    resolve = add("resolve", (*selfrun.module_argv(Tool.PKG), "resolve",
                               "--manifest:app/cheng-package.toml", reg, "--store:provider",
                               "--out:app/cheng.lock.toml"), tuple(published),
                   outputs=("app/cheng.lock.toml",))
-    verify = add("verify", ("-m", "cheng_build.cli.pkg", "verify", lock,
+    verify = add("verify", (*selfrun.module_argv(Tool.PKG), "verify", lock,
                             "--manifest:app/cheng-package.toml", reg), (resolve,))
-    fetch = add("serve-fetch", ("-m", "cheng_build.cli.closedloop_steps", "serve-fetch",
+    fetch = add("serve-fetch", (*selfrun.module_argv(Tool.CLOSEDLOOP_STEPS), "serve-fetch",
                                 "--root:provider", lock, "--pkg-cache:cache"), (verify,))
-    steps = ("-m", "cheng_build.cli.closedloop_steps")
+    steps = selfrun.module_argv(Tool.CLOSEDLOOP_STEPS)
     if compiler is not None:
         cc = _compiler_dirs(compiler)
-        build = add("build", ("-m", "cheng_build.cli.chengc", *flow, f"--compiler:{compiler}"),
+        build = add("build", (*selfrun.module_argv(Tool.CHENGC), *flow, f"--compiler:{compiler}"),
                     (fetch,), outputs=("artifacts/chengc/app", "artifacts/chengc/cheng.meta.toml"),
                     extra=cc)
         meta = add("meta", (*steps, "check-meta", "--meta:artifacts/chengc/cheng.meta.toml",
                             "--artifact:artifacts/chengc/app", lock), (build,))
-        repro = add("reproducible", ("-m", "cheng_build.cli.chengc", *flow,
+        repro = add("reproducible", (*selfrun.module_argv(Tool.CHENGC), *flow,
                                      f"--compiler:{compiler}", "--reproducible-check",
                                      "--no-cache", "--out:repro/app"), (build,), extra=cc)
     else:
@@ -192,14 +193,14 @@ def build_dag(workdir: str | os.PathLike[str] | None = None, *,
         # as a Debt, that the app was not compiled. Strict mode makes that block the run.
         build = add("build", (*steps, "build-without-compiler", *flow), (fetch,),
                     outputs=("artifacts/chengc/app.car",), ignorable=not strict)
-        meta = add("meta", ("-m", "cheng_build.cli.pkg", "meta", lock, f"--package:{APP_ID}",
+        meta = add("meta", (*selfrun.module_argv(Tool.PKG), "meta", lock, f"--package:{APP_ID}",
                             f"--channel:{CHANNEL}", reg, "--out:artifacts/chengc/cheng.meta.toml"),
                    (build,), outputs=("artifacts/chengc/cheng.meta.toml",))
         repro = add("reproducible", (*steps, "bundle-repro", *flow), (build,))
     add("lock-hook", (*steps, "lock-hook", reg, "app"), (meta, repro))
     dag = Dag(name="closedloop", tasks=tuple(tasks),
               policy=DagPolicy.ALL_SUCCESS if strict else DagPolicy.ALLOW_DEBT, base_dir=str(wd))
-    from cheng_build.cis.targets import set_preview
+    from cheng_build.cis.targets.preview import set_preview
 
     how = (f"compiler {compiler}" if compiler else
            "no Cheng compiler: build runs --emit:check + --emit:bundle and becomes "

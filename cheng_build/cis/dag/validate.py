@@ -8,8 +8,8 @@
 * env names are plain identifiers (values are explicit; nothing is inherited);
 * timeouts and limits are within range.
 
-Each violation is a :class:`~cheng_build.cis.toml_io.DagError` naming the task. Inputs are
-checked against the file system before a run by :func:`cheng_build.cis.ambiguity.preflight`.
+Each violation is a :class:`~cheng_build.cis.dag.errors.DagError` naming the task. Inputs are
+checked against the file system before a run by :func:`cheng_build.cis.dag.ambiguity.preflight`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 import re
 
-from cheng_build.cis.model import MAX_TASKS, Dag, Task
-from cheng_build.cis.toml_io import DagError
+from cheng_build.cis.dag.errors import DagError
+from cheng_build.cis.dag.model import MAX_TASKS, Dag, Task
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHELL_CHARS = re.compile(r"[\s|&;<>()$`\\\"'*?]")
@@ -104,6 +104,6 @@ def validate_dag(dag: Dag, *, check_inputs: bool = False) -> None:
                 if not p or "\0" in p:
                     raise DagError(f"{_ctx(t)}: empty or invalid path in '{key}'")
     if check_inputs:
-        from cheng_build.cis.ambiguity import preflight
+        from cheng_build.cis.dag.ambiguity import preflight
 
         preflight(dag)

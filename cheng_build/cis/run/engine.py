@@ -31,9 +31,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cheng_build.cis import ambiguity, levels, planner, requests, rollback, sandbox
-from cheng_build.cis.model import Dag, Isolation, LevelKind, RunState, TaskState
-from cheng_build.cis.store import Store
+from cheng_build.cis.dag import ambiguity
+from cheng_build.cis.dag.model import Dag, Isolation, LevelKind, RunState, TaskState
+from cheng_build.cis.plan import levels, planner
+from cheng_build.cis.run import requests, rollback
+from cheng_build.cis.run.store import Store
+from cheng_build.cis.sandbox import launch as sandbox
 
 TERM_GRACE_S = 2.0
 IDLE_POLL_S = 0.2
@@ -63,13 +66,13 @@ def duration_key(dag_name: str, task_name: str) -> str:
 
 
 def friendly(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from cheng_build.cis.debt import friendly as make  # hashlib only on the failure path
+    from cheng_build.cis.run.debt import friendly as make  # hashlib only on the failure path
 
     return make(*args, **kwargs)
 
 
 def tail(path: str) -> list[str]:
-    from cheng_build.cis.debt import tail as read_tail
+    from cheng_build.cis.run.debt import tail as read_tail
 
     return read_tail(path)
 
@@ -560,6 +563,10 @@ class Engine:
         return "rollback ran" if rc == 0 else f"rollback failed with status {rc}"
 
     # --- stopping ------------------------------------------------------------------------------
+
+    def stop_running(self, idx: int, reason: str) -> None:
+        """Stop task ``idx``'s process (a request cancelled or amended it; it must be running)."""
+        self.stop_task(self.running[idx], reason)
 
     def stop_task(self, p: _Proc, reason: str) -> None:
         if p.kill_at is not None:

@@ -13,7 +13,7 @@ import os
 import shlex
 from pathlib import Path
 
-from cheng_build.cis.model import Dag, Task
+from cheng_build.cis.dag.model import Dag, Task
 from cheng_build.core.atomic import atomic_write_text
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from cheng_build.cis.model import Dag, DagPolicy, RunState, TaskState
+from cheng_build.cis.dag.model import Dag, DagPolicy, RunState, TaskState
 
 # A dependency in one of these states lets its dependents start. Debt means "failed but nothing
 # needs it" (or the task declared itself ignorable); Skipped means a person chose not to run it.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cheng_build.pkg.fetch.p2p import SessionStats
+from cheng_build.pkg.fetch.p2p.session import SessionStats
 
 
 def fetch_p2p(store: Any, roots: list[bytes], peers: Sequence[str], *,
@@ -26,14 +26,15 @@ def fetch_p2p(store: Any, roots: list[bytes], peers: Sequence[str], *,
     import trio
 
     from cheng_build.pkg.fetch import libp2p_adapter as lp
-    from cheng_build.pkg.fetch.p2p import BitswapNode
+    from cheng_build.pkg.fetch.p2p.node import BitswapNode
+    from cheng_build.pkg.fetch.p2p.session import fetch
 
     targets = [lp.parse_peer_addr(p) for p in peers]
 
     async def main() -> SessionStats:
         host = lp.make_host()
         async with host.run(listen_addrs=[]), BitswapNode.running(host, store, serve=False) as node:
-            return await node.fetch(roots, targets, window=window, stall_s=stall_s,
+            return await fetch(node, roots, targets, window=window, stall_s=stall_s,
                                     on_block=on_block, on_total=on_total)
 
     try:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import time
 from typing import IO, Any
 
-from cheng_build.cis.control import RunView, eta_seconds, get_run
-from cheng_build.cis.model import TaskState
-from cheng_build.cis.store import Store, TaskRecord
+from cheng_build.cis.dag.model import TaskState
+from cheng_build.cis.run.control import RunView, eta_seconds, get_run
+from cheng_build.cis.run.store import Store, TaskRecord
 
 _DONE = (TaskState.COMPLETED, TaskState.SKIPPED, TaskState.FAILED, TaskState.DEBT)
 _STYLE = {TaskState.COMPLETED: "green", TaskState.FAILED: "red", TaskState.DEBT: "yellow",
@@ -139,7 +139,7 @@ class LiveView:
         import os
         import select
 
-        from cheng_build.cis import control
+        from cheng_build.cis.run import control
 
         assert self.keys_fd is not None
         while select.select([self.keys_fd], [], [], 0)[0]:

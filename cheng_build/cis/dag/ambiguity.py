@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cheng_build.cis.model import AmbiguityPolicy, Dag, Task
-from cheng_build.cis.toml_io import DagError
+from cheng_build.cis.dag.errors import DagError
+from cheng_build.cis.dag.model import AmbiguityPolicy, Dag, Task
 
 SUGGEST_COUNTDOWN_S = 30
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")

@@ -1,7 +1,7 @@
 """The 6767 layer: runs, progress, the debt board and the decision workspace in a browser.
 
 ``cis web [--port:<n>]`` serves on ``127.0.0.1:6767``. Everything it shows comes from the run
-database (:mod:`cheng_build.cis.control`), and every button acts through the same control API as
+database (:mod:`cheng_build.cis.run.control`), and every button acts through the same control API as
 the CLI (``confirm``, ``run_now``, ``skip``, ``amend``, ``resolve``, ``retry``), so the engine of the
 run stays the only writer of task state. Updates are pushed with Server-Sent Events: each open
 page holds one ``/api/events`` stream and gets a fresh snapshot whenever the database changes
@@ -50,9 +50,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from cheng_build.cis import control
-from cheng_build.cis.model import TaskState
-from cheng_build.cis.store import Store, TaskRecord
+from cheng_build.cis.dag.model import TaskState
+from cheng_build.cis.run import control
+from cheng_build.cis.run.store import Store, TaskRecord
 from cheng_build.core.errors import ChengError
 
 DEFAULT_PORT = 6767

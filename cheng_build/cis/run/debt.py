@@ -81,7 +81,7 @@ class DebtItem:
 
 def list_debt(store: Any) -> list[DebtItem]:
     """All Debt and Failed tasks of all runs in ``store``, newest run first."""
-    from cheng_build.cis.model import TaskState
+    from cheng_build.cis.dag.model import TaskState
 
     out = []
     for run_id, dag, idx, task, err in store.all_debt():

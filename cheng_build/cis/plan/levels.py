@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from cheng_build.cis.model import Action, LevelKind, Task
+from cheng_build.cis.dag.model import Action, LevelKind, Task
 
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 30.0
