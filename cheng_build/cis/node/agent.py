@@ -237,7 +237,7 @@ class Agent:
 
     def _start_won(self) -> None:
         busy = sum(1 for h in self.held.values() if h.started)
-        for key, h in sorted(self.held.items(), key=lambda kv: kv[1].idx):
+        for h in sorted(self.held.values(), key=lambda h: h.idx):
             if busy >= self.cfg.jobs:
                 break
             if h.started:

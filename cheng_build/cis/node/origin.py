@@ -97,7 +97,8 @@ class Follower:
             i = t.plan.idx
             if i in self._skipped or t.winners or self.ledger.effective(run, t).finished:
                 continue
-            capable = [n for n in live if set(t.plan.caps) <= set(self.ledger.nodes[n].body.get("caps") or ())]
+            capable = [n for n in live
+                       if set(t.plan.caps) <= set(self.ledger.nodes[n].body.get("caps") or ())]
             if capable:
                 continue
             if not live:

@@ -96,9 +96,9 @@ def skip_without_capabilities(store: object, run_id: str, dag: Dag) -> None:
     """Tasks declaring ``capabilities = [...]`` this machine lacks become Skipped, with why."""
     import time
 
-    from cheng_build.cis.targets.capabilities import detect
     from cheng_build.cis.dag.model import TaskState
     from cheng_build.cis.run.store import Store
+    from cheng_build.cis.targets.capabilities import detect
 
     assert isinstance(store, Store)
     have = detect()
