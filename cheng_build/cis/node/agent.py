@@ -233,7 +233,8 @@ class Agent:
                 self.counters.takeovers += 1
                 self.log(f"task {t.plan.idx} {t.plan.name} of {run.run_id}: {t.holder} silent past "
                          f"its lease, claiming epoch {epoch}")
-            self.post(Kind.CLAIM, run.run_id, t.plan.idx, epoch=epoch, lease_s=self.cfg.lease_s)
+            self.post(Kind.CLAIM, run.run_id, t.plan.idx, epoch=epoch,
+                      lease_ms=int(self.cfg.lease_s * 1000))
 
     def _start_won(self) -> None:
         busy = sum(1 for h in self.held.values() if h.started)
@@ -253,6 +254,7 @@ class Agent:
 
         parsed = self.parsed[h.run]
         assert parsed is not None
+        self.log(f"running task {h.idx} {parsed.dag.tasks[h.idx].name} of {h.run} (epoch {h.epoch})")
         rec = self._rec(h.run, h.idx)
         confirmed = bool(rec and rec.confirmed)
         try:
@@ -277,7 +279,7 @@ class Agent:
 
     def _hello(self) -> None:
         self.post(Kind.HELLO, caps=list(self.cfg.caps), workspace=self.cfg.workspace_id,
-                  jobs=self.cfg.jobs, hello_s=self.cfg.hello_s)
+                  jobs=self.cfg.jobs, hello_ms=int(self.cfg.hello_s * 1000))
 
     async def _reader(self, stop: asyncio.Event) -> None:
         backoff = 0.2

@@ -189,7 +189,7 @@ class Ledger:
         else:
             return
         t.winners[e] = msg.node
-        t.lease_s[e] = float(msg.body["lease_s"])
+        t.lease_s[e] = int(msg.body["lease_ms"]) / 1000.0
         t.heard = now
         t.running = False
 

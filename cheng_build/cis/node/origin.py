@@ -81,7 +81,7 @@ class Follower:
         now = time.monotonic()
         out = []
         for n, hello in self.ledger.nodes.items():
-            every = float(hello.body.get("hello_s") or 5.0)
+            every = int(hello.body.get("hello_ms") or 5000) / 1000.0
             if now - self.ledger.heard_node.get(n, 0.0) <= 3 * every and n not in run.declined:
                 out.append(n)
         return out

@@ -1,7 +1,8 @@
 """The room events of multi-node CIS: their fields, the 16 KB cap, and validation.
 
 Every event is a custom Matrix event type ``org.cheng.cis.<kind>`` (chat clients do not render
-them, and a sync filter selects them server-side). Contents are small JSON objects; none carries
+them, and a sync filter selects them server-side). Contents are small JSON objects without
+floats (Matrix's canonical JSON has none: durations are integer milliseconds); none carries
 file contents, only names, ids, paths, states and reasons (the seed's red line: data never crosses
 nodes). The node that sent an event is its Matrix ``sender``; a ``node`` field that disagrees
 with the sender is a forgery and the event is dropped where it is read.
@@ -9,9 +10,9 @@ with the sender is a forgery and the event is dropped where it is read.
 =========  ===================================================================================
 kind       content
 =========  ===================================================================================
-hello      node, caps[], workspace, jobs, ts         (a node is up; repeated as a heartbeat)
+hello      node, caps[], workspace, jobs, hello_ms   (a node is up; repeated as a heartbeat)
 run        node, run, name, workspace, dag_file, dag (the cis.toml text), policy
-claim      node, run, task, epoch, lease_s           (first claim of an epoch in timeline order wins)
+claim      node, run, task, epoch, lease_ms          (first claim of an epoch in timeline order wins)
 lease      node, run, task, epoch                    (the holder is alive and still running it)
 state      node, run, task, epoch, state, exit_code, reason, island (a task's result, or Running)
 decline    node, run, reason                         (this node will take nothing of the run, and why)
@@ -64,6 +65,16 @@ def check_size(content: Mapping[str, Any]) -> None:
         raise ProtocolError(f"event of {n} bytes exceeds the {MAX_EVENT_BYTES}-byte limit")
 
 
+def _has_float(v: Any) -> bool:
+    if isinstance(v, float):
+        return True
+    if isinstance(v, Mapping):
+        return any(_has_float(x) for x in v.values())
+    if isinstance(v, list | tuple):
+        return any(_has_float(x) for x in v)
+    return False
+
+
 def valid_cap(name: str) -> bool:
     return bool(_CAP.match(name))
 
@@ -87,7 +98,7 @@ class Message:
 _FIELDS: dict[Kind, dict[str, type | tuple[type, ...]]] = {
     Kind.HELLO: {"caps": list, "workspace": str, "jobs": int},
     Kind.RUN: {"run": str, "name": str, "workspace": str, "dag_file": str, "dag": str},
-    Kind.CLAIM: {"run": str, "task": int, "epoch": int, "lease_s": (int, float)},
+    Kind.CLAIM: {"run": str, "task": int, "epoch": int, "lease_ms": int},
     Kind.LEASE: {"run": str, "task": int, "epoch": int},
     Kind.STATE: {"run": str, "task": int, "epoch": int, "state": str},
     Kind.DECLINE: {"run": str, "reason": str},
@@ -124,6 +135,8 @@ def parse(etype: str, sender: str, body: Mapping[str, Any], event_id: str = "") 
     if not isinstance(body, Mapping):
         raise ProtocolError(f"{kind.value}: content is not an object")
     check_size(body)
+    if _has_float(body):
+        raise ProtocolError(f"{kind.value} event {event_id}: floats are not allowed (Matrix canonical JSON)")
     if body.get("node") != sender:
         raise ProtocolError(f"{kind.value} event {event_id} from {sender} claims to be node "
                             f"{body.get('node')!r}: forged, dropped")
@@ -143,6 +156,6 @@ def parse(etype: str, sender: str, body: Mapping[str, Any], event_id: str = "") 
         raise ProtocolError(f"control event {event_id}: unknown action {body['action']!r}")
     if kind is Kind.HELLO and not all(isinstance(c, str) and valid_cap(c) for c in body["caps"]):
         raise ProtocolError(f"hello event {event_id}: bad capability names")
-    if kind is Kind.CLAIM and not 0 < float(body["lease_s"]) <= 3600:
-        raise ProtocolError(f"claim event {event_id}: lease_s out of range")
+    if kind is Kind.CLAIM and not 0 < int(body["lease_ms"]) <= 3_600_000:
+        raise ProtocolError(f"claim event {event_id}: lease_ms out of range")
     return Message(kind, sender, body, event_id)

@@ -1,0 +1,152 @@
+"""Multi-node CIS on a real Synapse homeserver: node processes claim tasks by capability, race,
+take over lapsed leases, run as islands, and the origin's `cis status` says who ran what."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers_cisnode import Node, Proxy, cis, origin_run, start_node, wait_for, write_dag
+from helpers_synapse import Synapse, require_synapse, start_synapse
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+USERS = ("alpha", "beta", "gamma", "delta", "origin", "mallory")
+
+
+@pytest.fixture(scope="module")
+def hs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
+    server = start_synapse(tmp_path_factory.mktemp("synapse"), require_synapse())
+    try:
+        for u in USERS:
+            server.register(u)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[Node]]:
+    started: list[Node] = []
+    yield started
+    for n in started:
+        n.stop()
+
+
+def room_events(hs: Synapse, room: str) -> list[dict[str, object]]:
+    """Every event of the room, read as a member through the client API."""
+    token = hs.login("origin")
+    alias = urllib.parse.quote(f"#{room}:cis.test")
+
+    def get(path: str) -> dict[str, object]:
+        req = urllib.request.Request(hs.url + path, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())  # type: ignore[no-any-return]
+
+    rid = urllib.parse.quote(str(get(f"/_matrix/client/v3/directory/room/{alias}")["room_id"]))
+    out: list[dict[str, object]] = []
+    frm = ""
+    for _ in range(100):
+        page = get(f"/_matrix/client/v3/rooms/{rid}/messages?dir=b&limit=1000" + (f"&from={frm}" if frm else ""))
+        chunk = page.get("chunk") or []
+        out += chunk  # type: ignore[arg-type]
+        if not chunk or not page.get("end"):
+            break
+        frm = urllib.parse.quote(str(page["end"]))
+    return out
+
+
+def finish(proc: object, timeout: float = 150) -> tuple[int, dict[str, object]]:
+    import subprocess
+
+    assert isinstance(proc, subprocess.Popen)
+    out, _ = proc.communicate(timeout=timeout)
+    text = out.decode()
+    return proc.returncode, (json.loads(text.strip().splitlines()[-1]) if text.strip() else {})
+
+
+def test_three_nodes_by_capability_each_task_once(hs: Synapse, tmp_path: Path, nodes: list[Node]) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    secret = secrets.token_hex(16)
+    (ws / "secret.txt").write_text(secret + "\n")
+    rec = {"LOG": str(runs)}
+    body = 'echo "$CIS_NODE" >> "$LOG/$0"'
+    dag = write_dag(ws, "three", [
+        {"name": "build-cuda", "cmd": ["sh", "-c", body, "build-cuda"], "env": rec, "caps": ["cuda"]},
+        {"name": "build-metal", "cmd": ["sh", "-c", body, "build-metal"], "env": rec, "caps": ["metal"]},
+        {"name": "lint", "cmd": ["sh", "-c", body, "lint"], "env": rec, "caps": ["cpu"]},
+        {"name": "compare", "deps": [0, 1, 2], "cmd": ["sh", "-c", body, "compare"], "env": rec,
+         "caps": ["cuda", "cpu"]},
+        # Prints a file's contents to stdout and stderr, then fails: none of it may reach the room.
+        {"name": "leaky", "cmd": ["sh", "-c", f'{body}; cat secret.txt; cat secret.txt >&2; exit 3', "leaky"],
+         "env": {**rec, "PWD_HINT": "x"}, "ignorable": True},
+    ])
+    # secret.txt is read relative to the task's cwd: run it in the workspace.
+    text = dag.read_text().replace('"leaky"\nexec = { ', '"leaky"\nexec = { cwd = ".", ')
+    dag.write_text(text)
+    caps = {"alpha": ["cuda", "cpu"], "beta": ["metal"], "gamma": ["cpu"]}
+    for user, c in caps.items():
+        nodes.append(start_node(hs, user, "three", ws, tmp_path, c))
+    wait_for(lambda: all("caps" in n.text() for n in nodes), 60, "three nodes up", nodes)
+    proc = origin_run(hs, "origin", "three", dag, tmp_path, tmp_path / "home-origin")
+    rc, res = finish(proc)
+    assert rc == 0, (tmp_path / "origin.log").read_text() + "\n".join(n.text() for n in nodes)
+    run_id = str(res["run_id"])
+    by_name = {t["name"]: t for t in res["tasks"]}  # type: ignore[union-attr, index]
+    # Each task exactly once, on a node that has its capabilities.
+    for name in ("build-cuda", "build-metal", "lint", "compare", "leaky"):
+        ran = (runs / name).read_text().split()
+        assert len(ran) == 1, (name, ran)
+        assert by_name[name]["node"] == ran[0]
+    assert (runs / "build-cuda").read_text().strip() == "@alpha:cis.test"
+    assert (runs / "build-metal").read_text().strip() == "@beta:cis.test"
+    assert (runs / "compare").read_text().strip() == "@alpha:cis.test"
+    assert (runs / "lint").read_text().strip() in ("@alpha:cis.test", "@gamma:cis.test")
+    assert by_name["leaky"]["state"] == "Debt"
+    # `cis status` on the origin: each task's state and node.
+    st = cis(tmp_path / "home-origin", "status", run_id, "--format:json")
+    assert st.returncode == 0, st.stderr
+    tasks = {t["name"]: t for t in json.loads(st.stdout)["tasks"]}
+    assert tasks["build-metal"] == {**tasks["build-metal"], "state": "Completed", "node": "@beta:cis.test"}
+    assert tasks["compare"]["node"] == "@alpha:cis.test" and tasks["compare"]["state"] == "Completed"
+    assert tasks["leaky"]["state"] == "Debt"
+    text_st = cis(tmp_path / "home-origin", "status", run_id)
+    assert "[@beta:cis.test]" in text_st.stdout
+    # No event carries file contents (the secret the task printed and read).
+    events = room_events(hs, "three")
+    assert any(e["type"] == "org.cheng.cis.state" for e in events)
+    assert all(secret not in json.dumps(e) for e in events)
+
+
+def test_four_nodes_race_for_200_tasks_none_twice(hs: Synapse, tmp_path: Path, nodes: list[Node]) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    n_tasks = 200
+    body = 'echo "$CIS_NODE" >> "$LOG/$0"'
+    dag = write_dag(ws, "race", [{"name": f"t{i}", "cmd": ["sh", "-c", body, f"t{i}"],
+                                  "env": {"LOG": str(runs)}} for i in range(n_tasks)])
+    for user in ("alpha", "beta", "gamma", "delta"):
+        nodes.append(start_node(hs, user, "race", ws, tmp_path, ["cpu"], jobs=3))
+    wait_for(lambda: all("caps" in n.text() for n in nodes), 60, "four nodes up", nodes)
+    rc, res = finish(origin_run(hs, "origin", "race", dag, tmp_path, tmp_path / "home-origin"), 240)
+    assert rc == 0, (tmp_path / "origin.log").read_text()[-3000:]
+    files = sorted(runs.iterdir())
+    assert len(files) == n_tasks
+    doubles = [f.name for f in files if len(f.read_text().split()) != 1]
+    assert doubles == []
+    ran_on = {f.read_text().strip() for f in files}
+    assert len(ran_on) >= 2  # they really raced: more than one node won tasks
+    assert all(t["state"] == "Completed" for t in res["tasks"])  # type: ignore[union-attr]
+    lost = sum(int(n.text().split("lost ")[1].split(",")[0]) for n in nodes if (n.stop() or True))
+    assert lost >= 0
