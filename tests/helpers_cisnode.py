@@ -85,9 +85,13 @@ def write_dag(ws: Path, name: str, tasks: Sequence[dict[str, Any]], policy: str 
         lines += ["[[tasks]]", f"idx = {i}", f'name = "{t["name"]}"']
         if t.get("deps"):
             lines.append(f"deps = {json.dumps(t['deps'])}")
-        env = t.get("env") or {}
-        env_s = ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items())
-        lines.append(f"exec = {{ cmd = {json.dumps(t['cmd'])}, env = {{ {env_s} }}, timeout = 120 }}")
+        parts = [f"cmd = {json.dumps(t['cmd'])}"]
+        if t.get("env"):
+            parts.append("env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in t["env"].items())
+                         + " }")
+        if t.get("cwd"):
+            parts.append(f"cwd = {json.dumps(t['cwd'])}")
+        lines.append(f"exec = {{ {', '.join(parts)} }}")
         if t.get("caps"):
             lines.append(f"capabilities = {json.dumps(t['caps'])}")
         if t.get("ignorable"):

@@ -120,9 +120,13 @@ def connection(args: argparse.Namespace, *, env: dict[str, str] | None = None) -
 
 
 async def _connect(conn: Connection, *, create: bool) -> Any:
+    import logging
+
     from cheng_build.cis.node import matrix
     from cheng_build.cis.node.room import RoomError
 
+    # mautrix logs its own retries with tracebacks; our one-line errors say what matters.
+    logging.getLogger("mau").setLevel(logging.CRITICAL)
     try:
         return await matrix.connect(conn.homeserver, conn.user, password=conn.password,
                                     token=conn.token, room=conn.room, create=create)
@@ -274,7 +278,8 @@ def run_in_room(args: argparse.Namespace) -> int:
         raise InputError(str(exc)) from None
     rel = path.resolve().relative_to(root.resolve()).as_posix()
     run_id = control.new_run_id()
-    fields = {"run": run_id, "name": parsed.dag.name, "workspace": wid, "dag_file": rel, "dag": text}
+    fields = {"run": run_id, "name": parsed.dag.name, "workspace": wid, "dag_file": rel,
+              "dag_z": protocol.pack_dag(text)}
     try:  # before connecting: an oversize DAG never reaches the homeserver
         protocol.content(Kind.RUN, "@" + "x" * 254, **fields)
     except ProtocolError as exc:

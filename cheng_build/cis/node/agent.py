@@ -157,7 +157,7 @@ class Agent:
         parsed = None
         if not why:
             try:
-                parsed = parse_run(msg.str("dag"), self.cfg.workspace / dag_file.parent)
+                parsed = parse_run(protocol.dag_text(msg.body), self.cfg.workspace / dag_file.parent)
             except ChengError as exc:
                 why = f"its DAG is refused: {exc}"
         if parsed is None:

@@ -104,7 +104,6 @@ class RunRec:
     origin: str
     workspace: str
     dag_file: str
-    dag: str
     tasks: list[TaskRec]
     declined: dict[str, str] = field(default_factory=dict)  # node -> why it takes nothing
 
@@ -136,7 +135,7 @@ class Ledger:
         if run_id in self.runs:  # a repost (retry of an island's queue): the first one counts
             return None
         rec = RunRec(run_id, msg.str("name"), msg.node, msg.str("workspace"), msg.str("dag_file"),
-                     msg.str("dag"), [TaskRec(p) for p in plan])
+                     [TaskRec(p) for p in plan])
         self.runs[run_id] = rec
         return rec
 

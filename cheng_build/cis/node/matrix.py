@@ -211,14 +211,20 @@ async def _join(c: ClientAPI, probe: MatrixRoom, alias: str, create: bool) -> st
                                                       name=f"cis {local}"))
                 return str(rid)
             except RoomError as exc2:
-                if exc2.transient or "ROOM_IN_USE" not in exc2.what:
+                if exc2.transient or not ("ROOM_IN_USE" in exc2.what or "already exists" in exc2.what):
                     raise
                 await asyncio.sleep(0.2)  # another node created it just now: resolve again
                 continue
-        try:
-            return str(await probe._call(c.join_room(RoomID(str(info.room_id)))))
-        except RoomError as exc:
-            if exc.transient:
-                raise
-            raise RoomError(f"cannot join room {alias}: {exc.what}", "ask a member to invite you") from exc
+        # Just after another node created it, the alias may resolve before the room's join rule
+        # is public: retry a few times quickly (mautrix's own retry waits 10 s per try).
+        for attempt in range(20):
+            try:
+                return str(await probe._call(c.join_room(RoomID(str(info.room_id)), max_retries=0)))
+            except RoomError as exc:
+                if exc.transient:
+                    raise
+                if attempt == 19 or "M_FORBIDDEN" not in exc.what:
+                    raise RoomError(f"cannot join room {alias}: {exc.what}",
+                                    "ask a member to invite you") from exc
+                await asyncio.sleep(0.25)
     raise RoomError(f"cannot create or resolve room {alias}")

@@ -11,7 +11,7 @@ with the sender is a forgery and the event is dropped where it is read.
 kind       content
 =========  ===================================================================================
 hello      node, caps[], workspace, jobs, hello_ms   (a node is up; repeated as a heartbeat)
-run        node, run, name, workspace, dag_file, dag (the cis.toml text), policy
+run        node, run, name, workspace, dag_file, dag_z (the cis.toml text, zlib + base64)
 claim      node, run, task, epoch, lease_ms          (first claim of an epoch in timeline order wins)
 lease      node, run, task, epoch                    (the holder is alive and still running it)
 state      node, run, task, epoch, state, exit_code, reason, island (a task's result, or Running)
@@ -22,9 +22,11 @@ control    node, run, task, action                   (a person's decision: confi
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
 import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +67,28 @@ def check_size(content: Mapping[str, Any]) -> None:
         raise ProtocolError(f"event of {n} bytes exceeds the {MAX_EVENT_BYTES}-byte limit")
 
 
+MAX_DAG_TEXT = 256 * 1024
+
+
+def pack_dag(text: str) -> str:
+    """The DAG's TOML text as it travels: zlib then base64. A 200-task DAG of near-identical lines
+    is ~20 KB as text and ~2 KB packed; the 16 KB cap applies to the packed event."""
+    return base64.b64encode(zlib.compress(text.encode(), 9)).decode()
+
+
+def dag_text(body: Mapping[str, Any], event_id: str = "") -> str:
+    """Unpack a run event's DAG, refusing anything that inflates past MAX_DAG_TEXT (a zip bomb)."""
+    try:
+        raw = base64.b64decode(str(body["dag_z"]), validate=True)
+        z = zlib.decompressobj()
+        out = z.decompress(raw, MAX_DAG_TEXT + 1)
+        if len(out) > MAX_DAG_TEXT or not z.eof:
+            raise ProtocolError(f"run event {event_id}: its DAG inflates past {MAX_DAG_TEXT} bytes")
+        return out.decode()
+    except (ValueError, zlib.error, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"run event {event_id}: its DAG is not zlib+base64 UTF-8 text ({exc})") from None
+
+
 def _has_float(v: Any) -> bool:
     if isinstance(v, float):
         return True
@@ -97,7 +121,7 @@ class Message:
 
 _FIELDS: dict[Kind, dict[str, type | tuple[type, ...]]] = {
     Kind.HELLO: {"caps": list, "workspace": str, "jobs": int},
-    Kind.RUN: {"run": str, "name": str, "workspace": str, "dag_file": str, "dag": str},
+    Kind.RUN: {"run": str, "name": str, "workspace": str, "dag_file": str, "dag_z": str},
     Kind.CLAIM: {"run": str, "task": int, "epoch": int, "lease_ms": int},
     Kind.LEASE: {"run": str, "task": int, "epoch": int},
     Kind.STATE: {"run": str, "task": int, "epoch": int, "state": str},
@@ -150,6 +174,8 @@ def parse(etype: str, sender: str, body: Mapping[str, Any], event_id: str = "") 
     for key in ("task", "epoch"):
         if key in _FIELDS[kind] and not 0 <= int(body[key]) <= 10_000:
             raise ProtocolError(f"{kind.value} event {event_id}: {key} out of range")
+    if kind is Kind.RUN:
+        dag_text(body, event_id)
     if kind is Kind.STATE and body["state"] not in STATES:
         raise ProtocolError(f"state event {event_id}: unknown state {body['state']!r}")
     if kind is Kind.CONTROL and body["action"] not in ACTIONS:
