@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers_cisnode import Node, cis, origin_run, start_node, wait_for, write_dag
+from helpers_cisnode import Node, Proxy, cis, origin_run, start_node, wait_for, write_dag
 from helpers_synapse import Synapse, require_synapse, start_synapse
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
@@ -150,3 +150,80 @@ def test_four_nodes_race_for_200_tasks_none_twice(hs: Synapse, tmp_path: Path, n
         n.stop()
     won = [int(n.text().split(" won ")[1].split(",")[0]) for n in nodes]
     assert sum(won) == n_tasks  # every claim that won ran; every other claim lost and backed off
+
+
+def test_kill9_of_a_claim_holder_then_takeover_after_the_lease(hs: Synapse, tmp_path: Path,
+                                                               nodes: list[Node]) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    # On alpha each task hangs (alpha is killed while holding them); elsewhere it records itself.
+    (ws / "r").write_text(f'[ "$CIS_NODE" = "@alpha:cis.test" ] && sleep 120\n'
+                          f'echo "$CIS_NODE" >> "{runs}/$1"\n')
+    dag = write_dag(ws, "kill", [{"name": f"k{i}", "cmd": ["sh", "r", f"k{i}"], "cwd": "."}
+                                 for i in range(3)])
+    alpha = start_node(hs, "alpha", "kill", ws, tmp_path, ["cpu"], jobs=3, lease=2)
+    nodes.append(alpha)
+    wait_for(lambda: "caps" in alpha.text(), 60, "alpha up", nodes)
+    proc = origin_run(hs, "origin", "kill", dag, tmp_path, tmp_path / "home-origin")
+    wait_for(lambda: alpha.text().count("running task") == 3, 60, "alpha holding 3 tasks", nodes)
+    alpha.kill9()
+    beta = start_node(hs, "beta", "kill", ws, tmp_path, ["cpu"], jobs=3, lease=2)
+    nodes.append(beta)
+    rc, res = finish(proc, 120)
+    assert rc == 0, (res, (tmp_path / "origin.log").read_text()[-3000:], beta.text())
+    for t in res["tasks"]:  # type: ignore[union-attr]
+        assert t["state"] == "Completed" and t["node"] == "@beta:cis.test", t
+        assert (runs / str(t["name"])).read_text().split() == ["@beta:cis.test"]
+    assert beta.text().count("silent past its lease") == 3
+    st = json.loads(cis(tmp_path / "home-origin", "status", str(res["run_id"]), "--format:json").stdout)
+    assert {t["node"] for t in st["tasks"]} == {"@beta:cis.test"}
+
+
+def test_island_finishes_its_tasks_and_duplicates_become_debt_after_the_heal(
+        hs: Synapse, tmp_path: Path, nodes: list[Node]) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    healed = tmp_path / "healed"
+    # On alpha a task takes 6 s (long enough to be cut off and taken over meanwhile).
+    (ws / "r").write_text(f'[ "$CIS_NODE" = "@alpha:cis.test" ] && sleep 6\n'
+                          f'echo "$CIS_NODE" >> "{runs}/$1"\n')
+    # The gate (only beta has "gate") keeps the run open until the test has healed alpha.
+    (ws / "gate").write_text(f'while [ ! -e "{healed}" ]; do sleep 0.1; done\n')
+    tasks = [{"name": f"i{i}", "cmd": ["sh", "r", f"i{i}"], "cwd": "."} for i in range(3)]
+    tasks.append({"name": "gate", "cmd": ["sh", "gate"], "cwd": ".", "caps": ["gate"]})
+    dag = write_dag(ws, "island", tasks)
+    proxy = Proxy(hs.port)
+    proxy.open()
+    alpha = start_node(hs, "alpha", "island", ws, tmp_path, ["cpu"], jobs=3, lease=2, url=proxy.url)
+    nodes.append(alpha)
+    wait_for(lambda: "caps" in alpha.text(), 60, "alpha up", nodes)
+    proc = origin_run(hs, "origin", "island", dag, tmp_path, tmp_path / "home-origin")
+    wait_for(lambda: alpha.text().count("running task") == 3, 60, "alpha holding 3 tasks", nodes)
+    proxy.cut()  # alpha is an island now: it keeps running, queues its events
+    beta = start_node(hs, "beta", "island", ws, tmp_path, ["cpu", "gate"], jobs=4, lease=2)
+    nodes.append(beta)
+    wait_for(lambda: beta.text().count("silent past its lease") == 3 and
+             beta.text().count(": Completed") == 3, 60, "beta taking over", nodes)
+    wait_for(lambda: alpha.text().count("[island]") == 3, 60, "alpha finishing as an island", nodes)
+    assert "island mode" in alpha.text()
+    proxy.heal()
+    wait_for(lambda: "back online" in alpha.text(), 60, "alpha delivering its queue", nodes)
+    healed.write_text("")
+    rc, res = finish(proc, 120)
+    proxy.cut()
+    assert rc == 0, (res, (tmp_path / "origin.log").read_text()[-3000:])
+    by = {t["name"]: t for t in res["tasks"]}  # type: ignore[union-attr]
+    for i in range(3):
+        t = by[f"i{i}"]
+        assert t["state"] == "Debt", t
+        assert "ran more than once" in t["reason"]
+        assert "@alpha:cis.test (epoch 0, as an island)" in t["reason"]
+        assert "@beta:cis.test (epoch 1)" in t["reason"]
+        assert sorted((runs / f"i{i}").read_text().split()) == ["@alpha:cis.test", "@beta:cis.test"]
+    debt = cis(tmp_path / "home-origin", "debt", "--format:json")
+    assert debt.returncode == 0
+    assert sum("ran more than once" in json.dumps(d) for d in json.loads(debt.stdout)) == 3
