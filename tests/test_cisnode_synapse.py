@@ -38,9 +38,9 @@ def nodes() -> Iterator[list[Node]]:
         n.stop()
 
 
-def room_events(hs: Synapse, room: str) -> list[dict[str, object]]:
+def room_events(hs: Synapse, room: str, user: str = "origin") -> list[dict[str, object]]:
     """Every event of the room, read as a member through the client API."""
-    token = hs.login("origin")
+    token = hs.login(user)
     alias = urllib.parse.quote(f"#{room}:cis.test")
 
     def get(path: str) -> dict[str, object]:
@@ -227,3 +227,128 @@ def test_island_finishes_its_tasks_and_duplicates_become_debt_after_the_heal(
     debt = cis(tmp_path / "home-origin", "debt", "--format:json")
     assert debt.returncode == 0
     assert sum("ran more than once" in json.dumps(d) for d in json.loads(debt.stdout)) == 3
+
+
+# --- bad input and attacks, end to end ------------------------------------------------------------
+
+
+def _client(hs: Synapse, user: str) -> tuple[str, object]:
+    token = hs.login(user)
+
+    def call(method: str, path: str, body: dict[str, object] | None = None) -> tuple[int, dict[str, object]]:
+        req = urllib.request.Request(hs.url + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    return token, call
+
+
+def test_bad_connections_are_one_line_errors(hs: Synapse, tmp_path: Path) -> None:
+    from helpers_cisnode import conn_flags
+    from helpers_synapse import free_port
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    dag = write_dag(ws, "bad", [{"name": "a", "cmd": ["true"]}])
+    home = tmp_path / "home"
+    r = cis(home, "run", str(dag), *conn_flags(hs, "origin", "no-such-room", tmp_path))
+    assert r.returncode == 1 and r.stderr.splitlines()[0] == "run: unknown room #no-such-room:cis.test"
+    wrong = tmp_path / "wrong.pw"
+    wrong.write_text("not-the-password\n")
+    r = cis(home, "node", f"--homeserver:{hs.url}", "--user:alpha", f"--password-file:{wrong}",
+            "--room:bad", f"--workspace:{ws}", "--no-detect", "--no-mdns")
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[0] == f"node: login as alpha refused by {hs.url}"
+    down = f"http://127.0.0.1:{free_port()}"
+    r = cis(home, "node", *conn_flags(hs, "alpha", "bad", tmp_path, down), f"--workspace:{ws}",
+            "--no-detect", "--no-mdns")
+    assert r.returncode == 1 and r.stderr.splitlines()[0] == f"node: homeserver {down} unreachable"
+    r = cis(home, "node", f"--workspace:{ws}")
+    assert r.returncode == 2 and r.stderr.startswith("node: no --homeserver, --user, --room given")
+    assert "Traceback" not in r.stderr
+    # Oversize: a DAG whose run event would pass 16 KB is refused before anything is posted.
+    big = write_dag(ws, "big", [{"name": "a", "cmd": ["true"], "env": {"X": secrets.token_hex(12000)}}])
+    r = cis(home, "run", str(big), *conn_flags(hs, "origin", "bad", tmp_path))
+    assert r.returncode == 2 and "the run event is too large for the room" in r.stderr.splitlines()[0]
+
+
+def test_forged_malformed_and_nonmember_events_change_nothing(hs: Synapse, tmp_path: Path,
+                                                             nodes: list[Node]) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (ws / "r").write_text(f'echo "$CIS_NODE" >> "{runs}/$1"\n')
+    dag = write_dag(ws, "forge", [{"name": f"f{i}", "cmd": ["sh", "r", f"f{i}"], "cwd": "."}
+                                  for i in range(2)])
+    # The room exists, the run is posted, and no node is up yet (the origin waits for one).
+    _, gam = _client(hs, "gamma")
+    code, made = gam("POST", "/_matrix/client/v3/createRoom",  # type: ignore[operator]
+                     {"room_alias_name": "forge", "preset": "public_chat"})
+    assert code == 200, made
+    rid = urllib.parse.quote(str(made["room_id"]))
+    proc = origin_run(hs, "origin", "forge", dag, tmp_path, tmp_path / "home-origin", "--grace:60")
+    _, mal = _client(hs, "mallory")
+    run_ids: list[str] = []
+
+    def posted() -> bool:
+        run_ids[:] = [str(e["content"]["run"]) for e in room_events(hs, "forge", "gamma")  # type: ignore[index]
+                      if e["type"] == "org.cheng.cis.run"]
+        return bool(run_ids)
+
+    wait_for(posted, 60, "the run posted")
+    run_id = run_ids[0]
+    send = f"/_matrix/client/v3/rooms/{rid}/send"
+    # A non-member cannot post at all: the homeserver refuses it, so nothing reaches a node.
+    assert mal("PUT", f"{send}/org.cheng.cis.claim/t0", {"node": "x"})[0] == 403  # type: ignore[operator]
+    # A member forging: claims in alpha's name for both tasks, a "Completed" for a task mallory
+    # never won, a malformed run event. Each is dropped where a node reads it.
+    assert mal("POST", f"/_matrix/client/v3/join/{rid}", {})[0] == 200  # type: ignore[operator]
+    bad: list[tuple[str, dict[str, object]]] = [
+        ("org.cheng.cis.claim", {"v": 1, "node": "@alpha:cis.test", "run": run_id, "task": 0,
+                                 "epoch": 0, "lease_ms": 1000}),
+        ("org.cheng.cis.claim", {"v": 1, "node": "@alpha:cis.test", "run": run_id, "task": 1,
+                                 "epoch": 0, "lease_ms": 1000}),
+        ("org.cheng.cis.state", {"v": 1, "node": "@mallory:cis.test", "run": run_id, "task": 1,
+                                 "epoch": 0, "state": "Completed"}),
+        ("org.cheng.cis.run", {"v": 1, "node": "@mallory:cis.test", "run": "01M98FZR3PSFV964KJ3JCZ99Y9",
+                               "name": "x", "workspace": "w", "dag_file": "cis.toml", "dag_z": "!!"}),
+    ]
+    for i, (etype, body) in enumerate(bad):
+        assert mal("PUT", f"{send}/{etype}/bad{i}", body)[0] == 200  # type: ignore[operator]
+    alpha = start_node(hs, "alpha", "forge", ws, tmp_path, ["cpu"], lease=30)
+    nodes.append(alpha)
+    rc, res = finish(proc, 120)
+    assert rc == 0, (res, alpha.text())
+    assert all(t["node"] == "@alpha:cis.test" and t["state"] == "Completed"
+               for t in res["tasks"])  # type: ignore[union-attr]
+    assert all((runs / f"f{i}").read_text().split() == ["@alpha:cis.test"] for i in range(2))
+    text = alpha.text()
+    assert text.count("claims to be node '@alpha:cis.test': forged, dropped") == 2
+    assert "its DAG is not zlib+base64" in text
+
+
+def test_a_workspace_no_node_has_fails_the_run_with_the_reason(hs: Synapse, tmp_path: Path,
+                                                               nodes: list[Node]) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "README").write_text("a different checkout\n")
+    dag = write_dag(ws, "nows", [{"name": "a", "cmd": ["true"]}])
+    alpha = start_node(hs, "alpha", "nows", other, tmp_path, ["cpu"])
+    nodes.append(alpha)
+    wait_for(lambda: "caps" in alpha.text(), 60, "alpha up", nodes)
+    proc = origin_run(hs, "origin", "nows", dag, tmp_path, tmp_path / "home-origin", "--grace:2")
+    rc, res = finish(proc, 120)
+    err = (tmp_path / "origin.log").read_text()
+    assert rc == 1, err
+    assert "run: no node took run" in err and "is not held here" in err
+    assert res["tasks"][0]["state"] == "Skipped"  # type: ignore[index]
+    assert not list((tmp_path / "home-alpha").glob("runs/*"))  # alpha ran nothing

@@ -32,7 +32,7 @@ def register(name: str, p: Parser) -> None:
                        help="a named target's work directory / the project a sketch reads")
         from cheng_build.cli.cis_node import add_connection_flags
 
-        add_connection_flags(p)  # --room: post the run to a Matrix room for cis nodes to run
+        add_connection_flags(p, run=True)  # --room: post the run to a Matrix room for cis nodes to run
     if name in ("run", "resume", "retry"):
         p.add_argument("--jobs", type=int, default=None, help="tasks at once (default: core count)")
         p.add_argument("--detach", action="store_true", help="run in the background; see cis attach")

@@ -30,16 +30,21 @@ class RoomFailure(ChengError):
     """The homeserver or the room refused or could not be reached."""
 
 
-def add_connection_flags(p: Parser | argparse.ArgumentParser, *, room_required: bool = False) -> None:
-    """The flags ``cis node`` and ``cis run --room:`` share."""
+def add_connection_flags(p: Parser | argparse.ArgumentParser, *, run: bool = False) -> None:
+    """The flags ``cis node`` and ``cis run --room:`` share (``run``: and the origin's own)."""
     p.add_argument("--homeserver", default=None, help="Matrix homeserver URL (env CIS_MATRIX_HOMESERVER)")
     p.add_argument("--user", default=None, help="Matrix user, @name:server or name (env CIS_MATRIX_USER)")
     p.add_argument("--password-file", default=None,
                    help="file holding the password (env CIS_MATRIX_PASSWORD_FILE)")
     p.add_argument("--token-file", default=None,
                    help="file holding an access token instead (env CIS_MATRIX_TOKEN_FILE)")
-    p.add_argument("--room", required=room_required, default=None,
+    p.add_argument("--room", default=None,
                    help="room alias, e.g. cis or #cis:example.org (created by the first node)")
+    if run:
+        p.add_argument("--grace", type=float, default=15.0,
+                       help="with --room: seconds to wait for a capable node before a task no live "
+                       "node can take is skipped")
+        p.add_argument("--follow-run", default=None, help=argparse.SUPPRESS)
 
 
 def register(name: str, p: Parser) -> None:
@@ -277,7 +282,8 @@ def run_in_room(args: argparse.Namespace) -> int:
     except workspace.WorkspaceError as exc:
         raise InputError(str(exc)) from None
     rel = path.resolve().relative_to(root.resolve()).as_posix()
-    run_id = control.new_run_id()
+    following = getattr(args, "follow_run", None)
+    run_id = following or control.new_run_id()
     fields = {"run": run_id, "name": parsed.dag.name, "workspace": wid, "dag_file": rel,
               "dag_z": protocol.pack_dag(text)}
     try:  # before connecting: an oversize DAG never reaches the homeserver
@@ -300,13 +306,16 @@ def run_in_room(args: argparse.Namespace) -> int:
 
         room = await _connect(conn, create=False)
         try:
-            content = protocol.content(Kind.RUN, room.user_id, **fields)
-            store.create_run(run_id, parsed.dag, jobs=1, sandbox="room")
-            out(f"run {run_id}: {parsed.dag.name}, {len(parsed.dag.tasks)} tasks, posted to {conn.room} "
-                f"(workspace {wid})")
-            if args.detach:
+            content = None if following else protocol.content(Kind.RUN, room.user_id, **fields)
+            if content is not None:
+                store.create_run(run_id, parsed.dag, jobs=1, sandbox="room")
+                out(f"run {run_id}: {parsed.dag.name}, {len(parsed.dag.tasks)} tasks, posted to "
+                    f"{conn.room} (workspace {wid})")
+            if args.detach and content is not None:
                 await room.send(Kind.RUN.etype, content, f"run-{run_id}")
+                pid = _spawn_follower(args, path, run_id, store.run_dir(run_id))
                 print(run_id)
+                out(f"detached (follower pid {pid}); see it with: cis status {run_id}")
                 return 0
 
             def changed(old: list[TaskView], new: list[TaskView]) -> None:
@@ -319,8 +328,8 @@ def run_in_room(args: argparse.Namespace) -> int:
                         out(f"  task {v.idx} {v.name}: {v.status.value}"
                             + (f" on {v.node}" if v.node else "") + (f" ({v.reason})" if v.reason else ""))
 
-            res = await Follower(room, run_id, parsed.plan, changed, lambda s: out(f"dropped: {s}")
-                                 ).follow(content)
+            res = await Follower(room, run_id, parsed.plan, changed, lambda s: out(f"dropped: {s}"),
+                                 grace_s=args.grace).follow(content)
         except RoomError as exc:
             raise RoomFailure(exc.what, how=exc.how or None) from None
         finally:
@@ -341,6 +350,23 @@ def run_in_room(args: argparse.Namespace) -> int:
         return 1 if state is RunState.FAILED else 0
 
     return asyncio.run(main())
+
+
+def _spawn_follower(args: argparse.Namespace, dag: Path, run_id: str, run_dir: Path) -> int:
+    """``cis run --room: --detach``: a background ``cis run --follow-run:<id>`` mirrors the run."""
+    import subprocess
+
+    argv = [sys.executable, "-m", "cheng_build.cli.cis", "run", str(dag.resolve()), "--quiet",
+            f"--follow-run={run_id}", f"--grace={args.grace}"]
+    for key in ("homeserver", "user", "password_file", "token_file", "room"):
+        val = getattr(args, key, None)
+        if val:
+            argv.append(f"--{key.replace('_', '-')}={Path(val).resolve() if key.endswith('file') else val}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "room-follow.log", "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, close_fds=True)
+    return proc.pid
 
 
 def _mirror(store: Any, run_id: str, old: list[Any], new: list[Any]) -> None:
