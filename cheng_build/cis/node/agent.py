@@ -136,7 +136,7 @@ class Agent:
                 continue
             self.ledger.apply(msg, now)
             if msg.kind is Kind.CLAIM:
-                self._claim_seen(msg.str("run"), msg.int("task"), msg.int("epoch"), msg.node)
+                self._claim_seen(msg.text("run"), msg.num("task"), msg.num("epoch"), msg.node)
         self.token = batch.token
         self._wake.set()
 
@@ -144,13 +144,13 @@ class Agent:
         from cheng_build.cis.node.localrun import parse_run
         from cheng_build.core.errors import ChengError
 
-        run_id = msg.str("run")
+        run_id = msg.text("run")
         if run_id in self.ledger.runs:
             return
         why = ""
-        dag_file = PurePosixPath(msg.str("dag_file"))
-        if msg.str("workspace") != self.cfg.workspace_id:
-            why = (f"workspace {msg.str('workspace')} is not held here (this node has "
+        dag_file = PurePosixPath(msg.text("dag_file"))
+        if msg.text("workspace") != self.cfg.workspace_id:
+            why = (f"workspace {msg.text('workspace')} is not held here (this node has "
                    f"{self.cfg.workspace_id} at {self.cfg.workspace})")
         elif dag_file.is_absolute() or ".." in dag_file.parts:
             why = f"dag_file {str(dag_file)!r} is not a path inside the workspace"
@@ -164,13 +164,13 @@ class Agent:
             # Keep the run in the ledger (to follow it) with tasks from a lenient read of the TOML.
             self.ledger.add_run(msg, ())
             self.parsed[run_id] = None
-            self.log(f"run {run_id} ({msg.str('name')}): taking nothing: {why}")
+            self.log(f"run {run_id} ({msg.text('name')}): taking nothing: {why}")
             if msg.node != self.node:
                 self.post(Kind.DECLINE, run_id, reason=why[:500])
             return
         self.ledger.add_run(msg, parsed.plan)
         self.parsed[run_id] = parsed
-        self.log(f"run {run_id} ({msg.str('name')}): {len(parsed.plan)} tasks from {msg.node}")
+        self.log(f"run {run_id} ({msg.text('name')}): {len(parsed.plan)} tasks from {msg.node}")
 
     def _claim_seen(self, run: str, idx: int, epoch: int, who: str) -> None:
         key = (run, idx)

@@ -131,17 +131,17 @@ class Ledger:
     # -- feeding --------------------------------------------------------------------------
 
     def add_run(self, msg: Message, plan: Sequence[TaskPlan]) -> RunRec | None:
-        run_id = msg.str("run")
+        run_id = msg.text("run")
         if run_id in self.runs:  # a repost (retry of an island's queue): the first one counts
             return None
-        rec = RunRec(run_id, msg.str("name"), msg.node, msg.str("workspace"), msg.str("dag_file"),
+        rec = RunRec(run_id, msg.text("name"), msg.node, msg.text("workspace"), msg.text("dag_file"),
                      [TaskRec(p) for p in plan])
         self.runs[run_id] = rec
         return rec
 
     def _task(self, msg: Message) -> TaskRec | None:
-        run = self.runs.get(msg.str("run"))
-        idx = msg.int("task")
+        run = self.runs.get(msg.text("run"))
+        idx = msg.num("task")
         if run is None or not 0 <= idx < len(run.tasks):
             self.rejected.append(f"{msg.kind.value} {msg.event_id} from {msg.node}: no such run/task")
             return None
@@ -153,16 +153,16 @@ class Ledger:
         if msg.kind is Kind.HELLO:
             self.nodes[msg.node] = msg
         elif msg.kind is Kind.DECLINE:
-            run = self.runs.get(msg.str("run"))
+            run = self.runs.get(msg.text("run"))
             if run is not None:
-                run.declined[msg.node] = msg.str("reason")
+                run.declined[msg.node] = msg.text("reason")
         elif msg.kind is Kind.CLAIM:
             t = self._task(msg)
             if t is not None:
                 self._claim(t, msg, now)
         elif msg.kind is Kind.LEASE:
             t = self._task(msg)
-            if t is not None and t.winners.get(msg.int("epoch")) == msg.node and msg.int("epoch") == t.epoch:
+            if t is not None and t.winners.get(msg.num("epoch")) == msg.node and msg.num("epoch") == t.epoch:
                 t.heard = now
         elif msg.kind is Kind.STATE:
             t = self._task(msg)
@@ -171,14 +171,14 @@ class Ledger:
         elif msg.kind is Kind.CONTROL:
             t = self._task(msg)
             if t is not None and not self.status(t).finished:
-                if msg.str("action") == "confirm":
+                if msg.text("action") == "confirm":
                     t.confirmed = True
                 else:
                     why = str(msg.body.get("reason") or "a person's decision")
                     t.skipped_by = f"skipped by {msg.node}: {why}"
 
     def _claim(self, t: TaskRec, msg: Message, now: float) -> None:
-        e = msg.int("epoch")
+        e = msg.num("epoch")
         if e in t.winners:
             return  # that epoch is taken: this claim lost
         if e == 0 and not t.winners:
@@ -193,11 +193,11 @@ class Ledger:
         t.running = False
 
     def _state(self, t: TaskRec, msg: Message, now: float) -> None:
-        e = msg.int("epoch")
+        e = msg.num("epoch")
         if t.winners.get(e) != msg.node:
             self.rejected.append(f"state {msg.event_id} from {msg.node}: it does not hold epoch {e}")
             return
-        st = TaskStatus(msg.str("state"))
+        st = TaskStatus(msg.text("state"))
         if e == t.epoch:
             t.heard = now
         if st is TaskStatus.RUNNING:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cheng_build.cis.dag.errors import DagError
 from cheng_build.cis.dag.model import Dag, DagPolicy, LevelKind, TaskLevel, TaskState
-from cheng_build.cis.dag.toml_io import DagError, dag_from_mapping
+from cheng_build.cis.dag.toml_io import dag_from_mapping
 from cheng_build.cis.dag.validate import validate_dag
 from cheng_build.cis.node.ledger import TaskPlan, TaskStatus
 from cheng_build.cis.run import control

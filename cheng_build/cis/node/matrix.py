@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from mautrix.api import HTTPAPI, Method, Path
@@ -90,7 +90,7 @@ class MatrixRoom:
     async def send(self, etype: str, content: Mapping[str, Any], txn_id: str) -> str:
         # The txn id makes a retry after a lost answer return the first event, never a second.
         eid = await self._call(self._c.send_message_event(RoomID(self._room), EventType.find(
-            etype, EventType.Class.MESSAGE), dict(content), txn_id=txn_id))
+            etype, EventType.Class.MESSAGE), cast(Any, dict(content)), txn_id=txn_id))
         return str(eid)
 
     async def _messages(self, start: str, stop: str | None) -> list[RoomEvent]:
@@ -167,8 +167,7 @@ async def _connect(api: HTTPAPI, session: aiohttp.ClientSession, homeserver: str
             who = await probe._call(c.whoami())
             c.mxid = who.user_id
         else:
-            resp = await probe._call(c.login(identifier=UserID(user) if user.startswith("@") else user,
-                                             password=password or ""))
+            resp = await probe._call(c.login(identifier=UserID(user), password=password or ""))
             c.mxid = resp.user_id
     except RoomError as exc:
         if not exc.transient:

@@ -49,7 +49,7 @@ class Follower:
         self._skipped: set[int] = set()
 
     def _plan_for(self, msg: Message) -> tuple[TaskPlan, ...]:
-        return self.plan if msg.str("run") == self.run_id else ()
+        return self.plan if msg.text("run") == self.run_id else ()
 
     async def follow(self, content: dict[str, object] | None, *, attach_only: bool = False) -> Outcome:
         hist = await self.room.read(None, 0)

@@ -112,10 +112,10 @@ class Message:
     body: Mapping[str, Any]
     event_id: str = ""
 
-    def str(self, key: str) -> str:
+    def text(self, key: str) -> str:
         return str(self.body[key])
 
-    def int(self, key: str) -> int:
+    def num(self, key: str) -> int:
         return int(self.body[key])
 
 

@@ -47,7 +47,7 @@ def _tree_hash(root: Path) -> str:
                                      "checkout (its commit is then its identity)")
             fh = hashlib.sha256()
             with open(p, "rb") as fp:
-                for block in iter(lambda fp=fp: fp.read(1 << 20), b""):
+                while block := fp.read(1 << 20):
                     fh.update(block)
             rel = p.relative_to(root).as_posix()
             h.update(rel.encode() + b"\0" + fh.digest())
