@@ -151,8 +151,8 @@ def test_memory_room_agents_share_one_run(tmp_path: Path, monkeypatch: pytest.Mo
     out = tmp_path / "out"
     out.mkdir()
     toml = "\n".join(["name = \"m\"", "policy = \"AllowDebt\""] + [
-        f'[[tasks]]\nidx = {i}\nname = "t{i}"\nexec = {{ cmd = ["sh", "-c", "echo $CIS_NODE >> {out}/t{i}"] }}'
-        for i in range(6)])
+        f'[[tasks]]\nidx = {i}\nname = "t{i}"\n'
+        f'exec = {{ cmd = ["sh", "-c", "echo $CIS_NODE >> {out}/t{i}"] }}' for i in range(6)])
     wid = workspace.identity(ws)
 
     async def main() -> list[Any]:
