@@ -53,11 +53,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(d: Path, port: int, secret: str) -> dict[str, Any]:
+def _config(d: Path, port: int, secret: str, host: str = "127.0.0.1") -> dict[str, Any]:
     return {
         "server_name": SERVER_NAME,
         "pid_file": str(d / "homeserver.pid"),
-        "listeners": [{"port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
+        "listeners": [{"port": port, "bind_addresses": [host], "type": "http", "tls": False,
                        "x_forwarded": False, "resources": [{"names": ["client"], "compress": False}]}],
         "database": {"name": "sqlite3", "args": {"database": str(d / "homeserver.db")}},
         "log_config": str(d / "log.yaml"),
@@ -105,10 +105,11 @@ class Synapse:
     secret: str
     proc: subprocess.Popen[bytes]
     users: dict[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def _post(self, path: str, body: dict[str, Any] | None, token: str | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -171,7 +172,7 @@ class Synapse:
             return ""
 
 
-def start_synapse(d: Path, python: str, *, port: int | None = None) -> Synapse:
+def start_synapse(d: Path, python: str, *, port: int | None = None, host: str = "127.0.0.1") -> Synapse:
     """Write a config in ``d``, generate the signing key, start Synapse, wait until /health answers.
 
     Raises:
@@ -182,7 +183,7 @@ def start_synapse(d: Path, python: str, *, port: int | None = None) -> Synapse:
     secret = secrets.token_hex(16)
     cfg = d / "homeserver.yaml"
     # JSON is YAML: no PyYAML needed to write the config.
-    cfg.write_text(json.dumps(_config(d, port, secret), indent=1))
+    cfg.write_text(json.dumps(_config(d, port, secret, host), indent=1))
     (d / "log.yaml").write_text(_LOG.replace("LOGFILE", str(d / "homeserver.log")))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     subprocess.run([python, "-m", "synapse.app.homeserver", "-c", str(cfg), "--generate-keys"],
@@ -192,7 +193,7 @@ def start_synapse(d: Path, python: str, *, port: int | None = None) -> Synapse:
                             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=d,
                             start_new_session=True)
     out.close()
-    hs = Synapse(d, port, secret, proc)
+    hs = Synapse(d, port, secret, proc, host=host)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -243,7 +243,9 @@ def _nodes(args: argparse.Namespace) -> int:
 
     found = mdns.browse(args.timeout)
     if args.format == "json":
-        print(json.dumps([f.__dict__ for f in found], indent=2))
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(f) for f in found], indent=2))
         return 0
     if not found:
         print(f"no cis nodes answered on the LAN within {args.timeout:g} s")
