@@ -94,6 +94,8 @@ def write_dag(ws: Path, name: str, tasks: Sequence[dict[str, Any]], policy: str 
         lines.append(f"exec = {{ {', '.join(parts)} }}")
         if t.get("caps"):
             lines.append(f"capabilities = {json.dumps(t['caps'])}")
+        if t.get("level"):
+            lines.append(f'level = "{t["level"]}"')
         if t.get("ignorable"):
             lines.append("ignorable = true")
     p = ws / "cis.toml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -352,3 +353,30 @@ def test_a_workspace_no_node_has_fails_the_run_with_the_reason(hs: Synapse, tmp_
     assert "run: no node took run" in err and "is not held here" in err
     assert res["tasks"][0]["state"] == "Skipped"  # type: ignore[index]
     assert not list((tmp_path / "home-alpha").glob("runs/*"))  # alpha ran nothing
+
+
+def test_a_confirmed_task_waits_until_a_person_confirms_it_from_another_machine(
+        hs: Synapse, tmp_path: Path, nodes: list[Node]) -> None:
+    from helpers_cisnode import conn_flags
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (ws / "r").write_text(f'echo "$CIS_NODE" >> "{runs}/$1"\n')
+    dag = write_dag(ws, "confirm", [{"name": "build", "cmd": ["sh", "r", "build"], "cwd": "."},
+                                    {"name": "publish", "deps": [0], "cmd": ["sh", "r", "publish"],
+                                     "cwd": ".", "level": "Confirmed"}])
+    alpha = start_node(hs, "alpha", "confirm", ws, tmp_path, ["cpu"])
+    nodes.append(alpha)
+    wait_for(lambda: "caps" in alpha.text(), 60, "alpha up", nodes)
+    proc = origin_run(hs, "origin", "confirm", dag, tmp_path, tmp_path / "home-origin", "--grace:60")
+    wait_for(lambda: ": Completed" in alpha.text(), 60, "build done", nodes)
+    time.sleep(1.0)  # nothing may start "publish" without a person
+    assert not (runs / "publish").exists() and proc.poll() is None
+    run_id = alpha.text().split("run ", 1)[1].split(" ", 1)[0]
+    r = cis(tmp_path / "home-gamma", "confirm", run_id, "1", *conn_flags(hs, "gamma", "confirm", tmp_path))
+    assert r.returncode == 0, r.stderr
+    rc, res = finish(proc, 120)
+    assert rc == 0, res
+    assert (runs / "publish").read_text().split() == ["@alpha:cis.test"]

@@ -42,6 +42,10 @@ def register(name: str, p: Parser) -> None:
                        help="a run id (a unique prefix is enough)")
     if name in ("confirm", "resolve"):
         p.add_argument("task", help="task index or name")
+    if name == "confirm":
+        from cheng_build.cli.cis_node import add_connection_flags
+
+        add_connection_flags(p)  # --room: confirm a task of a room run, from any machine
     if name == "resolve":
         p.add_argument("--action", choices=["run", "retry", "skip", "complete", "fail", "rollback"],
                        default=None, help="how to settle the task")
@@ -298,6 +302,10 @@ def _report(store: Store, run_id: str, cid: int, what: str) -> int:
 
 
 def _confirm(args: argparse.Namespace) -> int:
+    if args.room:
+        from cheng_build.cli.cis_node import confirm_in_room
+
+        return confirm_in_room(args)
     store = control.open_store()
     cid = control.confirm(store, args.run_id, args.task)
     return _report(store, args.run_id, cid, f"confirm task {args.task}")

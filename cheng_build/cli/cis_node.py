@@ -354,6 +354,48 @@ def run_in_room(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def confirm_in_room(args: argparse.Namespace) -> int:
+    """``cis confirm <run> <task> --room:``: a person's yes, as a room event any node applies."""
+    import asyncio
+
+    from cheng_build.cis.node import protocol
+    from cheng_build.cis.node.protocol import Kind, ProtocolError
+    from cheng_build.cis.node.room import RoomError
+
+    conn = connection(args)
+    task = str(args.task)
+    if not task.isdigit():
+        # A name: the origin's store knows the run's tasks; elsewhere give the index.
+        from cheng_build.cis.run import control
+
+        store = control.open_store()
+        try:
+            idx = control.task_index(store, args.run_id, task)
+            run_id = store.resolve_run_id(args.run_id)
+        finally:
+            store.close()
+    else:
+        idx, run_id = int(task), str(args.run_id)
+    try:
+        protocol.content(Kind.CONTROL, "@" + "x" * 20, run=run_id, task=idx, action="confirm")
+    except ProtocolError as exc:
+        raise UsageError(f"cannot confirm: {exc}", how="give the full run id and a task index") from None
+
+    async def main() -> None:
+        room = await _connect(conn, create=False)
+        try:
+            body = protocol.content(Kind.CONTROL, room.user_id, run=run_id, task=idx, action="confirm")
+            await room.send(Kind.CONTROL.etype, body, f"confirm-{run_id}-{idx}-{time.time_ns()}")
+        except RoomError as exc:
+            raise RoomFailure(exc.what, how=exc.how or None) from None
+        finally:
+            await room.close()
+
+    asyncio.run(main())
+    print(f"confirmed task {idx} of {run_id} in {conn.room}: a capable node takes it now")
+    return 0
+
+
 def _spawn_follower(args: argparse.Namespace, dag: Path, run_id: str, run_dir: Path) -> int:
     """``cis run --room: --detach``: a background ``cis run --follow-run:<id>`` mirrors the run."""
     import subprocess
