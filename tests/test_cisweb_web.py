@@ -41,6 +41,10 @@ def test_confirm_through_the_api_runs_the_task(tmp_path: Path) -> None:
         # Without the page's token the button does nothing.
         status, body = post(srv, f"/api/runs/{rid}/tasks/deploy/confirm")
         assert status == 403 and "X-CIS-Token" in body["error"]
+        # The token without the session cookie (what a task that read it somehow would hold).
+        status, body = post(srv, f"/api/runs/{rid}/tasks/deploy/confirm", token=srv.token,
+                            session=False)
+        assert status == 403
         status, body = post(srv, f"/api/runs/{rid}/tasks/deploy/confirm", token=srv.token,
                             headers={"Host": "evil.example:80"})
         assert status == 403
@@ -125,7 +129,8 @@ def test_sse_pushes_a_snapshot_when_the_run_changes(tmp_path: Path) -> None:
     home = tmp_path / "cis"
     rid = start_run(home, confirm_dag(tmp_path, work=0.1))
     with web_server(home) as srv:
-        req = urllib.request.Request(srv.url + f"api/events?run={rid}")
+        req = urllib.request.Request(srv.url + f"api/events?run={rid}",
+                                     headers={"Cookie": srv.cookie_header})
         with urllib.request.urlopen(req, timeout=20) as stream:
             assert stream.headers["Content-Type"] == "text/event-stream"
             seen: list[str] = []
