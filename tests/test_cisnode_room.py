@@ -90,3 +90,28 @@ def test_matrix_refusals_are_clear(hs: Synapse, tmp_path: Path) -> None:
         await r.close()
 
     asyncio.run(main())
+
+
+def test_matrix_sync_gap_is_filled_in_order(hs: Synapse, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More events than the sync filter's limit since the token: Synapse says `limited`, the room
+    fetches the rest from /messages and marks the batch a gap, in timeline order, none lost."""
+    from cheng_build.cis.node import matrix
+
+    monkeypatch.setattr(matrix, "TIMELINE_LIMIT", 5)
+
+    async def main() -> None:
+        a = await matrix.connect(hs.url, "alpha", password=hs.users["alpha"], room="gap")
+        b = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="gap")
+        try:
+            first = await b.read(None, 0)
+            for i in range(23):
+                await a.send("org.cheng.cis.test", {"i": i}, f"gap-{i}")
+            batch = await b.read(first.token, 2.0)
+            assert batch.gap
+            assert [int(e.content["i"]) for e in batch.events] == list(range(23))
+            assert (await b.read(batch.token, 0.2)).events == ()
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
