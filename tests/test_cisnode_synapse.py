@@ -119,6 +119,16 @@ def test_three_nodes_by_capability_each_task_once(hs: Synapse, tmp_path: Path, n
     assert tasks["leaky"]["state"] == "Debt"
     text_st = cis(tmp_path / "home-origin", "status", run_id)
     assert "[@beta:cis.test]" in text_st.stdout
+    # The web view's run detail carries the node too.
+    from cheng_build.cis.run import control
+    from cheng_build.cis.view.web import Sampler, run_detail
+
+    store = control.open_store(tmp_path / "home-origin")
+    try:
+        web = {t["name"]: t for t in run_detail(store, run_id, Sampler())["tasks"]}
+    finally:
+        store.close()
+    assert web["build-metal"]["node"] == "@beta:cis.test" and web["compare"]["node"] == "@alpha:cis.test"
     # No event carries file contents (the secret the task printed and read).
     events = room_events(hs, "three")
     assert any(e["type"] == "org.cheng.cis.state" for e in events)
