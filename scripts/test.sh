@@ -11,6 +11,7 @@ need_apt=()
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)  # network namespaces of the mDNS test
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt-get install ${need_apt[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

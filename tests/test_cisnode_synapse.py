@@ -390,3 +390,26 @@ def test_a_confirmed_task_waits_until_a_person_confirms_it_from_another_machine(
     rc, res = finish(proc, 120)
     assert rc == 0, res
     assert (runs / "publish").read_text().split() == ["@alpha:cis.test"]
+
+
+def test_detach_leaves_a_follower_that_mirrors_the_run(hs: Synapse, tmp_path: Path,
+                                                       nodes: list[Node]) -> None:
+    from helpers_cisnode import conn_flags
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    dag = write_dag(ws, "detach", [{"name": "a", "cmd": ["true"]},
+                                   {"name": "b", "deps": [0], "cmd": ["true"]}])
+    alpha = start_node(hs, "alpha", "detach", ws, tmp_path, ["cpu"])
+    nodes.append(alpha)
+    wait_for(lambda: "caps" in alpha.text(), 60, "alpha up", nodes)
+    home = tmp_path / "home-origin"
+    r = cis(home, "run", str(dag), *conn_flags(hs, "origin", "detach", tmp_path), "--detach")
+    assert r.returncode == 0, r.stderr
+    run_id = r.stdout.strip()
+
+    def done() -> bool:
+        st = json.loads(cis(home, "status", run_id, "--format:json").stdout)
+        return bool(st["state"] == "Succeeded" and all(t["node"] == "@alpha:cis.test" for t in st["tasks"]))
+
+    wait_for(done, 90, "the detached run mirrored to Succeeded", nodes)

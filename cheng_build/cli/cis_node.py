@@ -59,8 +59,6 @@ def register(name: str, p: Parser) -> None:
         p.add_argument("--lease", type=float, default=10.0,
                        help="seconds a claim holds without renewal before others take it over")
         p.add_argument("--no-mdns", action="store_true", help="do not announce this node on the LAN")
-        p.add_argument("--exit-when-idle", type=float, default=None, metavar="S",
-                       help="stop after S seconds with nothing held or claimable (tests, batch use)")
     elif name == "nodes":
         p.add_argument("--timeout", type=float, default=3.0, help="seconds to listen")
         add_format_flag(p)
@@ -207,11 +205,7 @@ def _node(args: argparse.Namespace) -> int:
             await agent.start()
             _say(f"{agent.node} in {room.room_id} ({conn.room}); caps {', '.join(caps) or 'none'}; "
                  f"workspace {wid}; {cfg.jobs} jobs")
-            watch = (loop.create_task(_idle_watch(agent, stop, args.exit_when_idle))
-                     if args.exit_when_idle is not None else None)
             await agent.serve(stop)
-            if watch is not None:
-                watch.cancel()
         except RoomError as exc:
             raise RoomFailure(exc.what, how=exc.how or None) from None
         finally:
@@ -224,18 +218,6 @@ def _node(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(main())
-
-
-async def _idle_watch(agent: Any, stop: Any, idle_s: float) -> None:
-    import asyncio
-
-    quiet_since = time.monotonic()
-    while not stop.is_set():
-        await asyncio.sleep(0.2)
-        if agent.held or agent.claims or agent.outbox.queued():
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= idle_s:
-            stop.set()
 
 
 def _nodes(args: argparse.Namespace) -> int:
