@@ -331,6 +331,14 @@ def test_forged_malformed_and_nonmember_events_change_nothing(hs: Synapse, tmp_p
         ("org.cheng.cis.run", {"v": 1, "node": "@mallory:cis.test", "run": "01M98FZR3PSFV964KJ3JCZ99Y9",
                                "name": "x", "workspace": "w", "dag_file": "cis.toml", "dag_z": "!!"}),
     ]
+    # A member posting a well-formed run for this very workspace, with commands of her own.
+    from cheng_build.cis.node import protocol, workspace
+
+    pwned = tmp_path / "pwned"
+    evil = dag.read_text().replace('["sh", "r", "f0"]', f'["sh", "-c", "touch {pwned}"]')
+    bad.append(("org.cheng.cis.run", {
+        "v": 1, "node": "@mallory:cis.test", "run": "01M98FZR3PSFV964KJ3JCZ99Y8", "name": "evil",
+        "workspace": workspace.identity(ws), "dag_file": "cis.toml", "dag_z": protocol.pack_dag(evil)}))
     for i, (etype, body) in enumerate(bad):
         assert mal("PUT", f"{send}/{etype}/bad{i}", body)[0] == 200  # type: ignore[operator]
     alpha = start_node(hs, "alpha", "forge", ws, tmp_path, ["cpu"], lease=30)
@@ -341,6 +349,7 @@ def test_forged_malformed_and_nonmember_events_change_nothing(hs: Synapse, tmp_p
                for t in res["tasks"])  # type: ignore[union-attr]
     assert all((runs / f"f{i}").read_text().split() == ["@alpha:cis.test"] for i in range(2))
     text = alpha.text()
+    assert "its DAG differs from cis.toml in this workspace" in text and not pwned.exists()
     assert text.count("claims to be node '@alpha:cis.test': forged, dropped") == 2
     assert "its DAG is not zlib+base64" in text
 

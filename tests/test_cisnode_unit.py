@@ -153,6 +153,7 @@ def test_memory_room_agents_share_one_run(tmp_path: Path, monkeypatch: pytest.Mo
     toml = "\n".join(["name = \"m\"", "policy = \"AllowDebt\""] + [
         f'[[tasks]]\nidx = {i}\nname = "t{i}"\n'
         f'exec = {{ cmd = ["sh", "-c", "echo $CIS_NODE >> {out}/t{i}"] }}' for i in range(6)])
+    (ws / "cis.toml").write_text(toml)  # nodes run only the checkout's own DAG
     wid = workspace.identity(ws)
 
     async def main() -> list[Any]:

@@ -312,7 +312,7 @@ def run_in_room(args: argparse.Namespace) -> int:
                         out(f"  task {v.idx} {v.name}: {v.status.value}"
                             + (f" on {v.node}" if v.node else "") + (f" ({v.reason})" if v.reason else ""))
 
-            res = await Follower(room, run_id, parsed.plan, changed, lambda s: out(f"dropped: {s}"),
+            res = await Follower(room, run_id, parsed.plan, changed, out,
                                  grace_s=args.grace).follow(content)
         except RoomError as exc:
             raise RoomFailure(exc.what, how=exc.how or None) from None

@@ -100,6 +100,8 @@ class Agent:
                         # A refusal (e.g. removed from the room) is not fixed by retrying: drop it.
                         self.log(f"event refused, dropped: {exc.what}")
                         self.outbox.sent(entry)
+                        if etype == Kind.CLAIM.etype:
+                            self.claims.pop((str(body.get("run")), int(body.get("task", -1))), None)
                         continue
                     self._go_island(exc)
                     return
@@ -152,8 +154,10 @@ class Agent:
         if msg.text("workspace") != self.cfg.workspace_id:
             why = (f"workspace {msg.text('workspace')} is not held here (this node has "
                    f"{self.cfg.workspace_id} at {self.cfg.workspace})")
-        elif dag_file.is_absolute() or ".." in dag_file.parts:
+        elif dag_file.is_absolute() or ".." in dag_file.parts or not dag_file.parts:
             why = f"dag_file {str(dag_file)!r} is not a path inside the workspace"
+        else:
+            why = self._same_dag(dag_file, protocol.dag_text(msg.body))
         parsed = None
         if not why:
             try:
@@ -161,7 +165,7 @@ class Agent:
             except ChengError as exc:
                 why = f"its DAG is refused: {exc}"
         if parsed is None:
-            # Keep the run in the ledger (to follow it) with tasks from a lenient read of the TOML.
+            # Followed (its events still apply), never run here.
             self.ledger.add_run(msg, ())
             self.parsed[run_id] = None
             self.log(f"run {run_id} ({msg.text('name')}): taking nothing: {why}")
@@ -171,6 +175,19 @@ class Agent:
         self.ledger.add_run(msg, parsed.plan)
         self.parsed[run_id] = parsed
         self.log(f"run {run_id} ({msg.text('name')}): {len(parsed.plan)} tasks from {msg.node}")
+
+    def _same_dag(self, dag_file: PurePosixPath, text: str) -> str:
+        """Trust check: a room member may post any run, but a node runs only a DAG that is the
+        shared checkout's own file, byte for byte: commands nobody committed never run here."""
+        local = self.cfg.workspace / dag_file
+        try:
+            mine = local.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"no readable {dag_file} in this workspace ({exc.__class__.__name__})"
+        if mine != text:
+            return (f"its DAG differs from {dag_file} in this workspace: only the checkout's own "
+                    "DAG runs here")
+        return ""
 
     def _claim_seen(self, run: str, idx: int, epoch: int, who: str) -> None:
         key = (run, idx)
@@ -202,8 +219,9 @@ class Agent:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        # Renew held leases (queued even as an island: stale ones are ignored by readers).
-        for h in self.held.values():
+        # Renew held leases; not as an island (a renewal is about now: late ones would only pile
+        # up in the queue; the first tick after the heal renews).
+        for h in self.held.values() if not self.island else ():
             if now - h.renewed >= self.cfg.lease_s / 3:
                 h.renewed = now
                 self.post(Kind.LEASE, h.run, h.idx, epoch=h.epoch)

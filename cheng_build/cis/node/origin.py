@@ -12,6 +12,7 @@ workspace every live node declined, is skipped with the reason (a ``control`` sk
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,12 +49,15 @@ class Follower:
         self.ledger = Ledger()
         self._skipped: set[int] = set()
 
+    def _dropped(self, why: str) -> None:
+        self.log(f"dropped: {why}")
+
     def _plan_for(self, msg: Message) -> tuple[TaskPlan, ...]:
         return self.plan if msg.text("run") == self.run_id else ()
 
     async def follow(self, content: dict[str, object] | None, *, attach_only: bool = False) -> Outcome:
         hist = await self.room.read(None, 0)
-        feed(self.ledger, hist.events, time.monotonic(), self._plan_for, self.log)
+        feed(self.ledger, hist.events, time.monotonic(), self._plan_for, self._dropped)
         token = hist.token
         if self.run_id not in self.ledger.runs:
             if content is None:
@@ -61,6 +65,7 @@ class Follower:
             await self.room.send(Kind.RUN.etype, content, f"run-{self.run_id}")
         posted = time.monotonic()
         last: list[TaskView] = []
+        down = False
         while True:
             run = self.ledger.runs.get(self.run_id)
             if run is not None:
@@ -73,9 +78,20 @@ class Follower:
                                    any(v.status is TaskStatus.DEBT for v in views), self._why(run))
                 if not attach_only and time.monotonic() - posted > self.grace_s:
                     await self._settle_unrunnable(run)
-            batch = await self.room.read(token, 2.0)
+            try:
+                batch = await self.room.read(token, 2.0)
+            except RoomError as exc:
+                if not exc.transient:
+                    raise
+                # The homeserver went away: the nodes go on as islands; keep asking.
+                if not down:
+                    self.log(f"{exc.what}; retrying")
+                down = True
+                await asyncio.sleep(1.0)
+                continue
+            down = False
             token = batch.token
-            feed(self.ledger, batch.events, time.monotonic(), self._plan_for, self.log)
+            feed(self.ledger, batch.events, time.monotonic(), self._plan_for, self._dropped)
 
     def _live(self, run: RunRec) -> list[str]:
         now = time.monotonic()
