@@ -244,8 +244,11 @@ def test_sign_key_from_config(cc: Runner) -> None:
 def test_the_attestation_is_valid_in_toto_slsa_and_dsse_for_other_tools(cc: Runner) -> None:
     """Interop: in-toto-attestation's protobuf bindings (strict JSON parse of the Statement and the
     SLSA provenance v1 predicate) and securesystemslib's DSSE verifier accept what we write."""
-    pytest.importorskip("in_toto_attestation", reason="test extra in-toto-attestation not installed")
-    pytest.importorskip("securesystemslib", reason="test extra securesystemslib not installed")
+    from helpers_parts import import_part
+
+    how = "pip install '.[test]' (scripts/test.sh does)"
+    import_part("in_toto_attestation", how)
+    import_part("securesystemslib", how)
     from google.protobuf import json_format
     from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
     from in_toto_attestation.v1 import statement_pb2
@@ -290,3 +293,18 @@ def test_envelope_round_trips_and_binds_the_type(payload: bytes, ptype: str) -> 
     other = dsse.Envelope(ptype + "x", payload, env.signatures)
     with pytest.raises(ChengError):
         dsse.verify(other, key.pub_key)
+
+
+def test_a_forged_registry_is_not_trusted_to_vouch_for_a_key(cc: Runner) -> None:
+    """Mallory appends a correctly chained publish of alice's namespace signed with her key, to
+    make the registry give her key to node:alice: verify-artifact verifies the log first."""
+    from helpers_trust import forged_publish
+
+    _signed(cc)
+    evil = KeyPair.generate("node:alice")  # Mallory's own key, labelled with alice's id
+    forged_publish(cc.tmp / "registry.jsonl", evil, "pkg://cheng/alicepkg",
+                   "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq", epoch=2)
+    _resign(cc.tmp / ATT, evil)
+    rc, _out, err = _pkg(cc.tmp, "verify-artifact", str(ART), "--registry:registry.jsonl")
+    assert rc == 1
+    assert err.splitlines()[0].startswith("verify-artifact: registry does not verify: line ")

@@ -42,6 +42,7 @@ def register(name: str, parser: Parser) -> None:
                                  "what .chengignore lists")
         parser.add_argument("--no-pin", action="store_true", help="do not pin the root (gc may remove it)")
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        add_format_flag(parser)
     elif name in ("cat", "ls"):
         parser.add_argument("cid", help="a CID, optionally followed by /path/inside")
         if name == "ls":
@@ -49,13 +50,23 @@ def register(name: str, parser: Parser) -> None:
     elif name == "get":
         parser.add_argument("cid", help="a CID, optionally followed by /path/inside")
         parser.add_argument("--out", default=None, help="where to write (default: ./<cid>); must not exist")
+        add_format_flag(parser)
+        from cheng_build.cli.sizes import add_limit_flags
+
+        add_limit_flags(parser)
     elif name == "car":
         parser.add_argument("action", choices=["export", "import"], help="export a DAG or import a CAR")
         parser.add_argument("target", help="export: the root CID; import: the CAR file")
         parser.add_argument("--out", default=None, help="export: the CAR file to write")
         parser.add_argument("--no-pin", action="store_true", help="import: do not pin the roots")
+        add_format_flag(parser)
     elif name == "gc":
         add_format_flag(parser)
+    elif name == "unpin":
+        parser.add_argument("cid", help="the pinned root to unpin")
+        add_format_flag(parser)
+        parser.epilog = ("examples:\n  cheng-pkg unpin bafybei... && cheng-pkg gc\n\n"
+                         "Exit 0 unpinned, 1 it was not pinned, 2 bad usage.")
     else:  # pragma: no cover - the table in cli/pkg.py names only the above
         raise RuntimeError(f"pkg_cas does not implement {name}")
 
@@ -123,6 +134,9 @@ def _add(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if args.format == "json":
+        print(json.dumps({"root": str(res.root)}))
+        return 0
     print(str(res.root))
     return 0
 
@@ -144,9 +158,29 @@ def _get(args: argparse.Namespace) -> int:
     store = _store(args)
     cid = _target(store, args.cid)
     out = Path(args.out) if args.out else Path(args.cid.replace("/", "_"))
-    export_to(store, cid, out, durable=True)
-    print(str(out))
+    from cheng_build.cli.sizes import export_limits
+
+    limits = export_limits(args)
+    export_to(store, cid, out, durable=True, limits=limits)
+    print(json.dumps({"cid": str(cid), "path": str(out)}) if args.format == "json" else str(out))
     return 0
+
+
+def _printable(name: str) -> str:
+    """A name from a DAG on one line: newlines, control characters and backslashes escaped
+    (``\\n``, ``\\x1b``...), so a hostile entry name cannot forge listing lines or move the
+    terminal's cursor. ``--format:json`` gives the names exactly."""
+    if name.isprintable() and "\\" not in name:
+        return name
+    out = []
+    for ch in name:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -160,7 +194,7 @@ def _ls(args: argparse.Namespace) -> int:
         return 0
     for e in entries:
         suffix = "/" if e.kind is EntryKind.DIRECTORY else ("@" if e.kind is EntryKind.SYMLINK else "")
-        print(f"{e.cid} {e.size:>12} {e.name}{suffix}")
+        print(f"{e.cid} {e.size:>12} {_printable(e.name)}{suffix}")
     return 0
 
 
@@ -172,9 +206,13 @@ def _car(args: argparse.Namespace) -> int:
         if not args.out:
             raise UsageError("car export needs --out:<file>", how="cheng-pkg car export <cid> --out:dag.car")
         n = export_car(store, _target(store, args.target), args.out)
-        print(f"wrote {n} blocks to {args.out}")
+        print(json.dumps({"blocks": n, "file": args.out}) if args.format == "json"
+              else f"wrote {n} blocks to {args.out}")
         return 0
     roots = import_car(store, args.target, pin=not args.no_pin)
+    if args.format == "json":
+        print(json.dumps({"roots": [str(r) for r in roots]}))
+        return 0
     for root in roots:
         print(str(root))
     return 0
@@ -189,7 +227,24 @@ def _gc(args: argparse.Namespace) -> int:
     return 0
 
 
-_RUN = {"add": _add, "cat": _cat, "get": _get, "ls": _ls, "car": _car, "gc": _gc}
+def _unpin(args: argparse.Namespace) -> int:
+    from cheng_build.cas.cid import CidError, parse_cid
+    from cheng_build.core.errors import NotFoundError
+
+    try:
+        cid = parse_cid(args.cid)
+    except CidError as exc:
+        raise UsageError(f"{args.cid!r} is not a CID", why=exc.what) from None
+    if not _store(args).unpin(cid):
+        raise NotFoundError(f"{cid} is not pinned", how="'ls <store>/pins' lists the pinned roots")
+    if args.format == "json":
+        print(json.dumps({"unpinned": str(cid)}))
+    else:
+        print(f"unpinned {cid}")
+    return 0
+
+
+_RUN = {"add": _add, "cat": _cat, "get": _get, "ls": _ls, "car": _car, "gc": _gc, "unpin": _unpin}
 
 
 def run(name: str, args: argparse.Namespace) -> int:
