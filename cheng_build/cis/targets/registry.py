@@ -103,3 +103,23 @@ def prepare_run(store: object, run_id: str, dag: Dag) -> None:
     sketch = sys.modules.get("cheng_build.cis.targets.sketch")
     if sketch is not None:
         sketch.prepare_run(store, run_id, dag)
+    if isinstance(store, Store) and any(t.capabilities for t in dag.tasks):
+        skip_without_capabilities(store, run_id, dag)
+
+
+def skip_without_capabilities(store: object, run_id: str, dag: Dag) -> None:
+    """Tasks declaring ``capabilities = [...]`` this machine lacks become Skipped, with why."""
+    import time
+
+    from cheng_build.cis.dag.model import TaskState
+    from cheng_build.cis.run.store import Store
+    from cheng_build.cis.targets.capabilities import detect
+
+    assert isinstance(store, Store)
+    have = detect()
+    for t in dag.tasks:
+        missing = [c for c in t.capabilities if not have.has(c)]
+        if missing:
+            why = "; ".join(f"capability {c} absent here ({have.why_not(c)})" for c in missing)
+            store.set_task(run_id, t.idx, "skipped", {"why": why}, state=TaskState.SKIPPED,
+                           note=f"skipped: {why}", finished=time.time())
