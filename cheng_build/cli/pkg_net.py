@@ -39,6 +39,9 @@ def register(name: str, parser: Parser) -> None:
                             help="libp2p listen address (default /ip4/127.0.0.1/tcp/0)")
         parser.add_argument("--http", default=None, help="also serve HTTP on <host>:<port>")
         parser.add_argument("--max", type=int, default=None, help="serve at most this many peers at once")
+        parser.add_argument("--registry", default=None,
+                            help="also serve this registry log (/cheng/registry/1.0.0 and the "
+                                 "gateway's /registry/v1/)")
     else:  # pragma: no cover - the dispatch table names only these
         raise RuntimeError(f"pkg_net has no subcommand {name}")
 
@@ -165,7 +168,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        serve(Path(args.root), args.listen, http=args.http, max_peers=args.max, on_ready=ready)
+        serve(Path(args.root), args.listen, http=args.http, max_peers=args.max, on_ready=ready,
+              registry=Path(args.registry) if args.registry else None)
     except KeyboardInterrupt:
         return 0
     return 0

@@ -73,8 +73,14 @@ def _send_chunk(sock: Any, parts: list[bytes], size: int) -> None:
                 sent = 0
 
 
-def make_gateway_handler(store: BlockStore) -> type[BaseHTTPRequestHandler]:
-    """A request handler class bound to ``store``."""
+# (path, query) -> (status, content type, extra headers, body), or None when not ours: what
+# ``serve`` adds beside /ipfs/ (the registry protocol's GETs, ``pkg/remote/registry_proto.py``).
+ExtraRoute = Callable[[str, dict[str, list[str]]], "tuple[int, str, dict[str, str], bytes] | None"]
+
+
+def make_gateway_handler(store: BlockStore,
+                         extra: ExtraRoute | None = None) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to ``store`` (and ``extra`` routes, tried first)."""
 
     class Gateway(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -112,7 +118,27 @@ def make_gateway_handler(store: BlockStore) -> type[BaseHTTPRequestHandler]:
         def do_HEAD(self) -> None:
             self.do_GET()
 
+        def _extra(self) -> bool:
+            if extra is None:
+                return False
+            parts = urlsplit(self.path)
+            got = extra(parts.path, parse_qs(parts.query))
+            if got is None:
+                return False
+            code, ctype, headers, body = got
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            return True
+
         def do_GET(self) -> None:
+            if self._extra():
+                return
             target = self._target()
             if target is None:
                 return
@@ -187,8 +213,9 @@ def make_gateway_handler(store: BlockStore) -> type[BaseHTTPRequestHandler]:
 class Gateway:
     """An HTTP trustless gateway over ``store`` on its own threads; ``close()`` stops it."""
 
-    def __init__(self, store: BlockStore, host: str = "127.0.0.1", port: int = 0) -> None:
-        handler = make_gateway_handler(store)
+    def __init__(self, store: BlockStore, host: str = "127.0.0.1", port: int = 0,
+                 extra: ExtraRoute | None = None) -> None:
+        handler = make_gateway_handler(store, extra)
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
@@ -243,19 +270,29 @@ def open_store(root: Path) -> BlockStore:
 
 def serve(root: Path, listen: str, *, http: str | None = None, max_peers: int | None = None,
           on_ready: Callable[[Listening], None] | None = None,
-          stop: Callable[[], Any] | None = None, store: BlockStore | None = None) -> None:
+          stop: Callable[[], Any] | None = None, store: BlockStore | None = None,
+          registry: Path | None = None) -> None:
     """Serve ``root`` until interrupted, or until the awaitable ``stop()`` returns.
 
     ``store`` replaces the cache's own block store (an embedding program's, or a test's).
+    ``registry`` also serves that registry log (``/cheng/registry/1.0.0`` and ``/registry/v1/``).
 
     Raises:
         InputError: ``root`` is not a cache.
         UsageError: an address cannot be listened on.
     """
     store = store if store is not None else open_store(root)
-    gateway = Gateway(store, *parse_hostport(http)) if http else None
+    view = None
+    if registry is not None:
+        from cheng_build.pkg.remote.registry_proto import RegistryView, http_answer
+
+        view = RegistryView(registry)
+        extra: ExtraRoute | None = lambda path, query: http_answer(view, path, query)  # noqa: E731
+    else:
+        extra = None
+    gateway = Gateway(store, *parse_hostport(http), extra=extra) if http else None
     try:
-        _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop)
+        _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop, view)
     finally:
         if gateway is not None:
             gateway.close()
@@ -287,7 +324,7 @@ def _check_port_free(listen: str) -> None:
 
 def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None,
                gateway: Gateway | None, on_ready: Callable[[Listening], None] | None,
-               stop: Callable[[], Any] | None) -> None:
+               stop: Callable[[], Any] | None, view: Any = None) -> None:
     import multiaddr
     import trio
 
@@ -303,6 +340,13 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
 
     async def main() -> None:
         host = lp.make_host(lp.load_identity(root / "peer.key"))
+        if view is not None:
+            from cheng_build.pkg.remote.registry_proto import PROTOCOL_ID, handle_stream
+
+            async def on_registry(stream: Any) -> None:
+                await handle_stream(view, stream)
+
+            host.set_stream_handler(PROTOCOL_ID, on_registry)
         try:
             async with host.run(listen_addrs=[maddr]), \
                     BitswapNode.running(host, store, max_peers=max_peers):
