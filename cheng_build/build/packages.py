@@ -130,6 +130,14 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
 
     registry = _lazy(load_registry)
 
+    # 0. sync the registry from its mirrors first (PKG_REGISTRY_FROM; build/remote.py)
+    with step("sync"):
+        from cheng_build.build.remote import sync_for_build
+
+        if sync_for_build(chengc_dir, reg_path, _config_fingerprint(env, cwd, stat_cache),
+                          _lazy(lambda: _config_for(env))):
+            steps.append("sync")
+
     # 1. resolve
     if opts.manifest is not None:
         manifest_path = absolute(opts.manifest)
@@ -159,11 +167,12 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
 
                     keep = not lock_manifest_problems(load_lock(lock_path), manifest)
                 if not keep:
-                    from cheng_build.cas.blockstore import Blockstore
+                    from cheng_build.build.remote import resolve_store
                     from cheng_build.pkg.lock import dump_lock
                     from cheng_build.pkg.resolve import resolve_manifest
 
-                    lock = resolve_manifest(manifest, registry(), Blockstore(cache_root))
+                    with resolve_store(cache_root, env) as store:
+                        lock = resolve_manifest(manifest, registry(), store)
                     dump_lock(lock, lock_path, fmt)
                     steps.append("resolve")
                 _stamp_write(stamp_path, {"manifest_sha256": m_sha,
@@ -228,7 +237,10 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
             from cheng_build.pkg.fetch import fetch_lock
 
             lock = lock_obj()
-            res = fetch_lock(lock, cache_root=cache_root, config=config(), lock_dir=lock_path.parent)
+            from cheng_build.build.remote import consumer_addrs
+
+            res = fetch_lock(lock, cache_root=cache_root, config=config(), lock_dir=lock_path.parent,
+                             peers=consumer_addrs(config()))
             roots = [Path(res.roots[d.package_id]) for d in lock.dependencies]
             steps.append("fetch")
 
@@ -242,6 +254,12 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         warnings=tuple(vstamp.get("warnings", ())),
         steps=tuple(steps),
     )
+
+
+def _config_for(env: Mapping[str, str]) -> Any:
+    from cheng_build.trust.config import load_config
+
+    return load_config(env=env)
 
 
 def _config_fingerprint(env: Mapping[str, str], cwd: Path, stat_cache: StatCache) -> str:

@@ -237,6 +237,11 @@ def _checkout(args: argparse.Namespace) -> int:
     from cheng_build.core.paths import cache_dir
 
     cid = parse_cid(_need(args, "cid"))
+    if not getattr(args, "store", None):  # fetched from the configured peers when missing
+        from cheng_build.pkg.remote.checkout import fetch_snapshot
+        from cheng_build.trust.config import load_config
+
+        fetch_snapshot(str(cid), cache_dir(args.pkg_cache), load_config())
     root = materialize(_store(args), cid, cache_dir(args.pkg_cache))
     print(f"root: {root}")
     return 0
