@@ -217,6 +217,8 @@ async def handle_stream(view: RegistryView, stream: Any) -> None:
 
     from cheng_build.pkg.fetch import libp2p_adapter as lp
 
+    # A request that breaks off or is malformed ends the stream; the peer learns nothing more.
+    errors: tuple[type[BaseException], ...] = (ValueError, *lp.STREAM_ERRORS)
     try:
         with trio.move_on_after(30):
             reader = lp.FrameReader(stream, MAX_REQUEST_BYTES)
@@ -228,7 +230,7 @@ async def handle_stream(view: RegistryView, stream: Any) -> None:
             except (ProtocolError, ValueError, UnicodeDecodeError) as exc:
                 header, body = {"ok": False, "error": str(exc)[:200]}, b""
             await stream.write(frame(json.dumps(header).encode()) + frame(body))
-    except (ValueError, *lp.STREAM_ERRORS):
+    except errors:
         pass
     finally:
         try:
