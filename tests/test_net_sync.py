@@ -278,3 +278,39 @@ def test_sync_cli_bad_usage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(SystemExit) as exc:
         main(["sync", "--help"])
     assert exc.value.code == 0 and "registry forked" in capsys.readouterr().out
+
+
+def test_cheng_pkg_resolve_syncs_first_and_reads_manifests_over_http(
+        env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty machine: ``cheng-pkg resolve`` with only a mirror's URL (L0: HTTP allowed)."""
+    from cheng_build.cli.pkg import main
+
+    for name, dep in (("r", ""), ("q", '[[dependencies]]\npackage_id = "pkg://cheng/r"\n'
+                                        'channel = "edge"\n')):
+        src = tmp_path / name
+        src.mkdir()
+        (src / "cheng-package.toml").write_text(f'package_id = "pkg://cheng/{name}"\n'
+                                                f'version = "1.0.0"\n{dep}')
+        (src / f"{name}.cheng").write_text("fn q(): int32 = 1\n")
+        env.p.publish(f"pkg://cheng/{name}", "node:alice", 1, src=src)
+    append_checkpoint(env.p.registry, env.op, ttl_s=3600)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "cheng-package.toml").write_text(
+        'package_id = "pkg://cheng/app"\n[[dependencies]]\npackage_id = "pkg://cheng/q"\n'
+        'channel = "edge"\n')
+    for k in [k for k in os.environ if k.startswith("PKG_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(app)
+    monkeypatch.setenv("PKG_REGISTRY_FROM", env.mirror.url)
+    monkeypatch.setenv("PKG_OPERATOR_KEY", env.op.pub_key)
+    monkeypatch.setenv("PKG_LEVEL", "L0")
+    monkeypatch.setenv("PKG_TRUST_DIR", str(tmp_path / "trust"))
+    monkeypatch.setenv("PKG_CACHE", str(tmp_path / "cache"))
+    reg = tmp_path / "reg.jsonl"
+    assert main(["resolve", "--manifest:cheng-package.toml", f"--registry:{reg}"]) == 0
+    out = capsys.readouterr().out
+    assert 'package_id = "pkg://cheng/r"' in out  # q's own dependency: q's manifest was read
+    assert reg.read_bytes() == env.p.registry.read_bytes()

@@ -8,6 +8,7 @@ Missing flags and unreadable input exit 2, failed checks exit 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,30 @@ def _store(args: argparse.Namespace) -> Any:
     return Blockstore(root)
 
 
+def _sync_first(flag: str | None, config: Any = None) -> None:
+    """With ``sync_from`` configured (PKG_REGISTRY_FROM), bring the registry up to the mirrors
+    first (verified and fork-checked before anything is appended: ``trust.sync``)."""
+    from cheng_build.trust.config import load_config
+
+    config = config if config is not None else load_config()
+    if config.sync_from:
+        from cheng_build.pkg.remote.sync_run import sync_configured
+
+        sync_configured(config, registry=_registry_path(flag or str(config.registry)))
+
+
+def _resolve_fetching(args: argparse.Namespace, run: Any) -> Any:
+    """``run(store)`` with the cache's store, which fetches the manifest blocks resolve reads
+    from the configured peers and mirrors when it lacks them (not with an explicit --store)."""
+    if getattr(args, "store", None):
+        return run(_store(args))
+    from cheng_build.build.remote import resolve_store
+    from cheng_build.core.paths import cache_dir
+
+    with resolve_store(cache_dir(args.pkg_cache), os.environ) as store:
+        return run(store)
+
+
 def _emit(text: str, out: str | None) -> None:
     from cheng_build.core.atomic import atomic_write_text
 
@@ -143,8 +168,9 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.out:
         output_file(args.out, "--out")
     manifest = load_manifest(manifest_path)
+    _sync_first(args.registry)
     registry = _load_registry(args.registry)
-    lock = resolve_manifest(manifest, registry, _store(args))
+    lock = _resolve_fetching(args, lambda store: resolve_manifest(manifest, registry, store))
     if args.out:
         dump_lock(lock, args.out, fmt)
     else:
@@ -167,6 +193,7 @@ def _verify(args: argparse.Namespace) -> int:
         _check_manifest(args.manifest)
         manifest = load_manifest(args.manifest)
     reg_flag = args.registry or str(config.registry)
+    _sync_first(reg_flag, config)
     if not config.require_registry_match and not _registry_path(reg_flag).is_file():
         registry = None  # L0 without a registry: signatures (or placeholders) only
     else:
