@@ -48,10 +48,10 @@ class Machine:
 class Serve:
     """``cheng-pkg serve --registry`` of a machine, in its own process."""
 
-    def __init__(self, m: Machine, *, http: bool = True) -> None:
+    def __init__(self, m: Machine, *, http: bool = True, extra: tuple[str, ...] = ()) -> None:
         m.cache.mkdir(parents=True, exist_ok=True)
         cmd = [PYTHON, "-m", "cheng_build.cli.pkg", "serve", f"--root:{m.cache}",
-               f"--registry:{m.registry}", "--listen:/ip4/127.0.0.1/tcp/0"]
+               f"--registry:{m.registry}", "--listen:/ip4/127.0.0.1/tcp/0", *extra]
         if http:
             cmd.append("--http:127.0.0.1:0")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -67,6 +67,27 @@ class Serve:
                 self.http = line
             elif "/p2p/" in line:
                 self.p2p = line
+
+    def announced(self, timeout: float = 60) -> int:
+        """Wait for serve's ``announced: <n>`` line (its provider records are out)."""
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not sel.select(deadline - time.monotonic()):
+                break
+            line = self.proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                break
+            if line.startswith("announced: "):
+                return int(line.split()[1])
+        raise RuntimeError("serve did not announce its roots")
+
+    @property
+    def peer_id(self) -> str:
+        return self.p2p.rsplit("/p2p/", 1)[1]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -238,9 +238,10 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
 
             lock = lock_obj()
             from cheng_build.build.remote import consumer_addrs
+            from cheng_build.pkg.remote.routing import fetch_lock_routed
 
-            res = fetch_lock(lock, cache_root=cache_root, config=config(), lock_dir=lock_path.parent,
-                             peers=consumer_addrs(config()))
+            res = fetch_lock_routed(lock, cache_root=cache_root, config=config(),
+                                    lock_dir=lock_path.parent, peers=consumer_addrs(config()))
             roots = [Path(res.roots[d.package_id]) for d in lock.dependencies]
             steps.append("fetch")
 

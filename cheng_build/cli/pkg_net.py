@@ -42,6 +42,12 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--registry", default=None,
                             help="also serve this registry log (/cheng/registry/1.0.0 and the "
                                  "gateway's /registry/v1/)")
+        parser.add_argument("--bootstrap", default=None,
+                            help="join the Kademlia DHT through these peers (comma-separated; "
+                                 "default: PKG_BOOTSTRAP, config [remote] bootstrap) and announce "
+                                 "every snapshot root held")
+        parser.add_argument("--dht", action="store_true",
+                            help="run a DHT node even without bootstrap peers (the first node)")
     else:  # pragma: no cover - the dispatch table names only these
         raise RuntimeError(f"pkg_net has no subcommand {name}")
 
@@ -133,9 +139,17 @@ def _fetch(args: argparse.Namespace) -> int:
     peer_list = list(args.source_peer) + list(getattr(config, "peers", ()) or ())
     lock = load_lock(lock_path)
     bar = _Bar()
-    result = fetch_lock(lock, cache_root=cache_dir(args.pkg_cache), config=config,
-                        peers=peer_list, mode=args.mode, lock_dir=lock_path.parent,
-                        progress=Progress(bar.start, bar.advance, bar.finish, bar.total))
+    progress = Progress(bar.start, bar.advance, bar.finish, bar.total)
+    if args.mode is None and getattr(config, "bootstrap", ()):
+        # Listed peers first; the DHT's providers of what they lack (pkg/remote/routing.py).
+        from cheng_build.pkg.remote.routing import fetch_lock_routed
+
+        result = fetch_lock_routed(lock, cache_root=cache_dir(args.pkg_cache), config=config,
+                                   peers=peer_list, lock_dir=lock_path.parent, progress=progress)
+    else:
+        result = fetch_lock(lock, cache_root=cache_dir(args.pkg_cache), config=config,
+                            peers=peer_list, mode=args.mode, lock_dir=lock_path.parent,
+                            progress=progress)
     for who, why in result.dropped:
         print(f"fetch: warning: {who}: {why}", file=sys.stderr)
     for pid, root in result.roots.items():
@@ -166,10 +180,22 @@ def _serve(args: argparse.Namespace) -> int:
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    def announced(n: int) -> None:
+        print(f"announced: {n}")  # provider records are out (a script may wait for this line)
+        sys.stdout.flush()
+
+    if args.bootstrap is not None:
+        boot = [a.strip() for a in args.bootstrap.split(",") if a.strip()]
+    else:
+        from cheng_build.trust.config import load_config
+
+        boot = list(load_config().bootstrap)
+
     signal.signal(signal.SIGTERM, on_term)
     try:
         serve(Path(args.root), args.listen, http=args.http, max_peers=args.max, on_ready=ready,
-              registry=Path(args.registry) if args.registry else None)
+              registry=Path(args.registry) if args.registry else None,
+              bootstrap=boot, dht=args.dht, on_announced=announced)
     except KeyboardInterrupt:
         return 0
     return 0

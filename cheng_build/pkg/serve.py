@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -271,28 +271,49 @@ def open_store(root: Path) -> BlockStore:
 def serve(root: Path, listen: str, *, http: str | None = None, max_peers: int | None = None,
           on_ready: Callable[[Listening], None] | None = None,
           stop: Callable[[], Any] | None = None, store: BlockStore | None = None,
-          registry: Path | None = None) -> None:
+          registry: Path | None = None, bootstrap: Sequence[str] = (), dht: bool = False,
+          on_announced: Callable[[int], None] | None = None) -> None:
     """Serve ``root`` until interrupted, or until the awaitable ``stop()`` returns.
 
     ``store`` replaces the cache's own block store (an embedding program's, or a test's).
     ``registry`` also serves that registry log (``/cheng/registry/1.0.0`` and ``/registry/v1/``).
+    With ``dht`` (or ``bootstrap`` peers), joins the Kademlia DHT in server mode, announces every
+    snapshot root held (``on_announced(n)`` after each round) and answers delegated routing
+    (``GET /routing/v1/providers/{cid}``) on the gateway.
 
     Raises:
         InputError: ``root`` is not a cache.
         UsageError: an address cannot be listened on.
     """
     store = store if store is not None else open_store(root)
+    routes: list[ExtraRoute] = []
     view = None
     if registry is not None:
         from cheng_build.pkg.remote.registry_proto import RegistryView, http_answer
 
-        view = RegistryView(registry)
-        extra: ExtraRoute | None = lambda path, query: http_answer(view, path, query)  # noqa: E731
-    else:
-        extra = None
+        reg_view = view = RegistryView(registry)
+        routes.append(lambda path, query: http_answer(reg_view, path, query))
+    router = None
+    if dht or bootstrap:
+        from cheng_build.pkg.remote.dht import DelegatedRouter
+
+        router = DelegatedRouter()
+        routes.append(router.http_answer)
+
+    def extra(path: str, query: dict[str, list[str]]) -> tuple[int, str, dict[str, str], bytes] | None:
+        for route in routes:
+            got = route(path, query)
+            if got is not None:
+                return got
+        return None
+
     gateway = Gateway(store, *parse_hostport(http), extra=extra) if http else None
+    routing = None
+    if router is not None:
+        routing = _Routing(router, tuple(bootstrap), lambda: held_roots(root, store, registry),
+                           on_announced)
     try:
-        _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop, view)
+        _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop, view, routing)
     finally:
         if gateway is not None:
             gateway.close()
@@ -324,7 +345,8 @@ def _check_port_free(listen: str) -> None:
 
 def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None,
                gateway: Gateway | None, on_ready: Callable[[Listening], None] | None,
-               stop: Callable[[], Any] | None, view: Any = None) -> None:
+               stop: Callable[[], Any] | None, view: Any = None,
+               routing: _Routing | None = None) -> None:
     import multiaddr
     import trio
 
@@ -346,10 +368,15 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
             async def on_registry(stream: Any) -> None:
                 await handle_stream(view, stream)
 
-            host.set_stream_handler(PROTOCOL_ID, on_registry)
+            from libp2p.custom_types import TProtocol
+
+            host.set_stream_handler(TProtocol(PROTOCOL_ID), on_registry)
         try:
             async with host.run(listen_addrs=[maddr]), \
-                    BitswapNode.running(host, store, max_peers=max_peers):
+                    BitswapNode.running(host, store, max_peers=max_peers), \
+                    trio.open_nursery() as nursery:
+                if routing is not None:
+                    await nursery.start(routing.run, host)
                 if on_ready is not None:
                     on_ready(Listening(tuple(lp.listen_addrs(host)),
                                        gateway.url if gateway else None))
@@ -357,6 +384,7 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
                     await stop()
                 else:
                     await trio.sleep_forever()
+                nursery.cancel_scope.cancel()
         except OSError as exc:
             raise UsageError(f"cannot listen on {listen}", why=exc.strerror or str(exc)) from exc
 
@@ -365,6 +393,65 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
             trio.run(main)
     except BaseExceptionGroup as eg:
         raise lp.unwrap_group(eg) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Routing:
+    """What ``serve`` does on the DHT: join, answer delegated routing, announce what it holds."""
+
+    router: Any
+    bootstrap: tuple[str, ...]
+    roots: Callable[[], list[str]]
+    on_announced: Callable[[int], None] | None
+
+    async def run(self, host: Any, task_status: Any = None) -> None:
+        import trio
+
+        from cheng_build.pkg.remote.dht import announce, running_dht
+
+        async with running_dht(host, self.bootstrap, server=True) as dht:
+            self.router.attach(dht)
+            task_status.started()
+            await announce(dht, lambda: trio_safe(self.roots), on_done=self.on_announced)
+            await trio.sleep_forever()
+
+
+def trio_safe(fn: Callable[[], list[str]]) -> list[str]:
+    """``fn()``, or nothing when the store cannot be read right now (next round tries again)."""
+    try:
+        return fn()
+    except (ChengError, OSError) as exc:
+        log.warning("cannot list the roots to announce: %s", exc)
+        return []
+
+
+def held_roots(root: Path, store: BlockStore, registry: Path | None) -> list[str]:
+    """Snapshot roots this cache holds whole: ``packages/<cid>/`` (only ever complete) and the
+    registry's published CIDs whose every block is in the store."""
+    out: dict[str, None] = {}
+    pkgs = root / "packages"
+    if pkgs.is_dir():
+        for d in sorted(pkgs.iterdir()):
+            if d.is_dir() and not d.name.startswith("."):
+                out[d.name] = None
+    if registry is not None and registry.is_file():
+        import json
+
+        for raw in registry.read_bytes().splitlines():
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue
+            cid = rec.get("cid") if isinstance(rec, dict) else None
+            if not isinstance(cid, str) or cid in out:
+                continue
+            try:
+                for _ in walk(store, bytes(parse_cid(cid))):
+                    pass
+            except ChengError:
+                continue
+            out[cid] = None
+    return list(out)
 
 
 __all__ = ["Gateway", "Listening", "make_gateway_handler", "open_store", "parse_hostport", "serve"]

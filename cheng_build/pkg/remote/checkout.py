@@ -26,20 +26,21 @@ class _OneSnapshot:
 def fetch_snapshot(cid: str, cache_root: Path, config: Any) -> bool:
     """Make sure the blocks of snapshot ``cid`` are in ``cache_root``; True if it fetched.
 
-    Nothing is contacted when the snapshot is already complete or no address is configured.
+    Nothing is contacted when the snapshot is already complete or no address is configured;
+    with DHT ``bootstrap`` peers, the providers of ``cid`` are asked when the peers lack it.
 
     Raises:
         NotFoundError, TransportError, DigestMismatchError, PolicyError: as ``fetch_lock``.
     """
     from cheng_build.pkg.remote.addresses import consumer_addrs
-    from cheng_build.pkg.fetch import fetch_lock
     from cheng_build.pkg.fetch.local import cached_package
+    from cheng_build.pkg.remote.routing import fetch_lock_routed
 
     addrs = consumer_addrs(config)
-    if not addrs or cached_package(cache_root, cid) is not None:
+    if not (addrs or config.bootstrap) or cached_package(cache_root, cid) is not None:
         return False
-    res = fetch_lock([_OneSnapshot(f"snapshot {cid}", cid)], cache_root=cache_root, config=config,
-                     peers=addrs)
+    res = fetch_lock_routed([_OneSnapshot(f"snapshot {cid}", cid)], cache_root=cache_root,
+                            config=config, peers=addrs)
     return any(s.value != "cache" for s in res.sources.values())
 
 
