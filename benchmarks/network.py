@@ -31,7 +31,6 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -156,18 +155,16 @@ def bench_sync(tmp: Path, lines: int, repeat: int) -> dict[str, float]:
 
 
 def bench_dht(nodes: int, lookups: int) -> dict[str, float]:
+    # Real CIDs of 10 small raw blocks (sha2-256), so keys are what the IPFS DHT uses.
+    import hashlib
     import statistics
 
     import multiaddr
     import trio
+    from multiformats import CID, multihash
 
     from cheng_build.pkg.fetch import libp2p_adapter as lp
     from cheng_build.pkg.remote.dht import join, running_dht
-
-    # Real CIDs of 10 small raw blocks (sha2-256), so keys are what the IPFS DHT uses.
-    import hashlib
-
-    from multiformats import CID, multihash
 
     cids = [str(CID("base32", 1, "raw", multihash.wrap(hashlib.sha256(b"%d" % i).digest(), "sha2-256")))
             for i in range(10)]
@@ -175,13 +172,15 @@ def bench_dht(nodes: int, lookups: int) -> dict[str, float]:
     async def main() -> tuple[list[float], list[float]]:
         from contextlib import AsyncExitStack
 
-        from libp2p.host.ping import ID as PING, perform_ping_roundtrip
+        from libp2p.host.ping import ID as PING
+        from libp2p.host.ping import perform_ping_roundtrip
 
         async with AsyncExitStack() as st:
             hosts, dhts = [], []
             for i in range(nodes):
                 h = lp.make_host()
-                await st.enter_async_context(h.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]))
+                listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+                await st.enter_async_context(h.run(listen_addrs=listen))
                 boot = [lp.listen_addrs(x)[0] for x in hosts[:2]] if i else []
                 d = await st.enter_async_context(running_dht(h, boot, server=True))
                 hosts.append(h)
@@ -210,7 +209,7 @@ def bench_dht(nodes: int, lookups: int) -> dict[str, float]:
 
     def pct(xs: list[float], q: float) -> float:
         xs = sorted(xs)
-        return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+        return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
     return {"p50": statistics.median(times), "p99": pct(times, 0.99),
             "a50": statistics.median(rtts), "a99": pct(rtts, 0.99)}

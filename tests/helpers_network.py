@@ -149,7 +149,7 @@ def forge(lines: list[bytes], attacker: KeyPair, evil_cid: str) -> list[bytes]:
     """A fork of ``lines``: line 1 (a publish) rewritten to ``evil_cid`` and re-signed by the
     attacker, every later line re-chained (publish signatures do not cover seq/prev), the
     operator's checkpoints dropped and one made and signed by the attacker at the end."""
-    from cheng_build.trust.merkle import root_of, leaf_hash
+    from cheng_build.trust.merkle import leaf_hash, root_of
 
     out: list[bytes] = []
     prev = "sha256:" + hashlib.sha256(b"").hexdigest()

@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers_network import Machine, Serve
 from helpers_net import make_package
+from helpers_network import Machine, Serve
 
 pytestmark = pytest.mark.timeout(240)
 

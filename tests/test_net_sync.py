@@ -46,9 +46,9 @@ def test_consistency_proofs_verify_and_any_change_fails(n: int, data: Any) -> No
             with pytest.raises(ProofError):
                 verify_consistency(m, n, old, new, bad)
         with pytest.raises(ProofError):  # another old history
-            verify_consistency(m, n, root_of([leaf_hash(b"x")] + leaves[1:m]), new, proof)
+            verify_consistency(m, n, root_of([leaf_hash(b"x"), *leaves[1:m]]), new, proof)
         with pytest.raises(ProofError):  # another new history
-            verify_consistency(m, n, old, root_of(leaves[:-1] + [leaf_hash(b"y")]), proof)
+            verify_consistency(m, n, old, root_of([*leaves[:-1], leaf_hash(b"y")]), proof)
         with pytest.raises(ProofError):
             verify_consistency(m, n, old, new, proof[:-1])
         with pytest.raises(ProofError):

@@ -234,7 +234,6 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
                 break
             roots.append(p)
         if not complete:
-            from cheng_build.pkg.fetch import fetch_lock
 
             lock = lock_obj()
             from cheng_build.build.remote import consumer_addrs

@@ -32,8 +32,8 @@ def fetch_snapshot(cid: str, cache_root: Path, config: Any) -> bool:
     Raises:
         NotFoundError, TransportError, DigestMismatchError, PolicyError: as ``fetch_lock``.
     """
-    from cheng_build.pkg.remote.addresses import consumer_addrs
     from cheng_build.pkg.fetch.local import cached_package
+    from cheng_build.pkg.remote.addresses import consumer_addrs
     from cheng_build.pkg.remote.routing import fetch_lock_routed
 
     addrs = consumer_addrs(config)

@@ -74,7 +74,7 @@ class P2PClient:
 
         try:
             trio.run(main)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+        except BaseException as exc:
             self._error = lp.unwrap_group(exc) if isinstance(exc, BaseExceptionGroup) else exc
         finally:
             self._ready.set()
@@ -129,7 +129,7 @@ class P2PClient:
             await lp.dial(self.host, maddr, pid)
             try:
                 stream = await lp.open_stream(self.host, pid, [rp.PROTOCOL_ID])
-            except Exception as exc:  # noqa: BLE001 - py-libp2p raises many kinds here
+            except Exception as exc:
                 raise TransportError(f"{addr} does not serve a registry",
                                      why=str(exc) or type(exc).__name__) from None
             try:
@@ -143,7 +143,7 @@ class P2PClient:
             finally:
                 try:
                     await stream.close()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
         if scope.cancelled_caught:
             raise TransportError(f"{addr}: no registry answer in {REQUEST_TIMEOUT_S:g} s")

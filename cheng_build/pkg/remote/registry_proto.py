@@ -235,7 +235,7 @@ async def handle_stream(view: RegistryView, stream: Any) -> None:
     finally:
         try:
             await stream.close()
-        except Exception:  # noqa: BLE001 - the peer may be gone already
+        except Exception:
             pass
 
 
