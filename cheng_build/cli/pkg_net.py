@@ -140,7 +140,7 @@ def _fetch(args: argparse.Namespace) -> int:
     lock = load_lock(lock_path)
     bar = _Bar()
     progress = Progress(bar.start, bar.advance, bar.finish, bar.total)
-    if args.mode is None and getattr(config, "bootstrap", ()):
+    if args.mode is None and config.bootstrap:
         # Listed peers first; the DHT's providers of what they lack (pkg/remote/routing.py).
         from cheng_build.pkg.remote.routing import fetch_lock_routed
 

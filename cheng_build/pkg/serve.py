@@ -310,7 +310,7 @@ def serve(root: Path, listen: str, *, http: str | None = None, max_peers: int | 
     gateway = Gateway(store, *parse_hostport(http), extra=extra) if http else None
     routing = None
     if router is not None:
-        routing = _Routing(router, tuple(bootstrap), lambda: held_roots(root, store, registry),
+        routing = _Routing(router, tuple(bootstrap), HeldRoots(root, store, registry),
                            on_announced)
     try:
         _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop, view, routing)
@@ -425,33 +425,59 @@ def trio_safe(fn: Callable[[], list[str]]) -> list[str]:
         return []
 
 
-def held_roots(root: Path, store: BlockStore, registry: Path | None) -> list[str]:
+class HeldRoots:
     """Snapshot roots this cache holds whole: ``packages/<cid>/`` (only ever complete) and the
-    registry's published CIDs whose every block is in the store."""
-    out: dict[str, None] = {}
-    pkgs = root / "packages"
-    if pkgs.is_dir():
-        for d in sorted(pkgs.iterdir()):
-            if d.is_dir() and not d.name.startswith("."):
-                out[d.name] = None
-    if registry is not None and registry.is_file():
+    registry's published CIDs whose every block is in the store. Called every few seconds by
+    the announcer, so a CID found complete is not walked again and the registry is re-read only
+    when it changed."""
+
+    def __init__(self, root: Path, store: BlockStore, registry: Path | None) -> None:
+        self.root, self.store, self.registry = root, store, registry
+        self._complete: set[str] = set()
+        self._published: list[str] = []
+        self._stamp: tuple[int, int] | None = None
+
+    def _registry_cids(self) -> list[str]:
         import json
 
-        for raw in registry.read_bytes().splitlines():
-            try:
-                rec = json.loads(raw)
-            except ValueError:
+        if self.registry is None:
+            return []
+        try:
+            st = self.registry.stat()
+        except FileNotFoundError:
+            return []
+        if self._stamp != (st.st_size, st.st_mtime_ns):
+            cids: dict[str, None] = {}
+            for raw in self.registry.read_bytes().splitlines():
+                try:
+                    rec = json.loads(raw)
+                except ValueError:
+                    continue
+                cid = rec.get("cid") if isinstance(rec, dict) else None
+                if isinstance(cid, str):
+                    cids[cid] = None
+            self._published, self._stamp = list(cids), (st.st_size, st.st_mtime_ns)
+        return self._published
+
+    def __call__(self) -> list[str]:
+        out: dict[str, None] = {}
+        pkgs = self.root / "packages"
+        if pkgs.is_dir():
+            for d in sorted(pkgs.iterdir()):
+                if d.is_dir() and not d.name.startswith("."):
+                    out[d.name] = None
+        for cid in self._registry_cids():
+            if cid in out:
                 continue
-            cid = rec.get("cid") if isinstance(rec, dict) else None
-            if not isinstance(cid, str) or cid in out:
-                continue
-            try:
-                for _ in walk(store, bytes(parse_cid(cid))):
-                    pass
-            except ChengError:
-                continue
+            if cid not in self._complete:
+                try:
+                    for _ in walk(self.store, bytes(parse_cid(cid))):
+                        pass
+                except ChengError:
+                    continue
+                self._complete.add(cid)
             out[cid] = None
-    return list(out)
+        return list(out)
 
 
 __all__ = ["Gateway", "Listening", "make_gateway_handler", "open_store", "parse_hostport", "serve"]

@@ -16,7 +16,8 @@ py-libp2p facts this relies on (``../shared/reference/network-notes.md``, each c
 - a receiving peer accepts at most 10 ADD_PROVIDER per 10 s from one sender and drops the rest
   silently, so announcements are paced (``ANNOUNCE_BATCH`` per ``ANNOUNCE_PAUSE_S``);
 - records expire after 48 h and py republishes its own after 22 h (js: 24 h); we re-announce
-  every ``REPROVIDE_S`` (12 h), well before either.
+  every ``REPROVIDE_S`` (12 h), well before either, and announce a root that appears in the
+  served store (a publish or a checkout) within ``NEW_ROOTS_POLL_S``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import trio
 from cheng_build.pkg.fetch import libp2p_adapter as lp
 
 REPROVIDE_S = 12 * 3600
+NEW_ROOTS_POLL_S = 5.0  # how soon a root added to a served store is announced
 ANNOUNCE_BATCH = 8
 ANNOUNCE_PAUSE_S = 10.0
 JOIN_TIMEOUT_S = 10.0
@@ -81,20 +83,29 @@ async def join(host: Any, dht: Any, bootstrap: Sequence[str],
 
 async def announce(dht: Any, roots: Callable[[], Sequence[str]], *,
                    once: bool = False, on_done: Callable[[int], None] | None = None) -> None:
-    """Provide every root ``roots()`` names, paced; again every ``REPROVIDE_S`` unless ``once``."""
+    """Provide every root ``roots()`` names, paced; then every ``NEW_ROOTS_POLL_S`` provide the
+    roots that appeared since (a publish or checkout into the served store), and all of them
+    again every ``REPROVIDE_S``. ``once``: one round only."""
+    done: set[str] = set()
+    last_full = -float(REPROVIDE_S)
     while True:
+        full = trio.current_time() - last_full >= REPROVIDE_S
+        todo = [c for c in roots() if full or c not in done]
+        if full:
+            last_full = trio.current_time()
         n = 0
-        for i, cid in enumerate(roots()):
+        for i, cid in enumerate(todo):
             if i and i % ANNOUNCE_BATCH == 0:
                 await trio.sleep(ANNOUNCE_PAUSE_S)
             with trio.move_on_after(FIND_TIMEOUT_S):
                 if await dht.provide(cid):
                     n += 1
-        if on_done is not None:
+                    done.add(cid)
+        if on_done is not None and (full or todo):
             on_done(n)
         if once:
             return
-        await trio.sleep(REPROVIDE_S)
+        await trio.sleep(NEW_ROOTS_POLL_S)
 
 
 async def find_provider_addrs(dht: Any, cid: str, count: int = 20) -> list[str]:
