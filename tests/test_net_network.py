@@ -1,11 +1,13 @@
 """Beyond one machine, with real OS processes on loopback (issue 14's four-process test).
 
 P publishes three packages and serves; M syncs the registry from P, fetches every snapshot
-(``cheng-pkg checkout --cid``) and serves; C starts with an empty cache and registry file, only
-``PKG_OPERATOR_KEY`` and M's address, and builds a multi-dependency app (one transitive) with the
-test-double compiler. P is killed; C2 knowing only M builds too. A malicious mirror X serves a
-forked registry (a rewritten line re-signed by the attacker, a self-made checkpoint): C refuses
-it with ``registry forked`` and appends nothing; with X then M as sources, X is named and M used.
+(``cheng-pkg checkout --cid``), serves and provides them on the DHT; C starts with an empty cache
+and registry file, only ``PKG_OPERATOR_KEY`` and M's address, and builds a multi-dependency app
+(one transitive) with the test-double compiler. P is killed; C2 knowing only M (its HTTP
+gateway for the registry, its peer address as DHT bootstrap for the blocks: HTTP blocks are off
+at L1, so the DHT is the only way to them) builds too. A malicious mirror X serves a forked
+registry (a rewritten line re-signed by the attacker, a self-made checkpoint): C refuses it with
+``registry forked`` and appends nothing; with X then M as sources, X is named and M used.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ pytestmark = pytest.mark.timeout(240)
 def _cids_in(registry: Path) -> list[str]:
     return [json.loads(x)["cid"] for x in registry.read_bytes().splitlines()
             if json.loads(x).get("type") == "publish"]
+
+
+def _url(maddr: str) -> str:
+    parts = maddr.split("/")
+    return f"http://{parts[2]}:{parts[4]}"
 
 
 def _build(c: Machine) -> None:
@@ -63,8 +70,9 @@ def test_four_processes_sync_fetch_build_and_refuse_a_fork(tmp_path: Path) -> No
             assert r.returncode == 0, r.stderr
             assert (m.cache / "packages" / cid).is_dir()
         assert sorted(_cids_in(m.registry)) == sorted(cids.values())
-        sm = Serve(m)
+        sm = Serve(m, extra=("--dht",))  # M also provides every snapshot on the DHT
         serves.append(sm)
+        assert sm.announced() == 3
 
         # C: empty, knows the operator's key and M's address only.
         c = consumer(tmp_path / "C", op, sm.p2p)
@@ -75,9 +83,11 @@ def test_four_processes_sync_fetch_build_and_refuse_a_fork(tmp_path: Path) -> No
                   cwd=c.root / "app")
         assert r.returncode == 0 and "ran none" in r.stderr, r.stderr
 
-        # P goes away; C2 knowing only M builds.
+        # P goes away; C2 knowing only M builds: the registry from M's HTTP gateway, the blocks
+        # from whoever the DHT (bootstrap: M) names as providers (HTTP blocks are off at L1).
         sp.stop()
-        c2 = consumer(tmp_path / "C2", op, sm.p2p)
+        c2 = consumer(tmp_path / "C2", op, _url(sm.http))
+        c2.extra["PKG_BOOTSTRAP"] = sm.p2p
         _build(c2)
 
         # X: a malicious mirror with a forked registry.

@@ -60,7 +60,8 @@ def sync_for_build(chengc_dir: Path, reg_path: Path, fingerprint: str,
 @contextmanager
 def resolve_store(cache_root: Path, env: Mapping[str, str]) -> Iterator[Any]:
     """The store resolve reads manifests from: the cache, fetching missing blocks from the
-    configured peers and mirrors (as the level allows) when any are configured."""
+    configured peers and mirrors (as the level allows), then from the providers the DHT names
+    (``bootstrap``), when any are configured."""
     from cheng_build.cas.blockstore import Blockstore
     from cheng_build.trust.config import load_config
 
@@ -68,13 +69,13 @@ def resolve_store(cache_root: Path, env: Mapping[str, str]) -> Iterator[Any]:
     base = Blockstore(cache_root)
     cfg = load_config(env=env)
     addrs = consumer_addrs(cfg)
-    if not addrs:
+    if not addrs and not cfg.bootstrap:
         yield base
         return
     from cheng_build.pkg.remote.blocks import FetchingStore, plan_sources
 
     peers, gateways = plan_sources(addrs, cfg)
-    with FetchingStore(base, peers, gateways) as store:
+    with FetchingStore(base, peers, gateways, bootstrap=cfg.bootstrap, config=cfg) as store:
         yield store
 
 

@@ -46,10 +46,14 @@ def plan_sources(addrs: Sequence[str], config: Any) -> tuple[list[str], list[str
 class FetchingStore:
     """``store`` plus on-demand fetching of single blocks from ``peers`` and ``gateways``."""
 
-    def __init__(self, store: Any, peers: Sequence[str], gateways: Sequence[str]) -> None:
+    def __init__(self, store: Any, peers: Sequence[str], gateways: Sequence[str], *,
+                 bootstrap: Sequence[str] = (), config: Any = None) -> None:
         self.store = store
         self.peers = list(peers)
         self.gateways = list(gateways)
+        self.bootstrap = list(bootstrap)  # DHT: who provides a root the peers lack
+        self.config = config
+        self._asked_dht: set[bytes] = set()
         self._client: P2PClient | None = None
         self.fetched = 0  # blocks brought in (tests count them: only the manifest's path)
         self.failures: list[str] = []
@@ -84,13 +88,21 @@ class FetchingStore:
         why: list[str] = []
         if self.peers:
             try:
-                if self._client is None:
-                    self._client = P2PClient(self.store)
-                self._client.get_blocks([c], self.peers)
-                self.fetched += 1
+                self._p2p(c, self.peers)
                 return
             except ChengError as exc:
                 why.append(f"p2p: {exc.what}")
+        # The first block resolve asks of a snapshot is its root: the CID providers announce.
+        if self.bootstrap and c not in self._asked_dht:
+            self._asked_dht.add(c)
+            found = self._discover(c, why)
+            if found:
+                try:
+                    self._p2p(c, found)
+                    self.peers.extend(a for a in found if a not in self.peers)
+                    return
+                except ChengError as exc:
+                    why.append(f"DHT providers: {exc.what}")
         for gw in self.gateways:
             try:
                 data = _http_block(gw, c)
@@ -105,6 +117,30 @@ class FetchingStore:
         self.failures.extend(why)
         raise NotFoundError(f"block {cid_text(c)} not found",
                             why="\n".join(why) or "no peer or gateway is configured or allowed")
+
+
+    def _p2p(self, c: bytes, peers: list[str]) -> None:
+        if self._client is None:
+            self._client = P2PClient(self.store)
+        self._client.get_blocks([c], peers)
+        self.fetched += 1
+
+    def _discover(self, c: bytes, why: list[str]) -> list[str]:
+        """Providers of ``c`` on the DHT that the policy allows (the others named in ``why``)."""
+        from cheng_build.pkg.fetch import peer_allowed
+        from cheng_build.pkg.remote.dht import discover
+
+        try:
+            addrs = discover(self.bootstrap, [cid_text(c)]).get(cid_text(c), [])
+        except ChengError as exc:
+            why.append(f"DHT: {exc.what}")
+            return []
+        ok = [a for a in addrs if self.config is None or peer_allowed(a, self.config)]
+        why.extend(f"DHT provider {a}: not allowed by the allow/deny lists or level"
+                   for a in addrs if a not in ok)
+        if not addrs:
+            why.append(f"DHT: no provider of {cid_text(c)}")
+        return ok
 
 
 def _http_block(gateway: str, c: bytes) -> bytes:

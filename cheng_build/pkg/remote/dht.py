@@ -84,25 +84,32 @@ async def join(host: Any, dht: Any, bootstrap: Sequence[str],
 async def announce(dht: Any, roots: Callable[[], Sequence[str]], *,
                    once: bool = False, on_done: Callable[[int], None] | None = None) -> None:
     """Provide every root ``roots()`` names, paced; then every ``NEW_ROOTS_POLL_S`` provide the
-    roots that appeared since (a publish or checkout into the served store), and all of them
-    again every ``REPROVIDE_S``. ``once``: one round only."""
-    done: set[str] = set()
+    roots that appeared since (a publish or checkout into the served store) and retry those no
+    peer took yet (a node alone at first), and all of them again every ``REPROVIDE_S``.
+
+    ``provide`` always records us as a provider locally (so a peer asking us directly learns
+    it) and returns whether some other peer took the record. ``on_done(n)`` is told how many
+    roots a round announced, for rounds that had new roots. ``once``: one round only.
+    """
+    seen: set[str] = set()
+    taken: set[str] = set()
     last_full = -float(REPROVIDE_S)
     while True:
         full = trio.current_time() - last_full >= REPROVIDE_S
-        todo = [c for c in roots() if full or c not in done]
         if full:
             last_full = trio.current_time()
-        n = 0
+        held = list(roots())
+        new = [c for c in held if c not in seen]
+        todo = held if full else new + [c for c in held if c in seen and c not in taken]
         for i, cid in enumerate(todo):
             if i and i % ANNOUNCE_BATCH == 0:
                 await trio.sleep(ANNOUNCE_PAUSE_S)
             with trio.move_on_after(FIND_TIMEOUT_S):
                 if await dht.provide(cid):
-                    n += 1
-                    done.add(cid)
-        if on_done is not None and (full or todo):
-            on_done(n)
+                    taken.add(cid)
+            seen.add(cid)
+        if on_done is not None and (full or new):
+            on_done(len(todo))
         if once:
             return
         await trio.sleep(NEW_ROOTS_POLL_S)
