@@ -184,18 +184,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"announced: {n}")  # provider records are out (a script may wait for this line)
         sys.stdout.flush()
 
+    from cheng_build.trust.config import load_config
+
+    config = load_config()
     if args.bootstrap is not None:
         boot = [a.strip() for a in args.bootstrap.split(",") if a.strip()]
     else:
-        from cheng_build.trust.config import load_config
-
-        boot = list(load_config().bootstrap)
+        boot = list(config.bootstrap)
 
     signal.signal(signal.SIGTERM, on_term)
     try:
         serve(Path(args.root), args.listen, http=args.http, max_peers=args.max, on_ready=ready,
               registry=Path(args.registry) if args.registry else None,
-              bootstrap=boot, dht=args.dht, on_announced=announced)
+              bootstrap=boot, dht=args.dht, on_announced=announced, config=config)
     except KeyboardInterrupt:
         return 0
     return 0

@@ -16,6 +16,7 @@ Every block is verified as it is read from the store, so a corrupted cache is ne
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -272,14 +273,16 @@ def serve(root: Path, listen: str, *, http: str | None = None, max_peers: int | 
           on_ready: Callable[[Listening], None] | None = None,
           stop: Callable[[], Any] | None = None, store: BlockStore | None = None,
           registry: Path | None = None, bootstrap: Sequence[str] = (), dht: bool = False,
-          on_announced: Callable[[int], None] | None = None) -> None:
+          on_announced: Callable[[int], None] | None = None, config: Any = None) -> None:
     """Serve ``root`` until interrupted, or until the awaitable ``stop()`` returns.
 
     ``store`` replaces the cache's own block store (an embedding program's, or a test's).
     ``registry`` also serves that registry log (``/cheng/registry/1.0.0`` and ``/registry/v1/``).
     With ``dht`` (or ``bootstrap`` peers), joins the Kademlia DHT in server mode, announces every
     snapshot root held (``on_announced(n)`` after each round) and answers delegated routing
-    (``GET /routing/v1/providers/{cid}``) on the gateway.
+    (``GET /routing/v1/providers/{cid}``) on the gateway. With ``registry``, its newest
+    checkpoint is announced on gossipsub, and with ``config.sync_from`` an announced newer head
+    is synced (``pkg/remote/gossip.py``).
 
     Raises:
         InputError: ``root`` is not a cache.
@@ -312,8 +315,9 @@ def serve(root: Path, listen: str, *, http: str | None = None, max_peers: int | 
     if router is not None:
         routing = _Routing(router, tuple(bootstrap), HeldRoots(root, store, registry),
                            on_announced)
+    gossip = _Gossip(registry, view, config) if registry is not None and view is not None else None
     try:
-        _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop, view, routing)
+        _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop, view, routing, gossip)
     finally:
         if gateway is not None:
             gateway.close()
@@ -346,7 +350,7 @@ def _check_port_free(listen: str) -> None:
 def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None,
                gateway: Gateway | None, on_ready: Callable[[Listening], None] | None,
                stop: Callable[[], Any] | None, view: Any = None,
-               routing: _Routing | None = None) -> None:
+               routing: _Routing | None = None, gossip: _Gossip | None = None) -> None:
     import multiaddr
     import trio
 
@@ -362,6 +366,7 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
 
     async def main() -> None:
         host = lp.make_host(lp.load_identity(root / "peer.key"))
+        pubsub = gossip.make(host) if gossip is not None else None  # before any dial
         if view is not None:
             from cheng_build.pkg.remote.registry_proto import PROTOCOL_ID, handle_stream
 
@@ -372,9 +377,17 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
 
             host.set_stream_handler(TProtocol(PROTOCOL_ID), on_registry)
         try:
-            async with host.run(listen_addrs=[maddr]), \
-                    BitswapNode.running(host, store, max_peers=max_peers), \
-                    trio.open_nursery() as nursery:
+            async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(host.run(listen_addrs=[maddr]))
+                if pubsub is not None:  # before anyone can open a meshsub stream to us
+                    from cheng_build.pkg.remote.gossip import pubsub_running
+
+                    await stack.enter_async_context(pubsub_running(*pubsub))
+                await stack.enter_async_context(
+                    BitswapNode.running(host, store, max_peers=max_peers))
+                nursery = await stack.enter_async_context(trio.open_nursery())
+                if gossip is not None and pubsub is not None:
+                    nursery.start_soon(gossip.run, host, pubsub)
                 if routing is not None:
                     await nursery.start(routing.run, host)
                 if on_ready is not None:
@@ -414,6 +427,56 @@ class _Routing:
             task_status.started()
             await announce(dht, lambda: trio_safe(self.roots), on_done=self.on_announced)
             await trio.sleep_forever()
+
+
+class _Gossip:
+    """Checkpoint announcements of the served registry on gossipsub (``pkg/remote/gossip.py``)."""
+
+    def __init__(self, registry: Path, view: Any, config: Any) -> None:
+        self.registry, self.view, self.config = registry, view, config
+        self.sync_from = tuple(getattr(config, "sync_from", ()) or ())
+
+    def make(self, host: Any) -> tuple[Any, Any]:
+        from cheng_build.pkg.remote.gossip import make_pubsub
+
+        return make_pubsub(host)
+
+    def operator_key(self) -> str | None:
+        pinned = getattr(self.config, "operator_key", None)
+        if pinned:
+            return str(pinned)
+        cp = self.view.answer({"op": "head"})[0].get("checkpoint")
+        if not cp:
+            return None
+        import json
+
+        key = json.loads(cp).get("pub_key")
+        return key if isinstance(key, str) else None
+
+    def local_size(self) -> int:
+        return int(self.view.answer({"op": "head"})[0]["size"])
+
+    def sync(self, line: int) -> None:
+        from cheng_build.pkg.remote.sync_run import sync_configured
+
+        log.info("a newer registry head (line %d) was announced: syncing", line)
+        sync_configured(self.config, registry=self.registry)
+
+    async def run(self, host: Any, pubsub: tuple[Any, Any]) -> None:
+        from cheng_build.core.errors import ChengError
+        from cheng_build.pkg.fetch import libp2p_adapter as lp
+        from cheng_build.pkg.remote.gossip import run_gossip
+
+        # Gossip travels over connections; the mirrors we sync from are the peers to keep.
+        for addr in self.sync_from:
+            if "/p2p/" in addr and not addr.startswith("http"):
+                try:
+                    await lp.dial(host, *lp.parse_peer_addr(addr))
+                except ChengError as exc:
+                    log.warning("gossip: cannot reach %s: %s", addr, exc.what)
+        await run_gossip(pubsub[0], pubsub[1], self.operator_key,
+                         lambda: self.view.answer({"op": "head"})[0], self.local_size,
+                         self.sync if self.sync_from else None)
 
 
 def trio_safe(fn: Callable[[], list[str]]) -> list[str]:
