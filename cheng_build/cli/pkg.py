@@ -19,6 +19,7 @@ COMMANDS: dict[str, Subcommand] = {
     "ls": Subcommand(_CAS, "list a directory CID"),
     "car": Subcommand(_CAS, "export or import a CAR file (car export|import)"),
     "gc": Subcommand(_CAS, "remove unpinned blocks from the store"),
+    "unpin": Subcommand(_CAS, "remove a pin (gc may then remove the DAG)"),
     "resolve": Subcommand(_LOCK, "resolve a manifest to a lock (single-version rule)"),
     "verify": Subcommand(_LOCK, "verify a lock: signatures, registry match, single version"),
     "meta": Subcommand(_LOCK, "write cheng.meta.toml for a package from its lock"),
@@ -30,6 +31,8 @@ COMMANDS: dict[str, Subcommand] = {
     "serve": Subcommand(_NET, "serve the cache over libp2p bitswap and an HTTP gateway"),
     "search": Subcommand("cheng_build.cli.pkg_search", "search published packages"),
     "config": Subcommand("cheng_build.cli.pkg_config", "show the effective configuration"),
+    "verify-artifact": Subcommand("cheng_build.cli.pkg_attest",
+                                  "check a chengc artifact against its signed provenance"),
 }
 
 

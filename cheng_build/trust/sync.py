@@ -41,6 +41,7 @@ from cheng_build.trust.merkle import ProofError
 from cheng_build.trust.registry_entry import EntryType, SigStatus, parse_line, signature_status
 from cheng_build.trust.registry_errors import ForkError, RegistryError
 from cheng_build.trust.registry_log import RegistryLog
+from cheng_build.trust.trusted import UntrustedRegistryError, trust_log
 
 # Lines asked for per request (a source may send fewer; it never may send more).
 PAGE_LINES = 4096
@@ -98,6 +99,20 @@ class _StagedMemory(CheckpointMemory):
     def remember(self, registry_path: str | os.PathLike[str], cp: Checkpoint) -> bool:
         self.staged = cp
         return True
+
+
+# How trust_log names a log it accepted at L0 although it failed (trusted.py).
+_L0_FAILED = "registry does not verify"
+
+
+def _refusal(name: str, exc: RegistryError, have: int) -> ChengError:
+    """The error for a received log that failed verification."""
+    if isinstance(exc, ForkError):
+        return ForkError("registry forked", why=f"{name}: {exc.why or exc.what}", how=exc.how)
+    if exc.line is not None and exc.line <= have:
+        return exc  # our own log is broken: not the source's fault
+    return SourceLiedError(f"{name}: its lines do not verify: {exc.what}", why=exc.why,
+                           how="nothing was appended")
 
 
 def _append_all(path: Path, data: bytes, expect_size: int) -> None:
@@ -240,22 +255,24 @@ def sync_from(path: str | os.PathLike[str], source: RegistrySource, config: Conf
         staged = _StagedMemory(mem)
         try:
             log = RegistryLog.from_bytes(local_bytes + added, p, config.limits, verify_ahead=True)
-            report = log.verify(config, memory=staged, now=t)
-        except ForkError as exc:
-            raise ForkError("registry forked", why=f"{name}: {exc.why or exc.what}",
-                            how=exc.how) from None
-        except RegistryError as exc:
-            if exc.line is not None and exc.line <= have:
-                raise  # our own log is broken: not the source's fault
-            raise SourceLiedError(f"{name}: its lines do not verify: {exc.what}",
-                                  why=exc.why, how="nothing was appended") from None
-        if cp is not None and (report.newest_checkpoint is None
-                               or report.newest_checkpoint.line < cp.line):
+            # The one gate every consumer passes (trust/trusted.py), on the bytes received.
+            trusted = trust_log(log, config, memory=staged, now=t)
+        except RegistryError as exc:  # a malformed line (parse)
+            raise _refusal(name, exc, have) from None
+        except UntrustedRegistryError as exc:
+            raise _refusal(name, exc.cause, have) from None
+        if trusted.level is Level.L0 and trusted.newest_checkpoint is None and any(
+                w.startswith(_L0_FAILED) for w in trusted.warnings):
+            # L0 uses a broken local log with a warning; sync never appends one.
+            raise SourceLiedError(f"{name}: its lines do not verify",
+                                  why=trusted.warnings[0], how="nothing was appended")
+        newest_cp = trusted.newest_checkpoint
+        if cp is not None and (newest_cp is None or newest_cp.line < cp.line):
             raise SourceLiedError(f"{name}: its checkpoint did not verify in its own log")
 
         # 6. Append, then remember.
         _append_all(p, added, len(local_bytes))
-    newest = report.newest_checkpoint
+    newest = newest_cp
     if staged.staged is not None:
         with contextlib.suppress(OSError):  # a read-only home costs the next run's protection only
             mem.remember(p, staged.staged)

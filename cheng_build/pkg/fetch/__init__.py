@@ -66,6 +66,7 @@ class FetchResult:
         sources: package_id -> where it came from.
         dropped: (peer or gateway, why) for each source refused on the way.
         blocks_fetched / bytes_fetched: what crossed the network.
+        orphans_removed: (files, bytes) of temp files an interrupted fetch had left, removed.
     """
 
     roots: dict[str, Path]
@@ -74,6 +75,7 @@ class FetchResult:
     dropped: tuple[tuple[str, str], ...] = ()
     blocks_fetched: int = 0
     bytes_fetched: int = 0
+    orphans_removed: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -182,6 +184,18 @@ def _audit(config: Any, ok: bool, **fields: Any) -> None:
     record(config, "fetch", ok=ok, **fields)
 
 
+def _clean_orphans(cache_root: Path) -> tuple[int, int]:
+    """Temp files a killed fetch left (blocks and half checkouts): removed now, not an hour
+    later by gc, when no other writer is running (see ``Blockstore.clean_orphans``)."""
+    from cheng_build.cas.materialize import clean_orphaned_checkouts
+
+    if not cache_root.is_dir():
+        return 0, 0
+    f1, b1 = _open_store(cache_root).clean_orphans()
+    f2, b2 = clean_orphaned_checkouts(cache_root)
+    return f1 + f2, b1 + b2
+
+
 def fetch_lock(
     lock: Any,
     *,
@@ -191,6 +205,7 @@ def fetch_lock(
     mode: FetchMode | str | None = None,
     lock_dir: Path | None = None,
     progress: Progress | None = None,
+    limits: Any = None,
 ) -> FetchResult:
     """Make every snapshot ``lock`` pins available under ``cache_root`` and say where.
 
@@ -205,6 +220,8 @@ def fetch_lock(
         mode: local | p2p | http | auto; ``None`` means ``config.mode`` (default auto).
         lock_dir: folder relative ``path`` overrides are resolved against.
         progress: callbacks for a progress display.
+        limits: caps on what each checkout may write (an ``ExportLimits``; default the
+            snapshot limits, 4 GiB and 500,000 entries).
 
     Raises:
         PolicyError: a path override at L2.
@@ -216,7 +233,7 @@ def fetch_lock(
     """
     try:
         result = _fetch_lock(lock, cache_root=cache_root, config=config, peers=peers, mode=mode,
-                             lock_dir=lock_dir, progress=progress)
+                             lock_dir=lock_dir, progress=progress, limits=limits)
     except Exception as exc:
         _audit(config, False, error=getattr(exc, "what", str(exc)), cache=str(cache_root))
         raise
@@ -228,11 +245,12 @@ def fetch_lock(
 
 def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str] | None,
                 mode: FetchMode | str | None, lock_dir: Path | None,
-                progress: Progress | None) -> FetchResult:
+                progress: Progress | None, limits: Any = None) -> FetchResult:
     from cheng_build.cas.cid import parse_cid
 
     mode = FetchMode.parse(mode if mode is not None else getattr(config, "mode", None) or "auto")
     level = _level(config)
+    cleaned = _clean_orphans(cache_root)
     progress = progress or Progress()
     deps = list(getattr(lock, "dependencies", lock))
     roots: dict[str, Path] = {}
@@ -351,7 +369,11 @@ def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str
                 how="check the peers are running and hold the snapshot; run with --debug")
 
         for dep in pending:
-            roots[dep.package_id] = materialize(store, parse_cid(str(dep.cid)), cache_root)
+            if limits is None:
+                roots[dep.package_id] = materialize(store, parse_cid(str(dep.cid)), cache_root)
+            else:
+                roots[dep.package_id] = materialize(store, parse_cid(str(dep.cid)), cache_root,
+                                                    limits=limits)
             sources[dep.package_id] = got[dep.package_id]
 
     ordered = [roots[d.package_id] for d in deps]
@@ -362,6 +384,7 @@ def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str
         dropped=tuple(dropped),
         blocks_fetched=blocks,
         bytes_fetched=nbytes,
+        orphans_removed=cleaned,
     )
 
 

@@ -15,8 +15,9 @@ from cheng_build.core.errors import NotFoundError, TransportError
 
 
 def fetch_lock_routed(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str],
-                      lock_dir: Path | None = None, progress: Any = None) -> Any:
-    """``pkg.fetch.fetch_lock``, then, if a snapshot could not be had, the DHT's providers.
+                      lock_dir: Path | None = None, progress: Any = None, **more: Any) -> Any:
+    """``pkg.fetch.fetch_lock`` (``more``: its other keywords, e.g. ``limits``), then, if a
+    snapshot could not be had, the DHT's providers.
 
     Raises:
         as ``fetch_lock``; the second failure names the providers tried or refused.
@@ -27,7 +28,7 @@ def fetch_lock_routed(lock: Any, *, cache_root: Path, config: Any, peers: Sequen
     bootstrap = tuple(getattr(config, "bootstrap", ()) or ())
     try:
         return fetch_lock(lock, cache_root=cache_root, config=config, peers=list(peers),
-                          lock_dir=lock_dir, progress=progress)
+                          lock_dir=lock_dir, progress=progress, **more)
     except (NotFoundError, TransportError) as first:
         if not bootstrap:
             raise
@@ -47,7 +48,7 @@ def fetch_lock_routed(lock: Any, *, cache_root: Path, config: Any, peers: Sequen
             raise type(first)(first.what, why="\n".join(x for x in (first.why, note) if x),
                               how=first.how) from None
         return fetch_lock(lock, cache_root=cache_root, config=config,
-                          peers=[*peers, *allowed], lock_dir=lock_dir, progress=progress)
+                          peers=[*peers, *allowed], lock_dir=lock_dir, progress=progress, **more)
 
 
 __all__ = ["fetch_lock_routed"]
