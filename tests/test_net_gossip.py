@@ -55,12 +55,15 @@ def test_a_mirror_syncs_when_a_new_head_is_announced(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         sm = Serve(m, http=False)
         time.sleep(2)  # the gossip mesh forms on the first heartbeats (1 s)
+        from cheng_build.cas.blockstore import Blockstore
         from cheng_build.pkg.publish import publish
 
         src = p.root / "src" / "dep0"
         (src / "src" / "impl.cheng").write_text("fn impl0(): int32 = 7\n")
+        manifest = src / "cheng-package.toml"
+        manifest.write_text(manifest.read_text().replace('"1.0.0"', '"1.0.1"'))
         publish(registry=p.registry, key=author, package_id="pkg://cheng/dep0", channel="stable",
-                epoch=2, src=src, store=None)
+                epoch=2, src=src, store=Blockstore(p.cache), version="1.0.1")
         append_checkpoint(p.registry, op, ttl_s=3600)
         deadline = time.monotonic() + 90  # announcements repeat every 30 s
         while time.monotonic() < deadline and m.registry.read_bytes() != p.registry.read_bytes():
