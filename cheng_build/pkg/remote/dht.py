@@ -23,6 +23,7 @@ py-libp2p facts this relies on (``../shared/reference/network-notes.md``, each c
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,12 +32,15 @@ import trio
 
 from cheng_build.pkg.fetch import libp2p_adapter as lp
 
+log = logging.getLogger(__name__)
+
 REPROVIDE_S = 12 * 3600
 NEW_ROOTS_POLL_S = 5.0  # how soon a root added to a served store is announced
 ANNOUNCE_BATCH = 8
 ANNOUNCE_PAUSE_S = 10.0
 JOIN_TIMEOUT_S = 10.0
 FIND_TIMEOUT_S = 20.0
+LOOKUP_ALPHA = 3  # GET_PROVIDERS in flight at once (the spec's alpha)
 
 
 @asynccontextmanager
@@ -115,12 +119,75 @@ async def announce(dht: Any, roots: Callable[[], Sequence[str]], *,
         await trio.sleep(NEW_ROOTS_POLL_S)
 
 
-async def find_provider_addrs(dht: Any, cid: str, count: int = 20) -> list[str]:
-    """Full addresses (``.../p2p/<id>``) of the providers of ``cid``, one per peer, TCP first."""
+async def find_provider_addrs(dht: Any, cid: str) -> list[str]:
+    """Full addresses (``.../p2p/<id>``) of the first providers of ``cid`` found, one per peer."""
     with trio.move_on_after(FIND_TIMEOUT_S):
-        infos = await dht.find_providers(cid, count)
+        infos = await first_providers(dht, cid)
         return provider_addrs(infos, exclude=str(dht.host.get_id()))
     return []
+
+
+async def first_providers(dht: Any, cid: str, alpha: int = LOOKUP_ALPHA) -> list[Any]:
+    """The providers of ``cid`` from the first peer that names any (``PeerInfo``s).
+
+    py-libp2p's ``find_providers`` first runs a whole FIND_NODE lookup for the key, then asks
+    the closest peers GET_PROVIDERS in batches, waiting for each batch to finish. GET_PROVIDERS
+    answers carry closer peers too, so this is the spec's lookup done directly: ask the
+    ``alpha`` closest known peers, feed the closer peers each answer names back in (by
+    distance), and stop at the first answer with providers. A provider record we hold
+    ourselves answers at once, as in py-libp2p.
+    """
+    from libp2p.kad_dht.common import QUERY_TIMEOUT
+    from libp2p.kad_dht.kad_dht import _encode_key
+    from libp2p.kad_dht.utils import sort_peer_ids_by_distance
+
+    key = _encode_key(cid)
+    store = dht.provider_store
+    local = store.get_providers(key)
+    if local:
+        return list(local)
+    me = dht.host.get_id()
+    candidates = list(dht.routing_table.find_local_closest_peers(key, 20))
+    asked: set[Any] = set()
+    send, recv = trio.open_memory_channel[tuple[list[Any], list[Any]]](64)
+    found: list[Any] = []
+    async with trio.open_nursery() as nursery:
+        in_flight = 0
+
+        async def ask(peer: Any) -> None:
+            answer: tuple[list[Any], list[Any]] = ([], [])
+            with trio.move_on_after(QUERY_TIMEOUT):
+                try:
+                    answer = await store._get_providers_from_peer_with_closers(peer, key)
+                except Exception as exc:  # an unreachable or misbehaving peer: ask others
+                    log.debug("GET_PROVIDERS to %s failed: %s", peer, exc)
+            await send.send(answer)
+
+        def launch() -> None:
+            nonlocal in_flight
+            while candidates and in_flight < alpha:
+                peer = candidates.pop(0)
+                if peer in asked or peer == me:
+                    continue
+                asked.add(peer)
+                in_flight += 1
+                nursery.start_soon(ask, peer)
+
+        launch()
+        while in_flight:
+            providers, closer = await recv.receive()
+            in_flight -= 1
+            if providers:
+                found = list(providers)
+                for p in found:
+                    store.add_provider(key, p)
+                nursery.cancel_scope.cancel()
+                break
+            fresh = [p for p in closer if p not in asked and p != me and p not in candidates]
+            if fresh:
+                candidates = sort_peer_ids_by_distance(key, candidates + fresh)
+            launch()
+    return found
 
 
 def provider_addrs(infos: Sequence[Any], exclude: str = "") -> list[str]:
