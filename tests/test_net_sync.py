@@ -114,7 +114,17 @@ def test_sync_appends_verified_lines_then_only_new_ones(env: Any) -> None:
     r = env.sync(url)
     assert (r.appended, r.size) == (2, 6)
     assert env.trust.recall(env.local).line == 6
-    assert env.sync(url).appended == 0  # current: one head request, nothing appended
+    calls: list[str] = []
+
+    class Counting(HttpRegistrySource):
+        def _get(self, path: str, limit: int) -> Any:
+            calls.append(path)
+            return super()._get(path, limit)
+
+    src = Counting(url)
+    assert sync_registry(env.local, [src], env.cfg, memory=env.trust).appended == 0
+    assert calls == ["/registry/v1/head"]  # current: one round trip, nothing appended
+    src.close()
 
 
 def test_a_forked_source_is_refused_naming_both_checkpoints(env: Any, tmp_path: Path) -> None:

@@ -197,7 +197,9 @@ def sync_from(path: str | os.PathLike[str], source: RegistrySource, config: Conf
             m, n = remembered.size, cp.size
             old_root, new_root = bytes.fromhex(remembered.root), bytes.fromhex(cp.root)
             try:
-                if n >= m:
+                if n == m:  # the head we know: no proof to ask for (one round trip when current)
+                    verify_consistency(m, n, old_root, new_root, [])
+                elif n > m:
                     verify_consistency(m, n, old_root, new_root, source.proof(m, n))
                 else:  # the source is behind us: its checkpoint must be a prefix of ours
                     verify_consistency(n, m, new_root, old_root, source.proof(n, m))
