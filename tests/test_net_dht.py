@@ -1,7 +1,8 @@
 """Content routing on the Kademlia DHT with real processes: ten ``cheng-pkg serve`` nodes on
 loopback joined through two bootstrap peers; a consumer that knows only the bootstrap peers finds
 the one node holding a snapshot and fetches it; the deny list applies to peers found this way;
-the gateway answers IPIP-337 delegated routing from the DHT."""
+the gateway answers IPIP-337 delegated routing from the DHT, and a consumer that knows only that
+router fetches through it."""
 
 from __future__ import annotations
 
@@ -59,6 +60,12 @@ def test_ten_node_dht_finds_the_provider_and_policy_applies(tmp_path: Path) -> N
         with pytest.raises(urllib.error.HTTPError) as exc:
             urllib.request.urlopen(f"{base}/routing/v1/providers/not-a-cid", timeout=30)
         assert exc.value.code == 400
+
+        # A consumer that knows only that delegated router (no DHT, no peers) fetches too.
+        e = Machine(tmp_path / "e")
+        r = e.run("cheng-pkg", "checkout", f"--cid:{cid}", PKG_ROUTERS=base)
+        assert r.returncode == 0, r.stderr
+        assert (e.cache / "packages" / cid / "data.bin").stat().st_size == 300_000
     finally:
         for n in nodes:
             n.stop()

@@ -69,7 +69,7 @@ def resolve_store(cache_root: Path, env: Mapping[str, str]) -> Iterator[Any]:
     base = Blockstore(cache_root)
     cfg = load_config(env=env)
     addrs = consumer_addrs(cfg)
-    if not addrs and not cfg.bootstrap:
+    if not addrs and not (cfg.bootstrap or cfg.routers):
         yield base
         return
     from cheng_build.pkg.remote.blocks import FetchingStore, plan_sources

@@ -151,7 +151,7 @@ def _fetch(args: argparse.Namespace) -> int:
     _check_against_registry(args, config, lock)
     bar = _Bar()
     progress = Progress(bar.start, bar.advance, bar.finish, bar.total)
-    if args.mode is None and config.bootstrap:
+    if args.mode is None and (config.bootstrap or config.routers):
         # Listed peers first; the DHT's providers of what they lack (pkg/remote/routing.py).
         from cheng_build.pkg.remote.routing import fetch_lock_routed
 

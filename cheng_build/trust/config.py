@@ -20,6 +20,7 @@ File (``--config:`` > ``PKG_CONFIG`` > ``./cheng-pkg-config.toml`` > ``~/.cheng/
     mode = "auto"            # local | p2p | auto
     peers = []               # multiaddrs
     bootstrap = []           # DHT bootstrap peers (multiaddrs); serve joins, fetch asks
+    routers = []             # delegated routing (IPIP-337) URLs fetch asks for providers
     allow = []
     deny = []
     http_fallback = false
@@ -44,7 +45,7 @@ File (``--config:`` > ``PKG_CONFIG`` > ``./cheng-pkg-config.toml`` > ``~/.cheng/
 Environment: ``PKG_MODE, PKG_PEERS, PKG_ALLOW, PKG_DENY`` (comma separated), ``PKG_HTTP_FALLBACK,
 PKG_REQUIRE_SIGNATURE, PKG_REQUIRE_REGISTRY_MATCH`` (``0|1``), and ours: ``PKG_LEVEL``,
 ``PKG_REGISTRY``, ``PKG_OPERATOR_KEY``, ``PKG_AUDIT_LOG``, ``PKG_CHECKPOINT_TTL``, ``PKG_CONFIG``,
-``PKG_REGISTRY_FROM``, ``PKG_BOOTSTRAP`` (comma separated), ``PKG_SYNC_FRESH_S``;
+``PKG_REGISTRY_FROM``, ``PKG_BOOTSTRAP``, ``PKG_ROUTERS`` (comma separated), ``PKG_SYNC_FRESH_S``;
 and the toolchain's own ``CHENG_COMPILER`` (the order :mod:`cheng_build.build.compiler` uses:
 ``--compiler`` > ``CHENG_COMPILER`` > ``[toolchain] compiler``). The compiler is only checked
 to be a path here; whether it exists is chengc's business, so ``cheng-pkg verify`` never fails
@@ -117,7 +118,7 @@ _LEVEL_DEFAULTS: dict[Level, dict[str, bool]] = {
     Level.L2: {"http_fallback": False, "require_signature": True, "require_registry_match": True},
 }
 
-_LISTS = ("peers", "allow", "deny", "sync_from", "bootstrap")
+_LISTS = ("peers", "allow", "deny", "sync_from", "bootstrap", "routers")
 _BOOLS = ("http_fallback", "require_signature", "require_registry_match")
 _ENV = {
     "level": "PKG_LEVEL", "mode": "PKG_MODE", "peers": "PKG_PEERS", "allow": "PKG_ALLOW",
@@ -127,7 +128,7 @@ _ENV = {
     "operator_key": "PKG_OPERATOR_KEY", "audit_log": "PKG_AUDIT_LOG",
     "checkpoint_ttl_s": "PKG_CHECKPOINT_TTL", "compiler": "CHENG_COMPILER",
     "sync_from": "PKG_REGISTRY_FROM", "sync_fresh_s": "PKG_SYNC_FRESH_S",
-    "bootstrap": "PKG_BOOTSTRAP",
+    "bootstrap": "PKG_BOOTSTRAP", "routers": "PKG_ROUTERS",
 }
 # Where each key sits in the file.
 _FILE_KEYS = {
@@ -140,7 +141,7 @@ _FILE_KEYS = {
     "checkpoint_ttl_s": ("registry", "checkpoint_ttl_s"),
     "compiler": ("toolchain", "compiler"),
     "sync_from": ("registry", "sync_from"), "sync_fresh_s": ("registry", "sync_fresh_s"),
-    "bootstrap": ("remote", "bootstrap"),
+    "bootstrap": ("remote", "bootstrap"), "routers": ("remote", "routers"),
 }
 _KNOWN_SECTIONS = {"remote", "security", "registry", "toolchain"}
 
@@ -165,6 +166,7 @@ class Config:
     sync_from: tuple[str, ...] = ()  # registry mirrors resolve/verify/chengc sync from first
     sync_fresh_s: int = 60  # chengc skips the sync this long after the last one
     bootstrap: tuple[str, ...] = ()  # Kademlia DHT bootstrap peers (content routing)
+    routers: tuple[str, ...] = ()  # IPIP-337 delegated routing endpoints (http://host:port)
     config_file: Path | None = None
     limits: Limits = field(default_factory=Limits)
     # field name -> "cli" | "env PKG_X" | "file <path>" | "level L1" | "default"
@@ -187,7 +189,8 @@ class Config:
         """(name, value, source) for display, in a stable order."""
         names = ("level", "mode", "peers", "allow", "deny", "http_fallback", "require_signature",
                  "require_registry_match", "registry", "operator_key", "audit_log",
-                 "checkpoint_ttl_s", "compiler", "sync_from", "sync_fresh_s", "bootstrap", "config_file")
+                 "checkpoint_ttl_s", "compiler", "sync_from", "sync_fresh_s", "bootstrap", "routers",
+                 "config_file")
         out = []
         for n in names:
             v = getattr(self, n)

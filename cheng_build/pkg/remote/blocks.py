@@ -51,8 +51,11 @@ class FetchingStore:
         self.store = store
         self.peers = list(peers)
         self.gateways = list(gateways)
-        self.bootstrap = list(bootstrap)  # DHT: who provides a root the peers lack
         self.config = config
+        from cheng_build.pkg.remote.providers import routing_configured
+
+        # DHT / delegated routers: who provides a root the peers lack
+        self.routing = bool(bootstrap) or routing_configured(config)
         self._asked_dht: set[bytes] = set()
         self._client: P2PClient | None = None
         self.fetched = 0  # blocks brought in (tests count them: only the manifest's path)
@@ -93,7 +96,7 @@ class FetchingStore:
             except ChengError as exc:
                 why.append(f"p2p: {exc.what}")
         # The first block resolve asks of a snapshot is its root: the CID providers announce.
-        if self.bootstrap and c not in self._asked_dht:
+        if self.routing and c not in self._asked_dht:
             self._asked_dht.add(c)
             found = self._discover(c, why)
             if found:
@@ -126,20 +129,18 @@ class FetchingStore:
         self.fetched += 1
 
     def _discover(self, c: bytes, why: list[str]) -> list[str]:
-        """Providers of ``c`` on the DHT that the policy allows (the others named in ``why``)."""
+        """Providers of ``c`` (DHT, routers) that the policy allows (the others in ``why``)."""
         from cheng_build.pkg.fetch import peer_allowed
-        from cheng_build.pkg.remote.dht import discover
+        from cheng_build.pkg.remote.providers import providers_of
 
-        try:
-            addrs = discover(self.bootstrap, [cid_text(c)]).get(cid_text(c), [])
-        except ChengError as exc:
-            why.append(f"DHT: {exc.what}")
-            return []
+        errors: list[str] = []
+        addrs = providers_of(self.config, [cid_text(c)], errors).get(cid_text(c), [])
+        why.extend(f"routing: {e}" for e in errors)
         ok = [a for a in addrs if self.config is None or peer_allowed(a, self.config)]
         why.extend(f"DHT provider {a}: not allowed by the allow/deny lists or level"
                    for a in addrs if a not in ok)
         if not addrs:
-            why.append(f"DHT: no provider of {cid_text(c)}")
+            why.append(f"routing: no provider of {cid_text(c)}")
         return ok
 
 

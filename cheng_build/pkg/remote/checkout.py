@@ -37,7 +37,7 @@ def fetch_snapshot(cid: str, cache_root: Path, config: Any) -> bool:
     from cheng_build.pkg.remote.routing import fetch_lock_routed
 
     addrs = consumer_addrs(config)
-    if not (addrs or config.bootstrap) or cached_package(cache_root, cid) is not None:
+    if not (addrs or config.bootstrap or config.routers) or cached_package(cache_root, cid) is not None:
         return False
     res = fetch_lock_routed([_OneSnapshot(f"snapshot {cid}", cid)], cache_root=cache_root,
                             config=config, peers=addrs)

@@ -1,5 +1,6 @@
 """Fetch with content routing: when the listed peers lack a snapshot (or none are listed), ask
-the Kademlia DHT (``bootstrap`` peers) who provides its root, and fetch from them.
+the Kademlia DHT (``bootstrap`` peers) and the delegated routers (``routers``) who provides its
+root, and fetch from them.
 
 Peers found this way pass the same allow/deny lists and level rules as listed ones (at L2 only
 allow-listed peers; an empty allow list allows none), and every block is verified as always.
@@ -24,27 +25,28 @@ def fetch_lock_routed(lock: Any, *, cache_root: Path, config: Any, peers: Sequen
     """
     from cheng_build.pkg.fetch import fetch_lock, peer_allowed
     from cheng_build.pkg.fetch.local import cached_package
+    from cheng_build.pkg.remote.providers import providers_of, routing_configured
 
-    bootstrap = tuple(getattr(config, "bootstrap", ()) or ())
     try:
         return fetch_lock(lock, cache_root=cache_root, config=config, peers=list(peers),
                           lock_dir=lock_dir, progress=progress, **more)
     except (NotFoundError, TransportError) as first:
-        if not bootstrap:
+        if not routing_configured(config):
             raise
         deps = list(getattr(lock, "dependencies", lock))
         roots = [str(d.cid) for d in deps if not getattr(d, "path", None) and d.cid
                  and cached_package(cache_root, str(d.cid)) is None]
-        from cheng_build.pkg.remote.dht import discover
-
-        found = discover(bootstrap, roots)
+        errors: list[str] = []
+        found = providers_of(config, roots, errors)
         addrs = list(dict.fromkeys(a for c in roots for a in found.get(c, [])))
         allowed = [a for a in addrs if peer_allowed(a, config)]
         refused = [a for a in addrs if a not in allowed]
         if not allowed:
-            note = (f"the DHT names {len(refused)} provider(s), none allowed by the allow/deny "
-                    f"lists or the level: {', '.join(refused)}" if refused
-                    else "the DHT knows no provider of " + ", ".join(roots))
+            note = (f"content routing names {len(refused)} provider(s), none allowed by the "
+                    f"allow/deny lists or the level: {', '.join(refused)}" if refused
+                    else "content routing knows no provider of " + ", ".join(roots))
+            if errors:
+                note += "\n" + "\n".join(errors)
             raise type(first)(first.what, why="\n".join(x for x in (first.why, note) if x),
                               how=first.how) from None
         return fetch_lock(lock, cache_root=cache_root, config=config,
