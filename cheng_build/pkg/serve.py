@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -272,11 +272,14 @@ def open_store(root: Path) -> BlockStore:
 def serve(root: Path, listen: str, *, http: str | None = None, max_peers: int | None = None,
           on_ready: Callable[[Listening], None] | None = None,
           stop: Callable[[], Any] | None = None, store: BlockStore | None = None,
+          protocols: Mapping[str, Callable[[Any], Any]] | None = None,
           registry: Path | None = None, bootstrap: Sequence[str] = (), dht: bool = False,
           on_announced: Callable[[int], None] | None = None, config: Any = None) -> None:
     """Serve ``root`` until interrupted, or until the awaitable ``stop()`` returns.
 
-    ``store`` replaces the cache's own block store (an embedding program's, or a test's).
+    ``store`` replaces the cache's own block store (an embedding program's, or a test's);
+    ``protocols`` adds libp2p stream handlers (protocol id -> ``async handler(stream)``) on the
+    same host, e.g. cheng-storage's proof challenges.
     ``registry`` also serves that registry log (``/cheng/registry/1.0.0`` and ``/registry/v1/``).
     With ``dht`` (or ``bootstrap`` peers), joins the Kademlia DHT in server mode, announces every
     snapshot root held (``on_announced(n)`` after each round) and answers delegated routing
@@ -317,7 +320,8 @@ def serve(root: Path, listen: str, *, http: str | None = None, max_peers: int | 
                            on_announced)
     gossip = _Gossip(registry, view, config) if registry is not None and view is not None else None
     try:
-        _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop, view, routing, gossip)
+        _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop, protocols or {}, view,
+                   routing, gossip)
     finally:
         if gateway is not None:
             gateway.close()
@@ -349,7 +353,8 @@ def _check_port_free(listen: str) -> None:
 
 def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None,
                gateway: Gateway | None, on_ready: Callable[[Listening], None] | None,
-               stop: Callable[[], Any] | None, view: Any = None,
+               stop: Callable[[], Any] | None,
+               protocols: Mapping[str, Callable[[Any], Any]], view: Any = None,
                routing: _Routing | None = None, gossip: _Gossip | None = None) -> None:
     import multiaddr
     import trio
@@ -367,6 +372,8 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
     async def main() -> None:
         host = lp.make_host(lp.load_identity(root / "peer.key"))
         pubsub = gossip.make(host) if gossip is not None else None  # before any dial
+        for proto, handler in protocols.items():
+            host.set_stream_handler(proto, handler)
         if view is not None:
             from cheng_build.pkg.remote.registry_proto import PROTOCOL_ID, handle_stream
 
