@@ -74,6 +74,19 @@ def test_four_processes_sync_fetch_build_and_refuse_a_fork(tmp_path: Path) -> No
         serves.append(sm)
         assert sm.announced() == 3
 
+        # Resolve's prefetch: the roots, then the manifests, of two snapshots in two batches;
+        # reading the manifests afterwards needs nothing more from the network.
+        from cheng_build.cas.blockstore import Blockstore
+        from cheng_build.pkg.remote.blocks import FetchingStore
+        from cheng_build.pkg.resolve import store_manifest_reader
+
+        two = [cids["pkg://cheng/dep0"], cids["pkg://cheng/dep1"]]
+        with FetchingStore(Blockstore(tmp_path / "prefetch"), [sm.p2p], []) as fs:
+            assert fs.prefetch(two) == 4
+            for pid in ("pkg://cheng/dep0", "pkg://cheng/dep1"):
+                assert store_manifest_reader(fs)(pid, cids[pid], "dag") is not None
+            assert fs.fetched == 4
+
         # C: empty, knows the operator's key and M's address only.
         c = consumer(tmp_path / "C", op, sm.p2p)
         _build(c)

@@ -182,11 +182,12 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
 
                     keep = not lock_manifest_problems(load_lock(lock_path), manifest)
                 if not keep:
-                    from cheng_build.build.remote import resolve_store
+                    from cheng_build.build.remote import head_cids, resolve_store
                     from cheng_build.pkg.lock import dump_lock
                     from cheng_build.pkg.resolve import resolve_manifest
 
-                    with resolve_store(cache_root, env) as store:
+                    with resolve_store(cache_root, env,
+                                       hint=lambda: head_cids(manifest, registry())) as store:
                         lock = resolve_manifest(manifest, registry(), store)
                     dump_lock(lock, lock_path, fmt)
                     steps.append("resolve")

@@ -57,11 +57,26 @@ def sync_for_build(chengc_dir: Path, reg_path: Path, fingerprint: str,
     return True
 
 
+def head_cids(manifest: Any, registry: Any) -> list[str]:
+    """The snapshots resolve will read first: the heads of the manifest's own dependencies
+    (a prefetch hint; overrides and transitive dependencies are fetched on demand)."""
+    out = []
+    for d in getattr(manifest, "dependencies", ()):
+        if d.path or not d.channel:
+            continue
+        e = registry.head(d.package_id, d.channel)
+        if e is not None and e.cid and (e.format or "tar") == "dag":
+            out.append(str(e.cid))
+    return out
+
+
 @contextmanager
-def resolve_store(cache_root: Path, env: Mapping[str, str]) -> Iterator[Any]:
+def resolve_store(cache_root: Path, env: Mapping[str, str], *,
+                  hint: Callable[[], list[str]] | None = None) -> Iterator[Any]:
     """The store resolve reads manifests from: the cache, fetching missing blocks from the
     configured peers and mirrors (as the level allows), then from the providers the DHT names
-    (``bootstrap``), when any are configured."""
+    (``bootstrap``), when any are configured. ``hint()`` names snapshots whose manifests are
+    read first (``head_cids``): their blocks come in two batches."""
     from cheng_build.cas.blockstore import Blockstore
     from cheng_build.trust.config import load_config
 
@@ -76,7 +91,9 @@ def resolve_store(cache_root: Path, env: Mapping[str, str]) -> Iterator[Any]:
 
     peers, gateways = plan_sources(addrs, cfg)
     with FetchingStore(base, peers, gateways, bootstrap=cfg.bootstrap, config=cfg) as store:
+        if hint is not None:
+            store.prefetch(hint())
         yield store
 
 
-__all__ = ["consumer_addrs", "resolve_store", "sync_for_build"]
+__all__ = ["consumer_addrs", "head_cids", "resolve_store", "sync_for_build"]

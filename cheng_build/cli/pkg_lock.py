@@ -152,7 +152,7 @@ def _sync_first(flag: str | None, config: Any = None) -> None:
         sync_configured(config, registry=_registry_path(flag or str(config.registry)))
 
 
-def _resolve_fetching(args: argparse.Namespace, run: Any) -> Any:
+def _resolve_fetching(args: argparse.Namespace, run: Any, hint: Any = None) -> Any:
     """``run(store)`` with the cache's store, which fetches the manifest blocks resolve reads
     from the configured peers and mirrors when it lacks them (not with an explicit --store)."""
     if getattr(args, "store", None):
@@ -160,7 +160,7 @@ def _resolve_fetching(args: argparse.Namespace, run: Any) -> Any:
     from cheng_build.build.remote import resolve_store
     from cheng_build.core.paths import cache_dir
 
-    with resolve_store(cache_dir(args.pkg_cache), os.environ) as store:
+    with resolve_store(cache_dir(args.pkg_cache), os.environ, hint=hint) as store:
         return run(store)
 
 
@@ -175,6 +175,7 @@ def _emit(text: str, out: str | None) -> None:
 
 
 def _resolve(args: argparse.Namespace) -> int:
+    from cheng_build.build.remote import head_cids
     from cheng_build.pkg.lock import dump_lock, lock_text
     from cheng_build.pkg.manifest import load_manifest
     from cheng_build.pkg.resolve import resolve_manifest
@@ -188,7 +189,8 @@ def _resolve(args: argparse.Namespace) -> int:
     config = _config(args)
     _sync_first(args.registry, config)
     registry = _load_registry(args.registry, args, config)
-    lock = _resolve_fetching(args, lambda store: resolve_manifest(manifest, registry, store))
+    lock = _resolve_fetching(args, lambda store: resolve_manifest(manifest, registry, store),
+                             lambda: head_cids(manifest, registry))
     if args.out:
         dump_lock(lock, args.out, fmt)
     else:
