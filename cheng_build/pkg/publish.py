@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cheng_build.core.errors import PolicyError, UsageError
+from cheng_build.core.errors import InputError, PolicyError, UsageError
 from cheng_build.pkg import originality
 from cheng_build.pkg.snapshot import Snapshot, SnapshotFormat, make_snapshot
 from cheng_build.trust import canonical
@@ -60,11 +60,11 @@ class ApiInfo:
     cid: str | None  # where its JSON lives in the CAS, so the next release can diff against it
 
 
-def _api_of(src: Path, store: Blockstore | None) -> ApiInfo | None:
+def _api_of(src: Path, store: Blockstore | None, read: dict[str, bytes]) -> ApiInfo | None:
     from cheng_build.pkg import api
 
     if src.is_dir():
-        table = api.extract_api_from_dir(src)
+        table = api.extract_api_from_dir(src, read)
     elif src.suffix == ".cheng":
         table = api.extract_api({src.name: src.read_bytes()})
     else:
@@ -72,8 +72,12 @@ def _api_of(src: Path, store: Blockstore | None) -> ApiInfo | None:
     cid = None
     if store is not None:
         from cheng_build.cas import importer
+        from cheng_build.pkg.snapshot import SOURCE_CHUNKER
 
-        cid = str(importer.add_bytes(store, api.api_to_json(table).encode("utf-8")))
+        # Content-defined chunks: the table is sorted JSON, and a release changes a few entries,
+        # so most chunks are the previous release's (fixed 256 KiB chunks were all new each time).
+        cid = str(importer.add_bytes(store, api.api_to_json(table).encode("utf-8"),
+                                     chunker=SOURCE_CHUNKER))
     return ApiInfo(api.api_digest(table), dict(table), cid)
 
 
@@ -87,7 +91,7 @@ def _previous_api(prev: RegistryEntry, store: Blockstore | None) -> dict[str, An
     if store is None:
         raise PublishError("cannot check SemVer without the store",
                            why=f"the previous release (line {prev.line}) keeps its API table in the CAS",
-                           how="pass --store:<dir> (the store the previous release went to)")
+                           how="pass --pkg-cache:<dir> (the cache the previous release went to)")
     from cheng_build.cas.cid import parse_cid
     from cheng_build.pkg.snapshot import read_whole
 
@@ -151,6 +155,7 @@ def check_manifest(src: Path, package_id: str, version: str | None) -> str | Non
 
     Raises:
         ManifestError: the manifest is malformed.
+        InputError: ``src`` is a directory without a manifest.
         UsageError: its ``package_id`` or ``version`` disagrees with the one being published.
         PolicyError: ``dev-only manifest`` (path dependencies) or ``manifest has no version``.
     """
@@ -158,9 +163,18 @@ def check_manifest(src: Path, package_id: str, version: str | None) -> str | Non
 
     from cheng_build.pkg.manifest import ensure_publishable, find_manifest, load_manifest
 
-    found = find_manifest(src) if src.is_dir() else None
+    if not src.is_dir():
+        return version  # a single file (an archive, one module) has no manifest to read
+    found = find_manifest(src)
     if found is None:
-        return version
+        # Without a manifest nobody can depend on the package (resolve reads its deps and
+        # version from it), and a wrong --src (an empty or unrelated directory) would be signed
+        # into the append-only log for good: refuse before anything is written.
+        raise InputError(f"{src} has no cheng-package.toml",
+                         why="a package directory names itself and its dependencies in "
+                             "cheng-package.toml (or .yaml/.json)",
+                         how=f"check --src, or create {src / 'cheng-package.toml'} with "
+                             f"package_id = \"{package_id}\" and version = \"<x.y.z>\"")
     manifest = load_manifest(found)
     if manifest.package_id != package_id:
         raise UsageError(f"manifest package_id {manifest.package_id} does not match --package "
@@ -231,8 +245,9 @@ def publish(
     src_path = Path(src)
     version = check_manifest(src_path, package_id, version)
     snap: Snapshot = make_snapshot(store, src_path, fmt, source_addrs=source_addrs)
-    fp = originality.fingerprint(originality.source_files(src_path))
-    api_info = _api_of(src_path, store)
+    sources = originality.source_files(src_path)  # read once: fingerprint and API table
+    fp = originality.fingerprint(sources)
+    api_info = _api_of(src_path, store, sources)
     created = str(int(time.time()) if now is None else now)
 
     def build(log: RegistryLog, state: LogState) -> dict[str, Any]:

@@ -229,7 +229,8 @@ class Gateway:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        # An AF_INET server's address is (str, int); typeshed allows bytes for AF_UNIX ones.
+        return f"http://{host!s}:{port}"
 
     def close(self) -> None:
         self._server.shutdown()
@@ -372,15 +373,15 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
     async def main() -> None:
         host = lp.make_host(lp.load_identity(root / "peer.key"))
         pubsub = gossip.make(host) if gossip is not None else None  # before any dial
+        from libp2p.custom_types import TProtocol
+
         for proto, handler in protocols.items():
-            host.set_stream_handler(proto, handler)
+            host.set_stream_handler(TProtocol(proto), handler)
         if view is not None:
             from cheng_build.pkg.remote.registry_proto import PROTOCOL_ID, handle_stream
 
             async def on_registry(stream: Any) -> None:
                 await handle_stream(view, stream)
-
-            from libp2p.custom_types import TProtocol
 
             host.set_stream_handler(TProtocol(PROTOCOL_ID), on_registry)
         try:
