@@ -160,13 +160,10 @@ def _sync_first(flag: str | None, config: Any = None) -> None:
 
 def _resolve_fetching(args: argparse.Namespace, run: Any, hint: Any = None) -> Any:
     """``run(store)`` with the cache's store, which fetches the manifest blocks resolve reads
-    from the configured peers and mirrors when it lacks them (not with an explicit --store)."""
-    if getattr(args, "store", None):
-        return run(_store(args))
+    from the configured peers and mirrors when it lacks them (build/remote.py)."""
     from cheng_build.build.remote import resolve_store
-    from cheng_build.core.paths import cache_dir
 
-    with resolve_store(cache_dir(args.pkg_cache), os.environ, hint=hint) as store:
+    with resolve_store(Path(_store(args).root), os.environ, hint=hint) as store:
         return run(store)
 
 
@@ -311,13 +308,12 @@ def _checkout(args: argparse.Namespace) -> int:
 
     cid = parse_cid(_need(args, "cid"))
     limits = export_limits(args)
-    if not getattr(args, "store", None):  # fetched from the configured peers when missing
-        from cheng_build.core.paths import cache_dir
-        from cheng_build.pkg.remote.checkout import fetch_snapshot
-        from cheng_build.trust.config import load_config
-
-        fetch_snapshot(str(cid), cache_dir(args.pkg_cache), load_config())
     store = _store(args)
+    # Fetched from the configured peers, mirrors or content routing when the cache lacks it.
+    from cheng_build.pkg.remote.checkout import fetch_snapshot
+    from cheng_build.trust.config import load_config
+
+    fetch_snapshot(str(cid), Path(store.root), load_config())
     root = materialize(store, cid, store.root, limits=limits)
     if args.format == "json":
         import json
