@@ -21,6 +21,8 @@ COMMANDS: dict[str, Subcommand] = {
     "revoke-key": Subcommand(_REG, "revoke a key from this line on"),
     "repair": Subcommand("cheng_build.cli.registry_repair",
                          "cut off a torn last line a crashed publish left"),
+    "sync": Subcommand("cheng_build.cli.registry_sync",
+                       "fetch new lines from mirrors, verify them, append (fork-checked)"),
 }
 
 
