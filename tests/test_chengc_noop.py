@@ -270,6 +270,26 @@ def test_attack_frozen_registry_expires_even_when_remembered(tcli: Cli) -> None:
     assert err.splitlines()[0] == "chengc: verify: registry does not verify: registry checkpoint expired"
 
 
+def test_a_record_never_outlives_the_registry_sync_window(tcli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a sync window (``sync_fresh_s``), the hit is replayed only until the next sync is due;
+    then the full build runs the sync step again."""
+    import json
+
+    _good_world(tcli)
+    _hit_recorded(tcli, *ARGV)
+    stamps = list((tcli.tmp / "chengcache/chengc/synced").glob("*.json"))
+    assert stamps
+    for st in stamps:  # as if a mirror were configured and synced just now, fresh for 1 s
+        st.write_text(json.dumps({"t": time.time(), "fresh_s": 1}))
+    _tick()
+    full = _Full(monkeypatch)
+    assert tcli.chengc(*ARGV)[0] == 0 and full.n == 1  # the stamp changed: full build, recorded
+    _tick()
+    assert tcli.chengc(*ARGV)[0] == 0 and full.n == 1  # replayed inside the window
+    time.sleep(1.2)
+    assert tcli.chengc(*ARGV)[0] == 0 and full.n == 2  # the window passed: full build
+
+
 def test_signed_hit_is_replayed_and_a_removed_attestation_comes_back(
         tcli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     from cheng_build.trust.keys import KeyPair, write_keyfile

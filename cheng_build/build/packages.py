@@ -149,10 +149,13 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
 
     # 0. sync the registry from its mirrors first (PKG_REGISTRY_FROM; build/remote.py)
     with step("sync"):
-        from cheng_build.build.remote import sync_for_build
+        from cheng_build.build.remote import sync_due, sync_for_build
 
-        if sync_for_build(chengc_dir, reg_path, _config_fingerprint(env, cwd, stat_cache), config):
+        fingerprint = _config_fingerprint(env, cwd, stat_cache)
+        if sync_for_build(chengc_dir, reg_path, fingerprint, config):
             steps.append("sync")
+        sync_stamp, sync_until = sync_due(chengc_dir, reg_path, fingerprint)
+        stat_cache.watch(sync_stamp)
 
     # 1. resolve
     if opts.manifest is not None:
@@ -271,7 +274,8 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         dependencies=tuple(vstamp["dependencies"]),
         warnings=tuple(vstamp.get("warnings", ())),
         steps=tuple(steps),
-        valid_until=_valid_until(vstamp.get("trust")),
+        valid_until=min((t for t in (_valid_until(vstamp.get("trust")), sync_until) if t is not None),
+                        default=None),
     )
 
 
