@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cheng_build.cli.args import Parser
+from cheng_build.cli.gov_flags import add_allow_quarantined, tty_confirm
 from cheng_build.cli.input_checks import input_dir, input_file, output_file
 from cheng_build.core.errors import ChengError, UsageError
 
@@ -26,7 +27,8 @@ _EXAMPLES: dict[str, str] = {
               "cheng-pkg verify --lock:cheng.lock.toml --manifest:cheng-package.toml --level:L2",
     "meta": "cheng-pkg meta --lock:cheng.lock.toml --package:pkg://cheng/app --channel:stable "
             "--out:cheng.meta.toml",
-    "log": "cheng-pkg log --package:pkg://cheng/json",
+    "log": "cheng-pkg log --package:pkg://cheng/json\n"
+           "cheng-pkg log --package:pkg://cheng/json --graph",
     "diff": "cheng-pkg diff --from:bafybei...old --to:bafybei...new",
     "checkout": "cheng-pkg checkout --cid:bafybei... --pkg-cache:chengcache",
 }
@@ -45,12 +47,14 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--store", help="blockstore with the snapshots (default: the cache)")
         parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
         _trust_flags(parser)
+        add_allow_quarantined(parser)
     elif name == "verify":
         parser.add_argument("--lock", help="cheng.lock.toml (or .yaml/.json) to verify")
         parser.add_argument("--registry", help="registry.jsonl to compare against")
         parser.add_argument("--manifest", help="also check the lock still matches this manifest")
         parser.add_argument("--level", help="security level L0, L1 (default) or L2")
         parser.add_argument("--config", help="cheng-pkg-config.toml")
+        add_allow_quarantined(parser)
     elif name == "meta":
         parser.add_argument("--lock", help="the package's lock")
         parser.add_argument("--package", help="the package id, e.g. pkg://cheng/app-demo")
@@ -62,6 +66,11 @@ def register(name: str, parser: Parser) -> None:
     elif name == "log":
         parser.add_argument("--package", help="the package id")
         parser.add_argument("--registry", help="registry.jsonl")
+        parser.add_argument("--graph", action="store_true",
+                            help="draw every snapshot as a DAG (merges, tags, channel heads), "
+                                 "as git log --graph does")
+        parser.add_argument("--format", default="text", choices=["text", "json"],
+                            help="text (default) or json")
         _trust_flags(parser)
     elif name == "diff":
         parser.add_argument("--from", dest="from_cid", help="the older snapshot CID")
@@ -160,8 +169,14 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.out:
         output_file(args.out, "--out")
     manifest = load_manifest(manifest_path)
-    registry = _load_registry(args.registry, args)
-    lock = resolve_manifest(manifest, registry, _store(args))
+    config = _config(args)
+    registry = _load_registry(args.registry, args, config)
+    warnings: list[str] = []
+    lock = resolve_manifest(manifest, registry, _store(args), level=config.level.value,
+                            allow_quarantined=args.allow_quarantined,
+                            confirm=tty_confirm("resolve"), warnings=warnings)
+    for w in warnings:
+        print(f"resolve: warning: {w}", file=sys.stderr)
     if args.out:
         dump_lock(lock, args.out, fmt)
     else:
@@ -188,7 +203,8 @@ def _verify(args: argparse.Namespace) -> int:
         registry = None  # L0 without a registry: signatures (or placeholders) only
     else:
         registry = _load_registry(reg_flag, args, config)
-    warnings = verify_lock(lock, registry, config)
+    warnings = verify_lock(lock, registry, config, allow_quarantined=args.allow_quarantined,
+                           confirm=tty_confirm("verify"))
     if manifest is not None:
         ensure_lock_matches_manifest(lock, manifest)
     for w in warnings:
@@ -233,8 +249,26 @@ def _log(args: argparse.Namespace) -> int:
 
     package = _need(args, "package")
     registry = _load_registry(args.registry, args)
+    from cheng_build.pkg.version_graph import draw, graph_nodes
+
+    nodes = graph_nodes(registry, package)
+    if args.format == "json":
+        import json
+
+        print(json.dumps([{"cid": n.cid, "line": n.line, "channel": n.channel, "epoch": n.epoch,
+                           "version": n.version, "parents": n.parents, "heads": n.heads,
+                           "tags": n.tags, "quarantined": n.quarantined} for n in nodes],
+                         indent=1))
+        return 0
+    if args.graph:
+        for row in draw(nodes):
+            print(row)
+        return 0
     for line in version_log(registry, package):
         print(line.render())
+    for n in nodes:  # tags name one snapshot forever (cheng-registry tag)
+        for t in n.tags:
+            print(f"  tag   {t}  {n.cid}")
     return 0
 
 

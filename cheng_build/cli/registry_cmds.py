@@ -106,6 +106,9 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--source-addr", action="append", default=[],
                             help="multiaddr serving a --format:source snapshot (repeatable)")
         parser.add_argument("--store", help="CAS root (default: PKG_CACHE or chengcache)")
+        parser.add_argument("--parent", action="append", default=[],
+                            help="merge parent: an earlier snapshot CID of this package "
+                                 "(repeatable)")
         _add_registry(parser)
     elif name == "resolve":
         parser.add_argument("--package", required=True, help="package id, pkg://cheng/<name>")
@@ -210,7 +213,8 @@ def _publish(name: str, args: argparse.Namespace) -> int:
     store = Blockstore(cache_dir(args.store))
     e = publish(registry=cfg.registry, key=key, package_id=args.package, channel=args.channel,
                 epoch=args.epoch, src=args.src or args.file, author_id=args.author,
-                format=args.format, source_addrs=addrs, version=args.version, store=store)
+                format=args.format, source_addrs=addrs, version=args.version, store=store,
+                parents=args.parent)
     from cheng_build.trust.audit import record
 
     record(cfg, "publish", ok=True, registry=str(cfg.registry), line=e.line,

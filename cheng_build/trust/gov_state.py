@@ -80,7 +80,8 @@ class Appeal:
 
 
 def _fail(e: RegistryEntry, what: str, why: str | None = None, how: str | None = None) -> None:
-    raise GovernanceError(f"{e.type.value}: {what}", line=e.line, why=why, how=how)
+    prefix = "" if e.type is EntryType.PUBLISH else f"{e.type.value}: "
+    raise GovernanceError(f"{prefix}{what}", line=e.line, why=why, how=how)
 
 
 class Governance:

@@ -38,20 +38,23 @@ class Pick:
 class GovView:
     """Look-ups over one replayed log."""
 
-    def __init__(self, state: LogState, promotes: list[RegistryEntry]) -> None:
+    def __init__(self, log: RegistryLog, state: LogState, promotes: list[RegistryEntry]) -> None:
+        self.log = log
         self.state = state
         self.gov: Governance = state.gov
         self.promotes = promotes  # every promote line that passed the rules, in log order
 
     def head(self, package_id: str, channel: str) -> Pick | None:
         """The channel's head: the later of its newest publish and its newest promotion."""
-        e = self.gov.head(self.state, package_id, channel)
-        if e is None:
-            return None
+        # Publish heads come from the whole log's index, as before governance existed (at L0 a
+        # log that does not verify is used whole, with a warning).
+        pub = self.log.head(package_id, channel)
         promo = self.gov.promotions.get((package_id, channel))
-        pub = self.state.heads.get((package_id, channel))
-        promoted = promo is not None and (pub is None or promo.line > pub.line)
-        return Pick(e, Via.PROMOTE if promoted else Via.PUBLISH)
+        if promo is not None and (pub is None or promo.line > pub.line):
+            snap = self.gov.snapshots.get((package_id, promo.data["cid"]))
+            if snap is not None:
+                return Pick(snap, Via.PROMOTE)
+        return None if pub is None else Pick(pub, Via.PUBLISH)
 
     def tagged(self, package_id: str, tag: str) -> Pick | None:
         """The snapshot ``tag`` names, or None."""
@@ -99,7 +102,7 @@ def governance_of(log: RegistryLog) -> GovView:
             break  # L0 only (L1/L2 refused the log before this): keep what came before
         if e.type is EntryType.PROMOTE:
             promotes.append(e)
-    view = GovView(state, promotes)
+    view = GovView(log, state, promotes)
     log._gov_view = view  # type: ignore[attr-defined]
     return view
 
