@@ -325,6 +325,23 @@ def test_fraud_record_becomes_a_quarantine_proposal(cli: Cli) -> None:
     _manifest(cli, 'channel = "edge"')
     rc, _, err = _resolve(cli)
     assert rc == 1 and "fraud report fraud-7: recompute audit disagrees" in err
+    # From a real compute ledger: the fraud report names the request, the request the snapshot.
+    from cheng_build.ledger.log import Ledger
+
+    ledger = Ledger(cli.tmp / "ledger.jsonl")
+    req = ledger.append({"type": "exec_request", "task_id": "t1", "package_id": FS,
+                         "code_cid": c["v1"], "executor_id": "node:cheat", "epoch": 1})
+    rep = ledger.append({"type": "fraud_report", "task_id": "t1",
+                         "request_id": req["request_id"], "executor_id": "node:cheat",
+                         "reason": "result differs from 2 of 3 replicas", "epoch": 1})
+    rc, out, err = cli.registry("propose-quarantine", "--ledger:ledger.jsonl",
+                                f"--report:{rep['report_id']}")
+    assert rc == 0, err
+    prop = json.loads(out)
+    assert (prop["package_id"], prop["cid"]) == (FS, c["v1"])
+    assert prop["reason"].endswith("result differs from 2 of 3 replicas")
+    rc, _, err = cli.registry("propose-quarantine", "--ledger:ledger.jsonl", "--report:fraud-nope")
+    assert rc == 2 and "no fraud report fraud-nope" in err.splitlines()[0]
     (cli.tmp / "bad.json").write_text(json.dumps({"type": "fraud_report", "report_id": "x"}))
     rc, _, err = cli.registry("propose-quarantine", "--fraud:bad.json")
     assert rc == 2 and "names no package snapshot" in err.splitlines()[0]

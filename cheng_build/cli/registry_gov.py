@@ -36,7 +36,9 @@ _EXAMPLES: dict[str, str] = {
     "appeal": f"{_T} appeal --package:{_P} --cid:bafy... --report:diff-report.md --priv:alice.key",
     "decide": f"{_T} decide --package:{_P} --cid:bafy... --outcome:restore --score:0.8 \\\n"
               "      --reason:'independent implementation' --priv:operator.key",
-    "propose-quarantine": f"{_T} propose-quarantine --fraud:fraud-record.json --out:proposal.json\n"
+    "propose-quarantine": f"{_T} propose-quarantine --ledger:ledger.jsonl --report:fraud-1a2b "
+                          "--out:proposal.json\n"
+                          f"{_T} propose-quarantine --fraud:fraud-record.json --out:proposal.json\n"
                           f"{_T} quarantine --proposal:proposal.json --priv:operator.key",
 }
 _CHANNELS = ["edge", "stable", "lts"]
@@ -93,8 +95,10 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--score", type=float, help="the restored originality score (restore)")
         parser.add_argument("--reason", required=True, help="the committee's reasoning")
     elif name == "propose-quarantine":
-        parser.add_argument("--fraud", required=True,
-                            help="a fraud record (JSON with package_id, cid, reason, source)")
+        parser.add_argument("--fraud", help="a fraud record file (JSON with package_id, cid or "
+                                            "code_cid, reason, report_id)")
+        parser.add_argument("--ledger", help="a compute ledger holding the fraud report")
+        parser.add_argument("--report", help="the fraud report's report_id (with --ledger)")
         parser.add_argument("--out", help="write the proposal here (default: stdout)")
     else:
         raise RuntimeError(f"registry_gov: no subcommand {name}")
@@ -218,12 +222,23 @@ def _store_report(args: argparse.Namespace) -> str:
 
 def _propose(args: argparse.Namespace) -> int:
     from cheng_build.core.atomic import atomic_write_text
-    from cheng_build.pkg.quarantine_proposal import propose_from_fraud
+    from cheng_build.pkg.quarantine_proposal import propose_from_fraud, propose_from_ledger
 
-    input_file(args.fraud, "--fraud")
-    prop = propose_from_fraud(args.fraud)
+    if bool(args.fraud) == bool(args.ledger):
+        raise UsageError("pass --fraud:<record.json>, or --ledger:<ledger> with --report:<id>")
+    if args.ledger:
+        if not args.report:
+            raise UsageError("--ledger needs --report:<report_id>")
+        input_file(args.ledger, "--ledger")
+        prop = propose_from_ledger(args.ledger, args.report)
+    else:
+        input_file(args.fraud, "--fraud")
+        prop = propose_from_fraud(args.fraud)
     text = json.dumps(prop.as_dict(), indent=1) + "\n"
     if args.out:
+        from cheng_build.cli.input_checks import output_file
+
+        output_file(args.out, "--out")
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}: quarantine {prop.package_id} {prop.cid} ({prop.reason})")
         print(f"next: {_T} quarantine --proposal:{args.out} --priv:<operator key>")

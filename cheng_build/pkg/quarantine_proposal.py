@@ -8,6 +8,11 @@ proposal::
     {"format": "cheng-quarantine-proposal/1", "package_id": "...", "cid": "...",
      "reason": "fraud report <report_id>: <what>", "source": "fraud_report:<report_id>"}
 
+A fraud record of the compute ledger (:mod:`cheng_build.ledger`) names the execution, not the
+package: ``propose-quarantine --ledger:<ledger.jsonl> --report:<report_id>`` follows its
+``request_id`` (or its ``receipt_id``'s request) to the ``exec_request``, whose ``package_id`` and
+``code_cid`` are the snapshot that ran (:func:`propose_from_ledger`).
+
 A proposal changes nothing by itself: a person (the operator) reviews it and signs it with
 ``cheng-registry quarantine --proposal:<file> --priv:<operator key>``, which records ``source``
 in the signed ``quarantine`` line. This is the seed's A1.9 "needs a person's confirmation".
@@ -88,6 +93,48 @@ def propose_from_fraud(path: str | os.PathLike[str]) -> Proposal:
                     f"fraud_report:{report}"[:1000])
 
 
+def propose_from_ledger(ledger: str | os.PathLike[str], report_id: str) -> Proposal:
+    """The quarantine proposal of fraud report ``report_id`` in a compute ledger.
+
+    Raises:
+        InputError: no such report, or its execution names no package snapshot.
+        LedgerError: the ledger has a malformed line.
+    """
+    from pathlib import Path
+
+    from cheng_build.ledger.log import iter_events
+
+    path = Path(ledger)
+    if not path.is_file():
+        raise InputError(f"ledger {path} not found", how="pass --ledger:<ledger.jsonl>")
+    fraud: dict[str, Any] | None = None
+    requests: dict[str, dict[str, Any]] = {}
+    receipts: dict[str, str] = {}
+    for ev in iter_events(path):
+        kind = ev.get("type")
+        if kind == "fraud_report" and ev.get("report_id") == report_id:
+            fraud = dict(ev)
+        elif kind == "exec_request" and isinstance(ev.get("request_id"), str):
+            requests[str(ev["request_id"])] = dict(ev)
+        elif kind == "exec_receipt" and isinstance(ev.get("receipt_id"), str):
+            receipts[str(ev["receipt_id"])] = str(ev.get("request_id") or "")
+    if fraud is None:
+        raise InputError(f"no fraud report {report_id} in {path}",
+                         how="list them with cheng-storage's ledger tools; pass its report_id")
+    req_id = fraud.get("request_id") or receipts.get(str(fraud.get("receipt_id") or ""))
+    req = requests.get(str(req_id)) if req_id else None
+    package = _text(req, "package_id") if req else None
+    cid = _text(req, "code_cid") if req else None
+    if package is None or cid is None:
+        raise InputError(f"fraud report {report_id} names no package snapshot",
+                         why="its execution request (" + (str(req_id) if req_id else "none") +
+                             ") carries no package_id and code_cid",
+                         how="quarantine by hand with cheng-registry quarantine --package: --cid:")
+    what = _text(fraud, "reason") or "fraud recorded by an audit"
+    return Proposal(package, cid, f"fraud report {report_id}: {what}"[:1000],
+                    f"fraud_report:{report_id}"[:1000])
+
+
 def load_proposal(path: str | os.PathLike[str]) -> Proposal:
     """Read a proposal written by :func:`propose_from_fraud`.
 
@@ -104,4 +151,5 @@ def load_proposal(path: str | os.PathLike[str]) -> Proposal:
     return Proposal(package, cid, reason, _text(doc, "source"))
 
 
-__all__ = ["PROPOSAL_FORMAT", "Proposal", "load_proposal", "propose_from_fraud"]
+__all__ = ["PROPOSAL_FORMAT", "Proposal", "load_proposal", "propose_from_fraud",
+           "propose_from_ledger"]
