@@ -3,6 +3,9 @@
 ``--allow-quarantined`` (resolve, verify, fetch, chengc): use a snapshot the registry operator
 quarantined. Refused at L2; on a terminal it asks for a typed ``yes`` first (a script, with no
 terminal, has said so by passing the flag). Every use is warned about.
+
+``--allow-unsigned`` (resolve, verify, chengc): development mode for unsigned (``local:``)
+snapshots, only at L0 (:mod:`cheng_build.pkg.unsigned`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ def add_allow_quarantined(parser: Parser) -> None:
     """Add ``--allow-quarantined``."""
     parser.add_argument("--allow-quarantined", action="store_true",
                         help="use quarantined snapshots anyway (asks on a terminal; refused at L2)")
+
+
+def add_allow_unsigned(parser: Parser) -> None:
+    """Add ``--allow-unsigned``."""
+    parser.add_argument("--allow-unsigned", action="store_true",
+                        help="development mode: accept unsigned (local:) snapshots; L0 only, "
+                             "warns on every use, marks the lock so L1/L2 refuse it")
 
 
 def tty_confirm(command: str) -> Callable[[str], bool] | None:

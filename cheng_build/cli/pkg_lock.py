@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cheng_build.cli.args import Parser
-from cheng_build.cli.gov_flags import add_allow_quarantined, tty_confirm
+from cheng_build.cli.gov_flags import add_allow_quarantined, add_allow_unsigned, tty_confirm
 from cheng_build.cli.input_checks import input_dir, input_file, output_file
 from cheng_build.core.errors import ChengError, UsageError
 
@@ -48,6 +48,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
         _trust_flags(parser)
         add_allow_quarantined(parser)
+        add_allow_unsigned(parser)
     elif name == "verify":
         parser.add_argument("--lock", help="cheng.lock.toml (or .yaml/.json) to verify")
         parser.add_argument("--registry", help="registry.jsonl to compare against")
@@ -55,6 +56,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--level", help="security level L0, L1 (default) or L2")
         parser.add_argument("--config", help="cheng-pkg-config.toml")
         add_allow_quarantined(parser)
+        add_allow_unsigned(parser)
     elif name == "meta":
         parser.add_argument("--lock", help="the package's lock")
         parser.add_argument("--package", help="the package id, e.g. pkg://cheng/app-demo")
@@ -170,11 +172,16 @@ def _resolve(args: argparse.Namespace) -> int:
         output_file(args.out, "--out")
     manifest = load_manifest(manifest_path)
     config = _config(args)
+    from cheng_build.pkg.unsigned import check_flag, mark
+
+    check_flag(args.allow_unsigned, config.level.value, "resolve")
     registry = _load_registry(args.registry, args, config)
     warnings: list[str] = []
     lock = resolve_manifest(manifest, registry, _store(args), level=config.level.value,
                             allow_quarantined=args.allow_quarantined,
                             confirm=tty_confirm("resolve"), warnings=warnings)
+    lock, more = mark(lock, args.allow_unsigned, config.level.value)
+    warnings += more
     for w in warnings:
         print(f"resolve: warning: {w}", file=sys.stderr)
     if args.out:
@@ -191,7 +198,13 @@ def _verify(args: argparse.Namespace) -> int:
     lock_path = _need(args, "lock")
     input_file(lock_path, "--lock", optional=True)  # a FIFO would block the read
     config = _config(args)
+    from cheng_build.pkg.unsigned import check_flag
+
+    check_flag(args.allow_unsigned, config.level.value, "verify")
     lock = load_lock(lock_path)
+    from cheng_build.pkg.unsigned import check_lock
+
+    check_lock(lock.dependencies, config.level.value, None)  # a marked lock: refused above L0
     manifest = None
     if args.manifest:
         from cheng_build.pkg.manifest import load_manifest
@@ -204,7 +217,7 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         registry = _load_registry(reg_flag, args, config)
     warnings = verify_lock(lock, registry, config, allow_quarantined=args.allow_quarantined,
-                           confirm=tty_confirm("verify"))
+                           confirm=tty_confirm("verify"), allow_unsigned=args.allow_unsigned)
     if manifest is not None:
         ensure_lock_matches_manifest(lock, manifest)
     for w in warnings:

@@ -140,7 +140,8 @@ def check_registry_match(deps: Sequence[LockedDep], registry: Any) -> None:
 def verify_lock(lock: Lock, registry: Any, level: object = "L1", *,
                 require_registry_match: bool | None = None,
                 require_signature: bool | None = None,
-                allow_quarantined: bool = False, confirm: Any = None) -> list[str]:
+                allow_quarantined: bool = False, confirm: Any = None,
+                allow_unsigned: bool | None = None) -> list[str]:
     """Verify a lock against a registry at a security level.
 
     Args:
@@ -174,6 +175,13 @@ def verify_lock(lock: Lock, registry: Any, level: object = "L1", *,
         raise DevOnlyError([f"- {d.package_id}: path {d.path}" for d in paths])
     warnings = [f"{d.package_id}: dev-only path dependency ({d.path}); never publish this"
                 for d in paths]
+    from cheng_build.pkg.unsigned import check_lock
+
+    # --allow-unsigned (pkg/unsigned.py): marked entries never pass L1/L2; at L0 the flag decides.
+    dev_unsigned = check_lock(lock.dependencies, name, allow_unsigned)
+    if dev_unsigned:
+        warnings += dev_unsigned
+        require_signature = False
     try:
         warnings += check_signatures(lock.dependencies, name)
     except SignatureFailedError as exc:
