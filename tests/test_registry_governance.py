@@ -426,3 +426,45 @@ def test_appeal_and_decision(cli: Cli) -> None:
     rc, _, err = cli.registry("decide", f"--package:{FS}", f"--cid:{c['s1']}",
                               "--outcome:confirm", "--reason:again", "--priv:op.key", REG)
     assert rc == 1 and "has no open appeal" in err
+
+
+def test_registry_resolve_shows_promotion_and_quarantine(cli: Cli) -> None:
+    c = _world(cli)
+    rc, _, err = cli.registry("promote", f"--package:{FS}", f"--cid:{c['v2']}", "--to:stable",
+                              "--priv:alice.key", REG)
+    assert rc == 0, err
+    rc, _, err = cli.registry("quarantine", f"--package:{FS}", f"--cid:{c['v2']}",
+                              "--reason:fraud", "--priv:op.key", REG)
+    assert rc == 0, err
+    rc, out, err = cli.registry("resolve", f"--package:{FS}", "--channel:stable", REG,
+                                "--format:json")
+    doc = json.loads(out)
+    assert rc == 0 and doc["cid"] == c["v2"] and doc["promoted_to"] == "stable", err
+    assert doc["quarantined"].startswith("fraud (line ")
+    rc, out, _ = cli.pkg("log", f"--package:{FS}", REG, "--graph")
+    assert "head: edge, stable" in out and "QUARANTINED" in out
+
+
+def test_chengc_refuses_a_quarantined_snapshot(cli: Cli) -> None:
+    from helpers_chengc import install_fake
+    from helpers_trust import app_manifest
+
+    cli.mp.setenv("CHENG_COMPILER", str(install_fake(cli.tmp / "bin")))
+    c = _world(cli)
+    rc, _, err = cli.registry("quarantine", f"--package:{FS}", f"--cid:{c['v2']}",
+                              "--reason:fraud found by audit", "--priv:op.key", REG)
+    assert rc == 0, err
+    app_manifest(cli.tmp, [], [])
+    _manifest(cli, 'channel = "edge"')
+    (cli.tmp / "app.cheng").write_text("fn main(): int32 = 0\n")
+    base = ("app.cheng", "--manifest:cheng-package.toml", REG, "--emit:check",
+            "--pkg-cache:chengcache")
+    rc, _, err = cli.chengc(*base)
+    assert rc == 1 and err.splitlines()[0] == "chengc: resolve: quarantined snapshot", err
+    rc, _, err = cli.chengc(*base, "--allow-quarantined", env={"PKG_LEVEL": "L2"})
+    assert rc == 1 and "quarantined snapshot refused at L2" in err.splitlines()[0], err
+    rc, _, err = cli.chengc(*base, "--allow-quarantined", env={"PKG_LEVEL": "L1"})
+    assert rc == 0 and "using a quarantined snapshot" in err, err
+    # The lock now exists; without the flag the (not remembered) verify refuses it.
+    rc, _, err = cli.chengc(*base)
+    assert rc == 1 and err.splitlines()[0] == "chengc: verify: quarantined snapshot", err
