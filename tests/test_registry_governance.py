@@ -191,6 +191,13 @@ def test_promotion_by_owner_and_maintainer_and_refusals(cli: Cli) -> None:
     rc, _, err = cli.registry("promote", f"--package:{FS}", f"--cid:{c['v1']}", "--to:stable",
                               "--priv:alice.key", REG)
     assert rc == 1 and "version 1.0.0 is not above 2.0.0" in err.splitlines()[0]
+    # The API half of the SemVer gate: 1.1.0 on lts dropped Read2, so it may not follow 2.0.0
+    # (precedence alone would allow it: 1.1.0 < 2.0.0 is refused anyway; use lts's own head).
+    drop = _pub(cli, FS, "lts", 1, "2.1.0", "fn Other(): int32 = 9\n")
+    rc, _, err = cli.registry("promote", f"--package:{FS}", f"--cid:{drop}", "--to:stable",
+                              "--priv:alice.key", REG, "--store:chengcache")
+    assert rc == 1, err
+    assert err.splitlines()[0] == "promote: promotion: version 2.1.0 breaks the API of 2.0.0"
     # A lock claiming a promotion that never happened is refused.
     (cli.tmp / "cheng.lock.toml").write_text(lock.replace('"stable"', '"lts"'))
     rc, _, err = cli.pkg("verify", "--lock:cheng.lock.toml", REG)

@@ -77,6 +77,8 @@ def register(name: str, parser: Parser) -> None:
     elif name == "promote":
         _common(parser)
         parser.add_argument("--to", required=True, choices=_CHANNELS, help="channel to move")
+        parser.add_argument("--store", help="CAS holding the releases' API tables, for the SemVer "
+                                            "API check (default: PKG_CACHE or chengcache)")
     elif name in ("quarantine", "release"):
         parser.add_argument("--proposal", help="a propose-quarantine file (fills the fields)"
                             if name == "quarantine" else argparse.SUPPRESS)
@@ -128,6 +130,15 @@ def run(name: str, args: argparse.Namespace) -> int:
         e = gov_ops.grant_maintainer(reg, key, load_public_key(args.key), args.id, args.channel,
                                      pkgs, remove=args.remove)
     elif name == "promote":
+        from cheng_build.cas.blockstore import Blockstore
+        from cheng_build.core.paths import cache_dir
+        from cheng_build.pkg.governance import check_promotion_api
+        from cheng_build.trust.registry_log import RegistryLog
+
+        if args.store:
+            input_dir(args.store, "--store", optional=True)
+        check_promotion_api(RegistryLog.load(reg, limits=cfg.limits), args.package, args.cid,
+                            args.to, Blockstore(cache_dir(args.store)))
         e = gov_ops.promote(reg, key, args.package, args.cid, args.to)
     elif name in ("quarantine", "release"):
         package, cid, reason, source = _quarantine_fields(name, args)

@@ -102,6 +102,43 @@ def check_markers(deps: Sequence[Any], registry: Any) -> list[str]:
     return out
 
 
+def check_promotion_api(registry: Any, package_id: str, cid: str, channel: str,
+                        store: Any) -> None:
+    """The API half of the SemVer gate for a promotion (the log's replay checks precedence).
+
+    When the channel's current head and the snapshot to promote both recorded their public API
+    table in the CAS (``api_cid``), a minor/patch step may not remove or change a public symbol,
+    exactly as at publish.
+
+    Raises:
+        PolicyError: ``promotion breaks the API``.
+        NotFoundError: an API table is not in ``store``.
+    """
+    from cheng_build.pkg import semver
+    from cheng_build.pkg.publish import _previous_api
+
+    view = _view(registry)
+    if view is None:
+        return
+    old = view.head(package_id, channel)
+    new = view.gov.snapshots.get((package_id, cid))
+    if old is None or new is None or not old.entry.version or not new.version:
+        return
+    old_table = _previous_api(old.entry, store)
+    new_table = _previous_api(new, store)
+    if old_table is None or new_table is None:
+        return
+    reasons = [r for r in semver.check_release(old_table, new_table, old.entry.version,
+                                               new.version) if not r.startswith("version ")]
+    if reasons:
+        raise PolicyError(f"promotion: version {new.version} breaks the API of "
+                          f"{old.entry.version}",
+                          why="\n".join(reasons) + f"\n{channel} would move from "
+                              f"{old.entry.cid} to {cid}",
+                          how="promote a new major version, or a snapshot that keeps the public "
+                              "symbols")
+
+
 Confirm = Callable[[str], bool]
 
 
@@ -154,4 +191,5 @@ def check_quarantine(deps: Sequence[tuple[str, str | None]], registry: Any, leve
 
 
 __all__ = ["PROMOTED_TO", "TAG", "Confirm", "Picked", "QuarantinedError", "check_markers",
+           "check_promotion_api",
            "check_quarantine", "pick"]
