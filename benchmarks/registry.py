@@ -8,7 +8,8 @@ package each, epochs increasing) and a checkpoint every 1,000 lines, exactly as 
 ``checkpoint`` write them; every ``--gov-every``-th line (default 20, i.e. 5%; 0 = none) is a
 governance line instead (issue 20), cycling per package through tag, promote (by a maintainer the
 operator granted, then by the owner), quarantine, release, appeal and decision, after one
-operator ``maintainer`` line — each valid under the log's rules, so verify checks them all. Figures (best of ``--repeat``):
+operator ``maintainer`` line — each valid under the log's rules, so verify checks them all.
+Figures (best of ``--repeat``):
 
 - ``verify``: ``RegistryLog.load(path, verify_ahead=True).verify("L1", memory=False)`` (what
   ``cheng-registry verify`` runs) — read, parse every line,

@@ -41,7 +41,7 @@ def _resolve(cli: Cli, *flags: str) -> tuple[int, str, str]:
 
 def test_resolve_and_verify_need_the_flag_at_l0(cli: Cli) -> None:
     rc, _, err = _resolve(cli, "--level:L0")
-    first = [ln for ln in err.splitlines() if "warning" not in ln][0]
+    first = next(ln for ln in err.splitlines() if "warning" not in ln)
     assert rc == 1 and first == "resolve: signature failed", err
     assert "accepted only with --allow-unsigned at L0" in err
     assert not (cli.tmp / "cheng.lock.toml").exists()

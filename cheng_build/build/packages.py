@@ -188,7 +188,6 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
                     from cheng_build.cas.blockstore import Blockstore
                     from cheng_build.pkg.lock import dump_lock
                     from cheng_build.pkg.resolve import resolve_manifest
-
                     from cheng_build.pkg.unsigned import check_flag, mark
 
                     lv = getattr(config().level, "value", str(config().level))

@@ -70,7 +70,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--registry", help="registry.jsonl")
         parser.add_argument("--graph", action="store_true",
                             help="draw every snapshot as a DAG (merges, tags, channel heads), "
-                                 "as git log --graph does")
+                                 "as git log --graph does (the default once a merge exists)")
         parser.add_argument("--format", default="text", choices=["text", "json"],
                             help="text (default) or json")
         _trust_flags(parser)
@@ -273,7 +273,7 @@ def _log(args: argparse.Namespace) -> int:
                            "tags": n.tags, "quarantined": n.quarantined} for n in nodes],
                          indent=1))
         return 0
-    if args.graph:
+    if args.graph or any(len(n.parents) > 1 for n in nodes):  # a merge needs the graph
         for row in draw(nodes):
             print(row)
         return 0

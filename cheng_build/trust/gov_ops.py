@@ -1,5 +1,24 @@
 """Appending governance lines (tag, maintainer, promote, quarantine, release, appeal, decision).
 
+What each line carries besides ``type``, ``seq``, ``prev``, ``created_ts``, ``pub_key`` and
+``signature`` (Ed25519 over ``cheng.registry.gov.v1\n`` + canonical JSON of all other fields);
+the full format is at the top of :mod:`cheng_build.trust.gov_lines`:
+
+=============  ==================================================================  ==========
+line           fields                                                              signed by
+=============  ==================================================================  ==========
+``tag``        ``package_id, cid, tag``                                            owner
+``maintainer`` ``op`` (grant/remove), ``maintainer_key, maintainer_id``,           operator
+               ``channels, packages`` (grant)
+``promote``    ``package_id, cid, channel``                                        owner or
+                                                                                   maintainer
+``quarantine`` ``package_id, cid, reason[, source]``                               operator
+``release``    ``package_id, cid, reason``                                         operator
+``appeal``     ``package_id, cid, report_cid``                                     owner
+``decision``   ``package_id, cid, outcome`` (restore/confirm), ``reason``,         operator
+               ``originality_score`` (restore)
+=============  ==================================================================  ==========
+
 Each line is built and signed against the state replayed under the log's file lock
 (:meth:`RegistryLog.append`), which then checks it with the same rules a verify applies
 (:mod:`cheng_build.trust.gov_state`) before a byte is written. Formats:
@@ -32,7 +51,9 @@ def _append(registry: str | os.PathLike[str], key: KeyPair, kind: str, fields: d
     try:
         return RegistryLog.append(registry, build)
     except AppendRefusedError as exc:
-        raise RefusedError(exc.what, why=exc.why, how=exc.how) from None
+        # The rule names the line type ("tag: ..."), which the command's own name repeats.
+        what = exc.what.removeprefix(f"{kind}: ")
+        raise RefusedError(what, why=exc.why, how=exc.how) from None
 
 
 def tag(registry: str | os.PathLike[str], key: KeyPair, package_id: str, cid: str, name: str,
