@@ -184,3 +184,19 @@ def test_graph_draws_every_snapshot_once(parent_picks: list[list[int]]) -> None:
         assert row.split("  ", 1)[1].startswith(n.cid + "  ")
         assert row.split("  ")[0].count("*") == 1
     assert all(re.fullmatch(r"[*|/\\ ]*", r.split("  ")[0]) for r in rows)
+
+
+def test_graph_of_a_diamond_is_drawn_as_git_does() -> None:
+    from cheng_build.pkg.version_graph import Node, draw
+
+    ns = [Node("root", 1, "edge", 1, "1.0.0", []), Node("main", 2, "stable", 2, "1.1.0", ["root"]),
+          Node("side", 3, "edge", 3, "1.1.1", ["root"]),
+          Node("merge", 4, "edge", 4, "1.2.0", ["main", "side"], heads=["edge"])]
+    ns[0].tags.append("v1.0.0")
+    assert draw(list(reversed(ns))) == [
+        "*  merge  edge@4  1.2.0  (head: edge)",
+        "|\\",
+        "| *  side  edge@3  1.1.1",
+        "* |  main  stable@2  1.1.0",
+        "|/",
+        "*  root  edge@1  1.0.0  (tag: v1.0.0)"]

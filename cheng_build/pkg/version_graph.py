@@ -4,12 +4,12 @@ Nodes are the package's snapshots (the first publish of each CID), newest first;
 publish's ``parent`` (the channel's previous head) and ``parents`` (merge parents). Every parent
 is an earlier line of the log, so newest-first is a topological order. One row per snapshot::
 
-    *   bafy...merge  edge@4  1.2.0  (head: edge; tag: v1.2.0)
+    *  bafy...merge  edge@4  1.2.0  (head: edge; tag: v1.2.0)
     |\\
-    | * bafy...side  edge@3  1.1.1
-    * | bafy...main  stable@2  1.1.0  (head: stable)
+    | *  bafy...side  edge@3  1.1.1
+    * |  bafy...main  stable@2  1.1.0  (head: stable)
     |/
-    * bafy...root  edge@1  1.0.0  (tag: v1.0.0)
+    *  bafy...root  edge@1  1.0.0  (tag: v1.0.0)
 
 Lanes: each column waits for one snapshot (a parent of something already drawn). A node takes
 the first lane waiting for it; other lanes waiting for the same node join it (``|/``); a merge
@@ -91,17 +91,16 @@ def draw(nodes: list[Node]) -> list[str]:
     for n in nodes:
         if n.cid in lanes:
             col = lanes.index(n.cid)
+            joined = [i for i, c in enumerate(lanes) if c == n.cid and i != col]
+            if joined:  # other lanes were waiting for this node too: they merge into it here
+                for i in reversed(joined):
+                    del lanes[i]
+                out.append(" ".join("|" for _ in lanes) + "/" * len(joined))
         else:
             lanes.append(n.cid)
             col = len(lanes) - 1
-        joined = [i for i, c in enumerate(lanes) if c == n.cid and i != col]
         cells = ["*" if i == col else "|" for i in range(len(lanes))]
         out.append(" ".join(cells) + "  " + n.label())
-        if joined:  # other lanes were waiting for this node: they end here
-            for i in reversed(joined):
-                del lanes[i]
-            out.append(" ".join("|" for _ in lanes) + "/" * len(joined))
-            col = lanes.index(n.cid)
         if not n.parents:
             del lanes[col]
             continue
