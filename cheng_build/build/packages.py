@@ -188,10 +188,9 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
                     from cheng_build.cas.blockstore import Blockstore
                     from cheng_build.pkg.lock import dump_lock
                     from cheng_build.pkg.resolve import resolve_manifest
-                    from cheng_build.pkg.unsigned import check_flag, mark
+                    from cheng_build.pkg.unsigned import mark
 
                     lv = getattr(config().level, "value", str(config().level))
-                    check_flag(bool(getattr(opts, "allow_unsigned", False)), lv, "chengc")
                     lock = resolve_manifest(manifest, registry(), Blockstore(cache_root), level=lv,
                                             allow_quarantined=bool(getattr(
                                                 opts, "allow_quarantined", False)))
@@ -230,9 +229,8 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
             level = getattr(cfg.level, "value", str(cfg.level))
             tr = trusted() if reg_path.is_file() or level != "L0" else None
             reg = tr.log if tr is not None else None
-            from cheng_build.pkg.unsigned import check_flag, extra_kwargs
+            from cheng_build.pkg.unsigned import extra_kwargs
 
-            check_flag(bool(getattr(opts, "allow_unsigned", False)), level, "chengc")
             warnings = (list(tr.warnings) if tr is not None else []) + verify_lock(
                 lock, reg, cfg, **extra_kwargs(opts))
             vstamp = {
