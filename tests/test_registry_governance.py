@@ -476,3 +476,42 @@ def test_chengc_refuses_a_quarantined_snapshot(cli: Cli) -> None:
     # The lock now exists; without the flag the (not remembered) verify refuses it.
     rc, _, err = cli.chengc(*base)
     assert rc == 1 and err.splitlines()[0] == "chengc: verify: quarantined snapshot", err
+
+
+@pytest.mark.parametrize("kind,fields", [
+    ("maintainer", {"op": "grant", "maintainer_id": "node:mallory", "channels": ["stable"],
+                    "packages": [FS]}),
+    ("quarantine", {"reason": "sabotage"}),
+    ("appeal", {"report_cid": "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"}),
+])
+def test_forged_governance_lines_break_the_log_for_consumers(cli: Cli, kind: str,
+                                                             fields: dict[str, object]) -> None:
+    """Mallory (neither operator nor owner) hand-appends a chained, self-signed line."""
+    from cheng_build.trust.keys import load_key
+
+    c = _world(cli)
+    mallory = load_key(str(cli.tmp / "mallory.key")).pub_key
+    extra = {"maintainer_key": mallory} if kind == "maintainer" else {"package_id": FS,
+                                                                      "cid": c["v1"]}
+    _forge(cli, kind, "mallory", **extra, **fields)
+    _manifest(cli, 'channel = "stable"')
+    rc, _, err = _resolve(cli)
+    assert rc == 1 and err.splitlines()[0].startswith(
+        f"resolve: registry does not verify: line 6: {kind}: "), err
+    assert not (cli.tmp / "cheng.lock.toml").exists()
+    rc, _, err = _resolve(cli, "--level:L0")  # development: used, with the warning
+    assert rc == 0 and f"line 6: {kind}: " in err
+
+
+def test_a_pinned_operator_key_is_the_only_operator(cli: Cli) -> None:
+    """With operator_key pinned and no checkpoint yet, the first operator line cannot claim it."""
+    from cheng_build.trust.keys import load_key
+
+    c = {"v1": _pub(cli, FS, "edge", 1, "1.0.0", "fn Read(): int32 = 1\n")}
+    cli.mp.setenv("PKG_OPERATOR_KEY", load_key(str(cli.tmp / "op.key")).pub_key)
+    rc, _, err = cli.registry("quarantine", f"--package:{FS}", f"--cid:{c['v1']}",
+                              "--reason:x", "--priv:mallory.key", REG)
+    assert rc == 2 and err.splitlines()[0] == "quarantine: --priv is not the pinned operator key"
+    _forge(cli, "quarantine", "mallory", package_id=FS, cid=c["v1"], reason="x")
+    rc, _, err = cli.registry("verify", REG)
+    assert rc == 1 and err.splitlines()[0] == "verify: line 2: quarantine: not signed by the operator"
