@@ -13,7 +13,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from cheng_build.cli.args import Parser
+from cheng_build.cli.args import Parser, add_pkg_cache_flag, pkg_cache_arg
 from cheng_build.cli.input_checks import input_dir, input_file
 from cheng_build.core.errors import UsageError
 
@@ -77,8 +77,8 @@ def register(name: str, parser: Parser) -> None:
     elif name == "promote":
         _common(parser)
         parser.add_argument("--to", required=True, choices=_CHANNELS, help="channel to move")
-        parser.add_argument("--store", help="CAS holding the releases' API tables, for the SemVer "
-                                            "API check (default: PKG_CACHE or chengcache)")
+        add_pkg_cache_flag(parser, "package cache holding the releases' API tables, for the "
+                                   "SemVer API check (default: PKG_CACHE, ./chengcache)")
     elif name in ("quarantine", "release"):
         parser.add_argument("--proposal", help="a propose-quarantine file (fills the fields)"
                             if name == "quarantine" else argparse.SUPPRESS)
@@ -89,7 +89,8 @@ def register(name: str, parser: Parser) -> None:
         _common(parser)
         parser.add_argument("--report", required=True,
                             help="the difference report (stored in the CAS; its CID is signed)")
-        parser.add_argument("--store", help="CAS root (default: PKG_CACHE or chengcache)")
+        add_pkg_cache_flag(parser, "package cache the report goes to (default: PKG_CACHE, "
+                                   "./chengcache)")
     elif name == "decide":
         _common(parser)
         parser.add_argument("--outcome", required=True, choices=["restore", "confirm"],
@@ -135,10 +136,11 @@ def run(name: str, args: argparse.Namespace) -> int:
         from cheng_build.pkg.governance import check_promotion_api
         from cheng_build.trust.registry_log import RegistryLog
 
-        if args.store:
-            input_dir(args.store, "--store", optional=True)
+        cache, flag = pkg_cache_arg(args)
+        if cache:
+            input_dir(cache, flag, optional=True)
         check_promotion_api(RegistryLog.load(reg, limits=cfg.limits), args.package, args.cid,
-                            args.to, Blockstore(cache_dir(args.store)))
+                            args.to, Blockstore(cache_dir(cache)))
         e = gov_ops.promote(reg, key, args.package, args.cid, args.to)
     elif name in ("quarantine", "release"):
         package, cid, reason, source = _quarantine_fields(name, args)
@@ -221,14 +223,15 @@ def _store_report(args: argparse.Namespace) -> str:
     from cheng_build.core.paths import cache_dir
 
     input_file(args.report, "--report")
-    if args.store:
-        input_dir(args.store, "--store", optional=True)
+    cache, flag = pkg_cache_arg(args)
+    if cache:
+        input_dir(cache, flag, optional=True)
     with open(args.report, "rb") as fh:
         data = fh.read()
     if not data.strip():
         raise UsageError("--report is empty", how="describe how this snapshot differs from the "
                                                   "package it was judged a copy of")
-    return str(add_bytes(Blockstore(cache_dir(args.store)), data, pin=True))
+    return str(add_bytes(Blockstore(cache_dir(cache)), data, pin=True))
 
 
 def _propose(args: argparse.Namespace) -> int:

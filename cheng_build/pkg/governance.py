@@ -46,11 +46,13 @@ def _view(registry: Any) -> Any:
     return governance_of(registry) if isinstance(registry, RegistryLog) else None
 
 
-def pick(registry: Any, package_id: str, channel: str, tag: str | None, wanted_by: str) -> Picked:
-    """The snapshot a request names: the tagged one, or the channel's (possibly promoted) head.
+def pick(registry: Any, package_id: str, channel: str, tag: str | None,
+         wanted_by: str) -> Picked | None:
+    """The snapshot a request names: the tagged one, or the channel's (possibly promoted) head;
+    None when the channel has no release.
 
     Raises:
-        NotFoundError: ``snapshot not found`` — no such tag, or the channel has no release.
+        NotFoundError: ``snapshot not found`` — no such tag.
     """
     view = _view(registry)
     if tag is not None:
@@ -64,21 +66,13 @@ def pick(registry: Any, package_id: str, channel: str, tag: str | None, wanted_b
         return Picked(p.entry, ((TAG, tag),))
     if view is None:  # a plain index (tests, tools): channel heads only
         entry = registry.head(package_id, channel)
-        return Picked(entry) if entry is not None else _no_release(package_id, channel, wanted_by)
+        return Picked(entry) if entry is not None else None
     h = view.head(package_id, channel)
     if h is None:
-        return _no_release(package_id, channel, wanted_by)
+        return None
     from cheng_build.trust.gov_view import Via
 
     return Picked(h.entry, ((PROMOTED_TO, channel),) if h.via is Via.PROMOTE else ())
-
-
-def _no_release(package_id: str, channel: str, wanted_by: str) -> Picked:
-    raise NotFoundError("snapshot not found",
-                        why=f"no {channel} release of {package_id} in the registry "
-                            f"(wanted by {wanted_by})",
-                        how="publish it on that channel, pick another channel, or "
-                            "add an [overrides] entry in the top-level manifest")
 
 
 def check_markers(deps: Sequence[Any], registry: Any) -> list[str]:

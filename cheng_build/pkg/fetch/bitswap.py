@@ -34,7 +34,7 @@ Nothing here imports libp2p: the codec is pure and cheap.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 PROTOCOL_V120 = "/ipfs/bitswap/1.2.0"
@@ -240,7 +240,7 @@ def _decode_entry(buf: memoryview) -> WantEntry:
     sdh = False
     for f, w, v in _fields(buf):
         if f == 1 and w == 2:
-            cid = bytes(v)  # type: ignore[arg-type]
+            cid = bytes(v)
         elif f == 2 and w == 0:
             priority = _int32(v)  # type: ignore[arg-type]
         elif f == 3 and w == 0:
@@ -278,7 +278,7 @@ def decode(buf: bytes | memoryview) -> Message:
             data: memoryview = memoryview(b"")
             for f2, w2, v2 in _fields(v):  # type: ignore[arg-type]
                 if f2 == 1 and w2 == 2:
-                    prefix = bytes(v2)  # type: ignore[arg-type]
+                    prefix = bytes(v2)
                 elif f2 == 2 and w2 == 2:
                     data = v2  # type: ignore[assignment]
             blocks.append(Block(prefix, data))
@@ -287,7 +287,7 @@ def decode(buf: bytes | memoryview) -> Message:
             ptype = PresenceType.HAVE
             for f2, w2, v2 in _fields(v):  # type: ignore[arg-type]
                 if f2 == 1 and w2 == 2:
-                    cid = bytes(v2)  # type: ignore[arg-type]
+                    cid = bytes(v2)
                 elif f2 == 2 and w2 == 0:
                     ptype = PresenceType.DONT_HAVE if v2 == 1 else PresenceType.HAVE
             presences.append(Presence(cid, ptype))
@@ -323,7 +323,7 @@ def parse_prefix(prefix: bytes) -> tuple[int, int, int, int]:
     return version, codec, code, length
 
 
-def pack_blocks(items: list[tuple[bytes, bytes | memoryview]]) -> Iterator[Message]:
+def pack_blocks(items: Sequence[tuple[bytes, bytes | memoryview]]) -> Iterator[Message]:
     """Group (binary CID, data) pairs into messages of about ``TARGET_MESSAGE_SIZE`` each."""
     batch: list[Block] = []
     size = 0

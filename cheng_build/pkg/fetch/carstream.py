@@ -99,7 +99,7 @@ class _Reader:
         return view
 
 
-def cid_length(buf: bytes) -> int:
+def cid_length(buf: bytes | memoryview) -> int:
     """Length of the binary CID at the start of ``buf`` (v1, or a v0 bare sha2-256 multihash)."""
     if buf[:2] == b"\x12\x20":
         return 34

@@ -65,7 +65,7 @@ class FetchSession:
         self.last_seen: dict[Any, float] = {}
         self.changed = trio.Event()
         self.error: Exception | None = None
-        self.unsaved: list[tuple[bytes, bytes]] = []
+        self.unsaved: list[tuple[bytes, bytes | memoryview]] = []
         self.unsaved_bytes = 0
         self.save_wanted = trio.Event()
         self.saving = trio.Lock()
