@@ -156,6 +156,13 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
     def registry() -> Any:
         return trusted().log
 
+    # 0. sync the registry from its mirrors first (PKG_REGISTRY_FROM; build/remote.py)
+    with step("sync"):
+        from cheng_build.build.remote import sync_for_build
+
+        if sync_for_build(chengc_dir, reg_path, _config_fingerprint(env, cwd, stat_cache), config):
+            steps.append("sync")
+
     # 1. resolve
     if opts.manifest is not None:
         manifest_path = absolute(opts.manifest)
@@ -185,15 +192,17 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
 
                     keep = not lock_manifest_problems(load_lock(lock_path), manifest)
                 if not keep:
-                    from cheng_build.cas.blockstore import Blockstore
+                    from cheng_build.build.remote import head_cids, resolve_store
                     from cheng_build.pkg.lock import dump_lock
                     from cheng_build.pkg.resolve import resolve_manifest
                     from cheng_build.pkg.unsigned import mark
 
                     lv = getattr(config().level, "value", str(config().level))
-                    lock = resolve_manifest(manifest, registry(), Blockstore(cache_root), level=lv,
-                                            allow_quarantined=bool(getattr(
-                                                opts, "allow_quarantined", False)))
+                    with resolve_store(cache_root, env,
+                                       hint=lambda: head_cids(manifest, registry())) as store:
+                        lock = resolve_manifest(manifest, registry(), store, level=lv,
+                                                allow_quarantined=bool(getattr(
+                                                    opts, "allow_quarantined", False)))
                     lock, _ = mark(lock, bool(getattr(opts, "allow_unsigned", False)), lv)
                     dump_lock(lock, lock_path, fmt)
                     steps.append("resolve")
@@ -256,10 +265,12 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
                 break
             roots.append(p)
         if not complete:
-            from cheng_build.pkg.fetch import fetch_lock
+            from cheng_build.build.remote import consumer_addrs
+            from cheng_build.pkg.remote.routing import fetch_lock_routed
 
             lock = lock_obj()
-            res = fetch_lock(lock, cache_root=cache_root, config=config(), lock_dir=lock_path.parent)
+            res = fetch_lock_routed(lock, cache_root=cache_root, config=config(),
+                                    lock_dir=lock_path.parent, peers=consumer_addrs(config()))
             roots = [Path(res.roots[d.package_id]) for d in lock.dependencies]
             steps.append("fetch")
 

@@ -8,6 +8,7 @@ Missing flags and unreadable input exit 2, failed checks exit 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,27 @@ def _store(args: argparse.Namespace) -> Any:
     return Blockstore(root)
 
 
+def _sync_first(flag: str | None, config: Any = None) -> None:
+    """With ``sync_from`` configured (PKG_REGISTRY_FROM), bring the registry up to the mirrors
+    first (verified and fork-checked before anything is appended: ``trust.sync``)."""
+    from cheng_build.trust.config import load_config
+
+    config = config if config is not None else load_config()
+    if config.sync_from:
+        from cheng_build.pkg.remote.sync_run import sync_configured
+
+        sync_configured(config, registry=_registry_path(flag or str(config.registry)))
+
+
+def _resolve_fetching(args: argparse.Namespace, run: Any, hint: Any = None) -> Any:
+    """``run(store)`` with the cache's store, which fetches the manifest blocks resolve reads
+    from the configured peers and mirrors when it lacks them (build/remote.py)."""
+    from cheng_build.build.remote import resolve_store
+
+    with resolve_store(Path(_store(args).root), os.environ, hint=hint) as store:
+        return run(store)
+
+
 def _emit(text: str, out: str | None) -> None:
     from cheng_build.core.atomic import atomic_write_text
 
@@ -165,6 +187,7 @@ def _emit(text: str, out: str | None) -> None:
 
 
 def _resolve(args: argparse.Namespace) -> int:
+    from cheng_build.build.remote import head_cids
     from cheng_build.pkg.lock import dump_lock, lock_text
     from cheng_build.pkg.manifest import load_manifest
     from cheng_build.pkg.resolve import resolve_manifest
@@ -179,11 +202,15 @@ def _resolve(args: argparse.Namespace) -> int:
     from cheng_build.pkg.unsigned import check_flag, mark
 
     check_flag(args.allow_unsigned, config.level.value, "resolve")
+    _sync_first(args.registry, config)
     registry = _load_registry(args.registry, args, config)
     warnings: list[str] = []
-    lock = resolve_manifest(manifest, registry, _store(args), level=config.level.value,
-                            allow_quarantined=args.allow_quarantined,
-                            confirm=tty_confirm("resolve"), warnings=warnings)
+    lock = _resolve_fetching(
+        args, lambda store: resolve_manifest(manifest, registry, store,
+                                             level=config.level.value,
+                                             allow_quarantined=args.allow_quarantined,
+                                             confirm=tty_confirm("resolve"), warnings=warnings),
+        lambda: head_cids(manifest, registry))
     lock, more = mark(lock, args.allow_unsigned, config.level.value)
     warnings += more
     for w in warnings:
@@ -216,6 +243,7 @@ def _verify(args: argparse.Namespace) -> int:
         _check_manifest(args.manifest)
         manifest = load_manifest(args.manifest)
     reg_flag = args.registry or str(config.registry)
+    _sync_first(reg_flag, config)
     if not config.require_registry_match and not _registry_path(reg_flag).is_file():
         registry = None  # L0 without a registry: signatures (or placeholders) only
     else:
@@ -327,6 +355,11 @@ def _checkout(args: argparse.Namespace) -> int:
     cid = parse_cid(_need(args, "cid"))
     limits = export_limits(args)
     store = _store(args)
+    # Fetched from the configured peers, mirrors or content routing when the cache lacks it.
+    from cheng_build.pkg.remote.checkout import fetch_snapshot
+    from cheng_build.trust.config import load_config
+
+    fetch_snapshot(str(cid), Path(store.root), load_config())
     root = materialize(store, cid, store.root, limits=limits)
     if args.format == "json":
         import json

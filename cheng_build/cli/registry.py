@@ -31,6 +31,8 @@ COMMANDS: dict[str, Subcommand] = {
     "decide": Subcommand(_GOV, "decide an open appeal: restore or confirm the score (operator)"),
     "repair": Subcommand("cheng_build.cli.registry_repair",
                          "cut off a torn last line a crashed publish left"),
+    "sync": Subcommand("cheng_build.cli.registry_sync",
+                       "fetch new lines from mirrors, verify them, append (fork-checked)"),
 }
 
 
