@@ -107,6 +107,12 @@ def _lazy(fn: Callable[[], T]) -> Callable[[], T]:
     return get
 
 
+def _gov_flags(opts: Any) -> tuple[str, ...]:
+    """The flags that change what verify accepts: part of the remembered-verify key, so a lock
+    verified with --allow-unsigned is not taken as verified without it."""
+    return tuple(f for f in ("allow_unsigned", "allow_quarantined") if getattr(opts, f, False))
+
+
 def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], stat_cache: StatCache,
             default_name: str) -> PackageContext:
     """Run resolve (if a manifest) -> verify -> fetch for ``opts`` (a ``PackageOptions``).
@@ -132,6 +138,10 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         return load_config(env=env)
 
     config = _lazy(_load_config)
+    if getattr(opts, "allow_unsigned", False):  # development mode: refused above L0, up front
+        from cheng_build.pkg.unsigned import check_flag
+
+        check_flag(True, getattr(config().level, "value", str(config().level)), "chengc")
 
     def load_registry() -> Any:
         # Verified before any line is used (resolve and verify both read it); L0 only warns.
@@ -190,10 +200,15 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
                     from cheng_build.build.remote import head_cids, resolve_store
                     from cheng_build.pkg.lock import dump_lock
                     from cheng_build.pkg.resolve import resolve_manifest
+                    from cheng_build.pkg.unsigned import mark
 
+                    lv = getattr(config().level, "value", str(config().level))
                     with resolve_store(cache_root, env,
                                        hint=lambda: head_cids(manifest, registry())) as store:
-                        lock = resolve_manifest(manifest, registry(), store)
+                        lock = resolve_manifest(manifest, registry(), store, level=lv,
+                                                allow_quarantined=bool(getattr(
+                                                    opts, "allow_quarantined", False)))
+                    lock, _ = mark(lock, bool(getattr(opts, "allow_unsigned", False)), lv)
                     dump_lock(lock, lock_path, fmt)
                     steps.append("resolve")
                 _stamp_write(stamp_path, {"manifest_sha256": m_sha,
@@ -216,7 +231,7 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         _, lock_sha = stat_cache.file_digest(lock_path)
         reg_sha = stat_cache.file_digest(reg_path)[1] if reg_path.is_file() else "-"
         vkey = _h(lock_sha, reg_sha, _config_fingerprint(env, cwd, stat_cache), opts.package or "",
-                  opts.channel)
+                  opts.channel, *_gov_flags(opts))
         vstamp_path = chengc_dir / "verified" / f"{vkey}.json"
         # What a remembered verify rests on, for the no-op fast path (lock, registry and config
         # files went through the stat cache already).
@@ -231,7 +246,10 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
             level = getattr(cfg.level, "value", str(cfg.level))
             tr = trusted() if reg_path.is_file() or level != "L0" else None
             reg = tr.log if tr is not None else None
-            warnings = (list(tr.warnings) if tr is not None else []) + verify_lock(lock, reg, cfg)
+            from cheng_build.pkg.unsigned import extra_kwargs
+
+            warnings = (list(tr.warnings) if tr is not None else []) + verify_lock(
+                lock, reg, cfg, **extra_kwargs(opts))
             vstamp = {
                 "package": _package_fields(lock, reg, opts.package or lock.package_id, opts.channel),
                 "warnings": list(warnings),

@@ -37,8 +37,10 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--registry", default=None,
                             help="registry.jsonl the lock is checked against before fetching "
                                  "(default: PKG_REGISTRY, config; skipped when none exists)")
+        from cheng_build.cli.gov_flags import add_allow_quarantined
         from cheng_build.cli.sizes import add_limit_flags
 
+        add_allow_quarantined(parser)
         add_limit_flags(parser)
     elif name == "serve":
         parser.add_argument("--root", required=True, help="the package cache to serve")
@@ -207,7 +209,11 @@ def _check_against_registry(args: argparse.Namespace, config: Any, lock: Any) ->
     elif not reg.is_file():
         return
     trusted = load_trusted_registry(reg, config)
-    warnings = list(trusted.warnings) + verify_lock(lock, trusted.log, config)
+    from cheng_build.cli.gov_flags import tty_confirm
+
+    warnings = list(trusted.warnings) + verify_lock(
+        lock, trusted.log, config, allow_quarantined=getattr(args, "allow_quarantined", False),
+        confirm=tty_confirm("fetch"))
     for w in warnings:
         print(f"fetch: warning: {w}", file=sys.stderr)
 
