@@ -61,12 +61,12 @@ def full(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Full]:
     yield _Full(monkeypatch)
 
 
-def _hit_recorded(cc: Runner | Cli, *argv: str) -> tuple[int, str, str]:
+def _hit_recorded(cc: Runner | Cli, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Build, then hit once (which writes the record); the hit's result."""
-    first = cc(*argv) if isinstance(cc, Runner) else cc.chengc(*argv)
+    first = cc(*argv, env=env) if isinstance(cc, Runner) else cc.chengc(*argv)
     assert first[0] == 0, first[2]
     _tick()
-    hit = cc(*argv) if isinstance(cc, Runner) else cc.chengc(*argv)
+    hit = cc(*argv, env=env) if isinstance(cc, Runner) else cc.chengc(*argv)
     assert hit[0] == 0, hit[2]
     _tick()
     return hit
@@ -81,6 +81,18 @@ def test_second_hit_is_replayed_without_the_full_build(cc: Runner, full: _Full) 
     assert "fake-chengc: compiled" in out2 and "chengc: cache hit" in err2
     assert full.n == runs, "the replay must not go through the full build"
     assert len(cc.calls()) == 1
+
+
+def test_the_record_keeps_no_environment_values(cc: Runner, full: _Full) -> None:
+    """The environment is matched by digest: a secret in it never lands in the cache directory
+    (which CI systems share and upload)."""
+    secret = "s3cr3t-token-4f2a9c"
+    _hit_recorded(cc, "app.cheng", env={"API_TOKEN": secret})
+    (rec,) = _records(cc.tmp)
+    assert secret.encode() not in rec.read_bytes() and b"API_TOKEN" not in rec.read_bytes()
+    runs = full.n
+    assert cc("app.cheng")[0] == 0 and full.n == runs  # same environment: replayed
+    assert cc("app.cheng", env={"API_TOKEN": secret + "x"})[0] == 0 and full.n == runs + 1
 
 
 def test_a_fresh_tree_writes_no_record(cc: Runner, monkeypatch: pytest.MonkeyPatch) -> None:

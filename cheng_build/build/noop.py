@@ -19,12 +19,14 @@ is only written once every watched path has been quiet that long.
 On-disk format (``<cache>/chengc/noop/<blake2b(cwd, argv)>.rec``, one per command line and
 directory, replaced atomically; written by chengc for itself, so it is not a public format)::
 
-    b"chengc-noop/1\\n" <header length, 10 ASCII digits> <header> <stdout bytes> <stderr bytes>
+    b"chengc-noop/2\\n" <header length, 10 ASCII digits> <header> <stdout bytes> <stderr bytes>
 
-The header is UTF-8 (surrogateescape) fields separated by NUL, which no path, argument or
-environment entry can contain: ``cwd, argc, argv..., envc, "K=V"..., valid_until or "",
-stdout length, stderr length, n, then n x (path, signature)``; a signature is
-``dev,ino,size,mtime_ns,ctime_ns`` or ``-`` for a path that did not exist.
+The header is UTF-8 (surrogateescape) fields separated by NUL, which no path or argument can
+contain: ``cwd, argc, argv..., env digest, valid_until or "", stdout length, stderr length, n,
+then n x (path, signature)``; a signature is ``dev,ino,size,mtime_ns,ctime_ns`` or ``-`` for a
+path that did not exist. The environment is kept only as a BLAKE2b digest of its sorted
+``K=V`` entries: a cache directory is often shared or uploaded, and the environment holds
+secrets.
 
 This module imports only ``os`` (and ``time`` when a record expires) on the read side.
 """
@@ -34,7 +36,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 
-MAGIC = b"chengc-noop/1\n"
+MAGIC = b"chengc-noop/2\n"
 RACY_NS = 2_000_000_000  # as cheng_build.build.inputs.RACY_NS (not imported: it pulls hashlib)
 _SEP = "\0"
 _ENC = ("utf-8", "surrogateescape")
@@ -55,13 +57,17 @@ def _cache_root(argv: Sequence[str], env: Mapping[str, str], cwd: str) -> str:
     return os.path.join(cwd, value)
 
 
-def record_path(argv: Sequence[str], env: Mapping[str, str], cwd: str) -> str:
-    """Where the record of this command line in this directory lives."""
+def _blake2b(data: bytes, size: int) -> str:
     try:
         from _blake2 import blake2b  # built in; hashlib would load OpenSSL (~2 ms)
     except ImportError:  # pragma: no cover - an interpreter without it
         from hashlib import blake2b
-    h = blake2b(_SEP.join([cwd, *argv]).encode(*_ENC), digest_size=16).hexdigest()
+    return blake2b(data, digest_size=size).hexdigest()
+
+
+def record_path(argv: Sequence[str], env: Mapping[str, str], cwd: str) -> str:
+    """Where the record of this command line in this directory lives."""
+    h = _blake2b(_SEP.join([cwd, *argv]).encode(*_ENC), 16)
     return os.path.join(_cache_root(argv, env, cwd), "chengc", "noop", h + ".rec")
 
 
@@ -73,8 +79,8 @@ def _sig(path: str) -> str:
     return f"{st.st_dev},{st.st_ino},{st.st_size},{st.st_mtime_ns},{st.st_ctime_ns}"
 
 
-def _env_fields(env: Mapping[str, str]) -> list[str]:
-    return sorted(f"{k}={v}" for k, v in env.items())
+def _env_digest(env: Mapping[str, str]) -> str:
+    return _blake2b(_SEP.join(sorted(f"{k}={v}" for k, v in env.items())).encode(*_ENC), 32)
 
 
 def replay(argv: Sequence[str], env: Mapping[str, str], cwd: str) -> tuple[bytes, bytes] | None:
@@ -98,10 +104,9 @@ def replay(argv: Sequence[str], env: Mapping[str, str], cwd: str) -> tuple[bytes
         if f[2:2 + n] != list(argv):
             return None
         i = 2 + n
-        m = int(f[i])
-        if f[i + 1:i + 1 + m] != _env_fields(env):
+        if f[i] != _env_digest(env):
             return None
-        i += 1 + m
+        i += 1
         if f[i]:
             import time
 
@@ -131,8 +136,7 @@ def remember(argv: Sequence[str], env: Mapping[str, str], cwd: str, watch: Itera
     now = time.time_ns()
     paths = list(dict.fromkeys(os.path.abspath(os.path.join(cwd, p)) for p in watch))
     fields: list[str] = [cwd, str(len(argv)), *argv]
-    envf = _env_fields(env)
-    fields += [str(len(envf)), *envf, "" if valid_until is None else repr(float(valid_until)),
+    fields += [_env_digest(env), "" if valid_until is None else repr(float(valid_until)),
                str(len(stdout)), str(len(stderr)), str(len(paths))]
     for p in paths:
         s = _sig(p)
@@ -143,7 +147,7 @@ def remember(argv: Sequence[str], env: Mapping[str, str], cwd: str, watch: Itera
         fields += [p, s]
     try:
         if any(_SEP in x for x in fields):
-            return False  # no real argv, environment or path holds NUL; never write an ambiguous record
+            return False  # no real argv or path holds NUL; never write an ambiguous record
         header = _SEP.join(fields).encode(*_ENC)
         blob = MAGIC + b"%010d" % len(header) + header + stdout + stderr
         write_cache_file(Path(record_path(argv, env, cwd)), blob)
