@@ -140,12 +140,15 @@ def test_a_failed_dep_skips_its_dependents() -> None:
     assert led.finished(run) and led.failed(run)
 
 
-def test_memory_room_agents_share_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _memory_run(tmp_path: Path, *, stall_s: float = 0.0) -> tuple[list[Any], Path]:
+    """Three agents and an origin on one in-memory room, six tasks; ``stall_s``: block the whole
+    process that long once every task is claimed (a loaded machine descheduling it)."""
+    import time
+
     from cheng_build.cis.node.agent import Agent, NodeConfig
     from cheng_build.cis.node.localrun import parse_run
     from cheng_build.cis.node.origin import Follower
 
-    monkeypatch.setenv("CIS_SANDBOX", "unsandboxed")
     ws = tmp_path / "ws"
     ws.mkdir()
     out = tmp_path / "out"
@@ -161,21 +164,48 @@ def test_memory_room_agents_share_one_run(tmp_path: Path, monkeypatch: pytest.Mo
         stop = asyncio.Event()
         agents = []
         for name in ("a", "b", "c"):
-            cfg = NodeConfig(tmp_path / name, ws, wid, ("cpu",), jobs=2, lease_s=5, hello_s=1)
+            # Short lease and hello: test-speed knobs (takeovers and liveness come sooner), not
+            # correctness ones: silence is judged on each agent's awake clock.
+            cfg = NodeConfig(tmp_path / name, ws, wid, ("cpu",), jobs=2, lease_s=2 if stall_s else 5,
+                             hello_s=1)
             ag = Agent(hub.join(f"@{name}:m", "r"), cfg, lambda s: None)
             await ag.start()
             agents.append(ag)
         serving = [asyncio.create_task(a.serve(stop)) for a in agents]
+
+        async def stall() -> None:
+            while sum(len(a.held) for a in agents) < 6:
+                await asyncio.sleep(0.01)
+            time.sleep(stall_s)  # blocks the loop: every agent and the origin pause together
+
+        staller = asyncio.create_task(stall()) if stall_s else None
         origin = hub.join("@o:m", "r")
         body = protocol.content(Kind.RUN, origin.user_id, run=RUN, name="m", workspace=wid,
                                 dag_file="cis.toml", dag_z=protocol.pack_dag(toml))
         res = await asyncio.wait_for(Follower(origin, RUN, parse_run(toml, ws).plan, lambda o, n: None,
-                                              lambda s: None, grace_s=2).follow(body), 60)
+                                              lambda s: None, grace_s=2).follow(body), 120)
         stop.set()
         await asyncio.gather(*serving)
+        if staller is not None:
+            await staller
         return res.views
 
-    views = asyncio.run(main())
-    assert [v.status for v in views] == [TaskStatus.COMPLETED] * 6
+    return asyncio.run(main()), out
+
+
+def test_memory_room_agents_share_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIS_SANDBOX", "unsandboxed")
+    views, out = _memory_run(tmp_path)
+    assert [(v.status, v.reason) for v in views] == [(TaskStatus.COMPLETED, "")] * 6
+    for v in views:
+        assert (out / v.name).read_text().split() == [v.node]
+
+
+def test_a_paused_process_is_nobodys_silence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole process blocked for longer than the lease (a loaded machine) once every task is
+    held: no agent may take a task over for that pause, so each task runs once (no Debt)."""
+    monkeypatch.setenv("CIS_SANDBOX", "unsandboxed")
+    views, out = _memory_run(tmp_path, stall_s=3.5)
+    assert [(v.status, v.reason) for v in views] == [(TaskStatus.COMPLETED, "")] * 6
     for v in views:
         assert (out / v.name).read_text().split() == [v.node]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from cheng_build.cis.node import protocol
+from cheng_build.cis.node.awake import AwakeClock
 from cheng_build.cis.node.island import NodeOutbox
 from cheng_build.cis.node.ledger import Ledger, RunRec, TaskRec, TaskStatus
 from cheng_build.cis.node.protocol import Kind, ProtocolError
@@ -79,6 +80,11 @@ class Agent:
         self.token: str | None = None
         self.island = False
         self.counters = Counters()
+        # Leases are judged on the awake clock (pauses of this process do not count as anyone's
+        # silence), up to the moment the room was last read through (``_fresh``): a holder is
+        # silent only if the timeline, read after the lease ran out, has nothing from it.
+        self.clock = AwakeClock()
+        self._fresh = self.clock.now()
         self._wake = asyncio.Event()
         self._queued = asyncio.Event()
         self._runners: set[asyncio.Task[None]] = set()
@@ -123,8 +129,10 @@ class Agent:
 
     # -- reading --------------------------------------------------------------------------
 
-    def ingest(self, batch: Batch) -> None:
-        now = time.monotonic()
+    def ingest(self, batch: Batch, fresh: float | None = None) -> None:
+        """Apply ``batch``; ``fresh``: the awake-clock time up to which it holds every event of the
+        room (the read's start, or its return for an empty long poll); None: now."""
+        now = self.clock.now()
         if batch.gap:
             self.log("the homeserver skipped events (sync gap): filled from /messages; "
                      "claims inside it are settled in that order, duplicates end as debt")
@@ -142,6 +150,7 @@ class Agent:
             if msg.kind is Kind.CLAIM:
                 self._claim_seen(msg.text("run"), msg.num("task"), msg.num("epoch"), msg.node)
         self.token = batch.token
+        self._fresh = max(self._fresh, now if fresh is None else fresh)
         self._wake.set()
 
     def _add_run(self, msg: protocol.Message) -> None:
@@ -221,8 +230,10 @@ class Agent:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        self._drop_taken_over()
         # Renew held leases; not as an island (a renewal is about now: late ones would only pile
-        # up in the queue; the first tick after the heal renews).
+        # up in the queue; the first tick after the heal renews). Renewals go on the plain
+        # monotonic clock: after a pause of this process they are due at once.
         for h in self.held.values() if not self.island else ():
             if now - h.renewed >= self.cfg.lease_s / 3:
                 h.renewed = now
@@ -245,7 +256,7 @@ class Agent:
                     continue
                 if self.ledger.ready(run, t):
                     cands.append((self._order(run_id, t.plan.idx), run, t, 0))
-                elif self.ledger.lapsed(t, now) and t.holder != self.node:
+                elif self.ledger.lapsed(t, self._fresh) and t.holder != self.node:
                     cands.append(("", run, t, t.epoch + 1))  # takeovers first
         cands.sort(key=lambda c: c[0])
         for _, run, t, epoch in cands[:room]:
@@ -257,6 +268,18 @@ class Agent:
                          f"its lease, claiming epoch {epoch}")
             self.post(Kind.CLAIM, run.run_id, t.plan.idx, epoch=epoch,
                       lease_ms=int(self.cfg.lease_s * 1000))
+
+    def _drop_taken_over(self) -> None:
+        """A held task whose epoch another node won a takeover of (this node looked silent: a
+        pause, a slow homeserver) is dropped unless it already started: the other node runs it,
+        and one execution stays one. One that started runs on; its result is a duplicate (Debt)."""
+        for key, h in list(self.held.items()):
+            rec = self._rec(h.run, h.idx)
+            if h.started or rec is None or rec.epoch <= h.epoch:
+                continue
+            del self.held[key]
+            self.log(f"task {h.idx} of {h.run}: taken over by {rec.holder} (epoch {rec.epoch}) "
+                     "before it started here: not running it")
 
     def _start_won(self) -> None:
         busy = sum(1 for h in self.held.values() if h.started)
@@ -306,6 +329,7 @@ class Agent:
     async def _reader(self, stop: asyncio.Event) -> None:
         backoff = 0.2
         while not stop.is_set():
+            asked = self.clock.now()
             try:
                 batch = await self.room.read(self.token, self.cfg.poll_s)
             except RoomError as exc:
@@ -318,7 +342,9 @@ class Agent:
             backoff = 0.2
             if self.island and not self.outbox.queued():
                 self._back_online()
-            self.ingest(batch)
+            # A batch holds every event up to when the read was asked; an empty long poll
+            # says the room was quiet until it returned.
+            self.ingest(batch, asked if batch.events else self.clock.now())
 
     async def _flusher(self, stop: asyncio.Event) -> None:
         """Deliver the outbox in order, on its own: a slow PUT never delays starting a task."""
@@ -333,6 +359,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         reader = loop.create_task(self._reader(stop))
         flusher = loop.create_task(self._flusher(stop))
+        watch = loop.create_task(self.clock.watch(stop))
         last_hello = time.monotonic()
         try:
             while not stop.is_set():
@@ -348,7 +375,7 @@ class Agent:
         finally:
             if self._runners:
                 await asyncio.gather(*self._runners, return_exceptions=True)
-            for job in (reader, flusher):
+            for job in (reader, flusher, watch):
                 job.cancel()
                 try:
                     await job

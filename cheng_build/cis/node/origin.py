@@ -13,11 +13,11 @@ workspace every live node declined, is skipped with the reason (a ``control`` sk
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from cheng_build.cis.node import protocol
+from cheng_build.cis.node.awake import AwakeClock
 from cheng_build.cis.node.feed import feed
 from cheng_build.cis.node.ledger import Ledger, RunRec, TaskPlan, TaskStatus, TaskView
 from cheng_build.cis.node.protocol import Kind, Message
@@ -48,6 +48,8 @@ class Follower:
         self.grace_s = grace_s
         self.ledger = Ledger()
         self._skipped: set[int] = set()
+        # Grace and liveness on the awake clock: a pause of this process is nobody's silence.
+        self.clock = AwakeClock()
 
     def _dropped(self, why: str) -> None:
         self.log(f"dropped: {why}")
@@ -56,14 +58,23 @@ class Follower:
         return self.plan if msg.text("run") == self.run_id else ()
 
     async def follow(self, content: dict[str, object] | None, *, attach_only: bool = False) -> Outcome:
+        stop = asyncio.Event()
+        watch = asyncio.get_running_loop().create_task(self.clock.watch(stop))
+        try:
+            return await self._follow(content, attach_only)
+        finally:
+            stop.set()
+            watch.cancel()
+
+    async def _follow(self, content: dict[str, object] | None, attach_only: bool) -> Outcome:
         hist = await self.room.read(None, 0)
-        feed(self.ledger, hist.events, time.monotonic(), self._plan_for, self._dropped)
+        feed(self.ledger, hist.events, self.clock.now(), self._plan_for, self._dropped)
         token = hist.token
         if self.run_id not in self.ledger.runs:
             if content is None:
                 raise RoomError(f"run {self.run_id} is not in the room")
             await self.room.send(Kind.RUN.etype, content, f"run-{self.run_id}")
-        posted = time.monotonic()
+        posted = self.clock.now()
         last: list[TaskView] = []
         down = False
         while True:
@@ -76,7 +87,7 @@ class Follower:
                 if self.ledger.finished(run):
                     return Outcome(views, self.ledger.failed(run),
                                    any(v.status is TaskStatus.DEBT for v in views), self._why(run))
-                if not attach_only and time.monotonic() - posted > self.grace_s:
+                if not attach_only and self.clock.now() - posted > self.grace_s:
                     await self._settle_unrunnable(run)
             try:
                 batch = await self.room.read(token, 2.0)
@@ -91,10 +102,10 @@ class Follower:
                 continue
             down = False
             token = batch.token
-            feed(self.ledger, batch.events, time.monotonic(), self._plan_for, self._dropped)
+            feed(self.ledger, batch.events, self.clock.now(), self._plan_for, self._dropped)
 
     def _live(self, run: RunRec) -> list[str]:
-        now = time.monotonic()
+        now = self.clock.now()
         out = []
         for n, hello in self.ledger.nodes.items():
             every = int(hello.body.get("hello_ms") or 5000) / 1000.0
