@@ -209,3 +209,43 @@ def test_a_paused_process_is_nobodys_silence(tmp_path: Path, monkeypatch: pytest
     assert [(v.status, v.reason) for v in views] == [(TaskStatus.COMPLETED, "")] * 6
     for v in views:
         assert (out / v.name).read_text().split() == [v.node]
+
+
+def test_a_task_taken_over_before_it_started_is_not_run(tmp_path: Path) -> None:
+    """A holder that looked silent (paused, slow homeserver) and lost its epoch to a takeover
+    before it started the task drops it: the taker runs it, once."""
+    from cheng_build.cis.node.agent import Agent, NodeConfig
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    toml = 'name = "m"\n[[tasks]]\nidx = 0\nname = "t0"\nexec = { cmd = ["true"] }'
+    (ws / "cis.toml").write_text(toml)
+    wid = workspace.identity(ws)
+
+    async def main() -> tuple[Agent, list[str]]:
+        hub = MemoryHub()
+        logs: list[str] = []
+        ag = Agent(hub.join("@a:m", "r"), NodeConfig(tmp_path / "a", ws, wid, ("cpu",), jobs=1),
+                   logs.append)
+        await ag.start()
+        origin = hub.join("@o:m", "r")
+        await origin.send(Kind.RUN.etype, protocol.content(
+            Kind.RUN, "@o:m", run=RUN, name="m", workspace=wid, dag_file="cis.toml",
+            dag_z=protocol.pack_dag(toml)), "run")
+        ag.ingest(await ag.room.read(ag.token, 0))
+        ag._tick()  # claims epoch 0
+        await ag._flush()
+        ag.ingest(await ag.room.read(ag.token, 0))
+        assert (RUN, 0) in ag.held and not ag.held[(RUN, 0)].started
+        b = hub.join("@b:m", "r")  # judged @a silent on its own clock and took it over
+        await b.send(Kind.CLAIM.etype, protocol.content(Kind.CLAIM, "@b:m", run=RUN, task=0, epoch=1,
+                                                        lease_ms=5000), "c1")
+        ag.ingest(await ag.room.read(ag.token, 0))
+        ag._tick()
+        await asyncio.sleep(0)
+        ag.outbox.close()
+        return ag, logs
+
+    ag, logs = asyncio.run(main())
+    assert (RUN, 0) not in ag.held and not ag._runners and ag.counters.ran == 0
+    assert any("taken over by @b:m (epoch 1) before it started here" in s for s in logs), logs
