@@ -199,26 +199,37 @@ def test_island_finishes_its_tasks_and_duplicates_become_debt_after_the_heal(
     runs = tmp_path / "runs"
     runs.mkdir()
     healed = tmp_path / "healed"
-    # On alpha a task takes 6 s (long enough to be cut off and taken over meanwhile).
-    (ws / "r").write_text(f'[ "$CIS_NODE" = "@alpha:cis.test" ] && sleep 6\n'
+    released = tmp_path / "released"
+    # Two executions of each task by construction, never by timing: on alpha a task blocks until
+    # the test releases it, which it does only after beta took all three over and finished them.
+    (ws / "r").write_text(f'if [ "$CIS_NODE" = "@alpha:cis.test" ]; then\n'
+                          f'  while [ ! -e "{released}" ]; do sleep 0.1; done\nfi\n'
                           f'echo "$CIS_NODE" >> "{runs}/$1"\n')
-    # The gate (only beta has "gate") keeps the run open until the test has healed alpha.
+    # The gate keeps the run open until the test has healed alpha. Only gamma has "gate", and
+    # gamma is up before the run is posted: it claims the gate at once, so the origin never finds
+    # the gate without a capable node (its grace period would otherwise race beta's start-up,
+    # skip the gate and end the run before alpha's duplicates arrive).
     (ws / "gate").write_text(f'while [ ! -e "{healed}" ]; do sleep 0.1; done\n')
-    tasks = [{"name": f"i{i}", "cmd": ["sh", "r", f"i{i}"], "cwd": "."} for i in range(3)]
+    tasks = [{"name": f"i{i}", "cmd": ["sh", "r", f"i{i}"], "cwd": ".", "caps": ["cpu"]}
+             for i in range(3)]
     tasks.append({"name": "gate", "cmd": ["sh", "gate"], "cwd": ".", "caps": ["gate"]})
     dag = write_dag(ws, "island", tasks)
     proxy = Proxy(hs.port)
     proxy.open()
     alpha = start_node(hs, "alpha", "island", ws, tmp_path, ["cpu"], jobs=3, lease=2, url=proxy.url)
     nodes.append(alpha)
-    wait_for(lambda: "caps" in alpha.text(), 60, "alpha up", nodes)
+    gamma = start_node(hs, "gamma", "island", ws, tmp_path, ["gate"], jobs=1, lease=2)
+    nodes.append(gamma)
+    wait_for(lambda: "caps" in alpha.text() and "caps" in gamma.text(), 60, "alpha, gamma up", nodes)
     proc = origin_run(hs, "origin", "island", dag, tmp_path, tmp_path / "home-origin")
-    wait_for(lambda: alpha.text().count("running task") == 3, 60, "alpha holding 3 tasks", nodes)
+    wait_for(lambda: alpha.text().count("running task") == 3 and "running task" in gamma.text(), 60,
+             "alpha holding 3 tasks, gamma the gate", nodes)
     proxy.cut()  # alpha is an island now: it keeps running, queues its events
-    beta = start_node(hs, "beta", "island", ws, tmp_path, ["cpu", "gate"], jobs=4, lease=2)
+    beta = start_node(hs, "beta", "island", ws, tmp_path, ["cpu"], jobs=4, lease=2)
     nodes.append(beta)
     wait_for(lambda: beta.text().count("silent past its lease") == 3 and
              beta.text().count(": Completed") == 3, 60, "beta taking over", nodes)
+    released.write_text("")
     wait_for(lambda: alpha.text().count("[island]") == 3, 60, "alpha finishing as an island", nodes)
     assert "island mode" in alpha.text()
     proxy.heal()

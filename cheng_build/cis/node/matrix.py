@@ -48,7 +48,9 @@ def full_user(user: str, homeserver_name: str) -> str:
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, MatrixConnectionError | aiohttp.ClientError | OSError | TimeoutError):
         return True
-    return isinstance(exc, MatrixRequestError) and exc.http_status in (502, 503, 504)
+    # 429 (rate limited) and 5xx (an overloaded homeserver) pass: the event is retried, never
+    # dropped (a dropped state event is a lost result; a dropped claim, a lost race).
+    return isinstance(exc, MatrixRequestError) and (exc.http_status == 429 or exc.http_status >= 500)
 
 
 def _event(raw: Mapping[str, Any]) -> RoomEvent:
