@@ -99,12 +99,14 @@ class Agent:
         self._wake.set()
 
     async def _flush(self) -> None:
+        answered = False  # only an answer of the homeserver ends island mode, never an empty queue
         while batch := self.outbox.pending():
             for entry, etype, body in batch:
                 try:
                     await self.room.send(etype, body, self.outbox.txn_id(entry))
                 except RoomError as exc:
                     if not exc.transient:
+                        answered = True
                         # A refusal (e.g. removed from the room) is not fixed by retrying: drop it.
                         self.log(f"event refused, dropped: {exc.what}")
                         self.outbox.sent(entry)
@@ -114,6 +116,8 @@ class Agent:
                     self._go_island(exc)
                     return
                 self.outbox.sent(entry)
+                answered = True
+        if answered:
             self._back_online()
 
     def _go_island(self, exc: RoomError) -> None:
