@@ -249,3 +249,32 @@ def test_a_task_taken_over_before_it_started_is_not_run(tmp_path: Path) -> None:
     ag, logs = asyncio.run(main())
     assert (RUN, 0) not in ag.held and not ag._runners and ag.counters.ran == 0
     assert any("taken over by @b:m (epoch 1) before it started here" in s for s in logs), logs
+
+
+def test_an_empty_outbox_does_not_end_island_mode(tmp_path: Path) -> None:
+    """Only an answer of the homeserver ends island mode: a cut node with nothing to send stays
+    an island (claims nothing, its later results say so) until a send or read gets through."""
+    from cheng_build.cis.node.agent import Agent, NodeConfig
+    from cheng_build.cis.node.room import RoomError
+
+    async def main() -> list[bool]:
+        hub = MemoryHub()
+        ag = Agent(hub.join("@a:m", "r"), NodeConfig(tmp_path / "a", tmp_path, "w", ("cpu",)),
+                   lambda s: None)
+        await ag.start()
+        await ag._flush()
+        hub.cut.add("@a:m")
+        ag._go_island(RoomError("cut", transient=True))
+        seen = [ag.island]
+        await ag._flush()  # nothing queued: no evidence the homeserver is back
+        seen.append(ag.island)
+        ag._hello()
+        await ag._flush()  # queued, still cut
+        seen.append(ag.island)
+        hub.cut.clear()
+        await ag._flush()  # delivered
+        seen.append(ag.island)
+        ag.outbox.close()
+        return seen
+
+    assert asyncio.run(main()) == [True, True, True, False]
