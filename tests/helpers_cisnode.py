@@ -157,6 +157,12 @@ class Proxy:
                 c.close()
                 continue
             with self._lock:
+                if self._listener is not s:
+                    # Accepted just as the test cut the link: it must not outlive the cut (a
+                    # keep-alive connection through it would reach the homeserver from an island).
+                    c.close()
+                    u.close()
+                    return
                 self._conns += [c, u]
             for a, b in ((c, u), (u, c)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -174,10 +180,10 @@ class Proxy:
                 pass
 
     def cut(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
         with self._lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
             for c in self._conns:
                 try:
                     c.shutdown(socket.SHUT_RDWR)
