@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from multiformats import CID
@@ -73,115 +73,125 @@ def _send_chunk(sock: Any, parts: list[bytes], size: int) -> None:
                 sent = 0
 
 
+class GatewayHandler(BaseHTTPRequestHandler):
+    """The trustless gateway's requests: ``GET``/``HEAD /ipfs/<cid>`` as ``raw`` or ``car``;
+    :func:`make_gateway_handler` binds a subclass to its store."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "cheng-pkg-gateway"
+    store: ClassVar[BlockStore]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _fail(self, code: int, text: str) -> None:
+        body = (text + "\n").encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _target(self) -> tuple[CID, str] | None:
+        parts = urlsplit(self.path)
+        segs = parts.path.split("/")
+        if len(segs) != 3 or segs[1] != "ipfs" or not segs[2]:
+            self._fail(404, "only /ipfs/<cid> is served")
+            return None
+        try:
+            cid = parse_cid(segs[2])
+        except ChengError:
+            self._fail(400, f"not a CID: {segs[2]}")
+            return None
+        fmt = _format(parts.query, self.headers.get("Accept", ""))
+        if fmt is None or fmt == "?":
+            self._fail(406, "a trustless gateway serves only ?format=raw or ?format=car")
+            return None
+        return cid, fmt
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        target = self._target()
+        if target is None:
+            return
+        cid, fmt = target
+        try:
+            if not self.store.has(cid):
+                self._fail(404, f"block {cid} is not in this cache")
+                return
+            if fmt == "raw":
+                self._send_raw(cid)
+            else:
+                self._send_car(cid)
+        except ChengError as exc:
+            self._fail(404 if isinstance(exc, NotFoundError) else 500, exc.what)
+
+    def _immutable_headers(self, etag: str) -> None:
+        self.send_header("Cache-Control", "public, max-age=29030400, immutable")
+        self.send_header("ETag", f'"{etag}"')
+        self.send_header("X-Content-Type-Options", "nosniff")
+
+    def _send_raw(self, cid: CID) -> None:
+        data = self.store.get(cid)
+        self.send_response(200)
+        self.send_header("Content-Type", RAW)
+        self.send_header("Content-Length", str(len(data)))
+        self._immutable_headers(f"{cid}.raw")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _send_car(self, cid: CID) -> None:
+        root = bytes(cid)
+        blocks = walk(self.store, root)
+        first = next(blocks)  # fail with 404/500 before the status line if the root is bad
+        self.send_response(200)
+        self.send_header("Content-Type", f"{CAR}; version=1; order=dfs; dups=n")
+        self._immutable_headers(f"{cid}.car")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if self.command == "HEAD":
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        self._stream_car(cid, [carstream.header(root), *carstream.section_parts(*first)], blocks)
+
+    def _stream_car(self, cid: CID, parts: list[bytes],
+                    blocks: Iterator[tuple[bytes, bytes]]) -> None:
+        # Each HTTP chunk goes out as one sendmsg of its pieces (chunk size line, section
+        # lengths, CIDs, block bytes as read from the store): no concatenated copy of the
+        # data in Python. wfile is unbuffered (wbufsize 0), so nothing written through it
+        # can be overtaken by a direct send on the socket.
+        size = sum(len(p) for p in parts)
+        try:
+            for c, data in blocks:
+                pieces = carstream.section_parts(c, data)
+                parts += pieces
+                size += sum(len(p) for p in pieces)
+                if size >= CAR_CHUNK:
+                    _send_chunk(self.connection, parts, size)
+                    parts, size = [], 0
+        except ChengError as exc:
+            # Mid-stream we can only cut the body short: the client sees a truncated CAR
+            # (no final chunk) and must not trust it.
+            log.warning("CAR for %s cut short: %s", cid, exc.what)
+            self.close_connection = True
+            return
+        if parts:
+            _send_chunk(self.connection, parts, size)
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _read_only(self) -> None:
+        self._fail(405, "this gateway is read-only")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _read_only
+
+
 def make_gateway_handler(store: BlockStore) -> type[BaseHTTPRequestHandler]:
     """A request handler class bound to ``store``."""
-
-    class Gateway(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "cheng-pkg-gateway"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s " + format, self.address_string(), *args)
-
-        def _fail(self, code: int, text: str) -> None:
-            body = (text + "\n").encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def _target(self) -> tuple[CID, str] | None:
-            parts = urlsplit(self.path)
-            segs = parts.path.split("/")
-            if len(segs) != 3 or segs[1] != "ipfs" or not segs[2]:
-                self._fail(404, "only /ipfs/<cid> is served")
-                return None
-            try:
-                cid = parse_cid(segs[2])
-            except ChengError:
-                self._fail(400, f"not a CID: {segs[2]}")
-                return None
-            fmt = _format(parts.query, self.headers.get("Accept", ""))
-            if fmt is None or fmt == "?":
-                self._fail(406, "a trustless gateway serves only ?format=raw or ?format=car")
-                return None
-            return cid, fmt
-
-        def do_HEAD(self) -> None:
-            self.do_GET()
-
-        def do_GET(self) -> None:
-            target = self._target()
-            if target is None:
-                return
-            cid, fmt = target
-            try:
-                if not store.has(cid):
-                    self._fail(404, f"block {cid} is not in this cache")
-                    return
-                if fmt == "raw":
-                    data = store.get(cid)
-                    self.send_response(200)
-                    self.send_header("Content-Type", RAW)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.send_header("Cache-Control", "public, max-age=29030400, immutable")
-                    self.send_header("ETag", f'"{cid}.raw"')
-                    self.send_header("X-Content-Type-Options", "nosniff")
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
-                    return
-                self._send_car(cid)
-            except ChengError as exc:
-                self._fail(404 if isinstance(exc, NotFoundError) else 500, exc.what)
-
-        def _send_car(self, cid: CID) -> None:
-            root = bytes(cid)
-            blocks = walk(store, root)
-            first = next(blocks)  # fail with 404/500 before the status line if the root is bad
-            self.send_response(200)
-            self.send_header("Content-Type", f"{CAR}; version=1; order=dfs; dups=n")
-            self.send_header("Cache-Control", "public, max-age=29030400, immutable")
-            self.send_header("ETag", f'"{cid}.car"')
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            if self.command == "HEAD":
-                self.wfile.write(b"0\r\n\r\n")
-                return
-
-            # Each HTTP chunk goes out as one sendmsg of its pieces (chunk size line, section
-            # lengths, CIDs, block bytes as read from the store): no concatenated copy of the
-            # data in Python. wfile is unbuffered (wbufsize 0), so nothing written through it
-            # can be overtaken by a direct send on the socket.
-            parts: list[bytes] = [carstream.header(root), *carstream.section_parts(*first)]
-            size = sum(len(p) for p in parts)
-            try:
-                for c, data in blocks:
-                    pieces = carstream.section_parts(c, data)
-                    parts += pieces
-                    size += sum(len(p) for p in pieces)
-                    if size >= CAR_CHUNK:
-                        _send_chunk(self.connection, parts, size)
-                        parts, size = [], 0
-            except ChengError as exc:
-                # Mid-stream we can only cut the body short: the client sees a truncated CAR
-                # (no final chunk) and must not trust it.
-                log.warning("CAR for %s cut short: %s", cid, exc.what)
-                self.close_connection = True
-                return
-            if parts:
-                _send_chunk(self.connection, parts, size)
-            self.wfile.write(b"0\r\n\r\n")
-
-        def _read_only(self) -> None:
-            self._fail(405, "this gateway is read-only")
-
-        do_POST = do_PUT = do_DELETE = do_PATCH = _read_only
-
-    return Gateway
+    return type("Gateway", (GatewayHandler,), {"store": store})
 
 
 class Gateway:
