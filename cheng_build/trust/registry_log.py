@@ -59,13 +59,13 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.atomic import append_line_locked, file_lock
 from cheng_build.core.errors import NotFoundError, SignatureError
-from cheng_build.trust import canonical, merkle
+from cheng_build.trust import canonical, log_checks, merkle
 from cheng_build.trust.checkpoint import Checkpoint, CheckpointMemory
 from cheng_build.trust.config import Config, Level, Limits
 from cheng_build.trust.keys import Verifier
@@ -442,75 +442,18 @@ class RegistryLog:
         except RegistryError as exc:
             state_error = exc
         last = state_error.line if state_error is not None and state_error.line else len(self.entries)
-        warnings: list[str] = []
-        sig_bad: tuple[RegistryEntry, str] | None = None
-        for line, why in sigs.failures():
-            if line > last:
-                break
-            e = self.entries[line - 1]
-            if e.type is EntryType.PUBLISH and not policy.require_signature:
-                warnings.append(f"line {line}: {why}")  # L0: tolerated, reported
-                continue
-            sig_bad = (e, why)
-            break
-        if sig_bad is not None:
-            e, why = sig_bad
-            what = why if why.startswith("unsigned") else f"signature failed: {why}"
-            raise UnsignedError(what, line=e.line,
-                                why="the existing tooling's local: placeholders are accepted only at "
-                                    "L0" if why.startswith("unsigned") else
-                                    "the signed fields were changed, or another key signed them",
-                                how="re-publish it signed (--priv:<key>), or verify at --level:L0 "
-                                    "for development" if e.type is EntryType.PUBLISH else None)
+        sig_warnings = log_checks.signature_warnings(self.entries, sigs.failures(), last,
+                                                     policy.require_signature)
         if state_error is not None:
             raise state_error
-        warnings = state.warnings + warnings
-
+        warnings = state.warnings + sig_warnings
         # The log as a whole: the remembered checkpoint, then the newest checkpoint's expiry.
         if remembered is not None:
-            if state.lines < max(remembered.size, remembered.line):
-                raise ForkError("registry forked",
-                                why=f"this client saw a checkpoint of {remembered.size} lines "
-                                    f"(root {remembered.root[:16]}...) at line {remembered.line}; the "
-                                    "log now has only "
-                                    f"{state.lines}: history was rolled back or rewritten",
-                                how="get the registry from its operator again; if the operator "
-                                    f"really restarted it, delete its entry in {mem.file if mem else ''}")
-            at = self.entries[remembered.line - 1] if remembered.line else None
-            if state.captured_root != remembered.root or (
-                    at is not None and (at.type is not EntryType.CHECKPOINT
-                                        or at.data.get("root") != remembered.root)):
-                raise ForkError("registry forked",
-                                why=f"its first {remembered.size} lines do not have the root of the "
-                                    "checkpoint this client remembers: history was rewritten",
-                                how="get the registry from its operator again; compare with "
-                                    "another client's copy")
+            log_checks.check_remembered(self.entries, state, remembered, mem)
         newest = state.checkpoints[-1] if state.checkpoints else None
-        t = time.time() if now is None else now
-        if policy.level is not Level.L0:
-            if newest is not None and t >= newest.expires:
-                raise ExpiredCheckpointError(
-                    "registry checkpoint expired",
-                    why=f"the newest checkpoint (line {newest.line}) expired at "
-                        f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(newest.expires))}: "
-                        "the log may be frozen at an old state",
-                    how="ask the operator for a fresh checkpoint ('cheng-registry checkpoint')")
-            if newest is None and policy.level is Level.L2:
-                raise CheckpointError("registry has no checkpoint",
-                                      why="L2 accepts only a log its operator signed",
-                                      how="run 'cheng-registry checkpoint --priv:<operator key>'")
-        if newest is not None and t >= newest.expires:
-            warnings.append(f"the newest checkpoint (line {newest.line}) has expired")
-        kept = remembered
-        if mem is not None and newest is not None:
-            fresh = replace(newest, verified_with_signatures=policy.require_signature)
-            try:
-                if mem.remember(self.path, fresh):
-                    kept = fresh
-            except OSError as exc:
-                # The log itself verified; a read-only home (CI containers) only costs the
-                # fork protection of the next run, so say so instead of failing this one.
-                warnings.append(f"cannot remember the checkpoint in {mem.file}: {exc.strerror or exc}")
+        warnings += log_checks.check_expiry(policy.level, newest, time.time() if now is None else now)
+        kept = log_checks.remember_newest(mem, self.path, newest, policy.require_signature,
+                                          remembered, warnings)
         return VerifyReport(lines=state.lines, publishes=state.publishes,
                             checkpoints=len(state.checkpoints), warnings=tuple(warnings),
                             newest_checkpoint=newest, remembered=kept)
