@@ -16,6 +16,7 @@ from typing import Any
 
 from cheng_build.cis.dag.model import Dag, RunState, TaskState
 from cheng_build.cis.run import control
+from cheng_build.cis.run.requests import Outcome
 from cheng_build.cis.run.store import Store
 from cheng_build.cli.args import Parser, add_format_flag
 from cheng_build.core.errors import ChengError, UsageError
@@ -281,7 +282,7 @@ def _report(store: Store, run_id: str, cid: int, what: str) -> int:
     if result is None:
         print(f"{what}: queued (the engine has not answered yet)")
         return 0
-    if result.startswith("rejected"):
+    if Outcome.parse(result).rejected:
         raise ChengError(f"{what} {result}", how=f"see the run with 'cis status {rid}'")
     print(f"{what}: {result}")
     return 0

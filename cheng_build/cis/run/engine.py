@@ -22,6 +22,7 @@ loop notices them through SQLite's ``PRAGMA data_version`` and applies them in o
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import selectors
 import signal
@@ -41,6 +42,14 @@ from cheng_build.cis.sandbox import launch as sandbox
 TERM_GRACE_S = 2.0
 IDLE_POLL_S = 0.2
 
+
+
+class Waits(enum.Enum):
+    """What considering a ready task left the loop waiting on."""
+
+    MOVED = "moved"  # the task started, was skipped or failed: its state changed
+    TIMER = "timer"  # a countdown: wake at the given time
+    PERSON = "person"  # a confirm, an answer or an arbitration
 
 @dataclass
 class _Proc:
@@ -252,11 +261,11 @@ class Engine:
                     if len(self.running) >= self.jobs:
                         break
                     kind, until = self._consider(idx, now)
-                    if kind == "timer":
+                    if kind is Waits.TIMER:
                         wake = min(wake, until)
-                    elif kind == "person":
+                    elif kind is Waits.PERSON:
                         person = True
-                    elif kind == "moved":
+                    elif kind is Waits.MOVED:
                         started = True
                     if self.state[idx] is TaskState.ARBITRATED:
                         break  # an Arbitrated task pauses the whole DAG from this moment
@@ -290,8 +299,8 @@ class Engine:
 
     # --- starting ------------------------------------------------------------------------------
 
-    def _consider(self, idx: int, now: float) -> tuple[str, float]:
-        """Apply the gates to a ready task: ("moved"|"timer"|"person"|"none", wake time)."""
+    def _consider(self, idx: int, now: float) -> tuple[Waits, float]:
+        """Apply the gates to a ready task: what the loop waits on now, and the wake time."""
         task = self.dag.tasks[idx]
         d = levels.before_start(task, self.gate[idx], self.gate_until[idx], now)
         if d.go is levels.Go.WAIT:
@@ -300,24 +309,24 @@ class Engine:
                                                f"({task.level.default.value} unless changed)",
                         levels.GATE_CONFIRM: f"waiting for 'cis confirm {self.run_id} {idx}'"}.get(d.gate)
                 self.transition(idx, d.gate, None, gate=d.gate, gate_until=d.until, note=note)
-            return ("person", 0.0) if d.gate in levels.PERSON_GATES else ("timer", d.until)
+            return (Waits.PERSON, 0.0) if d.gate in levels.PERSON_GATES else (Waits.TIMER, d.until)
         if d.go is levels.Go.SKIP:
             self.transition(idx, "skipped", None, state=TaskState.SKIPPED, gate="",
                             note="Recommended countdown ended: default action skip")
-            return "moved", 0.0
+            return Waits.MOVED, 0.0
         if d.go is levels.Go.ARBITRATE:
             stake = ", ".join(task.level.stakeholders) or "a person"
             self.transition(idx, "arbitrate", None, state=TaskState.ARBITRATED, gate="",
                             note=f"the DAG is paused until {stake} runs "
                                  f"'cis resolve {self.run_id} {idx} --action:run|skip'")
-            return "person", 0.0
+            return Waits.PERSON, 0.0
         answers = dict(self.choice[idx].get("answers", {}))
         if self.gate[idx] == levels.GATE_SUGGEST:  # the suggestion countdown ended: take it
             answers = {**self.choice[idx].get("suggestion", {}), **answers}
         res = ambiguity.resolve(self.dag, task, host_env=self.host_env, answers=answers)
         if res.verdict is ambiguity.Verdict.OK:
             self._start(idx, res)
-            return "moved", 0.0
+            return Waits.MOVED, 0.0
         choice = {**self.choice[idx], "open": res.open_items, "suggestion": res.suggestion}
         if res.verdict is ambiguity.Verdict.FAIL:
             ctx = self._context(idx, res.env, list(task.inputs))
@@ -326,24 +335,24 @@ class Engine:
                 res.open_items + res.log, [f"create the missing input or fix 'inputs' of task {idx}",
                                            f"then: cis retry {self.run_id} --from:{task.name}"],
                 **ctx), retryable=False)
-            return "moved", 0.0
+            return Waits.MOVED, 0.0
         if res.verdict is ambiguity.Verdict.SUGGEST:
             until = now + ambiguity.SUGGEST_COUNTDOWN_S
             self.transition(idx, "suggest", {"open": res.open_items}, gate=levels.GATE_SUGGEST,
                             gate_until=until, choice=choice,
                             note=f"ambiguous {', '.join(res.open_items)}: taking "
                                  f"{', '.join(res.suggestion.values())} in {ambiguity.SUGGEST_COUNTDOWN_S}s")
-            return "timer", until
+            return Waits.TIMER, until
         if res.verdict is ambiguity.Verdict.ASK:
             self.transition(idx, "ask", {"open": res.open_items}, gate=levels.GATE_ANSWER, choice=choice,
                             note=f"needs an answer for {', '.join(res.open_items)}: "
                                  f"'cis resolve {self.run_id} {idx} --value:...'")
-            return "person", 0.0
+            return Waits.PERSON, 0.0
         self.transition(idx, "escalate", {"open": res.open_items}, state=TaskState.ARBITRATED,
                         choice=choice,
                         note=f"escalated ({', '.join(res.open_items)}): the DAG is paused "
                              f"until 'cis resolve {self.run_id} {idx} --value:...'")
-        return "person", 0.0
+        return Waits.PERSON, 0.0
 
     def _context(self, idx: int, env: Mapping[str, str], inputs: list[str],
                  task_dir: str | None = None) -> dict[str, Any]:
@@ -629,5 +638,5 @@ class Engine:
             try:
                 result = requests.apply(self, c)
             except Exception as exc:  # a bad request must never stop the run
-                result = f"rejected: {exc}"
-            self.store.finish_control(c.id, result)
+                result = requests.rejected(str(exc))
+            self.store.finish_control(c.id, str(result))
