@@ -27,9 +27,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from multiformats import CID
 
+from cheng_build.cas.car import header_bytes, section_parts
 from cheng_build.cas.cid import parse_cid
 from cheng_build.core.errors import ChengError, InputError, NotFoundError, UsageError
-from cheng_build.pkg.fetch import carstream
 from cheng_build.pkg.fetch.blocks import BlockStore, walk
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             self.wfile.write(b"0\r\n\r\n")
             return
-        self._stream_car(cid, [carstream.header(root), *carstream.section_parts(*first)], blocks)
+        self._stream_car(cid, [header_bytes(root), *section_parts(*first)], blocks)
 
     def _stream_car(self, cid: CID, parts: list[bytes],
                     blocks: Iterator[tuple[bytes, bytes]]) -> None:
@@ -167,7 +167,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
         size = sum(len(p) for p in parts)
         try:
             for c, data in blocks:
-                pieces = carstream.section_parts(c, data)
+                pieces = section_parts(c, data)
                 parts += pieces
                 size += sum(len(p) for p in pieces)
                 if size >= CAR_CHUNK:
