@@ -35,7 +35,7 @@ def encode(value: int) -> bytes:
     return bytes(out)
 
 
-def decode(buf: bytes | memoryview, pos: int = 0, end: int | None = None) -> tuple[int, int]:
+def decode(buf: bytes | bytearray | memoryview, pos: int = 0, end: int | None = None) -> tuple[int, int]:
     """Decode one varint from ``buf[pos:end]``; returns ``(value, next_pos)``.
 
     Raises:
