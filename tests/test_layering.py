@@ -36,8 +36,9 @@ SIDEWAYS: Mapping[tuple[str, str], str] = {
 # Sub-packages (and single modules) of cheng_build.cis, top layer first.
 CIS_LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"view", "targets", "doctor", "node"}),
+    frozenset({"coffee"}),
     frozenset({"run"}),
-    frozenset({"plan", "sandbox", "coffee"}),
+    frozenset({"plan", "sandbox"}),
     frozenset({"dag"}),
 )
 CIS_SIDEWAYS: Mapping[tuple[str, str], str] = {}

@@ -18,7 +18,7 @@ L2. Every failure of one kind is collected and reported together, one line per p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.errors import SignatureError
 from cheng_build.pkg.lock import Lock, LockedDep, duplicates
@@ -30,6 +30,9 @@ from cheng_build.pkg.lock_errors import (
     SingleVersionConflictError,
 )
 from cheng_build.pkg.manifest import Manifest
+
+if TYPE_CHECKING:
+    from cheng_build.trust.registry_log import RegistryLog
 
 _COMPARED = ("cid", "format", "author_id", "pub_key", "signature")
 
@@ -103,7 +106,7 @@ def check_signatures(deps: Sequence[LockedDep], level: str) -> list[str]:
     return warnings
 
 
-def check_registry_match(deps: Sequence[LockedDep], registry: Any) -> None:
+def check_registry_match(deps: Sequence[LockedDep], registry: RegistryLog) -> None:
     """Each entry must be exactly the registry's publish at its (package, channel, epoch).
 
     Raises:
@@ -131,7 +134,7 @@ def check_registry_match(deps: Sequence[LockedDep], registry: Any) -> None:
         raise RegistryMismatchError(failures)
 
 
-def verify_lock(lock: Lock, registry: Any, level: object = "L1", *,
+def verify_lock(lock: Lock, registry: RegistryLog | None, level: object = "L1", *,
                 require_registry_match: bool | None = None,
                 require_signature: bool | None = None) -> list[str]:
     """Verify a lock against a registry at a security level.
