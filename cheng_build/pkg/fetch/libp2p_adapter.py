@@ -1,5 +1,8 @@
 """Our only door to py-libp2p (pinned ``libp2p==0.8.1``): host setup, dialling, stream I/O.
 
+(Over 400 lines on purpose: every workaround for a py-libp2p defect lives behind this one door,
+so the rest of the code never imports libp2p and an upgrade is reviewed in one file.)
+
 Importing this module imports libp2p and trio (~0.5 s), so only the p2p fetch and serve paths
 import it. Each workaround below names the upstream defect it avoids (numbered as in issue 6);
 ``tests/test_net_libp2p_adapter.py`` and ``tests/test_net_p2p.py`` hold a test per workaround.
