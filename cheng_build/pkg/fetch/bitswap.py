@@ -34,7 +34,7 @@ Nothing here imports libp2p: the codec is pure and cheap.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cheng_build.cas import varint
@@ -304,7 +304,7 @@ def parse_prefix(prefix: bytes) -> tuple[int, int, int, int]:
     return version, codec, code, length
 
 
-def pack_blocks(items: list[tuple[bytes, bytes | memoryview]]) -> Iterator[Message]:
+def pack_blocks(items: Sequence[tuple[bytes, bytes | memoryview]]) -> Iterator[Message]:
     """Group (binary CID, data) pairs into messages of about ``TARGET_MESSAGE_SIZE`` each."""
     batch: list[Block] = []
     size = 0
