@@ -12,6 +12,9 @@ Each figure is printed beside its anchor measured in the same run:
   ``(CPU of the N-task run - CPU of a 1-task run) / (N - 1)``, so start-up is not counted, vs.
   the CPU of ``sandbox.launch()`` + wait of the same task (anchor). CPU time hardly moves with
   the machine's load, unlike the wall-clock figures; ``engine_cpu_overhead_*`` is the difference.
+* ``namespaces_init``: the ``namespaces`` fallback's launch of a no-op task (``unshare`` +
+  ``nsinit``, which brings ``lo`` up, covers ``/sys/fs/cgroup`` and drops capabilities) vs. the
+  same ``unshare`` running ``true`` directly (anchor): what closing those gaps costs per task.
 * ``first_task``: wall time from starting ``cis run dag.toml`` to the first task's start vs.
   the time to start a bare ``python -c pass`` (anchor). Goal <= 300 ms.
 
@@ -188,6 +191,16 @@ def main() -> int:
                 "ratio": (tcpu - lcpu) * 1e3 / 5.0}
             results[f"sandbox_launch_{label}"] = {"ours": spawn * 1e3, "anchor": program * 1e3,
                                                   "unit": "ms", "ratio": spawn / program}
+        if sandbox.unshare_path():
+            spec, _mode = _task_spec(tmp, "preferred")
+            ns = sandbox.SandboxMode.NAMESPACES
+            reps = 16 if a.quick else 48
+            ours = statistics.median(_anchor_launch(spec, ns, reps) for _ in range(a.rounds))
+            bare = [sandbox.unshare_path() or "unshare", "-U", "-r", "-m", "-p", "-f",
+                    "--kill-child", "--mount-proc", "-n", "--", spec.argv[0]]
+            anchor = statistics.median(_anchor_spawn(bare, reps) for _ in range(a.rounds))
+            results["namespaces_init"] = {"ours": ours * 1e3, "anchor": anchor * 1e3,
+                                          "unit": "ms", "ratio": ours / anchor}
         # Time to first task: a small DAG, several repeats, median.
         small = tmp / "first.toml"
         small.write_text(_dag_toml(4, "preferred"))

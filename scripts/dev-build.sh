@@ -18,4 +18,10 @@ lib="$(find build/dev -maxdepth 2 -name 'libchengnative.so' -print -quit)"
 # Copy to a temp name then rename: a process that has the old library mapped keeps it intact.
 cp "$lib" cheng_build/_native/.libchengnative.so.tmp
 mv -f cheng_build/_native/.libchengnative.so.tmp cheng_build/_native/libchengnative.so
+# The CIS namespaces-sandbox helper (Linux only), the same way.
+nsinit="$(find build/dev -maxdepth 2 -name 'cis-nsinit' -type f -print -quit)"
+if [ -n "$nsinit" ]; then
+  cp "$nsinit" cheng_build/_native/.cis-nsinit.tmp
+  mv -f cheng_build/_native/.cis-nsinit.tmp cheng_build/_native/cis-nsinit
+fi
 echo "dev-build: cheng_build/_native/libchengnative.so ($build_type)"

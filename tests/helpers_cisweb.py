@@ -23,12 +23,38 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def login(login_url: str) -> tuple[str, str]:
+    """Open a session the way a browser does: follow the one-time link, keep the cookie, read
+    the session's token from the page. Returns (Cookie header value, X-CIS-Token)."""
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        opener.open(login_url, timeout=10)
+        raise AssertionError("login did not redirect")
+    except urllib.error.HTTPError as e:
+        assert e.code == 303, e.code
+        cookie = e.headers["Set-Cookie"].split(";", 1)[0]
+    base = login_url.split("login?", 1)[0]
+    req = urllib.request.Request(base, headers={"Cookie": cookie})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        page = r.read().decode()
+    token = page.split('name="cis-token" content="', 1)[1].split('"', 1)[0]
+    return cookie, token
+
+
 @contextmanager
 def web_server(home: Path) -> Iterator[WebServer]:
+    """A server with one open session: ``srv.cookie_header`` and ``srv.token`` are what the
+    browser that opened the login link holds; :func:`get` and :func:`post` send the cookie."""
     srv = WebServer(0, home=home)
     t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     t.start()
     try:
+        srv.cookie_header, srv.token = login(srv.issue_login())  # type: ignore[attr-defined]
         yield srv
     finally:
         srv.shutdown()
@@ -53,8 +79,10 @@ def start_run(home: Path, dag: Any) -> str:
     return rid
 
 
-def get(srv: WebServer, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(srv.url.rstrip("/") + path, headers=headers or {})
+def get(srv: WebServer, path: str, headers: dict[str, str] | None = None, *,
+        session: bool = True) -> tuple[int, bytes]:
+    hdrs = {"Cookie": srv.cookie_header} if session else {}  # type: ignore[attr-defined]
+    req = urllib.request.Request(srv.url.rstrip("/") + path, headers={**hdrs, **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, r.read()
@@ -63,8 +91,11 @@ def get(srv: WebServer, path: str, headers: dict[str, str] | None = None) -> tup
 
 
 def post(srv: WebServer, path: str, body: dict[str, Any] | None = None, *, token: str | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    hdrs = {"Content-Type": "application/json", **(headers or {})}
+         headers: dict[str, str] | None = None, session: bool = True) -> tuple[int, dict[str, Any]]:
+    hdrs = {"Content-Type": "application/json"}
+    if session:
+        hdrs["Cookie"] = srv.cookie_header  # type: ignore[attr-defined]
+    hdrs.update(headers or {})
     if token is not None:
         hdrs["X-CIS-Token"] = token
     req = urllib.request.Request(srv.url.rstrip("/") + path, data=json.dumps(body or {}).encode(),

@@ -23,7 +23,7 @@ def test_verify_sandbox_all_properties_hold_with_bubblewrap(tmp_path: Path) -> N
     assert data["mode"] == "bubblewrap"
     rows = {p["name"]: p for p in data["properties"]}
     assert set(rows) == {"home hidden", "env cleared", "no network", "writes confined",
-                         "process limit", "memory limit"}
+                         "unix sockets hidden", "cgroups locked", "process limit", "memory limit"}
     broken = [p for p in data["properties"] if not p["held"]]
     assert not broken, broken
     assert r.returncode == 0
@@ -36,8 +36,10 @@ def test_verify_sandbox_unsandboxed_reports_breaks(tmp_path: Path) -> None:
     assert lines[0].startswith("sandbox mode: unsandboxed")
     table = {ln.split("  ")[0].strip(): ln for ln in lines[2:]}
     # Without a sandbox the host's loopback and $HOME are reachable: the table must say so.
-    assert "BROKEN" in table["no network"] and "BROKEN" in table["home hidden"]
-    assert "HELD" in table["env cleared"] and "HELD" in table["memory limit"]
+    assert "NOT HELD" in table["no network"] and "NOT HELD" in table["home hidden"]
+    # A task reads the engine's secrets from /proc/<pid>/environ: said plainly (issue 13, #15).
+    assert "NOT HELD  read from /proc/" in table["env cleared"]
+    assert "  HELD  " in table["memory limit"]
     assert r.returncode == 1
 
 

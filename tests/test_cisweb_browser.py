@@ -35,6 +35,7 @@ def test_click_confirm_and_watch_the_run_finish(tmp_path: Path, browser) -> None
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(srv.issue_login())  # the one-time link signs this browser in
         page.goto(f"{srv.url}#run={rid}")
         card = page.locator(".card.confirmed", has_text="deploy")
         card.wait_for(timeout=20_000)
@@ -73,6 +74,7 @@ def test_arbitrated_side_by_side_continue_and_the_report_chart(tmp_path: Path, b
     rid = start_run(home, dag)
     with web_server(home) as srv:
         page = browser.new_page()
+        page.goto(srv.issue_login())  # the one-time link signs this browser in
         page.goto(f"{srv.url}#run={rid}")
         card = page.locator(".card.arbitrated", has_text="release")
         card.wait_for(timeout=20_000)

@@ -41,6 +41,10 @@ def test_confirm_through_the_api_runs_the_task(tmp_path: Path) -> None:
         # Without the page's token the button does nothing.
         status, body = post(srv, f"/api/runs/{rid}/tasks/deploy/confirm")
         assert status == 403 and "X-CIS-Token" in body["error"]
+        # The token without the session cookie (what a task that read it somehow would hold).
+        status, body = post(srv, f"/api/runs/{rid}/tasks/deploy/confirm", token=srv.token,
+                            session=False)
+        assert status == 403
         status, body = post(srv, f"/api/runs/{rid}/tasks/deploy/confirm", token=srv.token,
                             headers={"Host": "evil.example:80"})
         assert status == 403
@@ -125,7 +129,8 @@ def test_sse_pushes_a_snapshot_when_the_run_changes(tmp_path: Path) -> None:
     home = tmp_path / "cis"
     rid = start_run(home, confirm_dag(tmp_path, work=0.1))
     with web_server(home) as srv:
-        req = urllib.request.Request(srv.url + f"api/events?run={rid}")
+        req = urllib.request.Request(srv.url + f"api/events?run={rid}",
+                                     headers={"Cookie": srv.cookie_header})
         with urllib.request.urlopen(req, timeout=20) as stream:
             assert stream.headers["Content-Type"] == "text/event-stream"
             seen: list[str] = []
@@ -147,10 +152,14 @@ def test_sse_pushes_a_snapshot_when_the_run_changes(tmp_path: Path) -> None:
 
 
 def test_resource_usage_of_a_process_tree() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time\nx = bytearray(64 << 20)\n"
+    # The child writes every page (a zeroed bytearray may stay unmapped) and says so before the
+    # first sample: on a loaded machine its start-up alone can outlast any fixed sleep.
+    child = subprocess.Popen([sys.executable, "-c", "import time\nx = b'\\x01' * (64 << 20)\n"
+                              "print('ready', flush=True)\n"
                               "t = time.process_time()\nwhile time.process_time() - t < 5: pass"],
-                             start_new_session=True)
+                             start_new_session=True, stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
         sampler = web.Sampler()
         first = sampler.usage([child.pid])[child.pid]
         assert first["processes"] == 1 and first["cpu_percent"] is None

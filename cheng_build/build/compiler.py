@@ -101,6 +101,14 @@ def _config_file(env: Mapping[str, str], cwd: Path) -> Path | None:
 
 
 def _config_compiler(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, Path | None]:
+    return config_toolchain_path(env, cwd, "compiler")
+
+
+def config_toolchain_path(env: Mapping[str, str], cwd: Path, name: str) -> tuple[Path | None, Path | None]:
+    """``[toolchain] <name>`` of the config file as a path (relative to the file), and the file.
+
+    Used for ``compiler`` and ``sign_key``; an unreadable file or a missing value gives None.
+    """
     cfg = _config_file(env, cwd)
     if cfg is None or not cfg.is_file():
         return None, None
@@ -110,7 +118,7 @@ def _config_compiler(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, Pa
         doc = tomllib.loads(cfg.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None, cfg
-    value = doc.get("toolchain", {}).get("compiler") if isinstance(doc.get("toolchain"), dict) else None
+    value = doc.get("toolchain", {}).get(name) if isinstance(doc.get("toolchain"), dict) else None
     if not isinstance(value, str) or not value:
         return None, cfg
     p = Path(os.path.expanduser(value))

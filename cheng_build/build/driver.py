@@ -103,6 +103,7 @@ class BuildRequest:
     cache_dir: Path = Path("chengcache")
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path = Path(".")
+    sign: str | None = None  # a key file or env:VAR: write a signed provenance attestation
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,7 @@ class BuildResult:
     files_read: int = 0
     warnings: tuple[str, ...] = ()  # from verify (e.g. L0 placeholder signatures)
     package_steps: tuple[str, ...] = ()  # which package-flow steps ran (others were remembered)
+    attestation: Path | None = None  # the signed provenance (--sign)
 
 
 def output_path(source: Path, name: str | None, out: str | None, cwd: Path) -> Path:
@@ -498,6 +500,7 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
     cache = ActionCache(chengc_cache, CasArtifactStore(cache_root))
     use_cache = not (req.no_cache or req.run)
     meta_path = req.meta_out or output.parent / META_NAME
+    attester = _attester(req, stat_cache, chengc_cache)
 
     def finish(status: Status, entry: Entry, data: bytes | None, why: Sequence[str],
                compiled: int) -> BuildResult:
@@ -512,12 +515,17 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
             _place(output, data, entry.sha256, entry.size, entry.mode,
                    lambda: cache.store.get(entry.ref), stat_cache)
             _write_if_changed(meta_path, meta_blob)
+        att = None
+        if attester is not None:
+            att = attester.write(_facts(output, entry, graph, parts, out_rel, pkg), parts.key,
+                                 meta_path.parent, lambda: read_inputs(graph.files))
         cache.note_target(entry, output)
         stat_cache.save()
         return BuildResult(status, graph, root_id, output=output, meta=meta_path, key=parts.key,
                            explain=tuple(why), stdout=entry.stdout, stderr=entry.stderr,
                            compiled=compiled, files_read=stat_cache.reads,
-                           warnings=pkg.warnings if pkg else (), package_steps=pkg.steps if pkg else ())
+                           warnings=pkg.warnings if pkg else (), package_steps=pkg.steps if pkg else (),
+                           attestation=att)
 
     why: list[str] = []
     if use_cache and not req.reproducible_check:
@@ -548,6 +556,10 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
     # so a small one does not pay their import's CPU on every miss.
     if use_cache and (last is None or last.size > CHUNK):
         bg.run(_preload_cas)
+    if attester is not None:
+        from cheng_build.build.provenance import inputs_path
+
+        attester.preload(inputs_path(meta_path.parent, output.name), data)
     compiled, runs = _fresh_build(req, comp, graph, data, argv, env, out_rel, staged, bg)
     import hashlib
 
@@ -584,6 +596,28 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
                            stdout=compiled.stdout, stderr=compiled.stderr, compiled=runs,
                            files_read=stat_cache.reads)
     return finish(Status.BUILT, entry, compiled.data, why, runs)
+
+
+def _attester(req: BuildRequest, stat_cache: StatCache, chengc_cache: Path) -> Any:
+    """The signer of ``--sign`` (None without it); nothing is imported for an unsigned build."""
+    if not req.sign:
+        return None
+    from cheng_build.build.provenance import Attester, key_digest
+
+    return Attester(req.sign, key_digest(req.sign, lambda p: stat_cache.file_digest(p)[1]),
+                    chengc_cache / "attest")
+
+
+def _facts(output: Path, entry: Entry, graph: ImportGraph, parts: KeyParts, out_rel: str,
+           pkg: Any) -> Any:
+    from cheng_build.build.provenance import BuildFacts, flags_without_out
+
+    return BuildFacts(
+        artifact_name=output.name, artifact_sha256=entry.sha256,
+        artifact_cid=str(entry.extra.get("output_cid", "")), entry=graph.entry.name,
+        flags=flags_without_out(parts.flags), target=parts.target, env=parts.env, out=out_rel,
+        input_root=parts.input_root, compiler_digest=parts.compiler_digest,
+        dependencies=tuple(pkg.dependencies) if pkg is not None else ())
 
 
 def _meta(req: BuildRequest, cwd: Path, source: Path, output: Path, entry: Entry, parts: KeyParts,

@@ -13,7 +13,7 @@ Data: UnixFS{Type: Directory}}``. Anything larger returns None and the caller us
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import cast
 
 # Both import nothing heavy (no multiformats, no native library): the one varint codec and the
@@ -49,9 +49,7 @@ def _dir_node(entries: list[tuple[bytes, bytes, int]]) -> bytes:
     return bytes(out)
 
 
-def tree_root(files: Iterable[tuple[str, int, str]]) -> str | None:
-    """The UnixFS directory CID of ``(posix path, size, sha256 hex)`` files, or None when a
-    file spans more than one chunk (then the CAS importer must build its DAG)."""
+def _tree(files: Iterable[tuple[str, int, str]]) -> dict[str, object] | None:
     tree: dict[str, object] = {}  # name -> subtree dict, or (size, sha256 hex) for a file
     for path, size, sha in files:
         if size > CHUNK:
@@ -63,6 +61,59 @@ def tree_root(files: Iterable[tuple[str, int, str]]) -> str | None:
             if not isinstance(node, dict):
                 raise ValueError(f"{path}: a file and a directory share a name")
         node[parts[-1]] = (size, sha)
+    return tree
+
+
+def tree_car(data: Mapping[str, bytes]) -> bytes | None:
+    """The CARv1 bytes of the UnixFS tree ``{posix path: bytes}`` (root = :func:`tree_root`),
+    blocks in depth-first pre-order from the root and each block once, as
+    :func:`cheng_build.cas.car.export_car` writes them; None when a file spans more than one
+    chunk. ``chengc --sign`` writes the inputs with it without importing the CAS (the CAS path
+    costs a durable block store and ~100 ms; this is one buffer)."""
+    tree = _tree((p, len(b), hashlib.sha256(b).hexdigest()) for p, b in data.items())
+    if tree is None:
+        return None
+    by_sha = {hashlib.sha256(b).hexdigest(): b for b in data.values()}
+    blocks: list[tuple[bytes, bytes]] = []  # (cid bytes, block) in pre-order
+
+    def build(node: dict[str, object]) -> tuple[bytes, int, list[tuple[bytes, bytes]]]:
+        entries: list[tuple[bytes, bytes, int]] = []
+        below: list[tuple[bytes, bytes]] = []
+        for name, child in sorted(node.items(), key=lambda kv: kv[0].encode("utf-8")):
+            if isinstance(child, dict):
+                cid, tsize, sub = build(child)
+                below += sub
+            else:
+                fsize, fsha = cast("tuple[int, str]", child)
+                cid, tsize = _cid_bytes(_RAW, bytes.fromhex(fsha)), int(fsize)
+                below.append((cid, by_sha[fsha]))
+            entries.append((name.encode("utf-8"), cid, tsize))
+        block = _dir_node(entries)
+        cid = _cid_bytes(_DAG_PB, hashlib.sha256(block).digest())
+        return cid, len(block) + sum(e[2] for e in entries), [(cid, block), *below]
+
+    root, _tsize, ordered = build(tree)
+    seen: set[bytes] = set()
+    for cid, block in ordered:
+        if cid not in seen:
+            seen.add(cid)
+            blocks.append((cid, block))
+    # dag-cbor {"roots": [CID], "version": 1}: keys in canonical (length-first) order, the CID as
+    # tag 42 over its bytes with the identity-multibase 0x00 prefix.
+    link = b"\x00" + root
+    header = (b"\xa2\x65roots\x81\xd8\x2a" + bytes([0x58, len(link)]) + link + b"\x67version\x01")
+    out = bytearray(_uvarint(len(header)) + header)
+    for cid, block in blocks:
+        out += _uvarint(len(cid) + len(block)) + cid + block
+    return bytes(out)
+
+
+def tree_root(files: Iterable[tuple[str, int, str]]) -> str | None:
+    """The UnixFS directory CID of ``(posix path, size, sha256 hex)`` files, or None when a
+    file spans more than one chunk (then the CAS importer must build its DAG)."""
+    tree = _tree(files)
+    if tree is None:
+        return None
 
     def build(node: dict[str, object]) -> tuple[bytes, int]:
         entries: list[tuple[bytes, bytes, int]] = []
@@ -79,4 +130,4 @@ def tree_root(files: Iterable[tuple[str, int, str]]) -> str | None:
     return cid_text(build(tree)[0])
 
 
-__all__ = ["CHUNK", "raw_cid", "tree_root"]
+__all__ = ["CHUNK", "raw_cid", "tree_car", "tree_root"]

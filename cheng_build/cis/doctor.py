@@ -52,7 +52,9 @@ def check(dags: Sequence[Dag] = (), home: str | None = None) -> list[Finding]:
         out.append(Finding("bubblewrap", False, "bwrap not found",
                            "apt-get install bubblewrap (Debian/Ubuntu) or dnf install bubblewrap"))
     us = sandbox.unshare_path()
-    ns_ok = us is not None and sandbox._probe([us, "-U", "-r", "-n", "true"])
+    # The namespaces sandbox exactly as tasks get it (user/mount/pid/net + nsinit's lo, cover).
+    true = shutil.which("true") or "/bin/true"
+    ns_ok = us is not None and sandbox._probe(sandbox.namespaces_argv(us, [true], network=False))
     out.append(Finding("user namespaces", ns_ok, "unshare -U works" if ns_ok else "unshare -U fails",
                        "" if ns_ok else "enable user namespaces: sysctl user.max_user_namespaces=15000",
                        required=False))

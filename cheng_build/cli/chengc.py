@@ -25,6 +25,7 @@ _OURS: dict[str, bool] = {
     "--lock-format": True, "--meta-out": True, "--pkg-cache": True, "--skip-pkg": False,
     "--verify": False, "--pkg-roots": True, "--compiler": True, "--explain": False,
     "--reproducible-check": False, "--no-cache": False, "--env-allow": True, "--debug": False,
+    "--sign": True,
 }
 # The compiler's flags we also read; --name/--out are replaced by the staged ones.
 _COMPILER: dict[str, bool] = {
@@ -78,6 +79,11 @@ def _parser() -> Parser:
                    help="build twice in two fresh roots; fail if the outputs differ")
     b.add_argument("--no-cache", action="store_true", help="neither read nor write the action cache")
     b.add_argument("--env-allow", help="extra environment variables handed to the compiler (comma list)")
+    b.add_argument("--sign", metavar="KEY",
+                   help="sign a provenance attestation (in-toto/SLSA in DSSE) with this key file or\n"
+                   "env:VAR, written beside cheng.meta.toml as <name>.intoto.jsonl with the inputs\n"
+                   "as <name>.inputs.car (also CHENGC_SIGN_KEY, config [toolchain] sign_key);\n"
+                   "check one with: cheng-pkg verify-artifact <file>")
     b.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return p
 
@@ -154,7 +160,7 @@ def _run(argv: list[str]) -> int:
         packages=PackageOptions(manifest=p(args.manifest), lock=p(args.lock), registry=p(args.registry),
                                 package=args.package, channel=args.channel, lock_format=args.lock_format,
                                 pkg_cache=p(args.pkg_cache), skip_pkg=args.skip_pkg, verify=args.verify),
-        cache_dir=cache, env=env, cwd=Path.cwd(),
+        cache_dir=cache, env=env, cwd=Path.cwd(), sign=_sign_key(args.sign, env),
     )
     from cheng_build.build.errors import CompilerFailedError
 
@@ -181,11 +187,13 @@ def _run(argv: list[str]) -> int:
               f"{len(g.toolchain_imports)} toolchain imports; input root {res.input_root}")
     elif res.status is Status.BUNDLED:
         print(f"bundle {res.output} root {res.input_root}")
+    if res.attestation is not None and args.explain:
+        print(f"chengc: signed provenance: {res.attestation}", file=sys.stderr)
     return 0
 
 
 _VALUED = ("name", "out", "target", "emit", "manifest", "lock", "registry", "package", "meta_out",
-           "pkg_cache", "compiler", "jobs", "frontend", "mm")
+           "pkg_cache", "compiler", "jobs", "frontend", "mm", "sign")
 
 
 def _check_values(args: Any) -> None:
@@ -206,6 +214,18 @@ def _check_values(args: Any) -> None:
         value = getattr(args, attr)
         if value and not (attr == "manifest" and Path(value).is_dir()):
             input_file(value, "--" + attr, optional=True)
+
+
+def _sign_key(flag: str | None, env: dict[str, str]) -> str | None:
+    """The signing key: ``--sign``, else ``CHENGC_SIGN_KEY``, else config ``[toolchain] sign_key``."""
+    if flag:
+        return flag
+    if env.get("CHENGC_SIGN_KEY"):
+        return env["CHENGC_SIGN_KEY"]
+    from cheng_build.build.compiler import config_toolchain_path
+
+    path, _cfg = config_toolchain_path(env, Path.cwd(), "sign_key")
+    return os.fspath(path) if path is not None else None
 
 
 def _replay(out: bytes, err: bytes) -> None:

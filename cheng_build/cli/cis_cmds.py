@@ -369,6 +369,6 @@ def _verify(args: argparse.Namespace) -> int:
         a = max(len(r.attempt) for r in results)
         print(f"{'property'.ljust(w)}  {'attempt'.ljust(a)}  {'result':<8}  detail")
         for r in results:
-            verdict = "UNTESTED" if r.held is None else ("HELD    " if r.held else "BROKEN  ")
+            verdict = "UNTESTED" if r.held is None else ("HELD    " if r.held else "NOT HELD")
             print(f"{r.name.ljust(w)}  {r.attempt.ljust(a)}  {verdict}  {r.detail}")
     return 0 if all(r.held is not False for r in results) else 1

@@ -1,4 +1,7 @@
-"""``cis web [--port:<n>]``: serve the 6767 layer (runs, debt board, decisions) on 127.0.0.1."""
+"""``cis web [--port:<n>]``: serve the 6767 layer (runs, debt board, decisions) on 127.0.0.1.
+
+It prints a one-time login link: only the browser that opens it gets in (a task that can reach
+127.0.0.1 cannot approve its own gate)."""
 
 from __future__ import annotations
 
@@ -22,8 +25,11 @@ def run(name: str, args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
 
-    def ready(url: str) -> None:
-        print(f"cis web: serving {url} (Ctrl-C stops)", flush=True)
+    def ready(login: str) -> None:
+        base = login.split("login?", 1)[0]
+        print(f"cis web: serving {base} (Ctrl-C stops)", flush=True)
+        print(f"cis web: open {login}", flush=True)
+        print("  (a one-time link: it signs this browser in; keep it to yourself)", flush=True)
 
     try:
         serve(args.port, on_ready=ready)

@@ -30,6 +30,8 @@ COMMANDS: dict[str, Subcommand] = {
     "serve": Subcommand(_NET, "serve the cache over libp2p bitswap and an HTTP gateway"),
     "search": Subcommand("cheng_build.cli.pkg_search", "search published packages"),
     "config": Subcommand("cheng_build.cli.pkg_config", "show the effective configuration"),
+    "verify-artifact": Subcommand("cheng_build.cli.pkg_attest",
+                                  "check a chengc artifact against its signed provenance"),
 }
 
 

@@ -36,9 +36,16 @@ def program_allowed(program: str, allow: tuple[str, ...] | None) -> bool:
         os.path.basename(a) == program for a in allow if "/" in a)
 
 
+_NUL_WHY = "the operating system passes arguments and environment as C strings, which end at NUL"
+
+
 def _check_argv(t: Task, argv: tuple[str, ...], key: str, allow: tuple[str, ...] | None) -> None:
     if not argv or not argv[0]:
         raise DagError(f"{_ctx(t)}: '{key}' must name a program")
+    for i, arg in enumerate(argv):
+        if "\0" in arg:
+            raise DagError(f"{_ctx(t)}: '{key}' argument {i} holds a NUL byte: {arg!r}",
+                           why=_NUL_WHY, how=f"remove the NUL (\\u0000) from {key}[{i}]")
     prog = argv[0]
     if _SHELL_CHARS.search(prog):
         raise DagError(f"{_ctx(t)}: '{key}' looks like a shell string: {prog!r}",
@@ -91,9 +98,15 @@ def validate_dag(dag: Dag, *, check_inputs: bool = False) -> None:
         _check_argv(t, t.exec.cmd, "exec.cmd", dag.allow)
         if t.rollback is not None:
             _check_argv(t, t.rollback, "rollback", dag.allow)
-        for k, _v in t.exec.env:
+        for k, v in t.exec.env:
             if not _ENV_NAME.match(k):
                 raise DagError(f"{_ctx(t)}: env name {k!r} is not a plain identifier")
+            if "\0" in v:
+                raise DagError(f"{_ctx(t)}: env {k} holds a NUL byte: {v!r}", why=_NUL_WHY,
+                               how=f"remove the NUL (\\u0000) from the value of {k}")
+        if t.exec.cwd is not None and "\0" in t.exec.cwd:
+            raise DagError(f"{_ctx(t)}: exec.cwd holds a NUL byte: {t.exec.cwd!r}", why=_NUL_WHY,
+                           how="remove the NUL (\\u0000) from exec.cwd")
         if not 0 <= t.exec.timeout <= 65535:
             raise DagError(f"{_ctx(t)}: timeout {t.exec.timeout} out of range 0..65535 seconds")
         if t.level.retry < 0 or t.level.retry > 255:

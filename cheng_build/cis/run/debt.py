@@ -58,16 +58,11 @@ def friendly(what: str, why: Sequence[str], how: Sequence[str], *, env: Mapping[
 
 
 def tail(path: str, lines: int = 5, limit: int = 4096) -> list[str]:
-    """The last ``lines`` non-empty lines of a log file (for "why")."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            data = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return [ln for ln in data.splitlines() if ln.strip()][-lines:]
+    """The last ``lines`` non-empty lines of a task's log file (for "why"), read without
+    following a link the task may have put in its place (see :mod:`tasklog`)."""
+    from cheng_build.cis.run.tasklog import tail_lines
+
+    return tail_lines(os.path.dirname(path), os.path.basename(path), lines, limit)
 
 
 @dataclass(frozen=True, slots=True)

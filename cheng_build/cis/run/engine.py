@@ -67,6 +67,7 @@ class _Proc:
     attempt: int
     reason: str = ""  # why we are stopping it: timeout | amend | cancel | interrupt
     kill_at: float | None = None
+    mode: str = ""  # the sandbox it ran in (a failure may be the sandbox's doing)
 
 
 def duration_key(dag_name: str, task_name: str) -> str:
@@ -123,6 +124,35 @@ def _is_task_process(pid: int, pid_start: str) -> bool:
         return int(lo) <= int(st) <= int(hi)
     except ValueError:
         return False
+
+
+def _open_logs(task_dir: str) -> tuple[int, int]:
+    """Create (truncate) a task's stdout.log and stderr.log; return both fds.
+
+    ``O_NOFOLLOW``: a link left where a log goes must not make the engine truncate its target.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+    out = os.open(os.path.join(task_dir, "stdout.log"), flags, 0o644)
+    try:
+        return out, os.open(os.path.join(task_dir, "stderr.log"), flags, 0o644)
+    except OSError:
+        os.close(out)
+        raise
+
+
+def _sandbox_denial(p: _Proc, network: bool) -> Any:
+    """The sandbox denial a failed task's logs show (see :mod:`denials`), or None."""
+    if p.mode not in ("bubblewrap", "namespaces"):
+        return None
+    from cheng_build.cis.run import tasklog
+    from cheng_build.cis.sandbox import denials
+
+    lines: list[str] = []
+    for name in ("stderr.log", "stdout.log"):
+        with contextlib.suppress(OSError, tasklog.LogRefusedError):
+            lines += tasklog.read_tail(p.task_dir, name, 16384).decode("utf-8", "replace") \
+                .splitlines()
+    return denials.explain(lines, mode=p.mode, network=network, home=os.path.expanduser("~"))
 
 
 class Engine:
@@ -372,6 +402,18 @@ class Engine:
         inputs = list(res.inputs.values())
         self.attempt[idx] = attempt
         ctx = self._context(idx, res.env, inputs, str(task_dir))
+        nul = [what for what, text in (*((f"argument {i}", a) for i, a in enumerate(argv)),
+                                       *((f"env {k}", v) for k, v in res.env.items()),
+                                       ("exec.cwd", cwd)) if "\0" in text]
+        if nul:
+            # Validation refuses this; a run stored before it did must fail, not crash the engine.
+            self._fail(idx, friendly(f"task {task.name}: {nul[0]} holds a NUL byte",
+                                     ["a NUL cannot be passed to a program (C strings end at it)"],
+                                     [f"fix it: cis amend {self.run_id} --task:{idx} --cmd:... / "
+                                      "--env:K=V", f"then: cis retry {self.run_id} "
+                                      f"--from:{task.name}"], **ctx),
+                       retryable=False, attempt=attempt)
+            return
         key = (argv[0], res.env.get("PATH"))
         prog = self.programs.get(key) or sandbox.resolve_program(argv[0], res.env)
         self.programs[key] = prog
@@ -412,9 +454,15 @@ class Engine:
         spec = sandbox.LaunchSpec(argv=(prog, *argv[1:]), env=res.env, cwd=cwd,
                                   task_dir=str(task_dir), sandbox=task.exec.sandbox,
                                   read_only=(base,), writable=tuple(writable))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        out = os.open(task_dir / "stdout.log", flags, 0o644)
-        err = os.open(task_dir / "stderr.log", flags, 0o644)
+        try:
+            out, err = _open_logs(str(task_dir))
+        except OSError as exc:
+            self._fail(idx, friendly(f"task {task.name}: cannot create its logs in {task_dir}",
+                                     [exc.strerror or str(exc)],
+                                     [f"remove what is in the way, then: cis retry {self.run_id} "
+                                      f"--from:{task.name}"], **ctx),
+                       retryable=False, attempt=attempt)
+            return
         ticks_lo = _boot_ticks()  # the pid_start window opens (see _is_task_process)
         try:
             popen = sandbox.launch(spec, mode, stdout=out, stderr=err)
@@ -434,7 +482,7 @@ class Engine:
         os.close(out)  # the child holds its own copies
         os.close(err)
         self.running[idx] = _Proc(idx, popen, pidfd, now, deadline, str(task_dir), cwd,
-                                  dict(res.env), inputs, attempt)
+                                  dict(res.env), inputs, attempt, mode=mode.value)
         choice = {**self.choice[idx], "inputs": res.inputs, "log": res.log}
         started: dict[str, Any] = {"attempt": attempt, "sandbox": mode.value}
         if task.exec.sandbox.processes and not sandbox.process_limit_enforced(spec, mode):
@@ -486,8 +534,11 @@ class Engine:
         if rc != 0:
             what = (f"task {task.name} was killed by signal {-rc}" if rc < 0
                     else f"task {task.name} exited with status {rc}")
-            self._fail(idx, friendly(what, logs() or ["it printed nothing on stderr"], how_common,
-                                     **ctx), task_dir=p.task_dir)
+            why, how = logs() or ["it printed nothing on stderr"], how_common
+            denial = _sandbox_denial(p, task.exec.sandbox.network)
+            if denial is not None:  # said first: otherwise the user is left to guess
+                why, how = [denial.why, *why], [*denial.how, *how]
+            self._fail(idx, friendly(what, why, how, **ctx), task_dir=p.task_dir)
             return
         missing = [o for o in task.outputs if not os.path.exists(os.path.join(p.cwd, o))]
         if missing:
@@ -554,7 +605,9 @@ class Engine:
                                   writable=tuple(writable))
         try:
             mode = sandbox.effective_mode(task.exec.sandbox)
-            with open(rdir / "output.log", "wb") as out:
+            fd = os.open(rdir / "output.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                         os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            with open(fd, "wb") as out:
                 proc = sandbox.launch(spec, mode, stdout=out, stderr=subprocess.STDOUT)
                 # Rollbacks are short clean-ups; the loop waits for one (bounded) on purpose so
                 # no dependent can start before the undo is done.

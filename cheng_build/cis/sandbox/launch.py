@@ -8,8 +8,10 @@ Three modes, best first; :func:`detect_mode` probes the machine once per process
     directory (plus declared ``writable`` dirs) can be written, and the task gets its own user,
     pid, ipc, uts and network namespaces (no network unless ``network = true``).
 ``namespaces``
-    No working bwrap, but ``unshare`` can create user + network + pid namespaces: no network and
-    own pids, but the file system is not read-only. Said plainly in ``cis doctor``.
+    No working bwrap, but ``unshare`` can create user + mount + network + pid namespaces: no
+    network but a loopback of its own (``lo`` up, as bwrap gives), own pids and ``/proc`` (the
+    engine's environment is not visible), ``/sys/fs/cgroup`` covered and every capability dropped
+    (see :mod:`nsinit`), but the file system is not read-only. Said plainly in ``cis doctor``.
 ``unsandboxed``
     Neither works: only the cleared environment, the task directory as cwd, and rlimits. A task
     whose ``sandbox.isolation = "required"`` is refused.
@@ -24,8 +26,8 @@ failing that, a sandboxed task that writes only its own directory and whose prog
 reach runs as ``nobody`` (65534). Otherwise the limit is not enforced for root, and
 ``cis verify-sandbox`` says so.
 
-``CIS_SANDBOX=bubblewrap|namespaces|unsandboxed`` forces a mode (tests use it to prove the
-fallbacks are honest).
+``CIS_SANDBOX=bubblewrap|namespaces|unsandboxed`` forces a mode (``bwrap`` is accepted for
+``bubblewrap``; tests use it to prove the fallbacks are honest).
 """
 
 from __future__ import annotations
@@ -77,8 +79,18 @@ def unshare_path() -> str | None:
     return shutil.which("unshare")
 
 
+_PROBE_VERSION = "2"  # bump when a mode's probe changes: a cached answer is then probed again
+NSINIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsinit.py")
+# Its native twin (built with the C core): about 1 ms per task instead of a Python start-up.
+NSINIT_NATIVE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "_native", "cis-nsinit")
+# Root-owned directories a namespaces task (root in its user namespace, so the engine's uid
+# outside) must not write: the pids cgroup it was put in is one of them.
+NS_COVERED = ("/sys/fs/cgroup",)
+
+
 def _cache_key() -> str:
-    parts = [os.uname().release, str(os.geteuid())]
+    parts = [_PROBE_VERSION, os.uname().release, str(os.geteuid()), " ".join(nsinit_argv())]
     for prog in (bwrap_path(), unshare_path()):
         try:
             st = os.stat(prog) if prog else None
@@ -122,7 +134,7 @@ def _detect(refresh: bool) -> SandboxMode:
     forced = os.environ.get("CIS_SANDBOX")
     if forced:
         try:
-            _MODE = SandboxMode(forced)
+            _MODE = SandboxMode("bubblewrap" if forced == "bwrap" else forced)
         except ValueError:
             from cheng_build.core.errors import UsageError
 
@@ -134,7 +146,7 @@ def _detect(refresh: bool) -> SandboxMode:
     if bw and _probe([bw, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                       "--unshare-all", "--die-with-parent", true]):
         _MODE = SandboxMode.BUBBLEWRAP
-    elif (us := unshare_path()) and _probe([us, "-U", "-r", "-n", "-p", "-f", true]):
+    elif (us := unshare_path()) and _probe(namespaces_argv(us, [true], network=False)):
         _MODE = SandboxMode.NAMESPACES
     else:
         _MODE = SandboxMode.UNSANDBOXED
@@ -372,14 +384,82 @@ def program_prefixes(program: str, hidden: Sequence[str]) -> list[str]:
     return out
 
 
+_SOCKET_SCAN_LIMIT = 100_000  # directory entries per scan; a larger tree is scanned only so far
+_SOCKET_SCAN_TTL_S = 2.0
+_SOCKET_SCANS: dict[str, tuple[float, tuple[str, ...]]] = {}
+
+
+def visible_sockets(dirs: Sequence[str]) -> list[str]:
+    """UNIX sockets (and other non-file, non-dir, non-link entries such as FIFOs) under
+    ``dirs``, links not followed. A run's tasks share one DAG directory, so a scan is reused for
+    ``_SOCKET_SCAN_TTL_S`` seconds."""
+    import stat
+    import time
+
+    out: list[str] = []
+    now = time.monotonic()
+    for top in dict.fromkeys(dirs):
+        cached = _SOCKET_SCANS.get(top)
+        if cached is not None and now - cached[0] < _SOCKET_SCAN_TTL_S:
+            out += cached[1]
+            continue
+        found: list[str] = []
+        todo, seen = [top], 0
+        while todo and seen < _SOCKET_SCAN_LIMIT:
+            try:
+                it = os.scandir(todo.pop())
+            except OSError:
+                continue
+            with it:
+                for e in it:
+                    seen += 1
+                    if e.is_dir(follow_symlinks=False):
+                        todo.append(e.path)
+                    elif not e.is_file(follow_symlinks=False) and not e.is_symlink():
+                        with contextlib.suppress(OSError):
+                            if stat.S_ISSOCK(e.stat(follow_symlinks=False).st_mode):
+                                found.append(e.path)
+        _SOCKET_SCANS[top] = (now, tuple(found))
+        out += found
+    return list(dict.fromkeys(out))
+
+
+@functools.cache
+def _native_nsinit_ok() -> bool:
+    return os.access(NSINIT_NATIVE, os.X_OK)
+
+
+def nsinit_argv() -> list[str]:
+    """How :mod:`nsinit` runs: the native ``cis-nsinit`` when it was built, else the Python
+    one (``CIS_NSINIT=python`` forces it; the tests prove both)."""
+    if os.environ.get("CIS_NSINIT") != "python" and _native_nsinit_ok():
+        return [NSINIT_NATIVE]
+    import sys
+
+    return [sys.executable, "-I", "-S", NSINIT]
+
+
+def namespaces_argv(unshare: str, argv: Sequence[str], *, network: bool) -> list[str]:
+    """``unshare`` (user, mount, pid with its own /proc, and network unless ``network``) then
+    :mod:`nsinit`, which brings ``lo`` up, covers :data:`NS_COVERED` and drops every capability
+    before it becomes ``argv``."""
+    flags = ["-U", "-r", "-m", "-p", "-f", "--kill-child", "--mount-proc"]
+    init = nsinit_argv()
+    if not network:
+        flags.append("-n")
+        init.append("--lo")
+    for d in NS_COVERED:
+        init += ["--cover", d]
+    return [unshare, *flags, "--", *init, "--", *argv]
+
+
 def build_argv(spec: LaunchSpec, mode: SandboxMode) -> list[str]:
     """The full argv (sandbox wrapper + task argv) for ``mode``."""
     if mode is SandboxMode.UNSANDBOXED:
         return list(spec.argv)
     if mode is SandboxMode.NAMESPACES:
-        us = unshare_path() or "unshare"
-        flags = ["-U", "-r", "-p", "-f", "--kill-child"] + ([] if spec.sandbox.network else ["-n"])
-        return [us, *flags, "--", *spec.argv]
+        return namespaces_argv(unshare_path() or "unshare", spec.argv,
+                               network=spec.sandbox.network)
     bw = bwrap_path() or "bwrap"
     argv = [bw, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for d in _hidden_dirs(spec.home):
@@ -391,6 +471,10 @@ def build_argv(spec: LaunchSpec, mode: SandboxMode) -> list[str]:
     for d in (spec.task_dir, *spec.writable):
         if os.path.isdir(d):
             argv += ["--bind", d, d]
+    # "No network" must also cover UNIX sockets a host process listens on inside the dirs the
+    # task is shown: each is replaced by /dev/null in the task's view.
+    for sock in visible_sockets((*spec.read_only, *spec.writable)):
+        argv += ["--ro-bind", "/dev/null", sock]
     # No --new-session: the engine already gave the task its own session without a terminal, and
     # keeping bwrap and the task in one process group lets SIGTERM reach the task itself.
     argv += ["--chdir", spec.cwd, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]

@@ -14,6 +14,7 @@ page is cheap, SSE needs nothing but a flushed response, and no dependency is ad
 
 Endpoints (JSON unless noted)::
 
+    GET  /login?code=<one-time code>         opens a session (cookie), then redirects to /
     GET  /                                   the page (static/index.html, app.js, app.css)
     GET  /api/runs                           run summaries, newest first
     GET  /api/runs/<run>                     one run: tasks, ETA, current step, resources, decisions
@@ -24,10 +25,13 @@ Endpoints (JSON unless noted)::
     POST /api/runs/<run>/tasks/<i>/<action>  confirm | cancel | run-now | skip | change | continue |
                                              resolve | retry ; body JSON for change/resolve
 
-Safety: it binds 127.0.0.1 only; a POST must carry the page's per-server token in
-``X-CIS-Token`` and a ``Host`` of 127.0.0.1/localhost (so another web page in the same browser
-cannot press the buttons, and DNS rebinding cannot reach it); outputs are served only when the
-task declares them in ``outputs`` and they resolve inside the run's directory.
+Safety: it binds 127.0.0.1 only; only the browser that opened the one-time login link
+``cis web`` printed gets in (a session cookie, see :mod:`websession`), so a task that can reach
+127.0.0.1 cannot read the page nor approve its own gate; a POST must also carry the session's
+token in ``X-CIS-Token`` and a ``Host`` of 127.0.0.1/localhost (so another web page in the same
+browser cannot press the buttons, and DNS rebinding cannot reach it); logs are read without
+following links (:mod:`tasklog`); outputs are served only when the task declares them in
+``outputs`` and what is opened lies inside the task's directory.
 
 CPU and memory per task: the engine records each running task's pid (the sandbox wrapper, which
 leads the task's process group); the server sums ``utime+stime`` and RSS over that pid and all
@@ -40,6 +44,7 @@ import json
 import os
 import secrets
 import shlex
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -53,6 +58,7 @@ from urllib.parse import parse_qs, urlsplit
 from cheng_build.cis.dag.model import TaskState
 from cheng_build.cis.run import control
 from cheng_build.cis.run.store import Store, TaskRecord
+from cheng_build.cis.view.websession import Sessions, cookie_name, cookie_value
 from cheng_build.core.errors import ChengError
 
 DEFAULT_PORT = 6767
@@ -320,12 +326,45 @@ def snapshot(store: Store, run_id: str | None, sampler: Sampler) -> dict[str, An
 ACTIONS = ("confirm", "cancel", "run-now", "skip", "change", "continue", "resolve", "retry")
 
 
+# The fields each action's JSON body may hold, with their types (bool is refused where an int is
+# asked: JSON true is not a number of seconds).
+_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "resolve": {"action": (str,), "value": (str,), "item": (str,)},
+    "change": {"env": (dict,), "cmd": (list,), "timeout": (int,)},
+}
+
+
+def check_body(action: str, body: dict[str, Any]) -> None:
+    """Refuse unknown fields and fields of the wrong type before anything acts on them.
+
+    Raises:
+        ChengError: exit code 2 (the server answers 400 with the reason).
+    """
+    fields = _FIELDS.get(action, {})
+    for key, value in body.items():
+        if key not in fields:
+            allowed = ", ".join(fields) or "none (send {})"
+            raise ChengError(f"{action}: unknown field {key!r}", why=f"fields: {allowed}",
+                             exit_code=2)
+        if value is None:
+            continue
+        types = fields[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            want = {str: "a string", dict: "an object", list: "a list", int: "an integer"}[types[0]]
+            raise ChengError(f"{action}: {key} must be {want}, not {json.dumps(value)[:40]}",
+                             exit_code=2)
+
+
 def act(store: Store, run_id: str, task: str, action: str, body: dict[str, Any]) -> int:
     """Apply a button press through the control API; return the control id.
 
     Raises:
         ChengError: bad action or arguments (NotFoundError for an unknown run or task).
     """
+    if action not in ACTIONS:
+        raise ChengError(f"unknown action {action!r}", why=f"actions: {', '.join(ACTIONS)}",
+                         exit_code=2)
+    check_body(action, body)
     if action == "confirm":
         return control.confirm(store, run_id, task)
     if action == "run-now":
@@ -342,21 +381,18 @@ def act(store: Store, run_id: str, task: str, action: str, body: dict[str, Any])
                                item=body.get("item"))
     if action == "retry":
         return control.retry(store, run_id, task)
-    if action == "change":
-        env = body.get("env") or {}
-        cmd = body.get("cmd")
-        timeout = body.get("timeout")
-        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                for k, v in env.items()):
-            raise ChengError("change: env must map names to strings", exit_code=2)
-        if cmd is not None and (not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd)):
-            raise ChengError("change: cmd must be a list of strings (argv)", exit_code=2)
-        if timeout is not None and not isinstance(timeout, int):
-            raise ChengError("change: timeout must be an integer", exit_code=2)
-        if not env and cmd is None and timeout is None:
-            raise ChengError("change: nothing to change", how="give env, cmd or timeout", exit_code=2)
-        return control.change(store, run_id, task, env=env, cmd=cmd, timeout=timeout)
-    raise ChengError(f"unknown action {action!r}", why=f"actions: {', '.join(ACTIONS)}", exit_code=2)
+    env = body.get("env") or {}
+    cmd = body.get("cmd")
+    timeout = body.get("timeout")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise ChengError("change: env must map names to strings", exit_code=2)
+    if cmd is not None and (not cmd or not all(isinstance(a, str) for a in cmd)):
+        raise ChengError("change: cmd must be a non-empty list of strings (argv)", exit_code=2)
+    if timeout is not None and not 0 <= timeout <= 65535:
+        raise ChengError(f"change: timeout {timeout} out of range 0..65535 seconds", exit_code=2)
+    if not env and cmd is None and timeout is None:
+        raise ChengError("change: nothing to change", how="give env, cmd or timeout", exit_code=2)
+    return control.change(store, run_id, task, env=env, cmd=cmd, timeout=timeout)
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
@@ -372,7 +408,7 @@ class WebServer(ThreadingHTTPServer):
                  host: str = "127.0.0.1") -> None:
         super().__init__((host, port), Handler)
         self.home = home
-        self.token = secrets.token_urlsafe(24)
+        self.sessions = Sessions()
         self.sampler = Sampler()
         self.local = threading.local()
         self.stopping = threading.Event()
@@ -388,6 +424,14 @@ class WebServer(ThreadingHTTPServer):
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}/"
+
+    @property
+    def cookie(self) -> str:
+        return cookie_name(int(self.server_address[1]))
+
+    def issue_login(self) -> str:
+        """A one-time login URL (``cis web`` prints one; only its terminal ever sees it)."""
+        return f"{self.url}login?code={self.sessions.issue_code()}"
 
     def shutdown(self) -> None:
         self.stopping.set()
@@ -421,6 +465,21 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, what: str, why: str | None = None, how: str | None = None) -> None:
         self._json({"error": what, "why": why, "how": how}, status)
 
+    def _session_token(self) -> str | None:
+        """The CSRF token of the request's session, or None without a valid session cookie."""
+        sid = cookie_value(self.headers.get("Cookie"), self.server.cookie)
+        return self.server.sessions.csrf(sid)
+
+    def _login(self, code: str) -> None:
+        sid = self.server.sessions.redeem(code)
+        if sid is None:
+            return self._error(HTTPStatus.FORBIDDEN, "login link unknown or already used",
+                               why="each link printed by 'cis web' opens one browser session",
+                               how="restart 'cis web' for a new link")
+        cookie = f"{self.server.cookie}={sid}; HttpOnly; SameSite=Strict; Path=/"
+        self._send(HTTPStatus.SEE_OTHER, b"", _TYPES[".txt"],
+                   {"Location": "/", "Set-Cookie": cookie})
+
     def _host_ok(self) -> bool:
         host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
         return host in ("127.0.0.1", "localhost", "::1")
@@ -436,10 +495,17 @@ class Handler(BaseHTTPRequestHandler):
                 return self._error(HTTPStatus.FORBIDDEN, "unexpected Host header")
             if parts == ["favicon.ico"]:
                 return self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
-            if not parts or parts == ["index.html"]:
-                return self._index()
-            if parts[0] == "static" and len(parts) == 2:
+            if parts == ["login"]:
+                return self._login(q.get("code", ""))
+            if parts and parts[0] == "static" and len(parts) == 2:
                 return self._static(parts[1])
+            token = self._session_token()
+            if token is None:
+                return self._error(HTTPStatus.UNAUTHORIZED, "no session",
+                                   why="only the browser that opened the login link gets in",
+                                   how="open the one-time link 'cis web' printed in its terminal")
+            if not parts or parts == ["index.html"]:
+                return self._index(token)
             if parts[:1] != ["api"]:
                 return self._error(HTTPStatus.NOT_FOUND, f"no page {url.path}")
             store = self.server.store()
@@ -463,9 +529,9 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def _index(self) -> None:
+    def _index(self, token: str) -> None:
         html = (STATIC / "index.html").read_text(encoding="utf-8")
-        html = html.replace("{{TOKEN}}", self.server.token)
+        html = html.replace("{{TOKEN}}", token)
         self._send(200, html.encode(), _TYPES[".html"])
 
     def _static(self, name: str) -> None:
@@ -483,13 +549,15 @@ class Handler(BaseHTTPRequestHandler):
         if stream not in ("stdout", "stderr"):
             return self._error(HTTPStatus.BAD_REQUEST, "stream must be stdout or stderr")
         t = self._task(store, run_id, task)
+        from cheng_build.cis.run.tasklog import LogRefusedError, read_tail
+
         data = b""
         if t.task_dir:
             try:
-                with open(os.path.join(t.task_dir, f"{stream}.log"), "rb") as fh:
-                    fh.seek(0, os.SEEK_END)
-                    fh.seek(max(0, fh.tell() - LOG_TAIL))
-                    data = fh.read()
+                data = read_tail(t.task_dir, f"{stream}.log", LOG_TAIL)
+            except LogRefusedError as exc:
+                return self._error(HTTPStatus.FORBIDDEN, f"log not served: {exc}",
+                                   why="a task may replace its own log; links are not followed")
             except OSError:
                 data = b""
         self._send(200, data, _TYPES[".txt"])
@@ -502,9 +570,19 @@ class Handler(BaseHTTPRequestHandler):
         cwd = t.spec.get("exec", {}).get("cwd")
         base = os.path.join(run.dag.base_dir, cwd) if cwd is not None else (t.task_dir or "")
         full = os.path.realpath(os.path.join(base, path))
-        if not full.startswith(os.path.realpath(base) + os.sep) or not os.path.isfile(full):
+        root = os.path.realpath(base) + os.sep
+        if not full.startswith(root) or not os.path.isfile(full):
             return self._error(HTTPStatus.NOT_FOUND, f"{path} is not there (yet)")
-        with open(full, "rb") as fh:
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return self._error(HTTPStatus.NOT_FOUND, f"{path} is not there (yet)")
+        with open(fd, "rb") as fh:
+            # What was opened, not what was checked: a task may swap in a link in between.
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith(root) or \
+                    not stat.S_ISREG(os.fstat(fd).st_mode):
+                return self._error(HTTPStatus.FORBIDDEN, f"{path} leads outside the task's "
+                                   "directory", why="links in outputs are not followed")
             self._send(200, fh.read(), _TYPES.get(Path(full).suffix, "application/octet-stream"))
 
     def _events(self, store: Store, run_id: str | None) -> None:
@@ -539,16 +617,29 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         parts = [p for p in urlsplit(self.path).path.split("/") if p]
         try:
-            if not self._host_ok() or self.headers.get("X-CIS-Token") != self.server.token:
-                return self._error(HTTPStatus.FORBIDDEN, "missing or wrong X-CIS-Token",
-                                   how="use the page served by 'cis web'")
-            n = int(self.headers.get("Content-Length") or 0)
+            token = self._session_token()
+            sent = self.headers.get("X-CIS-Token") or ""
+            if not self._host_ok() or token is None or not secrets.compare_digest(sent, token):
+                self.close_connection = True  # the body is not read
+                return self._error(HTTPStatus.FORBIDDEN, "no session or wrong X-CIS-Token",
+                                   why="only the browser that opened the login link may act",
+                                   how="open the one-time link 'cis web' printed, then use its page")
+            raw_len = (self.headers.get("Content-Length") or "0").strip()
+            if not raw_len.isdigit() or not raw_len.isascii():
+                self.close_connection = True  # the body's end is unknown: do not read on
+                return self._error(HTTPStatus.BAD_REQUEST,
+                                   f"bad Content-Length {raw_len[:40]!r}",
+                                   why="it must be a decimal number of bytes",
+                                   how="send the JSON body with its length in bytes")
+            n = int(raw_len)
             if n > 65536:
-                return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+                self.close_connection = True
+                return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large",
+                                   why=f"{n} bytes; at most 65536")
             raw = self.rfile.read(n) if n else b""
             try:
                 body = json.loads(raw) if raw else {}
-            except ValueError:
+            except (ValueError, RecursionError):
                 return self._error(HTTPStatus.BAD_REQUEST, "request body is not JSON")
             if not isinstance(body, dict):
                 return self._error(HTTPStatus.BAD_REQUEST, "request body must be a JSON object")
@@ -580,10 +671,11 @@ class Handler(BaseHTTPRequestHandler):
 
 def serve(port: int = DEFAULT_PORT, *, home: str | os.PathLike[str] | None = None,
           on_ready: Any = None) -> None:
-    """Serve until interrupted. ``on_ready(url)`` is called once listening."""
+    """Serve until interrupted; ``on_ready(login_url)`` is called once listening, with a
+    one-time login link (the only way in: see :mod:`websession`)."""
     srv = WebServer(port, home=home)
     if on_ready is not None:
-        on_ready(srv.url)
+        on_ready(srv.issue_login())
     try:
         srv.serve_forever(poll_interval=0.2)
     finally:
