@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cheng_build.build import compiler as compiler_mod
 from cheng_build.build.action_cache import ActionCache, CasArtifactStore, Entry, KeyParts, canonical_env
@@ -33,6 +33,10 @@ from cheng_build.build.fastcid import CHUNK
 from cheng_build.build.imports import ImportGraph, search_roots, walk
 from cheng_build.build.inputs import StatCache, listing_digest, read_inputs
 from cheng_build.core.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    from cheng_build.build.packages import PackageContext
+    from cheng_build.build.provenance import Attester, BuildFacts
 
 ARTIFACT_DIR = "artifacts/chengc"
 META_NAME = "cheng.meta.toml"
@@ -469,15 +473,56 @@ def _input_root(graph: ImportGraph, stat_cache: StatCache, staged: list[Path],
     return cid, data
 
 
+@dataclass
+class _Job:
+    """One build of an import graph, everything its steps share: the request, the compiler and
+    its environment, the action key, the cache and where the results go."""
+
+    req: BuildRequest
+    cwd: Path
+    source: Path
+    output: Path
+    graph: ImportGraph
+    stat_cache: StatCache
+    pkg: PackageContext | None
+    staged: list[Path]
+    bg: _Background
+    root_id: str
+    comp: compiler_mod.Compiler
+    epoch: str
+    env: dict[str, str]
+    out_rel: str
+    argv: tuple[str, ...]
+    parts: KeyParts
+    inputs_map: dict[str, tuple[str, str]]
+    cache: ActionCache
+    use_cache: bool
+    meta_path: Path
+    attester: Attester | None
+
+
 def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph: ImportGraph,
-                 stat_cache: StatCache, cache_root: Path, pkg: Any, staged: list[Path],
-                 bg: _Background) -> BuildResult:
-    chengc_cache = cache_root / "chengc"
+                 stat_cache: StatCache, cache_root: Path, pkg: PackageContext | None,
+                 staged: list[Path], bg: _Background) -> BuildResult:
     root_id, data = _input_root(graph, stat_cache, staged, req.env)
     if req.emit is Emit.CHECK:
         stat_cache.save()
         return BuildResult(Status.CHECKED, graph, root_id, files_read=stat_cache.reads)
+    job = _job(req, cwd, source, output, graph, stat_cache, cache_root, pkg, staged, bg, root_id)
+    why: list[str] = []
+    if job.use_cache and not req.reproducible_check:
+        hit = _from_cache(job, why)
+        if hit is not None:
+            return hit
+    last = _miss_reasons(job, why)
+    return _compile(job, data, last, why)
 
+
+def _job(req: BuildRequest, cwd: Path, source: Path, output: Path, graph: ImportGraph,
+         stat_cache: StatCache, cache_root: Path, pkg: PackageContext | None, staged: list[Path],
+         bg: _Background, root_id: str) -> _Job:
+    """Step 1: the compiler, its fixed environment and the action key."""
+    chengc_cache = cache_root / "chengc"
     comp = compiler_mod.find_compiler(req.compiler, req.env, cwd=cwd, self_path=compiler_mod.self_path())
     _, comp_digest = stat_cache.file_digest(comp.path)
     comp_digest = "sha256:" + comp_digest
@@ -495,110 +540,135 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
     flags = (f"--name:{basename}", *req.compiler_flags)
     argv = (graph.entry.name, *flags, f"--out:{out_rel}")
     parts = KeyParts(comp_digest, _key_flags(flags), root_id, canonical_env(env, _PER_RUN_ENV), _target(req))
-    inputs_map = {f.staged: (os.fspath(f.source), f.sha256) for f in graph.files}
+    return _Job(
+        req=req, cwd=cwd, source=source, output=output, graph=graph, stat_cache=stat_cache,
+        pkg=pkg, staged=staged, bg=bg, root_id=root_id, comp=comp, epoch=epoch.value, env=env,
+        out_rel=out_rel, argv=argv, parts=parts,
+        inputs_map={f.staged: (os.fspath(f.source), f.sha256) for f in graph.files},
+        cache=ActionCache(chengc_cache, CasArtifactStore(cache_root)),
+        use_cache=not (req.no_cache or req.run),
+        meta_path=req.meta_out or output.parent / META_NAME,
+        attester=_attester(req, stat_cache, chengc_cache))
 
-    cache = ActionCache(chengc_cache, CasArtifactStore(cache_root))
-    use_cache = not (req.no_cache or req.run)
-    meta_path = req.meta_out or output.parent / META_NAME
-    attester = _attester(req, stat_cache, chengc_cache)
 
-    def finish(status: Status, entry: Entry, data: bytes | None, why: Sequence[str],
-               compiled: int) -> BuildResult:
-        meta_blob = _meta(req, cwd, source, output, entry, parts, comp, epoch.value, pkg)
-        if data is not None and meta_path != output:
-            # A fresh build: the meta's durable write (two fsyncs) overlaps the artifact's. On a
-            # hit the artifact may turn out to be gone (rebuild), so the meta waits for it there.
-            bg.run(lambda: _write_if_changed(meta_path, meta_blob))
-            _place(output, data, entry.sha256, entry.size, entry.mode,
-                   lambda: cache.store.get(entry.ref), stat_cache)
-        else:
-            _place(output, data, entry.sha256, entry.size, entry.mode,
-                   lambda: cache.store.get(entry.ref), stat_cache)
-            _write_if_changed(meta_path, meta_blob)
-        att = None
-        if attester is not None:
-            att = attester.write(_facts(output, entry, graph, parts, out_rel, pkg), parts.key,
-                                 meta_path.parent, lambda: read_inputs(graph.files))
-        cache.note_target(entry, output)
-        stat_cache.save()
-        return BuildResult(status, graph, root_id, output=output, meta=meta_path, key=parts.key,
-                           explain=tuple(why), stdout=entry.stdout, stderr=entry.stderr,
-                           compiled=compiled, files_read=stat_cache.reads,
-                           warnings=pkg.warnings if pkg else (), package_steps=pkg.steps if pkg else (),
-                           attestation=att)
+def _from_cache(job: _Job, why: list[str]) -> BuildResult | None:
+    """Step 2: a cache hit, placed and recorded; None (and the reason in ``why``) otherwise."""
+    hit = job.cache.lookup(job.parts)
+    if hit is None:
+        return None
+    from cheng_build.core.errors import NotFoundError
 
-    why: list[str] = []
-    if use_cache and not req.reproducible_check:
-        hit = cache.lookup(parts)
-        if hit is not None:
-            from cheng_build.core.errors import NotFoundError
+    try:
+        return _finish(job, Status.HIT, hit, None, [f"cache hit: key {job.parts.key[:16]}"], 0)
+    except NotFoundError:
+        # The store dropped the artifact (cheng-pkg gc): a cache may forget, so rebuild.
+        # A *corrupt* artifact (DigestMismatchError) is not forgiven: it is reported.
+        why.append(f"cached artifact {hit.ref} is no longer in the store; rebuilding")
+        return None
 
-            try:
-                return finish(Status.HIT, hit, None, [f"cache hit: key {parts.key[:16]}"], 0)
-            except NotFoundError:
-                # The store dropped the artifact (cheng-pkg gc): a cache may forget, so rebuild.
-                # A *corrupt* artifact (DigestMismatchError) is not forgiven: it is reported.
-                why.append(f"cached artifact {hit.ref} is no longer in the store; rebuilding")
 
-    if not use_cache:
+def _miss_reasons(job: _Job, why: list[str]) -> Entry | None:
+    """Step 3: why this is built (into ``why``); returns this output's last cache entry."""
+    req = job.req
+    if not job.use_cache:
         why.append("cache not used: " + ("--run runs the program, a side effect no cache can replay"
                                          if req.run else "--no-cache"))
     elif req.reproducible_check:
         why.append("cache not consulted: --reproducible-check always builds twice")
-    last = cache.last_for(output) if use_cache else None
-    if use_cache and not req.reproducible_check and not why:
-        why += explain_miss(parts, inputs_map, last)
+    last = job.cache.last_for(job.output) if job.use_cache else None
+    if job.use_cache and not req.reproducible_check and not why:
+        why += explain_miss(job.parts, job.inputs_map, last)
+    return last
 
+
+def _compile(job: _Job, data: Mapping[str, bytes] | None, last: Entry | None,
+             why: list[str]) -> BuildResult:
+    """Step 4: compile in a fresh root, store the artifact, record the entry, place it."""
     if data is None:
-        data = read_inputs(graph.files)
+        data = read_inputs(job.graph.files)
     # The CAS modules are needed after the compiler only for an artifact over one chunk (a
     # smaller one is stored as a raw block without them); judge by this output's last artifact,
     # so a small one does not pay their import's CPU on every miss.
-    if use_cache and (last is None or last.size > CHUNK):
-        bg.run(_preload_cas)
-    if attester is not None:
+    if job.use_cache and (last is None or last.size > CHUNK):
+        job.bg.run(_preload_cas)
+    if job.attester is not None:
         from cheng_build.build.provenance import inputs_path
 
-        attester.preload(inputs_path(meta_path.parent, output.name), data)
-    compiled, runs = _fresh_build(req, comp, graph, data, argv, env, out_rel, staged, bg)
+        job.attester.preload(inputs_path(job.meta_path.parent, job.output.name), data)
+    compiled, runs = _fresh_build(job.req, job.comp, job.graph, data, job.argv, job.env,
+                                  job.out_rel, job.staged, job.bg)
     import hashlib
 
     sha = hashlib.sha256(compiled.data).hexdigest()
-    if use_cache:
-        if len(compiled.data) <= CHUNK:
+    output_cid, ref = _store_artifact(job, compiled.data, sha)
+    entry = Entry(job.parts, job.inputs_map, ref, sha, len(compiled.data), compiled.mode,
+                  compiled.stdout, compiled.stderr, {"output_cid": output_cid})
+    if job.use_cache:
+        job.cache.record(entry, job.output)
+    if job.req.run and not compiled.data:
+        job.stat_cache.save()
+        return BuildResult(Status.BUILT, job.graph, job.root_id, key=job.parts.key,
+                           explain=tuple(why), stdout=compiled.stdout, stderr=compiled.stderr,
+                           compiled=runs, files_read=job.stat_cache.reads)
+    return _finish(job, Status.BUILT, entry, compiled.data, why, runs)
+
+
+def _store_artifact(job: _Job, data: bytes, sha: str) -> tuple[str, str]:
+    """The artifact's CID and its reference in the artifact store (stored when caching)."""
+    if job.use_cache:
+        if len(data) <= CHUNK:
             # One block: its CID is known from the digest, so its durable write (two fsyncs)
             # overlaps the output's and the meta's instead of preceding them. A crash before it
             # lands leaves an entry whose artifact is missing: a rebuild, never a wrong build.
             from cheng_build.build.fastcid import raw_cid
 
-            output_cid = ref = raw_cid(sha)
-            blob = compiled.data
-            bg.run(lambda: cache.store.put(blob))
-        else:
-            output_cid = ref = cache.store.put(compiled.data)  # the artifact's CID in the CAS
-    else:
-        from cheng_build.build.fastcid import raw_cid
-
-        if len(compiled.data) <= CHUNK:
             output_cid = raw_cid(sha)
-        else:
-            from cheng_build.cas.importer import add_bytes
+            job.bg.run(lambda: job.cache.store.put(data))
+            return output_cid, output_cid
+        ref = job.cache.store.put(data)  # the artifact's CID in the CAS
+        return ref, ref
+    from cheng_build.build.fastcid import raw_cid
 
-            output_cid = str(add_bytes(None, compiled.data))
-        ref = output_cid
-    entry = Entry(parts, inputs_map, ref, sha, len(compiled.data), compiled.mode,
-                  compiled.stdout, compiled.stderr, {"output_cid": output_cid})
-    if use_cache:
-        cache.record(entry, output)
-    if req.run and not compiled.data:
-        stat_cache.save()
-        return BuildResult(Status.BUILT, graph, root_id, key=parts.key, explain=tuple(why),
-                           stdout=compiled.stdout, stderr=compiled.stderr, compiled=runs,
-                           files_read=stat_cache.reads)
-    return finish(Status.BUILT, entry, compiled.data, why, runs)
+    if len(data) <= CHUNK:
+        output_cid = raw_cid(sha)
+    else:
+        from cheng_build.cas.importer import add_bytes
+
+        output_cid = str(add_bytes(None, data))
+    return output_cid, output_cid
 
 
-def _attester(req: BuildRequest, stat_cache: StatCache, chengc_cache: Path) -> Any:
+def _finish(job: _Job, status: Status, entry: Entry, data: bytes | None, why: Sequence[str],
+            compiled: int) -> BuildResult:
+    """Step 5: the artifact in place, the meta beside it, the attestation; the result."""
+    req, output, meta_path, pkg = job.req, job.output, job.meta_path, job.pkg
+    meta_blob = _meta(req, job.cwd, job.source, output, entry, job.parts, job.comp, job.epoch, pkg)
+    cache, stat_cache = job.cache, job.stat_cache
+    if data is not None and meta_path != output:
+        # A fresh build: the meta's durable write (two fsyncs) overlaps the artifact's. On a
+        # hit the artifact may turn out to be gone (rebuild), so the meta waits for it there.
+        job.bg.run(lambda: _write_if_changed(meta_path, meta_blob))
+        _place(output, data, entry.sha256, entry.size, entry.mode,
+               lambda: cache.store.get(entry.ref), stat_cache)
+    else:
+        _place(output, data, entry.sha256, entry.size, entry.mode,
+               lambda: cache.store.get(entry.ref), stat_cache)
+        _write_if_changed(meta_path, meta_blob)
+    att = None
+    if job.attester is not None:
+        graph = job.graph
+        att = job.attester.write(_facts(output, entry, graph, job.parts, job.out_rel, pkg),
+                                 job.parts.key, meta_path.parent, lambda: read_inputs(graph.files))
+    cache.note_target(entry, output)
+    stat_cache.save()
+    return BuildResult(status, job.graph, job.root_id, output=output, meta=meta_path,
+                       key=job.parts.key, explain=tuple(why), stdout=entry.stdout,
+                       stderr=entry.stderr, compiled=compiled, files_read=stat_cache.reads,
+                       warnings=pkg.warnings if pkg else (), package_steps=pkg.steps if pkg else (),
+                       attestation=att)
+
+
+def _attester(req: BuildRequest, stat_cache: StatCache, chengc_cache: Path) -> Attester | None:
     """The signer of ``--sign`` (None without it); nothing is imported for an unsigned build."""
     if not req.sign:
         return None
@@ -609,7 +679,7 @@ def _attester(req: BuildRequest, stat_cache: StatCache, chengc_cache: Path) -> A
 
 
 def _facts(output: Path, entry: Entry, graph: ImportGraph, parts: KeyParts, out_rel: str,
-           pkg: Any) -> Any:
+           pkg: PackageContext | None) -> BuildFacts:
     from cheng_build.build.provenance import BuildFacts, flags_without_out
 
     return BuildFacts(
@@ -621,7 +691,7 @@ def _facts(output: Path, entry: Entry, graph: ImportGraph, parts: KeyParts, out_
 
 
 def _meta(req: BuildRequest, cwd: Path, source: Path, output: Path, entry: Entry, parts: KeyParts,
-          comp: compiler_mod.Compiler, created_ts: str, pkg: Any) -> bytes:
+          comp: compiler_mod.Compiler, created_ts: str, pkg: PackageContext | None) -> bytes:
     from cheng_build.build.meta_toml import dumps
 
     build_t = {
