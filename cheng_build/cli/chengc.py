@@ -130,7 +130,8 @@ def compiler_tokens(argv: Sequence[str]) -> list[str]:
 
 
 def _run(argv: list[str]) -> int:
-    from cheng_build.build.driver import BuildRequest, Emit, PackageOptions, Status, build
+    from cheng_build.build.driver import build
+    from cheng_build.build.request import BuildRequest, Emit, PackageOptions, Status
 
     args, unknown = _parser().parse_known_cheng(argv)
     if args.source is None:
