@@ -28,7 +28,7 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -402,35 +402,49 @@ class Engine:
         inputs = list(res.inputs.values())
         self.attempt[idx] = attempt
         ctx = self._context(idx, res.env, inputs, str(task_dir))
+        ready = self._preflight(idx, argv, res.env, cwd, ctx)
+        if isinstance(ready, dict):
+            self._fail(idx, ready, retryable=False, attempt=attempt)
+            return
+        prog, mode = ready
+        base = self.dag.base_dir
+        writable = [os.path.join(base, w) for w in task.exec.sandbox.writable]
+        if task.exec.cwd is not None:
+            writable.append(cwd)
+        spec = sandbox.LaunchSpec(argv=(prog, *argv[1:]), env=res.env, cwd=cwd,
+                                  task_dir=str(task_dir), sandbox=task.exec.sandbox,
+                                  read_only=(base,), writable=tuple(writable))
+        self._launch(idx, spec, mode, res, inputs, attempt, ctx)
+
+    def _preflight(self, idx: int, argv: Sequence[str], env: Mapping[str, str], cwd: str,
+                   ctx: Mapping[str, Any]) -> tuple[str, sandbox.SandboxMode] | dict[str, Any]:
+        """The program's path and the sandbox mode a task starts with, or the friendly error
+        saying why it cannot start (a NUL byte, no program, no directory, isolation refused)."""
+        task = self.dag.tasks[idx]
         nul = [what for what, text in (*((f"argument {i}", a) for i, a in enumerate(argv)),
-                                       *((f"env {k}", v) for k, v in res.env.items()),
+                                       *((f"env {k}", v) for k, v in env.items()),
                                        ("exec.cwd", cwd)) if "\0" in text]
         if nul:
             # Validation refuses this; a run stored before it did must fail, not crash the engine.
-            self._fail(idx, friendly(f"task {task.name}: {nul[0]} holds a NUL byte",
-                                     ["a NUL cannot be passed to a program (C strings end at it)"],
-                                     [f"fix it: cis amend {self.run_id} --task:{idx} --cmd:... / "
-                                      "--env:K=V", f"then: cis retry {self.run_id} "
-                                      f"--from:{task.name}"], **ctx),
-                       retryable=False, attempt=attempt)
-            return
-        key = (argv[0], res.env.get("PATH"))
-        prog = self.programs.get(key) or sandbox.resolve_program(argv[0], res.env)
+            return friendly(f"task {task.name}: {nul[0]} holds a NUL byte",
+                            ["a NUL cannot be passed to a program (C strings end at it)"],
+                            [f"fix it: cis amend {self.run_id} --task:{idx} --cmd:... / "
+                             "--env:K=V", f"then: cis retry {self.run_id} "
+                             f"--from:{task.name}"], **ctx)
+        key = (argv[0], env.get("PATH"))
+        prog = self.programs.get(key) or sandbox.resolve_program(argv[0], env)
         self.programs[key] = prog
         if prog is None:
-            self._fail(idx, friendly(f"task {task.name}: program {argv[0]!r} not found",
-                                     ["it is not on the task's PATH nor on the engine's PATH"],
-                                     [f"install {argv[0]!r} (cis doctor lists what is missing)",
-                                      f"or change the command: cis amend {self.run_id} --task:{idx} "
-                                      "--cmd:...", f"then: cis retry {self.run_id} --from:{task.name}"],
-                                     **ctx), retryable=False, attempt=attempt)
-            return
+            return friendly(f"task {task.name}: program {argv[0]!r} not found",
+                            ["it is not on the task's PATH nor on the engine's PATH"],
+                            [f"install {argv[0]!r} (cis doctor lists what is missing)",
+                             f"or change the command: cis amend {self.run_id} --task:{idx} "
+                             "--cmd:...", f"then: cis retry {self.run_id} --from:{task.name}"],
+                            **ctx)
         if not os.path.isdir(cwd):
-            self._fail(idx, friendly(f"task {task.name}: working directory {cwd} does not exist",
-                                     ["exec.cwd names a directory that is not there"],
-                                     ["create it or fix exec.cwd"], **ctx),
-                       retryable=False, attempt=attempt)
-            return
+            return friendly(f"task {task.name}: working directory {cwd} does not exist",
+                            ["exec.cwd names a directory that is not there"],
+                            ["create it or fix exec.cwd"], **ctx)
         try:
             if task.exec.sandbox.isolation is Isolation.NONE:
                 mode = sandbox.SandboxMode.UNSANDBOXED
@@ -439,23 +453,22 @@ class Engine:
                     self.machine = sandbox.detect_mode(cache_dir=self.store.home)
                 mode = sandbox.effective_mode(task.exec.sandbox, self.machine)
         except sandbox.IsolationRefusedError as exc:
-            self._fail(idx, friendly(f"task {task.name} refused: {exc}",
-                                     ["sandbox.isolation = \"required\" and neither bubblewrap nor "
-                                      "user namespaces work here (the run is unsandboxed)"],
-                                     ["install bubblewrap (apt-get install bubblewrap) and check "
-                                      "'cis verify-sandbox'", "or set sandbox.isolation = "
-                                      "\"preferred\" to accept an unsandboxed run"], **ctx),
-                       retryable=False, attempt=attempt)
-            return
-        base = self.dag.base_dir
-        writable = [os.path.join(base, w) for w in task.exec.sandbox.writable]
-        if task.exec.cwd is not None:
-            writable.append(cwd)
-        spec = sandbox.LaunchSpec(argv=(prog, *argv[1:]), env=res.env, cwd=cwd,
-                                  task_dir=str(task_dir), sandbox=task.exec.sandbox,
-                                  read_only=(base,), writable=tuple(writable))
+            return friendly(f"task {task.name} refused: {exc}",
+                            ["sandbox.isolation = \"required\" and neither bubblewrap nor "
+                             "user namespaces work here (the run is unsandboxed)"],
+                            ["install bubblewrap (apt-get install bubblewrap) and check "
+                             "'cis verify-sandbox'", "or set sandbox.isolation = "
+                             "\"preferred\" to accept an unsandboxed run"], **ctx)
+        return prog, mode
+
+    def _launch(self, idx: int, spec: sandbox.LaunchSpec, mode: sandbox.SandboxMode,
+                res: ambiguity.Resolution, inputs: list[str], attempt: int,
+                ctx: Mapping[str, Any]) -> None:
+        """Open the task's logs, start its process and mark it Running."""
+        task = self.dag.tasks[idx]
+        task_dir = spec.task_dir
         try:
-            out, err = _open_logs(str(task_dir))
+            out, err = _open_logs(task_dir)
         except OSError as exc:
             self._fail(idx, friendly(f"task {task.name}: cannot create its logs in {task_dir}",
                                      [exc.strerror or str(exc)],
@@ -469,7 +482,7 @@ class Engine:
         except OSError as exc:
             os.close(out)
             os.close(err)
-            self._fail(idx, friendly(f"task {task.name}: cannot start {prog}",
+            self._fail(idx, friendly(f"task {task.name}: cannot start {spec.argv[0]}",
                                      [exc.strerror or str(exc)], ["check the program and its "
                                                                   "permissions"], **ctx),
                        retryable=False, attempt=attempt)
@@ -481,7 +494,7 @@ class Engine:
         deadline = now + task.exec.timeout if task.exec.timeout else None
         os.close(out)  # the child holds its own copies
         os.close(err)
-        self.running[idx] = _Proc(idx, popen, pidfd, now, deadline, str(task_dir), cwd,
+        self.running[idx] = _Proc(idx, popen, pidfd, now, deadline, task_dir, spec.cwd,
                                   dict(res.env), inputs, attempt, mode=mode.value)
         choice = {**self.choice[idx], "inputs": res.inputs, "log": res.log}
         started: dict[str, Any] = {"attempt": attempt, "sandbox": mode.value}
@@ -490,7 +503,7 @@ class Engine:
         self.transition(idx, "started", started,
                         state=TaskState.RUNNING, attempt=attempt, started=now, finished=None,
                         exit_code=None, pid=popen.pid, pid_start=f"{ticks_lo}-{ticks_hi}",
-                        task_dir=str(task_dir), gate="", choice=choice,
+                        task_dir=task_dir, gate="", choice=choice,
                         note="; ".join(res.log) or None)
 
     # --- finishing a task ----------------------------------------------------------------------
