@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cheng_build.core.errors import UsageError
-from cheng_build.pkg.fetch import FetchMode, FetchPolicy, _plan, peer_allowed
+from cheng_build.pkg.fetch.policy import FetchMode, FetchPolicy, peer_allowed
+from cheng_build.pkg.fetch.policy import plan_sources as _plan
 
 PEER = "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWQH3EaNsiWnqF9Ntub5Wa2g6PXXQzPvkWnCUyx2GuZsC1"
 BARE = PEER.split("/p2p/")[0]
@@ -76,7 +77,7 @@ def test_the_fetch_path_imports_no_heavy_dependency_until_it_needs_one() -> None
 
 
 def test_a_locked_source_mode_applies_only_under_auto() -> None:
-    from cheng_build.pkg.fetch import dep_mode
+    from cheng_build.pkg.fetch.policy import dep_mode
     from cheng_build.pkg.lock import LockedDep
 
     dep = SimpleNamespace(source_mode="http")

@@ -24,32 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cheng_build.core.errors import InputError, NotFoundError, TransportError, UsageError
+from cheng_build.core.errors import InputError, NotFoundError, TransportError
 from cheng_build.pkg.fetch import local
+from cheng_build.pkg.fetch.policy import FetchMode, FetchPolicy, SourcePlan, dep_mode, plan_sources
 
 if TYPE_CHECKING:
     from cheng_build.cas.blockstore import Blockstore
     from cheng_build.pkg.lock import Lock, LockedDep
     from cheng_build.trust.config import Config
-
-
-class FetchMode(enum.Enum):
-    """Which sources may be used (``--mode:`` / ``PKG_MODE``)."""
-
-    LOCAL = "local"
-    P2P = "p2p"
-    HTTP = "http"
-    AUTO = "auto"
-
-    @classmethod
-    def parse(cls, value: object) -> FetchMode:
-        if isinstance(value, FetchMode):
-            return value
-        text = getattr(value, "value", value)
-        try:
-            return cls(str(text).lower())
-        except ValueError:
-            raise UsageError(f"unknown mode '{text}'", how="use local, p2p, http or auto") from None
 
 
 class Source(enum.Enum):
@@ -89,91 +71,6 @@ class Progress:
     advance: Callable[[int], None] = lambda nbytes: None
     finish: Callable[[], None] = lambda: None
     total: Callable[[int], None] = lambda nbytes: None  # a root announced its DAG's size
-
-
-@dataclass(frozen=True, slots=True)
-class FetchPolicy:
-    """What of the trust configuration a fetch obeys, read once (``None``: the L1 defaults)."""
-
-    level: str = "L1"
-    mode: FetchMode = FetchMode.AUTO
-    peers: tuple[str, ...] = ()
-    allow: tuple[str, ...] = ()
-    deny: tuple[str, ...] = ()
-    http_fallback: bool = False
-    config: Config | None = None  # kept for the L2 audit log
-
-    @classmethod
-    def of(cls, config: Config | None) -> FetchPolicy:
-        """The policy of ``config``; ``None`` gives the L1 defaults."""
-        if config is None:
-            return cls()
-        return cls(level=str(config.level.value).upper(),
-                   mode=FetchMode.parse(config.mode or "auto"),
-                   peers=tuple(config.peers or ()), allow=tuple(config.allow or ()),
-                   deny=tuple(config.deny or ()), http_fallback=bool(config.http_fallback),
-                   config=config)
-
-
-def _listed(addr: str, entries: Sequence[str]) -> bool:
-    bare = addr.split("/p2p/")[0] if "/p2p/" in addr else addr
-    pid = addr.rsplit("/p2p/", 1)[1] if "/p2p/" in addr else None
-    for e in entries:
-        e = e.rstrip("/")
-        if e in (addr, bare) or (pid is not None and e == f"/p2p/{pid}"):
-            return True
-    return False
-
-
-def peer_allowed(addr: str, config: Config | FetchPolicy | None) -> bool:
-    """Whether ``addr`` may be contacted: never when denied; at L2 (or with an allow-list) only
-    when allow-listed."""
-    policy = config if isinstance(config, FetchPolicy) else FetchPolicy.of(config)
-    if _listed(addr, policy.deny):
-        return False
-    if policy.allow or policy.level == "L2":
-        return _listed(addr, policy.allow)
-    return True
-
-
-@dataclass
-class _Plan:
-    """Sources for this run, already filtered by policy."""
-
-    peers: list[str] = field(default_factory=list)
-    gateways: list[str] = field(default_factory=list)
-    refused: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _plan(candidates: Sequence[str], policy: FetchPolicy, mode: FetchMode) -> _Plan:
-    from cheng_build.pkg.fetch.http import is_gateway
-
-    plan = _Plan()
-    http_ok = mode is FetchMode.HTTP or (mode is FetchMode.AUTO and policy.http_fallback)
-    seen: set[str] = set()
-    for addr in candidates:
-        addr = addr.strip()
-        if not addr or addr in seen:
-            continue
-        seen.add(addr)
-        if not peer_allowed(addr, policy):
-            plan.refused.append((addr, "not allowed by the allow/deny lists or level "
-                                       f"{policy.level}; not contacted"))
-            continue
-        if is_gateway(addr):
-            if http_ok:
-                plan.gateways.append(addr)
-        elif mode in (FetchMode.P2P, FetchMode.AUTO):
-            plan.peers.append(addr)
-    return plan
-
-
-def dep_mode(mode: FetchMode, dep: LockedDep) -> FetchMode:
-    """A dependency's sources: the run's mode, unless that is ``auto`` and the lock (v2) gives
-    the dependency a ``source_mode`` of its own (a mode set on the CLI/env/config wins)."""
-    if dep.source_mode is None or mode is not FetchMode.AUTO:
-        return mode
-    return FetchMode.parse(dep.source_mode)
 
 
 def _open_store(cache_root: Path) -> Blockstore:
@@ -261,7 +158,7 @@ class _Network:
     mode: FetchMode
     policy: FetchPolicy
     progress: Progress
-    plan: _Plan = field(default_factory=_Plan)
+    plan: SourcePlan = field(default_factory=SourcePlan)
     dropped: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     blocks: int = 0
@@ -350,8 +247,8 @@ def _plan_sources(net: _Network, peers: Sequence[str] | None) -> None:
     candidates = list(peers if peers is not None else net.policy.peers)
     for dep in net.missing:
         candidates.extend(dep.source_addrs or ())
-    net.plan = _plan(candidates, net.policy, FetchMode.P2P)
-    net.plan.gateways = _plan(candidates, net.policy, FetchMode.HTTP).gateways
+    net.plan = plan_sources(candidates, net.policy, FetchMode.P2P)
+    net.plan.gateways = plan_sources(candidates, net.policy, FetchMode.HTTP).gateways
     net.dropped.extend(net.plan.refused)
 
 
@@ -436,5 +333,4 @@ def _materialize(net: _Network, pending: list[LockedDep], cache_root: Path,
         sources[dep.package_id] = net.got[dep.package_id]
 
 
-__all__ = ["FetchMode", "FetchPolicy", "FetchResult", "Progress", "Source", "dep_mode", "fetch_lock",
-           "peer_allowed"]
+__all__ = ["FetchResult", "Progress", "Source", "fetch_lock"]
