@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import secrets
 import shlex
 import sys
@@ -47,60 +46,13 @@ from cheng_build.cis.sandbox import selfrun
 from cheng_build.cis.sandbox.selfrun import Tool
 from cheng_build.cis.targets import manifests
 from cheng_build.cis.targets.capabilities import Capabilities
+from cheng_build.cis.targets.intent import ASCII_WORD, BACKEND_WORDS, VERB_WORDS, Intent, parse_intent
 from cheng_build.cis.targets.manifests import Command, Project, Verb
 from cheng_build.core.errors import InputError
 
-VERB_WORDS: dict[str, tuple[str, ...]] = {
-    "test": ("test", "tests", "testing", "check", "测试", "检验", "验证", "单测"),
-    "bench": ("bench", "benchmark", "benchmarks", "perf", "performance", "speed", "基准", "性能",
-              "跑分", "测速"),
-    "compare": ("compare", "comparison", "vs", "versus", "against", "对比", "比较", "比一比"),
-    "build": ("build", "compile", "make", "编译", "构建"),
-}
-BACKEND_WORDS: dict[str, tuple[str, ...]] = {
-    "cuda": ("cuda", "nvidia", "英伟达"), "metal": ("metal", "apple", "苹果"), "cpu": ("cpu", "处理器"),
-    "gpu": ("gpu", "显卡"),
-}
-# Chinese words a sketch may use for a target name (matched against the manifests' names).
-GLOSSARY = {"体素": "voxel", "光线": "ray", "网格": "mesh", "矩阵": "matrix", "排序": "sort",
-            "渲染": "render", "物理": "physics", "粒子": "particle", "哈希": "hash"}
-_STOP = {"and", "the", "on", "with", "for", "of", "a", "an", "to", "in", "run", "all", "it"}
-_ASCII = re.compile(r"[a-z0-9][a-z0-9_.+-]*")
 NEEDS_BUILD = {"cpu": "cpu", "cuda": "cuda-toolkit", "metal": "metal"}
 NEEDS_RUN = {"cpu": "cpu", "cuda": "cuda", "metal": "metal"}
 TIMEOUTS = {Verb.BUILD: 1800, Verb.TEST: 600, Verb.BENCH: 600}
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    """What a sketch asks for."""
-
-    verbs: frozenset[str]  # build | test | bench | compare
-    backends: tuple[str, ...]  # as named, "gpu" expanded later against the project
-    names: tuple[str, ...]  # words left after the intent words (candidate target names)
-
-    @property
-    def empty(self) -> bool:
-        return not self.verbs and not self.backends
-
-
-def parse_intent(text: str) -> Intent:
-    """The verbs, backends and names in ``text`` (case-insensitive, Chinese or English)."""
-    low = text.lower()
-    words = _ASCII.findall(low)
-    verbs = {v for v, ws in VERB_WORDS.items()
-             if any((w in words) if w.isascii() else (w in low) for w in ws)}
-    found: list[tuple[int, str]] = []
-    for b, ws in BACKEND_WORDS.items():
-        pos = [m.start() for w in ws for m in re.finditer(re.escape(w), low)
-               if w.isascii() is False or w in words]
-        if pos:
-            found.append((min(pos), b))
-    backends = tuple(b for _, b in sorted(found))
-    intent_ascii = {w for ws in (*VERB_WORDS.values(), *BACKEND_WORDS.values()) for w in ws}
-    names = [w for w in words if w not in intent_ascii and w not in _STOP]
-    names += [en for zh, en in GLOSSARY.items() if zh in text]
-    return Intent(frozenset(verbs), backends, tuple(dict.fromkeys(names)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +365,7 @@ def no_match_error(arg: str, workdir: str | os.PathLike[str], targets: Sequence[
     """What ``cis run <arg>`` looked for, and the closest commands."""
     projects, _ = manifests.read_projects(Path(workdir))
     vocab = {w for ws in (*VERB_WORDS.values(), *BACKEND_WORDS.values()) for w in ws if w.isascii()}
-    words = _ASCII.findall(arg.lower()) or [arg.lower()]
+    words = ASCII_WORD.findall(arg.lower()) or [arg.lower()]
     close_targets = sorted({m for w in words for m in difflib.get_close_matches(w, targets, 2, 0.6)})
     close_words = sorted({m for w in words for m in difflib.get_close_matches(w, vocab, 2, 0.7)})
     names = sorted({n for p in projects for n in p.names})
@@ -440,5 +392,5 @@ def no_match_error(arg: str, workdir: str | os.PathLike[str], targets: Sequence[
                       how="try: " + "\n".join(tries), exit_code=2)
 
 
-__all__ = ["Intent", "SketchPlan", "no_match_error", "parse_intent", "plan_sketch", "prepare_run",
+__all__ = ["SketchPlan", "no_match_error", "plan_sketch", "prepare_run",
            "preview", "sketch_dag", "skips_for"]
