@@ -1,5 +1,8 @@
 """A filesystem blockstore: every block a file named by its CID, verified on every read.
 
+(Over 400 lines because the store and its write :class:`Batch` share one on-disk layout and one
+lock protocol, documented here once.)
+
 On-disk format (version 1)::
 
     <root>/blocks/<xx>/<cid>      one block; <cid> is CIDv1 base32, <xx> its next-to-last two
