@@ -1,5 +1,9 @@
 """The engine: drives one run from its stored state to the end, one process per ready task.
 
+(Over 400 lines: it is one state machine, and starting, reaping, failing and stopping tasks
+all write its per-task mirrors; what it decides is in :mod:`..plan`, how a process starts in
+:mod:`..sandbox`, the process record in :mod:`.proc`, requests in :mod:`.requests`.)
+
 Why a single-threaded loop and not asyncio or threads: the work is waiting on child processes,
 timers and other processes' requests. Linux gives a pollable file descriptor per child
 (``pidfd_open``), so one ``selectors`` loop waits on all of them at once with a timeout set to the
@@ -29,13 +33,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cheng_build.cis.dag import ambiguity
 from cheng_build.cis.dag.model import Dag, Isolation, LevelKind, RunState, TaskState
 from cheng_build.cis.plan import levels, planner
 from cheng_build.cis.run import requests, rollback
+from cheng_build.cis.run.proc import Proc, boot_ticks, is_task_process, open_logs, sandbox_denial
 from cheng_build.cis.run.store import Store
 from cheng_build.cis.sandbox import launch as sandbox
 
@@ -50,25 +54,6 @@ class Waits(enum.Enum):
     MOVED = "moved"  # the task started, was skipped or failed: its state changed
     TIMER = "timer"  # a countdown: wake at the given time
     PERSON = "person"  # a confirm, an answer or an arbitration
-
-@dataclass
-class _Proc:
-    """A task process the engine is waiting for."""
-
-    idx: int
-    popen: subprocess.Popen[bytes]
-    pidfd: int
-    started: float
-    deadline: float | None
-    task_dir: str
-    cwd: str
-    env: dict[str, str]
-    inputs: list[str]
-    attempt: int
-    reason: str = ""  # why we are stopping it: timeout | amend | cancel | interrupt
-    kill_at: float | None = None
-    mode: str = ""  # the sandbox it ran in (a failure may be the sandbox's doing)
-
 
 def duration_key(dag_name: str, task_name: str) -> str:
     """The key under which a task's durations are kept for the ETA."""
@@ -85,74 +70,6 @@ def tail(path: str) -> list[str]:
     from cheng_build.cis.run.debt import tail as read_tail
 
     return read_tail(path)
-
-
-def _proc_start_time(pid: int) -> str | None:
-    """Field 22 of ``/proc/<pid>/stat``: when the process started, in clock ticks since boot."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    return data.rsplit(b")", 1)[1].split()[19].decode()
-
-
-_TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-
-
-def _boot_ticks() -> int:
-    """Now, in the clock ticks ``/proc/<pid>/stat`` gives start times in (boot time)."""
-    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // _TICK_NS
-
-
-def _is_task_process(pid: int, pid_start: str) -> bool:
-    """Is ``pid`` still the process a (dead) engine started, not a later one that reuses the pid?
-
-    ``pid_start`` is ``"<lo>-<hi>"``: the boot-time ticks just before and after the launch, a
-    window only that task can have started in (the pid was the engine's child all through it).
-    Reading the child's own start time right after the launch instead costs 0.2-0.9 ms per task:
-    ``/proc/<pid>/stat`` waits while the child is still exec'ing. An exact value (written by
-    earlier versions) must match exactly.
-    """
-    st = _proc_start_time(pid)
-    if st is None:
-        return False
-    lo, sep, hi = pid_start.partition("-")
-    if not sep:
-        return st == pid_start
-    try:
-        return int(lo) <= int(st) <= int(hi)
-    except ValueError:
-        return False
-
-
-def _open_logs(task_dir: str) -> tuple[int, int]:
-    """Create (truncate) a task's stdout.log and stderr.log; return both fds.
-
-    ``O_NOFOLLOW``: a link left where a log goes must not make the engine truncate its target.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
-    out = os.open(os.path.join(task_dir, "stdout.log"), flags, 0o644)
-    try:
-        return out, os.open(os.path.join(task_dir, "stderr.log"), flags, 0o644)
-    except OSError:
-        os.close(out)
-        raise
-
-
-def _sandbox_denial(p: _Proc, network: bool) -> Any:
-    """The sandbox denial a failed task's logs show (see :mod:`denials`), or None."""
-    if p.mode not in ("bubblewrap", "namespaces"):
-        return None
-    from cheng_build.cis.run import tasklog
-    from cheng_build.cis.sandbox import denials
-
-    lines: list[str] = []
-    for name in ("stderr.log", "stdout.log"):
-        with contextlib.suppress(OSError, tasklog.LogRefusedError):
-            lines += tasklog.read_tail(p.task_dir, name, 16384).decode("utf-8", "replace") \
-                .splitlines()
-    return denials.explain(lines, mode=p.mode, network=network, home=os.path.expanduser("~"))
 
 
 class Engine:
@@ -175,7 +92,7 @@ class Engine:
         self.jobs_override = jobs
         self.observer = observer
         self.host_env = dict(os.environ if host_env is None else host_env)
-        self.running: dict[int, _Proc] = {}
+        self.running: dict[int, Proc] = {}
         self.sel = selectors.DefaultSelector()
         self.machine: sandbox.SandboxMode | None = None
         self.programs: dict[tuple[str, str | None], str | None] = {}  # lookups, once per run
@@ -255,7 +172,7 @@ class Engine:
         for r in self.recs:
             if r.state is not TaskState.RUNNING:
                 continue
-            if r.pid and r.pid_start and _is_task_process(r.pid, r.pid_start):
+            if r.pid and r.pid_start and is_task_process(r.pid, r.pid_start):
                 with contextlib.suppress(OSError):
                     os.killpg(r.pid, signal.SIGKILL)
             task = self.dag.tasks[r.idx]
@@ -468,7 +385,7 @@ class Engine:
         task = self.dag.tasks[idx]
         task_dir = spec.task_dir
         try:
-            out, err = _open_logs(task_dir)
+            out, err = open_logs(task_dir)
         except OSError as exc:
             self._fail(idx, friendly(f"task {task.name}: cannot create its logs in {task_dir}",
                                      [exc.strerror or str(exc)],
@@ -476,7 +393,7 @@ class Engine:
                                       f"--from:{task.name}"], **ctx),
                        retryable=False, attempt=attempt)
             return
-        ticks_lo = _boot_ticks()  # the pid_start window opens (see _is_task_process)
+        ticks_lo = boot_ticks()  # the pid_start window opens (see is_task_process)
         try:
             popen = sandbox.launch(spec, mode, stdout=out, stderr=err)
         except OSError as exc:
@@ -487,14 +404,14 @@ class Engine:
                                                                   "permissions"], **ctx),
                        retryable=False, attempt=attempt)
             return
-        ticks_hi = _boot_ticks()
+        ticks_hi = boot_ticks()
         now = time.time()
         pidfd = os.pidfd_open(popen.pid)
         self.sel.register(pidfd, selectors.EVENT_READ, idx)
         deadline = now + task.exec.timeout if task.exec.timeout else None
         os.close(out)  # the child holds its own copies
         os.close(err)
-        self.running[idx] = _Proc(idx, popen, pidfd, now, deadline, task_dir, spec.cwd,
+        self.running[idx] = Proc(idx, popen, pidfd, now, deadline, task_dir, spec.cwd,
                                   dict(res.env), inputs, attempt, mode=mode.value)
         choice = {**self.choice[idx], "inputs": res.inputs, "log": res.log}
         started: dict[str, Any] = {"attempt": attempt, "sandbox": mode.value}
@@ -548,7 +465,7 @@ class Engine:
             what = (f"task {task.name} was killed by signal {-rc}" if rc < 0
                     else f"task {task.name} exited with status {rc}")
             why, how = logs() or ["it printed nothing on stderr"], how_common
-            denial = _sandbox_denial(p, task.exec.sandbox.network)
+            denial = sandbox_denial(p, task.exec.sandbox.network)
             if denial is not None:  # said first: otherwise the user is left to guess
                 why, how = [denial.why, *why], [*denial.how, *how]
             self._fail(idx, friendly(what, why, how, **ctx), task_dir=p.task_dir)
@@ -643,7 +560,7 @@ class Engine:
         """Stop task ``idx``'s process (a request cancelled or amended it; it must be running)."""
         self.stop_task(self.running[idx], reason)
 
-    def stop_task(self, p: _Proc, reason: str) -> None:
+    def stop_task(self, p: Proc, reason: str) -> None:
         if p.kill_at is not None:
             return
         p.reason = reason
