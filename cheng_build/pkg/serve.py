@@ -17,6 +17,7 @@ Every block is verified as it is read from the store, so a corrupted cache is ne
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ def _format(query: str, accept: str) -> str | None:
 CAR_CHUNK = 2 * 1024 * 1024
 
 
-def _send_chunk(sock: Any, parts: list[bytes], size: int) -> None:
+def _send_chunk(sock: socket.socket, parts: list[bytes], size: int) -> None:
     """Send one HTTP/1.1 chunk made of ``parts`` (``size`` bytes in all), vectored."""
     views = [memoryview(b"%x\r\n" % size), *(memoryview(p) for p in parts), memoryview(b"\r\n")]
     i = 0
