@@ -226,6 +226,7 @@ def test_a_lock_made_elsewhere_pins_the_build(cc: Runner) -> None:
     before = lock.read_bytes()
     src = cc.tmp / "src/dep0"
     (src / "src/api.cheng").write_text("import cheng/dep0/impl\nfn Api0(): int32 = 42\n")
+    (src / "cheng-package.toml").write_text('package_id = "pkg://cheng/dep0"\nversion = "1.0.1"\n')
     publish(registry=cc.tmp / "registry.jsonl", key=key, package_id="pkg://cheng/dep0",
             channel="stable", epoch=2, src=src, store=None, now=1730000009)
     rc, _, err = cc("app.cheng", "--manifest:cheng-package.toml", "--lock:cheng.lock.toml",

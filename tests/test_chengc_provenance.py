@@ -290,3 +290,18 @@ def test_envelope_round_trips_and_binds_the_type(payload: bytes, ptype: str) -> 
     other = dsse.Envelope(ptype + "x", payload, env.signatures)
     with pytest.raises(ChengError):
         dsse.verify(other, key.pub_key)
+
+
+def test_a_forged_registry_is_not_trusted_to_vouch_for_a_key(cc: Runner) -> None:
+    """Mallory appends a correctly chained publish of alice's namespace signed with her key, to
+    make the registry give her key to node:alice: verify-artifact verifies the log first."""
+    from helpers_trust import forged_publish
+
+    _signed(cc)
+    evil = KeyPair.generate("node:alice")  # Mallory's own key, labelled with alice's id
+    forged_publish(cc.tmp / "registry.jsonl", evil, "pkg://cheng/alicepkg",
+                   "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq", epoch=2)
+    _resign(cc.tmp / ATT, evil)
+    rc, _out, err = _pkg(cc.tmp, "verify-artifact", str(ART), "--registry:registry.jsonl")
+    assert rc == 1
+    assert err.splitlines()[0].startswith("verify-artifact: registry does not verify: line ")

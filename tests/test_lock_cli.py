@@ -7,6 +7,7 @@ real blockstore) as ``tar`` snapshots; resolve reads each dependency's manifest 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -273,12 +274,15 @@ def test_dag_snapshots_diff_and_checkout(tmp_path: Path, capsys: pytest.CaptureF
     (v2 / "src" / "kv.cheng").write_text("fn Get(k: str): str =\n    return k\n# v2\n")
     (v2 / "src" / "util").mkdir()
     (v2 / "src" / "util" / "net.cheng").write_text("fn Net(): int32 = 1\n")
+    mf = v2 / "cheng-package.toml"  # removing fn Old is a major release (the manifest's version counts)
+    mf.write_text(re.sub(r'version = "[^"]*"', 'version = "2.0.0"', mf.read_text()))
     e2 = publish(registry=reg, key=key, package_id="pkg://cheng/kv", channel="stable", epoch=2,
                  src=v2, store=store, now=2)
     assert e2.format == "dag"
     rc, out, err = _run(capsys, "diff", f"--from:{e1.cid}", f"--to:{e2.cid}", f"--store:{cache}")
     assert rc == 0, err
-    assert out.splitlines() == ["changed: src/kv.cheng", "added:   src/util/net.cheng",
+    assert out.splitlines() == ["changed: cheng-package.toml", "changed: src/kv.cheng",
+                                "added:   src/util/net.cheng",
                                 "removed: src/old.cheng"]
     rc, out, err = _run(capsys, "checkout", f"--cid:{e2.cid}", f"--store:{cache}",
                         f"--pkg-cache:{cache}")

@@ -225,16 +225,20 @@ def test_publish_holds_the_manifest_to_the_flags(env: Path, capsys: pytest.Captu
     rc, _, err = run(capsys, registry, *pub, "--epoch:1")
     assert rc == 2 and err[0] == "publish: load manifest failed"
     assert _reg_lines(env) == []  # every refusal came before a byte was written
-    # Agreeing manifests publish (YAML too); only --version turns on the SemVer gate.
+    # Agreeing manifests publish (YAML too); the manifest's version counts as --version does
+    # (recorded, and held to SemVer: issue 13, hole 16).
     manifest.unlink()
     (env / "pkg" / "cheng-package.yaml").write_text('package_id: "pkg://cheng/hello"\nversion: "1.2.0"\n')
     rc, _, err = run(capsys, pkg, *pub, "--epoch:1")
     assert rc == 0, err
     rc, _, err = run(capsys, registry, *pub, "--epoch:2", "--version:1.2.0")
+    assert rc == 1 and err[0] == "publish: version 1.2.0 does not follow 1.2.0"
+    (env / "pkg" / "cheng-package.yaml").write_text('package_id: "pkg://cheng/hello"\nversion: "1.2.1"\n')
+    rc, _, err = run(capsys, registry, *pub, "--epoch:2")
     assert rc == 0, err
     # A manifest without a version is completed by --version.
     (env / "pkg" / "cheng-package.yaml").write_text('package_id: "pkg://cheng/hello"\n')
-    rc, _, err = run(capsys, registry, *pub, "--epoch:3", "--version:1.2.1")
+    rc, _, err = run(capsys, registry, *pub, "--epoch:3", "--version:1.2.2")
     assert rc == 0, err
-    assert [(e["epoch"], e.get("version")) for e in _reg_lines(env)] == [(1, None), (2, "1.2.0"),
-                                                                        (3, "1.2.1")]
+    assert [(e["epoch"], e.get("version")) for e in _reg_lines(env)] == [(1, "1.2.0"), (2, "1.2.1"),
+                                                                        (3, "1.2.2")]

@@ -120,7 +120,8 @@ def build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph:
     root_id, data = input_root(graph, stat_cache, staged, req.env)
     if req.emit is Emit.CHECK:
         stat_cache.save()
-        return BuildResult(Status.CHECKED, graph, root_id, files_read=stat_cache.reads)
+        return BuildResult(Status.CHECKED, graph, root_id, files_read=stat_cache.reads,
+                           warnings=pkg.warnings if pkg else ())
     job = _job(req, cwd, source, output, graph, stat_cache, cache_root, pkg, staged, bg, root_id)
     why: list[str] = []
     if job.use_cache and not req.reproducible_check:

@@ -93,7 +93,13 @@ def build(req: BuildRequest) -> BuildResult:
         _check_writable(req.meta_out or output.parent / META_NAME, "--meta-out")
     elif req.emit is Emit.BUNDLE and req.bundle_out is not None:
         _check_writable(req.bundle_out, "--out")
-    graph = walk(source, roots, stat_cache)
+    snapshots = None
+    if pkg is not None:
+        # Each locked snapshot supplies exactly its own package (issue 13, hole 3).
+        snapshots = {Path(os.path.abspath(os.path.expanduser(r))):
+                     str(d.get("package_id", "")).rsplit("/", 1)[-1]
+                     for r, d in zip(pkg.roots, pkg.dependencies, strict=False)}
+    graph = walk(source, roots, stat_cache, snapshots=snapshots)
 
     if req.emit is Emit.BUNDLE:
         from cheng_build.build.bundle import write_bundle
@@ -102,7 +108,8 @@ def build(req: BuildRequest) -> BuildResult:
         root_id = write_bundle(dest, read_inputs(graph.files))
         stat_cache.remember_root(listing_digest(graph.files), root_id)
         stat_cache.save()
-        return BuildResult(Status.BUNDLED, graph, root_id, output=dest, files_read=stat_cache.reads)
+        return BuildResult(Status.BUNDLED, graph, root_id, output=dest, files_read=stat_cache.reads,
+                           warnings=pkg.warnings if pkg else ())
 
     staged: list[Path] = []  # a fresh root already holding exactly the inputs, for the first compile
     bg = Background()

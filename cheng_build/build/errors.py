@@ -16,6 +16,11 @@ class ImportPathError(InputError):
     """An ``import`` line names a path the Cheng resolver refuses (``..``, empty segment, prefix)."""
 
 
+class ImportEscapeError(IntegrityError):
+    """A module file leads, through symlinks, outside its package (exit 1): a hostile package
+    trying to make the build read (and bundle) a file of the machine it runs on."""
+
+
 class UnresolvedImportError(ChengError):
     """``import cheng/<pkg>/<path>`` resolves to no file under any package root (exit 1)."""
 
@@ -50,6 +55,7 @@ class InputChangedError(ChengError):
 __all__ = [
     "CompilerFailedError",
     "ImportCycleError",
+    "ImportEscapeError",
     "ImportPathError",
     "InputChangedError",
     "NoCompilerError",

@@ -34,7 +34,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
-from cheng_build.build.errors import ImportCycleError, ImportPathError, UnresolvedImportError
+from cheng_build.build.errors import (
+    ImportCycleError,
+    ImportEscapeError,
+    ImportPathError,
+    UnresolvedImportError,
+)
 
 MANIFEST_NAME = "cheng-package.toml"
 DEFAULT_ROOT = "~/.cheng-packages"
@@ -257,8 +262,21 @@ class Resolver:
     ``stat`` (memoised per root and package), not three, so twenty roots stay cheap.
     """
 
-    def __init__(self, roots: Sequence[Path], facts: FactSource) -> None:
+    def __init__(self, roots: Sequence[Path], facts: FactSource,
+                 snapshots: Mapping[Path, str] | None = None) -> None:
         self.roots = tuple(roots)
+        # The package flow's locked snapshots: root -> the one package it may supply (its
+        # name, ``fs`` for pkg://cheng/fs). Such a root is the package itself and supplies no
+        # other; that package comes from no other root (a dependency shipping ``fs/src/...``
+        # must not stand in for the locked pkg://cheng/fs).
+        snaps = snapshots or {}
+        self._owner: dict[int, str] = {}
+        self._pinned: dict[str, int] = {}
+        for i, r in enumerate(self.roots):
+            name = snaps.get(r)
+            if name is not None:
+                self._owner[i] = name
+                self._pinned.setdefault(name, i)
         self._root_strs = tuple(os.fspath(r) for r in self.roots)
         self._facts = facts
         self._root_ids: dict[str, str | None] = {}
@@ -267,6 +285,7 @@ class Resolver:
         self._names: dict[str, frozenset[str]] = {}
         self._pkg_index: dict[str, list[tuple[int, str]]] = {}
         self._memo: dict[str, _Hit] = {}
+        self._real: dict[str, str] = {}  # package dir -> its real path
 
     def _exists(self, p: str) -> bool:
         hit = self._isfile.get(p)
@@ -302,6 +321,9 @@ class Resolver:
     def _pkg_dirs(self, i: int, pkg: str) -> list[tuple[str, bool]]:
         """Package directories of ``pkg`` in root ``i``, in order: ``(dir, exists)``."""
         root = self._root_strs[i]
+        owner = self._owner.get(i)
+        if owner is not None:
+            return [(root, True)] if owner == pkg else []
         dirs: list[tuple[str, bool]] = []
         if self.root_package_id(root) == f"pkg://cheng/{pkg}":
             dirs.append((root, True))
@@ -313,9 +335,28 @@ class Resolver:
         """Every existing package directory of ``pkg``, in search order (memoised per package)."""
         got = self._pkg_index.get(pkg)
         if got is None:
-            got = self._pkg_index[pkg] = [(i, d) for i in range(len(self.roots))
+            pinned = self._pinned.get(pkg)
+            where = range(len(self.roots)) if pinned is None else (pinned,)
+            got = self._pkg_index[pkg] = [(i, d) for i in where
                                           for d, present in self._pkg_dirs(i, pkg) if present]
         return got
+
+    def _check_inside(self, path: str, pkg_dir: str, f: str, importer: str) -> None:
+        """The module, its links resolved on the real tree, must be a file of its package: a
+        snapshot whose ``src/x.cheng`` links (through other links) to ``~/.ssh/id_rsa`` would
+        otherwise put that file into the build's inputs and the bundle."""
+        from cheng_build.core.contain import outside, real_root
+
+        root = self._real.get(pkg_dir)
+        if root is None:
+            root = self._real[pkg_dir] = real_root(pkg_dir)
+        where = outside(root, f)
+        if where is not None:
+            raise ImportEscapeError(
+                f"import {path} leaves its package",
+                why=(f"imported from {importer}\n" if importer else "")
+                + f"{f} is a symlink (or runs through one) leading to {where}, outside {pkg_dir}",
+                how="a package's modules must be its own files: replace the link with the file")
 
     def resolve(self, path: str, *, importer: str = "") -> _Hit:
         """The file ``path`` names.
@@ -331,6 +372,7 @@ class Resolver:
             for inner in ("src/", "cheng/", ""):
                 f = os.path.join(d, f"{inner}{rest}.cheng")
                 if self._exists(f):
+                    self._check_inside(path, d, f, importer)
                     mf = os.path.join(d, MANIFEST_NAME)
                     hit = _Hit(i, Path(d), Path(f), Path(mf) if self._exists(mf) else None)
                     self._memo[path] = hit
@@ -355,8 +397,12 @@ class Resolver:
 
 
 def walk(entry: Path, roots: Sequence[Path], facts: FactSource,
-         *, on_file: Callable[[Path], None] | None = None) -> ImportGraph:
+         *, on_file: Callable[[Path], None] | None = None,
+         snapshots: Mapping[Path, str] | None = None) -> ImportGraph:
     """Walk the import graph from ``entry`` and stage every input under a relative path.
+
+    ``snapshots`` (the package flow): each locked snapshot root and the package name it alone
+    supplies (see :class:`Resolver`).
 
     The staged tree is ``<entry name>`` plus ``pkgroots/<n>/...`` mirroring each root that
     supplied a file (renumbered from 0 in search order), so resolution inside the staged tree,
@@ -366,7 +412,7 @@ def walk(entry: Path, roots: Sequence[Path], facts: FactSource,
         UnresolvedImportError, ImportPathError, ImportCycleError; OSError when a file vanishes.
     """
     entry = Path(os.path.abspath(entry))
-    resolver = Resolver(roots, facts)
+    resolver = Resolver(roots, facts, snapshots)
     size, digest, stmts = facts.module_facts(entry)
     modules: dict[Path, tuple[int, str, tuple[ImportStmt, ...]]] = {entry: (size, digest, stmts)}
     hits: dict[Path, _Hit] = {}

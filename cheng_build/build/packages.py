@@ -11,13 +11,18 @@ A build runs this on every invocation, so the steps remember what they proved:
   the build (as a lock should: a new release in the registry changes nothing until you resolve
   again, and a committed lock in a fresh clone is used as it is);
 * verify runs unless this exact lock was verified against this exact registry at this level
-  before (``--verify`` forces it);
+  before and that verify still holds (``--verify`` forces it); the registry itself is verified
+  (:func:`cheng_build.trust.trusted.load_trusted_registry`) before resolve or verify use it;
 * fetch is skipped when every locked snapshot is already complete in ``<cache>/packages/<cid>/``.
 
 Stamps, under ``<cache>/chengc/`` (JSON, atomic)::
 
     resolved/<sha256(lock path)>.json   {"manifest_sha256": ..., "lock_sha256": ...}
-    verified/<sha256(lock, registry, level)>.json   {"package": {A1.10 fields}, "warnings": [...]}
+    verified/<sha256(lock, registry, level)>.json   {"package": {A1.10 fields}, "warnings": [...],
+        "trust": {"expires": <newest checkpoint's expiry>, "remembered": [size, root]}}
+
+A verified stamp is reused only while the newest checkpoint has not expired and the checkpoint
+this client remembers for the registry is still the one recorded (``_trust_still_holds``).
 """
 
 from __future__ import annotations
@@ -120,15 +125,26 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
     chengc_dir = cache_root / "chengc"
     steps: list[str] = []
 
+    def _load_config() -> Any:
+        from cheng_build.trust.config import load_config
+
+        return load_config(env=env)
+
+    config = _lazy(_load_config)
+
     def load_registry() -> Any:
-        from cheng_build.trust.registry_log import RegistryLog
+        # Verified before any line is used (resolve and verify both read it); L0 only warns.
+        from cheng_build.trust.trusted import load_trusted_registry
 
         if not reg_path.is_file():
             raise UsageError("missing --registry", why=f"no registry at {reg_path}",
                              how="pass --registry:<path/registry.jsonl> or set PKG_REGISTRY")
-        return RegistryLog.load(reg_path)
+        return load_trusted_registry(reg_path, config())
 
-    registry = _lazy(load_registry)
+    trusted = _lazy(load_registry)
+
+    def registry() -> Any:
+        return trusted().log
 
     # 1. resolve
     if opts.manifest is not None:
@@ -182,30 +198,27 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
 
             return load_lock(lock_path)
 
-        def _load_config() -> Any:
-            from cheng_build.trust.config import load_config
-
-            return load_config(env=env)
-
         lock_obj = _lazy(_load_lock)
-        config = _lazy(_load_config)
         _, lock_sha = stat_cache.file_digest(lock_path)
         reg_sha = stat_cache.file_digest(reg_path)[1] if reg_path.is_file() else "-"
         vkey = _h(lock_sha, reg_sha, _config_fingerprint(env, cwd, stat_cache), opts.package or "",
                   opts.channel)
         vstamp_path = chengc_dir / "verified" / f"{vkey}.json"
         vstamp = None if opts.verify else _stamp_read(vstamp_path)
-        if vstamp is None or "dependencies" not in vstamp:
+        if vstamp is None or "dependencies" not in vstamp or not _trust_still_holds(
+                vstamp.get("trust"), reg_path):
             from cheng_build.pkg.verify import verify_lock
 
             lock = lock_obj()
             cfg = config()
             level = getattr(cfg.level, "value", str(cfg.level))
-            reg = registry() if reg_path.is_file() or level != "L0" else None
-            warnings = verify_lock(lock, reg, cfg)
+            tr = trusted() if reg_path.is_file() or level != "L0" else None
+            reg = tr.log if tr is not None else None
+            warnings = (list(tr.warnings) if tr is not None else []) + verify_lock(lock, reg, cfg)
             vstamp = {
                 "package": _package_fields(lock, reg, opts.package or lock.package_id, opts.channel),
                 "warnings": list(warnings),
+                "trust": _trust_stamp(tr),
                 "created_ts": lock.created_ts,
                 "dependencies": [d.to_dict() for d in lock.dependencies],
                 "fetch": [[d.package_id, str(d.cid), bool(getattr(d, "path", None))]
@@ -242,6 +255,39 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         warnings=tuple(vstamp.get("warnings", ())),
         steps=tuple(steps),
     )
+
+
+def _trust_stamp(tr: Any) -> dict[str, Any] | None:
+    """What a remembered verify still depends on besides the bytes of lock, registry and config:
+    the newest checkpoint's expiry (a frozen log must stop building once it expires) and the
+    checkpoint this client remembers (another verify may since have seen a longer log, so this
+    one is now a rollback or a fork)."""
+    if tr is None:
+        return None
+    cp, mem = tr.newest_checkpoint, tr.remembered
+    return {"expires": cp.expires if cp is not None and tr.level.value != "L0" else None,
+            "remembered": [mem.size, mem.root] if mem is not None else None}
+
+
+def _trust_still_holds(stamp: Any, reg_path: Path) -> bool:
+    """False when the remembered verify must run again (see :func:`_trust_stamp`)."""
+    if stamp is None:
+        return True  # no registry was involved (L0 without one)
+    if not isinstance(stamp, dict):
+        return False
+    import time
+
+    expires = stamp.get("expires")
+    if expires is not None and time.time() >= expires:
+        return False
+    from cheng_build.trust.checkpoint import CheckpointMemory
+
+    try:
+        mem = CheckpointMemory().recall(reg_path)
+    except Exception:  # a corrupt memory: the full verify reports it properly
+        return False
+    now = [mem.size, mem.root] if mem is not None else None
+    return bool(now == stamp.get("remembered"))
 
 
 def _config_fingerprint(env: Mapping[str, str], cwd: Path, stat_cache: StatCache) -> str:

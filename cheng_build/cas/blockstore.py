@@ -42,11 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from cheng_build.cas.cid import CID, RAW, CidError, cid_bytes, cid_str, parse_cid, verify_block
+from cheng_build.cas.cid import CID, DAG_PB, RAW, CidError, cid_bytes, cid_str, parse_cid, verify_block
+from cheng_build.cas.dagpb import DagPbError
 from cheng_build.cas.durable import SYNCFS_MIN_FILES, flush_filesystem, fsync_dirs, fsync_files
 from cheng_build.cas.walk import block_links
 from cheng_build.core.atomic import atomic_write_bytes
-from cheng_build.core.errors import DigestMismatchError, NotFoundError, StoreError
+from cheng_build.core.errors import DigestMismatchError, IntegrityError, NotFoundError, StoreError
 from cheng_build.core.paths import cache_dir
 
 __all__ = ["Batch", "Blockstore", "GcResult"]
@@ -101,6 +102,41 @@ class Blockstore:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def clean_orphans(self) -> tuple[int, int]:
+        """Remove the temp files of writers that died (a killed fetch); returns (files, bytes).
+
+        Every writer holds the store lock shared from its first temp file to its commit, so
+        when the lock can be taken exclusively *right now* no writer is alive and every
+        ``.tmp-`` file is an orphan. When it cannot (a fetch is running), nothing is touched:
+        the next fetch tries again, and gc removes what is over an hour old. (Judging by the
+        writer's pid instead would delete a live writer's files in another pid namespace.)
+        """
+        if not self.blocks_dir.is_dir():
+            return 0, 0
+        try:
+            fd = os.open(self.root / "store.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return 0, 0
+        files = nbytes = 0
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0, 0
+            for shard in self.blocks_dir.iterdir():
+                if not shard.is_dir():
+                    continue
+                for f in shard.iterdir():
+                    if f.name.startswith(_TMP):
+                        with contextlib.suppress(OSError):
+                            size = f.stat().st_size
+                            f.unlink()
+                            files += 1
+                            nbytes += size
+        finally:
+            os.close(fd)  # releases the lock
+        return files, nbytes
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -188,6 +224,16 @@ class Blockstore:
     def _pin_locked(self, cid: CID) -> None:
         if not self.has(cid):
             raise NotFoundError(f"cannot pin {cid}: its block is not in the store")
+        if cid.codec.code == DAG_PB:
+            # gc reads every pinned node to find what it keeps; one that does not decode would
+            # stop every later gc. Refuse it here, where it comes in.
+            try:
+                block_links(cid, self.get(cid))
+            except DagPbError as exc:
+                raise IntegrityError(f"cannot pin {cid}: it is not a valid dag-pb node",
+                                     why=f"{exc.what}; gc could never read what it links to",
+                                     how="import it without pinning (--no-pin), or get the DAG "
+                                         "from a source you trust") from None
         if not self._pin_path(cid).exists():
             atomic_write_bytes(self._pin_path(cid), b"")
 
@@ -239,11 +285,15 @@ class Blockstore:
             return GcResult(kept, removed, freed, stale)
 
     def _live(self) -> set[str]:
-        """The names of every block reachable from a pin (raw leaves are not read)."""
+        """The names of every block reachable from a pin (raw leaves are not read).
+
+        Raises:
+            IntegrityError: a pinned DAG has a block that is not valid dag-pb (nothing removed).
+        """
         live: set[str] = set()
-        stack = self.pins()
+        stack = [(p, p) for p in self.pins()]  # (block, the pin it is under)
         while stack:
-            cid = stack.pop()
+            cid, pin = stack.pop()
             name = cid_str(cid)
             if name in live:
                 continue
@@ -254,7 +304,7 @@ class Blockstore:
                 data = self.get(cid)
             except NotFoundError:
                 continue  # a hole below a pin: nothing under it can be found from here
-            stack.extend(block_links(cid, data))
+            stack.extend((c, pin) for c in _links_under_pin(cid, data, pin))
         return live
 
     def _block_files(self) -> Iterator[Path]:
@@ -264,6 +314,18 @@ class Blockstore:
         for shard in self.blocks_dir.iterdir():
             if shard.is_dir():
                 yield from shard.iterdir()
+
+
+def _links_under_pin(cid: CID, data: bytes, pin: CID) -> list[CID]:
+    """A pinned block's links; a block that does not decode stops gc (its children are unknown)."""
+    try:
+        return block_links(cid, data)
+    except DagPbError as exc:
+        raise IntegrityError(
+            f"pinned DAG {pin} has a block that is not valid dag-pb",
+            why=f"{cid}: {exc.what}; what it links to cannot be known, so nothing "
+                "is removed",
+            how=f"unpin it: cheng-pkg unpin {pin}") from None
 
 
 def _drop_if_stale(f: Path, now: float) -> int:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -305,6 +306,36 @@ def _as_cid(c: bytes) -> CID:
         raise CarError("malformed CAR: a section does not start with a valid CID", why=str(exc)) from None
 
 
+def _open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open a CAR file for reading, refusing anything but a regular file.
+
+    The open itself must not block: a plain ``open`` of a FIFO waits forever for a writer. So
+    open non-blocking, check the kind on the open descriptor (no race with a rename), and only
+    then read from it.
+
+    Raises:
+        InputError: missing, or a FIFO, device, socket or directory.
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise InputError(f"no such file: {name}") from None
+    except IsADirectoryError:
+        raise InputError(f"{name} is a directory, not a CAR file") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a directory" if stat.S_ISDIR(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+        raise InputError(f"{name} is {kind}, not a CAR file",
+                         why="only a regular file can be imported (reading a FIFO or device can "
+                             "block forever or never end)",
+                         how="save the CAR to a file first, then import that file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def iter_car(path: str | os.PathLike[str],
              limits: CarLimits = LIMITS) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
     """Open a CAR (v1 or v2): its roots and a lazy iterator of ``(cid, block)`` (unverified).
@@ -313,10 +344,7 @@ def iter_car(path: str | os.PathLike[str],
         InputError: no such file.
         CarError: not a CAR, or malformed.
     """
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed by the generator below
-    except FileNotFoundError:
-        raise InputError(f"no such file: {os.fspath(path)}") from None
+    fh = _open_regular(path)
     try:
         r = _Reader(fh, limits.read_size)
         header = _header(r, limits)

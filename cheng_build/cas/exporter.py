@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from cheng_build.cas.blockstore import Blockstore
 
 __all__ = [
+    "MAX_DEPTH",
     "SNAPSHOT_LIMITS",
     "DirEntry",
     "EntryKind",
@@ -113,37 +114,85 @@ def iter_file(store: Blockstore, cid: CID) -> Iterator[bytes]:
     yield from _file_chunks(store, cid, node, meta, raw)
 
 
+# How deep a DAG may nest (files: links inside links; trees: directories inside directories).
+# Real ones are shallow (a balanced file DAG of 1 TB is ~5 levels; a source tree rarely passes
+# 50); a hostile one can nest thousands deep to exhaust a recursive reader. Every walk below is
+# iterative and stops here with a clear error.
+MAX_DEPTH = 512
+
+
+def _too_deep(what: str, cid: CID) -> UnixFSStructureError:
+    return UnixFSStructureError(f"{what} {cid} nests deeper than {MAX_DEPTH} levels",
+                                why="no real snapshot is that deep; a DAG built to exhaust the "
+                                    "reader is",
+                                how="inspect it with 'cheng-pkg ls'; do not use it")
+
+
+@dataclass(slots=True)
+class _FileFrame:
+    cid: CID
+    node: dagpb.PBNode
+    meta: unixfs.Data
+    next: int = 0
+    total: int = 0
+
+
 def _file_chunks(store: Blockstore, cid: CID, node: dagpb.PBNode | None, meta: unixfs.Data | None,
                  raw: bytes) -> Iterator[bytes]:
+    """A file node's bytes in order, walking its DAG with an explicit stack (any depth up to
+    :data:`MAX_DEPTH`), each node's children checked against its ``blocksizes``/``filesize``."""
     if node is None or meta is None:
         yield raw
         return
-    total = 0
+
+    def enter(c: CID, n: dagpb.PBNode, m: unixfs.Data) -> _FileFrame:
+        if m.blocksizes and len(m.blocksizes) != len(n.links):
+            raise UnixFSStructureError(f"file node {c} has {len(n.links)} links but "
+                                       f"{len(m.blocksizes)} blocksizes")
+        return _FileFrame(c, n, m, total=len(m.data or b""))
+
+    def child_done(parent: _FileFrame, child: CID, got: int) -> None:
+        i = parent.next - 1
+        if parent.meta.blocksizes and got != parent.meta.blocksizes[i]:
+            raise UnixFSStructureError(f"file node {parent.cid}: child {child} holds {got} bytes, "
+                                       f"blocksizes says {parent.meta.blocksizes[i]}")
+        parent.total += got
+
+    stack = [enter(cid, node, meta)]
     if meta.data:
-        total += len(meta.data)
         yield meta.data
-    if meta.blocksizes and len(meta.blocksizes) != len(node.links):
-        raise UnixFSStructureError(f"file node {cid} has {len(node.links)} links but "
-                                   f"{len(meta.blocksizes)} blocksizes")
-    for i, link in enumerate(node.links):
+    while stack:
+        top = stack[-1]
+        if top.next == len(top.node.links):
+            stack.pop()
+            if top.meta.filesize is not None and top.total != top.meta.filesize:
+                raise UnixFSStructureError(f"file {top.cid} holds {top.total} bytes but declares "
+                                           f"{top.meta.filesize}")
+            if stack:
+                child_done(stack[-1], top.cid, top.total)
+            continue
+        link = top.node.links[top.next]
+        top.next += 1
         cnode, cmeta, craw = _load(store, link.hash)
         if _kind(cmeta, link.hash) is not EntryKind.FILE:
-            raise UnixFSStructureError(f"file node {cid} links to non-file {link.hash}")
-        got = 0
-        for piece in _file_chunks(store, link.hash, cnode, cmeta, craw):
-            got += len(piece)
-            yield piece
-        if meta.blocksizes and got != meta.blocksizes[i]:
-            raise UnixFSStructureError(f"file node {cid}: child {link.hash} holds {got} bytes, "
-                                       f"blocksizes says {meta.blocksizes[i]}")
-        total += got
-    if meta.filesize is not None and total != meta.filesize:
-        raise UnixFSStructureError(f"file {cid} holds {total} bytes but declares {meta.filesize}")
+            raise UnixFSStructureError(f"file node {top.cid} links to non-file {link.hash}")
+        if cnode is None or cmeta is None:
+            yield craw
+            child_done(top, link.hash, len(craw))
+            continue
+        if len(stack) >= MAX_DEPTH:
+            raise _too_deep("file", cid)
+        stack.append(enter(link.hash, cnode, cmeta))
+        if cmeta.data:
+            yield cmeta.data
 
 
 def read_file(store: Blockstore, cid: CID) -> bytes:
     """A whole file's bytes (see :func:`iter_file` for streaming)."""
     return b"".join(iter_file(store, cid))
+
+
+_MAX_SHARD_DEPTH = 64
 
 
 def _safe_name(name: str, parent: CID) -> str:
@@ -154,7 +203,7 @@ def _safe_name(name: str, parent: CID) -> str:
 
 
 def _dir_links(store: Blockstore, cid: CID, node: dagpb.PBNode,
-               meta: unixfs.Data) -> Iterator[tuple[str, CID]]:
+               meta: unixfs.Data, depth: int = 0) -> Iterator[tuple[str, CID]]:
     if meta.type is unixfs.NodeType.DIRECTORY:
         for link in node.links:
             yield _safe_name(link.name or "", cid), link.hash
@@ -170,7 +219,10 @@ def _dir_links(store: Blockstore, cid: CID, node: dagpb.PBNode,
             sub_node, sub_meta, _ = _load(store, link.hash)
             if sub_node is None or sub_meta is None or sub_meta.type is not unixfs.NodeType.HAMT_SHARD:
                 raise UnixFSStructureError(f"HAMT shard {cid}: bucket {name} is not a shard")
-            yield from _dir_links(store, link.hash, sub_node, sub_meta)
+            if depth >= _MAX_SHARD_DEPTH:  # 64-bit hashes run out long before this
+                raise UnixFSStructureError(f"HAMT shard {cid} nests deeper than "
+                                           f"{_MAX_SHARD_DEPTH} levels")
+            yield from _dir_links(store, link.hash, sub_node, sub_meta, depth + 1)
         else:
             yield _safe_name(name[width:], cid), link.hash
 
@@ -267,6 +319,7 @@ class _Writer:
         self.limits = limits
         self.files: list[Path] = []
         self.dirs: list[Path] = []
+        self.links: list[tuple[Path, str]] = []
         self.bytes = 0
         self.entries = 0
 
@@ -278,10 +331,68 @@ class _Writer:
                 (lim.max_entries is not None and self.entries > lim.max_entries):
             raise UnixFSStructureError(
                 f"{self.root} expands past the export limits",
-                why=f"more than {lim.max_bytes} bytes or {lim.max_entries} entries",
-                how="a snapshot that large is suspicious; inspect it with 'cheng-pkg ls'")
+                why=f"more than {lim.max_bytes} bytes or {lim.max_entries} entries (a small DAG "
+                    "can link one block many times)",
+                how="a snapshot that large is suspicious; inspect it with 'cheng-pkg ls'; if it "
+                    "is meant, raise the cap with --max-bytes:<size> / --max-entries:<n>")
+
+    def check_links(self, top: Path) -> None:
+        """Every link, resolved on the written tree (so chains of links are followed), must stay
+        inside it; the text check in :meth:`write` cannot see a climb hidden in another link."""
+        if not self.contained or not self.links:
+            return
+        from cheng_build.core.contain import outside, real_root
+
+        root = real_root(top)
+        for path, rel in self.links:
+            where = outside(root, path)
+            if where is not None:
+                prefix = os.path.realpath(top).rstrip(os.sep) + os.sep
+                raise UnixFSStructureError(
+                    f"symlink {rel} in {self.root} points outside the snapshot",
+                    why=f"its target is {os.readlink(path)!r}; following the links it meets, it "
+                        f"leads to {where.removeprefix(prefix)}",
+                    how="a package may only link to its own files")
+
+    def plan(self, cid: CID) -> None:
+        """Count what the DAG expands to before a byte is written: every entry and every file's
+        declared size (exact: writing checks the bytes against it), and the nesting depth. A
+        1 MB CAR that links one block a million times is refused here, not after filling the
+        disk."""
+        if self.limits.max_bytes is None and self.limits.max_entries is None:
+            return
+        todo: list[tuple[CID, int]] = [(cid, 0)]
+        while todo:
+            c, depth = todo.pop()
+            if depth > MAX_DEPTH:
+                raise _too_deep("directory tree", self.root)
+            _node, meta, raw = _load(self.store, c)
+            kind = _kind(meta, c)
+            if kind is EntryKind.DIRECTORY:
+                self._count(0, 1)
+                todo.extend((child, depth + 1) for _, child in _directory(self.store, c))
+            elif kind is EntryKind.FILE:
+                size = len(raw) if meta is None else (
+                    meta.filesize if meta.filesize is not None else len(meta.data or b""))
+                self._count(size, 1)
+            else:
+                self._count(0, 1)
+        self.bytes = self.entries = 0
 
     def write(self, cid: CID, path: Path, rel: str) -> None:
+        """Write the tree under ``cid`` at ``path``: an explicit stack, not recursion, so a tree
+        nested thousands deep is refused at :data:`MAX_DEPTH` instead of crashing."""
+        todo: list[tuple[CID, Path, str, int]] = [(cid, path, rel, 0)]
+        while todo:
+            c, p, r, depth = todo.pop()
+            if depth > MAX_DEPTH:
+                raise _too_deep("directory tree", self.root)
+            children = self._write_one(c, p, r)
+            todo.extend((child, p / name, f"{r}/{name}" if r else name, depth + 1)
+                        for name, child in reversed(children))
+
+    def _write_one(self, cid: CID, path: Path, rel: str) -> list[tuple[str, CID]]:
+        """Write one entry; returns a directory's children (to be written after it)."""
         node, meta, raw = _load(self.store, cid)
         kind = _kind(meta, cid)
         self._count(0, 1)
@@ -293,6 +404,7 @@ class _Writer:
                                            why=f"its target is {target!r}",
                                            how="a package may only link to its own files")
             os.symlink(target, path)
+            self.links.append((path, rel or "."))
         elif kind is EntryKind.FILE:
             # O_EXCL | O_NOFOLLOW: never write through a symlink or over something that appeared.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -305,8 +417,8 @@ class _Writer:
         else:
             os.mkdir(path, 0o755)
             self.dirs.append(path)
-            for name, child in _directory(self.store, cid):
-                self.write(child, path / name, f"{rel}/{name}" if rel else name)
+            return _directory(self.store, cid)
+        return []
 
 
 def _remove(path: Path) -> None:
@@ -346,8 +458,10 @@ def export_to(store: Blockstore, cid: CID, out: str | os.PathLike[str], *, file_
     parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".{target.name}.tmp-{secrets.token_hex(6)}"
     writer = _Writer(store, cid, file_mode, contained_symlinks, limits)
+    writer.plan(cid)
     try:
         writer.write(cid, tmp, "")
+        writer.check_links(tmp)
         if durable:
             fsync_files(writer.files)
             fsync_dirs(list(reversed(writer.dirs)))

@@ -90,6 +90,8 @@ class _Builder:
         self.tally = tally
         self.blocks = 0
         self.skip = skip  # real paths of directories never imported (the store itself)
+        self._root: Path | None = None  # the tree being imported (links must stay inside it)
+        self._root_real: str | None = None
 
     # -- blocks -----------------------------------------------------------------------------
 
@@ -173,6 +175,21 @@ class _Builder:
 
     # -- trees ------------------------------------------------------------------------------
 
+    def _check_contained(self, link: Path, rel: str) -> None:
+        """A snapshot's link must stay inside the package, judged by resolving it on the real
+        tree (a chain of links can climb out where each target looks contained as text)."""
+        from cheng_build.core.contain import outside, real_root
+
+        target = os.readlink(link)
+        if self._root_real is None:
+            self._root_real = real_root(self._root or link.parent)
+        where = outside(self._root_real, link) if not symlink_escapes(rel, target) else target
+        if where is not None:
+            raise InputError(f"symlink points outside the package: {link}",
+                             why=f"its target is {target!r}, which leads to {where}; a checkout "
+                                 "would refuse it",
+                             how="replace it with a copy, or list it in .chengignore")
+
     def add_symlink(self, path: Path) -> _Entry:
         target = os.fsencode(os.readlink(path))
         data = unixfs.encode(unixfs.Data(unixfs.NodeType.SYMLINK, data=target))
@@ -181,13 +198,13 @@ class _Builder:
 
     def add_dir(self, path: Path, rel: str, rules: IgnoreRules | None) -> _Entry:
         children: list[tuple[bytes, str, _Entry]] = []
+        if not rel and self._root is None:
+            self._root = path
         for name, child, mode, size in _entries(path, rel, rules, self.skip):
             child_rel = f"{rel}/{name}" if rel else name
             if stat_mod.S_ISLNK(mode):
-                if rules is not None and symlink_escapes(child_rel, os.readlink(child)):
-                    raise InputError(f"symlink points outside the package: {child}",
-                                     why=f"its target is {os.readlink(child)!r}; a checkout would refuse it",
-                                     how="replace it with a copy, or list it in .chengignore")
+                if rules is not None:
+                    self._check_contained(child, child_rel)
                 entry = self.add_symlink(child)
             elif stat_mod.S_ISDIR(mode):
                 entry = self.add_dir(child, child_rel, rules)

@@ -73,12 +73,12 @@ def run(name: str, args: argparse.Namespace) -> int:
     warnings: list[str] = []
     reg_path = Path(args.registry or str(config.registry))
     if reg_path.is_file() or config.require_registry_match:
-        from cheng_build.trust.registry_log import RegistryLog
+        from cheng_build.trust.trusted import load_trusted_registry
 
         input_file(reg_path, "--registry")
-        registry = RegistryLog.load(reg_path)
-        warnings += registry.verify(config).warnings
-        attest.check_builder_key(prov, registry)
+        trusted = load_trusted_registry(reg_path, config)  # verified before any line is used
+        warnings += trusted.warnings
+        attest.check_builder_key(prov, trusted.log)
     else:
         warnings.append(f"no registry at {reg_path}: the builder key was not checked (allowed at L0 only)")
     data = artifact.read_bytes()

@@ -49,6 +49,9 @@ def register(name: str, parser: Parser) -> None:
     elif name == "get":
         parser.add_argument("cid", help="a CID, optionally followed by /path/inside")
         parser.add_argument("--out", default=None, help="where to write (default: ./<cid>); must not exist")
+        from cheng_build.cli.sizes import add_limit_flags
+
+        add_limit_flags(parser)
     elif name == "car":
         parser.add_argument("action", choices=["export", "import"], help="export a DAG or import a CAR")
         parser.add_argument("target", help="export: the root CID; import: the CAR file")
@@ -56,6 +59,11 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--no-pin", action="store_true", help="import: do not pin the roots")
     elif name == "gc":
         add_format_flag(parser)
+    elif name == "unpin":
+        parser.add_argument("cid", help="the pinned root to unpin")
+        add_format_flag(parser)
+        parser.epilog = ("examples:\n  cheng-pkg unpin bafybei... && cheng-pkg gc\n\n"
+                         "Exit 0 unpinned, 1 it was not pinned, 2 bad usage.")
     else:  # pragma: no cover - the table in cli/pkg.py names only the above
         raise RuntimeError(f"pkg_cas does not implement {name}")
 
@@ -144,9 +152,29 @@ def _get(args: argparse.Namespace) -> int:
     store = _store(args)
     cid = _target(store, args.cid)
     out = Path(args.out) if args.out else Path(args.cid.replace("/", "_"))
-    export_to(store, cid, out, durable=True)
+    from cheng_build.cli.sizes import export_limits
+
+    limits = export_limits(args)
+    export_to(store, cid, out, durable=True, limits=limits)
     print(str(out))
     return 0
+
+
+def _printable(name: str) -> str:
+    """A name from a DAG on one line: newlines, control characters and backslashes escaped
+    (``\\n``, ``\\x1b``...), so a hostile entry name cannot forge listing lines or move the
+    terminal's cursor. ``--format:json`` gives the names exactly."""
+    if name.isprintable() and "\\" not in name:
+        return name
+    out = []
+    for ch in name:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -160,7 +188,7 @@ def _ls(args: argparse.Namespace) -> int:
         return 0
     for e in entries:
         suffix = "/" if e.kind is EntryKind.DIRECTORY else ("@" if e.kind is EntryKind.SYMLINK else "")
-        print(f"{e.cid} {e.size:>12} {e.name}{suffix}")
+        print(f"{e.cid} {e.size:>12} {_printable(e.name)}{suffix}")
     return 0
 
 
@@ -189,7 +217,24 @@ def _gc(args: argparse.Namespace) -> int:
     return 0
 
 
-_RUN = {"add": _add, "cat": _cat, "get": _get, "ls": _ls, "car": _car, "gc": _gc}
+def _unpin(args: argparse.Namespace) -> int:
+    from cheng_build.cas.cid import CidError, parse_cid
+    from cheng_build.core.errors import NotFoundError
+
+    try:
+        cid = parse_cid(args.cid)
+    except CidError as exc:
+        raise UsageError(f"{args.cid!r} is not a CID", why=exc.what) from None
+    if not _store(args).unpin(cid):
+        raise NotFoundError(f"{cid} is not pinned", how="'ls <store>/pins' lists the pinned roots")
+    if args.format == "json":
+        print(json.dumps({"unpinned": str(cid)}))
+    else:
+        print(f"unpinned {cid}")
+    return 0
+
+
+_RUN = {"add": _add, "cat": _cat, "get": _get, "ls": _ls, "car": _car, "gc": _gc, "unpin": _unpin}
 
 
 def run(name: str, args: argparse.Namespace) -> int:

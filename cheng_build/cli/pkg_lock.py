@@ -44,6 +44,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--format", help="toml (default), yaml or json")
         parser.add_argument("--store", help="blockstore with the snapshots (default: the cache)")
         parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
+        _trust_flags(parser)
     elif name == "verify":
         parser.add_argument("--lock", help="cheng.lock.toml (or .yaml/.json) to verify")
         parser.add_argument("--registry", help="registry.jsonl to compare against")
@@ -57,9 +58,11 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--registry", help="registry.jsonl")
         parser.add_argument("--out", help="write cheng.meta.toml here (default: stdout)")
         parser.add_argument("--format", help="toml (default), yaml or json")
+        _trust_flags(parser)
     elif name == "log":
         parser.add_argument("--package", help="the package id")
         parser.add_argument("--registry", help="registry.jsonl")
+        _trust_flags(parser)
     elif name == "diff":
         parser.add_argument("--from", dest="from_cid", help="the older snapshot CID")
         parser.add_argument("--to", dest="to_cid", help="the newer snapshot CID")
@@ -69,8 +72,17 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--cid", help="the snapshot CID to materialise")
         parser.add_argument("--store", help="blockstore holding it (default: the cache)")
         parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
+        from cheng_build.cli.sizes import add_limit_flags
+
+        add_limit_flags(parser)
     else:  # pragma: no cover - the dispatcher only routes the names above here
         raise RuntimeError(f"pkg_lock cannot register {name!r}")
+
+
+def _trust_flags(parser: Parser) -> None:
+    parser.add_argument("--level", help="security level the registry is verified at: L0 (warn "
+                        "only), L1 (default) or L2")
+    parser.add_argument("--config", help="cheng-pkg-config.toml")
 
 
 def _need(args: argparse.Namespace, flag: str, attr: str | None = None) -> str:
@@ -102,15 +114,20 @@ def _registry_path(flag: str | None) -> Path:
     return registry_path(flag)
 
 
-def _load_registry(flag: str | None) -> Any:
-    from cheng_build.trust.registry_log import RegistryLog
+def _load_registry(flag: str | None, args: argparse.Namespace, config: Any = None) -> Any:
+    """The registry, verified at the configured level before any line of it is used (L0 warns)."""
+    from cheng_build.trust.trusted import load_trusted_registry
 
-    path = _registry_path(flag)
+    config = config if config is not None else _config(args)
+    path = _registry_path(flag or str(config.registry))
     input_file(path, "--registry", optional=True)  # a directory or FIFO: say so, never block
     if not path.is_file():
         raise UsageError("missing --registry", why=f"no registry at {path}",
                          how="pass --registry:<path/registry.jsonl> or set PKG_REGISTRY")
-    return RegistryLog.load(path)
+    trusted = load_trusted_registry(path, config)
+    for w in trusted.warnings:
+        print(f"{args.command_name}: warning: {w}", file=sys.stderr)
+    return trusted.log
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -143,7 +160,7 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.out:
         output_file(args.out, "--out")
     manifest = load_manifest(manifest_path)
-    registry = _load_registry(args.registry)
+    registry = _load_registry(args.registry, args)
     lock = resolve_manifest(manifest, registry, _store(args))
     if args.out:
         dump_lock(lock, args.out, fmt)
@@ -170,7 +187,7 @@ def _verify(args: argparse.Namespace) -> int:
     if not config.require_registry_match and not _registry_path(reg_flag).is_file():
         registry = None  # L0 without a registry: signatures (or placeholders) only
     else:
-        registry = _load_registry(reg_flag)
+        registry = _load_registry(reg_flag, args, config)
     warnings = verify_lock(lock, registry, config)
     if manifest is not None:
         ensure_lock_matches_manifest(lock, manifest)
@@ -206,7 +223,7 @@ def _meta(args: argparse.Namespace) -> int:
     except ChengError as exc:
         raise UsageError(exc.what, how="use --channel:edge, stable or lts") from None
     lock = load_lock(lock_path)
-    registry = _load_registry(args.registry)
+    registry = _load_registry(args.registry, args)
     _emit(meta_text(build_meta(lock, registry, package, channel), fmt), args.out)
     return 0
 
@@ -215,7 +232,7 @@ def _log(args: argparse.Namespace) -> int:
     from cheng_build.pkg.versions import version_log
 
     package = _need(args, "package")
-    registry = _load_registry(args.registry)
+    registry = _load_registry(args.registry, args)
     for line in version_log(registry, package):
         print(line.render())
     return 0
@@ -234,10 +251,12 @@ def _diff(args: argparse.Namespace) -> int:
 def _checkout(args: argparse.Namespace) -> int:
     from cheng_build.cas.cid import parse_cid
     from cheng_build.cas.materialize import materialize
+    from cheng_build.cli.sizes import export_limits
     from cheng_build.core.paths import cache_dir
 
     cid = parse_cid(_need(args, "cid"))
-    root = materialize(_store(args), cid, cache_dir(args.pkg_cache))
+    limits = export_limits(args)
+    root = materialize(_store(args), cid, cache_dir(args.pkg_cache), limits=limits)
     print(f"root: {root}")
     return 0
 
@@ -248,6 +267,7 @@ _RUN = {"resolve": _resolve, "verify": _verify, "meta": _meta, "log": _log, "dif
 
 def run(name: str, args: argparse.Namespace) -> int:
     """Run subcommand ``name``; returns the exit code (errors are raised, the CLI maps them)."""
+    args.command_name = name
     return _RUN[name](args)
 
 

@@ -33,6 +33,12 @@ def register(name: str, parser: Parser) -> None:
                             help="the package cache (default: PKG_CACHE, ./chengcache)")
         parser.add_argument("--config", default=None, help="cheng-pkg-config.toml to use")
         parser.add_argument("--level", default=None, help="security level L0|L1|L2")
+        parser.add_argument("--registry", default=None,
+                            help="registry.jsonl the lock is checked against before fetching "
+                                 "(default: PKG_REGISTRY, config; skipped when none exists)")
+        from cheng_build.cli.sizes import add_limit_flags
+
+        add_limit_flags(parser)
     elif name == "serve":
         parser.add_argument("--root", required=True, help="the package cache to serve")
         parser.add_argument("--listen", default="/ip4/127.0.0.1/tcp/0",
@@ -109,6 +115,8 @@ def _load_config(args: argparse.Namespace, peers: list[str] | None) -> Any:
     from cheng_build.trust.config import load_config
 
     overrides: dict[str, object] = {}
+    if args.registry:
+        overrides["registry"] = args.registry
     if args.mode in ("local", "p2p", "auto"):
         overrides["mode"] = args.mode
     if peers is not None:
@@ -119,9 +127,11 @@ def _load_config(args: argparse.Namespace, peers: list[str] | None) -> Any:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from cheng_build.cli.sizes import export_limits
     from cheng_build.pkg.fetch import Progress, fetch_lock
     from cheng_build.pkg.lock import load_lock
 
+    limits = export_limits(args)
     lock_path = Path(args.lock)
     if not lock_path.is_file():
         raise InputError(f"lock file {lock_path} not found", how="run 'cheng-pkg resolve' first")
@@ -129,18 +139,48 @@ def _fetch(args: argparse.Namespace) -> int:
     config = _load_config(args, peers)
     peer_list = list(args.source_peer) + list(getattr(config, "peers", ()) or ())
     lock = load_lock(lock_path)
+    _check_against_registry(args, config, lock)
     bar = _Bar()
     result = fetch_lock(lock, cache_root=cache_dir(args.pkg_cache), config=config,
                         peers=peer_list, mode=args.mode, lock_dir=lock_path.parent,
-                        progress=Progress(bar.start, bar.advance, bar.finish, bar.total))
+                        progress=Progress(bar.start, bar.advance, bar.finish, bar.total),
+                        limits=limits)
     for who, why in result.dropped:
         print(f"fetch: warning: {who}: {why}", file=sys.stderr)
+    files, nbytes = result.orphans_removed
+    if files:
+        print(f"fetch: note: removed {files} temp files ({nbytes} bytes) an interrupted fetch "
+              "had left", file=sys.stderr)
     for pid, root in result.roots.items():
         print(f"{pid} {result.sources[pid].value} {root}")
     if args.print_roots:
         print(result.pkg_roots)
     sys.stdout.flush()
     return 0
+
+
+def _check_against_registry(args: argparse.Namespace, config: Any, lock: Any) -> None:
+    """Before a byte is fetched: the registry verifies, and the lock is what it says was signed.
+
+    Fetching is by CID, so the bytes are always the ones the lock names; this makes sure the lock
+    names what the namespace's owner published. With no registry anywhere (a lock handed over on
+    its own), only the CIDs bind the fetch.
+    """
+    from cheng_build.cli.input_checks import input_file
+    from cheng_build.pkg.verify import verify_lock
+    from cheng_build.trust.trusted import load_trusted_registry
+
+    reg = Path(config.registry)
+    if args.registry:
+        input_file(reg, "--registry", optional=True)
+        if not reg.is_file():
+            raise InputError(f"registry {reg} not found", how="pass --registry:<registry.jsonl>")
+    elif not reg.is_file():
+        return
+    trusted = load_trusted_registry(reg, config)
+    warnings = list(trusted.warnings) + verify_lock(lock, trusted.log, config)
+    for w in warnings:
+        print(f"fetch: warning: {w}", file=sys.stderr)
 
 
 # --- serve ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from cheng_build.cli.args import Parser
 
@@ -32,14 +33,16 @@ def run(name: str, args: argparse.Namespace) -> int:
     from cheng_build.cli.input_checks import input_file
     from cheng_build.pkg.search import search
     from cheng_build.trust.config import load_config
-    from cheng_build.trust.registry_log import RegistryLog
+    from cheng_build.trust.trusted import load_trusted_registry
 
     if args.config:
         input_file(args.config, "--config", optional=True)  # a FIFO would block the read
     cfg = load_config({"level": args.level, "registry": args.registry}, config_path=args.config)
     input_file(cfg.registry, "--registry", optional=True)  # a directory or FIFO: say so
-    log = RegistryLog.load(cfg.registry, limits=cfg.limits, verify_ahead=True)
-    log.verify(cfg)
+    trusted = load_trusted_registry(cfg.registry, cfg)  # the one gate every consumer passes
+    for w in trusted.warnings:
+        print(f"search: warning: {w}", file=sys.stderr)
+    log = trusted.log
     results = search(log, args.term)
     if args.format == "json":
         print(json.dumps([r.as_dict() for r in results], indent=1))

@@ -19,6 +19,8 @@ COMMANDS: dict[str, Subcommand] = {
     "verify-proof": Subcommand(_REG, "check an inclusion proof offline"),
     "rotate-key": Subcommand(_REG, "rotate a namespace's key (signed by the old key)"),
     "revoke-key": Subcommand(_REG, "revoke a key from this line on"),
+    "repair": Subcommand("cheng_build.cli.registry_repair",
+                         "cut off a torn last line a crashed publish left"),
 }
 
 

@@ -75,10 +75,25 @@ def append_line_locked(path: str | os.PathLike[str], line: bytes) -> None:
     """Append one line (``line`` without its newline) durably; caller holds ``file_lock``.
 
     A previous writer that died mid-line leaves a torn tail; we never append after one, so the
-    caller must check the tail first (the registry does). Here we only guarantee our own bytes
-    reach the disk in one ``write`` followed by ``fsync``.
+    caller must check the tail first (the registry does). Here we guarantee our own bytes reach
+    the disk whole (``write`` + ``fsync``) or not at all: a write or fsync that fails part way
+    (a full disk, a file size limit) is rolled back by truncating to the length before it, under
+    the caller's lock, and then reported. Only a crash mid-append can leave a torn tail.
     """
-    with open(path, "ab") as fh:
-        fh.write(line + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    data = line + b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, start)
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+            raise
+    finally:
+        os.close(fd)

@@ -141,11 +141,13 @@ def check_package_id(package_id: str) -> None:
                          how="names use letters, digits, '.', '_' and '-'")
 
 
-def check_manifest(src: Path, package_id: str, version: str | None) -> None:
+def check_manifest(src: Path, package_id: str, version: str | None) -> str | None:
     """Hold the manifest in ``src`` (a directory) to the publish's package id and version.
 
-    The manifest's version is not adopted as the release's: ``--version`` alone turns on the
-    SemVer gate, so re-publishing a tree at a new epoch keeps working as before.
+    Returns the release's version: ``--version``, else the manifest's. The manifest's version
+    counts exactly as the flag does (it is recorded and the SemVer gate checks it): a gate that
+    only the flag turned on let a minor release that removes a public symbol through whenever
+    the version was written only in the manifest (issue 13, hole 16).
 
     Raises:
         ManifestError: the manifest is malformed.
@@ -158,7 +160,7 @@ def check_manifest(src: Path, package_id: str, version: str | None) -> None:
 
     found = find_manifest(src) if src.is_dir() else None
     if found is None:
-        return
+        return version
     manifest = load_manifest(found)
     if manifest.package_id != package_id:
         raise UsageError(f"manifest package_id {manifest.package_id} does not match --package "
@@ -171,6 +173,7 @@ def check_manifest(src: Path, package_id: str, version: str | None) -> None:
     if manifest.version is None and version is not None:
         manifest = replace(manifest, version=version)  # the flag supplies what the file lacks
     ensure_publishable(manifest)
+    return manifest.version
 
 
 def publish(
@@ -226,7 +229,7 @@ def publish(
         raise UsageError("no author id", how="pass --author:<id> or use a key file with author_id")
     fmt = SnapshotFormat.parse(format)
     src_path = Path(src)
-    check_manifest(src_path, package_id, version)
+    version = check_manifest(src_path, package_id, version)
     snap: Snapshot = make_snapshot(store, src_path, fmt, source_addrs=source_addrs)
     fp = originality.fingerprint(originality.source_files(src_path))
     api_info = _api_of(src_path, store)

@@ -26,7 +26,6 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cheng_build.core.atomic import atomic_write_text, file_lock
 from cheng_build.core.errors import InputError
 
 MEMORY_VERSION = 1
@@ -103,6 +102,9 @@ class CheckpointMemory:
 
     def remember(self, registry_path: str | os.PathLike[str], cp: Checkpoint) -> bool:
         """Remember ``cp`` if it is newer (larger) than what is remembered; True if stored."""
+        # Imported here: recalling (chengc's no-op path) must not pay for tempfile & co.
+        from cheng_build.core.atomic import atomic_write_text, file_lock
+
         self.dir.mkdir(parents=True, exist_ok=True)
         with file_lock(self.file):
             regs = self._read()

@@ -273,7 +273,8 @@ class RegistryLog:
                 why=f"{path} ends in {len(tail)} bytes without a newline: a publisher died "
                     "mid-append, or the file was cut",
                 how=f"inspect line {n}; if it is a crashed append, cut it off with "
-                    f"'truncate -s {good} {path}' and publish again")
+                    f"'cheng-registry repair --registry:{path}' (or 'truncate -s {good} {path}') "
+                    "and publish again")
         return lines
 
     @classmethod
@@ -478,7 +479,8 @@ class RegistryLog:
         Raises:
             AppendRefusedError: the new line breaks a rule (nothing is written).
             RegistryError: the log already on disk is broken (torn tail, chain, garbage line).
-            OSError: the file cannot be written (nothing partial is left: one write + fsync).
+            StoreError: the file cannot be written (a failed write is truncated away under the
+                lock, so nothing partial is left).
         """
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -499,7 +501,16 @@ class RegistryLog:
                 state.apply(entry)
             except RegistryError as exc:
                 raise AppendRefusedError(exc) from None
-            append_line_locked(p, raw)
+            try:
+                append_line_locked(p, raw)
+            except OSError as exc:
+                from cheng_build.core.errors import StoreError
+
+                raise StoreError(f"cannot append to the registry: {exc.strerror or exc}",
+                                 why=f"{p} was rolled back to its {len(log.entries)} complete "
+                                     "lines: nothing of the new line was kept",
+                                 how="free disk space (or raise the file size limit) and run the "
+                                     "command again") from exc
         return entry
 
 

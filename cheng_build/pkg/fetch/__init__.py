@@ -30,6 +30,7 @@ from cheng_build.pkg.fetch.policy import FetchMode, FetchPolicy, SourcePlan, dep
 
 if TYPE_CHECKING:
     from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.exporter import ExportLimits
     from cheng_build.pkg.lock import Lock, LockedDep
     from cheng_build.trust.config import Config
 
@@ -53,6 +54,7 @@ class FetchResult:
         sources: package_id -> where it came from.
         dropped: (peer or gateway, why) for each source refused on the way.
         blocks_fetched / bytes_fetched: what crossed the network.
+        orphans_removed: (files, bytes) of temp files an interrupted fetch had left, removed.
     """
 
     roots: dict[str, Path]
@@ -61,6 +63,7 @@ class FetchResult:
     dropped: tuple[tuple[str, str], ...] = ()
     blocks_fetched: int = 0
     bytes_fetched: int = 0
+    orphans_removed: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -100,6 +103,18 @@ def _audit(policy: FetchPolicy, ok: bool, **fields: Any) -> None:
     record(policy.config, "fetch", ok=ok, **fields)
 
 
+def _clean_orphans(cache_root: Path) -> tuple[int, int]:
+    """Temp files a killed fetch left (blocks and half checkouts): removed now, not an hour
+    later by gc, when no other writer is running (see ``Blockstore.clean_orphans``)."""
+    from cheng_build.cas.materialize import clean_orphaned_checkouts
+
+    if not cache_root.is_dir():
+        return 0, 0
+    f1, b1 = _open_store(cache_root).clean_orphans()
+    f2, b2 = clean_orphaned_checkouts(cache_root)
+    return f1 + f2, b1 + b2
+
+
 def fetch_lock(
     lock: Lock,
     *,
@@ -109,6 +124,7 @@ def fetch_lock(
     mode: FetchMode | str | None = None,
     lock_dir: Path | None = None,
     progress: Progress | None = None,
+    limits: ExportLimits | None = None,
 ) -> FetchResult:
     """Make every snapshot ``lock`` pins available under ``cache_root`` and say where.
 
@@ -123,6 +139,8 @@ def fetch_lock(
         mode: local | p2p | http | auto; ``None`` means ``config.mode`` (default auto).
         lock_dir: folder relative ``path`` overrides are resolved against.
         progress: callbacks for a progress display.
+        limits: caps on what each checkout may write (an ``ExportLimits``; default the
+            snapshot limits, 4 GiB and 500,000 entries).
 
     Raises:
         PolicyError: a path override at L2.
@@ -136,7 +154,7 @@ def fetch_lock(
     try:
         result = _fetch_lock(lock, cache_root=cache_root, policy=policy, peers=peers,
                              mode=FetchMode.parse(mode) if mode is not None else policy.mode,
-                             lock_dir=lock_dir, progress=progress or Progress())
+                             lock_dir=lock_dir, progress=progress or Progress(), limits=limits)
     except Exception as exc:
         _audit(policy, False, error=getattr(exc, "what", str(exc)), cache=str(cache_root))
         raise
@@ -173,7 +191,9 @@ class _Network:
 
 
 def _fetch_lock(lock: Lock, *, cache_root: Path, policy: FetchPolicy, peers: Sequence[str] | None,
-                mode: FetchMode, lock_dir: Path | None, progress: Progress) -> FetchResult:
+                mode: FetchMode, lock_dir: Path | None, progress: Progress,
+                limits: ExportLimits | None) -> FetchResult:
+    cleaned = _clean_orphans(cache_root)
     deps = list(lock.dependencies)
     roots: dict[str, Path] = {}
     sources: dict[str, Source] = {}
@@ -186,7 +206,7 @@ def _fetch_lock(lock: Lock, *, cache_root: Path, policy: FetchPolicy, peers: Seq
         _fetch_over_http(net)
         if net.missing:
             raise _not_fetched(net)
-        _materialize(net, pending, cache_root, roots, sources)
+        _materialize(net, pending, cache_root, roots, sources, limits)
     return FetchResult(
         roots={d.package_id: roots[d.package_id] for d in deps},
         pkg_roots=",".join(str(roots[d.package_id]) for d in deps),
@@ -194,6 +214,7 @@ def _fetch_lock(lock: Lock, *, cache_root: Path, policy: FetchPolicy, peers: Seq
         dropped=tuple(net.dropped) if net is not None else (),
         blocks_fetched=net.blocks if net is not None else 0,
         bytes_fetched=net.nbytes if net is not None else 0,
+        orphans_removed=cleaned,
     )
 
 
@@ -323,13 +344,18 @@ def _not_fetched(net: _Network) -> NotFoundError:
 
 
 def _materialize(net: _Network, pending: list[LockedDep], cache_root: Path,
-                 roots: dict[str, Path], sources: dict[str, Source]) -> None:
+                 roots: dict[str, Path], sources: dict[str, Source],
+                 limits: ExportLimits | None) -> None:
     """Step 6: every fetched snapshot laid out under ``packages/<cid>/`` (complete or absent)."""
     from cheng_build.cas.cid import parse_cid
     from cheng_build.cas.materialize import materialize
 
     for dep in pending:
-        roots[dep.package_id] = materialize(net.store, parse_cid(str(dep.cid)), cache_root)
+        if limits is None:
+            roots[dep.package_id] = materialize(net.store, parse_cid(str(dep.cid)), cache_root)
+        else:
+            roots[dep.package_id] = materialize(net.store, parse_cid(str(dep.cid)), cache_root,
+                                                limits=limits)
         sources[dep.package_id] = net.got[dep.package_id]
 
 

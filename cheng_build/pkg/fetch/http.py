@@ -24,12 +24,20 @@ from cheng_build.pkg.fetch.blocks import (
     child_cids,
     cid_text,
     codec_of,
+    dag_size,
     matches,
     to_cid,
 )
+from cheng_build.pkg.fetch.http_limits import (
+    FIRST_CAR_CAP,
+    Capped,
+    HttpLimits,
+    TooLargeError,
+    Watchdog,
+    car_cap,
+)
 from cheng_build.pkg.fetch.sink import BlockSink
 
-TIMEOUT_S = 30.0
 # Received bytes handed to the store's worker thread at a time (it stages them as temp files
 # while the next ones arrive; the durable commit is BlockSink's).
 BATCH_BYTES = 2 * 1024 * 1024
@@ -64,27 +72,97 @@ def is_gateway(text: str) -> bool:
 
 
 class _Client:
-    def __init__(self, url: str) -> None:
+    """One keep-alive connection to a gateway, every request under :class:`HttpLimits`."""
+
+    def __init__(self, url: str, limits: HttpLimits | None = None,
+                 watchdog: Watchdog | None = None) -> None:
         self.url = url
-        parts = urlsplit(url)
+        self.limits = limits or HttpLimits()
+        self.watchdog = watchdog
+        self.deadline_s = 0.0
+        self.conn = self._connect()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        parts = urlsplit(self.url)
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        self.conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=TIMEOUT_S)
+        # The socket timeout is the idle bound: no byte for this long and the read fails.
+        return cls(parts.hostname or "127.0.0.1", parts.port, timeout=self.limits.idle_s)
+
+    def reconnect(self) -> None:
+        self.conn.close()
+        self.conn = self._connect()
+
+    def too_slow(self) -> TransportError | None:
+        """The deadline error when the watchdog cut the request in flight, else None."""
+        if self.watchdog is None or not self.watchdog.fired:
+            return None
+        return TransportError(f"gateway {self.url} too slow",
+                              why=f"no complete answer within {self.deadline_s:g} s (the per-request "
+                                  "deadline; a gateway trickling bytes is cut off)",
+                              how="use another gateway, or raise PKG_HTTP_DEADLINE_S on a slow link")
+
+    def done(self) -> None:
+        """The request's answer has been read: stop its deadline."""
+        if self.watchdog is not None:
+            self.watchdog.disarm()
 
     def get(self, cid_bytes: bytes, fmt: str) -> http.client.HTTPResponse:
         cid = cid_text(cid_bytes)
         accept = "application/vnd.ipld.car" if fmt == "car" else "application/vnd.ipld.raw"
+        lim = self.limits
+        self.deadline_s = lim.car_total_s if fmt == "car" else lim.block_total_s
+        if self.watchdog is not None:
+            self.watchdog.arm(self.deadline_s, None)  # connecting: the idle timeout bounds it
         try:
             self.conn.request("GET", f"/ipfs/{cid}?format={fmt}", headers={"Accept": accept})
+            if self.watchdog is not None:
+                # The socket exists now; hold it, not the connection (which drops its socket
+                # once an HTTP/1.0 answer starts, while the answer is still read from it).
+                self.watchdog.arm(self.deadline_s, self.conn.sock)
             resp = self.conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
-            raise TransportError(f"gateway {self.url} unreachable", why=str(exc)) from exc
-        if resp.status == 404:
-            resp.read()
-            raise NotFoundError(f"gateway {self.url} does not have {cid}")
+            self.done()
+            raise self.too_slow() or TransportError(f"gateway {self.url} unreachable",
+                                                    why=str(exc)) from exc
         if resp.status != 200:
-            resp.read()
+            # Never read an error answer's body: its size is the gateway's choice. Drop the
+            # connection instead (the next request opens a fresh one).
+            self.done()
+            resp.close()
+            self.reconnect()
+            if resp.status == 404:
+                raise NotFoundError(f"gateway {self.url} does not have {cid}")
             raise TransportError(f"gateway {self.url} answered {resp.status} {resp.reason} for {cid}")
         return resp
+
+    def read_block(self, cid_bytes: bytes, resp: http.client.HTTPResponse) -> bytes:
+        """A raw block's body, refused when larger than a block can be."""
+        cap = self.limits.max_block
+        length = resp.getheader("Content-Length")
+        try:
+            if length is not None and length.isdigit() and int(length) > cap:
+                raise TooLargeError(f"gateway {self.url} answers {cid_text(cid_bytes)} with "
+                                    f"{int(length)} bytes",
+                                    why=f"a block is at most {cap} bytes; the gateway is broken "
+                                        "or hostile", how="remove the gateway from the peers")
+            data = resp.read(cap + 1)
+            if len(data) > cap:
+                raise TooLargeError(f"gateway {self.url} answers {cid_text(cid_bytes)} with more "
+                                    f"than {cap} bytes",
+                                    why="a block is never that large; the gateway is broken or "
+                                        "hostile", how="remove the gateway from the peers")
+        except TooLargeError:
+            self.done()
+            resp.close()
+            self.reconnect()
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            self.done()
+            resp.close()
+            raise self.too_slow() or TransportError(f"gateway {self.url} broke off",
+                                                    why=str(exc)) from exc
+        self.done()
+        return data
 
     def close(self) -> None:
         self.conn.close()
@@ -96,8 +174,12 @@ def _refuse(url: str, cid_bytes: bytes, what: str) -> DigestMismatchError:
 
 
 def fetch_dag(store: BlockStore, root: bytes, gateway: str, *,
-              on_block: Callable[[int], None] | None = None) -> HttpStats:
+              on_block: Callable[[int], None] | None = None,
+              limits: HttpLimits | None = None) -> HttpStats:
     """Fetch every missing block of the DAG under ``root`` from ``gateway``.
+
+    Every answer is bounded in size and time (:mod:`.http_limits`; ``limits`` default: from
+    the environment).
 
     Raises:
         DigestMismatchError: the gateway sent bytes that do not hash to their CID, or a block that
@@ -107,7 +189,8 @@ def fetch_dag(store: BlockStore, root: bytes, gateway: str, *,
     """
     url = gateway_url(gateway)
     stats = HttpStats()
-    client = _Client(url)
+    watchdog = Watchdog()
+    client = _Client(url, limits or HttpLimits.from_env(), watchdog)
     writer = _Writer(store, stats, on_block)
     try:
         complete = False
@@ -119,8 +202,11 @@ def fetch_dag(store: BlockStore, root: bytes, gateway: str, *,
         if not complete:  # a resumed fetch, or a CAR that broke off or left blocks out
             _fill_missing(client, store, root, stats, writer)
     finally:
-        writer.close()
-        client.close()
+        try:
+            writer.close()
+        finally:
+            client.close()
+            watchdog.close()
     return stats
 
 
@@ -176,29 +262,46 @@ def _fetch_car(client: _Client, store: BlockStore, root: bytes, stats: HttpStats
                writer: _Writer) -> bool:
     """Take the DAG as one CAR; True when every block it links arrived (nothing left to ask)."""
     resp = client.get(root, "car")
+    body = Capped(resp, FIRST_CAR_CAP, f"gateway {client.url}'s CAR of {cid_text(root)}")
     expected = {root}
     try:
-        for c, data in read_sections(resp):  # type: ignore[arg-type]
+        for c, data in read_sections(body):  # type: ignore[arg-type]
             if c not in expected:
                 raise _refuse(client.url, c, "it is not linked from the DAG being fetched")
             if not matches(c, data):
                 raise _refuse(client.url, c, "its bytes do not hash to its CID")
+            if c == root:  # now the DAG's declared size bounds the rest of the answer
+                body.limit = car_cap(FIRST_CAR_CAP, dag_size(c, data), len(data))
             expected.discard(c)
             expected.update(child_cids(c, data))
             if not store.has(to_cid(c)):
                 writer.add(c, data)
             else:
                 stats.blocks_local += 1
+        client.done()
         return not expected
+    except TooLargeError:
+        client.done()
+        resp.close()
+        client.reconnect()
+        raise
     except CarError as exc:
         # Whatever arrived verified is stored; _fill_missing asks for the rest block by block.
-        client.close()
-        client.conn = _Client(client.url).conn
+        client.done()
+        resp.close()
+        slow = client.too_slow()
+        client.reconnect()
+        if slow is not None:
+            raise slow from exc
         if not stats.blocks_fetched and not store.has(to_cid(root)):
             raise TransportError(f"gateway {client.url} sent a broken CAR", why=str(exc)) from exc
     except (OSError, http.client.HTTPException) as exc:
-        client.close()
-        client.conn = _Client(client.url).conn
+        client.done()
+        resp.close()
+        slow = client.too_slow()
+        client.reconnect()
+        if slow is not None:
+            raise slow from exc
         if not stats.blocks_fetched and not store.has(to_cid(root)):
             raise TransportError(f"gateway {client.url} broke off", why=str(exc)) from exc
     return False
@@ -219,11 +322,7 @@ def _fill_missing(client: _Client, store: BlockStore, root: bytes, stats: HttpSt
                 continue
             data = store.get(cid)
         else:
-            resp = client.get(c, "raw")
-            try:
-                data = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                raise TransportError(f"gateway {client.url} broke off", why=str(exc)) from exc
+            data = client.read_block(c, client.get(c, "raw"))
             if not matches(c, data):
                 raise _refuse(client.url, c, "its bytes do not hash to its CID")
             writer.add(c, data)
