@@ -1,5 +1,9 @@
 """The registry log, ``registry.jsonl``: an append-only, hash-chained, signed list of records.
 
+(Over 400 lines because its on-disk format, documented below, is read, verified and appended
+under one lock in one place; the checks around the replay are in :mod:`.log_checks`, the
+signature workers in :mod:`.sig_check`.)
+
 On-disk format (version 1)
 ==========================
 
@@ -54,7 +58,6 @@ Appends
 
 from __future__ import annotations
 
-import binascii
 import json
 import os
 import time
@@ -64,8 +67,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.atomic import append_line_locked, file_lock
-from cheng_build.core.errors import NotFoundError, SignatureError
-from cheng_build.trust import canonical, log_checks, merkle
+from cheng_build.core.errors import NotFoundError
+from cheng_build.trust import log_checks, merkle
 from cheng_build.trust.checkpoint import Checkpoint, CheckpointMemory
 from cheng_build.trust.config import Config, Level, Limits
 from cheng_build.trust.keys import Verifier
@@ -94,6 +97,7 @@ from cheng_build.trust.registry_errors import (
     RollbackError,
     UnsignedError,
 )
+from cheng_build.trust.sig_check import PARALLEL_MIN, SigCheck, check_sigs, cpus
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -130,88 +134,6 @@ class VerifyReport:
     warnings: tuple[str, ...]
     newest_checkpoint: Checkpoint | None
     remembered: Checkpoint | None  # the checkpoint this client remembers after this verify
-
-
-_PARALLEL_MIN = 512
-
-
-def _cpus() -> int:
-    """CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _check_sigs(entries: Sequence[RegistryEntry]) -> list[tuple[int, str]]:
-    """(line, reason) of every line in ``entries`` whose signature is not valid."""
-    verifier = Verifier()
-    check, public, b64 = verifier.check, verifier.public, binascii.a2b_base64
-    payload = canonical.publish_payload_normal
-    bad = []
-    for e in entries:
-        # Fast path for the common case, a signed publish line parse_line's fast path took (its
-        # forms are checked: the payload needs no normalising); anything unusual (and every
-        # failure) is decided, with its reason, by signature_status.
-        hot, sh = e.hot, e.ast_simhash64
-        if hot is not None and sh is not None:
-            _seq, _prev, pkg, author, channel, cid, epoch, fmt, pub, sig, score = hot
-            if len(sig) == 96 and score is not None and sig.startswith("ed25519:"):
-                try:
-                    if check(public(pub), payload(sh, author, channel, cid, epoch, fmt, score, pkg),
-                             b64(sig[8:], strict_mode=True)):
-                        continue
-                except (ValueError, SignatureError):
-                    pass
-        status, why = signature_status(e, verifier)
-        if status is not SigStatus.VALID:
-            bad.append((e.line, why))
-    return bad
-
-
-class _SigCheck:
-    """Signature checks running beside the rule replay.
-
-    libsodium releases the GIL (PyNaCl's cffi binding), so with several CPUs the chunks verify in
-    worker threads while the main thread replays the chain and rules; with one CPU (or a short
-    log) they run inline when asked for.
-    """
-
-    def __init__(self, entries: Sequence[RegistryEntry], threads: int, *,
-                 started: tuple[ThreadPoolExecutor, list[Any], list[int]] | None = None,
-                 skip: int = 0) -> None:
-        self._skip = skip
-        self._pool: ThreadPoolExecutor | None = None
-        self._futures: list[Any] = []
-        if started is not None:
-            self._pool, self._futures, ends = started
-            if skip:
-                # Chunks wholly inside the skipped prefix need not run (those already running
-                # finish; their results are ignored).
-                for f, chunk_end in zip(self._futures, ends, strict=True):
-                    if chunk_end <= skip:
-                        f.cancel()
-        entries = entries[skip:]
-        self._entries = entries
-        if started is None and threads > 1 and len(entries) >= _PARALLEL_MIN:
-            from concurrent.futures import ThreadPoolExecutor  # lazily: it imports logging
-
-            step = -(-len(entries) // threads)
-            self._pool = ThreadPoolExecutor(threads)
-            self._futures = [self._pool.submit(_check_sigs, entries[i:i + step])
-                             for i in range(0, len(entries), step)]
-
-    def failures(self) -> list[tuple[int, str]]:
-        """Every bad line past the skipped prefix, in line order."""
-        if self._pool is None:
-            return _check_sigs(self._entries)
-        try:
-            out: list[tuple[int, str]] = []
-            for f in self._futures:
-                if not f.cancelled():
-                    out.extend(x for x in f.result() if x[0] > self._skip)
-            return sorted(out)
-        finally:
-            self._pool.shutdown()
 
 
 class _Index:
@@ -291,8 +213,8 @@ class RegistryLog:
         """
         limits = limits or _DEFAULT_LIMITS
         lines = cls.split_lines(data, path)
-        threads = _cpus() if verify_ahead else 1
-        if threads < 2 or len(lines) < _PARALLEL_MIN:
+        threads = cpus() if verify_ahead else 1
+        if threads < 2 or len(lines) < PARALLEL_MIN:
             entries = [parse_line(raw, i, limits) for i, raw in enumerate(lines, 1)]
             return cls(Path(path), entries, limits)
         # Pipeline: parse a chunk, hand its signatures to a worker, parse the next, so parsing
@@ -309,7 +231,7 @@ class RegistryLog:
                 chunk = [parse_line(raw, i, limits)
                          for i, raw in enumerate(lines[start:start + step], start + 1)]
                 entries.extend(chunk)
-                futures.append(pool.submit(_check_sigs, chunk))
+                futures.append(pool.submit(check_sigs, chunk))
                 ends.append(start + len(chunk))
         except BaseException:
             for f in futures:
@@ -424,7 +346,7 @@ class RegistryLog:
             raise
         operator_key = policy.operator_key or (remembered.pub_key if remembered else None)
         if threads is None:
-            threads = _cpus()
+            threads = cpus()
 
         # Lines this client already verified with signatures required are bound by the root of
         # the checkpoint it remembers: if the replay below recomputes that same root, their bytes
@@ -434,7 +356,7 @@ class RegistryLog:
         if remembered is not None and (remembered.verified_with_signatures
                                        or not policy.require_signature):
             skip = min(remembered.size, len(self.entries))
-        sigs = _SigCheck(self.entries, threads, started=self._ahead, skip=skip)
+        sigs = SigCheck(self.entries, threads, started=self._ahead, skip=skip)
         self._ahead = None
         state_error: RegistryError | None = None
         try:
