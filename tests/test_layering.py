@@ -29,6 +29,7 @@ LAYERS: tuple[frozenset[str], ...] = (
 SIDEWAYS: Mapping[tuple[str, str], str] = {
     ("build", "pkg"): "chengc's package flow (resolve -> verify -> fetch) is pkg's, run by build",
     ("cis", "build"): "closedloop finds the compiler the way chengc does",
+    ("storage", "pkg"): "storage reuses pkg's libp2p transport, p2p fetch and serve node",
     ("compute", "cis"): "compute jobs are CIS DAGs run by the engine",
     ("_native", "core"): "the binding raises core's errors",
 }

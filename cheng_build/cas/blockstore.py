@@ -103,6 +103,14 @@ class Blockstore:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def locked(self, *, exclusive: bool = False) -> contextlib.AbstractContextManager[None]:
+        """Hold the store lock: shared keeps gc out (writers), exclusive keeps writers out (gc).
+
+        A caller that records its own roots next to the store (the storage leases) writes them
+        under the shared lock, so a gc that honours those roots never runs in between.
+        """
+        return self._lock(exclusive)
+
     def clean_orphans(self) -> tuple[int, int]:
         """Remove the temp files of writers that died (a killed fetch); returns (files, bytes).
 

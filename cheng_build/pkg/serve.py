@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -254,10 +254,13 @@ def open_store(root: Path) -> BlockStore:
 
 def serve(root: Path, listen: str, *, http: str | None = None, max_peers: int | None = None,
           on_ready: Callable[[Listening], None] | None = None,
-          stop: Callable[[], Any] | None = None, store: BlockStore | None = None) -> None:
+          stop: Callable[[], Any] | None = None, store: BlockStore | None = None,
+          protocols: Mapping[str, Callable[[Any], Any]] | None = None) -> None:
     """Serve ``root`` until interrupted, or until the awaitable ``stop()`` returns.
 
-    ``store`` replaces the cache's own block store (an embedding program's, or a test's).
+    ``store`` replaces the cache's own block store (an embedding program's, or a test's);
+    ``protocols`` adds libp2p stream handlers (protocol id -> ``async handler(stream)``) on the
+    same host, e.g. cheng-storage's proof challenges.
 
     Raises:
         InputError: ``root`` is not a cache.
@@ -266,7 +269,7 @@ def serve(root: Path, listen: str, *, http: str | None = None, max_peers: int | 
     store = store if store is not None else open_store(root)
     gateway = Gateway(store, *parse_hostport(http)) if http else None
     try:
-        _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop)
+        _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop, protocols or {})
     finally:
         if gateway is not None:
             gateway.close()
@@ -298,7 +301,8 @@ def _check_port_free(listen: str) -> None:
 
 def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None,
                gateway: Gateway | None, on_ready: Callable[[Listening], None] | None,
-               stop: Callable[[], Any] | None) -> None:
+               stop: Callable[[], Any] | None,
+               protocols: Mapping[str, Callable[[Any], Any]]) -> None:
     import multiaddr
     import trio
 
@@ -314,6 +318,8 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
 
     async def main() -> None:
         host = lp.make_host(lp.load_identity(root / "peer.key"))
+        for proto, handler in protocols.items():
+            host.set_stream_handler(proto, handler)
         try:
             async with host.run(listen_addrs=[maddr]), \
                     BitswapNode.running(host, store, max_peers=max_peers):

@@ -27,6 +27,8 @@ class Tool(enum.Enum):
     PKG = "cheng_build.cli.pkg"
     REGISTRY = "cheng_build.cli.registry"
     SKETCH_STEPS = "cheng_build.cli.sketch_steps"
+    STORAGE = "cheng_build.cli.storage"
+    STORAGE_DEMO_STEPS = "cheng_build.cli.storage_demo_steps"
 
 
 def module_argv(tool: Tool) -> tuple[str, str]:

@@ -5,7 +5,8 @@
 -> a function ``(workdir) -> Dag``); anything else goes to the :data:`SKETCH` hook, which turns
 free-form words into a DAG from the local manifests (or raises saying what it looked for).
 
-``closedloop`` (:mod:`.closedloop`) and sketches (:mod:`.sketch`)
+``closedloop`` (:mod:`.closedloop`), ``demo-io-lease`` (:mod:`.demo_io_lease`) and sketches
+(:mod:`.sketch`)
 register here, imported lazily so ``cis run cis.toml`` pays for neither. Returning ``None``
 tells the CLI nothing matched.
 """
@@ -26,6 +27,12 @@ def _closedloop(workdir: str | None = None) -> Dag:
     return build_dag(workdir)
 
 
+def _demo_io_lease(workdir: str | None = None) -> Dag:
+    from cheng_build.cis.targets.demo_io_lease import build_dag
+
+    return build_dag(workdir)
+
+
 def _sketch(text: str, workdir: str | None) -> Dag | None:
     from cheng_build.cis.targets.sketch import sketch_dag
 
@@ -33,7 +40,8 @@ def _sketch(text: str, workdir: str | None) -> Dag | None:
 
 
 # name -> builder; called as builder() or, with --workdir, builder(workdir=...).
-TARGETS: dict[str, Callable[..., Dag]] = {"closedloop": _closedloop}
+TARGETS: dict[str, Callable[..., Dag]] = {"closedloop": _closedloop,
+                                          "demo-io-lease": _demo_io_lease}
 
 # A hook for sketch text (free-form words): a function (sketch, workdir) -> Dag from the local
 # manifests, or None when the words match nothing (then :func:`no_match_error` says why).
