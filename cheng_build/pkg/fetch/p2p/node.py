@@ -332,6 +332,11 @@ class BitswapNode:
     def link_stats(self, peer: ID) -> _PeerLink | None:
         return self._links.get(peer)
 
+    def hang_up_soon(self, peer: ID) -> None:
+        """Disconnect from ``peer`` in the background (a session dropped it)."""
+        assert self._nursery is not None, "BitswapNode used outside running()"
+        self._nursery.start_soon(self.disconnect, peer)
+
     async def disconnect(self, peer: ID) -> None:
         link = self._links.pop(peer, None)
         if link is not None:

@@ -144,7 +144,7 @@ class FetchSession:
         self._release(peer)
         if peer in self.peers:
             self.peers.remove(peer)
-        self.node._nursery.start_soon(self.node.disconnect, peer)  # type: ignore[union-attr]
+        self.node.hang_up_soon(peer)
         self._wake()
 
     def _expand(self, cid_bytes: bytes, data: bytes | memoryview) -> None:
