@@ -54,6 +54,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cheng_build.cis.run import control
+from cheng_build.cis.run.requests import Outcome
 from cheng_build.cis.run.store import Store, TaskRecord
 from cheng_build.cis.view.board import Sampler, act, debt_board, run_detail, run_summary, snapshot
 from cheng_build.cis.view.websession import Sessions, cookie_name, cookie_value
@@ -339,7 +340,7 @@ class Handler(BaseHTTPRequestHandler):
                 started = control.spawn_engine(store, run_id)
                 alive = True
             result = control.wait_result(store, cid, timeout=5.0 if started else 3.0) if alive else None
-            ok = result is None or not result.startswith("rejected")
+            ok = result is None or not Outcome.parse(result).rejected
             self._json({"control_id": cid, "engine_alive": alive, "engine_started": started,
                         "result": result or ("queued: applies on 'cis resume " + run_id + "'"
                                              if not alive else "queued")},
