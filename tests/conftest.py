@@ -41,3 +41,47 @@ def _isolated_state_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = old
+
+
+# --- CI cannot go green by skipping ---------------------------------------------------------------
+# With CI=true, a skipped test is a failed one: a part CI should have installed is missing (the
+# tests say which through helpers_parts.require_part; this catches any skip that does not). Only
+# a skip whose reason starts with helpers_parts.NOT_APPLICABLE stays a skip.
+
+
+def _skip_is_allowed(reason: str) -> bool:
+    from helpers_parts import NOT_APPLICABLE, in_ci
+
+    return not in_ci() or NOT_APPLICABLE in reason
+
+
+def _skip_reason(longrepr: object) -> str:
+    # A skip's longrepr is (file, line, "Skipped: <reason>").
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = _skip_reason(report.longrepr)
+        if not _skip_is_allowed(reason):
+            report.outcome = "failed"
+            report.longrepr = (f"CI=true: this test skipped instead of running ({reason}).\n"
+                               "Install what it needs in scripts/test.sh; tests name a missing "
+                               "part with helpers_parts.require_part(name, how).")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped:
+        reason = _skip_reason(report.longrepr)
+        if not _skip_is_allowed(reason):
+            report.outcome = "failed"
+            report.longrepr = (f"CI=true: {collector.nodeid} was skipped whole at collection "
+                               f"({reason}). Skip per test, with helpers_parts.require_part.")

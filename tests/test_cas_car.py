@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers_cas import MemoryStore
+from helpers_parts import import_part
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,7 +43,7 @@ def test_car_round_trip_property(tmp_path: Path, data: bytes, chunk: int) -> Non
 
 
 def test_header_matches_cbor2() -> None:
-    cbor2 = pytest.importorskip("cbor2")
+    cbor2 = import_part("cbor2", "pip install '.[test]' (scripts/test.sh does)")
     roots = [make_cid(b"1"), make_cid(b"2", "dag-pb")]
     ours = encode_header(roots)
     theirs = cbor2.dumps({"roots": [cbor2.CBORTag(42, b"\x00" + bytes(c)) for c in roots], "version": 1})

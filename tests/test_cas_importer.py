@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers_parts import require_part
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -145,7 +146,7 @@ def test_fastcdc_is_valid_unixfs_and_dedups(tmp_path: Path, big: bool) -> None:
     from cheng_build.cas.exporter import iter_dag, read_file
 
     if native() is None:
-        pytest.skip("the native library is not built (bash scripts/dev-build.sh)")
+        require_part("the native library", "bash scripts/dev-build.sh (scripts/test.sh runs it)")
     import random
 
     rng = random.Random(7)
@@ -211,7 +212,7 @@ def test_every_leaf_path_agrees(tmp_path: Path, spec: str, hash: str) -> None:
 
     ch = parse_chunker(spec)
     if ch.kind is chunker.ChunkerKind.FASTCDC and chunker.native() is None:
-        pytest.skip("the native library is not built")
+        require_part("the native library", "bash scripts/dev-build.sh (scripts/test.sh runs it)")
     data = os.urandom(3 * 1024 * 1024 + 17)
     f = tmp_path / "f"
     f.write_bytes(data)

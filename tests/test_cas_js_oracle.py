@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers_cas_js import JsImporter, tools_missing
+from helpers_parts import require_part
 
 from cheng_build.cas.importer import add_path
 
@@ -24,7 +25,8 @@ CHUNK = 262144
 def js(tmp_path_factory: pytest.TempPathFactory) -> JsImporter:
     why = tools_missing()
     if why:
-        pytest.skip(f"differential test needs node and npm: {why}")
+        require_part(f"node and npm for the differential test ({why})",
+                     "scripts/test.sh: apt-get install nodejs npm")
     return JsImporter.install(tmp_path_factory.mktemp("js-oracle"))
 
 

@@ -9,17 +9,18 @@ from pathlib import Path
 import pytest
 from helpers_cis import make_dag, sh, task
 from helpers_cisweb import CHROMIUM, CHROMIUM_ARGS, confirm_dag, start_run, web_server
+from helpers_parts import import_part, require_part
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
-                               "(pip install playwright; the Debian chromium is used, no download)")
 
 
 @pytest.fixture()
 def browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        require_part(f"chromium ({CHROMIUM})", "scripts/test.sh: apt-get install chromium")
+    sync_api = import_part("playwright.sync_api", "pip install '.[test]' (scripts/test.sh does; "
+                           "the Debian chromium is used, no browser download)")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from helpers_parts import not_applicable, require_part
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,7 +132,7 @@ def test_cuda_absence_is_detected_cleanly_with_nvml_reason() -> None:
     cap = capabilities.detect_cuda()
     if cap.present:  # a machine with an NVIDIA driver: the details are real
         assert cap.devices and cap.driver and all(d.memory_mib > 0 for d in cap.devices)
-        pytest.skip(f"an NVIDIA GPU is present: {cap.detail}")
+        not_applicable(f"an NVIDIA GPU is present: {cap.detail}")
     assert "NVML" in cap.reason or "driver" in cap.reason
     assert cap.line().startswith("cuda: absent (")
 
@@ -244,9 +245,9 @@ def test_result_record_takes_only_a_json_object_line(out: str) -> None:
 # --- end to end --------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("cc") is None,
-                    reason="needs cmake and a C compiler")
 def test_cis_run_the_seed_sketch_on_the_voxel_example(tmp_path: Path) -> None:
+    if shutil.which("cmake") is None or shutil.which("cc") is None:
+        require_part("cmake and a C compiler", "scripts/test.sh: apt-get install cmake build-essential")
     proj = tmp_path / "voxel"
     shutil.copytree(EXAMPLE, proj, ignore=shutil.ignore_patterns("build-cis", "cis-results"))
     # PATH without /usr/local/bin: no nvcc, so the CUDA build is skipped too (it takes ~25 s).
@@ -300,9 +301,10 @@ def _cargo_works() -> bool:
     return r.returncode == 0
 
 
-@pytest.mark.skipif(not _cargo_works(), reason="needs cargo with a default toolchain")
 def test_a_cargo_project_in_the_sandbox(tmp_path: Path) -> None:
     """The seed's case: features from Cargo.toml, rustup's homes reachable inside the sandbox."""
+    if not _cargo_works():
+        require_part("cargo with a default toolchain", "scripts/test.sh: apt-get install cargo")
     proj = tmp_path / "voxrs"
     (proj / "src").mkdir(parents=True)
     (proj / "benches").mkdir()

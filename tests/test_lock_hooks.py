@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers_lock import World
+from helpers_parts import require_part
 
 from cheng_build.pkg.lock import dump_lock
 from cheng_build.pkg.manifest import load_manifest
@@ -24,7 +25,12 @@ REPO = Path(__file__).resolve().parent.parent
 PRE_COMMIT = shutil.which("pre-commit", path=str(Path(sys.executable).parent)) or shutil.which(
     "pre-commit")
 
-pytestmark = pytest.mark.skipif(PRE_COMMIT is None, reason="pre-commit is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _needs_pre_commit() -> None:
+    if PRE_COMMIT is None:
+        require_part("pre-commit", "pip install '.[test]' (scripts/test.sh does)")
 
 
 def _git(cwd: Path, *args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:

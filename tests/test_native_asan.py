@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers_parts import require_part
 
 REPO = Path(__file__).resolve().parents[1]
 SANITIZED = REPO / "build" / "sanitize" / "libchengnative.so"
@@ -44,15 +45,16 @@ def _runtime(name: str) -> str | None:
 @pytest.mark.slow
 def test_property_tests_pass_under_address_sanitizer() -> None:
     if not SANITIZED.is_file():
-        pytest.skip("no sanitized build (cmake -S . -B build/sanitize -DCHENG_SANITIZE=ON ...)")
+        require_part("the sanitized build build/sanitize",
+                     "scripts/test.sh builds it (cmake -S . -B build/sanitize -DCHENG_SANITIZE=ON ...)")
     asan, ubsan = _runtime("libasan.so"), _runtime("libubsan.so")
     if not asan or not ubsan:
-        pytest.skip("no ASan/UBSan runtime found")
+        require_part("the ASan/UBSan runtimes", "apt-get install gcc (libasan, libubsan)")
     env = {**os.environ, "LD_PRELOAD": f"{asan}:{ubsan}", "ASAN_OPTIONS": "detect_leaks=0",
            "UBSAN_OPTIONS": "print_stacktrace=1", "CHENG_NATIVE_LIB": str(SANITIZED),
            "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-s", "-p", "no:cacheprovider",
                            *SELECTED], cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if "is stale" in proc.stdout + proc.stderr:
-        pytest.skip("build/sanitize is older than the sources; rebuild it")
+        require_part("an up-to-date build/sanitize", "scripts/test.sh rebuilds it before pytest")
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-6000:])

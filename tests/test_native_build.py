@@ -8,10 +8,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers_parts import require_part
 
 REPO = Path(__file__).resolve().parents[1]
 cmake = shutil.which("cmake")
-pytestmark = pytest.mark.skipif(cmake is None, reason="cmake not installed")
+
+
+@pytest.fixture(autouse=True)
+def _needs_cmake() -> None:
+    if cmake is None:
+        require_part("cmake", "scripts/test.sh: apt-get install cmake")
 
 
 def test_missing_c_compiler_is_named(tmp_path: Path) -> None:
@@ -25,7 +31,7 @@ def test_missing_c_compiler_is_named(tmp_path: Path) -> None:
 
 def test_configure_with_tests_and_sanitizers(tmp_path: Path) -> None:
     if shutil.which("cc") is None and shutil.which("gcc") is None:
-        pytest.skip("no C compiler")
+        require_part("a C compiler", "apt-get install build-essential")
     proc = subprocess.run([cmake, "-S", str(REPO), "-B", str(tmp_path / "b"), "-DCHENG_BUILD_TESTS=ON",
                            "-DCHENG_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug"],
                           capture_output=True, text=True, check=False)

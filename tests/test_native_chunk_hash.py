@@ -6,18 +6,23 @@ import hashlib
 import random
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from helpers_parts import import_part
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cheng_build._native import ChunkerParams, cdc_chunks, chunk_and_hash
 
-blake3_pkg = pytest.importorskip("blake3")
+
+def blake3_pkg() -> Any:
+    """The reference blake3 package (the oracle), imported by the tests that compare with it."""
+    return import_part("blake3", "pip install '.[test]' (scripts/test.sh does)")
 
 
 def _digest(algo: str, data: bytes | memoryview) -> bytes:
-    return hashlib.sha256(data).digest() if algo == "sha256" else blake3_pkg.blake3(data).digest()
+    return hashlib.sha256(data).digest() if algo == "sha256" else blake3_pkg().blake3(data).digest()
 
 
 def _expected(data: bytes, spans: list[tuple[int, int]], algo: str) -> list[tuple[int, int, bytes]]:

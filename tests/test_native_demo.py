@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers_parts import import_part
 
 from cheng_build._native import ChunkerParams, cdc_chunks, library_path
 from cheng_build.cli.pkg import main
@@ -30,7 +31,7 @@ def test_demo_prints_every_chunk_and_a_summary(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_demo_json_fixed_size_blake3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    blake3 = pytest.importorskip("blake3")
+    blake3 = import_part("blake3", "pip install '.[test]' (scripts/test.sh does)")
     data = os.urandom(1_000_000)
     path = tmp_path / "input.bin"
     path.write_bytes(data)

@@ -7,14 +7,13 @@ import itertools
 import pytest
 from helpers_native import simhash64 as ref_simhash64
 from helpers_native import xxh64
+from helpers_parts import import_part
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cheng_build._native import hamming, pairs_within, simhash64, simhash64_batch, token_hash
 from cheng_build._native import simhash as native_simhash
 from cheng_build._native._loader import ffi, lib
-
-simhash_pkg = pytest.importorskip("simhash")
 
 tokens_st = st.lists(st.one_of(st.text(max_size=12), st.binary(max_size=40)), max_size=300)
 fp_st = st.integers(0, 2**64 - 1)
@@ -44,6 +43,7 @@ def test_fingerprint_matches_reference(tokens: list) -> None:
 def test_fingerprint_matches_simhash_package_with_our_token_hash(tokens: list[str]) -> None:
     # The package's aggregation (weights 1, bit set when more than half the tokens have it) is the
     # oracle; only the token hash is swapped for ours, given as the 8 big-endian bytes it reads.
+    simhash_pkg = import_part("simhash", "pip install '.[test]' (scripts/test.sh does)")
     theirs = simhash_pkg.Simhash(tokens, hashfunc=lambda b: xxh64(b).to_bytes(8, "big")).value
     assert simhash64(tokens) == theirs
 

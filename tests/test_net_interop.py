@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers_net import HeliaProvider, Provider, helia_dir, helia_fetch, pattern
+from helpers_parts import require_part
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
@@ -20,7 +21,7 @@ def helia() -> Path:
     try:
         return helia_dir()
     except FileNotFoundError:
-        pytest.skip("npm/node are not installed: the Helia interop test needs them")
+        require_part("node and npm (the Helia interop test)", "scripts/test.sh: apt-get install nodejs npm")
 
 
 def test_helia_fetches_a_snapshot_we_serve_with_identical_bytes_and_cid(helia: Path, tmp_path: Path) -> None:

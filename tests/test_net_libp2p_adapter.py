@@ -9,13 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import multiaddr  # runtime dependencies (libp2p's): a plain import, never a skip
 import pytest
+import trio
 
-trio = pytest.importorskip("trio")
-multiaddr = pytest.importorskip("multiaddr")
-
-from cheng_build.core.errors import InputError, TransportError  # noqa: E402
-from cheng_build.pkg.fetch import libp2p_adapter as lp  # noqa: E402
+from cheng_build.core.errors import InputError, TransportError
+from cheng_build.pkg.fetch import libp2p_adapter as lp
 
 pytestmark = pytest.mark.network
 PROTO = "/cheng-test/bulk/1"

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import trio  # a runtime dependency (libp2p's): a plain import, never a skip
+from helpers_net import CorruptStore, DictStore, fill, random_blocks
 
-trio = pytest.importorskip("trio")
-
-from helpers_net import CorruptStore, DictStore, fill, random_blocks  # noqa: E402
-
-from cheng_build.core.errors import NotFoundError  # noqa: E402
+from cheng_build.core.errors import NotFoundError
 
 pytestmark = pytest.mark.network
 

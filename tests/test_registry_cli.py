@@ -21,7 +21,14 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PKG_TRUST_DIR", str(tmp_path / "trust"))
     (tmp_path / "pkg" / "src").mkdir(parents=True)
     (tmp_path / "pkg" / "src" / "a.cheng").write_text("fn Hello(x: int): int =\n    return x + 1\n")
+    name_package(tmp_path, "pkg://cheng/hello")
     return tmp_path
+
+
+def name_package(env: Path, package_id: str, version: str = "1.0.0") -> None:
+    """Point pkg/'s manifest at ``package_id`` (publish refuses a directory without one); each
+    release's version must follow the last (the manifest's version counts as --version)."""
+    (env / "pkg" / "cheng-package.toml").write_text(f'package_id = "{package_id}"\nversion = "{version}"\n')
 
 
 def run(capsys: pytest.CaptureFixture[str], tool, *argv: str) -> tuple[int, list[str], list[str]]:  # type: ignore[no-untyped-def]
@@ -41,6 +48,7 @@ def test_full_flow(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0 and out[-1].startswith("bafy")
     cid = out[-1]
     assert (env / "build" / "cheng_registry" / "registry.jsonl").is_file()  # the default path
+    name_package(env, "pkg://cheng/hello", "1.0.1")
     rc, out, _ = run(capsys, pkg, "publish", "--package:pkg://cheng/hello", "--channel:edge",
                      "--epoch:2", "--src:pkg", "--priv:alice.json", "--format:tar")
     assert rc == 0 and out[-1].startswith("bafk")
@@ -68,8 +76,10 @@ def test_failures_name_the_line(env: Path, capsys: pytest.CaptureFixture[str]) -
     run(capsys, registry, "keygen", "--out:a.json", "--author:node:a")
     run(capsys, registry, "keygen", "--out:m.json", "--author:node:m")
     for e in (1, 2, 3):
+        name_package(env, "pkg://cheng/x", f"1.0.{e}")
         run(capsys, registry, "publish", "--package:pkg://cheng/x", "--channel:stable",
             f"--epoch:{e}", "--src:pkg", "--priv:a.json")
+    name_package(env, "pkg://cheng/x", "1.0.4")
     rc, _, err = run(capsys, registry, "publish", "--package:pkg://cheng/x", "--channel:stable",
                      "--epoch:4", "--src:pkg", "--priv:m.json")
     assert rc == 1 and err[0] == "publish: namespace owned by node:a"
@@ -146,6 +156,7 @@ def test_l2_writes_the_audit_log(env: Path, capsys: pytest.CaptureFixture[str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     run(capsys, registry, "keygen", "--out:a.json", "--author:node:a")
     run(capsys, registry, "keygen", "--out:op.json", "--author:op:main")
+    name_package(env, "pkg://cheng/x")
     run(capsys, registry, "publish", "--package:pkg://cheng/x", "--channel:edge", "--epoch:1",
         "--src:pkg", "--priv:a.json")
     audit = env / "audit.jsonl"

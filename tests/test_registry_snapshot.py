@@ -31,6 +31,13 @@ def tree(root: Path) -> Path:
     return root
 
 
+def manifest(root: Path, package_id: str, version: str | None = None) -> Path:
+    """Make ``root`` a package directory publish accepts (it refuses one without a manifest)."""
+    text = f'package_id = "{package_id}"\n' + (f'version = "{version}"\n' if version else "")
+    (root / "cheng-package.toml").write_text(text)
+    return root
+
+
 def test_tar_is_deterministic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a = tree(tmp_path / "a")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
@@ -78,7 +85,7 @@ def test_file_snapshot_is_the_file(tmp_path: Path) -> None:
 
 def test_publish_records_format_specifics(tmp_path: Path) -> None:
     w = World(tmp_path)
-    src = tree(tmp_path / "pkg")
+    src = manifest(tree(tmp_path / "pkg"), "pkg://cheng/net", "1.0.0")
     e = w.publish("pkg://cheng/net", "node:alice", 1, src=src)
     assert e.data["chunker"].startswith("fastcdc-") and e.format == "dag"
     assert e.api is not None and e.api.startswith("sha256:")
@@ -86,7 +93,7 @@ def test_publish_records_format_specifics(tmp_path: Path) -> None:
 
 def test_semver_gate_refuses_breaking_minor(tmp_path: Path) -> None:
     w = World(tmp_path)
-    src = tree(tmp_path / "pkg")
+    src = manifest(tree(tmp_path / "pkg"), "pkg://cheng/net")  # each --version completes it
     w.publish("pkg://cheng/net", "node:alice", 1, src=src, version="1.0.0")
     (src / "src" / "net" / "tcp.cheng").write_text("fn Dial(a: str, port: int): int =\n    return 1\n")
     with pytest.raises(PublishError) as exc:

@@ -44,6 +44,7 @@ def make_world(d: Path) -> Path:
     (d / "ok.cheng").write_text("fn main(): int32 =\n    return 0\n")
     (d / "pkg").mkdir()
     (d / "pkg" / "lib.cheng").write_text("fn Api(): int32 = 1\n")
+    (d / "pkg" / "cheng-package.toml").write_text('package_id = "pkg://cheng/x"\nversion = "1.0.0"\n')
     install_fake(d / "bin")
     cwd = os.getcwd()
     os.chdir(d)

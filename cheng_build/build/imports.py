@@ -385,12 +385,52 @@ class Resolver:
             searched.append(f"{root / MANIFEST_NAME} ({state})")
             for d, _ in self._pkg_dirs(i, pkg):
                 searched += [os.path.join(d, f"{inner}{rest}.cheng") for inner in ("src/", "cheng/", "")]
+        other_case = self._other_case(pkg, rest)
+        how = ("fetch the package (chengc --lock:<file>), or point PKG_ROOT/PKG_ROOTS or "
+               "--pkg-roots at a directory holding it")
+        if other_case is not None:
+            # Code written on a case-insensitive file system (macOS) imports cheng/DiLoCo/...
+            # from a directory named diloco; here the names must match exactly.
+            how = (f"{other_case} exists, but its name differs only in case: this file system "
+                   "is case-sensitive, so make the import match the file's name (or rename it)")
         raise UnresolvedImportError(
             f"unresolved import {path}",
             why=(f"imported from {importer}\n" if importer else "") + "searched:\n  " + "\n  ".join(searched),
-            how="fetch the package (chengc --lock:<file>), or point PKG_ROOT/PKG_ROOTS or "
-            "--pkg-roots at a directory holding it",
+            how=how,
         )
+
+    def _other_case(self, pkg: str, rest: str) -> str | None:
+        """A file the import would name on a case-insensitive file system, or None.
+
+        Only asked after a failed lookup, so it may list directories freely.
+        """
+        for root in self._root_strs:
+            for name in (f"cheng-{pkg}", pkg):
+                for d in _ci_children(root, name):
+                    for inner in ("src/", "cheng/", ""):
+                        found = _ci_path(d, f"{inner}{rest}.cheng")
+                        if found is not None:
+                            return found
+        return None
+
+
+def _ci_children(parent: str, name: str) -> list[str]:
+    """Entries of ``parent`` whose name equals ``name`` ignoring case (exact one first)."""
+    try:
+        names = sorted(os.listdir(parent), key=lambda n: n != name)
+    except OSError:
+        return []
+    return [os.path.join(parent, n) for n in names if n.lower() == name.lower()]
+
+
+def _ci_path(base: str, rel: str) -> str | None:
+    """An existing file ``base/rel`` matched segment by segment ignoring case, or None."""
+    here = [base]
+    for seg in (s for s in rel.split("/") if s):
+        here = [c for h in here for c in _ci_children(h, seg)]
+        if not here:
+            return None
+    return next((h for h in here if os.path.isfile(h)), None)
 
 
 # --- the walk -----------------------------------------------------------------------------------

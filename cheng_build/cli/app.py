@@ -99,8 +99,13 @@ def dispatch(
 
     def body() -> int:
         positional = [a for a in args_in if not a.startswith("-")]
-        if not args_in or args_in[0] in ("-h", "--help", "help") or not positional:
-            if not args_in or args_in[0] in ("-h", "--help", "help"):
+        if not args_in:
+            # Nothing asked: show what there is, but as bad usage (exit 2, on stderr), so a
+            # script that forgot its arguments does not carry on as if it had succeeded.
+            print(usage(), file=sys.stderr)
+            return EXIT_USAGE
+        if args_in[0] in ("-h", "--help", "help") or not positional:
+            if args_in[0] in ("-h", "--help", "help"):
                 print(usage())
                 return 0
             if args_in[0].startswith("-"):

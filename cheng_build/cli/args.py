@@ -100,3 +100,32 @@ def add_format_flag(parser: argparse.ArgumentParser, *choices: str, default: str
         default=default,
         help=f"output format (default: {default})",
     )
+
+
+def add_pkg_cache_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    """Add ``--pkg-cache`` (the seed's name, as ``PKG_CACHE``) and its older alias ``--store``.
+
+    One name for one thing across every command; ``--store`` stays accepted so existing scripts
+    keep working. Read the value back with :func:`pkg_cache_arg`.
+    """
+    parser.add_argument("--pkg-cache", metavar="DIR", help=help)
+    parser.add_argument("--store", metavar="DIR", dest="store_alias",
+                        help="the same as --pkg-cache (its older name)")
+
+
+def pkg_cache_arg(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The ``--pkg-cache`` value (or its alias ``--store``) and the flag as the user wrote it.
+
+    The flag name is for messages (``--store: x is not a directory`` names what was typed).
+    Two different values are bad usage.
+    """
+    new = getattr(args, "pkg_cache", None)
+    old = getattr(args, "store_alias", None)
+    if new and old and new != old:
+        raise UsageError("--pkg-cache and --store name two different caches",
+                         why=f"--pkg-cache:{new} but --store:{old} (--store is another name for "
+                             "--pkg-cache)",
+                         how="pass only --pkg-cache:<dir>")
+    if old and not new:
+        return str(old), "--store"
+    return (str(new) if new else None), "--pkg-cache"

@@ -129,11 +129,38 @@ def compiler_tokens(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _refuse_misspelt_flags(argv: Sequence[str], unknown: Sequence[str]) -> None:
+    """A flag two typos from one of ours is our flag misspelt, not one for the compiler.
+
+    Passed on, ``--manfest:x`` would reach the compiler, which then blames an import it cannot
+    find; the compiler's own known flags are never refused. A real compiler flag that happens to
+    look like one of ours still gets through after ``--``.
+    """
+    if not unknown:
+        return
+    from cheng_build.core.suggest import closest
+
+    cut = list(argv).index("--") if "--" in argv else len(argv)
+    before = set(normalize_argv(argv[:cut]))
+    for tok in unknown:
+        if tok not in before:
+            continue
+        name = _flag_name(tok)
+        if not name or name in _COMPILER:
+            continue
+        near = closest(name, _OURS)
+        if near is not None:
+            raise UsageError(f"unknown flag {name} (did you mean {near}?)",
+                             how=f"write {near}; a flag meant for the compiler itself goes after "
+                                 "'--' (chengc app.cheng -- --flag)")
+
+
 def _run(argv: list[str]) -> int:
     from cheng_build.build.driver import build
     from cheng_build.build.request import BuildRequest, Emit, PackageOptions, Status
 
     args, unknown = _parser().parse_known_cheng(argv)
+    _refuse_misspelt_flags(argv, unknown)
     if args.source is None:
         raise UsageError("no source file given", how="usage: chengc <file.cheng> [flags]; chengc --help")
     _check_values(args)
@@ -145,7 +172,7 @@ def _run(argv: list[str]) -> int:
     if args.emit in _OUR_EMITS:
         emit = Emit(args.emit)
     env = dict(os.environ)
-    cache = Path(args.pkg_cache or env.get("PKG_CACHE") or "chengcache")
+    cache = Path(args.pkg_cache or env.get("PKG_CACHE") or "chengcache")  # the driver checks it
 
     def p(v: str | None) -> Path | None:
         return Path(v) if v else None

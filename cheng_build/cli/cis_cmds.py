@@ -54,7 +54,7 @@ def register(name: str, p: Parser) -> None:
         p.add_argument("--from", dest="from_task", required=True, help="task index or name")
     if name == "doctor":
         p.add_argument("dags", nargs="*", help="cis.toml files whose programs to check")
-    if name in ("status", "debt", "doctor", "verify-sandbox", "run"):
+    if name in ("status", "debt", "doctor", "verify-sandbox", "run", "confirm", "resolve", "amend"):
         add_format_flag(p)
 
 
@@ -273,25 +273,28 @@ def _debt(args: argparse.Namespace) -> int:
 # --- actions on live runs -------------------------------------------------------------------------
 
 
-def _report(store: Store, run_id: str, cid: int, what: str) -> int:
+def _report(store: Store, run_id: str, cid: int, what: str, fmt: str = "text") -> int:
     rid = store.resolve_run_id(run_id)
-    if not store.engine_alive(rid):
-        print(f"{what}: queued; the run has no live engine, it applies on 'cis resume {rid}'")
+
+    def say(state: str, text: str) -> int:
+        print(json.dumps({"run_id": rid, "command": what, "state": state, "result": text})
+              if fmt == "json" else f"{what}: {text}")
         return 0
+
+    if not store.engine_alive(rid):
+        return say("queued", f"queued; the run has no live engine, it applies on 'cis resume {rid}'")
     result = control.wait_result(store, cid, timeout=10)
     if result is None:
-        print(f"{what}: queued (the engine has not answered yet)")
-        return 0
+        return say("queued", "queued (the engine has not answered yet)")
     if Outcome.parse(result).rejected:
         raise ChengError(f"{what} {result}", how=f"see the run with 'cis status {rid}'")
-    print(f"{what}: {result}")
-    return 0
+    return say("done", result)
 
 
 def _confirm(args: argparse.Namespace) -> int:
     store = control.open_store()
     cid = control.confirm(store, args.run_id, args.task)
-    return _report(store, args.run_id, cid, f"confirm task {args.task}")
+    return _report(store, args.run_id, cid, f"confirm task {args.task}", args.format)
 
 
 def _resolve(args: argparse.Namespace) -> int:
@@ -300,7 +303,7 @@ def _resolve(args: argparse.Namespace) -> int:
     store = control.open_store()
     cid = control.resolve(store, args.run_id, args.task, action=args.action, value=args.value,
                           item=args.item)
-    return _report(store, args.run_id, cid, f"resolve task {args.task}")
+    return _report(store, args.run_id, cid, f"resolve task {args.task}", args.format)
 
 
 def _amend(args: argparse.Namespace) -> int:
@@ -315,7 +318,7 @@ def _amend(args: argparse.Namespace) -> int:
         raise UsageError("nothing to amend", how="give --env:K=V, --cmd:'...' or --timeout:N")
     store = control.open_store()
     cid = control.amend(store, args.run_id, args.task, env=env, cmd=cmd, timeout=args.timeout)
-    return _report(store, args.run_id, cid, f"amend task {args.task}")
+    return _report(store, args.run_id, cid, f"amend task {args.task}", args.format)
 
 
 def _retry(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ def register(name: str, parser: Parser) -> None:
                                  "what .chengignore lists")
         parser.add_argument("--no-pin", action="store_true", help="do not pin the root (gc may remove it)")
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        add_format_flag(parser)
     elif name in ("cat", "ls"):
         parser.add_argument("cid", help="a CID, optionally followed by /path/inside")
         if name == "ls":
@@ -49,6 +50,7 @@ def register(name: str, parser: Parser) -> None:
     elif name == "get":
         parser.add_argument("cid", help="a CID, optionally followed by /path/inside")
         parser.add_argument("--out", default=None, help="where to write (default: ./<cid>); must not exist")
+        add_format_flag(parser)
         from cheng_build.cli.sizes import add_limit_flags
 
         add_limit_flags(parser)
@@ -57,6 +59,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("target", help="export: the root CID; import: the CAR file")
         parser.add_argument("--out", default=None, help="export: the CAR file to write")
         parser.add_argument("--no-pin", action="store_true", help="import: do not pin the roots")
+        add_format_flag(parser)
     elif name == "gc":
         add_format_flag(parser)
     elif name == "unpin":
@@ -131,6 +134,9 @@ def _add(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if args.format == "json":
+        print(json.dumps({"root": str(res.root)}))
+        return 0
     print(str(res.root))
     return 0
 
@@ -156,7 +162,7 @@ def _get(args: argparse.Namespace) -> int:
 
     limits = export_limits(args)
     export_to(store, cid, out, durable=True, limits=limits)
-    print(str(out))
+    print(json.dumps({"cid": str(cid), "path": str(out)}) if args.format == "json" else str(out))
     return 0
 
 
@@ -200,9 +206,13 @@ def _car(args: argparse.Namespace) -> int:
         if not args.out:
             raise UsageError("car export needs --out:<file>", how="cheng-pkg car export <cid> --out:dag.car")
         n = export_car(store, _target(store, args.target), args.out)
-        print(f"wrote {n} blocks to {args.out}")
+        print(json.dumps({"blocks": n, "file": args.out}) if args.format == "json"
+              else f"wrote {n} blocks to {args.out}")
         return 0
     roots = import_car(store, args.target, pin=not args.no_pin)
+    if args.format == "json":
+        print(json.dumps({"roots": [str(r) for r in roots]}))
+        return 0
     for root in roots:
         print(str(root))
     return 0

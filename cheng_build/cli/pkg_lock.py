@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cheng_build.cli.args import Parser
+from cheng_build.cli.args import Parser, add_format_flag, add_pkg_cache_flag, pkg_cache_arg
 from cheng_build.cli.input_checks import input_dir, input_file, output_file
 from cheng_build.core.errors import ChengError, UsageError
 
 _FORMATS = ("toml", "yaml", "json")
+_CACHE_HELP = "package cache: blocks and checked-out snapshots (default: PKG_CACHE, ./chengcache)"
 
 
 _EXAMPLES: dict[str, str] = {
@@ -42,8 +43,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--registry", help="registry.jsonl (default build/cheng_registry/...)")
         parser.add_argument("--out", help="write the lock here (default: stdout)")
         parser.add_argument("--format", help="toml (default), yaml or json")
-        parser.add_argument("--store", help="blockstore with the snapshots (default: the cache)")
-        parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
+        add_pkg_cache_flag(parser, _CACHE_HELP)
         _trust_flags(parser)
     elif name == "verify":
         parser.add_argument("--lock", help="cheng.lock.toml (or .yaml/.json) to verify")
@@ -51,6 +51,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--manifest", help="also check the lock still matches this manifest")
         parser.add_argument("--level", help="security level L0, L1 (default) or L2")
         parser.add_argument("--config", help="cheng-pkg-config.toml")
+        add_format_flag(parser)
     elif name == "meta":
         parser.add_argument("--lock", help="the package's lock")
         parser.add_argument("--package", help="the package id, e.g. pkg://cheng/app-demo")
@@ -63,15 +64,16 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--package", help="the package id")
         parser.add_argument("--registry", help="registry.jsonl")
         _trust_flags(parser)
+        add_format_flag(parser)
     elif name == "diff":
         parser.add_argument("--from", dest="from_cid", help="the older snapshot CID")
         parser.add_argument("--to", dest="to_cid", help="the newer snapshot CID")
-        parser.add_argument("--store", help="blockstore holding both (default: the cache)")
-        parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
+        add_pkg_cache_flag(parser, _CACHE_HELP)
+        add_format_flag(parser)
     elif name == "checkout":
         parser.add_argument("--cid", help="the snapshot CID to materialise")
-        parser.add_argument("--store", help="blockstore holding it (default: the cache)")
-        parser.add_argument("--pkg-cache", help="package cache directory (default chengcache)")
+        add_pkg_cache_flag(parser, _CACHE_HELP)
+        add_format_flag(parser)
         from cheng_build.cli.sizes import add_limit_flags
 
         add_limit_flags(parser)
@@ -134,8 +136,12 @@ def _store(args: argparse.Namespace) -> Any:
     from cheng_build.cas.blockstore import Blockstore
     from cheng_build.core.paths import cache_dir
 
-    root = Path(args.store) if getattr(args, "store", None) else cache_dir(args.pkg_cache)
-    input_dir(root, "--store" if getattr(args, "store", None) else "--pkg-cache", optional=True)
+    value, flag = pkg_cache_arg(args)
+    if value:
+        root = Path(value)
+        input_dir(root, flag, optional=True)  # names the flag as typed
+    else:
+        root = cache_dir()  # PKG_CACHE or the default, checked there
     return Blockstore(root)
 
 
@@ -191,6 +197,13 @@ def _verify(args: argparse.Namespace) -> int:
     warnings = verify_lock(lock, registry, config)
     if manifest is not None:
         ensure_lock_matches_manifest(lock, manifest)
+    if args.format == "json":
+        import json
+
+        print(json.dumps({"ok": True, "lock": str(lock_path), "package_id": lock.package_id,
+                          "dependencies": len(lock.dependencies), "level": config.level.value,
+                          "warnings": list(warnings)}))
+        return 0
     for w in warnings:
         print(f"verify: warning: {w}", file=sys.stderr)
     print("ok")
@@ -233,7 +246,14 @@ def _log(args: argparse.Namespace) -> int:
 
     package = _need(args, "package")
     registry = _load_registry(args.registry, args)
-    for line in version_log(registry, package):
+    lines = version_log(registry, package)
+    if args.format == "json":
+        import json
+
+        print(json.dumps([{"head": ln.is_head, "cid": ln.cid, "channel": ln.channel,
+                           "epoch": ln.epoch, "author_id": ln.author_id} for ln in lines]))
+        return 0
+    for line in lines:
         print(line.render())
     return 0
 
@@ -243,7 +263,13 @@ def _diff(args: argparse.Namespace) -> int:
 
     a = _need(args, "from", "from_cid")
     b = _need(args, "to", "to_cid")
-    for change in snapshot_diff(_store(args), a, b):
+    changes = snapshot_diff(_store(args), a, b)
+    if args.format == "json":
+        import json
+
+        print(json.dumps([{"kind": c.kind, "path": c.path} for c in changes]))
+        return 0
+    for change in changes:
         print(change.render())
     return 0
 
@@ -252,11 +278,16 @@ def _checkout(args: argparse.Namespace) -> int:
     from cheng_build.cas.cid import parse_cid
     from cheng_build.cas.materialize import materialize
     from cheng_build.cli.sizes import export_limits
-    from cheng_build.core.paths import cache_dir
 
     cid = parse_cid(_need(args, "cid"))
     limits = export_limits(args)
-    root = materialize(_store(args), cid, cache_dir(args.pkg_cache), limits=limits)
+    store = _store(args)
+    root = materialize(store, cid, store.root, limits=limits)
+    if args.format == "json":
+        import json
+
+        print(json.dumps({"cid": str(cid), "root": str(root)}))
+        return 0
     print(f"root: {root}")
     return 0
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cheng_build.cli.args import Parser
+from cheng_build.cli.args import Parser, add_format_flag
 from cheng_build.core.errors import InputError, UsageError
 from cheng_build.core.paths import cache_dir
 
@@ -33,6 +33,7 @@ def register(name: str, parser: Parser) -> None:
                             help="the package cache (default: PKG_CACHE, ./chengcache)")
         parser.add_argument("--config", default=None, help="cheng-pkg-config.toml to use")
         parser.add_argument("--level", default=None, help="security level L0|L1|L2")
+        add_format_flag(parser)
         parser.add_argument("--registry", default=None,
                             help="registry.jsonl the lock is checked against before fetching "
                                  "(default: PKG_REGISTRY, config; skipped when none exists)")
@@ -145,6 +146,17 @@ def _fetch(args: argparse.Namespace) -> int:
                         peers=peer_list, mode=args.mode, lock_dir=lock_path.parent,
                         progress=Progress(bar.start, bar.advance, bar.finish, bar.total),
                         limits=limits)
+    if args.format == "json":
+        import json
+
+        print(json.dumps({
+            "packages": [{"package_id": pid, "source": result.sources[pid].value, "root": str(root)}
+                         for pid, root in result.roots.items()],
+            "pkg_roots": result.pkg_roots,
+            "dropped": [{"source": who, "why": why} for who, why in result.dropped],
+            "blocks_fetched": result.blocks_fetched, "bytes_fetched": result.bytes_fetched}))
+        sys.stdout.flush()
+        return 0
     for who, why in result.dropped:
         print(f"fetch: warning: {who}: {why}", file=sys.stderr)
     files, nbytes = result.orphans_removed
@@ -201,6 +213,14 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     def on_term(signum: int, frame: Any) -> None:
+        # Stop as Ctrl-C does. Inside trio.run, SIGINT's handler is trio's: it raises
+        # KeyboardInterrupt only where that is safe and otherwise hands it to the main task, so
+        # the run loop unwinds properly. Raising here directly could land inside trio's own
+        # scheduler and abandon the run (trio then warns "guest run got abandoned").
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(signal.SIGINT, frame)
+            return
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from cheng_build.cli.args import Parser
+from cheng_build.cli.args import Parser, add_format_flag, add_pkg_cache_flag, pkg_cache_arg
 from cheng_build.cli.input_checks import MAX_INT64, input_dir, input_file, output_file
 from cheng_build.core.errors import UsageError
 from cheng_build.core.paths import DEFAULT_REGISTRY
@@ -31,6 +31,16 @@ def _warn(name: str, lines: list[str] | tuple[str, ...]) -> None:
         print(f"{name}: warning: {line}", file=sys.stderr)
     if len(lines) > _MAX_WARNINGS:
         print(f"{name}: warning: ... and {len(lines) - _MAX_WARNINGS} more", file=sys.stderr)
+
+
+def _report(args: argparse.Namespace, doc: dict[str, object], lines: list[str]) -> int:
+    """Print a command's result: ``doc`` as one JSON line with --format:json, else ``lines``."""
+    if getattr(args, "format", "text") == "json":
+        print(json.dumps(doc))
+    else:
+        for line in lines:
+            print(line)
+    return 0
 
 
 def _add_registry(parser: Parser) -> None:
@@ -68,7 +78,7 @@ _EXAMPLES: dict[str, str] = {
     "resolve": f"{_T} resolve --package:pkg://cheng/json --channel:stable\n"
                f"{_T} resolve --package:pkg://cheng/json --channel:edge --format:json",
     "verify": f"{_T} verify --registry:build/cheng_registry/registry.jsonl\n"
-              f"{_T} verify --level:L2 --store:chengcache --package:pkg://cheng/json",
+              f"{_T} verify --level:L2 --pkg-cache:chengcache --package:pkg://cheng/json",
     "checkpoint": f"{_T} checkpoint --priv:operator.key --ttl:86400",
     "prove": f"{_T} prove --line:42 --out:line42.proof.json",
     "verify-proof": f"{_T} verify-proof line42.proof.json --operator-key:ed25519:<base64>",
@@ -89,6 +99,7 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--out", required=True, help="key file to write (JSON, mode 0600)")
         parser.add_argument("--author", default="", help="author id recorded in the key file")
         parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+        add_format_flag(parser)
     elif name == "publish":
         parser.add_argument("--package", required=True, help="package id, pkg://cheng/<name>")
         parser.add_argument("--author", help="author id (default: the key file's)")
@@ -98,14 +109,15 @@ def register(name: str, parser: Parser) -> None:
                             help="release number; strictly above the channel's current one")
         parser.add_argument("--version", help="SemVer of this release (enables the API check)")
         src = parser.add_mutually_exclusive_group(required=True)
-        src.add_argument("--src", help="package directory")
+        src.add_argument("--src", help="package directory (holding cheng-package.toml)")
         src.add_argument("--file", help="one file (e.g. an existing archive with --format:tar)")
         parser.add_argument("--priv", required=True, help="signing key: key file or env:VAR")
         parser.add_argument("--format", default="dag", choices=["dag", "tar", "source"],
                             help="snapshot format: dag (UnixFS, default), tar, or source")
         parser.add_argument("--source-addr", action="append", default=[],
                             help="multiaddr serving a --format:source snapshot (repeatable)")
-        parser.add_argument("--store", help="CAS root (default: PKG_CACHE or chengcache)")
+        add_pkg_cache_flag(parser, "package cache the snapshot goes to "
+                                   "(default: PKG_CACHE, ./chengcache)")
         _add_registry(parser)
     elif name == "resolve":
         parser.add_argument("--package", required=True, help="package id, pkg://cheng/<name>")
@@ -119,17 +131,20 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--package", help="also print this package's head")
         parser.add_argument("--channel", choices=["edge", "stable", "lts"],
                             help="channel of --package (default: edge)")
-        parser.add_argument("--store", help="also check every stored snapshot hashes to its CID")
+        add_pkg_cache_flag(parser, "also check every snapshot in this package cache hashes to "
+                                   "its signed CID")
         parser.add_argument("--no-remember", action="store_true",
                             help="neither consult nor update the remembered checkpoint")
         _add_registry(parser)
         _add_level(parser)
+        add_format_flag(parser)
     elif name == "checkpoint":
         parser.add_argument("--priv", required=True, help="the operator's key file or env:VAR")
         parser.add_argument("--ttl", type=_pos_int, help="seconds until it expires (default: config, 7 days)")
         parser.add_argument("--operator-id", help="operator id (default: the key file's author_id)")
         _add_registry(parser)
         parser.add_argument("--config", help="cheng-pkg-config.toml to read")
+        add_format_flag(parser)
     elif name == "prove":
         parser.add_argument("--line", required=True, type=_pos_int, help="line number (1-based)")
         parser.add_argument("--out", help="write the proof here instead of stdout")
@@ -138,20 +153,24 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("proof_file", nargs="?", help="proof file (or --proof:)")
         parser.add_argument("--proof", help="proof file")
         parser.add_argument("--operator-key", help="require this operator key (ed25519:... or key file)")
+        add_format_flag(parser)
     elif name == "rotate-key":
         parser.add_argument("--package", required=True, help="the namespace, pkg://cheng/<name>")
         parser.add_argument("--priv", required=True, help="the namespace's current key (file or env:VAR)")
         parser.add_argument("--new", required=True, help="new key: key file or ed25519:<base64 public key>")
         _add_registry(parser)
+        add_format_flag(parser)
     elif name == "register-key":
         parser.add_argument("--package", required=True, help="pkg://cheng/<name> to claim")
         parser.add_argument("--priv", required=True, help="the key that will own it (file or env:VAR)")
         _add_registry(parser)
+        add_format_flag(parser)
     elif name == "revoke-key":
         parser.add_argument("--priv", required=True, help="the key itself, or the namespace's current key")
         parser.add_argument("--key", help="key to revoke (default: the --priv key itself)")
         parser.add_argument("--package", help="namespace whose current key signs the revocation")
         _add_registry(parser)
+        add_format_flag(parser)
     else:
         raise RuntimeError(f"registry_cmds: no subcommand {name}")
 
@@ -186,10 +205,9 @@ def _keygen(name: str, args: argparse.Namespace) -> int:
     output_file(args.out, "--out")
     key = KeyPair.generate(args.author)
     write_keyfile(key, args.out, force=args.force)
-    print(f"author_id: {key.author_id or '(none)'}")
-    print(f"pub_key: {key.pub_key}")
-    print(f"wrote {args.out} (mode 0600)")
-    return 0
+    return _report(args, {"author_id": key.author_id, "pub_key": key.pub_key, "file": args.out},
+                   [f"author_id: {key.author_id or '(none)'}", f"pub_key: {key.pub_key}",
+                    f"wrote {args.out} (mode 0600)"])
 
 
 def _publish(name: str, args: argparse.Namespace) -> int:
@@ -202,12 +220,13 @@ def _publish(name: str, args: argparse.Namespace) -> int:
         input_dir(args.src, "--src")
     else:
         input_file(args.file, "--file")
-    if args.store:
-        input_dir(args.store, "--store", optional=True)
+    cache, flag = pkg_cache_arg(args)
+    if cache:
+        input_dir(cache, flag, optional=True)
     cfg = _config(args)
     key = load_key(args.priv, author_id=args.author)
     addrs = [a.strip() for v in args.source_addr for a in v.split(",") if a.strip()]
-    store = Blockstore(cache_dir(args.store))
+    store = Blockstore(cache_dir(cache))
     e = publish(registry=cfg.registry, key=key, package_id=args.package, channel=args.channel,
                 epoch=args.epoch, src=args.src or args.file, author_id=args.author,
                 format=args.format, source_addrs=addrs, version=args.version, store=store)
@@ -267,34 +286,21 @@ def _resolve(name: str, args: argparse.Namespace) -> int:
 
 
 def _verify(name: str, args: argparse.Namespace) -> int:
-    if args.store:
-        input_dir(args.store, "--store")
+    cache, flag = pkg_cache_arg(args)
+    if cache:
+        input_dir(cache, flag)
     _cfg, log, report = _verified_log(args, remember=not args.no_remember)
-    _warn(name, report.warnings)
-    if args.store:
-        from cheng_build.cas.blockstore import Blockstore
-        from cheng_build.cas.cid import parse_cid
-        from cheng_build.core.errors import ChengError, DigestMismatchError
-        from cheng_build.pkg.snapshot import check_snapshot_content
-
-        store = Blockstore(args.store)
-        checked = absent = 0
-        for e in log.publishes():
-            if e.cid is None or not store.has(parse_cid(e.cid)):
-                absent += 1
-                continue
-            checked += 1
-            try:
-                check_snapshot_content(store, e.cid, e.format)
-            except ChengError as exc:
-                if isinstance(exc, DigestMismatchError):
-                    raise DigestMismatchError(
-                        f"line {e.line}: content of {e.package_id} does not hash to its signed CID",
-                        why=f"{exc.what}; {exc.why or ''}".strip("; "),
-                        how="delete the bad block and fetch the snapshot again from a peer") from None
-                raise
-        # Say how much was checked: a --store with none of the snapshots checks nothing.
-        print(f"store: {checked} snapshot(s) hash to their signed CIDs; {absent} not in {args.store}")
+    as_json = args.format == "json"
+    doc: dict[str, object] = {"ok": True, "lines": report.lines, "publishes": report.publishes,
+                              "checkpoints": report.checkpoints, "warnings": list(report.warnings)}
+    if not as_json:
+        _warn(name, report.warnings)
+    if cache:
+        checked, absent = _check_store(log, cache)
+        doc["store"] = {"path": cache, "checked": checked, "absent": absent}
+        if not as_json:
+            # Say how much was checked: a --pkg-cache with none of the snapshots checks nothing.
+            print(f"store: {checked} snapshot(s) hash to their signed CIDs; {absent} not in {cache}")
     if args.package:
         channel = args.channel or "edge"
         head = log.head(args.package, channel)
@@ -302,13 +308,46 @@ def _verify(name: str, args: argparse.Namespace) -> int:
             from cheng_build.core.errors import NotFoundError
 
             raise NotFoundError(f"{args.package}@{channel} is not in the registry")
-        print(f"head: {head.package_id}@{channel} epoch={head.epoch} {head.cid} (line {head.line})")
+        doc["head"] = {"package_id": head.package_id, "channel": channel, "epoch": head.epoch,
+                       "cid": head.cid, "line": head.line}
+        if not as_json:
+            print(f"head: {head.package_id}@{channel} epoch={head.epoch} {head.cid} (line {head.line})")
     cp = report.newest_checkpoint
+    if as_json:
+        doc["newest_checkpoint"] = {"line": cp.line, "root": cp.root, "expires": cp.expires} if cp else None
+        print(json.dumps(doc))
+        return 0
     print(f"lines: {report.lines}, publishes: {report.publishes}, checkpoints: {report.checkpoints}"
           + (f", newest checkpoint line {cp.line} expires "
              f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(cp.expires))}" if cp else ""))
     print("ok")
     return 0
+
+
+def _check_store(log: RegistryLog, cache: str) -> tuple[int, int]:
+    """(snapshots that hash to their signed CIDs, snapshots not in ``cache``)."""
+    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.cid import parse_cid
+    from cheng_build.core.errors import ChengError, DigestMismatchError
+    from cheng_build.pkg.snapshot import check_snapshot_content
+
+    store = Blockstore(cache)
+    checked = absent = 0
+    for e in log.publishes():
+        if e.cid is None or not store.has(parse_cid(e.cid)):
+            absent += 1
+            continue
+        checked += 1
+        try:
+            check_snapshot_content(store, e.cid, e.format)
+        except ChengError as exc:
+            if isinstance(exc, DigestMismatchError):
+                raise DigestMismatchError(
+                    f"line {e.line}: content of {e.package_id} does not hash to its signed CID",
+                    why=f"{exc.what}; {exc.why or ''}".strip("; "),
+                    how="delete the bad block and fetch the snapshot again from a peer") from None
+            raise
+    return checked, absent
 
 
 def _checkpoint(name: str, args: argparse.Namespace) -> int:
@@ -328,11 +367,10 @@ def _checkpoint(name: str, args: argparse.Namespace) -> int:
     e = append_checkpoint(cfg.registry, key, ttl_s=args.ttl or cfg.checkpoint_ttl_s,
                           operator_id=args.operator_id)
     d = e.data
-    print(f"line: {e.line}")
-    print(f"size: {d['size']}")
-    print(f"expires: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(d['expires']))}")
-    print(d["root"])
-    return 0
+    return _report(args, {"line": e.line, "size": d["size"], "expires": d["expires"], "root": d["root"]},
+                   [f"line: {e.line}", f"size: {d['size']}",
+                    f"expires: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(d['expires']))}",
+                    d["root"]])
 
 
 def _prove(name: str, args: argparse.Namespace) -> int:
@@ -365,10 +403,10 @@ def _verify_proof(name: str, args: argparse.Namespace) -> int:
     input_file(path, "--proof")
     want = load_public_key(args.operator_key) if args.operator_key else None
     res = verify_proof(load_proof(path), operator_key=want)
-    print(f"line {res.line} is in the log of {res.size} lines with root {res.root}")
-    print(f"checkpoint signed by {res.operator_id} ({res.pub_key})")
-    print("ok")
-    return 0
+    return _report(args, {"ok": True, "line": res.line, "size": res.size, "root": res.root,
+                          "operator_id": res.operator_id, "pub_key": res.pub_key},
+                   [f"line {res.line} is in the log of {res.size} lines with root {res.root}",
+                    f"checkpoint signed by {res.operator_id} ({res.pub_key})", "ok"])
 
 
 def _rotate(name: str, args: argparse.Namespace) -> int:
@@ -377,9 +415,8 @@ def _rotate(name: str, args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     e = rotate_key(cfg.registry, load_key(args.priv), args.package, load_public_key(args.new))
-    print(f"line: {e.line}")
-    print(f"{args.package} now signed by {e.data['new_pub_key']}")
-    return 0
+    return _report(args, {"line": e.line, "package_id": args.package, "pub_key": e.data["new_pub_key"]},
+                   [f"line: {e.line}", f"{args.package} now signed by {e.data['new_pub_key']}"])
 
 
 def _register(name: str, args: argparse.Namespace) -> int:
@@ -390,9 +427,9 @@ def _register(name: str, args: argparse.Namespace) -> int:
     check_package_id(args.package)
     cfg = _config(args)
     e = register_namespace(cfg.registry, load_key(args.priv), args.package)
-    print(f"line: {e.line}")
-    print(f"{args.package} owned by {e.author_id} ({e.pub_key})")
-    return 0
+    return _report(args, {"line": e.line, "package_id": args.package, "author_id": e.author_id,
+                          "pub_key": e.pub_key},
+                   [f"line: {e.line}", f"{args.package} owned by {e.author_id} ({e.pub_key})"])
 
 
 def _revoke(name: str, args: argparse.Namespace) -> int:
@@ -402,9 +439,8 @@ def _revoke(name: str, args: argparse.Namespace) -> int:
     cfg = _config(args)
     target = load_public_key(args.key) if args.key else None
     e = revoke_key(cfg.registry, load_key(args.priv), target, package_id=args.package)
-    print(f"line: {e.line}")
-    print(f"revoked {e.data['revoked_key']}")
-    return 0
+    return _report(args, {"line": e.line, "revoked_key": e.data["revoked_key"]},
+                   [f"line: {e.line}", f"revoked {e.data['revoked_key']}"])
 
 
 _COMMANDS = {

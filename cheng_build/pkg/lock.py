@@ -40,6 +40,7 @@ from typing import Any
 
 from cheng_build.core.atomic import atomic_write_text
 from cheng_build.core.errors import InputError
+from cheng_build.core.suggest import closest
 from cheng_build.pkg.formats import (
     DocumentError,
     dump_text,
@@ -184,11 +185,13 @@ def _parse_dep(raw: object, where: str, version: int) -> LockedDep:
     unknown = sorted(str(k) for k in raw if k not in known)
     if unknown and version == 1:
         v2 = [k for k in unknown if k in V2_DEP_KEYS]
+        near = None if v2 else closest(unknown[0], [k for k in V1_DEP_KEYS if k not in raw])
         raise DocumentError(
             f"{where}: unknown key {unknown[0]!r}",
             why=(f"{unknown[0]} is a lock_version = 2 field" if v2
                  else "a v1 lock allows " + ", ".join(V1_DEP_KEYS)),
-            how="add lock_version = 2 at the top" if v2 else "remove the key")
+            how=("add lock_version = 2 at the top" if v2
+                 else f"did you mean {near}? rename the key" if near else "remove the key"))
     is_path = "path" in raw
     for key in (_REQUIRED_PATH if is_path else _REQUIRED):
         if key not in raw:
@@ -253,8 +256,10 @@ def parse_lock(data: Mapping[str, Any], source: Path | None = None) -> Lock:
     if version == 1:
         unknown = sorted(str(k) for k in data if k not in _TOP_KEYS)
         if unknown:
+            near = closest(unknown[0], [k for k in _TOP_KEYS if k not in data])
             raise DocumentError(f"unknown top-level key {unknown[0]!r}",
-                                why="a v1 lock allows package_id, created_ts, dependencies")
+                                why="a v1 lock allows package_id, created_ts, dependencies",
+                                how=f"did you mean {near}? rename the key" if near else "remove the key")
     if "package_id" not in data:
         raise DocumentError("missing required key 'package_id'")
     pid = check_package_id(data["package_id"], "package_id")

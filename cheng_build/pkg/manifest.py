@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cheng_build.core.errors import InputError, PolicyError
+from cheng_build.core.suggest import closest
 from cheng_build.pkg.formats import (
     DocumentError,
     decode_utf8,
@@ -182,8 +183,10 @@ def parse_manifest(data: Mapping[str, Any], source: Path | None = None) -> Manif
             raise DocumentError(f"{where}: expected a table, got {type_name(raw)}")
         unknown = sorted(str(k) for k in raw if k not in _DEP_KEYS)
         if unknown:
+            near = closest(unknown[0], [k for k in _DEP_KEYS if k not in raw])
             raise DocumentError(f"{where}: unknown key {unknown[0]!r}",
-                                why=f"a dependency allows {', '.join(_DEP_KEYS)}")
+                                why=f"a dependency allows {', '.join(_DEP_KEYS)}",
+                                how=f"did you mean {near}? rename the key" if near else None)
         for key in ("package_id", "channel"):
             if key not in raw:
                 raise DocumentError(f"{where}: missing required key '{key}'")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cheng_build.core.errors import PolicyError, UsageError
+from cheng_build.core.errors import InputError, PolicyError, UsageError
 from cheng_build.pkg import originality
 from cheng_build.pkg.snapshot import Snapshot, SnapshotFormat, make_snapshot
 from cheng_build.trust import canonical
@@ -87,7 +87,7 @@ def _previous_api(prev: RegistryEntry, store: Blockstore | None) -> dict[str, An
     if store is None:
         raise PublishError("cannot check SemVer without the store",
                            why=f"the previous release (line {prev.line}) keeps its API table in the CAS",
-                           how="pass --store:<dir> (the store the previous release went to)")
+                           how="pass --pkg-cache:<dir> (the cache the previous release went to)")
     from cheng_build.cas.cid import parse_cid
     from cheng_build.pkg.snapshot import read_whole
 
@@ -151,6 +151,7 @@ def check_manifest(src: Path, package_id: str, version: str | None) -> str | Non
 
     Raises:
         ManifestError: the manifest is malformed.
+        InputError: ``src`` is a directory without a manifest.
         UsageError: its ``package_id`` or ``version`` disagrees with the one being published.
         PolicyError: ``dev-only manifest`` (path dependencies) or ``manifest has no version``.
     """
@@ -158,9 +159,18 @@ def check_manifest(src: Path, package_id: str, version: str | None) -> str | Non
 
     from cheng_build.pkg.manifest import ensure_publishable, find_manifest, load_manifest
 
-    found = find_manifest(src) if src.is_dir() else None
+    if not src.is_dir():
+        return version  # a single file (an archive, one module) has no manifest to read
+    found = find_manifest(src)
     if found is None:
-        return version
+        # Without a manifest nobody can depend on the package (resolve reads its deps and
+        # version from it), and a wrong --src (an empty or unrelated directory) would be signed
+        # into the append-only log for good: refuse before anything is written.
+        raise InputError(f"{src} has no cheng-package.toml",
+                         why="a package directory names itself and its dependencies in "
+                             "cheng-package.toml (or .yaml/.json)",
+                         how=f"check --src, or create {src / 'cheng-package.toml'} with "
+                             f"package_id = \"{package_id}\" and version = \"<x.y.z>\"")
     manifest = load_manifest(found)
     if manifest.package_id != package_id:
         raise UsageError(f"manifest package_id {manifest.package_id} does not match --package "

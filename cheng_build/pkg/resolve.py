@@ -122,6 +122,17 @@ def _find_cycle(root: str, edges: dict[str, tuple[str, ...]]) -> list[str] | Non
     return None
 
 
+def _near_package(registry: Any, package_id: str) -> str | None:
+    """A published package id within two typos of ``package_id`` (``pkg://cheng/fss`` -> ``fs``)."""
+    publishes = getattr(registry, "publishes", None)
+    if publishes is None:  # a stand-in registry with only head(): no names to compare
+        return None
+    from cheng_build.core.suggest import closest
+
+    names = sorted({e.package_id for e in publishes() if e.package_id})
+    return closest(package_id, names)
+
+
 def resolve_manifest(
     manifest: Manifest,
     registry: Any,
@@ -197,11 +208,14 @@ def resolve_manifest(
         else:
             entry = registry.head(pid, channel)
             if entry is None:
+                near = _near_package(registry, pid)
                 raise NotFoundError("snapshot not found",
                                     why=f"no {channel} release of {pid} in the registry "
                                         f"(wanted by {by})",
-                                    how="publish it on that channel, pick another channel, or "
-                                        "add an [overrides] entry in the top-level manifest")
+                                    how=(f"did you mean {near}? fix the package_id in the manifest"
+                                         if near else
+                                         "publish it on that channel, pick another channel, or "
+                                         "add an [overrides] entry in the top-level manifest"))
             fmt = entry.format or "tar"
             # A source ("no-copy") snapshot is fetched from the peers that serve it: keep their
             # addresses (a v2 field, so such a lock is written as lock_version = 2).
@@ -228,7 +242,7 @@ def resolve_manifest(
                         why=f"{pid} {entry.channel}@{entry.epoch} {entry.cid} is not in the local "
                             f"store ({exc.what}); its manifest is needed to follow its dependencies",
                         how="fetch it first (cheng-pkg fetch / cheng-pkg checkout), or pass "
-                            "--store:<dir> where it is") from None
+                            "--pkg-cache:<dir> where it is") from None
                 if got is not None:
                     raw, name = got
                     try:

@@ -212,7 +212,8 @@ class Gateway:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        # An AF_INET server's address is (str, int); typeshed allows bytes for AF_UNIX ones.
+        return f"http://{host!s}:{port}"
 
     def close(self) -> None:
         self._server.shutdown()
@@ -318,8 +319,10 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
 
     async def main() -> None:
         host = lp.make_host(lp.load_identity(root / "peer.key"))
+        from libp2p.custom_types import TProtocol
+
         for proto, handler in protocols.items():
-            host.set_stream_handler(proto, handler)
+            host.set_stream_handler(TProtocol(proto), handler)
         try:
             async with host.run(listen_addrs=[maddr]), \
                     BitswapNode.running(host, store, max_peers=max_peers):

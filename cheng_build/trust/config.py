@@ -331,9 +331,11 @@ def load_config(
         elif name in file_vals:
             origin = f"file {path}"
             values[name], sources[name] = _coerce(name, file_vals[name], f"{path}: {name}"), origin
-            if name == "compiler" and path is not None and not values[name].is_absolute():  # type: ignore[union-attr]
+            compiler = values[name]
+            if name == "compiler" and path is not None and isinstance(compiler, Path) \
+                    and not compiler.is_absolute():
                 # Relative to the file that names it, as chengc reads it (build/compiler.py).
-                values[name] = path.parent / values[name]  # type: ignore[operator]
+                values[name] = path.parent / compiler
     level = values.get("level", Level.L1)
     assert isinstance(level, Level)
     sources.setdefault("level", "default")

@@ -165,7 +165,7 @@ class LogState:
                                      how="sign with the namespace's current key (see rotate-key)")
         key = (pkg, channel)
         head = self.heads.get(key)
-        head_epoch = None if head is None else head.data["epoch"]
+        head_epoch: int = -1 if head is None else head.data["epoch"]  # -1: read only with a head
         if head is not None and epoch <= head_epoch:
             if d.get("seq") is not None:
                 raise RollbackError(f"epoch {epoch} is not above epoch {head_epoch} of "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -132,7 +132,7 @@ def _entry_factory() -> Any:
     return make
 
 
-_new_entry = _entry_factory()
+_new_entry: Callable[..., RegistryEntry] = _entry_factory()
 
 
 def _req_str(d: Mapping[str, Any], key: str, line: int, *, optional: bool = False) -> str | None:

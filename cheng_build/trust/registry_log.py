@@ -154,7 +154,7 @@ class _Index:
             if e.type is not publish:
                 continue
             d = e.data
-            pid, channel, epoch = d.get("package_id"), d.get("channel"), d.get("epoch")
+            pid, channel, epoch = d["package_id"], d["channel"], d["epoch"]  # parse_line checked
             key = (pid, channel)
             best = heads.get(key)
             if best is None or (epoch or 0) >= (best.epoch or 0):

@@ -57,17 +57,12 @@ def open_store(home: str | os.PathLike[str] | None = None) -> Store:
     return Store(home)
 
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+def new_run_id(after: str | None = None) -> str:
+    """A fresh ULID, sorting after every run id this process made and after ``after``
+    (:mod:`cheng_build.core.ulid`: monotonic within a millisecond, as the ULID spec says)."""
+    from cheng_build.core.ulid import new_ulid
 
-
-def new_run_id() -> str:
-    """A fresh ULID: 48-bit Unix time in ms + 80 random bits, Crockford base32 (26 chars).
-
-    Written out here (ten lines, checked against python-ulid in the tests) because importing
-    python-ulid pulls in importlib.metadata and costs tens of ms on every ``cis run``.
-    """
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+    return new_ulid(after)
 
 
 def create_run(store: Store, dag: Dag, *, jobs: int | None = None, check_inputs: bool = True,
@@ -81,7 +76,9 @@ def create_run(store: Store, dag: Dag, *, jobs: int | None = None, check_inputs:
     from cheng_build.cis.sandbox.launch import detect_mode
 
     validate_dag(dag, check_inputs=check_inputs)
-    rid = run_id or new_run_id()
+    # After the store's newest run too: a `cis run` in another process in the same millisecond
+    # must not get an id that sorts before it (latest_run_id would pick the older run).
+    rid = run_id or new_run_id(after=store.latest_run_id())
     needs_probe = any(t.exec.sandbox.isolation.value != "none" for t in dag.tasks)
     mode = detect_mode(cache_dir=store.home).value if needs_probe else "unsandboxed"
     store.create_run(rid, dag, jobs=jobs or os.cpu_count() or 1, sandbox=mode)

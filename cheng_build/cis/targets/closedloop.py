@@ -162,15 +162,15 @@ def build_dag(workdir: str | os.PathLike[str] | None = None, *,
             f"publish-{name}",
             (*selfrun.module_argv(Tool.REGISTRY), "publish", f"--package:pkg://cheng/{name}",
              f"--channel:{CHANNEL}", "--epoch:1", f"--version:{version}",
-             f"--src:packages/cheng-{name}", "--priv:keys/author.json", "--store:provider", reg),
+             f"--src:packages/cheng-{name}", "--priv:keys/author.json", "--pkg-cache:provider", reg),
             (keygen,), inputs=(f"packages/cheng-{name}/cheng-package.toml",)))
     published.append(add(
         "publish-app",
         (*selfrun.module_argv(Tool.REGISTRY), "publish", f"--package:{APP_ID}", f"--channel:{CHANNEL}",
          "--epoch:1", "--version:0.1.0", "--src:app", "--priv:keys/author.json",
-         "--store:provider", reg), (keygen,), inputs=("app/cheng-package.toml",)))
+         "--pkg-cache:provider", reg), (keygen,), inputs=("app/cheng-package.toml",)))
     resolve = add("resolve", (*selfrun.module_argv(Tool.PKG), "resolve",
-                              "--manifest:app/cheng-package.toml", reg, "--store:provider",
+                              "--manifest:app/cheng-package.toml", reg, "--pkg-cache:provider",
                               "--out:app/cheng.lock.toml"), tuple(published),
                   outputs=("app/cheng.lock.toml",))
     verify = add("verify", (*selfrun.module_argv(Tool.PKG), "verify", lock,

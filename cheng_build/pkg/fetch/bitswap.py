@@ -221,7 +221,7 @@ def _decode_entry(buf: memoryview) -> WantEntry:
     sdh = False
     for f, w, v in _fields(buf):
         if f == 1 and w == 2:
-            cid = bytes(v)  # type: ignore[arg-type]
+            cid = bytes(v)
         elif f == 2 and w == 0:
             priority = _int32(v)  # type: ignore[arg-type]
         elif f == 3 and w == 0:
@@ -259,7 +259,7 @@ def decode(buf: bytes | memoryview) -> Message:
             data: memoryview = memoryview(b"")
             for f2, w2, v2 in _fields(v):  # type: ignore[arg-type]
                 if f2 == 1 and w2 == 2:
-                    prefix = bytes(v2)  # type: ignore[arg-type]
+                    prefix = bytes(v2)
                 elif f2 == 2 and w2 == 2:
                     data = v2  # type: ignore[assignment]
             blocks.append(Block(prefix, data))
@@ -268,7 +268,7 @@ def decode(buf: bytes | memoryview) -> Message:
             ptype = PresenceType.HAVE
             for f2, w2, v2 in _fields(v):  # type: ignore[arg-type]
                 if f2 == 1 and w2 == 2:
-                    cid = bytes(v2)  # type: ignore[arg-type]
+                    cid = bytes(v2)
                 elif f2 == 2 and w2 == 0:
                     ptype = PresenceType.DONT_HAVE if v2 == 1 else PresenceType.HAVE
             presences.append(Presence(cid, ptype))

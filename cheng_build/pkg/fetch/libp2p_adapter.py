@@ -43,7 +43,7 @@ import struct
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import multiaddr
 import trio
@@ -180,7 +180,7 @@ def _bulk_path(stream: _yamux.YamuxStream) -> tuple[Any, Any] | None:
     from libp2p.network.connection.raw_connection import RawConnection
     from libp2p.security.noise.io import NoisePacketReadWriter, NoiseTransportReadWriter
     session = getattr(stream.conn, "secured_conn", None)
-    if type(session) not in (SecureSession, FastReadSession) \
+    if session is None or type(session) not in (SecureSession, FastReadSession) \
             or not hasattr(stream.conn, "_write_lock"):
         return None
     noise = session.conn
@@ -245,9 +245,10 @@ def _fast_reads(stream: _yamux.YamuxStream) -> None:
     bulk = _bulk_path(stream)
     if bulk is None:
         return
-    session._plain = bytearray()
-    session._ppos = 0
-    session._raw = bulk[1]
+    fast = cast(FastReadSession, session)  # the same object, re-classed on the last line
+    fast._plain = bytearray()
+    fast._ppos = 0
+    fast._raw = bulk[1]
     session.__class__ = FastReadSession
 
 
@@ -308,7 +309,7 @@ class BufferedTCP(TCP):
         stream = getattr(raw, "stream", None)
         if type(stream) is TrioTCPStream:
             stream.__class__ = BufferedTrioTCPStream
-            stream._rbuf = bytearray()
+            cast(BufferedTrioTCPStream, stream)._rbuf = bytearray()
         return raw
 
 

@@ -58,8 +58,10 @@ class BlockSink:
         """
         with self._lock:
             if not self._trusted:
+                # A store of someone else's may keep what it is given: hand it bytes of its
+                # own, not a view into a received message's buffer.
                 for c, data in items:
-                    self.store.put(to_cid(c), data)
+                    self.store.put(to_cid(c), bytes(data))
                 return
             for c, data in items:
                 if self._batch is None:
