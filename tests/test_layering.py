@@ -31,12 +31,14 @@ SIDEWAYS: Mapping[tuple[str, str], str] = {
     ("cis", "build"): "closedloop finds the compiler the way chengc does",
     ("storage", "pkg"): "storage reuses pkg's libp2p transport, p2p fetch and serve node",
     ("compute", "cis"): "compute jobs are CIS DAGs run by the engine",
+    ("compute", "pkg"): "compute moves job inputs over pkg's libp2p transport, bitswap node and serve",
     ("_native", "core"): "the binding raises core's errors",
 }
 
 # Sub-packages (and single modules) of cheng_build.cis, top layer first.
 CIS_LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"view", "targets", "doctor", "node"}),
+    frozenset({"view", "targets", "doctor"}),
+    frozenset({"node"}),  # the web view shows which node ran a task of a room run
     frozenset({"coffee"}),
     frozenset({"run"}),
     frozenset({"plan", "sandbox"}),

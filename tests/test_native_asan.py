@@ -23,6 +23,7 @@ SELECTED = [
     "tests/test_native_hashes.py::test_random_lengths_and_offsets",
     "tests/test_native_hashes.py::test_copy_is_independent",
     "tests/test_native_simhash.py",
+    "tests/test_cheng_scan.py",
     "tests/test_native_chunk_hash.py::test_cdc_against_oracles_and_cdc_chunks",
     "tests/test_native_chunk_hash.py::test_fixed_size_against_oracles",
     "tests/test_native_cdc.py::test_matches_reference_on_random_input",

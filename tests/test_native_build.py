@@ -38,5 +38,5 @@ def test_configure_with_tests_and_sanitizers(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     tests = subprocess.run(["ctest", "--test-dir", str(tmp_path / "b"), "-N"], capture_output=True,
                            text=True, check=False).stdout
-    for name in ("native_cdc", "native_simhash", "native_chunk_hash"):
+    for name in ("native_cdc", "native_simhash", "native_chunk_hash", "native_chengtok"):
         assert name in tests

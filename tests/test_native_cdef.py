@@ -65,3 +65,18 @@ def test_abi_versions_agree() -> None:
     m = re.search(r"#define CB_ABI_VERSION (\d+)", header)
     assert m is not None
     assert int(m.group(1)) == _cdef.ABI_VERSION
+
+
+def _norm(text: str) -> str:
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    text = " ".join(text.split())
+    return re.sub(r"\s*([(),;*\[\]])\s*", r"\1", text)
+
+
+def test_every_cdef_declaration_is_in_a_header_word_for_word() -> None:
+    headers = _norm("\n".join(p.read_text() for p in HEADERS))
+    decls = [d.strip() for d in _norm(_cdef.CDEF).split(";") if d.strip()]
+    assert len(decls) > 40
+    missing = [d for d in decls if _norm(d) + ";" not in headers]
+    assert not missing, missing

@@ -6,7 +6,7 @@ loader parses this text at import time instead.
 """
 
 # Must equal CB_ABI_VERSION in native/include/cheng_native.h.
-ABI_VERSION = 5
+ABI_VERSION = 6
 
 CDEF = """
 const char *cb_version(void);
@@ -39,6 +39,11 @@ int cb_simhash64_batch(const uint8_t *buf, const uint64_t *doc_off, const uint64
 int cb_simhash64_joined(const uint8_t *buf, size_t len, int sep, const uint64_t *doc_ntok,
                         size_t ndocs, uint64_t *out);
 uint64_t cb_simhash64_from_hashes(const uint64_t *hashes, size_t n);
+typedef struct cb_simsum cb_simsum;
+size_t cb_simsum_size(void);
+void cb_simsum_init(cb_simsum *s);
+void cb_simsum_add(cb_simsum *s, const uint64_t *hashes, size_t n);
+uint64_t cb_simsum_result(const cb_simsum *s);
 int cb_hamming64(uint64_t a, uint64_t b);
 size_t cb_pairs_within(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);
 size_t cb_pairs_within_brute(const uint64_t *fps, size_t n, unsigned d, uint64_t *out, size_t cap);
@@ -63,4 +68,14 @@ void cb_blake3_finalize(const cb_blake3_hasher *h, uint8_t *out, size_t out_len)
 void cb_blake3(const void *data, size_t len, uint8_t out[32]);
 const char *cb_blake3_backend(void);
 int cb_blake3_force_backend(const char *name);
+
+typedef struct cb_ctok cb_ctok;
+cb_ctok *cb_ctok_new(void);
+void cb_ctok_free(cb_ctok *s);
+int cb_ctok_feed(cb_ctok *s, const uint8_t *text, size_t len, const uint32_t *ucls, size_t nucls);
+uint64_t cb_ctok_result(const cb_ctok *s, uint64_t *nfeatures);
+uint64_t cb_ctok_ntokens(const cb_ctok *s);
+size_t cb_api_lines(const uint8_t *text, size_t len, const uint32_t *ucls, size_t nucls,
+                    uint8_t *out, size_t out_cap, uint32_t *indent, uint64_t *start,
+                    uint64_t *end, size_t cap);
 """

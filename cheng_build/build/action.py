@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cheng_build.build import compiler as compiler_mod
 from cheng_build.build.action_cache import ActionCache, CasArtifactStore, Entry, KeyParts, canonical_env
@@ -209,8 +209,15 @@ def _compile(job: Job, data: Mapping[str, bytes] | None, last: Entry | None,
         from cheng_build.build.provenance import inputs_path
 
         job.attester.preload(inputs_path(job.meta_path.parent, job.output.name), data)
+    meter = None
+    if job.req.ledger is not None:
+        from cheng_build.build.metering import ChildMeter
+
+        meter = ChildMeter()
     compiled, runs = fresh_build(job.req, job.comp, job.graph, data, job.argv, job.env,
                                   job.out_rel, job.staged, job.bg)
+    if meter is not None:
+        _record_usage(job, meter.stop())
     import hashlib
 
     sha = hashlib.sha256(compiled.data).hexdigest()
@@ -280,6 +287,23 @@ def _finish(job: Job, status: Status, entry: Entry, data: bytes | None, why: Seq
                        stderr=entry.stderr, compiled=compiled, files_read=stat_cache.reads,
                        warnings=pkg.warnings if pkg else (), package_steps=pkg.steps if pkg else (),
                        attestation=att)
+
+
+def _record_usage(job: Job, use: Any) -> None:
+    """Write the metered compile's usage event to ``--ledger`` (:mod:`.metering`)."""
+    import socket
+
+    from cheng_build.build import metering
+
+    req, pkg = job.req, job.pkg
+    assert req.ledger is not None
+    ledger = req.ledger if req.ledger.is_absolute() else job.cwd / req.ledger
+    package_id = str(pkg.package_fields.get("package_id", "")) if pkg is not None else ""
+    executor = req.env.get("CHENGC_EXECUTOR_ID") or f"node:{socket.gethostname()}"
+    metering.record(ledger, use, task_id=f"chengc:{job.root_id}",
+                    package_id=package_id or f"local:{job.output.name}", executor_id=executor,
+                    packages=metering.used_packages(pkg.dependencies if pkg is not None else ()),
+                    config_values=compiler_mod.config_table(req.env, job.cwd, "metering"))
 
 
 def _attester(req: BuildRequest, stat_cache: StatCache, chengc_cache: Path) -> Attester | None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cheng_build.build.action import build_graph
 from cheng_build.build.imports import search_roots, walk
@@ -30,8 +29,6 @@ from cheng_build.build.request import META_NAME, BuildRequest, BuildResult, Emit
 from cheng_build.build.stage import Background, rmtree
 from cheng_build.core.errors import InputError, UsageError
 
-if TYPE_CHECKING:
-    pass
 
 def build(req: BuildRequest) -> BuildResult:
     """Run one build.

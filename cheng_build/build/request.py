@@ -84,6 +84,7 @@ class BuildRequest:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path = Path(".")
     sign: str | None = None  # a key file or env:VAR: write a signed provenance attestation
+    ledger: Path | None = None  # meter the compile and record its usage here (--ledger)
 
 
 @dataclass(frozen=True, slots=True)

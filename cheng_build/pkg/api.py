@@ -23,6 +23,9 @@ one, else under ``cheng/``, else the package root (``tests/``, ``examples/`` and
 are never modules). A symbol's key is ``<module>.<Name>``, with the module written as an import
 path (``net/tcp.Dial``); overloaded routines get their parameter list appended to the key.
 
+The logical lines come from the C scanner (``native/src/chengtok.c``); ``_logical_lines`` is the
+same rule in Python, kept as the tests' reference (``reference_lines``).
+
 On-disk form (``api_to_json``): compact JSON, keys sorted,
 ``{"<key>": {"kind": "fn", "signature": "(a: int32): int32"}, ...}``; ``api_digest`` is
 ``sha256:<hex>`` of exactly those bytes and is what the registry's ``api`` field records.
@@ -34,8 +37,9 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from cheng_build.core.errors import InputError
@@ -136,44 +140,68 @@ def _logical_lines(source: str) -> list[_Line]:
     return out
 
 
+_SEMI = re.compile(r"\s*;\s*")
+_COMMA = re.compile(r"\s*,\s*")
+_COLON = re.compile(r"\s*(?<![:=<>!])\s*:\s*(?!=)")
+_OPEN_WS = re.compile(r"([(\[{])\s+")
+_WS_CLOSE = re.compile(r"\s+([)\]}])")
+_EQ = re.compile(r"\s*=\s*(?![=>])")
+_OP_EQ = re.compile(r"([<>!=:]) = ")
+# The characters _body_eq acts on; everything between them is skipped in one search.
+_BODY_EQ_STOP = re.compile(r"[\"'`()\[\]{}=]")
+
+
+@lru_cache(maxsize=1 << 14)
 def _normalise(sig: str) -> str:
-    """Whitespace-insensitive form of a signature: one space after , ; : and none inside ()[]."""
+    """Whitespace-insensitive form of a signature: one space after , ; : and none inside ()[].
+
+    Each rewrite runs only when its character occurs (the result is the same; most signatures
+    lack some of them, and publish normalises thousands). Cached: a pure function of its text,
+    and 40% of a real package's calls repeat an earlier text (parameter lists, field lines).
+    """
     s = " ".join(sig.split())
-    s = re.sub(r"\s*;\s*", ", ", s)
-    s = re.sub(r"\s*,\s*", ", ", s)
-    s = re.sub(r"\s*(?<![:=<>!])\s*:\s*(?!=)", ": ", s)
-    s = re.sub(r"([(\[{])\s+", r"\1", s)
-    s = re.sub(r"\s+([)\]}])", r"\1", s)
-    s = re.sub(r"\s*=\s*(?![=>])", " = ", s)
-    s = re.sub(r"([<>!=:]) = ", r"\1= ", s)
+    if ";" in s:
+        s = _SEMI.sub(", ", s)
+    if "," in s:
+        s = _COMMA.sub(", ", s)
+    if ":" in s:
+        s = _COLON.sub(": ", s)
+    if " " in s:
+        s = _OPEN_WS.sub(r"\1", s)
+        s = _WS_CLOSE.sub(r"\1", s)
+    if "=" in s:
+        s = _EQ.sub(" = ", s)
+        s = _OP_EQ.sub(r"\1= ", s)
     return s.strip()
 
 
 def _body_eq(text: str) -> int:
     """Index of the ``=`` that ends a declaration head at bracket depth 0, or -1."""
     depth = 0
-    i = 0
     n = len(text)
-    while i < n:
+    search = _BODY_EQ_STOP.search
+    m = search(text)
+    while m is not None:
+        i = m.start()
         c = text[i]
         if c in "\"'":
-            m = _TOKEN.match(text, i)
-            i = m.end() if m and m.end() > i else i + 1
-            continue
-        if c == "`":
+            t = _TOKEN.match(text, i)
+            i = t.end() if t and t.end() > i else i + 1
+        elif c == "`":
             j = text.find("`", i + 1)
             i = n if j < 0 else j + 1
-            continue
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif c == "=" and depth == 0:
-            prev = text[i - 1] if i else ""
-            nxt = text[i + 1] if i + 1 < n else ""
-            if not (prev and prev in "=<>!:") and not (nxt and nxt in "=>"):
-                return i
-        i += 1
+        else:
+            if c in "([{":
+                depth += 1
+            elif c in ")]}":
+                depth -= 1
+            elif depth == 0:  # "="
+                prev = text[i - 1] if i else ""
+                nxt = text[i + 1] if i + 1 < n else ""
+                if not (prev and prev in "=<>!:") and not (nxt and nxt in "=>"):
+                    return i
+            i += 1
+        m = search(text, i)
     return -1
 
 
@@ -214,16 +242,23 @@ def _entry(kind: str, text: str, body: list[str]) -> tuple[str, str] | None:
     return name, _normalise(" ".join([rest, *body]))
 
 
-def _decls(lines: list[_Line]) -> Iterable[tuple[str, str, str, int]]:
-    """Yield (kind, name, signature, lineno) for every top-level declaration."""
+def _decls(indents: list[int], text_of: Callable[[int], str]) -> Iterable[tuple[str, str, str, int]]:
+    """Yield (kind, name, signature, line index) for every top-level declaration.
+
+    ``indents[i]`` is logical line i's indentation and ``text_of(i)`` its text, read only for
+    top-level lines and the bodies of declarations (most lines are never turned into str).
+    """
+    n = len(indents)
     i = 0
-    n = len(lines)
     while i < n:
-        line = lines[i]
+        if indents[i] != 0:
+            try:
+                i = indents.index(0, i)  # the next top-level line (a scan in C)
+            except ValueError:
+                return
+        lineno = i
+        text = text_of(i)
         i += 1
-        if line.indent != 0:
-            continue
-        text = line.text
         while True:
             m = _ANNOTATION.match(text)
             if m is None or not m.group():
@@ -236,29 +271,31 @@ def _decls(lines: list[_Line]) -> Iterable[tuple[str, str, str, int]]:
         rest = text[m.end():]
         # The indented lines that follow belong to this declaration.
         body_start = i
-        while i < n and lines[i].indent > 0:
-            i += 1
-        body = lines[body_start:i]
+        try:
+            i = indents.index(0, i)
+        except ValueError:
+            i = n
         if rest:
-            got = _entry(kind, rest, [b.text for b in body] if kind != "fn" else [])
+            body = [text_of(b) for b in range(body_start, i)] if kind != "fn" else []
+            got = _entry(kind, rest, body)
             if got:
-                yield kind, got[0], got[1], line.lineno
+                yield kind, got[0], got[1], lineno
             continue
         # Block form: entries at the block's first indentation, deeper lines continue them.
-        if not body:
+        if body_start == i:
             continue
-        entry_indent = body[0].indent
-        j = 0
-        while j < len(body):
-            head = body[j]
+        entry_indent = indents[body_start]
+        j = body_start
+        while j < i:
+            head = j
             j += 1
             cont: list[str] = []
-            while j < len(body) and body[j].indent > entry_indent:
-                cont.append(body[j].text)
+            while j < i and indents[j] > entry_indent:
+                cont.append(text_of(j))
                 j += 1
-            if head.indent != entry_indent:
+            if indents[head] != entry_indent:
                 continue
-            etext = head.text
+            etext = text_of(head)
             while True:
                 am = _ANNOTATION.match(etext)
                 if am is None or not am.group():
@@ -268,7 +305,7 @@ def _decls(lines: list[_Line]) -> Iterable[tuple[str, str, str, int]]:
                 etext = re.sub(r"^(?:async\s+)?(?:fn\s+)?", "", etext)
             got = _entry(kind, etext, cont if kind in ("type", "const") else [])
             if got:
-                yield kind, got[0], got[1], head.lineno
+                yield kind, got[0], got[1], head
 
 
 def module_name(relpath: str) -> str:
@@ -281,10 +318,31 @@ def module_name(relpath: str) -> str:
     return p[: -len(".cheng")] if p.endswith(".cheng") else p
 
 
-def extract_module(source: str, module: str) -> list[Symbol]:
-    """Every exported top-level declaration of one module, in source order."""
+def extract_module(source: str | bytes, module: str) -> list[Symbol]:
+    """Every exported top-level declaration of one module, in source order.
+
+    The logical lines come from the C scanner (``_native.chengtok.api_lines``);
+    :func:`reference_lines` is the rule it follows, kept for the tests.
+    """
+    from cheng_build._native.chengtok import api_lines
+
+    data = source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass")
+    lines = api_lines(data)
     return [Symbol(kind, name, sig, module)
-            for kind, name, sig, _ in _decls(_logical_lines(source)) if is_exported(name)]
+            for kind, name, sig, _ in _decls(lines.indents, lines.text) if is_exported(name)]
+
+
+def reference_lines(source: str) -> tuple[list[int], list[str]]:
+    """The logical lines by the pure-Python reference rule: (indents, texts). Tests only."""
+    lines = _logical_lines(source)
+    return [ln.indent for ln in lines], [ln.text for ln in lines]
+
+
+def reference_extract_module(source: str, module: str) -> list[Symbol]:
+    """:func:`extract_module` on the pure-Python reference lines (the tests' oracle)."""
+    indents, texts = reference_lines(source)
+    return [Symbol(kind, name, sig, module)
+            for kind, name, sig, _ in _decls(indents, texts.__getitem__) if is_exported(name)]
 
 
 def _module_files(paths: Iterable[str]) -> list[str]:
@@ -312,13 +370,11 @@ def extract_api(files: Mapping[str, str | bytes]) -> dict[str, Symbol]:
                            why=f"{len(raw)} bytes, the limit is {MAX_SOURCE_BYTES}")
         if isinstance(raw, bytes):
             try:
-                text = raw.decode("utf-8")
+                raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise ApiError(f"source file is not valid UTF-8: {rel}",
                                why=f"byte {exc.start}: {exc.reason}") from None
-        else:
-            text = raw
-        syms = extract_module(text, module_name(rel))
+        syms = extract_module(raw, module_name(rel))
         counts: dict[str, int] = {}
         for s in syms:
             counts[s.name] = counts.get(s.name, 0) + 1
@@ -334,8 +390,13 @@ def extract_api(files: Mapping[str, str | bytes]) -> dict[str, Symbol]:
     return table
 
 
-def extract_api_from_dir(root: str | os.PathLike[str]) -> dict[str, Symbol]:
-    """The public symbol table of a package tree on disk (see :func:`extract_api`)."""
+def extract_api_from_dir(root: str | os.PathLike[str],
+                         read: Mapping[str, bytes] | None = None) -> dict[str, Symbol]:
+    """The public symbol table of a package tree on disk (see :func:`extract_api`).
+
+    ``read``: files of the tree already read (relative path -> bytes), used instead of reading
+    them again (publish reads the sources once for the fingerprint and the table).
+    """
     base = Path(root)
     files: dict[str, bytes] = {}
     rels = []
@@ -346,7 +407,8 @@ def extract_api_from_dir(root: str | os.PathLike[str]) -> dict[str, Symbol]:
             if fn.endswith(".cheng"):
                 rels.append(os.path.relpath(os.path.join(dirpath, fn), base).replace(os.sep, "/"))
     for rel in _module_files(rels):
-        files[rel] = (base / rel).read_bytes()
+        known = read.get(rel) if read is not None else None
+        files[rel] = known if known is not None else (base / rel).read_bytes()
     return extract_api(files)
 
 

@@ -14,6 +14,11 @@ Tokenizer. Cheng source is read as a stream of tokens:
 
 Features are every unigram, bigram and trigram of that stream (file by file in path order, each
 file opened by a ``FILE`` token); the native 64-bit SimHash kernel folds them into the fingerprint.
+:func:`fingerprint` runs these rules in C (``native/src/chengtok.c``, docs/chunker.md section 6):
+no token becomes a Python object. :func:`tokenize`, :func:`features` and
+:func:`package_features` are the same rules in Python, kept as the reference the tests compare
+the C against (``reference_fingerprint``); nothing else calls them.
+
 Two packages whose fingerprints differ in at most :data:`COPY_DISTANCE` bits (>= 90% similar)
 are a high-similarity pair; the later one is a copy of the earlier (see ``pkg.publish``).
 """
@@ -188,9 +193,44 @@ class Fingerprint:
 def fingerprint(files: Mapping[str, str | bytes]) -> Fingerprint | None:
     """The package's fingerprint, or None when it has no tokens at all.
 
+    The C scanner (``_native.chengtok``) tokenizes and hashes; :func:`tokenize`,
+    :func:`features` and :func:`package_features` are the rule it follows, kept as the tests'
+    oracle (``reference_fingerprint``).
+
     Raises:
         OriginalityError: the native kernel is missing.
     """
+    try:
+        from cheng_build._native.chengtok import FingerprintStream
+    except (ImportError, AttributeError, OSError) as exc:
+        raise OriginalityError("the native SimHash kernel is not available",
+                               why=str(exc),
+                               how="build it: bash scripts/dev-build.sh (or pip install .)") from None
+    stream = FingerprintStream()
+    for rel in sorted(files):
+        data = source_bytes(files[rel])
+        if data is not None:
+            stream.feed(data)
+    fp, n = stream.result()
+    return Fingerprint(fp, n) if n else None
+
+
+def source_bytes(raw: str | bytes) -> bytes | None:
+    """The UTF-8 bytes of a file to fingerprint, or None for one that is skipped (not UTF-8
+    text, or larger than :data:`MAX_SOURCE_BYTES`)."""
+    if isinstance(raw, str):
+        return raw.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_SOURCE_BYTES:
+        return None
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return raw
+
+
+def reference_fingerprint(files: Mapping[str, str | bytes]) -> Fingerprint | None:
+    """:func:`fingerprint` by the pure-Python reference tokenizer (the tests' oracle)."""
     feats = package_features(files)
     if not feats:
         return None

@@ -60,11 +60,11 @@ class ApiInfo:
     cid: str | None  # where its JSON lives in the CAS, so the next release can diff against it
 
 
-def _api_of(src: Path, store: Blockstore | None) -> ApiInfo | None:
+def _api_of(src: Path, store: Blockstore | None, read: dict[str, bytes]) -> ApiInfo | None:
     from cheng_build.pkg import api
 
     if src.is_dir():
-        table = api.extract_api_from_dir(src)
+        table = api.extract_api_from_dir(src, read)
     elif src.suffix == ".cheng":
         table = api.extract_api({src.name: src.read_bytes()})
     else:
@@ -72,8 +72,12 @@ def _api_of(src: Path, store: Blockstore | None) -> ApiInfo | None:
     cid = None
     if store is not None:
         from cheng_build.cas import importer
+        from cheng_build.pkg.snapshot import SOURCE_CHUNKER
 
-        cid = str(importer.add_bytes(store, api.api_to_json(table).encode("utf-8")))
+        # Content-defined chunks: the table is sorted JSON, and a release changes a few entries,
+        # so most chunks are the previous release's (fixed 256 KiB chunks were all new each time).
+        cid = str(importer.add_bytes(store, api.api_to_json(table).encode("utf-8"),
+                                     chunker=SOURCE_CHUNKER))
     return ApiInfo(api.api_digest(table), dict(table), cid)
 
 
@@ -241,8 +245,9 @@ def publish(
     src_path = Path(src)
     version = check_manifest(src_path, package_id, version)
     snap: Snapshot = make_snapshot(store, src_path, fmt, source_addrs=source_addrs)
-    fp = originality.fingerprint(originality.source_files(src_path))
-    api_info = _api_of(src_path, store)
+    sources = originality.source_files(src_path)  # read once: fingerprint and API table
+    fp = originality.fingerprint(sources)
+    api_info = _api_of(src_path, store, sources)
     created = str(int(time.time()) if now is None else now)
 
     def build(log: RegistryLog, state: LogState) -> dict[str, Any]:

@@ -19,7 +19,7 @@ extern "C" {
 
 /* Bumped whenever a signature below changes; the Python loader refuses a mismatch so a stale
  * build in cheng_build/_native/ is reported instead of crashing. */
-#define CB_ABI_VERSION 5
+#define CB_ABI_VERSION 6
 
 const char *cb_version(void);
 int cb_abi_version(void);
@@ -121,6 +121,14 @@ typedef struct cb_pyapi {
 int cb_simhash64_pylists(const cb_pyapi *api, void *docs, uint64_t *out);
 /* Fingerprint of tokens whose 64-bit hashes are given (weight 1 each). */
 uint64_t cb_simhash64_from_hashes(const uint64_t *hashes, size_t n);
+/* The same sums kept across calls, for a stream of token hashes fed in pieces (the Cheng
+ * scanner of cb_chengtok.h feeds one). Caller-allocated state of cb_simsum_size() bytes. */
+typedef struct cb_simsum cb_simsum;
+size_t cb_simsum_size(void);
+void cb_simsum_init(cb_simsum *s);
+void cb_simsum_add(cb_simsum *s, const uint64_t *hashes, size_t n);
+/* The fingerprint of every hash added so far (the state stays usable). */
+uint64_t cb_simsum_result(const cb_simsum *s);
 int cb_hamming64(uint64_t a, uint64_t b);
 /* All pairs i < j with hamming(fps[i], fps[j]) <= d, ordered by (i, j). Writes up to cap
  * triples (i, j, distance) to out[3*k ..]; returns the total number of pairs (which may be
