@@ -30,23 +30,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from cheng_build.build.cachefile import write_cache_file
 from cheng_build.build.inputs import StatCache
 from cheng_build.core.errors import ChengError, UsageError
 
-if TYPE_CHECKING:
-    from cheng_build.build.request import PackageOptions
-    from cheng_build.pkg.lock import Lock
-    from cheng_build.trust.config import Config
-    from cheng_build.trust.registry_log import RegistryLog
-    from cheng_build.trust.trusted import TrustedRegistry
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,178 +95,198 @@ def _display(p: Path, cwd: Path) -> str:
         return os.fspath(p)
 
 
-class _Flow:
-    """One run of the flow: the paths it works on, the steps that ran, and what it loads at most
-    once and only when a step needs it (the trust configuration, the verified registry, the
-    lock): a build whose steps are all remembered imports none of them."""
+def _lazy(fn: Callable[[], T]) -> Callable[[], T]:
+    box: list[T] = []
 
-    def __init__(self, opts: PackageOptions, *, cwd: Path, cache_root: Path, env: Mapping[str, str],
-                 stat_cache: StatCache, default_name: str) -> None:
-        from cheng_build.core.paths import registry_path
+    def get() -> T:
+        if not box:
+            box.append(fn())
+        return box[0]
 
-        self.opts, self.cwd, self.cache_root, self.env = opts, cwd, cache_root, env
-        self.stat_cache = stat_cache
-        self.fmt = opts.lock_format
-        self.lock_path = (self.absolute(opts.lock) if opts.lock
-                          else cache_root / f"{default_name}.lock.{self.fmt}")
-        self.reg_path = self.absolute(opts.registry) if opts.registry else self.absolute(registry_path(None))
-        self.chengc_dir = cache_root / "chengc"
-        self.steps: list[str] = []
-
-    def absolute(self, p: Path) -> Path:
-        return p if p.is_absolute() else self.cwd / p
-
-    @cached_property
-    def config(self) -> Config:
-        from cheng_build.trust.config import load_config
-
-        return load_config(env=self.env)
-
-    @cached_property
-    def trusted(self) -> TrustedRegistry:
-        # Verified before any line is used (resolve and verify both read it); L0 only warns.
-        from cheng_build.trust.trusted import load_trusted_registry
-
-        if not self.reg_path.is_file():
-            raise UsageError("missing --registry", why=f"no registry at {self.reg_path}",
-                             how="pass --registry:<path/registry.jsonl> or set PKG_REGISTRY")
-        return load_trusted_registry(self.reg_path, self.config)
-
-    @cached_property
-    def lock(self) -> Lock:
-        from cheng_build.pkg.lock import load_lock
-
-        return load_lock(self.lock_path)
+    return get
 
 
-def prepare(opts: PackageOptions, *, cwd: Path, cache_root: Path, env: Mapping[str, str],
-            stat_cache: StatCache, default_name: str) -> PackageContext:
-    """Run resolve (if a manifest) -> verify -> fetch for ``opts``.
+def _gov_flags(opts: Any) -> tuple[str, ...]:
+    """The flags that change what verify accepts: part of the remembered-verify key, so a lock
+    verified with --allow-unsigned is not taken as verified without it."""
+    return tuple(f for f in ("allow_unsigned", "allow_quarantined") if getattr(opts, f, False))
+
+
+def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], stat_cache: StatCache,
+            default_name: str) -> PackageContext:
+    """Run resolve (if a manifest) -> verify -> fetch for ``opts`` (a ``PackageOptions``).
 
     Raises:
         ChengError subclasses from each step, their first line prefixed with the step's name;
         UsageError when no lock can be found or made.
     """
-    flow = _Flow(opts, cwd=cwd, cache_root=cache_root, env=env, stat_cache=stat_cache,
-                 default_name=default_name)
+    from cheng_build.core.paths import registry_path
+
+    def absolute(p: Path) -> Path:
+        return p if p.is_absolute() else cwd / p
+
+    fmt = opts.lock_format
+    lock_path = absolute(opts.lock) if opts.lock else cache_root / f"{default_name}.lock.{fmt}"
+    reg_path = absolute(opts.registry) if opts.registry else absolute(registry_path(None))
+    chengc_dir = cache_root / "chengc"
+    steps: list[str] = []
+
+    def _load_config() -> Any:
+        from cheng_build.trust.config import load_config
+
+        return load_config(env=env)
+
+    config = _lazy(_load_config)
+    if getattr(opts, "allow_unsigned", False):  # development mode: refused above L0, up front
+        from cheng_build.pkg.unsigned import check_flag
+
+        check_flag(True, getattr(config().level, "value", str(config().level)), "chengc")
+
+    def load_registry() -> Any:
+        # Verified before any line is used (resolve and verify both read it); L0 only warns.
+        from cheng_build.trust.trusted import load_trusted_registry
+
+        if not reg_path.is_file():
+            raise UsageError("missing --registry", why=f"no registry at {reg_path}",
+                             how="pass --registry:<path/registry.jsonl> or set PKG_REGISTRY")
+        return load_trusted_registry(reg_path, config())
+
+    trusted = _lazy(load_registry)
+
+    def registry() -> Any:
+        return trusted().log
+
+    # 0. sync the registry from its mirrors first (PKG_REGISTRY_FROM; build/remote.py)
+    with step("sync"):
+        from cheng_build.build.remote import sync_for_build
+
+        if sync_for_build(chengc_dir, reg_path, _config_fingerprint(env, cwd, stat_cache), config):
+            steps.append("sync")
+
+    # 1. resolve
     if opts.manifest is not None:
+        manifest_path = absolute(opts.manifest)
         with step("resolve"):
-            _resolve(flow, flow.absolute(opts.manifest))
+            if not manifest_path.is_file():
+                from cheng_build.core.errors import InputError
+
+                raise InputError(f"manifest not found: {opts.manifest}",
+                                 how="pass --manifest:<path/cheng-package.toml>")
+            _, m_sha = stat_cache.file_digest(manifest_path)
+            stamp_path = chengc_dir / "resolved" / f"{_h(os.fspath(lock_path))}.json"
+            stamp = _stamp_read(stamp_path)
+            lock_sha = stat_cache.file_digest(lock_path)[1] if lock_path.is_file() else None
+            fresh = bool(stamp and lock_sha and stamp.get("manifest_sha256") == m_sha
+                         and stamp.get("lock_sha256") == lock_sha)
+            if not fresh:
+                from cheng_build.pkg.manifest import load_manifest
+
+                manifest = load_manifest(manifest_path)
+                edited = stamp is not None and stamp.get("manifest_sha256") != m_sha
+                keep = False
+                if lock_sha is not None and not edited:
+                    # A lock made elsewhere (a fresh clone, cheng-pkg resolve, git pull) pins
+                    # the build as long as it still satisfies the manifest.
+                    from cheng_build.pkg.lock import load_lock
+                    from cheng_build.pkg.verify import lock_manifest_problems
+
+                    keep = not lock_manifest_problems(load_lock(lock_path), manifest)
+                if not keep:
+                    from cheng_build.build.remote import head_cids, resolve_store
+                    from cheng_build.pkg.lock import dump_lock
+                    from cheng_build.pkg.resolve import resolve_manifest
+                    from cheng_build.pkg.unsigned import mark
+
+                    lv = getattr(config().level, "value", str(config().level))
+                    with resolve_store(cache_root, env,
+                                       hint=lambda: head_cids(manifest, registry())) as store:
+                        lock = resolve_manifest(manifest, registry(), store, level=lv,
+                                                allow_quarantined=bool(getattr(
+                                                    opts, "allow_quarantined", False)))
+                    lock, _ = mark(lock, bool(getattr(opts, "allow_unsigned", False)), lv)
+                    dump_lock(lock, lock_path, fmt)
+                    steps.append("resolve")
+                _stamp_write(stamp_path, {"manifest_sha256": m_sha,
+                                          "lock_sha256": stat_cache.file_digest(lock_path)[1]})
+
+    # 2. load + verify (remembered per lock bytes, registry bytes, trust configuration)
     with step("verify"):
-        vstamp, lock_sha = _verify(flow)
+        if not lock_path.is_file():
+            from cheng_build.core.errors import InputError
+
+            raise InputError(f"lock not found: {_display(lock_path, cwd)}",
+                             how="pass --manifest:<file> to resolve one, or --lock:<file>")
+
+        def _load_lock() -> Any:
+            from cheng_build.pkg.lock import load_lock
+
+            return load_lock(lock_path)
+
+        lock_obj = _lazy(_load_lock)
+        _, lock_sha = stat_cache.file_digest(lock_path)
+        reg_sha = stat_cache.file_digest(reg_path)[1] if reg_path.is_file() else "-"
+        vkey = _h(lock_sha, reg_sha, _config_fingerprint(env, cwd, stat_cache), opts.package or "",
+                  opts.channel, *_gov_flags(opts))
+        vstamp_path = chengc_dir / "verified" / f"{vkey}.json"
+        vstamp = None if opts.verify else _stamp_read(vstamp_path)
+        if vstamp is None or "dependencies" not in vstamp or not _trust_still_holds(
+                vstamp.get("trust"), reg_path):
+            from cheng_build.pkg.verify import verify_lock
+
+            lock = lock_obj()
+            cfg = config()
+            level = getattr(cfg.level, "value", str(cfg.level))
+            tr = trusted() if reg_path.is_file() or level != "L0" else None
+            reg = tr.log if tr is not None else None
+            from cheng_build.pkg.unsigned import extra_kwargs
+
+            warnings = (list(tr.warnings) if tr is not None else []) + verify_lock(
+                lock, reg, cfg, **extra_kwargs(opts))
+            vstamp = {
+                "package": _package_fields(lock, reg, opts.package or lock.package_id, opts.channel),
+                "warnings": list(warnings),
+                "trust": _trust_stamp(tr),
+                "created_ts": lock.created_ts,
+                "dependencies": [d.to_dict() for d in lock.dependencies],
+                "fetch": [[d.package_id, str(d.cid), bool(getattr(d, "path", None))]
+                          for d in lock.dependencies],
+            }
+            _stamp_write(vstamp_path, vstamp)
+            steps.append("verify")
+
+    # 3. fetch (skipped when every snapshot is complete in the cache)
     with step("fetch"):
-        roots = _fetch(flow, vstamp)
-    fmt_of = flow.lock_path.suffix.lstrip(".") or flow.fmt
+        roots: list[Path] = []
+        complete = True
+        for _pid, cid, has_path in vstamp["fetch"]:
+            p = cache_root / "packages" / cid
+            if has_path or not p.is_dir():
+                complete = False  # something to fetch (or a dev path override): ask the fetcher
+                break
+            roots.append(p)
+        if not complete:
+            from cheng_build.build.remote import consumer_addrs
+            from cheng_build.pkg.remote.routing import fetch_lock_routed
+
+            lock = lock_obj()
+            res = fetch_lock_routed(lock, cache_root=cache_root, config=config(),
+                                    lock_dir=lock_path.parent, peers=consumer_addrs(config()))
+            roots = [Path(res.roots[d.package_id]) for d in lock.dependencies]
+            steps.append("fetch")
+
+    fmt_of = lock_path.suffix.lstrip(".") or fmt
     return PackageContext(
         roots=tuple(roots),
         created_ts=vstamp.get("created_ts"),
         package_fields=vstamp["package"],
-        lock_table={"path": _display(flow.lock_path, cwd), "format": fmt_of, "sha256": lock_sha},
+        lock_table={"path": _display(lock_path, cwd), "format": fmt_of, "sha256": lock_sha},
         dependencies=tuple(vstamp["dependencies"]),
         warnings=tuple(vstamp.get("warnings", ())),
-        steps=tuple(flow.steps),
+        steps=tuple(steps),
     )
 
 
-def _resolve(flow: _Flow, manifest_path: Path) -> None:
-    """Step 1: (re)write the lock unless the manifest is unchanged since the last resolve, or a
-    lock made elsewhere still satisfies it."""
-    if not manifest_path.is_file():
-        from cheng_build.core.errors import InputError
-
-        raise InputError(f"manifest not found: {flow.opts.manifest}",
-                         how="pass --manifest:<path/cheng-package.toml>")
-    stat_cache, lock_path = flow.stat_cache, flow.lock_path
-    _, m_sha = stat_cache.file_digest(manifest_path)
-    stamp_path = flow.chengc_dir / "resolved" / f"{_h(os.fspath(lock_path))}.json"
-    stamp = _stamp_read(stamp_path)
-    lock_sha = stat_cache.file_digest(lock_path)[1] if lock_path.is_file() else None
-    fresh = bool(stamp and lock_sha and stamp.get("manifest_sha256") == m_sha
-                 and stamp.get("lock_sha256") == lock_sha)
-    if fresh:
-        return
-    from cheng_build.pkg.manifest import load_manifest
-
-    manifest = load_manifest(manifest_path)
-    edited = stamp is not None and stamp.get("manifest_sha256") != m_sha
-    keep = False
-    if lock_sha is not None and not edited:
-        # A lock made elsewhere (a fresh clone, cheng-pkg resolve, git pull) pins
-        # the build as long as it still satisfies the manifest.
-        from cheng_build.pkg.lock import load_lock
-        from cheng_build.pkg.verify import lock_manifest_problems
-
-        keep = not lock_manifest_problems(load_lock(lock_path), manifest)
-    if not keep:
-        from cheng_build.cas.blockstore import Blockstore
-        from cheng_build.pkg.lock import dump_lock
-        from cheng_build.pkg.resolve import resolve_manifest
-
-        lock = resolve_manifest(manifest, flow.trusted.log, Blockstore(flow.cache_root))
-        dump_lock(lock, lock_path, flow.fmt)
-        flow.steps.append("resolve")
-    _stamp_write(stamp_path, {"manifest_sha256": m_sha,
-                              "lock_sha256": stat_cache.file_digest(lock_path)[1]})
-
-
-def _verify(flow: _Flow) -> tuple[dict[str, Any], str]:
-    """Step 2: the verified stamp of this lock (remembered per lock bytes, registry bytes and
-    trust configuration, while the trust it rests on still holds) and the lock's sha256."""
-    lock_path, reg_path, opts = flow.lock_path, flow.reg_path, flow.opts
-    if not lock_path.is_file():
-        from cheng_build.core.errors import InputError
-
-        raise InputError(f"lock not found: {_display(lock_path, flow.cwd)}",
-                         how="pass --manifest:<file> to resolve one, or --lock:<file>")
-    _, lock_sha = flow.stat_cache.file_digest(lock_path)
-    reg_sha = flow.stat_cache.file_digest(reg_path)[1] if reg_path.is_file() else "-"
-    vkey = _h(lock_sha, reg_sha, _config_fingerprint(flow.env, flow.cwd, flow.stat_cache),
-              opts.package or "", opts.channel)
-    vstamp_path = flow.chengc_dir / "verified" / f"{vkey}.json"
-    vstamp = None if opts.verify else _stamp_read(vstamp_path)
-    if vstamp is not None and "dependencies" in vstamp and _trust_still_holds(
-            vstamp.get("trust"), reg_path):
-        return vstamp, lock_sha
-    from cheng_build.pkg.verify import verify_lock
-
-    lock, cfg = flow.lock, flow.config
-    level = getattr(cfg.level, "value", str(cfg.level))
-    tr = flow.trusted if reg_path.is_file() or level != "L0" else None
-    reg = tr.log if tr is not None else None
-    warnings = (list(tr.warnings) if tr is not None else []) + verify_lock(lock, reg, cfg)
-    vstamp = {
-        "package": _package_fields(lock, reg, opts.package or lock.package_id, opts.channel),
-        "warnings": list(warnings),
-        "trust": _trust_stamp(tr),
-        "created_ts": lock.created_ts,
-        "dependencies": [d.to_dict() for d in lock.dependencies],
-        "fetch": [[d.package_id, str(d.cid), bool(d.path)] for d in lock.dependencies],
-    }
-    _stamp_write(vstamp_path, vstamp)
-    flow.steps.append("verify")
-    return vstamp, lock_sha
-
-
-def _fetch(flow: _Flow, vstamp: Mapping[str, Any]) -> list[Path]:
-    """Step 3: the snapshot roots, fetched unless every one is complete in the cache."""
-    roots: list[Path] = []
-    for _pid, cid, has_path in vstamp["fetch"]:
-        p = flow.cache_root / "packages" / cid
-        if has_path or not p.is_dir():
-            break  # something to fetch (or a dev path override): ask the fetcher
-        roots.append(p)
-    else:
-        return roots
-    from cheng_build.pkg.fetch import fetch_lock
-
-    lock = flow.lock
-    res = fetch_lock(lock, cache_root=flow.cache_root, config=flow.config,
-                     lock_dir=flow.lock_path.parent)
-    flow.steps.append("fetch")
-    return [Path(res.roots[d.package_id]) for d in lock.dependencies]
-
-
-def _trust_stamp(tr: TrustedRegistry | None) -> dict[str, Any] | None:
+def _trust_stamp(tr: Any) -> dict[str, Any] | None:
     """What a remembered verify still depends on besides the bytes of lock, registry and config:
     the newest checkpoint's expiry (a frozen log must stop building once it expires) and the
     checkpoint this client remembers (another verify may since have seen a longer log, so this
@@ -318,8 +332,7 @@ def _config_fingerprint(env: Mapping[str, str], cwd: Path, stat_cache: StatCache
     return _h(*parts)
 
 
-def _package_fields(lock: Lock, registry: RegistryLog | None, package_id: str,
-                    channel: str) -> dict[str, Any]:
+def _package_fields(lock: Any, registry: Any, package_id: str, channel: str) -> dict[str, Any]:
     """The seed's A1.10 top-level fields: the package's own registry snapshot when published,
     else just its id, channel and the lock's ``created_ts`` (an app is often never published)."""
     if lock.package_id != package_id:
@@ -329,7 +342,7 @@ def _package_fields(lock: Lock, registry: RegistryLog | None, package_id: str,
             raise PolicyError("package mismatch", why=f"the lock is for {lock.package_id}, not {package_id}",
                               how=f"pass the lock of that package, or --package:{lock.package_id}")
     head = registry.head(package_id, channel) if registry is not None else None
-    if head is None or registry is None:
+    if head is None:
         out: dict[str, Any] = {"package_id": package_id, "channel": channel}
         if lock.created_ts is not None:
             out["created_ts"] = str(lock.created_ts)

@@ -53,6 +53,8 @@ class PackageOptions:
     pkg_cache: Path | None = None
     skip_pkg: bool = False
     verify: bool = False
+    allow_unsigned: bool = False  # development mode, L0 only (cheng_build.pkg.unsigned)
+    allow_quarantined: bool = False  # refused at L2 (cheng_build.pkg.governance)
 
     @property
     def active(self) -> bool:

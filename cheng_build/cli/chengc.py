@@ -25,7 +25,7 @@ _OURS: dict[str, bool] = {
     "--lock-format": True, "--meta-out": True, "--pkg-cache": True, "--skip-pkg": False,
     "--verify": False, "--pkg-roots": True, "--compiler": True, "--explain": False,
     "--reproducible-check": False, "--no-cache": False, "--env-allow": True, "--debug": False,
-    "--sign": True, "--ledger": True,
+    "--sign": True, "--ledger": True, "--allow-unsigned": False, "--allow-quarantined": False,
 }
 # The compiler's flags we also read; --name/--out are replaced by the staged ones.
 _COMPILER: dict[str, bool] = {
@@ -71,6 +71,10 @@ def _parser() -> Parser:
     g.add_argument("--pkg-cache", help="package cache (default PKG_CACHE or ./chengcache)")
     g.add_argument("--skip-pkg", action="store_true", help="skip resolve/verify/fetch; use PKG_ROOTS as set")
     g.add_argument("--verify", action="store_true", help="verify the lock again even if verified before")
+    g.add_argument("--allow-unsigned", action="store_true",
+                   help="development mode: accept unsigned (local:) snapshots; L0 only, warns")
+    g.add_argument("--allow-quarantined", action="store_true",
+                   help="use snapshots the registry operator quarantined (refused at L2)")
     g.add_argument("--pkg-roots", help="package roots searched after PKG_ROOT (replaces PKG_ROOTS)")
     b = p.add_argument_group("build")
     b.add_argument("--compiler", help="the real Cheng compiler (else CHENG_COMPILER, config, PATH)")
@@ -191,7 +195,9 @@ def _run(argv: list[str]) -> int:
         bundle_out=p(args.out) if emit is Emit.BUNDLE else None,
         packages=PackageOptions(manifest=p(args.manifest), lock=p(args.lock), registry=p(args.registry),
                                 package=args.package, channel=args.channel, lock_format=args.lock_format,
-                                pkg_cache=p(args.pkg_cache), skip_pkg=args.skip_pkg, verify=args.verify),
+                                pkg_cache=p(args.pkg_cache), skip_pkg=args.skip_pkg, verify=args.verify,
+                                allow_unsigned=args.allow_unsigned,
+                                allow_quarantined=args.allow_quarantined),
         cache_dir=cache, env=env, cwd=Path.cwd(), sign=_sign_key(args.sign, env),
         ledger=p(args.ledger),
     )

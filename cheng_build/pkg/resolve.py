@@ -2,7 +2,10 @@
 
 The rules (the seed's A and A1):
 
-1. Every requested channel resolves to its head in the registry (highest epoch).
+1. Every requested channel resolves to its head in the registry (highest epoch, unless a signed
+   promotion moved it since), and a requested ``tag`` to the snapshot it names
+   (:mod:`cheng_build.pkg.governance`; the lock marks how it was reached). A snapshot the
+   operator quarantined is refused (``allow_quarantined`` lets it through below L2).
 2. Each resolved snapshot's own manifest (``cheng-package.toml`` inside the snapshot) adds its
    dependencies, until the graph is closed. A dependency's ``[overrides]`` are ignored.
 3. Single-version rule: one snapshot per package in the whole graph. Two requests that land on
@@ -26,9 +29,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cheng_build.core.errors import NotFoundError, PolicyError
+from cheng_build.pkg.governance import check_quarantine, pick
 from cheng_build.pkg.lock import Lock, LockedDep, now_ts
 from cheng_build.pkg.lock_errors import DependencyCycleError, SingleVersionConflictError
 from cheng_build.pkg.manifest import (
@@ -40,17 +44,12 @@ from cheng_build.pkg.manifest import (
     manifest_from_bytes,
 )
 
-if TYPE_CHECKING:
-    from cheng_build.cas.blockstore import Blockstore
-    from cheng_build.trust.registry_entry import RegistryEntry
-    from cheng_build.trust.registry_log import RegistryLog
-
 # (package_id, cid, format) -> the bytes of the manifest inside that snapshot and its file name,
 # or None when the snapshot has no manifest (then it has no dependencies).
 ManifestReader = Callable[[str, str, str], "tuple[bytes, str] | None"]
 
 
-def store_manifest_reader(store: Blockstore) -> ManifestReader:
+def store_manifest_reader(store: Any) -> ManifestReader:
     """Read a dependency's manifest out of its snapshot in ``store``.
 
     ``dag`` snapshots are read with the CAS exporter directly; ``tar`` and ``source`` through
@@ -140,11 +139,15 @@ def _near_package(registry: Any, package_id: str) -> str | None:
 
 def resolve_manifest(
     manifest: Manifest,
-    registry: RegistryLog,
-    store: Blockstore | None = None,
+    registry: Any,
+    store: Any = None,
     *,
     read_manifest: ManifestReader | None = None,
     created_ts: str | None = None,
+    level: str = "L1",
+    allow_quarantined: bool = False,
+    confirm: Any = None,
+    warnings: list[str] | None = None,
 ) -> Lock:
     """Resolve ``manifest`` against ``registry`` to a lock of its full dependency graph.
 
@@ -157,6 +160,9 @@ def resolve_manifest(
             With neither, dependencies' manifests cannot be read and only the manifest's own
             dependencies are locked (callers that want the closure always pass a store).
         created_ts: the lock's timestamp; default ``SOURCE_DATE_EPOCH`` or now.
+        level, allow_quarantined, confirm: the quarantine policy
+            (:func:`cheng_build.pkg.governance.check_quarantine`); ``warnings`` collects what it
+            let through.
 
     Raises:
         NotFoundError: ``snapshot not found`` — a channel has no release, or a snapshot is
@@ -169,168 +175,137 @@ def resolve_manifest(
     reader = read_manifest
     if reader is None and store is not None:
         reader = store_manifest_reader(store)
-    g = _Graph(manifest)
-    while g.queue:
-        req, by, req_base = g.queue.popleft()
-        _visit(g, req, by, req_base, registry, reader)
-    _check_graph(g)
-    deps = tuple(g.choices[pid][0].dep for pid in g.order)
-    return Lock(g.root, created_ts or now_ts(), deps)
+    root = manifest.package_id
+    base = manifest.base_dir
+    overrides = manifest.overrides
 
+    choices: dict[str, list[_Choice]] = {}
+    keys: dict[str, dict[tuple[str, str], _Choice]] = {}
+    order: list[str] = []
+    edges: dict[str, tuple[str, ...]] = {root: tuple(d.package_id for d in manifest.dependencies)}
+    queue: deque[tuple[Dependency, str, Path]] = deque(
+        (d, root, base) for d in manifest.dependencies)
 
-class _Graph:
-    """The walk so far: every package's distinct choices in first-seen order, who depends on
-    whom, and the requests still to follow (breadth first from the top-level manifest)."""
-
-    def __init__(self, manifest: Manifest) -> None:
-        self.root = manifest.package_id
-        self.base = manifest.base_dir
-        self.overrides = manifest.overrides
-        self.choices: dict[str, list[_Choice]] = {}
-        self.keys: dict[str, dict[tuple[str, str], _Choice]] = {}
-        self.order: list[str] = []
-        self.edges: dict[str, tuple[str, ...]] = {
-            self.root: tuple(d.package_id for d in manifest.dependencies)}
-        self.queue: deque[tuple[Dependency, str, Path]] = deque(
-            (d, self.root, self.base) for d in manifest.dependencies)
-
-    def add(self, pid: str, key: tuple[str, str], choice: _Choice,
-            sub_deps: tuple[Dependency, ...], sub_base: Path) -> None:
-        alts = self.choices[pid]
-        alts.append(choice)
-        self.keys[pid][key] = choice
-        if len(alts) == 1:
-            self.edges[pid] = choice.deps
+    while queue:
+        req, by, req_base = queue.popleft()
+        pid = req.package_id
+        channel, path, path_base = req.channel, req.path, req_base
+        tag = req.tag
+        over = overrides.get(pid)
+        if over is not None:
+            channel = over.channel or channel
+            path, path_base = (over.path, base) if over.path else (None, base)
+            tag = None if over.channel or over.path else tag
+        alts = choices.get(pid)
+        if alts is None:
+            alts = choices[pid] = []
+            order.append(pid)
+        local = (path_base / path).resolve() if path is not None else None
+        key = (("path", os.path.relpath(local, base)) if local is not None
+               else ("tag", tag) if tag is not None else ("channel", channel))
+        seen = keys.setdefault(pid, {})
+        found = seen.get(key)
+        if found is not None:  # same request already resolved: just note who asked
+            found.wanted_by.append(by)
+            continue
+        if local is not None:
+            try:
+                sub = load_manifest(local)
+            except ManifestError as exc:
+                raise ManifestError(f"path dependency {pid} ({path}): {exc.why}") from None
+            if sub.package_id != pid:
+                raise ManifestError(f"path dependency {path} holds {sub.package_id}, not {pid}")
+            rel = key[1]
+            dep = LockedDep(pid, channel, path=rel, dev_only=True)
+            sub_deps = sub.dependencies
+            sub_base = sub.base_dir
         else:
-            self.edges[pid] = tuple(dict.fromkeys(self.edges.get(pid, ()) + choice.deps))
+            picked = pick(registry, pid, channel, tag, by)
+            if picked is None:
+                near = _near_package(registry, pid)
+                raise NotFoundError("snapshot not found",
+                                    why=f"no {channel} release of {pid} in the registry "
+                                        f"(wanted by {by})",
+                                    how=(f"did you mean {near}? fix the package_id in the manifest"
+                                         if near else
+                                         "publish it on that channel, pick another channel, or "
+                                         "add an [overrides] entry in the top-level manifest"))
+            entry = picked.entry
+            fmt = entry.format or "tar"
+            # A source ("no-copy") snapshot is fetched from the peers that serve it: keep their
+            # addresses (a v2 field, so such a lock is written as lock_version = 2).
+            addrs = getattr(entry, "data", {}).get("source_addrs") if fmt == "source" else None
+            # The snapshot's own publish channel: a promoted or tagged snapshot keeps the channel
+            # and epoch its signature covers; ``extra`` records how it was reached.
+            dep = LockedDep(pid, entry.channel or channel, entry.epoch, entry.cid, fmt,
+                            entry.author_id, entry.pub_key, entry.signature,
+                            getattr(entry, "ast_simhash64", None),
+                            getattr(entry, "originality_score", None),
+                            source_addrs=tuple(a for a in addrs or () if isinstance(a, str) and a),
+                            extra=picked.extra)
+            # The same snapshot reached through another channel is not a clash.
+            same = next((c for c in alts if c.dep.cid == dep.cid and c.dep.path is None), None)
+            if same is not None:
+                same.wanted_by.append(by)
+                seen[key] = same
+                continue
+            sub_deps = ()
+            sub_base = base
+            if reader is not None:
+                try:
+                    got = reader(pid, entry.cid, entry.format or "tar")
+                except NotFoundError as exc:
+                    raise NotFoundError(
+                        "snapshot not found",
+                        why=f"{pid} {entry.channel}@{entry.epoch} {entry.cid} is not in the local "
+                            f"store ({exc.what}); its manifest is needed to follow its dependencies",
+                        how="fetch it first (cheng-pkg fetch / cheng-pkg checkout), or pass "
+                            "--pkg-cache:<dir> where it is") from None
+                if got is not None:
+                    raw, name = got
+                    try:
+                        sub = manifest_from_bytes(raw, name)
+                    except ManifestError as exc:
+                        raise ManifestError(f"{pid} {entry.cid}: {exc.why}") from None
+                    if sub.package_id != pid:
+                        raise ManifestError(f"snapshot {entry.cid} of {pid} holds the manifest "
+                                            f"of {sub.package_id}")
+                    bad = [d.package_id for d in sub.dependencies if d.path]
+                    if bad:
+                        raise PolicyError("dev-only dependency in a published snapshot",
+                                          why=f"{pid} {entry.cid} depends on {', '.join(bad)} "
+                                              "through a local path")
+                    sub_deps = sub.dependencies
+        choice = _Choice(dep, [by], tuple(d.package_id for d in sub_deps))
+        alts.append(choice)
+        seen[key] = choice
+        if len(alts) == 1:
+            edges[pid] = choice.deps
+        else:
+            edges[pid] = tuple(dict.fromkeys(edges.get(pid, ()) + choice.deps))
         for d in sub_deps:
-            self.queue.append((d, pid, sub_base))
+            queue.append((d, pid, sub_base))
 
-
-def _visit(g: _Graph, req: Dependency, by: str, req_base: Path, registry: RegistryLog,
-           reader: ManifestReader | None) -> None:
-    """One request: the snapshot it names (a path, or a channel's head), unless an equal request
-    was already resolved; its own dependencies are queued."""
-    pid = req.package_id
-    channel, path, path_base = req.channel, req.path, req_base
-    over = g.overrides.get(pid)
-    if over is not None:
-        channel = over.channel or channel
-        path, path_base = (over.path, g.base) if over.path else (None, g.base)
-    alts = g.choices.get(pid)
-    if alts is None:
-        alts = g.choices[pid] = []
-        g.order.append(pid)
-    local = (path_base / path).resolve() if path is not None else None
-    key = ("path", os.path.relpath(local, g.base)) if local is not None else ("channel", channel)
-    seen = g.keys.setdefault(pid, {})
-    found = seen.get(key)
-    if found is not None:  # same request already resolved: just note who asked
-        found.wanted_by.append(by)
-        return
-    if local is not None:
-        dep, sub_deps, sub_base = _path_dep(pid, channel, path, local, key[1])
-    else:
-        entry = _head(registry, pid, channel, by)
-        dep = _locked(pid, channel, entry)
-        # The same snapshot reached through another channel is not a clash.
-        same = next((c for c in alts if c.dep.cid == dep.cid and c.dep.path is None), None)
-        if same is not None:
-            same.wanted_by.append(by)
-            seen[key] = same
-            return
-        sub_deps, sub_base = _snapshot_deps(reader, pid, entry), g.base
-    g.add(pid, key, _Choice(dep, [by], tuple(d.package_id for d in sub_deps)), sub_deps, sub_base)
-
-
-def _path_dep(pid: str, channel: str, path: str | None, local: Path,
-              rel: str) -> tuple[LockedDep, tuple[Dependency, ...], Path]:
-    """A dev-only path dependency: its manifest must name ``pid``."""
-    try:
-        sub = load_manifest(local)
-    except ManifestError as exc:
-        raise ManifestError(f"path dependency {pid} ({path}): {exc.why}") from None
-    if sub.package_id != pid:
-        raise ManifestError(f"path dependency {path} holds {sub.package_id}, not {pid}")
-    return LockedDep(pid, channel, path=rel, dev_only=True), tuple(sub.dependencies), sub.base_dir
-
-
-def _head(registry: RegistryLog, pid: str, channel: str, by: str) -> RegistryEntry:
-    """The channel's newest publish of ``pid``, or a ``snapshot not found`` with a near name."""
-    entry = registry.head(pid, channel)
-    if entry is None:
-        near = _near_package(registry, pid)
-        raise NotFoundError("snapshot not found",
-                            why=f"no {channel} release of {pid} in the registry "
-                                f"(wanted by {by})",
-                            how=(f"did you mean {near}? fix the package_id in the manifest"
-                                 if near else
-                                 "publish it on that channel, pick another channel, or "
-                                 "add an [overrides] entry in the top-level manifest"))
-    return entry
-
-
-def _locked(pid: str, channel: str, entry: RegistryEntry) -> LockedDep:
-    """The lock's entry for a registry publish."""
-    fmt = entry.format or "tar"
-    # A source ("no-copy") snapshot is fetched from the peers that serve it: keep their
-    # addresses (a v2 field, so such a lock is written as lock_version = 2).
-    addrs = getattr(entry, "data", {}).get("source_addrs") if fmt == "source" else None
-    return LockedDep(pid, channel, entry.epoch, entry.cid, fmt,
-                     entry.author_id, entry.pub_key, entry.signature,
-                     getattr(entry, "ast_simhash64", None),
-                     getattr(entry, "originality_score", None),
-                     source_addrs=tuple(a for a in addrs or () if isinstance(a, str) and a))
-
-
-def _snapshot_deps(reader: ManifestReader | None, pid: str,
-                   entry: RegistryEntry) -> tuple[Dependency, ...]:
-    """The dependencies a published snapshot's own manifest declares (none without a reader)."""
-    if reader is None:
-        return ()
-    try:
-        got = reader(pid, entry.cid, entry.format or "tar")
-    except NotFoundError as exc:
-        raise NotFoundError(
-            "snapshot not found",
-            why=f"{pid} {entry.channel}@{entry.epoch} {entry.cid} is not in the local "
-                f"store ({exc.what}); its manifest is needed to follow its dependencies",
-            how="fetch it first (cheng-pkg fetch / cheng-pkg checkout), or pass "
-                "--pkg-cache:<dir> where it is") from None
-    if got is None:
-        return ()
-    raw, name = got
-    try:
-        sub = manifest_from_bytes(raw, name)
-    except ManifestError as exc:
-        raise ManifestError(f"{pid} {entry.cid}: {exc.why}") from None
-    if sub.package_id != pid:
-        raise ManifestError(f"snapshot {entry.cid} of {pid} holds the manifest "
-                            f"of {sub.package_id}")
-    bad = [d.package_id for d in sub.dependencies if d.path]
-    if bad:
-        raise PolicyError("dev-only dependency in a published snapshot",
-                          why=f"{pid} {entry.cid} depends on {', '.join(bad)} "
-                              "through a local path")
-    return tuple(sub.dependencies)
-
-
-def _check_graph(g: _Graph) -> None:
-    """No cycle, and one snapshot of each package (every clash listed)."""
-    cycle = _find_cycle(g.root, g.edges)
+    cycle = _find_cycle(root, edges)
     if cycle is not None:
         raise DependencyCycleError(cycle)
-    clashes = [pid for pid in g.order if len(g.choices[pid]) > 1]
+    clashes = [pid for pid in order if len(choices[pid]) > 1]
     if clashes:
         details: list[str] = []
         for pid in clashes:
-            details += _conflict_lines(pid, g.choices[pid])
-        first = g.choices[clashes[0]][0].dep
+            details += _conflict_lines(pid, choices[pid])
+        first = choices[clashes[0]][0].dep
         raise SingleVersionConflictError(
             details,
             why="the single-version rule allows one snapshot of each package in the graph",
             how=f'pick one in the top-level manifest, e.g. [overrides] "{clashes[0]}" = '
                 f'"{first.channel}"')
+    deps = tuple(choices[pid][0].dep for pid in order)
+    let_through = check_quarantine([(d.package_id, d.cid) for d in deps], registry, level,
+                                   allow=allow_quarantined, confirm=confirm)
+    if warnings is not None:
+        warnings.extend(let_through)
+    return Lock(root, created_ts or now_ts(), deps)
 
 
 __all__ = ["ManifestReader", "resolve_manifest", "store_manifest_reader"]

@@ -60,15 +60,19 @@ def version_log(registry: RegistryLog, package_id: str) -> list[LogLine]:
     by_cid: dict[str, Any] = {}
     for e in entries:
         by_cid[e.cid] = e  # the latest line naming a CID describes it
-    channels = [c for c in CHANNELS if any(e.channel == c for e in entries)]
+    promoted = _promoted_heads(registry, package_id)
+    channels = [c for c in CHANNELS if any(e.channel == c for e in entries) or c in promoted]
     channels += sorted({e.channel for e in entries if e.channel not in CHANNELS})
     out: list[LogLine] = []
     for ch in channels:
         mine = [e for e in entries if e.channel == ch]
-        head = mine[0]
+        head = mine[0] if mine else promoted[ch]
         for e in mine:
             if (e.epoch or 0) >= (head.epoch or 0):
                 head = e
+        head = promoted.get(ch, head)  # a signed promotion moved the channel since
+        if not mine:
+            mine = [head]
         out.append(LogLine(True, head.cid, ch, head.epoch, head.author_id))
         seen = {head.cid}
         if any(getattr(e, "parent", None) for e in mine):
@@ -85,6 +89,23 @@ def version_log(registry: RegistryLog, package_id: str) -> list[LogLine]:
                 if e.cid not in seen:
                     seen.add(e.cid)
                     out.append(LogLine(False, e.cid, ch, e.epoch, e.author_id))
+    return out
+
+
+def _promoted_heads(registry: Any, package_id: str) -> dict[str, Any]:
+    """channel -> the publish a promotion made its head (only channels a promotion moved last)."""
+    from cheng_build.trust.registry_log import RegistryLog
+
+    if not isinstance(registry, RegistryLog):
+        return {}
+    from cheng_build.trust.gov_view import Via, governance_of
+
+    view = governance_of(registry)
+    out = {}
+    for ch in CHANNELS:
+        h = view.head(package_id, ch)
+        if h is not None and h.via is Via.PROMOTE:
+            out[ch] = h.entry
     return out
 
 

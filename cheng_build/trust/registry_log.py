@@ -37,6 +37,12 @@ Every line has a ``type``:
     the RFC 6962 Merkle root of those lines, :mod:`cheng_build.trust.merkle`), ``timestamp`` and
     ``expires`` (Unix seconds), ``operator_id``.
 
+Governance lines (``tag``, ``maintainer``, ``promote``, ``quarantine``, ``release``, ``appeal``,
+``decision``) and the publish extension ``parents`` (merge parents)
+    Documented at the top of :mod:`cheng_build.trust.gov_lines` (the module that checks their
+    shape); their rules are in :mod:`cheng_build.trust.gov_state`, applied by :class:`LogState`
+    like every other rule. Each is chained and signed (domain ``cheng.registry.gov.v1``).
+
 The chain
     Lines written by us carry ``seq`` (= their line number) and ``prev`` (``sha256:<hex>`` of the
     previous line's bytes without the newline; for line 1 the digest of the empty string). Lines of
