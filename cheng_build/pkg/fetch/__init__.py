@@ -116,7 +116,7 @@ def _clean_orphans(cache_root: Path) -> tuple[int, int]:
 
 
 def fetch_lock(
-    lock: Lock,
+    lock: Lock | Sequence[LockedDep],
     *,
     cache_root: Path,
     config: Config | None = None,
@@ -129,8 +129,8 @@ def fetch_lock(
     """Make every snapshot ``lock`` pins available under ``cache_root`` and say where.
 
     Args:
-        lock: a ``Lock`` (``.dependencies``: ``LockedDep`` with ``package_id``, ``cid`` and
-            optionally ``path`` and ``source_addrs``).
+        lock: a ``Lock`` or just its dependencies (``LockedDep`` with ``package_id``,
+            ``cid`` and optionally ``path`` and ``source_addrs``).
         cache_root: the package cache (``--pkg-cache`` / ``PKG_CACHE``).
         config: a ``trust.config.Config`` (level, allow, deny, peers, http_fallback, mode);
             ``None`` means the L1 defaults.
@@ -190,11 +190,12 @@ class _Network:
         return m is FetchMode.HTTP or (m is FetchMode.AUTO and self.policy.http_fallback)
 
 
-def _fetch_lock(lock: Lock, *, cache_root: Path, policy: FetchPolicy, peers: Sequence[str] | None,
+def _fetch_lock(lock: Lock | Sequence[LockedDep], *, cache_root: Path, policy: FetchPolicy,
+                peers: Sequence[str] | None,
                 mode: FetchMode, lock_dir: Path | None, progress: Progress,
                 limits: ExportLimits | None) -> FetchResult:
     cleaned = _clean_orphans(cache_root)
-    deps = list(lock.dependencies)
+    deps = list(lock) if isinstance(lock, Sequence) else list(lock.dependencies)
     roots: dict[str, Path] = {}
     sources: dict[str, Source] = {}
     pending = _take_local(deps, cache_root, lock_dir, policy.level, roots, sources)
