@@ -103,6 +103,7 @@ class Job:
     root_id: str
     comp: compiler_mod.Compiler
     epoch: str
+    epoch_source: str  # where SOURCE_DATE_EPOCH came from (a GIT one may move unseen)
     env: dict[str, str]
     out_rel: str
     argv: tuple[str, ...]
@@ -156,7 +157,8 @@ def _job(req: BuildRequest, cwd: Path, source: Path, output: Path, graph: Import
     parts = KeyParts(comp_digest, _key_flags(flags), root_id, canonical_env(env, _PER_RUN_ENV), _target(req))
     return Job(
         req=req, cwd=cwd, source=source, output=output, graph=graph, stat_cache=stat_cache,
-        pkg=pkg, staged=staged, bg=bg, root_id=root_id, comp=comp, epoch=epoch.value, env=env,
+        pkg=pkg, staged=staged, bg=bg, root_id=root_id, comp=comp, epoch=epoch.value,
+        epoch_source=epoch.source.name, env=env,
         out_rel=out_rel, argv=argv, parts=parts,
         inputs_map={f.staged: (os.fspath(f.source), f.sha256) for f in graph.files},
         cache=ActionCache(chengc_cache, CasArtifactStore(cache_root)),
@@ -282,11 +284,36 @@ def _finish(job: Job, status: Status, entry: Entry, data: bytes | None, why: Seq
                                  job.parts.key, meta_path.parent, lambda: read_inputs(graph.files))
     cache.note_target(entry, output)
     stat_cache.save()
+    watch: tuple[str, ...] = ()
+    if status is Status.HIT and job.epoch_source != "GIT":  # a new commit is no file we see
+        watch = _hit_watch(job, att)
     return BuildResult(status, job.graph, job.root_id, output=output, meta=meta_path,
                        key=job.parts.key, explain=tuple(why), stdout=entry.stdout,
                        stderr=entry.stderr, compiled=compiled, files_read=stat_cache.reads,
                        warnings=pkg.warnings if pkg else (), package_steps=pkg.steps if pkg else (),
-                       attestation=att)
+                       attestation=att, watch=watch, valid_until=pkg.valid_until if pkg else None)
+
+
+def _hit_watch(job: Job, att: Path | None) -> tuple[str, ...]:
+    """Every path a hit's answer rests on: what the stat cache and the resolver looked at, the
+    compiler's discovery (config files, each ``chengc`` on PATH), the action-cache entry, the
+    outputs in place and, with ``--sign``, the remembered envelope and the files beside it."""
+    req, cwd, comp, stat_cache = job.req, job.cwd, job.comp, job.stat_cache
+    key, output = job.parts.key, job.output
+    w = stat_cache.watch
+    home = Path(req.env.get("HOME") or os.path.expanduser("~"))
+    if req.env.get("PKG_CONFIG"):
+        w(Path(req.env["PKG_CONFIG"]).expanduser())
+    w(cwd / compiler_mod.CONFIG_NAME, home / ".cheng" / compiler_mod.CONFIG_NAME, comp.path)
+    if comp.source is compiler_mod.CompilerSource.PATH:
+        w(*(os.path.join(d, "chengc") for d in req.env.get("PATH", "").split(os.pathsep) if d))
+    w(*job.cache.files_for(key, output), output, job.meta_path)
+    if att is not None and job.attester is not None:
+        from cheng_build.build.provenance import inputs_path, stamp_name
+
+        w(att, inputs_path(att.parent, output.name),
+          job.attester.stamp_dir / stamp_name(key, job.attester.key_digest, output.name))
+    return tuple(stat_cache.watched)
 
 
 def _record_usage(job: Job, use: Any) -> None:

@@ -96,7 +96,7 @@ def build(req: BuildRequest) -> BuildResult:
         snapshots = {Path(os.path.abspath(os.path.expanduser(r))):
                      str(d.get("package_id", "")).rsplit("/", 1)[-1]
                      for r, d in zip(pkg.roots, pkg.dependencies, strict=False)}
-    graph = walk(source, roots, stat_cache, snapshots=snapshots)
+    graph = walk(source, roots, stat_cache, snapshots=snapshots, watch=stat_cache.watch)
 
     if req.emit is Emit.BUNDLE:
         from cheng_build.build.bundle import write_bundle

@@ -54,6 +54,7 @@ class PackageContext:
     dependencies: tuple[Mapping[str, Any], ...]
     warnings: tuple[str, ...] = ()
     steps: tuple[str, ...] = field(default=())  # which steps ran (the others were remembered)
+    valid_until: float | None = None  # the verified trust's expiry (the no-op fast path honours it)
 
 
 @contextmanager
@@ -158,10 +159,13 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
 
     # 0. sync the registry from its mirrors first (PKG_REGISTRY_FROM; build/remote.py)
     with step("sync"):
-        from cheng_build.build.remote import sync_for_build
+        from cheng_build.build.remote import sync_due, sync_for_build
 
-        if sync_for_build(chengc_dir, reg_path, _config_fingerprint(env, cwd, stat_cache), config):
+        fingerprint = _config_fingerprint(env, cwd, stat_cache)
+        if sync_for_build(chengc_dir, reg_path, fingerprint, config):
             steps.append("sync")
+        sync_stamp, sync_until = sync_due(chengc_dir, reg_path, fingerprint)
+        stat_cache.watch(sync_stamp)
 
     # 1. resolve
     if opts.manifest is not None:
@@ -174,6 +178,7 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
                                  how="pass --manifest:<path/cheng-package.toml>")
             _, m_sha = stat_cache.file_digest(manifest_path)
             stamp_path = chengc_dir / "resolved" / f"{_h(os.fspath(lock_path))}.json"
+            stat_cache.watch(lock_path, stamp_path)
             stamp = _stamp_read(stamp_path)
             lock_sha = stat_cache.file_digest(lock_path)[1] if lock_path.is_file() else None
             fresh = bool(stamp and lock_sha and stamp.get("manifest_sha256") == m_sha
@@ -228,6 +233,9 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         vkey = _h(lock_sha, reg_sha, _config_fingerprint(env, cwd, stat_cache), opts.package or "",
                   opts.channel, *_gov_flags(opts))
         vstamp_path = chengc_dir / "verified" / f"{vkey}.json"
+        # What a remembered verify rests on, for the no-op fast path (lock, registry and config
+        # files went through the stat cache already).
+        stat_cache.watch(lock_path, reg_path, vstamp_path, _memory_file())
         vstamp = None if opts.verify else _stamp_read(vstamp_path)
         if vstamp is None or "dependencies" not in vstamp or not _trust_still_holds(
                 vstamp.get("trust"), reg_path):
@@ -260,6 +268,7 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         complete = True
         for _pid, cid, has_path in vstamp["fetch"]:
             p = cache_root / "packages" / cid
+            stat_cache.watch(p)
             if has_path or not p.is_dir():
                 complete = False  # something to fetch (or a dev path override): ask the fetcher
                 break
@@ -283,7 +292,20 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         dependencies=tuple(vstamp["dependencies"]),
         warnings=tuple(vstamp.get("warnings", ())),
         steps=tuple(steps),
+        valid_until=min((t for t in (_valid_until(vstamp.get("trust")), sync_until) if t is not None),
+                        default=None),
     )
+
+
+def _memory_file() -> Path:
+    from cheng_build.trust.checkpoint import CheckpointMemory
+
+    return CheckpointMemory().file
+
+
+def _valid_until(stamp: Any) -> float | None:
+    expires = stamp.get("expires") if isinstance(stamp, dict) else None
+    return float(expires) if isinstance(expires, (int, float)) else None
 
 
 def _trust_stamp(tr: Any) -> dict[str, Any] | None:
@@ -328,6 +350,7 @@ def _config_fingerprint(env: Mapping[str, str], cwd: Path, stat_cache: StatCache
     cands = [Path(env["PKG_CONFIG"]).expanduser()] if env.get("PKG_CONFIG") else []
     cands += [cwd / "cheng-pkg-config.toml", home / ".cheng" / "cheng-pkg-config.toml"]
     for c in cands:
+        stat_cache.watch(c)
         parts.append(f"{c}:{stat_cache.file_digest(c)[1] if c.is_file() else '-'}")
     return _h(*parts)
 

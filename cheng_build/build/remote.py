@@ -36,10 +36,7 @@ def sync_for_build(chengc_dir: Path, reg_path: Path, fingerprint: str,
     Raises:
         ForkError, SourceLiedError, TransportError, PolicyError (``trust.sync``).
     """
-    import hashlib
-
-    key = hashlib.sha256(f"{reg_path}\0{fingerprint}".encode()).hexdigest()
-    stamp = chengc_dir / "synced" / f"{key}.json"
+    stamp = _stamp_path(chengc_dir, reg_path, fingerprint)
     try:
         doc = json.loads(stamp.read_bytes())
         if 0 <= time.time() - float(doc["t"]) < float(doc["fresh_s"]):
@@ -55,6 +52,26 @@ def sync_for_build(chengc_dir: Path, reg_path: Path, fingerprint: str,
     sync_configured(cfg, registry=reg_path)
     write_cache_file(stamp, json.dumps({"t": time.time(), "fresh_s": cfg.sync_fresh_s}).encode())
     return True
+
+
+def _stamp_path(chengc_dir: Path, reg_path: Path, fingerprint: str) -> Path:
+    import hashlib
+
+    key = hashlib.sha256(f"{reg_path}\0{fingerprint}".encode()).hexdigest()
+    return chengc_dir / "synced" / f"{key}.json"
+
+
+def sync_due(chengc_dir: Path, reg_path: Path, fingerprint: str) -> tuple[Path, float | None]:
+    """The sync stamp and when the next sync is due (None: nothing to sync from until the
+    configuration changes). chengc's no-op record (``build/noop.py``) is replayed only until
+    then, so a remembered build never outlives the sync window."""
+    stamp = _stamp_path(chengc_dir, reg_path, fingerprint)
+    try:
+        doc = json.loads(stamp.read_bytes())
+        fresh = float(doc["fresh_s"])
+        return stamp, None if fresh >= _NEVER else float(doc["t"]) + fresh
+    except (OSError, ValueError, KeyError, TypeError):
+        return stamp, 0.0  # no readable stamp: due now (the full build syncs)
 
 
 def head_cids(manifest: Any, registry: Any) -> list[str]:
@@ -96,4 +113,4 @@ def resolve_store(cache_root: Path, env: Mapping[str, str], *,
         yield store
 
 
-__all__ = ["consumer_addrs", "head_cids", "resolve_store", "sync_for_build"]
+__all__ = ["consumer_addrs", "head_cids", "resolve_store", "sync_due", "sync_for_build"]

@@ -107,6 +107,10 @@ class BuildResult:
     warnings: tuple[str, ...] = ()  # from verify (e.g. L0 placeholder signatures)
     package_steps: tuple[str, ...] = ()  # which package-flow steps ran (others were remembered)
     attestation: Path | None = None  # the signed provenance (--sign)
+    # On a hit: every path the answer rests on and the trust's expiry, for the no-op fast path
+    # (cheng_build.build.noop); empty when this hit must not be replayed without a full build.
+    watch: tuple[str, ...] = ()
+    valid_until: float | None = None
 
 
 def output_path(source: Path, name: str | None, out: str | None, cwd: Path) -> Path:
