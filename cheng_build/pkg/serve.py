@@ -12,6 +12,9 @@ Two doors onto one block store (``<root>/blocks/``):
   by the ``Accept`` header. Nothing can be written through either door.
 
 Every block is verified as it is read from the store, so a corrupted cache is never served.
+
+Kept as one module (over 400 lines) on purpose: :func:`serve` runs both doors and what rides on
+them (the DHT announcer, registry gossip) as one lifecycle over one read-only store.
 """
 
 from __future__ import annotations
