@@ -9,9 +9,8 @@ Reads directories written by other IPFS tools too: flat directories and HAMT-sha
 (``Type: HAMTShard``; link names are a hex bucket prefix, alone for a sub-shard or followed by the
 entry's name), and dag-pb leaves (``Type: Raw``/``File`` with data) from non-raw-leaf imports.
 
-Kept as one module (over 400 lines) on purpose: every reader here (file, path, listing, export)
-must run the same structural checks of untrusted UnixFS, and one module keeps any reader from
-skipping one.
+(Over 400 lines on purpose: every reader here (file, path, listing, export) must run the same
+structural checks of untrusted UnixFS, and one module keeps any reader from skipping one.)
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ writes the original's unchained lines (length ids, float money) for tools that n
 Network commands: ``executor --listen: --priv:`` runs an executor node; ``exec --peer: --code:
 --input: --wait [--out:]`` sends it a request and checks the signed receipt; ``audit --recompute``
 re-runs a receipt's request (locally or on ``--peer`` executors) and compares result CIDs.
+
+(Over 400 lines on purpose: the nine compute subcommands share the ledger-writing, epoch and
+reporting helpers here, and each one's flags and runner are short.)
 """
 
 from __future__ import annotations

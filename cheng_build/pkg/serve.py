@@ -13,8 +13,8 @@ Two doors onto one block store (``<root>/blocks/``):
 
 Every block is verified as it is read from the store, so a corrupted cache is never served.
 
-Kept as one module (over 400 lines) on purpose: :func:`serve` runs both doors and what rides on
-them (the DHT announcer, registry gossip) as one lifecycle over one read-only store.
+(Over 400 lines on purpose: :func:`serve` runs both doors and what rides on them (the DHT
+announcer, registry gossip) as one lifecycle over one read-only store.)
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ Read only in compat mode, where its weaknesses remain: the key certifies itself 
 the author or provider), prices and rates can be edited freely, it never expires, it is not bound to
 any content. We still refuse to use one twice.
 
-Kept as one module (over 400 lines) on purpose: the v2 format and the v1 compat reader share
-field parsing, signing bytes and checks, and the format is documented here in one place.
+(Over 400 lines on purpose: the v2 format and the v1 compat reader share field parsing, signing
+bytes and checks, and the format is documented here in one place.)
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The line format is documented in :mod:`cheng_build.trust.registry_log` (the module that writes it).
 
-Kept as one module (just over 400 lines) on purpose: the fast parse path and the full shape checks
-must accept exactly the same lines, and ``benchmarks/registry.py`` measures them together.
+(Just over 400 lines on purpose: the fast parse path and the full shape checks must accept exactly
+the same lines, and ``benchmarks/registry.py`` measures them together.)
 """
 
 from __future__ import annotations
