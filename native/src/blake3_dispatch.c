@@ -18,6 +18,10 @@ static const cb_b3_backend B3_SSE41 = {"sse41", cb_b3_compress_in_place_sse41,
 static const cb_b3_backend B3_AVX2 = {"avx2", cb_b3_compress_in_place_sse41,
                                       cb_b3_compress_xof_sse41, cb_b3_hash_many_avx2};
 #endif
+#ifdef CB_HAVE_AVX512
+static const cb_b3_backend B3_AVX512 = {"avx512", cb_b3_compress_in_place_sse41,
+                                        cb_b3_compress_xof_sse41, cb_b3_hash_many_avx512};
+#endif
 
 static _Atomic(const cb_b3_backend *) g_active;
 
@@ -36,11 +40,16 @@ static const cb_b3_backend *lookup(const char *name) {
     unsigned avx2 = CB_CPU_SSSE3 | CB_CPU_SSE41 | CB_CPU_AVX2;
     if (strcmp(name, "avx2") == 0) return (f & avx2) == avx2 ? &B3_AVX2 : NULL;
 #endif
+#ifdef CB_HAVE_AVX512
+    /* 8 or fewer inputs go to the AVX2 code, single compressions to SSE4.1. */
+    unsigned avx512 = avx2 | CB_CPU_AVX512;
+    if (strcmp(name, "avx512") == 0) return (f & avx512) == avx512 ? &B3_AVX512 : NULL;
+#endif
     return NULL;
 }
 
 static const cb_b3_backend *best(void) {
-    static const char *const order[] = {"avx2", "sse41", "portable"};
+    static const char *const order[] = {"avx512", "avx2", "sse41", "portable"};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         const cb_b3_backend *b = lookup(order[i]);
         if (b) return b;
