@@ -85,20 +85,29 @@
          s8, s9, s10, s11, s12, s13, s14, s15)
 
 #define LD(r, base, i) "vmovdqu64 " #i "*64(%[" #base "]), " Z(r) "\n\t"
+
 #define ST(r, i) "vmovdqu64 " Z(r) ", " #i "*64(%[h])\n\t"
+
+/* A register variable ties each message word to the register the text
+ * names, so the words go from the transpose straight into zmm16..31. (The
+ * CV and the constant rows come through memory: asm takes at most 30
+ * operands.) */
+#define PIN(name, reg, val) register __m512i name __asm__(reg) = (val)
 
 /* h <- first half of compress(h, m) for sixteen inputs; c holds state rows
  * 2 and 3 (IV words, counter low/high, block length, flags). */
-static void compress16(__m512i h[8], const __m512i c[8], const __m512i m[16]) {
+ALWAYS_INLINE void compress16(__m512i h[8], const __m512i c[8], const __m512i m[16]) {
+    PIN(m0, "zmm16", m[0]); PIN(m1, "zmm17", m[1]); PIN(m2, "zmm18", m[2]);
+    PIN(m3, "zmm19", m[3]); PIN(m4, "zmm20", m[4]); PIN(m5, "zmm21", m[5]);
+    PIN(m6, "zmm22", m[6]); PIN(m7, "zmm23", m[7]); PIN(m8, "zmm24", m[8]);
+    PIN(m9, "zmm25", m[9]); PIN(m10, "zmm26", m[10]); PIN(m11, "zmm27", m[11]);
+    PIN(m12, "zmm28", m[12]); PIN(m13, "zmm29", m[13]); PIN(m14, "zmm30", m[14]);
+    PIN(m15, "zmm31", m[15]);
     __asm__ volatile(
         LD(0, h, 0) LD(1, h, 1) LD(2, h, 2) LD(3, h, 3)
         LD(4, h, 4) LD(5, h, 5) LD(6, h, 6) LD(7, h, 7)
         LD(8, c, 0) LD(9, c, 1) LD(10, c, 2) LD(11, c, 3)
         LD(12, c, 4) LD(13, c, 5) LD(14, c, 6) LD(15, c, 7)
-        LD(16, m, 0) LD(17, m, 1) LD(18, m, 2) LD(19, m, 3)
-        LD(20, m, 4) LD(21, m, 5) LD(22, m, 6) LD(23, m, 7)
-        LD(24, m, 8) LD(25, m, 9) LD(26, m, 10) LD(27, m, 11)
-        LD(28, m, 12) LD(29, m, 13) LD(30, m, 14) LD(31, m, 15)
         ROUND(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
         ROUND(2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8)
         ROUND(3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1)
@@ -110,11 +119,11 @@ static void compress16(__m512i h[8], const __m512i c[8], const __m512i m[16]) {
         XOR(4, 12) XOR(5, 13) XOR(6, 14) XOR(7, 15)
         ST(0, 0) ST(1, 1) ST(2, 2) ST(3, 3) ST(4, 4) ST(5, 5) ST(6, 6) ST(7, 7)
         :
-        : [h] "r"(h), [c] "r"(c), [m] "r"(m)
+        : [h] "r"(h), [c] "r"(c), "v"(m0), "v"(m1), "v"(m2), "v"(m3), "v"(m4), "v"(m5),
+          "v"(m6), "v"(m7), "v"(m8), "v"(m9), "v"(m10), "v"(m11), "v"(m12), "v"(m13),
+          "v"(m14), "v"(m15)
         : "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
-          "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17",
-          "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26",
-          "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
+          "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
 }
 
 /* In place 16x16 transpose of 32-bit words: x[j] word i <-> x[i] word j.
