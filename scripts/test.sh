@@ -16,9 +16,11 @@ command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+# node: also the ECMAScript oracle of the RWAD v2 batch's canonical (JCS) numbers
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v cargo >/dev/null 2>&1 || need_apt+=(cargo)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)  # network namespaces of the mDNS test
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt-get install ${need_apt[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -35,6 +37,12 @@ say "pip install .[test]"
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip || die "could not upgrade pip in .venv"
 .venv/bin/python -m pip install -q '.[test]' || die "pip install '.[test]' failed"
+# A real Synapse homeserver for the multi-node CIS tests (tests/helpers_synapse.py starts it), in
+# its own venv so its pinned dependencies never meet libp2p's. A failed install fails the run.
+say "pip install matrix-synapse into .venv-synapse"
+python3 -m venv .venv-synapse
+.venv-synapse/bin/python -m pip install -q 'matrix-synapse==1.163.2' \
+  || die "pip install matrix-synapse into .venv-synapse failed (the multi-node CIS tests need it)"
 # The hook scripts import the checkout beside them (as pre-commit runs them from a clone), so the
 # checkout gets its own copy of the native library too.
 bash scripts/dev-build.sh

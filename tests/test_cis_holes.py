@@ -1,7 +1,7 @@
 """The CIS holes of issue 13, each performed end to end through ``cis`` (and ``cis web``) and
 shown refused: #4 a log link, #5 a task approving its own gate, #6 leaving the pids cgroup,
 #9 a NUL byte, #13 malformed requests to ``cis web``, #14 a host UNIX socket, #15 an honest
-verify-sandbox. docs/security-cis.md lists them with these tests."""
+verify-sandbox. docs/security.md (its CIS section) lists them with these tests."""
 
 from __future__ import annotations
 

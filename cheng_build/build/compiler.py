@@ -104,6 +104,29 @@ def _config_compiler(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, Pa
     return config_toolchain_path(env, cwd, "compiler")
 
 
+def config_table(env: Mapping[str, str], cwd: Path, name: str) -> dict[str, object]:
+    """The config file's ``[<name>]`` table (empty when there is no file or no such table).
+
+    Raises:
+        InputError: the file is not valid TOML, or ``<name>`` is not a table.
+    """
+    cfg = _config_file(env, cwd)
+    if cfg is None or not cfg.is_file():
+        return {}
+    import tomllib
+
+    from cheng_build.core.errors import InputError
+
+    try:
+        doc = tomllib.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"cannot read {cfg}", why=str(exc)) from None
+    table = doc.get(name, {})
+    if not isinstance(table, dict):
+        raise InputError(f"{cfg}: [{name}] is not a table")
+    return dict(table)
+
+
 def config_toolchain_path(env: Mapping[str, str], cwd: Path, name: str) -> tuple[Path | None, Path | None]:
     """``[toolchain] <name>`` of the config file as a path (relative to the file), and the file.
 

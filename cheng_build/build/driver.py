@@ -104,6 +104,7 @@ class BuildRequest:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path = Path(".")
     sign: str | None = None  # a key file or env:VAR: write a signed provenance attestation
+    ledger: Path | None = None  # meter the compile and record its usage here (--ledger)
 
 
 @dataclass(frozen=True, slots=True)
@@ -568,7 +569,14 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
         from cheng_build.build.provenance import inputs_path
 
         attester.preload(inputs_path(meta_path.parent, output.name), data)
+    meter = None
+    if req.ledger is not None:
+        from cheng_build.build.metering import ChildMeter
+
+        meter = ChildMeter()
     compiled, runs = _fresh_build(req, comp, graph, data, argv, env, out_rel, staged, bg)
+    if meter is not None:
+        _record_usage(req, cwd, meter.stop(), root_id, output, pkg)
     import hashlib
 
     sha = hashlib.sha256(compiled.data).hexdigest()
@@ -604,6 +612,22 @@ def _build_graph(req: BuildRequest, cwd: Path, source: Path, output: Path, graph
                            stdout=compiled.stdout, stderr=compiled.stderr, compiled=runs,
                            files_read=stat_cache.reads)
     return finish(Status.BUILT, entry, compiled.data, why, runs)
+
+
+def _record_usage(req: BuildRequest, cwd: Path, use: Any, root_id: str, output: Path, pkg: Any) -> None:
+    """Write the metered compile's usage event to ``--ledger`` (:mod:`.metering`)."""
+    import socket
+
+    from cheng_build.build import metering
+
+    assert req.ledger is not None
+    ledger = req.ledger if req.ledger.is_absolute() else cwd / req.ledger
+    package_id = str(pkg.package_fields.get("package_id", "")) if pkg is not None else ""
+    executor = req.env.get("CHENGC_EXECUTOR_ID") or f"node:{socket.gethostname()}"
+    metering.record(ledger, use, task_id=f"chengc:{root_id}",
+                    package_id=package_id or f"local:{output.name}", executor_id=executor,
+                    packages=metering.used_packages(pkg.dependencies if pkg is not None else ()),
+                    config_values=compiler_mod.config_table(req.env, cwd, "metering"))
 
 
 def _attester(req: BuildRequest, stat_cache: StatCache, chengc_cache: Path) -> Any:

@@ -25,7 +25,7 @@ _OURS: dict[str, bool] = {
     "--lock-format": True, "--meta-out": True, "--pkg-cache": True, "--skip-pkg": False,
     "--verify": False, "--pkg-roots": True, "--compiler": True, "--explain": False,
     "--reproducible-check": False, "--no-cache": False, "--env-allow": True, "--debug": False,
-    "--sign": True,
+    "--sign": True, "--ledger": True,
 }
 # The compiler's flags we also read; --name/--out are replaced by the staged ones.
 _COMPILER: dict[str, bool] = {
@@ -84,6 +84,10 @@ def _parser() -> Parser:
                    "env:VAR, written beside cheng.meta.toml as <name>.intoto.jsonl with the inputs\n"
                    "as <name>.inputs.car (also CHENGC_SIGN_KEY, config [toolchain] sign_key);\n"
                    "check one with: cheng-pkg verify-artifact <file>")
+    b.add_argument("--ledger", metavar="FILE",
+                   help="meter the compile (CPU, peak memory, bytes written) and record a compute\n"
+                   "usage event in this ledger.jsonl; settlement shares its royalty among the\n"
+                   "authors of the locked packages (prices: config [metering])")
     b.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return p
 
@@ -188,6 +192,7 @@ def _run(argv: list[str]) -> int:
                                 package=args.package, channel=args.channel, lock_format=args.lock_format,
                                 pkg_cache=p(args.pkg_cache), skip_pkg=args.skip_pkg, verify=args.verify),
         cache_dir=cache, env=env, cwd=Path.cwd(), sign=_sign_key(args.sign, env),
+        ledger=p(args.ledger),
     )
     from cheng_build.build.errors import CompilerFailedError
 
@@ -220,7 +225,7 @@ def _run(argv: list[str]) -> int:
 
 
 _VALUED = ("name", "out", "target", "emit", "manifest", "lock", "registry", "package", "meta_out",
-           "pkg_cache", "compiler", "jobs", "frontend", "mm", "sign")
+           "pkg_cache", "compiler", "jobs", "frontend", "mm", "sign", "ledger")
 
 
 def _check_values(args: Any) -> None:

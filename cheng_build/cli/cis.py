@@ -22,6 +22,8 @@ COMMANDS: dict[str, Subcommand] = {
     "verify-sandbox": Subcommand(_CMDS, "prove each sandbox property by trying to break it"),
     "web": Subcommand("cheng_build.cli.cis_web", "serve the web view on 127.0.0.1:6767"),
     "coffee": Subcommand("cheng_build.cli.cis_coffee", "coffee mode: queue events offline, sync when back"),
+    "node": Subcommand("cheng_build.cli.cis_node", "claim and run tasks from a Matrix room (multi-node)"),
+    "nodes": Subcommand("cheng_build.cli.cis_node", "list cis nodes on the LAN (mDNS)"),
 }
 
 

@@ -30,6 +30,9 @@ def register(name: str, p: Parser) -> None:
         p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
         p.add_argument("--workdir", default=None,
                        help="a named target's work directory / the project a sketch reads")
+        from cheng_build.cli.cis_node import add_connection_flags
+
+        add_connection_flags(p, run=True)  # --room: post the run to a Matrix room for cis nodes to run
     if name in ("run", "resume", "retry"):
         p.add_argument("--jobs", type=int, default=None, help="tasks at once (default: core count)")
         p.add_argument("--detach", action="store_true", help="run in the background; see cis attach")
@@ -39,6 +42,10 @@ def register(name: str, p: Parser) -> None:
                        help="a run id (a unique prefix is enough)")
     if name in ("confirm", "resolve"):
         p.add_argument("task", help="task index or name")
+    if name == "confirm":
+        from cheng_build.cli.cis_node import add_connection_flags
+
+        add_connection_flags(p)  # --room: confirm a task of a room run, from any machine
     if name == "resolve":
         p.add_argument("--action", choices=["run", "retry", "skip", "complete", "fail", "rollback"],
                        default=None, help="how to settle the task")
@@ -122,6 +129,10 @@ def run_dag(dag: Dag, *, jobs: int | None = None, detach: bool = False, dry_run:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.room:
+        from cheng_build.cli.cis_node import run_in_room
+
+        return run_in_room(args)
     from cheng_build.cis.targets.preview import preview_lines
     from cheng_build.cis.targets.registry import no_match_error, resolve_target
 
@@ -229,6 +240,9 @@ def _status(args: argparse.Namespace) -> int:
                   f"{s.value:<17} {n}")
         return 0
     v = control.get_run(store, args.run_id)
+    from cheng_build.cis.node.mirror import task_nodes
+
+    nodes = task_nodes(store, v.run.run_id)  # a room run: which node ran each task
     if args.format == "json":
         print(json.dumps({
             "run_id": v.run.run_id, "name": v.run.name, "state": v.run.state.value,
@@ -237,7 +251,7 @@ def _status(args: argparse.Namespace) -> int:
             "tasks": [{"idx": t.idx, "name": t.name, "state": t.state.value, "attempt": t.attempt,
                        "gate": t.gate, "needs_rerun": t.needs_rerun, "exit_code": t.exit_code,
                        "note": t.note, "error": t.error, "started": t.started,
-                       "finished": t.finished} for t in v.tasks]}, indent=2))
+                       "finished": t.finished, "node": nodes.get(t.idx)} for t in v.tasks]}, indent=2))
         return 0
     from cheng_build.cis.view.tui import summary_line, task_line
 
@@ -246,7 +260,7 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  no engine is driving this run: continue it with 'cis resume {v.run.run_id}'")
     now = time.time()
     for t in v.tasks:
-        print(task_line(t, now))
+        print(task_line(t, now) + (f"  [{nodes[t.idx]}]" if t.idx in nodes else ""))
     return 0
 
 
@@ -291,6 +305,10 @@ def _report(store: Store, run_id: str, cid: int, what: str, fmt: str = "text") -
 
 
 def _confirm(args: argparse.Namespace) -> int:
+    if args.room:
+        from cheng_build.cli.cis_node import confirm_in_room
+
+        return confirm_in_room(args)
     store = control.open_store()
     cid = control.confirm(store, args.run_id, args.task)
     return _report(store, args.run_id, cid, f"confirm task {args.task}", args.format)

@@ -87,6 +87,7 @@ ID_FIELDS: dict[str, tuple[str, str]] = {
     "audit_sample": ("sample_id", "sample"),
     "fraud_report": ("report_id", "fraud"),
     "storage_proof": ("proof_id", "proof"),
+    "exec_claim": ("claim_id", "claim"),  # ours: an executor's claim of an open request
 }
 
 # Fields that hold money (or a rate applied to money): integer nano-units in default mode, floats in

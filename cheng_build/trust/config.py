@@ -37,6 +37,11 @@ File (``--config:`` > ``PKG_CONFIG`` > ``./cheng-pkg-config.toml`` > ``~/.cheng/
     [toolchain]
     compiler = "/opt/cheng/bin/chengc"   # the real Cheng compiler chengc hands builds to;
                                          # a relative path is relative to this file
+    sign_key = "builder.json"            # chengc --sign's default key (docs/chengc.md)
+
+    [metering]                           # prices of chengc --ledger, decimal whole units
+    price_cpu = "0.000001"               # per CPU ms; price_mem / price_io per GiB
+    royalty = "0.12"                     # author share; treasury likewise (rates 0..1)
 
 Environment: ``PKG_MODE, PKG_PEERS, PKG_ALLOW, PKG_DENY`` (comma separated), ``PKG_HTTP_FALLBACK,
 PKG_REQUIRE_SIGNATURE, PKG_REQUIRE_REGISTRY_MATCH`` (``0|1``), and ours: ``PKG_LEVEL``,
@@ -134,7 +139,11 @@ _FILE_KEYS = {
     "checkpoint_ttl_s": ("registry", "checkpoint_ttl_s"),
     "compiler": ("toolchain", "compiler"),
 }
-_KNOWN_SECTIONS = {"remote", "security", "registry", "toolchain"}
+# Keys chengc reads itself (build/compiler.py config_toolchain_path/config_table, which checks
+# their values): known here so the file is not refused, not part of Config.
+_READ_BY_CHENGC = {("toolchain", "sign_key"), ("metering", "price_cpu"), ("metering", "price_mem"),
+                   ("metering", "price_io"), ("metering", "royalty"), ("metering", "treasury")}
+_KNOWN_SECTIONS = {"remote", "security", "registry", "toolchain", "metering"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +295,7 @@ def _read_file(path: Path) -> dict[str, object]:
             out[name] = table[key]
     for section in _KNOWN_SECTIONS:
         table = data.get(section, {})
-        known = {k for (s, k) in _FILE_KEYS.values() if s == section}
+        known = {k for (s, k) in (*_FILE_KEYS.values(), *_READ_BY_CHENGC) if s == section}
         for key in table:
             if key not in known:
                 raise InputError(f"config file {path}: unknown key {section}.{key}",

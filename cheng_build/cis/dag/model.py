@@ -172,6 +172,9 @@ class Task:
     rollback: tuple[str, ...] | None = None
     idempotent: bool = True
     ignorable: bool = False  # the task says its failure never blocks the run (becomes Debt)
+    # What the machine must have (seed: Task.capabilities): "cuda", "metal", ...; empty: any.
+    # Locally an absent one skips the task; across nodes only a node that has them claims it.
+    capabilities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +245,8 @@ def task_to_json(t: Task) -> dict[str, Any]:
     }
     if t.rollback is not None:
         out["rollback"] = list(t.rollback)
+    if t.capabilities:
+        out["capabilities"] = list(t.capabilities)
     return out
 
 

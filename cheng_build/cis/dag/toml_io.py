@@ -26,6 +26,7 @@ an :class:`DagError` naming the task. Semantic rules (index, deps, allow list) l
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,7 +49,7 @@ from cheng_build.cis.dag.model import (
 
 _DAG_KEYS = {"name", "policy", "allow", "tasks"}
 _TASK_KEYS = {"idx", "name", "deps", "exec", "level", "on_ambiguity", "inputs", "outputs",
-              "rollback", "idempotent", "ignorable"}
+              "rollback", "idempotent", "ignorable", "capabilities"}
 _EXEC_KEYS = {"cmd", "env", "timeout", "cwd", "sandbox"}
 _SANDBOX_KEYS = {"isolation", "network", "cpu_seconds", "memory_mib", "open_files", "processes",
                  "file_size_mib", "writable"}
@@ -209,7 +210,16 @@ def _task(pos: int, raw: Any) -> Task:
         rollback=None if rollback is None else _argv(ctx, rollback, "rollback"),
         idempotent=_bool(ctx, raw.get("idempotent", True), "idempotent"),
         ignorable=_bool(ctx, raw.get("ignorable", False), "ignorable"),
+        capabilities=_capabilities(ctx, raw.get("capabilities", [])),
     )
+
+
+def _capabilities(ctx: str, v: Any) -> tuple[str, ...]:
+    caps = _str_list(ctx, v, "capabilities")
+    for c in caps:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,31}", c):
+            raise _where(ctx, f"capability {c!r} is not a lower-case name like 'cuda' or 'metal'")
+    return tuple(dict.fromkeys(caps))
 
 
 def dag_from_mapping(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] = ".") -> Dag:

@@ -39,6 +39,7 @@ import os
 import resource
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,6 +234,9 @@ def _rlimits(cfg: SandboxConfig) -> list[tuple[int, int]]:
 _PIDS_V1 = "/sys/fs/cgroup/pids"
 _CGROUPS: dict[int, str] = {}
 _CG_SEQ = [0]
+# Engines also run in worker threads of one process (a `cis node` runs one per claimed task):
+# the cgroup sequence and the stale list are shared, so they change under a lock.
+_STALE_LOCK = threading.Lock()
 
 
 def pids_cgroup_available() -> bool:
@@ -242,8 +246,10 @@ def pids_cgroup_available() -> bool:
 
 
 def _make_pids_cgroup(limit: int) -> str | None:
-    _CG_SEQ[0] += 1
-    path = os.path.join(_PIDS_V1, f"cis-{os.getpid()}-{_CG_SEQ[0]}")
+    with _STALE_LOCK:  # engines in worker threads of one process must not share a name
+        _CG_SEQ[0] += 1
+        seq = _CG_SEQ[0]
+    path = os.path.join(_PIDS_V1, f"cis-{os.getpid()}-{seq}")
     try:
         os.mkdir(path)
         with open(os.path.join(path, "pids.max"), "w") as fh:
@@ -263,23 +269,25 @@ def release(popen: subprocess.Popen[bytes], *, wait: bool = False) -> None:
     stall the engine, a busy one is retried on later calls (``wait=True`` retries up to ~0.5 s).
     """
     path = _CGROUPS.pop(popen.pid, None)
-    if path:
-        _STALE.append(path)
+    with _STALE_LOCK:
+        if path:
+            _STALE.append(path)
     _sweep_stale(wait)
 
 
 def _sweep_stale(wait: bool) -> None:
     for attempt in range(50 if wait else 1):
-        for p in list(_STALE):
-            try:
-                os.rmdir(p)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                continue
-            _STALE.remove(p)
-        if not _STALE:
-            return
+        with _STALE_LOCK:
+            for p in list(_STALE):
+                try:
+                    os.rmdir(p)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    continue
+                _STALE.remove(p)
+            if not _STALE:
+                return
         if wait and attempt < 49:
             import time
 

@@ -39,8 +39,15 @@ def _sketch(text: str, workdir: str | None) -> Dag | None:
     return sketch_dag(text, workdir or os.getcwd())
 
 
+def _demo_compute(workdir: str | None = None) -> Dag:
+    from cheng_build.cis.targets.compute_demo import build_dag
+
+    return build_dag(workdir)
+
+
 # name -> builder; called as builder() or, with --workdir, builder(workdir=...).
 TARGETS: dict[str, Callable[..., Dag]] = {"closedloop": _closedloop,
+                                          "demo-compute-settle": _demo_compute,
                                           "demo-io-lease": _demo_io_lease}
 
 # A hook for sketch text (free-form words): a function (sketch, workdir) -> Dag from the local
@@ -96,3 +103,23 @@ def prepare_run(store: object, run_id: str, dag: Dag) -> None:
     sketch = sys.modules.get("cheng_build.cis.targets.sketch")
     if sketch is not None:
         sketch.prepare_run(store, run_id, dag)
+    if isinstance(store, Store) and any(t.capabilities for t in dag.tasks):
+        skip_without_capabilities(store, run_id, dag)
+
+
+def skip_without_capabilities(store: object, run_id: str, dag: Dag) -> None:
+    """Tasks declaring ``capabilities = [...]`` this machine lacks become Skipped, with why."""
+    import time
+
+    from cheng_build.cis.dag.model import TaskState
+    from cheng_build.cis.run.store import Store
+    from cheng_build.cis.targets.capabilities import detect
+
+    assert isinstance(store, Store)
+    have = detect()
+    for t in dag.tasks:
+        missing = [c for c in t.capabilities if not have.has(c)]
+        if missing:
+            why = "; ".join(f"capability {c} absent here ({have.why_not(c)})" for c in missing)
+            store.set_task(run_id, t.idx, "skipped", {"why": why}, state=TaskState.SKIPPED,
+                           note=f"skipped: {why}", finished=time.time())

@@ -270,6 +270,10 @@ def run_detail(store: Store, run_id: str, sampler: Sampler) -> dict[str, Any]:
     usage = sampler.usage([t.pid for t in v.tasks if t.state is TaskState.RUNNING and t.pid])
     tasks = [task_view(t, names, spec_deps, v.run.sandbox, v.run.dag.base_dir, usage, now)
              for t in v.tasks]
+    from cheng_build.cis.node.mirror import task_nodes
+
+    for t, node in task_nodes(store, v.run.run_id).items():  # a room run: who ran each task
+        tasks[t]["node"] = node
     done = sum(1 for t in v.tasks if t.state.terminal)
     running = [t for t in tasks if t["state"] == TaskState.RUNNING.value]
     decisions = {

@@ -95,7 +95,7 @@ function renderDetail(run) {
       (as <code>cis run</code> printed it)</summary><pre>${esc(run.preview.join("\n"))}</pre></details>` : "";
   const decisions = renderDecisions(run);
   const rows = run.tasks.map((t) => `<tr id="task-${t.idx}" data-state="${esc(t.state)}">
-      <td class="num">${t.idx}</td><td>${esc(t.name)}</td><td>${esc(t.level)}</td>
+      <td class="num">${t.idx}</td><td>${esc(t.name)}${t.node ? ` <span class="mut">on ${esc(t.node)}</span>` : ""}</td><td>${esc(t.level)}</td>
       <td>${badge(t.state)}${t.needs_rerun ? ' <span class="badge s-Waiting">needs rerun</span>' : ""}</td>
       <td>${esc(t.deps.join(","))}</td><td class="num">${secs(t.elapsed)}</td>${usageCells(t.usage)}
       <td>${esc(t.note || "")}${t.error ? `<details><summary>${esc(t.error.what)}</summary>

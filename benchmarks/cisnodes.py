@@ -1,0 +1,209 @@
+"""Multi-node CIS on a loopback Synapse: claim latency and throughput, each beside its anchor.
+
+* ``claim_latency_p50`` / ``_p99``: from a node starting to post a claim (the outbox write in
+  SQLite WAL, the PUT through mautrix) to each of three other nodes having it applied to their
+  ledger (incremental ``/sync``, validation, the claim rule), 200 claims x 3 observers, vs.
+  Synapse's own round trip measured in the same run, interleaved: a bare event PUT by one client
+  until another client's long-poll ``/sync`` returns it (the floor). Goals: p50 <= 50 ms,
+  p99 <= 250 ms.
+* ``throughput``: 4 ``cis node`` processes (``--jobs 1`` each) running 4 runs of N no-op tasks
+  (posted together by 4 ``cis run --room:``) vs. the same 4 DAGs run on one machine with
+  ``cis run --jobs 4`` one after another (anchor). Goal: ratio <= 1.5.
+
+Synapse comes from ``.venv-synapse`` (scripts/test.sh) or ``CIS_SYNAPSE_PYTHON``.
+Usage: ``python benchmarks/cisnodes.py [--quick] [--claims 200] [--tasks 200] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from helpers_synapse import Synapse, start_synapse, synapse_python  # noqa: E402
+
+from cheng_build.cis.node import matrix, protocol  # noqa: E402
+from cheng_build.cis.node.feed import feed  # noqa: E402
+from cheng_build.cis.node.island import NodeOutbox  # noqa: E402
+from cheng_build.cis.node.ledger import Ledger, TaskPlan  # noqa: E402
+from cheng_build.cis.node.protocol import Kind  # noqa: E402
+
+RUN = "01M98FZR3PSFV964KJ3JCZ99Y9"
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+async def _latency(hs: Synapse, n: int, tmp: Path) -> tuple[list[float], list[float]]:
+    users = ["bench0", "bench1", "bench2", "bench3"]
+    rooms = [await matrix.connect(hs.url, u, password=hs.users[u], room="bench") for u in users]
+    sender, observers = rooms[0], rooms[1:]
+    ledgers = [Ledger() for _ in observers]
+    run = protocol.content(Kind.RUN, sender.user_id, run=RUN, name="b", workspace="w", dag_file="c",
+                           dag_z=protocol.pack_dag(""))
+    await sender.send(Kind.RUN.etype, run, "bench-run")
+    tokens = []
+    for led, room in zip(ledgers, observers, strict=True):
+        hist = await room.read(None, 0)
+        feed(led, hist.events, 0.0, lambda m: [TaskPlan(i, f"t{i}") for i in range(n)], lambda s: None)
+        tokens.append(hist.token)
+    outbox = NodeOutbox(tmp / "sender", "bench")
+    claims: list[float] = []
+    floor: list[float] = []
+
+    async def seen(i: int, pred: object) -> float:
+        while True:
+            b = await observers[i].read(tokens[i], 10.0)
+            tokens[i] = b.token
+            feed(ledgers[i], b.events, time.monotonic(), lambda m: (), lambda s: None)
+            if pred(i, b):  # type: ignore[operator]
+                return time.perf_counter()
+
+    for k in range(n):
+        # Floor: a bare event, no outbox, no ledger.
+        t0 = time.perf_counter()
+        waits = [asyncio.ensure_future(seen(i, lambda i, b, k=k: any(
+            e.type == "org.cheng.cis.ping" and e.content.get("k") == k for e in b.events)))
+            for i in range(len(observers))]
+        await sender.send("org.cheng.cis.ping", {"k": k}, f"ping-{k}")
+        floor += [t - t0 for t in await asyncio.gather(*waits)]
+        # A claim, the node's way: outbox row first, then the PUT; seen = applied to the ledger.
+        t0 = time.perf_counter()
+        waits = [asyncio.ensure_future(seen(i, lambda i, b, k=k: bool(
+            ledgers[i].runs[RUN].tasks[k].winners))) for i in range(len(observers))]
+        body = protocol.content(Kind.CLAIM, sender.user_id, run=RUN, task=k, epoch=0, lease_ms=10000)
+        entry = outbox.put(Kind.CLAIM.etype, body, RUN, k)
+        await sender.send(Kind.CLAIM.etype, body, outbox.txn_id(entry))
+        outbox.sent(entry)
+        claims += [t - t0 for t in await asyncio.gather(*waits)]
+    outbox.close()
+    for r in rooms:
+        await r.close()
+    return claims, floor
+
+
+def _dag(ws: Path, name: str, n: int) -> Path:
+    lines = [f'name = "{name}"', 'policy = "AllowDebt"']
+    for i in range(n):
+        lines += ["[[tasks]]", f"idx = {i}", f'name = "t{i}"', 'exec = { cmd = ["true"] }']
+    p = ws / f"{name}.toml"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIS_")}
+    env.update(CIS_HOME=str(home), CIS_SANDBOX="unsandboxed",
+               PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
+    return env
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far, with its reaped children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, float]:
+    ws = tmp / "ws"
+    ws.mkdir()
+    dags = [_dag(ws, f"d{i}", n) for i in range(4)]
+    cis = [sys.executable, "-m", "cheng_build.cli.cis"]
+    # Anchor: one machine, --jobs 4, the four DAGs one after another.
+    t0 = time.perf_counter()
+    for d in dags:
+        subprocess.run([*cis, "run", str(d), "--jobs", "4", "--quiet"], check=True, env=_env(tmp / "local"),
+                       timeout=1200)
+    local = time.perf_counter() - t0
+    pw = {}
+    for u in ("node0", "node1", "node2", "node3", "orig"):
+        p = tmp / f"{u}.pw"
+        p.write_text(hs.users[u])
+        pw[u] = p
+    conn = lambda u: [f"--homeserver={hs.url}", f"--user={u}", f"--password-file={pw[u]}",  # noqa: E731
+                      "--room=tput"]
+    nodes = [subprocess.Popen([*cis, "node", *conn(f"node{i}"), f"--workspace={ws}", "--caps=cpu",
+                               "--no-detect", "--no-mdns", "--jobs=1"], env=_env(tmp / f"n{i}"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for i in range(4)]
+    try:
+        time.sleep(3.0)  # the nodes log in and join (not counted)
+        hs_cpu = _cpu_s(hs.proc.pid)
+        nodes_cpu = sum(_cpu_s(p.pid) for p in nodes)
+        t0 = time.perf_counter()
+        origins = [subprocess.Popen([*cis, "run", str(d), *conn("orig"), "--quiet"], env=_env(tmp / "orig"))
+                   for d in dags]
+        for o in origins:
+            if o.wait(timeout=1800) != 0:
+                raise RuntimeError("a room run failed")
+        room = time.perf_counter() - t0
+        hs_cpu = _cpu_s(hs.proc.pid) - hs_cpu
+        nodes_cpu = sum(_cpu_s(p.pid) for p in nodes) - nodes_cpu
+    finally:
+        for p in nodes:
+            p.terminate()
+            p.wait(timeout=60)
+    return room, local, hs_cpu, nodes_cpu
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="40 claims, 4 x 25 tasks")
+    ap.add_argument("--claims", type=int, default=200)
+    ap.add_argument("--tasks", type=int, default=200, help="no-op tasks per run (4 runs)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    n_claims, n_tasks = (40, 25) if a.quick else (a.claims, a.tasks)
+    python = synapse_python()
+    if python is None:
+        print("cisnodes: Synapse is not installed (scripts/test.sh puts it in .venv-synapse)",
+              file=sys.stderr)
+        return 1
+    results: dict[str, dict[str, float | str]] = {}
+    with tempfile.TemporaryDirectory(prefix="cisnodes-") as d:
+        tmp = Path(d)
+        hs = start_synapse(tmp / "synapse", python)
+        try:
+            for u in ("bench0", "bench1", "bench2", "bench3", "node0", "node1", "node2", "node3", "orig"):
+                hs.register(u)
+            claims, floor = asyncio.run(_latency(hs, n_claims, tmp))
+            for q, name in ((0.5, "p50"), (0.99, "p99")):
+                c, f = _pct(claims, q) * 1e3, _pct(floor, q) * 1e3
+                results[f"claim_latency_{name}"] = {"ours": c, "anchor": f, "unit": "ms", "ratio": c / f}
+            room, local, hs_cpu, nodes_cpu = _throughput(hs, n_tasks, tmp)
+            results["throughput"] = {"ours": room, "anchor": local, "unit": "s", "ratio": room / local}
+            # Context: how much of the room run's wall time the homeserver spent on a CPU.
+            results["synapse_cpu_share"] = {"ours": hs_cpu, "anchor": room, "unit": "cpu-s",
+                                            "ratio": hs_cpu / room}
+            results["nodes_cpu_share"] = {"ours": nodes_cpu, "anchor": room, "unit": "cpu-s",
+                                          "ratio": nodes_cpu / room}
+        finally:
+            hs.stop()
+    print(f"{'figure':<22} {'ours':>10} {'anchor':>10}  {'unit':<6} ratio")
+    for k, v in results.items():
+        print(f"{k:<22} {v['ours']:>10.2f} {v['anchor']:>10.2f}  {v['unit']:<6} {v['ratio']:.2f}")
+    print(f"(claim_latency: {n_claims} claims x 3 observers, claim posted through the outbox until "
+          "applied to each observer's ledger, vs Synapse's own send-to-sync round trip, interleaved; "
+          f"goals p50 <= 50 ms, p99 <= 250 ms. throughput: 4 nodes --jobs 1 x 4 runs of {n_tasks} no-op "
+          "tasks vs the same 4 runs on one machine with --jobs 4; goal ratio <= 1.5. "
+          f"median claim {statistics.median(claims) * 1e3:.1f} ms)")
+    if a.json:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

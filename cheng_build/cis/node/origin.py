@@ -1,0 +1,131 @@
+"""`cis run dag.toml --room:`: post a run to the room and follow it to the end.
+
+The origin is not a node: it posts the run event (the DAG's TOML text, the workspace identity,
+the DAG file's path inside the workspace: no file contents), then reads the room like any node
+and mirrors every task's state and node into its local store, so ``cis status <run>``,
+``cis debt`` and the web view show the run as they show a local one, with a node column.
+
+Tasks nobody can take are settled by the origin, in the room, so every node agrees: after a
+grace period (three hello intervals) a task whose capabilities no live node has, or a run whose
+workspace every live node declined, is skipped with the reason (a ``control`` skip event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cheng_build.cis.node import protocol
+from cheng_build.cis.node.feed import feed
+from cheng_build.cis.node.ledger import Ledger, RunRec, TaskPlan, TaskStatus, TaskView
+from cheng_build.cis.node.protocol import Kind, Message
+from cheng_build.cis.node.room import Room, RoomError
+
+GRACE_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    views: list[TaskView]
+    failed: bool
+    debt: bool
+    why: str = ""  # why the room could not run it at all
+
+
+class Follower:
+    """Post one run and follow it (see the module docstring)."""
+
+    def __init__(self, room: Room, run_id: str, plan: tuple[TaskPlan, ...],
+                 on_change: Callable[[list[TaskView], list[TaskView]], None],
+                 log: Callable[[str], None], *, grace_s: float = GRACE_S) -> None:
+        self.room = room
+        self.run_id = run_id
+        self.plan = plan
+        self.on_change = on_change
+        self.log = log
+        self.grace_s = grace_s
+        self.ledger = Ledger()
+        self._skipped: set[int] = set()
+
+    def _dropped(self, why: str) -> None:
+        self.log(f"dropped: {why}")
+
+    def _plan_for(self, msg: Message) -> tuple[TaskPlan, ...]:
+        return self.plan if msg.text("run") == self.run_id else ()
+
+    async def follow(self, content: dict[str, object] | None, *, attach_only: bool = False) -> Outcome:
+        hist = await self.room.read(None, 0)
+        feed(self.ledger, hist.events, time.monotonic(), self._plan_for, self._dropped)
+        token = hist.token
+        if self.run_id not in self.ledger.runs:
+            if content is None:
+                raise RoomError(f"run {self.run_id} is not in the room")
+            await self.room.send(Kind.RUN.etype, content, f"run-{self.run_id}")
+        posted = time.monotonic()
+        last: list[TaskView] = []
+        down = False
+        while True:
+            run = self.ledger.runs.get(self.run_id)
+            if run is not None:
+                views = self.ledger.view(run)
+                if views != last:
+                    self.on_change(last, views)
+                    last = views
+                if self.ledger.finished(run):
+                    return Outcome(views, self.ledger.failed(run),
+                                   any(v.status is TaskStatus.DEBT for v in views), self._why(run))
+                if not attach_only and time.monotonic() - posted > self.grace_s:
+                    await self._settle_unrunnable(run)
+            try:
+                batch = await self.room.read(token, 2.0)
+            except RoomError as exc:
+                if not exc.transient:
+                    raise
+                # The homeserver went away: the nodes go on as islands; keep asking.
+                if not down:
+                    self.log(f"{exc.what}; retrying")
+                down = True
+                await asyncio.sleep(1.0)
+                continue
+            down = False
+            token = batch.token
+            feed(self.ledger, batch.events, time.monotonic(), self._plan_for, self._dropped)
+
+    def _live(self, run: RunRec) -> list[str]:
+        now = time.monotonic()
+        out = []
+        for n, hello in self.ledger.nodes.items():
+            every = int(hello.body.get("hello_ms") or 5000) / 1000.0
+            if now - self.ledger.heard_node.get(n, 0.0) <= 3 * every and n not in run.declined:
+                out.append(n)
+        return out
+
+    def _why(self, run: RunRec) -> str:
+        if run.declined and not self._live(run):
+            return "; ".join(f"{n}: {why}" for n, why in sorted(run.declined.items()))
+        return ""
+
+    async def _settle_unrunnable(self, run: RunRec) -> None:
+        live = self._live(run)
+        for t in run.tasks:
+            i = t.plan.idx
+            if i in self._skipped or t.winners or self.ledger.effective(run, t).finished:
+                continue
+            capable = [n for n in live
+                       if set(t.plan.caps) <= set(self.ledger.nodes[n].body.get("caps") or ())]
+            if capable:
+                continue
+            if not live:
+                why = ("no live node takes this run"
+                       + (": " + "; ".join(f"{n}: {w}" for n, w in sorted(run.declined.items()))
+                          if run.declined else " (no node said hello in the room)"))
+            else:
+                why = f"no live node has capabilit{'ies' if len(t.plan.caps) > 1 else 'y'} " \
+                      f"{', '.join(t.plan.caps)} (nodes: {', '.join(live)})"
+            self._skipped.add(i)
+            body = protocol.content(Kind.CONTROL, self.room.user_id, run=self.run_id, task=i,
+                                    action="skip", reason=why[:400])
+            await self.room.send(Kind.CONTROL.etype, body, f"skip-{self.run_id}-{i}")
+

@@ -1,0 +1,117 @@
+"""The room transport: the Matrix room on a real Synapse and the in-memory room keep one contract
+(timeline order, continuation tokens, idempotent retries, members only, clear refusals)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers_synapse import Synapse, free_port, require_synapse, start_synapse
+
+from cheng_build.cis.node.memroom import MemoryHub
+from cheng_build.cis.node.room import Room, RoomError
+
+pytestmark = pytest.mark.network
+
+
+@pytest.fixture(scope="module")
+def hs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
+    server = start_synapse(tmp_path_factory.mktemp("synapse"), require_synapse())
+    try:
+        for u in ("alpha", "beta", "gamma"):
+            server.register(u)
+        yield server
+    finally:
+        server.stop()
+
+
+async def _contract(a: Room, b: Room) -> None:
+    first = await b.read(None, 0)
+    for i in range(25):  # more than one default sync page (10): order must survive
+        await a.send("org.cheng.cis.test", {"i": i}, f"txn-{i}")
+    await a.send("org.cheng.cis.test", {"i": 0}, "txn-0")  # a retry: no second event
+    got: list[int] = []
+    token = first.token
+    for _ in range(20):
+        batch = await b.read(token, 2.0)
+        token = batch.token
+        got += [int(e.content["i"]) for e in batch.events if e.type == "org.cheng.cis.test"]
+        if len(got) >= 25:
+            break
+    assert got == list(range(25))
+    assert all(e.sender == a.user_id for e in (await b.read(first.token, 0)).events)
+    later = await b.read(token, 0.2)
+    assert later.events == ()
+
+
+def test_matrix_room_contract(hs: Synapse) -> None:
+    from cheng_build.cis.node import matrix
+
+    async def main() -> None:
+        a = await matrix.connect(hs.url, "alpha", password=hs.users["alpha"], room="contract")
+        b = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="contract")
+        try:
+            assert a.room_id == b.room_id
+            assert {a.user_id, b.user_id} <= await a.members()
+            await _contract(a, b)
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
+
+
+def test_memory_room_contract() -> None:
+    async def main() -> None:
+        hub = MemoryHub()
+        await _contract(hub.join("@a:m", "r"), hub.join("@b:m", "r"))
+
+    asyncio.run(main())
+
+
+def test_matrix_refusals_are_clear(hs: Synapse, tmp_path: Path) -> None:
+    from cheng_build.cis.node import matrix
+
+    async def main() -> None:
+        with pytest.raises(RoomError) as bad:
+            await matrix.connect(hs.url, "alpha", password="wrong", room="contract")
+        assert "login as alpha refused" in bad.value.what and not bad.value.transient
+        with pytest.raises(RoomError) as unknown:
+            await matrix.connect(hs.url, "alpha", password=hs.users["alpha"], room="nosuch", create=False)
+        assert unknown.value.what == "unknown room #nosuch:cis.test"
+        with pytest.raises(RoomError) as down:
+            await matrix.connect(f"http://127.0.0.1:{free_port()}", "alpha", password="x", room="r")
+        assert down.value.transient and "unreachable" in down.value.what
+        # A token works as well as a password.
+        r = await matrix.connect(hs.url, "gamma", token=hs.login("gamma"), room="contract")
+        assert r.user_id == "@gamma:cis.test"
+        await r.close()
+
+    asyncio.run(main())
+
+
+def test_matrix_sync_gap_is_filled_in_order(hs: Synapse, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More events than the sync filter's limit since the token: Synapse says `limited`, the room
+    fetches the rest from /messages and marks the batch a gap, in timeline order, none lost."""
+    from cheng_build.cis.node import matrix
+
+    monkeypatch.setattr(matrix, "TIMELINE_LIMIT", 5)
+
+    async def main() -> None:
+        a = await matrix.connect(hs.url, "alpha", password=hs.users["alpha"], room="gap")
+        b = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="gap")
+        try:
+            first = await b.read(None, 0)
+            for i in range(23):
+                await a.send("org.cheng.cis.test", {"i": i}, f"gap-{i}")
+            batch = await b.read(first.token, 2.0)
+            assert batch.gap
+            assert [int(e.content["i"]) for e in batch.events] == list(range(23))
+            assert (await b.read(batch.token, 0.2)).events == ()
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())

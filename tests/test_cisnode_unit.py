@@ -1,0 +1,181 @@
+"""The multi-node CIS logic without a homeserver: event validation (property tests), the claim
+and lease rules of the ledger, and node agents on the in-memory room."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cheng_build.cis.node import protocol, workspace
+from cheng_build.cis.node.ledger import Ledger, TaskPlan, TaskStatus
+from cheng_build.cis.node.memroom import MemoryHub
+from cheng_build.cis.node.protocol import Kind, Message, ProtocolError
+
+RUN = "01M98FZR3PSFV964KJ3JCZ99Y9"
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(list(Kind)), body=st.dictionaries(
+    st.sampled_from(["v", "node", "run", "task", "epoch", "state", "caps", "workspace", "jobs",
+                     "lease_ms", "dag_z", "dag_file", "name", "reason", "action"]), json_values))
+def test_parse_accepts_or_raises_protocol_error_only(kind: Kind, body: dict[str, Any]) -> None:
+    body = {**body, "node": "@a:x"} if body.get("node") is None else body
+    try:
+        msg = protocol.parse(kind.etype, "@a:x", body)
+    except ProtocolError:
+        return
+    assert msg.node == "@a:x" and msg.kind is kind
+    assert body["node"] == "@a:x"  # anything else is a forgery
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=3000))
+def test_dag_text_round_trips(text: str) -> None:
+    body = {"dag_z": protocol.pack_dag(text)}
+    assert protocol.dag_text(body) == text
+
+
+def test_a_zip_bomb_and_garbage_are_refused() -> None:
+    bomb = base64.b64encode(zlib.compress(b"a" * (protocol.MAX_DAG_TEXT + 10), 9)).decode()
+    assert len(bomb) < 2000
+    with pytest.raises(ProtocolError, match="inflates past"):
+        protocol.dag_text({"dag_z": bomb})
+    with pytest.raises(ProtocolError, match="not zlib"):
+        protocol.dag_text({"dag_z": "!!!"})
+
+
+def test_content_refuses_floats_oversize_and_forgery() -> None:
+    with pytest.raises(ProtocolError, match="floats"):
+        protocol.content(Kind.CLAIM, "@a:x", run=RUN, task=0, epoch=0, lease_ms=1.5)
+    with pytest.raises(ProtocolError, match="exceeds the 16384-byte limit"):
+        protocol.content(Kind.DECLINE, "@a:x", run=RUN, reason="x" * 17000)
+    body = protocol.content(Kind.LEASE, "@a:x", run=RUN, task=1, epoch=0)
+    with pytest.raises(ProtocolError, match="forged"):
+        protocol.parse(Kind.LEASE.etype, "@b:x", body)
+    with pytest.raises(ProtocolError, match="not a run id"):
+        protocol.content(Kind.LEASE, "@a:x", run="../etc", task=1, epoch=0)
+
+
+def _msg(kind: Kind, node: str, **fields: Any) -> Message:
+    return protocol.parse(kind.etype, node, protocol.content(kind, node, **fields))
+
+
+def _ledger(*plans: TaskPlan) -> Ledger:
+    led = Ledger()
+    run = protocol.parse(Kind.RUN.etype, "@o:x", protocol.content(
+        Kind.RUN, "@o:x", run=RUN, name="r", workspace="w", dag_file="cis.toml", dag_z=protocol.pack_dag("")))
+    led.add_run(run, plans)
+    return led
+
+
+def test_first_claim_in_timeline_order_wins_and_only_the_holder_reports() -> None:
+    led = _ledger(TaskPlan(0, "a"), TaskPlan(1, "b", deps=(0,)))
+    run = led.runs[RUN]
+    assert led.ready(run, run.tasks[0]) and not led.ready(run, run.tasks[1])
+    led.apply(_msg(Kind.CLAIM, "@n2:x", run=RUN, task=0, epoch=0, lease_ms=2000), 0.0)
+    led.apply(_msg(Kind.CLAIM, "@n1:x", run=RUN, task=0, epoch=0, lease_ms=2000), 0.1)
+    assert run.tasks[0].holder == "@n2:x"
+    led.apply(_msg(Kind.STATE, "@n1:x", run=RUN, task=0, epoch=0, state="Completed"), 0.2)
+    assert led.status(run.tasks[0]) is TaskStatus.CLAIMED  # n1 does not hold it
+    assert any("does not hold" in r for r in led.rejected)
+    led.apply(_msg(Kind.STATE, "@n2:x", run=RUN, task=0, epoch=0, state="Completed"), 0.3)
+    assert led.status(run.tasks[0]) is TaskStatus.COMPLETED and led.ready(run, run.tasks[1])
+
+
+def test_lease_lapse_takeover_and_duplicate_is_debt() -> None:
+    led = _ledger(TaskPlan(0, "a"))
+    run = led.runs[RUN]
+    t = run.tasks[0]
+    led.apply(_msg(Kind.CLAIM, "@n1:x", run=RUN, task=0, epoch=0, lease_ms=2000), 10.0)
+    led.apply(_msg(Kind.LEASE, "@n1:x", run=RUN, task=0, epoch=0), 11.5)
+    assert not led.lapsed(t, 13.0) and led.lapsed(t, 13.6)
+    # A takeover skipping an epoch, or claiming a won one, loses.
+    led.apply(_msg(Kind.CLAIM, "@n2:x", run=RUN, task=0, epoch=2, lease_ms=2000), 14.0)
+    led.apply(_msg(Kind.CLAIM, "@n2:x", run=RUN, task=0, epoch=0, lease_ms=2000), 14.0)
+    assert t.holder == "@n1:x"
+    led.apply(_msg(Kind.CLAIM, "@n2:x", run=RUN, task=0, epoch=1, lease_ms=2000), 14.0)
+    assert t.holder == "@n2:x" and t.epoch == 1
+    led.apply(_msg(Kind.LEASE, "@n1:x", run=RUN, task=0, epoch=0), 14.5)  # stale: ignored
+    assert led.lapsed(t, 16.1)
+    led.apply(_msg(Kind.STATE, "@n2:x", run=RUN, task=0, epoch=1, state="Completed"), 15.0)
+    assert led.status(t) is TaskStatus.COMPLETED
+    led.apply(_msg(Kind.STATE, "@n1:x", run=RUN, task=0, epoch=0, state="Completed", island=True), 20.0)
+    v = led.view(run)[0]
+    assert v.status is TaskStatus.DEBT
+    assert v.reason == ("ran more than once during a partition: @n1:x (epoch 0, as an island), "
+                        "@n2:x (epoch 1)")
+
+
+def test_confirmed_tasks_wait_for_a_person_and_are_never_taken_over() -> None:
+    led = _ledger(TaskPlan(0, "publish", mechanical=False))
+    run = led.runs[RUN]
+    t = run.tasks[0]
+    assert not led.ready(run, t)
+    led.apply(_msg(Kind.CONTROL, "@o:x", run=RUN, task=0, action="confirm"), 0.0)
+    assert led.ready(run, t)
+    led.apply(_msg(Kind.CLAIM, "@n1:x", run=RUN, task=0, epoch=0, lease_ms=1000), 0.0)
+    assert not led.lapsed(t, 100.0)
+    led.apply(_msg(Kind.CLAIM, "@n2:x", run=RUN, task=0, epoch=1, lease_ms=1000), 100.0)
+    assert t.holder == "@n1:x"
+
+
+def test_a_failed_dep_skips_its_dependents() -> None:
+    led = _ledger(TaskPlan(0, "a"), TaskPlan(1, "b", deps=(0,)))
+    run = led.runs[RUN]
+    led.apply(_msg(Kind.CLAIM, "@n1:x", run=RUN, task=0, epoch=0, lease_ms=1000), 0.0)
+    led.apply(_msg(Kind.STATE, "@n1:x", run=RUN, task=0, epoch=0, state="Failed", exit_code=2), 0.0)
+    views = led.view(run)
+    assert views[1].status is TaskStatus.SKIPPED and views[1].reason == "blocked by failed task 0"
+    assert led.finished(run) and led.failed(run)
+
+
+def test_memory_room_agents_share_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cheng_build.cis.node.agent import Agent, NodeConfig
+    from cheng_build.cis.node.localrun import parse_run
+    from cheng_build.cis.node.origin import Follower
+
+    monkeypatch.setenv("CIS_SANDBOX", "unsandboxed")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    toml = "\n".join(["name = \"m\"", "policy = \"AllowDebt\""] + [
+        f'[[tasks]]\nidx = {i}\nname = "t{i}"\n'
+        f'exec = {{ cmd = ["sh", "-c", "echo $CIS_NODE >> {out}/t{i}"] }}' for i in range(6)])
+    (ws / "cis.toml").write_text(toml)  # nodes run only the checkout's own DAG
+    wid = workspace.identity(ws)
+
+    async def main() -> list[Any]:
+        hub = MemoryHub()
+        stop = asyncio.Event()
+        agents = []
+        for name in ("a", "b", "c"):
+            cfg = NodeConfig(tmp_path / name, ws, wid, ("cpu",), jobs=2, lease_s=5, hello_s=1)
+            ag = Agent(hub.join(f"@{name}:m", "r"), cfg, lambda s: None)
+            await ag.start()
+            agents.append(ag)
+        serving = [asyncio.create_task(a.serve(stop)) for a in agents]
+        origin = hub.join("@o:m", "r")
+        body = protocol.content(Kind.RUN, origin.user_id, run=RUN, name="m", workspace=wid,
+                                dag_file="cis.toml", dag_z=protocol.pack_dag(toml))
+        res = await asyncio.wait_for(Follower(origin, RUN, parse_run(toml, ws).plan, lambda o, n: None,
+                                              lambda s: None, grace_s=2).follow(body), 60)
+        stop.set()
+        await asyncio.gather(*serving)
+        return res.views
+
+    views = asyncio.run(main())
+    assert [v.status for v in views] == [TaskStatus.COMPLETED] * 6
+    for v in views:
+        assert (out / v.name).read_text().split() == [v.node]
