@@ -5,7 +5,8 @@ registry, locked, and laid out in the package cache, built through the whole pac
 (``chengc app.cheng --lock:... --registry:...``) with the test-double compiler.
 
 * ``noop``: wall time of a cache-hit build (process start, imports, stat-checking the inputs,
-  the remembered verify, the cache lookup), median of ``--runs``. Goal <= 150 ms.
+  the remembered verify, the cache lookup; since issue 19 one record of all of it,
+  ``cheng_build.build.noop``), median of ``--runs``. Goal <= 150 ms and <= 4x the anchor.
 * ``overhead``: wall time of a cache miss (one source edited before each run) minus the
   stand-in compiler's own wall time on the same staged inputs, medians. Goal <= 100 ms.
 * ``sign_miss`` / ``sign_noop``: the same miss and no-op with ``--sign:<key>`` (a signed
@@ -125,6 +126,10 @@ def main() -> int:
         time.sleep(2.2)
         timed(cmd, root, env)  # the first build: verify, miss, compile
         timed(cmd, root, env)  # warm the OS caches
+        # The same holds for what the first build wrote (artifact, meta, cache entries): a hit
+        # is only remembered for the no-op fast path once those are older than the window.
+        time.sleep(2.2)
+        timed(cmd, root, env)  # the hit that writes the no-op record
         anchor = [timed([*py, "-c", "pass"], root, env, "anchor") for _ in range(a.runs)]
         noop = [timed(cmd, root, env, "noop") for _ in range(a.runs)]
 
@@ -145,6 +150,7 @@ def main() -> int:
             if os.environ.get("BENCH_DEBUG"):
                 print("miss", i, round(miss[-1], 1), round(sign_miss[-1], 1), file=sys.stderr)
         noop2, sign_noop = [], []
+        time.sleep(2.2)  # as above: a no-op build comes seconds after the build it repeats
         for _ in range(a.runs):  # the last signed edit is built: both are hits now
             noop2.append(timed(cmd, root, env, "noop2"))
             sign_noop.append(timed(signed, root, env, "sign_noop"))

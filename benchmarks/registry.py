@@ -1,10 +1,15 @@
 """Registry verification speed: ``verify`` of an N-line signed registry vs N bare PyNaCl verifies.
 
-    python benchmarks/registry.py [--lines 10000] [--authors 50] [--repeat 3] [--quick] [--json]
+    python benchmarks/registry.py [--lines 10000] [--authors 50] [--gov-every 20] [--repeat 3]
+                                  [--quick] [--json]
 
 The registry is built in a temp dir: N signed, hash-chained publish lines (``authors`` keys, one
 package each, epochs increasing) and a checkpoint every 1,000 lines, exactly as ``publish`` and
-``checkpoint`` write them. Figures (best of ``--repeat``):
+``checkpoint`` write them; every ``--gov-every``-th line (default 20, i.e. 5%; 0 = none) is a
+governance line instead (issue 20), cycling per package through tag, promote (by a maintainer the
+operator granted, then by the owner), quarantine, release, appeal and decision, after one
+operator ``maintainer`` line — each valid under the log's rules, so verify checks them all.
+Figures (best of ``--repeat``):
 
 - ``verify``: ``RegistryLog.load(path, verify_ahead=True).verify("L1", memory=False)`` (what
   ``cheng-registry verify`` runs) — read, parse every line,
@@ -46,11 +51,40 @@ from cheng_build.trust.registry_log import GENESIS_PREV, RegistryLog
 CID = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
 
 
-def build_registry(path: Path, lines: int, authors: int, checkpoint_every: int = 1000
-                   ) -> list[tuple[bytes, bytes, bytes]]:
+# Per package, the governance lines cycle through these (the promotes only once each: the
+# benchmark's publishes share one CID, and a channel cannot be promoted to its own head).
+_GOV_FIRST = ("tag", "promote:stable", "quarantine", "release", "appeal", "decision",
+              "promote:lts")
+_GOV_CYCLE = ("tag", "quarantine", "release", "appeal", "decision")
+
+
+def _gov_body(step: str, i: int, n: int, owner: KeyPair, op: KeyPair, maint: KeyPair
+              ) -> tuple[dict[str, object], KeyPair]:
+    pkg = f"pkg://cheng/p{i}"
+    kind, _, channel = step.partition(":")
+    body: dict[str, object] = {"type": kind, "package_id": pkg, "cid": CID}
+    signer = op
+    if kind == "tag":
+        body["tag"], signer = f"t{n}", owner
+    elif kind == "promote":
+        body["channel"], signer = channel, maint if channel == "stable" else owner
+    elif kind in ("quarantine", "release"):
+        body["reason"] = "benchmark"
+    elif kind == "appeal":
+        body["report_cid"], signer = CID, owner
+    else:
+        body.update(outcome="restore", reason="benchmark", originality_score=0.75)
+    return body, signer
+
+
+def build_registry(path: Path, lines: int, authors: int, checkpoint_every: int = 1000,
+                   gov_every: int = 0) -> list[tuple[bytes, bytes, bytes]]:
     """Write a signed registry; returns (public key, message, signature) of every signed line."""
     keys = [KeyPair.generate(f"node:a{i}") for i in range(authors)]
     op = KeyPair.generate("op:main")
+    maint = KeyPair.generate("node:maintainer")
+    gov_steps = [0] * authors
+    granted = False
     prev = GENESIS_PREV
     acc = merkle.MerkleAccumulator()
     signed: list[tuple[bytes, bytes, bytes]] = []
@@ -58,7 +92,25 @@ def build_registry(path: Path, lines: int, authors: int, checkpoint_every: int =
     t0 = int(time.time()) - lines
     with open(path, "wb") as fh:
         for n in range(1, lines + 1):
-            if n % checkpoint_every == 0:
+            i = n % authors
+            if (gov_every and n % gov_every == 0 and n % checkpoint_every != 0
+                    and epochs[i] > 0 and (granted or n > authors)):
+                if not granted:
+                    body = {"type": "maintainer", "op": "grant", "maintainer_key": maint.pub_key,
+                            "maintainer_id": "node:maintainer", "channels": ["stable"],
+                            "packages": ["pkg://cheng/*"]}
+                    sig_key, granted = op, True
+                else:
+                    s = gov_steps[i]
+                    step = _GOV_FIRST[s] if s < len(_GOV_FIRST) else \
+                        _GOV_CYCLE[(s - len(_GOV_FIRST)) % len(_GOV_CYCLE)]
+                    gov_steps[i] += 1
+                    body, sig_key = _gov_body(step, i, n, keys[i], op, maint)
+                body = {"type": body.pop("type"), "seq": n, "prev": prev, **body,
+                        "created_ts": str(t0 + n), "pub_key": sig_key.pub_key}
+                msg = canonical.gov_payload(body)
+                body["signature"] = sig_key.sign(msg)
+            elif n % checkpoint_every == 0:
                 body = {"type": "checkpoint", "seq": n, "prev": prev, "size": n - 1,
                         "root": acc.root().hex(), "timestamp": t0 + n, "expires": t0 + n + 30 * 86400,
                         "operator_id": "op:main", "pub_key": op.pub_key}
@@ -66,7 +118,6 @@ def build_registry(path: Path, lines: int, authors: int, checkpoint_every: int =
                 body["signature"] = op.sign(msg)
                 sig_key = op
             else:
-                i = n % authors
                 epochs[i] += 1
                 k = keys[i]
                 fields = {"package_id": f"pkg://cheng/p{i}", "author_id": k.author_id,
@@ -99,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=10_000)
     ap.add_argument("--authors", type=int, default=50)
+    ap.add_argument("--gov-every", type=int, default=20,
+                    help="every N-th line is a governance line (0: publishes only)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="1,000 lines, one repeat")
     ap.add_argument("--json", action="store_true")
@@ -109,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "registry.jsonl"
-        signed = build_registry(path, a.lines, a.authors)
+        signed = build_registry(path, a.lines, a.authors, gov_every=a.gov_every)
         vks = {pub: VerifyKey(pub) for pub, _, _ in signed}
         prepared = [(vks[pub], msg, sig) for pub, msg, sig in signed]
 
@@ -176,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                "verify_1thread_cpu": "PyNaCl VerifyKey.verify (CPU time)",
                "verify_1thread_vs_libsodium": "crypto_sign_open, prepared buffers",
                "verify_warm": "PyNaCl VerifyKey.verify (ours: remembered checkpoint)"}
-    print(f"registry verify, {n} lines ({n // 1000} checkpoints), {a.authors} authors, "
+    print(f"registry verify, {n} lines ({n // 1000} checkpoints, "
+          f"{'no' if not a.gov_every else f'1 in {a.gov_every}'} governance lines), {a.authors} authors, "
           f"{cpus} CPUs, best of {a.repeat}")
     print(f"{'figure':<28}{'ours':>10}{'anchor':>10}{'ratio':>7}  unit; anchor = {n} x")
     for name, r in rows.items():

@@ -253,7 +253,8 @@ def helia_dir() -> Path:
             if r.returncode != 0:
                 raise RuntimeError(f"npm install of Helia failed in {d}:\n{r.stdout}\n{r.stderr}")
             marker.write_text("ok\n")
-        shutil.copyfile(INTEROP / "helia_node.mjs", d / "helia_node.mjs")
+        for script in ("helia_node.mjs", "helia_dht.mjs"):
+            shutil.copyfile(INTEROP / script, d / script)
     return d
 
 

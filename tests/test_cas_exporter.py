@@ -23,7 +23,7 @@ from cheng_build.cas.exporter import (
 )
 from cheng_build.cas.importer import add_bytes, add_path, import_path
 from cheng_build.cas.materialize import materialize, package_dir
-from cheng_build.core.errors import InputError, NotFoundError
+from cheng_build.core.errors import InputError, NotFoundError, PolicyError
 
 
 def make_tree(root: Path) -> None:
@@ -203,7 +203,7 @@ def test_escaping_symlinks(tmp_path: Path, target: str) -> None:
     os.symlink("ok.cheng", src / "src" / "inside")  # stays inside: always fine
     os.symlink(target, src / "src" / "evil")
     store = Blockstore(tmp_path / "cache")
-    with pytest.raises(InputError, match="symlink points outside the package"):
+    with pytest.raises(PolicyError, match="symlink points outside the package"):
         add_path(store, src, snapshot=True)
     root = add_path(store, src)  # a plain add keeps it (it is what is on disk) ...
     out = export_to(store, root, tmp_path / "plain")  # ... and a plain get writes it back

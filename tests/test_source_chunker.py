@@ -71,7 +71,8 @@ def test_override_and_bad_override(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_bad_override_through_the_cli(tmp_path: Path) -> None:
     w = World(tmp_path)
-    src = write_tree(tmp_path / "p", {"src/a.cheng": module(1)})
+    manifest = 'package_id = "pkg://cheng/p"\nversion = "1.0.0"\n'
+    src = write_tree(tmp_path / "p", {"cheng-package.toml": manifest, "src/a.cheng": module(1)})
     key = tmp_path / "k.key"
     env = {"PATH": "/usr/bin:/bin", "PKG_TRUST_DIR": str(tmp_path / "t"),
            "PKG_AUDIT_LOG": str(tmp_path / "audit"), "CHENG_SNAPSHOT_CHUNKER": "sizes-9"}

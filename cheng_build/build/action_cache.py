@@ -119,6 +119,10 @@ class ActionCache:
     def _target_path(self, output: Path) -> Path:
         return self.root / "targets" / (hashlib.sha256(os.fspath(output).encode()).hexdigest() + ".json")
 
+    def files_for(self, key: str, output: Path) -> tuple[Path, Path]:
+        """The entry file of ``key`` and the last-build file of ``output`` (what a hit reads)."""
+        return self._entry_path(key), self._target_path(output)
+
     def lookup(self, parts: KeyParts) -> Entry | None:
         """The entry for these parts, or None (a corrupt entry counts as absent)."""
         try:

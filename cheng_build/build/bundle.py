@@ -10,8 +10,6 @@ inputs always give the same bytes.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -59,6 +57,9 @@ def write_bundle(dest: Path, data: Mapping[str, bytes]) -> str:
     Raises:
         OSError: ``dest`` cannot be written (nothing is left half-written).
     """
+    import shutil
+    import tempfile  # here, not at the top: a cache miss stages through this module too
+
     from cheng_build.cas.blockstore import Blockstore
     from cheng_build.cas.car import export_car
     from cheng_build.cas.importer import import_path

@@ -438,11 +438,14 @@ def _ci_path(base: str, rel: str) -> str | None:
 
 def walk(entry: Path, roots: Sequence[Path], facts: FactSource,
          *, on_file: Callable[[Path], None] | None = None,
-         snapshots: Mapping[Path, str] | None = None) -> ImportGraph:
+         snapshots: Mapping[Path, str] | None = None,
+         watch: Callable[..., None] | None = None) -> ImportGraph:
     """Walk the import graph from ``entry`` and stage every input under a relative path.
 
     ``snapshots`` (the package flow): each locked snapshot root and the package name it alone
-    supplies (see :class:`Resolver`).
+    supplies (see :class:`Resolver`). ``watch`` is called once, after a successful walk, with
+    every path the resolver probed or listed and their directories (for the no-op fast path:
+    a module appearing earlier in the search order, or a file swapped for a link, changes one).
 
     The staged tree is ``<entry name>`` plus ``pkgroots/<n>/...`` mirroring each root that
     supplied a file (renumbered from 0 in search order), so resolution inside the staged tree,
@@ -522,6 +525,9 @@ def walk(entry: Path, roots: Sequence[Path], facts: FactSource,
                 msz, mdg, _ = facts.manifest_facts(hit.manifest)
                 files[ms] = GraphFile(hit.manifest, ms, FileRole.MANIFEST, msz, mdg)
 
+    if watch is not None:
+        probed = [*resolver._isfile, *resolver._isdir, *resolver._names, os.fspath(entry)]
+        watch(*probed, *{os.path.dirname(p) for p in probed})
     return ImportGraph(
         entry=entry,
         files=tuple(files[k] for k in sorted(files)),

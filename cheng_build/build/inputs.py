@@ -61,6 +61,9 @@ class StatCache:
         self._roots: dict[str, str] = {}
         self._dirty = False
         self.reads = 0  # how many files had to be read (tests and --explain use it)
+        # Every path this build looked at (present or not), in order: a cache hit remembers
+        # their signatures for the no-op fast path (cheng_build.build.noop).
+        self.watched: dict[str, None] = {}
         if path is not None:
             try:
                 doc = json.loads(path.read_bytes())
@@ -72,6 +75,7 @@ class StatCache:
 
     def _lookup(self, path: Path, analyze: Callable[[bytes], Any]) -> tuple[int, str, Any]:
         key = os.fspath(path)
+        self.watched[key] = None
         st = os.stat(path)
         sig = _sig(st)
         rec = self._files.get(key)
@@ -108,6 +112,12 @@ class StatCache:
         """``(size, sha256 hex)`` of any file (the compiler binary, a lock, the registry)."""
         size, digest, _ = self._lookup(path, lambda _d: None)
         return size, digest
+
+    def watch(self, *paths: str | os.PathLike[str]) -> None:
+        """Note paths the build's answer depends on besides those looked up here: probes of
+        files that may be absent, stamps, directories listed (their mtime covers the listing)."""
+        for p in paths:
+            self.watched[os.fspath(p)] = None
 
     def known_root(self, listing: str) -> str | None:
         """The input root CID computed earlier for this listing digest, if any."""

@@ -54,6 +54,7 @@ class PackageContext:
     dependencies: tuple[Mapping[str, Any], ...]
     warnings: tuple[str, ...] = ()
     steps: tuple[str, ...] = field(default=())  # which steps ran (the others were remembered)
+    valid_until: float | None = None  # the verified trust's expiry (the no-op fast path honours it)
 
 
 @contextmanager
@@ -106,6 +107,12 @@ def _lazy(fn: Callable[[], T]) -> Callable[[], T]:
     return get
 
 
+def _gov_flags(opts: Any) -> tuple[str, ...]:
+    """The flags that change what verify accepts: part of the remembered-verify key, so a lock
+    verified with --allow-unsigned is not taken as verified without it."""
+    return tuple(f for f in ("allow_unsigned", "allow_quarantined") if getattr(opts, f, False))
+
+
 def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], stat_cache: StatCache,
             default_name: str) -> PackageContext:
     """Run resolve (if a manifest) -> verify -> fetch for ``opts`` (a ``PackageOptions``).
@@ -131,6 +138,10 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         return load_config(env=env)
 
     config = _lazy(_load_config)
+    if getattr(opts, "allow_unsigned", False):  # development mode: refused above L0, up front
+        from cheng_build.pkg.unsigned import check_flag
+
+        check_flag(True, getattr(config().level, "value", str(config().level)), "chengc")
 
     def load_registry() -> Any:
         # Verified before any line is used (resolve and verify both read it); L0 only warns.
@@ -146,6 +157,16 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
     def registry() -> Any:
         return trusted().log
 
+    # 0. sync the registry from its mirrors first (PKG_REGISTRY_FROM; build/remote.py)
+    with step("sync"):
+        from cheng_build.build.remote import sync_due, sync_for_build
+
+        fingerprint = _config_fingerprint(env, cwd, stat_cache)
+        if sync_for_build(chengc_dir, reg_path, fingerprint, config):
+            steps.append("sync")
+        sync_stamp, sync_until = sync_due(chengc_dir, reg_path, fingerprint)
+        stat_cache.watch(sync_stamp)
+
     # 1. resolve
     if opts.manifest is not None:
         manifest_path = absolute(opts.manifest)
@@ -157,6 +178,7 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
                                  how="pass --manifest:<path/cheng-package.toml>")
             _, m_sha = stat_cache.file_digest(manifest_path)
             stamp_path = chengc_dir / "resolved" / f"{_h(os.fspath(lock_path))}.json"
+            stat_cache.watch(lock_path, stamp_path)
             stamp = _stamp_read(stamp_path)
             lock_sha = stat_cache.file_digest(lock_path)[1] if lock_path.is_file() else None
             fresh = bool(stamp and lock_sha and stamp.get("manifest_sha256") == m_sha
@@ -175,11 +197,18 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
 
                     keep = not lock_manifest_problems(load_lock(lock_path), manifest)
                 if not keep:
-                    from cheng_build.cas.blockstore import Blockstore
+                    from cheng_build.build.remote import head_cids, resolve_store
                     from cheng_build.pkg.lock import dump_lock
                     from cheng_build.pkg.resolve import resolve_manifest
+                    from cheng_build.pkg.unsigned import mark
 
-                    lock = resolve_manifest(manifest, registry(), Blockstore(cache_root))
+                    lv = getattr(config().level, "value", str(config().level))
+                    with resolve_store(cache_root, env,
+                                       hint=lambda: head_cids(manifest, registry())) as store:
+                        lock = resolve_manifest(manifest, registry(), store, level=lv,
+                                                allow_quarantined=bool(getattr(
+                                                    opts, "allow_quarantined", False)))
+                    lock, _ = mark(lock, bool(getattr(opts, "allow_unsigned", False)), lv)
                     dump_lock(lock, lock_path, fmt)
                     steps.append("resolve")
                 _stamp_write(stamp_path, {"manifest_sha256": m_sha,
@@ -202,8 +231,11 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         _, lock_sha = stat_cache.file_digest(lock_path)
         reg_sha = stat_cache.file_digest(reg_path)[1] if reg_path.is_file() else "-"
         vkey = _h(lock_sha, reg_sha, _config_fingerprint(env, cwd, stat_cache), opts.package or "",
-                  opts.channel)
+                  opts.channel, *_gov_flags(opts))
         vstamp_path = chengc_dir / "verified" / f"{vkey}.json"
+        # What a remembered verify rests on, for the no-op fast path (lock, registry and config
+        # files went through the stat cache already).
+        stat_cache.watch(lock_path, reg_path, vstamp_path, _memory_file())
         vstamp = None if opts.verify else _stamp_read(vstamp_path)
         if vstamp is None or "dependencies" not in vstamp or not _trust_still_holds(
                 vstamp.get("trust"), reg_path):
@@ -214,7 +246,10 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
             level = getattr(cfg.level, "value", str(cfg.level))
             tr = trusted() if reg_path.is_file() or level != "L0" else None
             reg = tr.log if tr is not None else None
-            warnings = (list(tr.warnings) if tr is not None else []) + verify_lock(lock, reg, cfg)
+            from cheng_build.pkg.unsigned import extra_kwargs
+
+            warnings = (list(tr.warnings) if tr is not None else []) + verify_lock(
+                lock, reg, cfg, **extra_kwargs(opts))
             vstamp = {
                 "package": _package_fields(lock, reg, opts.package or lock.package_id, opts.channel),
                 "warnings": list(warnings),
@@ -233,15 +268,18 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         complete = True
         for _pid, cid, has_path in vstamp["fetch"]:
             p = cache_root / "packages" / cid
+            stat_cache.watch(p)
             if has_path or not p.is_dir():
                 complete = False  # something to fetch (or a dev path override): ask the fetcher
                 break
             roots.append(p)
         if not complete:
-            from cheng_build.pkg.fetch import fetch_lock
+            from cheng_build.build.remote import consumer_addrs
+            from cheng_build.pkg.remote.routing import fetch_lock_routed
 
             lock = lock_obj()
-            res = fetch_lock(lock, cache_root=cache_root, config=config(), lock_dir=lock_path.parent)
+            res = fetch_lock_routed(lock, cache_root=cache_root, config=config(),
+                                    lock_dir=lock_path.parent, peers=consumer_addrs(config()))
             roots = [Path(res.roots[d.package_id]) for d in lock.dependencies]
             steps.append("fetch")
 
@@ -254,7 +292,20 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         dependencies=tuple(vstamp["dependencies"]),
         warnings=tuple(vstamp.get("warnings", ())),
         steps=tuple(steps),
+        valid_until=min((t for t in (_valid_until(vstamp.get("trust")), sync_until) if t is not None),
+                        default=None),
     )
+
+
+def _memory_file() -> Path:
+    from cheng_build.trust.checkpoint import CheckpointMemory
+
+    return CheckpointMemory().file
+
+
+def _valid_until(stamp: Any) -> float | None:
+    expires = stamp.get("expires") if isinstance(stamp, dict) else None
+    return float(expires) if isinstance(expires, (int, float)) else None
 
 
 def _trust_stamp(tr: Any) -> dict[str, Any] | None:
@@ -299,6 +350,7 @@ def _config_fingerprint(env: Mapping[str, str], cwd: Path, stat_cache: StatCache
     cands = [Path(env["PKG_CONFIG"]).expanduser()] if env.get("PKG_CONFIG") else []
     cands += [cwd / "cheng-pkg-config.toml", home / ".cheng" / "cheng-pkg-config.toml"]
     for c in cands:
+        stat_cache.watch(c)
         parts.append(f"{c}:{stat_cache.file_digest(c)[1] if c.is_file() else '-'}")
     return _h(*parts)
 

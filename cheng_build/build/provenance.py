@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from threading import Thread
+
     from cheng_build.trust.keys import KeyPair
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -132,10 +133,12 @@ class Attester:
         self.stamp_dir = stamp_dir
         self._key: KeyPair | None = None
         self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: Thread | None = None
 
     def preload(self, car_dest: Path | None = None, data: Mapping[str, bytes] | None = None) -> None:
         """Load the key (and write the inputs CAR when given) on a background thread."""
+        import threading
+
         def body() -> None:
             try:
                 self._key = _load(self.key_spec)
@@ -165,8 +168,6 @@ class Attester:
             KeyFileError: the key cannot be read.
             OSError: a file cannot be written (nothing is left half-written).
         """
-        from cheng_build.core.atomic import atomic_write_bytes
-
         att = attestation_path(meta_dir, facts.artifact_name)
         car = inputs_path(meta_dir, facts.artifact_name)
         stamp = self.stamp_dir / stamp_name(action_key, self.key_digest, facts.artifact_name)
@@ -181,7 +182,7 @@ class Attester:
             env = dsse.sign(dsse.IN_TOTO_PAYLOAD_TYPE, statement_bytes(facts, key.author_id), key)
             blob = env.to_json() + b"\n"
             self.stamp_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(stamp, blob)
+            _atomic_write(stamp, blob)
         elif self._thread is not None:
             self._thread.join()  # the CAR may still be being written
         if self._error is not None:
@@ -191,10 +192,18 @@ class Attester:
         except OSError:
             same = False
         if not same:
-            atomic_write_bytes(att, blob)
+            _atomic_write(att, blob)
         if not car.is_file():
             _write_car(car, inputs())
         return att
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    # core.atomic pulls in tempfile (and with it shutil, random, bz2, lzma: ~5 ms): a cache hit
+    # that finds its envelope in place must not pay for it.
+    from cheng_build.core.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
 
 
 def _load(spec: str) -> KeyPair:

@@ -44,7 +44,7 @@ from cheng_build.cas.cid import CID, cid_from_digest, hasher_for
 from cheng_build.cas.exporter import symlink_escapes
 from cheng_build.cas.ignore import IgnoreRules
 from cheng_build.cas.progress import ImportProgress, ProgressCallback
-from cheng_build.core.errors import DigestMismatchError, InputError
+from cheng_build.core.errors import DigestMismatchError, InputError, PolicyError
 
 if TYPE_CHECKING:
     from cheng_build.cas.blockstore import Blockstore
@@ -185,7 +185,8 @@ class _Builder:
             self._root_real = real_root(self._root or link.parent)
         where = outside(self._root_real, link) if not symlink_escapes(rel, target) else target
         if where is not None:
-            raise InputError(f"symlink points outside the package: {link}",
+            # A failed check (exit 1), not bad usage: the tree would leak a file outside it.
+            raise PolicyError(f"symlink points outside the package: {link}",
                              why=f"its target is {target!r}, which leads to {where}; a checkout "
                                  "would refuse it",
                              how="replace it with a copy, or list it in .chengignore")

@@ -5,19 +5,24 @@ own flags (``--name --out --jobs --target --release --emit --frontend --mm --run
 this wrapper does not know go to the compiler unchanged, in their order; the package and cache
 flags below are ours. Everything happens in :mod:`cheng_build.build.driver`; this module parses,
 prints and maps errors (through :func:`cheng_build.cli.app.guarded`).
+
+A repeated build whose inputs did not change is answered by :mod:`cheng_build.build.noop` before
+this module imports anything else (argparse, pathlib, the driver): start-up is most of a no-op
+build's cost. Hence the imports inside functions below.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from cheng_build.cli.app import guarded
-from cheng_build.cli.args import Parser, normalize_argv
-from cheng_build.core.errors import UsageError
+TYPE_CHECKING = False  # typing itself costs a no-op build ~2 ms; mypy reads these as usual
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+    from typing import Any
+
+    from cheng_build.cli.args import Parser
 
 # Our flags: name -> takes a value.
 _OURS: dict[str, bool] = {
@@ -25,7 +30,7 @@ _OURS: dict[str, bool] = {
     "--lock-format": True, "--meta-out": True, "--pkg-cache": True, "--skip-pkg": False,
     "--verify": False, "--pkg-roots": True, "--compiler": True, "--explain": False,
     "--reproducible-check": False, "--no-cache": False, "--env-allow": True, "--debug": False,
-    "--sign": True, "--ledger": True,
+    "--sign": True, "--ledger": True, "--allow-unsigned": False, "--allow-quarantined": False,
 }
 # The compiler's flags we also read; --name/--out are replaced by the staged ones.
 _COMPILER: dict[str, bool] = {
@@ -36,6 +41,8 @@ _OUR_EMITS = ("check", "bundle")
 
 
 def _parser() -> Parser:
+    from cheng_build.cli.args import Parser
+
     p = Parser(prog="chengc", description=__doc__.split("\n\n")[0],
                epilog="examples:\n"
                "  chengc app.cheng --name:app                     # build artifacts/chengc/app\n"
@@ -71,6 +78,10 @@ def _parser() -> Parser:
     g.add_argument("--pkg-cache", help="package cache (default PKG_CACHE or ./chengcache)")
     g.add_argument("--skip-pkg", action="store_true", help="skip resolve/verify/fetch; use PKG_ROOTS as set")
     g.add_argument("--verify", action="store_true", help="verify the lock again even if verified before")
+    g.add_argument("--allow-unsigned", action="store_true",
+                   help="development mode: accept unsigned (local:) snapshots; L0 only, warns")
+    g.add_argument("--allow-quarantined", action="store_true",
+                   help="use snapshots the registry operator quarantined (refused at L2)")
     g.add_argument("--pkg-roots", help="package roots searched after PKG_ROOT (replaces PKG_ROOTS)")
     b = p.add_argument_group("build")
     b.add_argument("--compiler", help="the real Cheng compiler (else CHENG_COMPILER, config, PATH)")
@@ -142,6 +153,8 @@ def _refuse_misspelt_flags(argv: Sequence[str], unknown: Sequence[str]) -> None:
     """
     if not unknown:
         return
+    from cheng_build.cli.args import normalize_argv
+    from cheng_build.core.errors import UsageError
     from cheng_build.core.suggest import closest
 
     cut = list(argv).index("--") if "--" in argv else len(argv)
@@ -160,7 +173,11 @@ def _refuse_misspelt_flags(argv: Sequence[str], unknown: Sequence[str]) -> None:
 
 
 def _run(argv: list[str]) -> int:
-    from cheng_build.build.driver import BuildRequest, Emit, PackageOptions, Status, build
+    from pathlib import Path
+
+    from cheng_build.build.driver import build
+    from cheng_build.build.request import BuildRequest, Emit, PackageOptions, Status
+    from cheng_build.core.errors import UsageError
 
     args, unknown = _parser().parse_known_cheng(argv)
     _refuse_misspelt_flags(argv, unknown)
@@ -190,7 +207,9 @@ def _run(argv: list[str]) -> int:
         bundle_out=p(args.out) if emit is Emit.BUNDLE else None,
         packages=PackageOptions(manifest=p(args.manifest), lock=p(args.lock), registry=p(args.registry),
                                 package=args.package, channel=args.channel, lock_format=args.lock_format,
-                                pkg_cache=p(args.pkg_cache), skip_pkg=args.skip_pkg, verify=args.verify),
+                                pkg_cache=p(args.pkg_cache), skip_pkg=args.skip_pkg, verify=args.verify,
+                                allow_unsigned=args.allow_unsigned,
+                                allow_quarantined=args.allow_quarantined),
         cache_dir=cache, env=env, cwd=Path.cwd(), sign=_sign_key(args.sign, env),
         ledger=p(args.ledger),
     )
@@ -202,14 +221,22 @@ def _run(argv: list[str]) -> int:
         _replay(exc.stdout, exc.stderr)
         raise
     _replay(res.stdout, res.stderr)
-    for w in res.warnings:
-        print(f"chengc: verify: warning: {w}", file=sys.stderr)
+    notes = [f"chengc: verify: warning: {w}" for w in res.warnings]
     if args.explain:
         if req.packages.active:
             ran = ", ".join(res.package_steps) or "none"
-            print(f"chengc: package flow: ran {ran} (the rest was remembered)", file=sys.stderr)
-        for line in res.explain:
-            print(f"chengc: {line}", file=sys.stderr)
+            notes.append(f"chengc: package flow: ran {ran} (the rest was remembered)")
+        notes += [f"chengc: {line}" for line in res.explain]
+        if res.attestation is not None:
+            notes.append(f"chengc: signed provenance: {res.attestation}")
+    for line in notes:
+        print(line, file=sys.stderr)
+    if res.status is Status.HIT and res.watch and not args.verify:
+        from cheng_build.build.noop import remember
+
+        enc = getattr(sys.stderr, "encoding", None) or "utf-8"
+        err = res.stderr + "".join(n + "\n" for n in notes).encode(enc, "backslashreplace")
+        remember(argv, env, os.getcwd(), res.watch, res.valid_until, res.stdout, err)
     if res.status is Status.CHECKED:
         g = res.graph
         if args.explain:
@@ -219,8 +246,6 @@ def _run(argv: list[str]) -> int:
               f"{len(g.toolchain_imports)} toolchain imports; input root {res.input_root}")
     elif res.status is Status.BUNDLED:
         print(f"bundle {res.output} root {res.input_root}")
-    if res.attestation is not None and args.explain:
-        print(f"chengc: signed provenance: {res.attestation}", file=sys.stderr)
     return 0
 
 
@@ -229,6 +254,10 @@ _VALUED = ("name", "out", "target", "emit", "manifest", "lock", "registry", "pac
 
 
 def _check_values(args: Any) -> None:
+    from pathlib import Path
+
+    from cheng_build.core.errors import UsageError
+
     """Refuse ``--out:`` with nothing after it, and package inputs that are FIFOs or directories.
 
     (``--skip-pkg`` with ``--lock`` is allowed on purpose: a build script that always names its
@@ -254,6 +283,8 @@ def _sign_key(flag: str | None, env: dict[str, str]) -> str | None:
         return flag
     if env.get("CHENGC_SIGN_KEY"):
         return env["CHENGC_SIGN_KEY"]
+    from pathlib import Path
+
     from cheng_build.build.compiler import config_toolchain_path
 
     path, _cfg = config_toolchain_path(env, Path.cwd(), "sign_key")
@@ -276,14 +307,49 @@ def _replay(out: bytes, err: bytes) -> None:
             stream.flush()
 
 
+def _noop(argv: list[str]) -> bool:
+    """Answer a no-op build from its record (:mod:`cheng_build.build.noop`); False to build."""
+    if any(a == "--verify" or a.startswith(("--verify:", "--verify=")) for a in argv):
+        return False  # asked to verify again: never answered from memory
+    from cheng_build.build.noop import replay
+
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return False
+    got = replay(argv, os.environ, cwd)
+    if got is None:
+        return False
+    try:
+        _replay(*got)
+    except BrokenPipeError:  # `chengc ... | head` closed the pipe: as guarded() treats it
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush
+        except OSError:
+            pass
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point."""
     args_in = list(sys.argv[1:] if argv is None else argv)
+    if _noop(args_in):
+        return 0
+    from cheng_build.cli.app import guarded
+
     return guarded("chengc", args_in, lambda: _run(args_in))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "normalize_argv":  # re-exported, but not imported on the no-op path
+        from cheng_build.cli.args import normalize_argv
+
+        return normalize_argv
+    raise AttributeError(name)
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["compiler_tokens", "main", "normalize_argv"]
+__all__ = ["compiler_tokens", "main"]

@@ -8,11 +8,13 @@ Missing flags and unreadable input exit 2, failed checks exit 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from cheng_build.cli.args import Parser, add_format_flag, add_pkg_cache_flag, pkg_cache_arg
+from cheng_build.cli.gov_flags import add_allow_quarantined, add_allow_unsigned, tty_confirm
 from cheng_build.cli.input_checks import input_dir, input_file, output_file
 from cheng_build.core.errors import ChengError, UsageError
 
@@ -27,7 +29,8 @@ _EXAMPLES: dict[str, str] = {
               "cheng-pkg verify --lock:cheng.lock.toml --manifest:cheng-package.toml --level:L2",
     "meta": "cheng-pkg meta --lock:cheng.lock.toml --package:pkg://cheng/app --channel:stable "
             "--out:cheng.meta.toml",
-    "log": "cheng-pkg log --package:pkg://cheng/json",
+    "log": "cheng-pkg log --package:pkg://cheng/json\n"
+           "cheng-pkg log --package:pkg://cheng/json --graph",
     "diff": "cheng-pkg diff --from:bafybei...old --to:bafybei...new",
     "checkout": "cheng-pkg checkout --cid:bafybei... --pkg-cache:chengcache",
 }
@@ -45,6 +48,8 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--format", help="toml (default), yaml or json")
         add_pkg_cache_flag(parser, _CACHE_HELP)
         _trust_flags(parser)
+        add_allow_quarantined(parser)
+        add_allow_unsigned(parser)
     elif name == "verify":
         parser.add_argument("--lock", help="cheng.lock.toml (or .yaml/.json) to verify")
         parser.add_argument("--registry", help="registry.jsonl to compare against")
@@ -52,6 +57,8 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--level", help="security level L0, L1 (default) or L2")
         parser.add_argument("--config", help="cheng-pkg-config.toml")
         add_format_flag(parser)
+        add_allow_quarantined(parser)
+        add_allow_unsigned(parser)
     elif name == "meta":
         parser.add_argument("--lock", help="the package's lock")
         parser.add_argument("--package", help="the package id, e.g. pkg://cheng/app-demo")
@@ -63,6 +70,9 @@ def register(name: str, parser: Parser) -> None:
     elif name == "log":
         parser.add_argument("--package", help="the package id")
         parser.add_argument("--registry", help="registry.jsonl")
+        parser.add_argument("--graph", action="store_true",
+                            help="draw every snapshot as a DAG (merges, tags, channel heads), "
+                                 "as git log --graph does (the default once a merge exists)")
         _trust_flags(parser)
         add_format_flag(parser)
     elif name == "diff":
@@ -145,6 +155,27 @@ def _store(args: argparse.Namespace) -> Any:
     return Blockstore(root)
 
 
+def _sync_first(flag: str | None, config: Any = None) -> None:
+    """With ``sync_from`` configured (PKG_REGISTRY_FROM), bring the registry up to the mirrors
+    first (verified and fork-checked before anything is appended: ``trust.sync``)."""
+    from cheng_build.trust.config import load_config
+
+    config = config if config is not None else load_config()
+    if config.sync_from:
+        from cheng_build.pkg.remote.sync_run import sync_configured
+
+        sync_configured(config, registry=_registry_path(flag or str(config.registry)))
+
+
+def _resolve_fetching(args: argparse.Namespace, run: Any, hint: Any = None) -> Any:
+    """``run(store)`` with the cache's store, which fetches the manifest blocks resolve reads
+    from the configured peers and mirrors when it lacks them (build/remote.py)."""
+    from cheng_build.build.remote import resolve_store
+
+    with resolve_store(Path(_store(args).root), os.environ, hint=hint) as store:
+        return run(store)
+
+
 def _emit(text: str, out: str | None) -> None:
     from cheng_build.core.atomic import atomic_write_text
 
@@ -156,6 +187,7 @@ def _emit(text: str, out: str | None) -> None:
 
 
 def _resolve(args: argparse.Namespace) -> int:
+    from cheng_build.build.remote import head_cids
     from cheng_build.pkg.lock import dump_lock, lock_text
     from cheng_build.pkg.manifest import load_manifest
     from cheng_build.pkg.resolve import resolve_manifest
@@ -166,8 +198,23 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.out:
         output_file(args.out, "--out")
     manifest = load_manifest(manifest_path)
-    registry = _load_registry(args.registry, args)
-    lock = resolve_manifest(manifest, registry, _store(args))
+    config = _config(args)
+    from cheng_build.pkg.unsigned import check_flag, mark
+
+    check_flag(args.allow_unsigned, config.level.value, "resolve")
+    _sync_first(args.registry, config)
+    registry = _load_registry(args.registry, args, config)
+    warnings: list[str] = []
+    lock = _resolve_fetching(
+        args, lambda store: resolve_manifest(manifest, registry, store,
+                                             level=config.level.value,
+                                             allow_quarantined=args.allow_quarantined,
+                                             confirm=tty_confirm("resolve"), warnings=warnings),
+        lambda: head_cids(manifest, registry))
+    lock, more = mark(lock, args.allow_unsigned, config.level.value)
+    warnings += more
+    for w in warnings:
+        print(f"resolve: warning: {w}", file=sys.stderr)
     if args.out:
         dump_lock(lock, args.out, fmt)
     else:
@@ -182,7 +229,13 @@ def _verify(args: argparse.Namespace) -> int:
     lock_path = _need(args, "lock")
     input_file(lock_path, "--lock", optional=True)  # a FIFO would block the read
     config = _config(args)
+    from cheng_build.pkg.unsigned import check_flag
+
+    check_flag(args.allow_unsigned, config.level.value, "verify")
     lock = load_lock(lock_path)
+    from cheng_build.pkg.unsigned import check_lock
+
+    check_lock(lock.dependencies, config.level.value, None)  # a marked lock: refused above L0
     manifest = None
     if args.manifest:
         from cheng_build.pkg.manifest import load_manifest
@@ -190,11 +243,13 @@ def _verify(args: argparse.Namespace) -> int:
         _check_manifest(args.manifest)
         manifest = load_manifest(args.manifest)
     reg_flag = args.registry or str(config.registry)
+    _sync_first(reg_flag, config)
     if not config.require_registry_match and not _registry_path(reg_flag).is_file():
         registry = None  # L0 without a registry: signatures (or placeholders) only
     else:
         registry = _load_registry(reg_flag, args, config)
-    warnings = verify_lock(lock, registry, config)
+    warnings = verify_lock(lock, registry, config, allow_quarantined=args.allow_quarantined,
+                           confirm=tty_confirm("verify"), allow_unsigned=args.allow_unsigned)
     if manifest is not None:
         ensure_lock_matches_manifest(lock, manifest)
     if args.format == "json":
@@ -246,6 +301,21 @@ def _log(args: argparse.Namespace) -> int:
 
     package = _need(args, "package")
     registry = _load_registry(args.registry, args)
+    from cheng_build.pkg.version_graph import draw, graph_nodes
+
+    nodes = graph_nodes(registry, package)
+    if args.graph or any(len(n.parents) > 1 for n in nodes):  # a merge needs the graph
+        if args.format == "json":
+            import json
+
+            print(json.dumps([{"cid": n.cid, "line": n.line, "channel": n.channel,
+                               "epoch": n.epoch, "version": n.version, "parents": n.parents,
+                               "heads": n.heads, "tags": n.tags, "quarantined": n.quarantined}
+                              for n in nodes], indent=1))
+            return 0
+        for row in draw(nodes):
+            print(row)
+        return 0
     lines = version_log(registry, package)
     if args.format == "json":
         import json
@@ -255,6 +325,9 @@ def _log(args: argparse.Namespace) -> int:
         return 0
     for line in lines:
         print(line.render())
+    for n in nodes:  # tags name one snapshot forever (cheng-registry tag)
+        for t in n.tags:
+            print(f"  tag   {t}  {n.cid}")
     return 0
 
 
@@ -282,6 +355,11 @@ def _checkout(args: argparse.Namespace) -> int:
     cid = parse_cid(_need(args, "cid"))
     limits = export_limits(args)
     store = _store(args)
+    # Fetched from the configured peers, mirrors or content routing when the cache lacks it.
+    from cheng_build.pkg.remote.checkout import fetch_snapshot
+    from cheng_build.trust.config import load_config
+
+    fetch_snapshot(str(cid), Path(store.root), load_config())
     root = materialize(store, cid, store.root, limits=limits)
     if args.format == "json":
         import json

@@ -37,8 +37,10 @@ def register(name: str, parser: Parser) -> None:
         parser.add_argument("--registry", default=None,
                             help="registry.jsonl the lock is checked against before fetching "
                                  "(default: PKG_REGISTRY, config; skipped when none exists)")
+        from cheng_build.cli.gov_flags import add_allow_quarantined
         from cheng_build.cli.sizes import add_limit_flags
 
+        add_allow_quarantined(parser)
         add_limit_flags(parser)
     elif name == "serve":
         parser.add_argument("--root", required=True, help="the package cache to serve")
@@ -46,6 +48,15 @@ def register(name: str, parser: Parser) -> None:
                             help="libp2p listen address (default /ip4/127.0.0.1/tcp/0)")
         parser.add_argument("--http", default=None, help="also serve HTTP on <host>:<port>")
         parser.add_argument("--max", type=int, default=None, help="serve at most this many peers at once")
+        parser.add_argument("--registry", default=None,
+                            help="also serve this registry log (/cheng/registry/1.0.0 and the "
+                                 "gateway's /registry/v1/)")
+        parser.add_argument("--bootstrap", default=None,
+                            help="join the Kademlia DHT through these peers (comma-separated; "
+                                 "default: PKG_BOOTSTRAP, config [remote] bootstrap) and announce "
+                                 "every snapshot root held")
+        parser.add_argument("--dht", action="store_true",
+                            help="run a DHT node even without bootstrap peers (the first node)")
     else:  # pragma: no cover - the dispatch table names only these
         raise RuntimeError(f"pkg_net has no subcommand {name}")
 
@@ -142,10 +153,18 @@ def _fetch(args: argparse.Namespace) -> int:
     lock = load_lock(lock_path)
     _check_against_registry(args, config, lock)
     bar = _Bar()
-    result = fetch_lock(lock, cache_root=cache_dir(args.pkg_cache), config=config,
-                        peers=peer_list, mode=args.mode, lock_dir=lock_path.parent,
-                        progress=Progress(bar.start, bar.advance, bar.finish, bar.total),
-                        limits=limits)
+    progress = Progress(bar.start, bar.advance, bar.finish, bar.total)
+    if args.mode is None and (config.bootstrap or config.routers):
+        # Listed peers first; the DHT's providers of what they lack (pkg/remote/routing.py).
+        from cheng_build.pkg.remote.routing import fetch_lock_routed
+
+        result = fetch_lock_routed(lock, cache_root=cache_dir(args.pkg_cache), config=config,
+                                   peers=peer_list, lock_dir=lock_path.parent, progress=progress,
+                                   limits=limits)
+    else:
+        result = fetch_lock(lock, cache_root=cache_dir(args.pkg_cache), config=config,
+                            peers=peer_list, mode=args.mode, lock_dir=lock_path.parent,
+                            progress=progress, limits=limits)
     if args.format == "json":
         import json
 
@@ -190,7 +209,11 @@ def _check_against_registry(args: argparse.Namespace, config: Any, lock: Any) ->
     elif not reg.is_file():
         return
     trusted = load_trusted_registry(reg, config)
-    warnings = list(trusted.warnings) + verify_lock(lock, trusted.log, config)
+    from cheng_build.cli.gov_flags import tty_confirm
+
+    warnings = list(trusted.warnings) + verify_lock(
+        lock, trusted.log, config, allow_quarantined=getattr(args, "allow_quarantined", False),
+        confirm=tty_confirm("fetch"))
     for w in warnings:
         print(f"fetch: warning: {w}", file=sys.stderr)
 
@@ -223,9 +246,23 @@ def _serve(args: argparse.Namespace) -> int:
             return
         raise KeyboardInterrupt
 
+    def announced(n: int) -> None:
+        print(f"announced: {n}")  # provider records are out (a script may wait for this line)
+        sys.stdout.flush()
+
+    from cheng_build.trust.config import load_config
+
+    config = load_config()
+    if args.bootstrap is not None:
+        boot = [a.strip() for a in args.bootstrap.split(",") if a.strip()]
+    else:
+        boot = list(config.bootstrap)
+
     signal.signal(signal.SIGTERM, on_term)
     try:
-        serve(Path(args.root), args.listen, http=args.http, max_peers=args.max, on_ready=ready)
+        serve(Path(args.root), args.listen, http=args.http, max_peers=args.max, on_ready=ready,
+              registry=Path(args.registry) if args.registry else None,
+              bootstrap=boot, dht=args.dht, on_announced=announced, config=config)
     except KeyboardInterrupt:
         return 0
     return 0

@@ -118,6 +118,9 @@ def register(name: str, parser: Parser) -> None:
                             help="multiaddr serving a --format:source snapshot (repeatable)")
         add_pkg_cache_flag(parser, "package cache the snapshot goes to "
                                    "(default: PKG_CACHE, ./chengcache)")
+        parser.add_argument("--parent", action="append", default=[],
+                            help="merge parent: an earlier snapshot CID of this package "
+                                 "(repeatable)")
         _add_registry(parser)
     elif name == "resolve":
         parser.add_argument("--package", required=True, help="package id, pkg://cheng/<name>")
@@ -229,7 +232,8 @@ def _publish(name: str, args: argparse.Namespace) -> int:
     store = Blockstore(cache_dir(cache))
     e = publish(registry=cfg.registry, key=key, package_id=args.package, channel=args.channel,
                 epoch=args.epoch, src=args.src or args.file, author_id=args.author,
-                format=args.format, source_addrs=addrs, version=args.version, store=store)
+                format=args.format, source_addrs=addrs, version=args.version, store=store,
+                parents=args.parent)
     from cheng_build.trust.audit import record
 
     record(cfg, "publish", ok=True, registry=str(cfg.registry), line=e.line,
@@ -271,12 +275,21 @@ def _resolve(name: str, args: argparse.Namespace) -> int:
 
     _cfg, log, report = _verified_log(args)
     _warn(name, report.warnings)
-    head = log.head(args.package, args.channel)
-    if head is None:
+    from cheng_build.trust.gov_view import Via, governance_of
+
+    view = governance_of(log)  # a promotion may have moved the channel since its last publish
+    pick = view.head(args.package, args.channel)
+    if pick is None:
         raise NotFoundError(f"{args.package}@{args.channel} is not in the registry",
                             how="check the package id and channel (cheng-pkg search <name>)")
+    head = pick.entry
     doc = {"package_id": head.package_id, "channel": head.channel, "epoch": head.epoch,
            "cid": head.cid, "format": head.format or "tar", "author_id": head.author_id}
+    if pick.via is Via.PROMOTE:
+        doc["promoted_to"] = args.channel
+    q = view.quarantine(args.package, head.cid)
+    if q is not None:
+        doc["quarantined"] = f"{q.reason} (line {q.line})"
     for k in ("pub_key", "signature", "ast_simhash64", "originality_score", "parent", "version"):
         v = head.ast_simhash64 if k == "ast_simhash64" else head.data.get(k)
         if v is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _mkstemp(directory: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    # tempfile.mkstemp's contract (O_EXCL, mode 0600, a fresh random name) without importing
+    # tempfile, which pulls shutil, bz2, lzma and random: ~4 ms of CPU on chengc's cache miss.
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        name = os.path.join(directory, f"{prefix}{os.urandom(6).hex()}{suffix}")
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {directory}")
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` atomically with the given permission bits.
 
@@ -38,7 +50,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int =
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = _mkstemp(target.parent, f".{target.name}.", ".tmp")
     except OSError as exc:
         raise _naming(exc, target) from None
     try:

@@ -7,14 +7,17 @@ Format (TOML shown; ``cheng-package.yaml`` / ``.json`` carry the same keys)::
 
     [[dependencies]]
     package_id = "pkg://cheng/libp2p"     # required
-    channel = "edge"                      # required: edge | stable | lts
+    channel = "edge"                      # edge | stable | lts; required unless tag
+    tag = "v1.2.0"                        # instead of channel: the snapshot this tag names
     path = "../libp2p"                    # optional, dev-only: use a local tree instead
 
     [overrides]                           # top-level manifest only (ignored in dependencies)
     "pkg://cheng/fs" = "stable"           # force a channel for this package in the whole graph
     "pkg://cheng/gui" = { channel = "lts", path = "../gui" }
 
-Rules: a dependency table allows exactly ``package_id``, ``channel``, ``path`` (anything else is
+Rules: a dependency table allows exactly ``package_id``, ``channel``, ``tag``, ``path`` (one of
+``channel`` and ``tag``; a tag is fixed forever by its owner's signed ``tag`` line, so resolve
+pins that snapshot; anything else is
 an error: a typo must not silently drop a constraint); a package may be listed once; other
 top-level keys are kept but not interpreted (the compiler's own manifests carry e.g.
 ``module_prefix``). A ``path`` makes the manifest dev-only: the lock marks such entries and
@@ -46,7 +49,7 @@ MANIFEST_NAMES = ("cheng-package.toml", "cheng-package.yaml", "cheng-package.yml
                   "cheng-package.json")
 PACKAGE_ID = re.compile(r"^pkg://[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9][A-Za-z0-9_.-]*)+$")
 
-_DEP_KEYS = ("package_id", "channel", "path")
+_DEP_KEYS = ("package_id", "channel", "path", "tag")
 
 
 class ManifestError(InputError):
@@ -62,8 +65,9 @@ class Dependency:
     """One ``[[dependencies]]`` entry (or an override, with ``channel`` possibly empty)."""
 
     package_id: str
-    channel: str
+    channel: str  # "" for a tag dependency
     path: str | None = None
+    tag: str | None = None  # pin the snapshot this registry tag names (instead of a channel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +100,8 @@ def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
         out["version"] = manifest.version
     out.update(manifest.extra)
     out["dependencies"] = [
-        {"package_id": d.package_id, "channel": d.channel, **({"path": d.path} if d.path else {})}
+        {"package_id": d.package_id, **({"channel": d.channel} if d.channel else {}),
+         **({"tag": d.tag} if d.tag else {}), **({"path": d.path} if d.path else {})}
         for d in manifest.dependencies]
     if manifest.overrides:
         over: dict[str, Any] = {}
@@ -138,6 +143,22 @@ def check_package_id(value: object, where: str) -> str:
         raise DocumentError(f"{where}: invalid package id {value!r}",
                             how='write it like "pkg://cheng/fs"')
     return value
+
+
+def _check_tag(raw: Mapping[str, Any], where: str) -> str | None:
+    """A dependency's ``tag`` (None when it has none); refused together with channel or path."""
+    if "tag" not in raw:
+        return None
+    tag = raw["tag"]
+    if not isinstance(tag, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}", tag):
+        raise DocumentError(f"{where}.tag: not a tag name: "
+                            + (repr(tag)[:60] if isinstance(tag, str) else type_name(tag)),
+                            why="1-128 of A-Z a-z 0-9 . _ + -, starting with a letter or digit")
+    if "channel" in raw or "path" in raw:
+        raise DocumentError(f"{where}: a tag dependency takes no channel or path",
+                            why="a tag names one snapshot; a channel or path would name another",
+                            how="keep either tag or channel")
+    return tag
 
 
 def check_channel(value: object, where: str) -> str:
@@ -188,10 +209,12 @@ def parse_manifest(data: Mapping[str, Any], source: Path | None = None) -> Manif
                                 why=f"a dependency allows {', '.join(_DEP_KEYS)}",
                                 how=f"did you mean {near}? rename the key" if near else None)
         for key in ("package_id", "channel"):
-            if key not in raw:
-                raise DocumentError(f"{where}: missing required key '{key}'")
+            if key not in raw and not (key == "channel" and "tag" in raw):
+                raise DocumentError(f"{where}: missing required key '{key}'",
+                                    how="give a channel (or a tag)" if key == "channel" else None)
         pid = check_package_id(raw["package_id"], f"{where}.package_id")
-        channel = check_channel(raw["channel"], f"{where}.channel")
+        tag = _check_tag(raw, where)
+        channel = check_channel(raw["channel"], f"{where}.channel") if tag is None else ""
         path = _check_path(raw["path"], f"{where}.path") if "path" in raw else None
         if pid in seen:
             raise DocumentError(f"{where}: duplicate dependency {pid} "
@@ -200,7 +223,7 @@ def parse_manifest(data: Mapping[str, Any], source: Path | None = None) -> Manif
         if pid == package_id:
             raise DocumentError(f"{where}: the package depends on itself ({pid})")
         seen[pid] = i
-        deps.append(Dependency(pid, channel, path))
+        deps.append(Dependency(pid, channel, path, tag))
     raw_over = data.get("overrides", {})
     if not isinstance(raw_over, dict):
         raise DocumentError(f"overrides: expected a table, got {type_name(raw_over)}")

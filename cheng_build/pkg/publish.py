@@ -204,6 +204,7 @@ def publish(
     version: str | None = None,
     store: Blockstore | None = None,
     now: int | None = None,
+    parents: Sequence[str] = (),
 ) -> RegistryEntry:
     """Publish ``src`` (a package directory or one file) as ``package_id@channel`` at ``epoch``.
 
@@ -217,6 +218,8 @@ def publish(
             It must equal the ``version`` of the manifest in ``src`` when that has one.
         store: the CAS the snapshot goes to (None: compute the CID only).
         now: ``created_ts`` (default: the current time).
+        parents: merge parents: earlier snapshots (CIDs) of the same package this one merges
+            (recorded as ``parents``; the log refuses any other CID).
 
     Returns:
         The appended line.
@@ -277,6 +280,8 @@ def publish(
             fields["chunker"] = snap.chunker
         if snap.source_addrs:
             fields["source_addrs"] = list(snap.source_addrs)
+        if parents:
+            fields["parents"] = list(dict.fromkeys(parents))
         fields.update(extra)
         return fields
 

@@ -2,7 +2,10 @@
 
 The rules (the seed's A and A1):
 
-1. Every requested channel resolves to its head in the registry (highest epoch).
+1. Every requested channel resolves to its head in the registry (highest epoch, unless a signed
+   promotion moved it since), and a requested ``tag`` to the snapshot it names
+   (:mod:`cheng_build.pkg.governance`; the lock marks how it was reached). A snapshot the
+   operator quarantined is refused (``allow_quarantined`` lets it through below L2).
 2. Each resolved snapshot's own manifest (``cheng-package.toml`` inside the snapshot) adds its
    dependencies, until the graph is closed. A dependency's ``[overrides]`` are ignored.
 3. Single-version rule: one snapshot per package in the whole graph. Two requests that land on
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cheng_build.core.errors import NotFoundError, PolicyError
+from cheng_build.pkg.governance import check_quarantine, pick
 from cheng_build.pkg.lock import Lock, LockedDep, now_ts
 from cheng_build.pkg.lock_errors import DependencyCycleError, SingleVersionConflictError
 from cheng_build.pkg.manifest import (
@@ -140,6 +144,10 @@ def resolve_manifest(
     *,
     read_manifest: ManifestReader | None = None,
     created_ts: str | None = None,
+    level: str = "L1",
+    allow_quarantined: bool = False,
+    confirm: Any = None,
+    warnings: list[str] | None = None,
 ) -> Lock:
     """Resolve ``manifest`` against ``registry`` to a lock of its full dependency graph.
 
@@ -152,6 +160,9 @@ def resolve_manifest(
             With neither, dependencies' manifests cannot be read and only the manifest's own
             dependencies are locked (callers that want the closure always pass a store).
         created_ts: the lock's timestamp; default ``SOURCE_DATE_EPOCH`` or now.
+        level, allow_quarantined, confirm: the quarantine policy
+            (:func:`cheng_build.pkg.governance.check_quarantine`); ``warnings`` collects what it
+            let through.
 
     Raises:
         NotFoundError: ``snapshot not found`` — a channel has no release, or a snapshot is
@@ -179,16 +190,19 @@ def resolve_manifest(
         req, by, req_base = queue.popleft()
         pid = req.package_id
         channel, path, path_base = req.channel, req.path, req_base
+        tag = req.tag
         over = overrides.get(pid)
         if over is not None:
             channel = over.channel or channel
             path, path_base = (over.path, base) if over.path else (None, base)
+            tag = None if over.channel or over.path else tag
         alts = choices.get(pid)
         if alts is None:
             alts = choices[pid] = []
             order.append(pid)
         local = (path_base / path).resolve() if path is not None else None
-        key = ("path", os.path.relpath(local, base)) if local is not None else ("channel", channel)
+        key = (("path", os.path.relpath(local, base)) if local is not None
+               else ("tag", tag) if tag is not None else ("channel", channel))
         seen = keys.setdefault(pid, {})
         found = seen.get(key)
         if found is not None:  # same request already resolved: just note who asked
@@ -206,8 +220,8 @@ def resolve_manifest(
             sub_deps = sub.dependencies
             sub_base = sub.base_dir
         else:
-            entry = registry.head(pid, channel)
-            if entry is None:
+            picked = pick(registry, pid, channel, tag, by)
+            if picked is None:
                 near = _near_package(registry, pid)
                 raise NotFoundError("snapshot not found",
                                     why=f"no {channel} release of {pid} in the registry "
@@ -216,15 +230,19 @@ def resolve_manifest(
                                          if near else
                                          "publish it on that channel, pick another channel, or "
                                          "add an [overrides] entry in the top-level manifest"))
+            entry = picked.entry
             fmt = entry.format or "tar"
             # A source ("no-copy") snapshot is fetched from the peers that serve it: keep their
             # addresses (a v2 field, so such a lock is written as lock_version = 2).
             addrs = getattr(entry, "data", {}).get("source_addrs") if fmt == "source" else None
-            dep = LockedDep(pid, channel, entry.epoch, entry.cid, fmt,
+            # The snapshot's own publish channel: a promoted or tagged snapshot keeps the channel
+            # and epoch its signature covers; ``extra`` records how it was reached.
+            dep = LockedDep(pid, entry.channel or channel, entry.epoch, entry.cid, fmt,
                             entry.author_id, entry.pub_key, entry.signature,
                             getattr(entry, "ast_simhash64", None),
                             getattr(entry, "originality_score", None),
-                            source_addrs=tuple(a for a in addrs or () if isinstance(a, str) and a))
+                            source_addrs=tuple(a for a in addrs or () if isinstance(a, str) and a),
+                            extra=picked.extra)
             # The same snapshot reached through another channel is not a clash.
             same = next((c for c in alts if c.dep.cid == dep.cid and c.dep.path is None), None)
             if same is not None:
@@ -283,6 +301,10 @@ def resolve_manifest(
             how=f'pick one in the top-level manifest, e.g. [overrides] "{clashes[0]}" = '
                 f'"{first.channel}"')
     deps = tuple(choices[pid][0].dep for pid in order)
+    let_through = check_quarantine([(d.package_id, d.cid) for d in deps], registry, level,
+                                   allow=allow_quarantined, confirm=confirm)
+    if warnings is not None:
+        warnings.extend(let_through)
     return Lock(root, created_ts or now_ts(), deps)
 
 

@@ -5,6 +5,10 @@ A package's verdict is the one its newest publish line records (``originality_sc
 but no verdict (written by older tooling) are judged here with the native ``pairs_within``
 kernel: of two packages within :data:`COPY_DISTANCE` bits, the one first published later is the
 copy. Originals are listed first by originality score, then by first publication.
+
+Appeals (``cheng-registry appeal``/``decide``): a package whose newest snapshot has an appeal
+shows its state (``appeal=open|restored|confirmed``); a ``restore`` decision replaces the score,
+and a restored package is no longer folded under the original.
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ class PackageHit:
     score: float | None
     copy_of: str | None
     copies: list[PackageHit] = field(default_factory=list)
+    appeal: str | None = None  # open | restored | confirmed (the newest snapshot's appeal)
 
     def line(self) -> str:
         """One display line."""
         e = self.latest
         score = "-" if self.score is None else f"{self.score:.1f}"
         tag = f"  copy of {self.copy_of}" if self.copy_of else ""
+        if self.appeal:
+            tag += f"  appeal={self.appeal}"
         return (f"{self.package_id}  {e.channel}@{e.epoch}  {e.cid}  author={self.author_id}  "
                 f"originality={score}{tag}")
 
@@ -40,7 +47,7 @@ class PackageHit:
         """JSON form."""
         return {"package_id": self.package_id, "author_id": self.author_id,
                 "channel": self.latest.channel, "epoch": self.latest.epoch, "cid": self.latest.cid,
-                "originality_score": self.score, "copy_of": self.copy_of,
+                "originality_score": self.score, "copy_of": self.copy_of, "appeal": self.appeal,
                 "copies": [c.as_dict() for c in self.copies]}
 
 
@@ -73,6 +80,15 @@ def search(log: RegistryLog, term: str = "") -> list[PackageHit]:
             if later in unjudged and later not in copy_of:
                 copy_of[later] = earlier
 
+    from cheng_build.trust.gov_view import governance_of
+
+    view = governance_of(log)
+    appeals = {p: a for p, e in latest.items()
+               if e.cid is not None and (a := view.appeal(p, e.cid)) is not None}
+    for p, a in appeals.items():
+        if a.outcome == "restore" and a.score:
+            copy_of.pop(p, None)  # the committee found it original enough
+
     def root(pkg: str) -> str:
         seen = {pkg}
         while pkg in copy_of and copy_of[pkg] not in seen:
@@ -80,7 +96,9 @@ def search(log: RegistryLog, term: str = "") -> list[PackageHit]:
             seen.add(pkg)
         return pkg
 
-    hits = {p: PackageHit(p, e.author_id or "", e, first[p], e.originality_score, copy_of.get(p))
+    hits = {p: PackageHit(p, e.author_id or "", e, first[p],
+                          _score(e.originality_score, appeals.get(p)), copy_of.get(p),
+                          appeal=appeals[p].state if p in appeals else None)
             for p, e in latest.items()}
     needle = term.lower()
     shown: dict[str, PackageHit] = {}
@@ -94,3 +112,10 @@ def search(log: RegistryLog, term: str = "") -> list[PackageHit]:
         h.copies.sort(key=lambda c: c.first_line)
     return sorted(shown.values(), key=lambda h: (-(h.score if h.score is not None else 1.0),
                                                  h.first_line))
+
+
+def _score(published: float | None, appeal: Any) -> float | None:
+    """The score to show: the published one, unless a decision restored another."""
+    if appeal is not None and appeal.outcome == "restore":
+        return float(appeal.score)
+    return published

@@ -16,9 +16,10 @@ Every block is verified as it is read from the store, so a corrupted cache is ne
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,9 +28,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from multiformats import CID
 
+from cheng_build.cas.car import header_bytes, section_parts
 from cheng_build.cas.cid import parse_cid
 from cheng_build.core.errors import ChengError, InputError, NotFoundError, UsageError
-from cheng_build.pkg.fetch import carstream
 from cheng_build.pkg.fetch.blocks import BlockStore, walk
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,14 @@ def _send_chunk(sock: Any, parts: list[bytes], size: int) -> None:
                 sent = 0
 
 
-def make_gateway_handler(store: BlockStore) -> type[BaseHTTPRequestHandler]:
-    """A request handler class bound to ``store``."""
+# (path, query) -> (status, content type, extra headers, body), or None when not ours: what
+# ``serve`` adds beside /ipfs/ (the registry protocol's GETs, ``pkg/remote/registry_proto.py``).
+ExtraRoute = Callable[[str, dict[str, list[str]]], "tuple[int, str, dict[str, str], bytes] | None"]
+
+
+def make_gateway_handler(store: BlockStore,
+                         extra: ExtraRoute | None = None) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to ``store`` (and ``extra`` routes, tried first)."""
 
     class Gateway(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -112,7 +119,27 @@ def make_gateway_handler(store: BlockStore) -> type[BaseHTTPRequestHandler]:
         def do_HEAD(self) -> None:
             self.do_GET()
 
+        def _extra(self) -> bool:
+            if extra is None:
+                return False
+            parts = urlsplit(self.path)
+            got = extra(parts.path, parse_qs(parts.query))
+            if got is None:
+                return False
+            code, ctype, headers, body = got
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            return True
+
         def do_GET(self) -> None:
+            if self._extra():
+                return
             target = self._target()
             if target is None:
                 return
@@ -156,11 +183,11 @@ def make_gateway_handler(store: BlockStore) -> type[BaseHTTPRequestHandler]:
             # lengths, CIDs, block bytes as read from the store): no concatenated copy of the
             # data in Python. wfile is unbuffered (wbufsize 0), so nothing written through it
             # can be overtaken by a direct send on the socket.
-            parts: list[bytes] = [carstream.header(root), *carstream.section_parts(*first)]
+            parts: list[bytes] = [header_bytes(root), *section_parts(*first)]
             size = sum(len(p) for p in parts)
             try:
                 for c, data in blocks:
-                    pieces = carstream.section_parts(c, data)
+                    pieces = section_parts(c, data)
                     parts += pieces
                     size += sum(len(p) for p in pieces)
                     if size >= CAR_CHUNK:
@@ -187,8 +214,9 @@ def make_gateway_handler(store: BlockStore) -> type[BaseHTTPRequestHandler]:
 class Gateway:
     """An HTTP trustless gateway over ``store`` on its own threads; ``close()`` stops it."""
 
-    def __init__(self, store: BlockStore, host: str = "127.0.0.1", port: int = 0) -> None:
-        handler = make_gateway_handler(store)
+    def __init__(self, store: BlockStore, host: str = "127.0.0.1", port: int = 0,
+                 extra: ExtraRoute | None = None) -> None:
+        handler = make_gateway_handler(store, extra)
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
@@ -245,21 +273,56 @@ def open_store(root: Path) -> BlockStore:
 def serve(root: Path, listen: str, *, http: str | None = None, max_peers: int | None = None,
           on_ready: Callable[[Listening], None] | None = None,
           stop: Callable[[], Any] | None = None, store: BlockStore | None = None,
-          protocols: Mapping[str, Callable[[Any], Any]] | None = None) -> None:
+          protocols: Mapping[str, Callable[[Any], Any]] | None = None,
+          registry: Path | None = None, bootstrap: Sequence[str] = (), dht: bool = False,
+          on_announced: Callable[[int], None] | None = None, config: Any = None) -> None:
     """Serve ``root`` until interrupted, or until the awaitable ``stop()`` returns.
 
     ``store`` replaces the cache's own block store (an embedding program's, or a test's);
     ``protocols`` adds libp2p stream handlers (protocol id -> ``async handler(stream)``) on the
     same host, e.g. cheng-storage's proof challenges.
+    ``registry`` also serves that registry log (``/cheng/registry/1.0.0`` and ``/registry/v1/``).
+    With ``dht`` (or ``bootstrap`` peers), joins the Kademlia DHT in server mode, announces every
+    snapshot root held (``on_announced(n)`` after each round) and answers delegated routing
+    (``GET /routing/v1/providers/{cid}``) on the gateway. With ``registry``, its newest
+    checkpoint is announced on gossipsub, and with ``config.sync_from`` an announced newer head
+    is synced (``pkg/remote/gossip.py``).
 
     Raises:
         InputError: ``root`` is not a cache.
         UsageError: an address cannot be listened on.
     """
     store = store if store is not None else open_store(root)
-    gateway = Gateway(store, *parse_hostport(http)) if http else None
+    routes: list[ExtraRoute] = []
+    view = None
+    if registry is not None:
+        from cheng_build.pkg.remote.registry_proto import RegistryView, http_answer
+
+        reg_view = view = RegistryView(registry)
+        routes.append(lambda path, query: http_answer(reg_view, path, query))
+    router = None
+    if dht or bootstrap:
+        from cheng_build.pkg.remote.dht import DelegatedRouter
+
+        router = DelegatedRouter()
+        routes.append(router.http_answer)
+
+    def extra(path: str, query: dict[str, list[str]]) -> tuple[int, str, dict[str, str], bytes] | None:
+        for route in routes:
+            got = route(path, query)
+            if got is not None:
+                return got
+        return None
+
+    gateway = Gateway(store, *parse_hostport(http), extra=extra) if http else None
+    routing = None
+    if router is not None:
+        routing = _Routing(router, tuple(bootstrap), HeldRoots(root, store, registry),
+                           on_announced)
+    gossip = _Gossip(registry, view, config) if registry is not None and view is not None else None
     try:
-        _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop, protocols or {})
+        _serve_p2p(store, root, listen, max_peers, gateway, on_ready, stop, protocols or {}, view,
+                   routing, gossip)
     finally:
         if gateway is not None:
             gateway.close()
@@ -292,7 +355,8 @@ def _check_port_free(listen: str) -> None:
 def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None,
                gateway: Gateway | None, on_ready: Callable[[Listening], None] | None,
                stop: Callable[[], Any] | None,
-               protocols: Mapping[str, Callable[[Any], Any]]) -> None:
+               protocols: Mapping[str, Callable[[Any], Any]], view: Any = None,
+               routing: _Routing | None = None, gossip: _Gossip | None = None) -> None:
     import multiaddr
     import trio
 
@@ -308,13 +372,32 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
 
     async def main() -> None:
         host = lp.make_host(lp.load_identity(root / "peer.key"))
+        pubsub = gossip.make(host) if gossip is not None else None  # before any dial
         from libp2p.custom_types import TProtocol
 
         for proto, handler in protocols.items():
             host.set_stream_handler(TProtocol(proto), handler)
+        if view is not None:
+            from cheng_build.pkg.remote.registry_proto import PROTOCOL_ID, handle_stream
+
+            async def on_registry(stream: Any) -> None:
+                await handle_stream(view, stream)
+
+            host.set_stream_handler(TProtocol(PROTOCOL_ID), on_registry)
         try:
-            async with host.run(listen_addrs=[maddr]), \
-                    BitswapNode.running(host, store, max_peers=max_peers):
+            async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(host.run(listen_addrs=[maddr]))
+                if pubsub is not None:  # before anyone can open a meshsub stream to us
+                    from cheng_build.pkg.remote.gossip import pubsub_running
+
+                    await stack.enter_async_context(pubsub_running(*pubsub))
+                await stack.enter_async_context(
+                    BitswapNode.running(host, store, max_peers=max_peers))
+                nursery = await stack.enter_async_context(trio.open_nursery())
+                if gossip is not None and pubsub is not None:
+                    nursery.start_soon(gossip.run, host, pubsub)
+                if routing is not None:
+                    await nursery.start(routing.run, host)
                 if on_ready is not None:
                     on_ready(Listening(tuple(lp.listen_addrs(host)),
                                        gateway.url if gateway else None))
@@ -322,6 +405,7 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
                     await stop()
                 else:
                     await trio.sleep_forever()
+                nursery.cancel_scope.cancel()
         except OSError as exc:
             raise UsageError(f"cannot listen on {listen}", why=exc.strerror or str(exc)) from exc
 
@@ -330,6 +414,141 @@ def _serve_p2p(store: BlockStore, root: Path, listen: str, max_peers: int | None
             trio.run(main)
     except BaseExceptionGroup as eg:
         raise lp.unwrap_group(eg) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Routing:
+    """What ``serve`` does on the DHT: join, answer delegated routing, announce what it holds."""
+
+    router: Any
+    bootstrap: tuple[str, ...]
+    roots: Callable[[], list[str]]
+    on_announced: Callable[[int], None] | None
+
+    async def run(self, host: Any, task_status: Any = None) -> None:
+        import trio
+
+        from cheng_build.pkg.remote.dht import announce, running_dht
+
+        async with running_dht(host, self.bootstrap, server=True) as dht:
+            self.router.attach(dht)
+            task_status.started()
+            await announce(dht, lambda: trio_safe(self.roots), on_done=self.on_announced)
+            await trio.sleep_forever()
+
+
+class _Gossip:
+    """Checkpoint announcements of the served registry on gossipsub (``pkg/remote/gossip.py``)."""
+
+    def __init__(self, registry: Path, view: Any, config: Any) -> None:
+        self.registry, self.view, self.config = registry, view, config
+        self.sync_from = tuple(getattr(config, "sync_from", ()) or ())
+
+    def make(self, host: Any) -> tuple[Any, Any]:
+        from cheng_build.pkg.remote.gossip import make_pubsub
+
+        return make_pubsub(host)
+
+    def operator_key(self) -> str | None:
+        pinned = getattr(self.config, "operator_key", None)
+        if pinned:
+            return str(pinned)
+        cp = self.view.answer({"op": "head"})[0].get("checkpoint")
+        if not cp:
+            return None
+        import json
+
+        key = json.loads(cp).get("pub_key")
+        return key if isinstance(key, str) else None
+
+    def local_size(self) -> int:
+        return int(self.view.answer({"op": "head"})[0]["size"])
+
+    def sync(self, line: int) -> None:
+        from cheng_build.pkg.remote.sync_run import sync_configured
+
+        log.info("a newer registry head (line %d) was announced: syncing", line)
+        sync_configured(self.config, registry=self.registry)
+
+    async def run(self, host: Any, pubsub: tuple[Any, Any]) -> None:
+        from cheng_build.core.errors import ChengError
+        from cheng_build.pkg.fetch import libp2p_adapter as lp
+        from cheng_build.pkg.remote.gossip import run_gossip
+
+        # Gossip travels over connections; the mirrors we sync from are the peers to keep.
+        for addr in self.sync_from:
+            if "/p2p/" in addr and not addr.startswith("http"):
+                try:
+                    await lp.dial(host, *lp.parse_peer_addr(addr))
+                except ChengError as exc:
+                    log.warning("gossip: cannot reach %s: %s", addr, exc.what)
+        await run_gossip(pubsub[0], pubsub[1], self.operator_key,
+                         lambda: self.view.answer({"op": "head"})[0], self.local_size,
+                         self.sync if self.sync_from else None)
+
+
+def trio_safe(fn: Callable[[], list[str]]) -> list[str]:
+    """``fn()``, or nothing when the store cannot be read right now (next round tries again)."""
+    try:
+        return fn()
+    except (ChengError, OSError) as exc:
+        log.warning("cannot list the roots to announce: %s", exc)
+        return []
+
+
+class HeldRoots:
+    """Snapshot roots this cache holds whole: ``packages/<cid>/`` (only ever complete) and the
+    registry's published CIDs whose every block is in the store. Called every few seconds by
+    the announcer, so a CID found complete is not walked again and the registry is re-read only
+    when it changed."""
+
+    def __init__(self, root: Path, store: BlockStore, registry: Path | None) -> None:
+        self.root, self.store, self.registry = root, store, registry
+        self._complete: set[str] = set()
+        self._published: list[str] = []
+        self._stamp: tuple[int, int] | None = None
+
+    def _registry_cids(self) -> list[str]:
+        import json
+
+        if self.registry is None:
+            return []
+        try:
+            st = self.registry.stat()
+        except FileNotFoundError:
+            return []
+        if self._stamp != (st.st_size, st.st_mtime_ns):
+            cids: dict[str, None] = {}
+            for raw in self.registry.read_bytes().splitlines():
+                try:
+                    rec = json.loads(raw)
+                except ValueError:
+                    continue
+                cid = rec.get("cid") if isinstance(rec, dict) else None
+                if isinstance(cid, str):
+                    cids[cid] = None
+            self._published, self._stamp = list(cids), (st.st_size, st.st_mtime_ns)
+        return self._published
+
+    def __call__(self) -> list[str]:
+        out: dict[str, None] = {}
+        pkgs = self.root / "packages"
+        if pkgs.is_dir():
+            for d in sorted(pkgs.iterdir()):
+                if d.is_dir() and not d.name.startswith("."):
+                    out[d.name] = None
+        for cid in self._registry_cids():
+            if cid in out:
+                continue
+            if cid not in self._complete:
+                try:
+                    for _ in walk(self.store, bytes(parse_cid(cid))):
+                        pass
+                except ChengError:
+                    continue
+                self._complete.add(cid)
+            out[cid] = None
+        return list(out)
 
 
 __all__ = ["Gateway", "Listening", "make_gateway_handler", "open_store", "parse_hostport", "serve"]

@@ -11,6 +11,12 @@
    key and signature (``verify: registry mismatch``). Skipped only at L0 when the configuration
    says ``require_registry_match = false``.
 
+4. **Governance** (with the registry) — a ``promoted_to``/``tag`` marker must be backed by a valid
+   promotion/tag line (``verify: registry mismatch``), and a quarantined snapshot is refused
+   (``quarantined snapshot``; ``allow_quarantined`` lets it through below L2):
+   :mod:`cheng_build.pkg.governance`. An ``unsigned = true`` marker (written by a resolve with
+   ``--allow-unsigned`` at L0) is refused at L1/L2 (``verify: signature failed``).
+
 Dev-only ``path`` entries carry nothing to verify: allowed with a warning at L0/L1, refused at
 L2. Every failure of one kind is collected and reported together, one line per package.
 """
@@ -18,7 +24,7 @@ L2. Every failure of one kind is collected and reported together, one line per p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.errors import SignatureError
 from cheng_build.pkg.lock import Lock, LockedDep, duplicates
@@ -30,6 +36,9 @@ from cheng_build.pkg.lock_errors import (
     SingleVersionConflictError,
 )
 from cheng_build.pkg.manifest import Manifest
+
+if TYPE_CHECKING:
+    from cheng_build.trust.registry_log import RegistryLog
 
 _COMPARED = ("cid", "format", "author_id", "pub_key", "signature")
 
@@ -103,7 +112,7 @@ def check_signatures(deps: Sequence[LockedDep], level: str) -> list[str]:
     return warnings
 
 
-def check_registry_match(deps: Sequence[LockedDep], registry: Any) -> None:
+def check_registry_match(deps: Sequence[LockedDep], registry: RegistryLog) -> None:
     """Each entry must be exactly the registry's publish at its (package, channel, epoch).
 
     Raises:
@@ -131,9 +140,11 @@ def check_registry_match(deps: Sequence[LockedDep], registry: Any) -> None:
         raise RegistryMismatchError(failures)
 
 
-def verify_lock(lock: Lock, registry: Any, level: object = "L1", *,
+def verify_lock(lock: Lock, registry: RegistryLog | None, level: object = "L1", *,
                 require_registry_match: bool | None = None,
-                require_signature: bool | None = None) -> list[str]:
+                require_signature: bool | None = None,
+                allow_quarantined: bool = False, confirm: Any = None,
+                allow_unsigned: bool | None = None) -> list[str]:
     """Verify a lock against a registry at a security level.
 
     Args:
@@ -167,6 +178,13 @@ def verify_lock(lock: Lock, registry: Any, level: object = "L1", *,
         raise DevOnlyError([f"- {d.package_id}: path {d.path}" for d in paths])
     warnings = [f"{d.package_id}: dev-only path dependency ({d.path}); never publish this"
                 for d in paths]
+    from cheng_build.pkg.unsigned import check_lock
+
+    # --allow-unsigned (pkg/unsigned.py): marked entries never pass L1/L2; at L0 the flag decides.
+    dev_unsigned = check_lock(lock.dependencies, name, allow_unsigned)
+    if dev_unsigned:
+        warnings += dev_unsigned
+        require_signature = False
     try:
         warnings += check_signatures(lock.dependencies, name)
     except SignatureFailedError as exc:
@@ -177,6 +195,16 @@ def verify_lock(lock: Lock, registry: Any, level: object = "L1", *,
         if registry is None:
             raise RegistryMismatchError(["- no registry given to compare the lock against"])
         check_registry_match(lock.dependencies, registry)
+    if registry is not None:
+        from cheng_build.pkg.governance import check_markers, check_quarantine
+
+        bad = check_markers(lock.dependencies, registry)
+        if bad and require_registry_match:
+            raise RegistryMismatchError(bad)
+        warnings += [line[2:] for line in bad]
+        warnings += check_quarantine([(d.package_id, d.cid) for d in lock.dependencies
+                                      if not d.path], registry, name,
+                                     allow=allow_quarantined, confirm=confirm, command="verify")
     return warnings
 
 
@@ -193,11 +221,22 @@ def lock_manifest_problems(lock: Lock, manifest: Manifest) -> list[str]:
     locked = lock.by_package()
     for dep in manifest.dependencies:
         over = manifest.overrides.get(dep.package_id)
+        tag = dep.tag
         if over is not None:  # as resolve applies it: a channel-only override drops the path
             channel, path = over.channel or dep.channel, over.path
+            tag = None if over.channel or over.path else tag
         else:
             channel, path = dep.channel, dep.path
         have = locked.get(dep.package_id)
+        marks = dict(have.extra) if have is not None else {}
+        if have is not None and tag is not None and not have.path:
+            if marks.get("tag") != tag:
+                out.append(f"- {dep.package_id}: manifest wants tag {tag}, lock has "
+                           + (f"tag {marks['tag']}" if marks.get("tag") else
+                              f"channel {have.channel}"))
+            continue
+        if have is not None and not path and marks.get("promoted_to") == channel:
+            continue  # a promoted snapshot keeps its own publish channel (checked by verify)
         if have is None:
             out.append(f"- {dep.package_id}: in the manifest but not in the lock")
         elif bool(path) != bool(have.path):

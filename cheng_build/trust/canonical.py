@@ -11,7 +11,9 @@ Encoding (version 1), the same for every kind of signed record::
   property test holds the fast encoder below to that oracle.
 - domain tags keep a signature made for one purpose from being replayed as another:
   ``cheng.registry.publish.v1`` (a package snapshot), ``cheng.registry.key.v1`` (a key rotation or
-  revocation), ``cheng.registry.checkpoint.v1`` (an operator's signed head).
+  revocation), ``cheng.registry.checkpoint.v1`` (an operator's signed head), ``cheng.registry.gov.v1`` (a
+  governance line: tag, maintainer, promote, quarantine, release, appeal, decision — its
+  ``type`` is part of the signed body).
 
 A publish signature covers exactly the fields a lock also carries (``package_id, author_id,
 channel, epoch, cid, format, ast_simhash64, originality_score``, each only where present), so a
@@ -34,6 +36,7 @@ from cheng_build.core.errors import IntegrityError
 PUBLISH_DOMAIN = b"cheng.registry.publish.v1\n"
 KEY_DOMAIN = b"cheng.registry.key.v1\n"
 CHECKPOINT_DOMAIN = b"cheng.registry.checkpoint.v1\n"
+GOV_DOMAIN = b"cheng.registry.gov.v1\n"
 
 # The signed set of a publish line, sorted (the canonical order).
 PUBLISH_SIGNED_FIELDS: tuple[str, ...] = tuple(sorted((
@@ -210,3 +213,8 @@ def key_payload(fields: Mapping[str, object]) -> bytes:
 def checkpoint_payload(fields: Mapping[str, object]) -> bytes:
     """The bytes an operator's checkpoint signature covers."""
     return CHECKPOINT_DOMAIN + canonical_json(fields)
+
+
+def gov_payload(fields: Mapping[str, object]) -> bytes:
+    """The bytes a governance line's signature covers (every field but ``signature``)."""
+    return GOV_DOMAIN + canonical_json(fields)

@@ -19,6 +19,8 @@ File (``--config:`` > ``PKG_CONFIG`` > ``./cheng-pkg-config.toml`` > ``~/.cheng/
     [remote]
     mode = "auto"            # local | p2p | auto
     peers = []               # multiaddrs
+    bootstrap = []           # DHT bootstrap peers (multiaddrs); serve joins, fetch asks
+    routers = []             # delegated routing (IPIP-337) URLs fetch asks for providers
     allow = []
     deny = []
     http_fallback = false
@@ -33,6 +35,8 @@ File (``--config:`` > ``PKG_CONFIG`` > ``./cheng-pkg-config.toml`` > ``~/.cheng/
     path = "build/cheng_registry/registry.jsonl"
     operator_key = ""        # pin the checkpoint operator's ed25519:<base64> key
     checkpoint_ttl_s = 604800
+    sync_from = []           # mirrors to sync the log from first (multiaddrs, http URLs)
+    sync_fresh_s = 60        # chengc does not sync again within this many seconds
 
     [toolchain]
     compiler = "/opt/cheng/bin/chengc"   # the real Cheng compiler chengc hands builds to;
@@ -45,7 +49,8 @@ File (``--config:`` > ``PKG_CONFIG`` > ``./cheng-pkg-config.toml`` > ``~/.cheng/
 
 Environment: ``PKG_MODE, PKG_PEERS, PKG_ALLOW, PKG_DENY`` (comma separated), ``PKG_HTTP_FALLBACK,
 PKG_REQUIRE_SIGNATURE, PKG_REQUIRE_REGISTRY_MATCH`` (``0|1``), and ours: ``PKG_LEVEL``,
-``PKG_REGISTRY``, ``PKG_OPERATOR_KEY``, ``PKG_AUDIT_LOG``, ``PKG_CHECKPOINT_TTL``, ``PKG_CONFIG``;
+``PKG_REGISTRY``, ``PKG_OPERATOR_KEY``, ``PKG_AUDIT_LOG``, ``PKG_CHECKPOINT_TTL``, ``PKG_CONFIG``,
+``PKG_REGISTRY_FROM``, ``PKG_BOOTSTRAP``, ``PKG_ROUTERS`` (comma separated), ``PKG_SYNC_FRESH_S``;
 and the toolchain's own ``CHENG_COMPILER`` (the order :mod:`cheng_build.build.compiler` uses:
 ``--compiler`` > ``CHENG_COMPILER`` > ``[toolchain] compiler``). The compiler is only checked
 to be a path here; whether it exists is chengc's business, so ``cheng-pkg verify`` never fails
@@ -118,7 +123,7 @@ _LEVEL_DEFAULTS: dict[Level, dict[str, bool]] = {
     Level.L2: {"http_fallback": False, "require_signature": True, "require_registry_match": True},
 }
 
-_LISTS = ("peers", "allow", "deny")
+_LISTS = ("peers", "allow", "deny", "sync_from", "bootstrap", "routers")
 _BOOLS = ("http_fallback", "require_signature", "require_registry_match")
 _ENV = {
     "level": "PKG_LEVEL", "mode": "PKG_MODE", "peers": "PKG_PEERS", "allow": "PKG_ALLOW",
@@ -127,6 +132,8 @@ _ENV = {
     "require_registry_match": "PKG_REQUIRE_REGISTRY_MATCH", "registry": "PKG_REGISTRY",
     "operator_key": "PKG_OPERATOR_KEY", "audit_log": "PKG_AUDIT_LOG",
     "checkpoint_ttl_s": "PKG_CHECKPOINT_TTL", "compiler": "CHENG_COMPILER",
+    "sync_from": "PKG_REGISTRY_FROM", "sync_fresh_s": "PKG_SYNC_FRESH_S",
+    "bootstrap": "PKG_BOOTSTRAP", "routers": "PKG_ROUTERS",
 }
 # Where each key sits in the file.
 _FILE_KEYS = {
@@ -138,6 +145,8 @@ _FILE_KEYS = {
     "registry": ("registry", "path"), "operator_key": ("registry", "operator_key"),
     "checkpoint_ttl_s": ("registry", "checkpoint_ttl_s"),
     "compiler": ("toolchain", "compiler"),
+    "sync_from": ("registry", "sync_from"), "sync_fresh_s": ("registry", "sync_fresh_s"),
+    "bootstrap": ("remote", "bootstrap"), "routers": ("remote", "routers"),
 }
 # Keys chengc reads itself (build/compiler.py config_toolchain_path/config_table, which checks
 # their values): known here so the file is not refused, not part of Config.
@@ -163,6 +172,10 @@ class Config:
     audit_log: Path = Path("~/.cheng/audit.jsonl")
     checkpoint_ttl_s: int = 7 * 24 * 3600
     compiler: Path | None = None  # [toolchain] compiler: what chengc hands builds to
+    sync_from: tuple[str, ...] = ()  # registry mirrors resolve/verify/chengc sync from first
+    sync_fresh_s: int = 60  # chengc skips the sync this long after the last one
+    bootstrap: tuple[str, ...] = ()  # Kademlia DHT bootstrap peers (content routing)
+    routers: tuple[str, ...] = ()  # IPIP-337 delegated routing endpoints (http://host:port)
     config_file: Path | None = None
     limits: Limits = field(default_factory=Limits)
     # field name -> "cli" | "env PKG_X" | "file <path>" | "level L1" | "default"
@@ -185,7 +198,8 @@ class Config:
         """(name, value, source) for display, in a stable order."""
         names = ("level", "mode", "peers", "allow", "deny", "http_fallback", "require_signature",
                  "require_registry_match", "registry", "operator_key", "audit_log",
-                 "checkpoint_ttl_s", "compiler", "config_file")
+                 "checkpoint_ttl_s", "compiler", "sync_from", "sync_fresh_s", "bootstrap", "routers",
+                 "config_file")
         out = []
         for n in names:
             v = getattr(self, n)
@@ -248,6 +262,14 @@ def _coerce(name: str, value: object, origin: str) -> object:
             raise UsageError(f"{origin}: the compiler path is empty or not a valid path",
                              how='write compiler = "/path/to/chengc"')
         return Path(text).expanduser()
+    if name == "sync_fresh_s":
+        try:
+            n = int(value)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            raise UsageError(f"{origin}: {value!r} is not a number of seconds") from None
+        if n < 0:
+            raise UsageError(f"{origin}: the sync freshness window cannot be negative")
+        return n
     if name == "checkpoint_ttl_s":
         try:
             n = int(value)  # type: ignore[call-overload]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from cheng_build.trust import merkle
 from cheng_build.trust.checkpoint import Checkpoint
 from cheng_build.trust.config import Limits
+from cheng_build.trust.gov_state import Governance
 from cheng_build.trust.registry_entry import EntryType, KeyOp, RegistryEntry
 from cheng_build.trust.registry_errors import (
     ChainError,
@@ -72,6 +73,7 @@ class LogState:
         self.merkle = merkle.MerkleAccumulator()
         self.root_at = root_at  # capture the Merkle root at this size (the remembered checkpoint)
         self.captured_root: str | None = None
+        self.gov = Governance()  # tags, maintainers, promotions, quarantines, appeals
 
     @property
     def fingerprints(self) -> list[Fingerprint]:
@@ -121,10 +123,13 @@ class LogState:
         etype = e.type
         if etype is _PUBLISH:
             self._publish(e)
+            self.gov.published(e)
         elif etype is EntryType.KEY:
             self._key(e)
-        else:
+        elif etype is EntryType.CHECKPOINT:
             self._checkpoint(e)
+        else:
+            self.gov.apply(e, self)  # governance lines: cheng_build.trust.gov_state
         raw = e.raw
         self.last_digest = "sha256:" + _sha256(raw).hexdigest()
         if self.need_merkle:

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from cheng_build.core.errors import SignatureError
-from cheng_build.trust import canonical
+from cheng_build.trust import canonical, gov_lines
 from cheng_build.trust.config import Limits
 from cheng_build.trust.keys import ED25519_PREFIX, LOCAL_PREFIX, Verifier
 from cheng_build.trust.registry_errors import RegistryFormatError, UnsignedError
@@ -29,6 +29,14 @@ class EntryType(Enum):
     PUBLISH = "publish"
     KEY = "key"
     CHECKPOINT = "checkpoint"
+    # Governance lines (formats: cheng_build.trust.gov_lines).
+    TAG = "tag"
+    MAINTAINER = "maintainer"
+    PROMOTE = "promote"
+    QUARANTINE = "quarantine"
+    RELEASE = "release"
+    APPEAL = "appeal"
+    DECISION = "decision"
 
 
 class KeyOp(Enum):
@@ -233,7 +241,8 @@ def _fast_publish(d: dict[str, Any], raw: bytes, line: int) -> RegistryEntry | N
             and type(prev) is str and type(pkg) is str and type(author) is str
             and type(cid) is str and type(pub) is str and type(sig) is str
             and prev and author and cid and pub and len(pkg) > 6 and pkg.startswith("pkg://")
-            and channel in CHANNELS and fmt in FORMATS and "source_addrs" not in d):
+            and channel in CHANNELS and fmt in FORMATS and "source_addrs" not in d
+            and "parents" not in d):
         get = d.get
         created, simhash, score = get("created_ts"), get("ast_simhash64"), get("originality_score")
         parent, version, api = get("parent"), get("version"), get("api")
@@ -313,6 +322,10 @@ def _checked_record(d: dict[str, Any], raw: bytes, line: int, limits: Limits) ->
         if addrs is not None and (type(addrs) is not list or len(addrs) > limits.max_source_addrs
                                   or not all(type(a) is str for a in addrs)):
             raise RegistryFormatError("source_addrs must be a short list of strings", line=line)
+        try:
+            gov_lines.check_parents(d)
+        except gov_lines.ShapeError as exc:
+            raise RegistryFormatError(str(exc), line=line) from None
         return RegistryEntry(line, etype, raw, MappingProxyType(d), simhash)
     if seq is None:
         raise RegistryFormatError(f"{etype.value} line without seq/prev", line=line)
@@ -320,6 +333,12 @@ def _checked_record(d: dict[str, Any], raw: bytes, line: int, limits: Limits) ->
     if d.get("pub_key") is None or sig is None:
         raise RegistryFormatError(f"{etype.value} line must carry pub_key and signature", line=line)
     _req_str(d, "pub_key", line)
+    if etype.value in gov_lines.GOV_TYPES:
+        try:
+            gov_lines.check_shape(etype.value, d)
+        except gov_lines.ShapeError as exc:
+            raise RegistryFormatError(f"{etype.value}: {exc}", line=line) from None
+        return RegistryEntry(line, etype, raw, MappingProxyType(d))
     if etype is EntryType.KEY:
         op = d.get("op")
         if op not in ("register", "rotate", "revoke"):
@@ -365,7 +384,8 @@ def signature_status(entry: RegistryEntry, verifier: Verifier) -> tuple[SigStatu
         else:
             body = {k: v for k, v in entry.data.items() if k != "signature"}
             msg = (canonical.key_payload(body) if entry.type is EntryType.KEY
-                   else canonical.checkpoint_payload(body))
+                   else canonical.checkpoint_payload(body) if entry.type is EntryType.CHECKPOINT
+                   else canonical.gov_payload(body))
         verifier.verify(entry.pub_key, msg, sig)
     except (SignatureError, canonical.CanonicalError) as exc:
         return SigStatus.INVALID, exc.what

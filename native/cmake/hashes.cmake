@@ -13,6 +13,7 @@ set(CB_HASH_INCLUDE_DIRS "${CB_HASH_ROOT}/include" "${CB_HASH_ROOT}/src")
 
 set(CB_HASH_SOURCES
   "${CB_HASH_ROOT}/src/cpu_features.c"
+  "${CB_HASH_ROOT}/src/dispatch.c"
   "${CB_HASH_ROOT}/src/sha256.c"
   "${CB_HASH_ROOT}/src/sha256_portable.c"
   "${CB_HASH_ROOT}/src/blake3.c"

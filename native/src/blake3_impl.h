@@ -85,7 +85,6 @@ static inline void b3_load_key_words(const uint8_t key[32], uint32_t out[8]) {
  *   resulting CVs (32 bytes each, little-endian) to out. Used for whole
  *   chunks (stride 1024, 16 blocks) and parents (stride 64, 1 block). */
 typedef struct {
-    const char *name;
     void (*compress_in_place)(uint32_t cv[8], const uint8_t block[B3_BLOCK_LEN], uint8_t block_len,
                               uint64_t counter, uint8_t flags);
     void (*compress_xof)(const uint32_t cv[8], const uint8_t block[B3_BLOCK_LEN], uint8_t block_len,
