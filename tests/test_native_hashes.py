@@ -6,6 +6,7 @@ import hashlib
 import random
 from array import array
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,7 +142,7 @@ def test_every_blake3_backend_streams_like_the_package(n: int, cuts: list[int], 
 
 def _cpu_flags() -> set[str]:
     try:
-        text = open("/proc/cpuinfo", encoding="ascii", errors="replace").read()
+        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
     except OSError:
         return set()
     return {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
