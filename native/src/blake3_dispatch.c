@@ -15,10 +15,18 @@ static const cb_b3_backend B3_SSE41 = {cb_b3_compress_in_place_sse41,
 static const cb_b3_backend B3_AVX2 = {cb_b3_compress_in_place_sse41,
                                       cb_b3_compress_xof_sse41, cb_b3_hash_many_avx2};
 #endif
+#ifdef CB_HAVE_AVX512
+static const cb_b3_backend B3_AVX512 = {cb_b3_compress_in_place_sse41,
+                                        cb_b3_compress_xof_sse41, cb_b3_hash_many_avx512};
+#endif
 
 /* Best first. The AVX2 backend hands single compressions and leftover inputs to
- * the SSE4.1 code, so it needs both. */
+ * the SSE4.1 code, so it needs both; the AVX-512 one hands 8 or fewer inputs to
+ * the AVX2 code, so it needs all three. */
 static const cb_backend B3_BACKENDS[] = {
+#ifdef CB_HAVE_AVX512
+    {"avx512", CB_CPU_SSSE3 | CB_CPU_SSE41 | CB_CPU_AVX2 | CB_CPU_AVX512, &B3_AVX512},
+#endif
 #ifdef CB_HAVE_AVX2
     {"avx2", CB_CPU_SSSE3 | CB_CPU_SSE41 | CB_CPU_AVX2, &B3_AVX2},
 #endif
