@@ -122,7 +122,8 @@ def test_repair_from_car(tmp_path: Path) -> None:
     leaf = list(iter_dag(store, root))[1]
     p = store.path_for(leaf)
     os.chmod(p, 0o644)
-    p.write_bytes(b"\x00" + p.read_bytes()[1:])
+    good = p.read_bytes()
+    p.write_bytes(bytes([good[0] ^ 0xFF]) + good[1:])  # always a change (a 0x00 first byte was not)
     with pytest.raises(DigestMismatchError, match=str(leaf)):
         read_file(store, root)
     import_car(store, car)
@@ -155,3 +156,61 @@ def test_carv2_section_past_declared_size(tmp_path: Path) -> None:
     (tmp_path / "v2.car").write_bytes(CARV2_PRAGMA + fixed + payload)
     with pytest.raises(CarError, match="past the declared data size"):
         import_car(MemoryStore(), tmp_path / "v2.car")  # type: ignore[arg-type]
+
+
+# --- one reader: a file (`car import`) and a gateway's stream accept the same CARs ---------------
+
+
+def _both(tmp_path: Path, data: bytes) -> tuple[object, object]:
+    """What the file reader and the stream reader make of the same CAR v1 bytes."""
+    import io
+
+    from cheng_build.cas.car import iter_car, read_sections
+
+    p = tmp_path / "same.car"
+    p.write_bytes(data)
+    out: list[object] = []
+    for read in (lambda: [(bytes(c), d) for c, d in iter_car(p)[1]],
+                 lambda: [(c, bytes(d)) for c, d in read_sections(io.BytesIO(data))]):
+        try:
+            out.append(read())
+        except CarError as exc:
+            out.append(type(exc))
+    return out[0], out[1]
+
+
+def test_a_header_over_64_kib_is_read_from_a_file_and_a_stream_alike(tmp_path: Path) -> None:
+    roots = [make_cid(os.urandom(8)) for _ in range(2000)]  # ~80 KB of header
+    header = encode_header(roots)
+    assert len(header) > 64 * 1024
+    leaf = b"leaf"
+    cid = bytes(make_cid(leaf))
+    data = varint.encode(len(header)) + header + varint.encode(len(cid) + len(leaf)) + cid + leaf
+    by_file, by_stream = _both(tmp_path, data)
+    assert by_stream == [(cid, leaf)]
+    assert by_file == [(cid, leaf)] or by_file == [(make_cid(leaf), leaf)]
+
+
+@pytest.mark.parametrize("length", [b"\x85\x80\x00", b"\xff" * 11, bytes([0x80 | 5])])
+def test_a_bad_section_length_is_refused_by_both(tmp_path: Path, length: bytes) -> None:
+    header = encode_header([make_cid(b"x")])
+    data = varint.encode(len(header)) + header + length + b"\x01\x55\x12\x20"
+    assert _both(tmp_path, data) == (CarError, CarError)
+
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 400), st.integers(0, 255))
+def test_a_flipped_byte_is_judged_the_same_by_both(tmp_path: Path, where: int, value: int) -> None:
+    leaves = [b"a" * 30, b"b" * 40]
+    header = encode_header([make_cid(leaves[0])])
+    body = b"".join(varint.encode(len(c) + len(x)) + c + x
+                    for x in leaves for c in [bytes(make_cid(x))])
+    data = bytearray(varint.encode(len(header)) + header + body)
+    data[where % len(data)] = value
+    by_file, by_stream = _both(tmp_path, bytes(data))
+    # The file reader also decodes each CID, so it may refuse more; it never accepts less.
+    if by_stream is CarError:
+        assert by_file is CarError
+    elif by_file is not CarError:
+        assert [(bytes(c) if not isinstance(c, bytes) else c, d)
+                for c, d in by_file] == by_stream  # type: ignore[union-attr]

@@ -48,7 +48,8 @@ def test_noop_rebuild_reads_no_source(cc: Runner) -> None:
     for rec in doc["files"].values():
         rec["at"] += 10 * inputs.RACY_NS
     stat.write_text(json.dumps(doc))
-    from cheng_build.build.driver import BuildRequest, build
+    from cheng_build.build.driver import build
+    from cheng_build.build.request import BuildRequest
 
     res = build(BuildRequest(source=Path("app.cheng"), env=dict(os.environ), cwd=cc.tmp))
     assert res.status.value == "hit"

@@ -17,7 +17,7 @@ def cc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFix
 
 
 def _read_car(path: Path) -> tuple[bytes, dict[bytes, bytes], list[bytes]]:
-    from cheng_build.pkg.fetch.carstream import read_sections
+    from cheng_build.cas.car import read_sections
 
     raw = path.read_bytes()
     sections = list(read_sections(io.BytesIO(raw)))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 
-from cheng_build.cis.run.engine import _boot_ticks, _is_task_process, _proc_start_time
+from cheng_build.cis.run.proc import boot_ticks as _boot_ticks
+from cheng_build.cis.run.proc import is_task_process as _is_task_process
+from cheng_build.cis.run.proc import proc_start_time as _proc_start_time
 
 
 def test_window_around_the_launch_identifies_the_process() -> None:

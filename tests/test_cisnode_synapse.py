@@ -121,7 +121,7 @@ def test_three_nodes_by_capability_each_task_once(hs: Synapse, tmp_path: Path, n
     assert "[@beta:cis.test]" in text_st.stdout
     # The web view's run detail carries the node too.
     from cheng_build.cis.run import control
-    from cheng_build.cis.view.web import Sampler, run_detail
+    from cheng_build.cis.view.board import Sampler, run_detail
 
     store = control.open_store(tmp_path / "home-origin")
     try:

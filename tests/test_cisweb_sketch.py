@@ -18,7 +18,7 @@ from helpers_parts import not_applicable, require_part
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cheng_build.cis.targets import capabilities, manifests, report, sketch
+from cheng_build.cis.targets import capabilities, intent, manifests, report, sketch
 from cheng_build.cis.targets.capabilities import Capabilities, Capability
 from cheng_build.cis.targets.manifests import Verb
 
@@ -37,24 +37,24 @@ def _caps(**present: bool) -> Capabilities:
 
 
 def test_the_seed_sketch_in_chinese() -> None:
-    i = sketch.parse_intent("测试体素算法，cuda和metal对比")
+    i = intent.parse_intent("测试体素算法，cuda和metal对比")
     assert i.verbs == {"test", "compare"}
     assert i.backends == ("cuda", "metal")
     assert "voxel" in i.names
 
 
 def test_an_english_sketch() -> None:
-    i = sketch.parse_intent("bench voxel cuda vs cpu")
+    i = intent.parse_intent("bench voxel cuda vs cpu")
     assert i.verbs == {"bench", "compare"} and i.backends == ("cuda", "cpu") and i.names == ("voxel",)
-    assert sketch.parse_intent("编译 gpu").verbs == {"build"}
-    assert sketch.parse_intent("编译 gpu").backends == ("gpu",)
-    assert sketch.parse_intent("no-such-target").empty
+    assert intent.parse_intent("编译 gpu").verbs == {"build"}
+    assert intent.parse_intent("编译 gpu").backends == ("gpu",)
+    assert intent.parse_intent("no-such-target").empty
 
 
 @given(st.text(max_size=80))
 @settings(max_examples=200, deadline=None)
 def test_intent_parsing_never_fails_and_stays_in_its_vocabulary(text: str) -> None:
-    i = sketch.parse_intent(text)
+    i = intent.parse_intent(text)
     assert i.verbs <= {"test", "bench", "compare", "build"}
     assert set(i.backends) <= {"cuda", "metal", "cpu", "gpu"}
     assert len(set(i.backends)) == len(i.backends)

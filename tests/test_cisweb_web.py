@@ -17,6 +17,7 @@ from helpers_cisweb import confirm_dag, get, post, start_run, web_server
 
 from cheng_build.cis.dag.model import TaskLevel
 from cheng_build.cis.run import control
+from cheng_build.cis.view import board as view_board
 from cheng_build.cis.view import web
 
 pytestmark = pytest.mark.network
@@ -107,7 +108,7 @@ def test_debt_board_and_declared_outputs_only(tmp_path: Path) -> None:
         board = json.loads(get(srv, "/api/debt")[1])
         kinds = {i["task"]: i["kind"] for i in board["items"]}
         assert kinds == {"flaky": "person", "slow": "auto"}  # a timeout: a retry may fix it
-        assert board["estimate_minutes"] == web.FIX_MINUTES["auto"] + web.FIX_MINUTES["person"]
+        assert board["estimate_minutes"] == view_board.FIX_MINUTES["auto"] + view_board.FIX_MINUTES["person"]
         flaky = next(i for i in board["items"] if i["task"] == "flaky")
         assert "disk quota exceeded" in " ".join(flaky["why"])
         assert get(srv, f"/api/runs/{rid}/tasks/make/output?path=out.txt") == (200, b"ok")
@@ -160,7 +161,7 @@ def test_resource_usage_of_a_process_tree() -> None:
                              start_new_session=True, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline() == "ready\n"
-        sampler = web.Sampler()
+        sampler = view_board.Sampler()
         first = sampler.usage([child.pid])[child.pid]
         assert first["processes"] == 1 and first["cpu_percent"] is None
         time.sleep(0.5)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 # py-libp2p is a runtime dependency: its generated protobuf is the oracle, imported plainly.
 from libp2p.bitswap.pb import bitswap_pb2 as pb2
 
+from cheng_build.cas import varint
 from cheng_build.pkg.fetch import bitswap as bs
 from cheng_build.pkg.fetch.blocks import block_cid, matches, prefix_of
 
@@ -73,7 +74,14 @@ def test_garbage_never_crashes_the_decoder(data: bytes) -> None:
 
 @given(st.integers(0, 2**63))
 def test_uvarint_round_trip(n: int) -> None:
-    assert bs.read_uvarint(bs.uvarint(n), 0) == (n, len(bs.uvarint(n)))
+    enc = varint.encode(n)
+    assert bs.read_uvarint(enc, 0) == (n, len(enc))
+
+
+def test_a_non_minimal_varint_is_a_wire_error() -> None:
+    # One varint rule everywhere (cas.varint): bitswap refuses what dag-pb and CAR refuse.
+    with pytest.raises(bs.WireError):
+        bs.read_uvarint(b"\x81\x00", 0)
 
 
 def test_block_cid_recomputes_and_detects_forgery() -> None:

@@ -10,8 +10,8 @@ from helpers_net import CorruptStore, DictStore, pattern, raw_cid, unixfs_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cheng_build.cas import car
 from cheng_build.core.errors import DigestMismatchError, NotFoundError, UsageError
-from cheng_build.pkg.fetch import carstream
 from cheng_build.pkg.fetch.blocks import cid_text, walk
 from cheng_build.pkg.fetch.http import fetch_dag, gateway_url
 from cheng_build.pkg.serve import Gateway
@@ -46,7 +46,7 @@ def test_raw_block_and_car_follow_the_trustless_gateway_convention(served) -> No
     status, headers, body = _get(gw.url, f"/ipfs/{cid_text(root)}",
                                  {"Accept": "application/vnd.ipld.car"})
     assert status == 200 and headers["Content-Type"].startswith("application/vnd.ipld.car")
-    sections = list(carstream.read_sections(io.BytesIO(body)))
+    sections = list(car.read_sections(io.BytesIO(body)))
     assert [c for c, _ in sections] == [c for c, _ in walk(store, root)]
     assert all(store.blocks[c] == d for c, d in sections)
 
@@ -129,10 +129,10 @@ def test_gateway_addresses() -> None:
 def test_car_stream_round_trips(blobs: list[bytes]) -> None:
     cids = [bytes(raw_cid(b)) for b in blobs]
     pairs = list(zip(cids, blobs, strict=True))
-    data = carstream.header(cids[0]) + b"".join(carstream.section(c, b) for c, b in pairs)
-    assert list(carstream.read_sections(io.BytesIO(data))) == pairs
-    with pytest.raises(carstream.CarStreamError):
-        list(carstream.read_sections(io.BytesIO(data[:-1] if blobs[-1] else data[:-2])))
+    data = car.header_bytes(cids[0]) + b"".join(car.section(c, b) for c, b in pairs)
+    assert list(car.read_sections(io.BytesIO(data))) == pairs
+    with pytest.raises(car.CarError):
+        list(car.read_sections(io.BytesIO(data[:-1] if blobs[-1] else data[:-2])))
 
 
 def test_gateway_car_is_byte_identical_to_cas_export_car(tmp_path) -> None:

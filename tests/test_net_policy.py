@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cheng_build.core.errors import UsageError
-from cheng_build.pkg.fetch import FetchMode, _plan, peer_allowed
+from cheng_build.pkg.fetch.policy import FetchMode, FetchPolicy, peer_allowed
+from cheng_build.pkg.fetch.policy import plan_sources as _plan
 
 PEER = "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWQH3EaNsiWnqF9Ntub5Wa2g6PXXQzPvkWnCUyx2GuZsC1"
 BARE = PEER.split("/p2p/")[0]
@@ -48,13 +49,13 @@ def test_denied_never_wins(level: str, allow: list[str], deny: list[str]) -> Non
 
 
 def test_plan_separates_peers_and_gateways_by_mode_and_level() -> None:
-    p = _plan([PEER, GW, "/ip4/127.0.0.1/tcp/8081/http"], cfg(), FetchMode.AUTO)
+    p = _plan([PEER, GW, "/ip4/127.0.0.1/tcp/8081/http"], FetchPolicy.of(cfg()), FetchMode.AUTO)
     assert p.peers == [PEER] and p.gateways == []  # L1: no HTTP fallback
-    p = _plan([PEER, GW], cfg(level="L0", http_fallback=True), FetchMode.AUTO)
+    p = _plan([PEER, GW], FetchPolicy.of(cfg(level="L0", http_fallback=True)), FetchMode.AUTO)
     assert p.peers == [PEER] and p.gateways == [GW]
-    p = _plan([PEER, GW], cfg(), FetchMode.HTTP)
+    p = _plan([PEER, GW], FetchPolicy.of(cfg()), FetchMode.HTTP)
     assert p.peers == [] and p.gateways == [GW]
-    p = _plan([PEER, GW], cfg(level="L2", allow=(GW,)), FetchMode.P2P)
+    p = _plan([PEER, GW], FetchPolicy.of(cfg(level="L2", allow=(GW,))), FetchMode.P2P)
     assert p.peers == [] and p.refused and p.refused[0][0] == PEER
 
 
@@ -76,10 +77,12 @@ def test_the_fetch_path_imports_no_heavy_dependency_until_it_needs_one() -> None
 
 
 def test_a_locked_source_mode_applies_only_under_auto() -> None:
-    from cheng_build.pkg.fetch import dep_mode
+    from cheng_build.pkg.fetch.policy import dep_mode
+    from cheng_build.pkg.lock import LockedDep
 
     dep = SimpleNamespace(source_mode="http")
     assert dep_mode(FetchMode.AUTO, dep) is FetchMode.HTTP
     assert dep_mode(FetchMode.P2P, dep) is FetchMode.P2P  # CLI/env/config wins
     assert dep_mode(FetchMode.AUTO, SimpleNamespace(source_mode=None)) is FetchMode.AUTO
-    assert dep_mode(FetchMode.AUTO, SimpleNamespace()) is FetchMode.AUTO
+    v1 = LockedDep(package_id="pkg://cheng/x", channel="stable")  # a v1 lock: no source_mode
+    assert dep_mode(FetchMode.AUTO, v1) is FetchMode.AUTO

@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cheng_build.cas import blockstore as bs_mod
+from cheng_build.cas import car
 from cheng_build.cas.blockstore import Blockstore
 from cheng_build.core.errors import DigestMismatchError
-from cheng_build.pkg.fetch import blocks, carstream
+from cheng_build.pkg.fetch import blocks
 from cheng_build.pkg.fetch.blocks import cid_text, walk
 from cheng_build.pkg.fetch.http import fetch_dag
 from cheng_build.pkg.fetch.sink import BlockSink
@@ -146,12 +147,12 @@ class _Trickle(io.RawIOBase):
        st.integers(1, 700), st.integers(1, 5000))
 def test_car_reader_survives_any_read_pattern(blobs: list[bytes], step: int, read_size: int) -> None:
     root = bytes(raw_cid(blobs[0]))
-    body = carstream.header(root) + b"".join(
-        carstream.section(bytes(raw_cid(b)), b) for b in blobs)
-    got = list(carstream.read_sections(_Trickle(body, step), read_size=read_size))
+    body = car.header_bytes(root) + b"".join(
+        car.section(bytes(raw_cid(b)), b) for b in blobs)
+    got = list(car.read_sections(_Trickle(body, step), car.CarLimits(read_size=read_size)))
     assert [(c, bytes(d)) for c, d in got] == [(bytes(raw_cid(b)), b) for b in blobs]
-    with pytest.raises(carstream.CarStreamError):
-        list(carstream.read_sections(io.BytesIO(body[:-1]), read_size=read_size))
+    with pytest.raises(car.CarError):
+        list(car.read_sections(io.BytesIO(body[:-1]), car.CarLimits(read_size=read_size)))
 
 
 @pytest.mark.network

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cheng_build.build.action_cache import CasArtifactStore, put_raw_block
-from cheng_build.build.driver import _stage_parent
 from cheng_build.build.fastcid import CHUNK
+from cheng_build.build.stage import stage_parent as _stage_parent
 from cheng_build.cas.blockstore import Blockstore
 from cheng_build.cas.cid import parse_cid
 from cheng_build.cas.importer import add_bytes

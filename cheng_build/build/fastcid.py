@@ -12,35 +12,22 @@ Data: UnixFS{Type: Directory}}``. Anything larger returns None and the caller us
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterable, Mapping
 from typing import cast
+
+# Both import nothing heavy (no multiformats, no native library): the one varint codec and the
+# one base32 CID encoder, shared with the CAS.
+from cheng_build.cas.cid import cid_text
+from cheng_build.cas.varint import encode as _uvarint
 
 CHUNK = 262144  # the default UnixFS chunker, "size-262144"
 _RAW, _DAG_PB, _SHA256 = 0x55, 0x70, 0x12
 _DIR_DATA = b"\x08\x01"  # UnixFS Data {Type: Directory}
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _cid_bytes(codec: int, digest: bytes) -> bytes:
     return bytes([1, codec, _SHA256, 32]) + digest
-
-
-def cid_text(raw: bytes) -> str:
-    """CIDv1 bytes as multibase base32 lower case (``b...``)."""
-    return "b" + base64.b32encode(raw).decode("ascii").lower().rstrip("=")
 
 
 def raw_cid(sha256_hex: str) -> str:
@@ -143,4 +130,4 @@ def tree_root(files: Iterable[tuple[str, int, str]]) -> str | None:
     return cid_text(build(tree)[0])
 
 
-__all__ = ["CHUNK", "cid_text", "raw_cid", "tree_car", "tree_root"]
+__all__ = ["CHUNK", "raw_cid", "tree_car", "tree_root"]

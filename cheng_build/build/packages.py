@@ -23,6 +23,10 @@ Stamps, under ``<cache>/chengc/`` (JSON, atomic)::
 
 A verified stamp is reused only while the newest checkpoint has not expired and the checkpoint
 this client remembers for the registry is still the one recorded (``_trust_still_holds``).
+
+(Over 400 lines on purpose: chengc's whole package flow, its steps and the stamps that let a no-op
+build skip them, reads as one file, and each step's stamp key must match what the no-op fast path
+watches.)
 """
 
 from __future__ import annotations
@@ -113,6 +117,27 @@ def _gov_flags(opts: Any) -> tuple[str, ...]:
     return tuple(f for f in ("allow_unsigned", "allow_quarantined") if getattr(opts, f, False))
 
 
+@dataclass(slots=True)
+class _Flow:
+    """What the steps of :func:`prepare` share: the paths, the lazily loaded trust, the steps run."""
+
+    opts: Any
+    cwd: Path
+    cache_root: Path
+    env: Mapping[str, str]
+    stat_cache: StatCache
+    fmt: str
+    lock_path: Path
+    reg_path: Path
+    chengc_dir: Path
+    config: Callable[[], Any]
+    trusted: Callable[[], Any]
+    steps: list[str] = field(default_factory=list)
+
+    def registry(self) -> Any:
+        return self.trusted().log
+
+
 def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], stat_cache: StatCache,
             default_name: str) -> PackageContext:
     """Run resolve (if a manifest) -> verify -> fetch for ``opts`` (a ``PackageOptions``).
@@ -121,6 +146,39 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         ChengError subclasses from each step, their first line prefixed with the step's name;
         UsageError when no lock can be found or made.
     """
+    flow = _flow(opts, cwd=cwd, cache_root=cache_root, env=env, stat_cache=stat_cache,
+                 default_name=default_name)
+    if getattr(opts, "allow_unsigned", False):  # development mode: refused above L0, up front
+        from cheng_build.pkg.unsigned import check_flag
+
+        check_flag(True, getattr(flow.config().level, "value", str(flow.config().level)), "chengc")
+    with step("sync"):
+        sync_until = _sync_step(flow)
+    if opts.manifest is not None:
+        with step("resolve"):
+            _resolve_step(flow)
+    with step("verify"):
+        vstamp, lock_sha, lock_obj = _verify_step(flow)
+    with step("fetch"):
+        roots = _fetch_step(flow, vstamp, lock_obj)
+
+    fmt_of = flow.lock_path.suffix.lstrip(".") or flow.fmt
+    return PackageContext(
+        roots=tuple(roots),
+        created_ts=vstamp.get("created_ts"),
+        package_fields=vstamp["package"],
+        lock_table={"path": _display(flow.lock_path, cwd), "format": fmt_of, "sha256": lock_sha},
+        dependencies=tuple(vstamp["dependencies"]),
+        warnings=tuple(vstamp.get("warnings", ())),
+        steps=tuple(flow.steps),
+        valid_until=min((t for t in (_valid_until(vstamp.get("trust")), sync_until) if t is not None),
+                        default=None),
+    )
+
+
+def _flow(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], stat_cache: StatCache,
+          default_name: str) -> _Flow:
+    """The paths of the flow and its lazily loaded configuration and trusted registry."""
     from cheng_build.core.paths import registry_path
 
     def absolute(p: Path) -> Path:
@@ -129,8 +187,6 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
     fmt = opts.lock_format
     lock_path = absolute(opts.lock) if opts.lock else cache_root / f"{default_name}.lock.{fmt}"
     reg_path = absolute(opts.registry) if opts.registry else absolute(registry_path(None))
-    chengc_dir = cache_root / "chengc"
-    steps: list[str] = []
 
     def _load_config() -> Any:
         from cheng_build.trust.config import load_config
@@ -138,10 +194,6 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
         return load_config(env=env)
 
     config = _lazy(_load_config)
-    if getattr(opts, "allow_unsigned", False):  # development mode: refused above L0, up front
-        from cheng_build.pkg.unsigned import check_flag
-
-        check_flag(True, getattr(config().level, "value", str(config().level)), "chengc")
 
     def load_registry() -> Any:
         # Verified before any line is used (resolve and verify both read it); L0 only warns.
@@ -152,149 +204,144 @@ def prepare(opts: Any, *, cwd: Path, cache_root: Path, env: Mapping[str, str], s
                              how="pass --registry:<path/registry.jsonl> or set PKG_REGISTRY")
         return load_trusted_registry(reg_path, config())
 
-    trusted = _lazy(load_registry)
+    return _Flow(opts=opts, cwd=cwd, cache_root=cache_root, env=env, stat_cache=stat_cache, fmt=fmt,
+                 lock_path=lock_path, reg_path=reg_path, chengc_dir=cache_root / "chengc",
+                 config=config, trusted=_lazy(load_registry))
 
-    def registry() -> Any:
-        return trusted().log
 
-    # 0. sync the registry from its mirrors first (PKG_REGISTRY_FROM; build/remote.py)
-    with step("sync"):
-        from cheng_build.build.remote import sync_due, sync_for_build
+def _sync_step(flow: _Flow) -> float | None:
+    """0. sync the registry from its mirrors first (PKG_REGISTRY_FROM; build/remote.py); returns
+    when the remembered sync falls due."""
+    from cheng_build.build.remote import sync_due, sync_for_build
 
-        fingerprint = _config_fingerprint(env, cwd, stat_cache)
-        if sync_for_build(chengc_dir, reg_path, fingerprint, config):
-            steps.append("sync")
-        sync_stamp, sync_until = sync_due(chengc_dir, reg_path, fingerprint)
-        stat_cache.watch(sync_stamp)
+    fingerprint = _config_fingerprint(flow.env, flow.cwd, flow.stat_cache)
+    if sync_for_build(flow.chengc_dir, flow.reg_path, fingerprint, flow.config):
+        flow.steps.append("sync")
+    sync_stamp, sync_until = sync_due(flow.chengc_dir, flow.reg_path, fingerprint)
+    flow.stat_cache.watch(sync_stamp)
+    return sync_until
 
-    # 1. resolve
-    if opts.manifest is not None:
-        manifest_path = absolute(opts.manifest)
-        with step("resolve"):
-            if not manifest_path.is_file():
-                from cheng_build.core.errors import InputError
 
-                raise InputError(f"manifest not found: {opts.manifest}",
-                                 how="pass --manifest:<path/cheng-package.toml>")
-            _, m_sha = stat_cache.file_digest(manifest_path)
-            stamp_path = chengc_dir / "resolved" / f"{_h(os.fspath(lock_path))}.json"
-            stat_cache.watch(lock_path, stamp_path)
-            stamp = _stamp_read(stamp_path)
-            lock_sha = stat_cache.file_digest(lock_path)[1] if lock_path.is_file() else None
-            fresh = bool(stamp and lock_sha and stamp.get("manifest_sha256") == m_sha
-                         and stamp.get("lock_sha256") == lock_sha)
-            if not fresh:
-                from cheng_build.pkg.manifest import load_manifest
+def _resolve_step(flow: _Flow) -> None:
+    """1. resolve the manifest into the lock, unless remembered or a lock that still fits exists."""
+    opts, stat_cache, lock_path = flow.opts, flow.stat_cache, flow.lock_path
+    manifest_path = opts.manifest if opts.manifest.is_absolute() else flow.cwd / opts.manifest
+    if not manifest_path.is_file():
+        from cheng_build.core.errors import InputError
 
-                manifest = load_manifest(manifest_path)
-                edited = stamp is not None and stamp.get("manifest_sha256") != m_sha
-                keep = False
-                if lock_sha is not None and not edited:
-                    # A lock made elsewhere (a fresh clone, cheng-pkg resolve, git pull) pins
-                    # the build as long as it still satisfies the manifest.
-                    from cheng_build.pkg.lock import load_lock
-                    from cheng_build.pkg.verify import lock_manifest_problems
+        raise InputError(f"manifest not found: {opts.manifest}",
+                         how="pass --manifest:<path/cheng-package.toml>")
+    _, m_sha = stat_cache.file_digest(manifest_path)
+    stamp_path = flow.chengc_dir / "resolved" / f"{_h(os.fspath(lock_path))}.json"
+    stat_cache.watch(lock_path, stamp_path)
+    stamp = _stamp_read(stamp_path)
+    lock_sha = stat_cache.file_digest(lock_path)[1] if lock_path.is_file() else None
+    fresh = bool(stamp and lock_sha and stamp.get("manifest_sha256") == m_sha
+                 and stamp.get("lock_sha256") == lock_sha)
+    if fresh:
+        return
+    from cheng_build.pkg.manifest import load_manifest
 
-                    keep = not lock_manifest_problems(load_lock(lock_path), manifest)
-                if not keep:
-                    from cheng_build.build.remote import head_cids, resolve_store
-                    from cheng_build.pkg.lock import dump_lock
-                    from cheng_build.pkg.resolve import resolve_manifest
-                    from cheng_build.pkg.unsigned import mark
+    manifest = load_manifest(manifest_path)
+    edited = stamp is not None and stamp.get("manifest_sha256") != m_sha
+    keep = False
+    if lock_sha is not None and not edited:
+        # A lock made elsewhere (a fresh clone, cheng-pkg resolve, git pull) pins
+        # the build as long as it still satisfies the manifest.
+        from cheng_build.pkg.lock import load_lock
+        from cheng_build.pkg.verify import lock_manifest_problems
 
-                    lv = getattr(config().level, "value", str(config().level))
-                    with resolve_store(cache_root, env,
-                                       hint=lambda: head_cids(manifest, registry())) as store:
-                        lock = resolve_manifest(manifest, registry(), store, level=lv,
-                                                allow_quarantined=bool(getattr(
-                                                    opts, "allow_quarantined", False)))
-                    lock, _ = mark(lock, bool(getattr(opts, "allow_unsigned", False)), lv)
-                    dump_lock(lock, lock_path, fmt)
-                    steps.append("resolve")
-                _stamp_write(stamp_path, {"manifest_sha256": m_sha,
-                                          "lock_sha256": stat_cache.file_digest(lock_path)[1]})
+        keep = not lock_manifest_problems(load_lock(lock_path), manifest)
+    if not keep:
+        from cheng_build.build.remote import head_cids, resolve_store
+        from cheng_build.pkg.lock import dump_lock
+        from cheng_build.pkg.resolve import resolve_manifest
+        from cheng_build.pkg.unsigned import mark
 
-    # 2. load + verify (remembered per lock bytes, registry bytes, trust configuration)
-    with step("verify"):
-        if not lock_path.is_file():
-            from cheng_build.core.errors import InputError
+        lv = getattr(flow.config().level, "value", str(flow.config().level))
+        with resolve_store(flow.cache_root, flow.env,
+                           hint=lambda: head_cids(manifest, flow.registry())) as store:
+            lock = resolve_manifest(manifest, flow.registry(), store, level=lv,
+                                    allow_quarantined=bool(getattr(
+                                        opts, "allow_quarantined", False)))
+        lock, _ = mark(lock, bool(getattr(opts, "allow_unsigned", False)), lv)
+        dump_lock(lock, lock_path, flow.fmt)
+        flow.steps.append("resolve")
+    _stamp_write(stamp_path, {"manifest_sha256": m_sha,
+                              "lock_sha256": stat_cache.file_digest(lock_path)[1]})
 
-            raise InputError(f"lock not found: {_display(lock_path, cwd)}",
-                             how="pass --manifest:<file> to resolve one, or --lock:<file>")
 
-        def _load_lock() -> Any:
-            from cheng_build.pkg.lock import load_lock
+def _verify_step(flow: _Flow) -> tuple[dict[str, Any], str, Callable[[], Any]]:
+    """2. load + verify (remembered per lock bytes, registry bytes, trust configuration); returns
+    the verify stamp, the lock's sha256 and the lazily loaded lock."""
+    opts, stat_cache, lock_path, reg_path = flow.opts, flow.stat_cache, flow.lock_path, flow.reg_path
+    if not lock_path.is_file():
+        from cheng_build.core.errors import InputError
 
-            return load_lock(lock_path)
+        raise InputError(f"lock not found: {_display(lock_path, flow.cwd)}",
+                         how="pass --manifest:<file> to resolve one, or --lock:<file>")
 
-        lock_obj = _lazy(_load_lock)
-        _, lock_sha = stat_cache.file_digest(lock_path)
-        reg_sha = stat_cache.file_digest(reg_path)[1] if reg_path.is_file() else "-"
-        vkey = _h(lock_sha, reg_sha, _config_fingerprint(env, cwd, stat_cache), opts.package or "",
-                  opts.channel, *_gov_flags(opts))
-        vstamp_path = chengc_dir / "verified" / f"{vkey}.json"
-        # What a remembered verify rests on, for the no-op fast path (lock, registry and config
-        # files went through the stat cache already).
-        stat_cache.watch(lock_path, reg_path, vstamp_path, _memory_file())
-        vstamp = None if opts.verify else _stamp_read(vstamp_path)
-        if vstamp is None or "dependencies" not in vstamp or not _trust_still_holds(
-                vstamp.get("trust"), reg_path):
-            from cheng_build.pkg.verify import verify_lock
+    def _load_lock() -> Any:
+        from cheng_build.pkg.lock import load_lock
 
-            lock = lock_obj()
-            cfg = config()
-            level = getattr(cfg.level, "value", str(cfg.level))
-            tr = trusted() if reg_path.is_file() or level != "L0" else None
-            reg = tr.log if tr is not None else None
-            from cheng_build.pkg.unsigned import extra_kwargs
+        return load_lock(lock_path)
 
-            warnings = (list(tr.warnings) if tr is not None else []) + verify_lock(
-                lock, reg, cfg, **extra_kwargs(opts))
-            vstamp = {
-                "package": _package_fields(lock, reg, opts.package or lock.package_id, opts.channel),
-                "warnings": list(warnings),
-                "trust": _trust_stamp(tr),
-                "created_ts": lock.created_ts,
-                "dependencies": [d.to_dict() for d in lock.dependencies],
-                "fetch": [[d.package_id, str(d.cid), bool(getattr(d, "path", None))]
-                          for d in lock.dependencies],
-            }
-            _stamp_write(vstamp_path, vstamp)
-            steps.append("verify")
+    lock_obj = _lazy(_load_lock)
+    _, lock_sha = stat_cache.file_digest(lock_path)
+    reg_sha = stat_cache.file_digest(reg_path)[1] if reg_path.is_file() else "-"
+    vkey = _h(lock_sha, reg_sha, _config_fingerprint(flow.env, flow.cwd, stat_cache),
+              opts.package or "", opts.channel, *_gov_flags(opts))
+    vstamp_path = flow.chengc_dir / "verified" / f"{vkey}.json"
+    # What a remembered verify rests on, for the no-op fast path (lock, registry and config
+    # files went through the stat cache already).
+    stat_cache.watch(lock_path, reg_path, vstamp_path, _memory_file())
+    vstamp = None if opts.verify else _stamp_read(vstamp_path)
+    if vstamp is None or "dependencies" not in vstamp or not _trust_still_holds(
+            vstamp.get("trust"), reg_path):
+        from cheng_build.pkg.verify import verify_lock
 
-    # 3. fetch (skipped when every snapshot is complete in the cache)
-    with step("fetch"):
-        roots: list[Path] = []
-        complete = True
-        for _pid, cid, has_path in vstamp["fetch"]:
-            p = cache_root / "packages" / cid
-            stat_cache.watch(p)
-            if has_path or not p.is_dir():
-                complete = False  # something to fetch (or a dev path override): ask the fetcher
-                break
-            roots.append(p)
-        if not complete:
-            from cheng_build.build.remote import consumer_addrs
-            from cheng_build.pkg.remote.routing import fetch_lock_routed
+        lock = lock_obj()
+        cfg = flow.config()
+        level = getattr(cfg.level, "value", str(cfg.level))
+        tr = flow.trusted() if reg_path.is_file() or level != "L0" else None
+        reg = tr.log if tr is not None else None
+        from cheng_build.pkg.unsigned import extra_kwargs
 
-            lock = lock_obj()
-            res = fetch_lock_routed(lock, cache_root=cache_root, config=config(),
-                                    lock_dir=lock_path.parent, peers=consumer_addrs(config()))
-            roots = [Path(res.roots[d.package_id]) for d in lock.dependencies]
-            steps.append("fetch")
+        warnings = (list(tr.warnings) if tr is not None else []) + verify_lock(
+            lock, reg, cfg, **extra_kwargs(opts))
+        vstamp = {
+            "package": _package_fields(lock, reg, opts.package or lock.package_id, opts.channel),
+            "warnings": list(warnings),
+            "trust": _trust_stamp(tr),
+            "created_ts": lock.created_ts,
+            "dependencies": [d.to_dict() for d in lock.dependencies],
+            "fetch": [[d.package_id, str(d.cid), bool(getattr(d, "path", None))]
+                      for d in lock.dependencies],
+        }
+        _stamp_write(vstamp_path, vstamp)
+        flow.steps.append("verify")
+    return vstamp, lock_sha, lock_obj
 
-    fmt_of = lock_path.suffix.lstrip(".") or fmt
-    return PackageContext(
-        roots=tuple(roots),
-        created_ts=vstamp.get("created_ts"),
-        package_fields=vstamp["package"],
-        lock_table={"path": _display(lock_path, cwd), "format": fmt_of, "sha256": lock_sha},
-        dependencies=tuple(vstamp["dependencies"]),
-        warnings=tuple(vstamp.get("warnings", ())),
-        steps=tuple(steps),
-        valid_until=min((t for t in (_valid_until(vstamp.get("trust")), sync_until) if t is not None),
-                        default=None),
-    )
+
+def _fetch_step(flow: _Flow, vstamp: Mapping[str, Any], lock_obj: Callable[[], Any]) -> list[Path]:
+    """3. fetch (skipped when every snapshot is complete in the cache); returns the roots."""
+    roots: list[Path] = []
+    for _pid, cid, has_path in vstamp["fetch"]:
+        p = flow.cache_root / "packages" / cid
+        flow.stat_cache.watch(p)
+        if has_path or not p.is_dir():
+            break  # something to fetch (or a dev path override): ask the fetcher
+        roots.append(p)
+    else:
+        return roots
+    from cheng_build.build.remote import consumer_addrs
+    from cheng_build.pkg.remote.routing import fetch_lock_routed
+
+    lock = lock_obj()
+    res = fetch_lock_routed(lock, cache_root=flow.cache_root, config=flow.config(),
+                            lock_dir=flow.lock_path.parent, peers=consumer_addrs(flow.config()))
+    flow.steps.append("fetch")
+    return [Path(res.roots[d.package_id]) for d in lock.dependencies]
 
 
 def _memory_file() -> Path:

@@ -1,5 +1,8 @@
 """A filesystem blockstore: every block a file named by its CID, verified on every read.
 
+(Over 400 lines because the store and its write :class:`Batch` share one on-disk layout and one
+lock protocol, documented here once.)
+
 On-disk format (version 1)::
 
     <root>/blocks/<xx>/<cid>      one block; <cid> is CIDv1 base32, <xx> its next-to-last two
@@ -274,51 +277,83 @@ class Blockstore:
             DigestMismatchError: a pinned block is corrupt (repair it first).
         """
         with self._lock(exclusive=True):
-            live: set[str] = set()
-            stack = [(p, p) for p in self.pins()]  # (block, the pin it is under)
-            while stack:
-                cid, pin = stack.pop()
-                name = cid_str(cid)
-                if name in live:
-                    continue
-                live.add(name)
-                if cid.codec.code == RAW:
-                    continue  # a leaf: nothing below it, no need to read it
-                try:
-                    data = self.get(cid)
-                except NotFoundError:
-                    continue  # a hole below a pin: nothing under it can be found from here
-                try:
-                    links = block_links(cid, data)
-                except DagPbError as exc:
-                    raise IntegrityError(
-                        f"pinned DAG {pin} has a block that is not valid dag-pb",
-                        why=f"{cid}: {exc.what}; what it links to cannot be known, so nothing "
-                            "is removed",
-                        how=f"unpin it: cheng-pkg unpin {pin}") from None
-                stack.extend((c, pin) for c in links)
+            live = self._live()
             kept = removed = freed = stale = 0
             now = time.time()
-            if self.blocks_dir.is_dir():
-                for shard in self.blocks_dir.iterdir():
-                    if not shard.is_dir():
-                        continue
-                    for f in shard.iterdir():
-                        if f.name.startswith(_TMP):
-                            with contextlib.suppress(OSError):
-                                if now - f.stat().st_mtime > _STALE_TMP_SECONDS:
-                                    f.unlink()
-                                    stale += 1
-                            continue
-                        if f.name in live:
-                            kept += 1
-                            continue
-                        with contextlib.suppress(OSError):
-                            size = f.stat().st_size
-                            f.unlink()
-                            removed += 1
-                            freed += size
+            for f in self._block_files():
+                if f.name.startswith(_TMP):
+                    stale += _drop_if_stale(f, now)
+                elif f.name in live:
+                    kept += 1
+                else:
+                    size = _unlink(f)
+                    if size is not None:
+                        removed += 1
+                        freed += size
             return GcResult(kept, removed, freed, stale)
+
+    def _live(self) -> set[str]:
+        """The names of every block reachable from a pin (raw leaves are not read).
+
+        Raises:
+            IntegrityError: a pinned DAG has a block that is not valid dag-pb (nothing removed).
+        """
+        live: set[str] = set()
+        stack = [(p, p) for p in self.pins()]  # (block, the pin it is under)
+        while stack:
+            cid, pin = stack.pop()
+            name = cid_str(cid)
+            if name in live:
+                continue
+            live.add(name)
+            if cid.codec.code == RAW:
+                continue  # a leaf: nothing below it, no need to read it
+            try:
+                data = self.get(cid)
+            except NotFoundError:
+                continue  # a hole below a pin: nothing under it can be found from here
+            stack.extend((c, pin) for c in _links_under_pin(cid, data, pin))
+        return live
+
+    def _block_files(self) -> Iterator[Path]:
+        """Every file in every shard directory (blocks and temp files alike)."""
+        if not self.blocks_dir.is_dir():
+            return
+        for shard in self.blocks_dir.iterdir():
+            if shard.is_dir():
+                yield from shard.iterdir()
+
+
+def _links_under_pin(cid: CID, data: bytes, pin: CID) -> list[CID]:
+    """A pinned block's links; a block that does not decode stops gc (its children are unknown)."""
+    try:
+        return block_links(cid, data)
+    except DagPbError as exc:
+        raise IntegrityError(
+            f"pinned DAG {pin} has a block that is not valid dag-pb",
+            why=f"{cid}: {exc.what}; what it links to cannot be known, so nothing "
+                "is removed",
+            how=f"unpin it: cheng-pkg unpin {pin}") from None
+
+
+def _drop_if_stale(f: Path, now: float) -> int:
+    """Remove a temp file a crashed writer left (older than the stale limit); 1 when removed."""
+    with contextlib.suppress(OSError):
+        if now - f.stat().st_mtime > _STALE_TMP_SECONDS:
+            f.unlink()
+            return 1
+    return 0
+
+
+def _unlink(f: Path) -> int | None:
+    """Remove a block file; its size, or None when it could not be removed (gone already)."""
+    try:
+        size = f.stat().st_size
+        f.unlink()
+    except OSError:
+        return None
+    return size
+
 
 class Batch:
     """Staged writes committed together (see the module docstring).

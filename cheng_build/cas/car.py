@@ -1,4 +1,8 @@
-"""CAR (Content Addressable aRchive) v1 export and import, and v2 read.
+"""CAR (Content Addressable aRchive): the one module for the format (spec:
+https://ipld.io/specs/transport/car/carv1/): the header codec, sections, the limits every reader
+obeys (:class:`CarLimits`), one streaming reader used for files (``car import``, v1 and v2) and
+for a gateway's HTTP response alike, and export. Over 400 lines because it is one spec with one
+set of rules; split only if a second version is written.
 
 CARv1 format (what we write)::
 
@@ -30,8 +34,9 @@ import secrets
 import stat
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from cheng_build.cas import varint
 from cheng_build.cas.cid import CID, CidError, cid_bytes, cid_from_bytes, decode_cid_bytes
@@ -42,10 +47,22 @@ from cheng_build.core.errors import DigestMismatchError, InputError
 if TYPE_CHECKING:
     from cheng_build.cas.blockstore import Blockstore
 
-__all__ = ["CarError", "encode_header", "export_car", "import_car", "iter_car", "read_header"]
+__all__ = ["LIMITS", "CarError", "CarLimits", "cid_length", "encode_header", "export_car", "header_bytes",
+           "import_car", "iter_car", "read_header", "read_sections", "section", "section_parts"]
 
-MAX_HEADER = 1 << 20
-MAX_SECTION = 4 << 20  # blocks over 2 MiB are not exchanged by any IPFS tool; 4 MiB is generous
+
+
+@dataclass(frozen=True, slots=True)
+class CarLimits:
+    """Bounds on a CAR from outside, the same for every reader (``car import`` of a file and the
+    HTTP fetcher's stream from a gateway), so both accept exactly the same streams."""
+
+    max_header: int = 1 << 20
+    max_section: int = 4 << 20  # blocks over 2 MiB are not exchanged by any IPFS tool
+    read_size: int = 1 << 20  # bytes asked of the stream at a time
+
+
+LIMITS = CarLimits()
 CARV2_PRAGMA = bytes.fromhex("0aa16776657273696f6e02")
 
 
@@ -156,63 +173,137 @@ def read_header(raw: bytes) -> tuple[int, list[CID]]:
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _read_varint(fh: IO[bytes], limit: int | None) -> int | None:
-    buf = bytearray()
-    while True:
-        b = fh.read(1)
-        if not b:
-            if buf:
-                raise CarError("truncated CAR: a section length is cut off")
-            return None
-        buf += b
-        if not b[0] & 0x80:
-            break
-        if len(buf) >= 10:
-            raise CarError("malformed CAR: section length longer than 64 bits")
+class _Reader:
+    """Reads a stream into large buffers with ``readinto`` and hands out views of them.
+
+    A buffer is never reused or resized once a view of it is out (a fresh one is allocated and
+    the unread tail copied over), so a section's data can be kept as a zero-copy slice until the
+    store has written it. One copy per byte in all: the stream into our buffer.
+    """
+
+    def __init__(self, fh: BinaryIO, read_size: int) -> None:
+        self.fh = fh
+        self.read_size = read_size
+        self.buf = bytearray(read_size)
+        self.lo = 0  # next unread byte
+        self.hi = 0  # end of the bytes read
+        self.pos = 0  # bytes consumed from the stream so far
+
+    def _fill(self, need: int) -> bool:
+        """Make ``need`` unread bytes available; False when the stream ends first."""
+        while self.hi - self.lo < need:
+            if len(self.buf) - self.lo < need or self.hi == len(self.buf):
+                new = bytearray(max(self.read_size, need))
+                tail = self.hi - self.lo
+                new[:tail] = memoryview(self.buf)[self.lo:self.hi]
+                self.buf, self.lo, self.hi = new, 0, tail
+            with memoryview(self.buf) as view:
+                n = self.fh.readinto(view[self.hi:])  # type: ignore[attr-defined]
+            if not n:
+                return False
+            self.hi += n
+        return True
+
+    def varint(self, what: str) -> int | None:
+        """The next varint (:mod:`.varint`'s rules), or ``None`` at a clean end of stream."""
+        while True:
+            try:
+                value, end = varint.decode(self.buf, self.lo, self.hi)
+            except varint.VarintTruncatedError:
+                have = self.hi - self.lo
+                if self._fill(have + 1):
+                    continue
+                if have == 0:
+                    return None
+                raise CarError(f"truncated CAR: {what} is cut off") from None
+            except varint.VarintError as exc:
+                raise CarError(f"malformed CAR: {what}: {exc}") from None
+            self.pos += end - self.lo
+            self.lo = end
+            return value
+
+    def take(self, n: int, what: str) -> memoryview:
+        if not self._fill(n):
+            raise CarError(f"truncated CAR: {what} is cut off")
+        view = memoryview(self.buf)[self.lo:self.lo + n]
+        self.lo += n
+        self.pos += n
+        return view
+
+
+def cid_length(buf: bytes | memoryview) -> int:
+    """Length of the binary CID at the start of ``buf`` (v1, or a v0 bare sha2-256 multihash).
+
+    Raises:
+        CarError: ``buf`` does not start with a CID.
+    """
+    if buf[:2] == b"\x12\x20":
+        return 34
     try:
-        n, _ = varint.decode(bytes(buf))
+        pos = 0
+        for _ in range(3):  # version, codec, multihash code
+            _, pos = varint.decode(buf, pos)
+        length, pos = varint.decode(buf, pos)
     except varint.VarintError as exc:
-        raise CarError(f"malformed CAR: {exc}") from None
-    if limit is not None and n > limit:
-        raise CarError(f"malformed CAR: a section of {n} bytes exceeds the {limit}-byte limit")
-    return n
+        raise CarError(f"malformed CAR: a section does not start with a CID ({exc})") from None
+    return pos + length
 
 
-def _split_cid(section: bytes) -> tuple[CID, bytes]:
-    """Split a section into the CID prefix and the block bytes."""
-    if section[:2] == b"\x12\x20":  # CIDv0: a bare sha2-256 multihash
-        end = 34
-    else:
-        try:
-            _, p = varint.decode(section, 0)  # version
-            _, p = varint.decode(section, p)  # codec
-            _, p = varint.decode(section, p)  # hash code
-            dlen, p = varint.decode(section, p)
-        except varint.VarintError as exc:
-            raise CarError(f"malformed CAR: a section does not start with a CID ({exc})") from None
-        end = p + dlen
-    if end > len(section):
-        raise CarError("malformed CAR: a section's CID runs past its end")
-    try:
-        cid = decode_cid_bytes(section[:end])
-    except Exception as exc:
-        raise CarError("malformed CAR: a section does not start with a valid CID", why=str(exc)) from None
-    return cid, section[end:]
+def _header(r: _Reader, limits: CarLimits) -> bytes | None:
+    n = r.varint("the header length")
+    if n is None:
+        return None
+    if n > limits.max_header:
+        raise CarError(f"malformed CAR: a header of {n} bytes exceeds the {limits.max_header}-byte limit")
+    return bytes(r.take(n, "the header"))
 
 
-def _v1_stream(fh: IO[bytes], end: int | None) -> Iterator[tuple[CID, bytes]]:
-    while end is None or fh.tell() < end:
-        n = _read_varint(fh, MAX_SECTION)
+def _sections(r: _Reader, limits: CarLimits, end: int | None) -> Iterator[tuple[bytes, memoryview]]:
+    """(binary CID, data view) per section until the stream ends or ``end`` is reached."""
+    while end is None or r.pos < end:
+        n = r.varint("a section length")
         if n is None:
             if end is not None:
                 raise CarError("truncated CARv2: data ends before the declared size")
             return
-        section = fh.read(n)
-        if len(section) != n:
-            raise CarError("truncated CAR: the last block is cut off")
-        if end is not None and fh.tell() > end:
+        if n > limits.max_section:
+            raise CarError(f"malformed CAR: a section of {n} bytes exceeds the "
+                           f"{limits.max_section}-byte limit")
+        sec = r.take(n, "the last block")
+        if end is not None and r.pos > end:
             raise CarError("malformed CARv2: a section runs past the declared data size")
-        yield _split_cid(section)
+        k = cid_length(sec)
+        if k > len(sec):
+            raise CarError("malformed CAR: a section's CID runs past its end")
+        yield bytes(sec[:k]), sec[k:]
+
+
+def read_sections(fh: BinaryIO, limits: CarLimits = LIMITS) -> Iterator[tuple[bytes, memoryview]]:
+    """(binary CID, data) per section of a CAR v1 stream (a gateway's response); the header is
+    checked for version 1. The CIDs are not checked against the data here.
+
+    ``fh`` needs ``readinto`` (a file, ``io.BytesIO``, an ``http.client.HTTPResponse``). The
+    data are read-only-by-convention views of the reader's buffers, valid for as long as they
+    are kept.
+
+    Raises:
+        CarError: malformed, truncated or over a limit.
+    """
+    r = _Reader(fh, limits.read_size)
+    raw = _header(r, limits)
+    if raw is None:
+        raise CarError("malformed CAR: the stream has no header")
+    version, _roots = read_header(raw)
+    if version != 1:
+        raise CarError(f"CAR version {version}; a stream must be version 1")
+    yield from _sections(r, limits, None)
+
+
+def _as_cid(c: bytes) -> CID:
+    try:
+        return decode_cid_bytes(c)
+    except Exception as exc:
+        raise CarError("malformed CAR: a section does not start with a valid CID", why=str(exc)) from None
 
 
 def _open_regular(path: str | os.PathLike[str]) -> BinaryIO:
@@ -245,7 +336,8 @@ def _open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def iter_car(path: str | os.PathLike[str]) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
+def iter_car(path: str | os.PathLike[str],
+             limits: CarLimits = LIMITS) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
     """Open a CAR (v1 or v2): its roots and a lazy iterator of ``(cid, block)`` (unverified).
 
     Raises:
@@ -254,27 +346,21 @@ def iter_car(path: str | os.PathLike[str]) -> tuple[list[CID], Iterator[tuple[CI
     """
     fh = _open_regular(path)
     try:
-        hlen = _read_varint(fh, MAX_HEADER)
-        if hlen is None:
+        r = _Reader(fh, limits.read_size)
+        header = _header(r, limits)
+        if header is None:
             raise CarError(f"{os.fspath(path)} is empty, not a CAR file")
-        header = fh.read(hlen)
-        if len(header) != hlen:
-            raise CarError("truncated CAR: the header is cut off")
-        if varint.encode(hlen) + header == CARV2_PRAGMA:
-            fixed = fh.read(40)
-            if len(fixed) != 40:
-                raise CarError("truncated CARv2 header")
-            offset, size, _index = struct.unpack("<QQQ", fixed[16:])
-            fh.seek(offset)
-            hlen = _read_varint(fh, MAX_HEADER)
-            if hlen is None:
+        end: int | None = None
+        if varint.encode(len(header)) + header == CARV2_PRAGMA:
+            offset, size, _index = struct.unpack("<QQQ", bytes(r.take(40, "the CARv2 header"))[16:])
+            if offset < r.pos:
+                raise CarError("malformed CARv2: the data offset points into the header")
+            r.take(offset - r.pos, "the CARv2 padding")
+            header = _header(r, limits)
+            if header is None:
                 raise CarError("CARv2 payload is empty")
-            header = fh.read(hlen)
-            version, roots = read_header(header)
-            end: int | None = offset + size
-        else:
-            version, roots = read_header(header)
-            end = None
+            end = offset + size
+        version, roots = read_header(header)
         if version != 1:
             raise CarError(f"unsupported CAR version {version}", how="we read CAR v1 and v2")
     except BaseException:
@@ -283,7 +369,8 @@ def iter_car(path: str | os.PathLike[str]) -> tuple[list[CID], Iterator[tuple[CI
 
     def blocks() -> Iterator[tuple[CID, bytes]]:
         with fh:
-            yield from _v1_stream(fh, end)
+            for c, data in _sections(r, limits, end):
+                yield _as_cid(c), bytes(data)
 
     return roots, blocks()
 
@@ -325,6 +412,22 @@ def import_car(store: Blockstore, path: str | os.PathLike[str], *, pin: bool = F
 
 
 # --- writing ------------------------------------------------------------------------------------
+
+
+def header_bytes(root: bytes) -> bytes:
+    """The length-prefixed CAR v1 header naming one binary root CID."""
+    body = encode_header([decode_cid_bytes(root)])
+    return varint.encode(len(body)) + body
+
+
+def section(cid: bytes, data: bytes) -> bytes:
+    """One section: ``varint(len(cid) + len(data)) || cid || data``."""
+    return varint.encode(len(cid) + len(data)) + cid + data
+
+
+def section_parts(cid: bytes, data: bytes) -> list[bytes]:
+    """A section as its pieces (length + CID, data), for a vectored send without a copy."""
+    return [varint.encode(len(cid) + len(data)) + cid, data]
 
 
 def export_car(store: Blockstore, root: CID, out: str | os.PathLike[str]) -> int:

@@ -8,6 +8,9 @@ are safe path components; no duplicate names) because a DAG from a peer is untru
 Reads directories written by other IPFS tools too: flat directories and HAMT-sharded ones
 (``Type: HAMTShard``; link names are a hex bucket prefix, alone for a sub-shard or followed by the
 entry's name), and dag-pb leaves (``Type: Raw``/``File`` with data) from non-raw-leaf imports.
+
+(Over 400 lines on purpose: every reader here (file, path, listing, export) must run the same
+structural checks of untrusted UnixFS, and one module keeps any reader from skipping one.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Unsigned LEB128 varints, as protobuf (dag-pb, UnixFS) and CAR section headers write them.
+"""Unsigned LEB128 varints, as protobuf (dag-pb, UnixFS, bitswap), CIDs, CAR section headers and
+libp2p frames write them: the one varint codec of cheng_build.
 
 Decoding is strict: a varint must be minimal (no redundant ``0x80 ... 0x00`` groups) and fit in
 64 bits, so every value has exactly one encoding and a block's bytes cannot be varied without
@@ -7,13 +8,17 @@ changing its CID (the dag-pb spec asks decoders to refuse non-canonical forms).
 
 from __future__ import annotations
 
-__all__ = ["VarintError", "decode", "encode"]
+__all__ = ["VarintError", "VarintTruncatedError", "decode", "encode"]
 
 _MAX_BYTES = 10  # 64-bit values need at most 10 groups of 7 bits
 
 
 class VarintError(ValueError):
     """Truncated, over-long or non-minimal varint."""
+
+
+class VarintTruncatedError(VarintError):
+    """The bytes end inside the varint: a stream reader may read more and try again."""
 
 
 def encode(value: int) -> bytes:
@@ -30,7 +35,7 @@ def encode(value: int) -> bytes:
     return bytes(out)
 
 
-def decode(buf: bytes | memoryview, pos: int = 0, end: int | None = None) -> tuple[int, int]:
+def decode(buf: bytes | bytearray | memoryview, pos: int = 0, end: int | None = None) -> tuple[int, int]:
     """Decode one varint from ``buf[pos:end]``; returns ``(value, next_pos)``.
 
     Raises:
@@ -42,7 +47,7 @@ def decode(buf: bytes | memoryview, pos: int = 0, end: int | None = None) -> tup
     i = pos
     while True:
         if i >= stop:
-            raise VarintError(f"truncated varint at offset {pos}")
+            raise VarintTruncatedError(f"truncated varint at offset {pos}")
         b = buf[i]
         i += 1
         value |= (b & 0x7F) << shift

@@ -39,11 +39,14 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cheng_build.cis.dag.model import Dag, LevelKind
 from cheng_build.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from cheng_build.cis.run.store import Store
 
 WEAK_MS = 500.0
 BATCH = 200
@@ -165,7 +168,7 @@ class Outbox:
     def close(self) -> None:
         self.db.close()
 
-    def collect(self, store: Any) -> int:
+    def collect(self, store: Store) -> int:
         """Copy every run event not yet queued; return how many were added."""
         added = 0
         for run_id, *_ in store.list_runs(limit=1_000_000):
@@ -242,7 +245,7 @@ class SyncResult:
     error: str = ""
 
 
-def sync_once(store: Any, outbox: Outbox, targets: Sequence[str],
+def sync_once(store: Store, outbox: Outbox, targets: Sequence[str],
               send: Callable[[list[dict[str, Any]]], None], *, weak_ms: float = WEAK_MS,
               timeout: float = 2.0) -> SyncResult:
     """Queue new events; when the network is good, deliver the queue in batches."""

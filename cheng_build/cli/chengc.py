@@ -175,7 +175,8 @@ def _refuse_misspelt_flags(argv: Sequence[str], unknown: Sequence[str]) -> None:
 def _run(argv: list[str]) -> int:
     from pathlib import Path
 
-    from cheng_build.build.driver import BuildRequest, Emit, PackageOptions, Status, build
+    from cheng_build.build.driver import build
+    from cheng_build.build.request import BuildRequest, Emit, PackageOptions, Status
     from cheng_build.core.errors import UsageError
 
     args, unknown = _parser().parse_known_cheng(argv)

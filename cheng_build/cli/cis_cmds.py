@@ -16,6 +16,7 @@ from typing import Any
 
 from cheng_build.cis.dag.model import Dag, RunState, TaskState
 from cheng_build.cis.run import control
+from cheng_build.cis.run.requests import Outcome
 from cheng_build.cis.run.store import Store
 from cheng_build.cli.args import Parser, add_format_flag
 from cheng_build.core.errors import ChengError, UsageError
@@ -299,7 +300,7 @@ def _report(store: Store, run_id: str, cid: int, what: str, fmt: str = "text") -
     result = control.wait_result(store, cid, timeout=10)
     if result is None:
         return say("queued", "queued (the engine has not answered yet)")
-    if result.startswith("rejected"):
+    if Outcome.parse(result).rejected:
         raise ChengError(f"{what} {result}", how=f"see the run with 'cis status {rid}'")
     return say("done", result)
 

@@ -5,6 +5,9 @@ Connection: ``--homeserver: --user: --password-file:`` (or ``--token-file:``), e
 environment (``CIS_MATRIX_HOMESERVER``, ``CIS_MATRIX_USER``, ``CIS_MATRIX_PASSWORD_FILE``,
 ``CIS_MATRIX_TOKEN_FILE``), else ``$CIS_HOME/matrix.toml`` (``homeserver = ``, ``user = ``,
 ``password_file = ``, ``token_file = ``, ``room = ``). See docs/cisnodes.md.
+
+(Over 400 lines on purpose: the three commands share one Matrix connection (flags, environment,
+``matrix.toml``) and the room protocol they speak.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``cheng-pkg verify-artifact``: check a chengc artifact against its signed provenance.
 
-The checks live in :mod:`cheng_build.pkg.attest`; this module finds the files, loads and verifies
+The checks live in :mod:`cheng_build.build.attest`; this module finds the files, loads and verifies
 the registry (every consumer verifies it before trusting a line of it), prints and maps errors.
 """
 
@@ -52,8 +52,8 @@ def _sibling(artifact: Path, flag: str | None, suffix: str, what: str, how_flag:
 
 def run(name: str, args: argparse.Namespace) -> int:
     """Verify one artifact; prints ``ok`` and the facts, or raises."""
+    from cheng_build.build import attest
     from cheng_build.build.provenance import ATTESTATION_SUFFIX, INPUTS_SUFFIX
-    from cheng_build.pkg import attest
     from cheng_build.trust.config import load_config
 
     if not args.artifact:

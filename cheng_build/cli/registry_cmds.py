@@ -2,6 +2,9 @@
 
 Output: results on stdout (a publish prints the CID last, so ``$(... | tail -1)`` captures it);
 warnings on stderr as ``<command>: warning: ...``; failures are raised and mapped by ``cli.app``.
+
+(Over 400 lines on purpose: it is one short wrapper per subcommand, all sharing the registry and
+level flags and the trust configuration they build.)
 """
 
 from __future__ import annotations

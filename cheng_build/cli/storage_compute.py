@@ -9,6 +9,9 @@ writes the original's unchained lines (length ids, float money) for tools that n
 Network commands: ``executor --listen: --priv:`` runs an executor node; ``exec --peer: --code:
 --input: --wait [--out:]`` sends it a request and checks the signed receipt; ``audit --recompute``
 re-runs a receipt's request (locally or on ``--peer`` executors) and compares result CIDs.
+
+(Over 400 lines on purpose: the nine compute subcommands share the ledger-writing, epoch and
+reporting helpers here, and each one's flags and runner are short.)
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,121 +136,154 @@ def register(name: str, parser: Parser) -> None:
 
 
 def _register(name: str, parser: Parser) -> None:
-    if name == "meter":
-        parser.description = ("Record a usage (a 'compute' event) and its cost split: author "
-                              "royalty, treasury, executor. Needs --cpu_ms > 0 or --gpu_ms > 0.")
-        _ids(parser, "task", "package", "author", "executor", "request")
-        _usage_flags(parser, maxima=False)
-        parser.add_argument("--royalty", type=_rate("--royalty"), default=0, help="author share, 0-1")
-        parser.add_argument("--treasury", type=_rate("--treasury"), default=0,
-                            help="treasury share, 0-1")
-        _epoch_flag(parser)
-        _compat_flag(parser)
-    elif name == "exec":
-        parser.description = (
-            "Record an execution request. With --peer it is also sent to that executor, which "
-            "fetches --code (a UnixFS directory holding cis.toml) and --input from this root, runs "
-            "the DAG in its sandbox and answers with a signed receipt; --wait waits for it and "
-            "--out writes the result directory. Without --executor and --peer the request is "
-            "open: any capable executor node may claim it.")
-        _ids(parser, "task", "package", "author", "requester", "executor")
-        parser.add_argument("--input", default="", help="input CID (cid:// accepted)")
-        parser.add_argument("--code", default="", help="code CID: a directory holding cis.toml")
-        parser.add_argument("--args", default="", help="arguments CID")
-        _usage_flags(parser, maxima=True)
-        _epoch_flag(parser)
-        parser.add_argument("--sig", default="", help="free-text signature field (compat)")
-        parser.add_argument("--orderbook", default=None,
-                            help="choose the executor from this orderbook (default: "
-                                 "<root>/orderbook.json when it exists; without one the request "
-                                 "is open)")
-        parser.add_argument("--risk-window-epochs", type=int, default=3,
-                            help="fraud-score window of the orderbook match (default 3)")
-        parser.add_argument("--caps", default="", help="capabilities the executor needs (cpu,cuda)")
-        parser.add_argument("--wait", action="store_true", help="wait for the receipt (needs --peer)")
-        parser.add_argument("--out", default=None, help="write the result directory here (new path)")
-        parser.add_argument("--timeout", type=int, default=300, help="seconds to wait (default 300)")
-        parser.add_argument("--registry", default=None,
-                            help="registry.jsonl whose keys bind executor ids (default: only the "
-                                 "executor's libp2p identity is checked)")
-        _compat_flag(parser)
-    elif name == "receipt":
-        parser.description = ("Record an execution receipt, signed with the executor's key "
-                              "(--priv). It binds the request and the usage found in the ledger.")
-        _ids(parser, "request", "task", "executor", "status", "result", "usage",
-             required=("request", "task", "executor", "status"))
-        parser.add_argument("--error", default="", help="error text for a non-ok status")
-        parser.add_argument("--proof", default="", help="proof CID")
-        parser.add_argument("--priv", default=None, help="the executor's key file (signs)")
-        parser.add_argument("--sig", default="", help="free-text signature (--compat only)")
-        _epoch_flag(parser)
-        _compat_flag(parser)
-    elif name == "audit":
-        parser.description = (
-            "Record an audit of a task's result. With --recompute --receipt:<id> the receipt's "
-            "request is run again (locally, or on each --peer executor) and the result CIDs are "
-            "compared: equal is ok; different records a failed audit with --penalty and a "
-            "fraud_report naming both results. With --replicas:3 the majority decides.")
-        _ids(parser, "task", "executor", "auditor", "status", "result", "note", "receipt")
-        parser.add_argument("--penalty", type=_money("--penalty"), default=0,
-                            help="penalty of a failed audit (whole units)")
-        parser.add_argument("--recompute", action="store_true",
-                            help="re-run the receipt's request and compare result CIDs")
-        parser.add_argument("--replicas", type=int, default=1,
-                            help="recompute this many times (on distinct --peer executors when "
-                                 "given); the majority result decides (default 1)")
-        parser.add_argument("--timeout", type=int, default=300, help="seconds per recompute")
-        _epoch_flag(parser)
-        _compat_flag(parser)
-    elif name == "sample":
-        parser.description = (
-            "Select receipts to audit: high-risk receipts (non-ok, missing links, fraud-linked, an "
-            "executor with bad history) at --high-risk-rate, the rest at --base-rate, decided by "
-            "sha256(receipt_id|seed). The same ledger and seed give the same selection anywhere.")
-        parser.add_argument("--epoch", type=int, default=-1, help="epoch filter (-1: all)")
-        parser.add_argument("--base-rate", type=float, default=0.10, help="fraction, percent or bps")
-        parser.add_argument("--high-risk-rate", type=float, default=1.0)
-        parser.add_argument("--risk-window-epochs", type=int, default=3)
-        parser.add_argument("--seed", default="", help="the sampling seed (a beacon value)")
-        parser.add_argument("--auditor", default="system")
-        parser.add_argument("--rate", default=None, help=argparse.SUPPRESS)
-        parser.add_argument("--out", default=None, help="write the selection JSON here")
-        parser.add_argument("--record", action="store_true", help="append audit_sample events")
-    elif name == "fraud":
-        parser.description = ("Report fraud by an executor. The --request or --receipt must exist "
-                              "in the ledger and agree with --task and --executor.")
-        _ids(parser, "task", "executor", "reporter", "request", "receipt", "reason", "evidence",
-             required=("task", "executor", "reporter"))
-        parser.add_argument("--severity", default="medium", help="low | medium | high")
-        _epoch_flag(parser)
-        _compat_flag(parser)
-    elif name == "ratelimit":
-        parser.description = "Count a requester's requests and an executor's receipts (advisory)."
-        _ids(parser, "requester", "executor")
-        parser.add_argument("--max-requests", type=int, default=0)
-        parser.add_argument("--max-receipts", type=int, default=0)
-        parser.add_argument("--epoch", type=int, default=-1, help="epoch filter (-1: all)")
-    elif name == "repute":
-        parser.description = "An executor's reputation from receipts, audits and fraud reports."
-        _ids(parser, "executor", required=("executor",))
-    elif name == "executor":
-        parser.description = (
-            "Run an executor node: accept execution requests over libp2p, fetch code and input "
-            "by CID (from the requester), run the DAG in the CIS sandbox, store out/ in this root, "
-            "meter the run, record usage and a signed receipt, and answer with them. It also "
-            "claims open requests of the ledger it can serve (--claim).")
-        parser.add_argument("--priv", required=True, help="the executor's key file (its "
-                            "author_id is the executor id; its key signs receipts and is the "
-                            "node's libp2p identity)")
-        parser.add_argument("--caps", default="cpu", help="capabilities offered (cpu,cuda)")
-        parser.add_argument("--max", type=int, default=0, help="stop after this many requests")
-        parser.add_argument("--max-input-bytes", type=int, default=1 << 30,
-                            help="refuse requests whose code and input are larger (default 1 GiB)")
-        parser.add_argument("--claim", action="store_true",
-                            help="also claim open requests in the ledger and run them")
-        parser.add_argument("--cheat", default="", help=argparse.SUPPRESS)  # tests: a cheater
-    else:  # pragma: no cover
+    add = _ADD_ARGUMENTS.get(name)
+    if add is None:  # pragma: no cover
         raise RuntimeError(f"storage_compute does not implement {name}")
+    add(parser)
+
+
+def _add_meter(parser: Parser) -> None:
+    parser.description = ("Record a usage (a 'compute' event) and its cost split: author "
+                          "royalty, treasury, executor. Needs --cpu_ms > 0 or --gpu_ms > 0.")
+    _ids(parser, "task", "package", "author", "executor", "request")
+    _usage_flags(parser, maxima=False)
+    parser.add_argument("--royalty", type=_rate("--royalty"), default=0, help="author share, 0-1")
+    parser.add_argument("--treasury", type=_rate("--treasury"), default=0,
+                        help="treasury share, 0-1")
+    _epoch_flag(parser)
+    _compat_flag(parser)
+
+
+def _add_exec(parser: Parser) -> None:
+    parser.description = (
+        "Record an execution request. With --peer it is also sent to that executor, which "
+        "fetches --code (a UnixFS directory holding cis.toml) and --input from this root, runs "
+        "the DAG in its sandbox and answers with a signed receipt; --wait waits for it and "
+        "--out writes the result directory. Without --executor and --peer the request is "
+        "open: any capable executor node may claim it.")
+    _ids(parser, "task", "package", "author", "requester", "executor")
+    parser.add_argument("--input", default="", help="input CID (cid:// accepted)")
+    parser.add_argument("--code", default="", help="code CID: a directory holding cis.toml")
+    parser.add_argument("--args", default="", help="arguments CID")
+    _usage_flags(parser, maxima=True)
+    _epoch_flag(parser)
+    parser.add_argument("--sig", default="", help="free-text signature field (compat)")
+    parser.add_argument("--orderbook", default=None,
+                        help="choose the executor from this orderbook (default: "
+                             "<root>/orderbook.json when it exists; without one the request "
+                             "is open)")
+    parser.add_argument("--risk-window-epochs", type=int, default=3,
+                        help="fraud-score window of the orderbook match (default 3)")
+    parser.add_argument("--caps", default="", help="capabilities the executor needs (cpu,cuda)")
+    parser.add_argument("--wait", action="store_true", help="wait for the receipt (needs --peer)")
+    parser.add_argument("--out", default=None, help="write the result directory here (new path)")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds to wait (default 300)")
+    parser.add_argument("--registry", default=None,
+                        help="registry.jsonl whose keys bind executor ids (default: only the "
+                             "executor's libp2p identity is checked)")
+    _compat_flag(parser)
+
+
+def _add_receipt(parser: Parser) -> None:
+    parser.description = ("Record an execution receipt, signed with the executor's key "
+                          "(--priv). It binds the request and the usage found in the ledger.")
+    _ids(parser, "request", "task", "executor", "status", "result", "usage",
+         required=("request", "task", "executor", "status"))
+    parser.add_argument("--error", default="", help="error text for a non-ok status")
+    parser.add_argument("--proof", default="", help="proof CID")
+    parser.add_argument("--priv", default=None, help="the executor's key file (signs)")
+    parser.add_argument("--sig", default="", help="free-text signature (--compat only)")
+    _epoch_flag(parser)
+    _compat_flag(parser)
+
+
+def _add_audit(parser: Parser) -> None:
+    parser.description = (
+        "Record an audit of a task's result. With --recompute --receipt:<id> the receipt's "
+        "request is run again (locally, or on each --peer executor) and the result CIDs are "
+        "compared: equal is ok; different records a failed audit with --penalty and a "
+        "fraud_report naming both results. With --replicas:3 the majority decides.")
+    _ids(parser, "task", "executor", "auditor", "status", "result", "note", "receipt")
+    parser.add_argument("--penalty", type=_money("--penalty"), default=0,
+                        help="penalty of a failed audit (whole units)")
+    parser.add_argument("--recompute", action="store_true",
+                        help="re-run the receipt's request and compare result CIDs")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="recompute this many times (on distinct --peer executors when "
+                             "given); the majority result decides (default 1)")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per recompute")
+    _epoch_flag(parser)
+    _compat_flag(parser)
+
+
+def _add_sample(parser: Parser) -> None:
+    parser.description = (
+        "Select receipts to audit: high-risk receipts (non-ok, missing links, fraud-linked, an "
+        "executor with bad history) at --high-risk-rate, the rest at --base-rate, decided by "
+        "sha256(receipt_id|seed). The same ledger and seed give the same selection anywhere.")
+    parser.add_argument("--epoch", type=int, default=-1, help="epoch filter (-1: all)")
+    parser.add_argument("--base-rate", type=float, default=0.10, help="fraction, percent or bps")
+    parser.add_argument("--high-risk-rate", type=float, default=1.0)
+    parser.add_argument("--risk-window-epochs", type=int, default=3)
+    parser.add_argument("--seed", default="", help="the sampling seed (a beacon value)")
+    parser.add_argument("--auditor", default="system")
+    parser.add_argument("--rate", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None, help="write the selection JSON here")
+    parser.add_argument("--record", action="store_true", help="append audit_sample events")
+
+
+def _add_fraud(parser: Parser) -> None:
+    parser.description = ("Report fraud by an executor. The --request or --receipt must exist "
+                          "in the ledger and agree with --task and --executor.")
+    _ids(parser, "task", "executor", "reporter", "request", "receipt", "reason", "evidence",
+         required=("task", "executor", "reporter"))
+    parser.add_argument("--severity", default="medium", help="low | medium | high")
+    _epoch_flag(parser)
+    _compat_flag(parser)
+
+
+def _add_ratelimit(parser: Parser) -> None:
+    parser.description = "Count a requester's requests and an executor's receipts (advisory)."
+    _ids(parser, "requester", "executor")
+    parser.add_argument("--max-requests", type=int, default=0)
+    parser.add_argument("--max-receipts", type=int, default=0)
+    parser.add_argument("--epoch", type=int, default=-1, help="epoch filter (-1: all)")
+
+
+def _add_repute(parser: Parser) -> None:
+    parser.description = "An executor's reputation from receipts, audits and fraud reports."
+    _ids(parser, "executor", required=("executor",))
+
+
+def _add_executor(parser: Parser) -> None:
+    parser.description = (
+        "Run an executor node: accept execution requests over libp2p, fetch code and input "
+        "by CID (from the requester), run the DAG in the CIS sandbox, store out/ in this root, "
+        "meter the run, record usage and a signed receipt, and answer with them. It also "
+        "claims open requests of the ledger it can serve (--claim).")
+    parser.add_argument("--priv", required=True, help="the executor's key file (its "
+                        "author_id is the executor id; its key signs receipts and is the "
+                        "node's libp2p identity)")
+    parser.add_argument("--caps", default="cpu", help="capabilities offered (cpu,cuda)")
+    parser.add_argument("--max", type=int, default=0, help="stop after this many requests")
+    parser.add_argument("--max-input-bytes", type=int, default=1 << 30,
+                        help="refuse requests whose code and input are larger (default 1 GiB)")
+    parser.add_argument("--claim", action="store_true",
+                        help="also claim open requests in the ledger and run them")
+    parser.add_argument("--cheat", default="", help=argparse.SUPPRESS)  # tests: a cheater
+
+
+_ADD_ARGUMENTS: dict[str, Callable[[Parser], None]] = {
+    "meter": _add_meter,
+    "exec": _add_exec,
+    "receipt": _add_receipt,
+    "audit": _add_audit,
+    "sample": _add_sample,
+    "fraud": _add_fraud,
+    "ratelimit": _add_ratelimit,
+    "repute": _add_repute,
+    "executor": _add_executor,
+}
 
 
 # --- helpers ---------------------------------------------------------------------------------

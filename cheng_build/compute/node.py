@@ -54,7 +54,7 @@ class RequestRefusedError(ChengError):
 
 
 def _frame(obj: dict[str, Any]) -> bytes:
-    from cheng_build.pkg.fetch.bitswap import uvarint
+    from cheng_build.cas.varint import encode as uvarint  # the one varint codec
 
     body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return uvarint(len(body)) + body

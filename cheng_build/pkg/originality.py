@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cheng_build.core.errors import ChengError
+from cheng_build.pkg.api import MAX_SOURCE_BYTES  # one limit for every reader of sources
 
 COPY_DISTANCE = 6  # bits out of 64: >= 90.6% of the fingerprint agrees
 
@@ -41,8 +42,6 @@ KEYWORDS = frozenset((
     "while", "break", "yield", "defer", "await", "block", "where", "false", "tuple", "notin",
     "module", "return", "import", "concept", "iterator", "template", "continue",
 ))
-
-MAX_SOURCE_BYTES = 8 << 20  # a larger "source file" is not something anyone wrote by hand
 
 _TOKEN = re.compile(
     r"(?P<nl>(?:\r?\n[ \t\f]*)+)"

@@ -137,6 +137,112 @@ def _near_package(registry: Any, package_id: str) -> str | None:
     return closest(package_id, names)
 
 
+def _effective_request(req: Dependency, req_base: Path, over: Dependency | None, base: Path
+                       ) -> tuple[str, str | None, str | None, Path | None, tuple[str, str]]:
+    """A request after the top-level ``[overrides]``: its channel, tag, path, the path resolved,
+    and the key that tells two requests for the same snapshot apart."""
+    channel, path, path_base = req.channel, req.path, req_base
+    tag = req.tag
+    if over is not None:
+        channel = over.channel or channel
+        path, path_base = (over.path, base) if over.path else (None, base)
+        tag = None if over.channel or over.path else tag
+    local = (path_base / path).resolve() if path is not None else None
+    key = (("path", os.path.relpath(local, base)) if local is not None
+           else ("tag", tag) if tag is not None else ("channel", channel))
+    return channel, tag, path, local, key
+
+
+def _path_manifest(pid: str, path: str | None, local: Path) -> Manifest:
+    """The manifest of a path dependency, which must name ``pid``."""
+    try:
+        sub = load_manifest(local)
+    except ManifestError as exc:
+        raise ManifestError(f"path dependency {pid} ({path}): {exc.why}") from None
+    if sub.package_id != pid:
+        raise ManifestError(f"path dependency {path} holds {sub.package_id}, not {pid}")
+    return sub
+
+
+def _registry_dep(registry: Any, pid: str, channel: str, tag: str | None,
+                  by: str) -> tuple[LockedDep, Any]:
+    """The locked dependency the registry picks for ``pid`` (and its entry)."""
+    picked = pick(registry, pid, channel, tag, by)
+    if picked is None:
+        near = _near_package(registry, pid)
+        raise NotFoundError("snapshot not found",
+                            why=f"no {channel} release of {pid} in the registry "
+                                f"(wanted by {by})",
+                            how=(f"did you mean {near}? fix the package_id in the manifest"
+                                 if near else
+                                 "publish it on that channel, pick another channel, or "
+                                 "add an [overrides] entry in the top-level manifest"))
+    entry = picked.entry
+    fmt = entry.format or "tar"
+    # A source ("no-copy") snapshot is fetched from the peers that serve it: keep their
+    # addresses (a v2 field, so such a lock is written as lock_version = 2).
+    addrs = getattr(entry, "data", {}).get("source_addrs") if fmt == "source" else None
+    # The snapshot's own publish channel: a promoted or tagged snapshot keeps the channel
+    # and epoch its signature covers; ``extra`` records how it was reached.
+    dep = LockedDep(pid, entry.channel or channel, entry.epoch, entry.cid, fmt,
+                    entry.author_id, entry.pub_key, entry.signature,
+                    getattr(entry, "ast_simhash64", None),
+                    getattr(entry, "originality_score", None),
+                    source_addrs=tuple(a for a in addrs or () if isinstance(a, str) and a),
+                    extra=picked.extra)
+    return dep, entry
+
+
+def _snapshot_deps(reader: ManifestReader | None, pid: str, entry: Any) -> tuple[Dependency, ...]:
+    """The dependencies a published snapshot's own manifest declares (none without a reader)."""
+    if reader is None:
+        return ()
+    try:
+        got = reader(pid, entry.cid, entry.format or "tar")
+    except NotFoundError as exc:
+        raise NotFoundError(
+            "snapshot not found",
+            why=f"{pid} {entry.channel}@{entry.epoch} {entry.cid} is not in the local "
+                f"store ({exc.what}); its manifest is needed to follow its dependencies",
+            how="fetch it first (cheng-pkg fetch / cheng-pkg checkout), or pass "
+                "--pkg-cache:<dir> where it is") from None
+    if got is None:
+        return ()
+    raw, name = got
+    try:
+        sub = manifest_from_bytes(raw, name)
+    except ManifestError as exc:
+        raise ManifestError(f"{pid} {entry.cid}: {exc.why}") from None
+    if sub.package_id != pid:
+        raise ManifestError(f"snapshot {entry.cid} of {pid} holds the manifest "
+                            f"of {sub.package_id}")
+    bad = [d.package_id for d in sub.dependencies if d.path]
+    if bad:
+        raise PolicyError("dev-only dependency in a published snapshot",
+                          why=f"{pid} {entry.cid} depends on {', '.join(bad)} "
+                              "through a local path")
+    return tuple(sub.dependencies)
+
+
+def _check_graph(root: str, edges: dict[str, tuple[str, ...]], order: list[str],
+                 choices: dict[str, list[_Choice]]) -> None:
+    """Refuse a dependency cycle and any package with more than one snapshot in the graph."""
+    cycle = _find_cycle(root, edges)
+    if cycle is not None:
+        raise DependencyCycleError(cycle)
+    clashes = [pid for pid in order if len(choices[pid]) > 1]
+    if clashes:
+        details: list[str] = []
+        for pid in clashes:
+            details += _conflict_lines(pid, choices[pid])
+        first = choices[clashes[0]][0].dep
+        raise SingleVersionConflictError(
+            details,
+            why="the single-version rule allows one snapshot of each package in the graph",
+            how=f'pick one in the top-level manifest, e.g. [overrides] "{clashes[0]}" = '
+                f'"{first.channel}"')
+
+
 def resolve_manifest(
     manifest: Manifest,
     registry: Any,
@@ -189,93 +295,31 @@ def resolve_manifest(
     while queue:
         req, by, req_base = queue.popleft()
         pid = req.package_id
-        channel, path, path_base = req.channel, req.path, req_base
-        tag = req.tag
-        over = overrides.get(pid)
-        if over is not None:
-            channel = over.channel or channel
-            path, path_base = (over.path, base) if over.path else (None, base)
-            tag = None if over.channel or over.path else tag
+        channel, tag, path, local, key = _effective_request(req, req_base, overrides.get(pid), base)
         alts = choices.get(pid)
         if alts is None:
             alts = choices[pid] = []
             order.append(pid)
-        local = (path_base / path).resolve() if path is not None else None
-        key = (("path", os.path.relpath(local, base)) if local is not None
-               else ("tag", tag) if tag is not None else ("channel", channel))
         seen = keys.setdefault(pid, {})
         found = seen.get(key)
         if found is not None:  # same request already resolved: just note who asked
             found.wanted_by.append(by)
             continue
         if local is not None:
-            try:
-                sub = load_manifest(local)
-            except ManifestError as exc:
-                raise ManifestError(f"path dependency {pid} ({path}): {exc.why}") from None
-            if sub.package_id != pid:
-                raise ManifestError(f"path dependency {path} holds {sub.package_id}, not {pid}")
-            rel = key[1]
-            dep = LockedDep(pid, channel, path=rel, dev_only=True)
+            sub = _path_manifest(pid, path, local)
+            dep = LockedDep(pid, channel, path=key[1], dev_only=True)
             sub_deps = sub.dependencies
             sub_base = sub.base_dir
         else:
-            picked = pick(registry, pid, channel, tag, by)
-            if picked is None:
-                near = _near_package(registry, pid)
-                raise NotFoundError("snapshot not found",
-                                    why=f"no {channel} release of {pid} in the registry "
-                                        f"(wanted by {by})",
-                                    how=(f"did you mean {near}? fix the package_id in the manifest"
-                                         if near else
-                                         "publish it on that channel, pick another channel, or "
-                                         "add an [overrides] entry in the top-level manifest"))
-            entry = picked.entry
-            fmt = entry.format or "tar"
-            # A source ("no-copy") snapshot is fetched from the peers that serve it: keep their
-            # addresses (a v2 field, so such a lock is written as lock_version = 2).
-            addrs = getattr(entry, "data", {}).get("source_addrs") if fmt == "source" else None
-            # The snapshot's own publish channel: a promoted or tagged snapshot keeps the channel
-            # and epoch its signature covers; ``extra`` records how it was reached.
-            dep = LockedDep(pid, entry.channel or channel, entry.epoch, entry.cid, fmt,
-                            entry.author_id, entry.pub_key, entry.signature,
-                            getattr(entry, "ast_simhash64", None),
-                            getattr(entry, "originality_score", None),
-                            source_addrs=tuple(a for a in addrs or () if isinstance(a, str) and a),
-                            extra=picked.extra)
+            dep, entry = _registry_dep(registry, pid, channel, tag, by)
             # The same snapshot reached through another channel is not a clash.
             same = next((c for c in alts if c.dep.cid == dep.cid and c.dep.path is None), None)
             if same is not None:
                 same.wanted_by.append(by)
                 seen[key] = same
                 continue
-            sub_deps = ()
+            sub_deps = _snapshot_deps(reader, pid, entry)
             sub_base = base
-            if reader is not None:
-                try:
-                    got = reader(pid, entry.cid, entry.format or "tar")
-                except NotFoundError as exc:
-                    raise NotFoundError(
-                        "snapshot not found",
-                        why=f"{pid} {entry.channel}@{entry.epoch} {entry.cid} is not in the local "
-                            f"store ({exc.what}); its manifest is needed to follow its dependencies",
-                        how="fetch it first (cheng-pkg fetch / cheng-pkg checkout), or pass "
-                            "--pkg-cache:<dir> where it is") from None
-                if got is not None:
-                    raw, name = got
-                    try:
-                        sub = manifest_from_bytes(raw, name)
-                    except ManifestError as exc:
-                        raise ManifestError(f"{pid} {entry.cid}: {exc.why}") from None
-                    if sub.package_id != pid:
-                        raise ManifestError(f"snapshot {entry.cid} of {pid} holds the manifest "
-                                            f"of {sub.package_id}")
-                    bad = [d.package_id for d in sub.dependencies if d.path]
-                    if bad:
-                        raise PolicyError("dev-only dependency in a published snapshot",
-                                          why=f"{pid} {entry.cid} depends on {', '.join(bad)} "
-                                              "through a local path")
-                    sub_deps = sub.dependencies
         choice = _Choice(dep, [by], tuple(d.package_id for d in sub_deps))
         alts.append(choice)
         seen[key] = choice
@@ -286,20 +330,7 @@ def resolve_manifest(
         for d in sub_deps:
             queue.append((d, pid, sub_base))
 
-    cycle = _find_cycle(root, edges)
-    if cycle is not None:
-        raise DependencyCycleError(cycle)
-    clashes = [pid for pid in order if len(choices[pid]) > 1]
-    if clashes:
-        details: list[str] = []
-        for pid in clashes:
-            details += _conflict_lines(pid, choices[pid])
-        first = choices[clashes[0]][0].dep
-        raise SingleVersionConflictError(
-            details,
-            why="the single-version rule allows one snapshot of each package in the graph",
-            how=f'pick one in the top-level manifest, e.g. [overrides] "{clashes[0]}" = '
-                f'"{first.channel}"')
+    _check_graph(root, edges, order, choices)
     deps = tuple(choices[pid][0].dep for pid in order)
     let_through = check_quarantine([(d.package_id, d.cid) for d in deps], registry, level,
                                    allow=allow_quarantined, confirm=confirm)

@@ -83,10 +83,10 @@ def search(log: RegistryLog, term: str = "") -> list[PackageHit]:
     from cheng_build.trust.gov_view import governance_of
 
     view = governance_of(log)
-    appeals = {p: a for p, e in latest.items()
-               if e.cid is not None and (a := view.appeal(p, e.cid)) is not None}
-    for p, a in appeals.items():
-        if a.outcome == "restore" and a.score:
+    appeals = {p: ap for p, e in latest.items()
+               if e.cid is not None and (ap := view.appeal(p, e.cid)) is not None}
+    for p, ap in appeals.items():
+        if ap.outcome == "restore" and ap.score:
             copy_of.pop(p, None)  # the committee found it original enough
 
     def root(pkg: str) -> str:

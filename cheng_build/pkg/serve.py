@@ -12,6 +12,9 @@ Two doors onto one block store (``<root>/blocks/``):
   by the ``Accept`` header. Nothing can be written through either door.
 
 Every block is verified as it is read from the store, so a corrupted cache is never served.
+
+(Over 400 lines on purpose: :func:`serve` runs both doors and what rides on them (the DHT
+announcer, registry gossip) as one lifecycle over one read-only store.)
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from multiformats import CID
 
+from cheng_build.cas.car import header_bytes, section_parts
 from cheng_build.cas.cid import parse_cid
 from cheng_build.core.errors import ChengError, InputError, NotFoundError, UsageError
-from cheng_build.pkg.fetch import carstream
 from cheng_build.pkg.fetch.blocks import BlockStore, walk
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,73 @@ def _send_chunk(sock: Any, parts: list[bytes], size: int) -> None:
 # (path, query) -> (status, content type, extra headers, body), or None when not ours: what
 # ``serve`` adds beside /ipfs/ (the registry protocol's GETs, ``pkg/remote/registry_proto.py``).
 ExtraRoute = Callable[[str, dict[str, list[str]]], "tuple[int, str, dict[str, str], bytes] | None"]
+
+
+def _send_raw(h: BaseHTTPRequestHandler, cid: CID, data: bytes) -> None:
+    """Answer with one block (``?format=raw``)."""
+    h.send_response(200)
+    h.send_header("Content-Type", RAW)
+    h.send_header("Content-Length", str(len(data)))
+    h.send_header("Cache-Control", "public, max-age=29030400, immutable")
+    h.send_header("ETag", f'"{cid}.raw"')
+    h.send_header("X-Content-Type-Options", "nosniff")
+    h.end_headers()
+    if h.command != "HEAD":
+        h.wfile.write(data)
+
+
+def _send_extra(h: BaseHTTPRequestHandler, code: int, ctype: str, headers: Mapping[str, str],
+                body: bytes) -> None:
+    """Answer with what an extra route returned."""
+    h.send_response(code)
+    h.send_header("Content-Type", ctype)
+    h.send_header("Content-Length", str(len(body)))
+    for k, v in headers.items():
+        h.send_header(k, v)
+    h.end_headers()
+    if h.command != "HEAD":
+        h.wfile.write(body)
+
+
+def _send_car(h: BaseHTTPRequestHandler, store: BlockStore, cid: CID) -> None:
+    """Answer with the DAG under ``cid`` as a chunked CAR v1 stream."""
+    root = bytes(cid)
+    blocks = walk(store, root)
+    first = next(blocks)  # fail with 404/500 before the status line if the root is bad
+    h.send_response(200)
+    h.send_header("Content-Type", f"{CAR}; version=1; order=dfs; dups=n")
+    h.send_header("Cache-Control", "public, max-age=29030400, immutable")
+    h.send_header("ETag", f'"{cid}.car"')
+    h.send_header("X-Content-Type-Options", "nosniff")
+    h.send_header("Transfer-Encoding", "chunked")
+    h.end_headers()
+    if h.command == "HEAD":
+        h.wfile.write(b"0\r\n\r\n")
+        return
+
+    # Each HTTP chunk goes out as one sendmsg of its pieces (chunk size line, section
+    # lengths, CIDs, block bytes as read from the store): no concatenated copy of the
+    # data in Python. wfile is unbuffered (wbufsize 0), so nothing written through it
+    # can be overtaken by a direct send on the socket.
+    parts: list[bytes] = [header_bytes(root), *section_parts(*first)]
+    size = sum(len(p) for p in parts)
+    try:
+        for c, data in blocks:
+            pieces = section_parts(c, data)
+            parts += pieces
+            size += sum(len(p) for p in pieces)
+            if size >= CAR_CHUNK:
+                _send_chunk(h.connection, parts, size)
+                parts, size = [], 0
+    except ChengError as exc:
+        # Mid-stream we can only cut the body short: the client sees a truncated CAR
+        # (no final chunk) and must not trust it.
+        log.warning("CAR for %s cut short: %s", cid, exc.what)
+        h.close_connection = True
+        return
+    if parts:
+        _send_chunk(h.connection, parts, size)
+    h.wfile.write(b"0\r\n\r\n")
 
 
 def make_gateway_handler(store: BlockStore,
@@ -126,15 +196,7 @@ def make_gateway_handler(store: BlockStore,
             got = extra(parts.path, parse_qs(parts.query))
             if got is None:
                 return False
-            code, ctype, headers, body = got
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+            _send_extra(self, *got)
             return True
 
         def do_GET(self) -> None:
@@ -149,59 +211,11 @@ def make_gateway_handler(store: BlockStore,
                     self._fail(404, f"block {cid} is not in this cache")
                     return
                 if fmt == "raw":
-                    data = store.get(cid)
-                    self.send_response(200)
-                    self.send_header("Content-Type", RAW)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.send_header("Cache-Control", "public, max-age=29030400, immutable")
-                    self.send_header("ETag", f'"{cid}.raw"')
-                    self.send_header("X-Content-Type-Options", "nosniff")
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
+                    _send_raw(self, cid, store.get(cid))
                     return
-                self._send_car(cid)
+                _send_car(self, store, cid)
             except ChengError as exc:
                 self._fail(404 if isinstance(exc, NotFoundError) else 500, exc.what)
-
-        def _send_car(self, cid: CID) -> None:
-            root = bytes(cid)
-            blocks = walk(store, root)
-            first = next(blocks)  # fail with 404/500 before the status line if the root is bad
-            self.send_response(200)
-            self.send_header("Content-Type", f"{CAR}; version=1; order=dfs; dups=n")
-            self.send_header("Cache-Control", "public, max-age=29030400, immutable")
-            self.send_header("ETag", f'"{cid}.car"')
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            if self.command == "HEAD":
-                self.wfile.write(b"0\r\n\r\n")
-                return
-
-            # Each HTTP chunk goes out as one sendmsg of its pieces (chunk size line, section
-            # lengths, CIDs, block bytes as read from the store): no concatenated copy of the
-            # data in Python. wfile is unbuffered (wbufsize 0), so nothing written through it
-            # can be overtaken by a direct send on the socket.
-            parts: list[bytes] = [carstream.header(root), *carstream.section_parts(*first)]
-            size = sum(len(p) for p in parts)
-            try:
-                for c, data in blocks:
-                    pieces = carstream.section_parts(c, data)
-                    parts += pieces
-                    size += sum(len(p) for p in pieces)
-                    if size >= CAR_CHUNK:
-                        _send_chunk(self.connection, parts, size)
-                        parts, size = [], 0
-            except ChengError as exc:
-                # Mid-stream we can only cut the body short: the client sees a truncated CAR
-                # (no final chunk) and must not trust it.
-                log.warning("CAR for %s cut short: %s", cid, exc.what)
-                self.close_connection = True
-                return
-            if parts:
-                _send_chunk(self.connection, parts, size)
-            self.wfile.write(b"0\r\n\r\n")
 
         def _read_only(self) -> None:
             self._fail(405, "this gateway is read-only")

@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 from cheng_build.core.errors import InputError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
+    from multiformats import CID
+
     from cheng_build.cas.blockstore import Blockstore
 
 SNAPSHOT_CHUNKER = "fastcdc-65536-262144-1048576"
@@ -335,7 +337,7 @@ def check_snapshot_content(store: Blockstore, cid: str, format: str | None) -> i
     return n
 
 
-def read_whole(store: Blockstore, root: Any) -> bytes:
+def read_whole(store: Blockstore, root: CID) -> bytes:
     """A stored file's bytes: a raw block directly, a chunked file through the exporter."""
     from cheng_build.cas.cid import RAW
 

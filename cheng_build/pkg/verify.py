@@ -24,7 +24,7 @@ L2. Every failure of one kind is collected and reported together, one line per p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.errors import SignatureError
 from cheng_build.pkg.lock import Lock, LockedDep, duplicates
@@ -36,6 +36,9 @@ from cheng_build.pkg.lock_errors import (
     SingleVersionConflictError,
 )
 from cheng_build.pkg.manifest import Manifest
+
+if TYPE_CHECKING:
+    from cheng_build.trust.registry_log import RegistryLog
 
 _COMPARED = ("cid", "format", "author_id", "pub_key", "signature")
 
@@ -109,7 +112,7 @@ def check_signatures(deps: Sequence[LockedDep], level: str) -> list[str]:
     return warnings
 
 
-def check_registry_match(deps: Sequence[LockedDep], registry: Any) -> None:
+def check_registry_match(deps: Sequence[LockedDep], registry: RegistryLog) -> None:
     """Each entry must be exactly the registry's publish at its (package, channel, epoch).
 
     Raises:
@@ -137,7 +140,7 @@ def check_registry_match(deps: Sequence[LockedDep], registry: Any) -> None:
         raise RegistryMismatchError(failures)
 
 
-def verify_lock(lock: Lock, registry: Any, level: object = "L1", *,
+def verify_lock(lock: Lock, registry: RegistryLog | None, level: object = "L1", *,
                 require_registry_match: bool | None = None,
                 require_signature: bool | None = None,
                 allow_quarantined: bool = False, confirm: Any = None,

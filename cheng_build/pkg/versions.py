@@ -15,10 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.errors import InputError, NotFoundError
 from cheng_build.pkg.manifest import CHANNELS
+
+if TYPE_CHECKING:
+    from multiformats import CID
+
+    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.dagpb import PBNode
+    from cheng_build.trust.registry_log import RegistryLog
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +46,7 @@ class LogLine:
         return f"  prev  {self.cid}"
 
 
-def version_log(registry: Any, package_id: str) -> list[LogLine]:
+def version_log(registry: RegistryLog, package_id: str) -> list[LogLine]:
     """The version graph of ``package_id``: each channel's head, then its history.
 
     Raises:
@@ -121,7 +128,7 @@ class DiffError(InputError):
     """A CID given to diff is not a snapshot directory we can walk."""
 
 
-def _as_cid(value: Any) -> Any:
+def _as_cid(value: CID | str) -> CID:
     if isinstance(value, str):
         from cheng_build.cas.cid import parse_cid
 
@@ -129,7 +136,7 @@ def _as_cid(value: Any) -> Any:
     return value
 
 
-def _node(store: Any, cid: Any) -> tuple[str, dict[str, Any]]:
+def _node(store: Blockstore, cid: CID) -> tuple[str, dict[str, CID]]:
     """("dir", {name: child CID}) or ("file", {}) for a block."""
     from cheng_build.cas import dagpb, unixfs
     from cheng_build.cas.cid import DAG_PB
@@ -145,7 +152,7 @@ def _node(store: Any, cid: Any) -> tuple[str, dict[str, Any]]:
     return "file", {}
 
 
-def _hamt_entries(store: Any, node: Any) -> Iterator[tuple[str, Any]]:
+def _hamt_entries(store: Blockstore, node: PBNode) -> Iterator[tuple[str, CID]]:
     """Entries of a HAMT-sharded directory (made by other IPFS tools): name -> CID."""
     from cheng_build.cas import dagpb
 
@@ -157,7 +164,7 @@ def _hamt_entries(store: Any, node: Any) -> Iterator[tuple[str, Any]]:
             yield name[2:], link.hash
 
 
-def _files(store: Any, cid: Any, prefix: str) -> Iterator[str]:
+def _files(store: Blockstore, cid: CID, prefix: str) -> Iterator[str]:
     kind, links = _node(store, cid)
     if kind == "file":
         yield prefix
@@ -166,7 +173,7 @@ def _files(store: Any, cid: Any, prefix: str) -> Iterator[str]:
         yield from _files(store, links[name], f"{prefix}/{name}" if prefix else name)
 
 
-def snapshot_diff(store: Any, from_cid: Any, to_cid: Any) -> list[Change]:
+def snapshot_diff(store: Blockstore, from_cid: CID | str, to_cid: CID | str) -> list[Change]:
     """What changed from one snapshot to another, walking only subtrees whose CIDs differ.
 
     Args:
@@ -187,7 +194,7 @@ def snapshot_diff(store: Any, from_cid: Any, to_cid: Any) -> list[Change]:
         if _node(store, cid)[0] != "dir":
             raise DiffError(f"{label} {cid} is not a snapshot directory",
                             how="diff compares package snapshots (format dag)")
-    stack: list[tuple[str, Any, Any]] = [("", a, b)]
+    stack: list[tuple[str, CID, CID]] = [("", a, b)]
     while stack:
         prefix, x, y = stack.pop()
         kx, lx = _node(store, x)
@@ -205,6 +212,7 @@ def snapshot_diff(store: Any, from_cid: Any, to_cid: Any) -> list[Change]:
                 continue  # same CID: the whole subtree is identical, never walked
             path = f"{prefix}/{name}" if prefix else name
             if cx is None:
+                assert cy is not None  # the name is in one of the two
                 out += [Change("added", p) for p in _files(store, cy, path)]
             elif cy is None:
                 out += [Change("removed", p) for p in _files(store, cx, path)]

@@ -12,16 +12,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from cheng_build.cas.cid import CID, cid_str, parse_cid, verify_block
-from cheng_build.cas.exporter import read_file
+from cheng_build.cas.cid import cid_str, verify_block
 from cheng_build.cas.importer import add_bytes
 from cheng_build.core.atomic import atomic_write_text
-from cheng_build.core.errors import DigestMismatchError, NotFoundError
+from cheng_build.core.errors import DigestMismatchError
+from cheng_build.storage.legacy_map import MAP_NAME, load_map
 from cheng_build.storage.store import StorageStore
-
-MAP_NAME = "legacy-map.json"
 
 
 @dataclass(slots=True)
@@ -30,14 +27,6 @@ class LegacyImport:
 
     imported: dict[str, str] = field(default_factory=dict)
     corrupt: list[str] = field(default_factory=list)
-
-
-def load_map(root: Path) -> dict[str, str]:
-    try:
-        data = json.loads((root / MAP_NAME).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def import_legacy(store: StorageStore, *, keep: bool = False) -> LegacyImport:
@@ -59,17 +48,3 @@ def import_legacy(store: StorageStore, *, keep: bool = False) -> LegacyImport:
         if not keep:
             os.unlink(path)
     return out
-
-
-def read_mapped(store: StorageStore, cid: CID) -> bytes:
-    """The bytes of an imported legacy object by its old CID (checked against it).
-
-    Raises:
-        NotFoundError: not an imported legacy CID.
-    """
-    new = load_map(store.root).get(cid_str(cid))
-    if new is None:
-        raise NotFoundError(f"block {cid} is not in the store")
-    data = read_file(store, parse_cid(new))
-    verify_block(cid, data)
-    return data

@@ -80,7 +80,7 @@ class StorageStore(Blockstore):
         if self.legacy_path(cid).is_file():
             return True
         if (self.root / "legacy-map.json").exists():
-            from cheng_build.storage.legacy import load_map
+            from cheng_build.storage.legacy_map import load_map
 
             return cid_str(cid) in load_map(self.root)
         return False
@@ -96,7 +96,7 @@ class StorageStore(Blockstore):
                 data = path.read_bytes()
             except (FileNotFoundError, IsADirectoryError):
                 if (self.root / "legacy-map.json").exists():
-                    from cheng_build.storage.legacy import read_mapped
+                    from cheng_build.storage.legacy_map import read_mapped
 
                     try:
                         return read_mapped(self, cid)

@@ -31,6 +31,9 @@ protobuf Ed25519 public key and the signature covers only
 Read only in compat mode, where its weaknesses remain: the key certifies itself (nothing ties it to
 the author or provider), prices and rates can be edited freely, it never expires, it is not bound to
 any content. We still refuse to use one twice.
+
+(Over 400 lines on purpose: the v2 format and the v1 compat reader share field parsing, signing
+bytes and checks, and the format is documented here in one place.)
 """
 
 from __future__ import annotations

@@ -17,16 +17,38 @@ Who may sign what:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cheng_build.core.errors import PolicyError
 from cheng_build.trust.gov_lines import semver_key
 from cheng_build.trust.registry_entry import EntryType, RegistryEntry
 from cheng_build.trust.registry_errors import RegistryError, RevokedKeyError
 
-if TYPE_CHECKING:
-    from cheng_build.trust.log_state import LogState
+
+class _OwnerView(Protocol):
+    @property
+    def author_id(self) -> str: ...
+
+    @property
+    def pub_key(self) -> str | None: ...
+
+
+class LogState(Protocol):
+    """What governance reads and sets of the replayed log (:class:`.log_state.LogState`): a
+    Protocol, because the log state owns a :class:`Governance` and must not be imported back."""
+
+    operator_key: str | None
+
+    @property
+    def owners(self) -> Mapping[str, _OwnerView]: ...
+
+    @property
+    def revoked(self) -> Mapping[str, int]: ...
+
+    @property
+    def heads(self) -> Mapping[tuple[str, str], RegistryEntry]: ...
 
 
 class GovernanceError(RegistryError, PolicyError):

@@ -1,5 +1,9 @@
 """The registry log, ``registry.jsonl``: an append-only, hash-chained, signed list of records.
 
+(Over 400 lines because its on-disk format, documented below, is read, verified and appended
+under one lock in one place; the checks around the replay are in :mod:`.log_checks`, the
+signature workers in :mod:`.sig_check`.)
+
 On-disk format (version 1)
 ==========================
 
@@ -60,18 +64,17 @@ Appends
 
 from __future__ import annotations
 
-import binascii
 import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.atomic import append_line_locked, file_lock
-from cheng_build.core.errors import NotFoundError, SignatureError
-from cheng_build.trust import canonical, merkle
+from cheng_build.core.errors import NotFoundError
+from cheng_build.trust import log_checks, merkle
 from cheng_build.trust.checkpoint import Checkpoint, CheckpointMemory
 from cheng_build.trust.config import Config, Level, Limits
 from cheng_build.trust.keys import Verifier
@@ -100,6 +103,7 @@ from cheng_build.trust.registry_errors import (
     RollbackError,
     UnsignedError,
 )
+from cheng_build.trust.sig_check import PARALLEL_MIN, SigCheck, check_sigs, cpus
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -136,88 +140,6 @@ class VerifyReport:
     warnings: tuple[str, ...]
     newest_checkpoint: Checkpoint | None
     remembered: Checkpoint | None  # the checkpoint this client remembers after this verify
-
-
-_PARALLEL_MIN = 512
-
-
-def _cpus() -> int:
-    """CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _check_sigs(entries: Sequence[RegistryEntry]) -> list[tuple[int, str]]:
-    """(line, reason) of every line in ``entries`` whose signature is not valid."""
-    verifier = Verifier()
-    check, public, b64 = verifier.check, verifier.public, binascii.a2b_base64
-    payload = canonical.publish_payload_normal
-    bad = []
-    for e in entries:
-        # Fast path for the common case, a signed publish line parse_line's fast path took (its
-        # forms are checked: the payload needs no normalising); anything unusual (and every
-        # failure) is decided, with its reason, by signature_status.
-        hot, sh = e.hot, e.ast_simhash64
-        if hot is not None and sh is not None:
-            _seq, _prev, pkg, author, channel, cid, epoch, fmt, pub, sig, score = hot
-            if len(sig) == 96 and score is not None and sig.startswith("ed25519:"):
-                try:
-                    if check(public(pub), payload(sh, author, channel, cid, epoch, fmt, score, pkg),
-                             b64(sig[8:], strict_mode=True)):
-                        continue
-                except (ValueError, SignatureError):
-                    pass
-        status, why = signature_status(e, verifier)
-        if status is not SigStatus.VALID:
-            bad.append((e.line, why))
-    return bad
-
-
-class _SigCheck:
-    """Signature checks running beside the rule replay.
-
-    libsodium releases the GIL (PyNaCl's cffi binding), so with several CPUs the chunks verify in
-    worker threads while the main thread replays the chain and rules; with one CPU (or a short
-    log) they run inline when asked for.
-    """
-
-    def __init__(self, entries: Sequence[RegistryEntry], threads: int, *,
-                 started: tuple[ThreadPoolExecutor, list[Any], list[int]] | None = None,
-                 skip: int = 0) -> None:
-        self._skip = skip
-        self._pool: ThreadPoolExecutor | None = None
-        self._futures: list[Any] = []
-        if started is not None:
-            self._pool, self._futures, ends = started
-            if skip:
-                # Chunks wholly inside the skipped prefix need not run (those already running
-                # finish; their results are ignored).
-                for f, chunk_end in zip(self._futures, ends, strict=True):
-                    if chunk_end <= skip:
-                        f.cancel()
-        entries = entries[skip:]
-        self._entries = entries
-        if started is None and threads > 1 and len(entries) >= _PARALLEL_MIN:
-            from concurrent.futures import ThreadPoolExecutor  # lazily: it imports logging
-
-            step = -(-len(entries) // threads)
-            self._pool = ThreadPoolExecutor(threads)
-            self._futures = [self._pool.submit(_check_sigs, entries[i:i + step])
-                             for i in range(0, len(entries), step)]
-
-    def failures(self) -> list[tuple[int, str]]:
-        """Every bad line past the skipped prefix, in line order."""
-        if self._pool is None:
-            return _check_sigs(self._entries)
-        try:
-            out: list[tuple[int, str]] = []
-            for f in self._futures:
-                if not f.cancelled():
-                    out.extend(x for x in f.result() if x[0] > self._skip)
-            return sorted(out)
-        finally:
-            self._pool.shutdown()
 
 
 class _Index:
@@ -297,8 +219,8 @@ class RegistryLog:
         """
         limits = limits or _DEFAULT_LIMITS
         lines = cls.split_lines(data, path)
-        threads = _cpus() if verify_ahead else 1
-        if threads < 2 or len(lines) < _PARALLEL_MIN:
+        threads = cpus() if verify_ahead else 1
+        if threads < 2 or len(lines) < PARALLEL_MIN:
             entries = [parse_line(raw, i, limits) for i, raw in enumerate(lines, 1)]
             return cls(Path(path), entries, limits)
         # Pipeline: parse a chunk, hand its signatures to a worker, parse the next, so parsing
@@ -315,7 +237,7 @@ class RegistryLog:
                 chunk = [parse_line(raw, i, limits)
                          for i, raw in enumerate(lines[start:start + step], start + 1)]
                 entries.extend(chunk)
-                futures.append(pool.submit(_check_sigs, chunk))
+                futures.append(pool.submit(check_sigs, chunk))
                 ends.append(start + len(chunk))
         except BaseException:
             for f in futures:
@@ -430,7 +352,7 @@ class RegistryLog:
             raise
         operator_key = policy.operator_key or (remembered.pub_key if remembered else None)
         if threads is None:
-            threads = _cpus()
+            threads = cpus()
 
         # Lines this client already verified with signatures required are bound by the root of
         # the checkpoint it remembers: if the replay below recomputes that same root, their bytes
@@ -440,7 +362,7 @@ class RegistryLog:
         if remembered is not None and (remembered.verified_with_signatures
                                        or not policy.require_signature):
             skip = min(remembered.size, len(self.entries))
-        sigs = _SigCheck(self.entries, threads, started=self._ahead, skip=skip)
+        sigs = SigCheck(self.entries, threads, started=self._ahead, skip=skip)
         self._ahead = None
         state_error: RegistryError | None = None
         try:
@@ -449,75 +371,18 @@ class RegistryLog:
         except RegistryError as exc:
             state_error = exc
         last = state_error.line if state_error is not None and state_error.line else len(self.entries)
-        warnings: list[str] = []
-        sig_bad: tuple[RegistryEntry, str] | None = None
-        for line, why in sigs.failures():
-            if line > last:
-                break
-            e = self.entries[line - 1]
-            if e.type is EntryType.PUBLISH and not policy.require_signature:
-                warnings.append(f"line {line}: {why}")  # L0: tolerated, reported
-                continue
-            sig_bad = (e, why)
-            break
-        if sig_bad is not None:
-            e, why = sig_bad
-            what = why if why.startswith("unsigned") else f"signature failed: {why}"
-            raise UnsignedError(what, line=e.line,
-                                why="the existing tooling's local: placeholders are accepted only at "
-                                    "L0" if why.startswith("unsigned") else
-                                    "the signed fields were changed, or another key signed them",
-                                how="re-publish it signed (--priv:<key>), or verify at --level:L0 "
-                                    "for development" if e.type is EntryType.PUBLISH else None)
+        sig_warnings = log_checks.signature_warnings(self.entries, sigs.failures(), last,
+                                                     policy.require_signature)
         if state_error is not None:
             raise state_error
-        warnings = state.warnings + warnings
-
+        warnings = state.warnings + sig_warnings
         # The log as a whole: the remembered checkpoint, then the newest checkpoint's expiry.
         if remembered is not None:
-            if state.lines < max(remembered.size, remembered.line):
-                raise ForkError("registry forked",
-                                why=f"this client saw a checkpoint of {remembered.size} lines "
-                                    f"(root {remembered.root[:16]}...) at line {remembered.line}; the "
-                                    "log now has only "
-                                    f"{state.lines}: history was rolled back or rewritten",
-                                how="get the registry from its operator again; if the operator "
-                                    f"really restarted it, delete its entry in {mem.file if mem else ''}")
-            at = self.entries[remembered.line - 1] if remembered.line else None
-            if state.captured_root != remembered.root or (
-                    at is not None and (at.type is not EntryType.CHECKPOINT
-                                        or at.data.get("root") != remembered.root)):
-                raise ForkError("registry forked",
-                                why=f"its first {remembered.size} lines do not have the root of the "
-                                    "checkpoint this client remembers: history was rewritten",
-                                how="get the registry from its operator again; compare with "
-                                    "another client's copy")
+            log_checks.check_remembered(self.entries, state, remembered, mem)
         newest = state.checkpoints[-1] if state.checkpoints else None
-        t = time.time() if now is None else now
-        if policy.level is not Level.L0:
-            if newest is not None and t >= newest.expires:
-                raise ExpiredCheckpointError(
-                    "registry checkpoint expired",
-                    why=f"the newest checkpoint (line {newest.line}) expired at "
-                        f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(newest.expires))}: "
-                        "the log may be frozen at an old state",
-                    how="ask the operator for a fresh checkpoint ('cheng-registry checkpoint')")
-            if newest is None and policy.level is Level.L2:
-                raise CheckpointError("registry has no checkpoint",
-                                      why="L2 accepts only a log its operator signed",
-                                      how="run 'cheng-registry checkpoint --priv:<operator key>'")
-        if newest is not None and t >= newest.expires:
-            warnings.append(f"the newest checkpoint (line {newest.line}) has expired")
-        kept = remembered
-        if mem is not None and newest is not None:
-            fresh = replace(newest, verified_with_signatures=policy.require_signature)
-            try:
-                if mem.remember(self.path, fresh):
-                    kept = fresh
-            except OSError as exc:
-                # The log itself verified; a read-only home (CI containers) only costs the
-                # fork protection of the next run, so say so instead of failing this one.
-                warnings.append(f"cannot remember the checkpoint in {mem.file}: {exc.strerror or exc}")
+        warnings += log_checks.check_expiry(policy.level, newest, time.time() if now is None else now)
+        kept = log_checks.remember_newest(mem, self.path, newest, policy.require_signature,
+                                          remembered, warnings)
         return VerifyReport(lines=state.lines, publishes=state.publishes,
                             checkpoints=len(state.checkpoints), warnings=tuple(warnings),
                             newest_checkpoint=newest, remembered=kept)

@@ -164,6 +164,72 @@ def _check_head(head: RemoteHead, source: str, config: Config) -> tuple[Checkpoi
     return cp, (None if status is SigStatus.VALID else why)
 
 
+def _check_extends(source: RegistrySource, head: RemoteHead, cp: Checkpoint | None,
+                   remembered: Checkpoint | None) -> None:
+    """Refuse a source whose newest checkpoint does not extend the one this client remembers."""
+    name = source.name
+    if remembered is not None and cp is not None:
+        m, n = remembered.size, cp.size
+        old_root, new_root = bytes.fromhex(remembered.root), bytes.fromhex(cp.root)
+        try:
+            if n == m:  # the head we know: no proof to ask for (one round trip when current)
+                verify_consistency(m, n, old_root, new_root, [])
+            elif n > m:
+                verify_consistency(m, n, old_root, new_root, source.proof(m, n))
+            else:  # the source is behind us: its checkpoint must be a prefix of ours
+                verify_consistency(n, m, new_root, old_root, source.proof(n, m))
+        except ProofError as exc:
+            raise ForkError(
+                "registry forked",
+                why=f"{name} serves checkpoint {_cp_text(cp.size, cp.root, cp.line)}, which "
+                    f"does not extend the checkpoint this client remembers: "
+                    f"{_cp_text(remembered.size, remembered.root, remembered.line)} "
+                    f"({exc.what}): the history was rewritten",
+                how="nothing was appended; sync from another mirror, and tell the operator "
+                    f"about {name}") from None
+    elif remembered is not None and cp is None and head.size > 0:
+        raise SourceLiedError(f"{name}: its log has no checkpoint, but this client has seen "
+                              f"{_cp_text(remembered.size, remembered.root, remembered.line)}")
+
+
+def _check_signer(name: str, head: RemoteHead, cp: Checkpoint | None, bad_sig: str | None,
+                  remembered: Checkpoint | None, config: Config, t: float) -> None:
+    """Refuse a checkpoint with a bad signature, another signer than the operator, or expired."""
+    if cp is not None:
+        if bad_sig is not None:
+            raise SourceLiedError(f"{name}: its checkpoint's signature is {bad_sig}")
+        want = config.operator_key or (remembered.pub_key if remembered else None)
+        if want is not None and cp.pub_key != want:
+            raise SourceLiedError(f"{name}: its checkpoint is not signed by the operator",
+                                  why=f"signed by {cp.pub_key[:28]}..., the operator's key "
+                                      f"is {want[:28]}...")
+        if config.level is not Level.L0 and t >= cp.expires:
+            raise SourceLiedError(f"{name}: its newest checkpoint (line {cp.line}) has expired",
+                                  why="a frozen or stale mirror")
+    elif config.level is Level.L2 and head.size > 0:
+        raise SourceLiedError(f"{name}: its log has no checkpoint (L2 accepts only a log "
+                              "its operator signed)")
+
+
+def _new_lines(source: RegistrySource, head: RemoteHead, cp: Checkpoint | None,
+               have: int) -> list[bytes]:
+    """The lines after our ``have``, in pages; each page must continue where we are."""
+    name = source.name
+    fresh: list[bytes] = []
+    while have + len(fresh) < head.size:
+        want_n = min(PAGE_LINES, head.size - have - len(fresh))
+        page = source.lines(have + len(fresh), want_n)
+        if not page:
+            raise SourceLiedError(f"{name}: announced {head.size} lines but sent only "
+                                  f"{have + len(fresh)}")
+        if len(page) > want_n or any(b"\n" in ln for ln in page):
+            raise SourceLiedError(f"{name}: sent more or other lines than asked for")
+        fresh.extend(page)
+    if cp is not None and cp.line > have and fresh[cp.line - have - 1] != head.checkpoint_raw:
+        raise SourceLiedError(f"{name}: line {cp.line} is not the checkpoint it announced")
+    return fresh
+
+
 def sync_from(path: str | os.PathLike[str], source: RegistrySource, config: Config, *,
               memory: CheckpointMemory | None = None, now: float | None = None) -> SyncResult:
     """Bring ``path`` up to ``source``'s log, or raise without appending anything.
@@ -193,43 +259,9 @@ def sync_from(path: str | os.PathLike[str], source: RegistrySource, config: Conf
 
         # 1. Does the source's newest checkpoint extend the one we remember? (Before anything
         #    else: a rewritten history is refused whoever signed it.)
-        if remembered is not None and cp is not None:
-            m, n = remembered.size, cp.size
-            old_root, new_root = bytes.fromhex(remembered.root), bytes.fromhex(cp.root)
-            try:
-                if n == m:  # the head we know: no proof to ask for (one round trip when current)
-                    verify_consistency(m, n, old_root, new_root, [])
-                elif n > m:
-                    verify_consistency(m, n, old_root, new_root, source.proof(m, n))
-                else:  # the source is behind us: its checkpoint must be a prefix of ours
-                    verify_consistency(n, m, new_root, old_root, source.proof(n, m))
-            except ProofError as exc:
-                raise ForkError(
-                    "registry forked",
-                    why=f"{name} serves checkpoint {_cp_text(cp.size, cp.root, cp.line)}, which "
-                        f"does not extend the checkpoint this client remembers: "
-                        f"{_cp_text(remembered.size, remembered.root, remembered.line)} "
-                        f"({exc.what}): the history was rewritten",
-                    how="nothing was appended; sync from another mirror, and tell the operator "
-                        f"about {name}") from None
-        elif remembered is not None and cp is None and head.size > 0:
-            raise SourceLiedError(f"{name}: its log has no checkpoint, but this client has seen "
-                                  f"{_cp_text(remembered.size, remembered.root, remembered.line)}")
+        _check_extends(source, head, cp, remembered)
         # 2. The checkpoint's signature, operator and expiry.
-        if cp is not None:
-            if bad_sig is not None:
-                raise SourceLiedError(f"{name}: its checkpoint's signature is {bad_sig}")
-            want = config.operator_key or (remembered.pub_key if remembered else None)
-            if want is not None and cp.pub_key != want:
-                raise SourceLiedError(f"{name}: its checkpoint is not signed by the operator",
-                                      why=f"signed by {cp.pub_key[:28]}..., the operator's key "
-                                          f"is {want[:28]}...")
-            if config.level is not Level.L0 and t >= cp.expires:
-                raise SourceLiedError(f"{name}: its newest checkpoint (line {cp.line}) has expired",
-                                      why="a frozen or stale mirror")
-        elif config.level is Level.L2 and head.size > 0:
-            raise SourceLiedError(f"{name}: its log has no checkpoint (L2 accepts only a log "
-                                  "its operator signed)")
+        _check_signer(name, head, cp, bad_sig, remembered, config, t)
 
         # 3. Nothing new: the source's checkpoint, if we hold that line, must be our line.
         if head.size <= have:
@@ -239,18 +271,7 @@ def sync_from(path: str | os.PathLike[str], source: RegistrySource, config: Conf
             return SyncResult(name, 0, have, remembered)
 
         # 4. The new lines, in pages; each page must continue where we are.
-        fresh: list[bytes] = []
-        while have + len(fresh) < head.size:
-            want_n = min(PAGE_LINES, head.size - have - len(fresh))
-            page = source.lines(have + len(fresh), want_n)
-            if not page:
-                raise SourceLiedError(f"{name}: announced {head.size} lines but sent only "
-                                      f"{have + len(fresh)}")
-            if len(page) > want_n or any(b"\n" in ln for ln in page):
-                raise SourceLiedError(f"{name}: sent more or other lines than asked for")
-            fresh.extend(page)
-        if cp is not None and cp.line > have and fresh[cp.line - have - 1] != head.checkpoint_raw:
-            raise SourceLiedError(f"{name}: line {cp.line} is not the checkpoint it announced")
+        fresh = _new_lines(source, head, cp, have)
 
         # 5. Verify our lines and theirs as one log, against the remembered checkpoint.
         added = b"".join(ln + b"\n" for ln in fresh)

@@ -1,70 +1,46 @@
-/* blake3_dispatch.c - picks the BLAKE3 backend once, from the CPU features,
- * and lets tests force another one. The choice is an atomic pointer: readers
- * take it once per update/finalize call, and every backend computes the same
- * function, so a switch between calls never changes a result. */
-#include <stdatomic.h>
-#include <string.h>
-
+/* blake3_dispatch.c - the BLAKE3 backends, best first, for dispatch.c (which
+ * picks one once from the CPU features and lets tests force another). Readers
+ * take the choice once per update/finalize call. */
 #include "blake3_impl.h"
 #include "cpu_features.h"
+#include "dispatch.h"
 
-static const cb_b3_backend B3_PORTABLE = {"portable", cb_b3_compress_in_place_portable,
+static const cb_b3_backend B3_PORTABLE = {cb_b3_compress_in_place_portable,
                                           cb_b3_compress_xof_portable, cb_b3_hash_many_portable};
 #ifdef CB_HAVE_X86
-static const cb_b3_backend B3_SSE41 = {"sse41", cb_b3_compress_in_place_sse41,
+static const cb_b3_backend B3_SSE41 = {cb_b3_compress_in_place_sse41,
                                        cb_b3_compress_xof_sse41, cb_b3_hash_many_sse41};
 #endif
 #ifdef CB_HAVE_AVX2
-static const cb_b3_backend B3_AVX2 = {"avx2", cb_b3_compress_in_place_sse41,
+static const cb_b3_backend B3_AVX2 = {cb_b3_compress_in_place_sse41,
                                       cb_b3_compress_xof_sse41, cb_b3_hash_many_avx2};
 #endif
+#ifdef CB_HAVE_AVX512
+static const cb_b3_backend B3_AVX512 = {cb_b3_compress_in_place_sse41,
+                                        cb_b3_compress_xof_sse41, cb_b3_hash_many_avx512};
+#endif
 
-static _Atomic(const cb_b3_backend *) g_active;
-
-/* The named backend if this CPU can run it, else NULL. */
-static const cb_b3_backend *lookup(const char *name) {
-    unsigned f = cb_cpu_features();
-    (void)f;
-    if (strcmp(name, "portable") == 0) return &B3_PORTABLE;
-#ifdef CB_HAVE_X86
-    unsigned sse = CB_CPU_SSSE3 | CB_CPU_SSE41;
-    if (strcmp(name, "sse41") == 0) return (f & sse) == sse ? &B3_SSE41 : NULL;
+/* Best first. The AVX2 backend hands single compressions and leftover inputs to
+ * the SSE4.1 code, so it needs both; the AVX-512 one hands 8 or fewer inputs to
+ * the AVX2 code, so it needs all three. */
+static const cb_backend B3_BACKENDS[] = {
+#ifdef CB_HAVE_AVX512
+    {"avx512", CB_CPU_SSSE3 | CB_CPU_SSE41 | CB_CPU_AVX2 | CB_CPU_AVX512, &B3_AVX512},
 #endif
 #ifdef CB_HAVE_AVX2
-    /* The AVX2 backend hands single compressions and leftover inputs to the
-     * SSE4.1 code, so it needs both. */
-    unsigned avx2 = CB_CPU_SSSE3 | CB_CPU_SSE41 | CB_CPU_AVX2;
-    if (strcmp(name, "avx2") == 0) return (f & avx2) == avx2 ? &B3_AVX2 : NULL;
+    {"avx2", CB_CPU_SSSE3 | CB_CPU_SSE41 | CB_CPU_AVX2, &B3_AVX2},
 #endif
-    return NULL;
-}
-
-static const cb_b3_backend *best(void) {
-    static const char *const order[] = {"avx2", "sse41", "portable"};
-    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-        const cb_b3_backend *b = lookup(order[i]);
-        if (b) return b;
-    }
-    return &B3_PORTABLE;
-}
+#ifdef CB_HAVE_X86
+    {"sse41", CB_CPU_SSSE3 | CB_CPU_SSE41, &B3_SSE41},
+#endif
+    {"portable", 0, &B3_PORTABLE},
+};
+static cb_dispatch g_b3 = {B3_BACKENDS, sizeof B3_BACKENDS / sizeof B3_BACKENDS[0], NULL};
 
 const cb_b3_backend *cb_b3_active(void) {
-    const cb_b3_backend *b = atomic_load_explicit(&g_active, memory_order_acquire);
-    if (b == NULL) {
-        const cb_b3_backend *expected = NULL;
-        b = best();
-        /* Keep a backend a concurrent force_backend may have set. */
-        if (!atomic_compare_exchange_strong(&g_active, &expected, b)) b = expected;
-    }
-    return b;
+    return (const cb_b3_backend *)cb_dispatch_active(&g_b3)->impl;
 }
 
-const char *cb_blake3_backend(void) { return cb_b3_active()->name; }
+const char *cb_blake3_backend(void) { return cb_dispatch_active(&g_b3)->name; }
 
-int cb_blake3_force_backend(const char *name) {
-    if (name == NULL) return -1;
-    const cb_b3_backend *b = strcmp(name, "auto") == 0 ? best() : lookup(name);
-    if (b == NULL) return -1;
-    atomic_store_explicit(&g_active, b, memory_order_release);
-    return 0;
-}
+int cb_blake3_force_backend(const char *name) { return cb_dispatch_force(&g_b3, name); }

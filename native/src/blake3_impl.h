@@ -1,6 +1,6 @@
 /* blake3_impl.h - private: BLAKE3 constants, the hasher layout, and the
  * signature every backend implements (one function set per backend, suffixed
- * _portable / _sse41 / _avx2; blake3_dispatch.c picks one). */
+ * _portable / _sse41 / _avx2 / _avx512; blake3_dispatch.c picks one). */
 #ifndef CB_BLAKE3_IMPL_H
 #define CB_BLAKE3_IMPL_H
 
@@ -85,7 +85,6 @@ static inline void b3_load_key_words(const uint8_t key[32], uint32_t out[8]) {
  *   resulting CVs (32 bytes each, little-endian) to out. Used for whole
  *   chunks (stride 1024, 16 blocks) and parents (stride 64, 1 block). */
 typedef struct {
-    const char *name;
     void (*compress_in_place)(uint32_t cv[8], const uint8_t block[B3_BLOCK_LEN], uint8_t block_len,
                               uint64_t counter, uint8_t flags);
     void (*compress_xof)(const uint32_t cv[8], const uint8_t block[B3_BLOCK_LEN], uint8_t block_len,
@@ -119,6 +118,12 @@ CB_B3_DECLARE(sse41)
 void cb_b3_hash_many_avx2(const uint8_t *input, size_t stride, size_t n, size_t blocks,
                           const uint32_t key[8], uint64_t counter, int increment_counter,
                           uint8_t flags, uint8_t flags_start, uint8_t flags_end, uint8_t *out);
+/* AVX-512 likewise adds only hash_many (16 inputs at once; 8 or fewer go to
+ * the AVX2 code). */
+#define CB_HAVE_AVX512 1
+void cb_b3_hash_many_avx512(const uint8_t *input, size_t stride, size_t n, size_t blocks,
+                            const uint32_t key[8], uint64_t counter, int increment_counter,
+                            uint8_t flags, uint8_t flags_start, uint8_t flags_end, uint8_t *out);
 #endif
 
 /* The backend in use (chosen on first call; see blake3_dispatch.c). */

@@ -3,7 +3,8 @@
  * AVX2 needs two answers: the CPU has the instructions (CPUID leaf 7, EBX
  * bit 5) and the OS saves the YMM registers on context switches (OSXSAVE set
  * and XCR0 bits 1|2 set, read with xgetbv); without the second, AVX2 code
- * would corrupt state, so we treat it as absent. The result is cached in an
+ * would corrupt state, so we treat it as absent. AVX-512 the same way, with
+ * the opmask and ZMM bits of XCR0. The result is cached in an
  * atomic; two threads racing on first use both compute the same value. */
 #include "cpu_features.h"
 
@@ -35,6 +36,12 @@ static unsigned detect(void) {
         int osxsave = (ecx1 >> 27) & 1, avx = (ecx1 >> 28) & 1;
         if ((ebx7 & (1u << 5)) && osxsave && avx && (read_xcr0() & 6u) == 6u) {
             out |= CB_CPU_AVX2;
+        }
+        /* AVX-512F (leaf 7 EBX bit 16) likewise needs the OS to save the
+         * opmask registers and all 32 ZMM registers: XCR0 bits 5, 6, 7 on
+         * top of the SSE and YMM bits. */
+        if ((ebx7 & (1u << 16)) && osxsave && avx && (read_xcr0() & 0xE6u) == 0xE6u) {
+            out |= CB_CPU_AVX512;
         }
     }
     return out;

@@ -1,59 +1,37 @@
 /* sha256.c - SHA-256 buffering, padding (FIPS 180-4, 5.1.1) and the backend
- * choice: the SHA extensions when the CPU has them, else portable C. The
- * choice is made once and kept in an atomic pointer; tests may force one. */
-#include <stdatomic.h>
+ * choice: the SHA extensions when the CPU has them, else portable C, picked
+ * by dispatch.c like every kernel family's backend. */
 #include <string.h>
 
 #include "cpu_features.h"
+#include "dispatch.h"
 #include "sha256_impl.h"
 
 typedef struct {
-    const char *name;
     cb_sha256_blocks_fn blocks;
 } sha256_backend;
 
-static const sha256_backend SHA_PORTABLE = {"portable", cb_sha256_blocks_portable};
+static const sha256_backend SHA_PORTABLE = {cb_sha256_blocks_portable};
 #ifdef CB_HAVE_X86
-static const sha256_backend SHA_SHANI = {"shani", cb_sha256_blocks_shani};
+static const sha256_backend SHA_SHANI = {cb_sha256_blocks_shani};
 #endif
 
-static _Atomic(const sha256_backend *) g_active;
-
-static const sha256_backend *lookup(const char *name) {
-    if (strcmp(name, "portable") == 0) return &SHA_PORTABLE;
+/* Best first. The SHA-NI path also uses SSSE3 byte shuffles and SSE4.1 blends. */
+static const cb_backend SHA_BACKENDS[] = {
 #ifdef CB_HAVE_X86
-    unsigned f = cb_cpu_features();
-    /* The SHA-NI path also uses SSSE3 byte shuffles and SSE4.1 blends. */
-    unsigned need = CB_CPU_SHA | CB_CPU_SSSE3 | CB_CPU_SSE41;
-    if (strcmp(name, "shani") == 0) return (f & need) == need ? &SHA_SHANI : NULL;
+    {"shani", CB_CPU_SHA | CB_CPU_SSSE3 | CB_CPU_SSE41, &SHA_SHANI},
 #endif
-    return NULL;
-}
-
-static const sha256_backend *best(void) {
-    const sha256_backend *b = lookup("shani");
-    return b ? b : &SHA_PORTABLE;
-}
+    {"portable", 0, &SHA_PORTABLE},
+};
+static cb_dispatch g_sha = {SHA_BACKENDS, sizeof SHA_BACKENDS / sizeof SHA_BACKENDS[0], NULL};
 
 static const sha256_backend *active(void) {
-    const sha256_backend *b = atomic_load_explicit(&g_active, memory_order_acquire);
-    if (b == NULL) {
-        const sha256_backend *expected = NULL;
-        b = best();
-        if (!atomic_compare_exchange_strong(&g_active, &expected, b)) b = expected;
-    }
-    return b;
+    return (const sha256_backend *)cb_dispatch_active(&g_sha)->impl;
 }
 
-const char *cb_sha256_backend(void) { return active()->name; }
+const char *cb_sha256_backend(void) { return cb_dispatch_active(&g_sha)->name; }
 
-int cb_sha256_force_backend(const char *name) {
-    if (name == NULL) return -1;
-    const sha256_backend *b = strcmp(name, "auto") == 0 ? best() : lookup(name);
-    if (b == NULL) return -1;
-    atomic_store_explicit(&g_active, b, memory_order_release);
-    return 0;
-}
+int cb_sha256_force_backend(const char *name) { return cb_dispatch_force(&g_sha, name); }
 
 size_t cb_sha256_ctx_size(void) { return sizeof(cb_sha256_ctx); }
 

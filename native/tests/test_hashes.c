@@ -288,7 +288,7 @@ static void test_blake3_backend(const char *backend, const vectors *v) {
  * counters whose low word carries into the high word (4 TiB into an input,
  * beyond any vector). */
 static void test_hash_many(const char *backend) {
-    enum { MAXN = 19 };
+    enum { MAXN = 41 }; /* two full 16-way groups and every remainder */
     static uint8_t in[MAXN * B3_CHUNK_LEN];
     for (size_t i = 0; i < sizeof in; i++) in[i] = (uint8_t)rnd();
     const cb_b3_backend *be = cb_b3_active();
@@ -433,20 +433,24 @@ int main(int argc, char **argv) {
 #ifdef CB_HAVE_AVX2
     if ((f & (need_sse | CB_CPU_AVX2)) == (need_sse | CB_CPU_AVX2)) best_b3 = "avx2";
 #endif
+#ifdef CB_HAVE_AVX512
+    unsigned need_512 = need_sse | CB_CPU_AVX2 | CB_CPU_AVX512;
+    if ((f & need_512) == need_512) best_b3 = "avx512";
+#endif
     (void)f;
     (void)need_sse;
     CHECK(strcmp(cb_blake3_backend(), best_b3) == 0, "blake3 dispatch chose %s, expected %s",
           cb_blake3_backend(), best_b3);
     CHECK(strcmp(cb_sha256_backend(), best_sha) == 0, "sha256 dispatch chose %s, expected %s",
           cb_sha256_backend(), best_sha);
-    static const char *const b3_all[] = {"portable", "sse41", "avx2"};
+    static const char *const b3_all[] = {"portable", "sse41", "avx2", "avx512"};
     static const char *const sha_all[] = {"portable", "shani"};
-    const char *b3_ok[3], *sha_ok[2];
+    const char *b3_ok[4], *sha_ok[2];
     size_t nb3 = 0, nsha = 0;
 
     CHECK(cb_blake3_force_backend("no-such-backend") == -1, "unknown blake3 backend accepted");
     CHECK(cb_sha256_force_backend("no-such-backend") == -1, "unknown sha256 backend accepted");
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 4; i++) {
         if (cb_blake3_force_backend(b3_all[i]) != 0) {
             printf("blake3 %-8s: not in this build or CPU, skipped\n", b3_all[i]);
             continue;

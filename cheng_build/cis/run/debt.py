@@ -15,7 +15,10 @@ import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cheng_build.cis.run.store import Store
 
 _DIGEST_LIMIT = 64 * 1024 * 1024  # larger inputs are recorded by size only: the snapshot stays fast
 
@@ -74,7 +77,7 @@ class DebtItem:
     how: list[str]
 
 
-def list_debt(store: Any) -> list[DebtItem]:
+def list_debt(store: Store) -> list[DebtItem]:
     """All Debt and Failed tasks of all runs in ``store``, newest run first."""
     from cheng_build.cis.dag.model import TaskState
 

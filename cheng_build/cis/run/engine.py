@@ -1,5 +1,9 @@
 """The engine: drives one run from its stored state to the end, one process per ready task.
 
+(Over 400 lines: it is one state machine, and starting, reaping, failing and stopping tasks
+all write its per-task mirrors; what it decides is in :mod:`..plan`, how a process starts in
+:mod:`..sandbox`, the process record in :mod:`.proc`, requests in :mod:`.requests`.)
+
 Why a single-threaded loop and not asyncio or threads: the work is waiting on child processes,
 timers and other processes' requests. Linux gives a pollable file descriptor per child
 (``pidfd_open``), so one ``selectors`` loop waits on all of them at once with a timeout set to the
@@ -22,19 +26,20 @@ loop notices them through SQLite's ``PRAGMA data_version`` and applies them in o
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cheng_build.cis.dag import ambiguity
 from cheng_build.cis.dag.model import Dag, Isolation, LevelKind, RunState, TaskState
 from cheng_build.cis.plan import levels, planner
 from cheng_build.cis.run import requests, rollback
+from cheng_build.cis.run.proc import Proc, boot_ticks, is_task_process, open_logs, sandbox_denial
 from cheng_build.cis.run.store import Store
 from cheng_build.cis.sandbox import launch as sandbox
 
@@ -42,24 +47,13 @@ TERM_GRACE_S = 2.0
 IDLE_POLL_S = 0.2
 
 
-@dataclass
-class _Proc:
-    """A task process the engine is waiting for."""
 
-    idx: int
-    popen: subprocess.Popen[bytes]
-    pidfd: int
-    started: float
-    deadline: float | None
-    task_dir: str
-    cwd: str
-    env: dict[str, str]
-    inputs: list[str]
-    attempt: int
-    reason: str = ""  # why we are stopping it: timeout | amend | cancel | interrupt
-    kill_at: float | None = None
-    mode: str = ""  # the sandbox it ran in (a failure may be the sandbox's doing)
+class Waits(enum.Enum):
+    """What considering a ready task left the loop waiting on."""
 
+    MOVED = "moved"  # the task started, was skipped or failed: its state changed
+    TIMER = "timer"  # a countdown: wake at the given time
+    PERSON = "person"  # a confirm, an answer or an arbitration
 
 def duration_key(dag_name: str, task_name: str) -> str:
     """The key under which a task's durations are kept for the ETA."""
@@ -76,74 +70,6 @@ def tail(path: str) -> list[str]:
     from cheng_build.cis.run.debt import tail as read_tail
 
     return read_tail(path)
-
-
-def _proc_start_time(pid: int) -> str | None:
-    """Field 22 of ``/proc/<pid>/stat``: when the process started, in clock ticks since boot."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    return data.rsplit(b")", 1)[1].split()[19].decode()
-
-
-_TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-
-
-def _boot_ticks() -> int:
-    """Now, in the clock ticks ``/proc/<pid>/stat`` gives start times in (boot time)."""
-    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // _TICK_NS
-
-
-def _is_task_process(pid: int, pid_start: str) -> bool:
-    """Is ``pid`` still the process a (dead) engine started, not a later one that reuses the pid?
-
-    ``pid_start`` is ``"<lo>-<hi>"``: the boot-time ticks just before and after the launch, a
-    window only that task can have started in (the pid was the engine's child all through it).
-    Reading the child's own start time right after the launch instead costs 0.2-0.9 ms per task:
-    ``/proc/<pid>/stat`` waits while the child is still exec'ing. An exact value (written by
-    earlier versions) must match exactly.
-    """
-    st = _proc_start_time(pid)
-    if st is None:
-        return False
-    lo, sep, hi = pid_start.partition("-")
-    if not sep:
-        return st == pid_start
-    try:
-        return int(lo) <= int(st) <= int(hi)
-    except ValueError:
-        return False
-
-
-def _open_logs(task_dir: str) -> tuple[int, int]:
-    """Create (truncate) a task's stdout.log and stderr.log; return both fds.
-
-    ``O_NOFOLLOW``: a link left where a log goes must not make the engine truncate its target.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
-    out = os.open(os.path.join(task_dir, "stdout.log"), flags, 0o644)
-    try:
-        return out, os.open(os.path.join(task_dir, "stderr.log"), flags, 0o644)
-    except OSError:
-        os.close(out)
-        raise
-
-
-def _sandbox_denial(p: _Proc, network: bool) -> Any:
-    """The sandbox denial a failed task's logs show (see :mod:`denials`), or None."""
-    if p.mode not in ("bubblewrap", "namespaces"):
-        return None
-    from cheng_build.cis.run import tasklog
-    from cheng_build.cis.sandbox import denials
-
-    lines: list[str] = []
-    for name in ("stderr.log", "stdout.log"):
-        with contextlib.suppress(OSError, tasklog.LogRefusedError):
-            lines += tasklog.read_tail(p.task_dir, name, 16384).decode("utf-8", "replace") \
-                .splitlines()
-    return denials.explain(lines, mode=p.mode, network=network, home=os.path.expanduser("~"))
 
 
 class Engine:
@@ -166,7 +92,7 @@ class Engine:
         self.jobs_override = jobs
         self.observer = observer
         self.host_env = dict(os.environ if host_env is None else host_env)
-        self.running: dict[int, _Proc] = {}
+        self.running: dict[int, Proc] = {}
         self.sel = selectors.DefaultSelector()
         self.machine: sandbox.SandboxMode | None = None
         self.programs: dict[tuple[str, str | None], str | None] = {}  # lookups, once per run
@@ -246,7 +172,7 @@ class Engine:
         for r in self.recs:
             if r.state is not TaskState.RUNNING:
                 continue
-            if r.pid and r.pid_start and _is_task_process(r.pid, r.pid_start):
+            if r.pid and r.pid_start and is_task_process(r.pid, r.pid_start):
                 with contextlib.suppress(OSError):
                     os.killpg(r.pid, signal.SIGKILL)
             task = self.dag.tasks[r.idx]
@@ -282,11 +208,11 @@ class Engine:
                     if len(self.running) >= self.jobs:
                         break
                     kind, until = self._consider(idx, now)
-                    if kind == "timer":
+                    if kind is Waits.TIMER:
                         wake = min(wake, until)
-                    elif kind == "person":
+                    elif kind is Waits.PERSON:
                         person = True
-                    elif kind == "moved":
+                    elif kind is Waits.MOVED:
                         started = True
                     if self.state[idx] is TaskState.ARBITRATED:
                         break  # an Arbitrated task pauses the whole DAG from this moment
@@ -320,8 +246,8 @@ class Engine:
 
     # --- starting ------------------------------------------------------------------------------
 
-    def _consider(self, idx: int, now: float) -> tuple[str, float]:
-        """Apply the gates to a ready task: ("moved"|"timer"|"person"|"none", wake time)."""
+    def _consider(self, idx: int, now: float) -> tuple[Waits, float]:
+        """Apply the gates to a ready task: what the loop waits on now, and the wake time."""
         task = self.dag.tasks[idx]
         d = levels.before_start(task, self.gate[idx], self.gate_until[idx], now)
         if d.go is levels.Go.WAIT:
@@ -330,24 +256,24 @@ class Engine:
                                                f"({task.level.default.value} unless changed)",
                         levels.GATE_CONFIRM: f"waiting for 'cis confirm {self.run_id} {idx}'"}.get(d.gate)
                 self.transition(idx, d.gate, None, gate=d.gate, gate_until=d.until, note=note)
-            return ("person", 0.0) if d.gate in levels.PERSON_GATES else ("timer", d.until)
+            return (Waits.PERSON, 0.0) if d.gate in levels.PERSON_GATES else (Waits.TIMER, d.until)
         if d.go is levels.Go.SKIP:
             self.transition(idx, "skipped", None, state=TaskState.SKIPPED, gate="",
                             note="Recommended countdown ended: default action skip")
-            return "moved", 0.0
+            return Waits.MOVED, 0.0
         if d.go is levels.Go.ARBITRATE:
             stake = ", ".join(task.level.stakeholders) or "a person"
             self.transition(idx, "arbitrate", None, state=TaskState.ARBITRATED, gate="",
                             note=f"the DAG is paused until {stake} runs "
                                  f"'cis resolve {self.run_id} {idx} --action:run|skip'")
-            return "person", 0.0
+            return Waits.PERSON, 0.0
         answers = dict(self.choice[idx].get("answers", {}))
         if self.gate[idx] == levels.GATE_SUGGEST:  # the suggestion countdown ended: take it
             answers = {**self.choice[idx].get("suggestion", {}), **answers}
         res = ambiguity.resolve(self.dag, task, host_env=self.host_env, answers=answers)
         if res.verdict is ambiguity.Verdict.OK:
             self._start(idx, res)
-            return "moved", 0.0
+            return Waits.MOVED, 0.0
         choice = {**self.choice[idx], "open": res.open_items, "suggestion": res.suggestion}
         if res.verdict is ambiguity.Verdict.FAIL:
             ctx = self._context(idx, res.env, list(task.inputs))
@@ -356,24 +282,24 @@ class Engine:
                 res.open_items + res.log, [f"create the missing input or fix 'inputs' of task {idx}",
                                            f"then: cis retry {self.run_id} --from:{task.name}"],
                 **ctx), retryable=False)
-            return "moved", 0.0
+            return Waits.MOVED, 0.0
         if res.verdict is ambiguity.Verdict.SUGGEST:
             until = now + ambiguity.SUGGEST_COUNTDOWN_S
             self.transition(idx, "suggest", {"open": res.open_items}, gate=levels.GATE_SUGGEST,
                             gate_until=until, choice=choice,
                             note=f"ambiguous {', '.join(res.open_items)}: taking "
                                  f"{', '.join(res.suggestion.values())} in {ambiguity.SUGGEST_COUNTDOWN_S}s")
-            return "timer", until
+            return Waits.TIMER, until
         if res.verdict is ambiguity.Verdict.ASK:
             self.transition(idx, "ask", {"open": res.open_items}, gate=levels.GATE_ANSWER, choice=choice,
                             note=f"needs an answer for {', '.join(res.open_items)}: "
                                  f"'cis resolve {self.run_id} {idx} --value:...'")
-            return "person", 0.0
+            return Waits.PERSON, 0.0
         self.transition(idx, "escalate", {"open": res.open_items}, state=TaskState.ARBITRATED,
                         choice=choice,
                         note=f"escalated ({', '.join(res.open_items)}): the DAG is paused "
                              f"until 'cis resolve {self.run_id} {idx} --value:...'")
-        return "person", 0.0
+        return Waits.PERSON, 0.0
 
     def _context(self, idx: int, env: Mapping[str, str], inputs: list[str],
                  task_dir: str | None = None) -> dict[str, Any]:
@@ -393,35 +319,49 @@ class Engine:
         inputs = list(res.inputs.values())
         self.attempt[idx] = attempt
         ctx = self._context(idx, res.env, inputs, str(task_dir))
+        ready = self._preflight(idx, argv, res.env, cwd, ctx)
+        if isinstance(ready, dict):
+            self._fail(idx, ready, retryable=False, attempt=attempt)
+            return
+        prog, mode = ready
+        base = self.dag.base_dir
+        writable = [os.path.join(base, w) for w in task.exec.sandbox.writable]
+        if task.exec.cwd is not None:
+            writable.append(cwd)
+        spec = sandbox.LaunchSpec(argv=(prog, *argv[1:]), env=res.env, cwd=cwd,
+                                  task_dir=str(task_dir), sandbox=task.exec.sandbox,
+                                  read_only=(base,), writable=tuple(writable))
+        self._launch(idx, spec, mode, res, inputs, attempt, ctx)
+
+    def _preflight(self, idx: int, argv: Sequence[str], env: Mapping[str, str], cwd: str,
+                   ctx: Mapping[str, Any]) -> tuple[str, sandbox.SandboxMode] | dict[str, Any]:
+        """The program's path and the sandbox mode a task starts with, or the friendly error
+        saying why it cannot start (a NUL byte, no program, no directory, isolation refused)."""
+        task = self.dag.tasks[idx]
         nul = [what for what, text in (*((f"argument {i}", a) for i, a in enumerate(argv)),
-                                       *((f"env {k}", v) for k, v in res.env.items()),
+                                       *((f"env {k}", v) for k, v in env.items()),
                                        ("exec.cwd", cwd)) if "\0" in text]
         if nul:
             # Validation refuses this; a run stored before it did must fail, not crash the engine.
-            self._fail(idx, friendly(f"task {task.name}: {nul[0]} holds a NUL byte",
-                                     ["a NUL cannot be passed to a program (C strings end at it)"],
-                                     [f"fix it: cis amend {self.run_id} --task:{idx} --cmd:... / "
-                                      "--env:K=V", f"then: cis retry {self.run_id} "
-                                      f"--from:{task.name}"], **ctx),
-                       retryable=False, attempt=attempt)
-            return
-        key = (argv[0], res.env.get("PATH"))
-        prog = self.programs.get(key) or sandbox.resolve_program(argv[0], res.env)
+            return friendly(f"task {task.name}: {nul[0]} holds a NUL byte",
+                            ["a NUL cannot be passed to a program (C strings end at it)"],
+                            [f"fix it: cis amend {self.run_id} --task:{idx} --cmd:... / "
+                             "--env:K=V", f"then: cis retry {self.run_id} "
+                             f"--from:{task.name}"], **ctx)
+        key = (argv[0], env.get("PATH"))
+        prog = self.programs.get(key) or sandbox.resolve_program(argv[0], env)
         self.programs[key] = prog
         if prog is None:
-            self._fail(idx, friendly(f"task {task.name}: program {argv[0]!r} not found",
-                                     ["it is not on the task's PATH nor on the engine's PATH"],
-                                     [f"install {argv[0]!r} (cis doctor lists what is missing)",
-                                      f"or change the command: cis amend {self.run_id} --task:{idx} "
-                                      "--cmd:...", f"then: cis retry {self.run_id} --from:{task.name}"],
-                                     **ctx), retryable=False, attempt=attempt)
-            return
+            return friendly(f"task {task.name}: program {argv[0]!r} not found",
+                            ["it is not on the task's PATH nor on the engine's PATH"],
+                            [f"install {argv[0]!r} (cis doctor lists what is missing)",
+                             f"or change the command: cis amend {self.run_id} --task:{idx} "
+                             "--cmd:...", f"then: cis retry {self.run_id} --from:{task.name}"],
+                            **ctx)
         if not os.path.isdir(cwd):
-            self._fail(idx, friendly(f"task {task.name}: working directory {cwd} does not exist",
-                                     ["exec.cwd names a directory that is not there"],
-                                     ["create it or fix exec.cwd"], **ctx),
-                       retryable=False, attempt=attempt)
-            return
+            return friendly(f"task {task.name}: working directory {cwd} does not exist",
+                            ["exec.cwd names a directory that is not there"],
+                            ["create it or fix exec.cwd"], **ctx)
         try:
             if task.exec.sandbox.isolation is Isolation.NONE:
                 mode = sandbox.SandboxMode.UNSANDBOXED
@@ -430,23 +370,22 @@ class Engine:
                     self.machine = sandbox.detect_mode(cache_dir=self.store.home)
                 mode = sandbox.effective_mode(task.exec.sandbox, self.machine)
         except sandbox.IsolationRefusedError as exc:
-            self._fail(idx, friendly(f"task {task.name} refused: {exc}",
-                                     ["sandbox.isolation = \"required\" and neither bubblewrap nor "
-                                      "user namespaces work here (the run is unsandboxed)"],
-                                     ["install bubblewrap (apt-get install bubblewrap) and check "
-                                      "'cis verify-sandbox'", "or set sandbox.isolation = "
-                                      "\"preferred\" to accept an unsandboxed run"], **ctx),
-                       retryable=False, attempt=attempt)
-            return
-        base = self.dag.base_dir
-        writable = [os.path.join(base, w) for w in task.exec.sandbox.writable]
-        if task.exec.cwd is not None:
-            writable.append(cwd)
-        spec = sandbox.LaunchSpec(argv=(prog, *argv[1:]), env=res.env, cwd=cwd,
-                                  task_dir=str(task_dir), sandbox=task.exec.sandbox,
-                                  read_only=(base,), writable=tuple(writable))
+            return friendly(f"task {task.name} refused: {exc}",
+                            ["sandbox.isolation = \"required\" and neither bubblewrap nor "
+                             "user namespaces work here (the run is unsandboxed)"],
+                            ["install bubblewrap (apt-get install bubblewrap) and check "
+                             "'cis verify-sandbox'", "or set sandbox.isolation = "
+                             "\"preferred\" to accept an unsandboxed run"], **ctx)
+        return prog, mode
+
+    def _launch(self, idx: int, spec: sandbox.LaunchSpec, mode: sandbox.SandboxMode,
+                res: ambiguity.Resolution, inputs: list[str], attempt: int,
+                ctx: Mapping[str, Any]) -> None:
+        """Open the task's logs, start its process and mark it Running."""
+        task = self.dag.tasks[idx]
+        task_dir = spec.task_dir
         try:
-            out, err = _open_logs(str(task_dir))
+            out, err = open_logs(task_dir)
         except OSError as exc:
             self._fail(idx, friendly(f"task {task.name}: cannot create its logs in {task_dir}",
                                      [exc.strerror or str(exc)],
@@ -454,25 +393,25 @@ class Engine:
                                       f"--from:{task.name}"], **ctx),
                        retryable=False, attempt=attempt)
             return
-        ticks_lo = _boot_ticks()  # the pid_start window opens (see _is_task_process)
+        ticks_lo = boot_ticks()  # the pid_start window opens (see is_task_process)
         try:
             popen = sandbox.launch(spec, mode, stdout=out, stderr=err)
         except OSError as exc:
             os.close(out)
             os.close(err)
-            self._fail(idx, friendly(f"task {task.name}: cannot start {prog}",
+            self._fail(idx, friendly(f"task {task.name}: cannot start {spec.argv[0]}",
                                      [exc.strerror or str(exc)], ["check the program and its "
                                                                   "permissions"], **ctx),
                        retryable=False, attempt=attempt)
             return
-        ticks_hi = _boot_ticks()
+        ticks_hi = boot_ticks()
         now = time.time()
         pidfd = os.pidfd_open(popen.pid)
         self.sel.register(pidfd, selectors.EVENT_READ, idx)
         deadline = now + task.exec.timeout if task.exec.timeout else None
         os.close(out)  # the child holds its own copies
         os.close(err)
-        self.running[idx] = _Proc(idx, popen, pidfd, now, deadline, str(task_dir), cwd,
+        self.running[idx] = Proc(idx, popen, pidfd, now, deadline, task_dir, spec.cwd,
                                   dict(res.env), inputs, attempt, mode=mode.value)
         choice = {**self.choice[idx], "inputs": res.inputs, "log": res.log}
         started: dict[str, Any] = {"attempt": attempt, "sandbox": mode.value}
@@ -481,7 +420,7 @@ class Engine:
         self.transition(idx, "started", started,
                         state=TaskState.RUNNING, attempt=attempt, started=now, finished=None,
                         exit_code=None, pid=popen.pid, pid_start=f"{ticks_lo}-{ticks_hi}",
-                        task_dir=str(task_dir), gate="", choice=choice,
+                        task_dir=task_dir, gate="", choice=choice,
                         note="; ".join(res.log) or None)
 
     # --- finishing a task ----------------------------------------------------------------------
@@ -526,7 +465,7 @@ class Engine:
             what = (f"task {task.name} was killed by signal {-rc}" if rc < 0
                     else f"task {task.name} exited with status {rc}")
             why, how = logs() or ["it printed nothing on stderr"], how_common
-            denial = _sandbox_denial(p, task.exec.sandbox.network)
+            denial = sandbox_denial(p, task.exec.sandbox.network)
             if denial is not None:  # said first: otherwise the user is left to guess
                 why, how = [denial.why, *why], [*denial.how, *how]
             self._fail(idx, friendly(what, why, how, **ctx), task_dir=p.task_dir)
@@ -621,7 +560,7 @@ class Engine:
         """Stop task ``idx``'s process (a request cancelled or amended it; it must be running)."""
         self.stop_task(self.running[idx], reason)
 
-    def stop_task(self, p: _Proc, reason: str) -> None:
+    def stop_task(self, p: Proc, reason: str) -> None:
         if p.kill_at is not None:
             return
         p.reason = reason
@@ -682,5 +621,5 @@ class Engine:
             try:
                 result = requests.apply(self, c)
             except Exception as exc:  # a bad request must never stop the run
-                result = f"rejected: {exc}"
-            self.store.finish_control(c.id, result)
+                result = requests.rejected(str(exc))
+            self.store.finish_control(c.id, str(result))

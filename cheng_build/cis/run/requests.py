@@ -8,13 +8,56 @@ shown by ``cis confirm`` / ``cis amend`` / the web view.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import enum
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from cheng_build.cis.dag.model import Dag, TaskState
 from cheng_build.cis.plan import levels
 from cheng_build.cis.run.store import Control, Store
 
+
+class Verdict(enum.Enum):
+    """Whether the engine applied a request."""
+
+    OK = "ok"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a request came to. Stored with it (and shown) as its text: ``ok``, ``ok: <what
+    happened>`` or ``rejected: <why>``."""
+
+    verdict: Verdict
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return self.verdict.value + (f": {self.detail}" if self.detail else "")
+
+    @property
+    def rejected(self) -> bool:
+        return self.verdict is Verdict.REJECTED
+
+    @classmethod
+    def parse(cls, text: str) -> Outcome:
+        """The outcome a stored result text says (text from an older engine included)."""
+        head, _, detail = text.partition(": ")
+        verdict = Verdict.REJECTED if head.startswith("rejected") else Verdict.OK
+        return cls(verdict, detail.strip())
+
+
+OK = Outcome(Verdict.OK)
+
+
+def rejected(why: str) -> Outcome:
+    """A request the run's state does not allow, and why."""
+    return Outcome(Verdict.REJECTED, why)
+
+
+def ok(what: str) -> Outcome:
+    """A request applied, and what it did."""
+    return Outcome(Verdict.OK, what)
 
 class Engine(Protocol):
     """What a request needs of the engine applying it (:class:`.engine.Engine`): the run's DAG,
@@ -37,18 +80,18 @@ class Engine(Protocol):
     def run_rollback(self, idx: int) -> str: ...
 
 
-def apply(eng: Engine, c: Control) -> str:
-    """Apply one request to the run ``eng`` drives; return the result string stored for it."""
+def apply(eng: Engine, c: Control) -> Outcome:
+    """Apply one request to the run ``eng`` drives; its outcome is stored with it as text."""
     idx = c.idx
     if idx is None or not 0 <= idx < len(eng.dag.tasks):
-        return f"rejected: no task {idx}"
+        return rejected(f"no task {idx}")
     st = eng.state[idx]
     k = c.kind
     if k in ("confirm", "run-now"):
         if st is TaskState.ARBITRATED:
             return _resolve(eng, idx, "run", None, None)
         if st is not TaskState.PENDING:
-            return f"rejected: task {idx} is {st.value}, nothing to {k}"
+            return rejected(f"task {idx} is {st.value}, nothing to {k}")
         eng.transition(
             idx,
             k,
@@ -57,31 +100,31 @@ def apply(eng: Engine, c: Control) -> str:
             gate_until=0.0,
             note=f"{'confirmed' if k == 'confirm' else 'run now'} by a person",
         )
-        return "ok"
+        return OK
     if k == "skip":
         if st is TaskState.RUNNING:
             eng.stop_running(idx, "cancel")
-            return "ok: stopping it"
+            return ok("stopping it")
         if st not in (TaskState.PENDING, TaskState.ARBITRATED):
-            return f"rejected: task {idx} is {st.value}"
+            return rejected(f"task {idx} is {st.value}")
         eng.transition(idx, "skipped", None, state=TaskState.SKIPPED, gate="", note="skipped by a person")
-        return "ok"
+        return OK
     if k == "resolve":
         return _resolve(eng, idx, c.payload.get("action"), c.payload.get("value"), c.payload.get("item"))
     if k == "amend":
         return _amend(eng, idx, c.payload)
     if k == "retry":
         return _retry_from(eng, idx)
-    return f"rejected: unknown control {k!r}"
+    return rejected(f"unknown control {k!r}")
 
 
-def _resolve(eng: Engine, idx: int, action: str | None, value: str | None, item: str | None) -> str:
+def _resolve(eng: Engine, idx: int, action: str | None, value: str | None, item: str | None) -> Outcome:
     st = eng.state[idx]
     if value is not None:
         open_items = eng.choice[idx].get("open") or []
         key = item or (open_items[0] if open_items else None)
         if key is None:
-            return f"rejected: task {idx} has no open question"
+            return rejected(f"task {idx} has no open question")
         answers = {**eng.choice[idx].get("answers", {}), key: value}
         eng.transition(idx, "answered", {"item": key}, choice={**eng.choice[idx], "answers": answers})
         if st is TaskState.ARBITRATED or (
@@ -96,7 +139,7 @@ def _resolve(eng: Engine, idx: int, action: str | None, value: str | None, item:
                 note=f"{key} answered by a person",
             )
         if action is None:
-            return "ok"
+            return OK
     action = action or "run"
     if action in ("run", "retry"):
         if st not in (
@@ -106,7 +149,7 @@ def _resolve(eng: Engine, idx: int, action: str | None, value: str | None, item:
             TaskState.PENDING,
             TaskState.SKIPPED,
         ):
-            return f"rejected: task {idx} is {st.value}"
+            return rejected(f"task {idx} is {st.value}")
         eng.transition(
             idx,
             "resolved",
@@ -116,27 +159,27 @@ def _resolve(eng: Engine, idx: int, action: str | None, value: str | None, item:
             note=f"resolved by a person: {action}",
         )
         _unfreeze_dependents(eng, idx)
-        return "ok"
+        return OK
     if action == "skip":
         if st is TaskState.RUNNING:
             eng.stop_running(idx, "cancel")
-            return "ok: stopping it"
+            return ok("stopping it")
         eng.transition(
             idx, "resolved", {"action": action}, state=TaskState.SKIPPED, note="resolved by a person: skip"
         )
         _unfreeze_dependents(eng, idx)
-        return "ok"
+        return OK
     if action == "complete":
         if st is TaskState.RUNNING:
-            return f"rejected: task {idx} is running"
+            return rejected(f"task {idx} is running")
         eng.transition(
             idx, "resolved", {"action": action}, state=TaskState.COMPLETED, note="marked complete by a person"
         )
         _unfreeze_dependents(eng, idx)
-        return "ok"
+        return OK
     if action in ("fail", "rollback"):
         if st is TaskState.RUNNING:
-            return f"rejected: task {idx} is running"
+            return rejected(f"task {idx} is running")
         stored = eng.store.tasks(eng.run_id)[idx].error
         err = stored or {"what": f"task {eng.dag.tasks[idx].name} failed by decision", "why": [], "how": []}
         if eng.dag.tasks[idx].rollback is not None:
@@ -149,8 +192,8 @@ def _resolve(eng: Engine, idx: int, action: str | None, value: str | None, item:
             error=err,
             note="resolved by a person: failed",
         )
-        return "ok"
-    return f"rejected: unknown action {action!r} (run | retry | skip | complete | fail | rollback)"
+        return OK
+    return rejected(f"unknown action {action!r} (run | retry | skip | complete | fail | rollback)")
 
 
 def _unfreeze_dependents(eng: Engine, idx: int) -> None:
@@ -162,7 +205,7 @@ def _unfreeze_dependents(eng: Engine, idx: int) -> None:
             eng.transition(t.idx, "unblocked", None, state=TaskState.PENDING, gate="", note=None)
 
 
-def _amend(eng: Engine, idx: int, payload: dict[str, Any]) -> str:
+def _amend(eng: Engine, idx: int, payload: dict[str, Any]) -> Outcome:
     from cheng_build.cis.dag.validate import validate_dag
 
     task = eng.dag.tasks[idx]
@@ -179,14 +222,14 @@ def _amend(eng: Engine, idx: int, payload: dict[str, Any]) -> str:
     try:
         validate_dag(dag)
     except Exception as exc:
-        return f"rejected: {getattr(exc, 'what', exc)}"
+        return rejected(f"{getattr(exc, 'what', exc)}")
     eng.dag = dag
     eng.store.set_spec(eng.run_id, new)
     st = eng.state[idx]
     if st is TaskState.RUNNING:
         eng.stop_running(idx, "amend")
         eng.store.add_event(eng.run_id, idx, "amended", {"then": "restart"})
-        return "ok: running task stopped (SIGTERM); it restarts with the change"
+        return ok("running task stopped (SIGTERM); it restarts with the change")
     if st is TaskState.COMPLETED:
         eng.transition(
             idx,
@@ -195,12 +238,12 @@ def _amend(eng: Engine, idx: int, payload: dict[str, Any]) -> str:
             needs_rerun=1,
             note=f"amended after it completed: needs rerun ('cis retry {eng.run_id} --from:{task.name}')",
         )
-        return "ok: completed task marked needs-rerun (not rerun by itself)"
+        return ok("completed task marked needs-rerun (not rerun by itself)")
     eng.store.add_event(eng.run_id, idx, "amended", {"then": "updated"})
-    return "ok: updated"
+    return ok("updated")
 
 
-def _retry_from(eng: Engine, idx: int) -> str:
+def _retry_from(eng: Engine, idx: int) -> Outcome:
     affected = {idx}
     for t in eng.dag.tasks[idx + 1 :]:
         if any(d in affected for d in t.deps):
@@ -221,4 +264,4 @@ def _retry_from(eng: Engine, idx: int) -> str:
             exit_code=None,
             note=f"reset by 'cis retry --from:{eng.dag.tasks[idx].name}'",
         )
-    return f"ok: {len(affected)} task(s) reset"
+    return ok(f"{len(affected)} task(s) reset")

@@ -1,5 +1,8 @@
 """Persistence: every run's state in one embedded SQLite database in WAL mode.
 
+(Over 400 lines because the schema, its migration and every query that touches it stay in one
+place, as ninja keeps its log format beside the code that writes it.)
+
 Location: ``$CIS_HOME/state.db`` (default ``~/.cis/state.db``); task directories live beside it
 under ``$CIS_HOME/runs/<run_id>/``.
 

@@ -1,5 +1,9 @@
 """*How* a task process is started: cleared env, own directory, rlimits, and real isolation.
 
+(Over 400 lines: the three modes share one launch path, one set of rlimits and one pids
+cgroup, and each isolation property is easiest to audit where the argv that enforces it is
+built; the probes that prove them are in :mod:`.probe`.)
+
 Three modes, best first; :func:`detect_mode` probes the machine once per process:
 
 ``bubblewrap``

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import secrets
 import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cheng_build.cis.dag.model import (
@@ -47,60 +46,13 @@ from cheng_build.cis.sandbox import selfrun
 from cheng_build.cis.sandbox.selfrun import Tool
 from cheng_build.cis.targets import manifests
 from cheng_build.cis.targets.capabilities import Capabilities
+from cheng_build.cis.targets.intent import ASCII_WORD, BACKEND_WORDS, VERB_WORDS, Intent, parse_intent
 from cheng_build.cis.targets.manifests import Command, Project, Verb
 from cheng_build.core.errors import InputError
 
-VERB_WORDS: dict[str, tuple[str, ...]] = {
-    "test": ("test", "tests", "testing", "check", "测试", "检验", "验证", "单测"),
-    "bench": ("bench", "benchmark", "benchmarks", "perf", "performance", "speed", "基准", "性能",
-              "跑分", "测速"),
-    "compare": ("compare", "comparison", "vs", "versus", "against", "对比", "比较", "比一比"),
-    "build": ("build", "compile", "make", "编译", "构建"),
-}
-BACKEND_WORDS: dict[str, tuple[str, ...]] = {
-    "cuda": ("cuda", "nvidia", "英伟达"), "metal": ("metal", "apple", "苹果"), "cpu": ("cpu", "处理器"),
-    "gpu": ("gpu", "显卡"),
-}
-# Chinese words a sketch may use for a target name (matched against the manifests' names).
-GLOSSARY = {"体素": "voxel", "光线": "ray", "网格": "mesh", "矩阵": "matrix", "排序": "sort",
-            "渲染": "render", "物理": "physics", "粒子": "particle", "哈希": "hash"}
-_STOP = {"and", "the", "on", "with", "for", "of", "a", "an", "to", "in", "run", "all", "it"}
-_ASCII = re.compile(r"[a-z0-9][a-z0-9_.+-]*")
 NEEDS_BUILD = {"cpu": "cpu", "cuda": "cuda-toolkit", "metal": "metal"}
 NEEDS_RUN = {"cpu": "cpu", "cuda": "cuda", "metal": "metal"}
 TIMEOUTS = {Verb.BUILD: 1800, Verb.TEST: 600, Verb.BENCH: 600}
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    """What a sketch asks for."""
-
-    verbs: frozenset[str]  # build | test | bench | compare
-    backends: tuple[str, ...]  # as named, "gpu" expanded later against the project
-    names: tuple[str, ...]  # words left after the intent words (candidate target names)
-
-    @property
-    def empty(self) -> bool:
-        return not self.verbs and not self.backends
-
-
-def parse_intent(text: str) -> Intent:
-    """The verbs, backends and names in ``text`` (case-insensitive, Chinese or English)."""
-    low = text.lower()
-    words = _ASCII.findall(low)
-    verbs = {v for v, ws in VERB_WORDS.items()
-             if any((w in words) if w.isascii() else (w in low) for w in ws)}
-    found: list[tuple[int, str]] = []
-    for b, ws in BACKEND_WORDS.items():
-        pos = [m.start() for w in ws for m in re.finditer(re.escape(w), low)
-               if w.isascii() is False or w in words]
-        if pos:
-            found.append((min(pos), b))
-    backends = tuple(b for _, b in sorted(found))
-    intent_ascii = {w for ws in (*VERB_WORDS.values(), *BACKEND_WORDS.values()) for w in ws}
-    names = [w for w in words if w not in intent_ascii and w not in _STOP]
-    names += [en for zh, en in GLOSSARY.items() if zh in text]
-    return Intent(frozenset(verbs), backends, tuple(dict.fromkeys(names)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,73 +112,11 @@ def plan_sketch(text: str, workdir: str | os.PathLike[str], *,
         from cheng_build.cis.targets.capabilities import detect
 
         caps = detect()
-    verbs = set(intent.verbs)
-    if "compare" in verbs:
-        verbs.add("bench")
-    if not verbs & {"test", "bench"}:
-        verbs.add("test")  # no verb, or only "build": build and test it
-    verbs.add("build")
-    notes: list[str] = []
-    planned: list[Planned] = []
-    expected: list[tuple[str, str]] = []
-    skipped_reason: dict[str, str] = {}
-    all_backends: list[str] = []
-    multi = len(projects) > 1
+    verbs = _verbs(intent)
+    acc = _Planning()
     for p in projects:
-        named = [b for b in intent.backends if b != "gpu"]
-        if "gpu" in intent.backends:
-            named += [b for b in p.backends if b in manifests.GPU_BACKENDS]
-        named = list(dict.fromkeys(named))
-        if not named:
-            backends = list(p.backends)
-        else:
-            backends = [b for b in named if b in p.backends]
-            for b in named:
-                if b not in p.backends:
-                    why = f"{p.manifest.name} declares no {b} backend"
-                    notes.append(f"{b}: {why}")
-                    skipped_reason[b] = why
-                    expected += [(b, c.label) for c in p.select(Verb.BENCH, "cpu")]
-            if "compare" in intent.verbs and "cpu" in p.backends and "cpu" not in backends:
-                backends.insert(0, "cpu")
-                notes.append("compare: cpu added as the baseline")
-        prefix = f"{p.kind}-" if multi else ""
-        bench_names = [c.label for c in p.commands if c.verb is Verb.BENCH]
-        wanted = [n for n in intent.names if any(_matches(b, [n]) for b in bench_names)]
-        last_build: dict[str, str] = {}
-        tests: list[str] = []
-        for b in backends:
-            prev: str | None = None
-            for c in p.select(Verb.BUILD, b):
-                name = f"{prefix}{c.label}-{b}" if c.label != "build" else f"{prefix}build-{b}"
-                planned.append(Planned(name, c, NEEDS_BUILD.get(b, "cpu"),
-                                       (prev,) if prev else (), False))
-                prev = name
-            if prev:
-                last_build[b] = prev
-        for b in backends:
-            if "test" in verbs:
-                for c in p.select(Verb.TEST, b):
-                    name = f"{prefix}test-{b}" if c.label in ("ctest", "test", "pytest") \
-                        else f"{prefix}test-{c.label}-{b}"
-                    deps = (last_build[b],) if b in last_build else ()
-                    planned.append(Planned(name, c, NEEDS_RUN.get(b, "cpu"), deps, True))
-                    tests.append(name)
-        if "bench" in verbs:
-            prev_bench: list[str] = []
-            for b in backends:
-                for c in p.select(Verb.BENCH, b):
-                    if wanted and c.label not in wanted and not _matches(c.label, wanted):
-                        continue
-                    name = f"{prefix}bench-{c.label}-{b}"
-                    bdeps = tuple(dict.fromkeys([*last_build.values(), *tests, *prev_bench[-1:]]))
-                    planned.append(Planned(name, c, NEEDS_RUN.get(b, "cpu"), bdeps, True))
-                    prev_bench.append(name)
-                    expected.append((b, c.label))
-            if not prev_bench:
-                notes.append(f"bench: {p.manifest.name} declares no benchmark"
-                             + (f" matching {', '.join(intent.names)}" if intent.names else ""))
-        all_backends += [b for b in backends if b not in all_backends]
+        _plan_project(p, intent, verbs, f"{p.kind}-" if len(projects) > 1 else "", acc)
+    planned, notes = acc.planned, acc.notes
     if not planned:
         raise InputError(
             f"sketch {text!r}: {', '.join(p.manifest.name for p in projects)} declares nothing to "
@@ -234,8 +124,114 @@ def plan_sketch(text: str, workdir: str | os.PathLike[str], *,
             why="\n".join(notes) or "no build, test or bench command found",
             how="add a test or benchmark target to the manifest", exit_code=2)
     results = f"cis-results/{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    return _assemble(text, intent, projects, all_backends, caps, planned, expected,
-                     skipped_reason, notes, results, root)
+    return _assemble(text, intent, projects, acc.backends, caps, planned, acc.expected,
+                     acc.skipped_reason, notes, results, root)
+
+
+def _verbs(intent: Intent) -> set[str]:
+    """What the DAG does: compare implies bench; no test/bench verb means test; always build."""
+    verbs = set(intent.verbs)
+    if "compare" in verbs:
+        verbs.add("bench")
+    if not verbs & {"test", "bench"}:
+        verbs.add("test")  # no verb, or only "build": build and test it
+    verbs.add("build")
+    return verbs
+
+
+@dataclass
+class _Planning:
+    """What planning every project adds up to (tasks in order, and why parts are missing)."""
+
+    planned: list[Planned] = field(default_factory=list)
+    expected: list[tuple[str, str]] = field(default_factory=list)  # (backend, bench) in the report
+    skipped_reason: dict[str, str] = field(default_factory=dict)  # backend -> why absent
+    notes: list[str] = field(default_factory=list)
+    backends: list[str] = field(default_factory=list)
+
+
+def _plan_project(p: Project, intent: Intent, verbs: set[str], prefix: str, acc: _Planning) -> None:
+    """One project's tasks: builds per backend, then tests, then benches one after another."""
+    backends = _project_backends(p, intent, acc)
+    last_build = _plan_builds(p, backends, prefix, acc)
+    tests: list[str] = []
+    if "test" in verbs:
+        tests = _plan_tests(p, backends, prefix, last_build, acc)
+    if "bench" in verbs:
+        _plan_benches(p, intent, backends, prefix, [*last_build.values(), *tests], acc)
+    acc.backends += [b for b in backends if b not in acc.backends]
+
+
+def _project_backends(p: Project, intent: Intent, acc: _Planning) -> list[str]:
+    """The backends named (``gpu``: every GPU backend ``p`` has) that ``p`` declares, noting
+    each it lacks; all of its backends when none is named; cpu added as a comparison's baseline."""
+    named = [b for b in intent.backends if b != "gpu"]
+    if "gpu" in intent.backends:
+        named += [b for b in p.backends if b in manifests.GPU_BACKENDS]
+    named = list(dict.fromkeys(named))
+    if not named:
+        return list(p.backends)
+    backends = [b for b in named if b in p.backends]
+    for b in named:
+        if b not in p.backends:
+            why = f"{p.manifest.name} declares no {b} backend"
+            acc.notes.append(f"{b}: {why}")
+            acc.skipped_reason[b] = why
+            acc.expected += [(b, c.label) for c in p.select(Verb.BENCH, "cpu")]
+    if "compare" in intent.verbs and "cpu" in p.backends and "cpu" not in backends:
+        backends.insert(0, "cpu")
+        acc.notes.append("compare: cpu added as the baseline")
+    return backends
+
+
+def _plan_builds(p: Project, backends: list[str], prefix: str, acc: _Planning) -> dict[str, str]:
+    """Each backend's build commands in a chain; returns backend -> its last build task."""
+    last_build: dict[str, str] = {}
+    for b in backends:
+        prev: str | None = None
+        for c in p.select(Verb.BUILD, b):
+            name = f"{prefix}{c.label}-{b}" if c.label != "build" else f"{prefix}build-{b}"
+            acc.planned.append(Planned(name, c, NEEDS_BUILD.get(b, "cpu"),
+                                       (prev,) if prev else (), False))
+            prev = name
+        if prev:
+            last_build[b] = prev
+    return last_build
+
+
+def _plan_tests(p: Project, backends: list[str], prefix: str, last_build: dict[str, str],
+                acc: _Planning) -> list[str]:
+    """Each backend's tests after its build (ignorable: a failing test is debt)."""
+    tests: list[str] = []
+    for b in backends:
+        for c in p.select(Verb.TEST, b):
+            name = f"{prefix}test-{b}" if c.label in ("ctest", "test", "pytest") \
+                else f"{prefix}test-{c.label}-{b}"
+            deps = (last_build[b],) if b in last_build else ()
+            acc.planned.append(Planned(name, c, NEEDS_RUN.get(b, "cpu"), deps, True))
+            tests.append(name)
+    return tests
+
+
+def _plan_benches(p: Project, intent: Intent, backends: list[str], prefix: str,
+                  before: list[str], acc: _Planning) -> None:
+    """The benches (those the sketch names, else all) after every build and test, one at a
+    time so timings do not disturb each other."""
+    bench_names = [c.label for c in p.commands if c.verb is Verb.BENCH]
+    wanted = [n for n in intent.names if any(_matches(b, [n]) for b in bench_names)]
+    prev_bench: list[str] = []
+    for b in backends:
+        for c in p.select(Verb.BENCH, b):
+            if wanted and c.label not in wanted and not _matches(c.label, wanted):
+                continue
+            name = f"{prefix}bench-{c.label}-{b}"
+            bdeps = tuple(dict.fromkeys([*before, *prev_bench[-1:]]))
+            acc.planned.append(Planned(name, c, NEEDS_RUN.get(b, "cpu"), bdeps, True))
+            prev_bench.append(name)
+            acc.expected.append((b, c.label))
+    if not prev_bench:
+        acc.notes.append(f"bench: {p.manifest.name} declares no benchmark"
+                         + (f" matching {', '.join(intent.names)}" if intent.names else ""))
 
 
 def _assemble(text: str, intent: Intent, projects: Sequence[Project], backends: list[str],
@@ -369,7 +365,7 @@ def no_match_error(arg: str, workdir: str | os.PathLike[str], targets: Sequence[
     """What ``cis run <arg>`` looked for, and the closest commands."""
     projects, _ = manifests.read_projects(Path(workdir))
     vocab = {w for ws in (*VERB_WORDS.values(), *BACKEND_WORDS.values()) for w in ws if w.isascii()}
-    words = _ASCII.findall(arg.lower()) or [arg.lower()]
+    words = ASCII_WORD.findall(arg.lower()) or [arg.lower()]
     close_targets = sorted({m for w in words for m in difflib.get_close_matches(w, targets, 2, 0.6)})
     close_words = sorted({m for w in words for m in difflib.get_close_matches(w, vocab, 2, 0.7)})
     names = sorted({n for p in projects for n in p.names})
@@ -396,5 +392,5 @@ def no_match_error(arg: str, workdir: str | os.PathLike[str], targets: Sequence[
                       how="try: " + "\n".join(tries), exit_code=2)
 
 
-__all__ = ["Intent", "SketchPlan", "no_match_error", "parse_intent", "plan_sketch", "prepare_run",
+__all__ = ["SketchPlan", "no_match_error", "plan_sketch", "prepare_run",
            "preview", "sketch_dag", "skips_for"]

@@ -22,29 +22,17 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cheng_build.core.errors import InputError, NotFoundError, TransportError, UsageError
+from cheng_build.core.errors import InputError, NotFoundError, TransportError
 from cheng_build.pkg.fetch import local
+from cheng_build.pkg.fetch.policy import FetchMode, FetchPolicy, SourcePlan, dep_mode, plan_sources
 
-
-class FetchMode(enum.Enum):
-    """Which sources may be used (``--mode:`` / ``PKG_MODE``)."""
-
-    LOCAL = "local"
-    P2P = "p2p"
-    HTTP = "http"
-    AUTO = "auto"
-
-    @classmethod
-    def parse(cls, value: object) -> FetchMode:
-        if isinstance(value, FetchMode):
-            return value
-        text = getattr(value, "value", value)
-        try:
-            return cls(str(text).lower())
-        except ValueError:
-            raise UsageError(f"unknown mode '{text}'", how="use local, p2p, http or auto") from None
+if TYPE_CHECKING:
+    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.exporter import ExportLimits
+    from cheng_build.pkg.lock import Lock, LockedDep
+    from cheng_build.trust.config import Config
 
 
 class Source(enum.Enum):
@@ -88,83 +76,14 @@ class Progress:
     total: Callable[[int], None] = lambda nbytes: None  # a root announced its DAG's size
 
 
-def _level(config: Any) -> str:
-    lvl = getattr(config, "level", None)
-    return str(getattr(lvl, "value", lvl or "L1")).upper()
-
-
-def _listed(addr: str, entries: Sequence[str]) -> bool:
-    bare = addr.split("/p2p/")[0] if "/p2p/" in addr else addr
-    pid = addr.rsplit("/p2p/", 1)[1] if "/p2p/" in addr else None
-    for e in entries:
-        e = e.rstrip("/")
-        if e in (addr, bare) or (pid is not None and e == f"/p2p/{pid}"):
-            return True
-    return False
-
-
-def peer_allowed(addr: str, config: Any) -> bool:
-    """Whether ``addr`` may be contacted: never when denied; at L2 (or with an allow-list) only
-    when allow-listed."""
-    allow = tuple(getattr(config, "allow", ()) or ())
-    deny = tuple(getattr(config, "deny", ()) or ())
-    if _listed(addr, deny):
-        return False
-    if allow or _level(config) == "L2":
-        return _listed(addr, allow)
-    return True
-
-
-@dataclass
-class _Plan:
-    """Sources for this run, already filtered by policy."""
-
-    peers: list[str] = field(default_factory=list)
-    gateways: list[str] = field(default_factory=list)
-    refused: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _plan(candidates: Sequence[str], config: Any, mode: FetchMode) -> _Plan:
-    from cheng_build.pkg.fetch.http import is_gateway
-
-    plan = _Plan()
-    http_ok = mode is FetchMode.HTTP or (mode is FetchMode.AUTO
-                                          and bool(getattr(config, "http_fallback", False)))
-    seen: set[str] = set()
-    for addr in candidates:
-        addr = addr.strip()
-        if not addr or addr in seen:
-            continue
-        seen.add(addr)
-        if not peer_allowed(addr, config):
-            plan.refused.append((addr, "not allowed by the allow/deny lists or level "
-                                       f"{_level(config)}; not contacted"))
-            continue
-        if is_gateway(addr):
-            if http_ok:
-                plan.gateways.append(addr)
-        elif mode in (FetchMode.P2P, FetchMode.AUTO):
-            plan.peers.append(addr)
-    return plan
-
-
-def dep_mode(mode: FetchMode, dep: Any) -> FetchMode:
-    """A dependency's sources: the run's mode, unless that is ``auto`` and the lock (v2) gives
-    the dependency a ``source_mode`` of its own (a mode set on the CLI/env/config wins)."""
-    own = getattr(dep, "source_mode", None)
-    if own is None or mode is not FetchMode.AUTO:
-        return mode
-    return FetchMode.parse(own)
-
-
-def _open_store(cache_root: Path) -> Any:
+def _open_store(cache_root: Path) -> Blockstore:
     from cheng_build.cas.blockstore import Blockstore
 
     cache_root.mkdir(parents=True, exist_ok=True)
     return Blockstore(cache_root)
 
 
-def _complete(store: Any, root: bytes) -> bool:
+def _complete(store: Blockstore, root: bytes) -> bool:
     from cheng_build.pkg.fetch.blocks import walk
 
     try:
@@ -175,13 +94,13 @@ def _complete(store: Any, root: bytes) -> bool:
     return True
 
 
-def _audit(config: Any, ok: bool, **fields: Any) -> None:
+def _audit(policy: FetchPolicy, ok: bool, **fields: Any) -> None:
     """At L2, one line per fetch in the audit log (seed A1.18); no-op at L0/L1."""
-    if config is None or not hasattr(config, "audit_log"):
+    if policy.config is None:
         return
     from cheng_build.trust.audit import record
 
-    record(config, "fetch", ok=ok, **fields)
+    record(policy.config, "fetch", ok=ok, **fields)
 
 
 def _clean_orphans(cache_root: Path) -> tuple[int, int]:
@@ -197,21 +116,21 @@ def _clean_orphans(cache_root: Path) -> tuple[int, int]:
 
 
 def fetch_lock(
-    lock: Any,
+    lock: Lock | Sequence[LockedDep],
     *,
     cache_root: Path,
-    config: Any = None,
+    config: Config | None = None,
     peers: Sequence[str] | None = None,
     mode: FetchMode | str | None = None,
     lock_dir: Path | None = None,
     progress: Progress | None = None,
-    limits: Any = None,
+    limits: ExportLimits | None = None,
 ) -> FetchResult:
     """Make every snapshot ``lock`` pins available under ``cache_root`` and say where.
 
     Args:
-        lock: a ``Lock`` (``.dependencies``: ``LockedDep`` with ``package_id``, ``cid`` and
-            optionally ``path`` and ``source_addrs``).
+        lock: a ``Lock`` or just its dependencies (``LockedDep`` with ``package_id``,
+            ``cid`` and optionally ``path`` and ``source_addrs``).
         cache_root: the package cache (``--pkg-cache`` / ``PKG_CACHE``).
         config: a ``trust.config.Config`` (level, allow, deny, peers, http_fallback, mode);
             ``None`` means the L1 defaults.
@@ -231,162 +150,214 @@ def fetch_lock(
             and the block taken from another peer instead).
         TransportError: no source could be reached.
     """
+    policy = FetchPolicy.of(config)
     try:
-        result = _fetch_lock(lock, cache_root=cache_root, config=config, peers=peers, mode=mode,
-                             lock_dir=lock_dir, progress=progress, limits=limits)
+        result = _fetch_lock(lock, cache_root=cache_root, policy=policy, peers=peers,
+                             mode=FetchMode.parse(mode) if mode is not None else policy.mode,
+                             lock_dir=lock_dir, progress=progress or Progress(), limits=limits)
     except Exception as exc:
-        _audit(config, False, error=getattr(exc, "what", str(exc)), cache=str(cache_root))
+        _audit(policy, False, error=getattr(exc, "what", str(exc)), cache=str(cache_root))
         raise
     for pid, root in result.roots.items():
-        _audit(config, True, package_id=pid, source=result.sources[pid].value, root=str(root),
+        _audit(policy, True, package_id=pid, source=result.sources[pid].value, root=str(root),
                dropped=[f"{a}: {w}" for a, w in result.dropped])
     return result
 
 
-def _fetch_lock(lock: Any, *, cache_root: Path, config: Any, peers: Sequence[str] | None,
-                mode: FetchMode | str | None, lock_dir: Path | None,
-                progress: Progress | None, limits: Any = None) -> FetchResult:
-    from cheng_build.cas.cid import parse_cid
+@dataclass
+class _Network:
+    """One run over the network: the snapshots still missing from the store, where each came
+    from, and what the sources said on the way (the steps below fill it in order)."""
 
-    mode = FetchMode.parse(mode if mode is not None else getattr(config, "mode", None) or "auto")
-    level = _level(config)
+    store: Blockstore
+    want: dict[str, bytes]  # package_id -> root CID (binary)
+    missing: list[LockedDep]
+    got: dict[str, Source]
+    mode: FetchMode
+    policy: FetchPolicy
+    progress: Progress
+    plan: SourcePlan = field(default_factory=SourcePlan)
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    blocks: int = 0
+    nbytes: int = 0
+
+    def p2p_ok(self, d: LockedDep) -> bool:
+        return dep_mode(self.mode, d) in (FetchMode.P2P, FetchMode.AUTO)
+
+    def http_ok(self, d: LockedDep) -> bool:
+        m = dep_mode(self.mode, d)
+        return m is FetchMode.HTTP or (m is FetchMode.AUTO and self.policy.http_fallback)
+
+
+def _fetch_lock(lock: Lock | Sequence[LockedDep], *, cache_root: Path, policy: FetchPolicy,
+                peers: Sequence[str] | None,
+                mode: FetchMode, lock_dir: Path | None, progress: Progress,
+                limits: ExportLimits | None) -> FetchResult:
     cleaned = _clean_orphans(cache_root)
-    progress = progress or Progress()
-    deps = list(getattr(lock, "dependencies", lock))
+    deps = list(lock) if isinstance(lock, Sequence) else list(lock.dependencies)
     roots: dict[str, Path] = {}
     sources: dict[str, Source] = {}
-    dropped: list[tuple[str, str]] = []
-    blocks = nbytes = 0
+    pending = _take_local(deps, cache_root, lock_dir, policy.level, roots, sources)
+    net: _Network | None = None
+    if pending:
+        net = _start_network(pending, cache_root, mode, policy, progress)
+        _plan_sources(net, peers)
+        _fetch_over_p2p(net)
+        _fetch_over_http(net)
+        if net.missing:
+            raise _not_fetched(net)
+        _materialize(net, pending, cache_root, roots, sources, limits)
+    return FetchResult(
+        roots={d.package_id: roots[d.package_id] for d in deps},
+        pkg_roots=",".join(str(roots[d.package_id]) for d in deps),
+        sources={d.package_id: sources[d.package_id] for d in deps},
+        dropped=tuple(net.dropped) if net is not None else (),
+        blocks_fetched=net.blocks if net is not None else 0,
+        bytes_fetched=net.nbytes if net is not None else 0,
+        orphans_removed=cleaned,
+    )
 
-    pending: list[Any] = []
+
+def _take_local(deps: list[LockedDep], cache_root: Path, lock_dir: Path | None, level: str,
+                roots: dict[str, Path], sources: dict[str, Source]) -> list[LockedDep]:
+    """Step 1: path overrides and complete cached snapshots; returns the dependencies left."""
+    pending: list[LockedDep] = []
     for dep in deps:
         override = local.path_override(dep, lock_dir, level)
         if override is not None:
             roots[dep.package_id] = override
             sources[dep.package_id] = Source.PATH
             continue
-        cid_text = str(dep.cid)
-        hit = local.cached_package(cache_root, cid_text)
+        hit = local.cached_package(cache_root, str(dep.cid))
         if hit is not None:
             roots[dep.package_id] = hit
             sources[dep.package_id] = Source.CACHE
             continue
         pending.append(dep)
+    return pending
 
-    if pending:
-        from cheng_build.cas.materialize import materialize
 
-        store = _open_store(cache_root)
-        want: dict[str, bytes] = {}
-        for dep in pending:
-            if not dep.cid:
-                raise InputError(f"{dep.package_id}: the lock pins no CID and no path",
-                                 how="re-run 'cheng-pkg resolve' to rewrite the lock")
-            want[dep.package_id] = bytes(parse_cid(str(dep.cid)))
-        missing = [d for d in pending if not _complete(store, want[d.package_id])]
-        got: dict[str, Source] = {d.package_id: Source.CACHE for d in pending if d not in missing}
+def _start_network(pending: list[LockedDep], cache_root: Path, mode: FetchMode,
+                   policy: FetchPolicy, progress: Progress) -> _Network:
+    """Step 2: which pending snapshots the block store lacks; refuse when mode is local."""
+    from cheng_build.cas.cid import parse_cid
 
-        local_only = [d for d in missing if dep_mode(mode, d) is FetchMode.LOCAL]
-        if local_only:
-            d = local_only[0]
-            raise NotFoundError(
-                f"{d.package_id}: snapshot {d.cid} is not in the cache {cache_root}",
-                why="mode is local: no peer or gateway is contacted",
-                how="fetch with --mode:auto or --mode:p2p and --peers, or PKG_PEERS")
+    store = _open_store(cache_root)
+    want: dict[str, bytes] = {}
+    for dep in pending:
+        if not dep.cid:
+            raise InputError(f"{dep.package_id}: the lock pins no CID and no path",
+                             how="re-run 'cheng-pkg resolve' to rewrite the lock")
+        want[dep.package_id] = bytes(parse_cid(str(dep.cid)))
+    missing = [d for d in pending if not _complete(store, want[d.package_id])]
+    got = {d.package_id: Source.CACHE for d in pending if d not in missing}
+    local_only = [d for d in missing if dep_mode(mode, d) is FetchMode.LOCAL]
+    if local_only:
+        d = local_only[0]
+        raise NotFoundError(
+            f"{d.package_id}: snapshot {d.cid} is not in the cache {cache_root}",
+            why="mode is local: no peer or gateway is contacted",
+            how="fetch with --mode:auto or --mode:p2p and --peers, or PKG_PEERS")
+    return _Network(store=store, want=want, missing=missing, got=got, mode=mode, policy=policy,
+                    progress=progress)
 
-        candidates = list(peers if peers is not None else getattr(config, "peers", ()) or ())
-        for dep in missing:
-            candidates.extend(getattr(dep, "source_addrs", ()) or ())
-        plan = _plan(candidates, config, FetchMode.P2P)
-        plan.gateways = _plan(candidates, config, FetchMode.HTTP).gateways
-        dropped.extend(plan.refused)
-        errors: list[str] = []
-        fallback = bool(getattr(config, "http_fallback", False))
 
-        def p2p_ok(d: Any) -> bool:
-            return dep_mode(mode, d) in (FetchMode.P2P, FetchMode.AUTO)
+def _plan_sources(net: _Network, peers: Sequence[str] | None) -> None:
+    """Step 3: the peers and gateways to try (given, configured, then the lock's own), filtered
+    by the allow/deny lists and the level."""
+    candidates = list(peers if peers is not None else net.policy.peers)
+    for dep in net.missing:
+        candidates.extend(dep.source_addrs or ())
+    net.plan = plan_sources(candidates, net.policy, FetchMode.P2P)
+    net.plan.gateways = plan_sources(candidates, net.policy, FetchMode.HTTP).gateways
+    net.dropped.extend(net.plan.refused)
 
-        def http_ok(d: Any) -> bool:
-            m = dep_mode(mode, d)
-            return m is FetchMode.HTTP or (m is FetchMode.AUTO and fallback)
 
-        over_p2p = [d for d in missing if p2p_ok(d)]
-        if over_p2p and plan.peers:
-            from cheng_build.pkg.fetch.p2p.run import fetch_p2p
+def _fetch_over_p2p(net: _Network) -> None:
+    """Step 4: every missing snapshot p2p may serve, from all usable peers in one session."""
+    over_p2p = [d for d in net.missing if net.p2p_ok(d)]
+    if not (over_p2p and net.plan.peers):
+        return
+    from cheng_build.pkg.fetch.p2p.run import fetch_p2p
 
-            progress.start(", ".join(d.package_id for d in over_p2p), "p2p")
+    net.progress.start(", ".join(d.package_id for d in over_p2p), "p2p")
+    try:
+        stats = fetch_p2p(net.store, [net.want[d.package_id] for d in over_p2p], net.plan.peers,
+                          on_block=net.progress.advance, on_total=net.progress.total)
+        net.blocks += stats.blocks_fetched
+        net.nbytes += stats.bytes_fetched
+        net.dropped.extend(stats.dropped)
+    except (NotFoundError, TransportError) as exc:
+        net.errors.append(f"p2p: {exc.what}" + (f"\n{exc.why}" if exc.why else ""))
+    finally:
+        net.progress.finish()
+    done = [d for d in over_p2p if _complete(net.store, net.want[d.package_id])]
+    for d in done:
+        net.got[d.package_id] = Source.P2P
+    net.missing = [d for d in net.missing if d not in done]
+
+
+def _fetch_over_http(net: _Network) -> None:
+    """Step 5: what is still missing and may come over HTTP, gateway by gateway."""
+    over_http = [d for d in net.missing if net.http_ok(d)]
+    if not (over_http and net.plan.gateways):
+        return
+    from cheng_build.pkg.fetch.http import fetch_dag
+
+    for dep in over_http:
+        for gw in net.plan.gateways:
+            net.progress.start(dep.package_id, "http")
             try:
-                stats = fetch_p2p(store, [want[d.package_id] for d in over_p2p], plan.peers,
-                                  on_block=progress.advance, on_total=progress.total)
-                blocks += stats.blocks_fetched
-                nbytes += stats.bytes_fetched
-                dropped.extend(stats.dropped)
+                hs = fetch_dag(net.store, net.want[dep.package_id], gw,
+                               on_block=net.progress.advance)
+                net.blocks += hs.blocks_fetched
+                net.nbytes += hs.bytes_fetched
             except (NotFoundError, TransportError) as exc:
-                errors.append(f"p2p: {exc.what}" + (f"\n{exc.why}" if exc.why else ""))
+                net.errors.append(f"http: {exc.what}")
+                continue
             finally:
-                progress.finish()
-            done = [d for d in over_p2p if _complete(store, want[d.package_id])]
-            for d in done:
-                got[d.package_id] = Source.P2P
-            missing = [d for d in missing if d not in done]
-
-        over_http = [d for d in missing if http_ok(d)]
-        if over_http and plan.gateways:
-            from cheng_build.pkg.fetch.http import fetch_dag
-
-            for dep in over_http:
-                for gw in plan.gateways:
-                    progress.start(dep.package_id, "http")
-                    try:
-                        hs = fetch_dag(store, want[dep.package_id], gw, on_block=progress.advance)
-                        blocks += hs.blocks_fetched
-                        nbytes += hs.bytes_fetched
-                    except (NotFoundError, TransportError) as exc:
-                        errors.append(f"http: {exc.what}")
-                        continue
-                    finally:
-                        progress.finish()
-                    if _complete(store, want[dep.package_id]):
-                        got[dep.package_id] = Source.HTTP
-                        missing.remove(dep)
-                        break
-
-        if missing:
-            first = dep_mode(mode, missing[0])
-            tried = []
-            if first is not FetchMode.HTTP and not plan.peers:
-                tried.append("no usable p2p peer (give --peers or PKG_PEERS)")
-            if first is FetchMode.P2P:
-                tried.append("mode p2p: HTTP not used")
-            elif not http_ok(missing[0]):
-                tried.append("HTTP fallback not allowed at this level/mode")
-            elif not plan.gateways:
-                tried.append("no HTTP gateway given")
-            raise NotFoundError(
-                f"{missing[0].package_id}: snapshot {missing[0].cid} could not be fetched"
-                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
-                why="\n".join(errors + tried + [f"{a}: {w}" for a, w in dropped]) or None,
-                how="check the peers are running and hold the snapshot; run with --debug")
-
-        for dep in pending:
-            if limits is None:
-                roots[dep.package_id] = materialize(store, parse_cid(str(dep.cid)), cache_root)
-            else:
-                roots[dep.package_id] = materialize(store, parse_cid(str(dep.cid)), cache_root,
-                                                    limits=limits)
-            sources[dep.package_id] = got[dep.package_id]
-
-    ordered = [roots[d.package_id] for d in deps]
-    return FetchResult(
-        roots={d.package_id: roots[d.package_id] for d in deps},
-        pkg_roots=",".join(str(p) for p in ordered),
-        sources={d.package_id: sources[d.package_id] for d in deps},
-        dropped=tuple(dropped),
-        blocks_fetched=blocks,
-        bytes_fetched=nbytes,
-        orphans_removed=cleaned,
-    )
+                net.progress.finish()
+            if _complete(net.store, net.want[dep.package_id]):
+                net.got[dep.package_id] = Source.HTTP
+                net.missing.remove(dep)
+                break
 
 
-__all__ = ["FetchMode", "FetchResult", "Progress", "Source", "dep_mode", "fetch_lock", "peer_allowed"]
+def _not_fetched(net: _Network) -> NotFoundError:
+    """The error when snapshots remain: the first one, and every reason a source gave."""
+    missing = net.missing
+    first = dep_mode(net.mode, missing[0])
+    tried = []
+    if first is not FetchMode.HTTP and not net.plan.peers:
+        tried.append("no usable p2p peer (give --peers or PKG_PEERS)")
+    if first is FetchMode.P2P:
+        tried.append("mode p2p: HTTP not used")
+    elif not net.http_ok(missing[0]):
+        tried.append("HTTP fallback not allowed at this level/mode")
+    elif not net.plan.gateways:
+        tried.append("no HTTP gateway given")
+    return NotFoundError(
+        f"{missing[0].package_id}: snapshot {missing[0].cid} could not be fetched"
+        + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+        why="\n".join(net.errors + tried + [f"{a}: {w}" for a, w in net.dropped]) or None,
+        how="check the peers are running and hold the snapshot; run with --debug")
 
+
+def _materialize(net: _Network, pending: list[LockedDep], cache_root: Path,
+                 roots: dict[str, Path], sources: dict[str, Source],
+                 limits: ExportLimits | None) -> None:
+    """Step 6: every fetched snapshot laid out under ``packages/<cid>/`` (complete or absent)."""
+    from cheng_build.cas.cid import parse_cid
+    from cheng_build.cas.materialize import materialize
+
+    for dep in pending:
+        if limits is None:
+            roots[dep.package_id] = materialize(net.store, parse_cid(str(dep.cid)), cache_root)
+        else:
+            roots[dep.package_id] = materialize(net.store, parse_cid(str(dep.cid)), cache_root,
+                                                limits=limits)
+        sources[dep.package_id] = net.got[dep.package_id]
+
+
+__all__ = ["FetchResult", "Progress", "Source", "fetch_lock"]

@@ -37,6 +37,8 @@ import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from cheng_build.cas import varint
+
 PROTOCOL_V120 = "/ipfs/bitswap/1.2.0"
 PROTOCOL_V110 = "/ipfs/bitswap/1.1.0"
 PROTOCOL_V100 = "/ipfs/bitswap/1.0.0"
@@ -103,47 +105,26 @@ class Message:
 # --- protobuf primitives ----------------------------------------------------------------------
 
 
-def uvarint(n: int) -> bytes:
-    """Encode a non-negative integer as an unsigned LEB128 varint."""
-    if n < 0:
-        raise ValueError("uvarint of a negative number")
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def read_uvarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    """Decode a varint at ``pos``; return (value, next position)."""
-    result = 0
-    shift = 0
-    end = len(buf)
-    while True:
-        if pos >= end:
-            raise WireError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise WireError("varint longer than 64 bits")
+    """The varint at ``pos`` (:mod:`cheng_build.cas.varint`: minimal, at most 64 bits) and the
+    position after it; a bad one is this module's :class:`WireError`."""
+    try:
+        return varint.decode(buf, pos)
+    except varint.VarintError as exc:
+        raise WireError(str(exc)) from None
 
 
 def _key(fieldno: int, wire: int) -> bytes:
-    return uvarint((fieldno << 3) | wire)
+    return varint.encode((fieldno << 3) | wire)
 
 
 def _ld(fieldno: int, payload: bytes | memoryview) -> list[bytes | memoryview]:
-    return [_key(fieldno, 2), uvarint(len(payload)), payload]
+    return [_key(fieldno, 2), varint.encode(len(payload)), payload]
 
 
 def _vi(fieldno: int, value: int) -> bytes:
     # int32 fields: negative numbers are sign-extended to 64 bits, as protobuf does.
-    return _key(fieldno, 0) + uvarint(value & 0xFFFFFFFFFFFFFFFF)
+    return _key(fieldno, 0) + varint.encode(value & 0xFFFFFFFFFFFFFFFF)
 
 
 def _fields(buf: bytes | memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
@@ -214,7 +195,7 @@ def _encode_parts(msg: Message) -> list[bytes | memoryview]:
     for blk in msg.blocks:
         inner = [*_ld(1, blk.prefix), *_ld(2, blk.data)]
         size = sum(len(p) for p in inner)
-        parts.extend([_key(3, 2), uvarint(size), *inner])
+        parts.extend([_key(3, 2), varint.encode(size), *inner])
     for p in msg.presences:
         inner_p = b"".join(_ld(1, p.cid)) + (_vi(2, int(p.type)) if p.type else b"")
         parts.extend(_ld(4, inner_p))
@@ -229,7 +210,7 @@ def frame(msg: Message) -> bytes:
     size = sum(len(p) for p in parts)
     if size > MAX_MESSAGE_SIZE:
         raise WireError(f"message of {size} bytes exceeds {MAX_MESSAGE_SIZE}")
-    return b"".join([uvarint(size), *parts])
+    return b"".join([varint.encode(size), *parts])
 
 
 def _decode_entry(buf: memoryview) -> WantEntry:
@@ -309,7 +290,7 @@ def cid_prefix(cid_bytes: bytes) -> bytes:
     codec, pos = read_uvarint(cid_bytes, pos)
     code, pos = read_uvarint(cid_bytes, pos)
     length, pos = read_uvarint(cid_bytes, pos)
-    return uvarint(1) + uvarint(codec) + uvarint(code) + uvarint(length)
+    return varint.encode(1) + varint.encode(codec) + varint.encode(code) + varint.encode(length)
 
 
 def parse_prefix(prefix: bytes) -> tuple[int, int, int, int]:

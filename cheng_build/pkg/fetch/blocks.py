@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from multiformats import CID
 
+from cheng_build.cas.cid import cid_text as b32_cid_text
 from cheng_build.core.errors import DigestMismatchError
 from cheng_build.pkg.fetch.bitswap import parse_prefix, read_uvarint
 
@@ -86,10 +87,11 @@ def to_cid(cid_bytes: bytes) -> CID:
 
 
 def cid_text(cid_bytes: bytes) -> str:
-    """A binary CID as text: base32 ``bafy...``/``bafk...`` for v1, base58 ``Qm...`` for v0."""
+    """A binary CID as text: base32 ``bafy...``/``bafk...`` for v1 (cas's one encoder), base58
+    ``Qm...`` for v0, hex for bytes that are no CID."""
     try:
         cid = CID.decode(cid_bytes)
-        return cid.encode("base58btc") if cid.version == 0 else cid.encode("base32")
+        return cid.encode("base58btc") if cid.version == 0 else b32_cid_text(cid_bytes)
     except Exception:
         return cid_bytes.hex() or "(no CID)"
 

@@ -16,8 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from cheng_build.cas.car import CarError, read_sections
 from cheng_build.core.errors import DigestMismatchError, NotFoundError, TransportError, UsageError
-from cheng_build.pkg.fetch import carstream
 from cheng_build.pkg.fetch.blocks import (
     CODEC_RAW,
     BlockStore,
@@ -265,7 +265,7 @@ def _fetch_car(client: _Client, store: BlockStore, root: bytes, stats: HttpStats
     body = Capped(resp, FIRST_CAR_CAP, f"gateway {client.url}'s CAR of {cid_text(root)}")
     expected = {root}
     try:
-        for c, data in carstream.read_sections(body):  # type: ignore[arg-type]
+        for c, data in read_sections(body):  # type: ignore[arg-type]
             if c not in expected:
                 raise _refuse(client.url, c, "it is not linked from the DAG being fetched")
             if not matches(c, data):
@@ -285,7 +285,7 @@ def _fetch_car(client: _Client, store: BlockStore, root: bytes, stats: HttpStats
         resp.close()
         client.reconnect()
         raise
-    except carstream.CarStreamError as exc:
+    except CarError as exc:
         # Whatever arrived verified is stored; _fill_missing asks for the rest block by block.
         client.done()
         resp.close()

@@ -26,10 +26,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cheng_build.cas.car import LIMITS as CAR_LIMITS  # the one set of CAR limits (cas.car)
 from cheng_build.core.errors import TransportError
-from cheng_build.pkg.fetch.carstream import MAX_HEADER, MAX_SECTION
 
-MAX_BLOCK = MAX_SECTION  # no IPFS tool exchanges blocks over 2 MiB; 4 MiB is generous
+MAX_BLOCK = CAR_LIMITS.max_section  # no IPFS tool exchanges blocks over 2 MiB; 4 MiB is generous
 # Per section of a CAR: a length varint (<= 10 bytes) and a CID (<= 69 bytes for sha2-256 and
 # blake3). Each section's framing is matched by the link to it in its parent block, which the
 # declared size counts, so a CAR never needs more than the declared size twice over in framing.
@@ -76,7 +76,7 @@ def car_cap(consumed: int, declared: int | None, root_len: int) -> int | None:
     return consumed + rest * (1 + _FRAMING_FACTOR) + _SLACK
 
 
-FIRST_CAR_CAP = MAX_HEADER + 10 + MAX_SECTION + 10 + _SLACK
+FIRST_CAR_CAP = CAR_LIMITS.max_header + 10 + CAR_LIMITS.max_section + 10 + _SLACK
 
 
 class TooLargeError(TransportError):

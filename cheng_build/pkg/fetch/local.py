@@ -8,9 +8,12 @@ there is always complete).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cheng_build.core.errors import InputError, PolicyError
+
+if TYPE_CHECKING:
+    from cheng_build.pkg.lock import LockedDep
 
 
 def packages_dir(cache_root: Path, cid: str) -> Path:
@@ -23,14 +26,14 @@ def cached_package(cache_root: Path, cid: str) -> Path | None:
     return p if p.is_dir() else None
 
 
-def path_override(dep: Any, lock_dir: Path | None, level: str) -> Path | None:
+def path_override(dep: LockedDep, lock_dir: Path | None, level: str) -> Path | None:
     """A dependency's ``path`` override (seed A1.3: dev only), resolved against the lock's folder.
 
     Raises:
         PolicyError: an override at security level L2 (production builds use locked CIDs only).
         InputError: the override names a folder that does not exist.
     """
-    raw = getattr(dep, "path", None)
+    raw = dep.path
     if not raw:
         return None
     if level == "L2":

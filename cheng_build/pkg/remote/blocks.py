@@ -25,8 +25,8 @@ TIMEOUT_S = 30.0
 
 def plan_sources(addrs: Sequence[str], config: Any) -> tuple[list[str], list[str]]:
     """(peers, gateways) among ``addrs`` that the policy lets resolve use."""
-    from cheng_build.pkg.fetch import peer_allowed
     from cheng_build.pkg.fetch.http import is_gateway
+    from cheng_build.pkg.fetch.policy import peer_allowed
 
     mode = str(getattr(getattr(config, "mode", None), "value", "auto"))
     http_ok = mode == "http" or (mode == "auto" and bool(getattr(config, "http_fallback", False)))
@@ -175,7 +175,7 @@ class FetchingStore:
 
     def _discover(self, c: bytes, why: list[str]) -> list[str]:
         """Providers of ``c`` (DHT, routers) that the policy allows (the others in ``why``)."""
-        from cheng_build.pkg.fetch import peer_allowed
+        from cheng_build.pkg.fetch.policy import peer_allowed
         from cheng_build.pkg.remote.providers import providers_of
 
         errors: list[str] = []

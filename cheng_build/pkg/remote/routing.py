@@ -23,8 +23,9 @@ def fetch_lock_routed(lock: Any, *, cache_root: Path, config: Any, peers: Sequen
     Raises:
         as ``fetch_lock``; the second failure names the providers tried or refused.
     """
-    from cheng_build.pkg.fetch import fetch_lock, peer_allowed
+    from cheng_build.pkg.fetch import fetch_lock
     from cheng_build.pkg.fetch.local import cached_package
+    from cheng_build.pkg.fetch.policy import peer_allowed
     from cheng_build.pkg.remote.providers import providers_of, routing_configured
 
     try:

@@ -19,7 +19,7 @@ def permitted_sources(config: Config) -> list[str]:
     Raises:
         PolicyError: every source is forbidden (at L2 only allow-listed ones may be used).
     """
-    from cheng_build.pkg.fetch import peer_allowed
+    from cheng_build.pkg.fetch.policy import peer_allowed
 
     ok = [a for a in config.sync_from if peer_allowed(a, config)]
     if config.sync_from and not ok:

@@ -24,15 +24,20 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
+from libp2p.custom_types import TProtocol
 from multiformats import CID
 
 from cheng_build.core.errors import DigestMismatchError
 from cheng_build.pkg.fetch import bitswap as bs
 from cheng_build.pkg.fetch import libp2p_adapter as lp
 from cheng_build.pkg.fetch.blocks import BlockStore, block_cid, cid_text, to_cid
+
+if TYPE_CHECKING:
+    from libp2p.abc import IHost, INetStream
+    from libp2p.peer.id import ID
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +49,18 @@ class SessionListener(Protocol):
     """What the node tells a running fetch session (:class:`.session.FetchSession`), synchronously
     in the trio thread: a block whose bytes hash to ``real``, a presence, a lost peer."""
 
-    def on_block(self, peer: Any, real: bytes, data: bytes | memoryview) -> None: ...
+    def on_block(self, peer: ID, real: bytes, data: bytes | memoryview) -> None: ...
 
-    def on_presence(self, peer: Any, cid_bytes: bytes, kind: bs.PresenceType) -> None: ...
+    def on_presence(self, peer: ID, cid_bytes: bytes, kind: bs.PresenceType) -> None: ...
 
-    def on_peer_lost(self, peer: Any, why: str) -> None: ...
+    def on_peer_lost(self, peer: ID, why: str) -> None: ...
 
 
 @dataclass(slots=True)
 class _PeerLink:
     """What we owe one peer, sent on our own outbound stream (defects 1 and 4)."""
 
-    peer: Any
+    peer: ID
     wake: trio.Event = field(default_factory=trio.Event)
     wants: list[bs.WantEntry] = field(default_factory=list)
     presences: list[bs.Presence] = field(default_factory=list)
@@ -107,26 +112,26 @@ class BitswapNode:
     Use as ``async with BitswapNode.running(host, store) as node:`` inside ``host.run(...)``.
     """
 
-    def __init__(self, host: Any, store: BlockStore, *, serve: bool = True,
+    def __init__(self, host: IHost, store: BlockStore, *, serve: bool = True,
                  max_peers: int | None = None) -> None:
         self.host = host
         self.store = store
         self.serving = serve
         self.max_peers = max_peers
-        self._links: dict[Any, _PeerLink] = {}
-        self._readers: dict[Any, set[trio.CancelScope]] = {}
+        self._links: dict[ID, _PeerLink] = {}
+        self._readers: dict[ID, set[trio.CancelScope]] = {}
         self.sessions: list[SessionListener] = []  # registered by each running session
         self._nursery: trio.Nursery | None = None
         self.blocks_served = 0
         self.streams_opened = 0  # outbound bitswap streams, all peers, since start
         self.bytes_served = 0
         for proto in bs.PROTOCOLS:
-            host.set_stream_handler(proto, self._on_inbound)
+            host.set_stream_handler(TProtocol(proto), self._on_inbound)
         lp.on_disconnect(host, self._on_disconnect)
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, host: Any, store: BlockStore, **kw: Any) -> AsyncIterator[BitswapNode]:
+    async def running(cls, host: IHost, store: BlockStore, **kw: Any) -> AsyncIterator[BitswapNode]:
         node = cls(host, store, **kw)
         async with trio.open_nursery() as nursery:
             node._nursery = nursery
@@ -137,7 +142,7 @@ class BitswapNode:
 
     # --- inbound: the peer's stream, read only ------------------------------------------------
 
-    async def _on_inbound(self, stream: Any) -> None:
+    async def _on_inbound(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
         if self.max_peers is not None and peer not in self._links \
                 and len(self._links) >= self.max_peers:
@@ -180,7 +185,7 @@ class BitswapNode:
                 except lp.STREAM_ERRORS:
                     pass
 
-    def _on_disconnect(self, peer: Any) -> None:
+    def _on_disconnect(self, peer: ID) -> None:
         """The peer's last connection closed: stop reading from and serving it."""
         for scope in list(self._readers.get(peer, ())):
             scope.cancel()
@@ -189,7 +194,7 @@ class BitswapNode:
             link.alive = False
             link.wake.set()
 
-    def _on_message(self, peer: Any, msg: bs.Message, reals: list[bytes] | None = None) -> None:
+    def _on_message(self, peer: ID, msg: bs.Message, reals: list[bytes] | None = None) -> None:
         """Act on one message; ``reals`` are its blocks' CIDs as their bytes hash (computed
         here when not given), 1.1+ blocks first, then 1.0.0 ones."""
         if msg.wants and self.serving:
@@ -207,7 +212,7 @@ class BitswapNode:
 
     # --- serving ------------------------------------------------------------------------------
 
-    def _queue_wants(self, peer: Any, msg: bs.Message) -> None:
+    def _queue_wants(self, peer: ID, msg: bs.Message) -> None:
         link = self._link(peer)
         if msg.full:
             link.serve.clear()
@@ -246,7 +251,7 @@ class BitswapNode:
 
     # --- outbound: our own stream per peer ----------------------------------------------------
 
-    def _link(self, peer: Any) -> _PeerLink:
+    def _link(self, peer: ID) -> _PeerLink:
         link = self._links.get(peer)
         if link is None or not link.alive:
             link = _PeerLink(peer)
@@ -319,15 +324,20 @@ class BitswapNode:
                 except lp.STREAM_ERRORS:
                     pass
 
-    def send_wants(self, peer: Any, wants: Iterable[bs.WantEntry]) -> None:
+    def send_wants(self, peer: ID, wants: Iterable[bs.WantEntry]) -> None:
         link = self._link(peer)
         link.wants.extend(wants)
         link.wake.set()
 
-    def link_stats(self, peer: Any) -> _PeerLink | None:
+    def link_stats(self, peer: ID) -> _PeerLink | None:
         return self._links.get(peer)
 
-    async def disconnect(self, peer: Any) -> None:
+    def hang_up_soon(self, peer: ID) -> None:
+        """Disconnect from ``peer`` in the background (a session dropped it)."""
+        assert self._nursery is not None, "BitswapNode used outside running()"
+        self._nursery.start_soon(self.disconnect, peer)
+
+    async def disconnect(self, peer: ID) -> None:
         link = self._links.pop(peer, None)
         if link is not None:
             link.alive = False

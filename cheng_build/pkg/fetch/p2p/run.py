@@ -7,12 +7,12 @@ p2p peer is allowed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from cheng_build.pkg.fetch.blocks import BlockStore
 from cheng_build.pkg.fetch.p2p.session import SessionStats
 
 
-def fetch_p2p(store: Any, roots: list[bytes], peers: Sequence[str], *,
+def fetch_p2p(store: BlockStore, roots: list[bytes], peers: Sequence[str], *,
               on_block: Callable[[int], None] | None = None,
               on_total: Callable[[int], None] | None = None, window: int = 32,
               stall_s: float = 15.0) -> SessionStats:

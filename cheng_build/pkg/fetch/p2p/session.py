@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -24,6 +24,10 @@ from cheng_build.pkg.fetch import libp2p_adapter as lp
 from cheng_build.pkg.fetch.blocks import child_cids, cid_text, dag_size, to_cid
 from cheng_build.pkg.fetch.p2p.node import BitswapNode
 from cheng_build.pkg.fetch.sink import BlockSink
+
+if TYPE_CHECKING:
+    from libp2p.peer.id import ID
+    from multiaddr import Multiaddr
 
 # Received blocks are handed to the store's worker thread about this many bytes at a time; it
 # stages them as temp files and ``BlockSink`` makes them durable together (one hash per block:
@@ -57,12 +61,12 @@ class FetchSession:
         self.on_total_cb = on_total
         self.stats = SessionStats()
         self.todo: deque[bytes] = deque()
-        self.inflight: dict[bytes, Any] = {}
+        self.inflight: dict[bytes, ID] = {}
         self.asked: set[bytes] = set()
-        self.refused: dict[bytes, set[Any]] = {}
-        self.peers: list[Any] = []
-        self.names: dict[Any, str] = {}
-        self.last_seen: dict[Any, float] = {}
+        self.refused: dict[bytes, set[ID]] = {}
+        self.peers: list[ID] = []
+        self.names: dict[ID, str] = {}
+        self.last_seen: dict[ID, float] = {}
         self.changed = trio.Event()
         self.error: Exception | None = None
         self.unsaved: list[tuple[bytes, bytes | memoryview]] = []
@@ -73,7 +77,7 @@ class FetchSession:
 
     # callbacks from the node (synchronous, in the trio thread) --------------------------------
 
-    def on_block(self, peer: Any, real: bytes, data: bytes | memoryview) -> None:
+    def on_block(self, peer: ID, real: bytes, data: bytes | memoryview) -> None:
         if peer not in self.peers:
             return
         self.last_seen[peer] = trio.current_time()
@@ -103,7 +107,7 @@ class FetchSession:
         self._expand(real, blob)
         self._wake()
 
-    def on_presence(self, peer: Any, cid_bytes: bytes, kind: bs.PresenceType) -> None:
+    def on_presence(self, peer: ID, cid_bytes: bytes, kind: bs.PresenceType) -> None:
         if peer not in self.peers:
             return
         self.last_seen[peer] = trio.current_time()
@@ -113,7 +117,7 @@ class FetchSession:
             self.todo.appendleft(cid_bytes)
             self._wake()
 
-    def on_peer_lost(self, peer: Any, why: str) -> None:
+    def on_peer_lost(self, peer: ID, why: str) -> None:
         if peer in self.peers:
             self._release(peer)
             self.peers.remove(peer)
@@ -128,19 +132,19 @@ class FetchSession:
     def _wake(self) -> None:
         self.changed.set()
 
-    def _release(self, peer: Any) -> None:
+    def _release(self, peer: ID) -> None:
         for c, owner in list(self.inflight.items()):
             if owner == peer:
                 del self.inflight[c]
                 self.todo.appendleft(c)
 
-    def _drop(self, peer: Any, why: str) -> None:
+    def _drop(self, peer: ID, why: str) -> None:
         name = self.names.get(peer, str(peer))
         self.stats.dropped.append((name, why))
         self._release(peer)
         if peer in self.peers:
             self.peers.remove(peer)
-        self.node._nursery.start_soon(self.node.disconnect, peer)  # type: ignore[union-attr]
+        self.node.hang_up_soon(peer)
         self._wake()
 
     def _expand(self, cid_bytes: bytes, data: bytes | memoryview) -> None:
@@ -174,7 +178,7 @@ class FetchSession:
         refill = max(1, self.window // 4)
         if len(self.todo) >= refill and all(self.window - load[p] < refill for p in self.peers):
             return
-        batches: dict[Any, list[bs.WantEntry]] = {}
+        batches: dict[ID, list[bs.WantEntry]] = {}
         skipped: list[bytes] = []
         while self.todo:
             c = self.todo[0]
@@ -203,7 +207,7 @@ class FetchSession:
         for peer, wants in batches.items():
             self.node.send_wants(peer, wants)
 
-    async def run(self, peers: list[tuple[Any, Any]]) -> SessionStats:
+    async def run(self, peers: list[tuple[Multiaddr, ID]]) -> SessionStats:
         node = self.node
         store = node.store
         for root in self.roots:
@@ -285,7 +289,7 @@ class FetchSession:
                     self._drop(p, f"sent nothing for {self.stall_s:g} s while owing blocks")
 
 
-async def fetch(node: BitswapNode, roots: list[bytes], peers: list[tuple[Any, Any]], *,
+async def fetch(node: BitswapNode, roots: list[bytes], peers: list[tuple[Multiaddr, ID]], *,
                 window: int = 32, stall_s: float = 15.0,
                 on_block: Callable[[int], None] | None = None,
                 on_total: Callable[[int], None] | None = None) -> SessionStats:
