@@ -20,6 +20,9 @@ without an ``executor_id`` whose capabilities it has and whose code and input ar
 appends an ``exec_claim`` event (``claim_id, request_id, executor_id, epoch, ts``), and runs the
 request only when its claim is the first one for that request in ledger order (appends are
 serialised by the ledger's lock, so two executors never both win).
+
+(Over 400 lines on purpose: the executor, its client and the open-request claims speak one
+wire protocol, described once above; apart, the two ends of it would drift.)
 """
 
 from __future__ import annotations

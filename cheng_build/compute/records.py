@@ -32,6 +32,9 @@ Key order per type (``?`` = written only when non-empty; ``+`` = our additions, 
     risk_reason, seed, ts
 ``fraud_report``  type, report_id, task_id, request_id, receipt_id, executor_id, reporter_id,
     reason, evidence_cid, severity, epoch, ts; + result_cid?, expected_cid?
+
+(Over 400 lines on purpose: the six event records share one lenient reader and one key-order
+table; apart, their compat rules would drift.)
 """
 
 from __future__ import annotations

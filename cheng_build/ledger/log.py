@@ -36,6 +36,9 @@ Reading: :func:`iter_events` streams events. It accepts what the original wrote:
 surrounding whitespace are skipped, raw control characters inside strings are allowed, bytes that
 are not UTF-8 pass through (surrogate-escaped). A line that is not a JSON object raises
 :class:`LedgerError` (the original silently skipped it; ``skip_bad=True`` does that).
+
+(Over 400 lines on purpose: the writer, the reader and the checker of one on-disk format,
+documented once at the top.)
 """
 
 from __future__ import annotations
