@@ -11,6 +11,9 @@ Between them, :meth:`Agent._tick` decides: claim ready tasks this node is capabl
 ``jobs`` running and ``max(jobs, 4)`` more claimed ahead, picked in a node-specific order so
 racing nodes collide less), take over tasks whose lease lapsed, renew leases of held tasks, start won ones.
 A node claims nothing while it is an island: it cannot see the timeline, so it cannot know.
+
+(Over 400 lines on purpose: the three coroutines share the agent's claim state; the rules they
+apply live apart, in :mod:`.ledger`.)
 """
 
 from __future__ import annotations
