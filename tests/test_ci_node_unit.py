@@ -18,6 +18,14 @@ from cheng_build.cis.node.ledger import Ledger, TaskPlan, TaskStatus
 from cheng_build.cis.node.memroom import MemoryHub
 from cheng_build.cis.node.protocol import Kind, Message, ProtocolError
 
+
+@pytest.fixture(autouse=True)
+def _unsandboxed_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about claims, leases and takeovers; their tasks write into the test's
+    tmp dir, which bubblewrap hides from a task. The mode is pinned so an earlier test's cached
+    sandbox choice cannot change what a task may write."""
+    monkeypatch.setenv("CIS_SANDBOX", "unsandboxed")
+
 RUN = "01M98FZR3PSFV964KJ3JCZ99Y9"
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
