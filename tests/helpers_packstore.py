@@ -50,3 +50,17 @@ def stored_block_bytes(store: Blockstore) -> int:
 def pack_files(store: Blockstore) -> list[str]:
     return sorted(f for f in os.listdir(store.packs_dir) if f.endswith(".pack")) \
         if store.packs_dir.is_dir() else []
+
+
+def index_content(path: os.PathLike[str]) -> bytes:
+    """What an index records (blocks, and packs with committed bytes) as bytes to compare; empty
+    for an index that records nothing (one a refused write created)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True)
+    try:
+        blocks = db.execute("SELECT cid, pack, off, len FROM blocks ORDER BY cid").fetchall()
+        packs = db.execute("SELECT id, committed FROM packs WHERE committed > 0 ORDER BY id").fetchall()
+    finally:
+        db.close()
+    return repr((blocks, packs)).encode() if blocks or packs else b""

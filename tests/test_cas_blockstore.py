@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers_packstore import pack_files, tamper_block
 
 from cheng_build.cas.blockstore import Blockstore
 from cheng_build.cas.cid import make_cid
 from cheng_build.cas.importer import add_bytes
 from cheng_build.core.errors import DigestMismatchError, NotFoundError
-from helpers_packstore import pack_files, tamper_block
 
 
 def test_put_get_has_and_layout(tmp_path: Path) -> None:

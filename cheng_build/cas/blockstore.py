@@ -575,6 +575,12 @@ class Batch:
         """Cut every staged block off its pack and let the packs go."""
         writers, self._writers, self._writer = self._writers, [], None
         for w in writers:
+            if w.start == 0 and self._index is not None:
+                # A pack this batch started holds nothing committed: remove it, so a refused
+                # write leaves no trace. Its row goes first, while the pack is still locked.
+                with contextlib.suppress(Exception):
+                    self._index.delete([], [w.pack])
+                    os.unlink(self.store.pack_path(w.pack))
             w.release(rollback=True)
         self._rows.clear()
 
