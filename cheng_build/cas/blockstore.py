@@ -65,6 +65,7 @@ from cheng_build.core.errors import DigestMismatchError, IntegrityError, NotFoun
 from cheng_build.core.paths import cache_dir
 
 if TYPE_CHECKING:
+    from cheng_build.cas.migrate import MigrateResult
     from cheng_build.cas.packfile import PackWriter
     from cheng_build.cas.packindex import Location, PackIndex
 
@@ -178,6 +179,19 @@ class Blockstore:
                              how="check the path, free space and permissions") from None
         self._index = idx
         return idx
+
+    def migrate(self) -> MigrateResult:
+        """Move version-1 block files into packs now (what the first write does by itself).
+
+        Raises:
+            StoreError: the store cannot be locked or written (nothing removed).
+        """
+        from cheng_build.cas.migrate import migrate_flat
+
+        with self._lock(exclusive=True):
+            idx = self.index() if self.index_path.exists() else self._create_index()
+            assert idx is not None
+            return migrate_flat(self, idx)
 
     def locate(self, cid: CID) -> Location | None:
         """Where the block of ``cid`` is in the packs (``None``: not in the index)."""
