@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             blocks = _blocks(mib << 20, size)
             for name in args.layouts.split(","):
                 root = Path(tmp) / f"{name}-{size}"
-                put_cpu, put_wall, read = _times(lambda: LAYOUTS[name](root, blocks))
+                put_cpu, put_wall, read = _times(lambda n=name, r=root, b=blocks: LAYOUTS[n](r, b))
                 get_cpu, get_wall, n = _times(read)  # type: ignore[arg-type]
                 assert n == sum(len(v) for _, v in blocks)
                 key = f"{name}/{size // 1024}KiB"

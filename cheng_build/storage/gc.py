@@ -37,7 +37,6 @@ from cheng_build.storage.leases import LIVE, LeaseBook, LeaseRecord, LeaseStatus
 from cheng_build.storage.links import DAG_PB_CODEC, codec, links
 
 
-
 class GcRefusedError(IntegrityError):
     """gc found something that makes a safe sweep impossible (damaged lease record, corrupt node)."""
 
