@@ -357,6 +357,10 @@ class Blockstore:
         """A batch of puts and pins, committed together when the ``with`` block ends."""
         return Batch(self)
 
+    def batch_under_lock(self) -> Batch:
+        """A batch for a caller that holds the store lock already (exclusively: migration, gc)."""
+        return Batch(self, lock=False)
+
     def put(self, cid: CID, data: bytes) -> None:
         """Store one block after verifying it (see :meth:`put_many` for many).
 

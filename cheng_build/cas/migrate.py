@@ -26,7 +26,7 @@ from cheng_build.core.atomic import fsync_dir
 from cheng_build.core.errors import DigestMismatchError
 
 if TYPE_CHECKING:
-    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.packed import PackedStore
     from cheng_build.cas.packindex import PackIndex
 
 __all__ = ["MigrateResult", "flat_files", "has_flat_blocks", "migrate_flat"]
@@ -44,7 +44,7 @@ class MigrateResult:
     temps: int = 0  # write temp files of dead version-1 writers removed
 
 
-def _shards(store: Blockstore) -> list[Path]:
+def _shards(store: PackedStore) -> list[Path]:
     try:
         return [Path(e.path) for e in os.scandir(store.blocks_dir)
                 if len(e.name) == 2 and e.is_dir(follow_symlinks=False)]
@@ -52,12 +52,12 @@ def _shards(store: Blockstore) -> list[Path]:
         return []
 
 
-def has_flat_blocks(store: Blockstore) -> bool:
+def has_flat_blocks(store: PackedStore) -> bool:
     """Whether version-1 shard directories exist (cheap: one directory listing)."""
     return bool(_shards(store))
 
 
-def flat_files(store: Blockstore) -> Iterator[tuple[Path, CID]]:
+def flat_files(store: PackedStore) -> Iterator[tuple[Path, CID]]:
     """Every version-1 block file and its CID (temp files and stray names skipped)."""
     for shard in sorted(_shards(store)):
         with contextlib.suppress(OSError):
@@ -70,18 +70,16 @@ def flat_files(store: Blockstore) -> Iterator[tuple[Path, CID]]:
                     continue
 
 
-def migrate_flat(store: Blockstore, index: PackIndex) -> MigrateResult:
+def migrate_flat(store: PackedStore, index: PackIndex) -> MigrateResult:
     """Move every version-1 block into packs; the caller holds the store lock exclusively.
 
     Raises:
         StoreError: the packs or the index cannot be written (nothing removed).
     """
-    from cheng_build.cas.blockstore import Batch
-
     res = MigrateResult()
     done: list[Path] = []
     bad: list[Path] = []
-    with Batch(store, lock=False) as batch:
+    with store.batch_under_lock() as batch:
         for path, cid in flat_files(store):
             try:
                 data = path.read_bytes()

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from cheng_build.cas.cid import DAG_PB, cid_bytes, cid_str, decode_cid_bytes
 
 if TYPE_CHECKING:
-    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.packed import PackedStore
     from cheng_build.cas.packindex import PackIndex
 
 __all__ = ["SMALL_PACK", "SweepResult", "compact", "drop_orphans", "sweep"]
@@ -58,7 +58,7 @@ def _pack_id(name: str) -> int | None:
     return int(stem) if dot and ext == "pack" and stem.isdigit() else None
 
 
-def drop_orphans(store: Blockstore, *, flat_temps_older_than: float = _STALE_TMP_SECONDS) -> tuple[int, int]:
+def drop_orphans(store: PackedStore, *, flat_temps_older_than: float = _STALE_TMP_SECONDS) -> tuple[int, int]:
     """Remove what dead writers left; returns (files or tails, bytes). Exclusive lock held."""
     files = nbytes = 0
     idx = store.index()
@@ -94,7 +94,7 @@ def drop_orphans(store: Blockstore, *, flat_temps_older_than: float = _STALE_TMP
     return files, nbytes
 
 
-def sweep(store: Blockstore, live: set[bytes], *, dry_run: bool = False,
+def sweep(store: PackedStore, live: set[bytes], *, dry_run: bool = False,
           on_delete: Callable[[str], None] | None = None) -> SweepResult:
     """Forget every block not in ``live``, then compact (see the module doc).
 
@@ -138,7 +138,7 @@ def sweep(store: Blockstore, live: set[bytes], *, dry_run: bool = False,
     return res
 
 
-def compact(store: Blockstore, idx: PackIndex, res: SweepResult | None = None) -> SweepResult:
+def compact(store: PackedStore, idx: PackIndex, res: SweepResult | None = None) -> SweepResult:
     """Rewrite sparse and small packs into fresh ones (see the module doc). Exclusive lock held."""
     from cheng_build.cas.packfile import PACK_LIMIT, fresh
 
