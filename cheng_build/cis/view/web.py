@@ -25,6 +25,14 @@ Endpoints (JSON unless noted)::
     POST /api/runs/<run>/tasks/<i>/<action>  confirm | cancel | run-now | skip | change | continue |
                                              resolve | retry ; body JSON for change/resolve
 
+A room run (one ``cis run --room:`` posted from this machine, mirrored into its store) has no local
+engine: its confirm, skip and cancel are posted to its room as ``control`` events through the same
+function as ``cis confirm --room:`` (:mod:`cheng_build.cis.node.decide`), as the Matrix user
+``cis web`` was started with, which must already be a member of the room; 200 when the event is in
+the room, 202 when the homeserver is unreachable and it waits in this machine's outbox (a
+background thread sends it when the homeserver answers), 403 when the room refuses (not a member,
+bad credentials), 409 without a Matrix connection or for an action a room run does not take.
+
 Safety: it binds 127.0.0.1 only; only the browser that opened the one-time login link
 ``cis web`` printed gets in (a session cookie, see :mod:`websession`), so a task that can reach
 127.0.0.1 cannot read the page nor approve its own gate; a POST must also carry the session's
@@ -53,10 +61,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from cheng_build.cis.node.decide import DecisionState, RoomDecider
+from cheng_build.cis.node.mirror import RoomRef, room_of
 from cheng_build.cis.run import control
 from cheng_build.cis.run.requests import Outcome
 from cheng_build.cis.run.store import Store, TaskRecord
-from cheng_build.cis.view.board import Sampler, act, debt_board, run_detail, run_summary, snapshot
+from cheng_build.cis.view.board import (Sampler, act, check_body, debt_board, run_detail, run_summary,
+                                        snapshot)
 from cheng_build.cis.view.websession import Sessions, cookie_name, cookie_value
 from cheng_build.core.errors import ChengError
 
@@ -89,13 +100,20 @@ class WebServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, port: int = DEFAULT_PORT, *, home: str | os.PathLike[str] | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", decider: RoomDecider | None = None) -> None:
         super().__init__((host, port), Handler)
         self.home = home
         self.sessions = Sessions()
         self.sampler = Sampler()
         self.local = threading.local()
         self.stopping = threading.Event()
+        # Decisions on room runs go to their room through this (None: no Matrix connection given).
+        self.decider = decider
+        if decider is not None:
+            from cheng_build.cis.node.decide import retry_forever
+
+            threading.Thread(target=retry_forever, args=(decider, self.stopping), daemon=True,
+                             name="cis-web-room-outbox").start()
 
     def store(self) -> Store:
         """One Store per thread (SQLite connections are per thread)."""
@@ -331,6 +349,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self._error(HTTPStatus.NOT_FOUND, "POST /api/runs/<run>/tasks/<task>/<action>")
             store = self.server.store()
             run_id = store.resolve_run_id(parts[2])
+            ref = room_of(store, run_id)
+            if ref is not None:  # no local engine drives a room run: decide in its room
+                return self._room_act(store, run_id, ref, parts[4], parts[5], body)
             cid = act(store, run_id, parts[4], parts[5], body)
             alive = store.engine_alive(run_id)
             started = None
@@ -353,11 +374,57 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
 
+    def _room_act(self, store: Store, run_id: str, ref: RoomRef, task: str, action: str,
+                  body: dict[str, Any]) -> None:
+        """A button on a mirrored room run: confirm / skip (cancel) as a room ``control`` event,
+        through the same function as ``cis confirm --room:`` (:mod:`cheng_build.cis.node.decide`)."""
+        from cheng_build.cis.node.protocol import ProtocolError
+        from cheng_build.cis.node.room import RoomError
+
+        check_body(action, body)
+        room_action = ROOM_ACTIONS.get(action)
+        if room_action is None:
+            return self._error(HTTPStatus.CONFLICT, f"{action}: not available for a room run",
+                               why=f"run {run_id} lives in room {ref.room}; only "
+                                   f"{', '.join(ROOM_ACTIONS)} act through the room",
+                               how="act on the task on the node that holds it")
+        idx = control.task_index(store, run_id, task)
+        decider = self.server.decider
+        if decider is None:
+            return self._error(HTTPStatus.CONFLICT,
+                               f"{action}: run {run_id} lives in room {ref.room}, and this web view "
+                               "has no Matrix connection",
+                               why="a decision on a room run is a room event, sent as a member",
+                               how="start 'cis web' with --homeserver: --user: --password-file: (or "
+                                   "CIS_MATRIX_* / matrix.toml), or use 'cis confirm --room:'")
+        try:
+            d = decider.decide(ref.room_id, run_id, idx, room_action)
+        except RoomError as exc:
+            return self._error(HTTPStatus.FORBIDDEN, f"{action}: room {ref.room} refused: {exc.what}",
+                               why="nothing was sent; the decision is not kept",
+                               how=exc.how or None)
+        except ProtocolError as exc:
+            return self._error(HTTPStatus.BAD_REQUEST, f"{action}: {exc}")
+        if d.state is DecisionState.SENT:
+            return self._json({"state": d.state.value, "room": ref.room, "event_id": d.event_id,
+                               "result": f"{room_action} sent to room {ref.room} (event "
+                                         f"{d.event_id}): the nodes of the run act on it"})
+        self._json({"state": d.state.value, "room": ref.room, "queued": decider.queued(),
+                    "result": f"queued: room {ref.room} is unreachable ({d.detail}); the "
+                              f"{room_action} waits in this machine's outbox and is sent when the "
+                              "homeserver answers"}, HTTPStatus.ACCEPTED)
+
+
+# A web button on a room run -> the room's control action (cancel a Confirmed task = skip it).
+ROOM_ACTIONS = {"confirm": "confirm", "skip": "skip", "cancel": "skip"}
+
+
 def serve(port: int = DEFAULT_PORT, *, home: str | os.PathLike[str] | None = None,
-          on_ready: Any = None) -> None:
+          on_ready: Any = None, decider: RoomDecider | None = None) -> None:
     """Serve until interrupted; ``on_ready(login_url)`` is called once listening, with a
-    one-time login link (the only way in: see :mod:`websession`)."""
-    srv = WebServer(port, home=home)
+    one-time login link (the only way in: see :mod:`websession`). ``decider``: how decisions on
+    room runs reach their room (see :mod:`cheng_build.cis.node.decide`)."""
+    srv = WebServer(port, home=home, decider=decider)
     if on_ready is not None:
         on_ready(srv.issue_login())
     try:
@@ -367,4 +434,4 @@ def serve(port: int = DEFAULT_PORT, *, home: str | os.PathLike[str] | None = Non
         srv.server_close()
 
 
-__all__ = ["DEFAULT_PORT", "Handler", "WebServer", "serve"]
+__all__ = ["DEFAULT_PORT", "ROOM_ACTIONS", "Handler", "WebServer", "serve"]
