@@ -43,7 +43,7 @@ def run(name: str, args: argparse.Namespace) -> int:
 
         conn = connection(args, need_room=False)
         home = Path(os.environ.get("CIS_HOME") or Path.home() / ".cis")
-        decider = RoomDecider(home, room_connector(conn))
+        decider = RoomDecider(home, room_connector(conn), who=f"{conn.homeserver} {conn.user}")
 
     def ready(login: str) -> None:
         base = login.split("login?", 1)[0]

@@ -11,8 +11,9 @@ The web view (:class:`RoomDecider`) adds two things a one-shot command does not 
 * **membership first**: it connects without joining (the connector it is given refuses a user
   that is not already a member), so pressing a button never makes anyone a member;
 * **an outbox**: every decision is written to a SQLite WAL outbox (coffee mode's ``Outbox``, as a
-  node's island queue, in its own file ``$CIS_HOME/web/node/coffee.db``: a node agent never
-  drains it, so nothing is ever sent under another identity) and then delivered. When the
+  node's island queue, in its own file ``$CIS_HOME/web/<identity>/node/coffee.db``: a node
+  agent never drains it, nor does a view of another user, so nothing is ever sent under another
+  identity) and then delivered. When the
   homeserver is unreachable the decision stays queued, the page says so, and a background
   thread of the web server delivers it when the homeserver answers again. A refusal (not a
   member, bad credentials) is never retried: it is dropped and the page shows why.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -82,9 +84,12 @@ class Decision:
 class RoomDecider:
     """The web view's way into the rooms of mirrored runs (see the module docstring)."""
 
-    def __init__(self, home: str | Path, connect: Connector, *,
+    def __init__(self, home: str | Path, connect: Connector, *, who: str = "",
                  timeout_s: float = SEND_TIMEOUT_S) -> None:
-        self.home = Path(home) / "web"
+        # One outbox per identity (``who``: homeserver and user as given): a queued decision is
+        # only ever sent by a view of the user who made it, never by another one on this home.
+        key = hashlib.sha256(who.encode()).hexdigest()[:16]
+        self.home = Path(home) / "web" / key
         self.connect = connect
         self.timeout_s = timeout_s
         # One delivery at a time: a button press and the background retry never send one entry twice.
