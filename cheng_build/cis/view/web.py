@@ -61,13 +61,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from cheng_build.cis.node.decide import DecisionState, RoomDecider
-from cheng_build.cis.node.mirror import RoomRef, room_of
+from cheng_build.cis.node.decide import RoomDecider
+from cheng_build.cis.node.mirror import room_of
 from cheng_build.cis.run import control
 from cheng_build.cis.run.requests import Outcome
 from cheng_build.cis.run.store import Store, TaskRecord
-from cheng_build.cis.view.board import (Sampler, act, check_body, debt_board, run_detail, run_summary,
-                                        snapshot)
+from cheng_build.cis.view.board import Sampler, act, debt_board, run_detail, run_summary, snapshot
+from cheng_build.cis.view.webroom import room_action
 from cheng_build.cis.view.websession import Sessions, cookie_name, cookie_value
 from cheng_build.core.errors import ChengError
 
@@ -351,7 +351,9 @@ class Handler(BaseHTTPRequestHandler):
             run_id = store.resolve_run_id(parts[2])
             ref = room_of(store, run_id)
             if ref is not None:  # no local engine drives a room run: decide in its room
-                return self._room_act(store, run_id, ref, parts[4], parts[5], body)
+                status, answer = room_action(self.server.decider, store, run_id, ref, parts[4],
+                                             parts[5], body)
+                return self._json(answer, status)
             cid = act(store, run_id, parts[4], parts[5], body)
             alive = store.engine_alive(run_id)
             started = None
@@ -374,51 +376,6 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
 
-    def _room_act(self, store: Store, run_id: str, ref: RoomRef, task: str, action: str,
-                  body: dict[str, Any]) -> None:
-        """A button on a mirrored room run: confirm / skip (cancel) as a room ``control`` event,
-        through the same function as ``cis confirm --room:`` (:mod:`cheng_build.cis.node.decide`)."""
-        from cheng_build.cis.node.protocol import ProtocolError
-        from cheng_build.cis.node.room import RoomError
-
-        check_body(action, body)
-        room_action = ROOM_ACTIONS.get(action)
-        if room_action is None:
-            return self._error(HTTPStatus.CONFLICT, f"{action}: not available for a room run",
-                               why=f"run {run_id} lives in room {ref.room}; only "
-                                   f"{', '.join(ROOM_ACTIONS)} act through the room",
-                               how="act on the task on the node that holds it")
-        idx = control.task_index(store, run_id, task)
-        decider = self.server.decider
-        if decider is None:
-            return self._error(HTTPStatus.CONFLICT,
-                               f"{action}: run {run_id} lives in room {ref.room}, and this web view "
-                               "has no Matrix connection",
-                               why="a decision on a room run is a room event, sent as a member",
-                               how="start 'cis web' with --homeserver: --user: --password-file: (or "
-                                   "CIS_MATRIX_* / matrix.toml), or use 'cis confirm --room:'")
-        try:
-            d = decider.decide(ref.room_id, run_id, idx, room_action)
-        except RoomError as exc:
-            return self._error(HTTPStatus.FORBIDDEN, f"{action}: room {ref.room} refused: {exc.what}",
-                               why="nothing was sent; the decision is not kept",
-                               how=exc.how or None)
-        except ProtocolError as exc:
-            return self._error(HTTPStatus.BAD_REQUEST, f"{action}: {exc}")
-        if d.state is DecisionState.SENT:
-            return self._json({"state": d.state.value, "room": ref.room, "event_id": d.event_id,
-                               "result": f"{room_action} sent to room {ref.room} (event "
-                                         f"{d.event_id}): the nodes of the run act on it"})
-        self._json({"state": d.state.value, "room": ref.room, "queued": decider.queued(),
-                    "result": f"queued: room {ref.room} is unreachable ({d.detail}); the "
-                              f"{room_action} waits in this machine's outbox and is sent when the "
-                              "homeserver answers"}, HTTPStatus.ACCEPTED)
-
-
-# A web button on a room run -> the room's control action (cancel a Confirmed task = skip it).
-ROOM_ACTIONS = {"confirm": "confirm", "skip": "skip", "cancel": "skip"}
-
-
 def serve(port: int = DEFAULT_PORT, *, home: str | os.PathLike[str] | None = None,
           on_ready: Any = None, decider: RoomDecider | None = None) -> None:
     """Serve until interrupted; ``on_ready(login_url)`` is called once listening, with a
@@ -434,4 +391,4 @@ def serve(port: int = DEFAULT_PORT, *, home: str | os.PathLike[str] | None = Non
         srv.server_close()
 
 
-__all__ = ["DEFAULT_PORT", "ROOM_ACTIONS", "Handler", "WebServer", "serve"]
+__all__ = ["DEFAULT_PORT", "Handler", "WebServer", "serve"]
