@@ -33,16 +33,19 @@ class RoomFailure(ChengError):
     """The homeserver or the room refused or could not be reached."""
 
 
-def add_connection_flags(p: Parser | argparse.ArgumentParser, *, run: bool = False) -> None:
-    """The flags ``cis node`` and ``cis run --room:`` share (``run``: and the origin's own)."""
+def add_connection_flags(p: Parser | argparse.ArgumentParser, *, run: bool = False,
+                         room: bool = True) -> None:
+    """The flags ``cis node`` and ``cis run --room:`` share (``run``: and the origin's own;
+    ``room=False``: no ``--room``, for ``cis web``, whose runs each know their room)."""
     p.add_argument("--homeserver", default=None, help="Matrix homeserver URL (env CIS_MATRIX_HOMESERVER)")
     p.add_argument("--user", default=None, help="Matrix user, @name:server or name (env CIS_MATRIX_USER)")
     p.add_argument("--password-file", default=None,
                    help="file holding the password (env CIS_MATRIX_PASSWORD_FILE)")
     p.add_argument("--token-file", default=None,
                    help="file holding an access token instead (env CIS_MATRIX_TOKEN_FILE)")
-    p.add_argument("--room", default=None,
-                   help="room alias, e.g. cis or #cis:example.org (created by the first node)")
+    if room:
+        p.add_argument("--room", default=None,
+                       help="room alias, e.g. cis or #cis:example.org (created by the first node)")
     if run:
         p.add_argument("--grace", type=float, default=15.0,
                        help="with --room: seconds to wait for a capable node before a task no live "

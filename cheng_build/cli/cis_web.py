@@ -22,7 +22,7 @@ def register(name: str, parser: Parser) -> None:
     from cheng_build.cli.cis_node import add_connection_flags
 
     # For runs posted to a Matrix room: their buttons post to the room as this (member) user.
-    add_connection_flags(parser)
+    add_connection_flags(parser, room=False)
 
 
 def run(name: str, args: argparse.Namespace) -> int:
