@@ -165,3 +165,14 @@ def test_cis_confirm_room_and_the_view_share_one_function(tmp_path: Path) -> Non
 
     asyncio.run(go())
     assert _confirmed(hub, rid)
+
+
+def test_cis_web_refuses_a_half_given_matrix_connection(tmp_path: Path) -> None:
+    """A homeserver without a password file is a usage error, not a view that silently cannot
+    reach any room."""
+    from helpers_cisnode import cis
+
+    r = cis(tmp_path, "web", "--port:0", "--homeserver:http://127.0.0.1:9", "--user:origin")
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[0] == "web: no --password-file or --token-file given"
+    assert "Traceback" not in r.stderr
