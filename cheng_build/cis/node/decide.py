@@ -126,6 +126,8 @@ class RoomDecider:
         return len(sent)
 
     def queued(self) -> int:
+        if not (self.home / "node" / "coffee.db").exists():
+            return 0  # nothing was ever queued: the background check creates no files
         box = self._outbox()
         try:
             return box.queued()
