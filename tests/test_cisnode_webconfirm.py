@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from helpers_cis import make_dag, sh, task
+from helpers_cis import cis, make_dag, sh, task
 from helpers_cisweb import get, post, web_server
 
 from cheng_build.cis.dag.model import TaskLevel
@@ -176,3 +176,26 @@ def test_cis_web_refuses_a_half_given_matrix_connection(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr.splitlines()[0] == "web: no --password-file or --token-file given"
     assert "Traceback" not in r.stderr
+
+
+def test_local_decisions_on_a_room_run_are_refused_through_the_cli(tmp_path: Path) -> None:
+    """The attack the view closed, through the CLI: `cis confirm`/`resolve`/`retry`/`resume`
+    without --room: on a mirrored room run would hand it to a local engine, which would run the
+    room's DAG on this machine a second time. Each is refused (exit 2, one line, how), and the
+    store gains no control row and no engine."""
+    home = tmp_path / "origin"
+    rid, _ = _room_run(home, MemoryHub())
+    for argv in (["confirm", rid, "publish"], ["resolve", rid, "publish", "--action:skip"],
+                 ["retry", rid, "--from:publish"], ["resume", rid]):
+        r = cis(home, *argv)
+        assert r.returncode == 2, (argv, r.stdout, r.stderr)
+        first = r.stderr.splitlines()[0]
+        assert first.startswith(f"{argv[0]}: run ") and "lives in room ci" in first, r.stderr
+        assert "Traceback" not in r.stderr
+    store = control.open_store(home)
+    try:
+        assert not store.pending_controls(rid)
+        assert not store.engine_alive(rid)
+    finally:
+        store.close()
+    assert "--room:ci" in cis(home, "confirm", rid, "publish").stderr
