@@ -311,3 +311,23 @@ def test_pack_scan_reads_records_and_stops_at_a_torn_tail(blobs: list[bytes], cu
         assert torn == recs[:len(torn)]
         assert all(o + n <= min(cut, len(raw)) for _, o, n in torn)
         store.close()
+
+
+def test_a_damaged_index_is_a_clear_error_and_never_costs_the_packs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cache, f = tmp_path / "c", tmp_path / "f"
+    f.write_bytes(os.urandom(5000))
+    assert main(["add", str(f), f"--pkg-cache:{cache}"]) == 0
+    cid = capsys.readouterr().out.split()[-1]
+    for p in cache.glob("index.sqlite*"):
+        p.unlink()
+    (cache / "index.sqlite").write_bytes(b"not a database, " * 512)
+    rc = main(["cat", cid, f"--pkg-cache:{cache}"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.splitlines()[0] == f"cat: cannot use the store index {cache / 'index.sqlite'}"
+    assert "Traceback" not in err
+    # with the index gone, cleaning orphans must not take the packs for orphans
+    packs = sorted(os.listdir(cache / "packs"))
+    (cache / "index.sqlite").unlink()
+    assert Blockstore(cache).clean_orphans() == (0, 0)
+    assert sorted(os.listdir(cache / "packs")) == packs

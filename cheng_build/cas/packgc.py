@@ -62,8 +62,10 @@ def drop_orphans(store: PackedStore, *, flat_temps_older_than: float = _STALE_TM
     """Remove what dead writers left; returns (files or tails, bytes). Exclusive lock held."""
     files = nbytes = 0
     idx = store.index()
+    # Without an index nothing can be judged an orphan (a lost index.sqlite must not cost the
+    # packs too): leave the packs alone.
     known = idx.packs() if idx is not None else {}
-    if store.packs_dir.is_dir():
+    if idx is not None and store.packs_dir.is_dir():
         for e in os.scandir(store.packs_dir):
             pack = _pack_id(e.name)
             if pack is None:

@@ -22,12 +22,15 @@ never touch the store (chengc's no-op path) do not pay for it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from cheng_build.core.errors import StoreError
 
 __all__ = ["FORMAT", "Location", "PackIndex"]
 
@@ -61,6 +64,16 @@ class PackIndex:
         self._db: sqlite3.Connection | None = None
         self._pid = 0
 
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLite's failures as the store's: a message naming the index, never a traceback."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot use the store index {self.path}", why=str(exc),
+                             how="check free space and permissions; if the file is damaged, move "
+                                 "it away and restore the store from a CAR or a peer") from None
+
     def _conn(self) -> sqlite3.Connection:
         if self._db is None or self._pid != os.getpid():
             db = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000, isolation_level=None,
@@ -74,7 +87,7 @@ class PackIndex:
 
     def create(self) -> None:
         """Create the tables (idempotent)."""
-        with self._mu:
+        with self._mu, self._guard():
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -87,7 +100,7 @@ class PackIndex:
                 raise
 
     def close(self) -> None:
-        with self._mu:
+        with self._mu, self._guard():
             if self._db is not None and self._pid == os.getpid():
                 self._db.close()
             self._db = None
@@ -95,58 +108,58 @@ class PackIndex:
     # -- reads ----------------------------------------------------------------------------------
 
     def format(self) -> str | None:
-        with self._mu:
+        with self._mu, self._guard():
             row = self._conn().execute("SELECT value FROM meta WHERE key='format'").fetchone()
         return None if row is None else str(row[0])
 
     def locate(self, key: bytes) -> Location | None:
-        with self._mu:
+        with self._mu, self._guard():
             row = self._conn().execute("SELECT pack, off, len FROM blocks WHERE cid=?", (key,)).fetchone()
         return None if row is None else Location(row[0], row[1], row[2])
 
     def all_keys(self) -> list[bytes]:
-        with self._mu:
+        with self._mu, self._guard():
             return [r[0] for r in self._conn().execute("SELECT cid FROM blocks ORDER BY cid")]
 
     def rows(self) -> Iterator[tuple[bytes, Location]]:
         """Every block (read in one go: the caller may write to the index while it iterates)."""
-        with self._mu:
+        with self._mu, self._guard():
             rows = self._conn().execute("SELECT cid, pack, off, len FROM blocks").fetchall()
         for cid, pack, off, ln in rows:
             yield cid, Location(pack, off, ln)
 
     def packs(self) -> dict[int, int]:
         """Every pack's id -> committed length."""
-        with self._mu:
+        with self._mu, self._guard():
             return dict(self._conn().execute("SELECT id, committed FROM packs").fetchall())
 
     def open_packs(self, limit: int, below: int) -> list[int]:
         """Up to ``limit`` packs with fewer than ``below`` committed bytes, newest first."""
-        with self._mu:
+        with self._mu, self._guard():
             rows = self._conn().execute("SELECT id FROM packs WHERE committed < ? ORDER BY id DESC LIMIT ?",
                                         (below, limit)).fetchall()
         return [r[0] for r in rows]
 
     def pack_rows(self, pack: int) -> list[tuple[bytes, int, int]]:
         """The blocks the index points into ``pack``: (binary CID, offset, length), by offset."""
-        with self._mu:
+        with self._mu, self._guard():
             return self._conn().execute("SELECT cid, off, len FROM blocks WHERE pack=? ORDER BY off",
                                         (pack,)).fetchall()
 
     def committed(self, pack: int) -> int | None:
-        with self._mu:
+        with self._mu, self._guard():
             row = self._conn().execute("SELECT committed FROM packs WHERE id=?", (pack,)).fetchone()
         return None if row is None else int(row[0])
 
     def stats(self) -> tuple[int, int]:
         """(blocks, bytes of their data)."""
-        with self._mu:
+        with self._mu, self._guard():
             n, total = self._conn().execute("SELECT count(*), coalesce(sum(len), 0) FROM blocks").fetchone()
         return int(n), int(total)
 
     def live_bytes(self) -> dict[int, int]:
         """Every pack's id -> bytes of the blocks the index still points into it."""
-        with self._mu:
+        with self._mu, self._guard():
             return dict(self._conn().execute("SELECT pack, sum(len + 6 + length(cid)) FROM blocks "
                                              "GROUP BY pack").fetchall())
 
@@ -154,7 +167,7 @@ class PackIndex:
 
     def new_pack(self) -> int:
         """Allocate a pack id (its row, committed 0) before its file is created."""
-        with self._mu:
+        with self._mu, self._guard():
             db = self._conn()
             cur = db.execute("INSERT INTO packs (committed) VALUES (0)")
             assert cur.lastrowid is not None
@@ -166,7 +179,7 @@ class PackIndex:
 
         The packs' bytes must already be durable (fsynced): once this returns, readers find them.
         """
-        with self._mu:
+        with self._mu, self._guard():
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -181,7 +194,7 @@ class PackIndex:
 
     def delete(self, keys: Iterable[bytes], drop_packs: Iterable[int] = ()) -> None:
         """Forget blocks (gc) and packs that hold nothing any more, in one transaction."""
-        with self._mu:
+        with self._mu, self._guard():
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
