@@ -15,8 +15,8 @@
   repository. MB/s, so the ratio is git time / our time.
 
 Usage: ``python benchmarks/cas.py [--json] [--quick] [--size-mib N] [--dedup-mib N]
-[--tree-files N --tree-mb N] [--only unixfs_add,unixfs_add_store,dedup,tree]``. ``--json`` prints one JSON object
-``{"name": {"ours", "anchor", "unit", "ratio"}}`` as the last line.
+[--tree-files N --tree-mb N] [--only unixfs_add,unixfs_add_store,dedup,tree]``. ``--json`` prints
+one JSON object ``{"name": {"ours", "anchor", "unit", "ratio"}}`` as the last line.
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ def bench_unixfs_add(work: Path, size_mib: int, runs: int, jsroot: Path,
         if js["cid"] != str(cid):
             raise SystemExit(f"unixfs_add: CIDs differ: ours {cid}, js {js['cid']}")
     ours, anchor = size / ours_s / 1e9, size / js_s / 1e9
-    log(f"unixfs_add{'_store' if stored else ''}  {size_mib} MiB  ours {ours_s:.3f} s  js {js_s:.3f} s  root {cid}")
+    name = "unixfs_add_store" if stored else "unixfs_add"
+    log(f"{name}  {size_mib} MiB  ours {ours_s:.3f} s  js {js_s:.3f} s  root {cid}")
     return {"ours": round(ours, 3), "anchor": round(anchor, 3), "unit": "GB/s",
             "ratio": round(ours / anchor, 3)}
 
