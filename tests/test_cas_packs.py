@@ -331,3 +331,28 @@ def test_a_damaged_index_is_a_clear_error_and_never_costs_the_packs(
     (cache / "index.sqlite").unlink()
     assert Blockstore(cache).clean_orphans() == (0, 0)
     assert sorted(os.listdir(cache / "packs")) == packs
+
+
+def test_first_use_while_another_thread_reads(tmp_path: Path) -> None:
+    """The HTTP fetcher asks has() on one thread while its writer thread opens a new store: the
+    index must never be seen half-made (it is created under another name and renamed)."""
+    for trial in range(15):
+        store = Blockstore(tmp_path / str(trial))
+        d = os.urandom(100)
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def reader(s: Blockstore = store, c: object = make_cid(d), stop: threading.Event = stop,
+                   errors: list[BaseException] = errors) -> None:
+            try:
+                while not stop.is_set():
+                    s.has(c)  # type: ignore[arg-type]
+            except BaseException as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        store.put(make_cid(d), d)
+        stop.set()
+        t.join(10)
+        assert errors == [] and store.get(make_cid(d)) == d

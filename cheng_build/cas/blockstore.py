@@ -150,35 +150,38 @@ class Blockstore:
         """
         if self._index is not None:
             return self._index
+        if self.index_path.exists():
+            return self._open_index()
+        if not create:
+            return None
+        from cheng_build.cas.migrate import has_flat_blocks, migrate_flat
+
+        with self._lock(exclusive=True):
+            idx = self._ensure_index()
+            if has_flat_blocks(self):
+                migrate_flat(self, idx)
+        return idx
+
+    def _open_index(self) -> PackIndex:
         from cheng_build.cas.packindex import PackIndex
+
+        with self._fd_mu:  # one connection per store object, whichever thread asks first
+            if self._index is None:
+                self._index = PackIndex(self.index_path)
+            return self._index
+
+    def _ensure_index(self) -> PackIndex:
+        """Open the index, creating it first if needed (the caller holds the exclusive lock)."""
+        from cheng_build.cas.packindex import create_index_file
 
         if not self.index_path.exists():
-            if not create:
-                return None
-            from cheng_build.cas.migrate import has_flat_blocks, migrate_flat
-
-            with self._lock(exclusive=True):
-                idx = self._create_index()
-                if has_flat_blocks(self):
-                    migrate_flat(self, idx)
-            return idx
-        self._index = PackIndex(self.index_path)
-        return self._index
-
-    def _create_index(self) -> PackIndex:
-        from cheng_build.cas.packindex import PackIndex
-
-        idx = PackIndex(self.index_path)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            idx.create()
-            fsync_dir(self.root)
-        except (OSError, Exception) as exc:  # sqlite3.Error is imported lazily
-            idx.close()
-            raise StoreError(f"cannot create the store index {self.index_path}", why=str(exc),
-                             how="check the path, free space and permissions") from None
-        self._index = idx
-        return idx
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                create_index_file(self.index_path)
+            except (OSError, Exception) as exc:  # sqlite3.Error is imported lazily
+                raise StoreError(f"cannot create the store index {self.index_path}", why=str(exc),
+                                 how="check the path, free space and permissions") from None
+        return self._open_index()
 
     def migrate(self) -> MigrateResult:
         """Move version-1 block files into packs now (what the first write does by itself).
@@ -189,9 +192,7 @@ class Blockstore:
         from cheng_build.cas.migrate import migrate_flat
 
         with self._lock(exclusive=True):
-            idx = self.index() if self.index_path.exists() else self._create_index()
-            assert idx is not None
-            return migrate_flat(self, idx)
+            return migrate_flat(self, self._ensure_index())
 
     def locate(self, cid: CID) -> Location | None:
         """Where the block of ``cid`` is in the packs (``None``: not in the index)."""

@@ -30,9 +30,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cheng_build.core.atomic import fsync_dir
 from cheng_build.core.errors import StoreError
 
-__all__ = ["FORMAT", "Location", "PackIndex"]
+__all__ = ["FORMAT", "Location", "PackIndex", "create_index_file"]
 
 FORMAT = "2"
 _BUSY_MS = 120_000  # a writer waits this long for another's commit (commits are short)
@@ -53,6 +54,38 @@ class Location:
     pack: int
     offset: int
     length: int
+
+
+def create_index_file(path: Path) -> None:
+    """Create an empty index at ``path`` atomically: built under a temporary name, then renamed,
+    so another process never opens a database without its tables.
+
+    Raises:
+        OSError / sqlite3.Error: it cannot be written.
+    """
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        db = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # recorded in the file: every opener uses it
+            db.execute("BEGIN")
+            for stmt in _SCHEMA:
+                db.execute(stmt)
+            db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+            db.execute("COMMIT")
+        finally:
+            db.close()  # checkpoints the WAL into the file and removes it
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+    fsync_dir(path.parent)
 
 
 class PackIndex:
@@ -84,20 +117,6 @@ class PackIndex:
             db.execute("PRAGMA synchronous=FULL")
             self._db, self._pid = db, os.getpid()
         return self._db
-
-    def create(self) -> None:
-        """Create the tables (idempotent)."""
-        with self._mu, self._guard():
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for stmt in _SCHEMA:
-                    db.execute(stmt)
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
     def close(self) -> None:
         with self._mu, self._guard():
