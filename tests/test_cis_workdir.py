@@ -62,3 +62,25 @@ def test_step_program_usage_and_flags(capsys: pytest.CaptureFixture[str]) -> Non
         prog.main(steps, ["one"])
     assert prog.fail("broke", "because") == 1
     assert capsys.readouterr().err == "x: broke\n  why: because\n"
+
+
+def test_checked_steps_report_failures_by_step_name(capsys: pytest.CaptureFixture[str]) -> None:
+    from cheng_build.cli.step_program import StepFailed
+    from cheng_build.core.errors import InputError as Bad
+
+    def fails() -> None:
+        raise StepFailed("nothing was written")
+
+    def refused() -> None:
+        raise Bad("the key is missing", why="no keys/ folder", how="run setup first")
+
+    prog = StepProgram(prog="y_steps", label="y")
+    steps = {"ok": lambda: None, "fails": fails, "refused": refused}
+    assert prog.main_checked(steps, ["ok"]) == 0
+    assert prog.main_checked(steps, ["fails"]) == 1
+    assert capsys.readouterr().err == "fails: nothing was written\n"
+    assert prog.main_checked(steps, ["refused"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("refused: the key is missing") and "run setup first" in err
+    assert prog.main_checked(steps, ["nope"]) == 2
+    assert capsys.readouterr().err.startswith("y_steps: name a step: ok, fails, refused")

@@ -1,5 +1,7 @@
 """The scaffolding shared by the task programs of the built-in CIS targets
-(:mod:`cheng_build.cli.closedloop_steps`, :mod:`cheng_build.cli.storage_demo_steps`).
+(:mod:`cheng_build.cli.closedloop_steps`, :mod:`cheng_build.cli.storage_demo_steps`,
+:mod:`cheng_build.cli.compute_demo_steps`, :mod:`cheng_build.cli.settle_demo_steps`,
+:mod:`cheng_build.cli.sketch_steps`).
 
 Each such program is ``python -m <module> <step> <args...>``, run by a DAG task in the target's
 work directory. A step prints what it did and returns 0, or says on stderr what failed (``fail``)
@@ -21,7 +23,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 Step = Callable[[Sequence[str]], int]
+CheckedStep = Callable[[], None]  # a step that raises StepFailed (or a ChengError) when it fails
 SERVE_START_TIMEOUT = 60.0
+
+
+class StepFailed(Exception):
+    """A step did not do what it should have (its message says what)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,27 @@ class StepProgram:
         if self.timed:
             print(f"{args[0]}: {time.monotonic() - t0:.2f} s, exit {rc}")
         return rc
+
+    def main_checked(self, steps: Mapping[str, CheckedStep], argv: Sequence[str] | None = None) -> int:
+        """As :meth:`main` for steps that take no arguments and raise when they fail: exit 1 with
+        ``<step>: <what>`` (and a ChengError's why/how lines) on stderr."""
+        from cheng_build.core.errors import ChengError
+
+        args = list(sys.argv[1:] if argv is None else argv)
+
+        def run(_: Sequence[str]) -> int:
+            try:
+                steps[args[0]]()
+            except StepFailed as exc:
+                print(f"{args[0]}: {exc}", file=sys.stderr)
+                return 1
+            except ChengError as exc:
+                for line in exc.lines(args[0]):
+                    print(line, file=sys.stderr)
+                return 1
+            return 0
+
+        return self.main(dict.fromkeys(steps, run), args)
 
 
 def start_server(argv: Sequence[str]) -> subprocess.Popen[str]:
@@ -100,4 +128,5 @@ def stop(proc: subprocess.Popen[str]) -> None:
     print(f"serve: stopped (exit {proc.returncode})")
 
 
-__all__ = ["SERVE_START_TIMEOUT", "Step", "StepProgram", "await_address", "start_server", "stop"]
+__all__ = ["SERVE_START_TIMEOUT", "CheckedStep", "Step", "StepFailed", "StepProgram", "await_address",
+           "start_server", "stop"]
