@@ -7,10 +7,14 @@ One asyncio loop, three kinds of coroutine:
   lost while the homeserver is away: island mode) in order;
 * one **runner** per won task runs it through the local engine in a worker thread.
 
-Between them, :meth:`Agent._tick` decides: claim ready tasks this node is capable of (at most
-``jobs`` running and ``max(jobs, 4)`` more claimed ahead, picked in a node-specific order so
-racing nodes collide less), take over tasks whose lease lapsed, renew leases of held tasks, start won ones.
-A node claims nothing while it is an island: it cannot see the timeline, so it cannot know.
+Between them, :meth:`Agent._tick` decides: claim ready tasks this node is capable of, in one
+batch event per run (at most ``jobs`` running, plus a fair share claimed ahead: the ready tasks
+divided by the live nodes, at least ``jobs``, at most ``batch``; picked in a node-specific order
+so racing nodes collide less), take over tasks whose lease lapsed, renew the leases of all held
+tasks in one event per run, answer revocations, and start won tasks (only under a fresh lease:
+see :meth:`Agent._startable`). A node claims nothing while it is an island: it cannot see the
+timeline, so it cannot know. Results are queued one by one and merged into batch events on the
+way out (:mod:`.coalesce`), after a short linger that lets neighbours join.
 
 (Over 400 lines on purpose: the three coroutines share the agent's claim state; the rules they
 apply live apart, in :mod:`.ledger`.)
@@ -20,14 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from cheng_build.cis.node import protocol
 from cheng_build.cis.node.awake import AwakeClock
+from cheng_build.cis.node.coalesce import coalesce
 from cheng_build.cis.node.island import NodeOutbox
 from cheng_build.cis.node.ledger import Ledger, RunRec, TaskRec, TaskStatus
 from cheng_build.cis.node.protocol import Kind, ProtocolError
@@ -46,6 +53,15 @@ class NodeConfig:
     lease_s: float = 10.0
     hello_s: float = 5.0
     poll_s: float = 10.0
+    batch: int = 32  # most tasks claimed ahead of the running ones (a fair share, capped)
+    linger_s: float = 0.05  # results and renewals wait this long for neighbours to merge with
+
+
+# A won task starts only while the newest of its own claim / renewals that the node has seen in
+# the timeline was queued less than this share of the lease ago (on the plain monotonic clock:
+# a pause of this process counts against its own lease). No takeover can be in the timeline
+# before a whole lease has passed since then, so a holder never starts what was revoked unseen.
+FRESH = 0.6
 
 
 @dataclass
@@ -55,6 +71,10 @@ class _Held:
     epoch: int
     renewed: float
     started: bool = False
+    confirmed: float = -math.inf  # queue time (monotonic) of the newest own claim/renewal seen
+    won: float = 0.0  # awake-clock time the claim was seen winning (a takeover waits from it)
+    start_posted: bool = False
+    answered: int = -1  # the revoking epoch this node last answered
 
 
 @dataclass
@@ -90,6 +110,7 @@ class Agent:
         self._fresh = self.clock.now()
         self._wake = asyncio.Event()
         self._queued = asyncio.Event()
+        self._urgent = asyncio.Event()  # a claim, hello...: no linger
         self._runners: set[asyncio.Task[None]] = set()
 
     # -- posting --------------------------------------------------------------------------
@@ -97,28 +118,42 @@ class Agent:
     def post(self, kind: Kind, run: str = "", idx: int | None = None, **fields: object) -> None:
         body = protocol.content(kind, self.node, **({"run": run} if run else {}),
                                 **({"task": idx} if idx is not None else {}), **fields)
+        self._put(kind, body, run, idx)
+
+    def post_batch(self, kind: Kind, run: str, pairs: list[list[int]], **fields: object) -> None:
+        """One event for many (task, epoch) pairs of ``run`` (split where it would pass 16 KB)."""
+        if kind in (Kind.CLAIM, Kind.LEASE):
+            fields["at_ms"] = int(time.monotonic() * 1000)  # read back by this node only
+        for body in protocol.split(kind, self.node, run, pairs, **fields):
+            self._put(kind, body, run, None)
+
+    def _put(self, kind: Kind, body: dict[str, object], run: str, idx: int | None) -> None:
         self.outbox.put(kind.etype, body, run, idx)
         self._queued.set()
+        if kind not in (Kind.STATE, Kind.LEASE):
+            self._urgent.set()
         self._wake.set()
 
     async def _flush(self) -> None:
         answered = False  # only an answer of the homeserver ends island mode, never an empty queue
         while batch := self.outbox.pending():
-            for entry, etype, body in batch:
+            for g in coalesce(batch):
+                txn = self.outbox.txn_id(g.entries[0]) + (f"-{g.entries[-1]}" if len(g.entries) > 1 else "")
                 try:
-                    await self.room.send(etype, body, self.outbox.txn_id(entry))
+                    await self.room.send(g.etype, g.body, txn)
                 except RoomError as exc:
                     if not exc.transient:
                         answered = True
                         # A refusal (e.g. removed from the room) is not fixed by retrying: drop it.
                         self.log(f"event refused, dropped: {exc.what}")
-                        self.outbox.sent(entry)
-                        if etype == Kind.CLAIM.etype:
-                            self.claims.pop((str(body.get("run")), int(body.get("task", -1))), None)
+                        self.outbox.sent_many(g.entries)
+                        if g.etype == Kind.CLAIM.etype:
+                            for idx, _ in protocol.parse(g.etype, self.node, g.body).items():
+                                self.claims.pop((str(g.body.get("run")), idx), None)
                         continue
                     self._go_island(exc)
                     return
-                self.outbox.sent(entry)
+                self.outbox.sent_many(g.entries)
                 answered = True
         if answered:
             self._back_online()
@@ -155,7 +190,10 @@ class Agent:
                 continue
             self.ledger.apply(msg, now)
             if msg.kind is Kind.CLAIM:
-                self._claim_seen(msg.text("run"), msg.num("task"), msg.num("epoch"), msg.node)
+                for idx, epoch in msg.items():
+                    self._claim_seen(msg.text("run"), idx, epoch, msg.node)
+            if msg.node == self.node and msg.kind in (Kind.CLAIM, Kind.LEASE) and "at_ms" in msg.body:
+                self._confirmed(msg)
         self.token = batch.token
         self._fresh = max(self._fresh, now if fresh is None else fresh)
         self._wake.set()
@@ -217,11 +255,20 @@ class Agent:
             del self.claims[key]
             if rec.winners.get(epoch) == self.node:
                 self.counters.won += 1
-                self.held[key] = _Held(run, idx, epoch, time.monotonic())
+                self.held[key] = _Held(run, idx, epoch, time.monotonic(), won=self.clock.now())
             else:
                 self.counters.lost += 1  # someone was first: back off
         elif mine is not None and rec.winners.get(mine, self.node) != self.node:
             pass  # ours will be seen (and lose) shortly
+
+    def _confirmed(self, msg: protocol.Message) -> None:
+        """Own claim / renewal seen in the timeline: the lease of its tasks is fresh from when it
+        was queued (``at_ms``, this machine's monotonic clock: a lower bound of when it landed)."""
+        at = msg.num("at_ms") / 1000.0
+        for idx, epoch in msg.items():
+            h = self.held.get((msg.text("run"), idx))
+            if h is not None and h.epoch == epoch:
+                h.confirmed = max(h.confirmed, at)
 
     def _rec(self, run: str, idx: int) -> TaskRec | None:
         r = self.ledger.runs.get(run)
@@ -235,25 +282,32 @@ class Agent:
     def _order(self, run: str, idx: int) -> str:
         return hashlib.blake2s(f"{self.node}/{run}/{idx}".encode(), digest_size=8).hexdigest()
 
+    def _live_nodes(self) -> int:
+        """Nodes heard within three hello intervals (this one included): the fair share's divisor."""
+        now = self.clock.now()
+        live = {n for n, hello in self.ledger.nodes.items()
+                if now - self.ledger.heard_node.get(n, -math.inf) <= 3 * int(hello.body.get("hello_ms") or 5000) / 1000}
+        return len(live | {self.node})
+
     def _tick(self) -> None:
         now = time.monotonic()
-        self._drop_taken_over()
-        # Renew held leases; not as an island (a renewal is about now: late ones would only pile
-        # up in the queue; the first tick after the heal renews). Renewals go on the plain
-        # monotonic clock: after a pause of this process they are due at once.
-        for h in self.held.values() if not self.island else ():
-            if now - h.renewed >= self.cfg.lease_s / 3:
+        self._answer_revokes()
+        # Renew held leases, all of them in one event per run; not as an island (a renewal is
+        # about now: late ones would only pile up in the queue; the first tick after the heal
+        # renews). Renewals go on the plain monotonic clock: after a pause they are due at once.
+        if not self.island and any(now - h.renewed >= self.cfg.lease_s / 4 for h in self.held.values()):
+            by_run: dict[str, list[list[int]]] = defaultdict(list)
+            for h in self.held.values():
                 h.renewed = now
-                self.post(Kind.LEASE, h.run, h.idx, epoch=h.epoch)
+                by_run[h.run].append([h.idx, h.epoch])
+            for run_id, pairs in by_run.items():
+                self.post_batch(Kind.LEASE, run_id, pairs)
+        self._settle_takeovers()
         self._start_won()
         if self.island or self.token is None:
             return
-        # Claims ahead of the running ones hide the claim round trip (~0.1-0.3 s on a busy
-        # homeserver) behind work; a few, so a node never hoards what others could run now.
-        room = self.cfg.jobs + max(self.cfg.jobs, 4) - len(self.held) - len(self.claims)
-        if room <= 0:
-            return
-        cands: list[tuple[str, RunRec, TaskRec, int]] = []
+        ready: list[tuple[str, RunRec, TaskRec, int]] = []
+        lapsed: list[tuple[str, RunRec, TaskRec, int]] = []
         for run_id, run in self.ledger.runs.items():
             if self.parsed.get(run_id) is None:
                 continue
@@ -262,38 +316,91 @@ class Agent:
                 if key in self.claims or key in self.held or not self._capable(t):
                     continue
                 if self.ledger.ready(run, t):
-                    cands.append((self._order(run_id, t.plan.idx), run, t, 0))
+                    ready.append((self._order(run_id, t.plan.idx), run, t, 0))
                 elif self.ledger.lapsed(t, self._fresh) and t.holder != self.node:
-                    cands.append(("", run, t, t.epoch + 1))  # takeovers first
-        cands.sort(key=lambda c: c[0])
-        for _, run, t, epoch in cands[:room]:
+                    lapsed.append(("", run, t, t.epoch + 1))
+        # A fair share ahead of the running tasks hides the claim round trip behind work and
+        # makes few, large claim events; capped, so a node never hoards what others could run.
+        ahead = min(self.cfg.batch, max(self.cfg.jobs, math.ceil(len(ready) / self._live_nodes())))
+        room = self.cfg.jobs + ahead - len(self.held) - len(self.claims)
+        waiting = len(self.claims) + sum(1 for h in self.held.values() if not h.started)
+        if room <= 0 or (waiting and room < ahead // 2 and not lapsed):
+            return  # enough in hand: claim again in a batch once half of it is gone
+        ready.sort(key=lambda c: c[0])
+        by_run: dict[str, list[list[int]]] = defaultdict(list)
+        for _, run, t, epoch in (lapsed + ready)[:room]:  # takeovers first
             self.claims[(run.run_id, t.plan.idx)] = epoch
             self.counters.claimed += 1
             if epoch:
                 self.counters.takeovers += 1
                 self.log(f"task {t.plan.idx} {t.plan.name} of {run.run_id}: {t.holder} silent past "
-                         f"its lease, claiming epoch {epoch}")
-            self.post(Kind.CLAIM, run.run_id, t.plan.idx, epoch=epoch,
-                      lease_ms=int(self.cfg.lease_s * 1000))
+                         f"its lease, claiming epoch {epoch} (revokes epoch {epoch - 1})")
+            by_run[run.run_id].append([t.plan.idx, epoch])
+        for run_id, pairs in by_run.items():
+            self.post_batch(Kind.CLAIM, run_id, pairs, lease_ms=int(self.cfg.lease_s * 1000))
 
-    def _drop_taken_over(self) -> None:
-        """A held task whose epoch another node won a takeover of (this node looked silent: a
-        pause, a slow homeserver) is dropped unless it already started: the other node runs it,
-        and one execution stays one. One that started runs on; its result is a duplicate (Debt)."""
+    def _answer_revokes(self) -> None:
+        """Revocation, the holder's side (see ledger.py). A held epoch that a takeover revoked is
+        released at once if it has not started (the taker runs it, one execution stays one); if
+        it has, the node answers with a renewal of the revoked epoch: before the taker's ``start``
+        in the timeline, that voids the takeover. A takeover this node won that was voided so is
+        dropped (the old holder runs it)."""
+        release: dict[str, list[list[int]]] = defaultdict(list)
+        contradict: dict[str, list[list[int]]] = defaultdict(list)
         for key, h in list(self.held.items()):
             rec = self._rec(h.run, h.idx)
-            if h.started or rec is None or rec.epoch <= h.epoch:
+            if rec is None:
                 continue
-            del self.held[key]
-            self.log(f"task {h.idx} of {h.run}: taken over by {rec.holder} (epoch {rec.epoch}) "
-                     "before it started here: not running it")
+            if rec.winners.get(h.epoch) != self.node:
+                del self.held[key]
+                self.log(f"task {h.idx} of {h.run}: takeover void: {rec.holder} answered that it runs it")
+            elif rec.epoch > h.epoch and not h.started:
+                del self.held[key]
+                release[h.run].append([h.idx, h.epoch])
+                self.log(f"task {h.idx} of {h.run}: taken over by {rec.holder} (epoch {rec.epoch}) "
+                         "before it started here: not running it")
+            elif rec.epoch > h.epoch and h.answered < rec.epoch:
+                h.answered = rec.epoch
+                if rec.epoch in rec.pending and rec.epoch == h.epoch + 1:
+                    contradict[h.run].append([h.idx, h.epoch])
+                    self.log(f"task {h.idx} of {h.run}: revoked by {rec.holder} (epoch {rec.epoch}) "
+                             "while running here: answering that it runs")
+                else:
+                    self.log(f"task {h.idx} of {h.run}: taken over by {rec.holder} (epoch {rec.epoch}) "
+                             "while running here: both results will show (debt)")
+        for run_id, pairs in release.items():
+            self.post_batch(Kind.RELEASE, run_id, pairs)
+        for run_id, pairs in contradict.items():
+            self.post_batch(Kind.LEASE, run_id, pairs)
+
+    def _settle_takeovers(self) -> None:
+        """Revocation, the taker's side: a won takeover nobody answered for a whole lease (on the
+        awake clock, from when it was seen winning) is settled by a ``start`` event; the task
+        starts once that is in the timeline with no answer before it."""
+        now = self.clock.now()
+        start: dict[str, list[list[int]]] = defaultdict(list)
+        for h in self.held.values():
+            rec = self._rec(h.run, h.idx)
+            if rec is None or h.start_posted or h.epoch not in rec.pending:
+                continue
+            if now - h.won >= self.cfg.lease_s and not self.island:
+                h.start_posted = True
+                start[h.run].append([h.idx, h.epoch])
+        for run_id, pairs in start.items():
+            self.post_batch(Kind.START, run_id, pairs)
+
+    def _startable(self, h: _Held) -> bool:
+        """Won, not revoked, no revocation of its own pending, and the lease fresh (``FRESH``)."""
+        rec = self._rec(h.run, h.idx)
+        return rec is not None and self.ledger.may_start(rec, h.epoch, self.node) \
+            and time.monotonic() - h.confirmed < FRESH * self.cfg.lease_s
 
     def _start_won(self) -> None:
         busy = sum(1 for h in self.held.values() if h.started)
         for h in sorted(self.held.values(), key=lambda h: h.idx):
             if busy >= self.cfg.jobs:
                 break
-            if h.started:
+            if h.started or not self._startable(h):
                 continue
             h.started = True
             busy += 1
@@ -354,9 +461,14 @@ class Agent:
             self.ingest(batch, asked if batch.events else self.clock.now())
 
     async def _flusher(self, stop: asyncio.Event) -> None:
-        """Deliver the outbox in order, on its own: a slow PUT never delays starting a task."""
+        """Deliver the outbox in order, on its own: a slow PUT never delays starting a task.
+        Results and renewals linger a moment first so that neighbours merge into one event;
+        a claim (or anything else) goes at once."""
         while not stop.is_set():
             self._queued.clear()
+            if not self._urgent.is_set():
+                await _wait_any(self._urgent, stop, self.cfg.linger_s)
+            self._urgent.clear()
             await self._flush()
             # An island retries every half second; otherwise wait for the next post.
             await _wait_any(self._queued, stop, 0.5 if self.island else 5.0)

@@ -1,0 +1,92 @@
+"""Fewer events per task: consecutive queued events of one kind and run become one batch event.
+
+A node queues its events one by one in the outbox (a claim batch, one task's result, a lease
+renewal...); the homeserver pays per event, once per syncing client. Before delivery, runs of
+consecutive queued events with the same type, run (and lease, for claims) are merged into one
+batch event (``tasks`` / ``results``, see protocol.py), as long as no task repeats and it stays
+within MAX_BATCH entries and 16 KB. Order is kept: only neighbours merge, and a merged event
+stands where its first member stood. A merged event's transaction id names its first and last
+outbox entry; a retry that merges differently posts an overlapping event, which is harmless:
+every pair is idempotent per (node, task, epoch).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cheng_build.cis.node.protocol import MAX_BATCH, MAX_EVENT_BYTES, Kind, size
+
+_LIST_KEY = {k.etype: ("results" if k is Kind.STATE else "tasks")
+             for k in (Kind.CLAIM, Kind.LEASE, Kind.RELEASE, Kind.START, Kind.STATE)}
+_SINGLE = ("task", "epoch", "state", "exit_code", "reason", "island", "local_run")
+
+
+@dataclass
+class Group:
+    """One event to send: the outbox entries it delivers, its type and content."""
+
+    entries: list[int]
+    etype: str
+    body: dict[str, Any]
+    _tasks: set[int] = field(default_factory=set)
+    _bytes: int = 0
+
+
+def _entries_of(etype: str, body: Mapping[str, Any]) -> list[Any]:
+    key = _LIST_KEY[etype]
+    if key in body:
+        return list(body[key])
+    if key == "results":
+        return [{k: body[k] for k in _SINGLE if k in body}]
+    return [[body["task"], body["epoch"]]]
+
+
+def _task_of(entry: Any) -> int:
+    return int(entry["task"] if isinstance(entry, Mapping) else entry[0])
+
+
+def _head(etype: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The content without its task fields: what must be equal for two events to merge."""
+    return {k: v for k, v in body.items() if k not in _SINGLE and k not in ("tasks", "results", "at_ms")}
+
+
+def _item_bytes(entry: Any) -> int:
+    return len(json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def coalesce(queue: Sequence[tuple[int, str, dict[str, Any]]]) -> list[Group]:
+    """Merge neighbours of ``queue`` (outbox order) into batch events (see the module docstring)."""
+    out: list[Group] = []
+    queued = {entry: body for entry, _, body in queue}
+    for entry, etype, body in queue:
+        g = out[-1] if out else None
+        if etype in _LIST_KEY and g is not None and g.etype == etype and g._tasks \
+                and _head(etype, g.body) == _head(etype, body):
+            items = _entries_of(etype, body)
+            tasks = {_task_of(i) for i in items}
+            extra = sum(_item_bytes(i) + 1 for i in items)
+            key = _LIST_KEY[etype]
+            if not tasks & g._tasks and len(g.body[key]) + len(items) <= MAX_BATCH \
+                    and g._bytes + extra <= MAX_EVENT_BYTES:
+                g.entries.append(entry)
+                g.body[key].extend(items)
+                g._tasks |= tasks
+                g._bytes += extra
+                if "at_ms" in body:  # the oldest member's: freshness is never overstated
+                    g.body["at_ms"] = min(int(g.body.get("at_ms", body["at_ms"])), int(body["at_ms"]))
+                continue
+        if etype in _LIST_KEY:
+            items = _entries_of(etype, body)
+            merged = {**_head(etype, body), _LIST_KEY[etype]: items}
+            if "at_ms" in body:
+                merged["at_ms"] = body["at_ms"]
+            out.append(Group([entry], etype, merged, {_task_of(i) for i in items}, size(merged)))
+        else:
+            out.append(Group([entry], etype, dict(body)))
+    for g in out:
+        if len(g.entries) == 1:  # sent as queued (its transaction id stays the entry's)
+            g.body = dict(queued[g.entries[0]])
+    return out
