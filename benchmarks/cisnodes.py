@@ -40,6 +40,7 @@ from cheng_build.cis.node.ledger import Ledger, TaskPlan  # noqa: E402
 from cheng_build.cis.node.protocol import Kind  # noqa: E402
 
 RUN = "01M98FZR3PSFV964KJ3JCZ99Y9"
+PARTS: dict[str, list[float]] = {"outbox": [], "put": [], "after_put": []}
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -63,6 +64,7 @@ async def _latency(hs: Synapse, n: int, tmp: Path) -> tuple[list[float], list[fl
     outbox = NodeOutbox(tmp / "sender", "bench")
     claims: list[float] = []
     floor: list[float] = []
+    parts: dict[str, list[float]] = PARTS
 
     async def seen(i: int, pred: object) -> float:
         while True:
@@ -84,11 +86,20 @@ async def _latency(hs: Synapse, n: int, tmp: Path) -> tuple[list[float], list[fl
         t0 = time.perf_counter()
         waits = [asyncio.ensure_future(seen(i, lambda i, b, k=k: bool(
             ledgers[i].runs[RUN].tasks[k].winners))) for i in range(len(observers))]
-        body = protocol.content(Kind.CLAIM, sender.user_id, run=RUN, task=k, epoch=0, lease_ms=10000)
+        body = protocol.split(Kind.CLAIM, sender.user_id, RUN, [[k, 0]], lease_ms=10000,
+                              at_ms=int(time.monotonic() * 1000))[0]
         entry = outbox.put(Kind.CLAIM.etype, body, RUN, k)
+        t1 = time.perf_counter()
         await sender.send(Kind.CLAIM.etype, body, outbox.txn_id(entry))
+        t2 = time.perf_counter()
         outbox.sent(entry)
-        claims += [t - t0 for t in await asyncio.gather(*waits)]
+        got = await asyncio.gather(*waits)
+        claims += [t - t0 for t in got]
+        # Where the time goes: our outbox write, the PUT until Synapse answered, then until the
+        # observers' long polls returned it and their ledgers applied it.
+        parts["outbox"].append(t1 - t0)
+        parts["put"].append(t2 - t1)
+        parts["after_put"] += [t - t2 for t in got]
     outbox.close()
     for r in rooms:
         await r.close()
@@ -199,7 +210,9 @@ def main() -> int:
           "applied to each observer's ledger, vs Synapse's own send-to-sync round trip, interleaved; "
           f"goals p50 <= 50 ms, p99 <= 250 ms. throughput: 4 nodes --jobs 1 x 4 runs of {n_tasks} no-op "
           "tasks vs the same 4 runs on one machine with --jobs 4; goal ratio <= 1.5. "
-          f"median claim {statistics.median(claims) * 1e3:.1f} ms)")
+          f"median claim {statistics.median(claims) * 1e3:.1f} ms; of it, medians: outbox write "
+          f"{statistics.median(PARTS['outbox']) * 1e3:.2f} ms, PUT {statistics.median(PARTS['put']) * 1e3:.1f} ms, "
+          f"PUT answered to applied {statistics.median(PARTS['after_put']) * 1e3:.1f} ms)")
     if a.json:
         print(json.dumps(results))
     return 0

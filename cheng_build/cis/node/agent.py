@@ -54,7 +54,8 @@ class NodeConfig:
     hello_s: float = 5.0
     poll_s: float = 10.0
     batch: int = 32  # most tasks claimed ahead of the running ones (a fair share, capped)
-    linger_s: float = 0.05  # results and renewals wait this long for neighbours to merge with
+    linger_s: float = 0.1  # results and renewals wait this long for neighbours to merge with
+    linger_max: int = 32  # ...or until this many are queued
 
 
 # A won task starts only while the newest of its own claim / renewals that the node has seen in
@@ -111,6 +112,7 @@ class Agent:
         self._wake = asyncio.Event()
         self._queued = asyncio.Event()
         self._urgent = asyncio.Event()  # a claim, hello...: no linger
+        self._lingering = 0
         self._runners: set[asyncio.Task[None]] = set()
 
     # -- posting --------------------------------------------------------------------------
@@ -130,7 +132,8 @@ class Agent:
     def _put(self, kind: Kind, body: dict[str, object], run: str, idx: int | None) -> None:
         self.outbox.put(kind.etype, body, run, idx)
         self._queued.set()
-        if kind not in (Kind.STATE, Kind.LEASE):
+        self._lingering += 1
+        if kind not in (Kind.STATE, Kind.LEASE) or self._lingering >= self.cfg.linger_max:
             self._urgent.set()
         self._wake.set()
 
@@ -295,7 +298,7 @@ class Agent:
         # Renew held leases, all of them in one event per run; not as an island (a renewal is
         # about now: late ones would only pile up in the queue; the first tick after the heal
         # renews). Renewals go on the plain monotonic clock: after a pause they are due at once.
-        if not self.island and any(now - h.renewed >= self.cfg.lease_s / 4 for h in self.held.values()):
+        if not self.island and any(now - h.renewed >= self.cfg.lease_s / 3 for h in self.held.values()):
             by_run: dict[str, list[list[int]]] = defaultdict(list)
             for h in self.held.values():
                 h.renewed = now
@@ -469,6 +472,7 @@ class Agent:
             if not self._urgent.is_set():
                 await _wait_any(self._urgent, stop, self.cfg.linger_s)
             self._urgent.clear()
+            self._lingering = 0
             await self._flush()
             # An island retries every half second; otherwise wait for the next post.
             await _wait_any(self._queued, stop, 0.5 if self.island else 5.0)
