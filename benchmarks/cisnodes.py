@@ -211,7 +211,8 @@ def main() -> int:
           f"goals p50 <= 50 ms, p99 <= 250 ms. throughput: 4 nodes --jobs 1 x 4 runs of {n_tasks} no-op "
           "tasks vs the same 4 runs on one machine with --jobs 4; goal ratio <= 1.5. "
           f"median claim {statistics.median(claims) * 1e3:.1f} ms; of it, medians: outbox write "
-          f"{statistics.median(PARTS['outbox']) * 1e3:.2f} ms, PUT {statistics.median(PARTS['put']) * 1e3:.1f} ms, "
+          f"{statistics.median(PARTS['outbox']) * 1e3:.2f} ms, "
+          f"PUT {statistics.median(PARTS['put']) * 1e3:.1f} ms, "
           f"PUT answered to applied {statistics.median(PARTS['after_put']) * 1e3:.1f} ms)")
     if a.json:
         print(json.dumps(results))

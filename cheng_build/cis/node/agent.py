@@ -12,7 +12,7 @@ batch event per run (at most ``jobs`` running, plus a fair share claimed ahead: 
 divided by the live nodes, at least ``jobs``, at most ``batch``; picked in a node-specific order
 so racing nodes collide less), take over tasks whose lease lapsed, renew the leases of all held
 tasks in one event per run, answer revocations, and start won tasks (only under a fresh lease:
-see :meth:`Agent._startable`). A node claims nothing while it is an island: it cannot see the
+see :mod:`.revoke`). A node claims nothing while it is an island: it cannot see the
 timeline, so it cannot know. Results are queued one by one and merged into batch events on the
 way out (:mod:`.coalesce`), after a short linger that lets neighbours join.
 
@@ -32,12 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from cheng_build.cis.node import protocol
+from cheng_build.cis.node import protocol, revoke
 from cheng_build.cis.node.awake import AwakeClock
 from cheng_build.cis.node.coalesce import coalesce
 from cheng_build.cis.node.island import NodeOutbox
 from cheng_build.cis.node.ledger import Ledger, RunRec, TaskRec, TaskStatus
 from cheng_build.cis.node.protocol import Kind, ProtocolError
+from cheng_build.cis.node.revoke import Held
 from cheng_build.cis.node.room import Batch, Room, RoomError
 
 Log = Callable[[str], None]
@@ -53,29 +54,10 @@ class NodeConfig:
     lease_s: float = 10.0
     hello_s: float = 5.0
     poll_s: float = 10.0
-    batch: int = 32  # most tasks claimed ahead of the running ones (a fair share, capped)
+    batch: int = 64  # most tasks claimed ahead of the running ones (a fair share, capped)
     linger_s: float = 0.1  # results and renewals wait this long for neighbours to merge with
     linger_max: int = 32  # ...or until this many are queued
 
-
-# A won task starts only while the newest of its own claim / renewals that the node has seen in
-# the timeline was queued less than this share of the lease ago (on the plain monotonic clock:
-# a pause of this process counts against its own lease). No takeover can be in the timeline
-# before a whole lease has passed since then, so a holder never starts what was revoked unseen.
-FRESH = 0.6
-
-
-@dataclass
-class _Held:
-    run: str
-    idx: int
-    epoch: int
-    renewed: float
-    started: bool = False
-    confirmed: float = -math.inf  # queue time (monotonic) of the newest own claim/renewal seen
-    won: float = 0.0  # awake-clock time the claim was seen winning (a takeover waits from it)
-    start_posted: bool = False
-    answered: int = -1  # the revoking epoch this node last answered
 
 
 @dataclass
@@ -100,7 +82,7 @@ class Agent:
         self.outbox = NodeOutbox(cfg.home, session or os.urandom(4).hex())
         self.parsed: dict[str, ParsedRun | None] = {}
         self.claims: dict[tuple[str, int], int] = {}  # claimed, not yet seen in the timeline
-        self.held: dict[tuple[str, int], _Held] = {}
+        self.held: dict[tuple[str, int], Held] = {}
         self.token: str | None = None
         self.island = False
         self.counters = Counters()
@@ -114,6 +96,7 @@ class Agent:
         self._urgent = asyncio.Event()  # a claim, hello...: no linger
         self._lingering = 0
         self._runners: set[asyncio.Task[None]] = set()
+        self._prefer: dict[tuple[str, int], tuple[frozenset[str], str]] = {}
 
     # -- posting --------------------------------------------------------------------------
 
@@ -258,7 +241,7 @@ class Agent:
             del self.claims[key]
             if rec.winners.get(epoch) == self.node:
                 self.counters.won += 1
-                self.held[key] = _Held(run, idx, epoch, time.monotonic(), won=self.clock.now())
+                self.held[key] = Held(run, idx, epoch, time.monotonic(), won=self.clock.now())
             else:
                 self.counters.lost += 1  # someone was first: back off
         elif mine is not None and rec.winners.get(mine, self.node) != self.node:
@@ -282,15 +265,27 @@ class Agent:
     def _capable(self, t: TaskRec) -> bool:
         return set(t.plan.caps) <= set(self.cfg.caps)
 
-    def _order(self, run: str, idx: int) -> str:
-        return hashlib.blake2s(f"{self.node}/{run}/{idx}".encode(), digest_size=8).hexdigest()
+    def _order(self, run: RunRec, t: TaskRec, live: frozenset[str]) -> tuple[bool, bytes]:
+        """Claim order: first the tasks this node is the rendezvous choice for among the live
+        nodes able to take them (highest hash of node/run/task), then the rest, in this node's
+        hash order. Racing nodes thus mostly claim disjoint sets; the rest is stealing."""
+        key = (run.run_id, t.plan.idx)
+        got = self._prefer.get(key)
+        if got is None or got[0] != live:
+            able = [n for n in live if n not in run.declined
+                    and set(t.plan.caps) <= set(self.ledger.nodes[n].body.get("caps") or ())
+                    ] if t.plan.caps else [n for n in live if n not in run.declined]
+            choice = max(able or [self.node], key=lambda n: _hash(n, run.run_id, t.plan.idx))
+            got = self._prefer[key] = (live, choice)
+        return got[1] != self.node, _hash(self.node, run.run_id, t.plan.idx)
 
-    def _live_nodes(self) -> int:
-        """Nodes heard within three hello intervals (this one included): the fair share's divisor."""
+    def _live_nodes(self) -> frozenset[str]:
+        """Nodes heard within three hello intervals, this one included."""
         now = self.clock.now()
+        heard = self.ledger.heard_node
         live = {n for n, hello in self.ledger.nodes.items()
-                if now - self.ledger.heard_node.get(n, -math.inf) <= 3 * int(hello.body.get("hello_ms") or 5000) / 1000}
-        return len(live | {self.node})
+                if now - heard.get(n, -math.inf) <= 3 * int(hello.body.get("hello_ms") or 5000) / 1000}
+        return frozenset(live | {self.node})
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -309,8 +304,9 @@ class Agent:
         self._start_won()
         if self.island or self.token is None:
             return
-        ready: list[tuple[str, RunRec, TaskRec, int]] = []
-        lapsed: list[tuple[str, RunRec, TaskRec, int]] = []
+        live = self._live_nodes()
+        ready: list[tuple[tuple[bool, bytes], RunRec, TaskRec, int]] = []
+        lapsed: list[tuple[tuple[bool, bytes], RunRec, TaskRec, int]] = []
         for run_id, run in self.ledger.runs.items():
             if self.parsed.get(run_id) is None:
                 continue
@@ -319,18 +315,18 @@ class Agent:
                 if key in self.claims or key in self.held or not self._capable(t):
                     continue
                 if self.ledger.ready(run, t):
-                    ready.append((self._order(run_id, t.plan.idx), run, t, 0))
+                    ready.append((self._order(run, t, live), run, t, 0))
                 elif self.ledger.lapsed(t, self._fresh) and t.holder != self.node:
-                    lapsed.append(("", run, t, t.epoch + 1))
+                    lapsed.append(((False, b""), run, t, t.epoch + 1))
         # A fair share ahead of the running tasks hides the claim round trip behind work and
         # makes few, large claim events; capped, so a node never hoards what others could run.
-        ahead = min(self.cfg.batch, max(self.cfg.jobs, math.ceil(len(ready) / self._live_nodes())))
+        ahead = min(self.cfg.batch, max(self.cfg.jobs, math.ceil(len(ready) / len(live))))
         room = self.cfg.jobs + ahead - len(self.held) - len(self.claims)
         waiting = len(self.claims) + sum(1 for h in self.held.values() if not h.started)
         if room <= 0 or (waiting and room < ahead // 2 and not lapsed):
             return  # enough in hand: claim again in a batch once half of it is gone
         ready.sort(key=lambda c: c[0])
-        by_run: dict[str, list[list[int]]] = defaultdict(list)
+        claim: dict[str, list[list[int]]] = defaultdict(list)
         for _, run, t, epoch in (lapsed + ready)[:room]:  # takeovers first
             self.claims[(run.run_id, t.plan.idx)] = epoch
             self.counters.claimed += 1
@@ -338,65 +334,26 @@ class Agent:
                 self.counters.takeovers += 1
                 self.log(f"task {t.plan.idx} {t.plan.name} of {run.run_id}: {t.holder} silent past "
                          f"its lease, claiming epoch {epoch} (revokes epoch {epoch - 1})")
-            by_run[run.run_id].append([t.plan.idx, epoch])
-        for run_id, pairs in by_run.items():
+            claim[run.run_id].append([t.plan.idx, epoch])
+        for run_id, pairs in claim.items():
             self.post_batch(Kind.CLAIM, run_id, pairs, lease_ms=int(self.cfg.lease_s * 1000))
 
     def _answer_revokes(self) -> None:
-        """Revocation, the holder's side (see ledger.py). A held epoch that a takeover revoked is
-        released at once if it has not started (the taker runs it, one execution stays one); if
-        it has, the node answers with a renewal of the revoked epoch: before the taker's ``start``
-        in the timeline, that voids the takeover. A takeover this node won that was voided so is
-        dropped (the old holder runs it)."""
-        release: dict[str, list[list[int]]] = defaultdict(list)
-        contradict: dict[str, list[list[int]]] = defaultdict(list)
-        for key, h in list(self.held.items()):
-            rec = self._rec(h.run, h.idx)
-            if rec is None:
-                continue
-            if rec.winners.get(h.epoch) != self.node:
-                del self.held[key]
-                self.log(f"task {h.idx} of {h.run}: takeover void: {rec.holder} answered that it runs it")
-            elif rec.epoch > h.epoch and not h.started:
-                del self.held[key]
-                release[h.run].append([h.idx, h.epoch])
-                self.log(f"task {h.idx} of {h.run}: taken over by {rec.holder} (epoch {rec.epoch}) "
-                         "before it started here: not running it")
-            elif rec.epoch > h.epoch and h.answered < rec.epoch:
-                h.answered = rec.epoch
-                if rec.epoch in rec.pending and rec.epoch == h.epoch + 1:
-                    contradict[h.run].append([h.idx, h.epoch])
-                    self.log(f"task {h.idx} of {h.run}: revoked by {rec.holder} (epoch {rec.epoch}) "
-                             "while running here: answering that it runs")
-                else:
-                    self.log(f"task {h.idx} of {h.run}: taken over by {rec.holder} (epoch {rec.epoch}) "
-                             "while running here: both results will show (debt)")
+        release, contradict = revoke.answer(self.held, self._rec, self.node, self.log)
         for run_id, pairs in release.items():
             self.post_batch(Kind.RELEASE, run_id, pairs)
         for run_id, pairs in contradict.items():
             self.post_batch(Kind.LEASE, run_id, pairs)
 
     def _settle_takeovers(self) -> None:
-        """Revocation, the taker's side: a won takeover nobody answered for a whole lease (on the
-        awake clock, from when it was seen winning) is settled by a ``start`` event; the task
-        starts once that is in the timeline with no answer before it."""
-        now = self.clock.now()
-        start: dict[str, list[list[int]]] = defaultdict(list)
-        for h in self.held.values():
-            rec = self._rec(h.run, h.idx)
-            if rec is None or h.start_posted or h.epoch not in rec.pending:
-                continue
-            if now - h.won >= self.cfg.lease_s and not self.island:
-                h.start_posted = True
-                start[h.run].append([h.idx, h.epoch])
-        for run_id, pairs in start.items():
-            self.post_batch(Kind.START, run_id, pairs)
+        if not self.island:
+            for run_id, pairs in revoke.due_starts(self.held, self._rec, self.clock.now(),
+                                                   self.cfg.lease_s).items():
+                self.post_batch(Kind.START, run_id, pairs)
 
-    def _startable(self, h: _Held) -> bool:
-        """Won, not revoked, no revocation of its own pending, and the lease fresh (``FRESH``)."""
+    def _startable(self, h: Held) -> bool:
         rec = self._rec(h.run, h.idx)
-        return rec is not None and self.ledger.may_start(rec, h.epoch, self.node) \
-            and time.monotonic() - h.confirmed < FRESH * self.cfg.lease_s
+        return rec is not None and revoke.startable(self.ledger, rec, h, self.node, self.cfg.lease_s)
 
     def _start_won(self) -> None:
         busy = sum(1 for h in self.held.values() if h.started)
@@ -411,7 +368,7 @@ class Agent:
             self._runners.add(job)
             job.add_done_callback(self._runners.discard)
 
-    async def _run(self, h: _Held) -> None:
+    async def _run(self, h: Held) -> None:
         from cheng_build.cis.node.localrun import Outcome, run_task
 
         parsed = self.parsed[h.run]
@@ -506,6 +463,10 @@ class Agent:
                     pass
             await self._flush()  # what the last tasks reported
             self.outbox.close()
+
+
+def _hash(node: str, run: str, idx: int) -> bytes:
+    return hashlib.blake2s(f"{node}/{run}/{idx}".encode(), digest_size=8).digest()
 
 
 async def _sleep_or(stop: asyncio.Event, seconds: float) -> None:

@@ -1,12 +1,12 @@
-"""Fewer events per task: consecutive queued events of one kind and run become one batch event.
+"""Fewer events per task: queued events of one kind and run become one batch event.
 
 A node queues its events one by one in the outbox (a claim batch, one task's result, a lease
 renewal...); the homeserver pays per event, once per syncing client. Before delivery, runs of
-consecutive queued events with the same type, run (and lease, for claims) are merged into one
-batch event (``tasks`` / ``results``, see protocol.py), as long as no task repeats and it stays
-within MAX_BATCH entries and 16 KB. Order is kept: only neighbours merge, and a merged event
-stands where its first member stood. A merged event's transaction id names its first and last
-outbox entry; a retry that merges differently posts an overlapping event, which is harmless:
+queued events with the same type, run (and lease, for claims) are merged into one batch event
+(``tasks`` / ``results``, see protocol.py), as long as no task repeats and it stays within
+MAX_BATCH entries and 16 KB. A merged event stands where its first member stood; an event never
+overtakes another about the same task (see :func:`coalesce`). A merged event's transaction id
+names its first and last outbox entry; a retry that merges differently posts an overlapping event, which is harmless:
 every pair is idempotent per (node, task, epoch).
 """
 
@@ -31,8 +31,9 @@ class Group:
     entries: list[int]
     etype: str
     body: dict[str, Any]
-    _tasks: set[int] = field(default_factory=set)
-    _bytes: int = 0
+    run: str = ""
+    tasks: set[int] = field(default_factory=set)
+    nbytes: int = 0
 
 
 def _entries_of(etype: str, body: Mapping[str, Any]) -> list[Any]:
@@ -48,7 +49,7 @@ def _task_of(entry: Any) -> int:
     return int(entry["task"] if isinstance(entry, Mapping) else entry[0])
 
 
-def _head(etype: str, body: Mapping[str, Any]) -> dict[str, Any]:
+def _head(body: Mapping[str, Any]) -> dict[str, Any]:
     """The content without its task fields: what must be equal for two events to merge."""
     return {k: v for k, v in body.items() if k not in _SINGLE and k not in ("tasks", "results", "at_ms")}
 
@@ -58,34 +59,44 @@ def _item_bytes(entry: Any) -> int:
 
 
 def coalesce(queue: Sequence[tuple[int, str, dict[str, Any]]]) -> list[Group]:
-    """Merge neighbours of ``queue`` (outbox order) into batch events (see the module docstring)."""
+    """Merge events of ``queue`` (outbox order) into batch events (see the module docstring).
+
+    An event joins the latest group of its type and head (run, lease...) unless a group queued
+    after that one names one of its tasks: then it would overtake an event about the same task,
+    and it starts a group of its own. Events about other tasks commute (each pair is judged on
+    its own), so moving one ahead of them changes nothing a reader decides.
+    """
     out: list[Group] = []
+    latest: dict[tuple[str, str], int] = {}  # (type, head) -> index in out of its open group
     queued = {entry: body for entry, _, body in queue}
     for entry, etype, body in queue:
-        g = out[-1] if out else None
-        if etype in _LIST_KEY and g is not None and g.etype == etype and g._tasks \
-                and _head(etype, g.body) == _head(etype, body):
-            items = _entries_of(etype, body)
-            tasks = {_task_of(i) for i in items}
+        if etype not in _LIST_KEY:
+            out.append(Group([entry], etype, dict(body)))
+            continue
+        items = _entries_of(etype, body)
+        tasks = {_task_of(i) for i in items}
+        run = str(body.get("run", ""))
+        key = _LIST_KEY[etype]
+        hk = (etype, json.dumps(_head(body), sort_keys=True))
+        gi = latest.get(hk)
+        if gi is not None:
+            g = out[gi]
             extra = sum(_item_bytes(i) + 1 for i in items)
-            key = _LIST_KEY[etype]
-            if not tasks & g._tasks and len(g.body[key]) + len(items) <= MAX_BATCH \
-                    and g._bytes + extra <= MAX_EVENT_BYTES:
+            overtakes = any(o.run == run and o.tasks & tasks for o in out[gi + 1:])
+            if not overtakes and not tasks & g.tasks and len(g.body[key]) + len(items) <= MAX_BATCH \
+                    and g.nbytes + extra <= MAX_EVENT_BYTES:
                 g.entries.append(entry)
                 g.body[key].extend(items)
-                g._tasks |= tasks
-                g._bytes += extra
+                g.tasks |= tasks
+                g.nbytes += extra
                 if "at_ms" in body:  # the oldest member's: freshness is never overstated
                     g.body["at_ms"] = min(int(g.body.get("at_ms", body["at_ms"])), int(body["at_ms"]))
                 continue
-        if etype in _LIST_KEY:
-            items = _entries_of(etype, body)
-            merged = {**_head(etype, body), _LIST_KEY[etype]: items}
-            if "at_ms" in body:
-                merged["at_ms"] = body["at_ms"]
-            out.append(Group([entry], etype, merged, {_task_of(i) for i in items}, size(merged)))
-        else:
-            out.append(Group([entry], etype, dict(body)))
+        merged = {**_head(body), key: items}
+        if "at_ms" in body:
+            merged["at_ms"] = body["at_ms"]
+        latest[hk] = len(out)
+        out.append(Group([entry], etype, merged, run, tasks, size(merged)))
     for g in out:
         if len(g.entries) == 1:  # sent as queued (its transaction id stays the entry's)
             g.body = dict(queued[g.entries[0]])

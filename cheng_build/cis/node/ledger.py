@@ -200,13 +200,13 @@ class Ledger:
             for t, k, e in self._pairs(msg):
                 self._state(t, e, results[k], msg, now)
         elif msg.kind is Kind.CONTROL:
-            t = self._task(msg)
-            if t is not None and not self.status(t).finished:
+            tc = self._task(msg)
+            if tc is not None and not self.status(tc).finished:
                 if msg.text("action") == "confirm":
-                    t.confirmed = True
+                    tc.confirmed = True
                 else:
                     why = str(msg.body.get("reason") or "a person's decision")
-                    t.skipped_by = f"skipped by {msg.node}: {why}"
+                    tc.skipped_by = f"skipped by {msg.node}: {why}"
 
     def _contradict(self, t: TaskRec, e: int, node: str, now: float) -> None:
         """The holder of epoch ``e`` speaks for it while its takeover ``e+1`` is pending: it is
