@@ -1,13 +1,13 @@
 """Fewer events per task: queued events of one kind and run become one batch event.
 
 A node queues its events one by one in the outbox (a claim batch, one task's result, a lease
-renewal...); the homeserver pays per event, once per syncing client. Before delivery, runs of
-queued events with the same type, run (and lease, for claims) are merged into one batch event
+renewal...); the homeserver pays per event, once per syncing client. Before delivery, queued
+events with the same type, run (and lease, for claims) are merged into one batch event
 (``tasks`` / ``results``, see protocol.py), as long as no task repeats and it stays within
 MAX_BATCH entries and 16 KB. A merged event stands where its first member stood; an event never
 overtakes another about the same task (see :func:`coalesce`). A merged event's transaction id
-names its first and last outbox entry; a retry that merges differently posts an overlapping event, which is harmless:
-every pair is idempotent per (node, task, epoch).
+names its first and last outbox entry; a retry that merges differently posts an overlapping
+event, which is harmless: every pair is idempotent per (node, task, epoch).
 """
 
 from __future__ import annotations
