@@ -323,8 +323,8 @@ class Agent:
         ahead = min(self.cfg.batch, max(self.cfg.jobs, math.ceil(len(ready) / len(live))))
         room = self.cfg.jobs + ahead - len(self.held) - len(self.claims)
         waiting = len(self.claims) + sum(1 for h in self.held.values() if not h.started)
-        if room <= 0 or (waiting and room < ahead // 2 and not lapsed):
-            return  # enough in hand: claim again in a batch once half of it is gone
+        if room <= 0 or (waiting and room < ahead // 4 and not lapsed):
+            return  # enough in hand: top up in a batch once a quarter of it is gone
         ready.sort(key=lambda c: c[0])
         claim: dict[str, list[list[int]]] = defaultdict(list)
         for _, run, t, epoch in (lapsed + ready)[:room]:  # takeovers first
