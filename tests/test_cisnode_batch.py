@@ -253,6 +253,25 @@ def test_a_result_before_start_also_voids_the_takeover() -> None:
     assert led.view(led.runs[RUN])[0].status is TaskStatus.COMPLETED
 
 
+def test_a_release_that_crossed_a_void_frees_the_task_for_the_next_epoch() -> None:
+    """The holder's renewal (queued before it saw the revoke) voids the takeover; its release,
+    sent on seeing the revoke, then frees the task: the next claim wins it outright."""
+    led = _ledger(1)
+    run = led.runs[RUN]
+    t = run.tasks[0]
+    led.apply(_m(Kind.CLAIM, "@a:x", [[0, 0]], lease_ms=1000), 0.0)
+    led.apply(_m(Kind.CLAIM, "@b:x", [[0, 1]], lease_ms=1000), 5.0)
+    led.apply(_m(Kind.LEASE, "@a:x", [[0, 0]]), 5.1)  # crossed the revoke: void
+    assert t.holder == "@a:x" and not led.ready(run, t)
+    led.apply(_m(Kind.RELEASE, "@b:x", [[0, 0]]), 5.2)  # not the holder: nothing
+    assert not led.ready(run, t)
+    led.apply(_m(Kind.RELEASE, "@a:x", [[0, 0]]), 5.2)
+    assert led.ready(run, t) and led.next_epoch(t) == 1
+    led.apply(_m(Kind.CLAIM, "@c:x", [[0, 1]], lease_ms=1000), 5.3)
+    led.apply(_m(Kind.CLAIM, "@b:x", [[0, 1]], lease_ms=1000), 5.4)
+    assert t.holder == "@c:x" and led.may_start(t, 1, "@c:x")  # nothing to revoke: no wait
+
+
 def _dag(ws: Path, cmds: list[str]) -> str:
     toml = "\n".join(['name = "m"', 'policy = "AllowDebt"'] + [
         f'[[tasks]]\nidx = {i}\nname = "t{i}"\nexec = {{ cmd = ["sh", "-c", {json.dumps(c)}] }}'

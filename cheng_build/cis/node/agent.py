@@ -315,7 +315,7 @@ class Agent:
                 if key in self.claims or key in self.held or not self._capable(t):
                     continue
                 if self.ledger.ready(run, t):
-                    ready.append((self._order(run, t, live), run, t, 0))
+                    ready.append((self._order(run, t, live), run, t, self.ledger.next_epoch(t)))
                 elif self.ledger.lapsed(t, self._fresh) and t.holder != self.node:
                     lapsed.append(((False, b""), run, t, t.epoch + 1))
         # A fair share ahead of the running tasks hides the claim round trip behind work and
@@ -330,7 +330,7 @@ class Agent:
         for _, run, t, epoch in (lapsed + ready)[:room]:  # takeovers first
             self.claims[(run.run_id, t.plan.idx)] = epoch
             self.counters.claimed += 1
-            if epoch:
+            if epoch and t.epoch not in t.released:
                 self.counters.takeovers += 1
                 self.log(f"task {t.plan.idx} {t.plan.name} of {run.run_id}: {t.holder} silent past "
                          f"its lease, claiming epoch {epoch} (revokes epoch {epoch - 1})")

@@ -83,6 +83,7 @@ class TaskRec:
     winners: dict[int, str] = field(default_factory=dict)
     lease_s: dict[int, float] = field(default_factory=dict)
     pending: set[int] = field(default_factory=set)  # takeover epochs not settled yet (revocation)
+    released: set[int] = field(default_factory=set)  # epochs their holder gave up unstarted
     heard: float = 0.0  # local monotonic time the current holder was last heard
     running: bool = False
     results: list[Result] = field(default_factory=list)
@@ -187,9 +188,11 @@ class Ledger:
                     t.heard = now
         elif msg.kind is Kind.RELEASE:
             for t, _, e in self._pairs(msg):
-                # Only the revoked holder's word settles the takeover of its own epoch.
-                if t.winners.get(e) == msg.node and e + 1 in t.pending:
+                # Only the holder's word: it settles the takeover of its epoch, or, if that was
+                # void meanwhile (its renewal crossed the revoke), frees the task for epoch e+1.
+                if t.winners.get(e) == msg.node:
                     t.pending.discard(e + 1)
+                    t.released.add(e)
         elif msg.kind is Kind.START:
             for t, _, e in self._pairs(msg):
                 if t.winners.get(e) == msg.node and e in t.pending:
@@ -222,6 +225,11 @@ class Ledger:
             return  # that epoch is taken: this claim lost
         if e == 0 and not t.winners:
             pass
+        elif e == t.epoch + 1 and t.epoch in t.released and not self.status(t).finished:
+            t.winners[e] = msg.node  # its holder gave it up unstarted: nothing to revoke
+            t.lease_s[e] = int(msg.body["lease_ms"]) / 1000.0
+            t.heard = now
+            return
         elif e == t.epoch + 1 and t.plan.mechanical and not self.status(t).finished and t.winners:
             pass  # a takeover after a lapse (the claimant judged the lapse on its own clock)
         else:
@@ -280,12 +288,17 @@ class Ledger:
         return st
 
     def ready(self, run: RunRec, t: TaskRec) -> bool:
-        """Unclaimed, not finished, every dep Completed/Debt, and a person said yes if it must."""
-        if t.winners or self.effective(run, t).finished:
+        """Unclaimed (or given up by its holder), not finished, every dep Completed/Debt, and a
+        person said yes if it must. Claim it for :meth:`next_epoch`."""
+        if (t.winners and t.epoch not in t.released) or self.effective(run, t).finished:
             return False
         if not t.plan.mechanical and not t.confirmed:
             return False
         return all(self.effective(run, run.tasks[d]).ok for d in t.plan.deps)
+
+    @staticmethod
+    def next_epoch(t: TaskRec) -> int:
+        return t.epoch + 1
 
     def may_start(self, t: TaskRec, epoch: int, node: str) -> bool:
         """``node`` holds the task's current ``epoch`` and no revocation of it is pending."""

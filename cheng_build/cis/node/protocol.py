@@ -15,7 +15,7 @@ run        node, run, name, workspace, dag_file, dag_z (the cis.toml text, zlib 
 claim      node, run, ITEMS, lease_ms, [at_ms]       (per task, the first claim of an epoch in
                                                      timeline order wins; epoch n+1 revokes n)
 lease      node, run, ITEMS, [at_ms]                 (the holder is alive and holds these)
-release    node, run, ITEMS                          (a revoked holder never started these: take them)
+release    node, run, ITEMS                          (the holder gives these up unstarted: take them)
 start      node, run, ITEMS                          (a taker heard no answer to its revoke: it starts)
 state      node, run, RESULTS                        (tasks' results)
 decline    node, run, reason                         (this node will take nothing of the run, and why)
