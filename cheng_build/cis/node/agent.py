@@ -42,6 +42,7 @@ from cheng_build.cis.node.revoke import Held
 from cheng_build.cis.node.room import Batch, Room, RoomError
 
 Log = Callable[[str], None]
+_Cand = tuple[tuple[bool, bytes], RunRec, TaskRec, int]  # (claim order, run, task, epoch to claim)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,8 @@ class Agent:
         self._urgent = asyncio.Event()  # a claim, hello...: no linger
         self._lingering = 0
         self._runners: set[asyncio.Task[None]] = set()
-        self._prefer: dict[tuple[str, int], tuple[frozenset[str], str]] = {}
+        self._prefer: dict[tuple[str, int], tuple[frozenset[str], str, bytes]] = {}
+        self._scanned: tuple[tuple[int, float, frozenset[str]], list[_Cand], list[_Cand]] | None = None
 
     # -- posting --------------------------------------------------------------------------
 
@@ -263,7 +265,30 @@ class Agent:
     # -- deciding -------------------------------------------------------------------------
 
     def _capable(self, t: TaskRec) -> bool:
-        return set(t.plan.caps) <= set(self.cfg.caps)
+        return all(c in self.cfg.caps for c in t.plan.caps)
+
+    def _scan(self, live: frozenset[str]) -> tuple[list[_Cand], list[_Cand]]:
+        """Ready and lapsed tasks this node could claim. The scan walks every open task of every
+        run, so it is kept while nothing it reads changed (the ledger, the read horizon, the
+        live nodes): ticks woken by this node's own posts reuse it."""
+        key = (self.ledger.version, self._fresh, live)
+        if self._scanned is not None and self._scanned[0] == key:
+            return self._scanned[1], self._scanned[2]
+        ready: list[_Cand] = []
+        lapsed: list[_Cand] = []
+        for run_id, run in self.ledger.runs.items():
+            if self.parsed.get(run_id) is None:
+                continue
+            for t in run.tasks:
+                if t.results or t.skipped_by or not self._capable(t):
+                    continue  # finished: the bulk of a long run, skipped before anything costly
+                if self.ledger.ready(run, t):
+                    ready.append((self._order(run, t, live), run, t, self.ledger.next_epoch(t)))
+                elif self.ledger.lapsed(t, self._fresh) and t.holder != self.node:
+                    lapsed.append(((False, b""), run, t, t.epoch + 1))
+        ready.sort(key=lambda c: c[0])
+        self._scanned = (key, ready, lapsed)
+        return ready, lapsed
 
     def _order(self, run: RunRec, t: TaskRec, live: frozenset[str]) -> tuple[bool, bytes]:
         """Claim order: first the tasks this node is the rendezvous choice for among the live
@@ -276,8 +301,8 @@ class Agent:
                     and set(t.plan.caps) <= set(self.ledger.nodes[n].body.get("caps") or ())
                     ] if t.plan.caps else [n for n in live if n not in run.declined]
             choice = max(able or [self.node], key=lambda n: _hash(n, run.run_id, t.plan.idx))
-            got = self._prefer[key] = (live, choice)
-        return got[1] != self.node, _hash(self.node, run.run_id, t.plan.idx)
+            got = self._prefer[key] = (live, choice, _hash(self.node, run.run_id, t.plan.idx))
+        return got[1] != self.node, got[2]
 
     def _live_nodes(self) -> frozenset[str]:
         """Nodes heard within three hello intervals, this one included."""
@@ -305,19 +330,9 @@ class Agent:
         if self.island or self.token is None:
             return
         live = self._live_nodes()
-        ready: list[tuple[tuple[bool, bytes], RunRec, TaskRec, int]] = []
-        lapsed: list[tuple[tuple[bool, bytes], RunRec, TaskRec, int]] = []
-        for run_id, run in self.ledger.runs.items():
-            if self.parsed.get(run_id) is None:
-                continue
-            for t in run.tasks:
-                key = (run_id, t.plan.idx)
-                if key in self.claims or key in self.held or not self._capable(t):
-                    continue
-                if self.ledger.ready(run, t):
-                    ready.append((self._order(run, t, live), run, t, self.ledger.next_epoch(t)))
-                elif self.ledger.lapsed(t, self._fresh) and t.holder != self.node:
-                    lapsed.append(((False, b""), run, t, t.epoch + 1))
+        ready, lapsed = (
+            [c for c in cands if (c[1].run_id, c[2].plan.idx) not in self.claims
+             and (c[1].run_id, c[2].plan.idx) not in self.held] for cands in self._scan(live))
         # A fair share ahead of the running tasks hides the claim round trip behind work and
         # makes few, large claim events; capped, so a node never hoards what others could run.
         ahead = min(self.cfg.batch, max(self.cfg.jobs, math.ceil(len(ready) / len(live))))
@@ -325,7 +340,6 @@ class Agent:
         waiting = len(self.claims) + sum(1 for h in self.held.values() if not h.started)
         if room <= 0 or (waiting and room < ahead // 4 and not lapsed):
             return  # enough in hand: top up in a batch once a quarter of it is gone
-        ready.sort(key=lambda c: c[0])
         claim: dict[str, list[list[int]]] = defaultdict(list)
         for _, run, t, epoch in (lapsed + ready)[:room]:  # takeovers first
             self.claims[(run.run_id, t.plan.idx)] = epoch

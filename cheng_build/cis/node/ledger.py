@@ -100,6 +100,8 @@ class TaskRec:
 
     def duplicate(self) -> str:
         """Who ran it twice, or ''."""
+        if len(self.results) < 2:
+            return ""  # the common case, asked for every task on every tick: keep it cheap
         done = [r for r in self.results if r.status is not TaskStatus.SKIPPED]
         nodes = {(r.epoch, r.node) for r in done}
         if len(nodes) < 2:
@@ -140,11 +142,13 @@ class Ledger:
         self.nodes: dict[str, Message] = {}  # node -> latest hello
         self.heard_node: dict[str, float] = {}
         self.rejected: list[str] = []  # why events were dropped, for the log
+        self.version = 0  # bumped by every change: readers may cache what they derive from it
 
     # -- feeding --------------------------------------------------------------------------
 
     def add_run(self, msg: Message, plan: Sequence[TaskPlan]) -> RunRec | None:
         run_id = msg.text("run")
+        self.version += 1
         if run_id in self.runs:  # a repost (retry of an island's queue): the first one counts
             return None
         rec = RunRec(run_id, msg.text("name"), msg.node, msg.text("workspace"), msg.text("dag_file"),
@@ -172,6 +176,7 @@ class Ledger:
     def apply(self, msg: Message, now: float) -> None:
         """One event, in timeline order (RUN events go through :meth:`add_run`)."""
         self.heard_node[msg.node] = now
+        self.version += 1
         if msg.kind is Kind.HELLO:
             self.nodes[msg.node] = msg
         elif msg.kind is Kind.DECLINE:
