@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers_network import Machine, Serve, publish_world
+from helpers_net import Machine, Serve, publish_world
 from helpers_registry import World
 
 from cheng_build.pkg.remote.gossip import announcement, check_announcement, topic_for
