@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from cheng_build.core.record import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 

@@ -18,7 +18,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from cheng_build.core.record import dataclass
 from enum import Enum
 from pathlib import Path
 

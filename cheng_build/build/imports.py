@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from cheng_build.core.record import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Protocol

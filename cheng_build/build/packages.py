@@ -36,7 +36,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from cheng_build.core.record import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 

@@ -4,7 +4,7 @@ options, the result and its status, and where the artifact goes by default."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from cheng_build.core.record import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from cheng_build.core.record import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -17,7 +17,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from cheng_build.core.record import dataclass
 
 from cheng_build.cli.args import Parser
 from cheng_build.core.errors import EXIT_CHECK_FAILED, EXIT_USAGE, ChengError, UsageError

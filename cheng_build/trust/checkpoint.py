@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from cheng_build.core.record import asdict, dataclass
 from pathlib import Path
 
 from cheng_build.core.errors import InputError

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from cheng_build.core.record import replace
 from pathlib import Path
 
 from cheng_build.trust.checkpoint import Checkpoint, CheckpointMemory
