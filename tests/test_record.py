@@ -46,7 +46,8 @@ CASES = [(f, s) for f in (False, True) for s in (False, True)]
 @pytest.mark.parametrize(("frozen", "slots"), CASES)
 def test_behaves_as_dataclass(frozen: bool, slots: bool) -> None:
     dc, rec = _pair(frozen, slots)
-    for args, kwargs in (((1,), {}), ((1, "x"), {"d": [3]}), ((), {"a": 2, "c": (1,)}), ((1, "y", (2,), [4]), {})):
+    calls = (((1,), {}), ((1, "x"), {"d": [3]}), ((), {"a": 2, "c": (1,)}), ((1, "y", (2,), [4]), {}))
+    for args, kwargs in calls:
         x, y = dc(*args, **kwargs), rec(*args, **kwargs)
         assert repr(x).split(".")[-1] == repr(y).split(".")[-1]
         assert [getattr(x, n) for n in "abcd"] == [getattr(y, n) for n in "abcd"]

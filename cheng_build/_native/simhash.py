@@ -132,7 +132,8 @@ def _object_layout(ctypes: Any, capi: Any) -> tuple[int, int, int, int, int, int
             n = ctypes.c_ssize_t(-1)
             at = utf8(text, ctypes.byref(n))
             state = ctypes.c_uint32.from_address(id(text) + _STR_STATE_OFF).value
-            if ptr(id(text) + _TYPE_OFF).value != id(str) or ssize(id(text) + _STR_LEN_OFF).value != len(text):
+            if (ptr(id(text) + _TYPE_OFF).value != id(str)
+                    or ssize(id(text) + _STR_LEN_OFF).value != len(text)):
                 return None
             if ((state & _COMPACT_ASCII) == _COMPACT_ASCII) != ascii_:
                 return None

@@ -24,11 +24,16 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from cheng_build.core.record import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from cheng_build.build.cachefile import write_cache_file
+from cheng_build.core.record import dataclass, field
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # a structural interface only mypy checks; nothing tests it with isinstance
 
 _VERSION = 1
 

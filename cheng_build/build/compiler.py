@@ -18,11 +18,11 @@ import os
 import stat
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from cheng_build.core.record import dataclass
 from enum import Enum
 from pathlib import Path
 
 from cheng_build.build.errors import CompilerFailedError, NoCompilerError
+from cheng_build.core.record import dataclass
 
 CONFIG_NAME = "cheng-pkg-config.toml"
 WRAPPER_MARK = b"cheng_build.cli.chengc"  # what pip's console-script shim for us contains

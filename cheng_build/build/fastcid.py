@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from typing import cast
 
 # Both import nothing heavy (no multiformats, no native library): the one varint codec and the
 # one base32 CID encoder, shared with the CAS.
 from cheng_build.cas.cid import cid_text
 from cheng_build.cas.varint import encode as _uvarint
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import cast
+else:
+    def cast(_type: object, value: object) -> object:  # typing.cast, without importing typing
+        return value
 
 CHUNK = 262144  # the default UnixFS chunker, "size-262144"
 _RAW, _DAG_PB, _SHA256 = 0x55, 0x70, 0x12

@@ -41,7 +41,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
+
 
 PACKAGE_FIELDS = ("package_id", "channel", "epoch", "cid", "format", "author_id", "pub_key",
                   "signature", "created_ts")

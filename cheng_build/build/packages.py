@@ -36,15 +36,19 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from cheng_build.core.record import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
 from cheng_build.build.cachefile import write_cache_file
 from cheng_build.build.inputs import StatCache
 from cheng_build.core.errors import ChengError, UsageError
+from cheng_build.core.record import dataclass, field
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+if TYPE_CHECKING:
+    T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)

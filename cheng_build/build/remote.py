@@ -19,10 +19,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from cheng_build.build.cachefile import write_cache_file
 from cheng_build.pkg.remote.addresses import consumer_addrs
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 _NEVER = 10 ** 12  # the window of "nothing to sync from": until the configuration changes
 

@@ -7,14 +7,17 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
-from cheng_build.core.record import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from cheng_build.build import compiler as compiler_mod
 from cheng_build.build.imports import ImportGraph
 from cheng_build.build.inputs import StatCache
 from cheng_build.build.request import STAGED_OUT_DIR, BuildRequest
+from cheng_build.core.record import dataclass
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     pass

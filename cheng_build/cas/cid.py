@@ -20,15 +20,18 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
 
 from cheng_build.core.errors import DigestMismatchError, InputError
 
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
     from multiformats import CID
 
-CodecName = Literal["raw", "dag-pb"]
-HashName = Literal["sha2-256", "blake3"]
+    CodecName = Literal["raw", "dag-pb"]
+    HashName = Literal["sha2-256", "blake3"]
 
 RAW = 0x55
 DAG_PB = 0x70

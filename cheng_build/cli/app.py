@@ -17,10 +17,10 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from cheng_build.core.record import dataclass
 
 from cheng_build.cli.args import Parser
 from cheng_build.core.errors import EXIT_CHECK_FAILED, EXIT_USAGE, ChengError, UsageError
+from cheng_build.core.record import dataclass
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,7 +145,7 @@ else:
             if len(args) > n:
                 raise TypeError(f"{qualname}.__init__() takes {n + 1} positional arguments but "
                                 f"{len(args) + 1} were given")
-            for name, value in zip(names, args):
+            for name, value in zip(names, args, strict=False):  # fewer args than fields
                 _set(self, name, value)
             for name in names[len(args):]:
                 if name in kwargs:
@@ -169,7 +169,7 @@ else:
     def _values(self):
         return tuple(getattr(self, name) for name in self._record_fields)
 
-    def __repr__(self):  # noqa: N807 - named as the method it becomes
+    def __repr__(self):
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._record_fields)
         return f"{type(self).__qualname__}({inner})"
 
@@ -199,7 +199,8 @@ else:
             return dataclasses.replace(obj, **changes)
         for name in changes:
             if name not in names:
-                raise TypeError(f"{type(obj).__qualname__}.__init__() got an unexpected keyword argument {name!r}")
+                raise TypeError(f"{type(obj).__qualname__}.__init__() got an unexpected keyword "
+                                f"argument {name!r}")
         return type(obj)(**{name: changes[name] if name in changes else getattr(obj, name) for name in names})
 
     def asdict(obj):
