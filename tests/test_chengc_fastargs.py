@@ -14,7 +14,7 @@ VALUES = ["x", "", "a:b", "a=b", "stable", "lts", "edge", "toml", "json", "yaml"
 
 
 def _token() -> st.SearchStrategy[list[str]]:
-    flag = st.sampled_from(FLAGS + ["--help", "-h", "--", "--lok", "--Lock", "--x.y", "-", "--nope"])
+    flag = st.sampled_from([*FLAGS, "--help", "-h", "--", "--lok", "--Lock", "--x.y", "-", "--nope"])
     value = st.sampled_from(VALUES)
     return st.one_of(
         st.tuples(flag, st.sampled_from([":", "="]), value).map(lambda t: ["".join(t)]),

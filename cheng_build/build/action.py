@@ -223,9 +223,9 @@ def _compile(job: Job, data: Mapping[str, bytes] | None, last: Entry | None,
                                   job.out_rel, job.staged, job.bg)
     if meter is not None:
         _record_usage(job, meter.stop())
-    import hashlib
+    from cheng_build.core.sha256 import sha256
 
-    sha = hashlib.sha256(compiled.data).hexdigest()
+    sha = sha256(compiled.data).hexdigest()
     output_cid, ref = _store_artifact(job, compiled.data, sha)
     entry = Entry(job.parts, job.inputs_map, ref, sha, len(compiled.data), compiled.mode,
                   compiled.stdout, compiled.stderr, {"output_cid": output_cid})

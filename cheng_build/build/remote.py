@@ -58,9 +58,9 @@ def sync_for_build(chengc_dir: Path, reg_path: Path, fingerprint: str,
 
 
 def _stamp_path(chengc_dir: Path, reg_path: Path, fingerprint: str) -> Path:
-    import hashlib
+    from cheng_build.core.sha256 import sha256
 
-    key = hashlib.sha256(f"{reg_path}\0{fingerprint}".encode()).hexdigest()
+    key = sha256(f"{reg_path}\0{fingerprint}".encode()).hexdigest()
     return chengc_dir / "synced" / f"{key}.json"
 
 

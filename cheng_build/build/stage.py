@@ -125,9 +125,9 @@ def fresh_build(req: BuildRequest, comp: compiler_mod.Compiler, graph: ImportGra
 
 
 def _artifact_id(data: bytes) -> str:
-    import hashlib
+    from cheng_build.core.sha256 import sha256
 
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + sha256(data).hexdigest()
 
 
 def place(output: Path, data: bytes | None, sha256: str, size: int, mode: int, fetch: Any,
