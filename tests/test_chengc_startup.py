@@ -50,11 +50,15 @@ def test_a_cache_miss_imports_none_of_the_avoided_modules(tcli: Cli, tmp_path: P
     argv = [sys.executable, "-X", "importtime", "-m", "cheng_build.cli.chengc", "app.cheng",
             "--manifest:cheng-package.toml", "--registry:registry.jsonl"]
     time.sleep(2.2)  # past the racy window: files this new are re-read on every build (as git does)
-    first = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+
+    first = run()
     assert first.returncode == 0, first.stderr
     app = tmp_path / "app.cheng"
     app.write_text(app.read_text() + "// edited: a cache miss\n")
-    miss = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    miss = run()
     assert miss.returncode == 0, miss.stderr
     assert "fake-chengc: compiled" in miss.stdout + miss.stderr  # it did compile again
     imported = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \| +(\S+)$", miss.stderr, re.M))
