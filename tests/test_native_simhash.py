@@ -101,6 +101,15 @@ def test_reading_in_place_equals_the_api_calls(docs: list[list[str]]) -> None:
     assert in_place(mixed) == want
 
 
+def test_in_place_short_tokens_of_every_length() -> None:
+    # Batches of eight ASCII tokens of 0-16 bytes (the branch-free staging reads the 16 bytes
+    # that end at each token's NUL), in every rotation, against the reference.
+    words = ["abcdefghijklmnop"[:n] for n in range(17)]
+    docs = [[words[(r + i) % 17] for i in range(16)] for r in range(17)]
+    docs += [[w] * 8 for w in words]
+    assert native_simhash._pylists(docs) == [ref_simhash64(d) for d in docs]
+
+
 def test_in_place_path_leaves_other_batches_to_the_packed_path() -> None:
     assert native_simhash._pylists([["a", b"b"]]) is None  # a bytes token: not for this path
     assert native_simhash._pylists([[b"a"]]) is None

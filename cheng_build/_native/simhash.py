@@ -142,7 +142,7 @@ def _object_layout(ctypes: Any, capi: Any) -> tuple[int, int, int, int, int, int
                 if n.value != len(text) or (data_off is not None and off != data_off):
                     return None
                 data_off = off
-        if data_off is None or not 0 < data_off <= 64:
+        if data_off is None or not 16 <= data_off <= 64:  # C reads the 16 bytes up to a token's NUL
             return None
         return (_TYPE_OFF, _SIZE_OFF, _ITEMS_OFF, id(str), _STR_LEN_OFF, _STR_STATE_OFF, data_off,
                 _COMPACT_ASCII)

@@ -125,7 +125,9 @@ typedef struct cb_pyapi {
     const void *str_type;        /* &PyUnicode_Type */
     intptr_t str_len_off;        /* PyASCIIObject.length */
     intptr_t str_state_off;      /* PyASCIIObject.state */
-    intptr_t str_ascii_data_off; /* sizeof(PyASCIIObject): where a compact ASCII str's bytes start */
+    intptr_t str_ascii_data_off; /* sizeof(PyASCIIObject): where a compact ASCII str's bytes start;
+                                  * at least 16 (else unused), the bytes NUL-terminated: the kernel
+                                  * reads the 16 bytes that end at the NUL, header bytes included */
     uint32_t str_ascii_bits;     /* state.compact | state.ascii */
 } cb_pyapi;
 /* Fingerprints of the documents in the Python list `docs` (each a list of str tokens, hashed

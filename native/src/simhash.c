@@ -373,13 +373,18 @@ static inline void copy_short(uint8_t *dst, const uint8_t *src, size_t n) {
 #define AT(obj, off, type) (*(type const *)(const void *)((const char *)(obj) + (off)))
 
 /* One token's UTF-8 bytes: read in place when it is a compact ASCII str and the layout is
- * known (`direct`), else through the API call (which also raises for a token that is not a str). */
-static ALWAYS_INLINE const uint8_t *token_utf8(const cb_pyapi *api, int direct, void *tok, size_t *len) {
+ * known (`direct`; *inside is then set: the 16 bytes before the terminating NUL may be read, as
+ * the object's header lies before its bytes), else through the API call (which also raises for a
+ * token that is not a str). */
+static ALWAYS_INLINE const uint8_t *token_utf8(const cb_pyapi *api, int direct, void *tok, size_t *len,
+                                               int *inside) {
     if (direct && tok && AT(tok, api->type_off, const void *) == api->str_type &&
         (AT(tok, api->str_state_off, uint32_t) & api->str_ascii_bits) == api->str_ascii_bits) {
         *len = (size_t)AT(tok, api->str_len_off, intptr_t);
+        *inside = 1;
         return (const uint8_t *)tok + api->str_ascii_data_off;
     }
+    *inside = 0;
     intptr_t n = -1;
     const char *u = tok ? api->utf8(tok, &n) : NULL;
     if (!u || n < 0) return NULL;
@@ -419,7 +424,7 @@ static ALWAYS_INLINE int pylists_kernel(const cb_pyapi *api, const int direct, v
             size_t tl[8];
             uint64_t th[8];
             size_t k = ntok - i < 8 ? (size_t)(ntok - i) : 8;
-            int all_short = 1;
+            int all_short = 1, all_inside = 1;
             for (size_t j = 0; j < k; j++) {
                 intptr_t t = i + (intptr_t)j;
                 void *tok = ring[t % PF_AHEAD];
@@ -428,15 +433,27 @@ static ALWAYS_INLINE int pylists_kernel(const cb_pyapi *api, const int direct, v
                     if (ahead) PREFETCH_OBJ(ahead);
                     ring[t % PF_AHEAD] = ahead;
                 }
-                tp[j] = token_utf8(api, direct, tok, &tl[j]);
+                int inside = 0;
+                tp[j] = token_utf8(api, direct, tok, &tl[j], &inside);
                 if (!tp[j]) return -1;
                 all_short &= tl[j] < SHORT_MAX;
+                all_inside &= inside;
             }
             if (all_short && k == 8) {
                 const uint8_t *sp[8];
-                for (size_t j = 0; j < 8; j++) {
-                    copy_short(stage[j], tp[j], tl[j]);
-                    sp[j] = stage[j];
+                if (direct && all_inside) {
+                    /* Branch-free staging: the 16 bytes that end at each token's NUL, copied
+                     * whole; the token starts 15 - len bytes in (copy_short branches on the
+                     * length, which random token lengths mispredict). */
+                    for (size_t j = 0; j < 8; j++) {
+                        memcpy(stage[j], tp[j] + tl[j] - (SHORT_MAX - 1), SHORT_MAX);
+                        sp[j] = stage[j] + (SHORT_MAX - 1) - tl[j];
+                    }
+                } else {
+                    for (size_t j = 0; j < 8; j++) {
+                        copy_short(stage[j], tp[j], tl[j]);
+                        sp[j] = stage[j];
+                    }
                 }
                 xxh64_short4(sp, tl, th);
                 xxh64_short4(sp + 4, tl + 4, th + 4);
@@ -455,7 +472,8 @@ int cb_simhash64_pylists(const cb_pyapi *api, void *docs, uint64_t *out) {
     pthread_once(&byte_p5_once, init_byte_p5);
     /* Reading in place skips two calls per token (PyList_GetItem, PyUnicode_AsUTF8AndSize,
      * each with its own type checks): about a fifth of the time per token (perf). */
-    if (api->list_items_off != 0 && api->str_type != NULL && api->str_ascii_bits != 0)
+    if (api->list_items_off != 0 && api->str_type != NULL && api->str_ascii_bits != 0 &&
+        api->str_ascii_data_off >= SHORT_MAX)
         return pylists_kernel(api, 1, docs, out);
     return pylists_kernel(api, 0, docs, out);
 }
