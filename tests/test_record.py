@@ -87,6 +87,24 @@ def test_replace_and_asdict(frozen: bool, slots: bool) -> None:
         record.replace(y, nope=1)
 
 
+@pytest.mark.parametrize(("frozen", "slots"), CASES)
+def test_copy_and_pickle(frozen: bool, slots: bool) -> None:
+    import copy
+    import pickle
+
+    y = _pair(frozen, slots)[1](1, "q", (2,), [3])
+    for again in (copy.copy(y), copy.deepcopy(y)):
+        assert again == y and again is not y
+    p = _Point(1, (2, 3))
+    assert pickle.loads(pickle.dumps(p)) == p and copy.copy(p) == p
+
+
+@record.dataclass(frozen=True, slots=True)
+class _Point:
+    x: int
+    rest: tuple[int, ...] = ()
+
+
 @given(st.integers(), st.text(max_size=8), st.lists(st.integers(), max_size=4))
 def test_equality_and_hash_follow_the_fields(a: int, b: str, d: list[int]) -> None:
     made = []

@@ -124,6 +124,9 @@ else:
         if frozen:
             ns["__setattr__"] = _frozen_setattr
             ns["__delattr__"] = _frozen_delattr
+            if slots:  # as dataclasses does: copy and pickle set the fields past __setattr__
+                ns["__getstate__"] = _getstate
+                ns["__setstate__"] = _setstate
         if slots:
             new = type(cls)(cls.__name__, cls.__bases__, ns)
             new.__qualname__ = cls.__qualname__
@@ -182,6 +185,13 @@ else:
 
     def _hash(self):
         return hash(_values(self))
+
+    def _getstate(self):
+        return [getattr(self, name) for name in self._record_fields]
+
+    def _setstate(self, state):
+        for name, value in zip(self._record_fields, state, strict=True):
+            _set(self, name, value)
 
     def _frozen_setattr(self, name, value):
         raise FrozenInstanceError(f"cannot assign to field {name!r}")
