@@ -67,6 +67,11 @@ def test_relative_program_is_found_from_the_new_directory(tmp_path: Path) -> Non
     assert spawn.run_captured(argv, str(tmp_path), {}) == _oracle(argv, tmp_path, {})
 
 
+def test_a_bare_program_name_is_looked_up_on_path(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    assert spawn.run_captured(["sh", "-c", "echo $0"], str(tmp_path), env) == (0, b"sh\n", b"")
+
+
 def test_programs_that_cannot_start_raise_as_subprocess_does(tmp_path: Path) -> None:
     no_exec = tmp_path / "noexec"
     no_exec.write_text("#!/bin/sh\necho x\n")

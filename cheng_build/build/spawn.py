@@ -32,7 +32,7 @@ def run_captured(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> tuple
     Raises:
         OSError: it could not be started (FileNotFoundError, PermissionError, ENOEXEC...).
     """
-    if _can_spawn():
+    if "/" in argv[0] and _can_spawn():  # a bare name is looked up on PATH: subprocess does that
         got = _posix_spawn(argv, cwd, env)
         if got is not None:
             return got
