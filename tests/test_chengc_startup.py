@@ -80,3 +80,41 @@ def test_start_up_sha256_past_its_budget(monkeypatch: pytest.MonkeyPatch) -> Non
     assert sha_mod._left == 0
     assert sha_mod.sha256(big).hexdigest() == hashlib.sha256(big).hexdigest()  # through hashlib
     assert sha_mod.sha256().hexdigest() == hashlib.sha256().hexdigest()
+
+
+_OLD_PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f\ud800-\udfff]*')
+
+
+def _old_string(s: str) -> str:
+    """meta_toml._string before issue 19 (regex fast path), the oracle for the new check."""
+    if _OLD_PLAIN.fullmatch(s):
+        return f'"{s}"'
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\u{o:04x}")
+        elif 0xD800 <= o <= 0xDFFF:
+            raise ValueError("surrogate")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+ANY_CHAR = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=())  # surrogates too
+
+
+@given(st.text(alphabet=ANY_CHAR, max_size=30))
+def test_meta_toml_strings_as_before(s: str) -> None:
+    from cheng_build.build.meta_toml import _string
+
+    try:
+        want = _old_string(s)
+    except ValueError:
+        with pytest.raises(ValueError):
+            _string(s)
+        return
+    assert _string(s) == want
