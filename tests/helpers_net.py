@@ -164,28 +164,51 @@ class ServeProcess:
 
     def __init__(self, cmd: list[str], *, env: dict[str, str], http: bool = False,
                  what: str = "serve") -> None:
+        import queue
+        import threading
+
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=env, cwd=neutral_cwd(), text=True)
+        # Both pipes are drained by threads: select() on a text pipe misses lines already in
+        # Python's buffer (a line read together with the addresses then waits forever), and an
+        # undrained stderr fills its pipe and stalls the server.
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.errors: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=lambda: self.errors.extend(self.proc.stderr or ()), daemon=True).start()
         self.p2p = ""
         self.http = ""
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (self.p2p and (self.http or not http)):
-            line = self.proc.stdout.readline()  # type: ignore[union-attr]
-            if not line:
-                raise RuntimeError(f"{what} exited early: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+        while not (self.p2p and (self.http or not http)):
+            line = self.next_line(deadline)
+            if line is None:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                raise RuntimeError(f"{what} exited early or printed no address: {''.join(self.errors)}")
             line = line.strip()
             if line.endswith("/http"):
                 self.http = line
             elif "/p2p/" in line:
                 self.p2p = line
 
+    def _pump(self) -> None:
+        for line in self.proc.stdout or ():
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def next_line(self, deadline: float) -> str | None:
+        """The server's next stdout line; None at its end or at ``deadline`` (monotonic)."""
+        import queue
+
+        try:
+            return self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
-        for fh in (self.proc.stdout, self.proc.stderr):
-            if fh is not None:
-                fh.close()
 
 
 class Provider(ServeProcess):
@@ -368,20 +391,11 @@ class Serve(ServeProcess):
 
     def announced(self, timeout: float = 60) -> int:
         """Wait for serve's ``announced: <n>`` line (its provider records are out)."""
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not sel.select(deadline - time.monotonic()):
-                break
-            line = self.proc.stdout.readline()  # type: ignore[union-attr]
-            if not line:
-                break
+        while (line := self.next_line(deadline)) is not None:
             if line.startswith("announced: "):
                 return int(line.split()[1])
-        raise RuntimeError("serve did not announce its roots")
+        raise RuntimeError(f"serve did not announce its roots: {''.join(self.errors)[-2000:]}")
 
     @property
     def peer_id(self) -> str:
