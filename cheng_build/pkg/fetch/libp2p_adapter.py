@@ -52,16 +52,19 @@ from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.io.trio import TrioTCPStream
-from libp2p.io.utils import read_exactly
+from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.noise.io import NoisePacketReadWriter, NoiseTransportReadWriter
 from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.yamux import yamux as _yamux
 from libp2p.transport.tcp.tcp import TCP
 
 from cheng_build.cas import varint
+from cheng_build.pkg.fetch import libp2p_rx as _rx
+from cheng_build.pkg.fetch.libp2p_rx import FastReadSession
 from cheng_build.core.atomic import atomic_write_bytes
 from cheng_build.core.errors import InputError, TransportError
 
@@ -195,61 +198,16 @@ def _bulk_path(stream: _yamux.YamuxStream) -> tuple[Any, Any] | None:
     return noise, raw
 
 
-class FastReadSession(SecureSession):
-    """py-libp2p's noise session with a leaner read path (installed by ``cap_window``).
-
-    Found here: every received noise message (<= 64 KiB) passes through four layers of
-    py-libp2p's Python before our code sees it (three debug-log f-strings formatted whether
-    logging is on or not, a length read and a body read through ``read_exactly``, and a
-    ``BytesIO`` the session copies each message into and out of again). Here the session reads
-    the 2-byte length and the ciphertext from the raw connection itself, decrypts with the same
-    noise transport object (one reader task per connection, so nonces stay in order) and serves
-    reads from one ``bytearray``. Bytes the stock code had buffered before the re-classing are
-    served first, by the stock code.
-    """
-
-    _plain: bytearray
-    _ppos: int
-    _raw: Any
-
-    async def read(self, n: int | None = None) -> bytes:
-        if n == 0:
-            return b""
-        if self.low_watermark != self.high_watermark:
-            return await super().read(n)
-        plain, pos = self._plain, self._ppos
-        while len(plain) - pos < (n or 1):
-            length = int.from_bytes(await read_exactly(self._raw, 2), "big")
-            msg = self.conn.decrypt(await read_exactly(self._raw, length))
-            if pos:
-                del plain[:pos]
-                pos = 0
-            plain += msg
-        k = len(plain) - pos if n is None else n
-        with memoryview(plain) as view:
-            out = bytes(view[pos:pos + k])
-        pos += k
-        if pos == len(plain):
-            plain.clear()
-            pos = 0
-        self._ppos = pos
-        return out
-
-
 def _fast_reads(stream: _yamux.YamuxStream) -> None:
-    """Re-class the noise session under ``stream`` as ``FastReadSession`` (once per connection),
-    if it is the py-libp2p 0.8.1 noise-over-raw-TCP stack that class was written against."""
+    """Re-class the noise session under ``stream`` as ``FastReadSession`` (once per connection)
+    if ``make_host``'s hook has not (a connection made some other way): batched decryption
+    only, since mid-connection we cannot tell where yamux's next frame starts."""
     session = getattr(stream.conn, "secured_conn", None)
     if type(session) is not SecureSession:
         return
     bulk = _bulk_path(stream)
-    if bulk is None:
-        return
-    fast = cast(FastReadSession, session)  # the same object, re-classed on the last line
-    fast._plain = bytearray()
-    fast._ppos = 0
-    fast._raw = bulk[1]
-    session.__class__ = FastReadSession
+    if bulk is not None:
+        _rx.fast_session(session, bulk[1])
 
 
 def cap_window(stream: INetStream) -> INetStream:
@@ -360,11 +318,41 @@ def load_identity(path: Path | None) -> Any:
 
 def make_host(identity: Any = None) -> IHost:
     """A TCP host with noise and yamux only (defect 3: mplex is not offered)."""
-    return new_host(
+    host = new_host(
         key_pair=identity or create_new_key_pair(),
         muxer_opt={YAMUX_PROTOCOL: _yamux.Yamux},
         transports=[BufferedTCP()],
     )
+    _batch_receives(host)
+    return host
+
+
+def _batch_receives(host: IHost) -> None:
+    """Give every connection of ``host`` the batched receive path of ``libp2p_rx``.
+
+    The swarm upgrades each new connection (dialled or accepted) through its upgrader; we wrap
+    that one call on this host's upgrader, so between the muxer's construction and its start
+    the noise session is re-classed and told which yamux reads it. Where py-libp2p's layout
+    is not the one this was written against, nothing is wrapped and the stock path runs.
+    """
+    upgrader = getattr(host.get_network(), "upgrader", None)
+    real = getattr(upgrader, "upgrade_connection", None)
+    if real is None:
+        return
+
+    async def upgrade_connection(conn: Any, peer_id: ID) -> Any:
+        muxed = await real(conn, peer_id)
+        packets = getattr(getattr(conn, "conn", None), "read_writer", None)
+        raw = getattr(packets, "read_write_closer", None)
+        if type(getattr(conn, "conn", None)) is NoiseTransportReadWriter \
+                and type(packets) is NoisePacketReadWriter and packets.size_len_bytes == 2 \
+                and isinstance(raw, RawConnection):
+            fast = _rx.fast_session(conn, raw)
+            if fast is not None:
+                _rx.attach(fast, muxed)
+        return muxed
+
+    upgrader.upgrade_connection = upgrade_connection  # type: ignore[union-attr]
 
 
 def parse_peer_addr(text: str) -> tuple[Any, ID]:
