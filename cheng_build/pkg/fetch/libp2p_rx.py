@@ -30,6 +30,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import trio
+
 from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux import yamux as _yamux
 
@@ -136,6 +138,9 @@ class FastReadSession(SecureSession):
                     if stream is None:
                         return
                     stream.send_window += length
+                    opened = getattr(stream, "_window_opened", None)
+                    if opened is not None:
+                        opened.set()
                 else:
                     return
                 self._ppos = pos + HEADER_SIZE + (length if typ == _yamux.TYPE_DATA else 0)
@@ -176,3 +181,24 @@ def attach(session: FastReadSession, muxed: Any) -> None:
     if type(muxed) is _yamux.Yamux and muxed.secured_conn is session:
         session._mux = muxed
         session._body_left = 0
+
+
+def has_fast_reads(stream: Any) -> bool:
+    """Whether ``stream``'s connection is read by a ``FastReadSession`` fed to its muxer (so
+    ``window_opened`` hears of every plain WINDOW_UPDATE)."""
+    session = getattr(stream.conn, "secured_conn", None)
+    return type(session) is FastReadSession and session._mux is stream.conn
+
+
+async def window_opened(stream: Any, timeout_s: float) -> None:
+    """Wait until a WINDOW_UPDATE credits ``stream``'s send window (or ``timeout_s`` passed)."""
+    deadline = trio.current_time() + timeout_s
+    try:
+        while stream.send_window <= 0 and not stream.closed and trio.current_time() < deadline:
+            event = stream._window_opened = trio.Event()
+            # A close or reset reaches the stream through yamux's own loop, which does not
+            # set the event: look again every 50 ms.
+            with trio.move_on_after(0.05):
+                await event.wait()
+    finally:
+        stream._window_opened = None
