@@ -408,6 +408,48 @@ async def open_stream(host: IHost, peer_id: ID, protocols: Sequence[str]) -> INe
     return cap_window(await host.new_stream(peer_id, [TProtocol(p) for p in protocols]))
 
 
+# The most a hang-up waits for py-libp2p's close before leaving the rest to it.
+HANG_UP_S = 2.0
+
+
+async def hang_up(host: IHost, peer_id: ID) -> None:
+    """Close every connection to ``peer_id``, as ``Swarm.close_peer`` does but without its
+    two 100 ms sleeps.
+
+    Found here: closing a connection sleeps 0.1 s at the end of ``Yamux.close`` and 0.1 s in
+    ``SwarmConn._cleanup`` (to let stream handlers see their resets), so every fetch ended
+    ~200 ms after its last block (a third of a 64 MiB fetch at 100 MB/s). Here the stock
+    close runs until the muxer says it is closed (GO_AWAY sent, socket closed, every stream
+    ended and its reader woken); then the rest of py-libp2p's clean-up is done without the
+    sleeps: the connection leaves the swarm's records and the notifees (our node's
+    ``on_disconnect`` among them) are told. Where a connection lacks the muxer's
+    ``event_closed``, the stock close runs to its end.
+    """
+    network = host.get_network()
+    conns = list(network.get_connections(peer_id))
+    if not conns:
+        return
+    events = [getattr(getattr(c, "muxed_conn", None), "event_closed", None) for c in conns]
+    with trio.move_on_after(HANG_UP_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(network.close_peer, peer_id)
+            if any(e is None for e in events):
+                return  # the nursery waits for the stock close
+            for e in events:
+                await e.wait()
+            nursery.cancel_scope.cancel()
+    for c in conns:
+        muxed = getattr(c, "muxed_conn", None)
+        if muxed is None or not getattr(muxed, "is_closed", False):
+            continue
+        with contextlib.suppress(Exception):
+            network.remove_conn(c)
+        with trio.move_on_after(HANG_UP_S), contextlib.suppress(Exception):
+            await c._notify_disconnected()
+    if not network.get_connections(peer_id):
+        network.connections.pop(peer_id, None)
+
+
 def on_disconnect(host: IHost, callback: Any) -> None:
     """Call ``callback(peer_id)`` when the last connection to a peer closes.
 
@@ -498,7 +540,7 @@ class FrameReader:
 
 __all__ = [
     "MAX_RECV_WINDOW", "STREAM_ERRORS", "CappedYamuxStream", "FrameReader", "cap_window", "dial",
-    "listen_addrs", "load_identity", "make_host", "on_disconnect", "open_stream", "parse_peer_addr",
+    "hang_up", "listen_addrs", "load_identity", "make_host", "on_disconnect", "open_stream", "parse_peer_addr",
     "quick_gil_handoff", "unwrap_group",
 ]
 
