@@ -47,10 +47,11 @@ def login(login_url: str) -> tuple[str, str]:
 
 
 @contextmanager
-def web_server(home: Path) -> Iterator[WebServer]:
+def web_server(home: Path, decider: Any = None) -> Iterator[WebServer]:
     """A server with one open session: ``srv.cookie_header`` and ``srv.token`` are what the
-    browser that opened the login link holds; :func:`get` and :func:`post` send the cookie."""
-    srv = WebServer(0, home=home)
+    browser that opened the login link holds; :func:`get` and :func:`post` send the cookie.
+    ``decider``: how decisions on room runs reach their room (none: no Matrix connection)."""
+    srv = WebServer(0, home=home, decider=decider)
     t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     t.start()
     try:

@@ -201,22 +201,16 @@ def _memory_run(tmp_path: Path, *, stall_s: float = 0.0) -> tuple[list[Any], Pat
     return asyncio.run(main()), out
 
 
-@pytest.mark.xfail(reason="in one pytest process after other tests its tasks exit 2 (process-global state "
-                   "left by an earlier test, not yet found); passes alone. Issue 18 note.", strict=False)
-def test_memory_room_agents_share_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CIS_SANDBOX", "unsandboxed")
+def test_memory_room_agents_share_one_run(tmp_path: Path) -> None:
     views, out = _memory_run(tmp_path)
     assert [(v.status, v.reason) for v in views] == [(TaskStatus.COMPLETED, "")] * 6
     for v in views:
         assert (out / v.name).read_text().split() == [v.node]
 
 
-@pytest.mark.xfail(reason="in one pytest process after other tests its tasks exit 2 (process-global state "
-                   "left by an earlier test, not yet found); passes alone. Issue 18 note.", strict=False)
-def test_a_paused_process_is_nobodys_silence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_paused_process_is_nobodys_silence(tmp_path: Path) -> None:
     """The whole process blocked for longer than the lease (a loaded machine) once every task is
     held: no agent may take a task over for that pause, so each task runs once (no Debt)."""
-    monkeypatch.setenv("CIS_SANDBOX", "unsandboxed")
     views, out = _memory_run(tmp_path, stall_s=3.5)
     assert [(v.status, v.reason) for v in views] == [(TaskStatus.COMPLETED, "")] * 6
     for v in views:

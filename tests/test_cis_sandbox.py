@@ -122,3 +122,20 @@ def test_rlimits_applied_on_both_launch_paths(tmp_path: Path, monkeypatch: pytes
     _rid, view = run_dag(store, dag)
     assert view.tasks[0].state is TaskState.COMPLETED
     assert (base / "nofile.txt").read_text().strip() == "1024"
+
+
+def test_cis_sandbox_wins_over_the_mode_this_process_already_found(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-lived process (a node, a test session) that already probed the machine must still
+    obey CIS_SANDBOX set afterwards: the answer kept in the process used to win, so tasks ran
+    under bubblewrap (and could not see /tmp) although the setting said unsandboxed."""
+    from cheng_build.cis.sandbox import launch
+
+    monkeypatch.delenv("CIS_SANDBOX", raising=False)
+    monkeypatch.setattr(launch, "_MODE", launch.SandboxMode.BUBBLEWRAP)
+    assert launch.detect_mode() is launch.SandboxMode.BUBBLEWRAP
+    for value, mode in (("unsandboxed", launch.SandboxMode.UNSANDBOXED),
+                        ("namespaces", launch.SandboxMode.NAMESPACES),
+                        ("bwrap", launch.SandboxMode.BUBBLEWRAP)):
+        monkeypatch.setenv("CIS_SANDBOX", value)
+        assert launch.detect_mode() is mode

@@ -164,6 +164,7 @@ def _print_plan(dag: Dag, fmt: str) -> None:
 
 def _resume(args: argparse.Namespace) -> int:
     store = control.open_store()
+    _refuse_room_run(store, args.run_id, "resume")
     rid = store.resolve_run_id(args.run_id)
     if args.detach:
         print(f"resuming {rid} in the background (engine pid {control.spawn_engine(store, rid)})",
@@ -305,12 +306,27 @@ def _report(store: Store, run_id: str, cid: int, what: str, fmt: str = "text") -
     return say("done", result)
 
 
+
+def _refuse_room_run(store: Any, run_id: str, verb: str) -> None:
+    """A room run mirrored in this store is driven by the nodes, not by a local engine: acting on
+    it locally would run the room's DAG on this machine (a second execution of every task)."""
+    from cheng_build.cis.node.mirror import room_of
+
+    ref = room_of(store, store.resolve_run_id(run_id))
+    if ref is not None:
+        how = (f"cis confirm {run_id} <task> --room:{ref.room} (with the connection flags)"
+               if verb == "confirm" else "decide it in the room: cis confirm --room:, or the web view")
+        raise UsageError(f"run {run_id} lives in room {ref.room}: 'cis {verb}' here would run it "
+                         "on this machine", how=how)
+
+
 def _confirm(args: argparse.Namespace) -> int:
     if args.room:
         from cheng_build.cli.cis_node import confirm_in_room
 
         return confirm_in_room(args)
     store = control.open_store()
+    _refuse_room_run(store, args.run_id, "confirm")
     cid = control.confirm(store, args.run_id, args.task)
     return _report(store, args.run_id, cid, f"confirm task {args.task}", args.format)
 
@@ -319,6 +335,7 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.action is None and args.value is None:
         raise UsageError("give --action:<run|retry|skip|complete|fail|rollback> or --value:<answer>")
     store = control.open_store()
+    _refuse_room_run(store, args.run_id, "resolve")
     cid = control.resolve(store, args.run_id, args.task, action=args.action, value=args.value,
                           item=args.item)
     return _report(store, args.run_id, cid, f"resolve task {args.task}", args.format)
@@ -341,6 +358,7 @@ def _amend(args: argparse.Namespace) -> int:
 
 def _retry(args: argparse.Namespace) -> int:
     store = control.open_store()
+    _refuse_room_run(store, args.run_id, "retry")
     rid = store.resolve_run_id(args.run_id)
     cid = control.retry(store, rid, args.from_task)
     if store.engine_alive(rid):

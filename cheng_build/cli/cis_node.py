@@ -33,16 +33,19 @@ class RoomFailure(ChengError):
     """The homeserver or the room refused or could not be reached."""
 
 
-def add_connection_flags(p: Parser | argparse.ArgumentParser, *, run: bool = False) -> None:
-    """The flags ``cis node`` and ``cis run --room:`` share (``run``: and the origin's own)."""
+def add_connection_flags(p: Parser | argparse.ArgumentParser, *, run: bool = False,
+                         room: bool = True) -> None:
+    """The flags ``cis node`` and ``cis run --room:`` share (``run``: and the origin's own;
+    ``room=False``: no ``--room``, for ``cis web``, whose runs each know their room)."""
     p.add_argument("--homeserver", default=None, help="Matrix homeserver URL (env CIS_MATRIX_HOMESERVER)")
     p.add_argument("--user", default=None, help="Matrix user, @name:server or name (env CIS_MATRIX_USER)")
     p.add_argument("--password-file", default=None,
                    help="file holding the password (env CIS_MATRIX_PASSWORD_FILE)")
     p.add_argument("--token-file", default=None,
                    help="file holding an access token instead (env CIS_MATRIX_TOKEN_FILE)")
-    p.add_argument("--room", default=None,
-                   help="room alias, e.g. cis or #cis:example.org (created by the first node)")
+    if room:
+        p.add_argument("--room", default=None,
+                       help="room alias, e.g. cis or #cis:example.org (created by the first node)")
     if run:
         p.add_argument("--grace", type=float, default=15.0,
                        help="with --room: seconds to wait for a capable node before a task no live "
@@ -87,8 +90,10 @@ def _read_secret(path: str, what: str) -> str:
     return text
 
 
-def connection(args: argparse.Namespace, *, env: dict[str, str] | None = None) -> Connection:
-    """Flags > environment > ``$CIS_HOME/matrix.toml``.
+def connection(args: argparse.Namespace, *, env: dict[str, str] | None = None,
+               need_room: bool = True) -> Connection:
+    """Flags > environment > ``$CIS_HOME/matrix.toml`` (``need_room=False``: the room may be
+    absent, e.g. ``cis web``, which takes each run's room from the run).
 
     Raises:
         UsageError: something needed is given nowhere.
@@ -108,7 +113,7 @@ def connection(args: argparse.Namespace, *, env: dict[str, str] | None = None) -
     for key, var in _ENV.items():
         flag = getattr(args, key, None)
         vals[key] = flag or env.get(var) or (str(cfg[key]) if cfg.get(key) else None)
-    missing = [k for k in ("homeserver", "user", "room") if not vals[k]]
+    missing = [k for k in ("homeserver", "user", "room")[:3 if need_room else 2] if not vals[k]]
     if missing:
         raise UsageError(f"no {', '.join('--' + m.replace('_', '-') for m in missing)} given",
                          how="pass the flags, or set " + ", ".join(_ENV[m] for m in missing)
@@ -122,7 +127,32 @@ def connection(args: argparse.Namespace, *, env: dict[str, str] | None = None) -
     return Connection(hs, str(vals["user"]),
                       _read_secret(str(vals["password_file"]), "password") if vals["password_file"] else None,
                       _read_secret(str(vals["token_file"]), "token") if vals["token_file"] else None,
-                      str(vals["room"]))
+                      str(vals["room"] or ""))
+
+
+def has_connection(args: argparse.Namespace, *, env: dict[str, str] | None = None) -> bool:
+    """Is a homeserver given anywhere (flags, environment, ``matrix.toml``)? ``cis web`` then
+    acts in rooms, and a half-given connection is a usage error rather than silently none."""
+    env = dict(os.environ) if env is None else env
+    if getattr(args, "homeserver", None) or env.get(_ENV["homeserver"]):
+        return True
+    cfg_path = Path(env.get("CIS_HOME") or Path.home() / ".cis") / "matrix.toml"
+    return cfg_path.is_file() and "homeserver" in cfg_path.read_text(encoding="utf-8", errors="replace")
+
+
+def room_connector(conn: Connection) -> Any:
+    """A :data:`decide.Connector` for ``conn``'s user that never joins (membership is checked)."""
+    import logging
+
+    from cheng_build.cis.node import matrix
+
+    logging.getLogger("mau").setLevel(logging.CRITICAL)
+
+    async def connect(room: str) -> Any:
+        return await matrix.connect(conn.homeserver, conn.user, password=conn.password,
+                                    token=conn.token, room=room, create=False, join=False)
+
+    return connect
 
 
 async def _connect(conn: Connection, *, create: bool) -> Any:
@@ -296,6 +326,8 @@ def run_in_room(args: argparse.Namespace) -> int:
             content = None if following else protocol.content(Kind.RUN, room.user_id, **fields)
             if content is not None:
                 store.create_run(run_id, parsed.dag, jobs=1, sandbox="room")
+                # Where the run lives: the web view sends its decisions there.
+                mirror.record_room(store, run_id, mirror.RoomRef(conn.room, room.room_id))
                 out(f"run {run_id}: {parsed.dag.name}, {len(parsed.dag.tasks)} tasks, posted to "
                     f"{conn.room} (workspace {wid})")
             if args.detach and content is not None:
@@ -305,9 +337,12 @@ def run_in_room(args: argparse.Namespace) -> int:
                 out(f"detached (follower pid {pid}); see it with: cis status {run_id}")
                 return 0
 
+            gated: set[int] = set()
+
             def changed(old: list[TaskView], new: list[TaskView]) -> None:
                 _mirror(store, run_id, old, new)
                 mirror.record(store, run_id, [(v.idx, v.node, v.epoch) for v in new])
+                _gate(store, run_id, gated, mirror.waiting_for_person(parsed.plan, new))
                 before = {v.idx: v for v in old}
                 for v in new:
                     b = before.get(v.idx)
@@ -343,8 +378,8 @@ def confirm_in_room(args: argparse.Namespace) -> int:
     """``cis confirm <run> <task> --room:``: a person's yes, as a room event any node applies."""
     import asyncio
 
-    from cheng_build.cis.node import protocol
-    from cheng_build.cis.node.protocol import Kind, ProtocolError
+    from cheng_build.cis.node.decide import control_fields
+    from cheng_build.cis.node.protocol import ProtocolError
     from cheng_build.cis.node.room import RoomError
 
     conn = connection(args)
@@ -362,15 +397,16 @@ def confirm_in_room(args: argparse.Namespace) -> int:
     else:
         idx, run_id = int(task), str(args.run_id)
     try:
-        protocol.content(Kind.CONTROL, "@" + "x" * 20, run=run_id, task=idx, action="confirm")
+        control_fields(run_id, idx, "confirm")
     except ProtocolError as exc:
         raise UsageError(f"cannot confirm: {exc}", how="give the full run id and a task index") from None
 
     async def main() -> None:
+        from cheng_build.cis.node.decide import post_control
+
         room = await _connect(conn, create=False)
         try:
-            body = protocol.content(Kind.CONTROL, room.user_id, run=run_id, task=idx, action="confirm")
-            await room.send(Kind.CONTROL.etype, body, f"confirm-{run_id}-{idx}-{time.time_ns()}")
+            await post_control(room, run_id, idx, "confirm")  # the web view's buttons use it too
         except RoomError as exc:
             raise RoomFailure(exc.what, how=exc.how or None) from None
         finally:
@@ -396,6 +432,20 @@ def _spawn_follower(args: argparse.Namespace, dag: Path, run_id: str, run_dir: P
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
     return proc.pid
+
+
+def _gate(store: Any, run_id: str, gated: set[int], waiting: set[int]) -> None:
+    """Mark the tasks that wait for a person's confirm (the web view shows its Confirm card for
+    them), and unmark those that no longer do; ``gated`` is what is marked now."""
+    for idx in sorted(waiting ^ gated):
+        if idx in waiting:
+            store.set_task(run_id, idx, "room-gate", {"waits": True}, gate="confirm",
+                           note="waits for a person: confirm it in the web view or with "
+                                "`cis confirm --room:`")
+        else:  # claimed or settled: _mirror has just written its state and note
+            store.set_task(run_id, idx, "room-gate", {"waits": False}, gate=None)
+    gated.clear()
+    gated.update(waiting)
 
 
 def _mirror(store: Any, run_id: str, old: list[Any], new: list[Any]) -> None:

@@ -145,8 +145,10 @@ class MatrixRoom:
 
 
 async def connect(homeserver: str, user: str, *, password: str | None = None, token: str | None = None,
-                  room: str, create: bool = True) -> MatrixRoom:
+                  room: str, create: bool = True, join: bool = True) -> MatrixRoom:
     """Log in (or use a token), join ``room`` (an alias), creating it when asked and absent.
+    ``join=False``: never join; refuse unless the user is already a member (the web view acts in
+    a room only as a member: membership is the boundary, not something a button press grants).
 
     Raises:
         RoomError: bad credentials, unknown room, homeserver down (``transient``).
@@ -154,14 +156,15 @@ async def connect(homeserver: str, user: str, *, password: str | None = None, to
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=HTTP_TIMEOUT_S))
     api = HTTPAPI(homeserver.rstrip("/"), token or "", client_session=session)
     try:
-        return await _connect(api, session, homeserver, user, password, token, room, create)
+        return await _connect(api, session, homeserver, user, password, token, room, create, join)
     except BaseException:
         await session.close()
         raise
 
 
 async def _connect(api: HTTPAPI, session: aiohttp.ClientSession, homeserver: str, user: str,
-                   password: str | None, token: str | None, room: str, create: bool) -> MatrixRoom:
+                   password: str | None, token: str | None, room: str, create: bool,
+                   join: bool = True) -> MatrixRoom:
     c = ClientAPI(api=api)
     probe = MatrixRoom(c, session, "", "")
     try:
@@ -178,12 +181,30 @@ async def _connect(api: HTTPAPI, session: aiohttp.ClientSession, homeserver: str
         raise RoomError(f"homeserver {homeserver} unreachable", "start it, or check --homeserver",
                         transient=True) from exc
     alias = full_alias(room, str(c.mxid))
-    room_id = await _join(c, probe, alias, create)
+    room_id = await _join(c, probe, alias, create) if join else await _member_of(c, probe, alias)
     fid = await probe._call(c.create_filter({  # type: ignore[arg-type]
         "room": {"rooms": [room_id], "timeline": {"types": [EVENT_PREFIX + "*"], "limit": TIMELINE_LIMIT},
                  "state": {"types": []}, "ephemeral": {"types": []}, "account_data": {"types": []}},
         "presence": {"types": []}, "account_data": {"types": []}}))
     return MatrixRoom(c, session, room_id, str(fid))
+
+
+async def _member_of(c: ClientAPI, probe: MatrixRoom, alias: str) -> str:
+    """The room id of ``alias`` when this user has joined it; else a refusal (never a join)."""
+    room_id = alias
+    if not alias.startswith("!"):
+        try:
+            room_id = str((await probe._call(c.resolve_room_alias(RoomAlias(alias)))).room_id)
+        except RoomError as exc:
+            if exc.transient:
+                raise
+            raise RoomError(f"unknown room {alias}", "check the room the run was posted to") from exc
+    joined = await probe._call(c.get_joined_rooms())
+    if room_id not in {str(r) for r in joined}:
+        raise RoomError(f"{c.mxid} is not a member of room {alias}",
+                        "only a member of the room may decide for its runs: run `cis node` with this "
+                        "user in the room, or ask a member to invite it")
+    return room_id
 
 
 async def _join(c: ClientAPI, probe: MatrixRoom, alias: str, create: bool) -> str:

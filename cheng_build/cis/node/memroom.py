@@ -45,6 +45,11 @@ class MemoryHub:
         tl.members.add(user_id)
         return MemoryRoom(self, tl, user_id)
 
+    def handle(self, user_id: str, alias: str) -> MemoryRoom:
+        """``user_id``'s handle on the existing room ``alias`` without joining it: a non-member's
+        sends are refused, as the homeserver refuses them."""
+        return MemoryRoom(self, self.rooms[alias], user_id)
+
     def next_id(self) -> str:
         return f"$ev{next(self._ids)}"
 

@@ -112,6 +112,10 @@ def detect_mode(*, refresh: bool = False, cache_dir: str | os.PathLike[str] | No
     run database's directory), keyed by kernel release, uid and the bwrap/unshare binaries.
     """
     global _MODE
+    if os.environ.get("CIS_SANDBOX"):
+        # The setting wins over any earlier answer in this process: a long-lived process (a
+        # node, a test session) may change it between runs.
+        return _detect(refresh)
     if _MODE is not None and not refresh:
         return _MODE
     cache = Path(cache_dir) / "sandbox-mode" if cache_dir is not None else None

@@ -217,10 +217,11 @@ def run_detail(store: Store, run_id: str, sampler: Sampler) -> dict[str, Any]:
     usage = sampler.usage([t.pid for t in v.tasks if t.state is TaskState.RUNNING and t.pid])
     tasks = [task_view(t, names, spec_deps, v.run.sandbox, v.run.dag.base_dir, usage, now)
              for t in v.tasks]
-    from cheng_build.cis.node.mirror import task_nodes
+    from cheng_build.cis.node.mirror import room_of, task_nodes
 
     for t, node in task_nodes(store, v.run.run_id).items():  # a room run: who ran each task
         tasks[t]["node"] = node
+    ref = room_of(store, v.run.run_id)  # a room run: its buttons post to this room
     done = sum(1 for t in v.tasks if t.state.terminal)
     running = [t for t in tasks if t["state"] == TaskState.RUNNING.value]
     decisions = {
@@ -230,7 +231,7 @@ def run_detail(store: Store, run_id: str, sampler: Sampler) -> dict[str, Any]:
     }
     eta = control.eta_seconds(store, v)
     return {**run_summary(store, run_id), "now": now, "sandbox": v.run.sandbox,
-            "preview": _preview(store, v.run.run_id),
+            "preview": _preview(store, v.run.run_id), "room": ref.room if ref else None,
             "note": v.run.note, "base_dir": v.run.dag.base_dir, "policy": v.run.dag.policy.value,
             "eta_s": eta, "progress": done / len(tasks) if tasks else 1.0,
             "current": [{"idx": t["idx"], "name": t["name"], "note": t["note"],

@@ -25,6 +25,14 @@ Endpoints (JSON unless noted)::
     POST /api/runs/<run>/tasks/<i>/<action>  confirm | cancel | run-now | skip | change | continue |
                                              resolve | retry ; body JSON for change/resolve
 
+A room run (one ``cis run --room:`` posted from this machine, mirrored into its store) has no local
+engine: its confirm, skip and cancel are posted to its room as ``control`` events through the same
+function as ``cis confirm --room:`` (:mod:`cheng_build.cis.node.decide`), as the Matrix user
+``cis web`` was started with, which must already be a member of the room; 200 when the event is in
+the room, 202 when the homeserver is unreachable and it waits in this machine's outbox (a
+background thread sends it when the homeserver answers), 403 when the room refuses (not a member,
+bad credentials), 409 without a Matrix connection or for an action a room run does not take.
+
 Safety: it binds 127.0.0.1 only; only the browser that opened the one-time login link
 ``cis web`` printed gets in (a session cookie, see :mod:`websession`), so a task that can reach
 127.0.0.1 cannot read the page nor approve its own gate; a POST must also carry the session's
@@ -53,10 +61,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from cheng_build.cis.node.decide import RoomDecider
+from cheng_build.cis.node.mirror import room_of
 from cheng_build.cis.run import control
 from cheng_build.cis.run.requests import Outcome
 from cheng_build.cis.run.store import Store, TaskRecord
 from cheng_build.cis.view.board import Sampler, act, debt_board, run_detail, run_summary, snapshot
+from cheng_build.cis.view.webroom import room_action
 from cheng_build.cis.view.websession import Sessions, cookie_name, cookie_value
 from cheng_build.core.errors import ChengError
 
@@ -89,13 +100,20 @@ class WebServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, port: int = DEFAULT_PORT, *, home: str | os.PathLike[str] | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", decider: RoomDecider | None = None) -> None:
         super().__init__((host, port), Handler)
         self.home = home
         self.sessions = Sessions()
         self.sampler = Sampler()
         self.local = threading.local()
         self.stopping = threading.Event()
+        # Decisions on room runs go to their room through this (None: no Matrix connection given).
+        self.decider = decider
+        if decider is not None:
+            from cheng_build.cis.node.decide import retry_forever
+
+            threading.Thread(target=retry_forever, args=(decider, self.stopping), daemon=True,
+                             name="cis-web-room-outbox").start()
 
     def store(self) -> Store:
         """One Store per thread (SQLite connections are per thread)."""
@@ -331,6 +349,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self._error(HTTPStatus.NOT_FOUND, "POST /api/runs/<run>/tasks/<task>/<action>")
             store = self.server.store()
             run_id = store.resolve_run_id(parts[2])
+            ref = room_of(store, run_id)
+            if ref is not None:  # no local engine drives a room run: decide in its room
+                status, answer = room_action(self.server.decider, store, run_id, ref, parts[4],
+                                             parts[5], body)
+                return self._json(answer, status)
             cid = act(store, run_id, parts[4], parts[5], body)
             alive = store.engine_alive(run_id)
             started = None
@@ -354,10 +377,11 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve(port: int = DEFAULT_PORT, *, home: str | os.PathLike[str] | None = None,
-          on_ready: Any = None) -> None:
+          on_ready: Any = None, decider: RoomDecider | None = None) -> None:
     """Serve until interrupted; ``on_ready(login_url)`` is called once listening, with a
-    one-time login link (the only way in: see :mod:`websession`)."""
-    srv = WebServer(port, home=home)
+    one-time login link (the only way in: see :mod:`websession`). ``decider``: how decisions on
+    room runs reach their room (see :mod:`cheng_build.cis.node.decide`)."""
+    srv = WebServer(port, home=home, decider=decider)
     if on_ready is not None:
         on_ready(srv.issue_login())
     try:

@@ -88,7 +88,7 @@ function renderDetail(run) {
     <div class="bar"><div style="width:${(100 * run.progress).toFixed(1)}%"></div></div>
     <div class="mut" id="summary">${run.tasks.filter((t) => ["Completed", "Skipped", "Failed", "Debt"].includes(t.state)).length}/${run.total} done ·
       ETA ${esc(eta)} · sandbox ${esc(run.sandbox)} · policy ${esc(run.policy)} ·
-      engine ${run.engine_alive ? "running" : "not running"}${run.note ? " · " + esc(run.note) : ""}</div>`;
+      ${run.room ? `room ${esc(run.room)} (decisions are posted there)` : `engine ${run.engine_alive ? "running" : "not running"}`}${run.note ? " · " + esc(run.note) : ""}</div>`;
   const cur = run.current.length ? `<div class="current"><b>now:</b> ${run.current.map((c) =>
       `${esc(c.name)} (${secs(c.elapsed)}${c.usage ? `, CPU ${c.usage.cpu_percent ?? "…"}%, ${bytes(c.usage.rss_bytes)}, ${c.usage.processes} proc` : ""})${c.note ? " — " + esc(c.note) : ""}`).join("; ")}</div>` : "";
   const preview = run.preview && run.preview.length ? `<details class="preview"><summary>plan, capabilities
@@ -202,7 +202,8 @@ async function post(run, task, action, body) {
     body: JSON.stringify(body || {}),
   });
   const j = await r.json();
-  toast(r.ok ? `${action} task ${task}: ${j.result}` : `${action} failed: ${j.error || j.result}`);
+  toast(r.ok ? `${action} task ${task}: ${j.result}` :
+    `${action} failed: ${j.error || j.result}${j.how ? " — " + j.how : ""}`);
   return j;
 }
 
