@@ -196,3 +196,73 @@ def test_hang_up_is_needed_close_peer_waits_out_its_sleeps(monkeypatch) -> None:
     here_gone, there_gone, told, slept = _close_with("close_peer", monkeypatch)
     assert here_gone and there_gone and told == 1
     assert slept >= 2
+
+
+def _negotiate(protocols: list[str], served: str, pipelined: bool) -> tuple[str, list[bytes]]:
+    """Open a stream proposing ``protocols`` to a host serving ``served``; return (the protocol
+    agreed, what the initiator wrote before it first read)."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.protocol_muxer.multiselect_client import MultiselectClient
+
+    from cheng_build.pkg.fetch import libp2p_select
+
+    async def main() -> tuple[str, list[bytes]]:
+        a, b = lp.make_host(), lp.make_host()
+        assert type(b.multiselect_client) is libp2p_select.PipelinedSelect
+        if not pipelined:
+            b.multiselect_client = MultiselectClient()
+
+        async def handler(s: Any) -> None:
+            await s.write(b"ok")
+            await s.close()
+
+        a.set_stream_handler(TProtocol(served), handler)
+        async with a.run([LISTEN]), b.run([]):
+            addr, pid = lp.parse_peer_addr(lp.listen_addrs(a)[0])
+            await lp.dial(b, addr, pid)
+            writes = {"n": 0, "reads": 0}
+            first: list[bytes] = []
+            real_new = b.get_network().new_stream
+
+            async def counting_new(peer: Any) -> Any:
+                s = await real_new(peer)
+                real_write, real_read = s.write, s.read
+
+                async def w(data: bytes) -> None:
+                    writes["n"] += 1
+                    if writes["reads"] == 0:
+                        first.append(bytes(data))
+                    await real_write(data)
+
+                async def r(n: int | None = None) -> bytes:
+                    writes["reads"] += 1
+                    return await real_read(n)
+
+                s.write, s.read = w, r
+                return s
+
+            b.get_network().new_stream = counting_new
+            with trio.fail_after(20):
+                s = await b.new_stream(pid, [TProtocol(p) for p in protocols])
+                got = await _read_all(s, 100)
+            assert got == b"ok"
+            return str(s.get_protocol()), first
+
+    return trio.run(main)
+
+
+def test_pipelined_select_sends_header_and_proposal_before_it_reads() -> None:
+    proto, first = _negotiate(["/cheng-test/a/1"], "/cheng-test/a/1", True)
+    assert proto == "/cheng-test/a/1"
+    assert b"/multistream/1.0.0\n" in first[0] and b"/cheng-test/a/1\n" in first[0]
+
+
+def test_pipelined_select_is_needed_stock_select_waits_for_the_header_first() -> None:
+    proto, first = _negotiate(["/cheng-test/a/1"], "/cheng-test/a/1", False)
+    assert proto == "/cheng-test/a/1"
+    assert not any(b"/cheng-test/a/1" in w for w in first)  # proposed only after a read
+
+
+def test_pipelined_select_falls_back_to_the_next_protocol_on_na() -> None:
+    proto, _ = _negotiate(["/cheng-test/a/1", "/cheng-test/b/1"], "/cheng-test/b/1", True)
+    assert proto == "/cheng-test/b/1"

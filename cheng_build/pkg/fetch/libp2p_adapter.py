@@ -64,6 +64,7 @@ from libp2p.transport.tcp.tcp import TCP
 
 from cheng_build.cas import varint
 from cheng_build.pkg.fetch import libp2p_rx as _rx
+from cheng_build.pkg.fetch import libp2p_select as _select
 from cheng_build.pkg.fetch.libp2p_rx import FastReadSession
 from cheng_build.core.atomic import atomic_write_bytes
 from cheng_build.core.errors import InputError, TransportError
@@ -335,6 +336,7 @@ def make_host(identity: Any = None) -> IHost:
         transports=[BufferedTCP()],
     )
     _batch_receives(host)
+    _select.install(host)  # one round trip per new outbound stream, not two
     return host
 
 
