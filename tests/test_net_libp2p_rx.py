@@ -75,6 +75,8 @@ def test_concurrent_streams_arrive_whole_and_most_frames_bypass_yamux_loop(monke
             await lp.dial(b, addr, pid)
             session = b.get_network().connections[pid][0].muxed_conn.secured_conn
             assert type(session) is rx.FastReadSession and session._mux is not None
+            # noiseprotocol's ChaCha20-Poly1305 (the pinned stack): decrypted from views
+            assert isinstance(session._decrypt, rx._DirectDecrypt)
 
             async def one(i: int) -> None:
                 s = lp.cap_window(await b.new_stream(pid, [TProtocol(PROTO)]))

@@ -51,33 +51,52 @@ class FastReadSession(SecureSession):
     _mux: Any  # the yamux muxer reading this session, once ``attach`` saw it start
     _body_left: int  # bytes of a DATA frame's body yamux's loop has still to read
 
-    def _decrypt_buffered(self) -> bool:
-        """Decrypt every whole noise message in ``_rbuf`` onto ``_plain``; False if none was."""
-        rbuf, plain = self._rbuf, self._plain
+    def _decrypt_from(self, data: bytes | bytearray) -> int:
+        """Decrypt every whole noise message at the front of ``data`` onto ``_plain``; return
+        the bytes of ``data`` used."""
+        plain = self._plain
         if self._ppos:
             del plain[:self._ppos]
             self._ppos = 0
-        decrypt = self.conn.decrypt
-        pos, end = 0, len(rbuf)
-        with memoryview(rbuf) as view:
+        decrypt = self._decrypt
+        pos, end = 0, len(data)
+        with memoryview(data) as view:
             while end - pos >= 2:
-                length = rbuf[pos] << 8 | rbuf[pos + 1]
+                length = data[pos] << 8 | data[pos + 1]
                 if end - pos - 2 < length:
                     break
-                plain += decrypt(bytes(view[pos + 2:pos + 2 + length]))  # noise takes only bytes
+                plain += decrypt(view[pos + 2:pos + 2 + length])
                 pos += 2 + length
-        if pos:
-            del rbuf[:pos]
-        return pos > 0
+        return pos
 
     async def _more(self) -> bool:
         """Add at least one noise message's plaintext to ``_plain``; False at end of stream."""
-        while not self._decrypt_buffered():
+        while True:
+            rbuf = self._rbuf
+            if rbuf:
+                used = self._decrypt_from(rbuf)
+                if used:
+                    del rbuf[:used]
+                    return True
             data = await self._raw.read(READ_CHUNK)
             if not data:
                 return False
-            self._rbuf += data
-        return True
+            if rbuf:
+                rbuf += data
+                continue
+            # The common case: nothing was left over, so the messages are decrypted straight
+            # from what the socket returned and only a trailing partial message is kept.
+            used = self._decrypt_from(data)
+            if used < len(data):
+                rbuf += memoryview(data)[used:]
+            if used:
+                return True
+
+    def _decrypt(self, message: memoryview) -> bytes:
+        """One noise transport message's plaintext, through the session's own noise object
+        (noise accepts only ``bytes``: one copy of the message first)."""
+        return self.conn.decrypt(bytes(message))
+
 
     async def read(self, n: int | None = None) -> bytes:
         if n == 0:
@@ -148,6 +167,46 @@ class FastReadSession(SecureSession):
             _wake(mux, woken)
 
 
+class _DirectDecrypt:
+    """Decrypts noise transport messages (ChaCha20-Poly1305, noiseprotocol 0.3's cipher state)
+    straight from a view of the received bytes: the same AEAD call, key and nonce sequence as
+    noise's own ``decrypt``, without its copy of each message into ``bytes`` and three layers
+    of calls. The nonce counter is the cipher state's own, so both paths stay in step."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def __call__(self, message: memoryview) -> bytes:
+        state = self.state
+        n = state.n
+        if n >= _MAX_NONCE:
+            raise ValueError("noise nonce exhausted")
+        # The key object is looked up on each call: a rekey (never done by libp2p) replaces it.
+        out: bytes = state.cipher.cipher.decrypt(b"\0\0\0\0" + n.to_bytes(8, "little"),
+                                                 message, None)
+        state.n = n + 1
+        return out
+
+
+_MAX_NONCE = 2 ** 64 - 1
+
+
+def _direct_decrypt(noise: Any) -> _DirectDecrypt | None:
+    """A ``_DirectDecrypt`` for py-libp2p's noise transport ``noise``, if its cipher state is
+    noiseprotocol's ChaCha20-Poly1305 over ``cryptography`` (what this was written against)."""
+    try:
+        from noise.backends.default.ciphers import ChaCha20Cipher
+
+        state = noise.noise_state.noise_protocol.cipher_state_decrypt
+        cipher = state.cipher
+    except (ImportError, AttributeError):
+        return None
+    if type(cipher) is not ChaCha20Cipher or not hasattr(cipher.cipher, "decrypt") \
+            or not isinstance(state.n, int) or not state.has_key():
+        return None
+    return _DirectDecrypt(state)
+
+
 def _wake(mux: Any, sids: set[int]) -> None:
     for sid in sids:
         event = mux.stream_events.get(sid)
@@ -171,6 +230,9 @@ def fast_session(session: Any, raw: Any) -> FastReadSession | None:
     fast._ppos = 0
     fast._mux = None
     fast._body_left = 0
+    direct = _direct_decrypt(session.conn)
+    if direct is not None:
+        fast._decrypt = direct  # type: ignore[method-assign]
     session.__class__ = FastReadSession
     return fast
 
