@@ -31,11 +31,8 @@ if TYPE_CHECKING:
 
 # Received blocks are handed to the store's worker thread about this many bytes at a time; it
 # stages them as temp files and ``BlockSink`` makes them durable together (one hash per block:
-# the one the node recognised it by). Small batches keep the writer close behind the network:
-# what is left to write when the last block arrives is the fetch's tail (4 MiB batches left
-# ~80-150 ms of writing after the last block of a 64 MiB fetch on a loaded 2-core machine, 1 MiB
-# ~60 ms, most of it the final durable commit).
-PUT_BATCH_BYTES = 1 * 1024 * 1024
+# the one the node recognised it by).
+PUT_BATCH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
