@@ -30,8 +30,14 @@ prints every failed dial through Python's last-resort handler (we add a ``NullHa
 reads the socket a few KiB at a time (``BufferedTCP``); the TCP listener binds with
 ``SO_REUSEPORT`` (``serve`` probes the port first); yamux frames do not fit a noise message, so
 each goes out as two messages and two sends (``CappedYamuxStream.write``); each received noise
-message crosses four layers of Python (``FastReadSession``); worker threads wait out the 5 ms
-GIL switch interval after every system call while the trio loop is busy (``quick_gil_handoff``).
+message crosses four layers of Python and each yamux frame a dozen trio operations
+(``libp2p_rx.FastReadSession``, installed on every connection by ``make_host``); a write that
+finds the send window closed polls it every 10 ms (``CappedYamuxStream.write`` waits for the
+update instead); closing a connection sleeps 2 x 100 ms (``hang_up``); opening a stream takes
+two round trips of multistream-select where one does (``libp2p_select``); worker threads wait
+out the 5 ms GIL switch interval after every system call while the trio loop is busy
+(``quick_gil_handoff``). ``libp2p_rx`` and ``libp2p_select`` are part of this door: only this
+module imports them.
 """
 
 from __future__ import annotations
@@ -63,11 +69,11 @@ from libp2p.stream_muxer.yamux import yamux as _yamux
 from libp2p.transport.tcp.tcp import TCP
 
 from cheng_build.cas import varint
+from cheng_build.core.atomic import atomic_write_bytes
+from cheng_build.core.errors import InputError, TransportError
 from cheng_build.pkg.fetch import libp2p_rx as _rx
 from cheng_build.pkg.fetch import libp2p_select as _select
 from cheng_build.pkg.fetch.libp2p_rx import FastReadSession
-from cheng_build.core.atomic import atomic_write_bytes
-from cheng_build.core.errors import InputError, TransportError
 
 # py-libp2p configures its "libp2p" logger at import with no handler and propagation off, so
 # Python's last-resort handler prints every failed dial attempt (four per unreachable peer) to
@@ -427,11 +433,12 @@ async def hang_up(host: IHost, peer_id: ID) -> None:
     ``on_disconnect`` among them) are told. Where a connection lacks the muxer's
     ``event_closed``, the stock close runs to its end.
     """
-    network = host.get_network()
-    conns = list(network.get_connections(peer_id))
+    network: Any = host.get_network()  # the swarm (``remove_conn`` is not on its interface)
+    conns: list[Any] = list(network.get_connections(peer_id))
     if not conns:
         return
-    events = [getattr(getattr(c, "muxed_conn", None), "event_closed", None) for c in conns]
+    events: list[Any] = [getattr(getattr(c, "muxed_conn", None), "event_closed", None)
+                         for c in conns]
     with trio.move_on_after(HANG_UP_S):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(network.close_peer, peer_id)
@@ -542,8 +549,8 @@ class FrameReader:
 
 __all__ = [
     "MAX_RECV_WINDOW", "STREAM_ERRORS", "CappedYamuxStream", "FrameReader", "cap_window", "dial",
-    "hang_up", "listen_addrs", "load_identity", "make_host", "on_disconnect", "open_stream", "parse_peer_addr",
-    "quick_gil_handoff", "unwrap_group",
+    "hang_up", "listen_addrs", "load_identity", "make_host", "on_disconnect", "open_stream",
+    "parse_peer_addr", "quick_gil_handoff", "unwrap_group",
 ]
 
 

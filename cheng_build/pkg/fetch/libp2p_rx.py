@@ -31,7 +31,6 @@ import struct
 from typing import Any
 
 import trio
-
 from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux import yamux as _yamux
 
@@ -219,7 +218,7 @@ def fast_session(session: Any, raw: Any) -> FastReadSession | None:
     """Re-class ``session`` (py-libp2p's noise ``SecureSession`` over ``raw``) as
     ``FastReadSession``; bytes the stock session had buffered are kept, in order."""
     if type(session) is FastReadSession:
-        return session  # type: ignore[no-any-return]
+        return session
     if type(session) is not SecureSession:
         return None
     leftover = session._drain(None) if session.low_watermark != session.high_watermark else b""

@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 from libp2p.custom_types import TProtocol
+from libp2p.io.exceptions import IOException
 from libp2p.protocol_muxer.exceptions import (
     MultiselectClientError,
     MultiselectCommunicatorError,
@@ -49,7 +50,7 @@ class PipelinedSelect(MultiselectClient):
                                    + encode_delim(str(first).encode()))
                 header = await communicator.read()
                 answer = await communicator.read()
-            except (MultiselectCommunicatorError, *_io_errors()) as exc:
+            except (MultiselectCommunicatorError, IOException) as exc:
                 raise MultiselectClientError(f"protocol negotiation failed: {exc}") from exc
             if not is_valid_handshake(header):
                 raise MultiselectClientError(
@@ -70,12 +71,6 @@ class PipelinedSelect(MultiselectClient):
                                          + "; ".join(refused))
         raise MultiselectClientError(
             f"response timed out after {negotiate_timeout}s, protocols tried: {list(protocols)}")
-
-
-def _io_errors() -> tuple[type[BaseException], ...]:
-    from libp2p.io.exceptions import IOException
-
-    return (IOException,)
 
 
 def install(host: Any) -> None:
