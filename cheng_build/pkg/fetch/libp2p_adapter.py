@@ -71,6 +71,7 @@ from libp2p.transport.tcp.tcp import TCP
 from cheng_build.cas import varint
 from cheng_build.core.atomic import atomic_write_bytes
 from cheng_build.core.errors import InputError, TransportError
+from cheng_build.pkg.fetch import libp2p_noise as _noise
 from cheng_build.pkg.fetch import libp2p_rx as _rx
 from cheng_build.pkg.fetch import libp2p_select as _select
 from cheng_build.pkg.fetch.libp2p_rx import FastReadSession
@@ -170,15 +171,35 @@ class CappedYamuxStream(_yamux.YamuxStream):
                 out = self._bulk_buf = bytearray(BULK_BYTES + BULK_BYTES // FRAME_PAYLOAD * 64
                                                  + 64)
             pos = 0
+            if not hasattr(self, "_seal"):
+                self._seal = _noise.direct_encrypt(noise)
+                self._stage = bytearray(HEADER_SIZE + FRAME_PAYLOAD)
+            seal = self._seal
             async with self.conn._write_lock:
-                for off in range(sent, sent + n, FRAME_PAYLOAD):
-                    chunk = view[off:min(off + FRAME_PAYLOAD, sent + n)]
-                    header = _YAMUX_HEADER.pack(0, _yamux.TYPE_DATA, 0, self.stream_id, len(chunk))
-                    sealed = noise.encrypt(header + chunk)
-                    end = pos + 2 + len(sealed)
-                    out[pos:pos + 2] = len(sealed).to_bytes(2, "big")
-                    out[pos + 2:end] = sealed
-                    pos = end
+                if seal is not None:
+                    # Each frame is laid out once (header + payload) and sealed straight into
+                    # the send buffer.
+                    stage = self._stage
+                    with memoryview(stage) as sv, memoryview(out) as ov:
+                        for off in range(sent, sent + n, FRAME_PAYLOAD):
+                            size = min(FRAME_PAYLOAD, sent + n - off)
+                            _YAMUX_HEADER.pack_into(stage, 0, 0, _yamux.TYPE_DATA, 0,
+                                                    self.stream_id, size)
+                            sv[HEADER_SIZE:HEADER_SIZE + size] = view[off:off + size]
+                            sealed = HEADER_SIZE + size + _noise.TAG_SIZE
+                            ov[pos:pos + 2] = sealed.to_bytes(2, "big")
+                            seal(sv[:HEADER_SIZE + size], ov[pos + 2:pos + 2 + sealed])
+                            pos += 2 + sealed
+                else:
+                    for off in range(sent, sent + n, FRAME_PAYLOAD):
+                        chunk = view[off:min(off + FRAME_PAYLOAD, sent + n)]
+                        header = _YAMUX_HEADER.pack(0, _yamux.TYPE_DATA, 0, self.stream_id,
+                                                    len(chunk))
+                        sealed_msg = noise.encrypt(header + chunk)
+                        end = pos + 2 + len(sealed_msg)
+                        out[pos:pos + 2] = len(sealed_msg).to_bytes(2, "big")
+                        out[pos + 2:end] = sealed_msg
+                        pos = end
                 with memoryview(out) as mv:
                     await raw.write(mv[:pos])
             await trio.lowlevel.checkpoint()
@@ -187,7 +208,8 @@ class CappedYamuxStream(_yamux.YamuxStream):
 
 # Yamux payload per frame so that header + payload is exactly one noise message (65,535 bytes
 # of ciphertext = 16 bytes of tag + 65,519 of plaintext).
-FRAME_PAYLOAD = 65535 - 16 - _yamux.HEADER_SIZE
+HEADER_SIZE = _yamux.HEADER_SIZE
+FRAME_PAYLOAD = 65535 - 16 - HEADER_SIZE
 # Send window taken (and bytes sent with one system call) per round of a bulk write.
 BULK_BYTES = 1024 * 1024
 # How long a bulk write waits for a window update before yamux's own (polling) wait takes over.

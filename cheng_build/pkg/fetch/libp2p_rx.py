@@ -34,6 +34,8 @@ import trio
 from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux import yamux as _yamux
 
+from cheng_build.pkg.fetch import libp2p_noise as _noise
+
 # What one socket read asks the kernel for.
 READ_CHUNK = 256 * 1024
 _HEADER = struct.Struct(_yamux.YAMUX_HEADER_FORMAT)
@@ -166,46 +168,6 @@ class FastReadSession(SecureSession):
             _wake(mux, woken)
 
 
-class _DirectDecrypt:
-    """Decrypts noise transport messages (ChaCha20-Poly1305, noiseprotocol 0.3's cipher state)
-    straight from a view of the received bytes: the same AEAD call, key and nonce sequence as
-    noise's own ``decrypt``, without its copy of each message into ``bytes`` and three layers
-    of calls. The nonce counter is the cipher state's own, so both paths stay in step."""
-
-    def __init__(self, state: Any) -> None:
-        self.state = state
-
-    def __call__(self, message: memoryview) -> bytes:
-        state = self.state
-        n = state.n
-        if n >= _MAX_NONCE:
-            raise ValueError("noise nonce exhausted")
-        # The key object is looked up on each call: a rekey (never done by libp2p) replaces it.
-        out: bytes = state.cipher.cipher.decrypt(b"\0\0\0\0" + n.to_bytes(8, "little"),
-                                                 message, None)
-        state.n = n + 1
-        return out
-
-
-_MAX_NONCE = 2 ** 64 - 1
-
-
-def _direct_decrypt(noise: Any) -> _DirectDecrypt | None:
-    """A ``_DirectDecrypt`` for py-libp2p's noise transport ``noise``, if its cipher state is
-    noiseprotocol's ChaCha20-Poly1305 over ``cryptography`` (what this was written against)."""
-    try:
-        from noise.backends.default.ciphers import ChaCha20Cipher
-
-        state = noise.noise_state.noise_protocol.cipher_state_decrypt
-        cipher = state.cipher
-    except (ImportError, AttributeError):
-        return None
-    if type(cipher) is not ChaCha20Cipher or not hasattr(cipher.cipher, "decrypt") \
-            or not isinstance(state.n, int) or not state.has_key():
-        return None
-    return _DirectDecrypt(state)
-
-
 def _wake(mux: Any, sids: set[int]) -> None:
     for sid in sids:
         event = mux.stream_events.get(sid)
@@ -229,7 +191,7 @@ def fast_session(session: Any, raw: Any) -> FastReadSession | None:
     fast._ppos = 0
     fast._mux = None
     fast._body_left = 0
-    direct = _direct_decrypt(session.conn)
+    direct = _noise.direct_decrypt(session.conn)
     if direct is not None:
         fast._decrypt = direct  # type: ignore[method-assign]
     session.__class__ = FastReadSession
