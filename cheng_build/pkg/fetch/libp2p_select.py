@@ -1,14 +1,15 @@
-"""Protocol selection on new outbound streams in one round trip instead of two.
+"""Protocol selection in one round trip instead of two (new streams, and each dial's security
+and muxer negotiations).
 
 Part of the door to py-libp2p: only ``libp2p_adapter`` imports this module.
 
 Found here: py-libp2p's multistream-select initiator writes the ``/multistream/1.0.0`` header,
 waits for the peer's header, and only then proposes a protocol and waits again: two round trips
-before the first byte of a bitswap message can go out. On a fetch's first block that happens
-twice (our want stream, then the provider's reply stream), each round trip a wake-up of both
-processes: ~4-8 ms each on a loaded 2-core machine. multistream-select lets the initiator send
-the header and its first proposal together (go-multistream's ``SelectProtoOrFail`` does); the
-peer answers both in order. When the peer answers ``na`` the remaining protocols are tried one
+before the first byte of a bitswap message can go out. On the way to a fetch's first block that
+happens four times (noise and yamux on the dial, our want stream, the provider's reply stream),
+each round trip a wake-up of both processes: ~2-4 ms each on a loaded 2-core machine.
+multistream-select lets the initiator send the header and its first proposal together
+(go-multistream's ``SelectProtoOrFail`` does); the peer answers both in order. When the peer answers ``na`` the remaining protocols are tried one
 by one, with py-libp2p's own code, exactly as before.
 """
 
@@ -74,6 +75,12 @@ class PipelinedSelect(MultiselectClient):
 
 
 def install(host: Any) -> None:
-    """Use ``PipelinedSelect`` for the streams ``host`` opens (where it has the stock client)."""
+    """Use ``PipelinedSelect`` wherever ``host`` initiates a negotiation with the stock client:
+    each new stream, and the security and muxer negotiations of each connection it dials."""
     if type(getattr(host, "multiselect_client", None)) is MultiselectClient:
         host.multiselect_client = PipelinedSelect()
+    upgrader = getattr(host.get_network(), "upgrader", None)
+    for layer in ("security_multistream", "muxer_multistream"):
+        selector = getattr(getattr(upgrader, layer, None), "_selector", None)
+        if type(getattr(selector, "multiselect_client", None)) is MultiselectClient:
+            selector.multiselect_client = PipelinedSelect()
