@@ -212,6 +212,9 @@ def _negotiate(protocols: list[str], served: str, pipelined: bool) -> tuple[str,
     async def main() -> tuple[str, list[bytes]]:
         a, b = lp.make_host(), lp.make_host()
         assert type(b.multiselect_client) is libp2p_select.PipelinedSelect
+        upgrader = b.get_network().upgrader
+        for layer in (upgrader.security_multistream, upgrader.muxer_multistream):
+            assert type(layer._selector.multiselect_client) is libp2p_select.PipelinedSelect
         if not pipelined:
             b.multiselect_client = MultiselectClient()
 

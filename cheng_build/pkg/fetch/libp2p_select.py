@@ -9,8 +9,9 @@ before the first byte of a bitswap message can go out. On the way to a fetch's f
 happens four times (noise and yamux on the dial, our want stream, the provider's reply stream),
 each round trip a wake-up of both processes: ~2-4 ms each on a loaded 2-core machine.
 multistream-select lets the initiator send the header and its first proposal together
-(go-multistream's ``SelectProtoOrFail`` does); the peer answers both in order. When the peer answers ``na`` the remaining protocols are tried one
-by one, with py-libp2p's own code, exactly as before.
+(go-multistream's ``SelectProtoOrFail`` does); the peer answers both in order. When the peer
+answers ``na`` the remaining protocols are tried one by one, with py-libp2p's own code, exactly
+as before.
 """
 
 from __future__ import annotations
@@ -81,6 +82,6 @@ def install(host: Any) -> None:
         host.multiselect_client = PipelinedSelect()
     upgrader = getattr(host.get_network(), "upgrader", None)
     for layer in ("security_multistream", "muxer_multistream"):
-        selector = getattr(getattr(upgrader, layer, None), "_selector", None)
+        selector: Any = getattr(getattr(upgrader, layer, None), "_selector", None)
         if type(getattr(selector, "multiselect_client", None)) is MultiselectClient:
             selector.multiselect_client = PipelinedSelect()
