@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _report import log, print_report
+
 from cheng_build.cas.blockstore import Blockstore
 from cheng_build.cas.chunker import file_leaves, native, parse_chunker
 from cheng_build.cas.importer import add_path, import_path
@@ -62,10 +64,6 @@ process.stdout.write(JSON.stringify({ seconds: best, cid: cid.toString() }))
 WORDS = ["fn", "let", "return", "if", "else", "while", "for", "import", "pub", "struct", "enum", "match",
          "true", "false", "self", "result", "option", "string", "int", "float", "vec", "map", "list",
          "print", "error", "value", "index", "count", "buffer"]
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def js_dir(explicit: str | None) -> Path:
@@ -258,13 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             results["tree"] = bench_tree(work, tree_files, tree_mb, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print()
-    print(f"{'benchmark':<15}{'ours':>12}{'anchor':>12}  {'unit':<16}{'ratio':>8}")
-    for name, r in results.items():
-        r = dict(r)  # type: ignore[call-overload]
-        print(f"{name:<15}{r['ours']:>12}{r['anchor']:>12}  {r['unit']:<16}{r['ratio']:>8}")
-    if args.json:
-        print(json.dumps(results))
+    print_report(results, as_json=args.json, unit_width=16)
     return 0
 
 

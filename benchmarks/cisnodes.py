@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +41,7 @@ from cheng_build.cis.node.ledger import Ledger, TaskPlan  # noqa: E402
 from cheng_build.cis.node.protocol import Kind  # noqa: E402
 
 RUN = "01M98FZR3PSFV964KJ3JCZ99Y9"
+PARTS: dict[str, list[float]] = {"outbox": [], "put": [], "after_put": []}
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -63,6 +65,7 @@ async def _latency(hs: Synapse, n: int, tmp: Path) -> tuple[list[float], list[fl
     outbox = NodeOutbox(tmp / "sender", "bench")
     claims: list[float] = []
     floor: list[float] = []
+    parts: dict[str, list[float]] = PARTS
 
     async def seen(i: int, pred: object) -> float:
         while True:
@@ -84,11 +87,20 @@ async def _latency(hs: Synapse, n: int, tmp: Path) -> tuple[list[float], list[fl
         t0 = time.perf_counter()
         waits = [asyncio.ensure_future(seen(i, lambda i, b, k=k: bool(
             ledgers[i].runs[RUN].tasks[k].winners))) for i in range(len(observers))]
-        body = protocol.content(Kind.CLAIM, sender.user_id, run=RUN, task=k, epoch=0, lease_ms=10000)
+        body = protocol.split(Kind.CLAIM, sender.user_id, RUN, [[k, 0]], lease_ms=10000,
+                              at_ms=int(time.monotonic() * 1000))[0]
         entry = outbox.put(Kind.CLAIM.etype, body, RUN, k)
+        t1 = time.perf_counter()
         await sender.send(Kind.CLAIM.etype, body, outbox.txn_id(entry))
+        t2 = time.perf_counter()
         outbox.sent(entry)
-        claims += [t - t0 for t in await asyncio.gather(*waits)]
+        got = await asyncio.gather(*waits)
+        claims += [t - t0 for t in got]
+        # Where the time goes: our outbox write, the PUT until Synapse answered, then until the
+        # observers' long polls returned it and their ledgers applied it.
+        parts["outbox"].append(t1 - t0)
+        parts["put"].append(t2 - t1)
+        parts["after_put"] += [t - t2 for t in got]
     outbox.close()
     for r in rooms:
         await r.close()
@@ -117,7 +129,7 @@ def _cpu_s(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, float]:
+def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, float, float]:
     ws = tmp / "ws"
     ws.mkdir()
     dags = [_dag(ws, f"d{i}", n) for i in range(4)]
@@ -143,6 +155,7 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
         time.sleep(3.0)  # the nodes log in and join (not counted)
         hs_cpu = _cpu_s(hs.proc.pid)
         nodes_cpu = sum(_cpu_s(p.pid) for p in nodes)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         origins = [subprocess.Popen([*cis, "run", str(d), *conn("orig"), "--quiet"], env=_env(tmp / "orig"))
                    for d in dags]
@@ -150,13 +163,15 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
             if o.wait(timeout=1800) != 0:
                 raise RuntimeError("a room run failed")
         room = time.perf_counter() - t0
+        done = resource.getrusage(resource.RUSAGE_CHILDREN)  # the four origins, reaped just now
+        origins_cpu = done.ru_utime + done.ru_stime - kids.ru_utime - kids.ru_stime
         hs_cpu = _cpu_s(hs.proc.pid) - hs_cpu
         nodes_cpu = sum(_cpu_s(p.pid) for p in nodes) - nodes_cpu
     finally:
         for p in nodes:
             p.terminate()
             p.wait(timeout=60)
-    return room, local, hs_cpu, nodes_cpu
+    return room, local, hs_cpu, nodes_cpu, origins_cpu
 
 
 def main() -> int:
@@ -183,13 +198,15 @@ def main() -> int:
             for q, name in ((0.5, "p50"), (0.99, "p99")):
                 c, f = _pct(claims, q) * 1e3, _pct(floor, q) * 1e3
                 results[f"claim_latency_{name}"] = {"ours": c, "anchor": f, "unit": "ms", "ratio": c / f}
-            room, local, hs_cpu, nodes_cpu = _throughput(hs, n_tasks, tmp)
+            room, local, hs_cpu, nodes_cpu, origins_cpu = _throughput(hs, n_tasks, tmp)
             results["throughput"] = {"ours": room, "anchor": local, "unit": "s", "ratio": room / local}
             # Context: how much of the room run's wall time the homeserver spent on a CPU.
             results["synapse_cpu_share"] = {"ours": hs_cpu, "anchor": room, "unit": "cpu-s",
                                             "ratio": hs_cpu / room}
             results["nodes_cpu_share"] = {"ours": nodes_cpu, "anchor": room, "unit": "cpu-s",
                                           "ratio": nodes_cpu / room}
+            results["origins_cpu_share"] = {"ours": origins_cpu, "anchor": room, "unit": "cpu-s",
+                                            "ratio": origins_cpu / room}
         finally:
             hs.stop()
     print(f"{'figure':<22} {'ours':>10} {'anchor':>10}  {'unit':<6} ratio")
@@ -199,7 +216,10 @@ def main() -> int:
           "applied to each observer's ledger, vs Synapse's own send-to-sync round trip, interleaved; "
           f"goals p50 <= 50 ms, p99 <= 250 ms. throughput: 4 nodes --jobs 1 x 4 runs of {n_tasks} no-op "
           "tasks vs the same 4 runs on one machine with --jobs 4; goal ratio <= 1.5. "
-          f"median claim {statistics.median(claims) * 1e3:.1f} ms)")
+          f"median claim {statistics.median(claims) * 1e3:.1f} ms; of it, medians: outbox write "
+          f"{statistics.median(PARTS['outbox']) * 1e3:.2f} ms, "
+          f"PUT {statistics.median(PARTS['put']) * 1e3:.1f} ms, "
+          f"PUT answered to applied {statistics.median(PARTS['after_put']) * 1e3:.1f} ms)")
     if a.json:
         print(json.dumps(results))
     return 0

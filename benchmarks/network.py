@@ -57,7 +57,7 @@ def _registry_bench() -> Any:
 
 def bench_build(tmp: Path, deps: int) -> dict[str, float]:
     from helpers_chengc import install_fake, write_tree
-    from helpers_network import Machine, Serve
+    from helpers_net import Machine, Serve
 
     from cheng_build.cas.blockstore import Blockstore
     from cheng_build.pkg.publish import publish
@@ -118,7 +118,7 @@ def bench_build(tmp: Path, deps: int) -> dict[str, float]:
 
 
 def bench_sync(tmp: Path, lines: int, repeat: int) -> dict[str, float]:
-    from helpers_network import Machine, Serve
+    from helpers_net import Machine, Serve
     from nacl.signing import VerifyKey
 
     from cheng_build.pkg.remote.registry_sources import open_sources

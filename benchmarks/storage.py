@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -34,6 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _report import log, print_report
 
 from cheng_build.cas import dagpb
 from cheng_build.cas.blockstore import Blockstore
@@ -54,10 +55,6 @@ from cheng_build.storage.token import (
 from cheng_build.storage.writes import put
 from cheng_build.trust.keys import KeyPair
 from cheng_build.trust.registry_ops import register_namespace
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _fig(ours: float, anchor: float, unit: str, ratio: float) -> dict[str, object]:
@@ -241,13 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             results["gc_mark"] = bench_gc_mark(nblocks)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print()
-    print(f"{'benchmark':<15}{'ours':>12}{'anchor':>12}  {'unit':<12}{'ratio':>8}")
-    for name, r in results.items():
-        r = dict(r)  # type: ignore[call-overload]
-        print(f"{name:<15}{r['ours']:>12}{r['anchor']:>12}  {r['unit']:<12}{r['ratio']:>8}")
-    if args.json:
-        print(json.dumps(results))
+    print_report(results, as_json=args.json)
     return 0
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from helpers_net import env_for_subprocess, neutral_cwd
+from helpers_net import ServeProcess, env_for_subprocess, neutral_cwd
 
 from cheng_build.trust.keys import KeyPair, write_keyfile
 from cheng_build.trust.registry_ops import register_namespace
@@ -49,30 +48,17 @@ def run_storage(*args: str, env: dict[str, str] | None = None, timeout: float = 
                           cwd=neutral_cwd(), capture_output=True, timeout=timeout, input=stdin)
 
 
-class StorageNode:
+class StorageNode(ServeProcess):
     """``cheng-storage serve`` of a root in a child process, on 127.0.0.1."""
 
     def __init__(self, root: Path, *, extra: tuple[str, ...] = ()) -> None:
-        cmd = [PYTHON, "-m", "cheng_build.cli.storage", "serve", f"--root:{root}",
-               "--listen:/ip4/127.0.0.1/tcp/0", *extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=storage_env(), cwd=neutral_cwd(), text=True)
-        self.addr = ""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not self.addr:
-            line = self.proc.stdout.readline()  # type: ignore[union-attr]
-            if not line:
-                raise RuntimeError(f"serve exited early: {self.proc.stderr.read()}")  # type: ignore[union-attr]
-            if "/p2p/" in line:
-                self.addr = line.strip()
+        super().__init__([PYTHON, "-m", "cheng_build.cli.storage", "serve", f"--root:{root}",
+                          "--listen:/ip4/127.0.0.1/tcp/0", *extra], env=storage_env())
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        for fh in (self.proc.stdout, self.proc.stderr):
-            if fh is not None:
-                fh.close()
+    @property
+    def addr(self) -> str:
+        """Its libp2p address."""
+        return self.p2p
 
 
 def tree_snapshot(root: Path) -> dict[str, bytes]:
@@ -92,17 +78,8 @@ class SilentNode(StorageNode):
     """A provider that accepts proof challenges and never answers (for the timeout path)."""
 
     def __init__(self, root: Path) -> None:
-        cmd = [PYTHON, str(Path(__file__).resolve()), str(root)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=storage_env(), cwd=neutral_cwd(), text=True)
-        self.addr = ""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not self.addr:
-            line = self.proc.stdout.readline()  # type: ignore[union-attr]
-            if not line:
-                raise RuntimeError(f"silent node exited early: {self.proc.stderr.read()}")  # type: ignore[union-attr]
-            if "/p2p/" in line:
-                self.addr = line.strip()
+        ServeProcess.__init__(self, [PYTHON, str(Path(__file__).resolve()), str(root)],
+                              env=storage_env(), what="silent node")
 
 
 def _silent_main(root: str) -> None:

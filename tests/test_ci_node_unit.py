@@ -114,6 +114,7 @@ def test_lease_lapse_takeover_and_duplicate_is_debt() -> None:
     assert t.holder == "@n1:x"
     led.apply(_msg(Kind.CLAIM, "@n2:x", run=RUN, task=0, epoch=1, lease_ms=2000), 14.0)
     assert t.holder == "@n2:x" and t.epoch == 1
+    led.apply(_msg(Kind.START, "@n2:x", run=RUN, task=0, epoch=1), 14.0)  # nobody answered the revoke
     led.apply(_msg(Kind.LEASE, "@n1:x", run=RUN, task=0, epoch=0), 14.5)  # stale: ignored
     assert led.lapsed(t, 16.1)
     led.apply(_msg(Kind.STATE, "@n2:x", run=RUN, task=0, epoch=1, state="Completed"), 15.0)

@@ -344,6 +344,16 @@ def test_forged_malformed_and_nonmember_events_change_nothing(hs: Synapse, tmp_p
                                  "epoch": 0, "state": "Completed"}),
         ("org.cheng.cis.run", {"v": 1, "node": "@mallory:cis.test", "run": "01M98FZR3PSFV964KJ3JCZ99Y9",
                                "name": "x", "workspace": "w", "dag_file": "cis.toml", "dag_z": "!!"}),
+        # Batches: a forged one in alpha's name, malformed ones of her own that would win both
+        # tasks if read (a task twice, both forms at once), results for tasks she never won.
+        ("org.cheng.cis.claim", {"v": 1, "node": "@alpha:cis.test", "run": run_id,
+                                 "tasks": [[0, 0], [1, 0]], "lease_ms": 1000}),
+        ("org.cheng.cis.claim", {"v": 1, "node": "@mallory:cis.test", "run": run_id,
+                                 "tasks": [[0, 0], [1, 0], [0, 0]], "lease_ms": 1000}),
+        ("org.cheng.cis.claim", {"v": 1, "node": "@mallory:cis.test", "run": run_id, "task": 1,
+                                 "epoch": 0, "tasks": [[0, 0], [1, 0]], "lease_ms": 1000}),
+        ("org.cheng.cis.state", {"v": 1, "node": "@mallory:cis.test", "run": run_id, "results": [
+            {"task": 0, "epoch": 0, "state": "Completed"}, {"task": 1, "epoch": 0, "state": "Failed"}]}),
     ]
     # A member posting a well-formed run for this very workspace, with commands of her own.
     from cheng_build.cis.node import protocol, workspace
@@ -364,7 +374,8 @@ def test_forged_malformed_and_nonmember_events_change_nothing(hs: Synapse, tmp_p
     assert all((runs / f"f{i}").read_text().split() == ["@alpha:cis.test"] for i in range(2))
     text = alpha.text()
     assert "its DAG differs from cis.toml in this workspace" in text and not pwned.exists()
-    assert text.count("claims to be node '@alpha:cis.test': forged, dropped") == 2
+    assert text.count("claims to be node '@alpha:cis.test': forged, dropped") == 3
+    assert "task 0 appears twice" in text and "needs either task + epoch or tasks, not both" in text
     assert "its DAG is not zlib+base64" in text
 
 

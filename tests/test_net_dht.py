@@ -12,8 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers_net import make_package
-from helpers_network import Machine, Serve
+from helpers_net import Machine, Serve, make_package
 
 pytestmark = pytest.mark.timeout(240)
 

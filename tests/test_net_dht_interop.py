@@ -16,8 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers_net import helia_dir, make_package, node_env, pattern
-from helpers_network import Machine, Serve
+from helpers_net import Machine, Serve, helia_dir, make_package, node_env, pattern
 
 pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers_network import Machine, Serve, publish_world
+from helpers_net import Machine, Serve, publish_world
 from helpers_registry import World
 
 from cheng_build.pkg.remote.gossip import announcement, check_announcement, topic_for
@@ -68,7 +68,7 @@ def test_a_mirror_syncs_when_a_new_head_is_announced(tmp_path: Path) -> None:
         deadline = time.monotonic() + 90  # announcements repeat every 30 s
         while time.monotonic() < deadline and m.registry.read_bytes() != p.registry.read_bytes():
             time.sleep(0.5)
-        assert m.registry.read_bytes() == p.registry.read_bytes(), sm.proc.stderr
+        assert m.registry.read_bytes() == p.registry.read_bytes(), "".join(sm.errors)[-2000:]
     finally:
         if sm is not None:
             sm.stop()

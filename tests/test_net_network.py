@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers_chengc import calls
-from helpers_network import Machine, Serve, app_tree, consumer, forge, publish_world
+from helpers_net import Machine, Serve, app_tree, consumer, forge, publish_world
 
 from cheng_build.trust.keys import KeyPair
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_network import forge
+from helpers_net import forge
 from helpers_registry import World
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -24,44 +24,35 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cheng_build.cli.step_program import (
+    SERVE_START_TIMEOUT,
+    StepProgram,
+    await_address,
+    start_server,
+    stop,
+)
+
 EXIT_NO_COMPILER = 3
-SERVE_START_TIMEOUT = 60.0
 
 
-def _flag(argv: Sequence[str], name: str) -> str:
-    for a in argv:
-        for sep in (":", "="):
-            if a.startswith(f"--{name}{sep}"):
-                return a.split(sep, 1)[1]
-    raise SystemExit(f"closedloop_steps: missing --{name}:<value>")
-
-
-def _fail(what: str, *why: str) -> int:
-    print(f"closedloop: {what}", file=sys.stderr)
-    for w in why:
-        print(f"  why: {w}", file=sys.stderr)
-    return 1
+PROGRAM = StepProgram(prog="closedloop_steps", label="closedloop", timed=True)
+_flag, _fail = PROGRAM.flag, PROGRAM.fail
 
 
 def serve_fetch(argv: Sequence[str]) -> int:
     root, lock, cache = _flag(argv, "root"), _flag(argv, "lock"), _flag(argv, "pkg-cache")
     if Path(cache).exists() and any(Path(cache).iterdir()):
         return _fail(f"the fetch cache {cache} is not fresh", "closedloop fetches into an empty cache")
-    serve = subprocess.Popen(
+    serve = start_server(
         [sys.executable, "-m", "cheng_build.cli.pkg", "serve", f"--root:{root}",
-         "--listen:/ip4/127.0.0.1/tcp/0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+         "--listen:/ip4/127.0.0.1/tcp/0"])
     try:
-        addr = _await_address(serve)
+        addr = await_address(serve)
         if addr is None:
             err = serve.stderr.read() if serve.poll() is not None and serve.stderr else ""
             return _fail("cheng-pkg serve did not print a libp2p address",
@@ -81,36 +72,7 @@ def serve_fetch(argv: Sequence[str]) -> int:
             return _fail("not every package came over p2p", *not_p2p)
         return 0
     finally:
-        _stop(serve)
-
-
-def _await_address(serve: subprocess.Popen[str]) -> str | None:
-    found: list[str] = []
-
-    def read() -> None:
-        assert serve.stdout is not None
-        for line in serve.stdout:
-            if "/p2p/" in line and not found:
-                found.append(line.strip())
-                break
-
-    t = threading.Thread(target=read, daemon=True)
-    t.start()
-    t.join(SERVE_START_TIMEOUT)
-    return found[0] if found else None
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    print(f"serve: stopped (exit {proc.returncode})")
+        stop(serve)
 
 
 def _chengc(argv: Sequence[str]) -> int:
@@ -196,14 +158,7 @@ STEPS = {"serve-fetch": serve_fetch, "build-without-compiler": build_without_com
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in STEPS:
-        print(f"closedloop_steps: name a step: {', '.join(STEPS)}", file=sys.stderr)
-        return 2
-    t0 = time.monotonic()
-    rc = STEPS[args[0]](args[1:])
-    print(f"{args[0]}: {time.monotonic() - t0:.2f} s, exit {rc}")
-    return rc
+    return PROGRAM.main(STEPS, argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cheng_build.cli.step_program import StepFailed, StepProgram
+
 ROOT = Path("root")
 LEDGER = ROOT / "ledger.jsonl"
 REGISTRY = Path("registry/registry.jsonl")
@@ -38,10 +40,6 @@ HONEST, CHEAT = "node:exec-1", "node:exec-cheat"
 JOB = ('name = "wordcount"\npolicy = "AllSuccess"\n\n[[tasks]]\nidx = 0\nname = "count"\n'
        'exec = { cmd = ["sh", "-c", "wc -w < input/words.txt > out/count && '
        'tr a-z A-Z < input/words.txt > out/upper.txt"], timeout = 60 }\n')
-
-
-class StepFailed(Exception):
-    """A step did not do what it should have."""
 
 
 def _storage(*argv: str) -> str:
@@ -209,23 +207,7 @@ STEPS = {"setup": setup, "open-request": open_request, "claim": claim, "cheat": 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] not in STEPS:
-        print(f"compute_demo_steps: unknown step {args[:1]}; one of {', '.join(STEPS)}",
-              file=sys.stderr)
-        return 2
-    from cheng_build.core.errors import ChengError
-
-    try:
-        STEPS[args[0]]()
-    except StepFailed as exc:
-        print(f"{args[0]}: {exc}", file=sys.stderr)
-        return 1
-    except ChengError as exc:
-        for line in exc.lines(args[0]):
-            print(line, file=sys.stderr)
-        return 1
-    return 0
+    return StepProgram(prog="compute_demo_steps", label="compute_demo_steps").main_checked(STEPS, argv)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cheng_build.cli.step_program import StepFailed, StepProgram
+
 EPOCH = 1
 ROOT = Path("root")
 LEDGER = ROOT / "ledger.jsonl"
@@ -38,10 +40,6 @@ STATE = ROOT / "rwad-state.json"
 ACK = ROOT / f"rwad-ack-epoch-{EPOCH}.json"
 BATCH_ID = f"cheng-epoch-{EPOCH}"
 CHEAT = "node:exec-cheat"
-
-
-class StepFailed(Exception):
-    """A step did not do what it should have."""
 
 
 def _tool(main: Callable[[list[str]], int], *argv: str) -> str:
@@ -124,17 +122,7 @@ STEPS: dict[str, Callable[[], None]] = {"settle": settle, "export": export, "rwa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in STEPS:
-        print(f"settle_demo_steps: unknown step {args[:1]}; one of {', '.join(STEPS)}",
-              file=sys.stderr)
-        return 2
-    try:
-        STEPS[args[0]]()
-    except StepFailed as exc:
-        print(f"{args[0]}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return StepProgram(prog="settle_demo_steps", label="settle_demo_steps").main_checked(STEPS, argv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cheng_build.cli.step_program import StepProgram
+
 
 def _opts(argv: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
     opts: dict[str, list[str]] = {}
@@ -79,11 +81,7 @@ STEPS = {"bench": bench, "compare": compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in STEPS:
-        print(f"sketch_steps: name a step: {', '.join(STEPS)}", file=sys.stderr)
-        return 2
-    return STEPS[args[0]](args[1:])
+    return StepProgram(prog="sketch_steps", label="sketch").main(STEPS, argv)
 
 
 if __name__ == "__main__":

@@ -20,34 +20,25 @@ Steps:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-SERVE_START_TIMEOUT = 60.0
+from cheng_build.cli.step_program import (
+    StepProgram,
+    await_address,
+    start_server,
+    stop,
+)
+
 MAX_LEASE_WAIT_S = 60.0
 
 
-def _flag(argv: Sequence[str], name: str) -> str:
-    for a in argv:
-        for sep in (":", "="):
-            if a.startswith(f"--{name}{sep}"):
-                return a.split(sep, 1)[1]
-    raise SystemExit(f"storage_demo_steps: missing --{name}:<value>")
-
-
-def _fail(what: str, *why: str) -> int:
-    print(f"demo-io-lease: {what}", file=sys.stderr)
-    for w in why:
-        print(f"  why: {w}", file=sys.stderr)
-    return 1
+PROGRAM = StepProgram(prog="storage_demo_steps", label="demo-io-lease")
+_flag, _fail = PROGRAM.flag, PROGRAM.fail
 
 
 def _storage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -91,12 +82,11 @@ def serve_get_proof(argv: Sequence[str]) -> int:
     if not leases:
         return _fail(f"no lease record in {root}")
     cid = str(leases[0]["cid"])
-    serve = subprocess.Popen(
+    serve = start_server(
         [sys.executable, "-m", "cheng_build.cli.storage", "serve", f"--root:{root}",
-         "--listen:/ip4/127.0.0.1/tcp/0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+         "--listen:/ip4/127.0.0.1/tcp/0"])
     try:
-        addr = _await_address(serve)
+        addr = await_address(serve)
         if addr is None:
             return _fail("cheng-storage serve did not print a libp2p address")
         print(f"serve: {addr}")
@@ -108,36 +98,7 @@ def serve_get_proof(argv: Sequence[str]) -> int:
                        "--challenges:8", f"--root:{reader}")
         return res.returncode
     finally:
-        _stop(serve)
-
-
-def _await_address(serve: subprocess.Popen[str]) -> str | None:
-    found: list[str] = []
-
-    def read() -> None:
-        assert serve.stdout is not None
-        for line in serve.stdout:
-            if "/p2p/" in line and not found:
-                found.append(line.strip())
-                break
-
-    t = threading.Thread(target=read, daemon=True)
-    t.start()
-    t.join(SERVE_START_TIMEOUT)
-    return found[0] if found else None
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    print(f"serve: stopped (exit {proc.returncode})")
+        stop(serve)
 
 
 def gc_after_expiry(argv: Sequence[str]) -> int:
@@ -180,11 +141,7 @@ STEPS = {"expect-refused": expect_refused, "serve-get-proof": serve_get_proof,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in STEPS:
-        print(f"usage: storage_demo_steps {{{'|'.join(STEPS)}}} ...", file=sys.stderr)
-        return 2
-    return STEPS[args[0]](args[1:])
+    return PROGRAM.main(STEPS, argv)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ Key order per type (``?`` = written only when non-empty; ``+`` = our additions, 
 ``fraud_report``  type, report_id, task_id, request_id, receipt_id, executor_id, reporter_id,
     reason, evidence_cid, severity, epoch, ts; + result_cid?, expected_cid?
 
-(Over 400 lines on purpose: the six event records share one lenient reader and one key-order
-table; apart, their compat rules would drift.)
+The six event records share one lenient reader and one writer (:class:`Record`); each record
+lists its fields once, in key order, and :func:`record` derives the reader/writer table from them.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 from cheng_build.ledger.money import NANO, MoneyError, to_nano
@@ -53,6 +53,7 @@ from cheng_build.ledger.money import NANO, MoneyError, to_nano
 _STR, _INT, _FLOAT, _MONEY = "str", "int", "float", "money"
 _OPT = "?"  # written only when non-empty / non-zero
 _EXTRA = "+"  # our addition (written after the original's keys, only when non-empty)
+_KIND, _FLAGS = "kind", "flags"  # field metadata keys
 
 R = TypeVar("R", bound="Record")
 
@@ -108,15 +109,34 @@ def _get_float(obj: Mapping[str, Any], key: str) -> float:
     return 0.0
 
 
+def money() -> Any:
+    """A money field: integer nano units in the record, read from the original's float units."""
+    return field(default=0, metadata={_KIND: _MONEY})
+
+
+def optional(default: str | int) -> Any:
+    """A field of the original's written only when non-empty (``?`` in the table above)."""
+    return field(default=default, metadata={_FLAGS: _OPT})
+
+
+def extra(default: str | int) -> Any:
+    """Our addition: written after the original's keys, only when non-empty (``+``)."""
+    return field(default=default, metadata={_FLAGS: _EXTRA})
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
-    """Base of every event record; subclasses list their keys in ``SPEC`` (key order)."""
+    """Base of every event record: one lenient reader and one writer for all six, driven by
+    ``SPEC``, which :func:`record` derives from the subclass's fields (their order is the key
+    order). ``mode`` is kept apart: only some types write it, always first."""
 
     TYPE: ClassVar[str] = ""
     ID: ClassVar[str] = ""
     # (key, kind, flags) in the original's order; flags: "" always written, "?" when non-empty,
     # "+" our addition written when non-empty.
     SPEC: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+
+    mode: str = field(default="", kw_only=True)
 
     @classmethod
     def from_event(cls: type[R], obj: Mapping[str, Any], *, money_nano: bool | None = None) -> R:
@@ -185,36 +205,31 @@ class Record:
         return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _spec(text: str) -> tuple[tuple[str, str, str], ...]:
-    """``"key:kind[?|+] ..."`` -> SPEC tuples (kind s/i/f)."""
-    kinds = {"s": _STR, "i": _INT, "f": _FLOAT, "m": _MONEY}
-    out = []
-    for tok in text.split():
-        key, k = tok.split(":")
-        out.append((key, kinds[k[0]], k[1:]))
-    return tuple(out)
+_KINDS = {"str": _STR, "int": _INT, "float": _FLOAT}
 
 
+def record(cls: type[R]) -> type[R]:
+    """Derive ``cls.SPEC`` from its dataclass fields: the kind from the type (or ``money()``),
+    the flags from ``optional()`` / ``extra()``; ``mode`` is not part of it."""
+    cls.SPEC = tuple((f.name, f.metadata.get(_KIND, _KINDS[str(f.type)]), f.metadata.get(_FLAGS, ""))
+                     for f in fields(cls) if f.name != "mode")
+    return cls
+
+
+@record
 @dataclass(frozen=True, slots=True)
 class ExecRequest(Record):
     """``exec_request``: what to run (code and input CIDs), limits, prices, and for whom."""
 
     TYPE: ClassVar[str] = "exec_request"
     ID: ClassVar[str] = "request_id"
-    SPEC: ClassVar[tuple[tuple[str, str, str], ...]] = _spec(
-        "request_id:s task_id:s package_id:s author_id:s requester_id:s executor_id:s? "
-        "input_cid:s code_cid:s args_cid:s max_cpu_ms:i max_mem_bytes:i max_io_bytes:i "
-        "max_gpu_ms:i max_gpu_mem_bytes:i max_gpu_count:i gpu_type:s? workload_kind:s? "
-        "price_cpu_ms:m price_mem_gb:m price_io_gb:m price_gpu_ms:m price_gpu_mem_gb:m "
-        "expected_cost_nano:i selected_fraud_score:f selected_bandwidth_out_bytes:i "
-        "selection_source:s? epoch:i ts:s signature:s caps:s+ timeout_s:i+")
 
     request_id: str = ""
     task_id: str = ""
     package_id: str = ""
     author_id: str = ""
     requester_id: str = ""
-    executor_id: str = ""
+    executor_id: str = optional("")
     input_cid: str = ""
     code_cid: str = ""
     args_cid: str = ""
@@ -224,23 +239,22 @@ class ExecRequest(Record):
     max_gpu_ms: int = 0
     max_gpu_mem_bytes: int = 0
     max_gpu_count: int = 0
-    gpu_type: str = ""
-    workload_kind: str = ""
-    price_cpu_ms: int = 0  # nano units
-    price_mem_gb: int = 0  # nano units
-    price_io_gb: int = 0  # nano units
-    price_gpu_ms: int = 0  # nano units
-    price_gpu_mem_gb: int = 0  # nano units
+    gpu_type: str = optional("")
+    workload_kind: str = optional("")
+    price_cpu_ms: int = money()
+    price_mem_gb: int = money()
+    price_io_gb: int = money()
+    price_gpu_ms: int = money()
+    price_gpu_mem_gb: int = money()
     expected_cost_nano: int = 0
     selected_fraud_score: float = 0.0
     selected_bandwidth_out_bytes: int = 0
-    selection_source: str = ""
+    selection_source: str = optional("")
     epoch: int = 0
     ts: str = ""
     signature: str = ""
-    caps: str = ""
-    timeout_s: int = 0
-    mode: str = ""
+    caps: str = extra("")
+    timeout_s: int = extra(0)
 
     @property
     def is_open(self) -> bool:
@@ -255,18 +269,13 @@ class ExecRequest(Record):
         return caps or {"cpu"}
 
 
+@record
 @dataclass(frozen=True, slots=True)
 class Usage(Record):
     """``compute``: measured usage of one task and its price split."""
 
     TYPE: ClassVar[str] = "compute"
     ID: ClassVar[str] = "usage_id"
-    SPEC: ClassVar[tuple[tuple[str, str, str], ...]] = _spec(
-        "usage_id:s task_id:s package_id:s author_id:s executor_id:s cpu_ms:i mem_bytes:i "
-        "io_bytes:i gpu_ms:i gpu_mem_bytes:i gpu_count:i gpu_type:s? workload_kind:s? "
-        "price_cpu_ms:m price_mem_gb:m price_io_gb:m price_gpu_ms:m price_gpu_mem_gb:m "
-        "royalty_rate:m treasury_rate:m epoch:i start_ts:s total:m royalty:m treasury:m "
-        "executor:m request_id:s+ source:s+")
 
     usage_id: str = ""
     task_id: str = ""
@@ -279,36 +288,32 @@ class Usage(Record):
     gpu_ms: int = 0
     gpu_mem_bytes: int = 0
     gpu_count: int = 0
-    gpu_type: str = ""
-    workload_kind: str = ""
-    price_cpu_ms: int = 0  # nano units
-    price_mem_gb: int = 0  # nano units
-    price_io_gb: int = 0  # nano units
-    price_gpu_ms: int = 0  # nano units
-    price_gpu_mem_gb: int = 0  # nano units
-    royalty_rate: int = 0  # nano units
-    treasury_rate: int = 0  # nano units
+    gpu_type: str = optional("")
+    workload_kind: str = optional("")
+    price_cpu_ms: int = money()
+    price_mem_gb: int = money()
+    price_io_gb: int = money()
+    price_gpu_ms: int = money()
+    price_gpu_mem_gb: int = money()
+    royalty_rate: int = money()
+    treasury_rate: int = money()
     epoch: int = 0
     start_ts: str = ""
-    total: int = 0  # nano units
-    royalty: int = 0  # nano units
-    treasury: int = 0  # nano units
-    executor: int = 0  # nano units
-    request_id: str = ""
-    source: str = ""
-    mode: str = ""
+    total: int = money()
+    royalty: int = money()
+    treasury: int = money()
+    executor: int = money()
+    request_id: str = extra("")
+    source: str = extra("")
 
 
+@record
 @dataclass(frozen=True, slots=True)
 class Receipt(Record):
     """``exec_receipt``: the executor's signed statement of what a request produced."""
 
     TYPE: ClassVar[str] = "exec_receipt"
     ID: ClassVar[str] = "receipt_id"
-    SPEC: ClassVar[tuple[tuple[str, str, str], ...]] = _spec(
-        "receipt_id:s request_id:s task_id:s executor_id:s result_cid:s usage_id:s status:s "
-        "error:s proof_cid:s epoch:i ts:s signature:s pub_key:s+ request_digest:s+ "
-        "usage_digest:s+")
 
     receipt_id: str = ""
     request_id: str = ""
@@ -322,21 +327,18 @@ class Receipt(Record):
     epoch: int = 0
     ts: str = ""
     signature: str = ""
-    pub_key: str = ""
-    request_digest: str = ""
-    usage_digest: str = ""
-    mode: str = ""
+    pub_key: str = extra("")
+    request_digest: str = extra("")
+    usage_digest: str = extra("")
 
 
+@record
 @dataclass(frozen=True, slots=True)
 class Audit(Record):
     """``audit``: an auditor's verdict on a task's result, with a penalty when it is bad."""
 
     TYPE: ClassVar[str] = "audit"
     ID: ClassVar[str] = "audit_id"
-    SPEC: ClassVar[tuple[tuple[str, str, str], ...]] = _spec(
-        "audit_id:s task_id:s executor_id:s auditor_id:s result_cid:s status:s penalty:m epoch:i "
-        "note:s ts:s receipt_id:s+ request_id:s+ expected_cid:s+")
 
     audit_id: str = ""
     task_id: str = ""
@@ -344,26 +346,22 @@ class Audit(Record):
     auditor_id: str = ""
     result_cid: str = ""
     status: str = ""
-    penalty: int = 0  # nano units
+    penalty: int = money()
     epoch: int = 0
     note: str = ""
     ts: str = ""
-    receipt_id: str = ""
-    request_id: str = ""
-    expected_cid: str = ""
-    mode: str = ""
+    receipt_id: str = extra("")
+    request_id: str = extra("")
+    expected_cid: str = extra("")
 
 
+@record
 @dataclass(frozen=True, slots=True)
 class AuditSample(Record):
     """``audit_sample``: a receipt the sampling formula selected for audit."""
 
     TYPE: ClassVar[str] = "audit_sample"
     ID: ClassVar[str] = "sample_id"
-    SPEC: ClassVar[tuple[tuple[str, str, str], ...]] = _spec(
-        "sample_id:s receipt_id:s request_id:s task_id:s executor_id:s result_cid:s status:s "
-        "auditor_id:s epoch:i rate_bps:i base_rate_bps:i high_risk_rate_bps:i risk_level:s "
-        "risk_reason:s seed:s ts:s")
 
     sample_id: str = ""
     receipt_id: str = ""
@@ -381,18 +379,15 @@ class AuditSample(Record):
     risk_reason: str = ""
     seed: str = ""
     ts: str = ""
-    mode: str = ""
 
 
+@record
 @dataclass(frozen=True, slots=True)
 class FraudReport(Record):
     """``fraud_report``: a claim that an executor cheated, tied to a request or receipt."""
 
     TYPE: ClassVar[str] = "fraud_report"
     ID: ClassVar[str] = "report_id"
-    SPEC: ClassVar[tuple[tuple[str, str, str], ...]] = _spec(
-        "report_id:s task_id:s request_id:s receipt_id:s executor_id:s reporter_id:s reason:s "
-        "evidence_cid:s severity:s epoch:i ts:s result_cid:s+ expected_cid:s+")
 
     report_id: str = ""
     task_id: str = ""
@@ -405,9 +400,8 @@ class FraudReport(Record):
     severity: str = ""
     epoch: int = 0
     ts: str = ""
-    result_cid: str = ""
-    expected_cid: str = ""
-    mode: str = ""
+    result_cid: str = extra("")
+    expected_cid: str = extra("")
 
 
 RECORDS: dict[str, type[Record]] = {r.TYPE: r for r in (ExecRequest, Usage, Receipt, Audit,

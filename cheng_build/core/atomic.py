@@ -104,20 +104,29 @@ def append_line_locked(path: str | os.PathLike[str], line: bytes) -> None:
     (a full disk, a file size limit) is rolled back by truncating to the length before it, under
     the caller's lock, and then reported. Only a crash mid-append can leave a torn tail.
     """
-    data = line + b"\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        start = os.fstat(fd).st_size
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        except BaseException:
-            os.ftruncate(fd, start)
-            with contextlib.suppress(OSError):
-                os.fsync(fd)
-            raise
+        append_or_roll_back(fd, os.fstat(fd).st_size, line + b"\n")
     finally:
         os.close(fd)
+
+
+def append_or_roll_back(fd: int, start: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (opened for append, ``start`` bytes long) and fsync it; if
+    that fails part way, truncate back to ``start`` before the error goes on, so no partial line
+    stays for the next writer to chain onto. The caller holds the file's lock.
+
+    Raises:
+        OSError: the write or fsync failed (the file is back to ``start`` bytes where possible).
+    """
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the original error is the one to report
+            os.ftruncate(fd, start)
+            os.fsync(fd)
+        raise

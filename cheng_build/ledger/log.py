@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cheng_build.core.atomic import file_lock
+from cheng_build.core.atomic import append_or_roll_back, file_lock
 from cheng_build.core.errors import IntegrityError
 from cheng_build.ledger.events import MONEY_FIELDS, id_field, ordered
 from cheng_build.ledger.ids import new_id
@@ -208,7 +208,7 @@ class Ledger:
                     written.append(out)
                     prev = line_hash(line)
                     seq += 1
-                self._write(fd, size, bytes(blob))
+                append_or_roll_back(fd, size, bytes(blob))
             finally:
                 os.close(fd)
         return written
@@ -226,23 +226,6 @@ class Ledger:
         if isinstance(seq, int) and not isinstance(seq, bool):
             return seq + 1, prev
         return _count_lines(fd, size), prev  # a legacy tail: count once
-
-    @staticmethod
-    def _write(fd: int, size: int, blob: bytes) -> None:
-        try:
-            view = memoryview(blob)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        except BaseException:
-            # Roll back: a partial line must never stay for the next writer to chain onto.
-            try:
-                os.ftruncate(fd, size)
-                os.fsync(fd)
-            except OSError:
-                pass
-            raise
 
 
 def _iter_raw(path: Path) -> Iterator[tuple[int, bytes, bool]]:

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cheng_build.cas import varint
 from cheng_build.cas.cid import CID, CidError, cid_bytes, cid_from_bytes, decode_cid_bytes, verify_block
 from cheng_build.core.errors import ChengError, InputError, NotFoundError
 from cheng_build.storage.links import DAG_PB_CODEC, RAW_CODEC, codec, links
@@ -62,16 +63,7 @@ class ProofFormatError(InputError):
 # --- varints ---------------------------------------------------------------------------------
 
 
-def _uv(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+_uv = varint.encode  # the one varint codec (cas/varint.py)
 
 
 class _Reader:

@@ -14,22 +14,9 @@
 // handler, so py could not send it ADD_PROVIDER), and passthroughMapper (the default mapper
 // drops 127.0.0.1 addresses, so py peers would never enter its routing table). kad-dht needs
 // the ping and identify services. No bootstrap list, mDNS, delegated routers or gateways.
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function () {
-    let resolve, reject
-    const promise = new Promise((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
+import { boundLifetime, exportTo, serveUntilStdinCloses, startHelia } from './helia_setup.mjs'
 
-const { createHeliaLight } = await import('helia')
-const { withLibp2pLight } = await import('@helia/libp2p')
-const { withBitswap } = await import('@helia/bitswap')
-const { unixfs } = await import('@helia/unixfs')
-const { tcp } = await import('@libp2p/tcp')
-const { noise } = await import('@chainsafe/libp2p-noise')
-const { yamux } = await import('@chainsafe/libp2p-yamux')
-const { identify, identifyPush } = await import('@libp2p/identify')
+const { identifyPush } = await import('@libp2p/identify')
 const { ping } = await import('@libp2p/ping')
 const { kadDHT, passthroughMapper } = await import('@libp2p/kad-dht')
 const { multiaddr } = await import('@multiformats/multiaddr')
@@ -37,24 +24,17 @@ const { CID } = await import('multiformats/cid')
 const fs = await import('node:fs')
 
 const [mode, bootstrap, ...args] = process.argv.slice(2)
-const lifetimeMs = Number(process.env.HELIA_LIFETIME_MS ?? 120000)
-setTimeout(() => { console.error('helia_dht: lifetime exceeded'); process.exit(3) }, lifetimeMs).unref()
+boundLifetime('helia_dht')
 const signal = () => AbortSignal.timeout(30000)
 
-const helia = withBitswap(withLibp2pLight(createHeliaLight(), {
-  addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-  transports: [tcp()],
-  connectionEncrypters: [noise()],
-  streamMuxers: [yamux()],
+const { helia, ufs } = await startHelia({
+  listen: ['/ip4/127.0.0.1/tcp/0'],
   services: {
-    identify: identify(),
     identifyPush: identifyPush(),
     ping: ping(),
     dht: kadDHT({ protocol: '/ipfs/kad/1.0.0', clientMode: false, peerInfoMapper: passthroughMapper })
   }
-}))
-await helia.start()
-const ufs = unixfs(helia)
+})
 const dht = helia.libp2p.services.dht
 
 async function join () {
@@ -72,10 +52,8 @@ if (mode === 'provide') {
   const dir = await ufs.cp(file, await ufs.addDirectory(), 'data.bin')
   await join()
   await helia.routing.provide(dir, { signal: signal() })
-  console.log(JSON.stringify({ cid: dir.toString(), peer: helia.libp2p.peerId.toString(),
-    addrs: helia.libp2p.getMultiaddrs().map(String) }))
-  process.stdin.resume()
-  process.stdin.on('end', async () => { await helia.stop(); process.exit(0) })
+  serveUntilStdinCloses(helia, { cid: dir.toString(), peer: helia.libp2p.peerId.toString(),
+    addrs: helia.libp2p.getMultiaddrs().map(String) })
 } else if (mode === 'find') {
   const [cidText, out] = args
   const cid = CID.parse(cidText)
@@ -86,24 +64,7 @@ if (mode === 'provide') {
     break
   }
   if (providers.length === 0) throw new Error('no provider found')
-  let n = 0
-  async function exportTo (c, path) {
-    const st = await ufs.stat(c, { signal: signal() })
-    if (st.type === 'directory') {
-      fs.mkdirSync(path, { recursive: true })
-      for await (const entry of ufs.ls(c, { signal: signal() })) {
-        await exportTo(entry.cid, `${path}/${entry.name}`)
-      }
-      return
-    }
-    const fd = fs.openSync(path, 'w')
-    for await (const chunk of ufs.cat(c, { signal: signal() })) {
-      fs.writeSync(fd, chunk)
-      n += chunk.length
-    }
-    fs.closeSync(fd)
-  }
-  await exportTo(cid, out)
+  const n = await exportTo(ufs, cid, out, signal)
   console.log(JSON.stringify({ providers, bytes: n }))
   await helia.stop()
   process.exit(0)

@@ -7,10 +7,14 @@ One asyncio loop, three kinds of coroutine:
   lost while the homeserver is away: island mode) in order;
 * one **runner** per won task runs it through the local engine in a worker thread.
 
-Between them, :meth:`Agent._tick` decides: claim ready tasks this node is capable of (at most
-``jobs`` running and ``max(jobs, 4)`` more claimed ahead, picked in a node-specific order so
-racing nodes collide less), take over tasks whose lease lapsed, renew leases of held tasks, start won ones.
-A node claims nothing while it is an island: it cannot see the timeline, so it cannot know.
+Between them, :meth:`Agent._tick` decides: claim ready tasks this node is capable of, in one
+batch event per run (at most ``jobs`` running, plus a fair share claimed ahead: the ready tasks
+divided by the live nodes, at least ``jobs``, at most ``batch``; picked in a node-specific order
+so racing nodes collide less), take over tasks whose lease lapsed, renew the leases of all held
+tasks in one event per run, answer revocations, and start won tasks (only under a fresh lease:
+see :mod:`.revoke`). A node claims nothing while it is an island: it cannot see the
+timeline, so it cannot know. Results are queued one by one and merged into batch events on the
+way out (:mod:`.coalesce`), after a short linger that lets neighbours join.
 
 (Over 400 lines on purpose: the three coroutines share the agent's claim state; the rules they
 apply live apart, in :mod:`.ledger`.)
@@ -20,20 +24,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from cheng_build.cis.node import protocol
+from cheng_build.cis.node import protocol, revoke
 from cheng_build.cis.node.awake import AwakeClock
+from cheng_build.cis.node.coalesce import coalesce
 from cheng_build.cis.node.island import NodeOutbox
 from cheng_build.cis.node.ledger import Ledger, RunRec, TaskRec, TaskStatus
 from cheng_build.cis.node.protocol import Kind, ProtocolError
+from cheng_build.cis.node.revoke import Held
 from cheng_build.cis.node.room import Batch, Room, RoomError
 
 Log = Callable[[str], None]
+_Cand = tuple[tuple[bool, bytes], RunRec, TaskRec, int]  # (claim order, run, task, epoch to claim)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +55,10 @@ class NodeConfig:
     lease_s: float = 10.0
     hello_s: float = 5.0
     poll_s: float = 10.0
+    batch: int = 64  # most tasks claimed ahead of the running ones (a fair share, capped)
+    linger_s: float = 0.1  # results and renewals wait this long for neighbours to merge with
+    linger_max: int = 32  # ...or until this many are queued
 
-
-@dataclass
-class _Held:
-    run: str
-    idx: int
-    epoch: int
-    renewed: float
-    started: bool = False
 
 
 @dataclass
@@ -79,7 +83,7 @@ class Agent:
         self.outbox = NodeOutbox(cfg.home, session or os.urandom(4).hex())
         self.parsed: dict[str, ParsedRun | None] = {}
         self.claims: dict[tuple[str, int], int] = {}  # claimed, not yet seen in the timeline
-        self.held: dict[tuple[str, int], _Held] = {}
+        self.held: dict[tuple[str, int], Held] = {}
         self.token: str | None = None
         self.island = False
         self.counters = Counters()
@@ -90,35 +94,54 @@ class Agent:
         self._fresh = self.clock.now()
         self._wake = asyncio.Event()
         self._queued = asyncio.Event()
+        self._urgent = asyncio.Event()  # a claim, hello...: no linger
+        self._lingering = 0
         self._runners: set[asyncio.Task[None]] = set()
+        self._prefer: dict[tuple[str, int], tuple[frozenset[str], str, bytes]] = {}
+        self._scanned: tuple[tuple[int, float, frozenset[str]], list[_Cand], list[_Cand]] | None = None
 
     # -- posting --------------------------------------------------------------------------
 
     def post(self, kind: Kind, run: str = "", idx: int | None = None, **fields: object) -> None:
         body = protocol.content(kind, self.node, **({"run": run} if run else {}),
                                 **({"task": idx} if idx is not None else {}), **fields)
+        self._put(kind, body, run, idx)
+
+    def post_batch(self, kind: Kind, run: str, pairs: list[list[int]], **fields: object) -> None:
+        """One event for many (task, epoch) pairs of ``run`` (split where it would pass 16 KB)."""
+        if kind in (Kind.CLAIM, Kind.LEASE):
+            fields["at_ms"] = int(time.monotonic() * 1000)  # read back by this node only
+        for body in protocol.split(kind, self.node, run, pairs, **fields):
+            self._put(kind, body, run, None)
+
+    def _put(self, kind: Kind, body: dict[str, object], run: str, idx: int | None) -> None:
         self.outbox.put(kind.etype, body, run, idx)
         self._queued.set()
+        self._lingering += 1
+        if kind not in (Kind.STATE, Kind.LEASE) or self._lingering >= self.cfg.linger_max:
+            self._urgent.set()
         self._wake.set()
 
     async def _flush(self) -> None:
         answered = False  # only an answer of the homeserver ends island mode, never an empty queue
         while batch := self.outbox.pending():
-            for entry, etype, body in batch:
+            for g in coalesce(batch):
+                txn = self.outbox.txn_id(g.entries[0]) + (f"-{g.entries[-1]}" if len(g.entries) > 1 else "")
                 try:
-                    await self.room.send(etype, body, self.outbox.txn_id(entry))
+                    await self.room.send(g.etype, g.body, txn)
                 except RoomError as exc:
                     if not exc.transient:
                         answered = True
                         # A refusal (e.g. removed from the room) is not fixed by retrying: drop it.
                         self.log(f"event refused, dropped: {exc.what}")
-                        self.outbox.sent(entry)
-                        if etype == Kind.CLAIM.etype:
-                            self.claims.pop((str(body.get("run")), int(body.get("task", -1))), None)
+                        self.outbox.sent_many(g.entries)
+                        if g.etype == Kind.CLAIM.etype:
+                            for idx, _ in protocol.parse(g.etype, self.node, g.body).items():
+                                self.claims.pop((str(g.body.get("run")), idx), None)
                         continue
                     self._go_island(exc)
                     return
-                self.outbox.sent(entry)
+                self.outbox.sent_many(g.entries)
                 answered = True
         if answered:
             self._back_online()
@@ -155,7 +178,10 @@ class Agent:
                 continue
             self.ledger.apply(msg, now)
             if msg.kind is Kind.CLAIM:
-                self._claim_seen(msg.text("run"), msg.num("task"), msg.num("epoch"), msg.node)
+                for idx, epoch in msg.items():
+                    self._claim_seen(msg.text("run"), idx, epoch, msg.node)
+            if msg.node == self.node and msg.kind in (Kind.CLAIM, Kind.LEASE) and "at_ms" in msg.body:
+                self._confirmed(msg)
         self.token = batch.token
         self._fresh = max(self._fresh, now if fresh is None else fresh)
         self._wake.set()
@@ -217,11 +243,20 @@ class Agent:
             del self.claims[key]
             if rec.winners.get(epoch) == self.node:
                 self.counters.won += 1
-                self.held[key] = _Held(run, idx, epoch, time.monotonic())
+                self.held[key] = Held(run, idx, epoch, time.monotonic(), won=self.clock.now())
             else:
                 self.counters.lost += 1  # someone was first: back off
         elif mine is not None and rec.winners.get(mine, self.node) != self.node:
             pass  # ours will be seen (and lose) shortly
+
+    def _confirmed(self, msg: protocol.Message) -> None:
+        """Own claim / renewal seen in the timeline: the lease of its tasks is fresh from when it
+        was queued (``at_ms``, this machine's monotonic clock: a lower bound of when it landed)."""
+        at = msg.num("at_ms") / 1000.0
+        for idx, epoch in msg.items():
+            h = self.held.get((msg.text("run"), idx))
+            if h is not None and h.epoch == epoch:
+                h.confirmed = max(h.confirmed, at)
 
     def _rec(self, run: str, idx: int) -> TaskRec | None:
         r = self.ledger.runs.get(run)
@@ -230,70 +265,116 @@ class Agent:
     # -- deciding -------------------------------------------------------------------------
 
     def _capable(self, t: TaskRec) -> bool:
-        return set(t.plan.caps) <= set(self.cfg.caps)
+        return all(c in self.cfg.caps for c in t.plan.caps)
 
-    def _order(self, run: str, idx: int) -> str:
-        return hashlib.blake2s(f"{self.node}/{run}/{idx}".encode(), digest_size=8).hexdigest()
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        self._drop_taken_over()
-        # Renew held leases; not as an island (a renewal is about now: late ones would only pile
-        # up in the queue; the first tick after the heal renews). Renewals go on the plain
-        # monotonic clock: after a pause of this process they are due at once.
-        for h in self.held.values() if not self.island else ():
-            if now - h.renewed >= self.cfg.lease_s / 3:
-                h.renewed = now
-                self.post(Kind.LEASE, h.run, h.idx, epoch=h.epoch)
-        self._start_won()
-        if self.island or self.token is None:
-            return
-        # Claims ahead of the running ones hide the claim round trip (~0.1-0.3 s on a busy
-        # homeserver) behind work; a few, so a node never hoards what others could run now.
-        room = self.cfg.jobs + max(self.cfg.jobs, 4) - len(self.held) - len(self.claims)
-        if room <= 0:
-            return
-        cands: list[tuple[str, RunRec, TaskRec, int]] = []
+    def _scan(self, live: frozenset[str]) -> tuple[list[_Cand], list[_Cand]]:
+        """Ready and lapsed tasks this node could claim. The scan walks every open task of every
+        run, so it is kept while nothing it reads changed (the ledger, the read horizon, the
+        live nodes): ticks woken by this node's own posts reuse it."""
+        key = (self.ledger.version, self._fresh, live)
+        if self._scanned is not None and self._scanned[0] == key:
+            return self._scanned[1], self._scanned[2]
+        ready: list[_Cand] = []
+        lapsed: list[_Cand] = []
         for run_id, run in self.ledger.runs.items():
             if self.parsed.get(run_id) is None:
                 continue
             for t in run.tasks:
-                key = (run_id, t.plan.idx)
-                if key in self.claims or key in self.held or not self._capable(t):
-                    continue
+                if t.results or t.skipped_by or not self._capable(t):
+                    continue  # finished: the bulk of a long run, skipped before anything costly
                 if self.ledger.ready(run, t):
-                    cands.append((self._order(run_id, t.plan.idx), run, t, 0))
+                    ready.append((self._order(run, t, live), run, t, self.ledger.next_epoch(t)))
                 elif self.ledger.lapsed(t, self._fresh) and t.holder != self.node:
-                    cands.append(("", run, t, t.epoch + 1))  # takeovers first
-        cands.sort(key=lambda c: c[0])
-        for _, run, t, epoch in cands[:room]:
+                    lapsed.append(((False, b""), run, t, t.epoch + 1))
+        ready.sort(key=lambda c: c[0])
+        self._scanned = (key, ready, lapsed)
+        return ready, lapsed
+
+    def _order(self, run: RunRec, t: TaskRec, live: frozenset[str]) -> tuple[bool, bytes]:
+        """Claim order: first the tasks this node is the rendezvous choice for among the live
+        nodes able to take them (highest hash of node/run/task), then the rest, in this node's
+        hash order. Racing nodes thus mostly claim disjoint sets; the rest is stealing."""
+        key = (run.run_id, t.plan.idx)
+        got = self._prefer.get(key)
+        if got is None or got[0] != live:
+            able = [n for n in live if n not in run.declined
+                    and set(t.plan.caps) <= set(self.ledger.nodes[n].body.get("caps") or ())
+                    ] if t.plan.caps else [n for n in live if n not in run.declined]
+            choice = max(able or [self.node], key=lambda n: _hash(n, run.run_id, t.plan.idx))
+            got = self._prefer[key] = (live, choice, _hash(self.node, run.run_id, t.plan.idx))
+        return got[1] != self.node, got[2]
+
+    def _live_nodes(self) -> frozenset[str]:
+        """Nodes heard within three hello intervals, this one included."""
+        now = self.clock.now()
+        heard = self.ledger.heard_node
+        live = {n for n, hello in self.ledger.nodes.items()
+                if now - heard.get(n, -math.inf) <= 3 * int(hello.body.get("hello_ms") or 5000) / 1000}
+        return frozenset(live | {self.node})
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self._answer_revokes()
+        # Renew held leases, all of them in one event per run; not as an island (a renewal is
+        # about now: late ones would only pile up in the queue; the first tick after the heal
+        # renews). Renewals go on the plain monotonic clock: after a pause they are due at once.
+        if not self.island and any(now - h.renewed >= self.cfg.lease_s / 3 for h in self.held.values()):
+            by_run: dict[str, list[list[int]]] = defaultdict(list)
+            for h in self.held.values():
+                h.renewed = now
+                by_run[h.run].append([h.idx, h.epoch])
+            for run_id, pairs in by_run.items():
+                self.post_batch(Kind.LEASE, run_id, pairs)
+        self._settle_takeovers()
+        self._start_won()
+        if self.island or self.token is None:
+            return
+        live = self._live_nodes()
+        ready, lapsed = (
+            [c for c in cands if (c[1].run_id, c[2].plan.idx) not in self.claims
+             and (c[1].run_id, c[2].plan.idx) not in self.held] for cands in self._scan(live))
+        # A fair share ahead of the running tasks hides the claim round trip behind work and
+        # makes few, large claim events; capped, so a node never hoards what others could run.
+        ahead = min(self.cfg.batch, max(self.cfg.jobs, math.ceil(len(ready) / len(live))))
+        room = self.cfg.jobs + ahead - len(self.held) - len(self.claims)
+        waiting = len(self.claims) + sum(1 for h in self.held.values() if not h.started)
+        if room <= 0 or (waiting and room < ahead // 4 and not lapsed):
+            return  # enough in hand: top up in a batch once a quarter of it is gone
+        claim: dict[str, list[list[int]]] = defaultdict(list)
+        for _, run, t, epoch in (lapsed + ready)[:room]:  # takeovers first
             self.claims[(run.run_id, t.plan.idx)] = epoch
             self.counters.claimed += 1
-            if epoch:
+            if epoch and t.epoch not in t.released:
                 self.counters.takeovers += 1
                 self.log(f"task {t.plan.idx} {t.plan.name} of {run.run_id}: {t.holder} silent past "
-                         f"its lease, claiming epoch {epoch}")
-            self.post(Kind.CLAIM, run.run_id, t.plan.idx, epoch=epoch,
-                      lease_ms=int(self.cfg.lease_s * 1000))
+                         f"its lease, claiming epoch {epoch} (revokes epoch {epoch - 1})")
+            claim[run.run_id].append([t.plan.idx, epoch])
+        for run_id, pairs in claim.items():
+            self.post_batch(Kind.CLAIM, run_id, pairs, lease_ms=int(self.cfg.lease_s * 1000))
 
-    def _drop_taken_over(self) -> None:
-        """A held task whose epoch another node won a takeover of (this node looked silent: a
-        pause, a slow homeserver) is dropped unless it already started: the other node runs it,
-        and one execution stays one. One that started runs on; its result is a duplicate (Debt)."""
-        for key, h in list(self.held.items()):
-            rec = self._rec(h.run, h.idx)
-            if h.started or rec is None or rec.epoch <= h.epoch:
-                continue
-            del self.held[key]
-            self.log(f"task {h.idx} of {h.run}: taken over by {rec.holder} (epoch {rec.epoch}) "
-                     "before it started here: not running it")
+    def _answer_revokes(self) -> None:
+        release, contradict = revoke.answer(self.held, self._rec, self.node, self.log)
+        for run_id, pairs in release.items():
+            self.post_batch(Kind.RELEASE, run_id, pairs)
+        for run_id, pairs in contradict.items():
+            self.post_batch(Kind.LEASE, run_id, pairs)
+
+    def _settle_takeovers(self) -> None:
+        if not self.island:
+            for run_id, pairs in revoke.due_starts(self.held, self._rec, self.clock.now(),
+                                                   self.cfg.lease_s).items():
+                self.post_batch(Kind.START, run_id, pairs)
+
+    def _startable(self, h: Held) -> bool:
+        rec = self._rec(h.run, h.idx)
+        return rec is not None and revoke.startable(self.ledger, rec, h, self.node, self.cfg.lease_s)
 
     def _start_won(self) -> None:
         busy = sum(1 for h in self.held.values() if h.started)
         for h in sorted(self.held.values(), key=lambda h: h.idx):
             if busy >= self.cfg.jobs:
                 break
-            if h.started:
+            if h.started or not self._startable(h):
                 continue
             h.started = True
             busy += 1
@@ -301,7 +382,7 @@ class Agent:
             self._runners.add(job)
             job.add_done_callback(self._runners.discard)
 
-    async def _run(self, h: _Held) -> None:
+    async def _run(self, h: Held) -> None:
         from cheng_build.cis.node.localrun import Outcome, run_task
 
         parsed = self.parsed[h.run]
@@ -354,9 +435,15 @@ class Agent:
             self.ingest(batch, asked if batch.events else self.clock.now())
 
     async def _flusher(self, stop: asyncio.Event) -> None:
-        """Deliver the outbox in order, on its own: a slow PUT never delays starting a task."""
+        """Deliver the outbox in order, on its own: a slow PUT never delays starting a task.
+        Results and renewals linger a moment first so that neighbours merge into one event;
+        a claim (or anything else) goes at once."""
         while not stop.is_set():
             self._queued.clear()
+            if not self._urgent.is_set():
+                await _wait_any(self._urgent, stop, self.cfg.linger_s)
+            self._urgent.clear()
+            self._lingering = 0
             await self._flush()
             # An island retries every half second; otherwise wait for the next post.
             await _wait_any(self._queued, stop, 0.5 if self.island else 5.0)
@@ -390,6 +477,10 @@ class Agent:
                     pass
             await self._flush()  # what the last tasks reported
             self.outbox.close()
+
+
+def _hash(node: str, run: str, idx: int) -> bytes:
+    return hashlib.blake2s(f"{node}/{run}/{idx}".encode(), digest_size=8).digest()
 
 
 async def _sleep_or(stop: asyncio.Event, seconds: float) -> None:

@@ -51,5 +51,8 @@ class NodeOutbox:
     def sent(self, entry: int) -> None:
         self._box.mark_sent([entry])
 
+    def sent_many(self, entries: list[int]) -> None:
+        self._box.mark_sent(entries)
+
     def queued(self) -> int:
         return self._box.queued()

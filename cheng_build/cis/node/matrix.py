@@ -116,7 +116,9 @@ class MatrixRoom:
         return out
 
     async def read(self, since: str | None, timeout_s: float) -> Batch:
-        q = {"filter": self._filter, "timeout": str(int(timeout_s * 1000))}
+        # set_presence=offline: a sync that marks the user online makes a homeserver with
+        # presence on do presence work (and fan it out) on every long poll; we never read it.
+        q = {"filter": self._filter, "timeout": str(int(timeout_s * 1000)), "set_presence": "offline"}
         if since:
             q["since"] = since
         else:

@@ -12,12 +12,22 @@ kind       content
 =========  ===================================================================================
 hello      node, caps[], workspace, jobs, hello_ms   (a node is up; repeated as a heartbeat)
 run        node, run, name, workspace, dag_file, dag_z (the cis.toml text, zlib + base64)
-claim      node, run, task, epoch, lease_ms          (first claim of an epoch in timeline order wins)
-lease      node, run, task, epoch                    (the holder is alive and still running it)
-state      node, run, task, epoch, state, exit_code, reason, island (a task's result, or Running)
+claim      node, run, ITEMS, lease_ms, [at_ms]       (per task, the first claim of an epoch in
+                                                     timeline order wins; epoch n+1 revokes n)
+lease      node, run, ITEMS, [at_ms]                 (the holder is alive and holds these)
+release    node, run, ITEMS                          (the holder gives these up unstarted: take them)
+start      node, run, ITEMS                          (a taker heard no answer to its revoke: it starts)
+state      node, run, RESULTS                        (tasks' results)
 decline    node, run, reason                         (this node will take nothing of the run, and why)
 control    node, run, task, action                   (a person's decision: confirm / skip)
 =========  ===================================================================================
+
+ITEMS is either ``task`` + ``epoch`` (one task) or ``tasks``: ``[[idx, epoch], ...]`` (a batch:
+1 to MAX_BATCH pairs, each task at most once). RESULTS is either ``task, epoch, state, exit_code,
+reason, island`` (one) or ``results``: ``[{task, epoch, state, exit_code, reason, island}, ...]``.
+Each pair of a batch is judged on its own (a claim batch may win some tasks and lose others).
+``at_ms`` is the sender's own monotonic clock when it queued the event: only the sender reads it
+(to know how fresh its lease is, see agent.py), every other reader ignores it.
 """
 
 from __future__ import annotations
@@ -46,6 +56,8 @@ class Kind(enum.Enum):
     STATE = "state"
     DECLINE = "decline"
     CONTROL = "control"
+    RELEASE = "release"
+    START = "start"
 
     @property
     def etype(self) -> str:
@@ -118,18 +130,37 @@ class Message:
     def num(self, key: str) -> int:
         return int(self.body[key])
 
+    def items(self) -> list[tuple[int, int]]:
+        """The (task, epoch) pairs of a claim / lease / release / start / state event."""
+        if self.kind is Kind.STATE:
+            return [(int(r["task"]), int(r["epoch"])) for r in self.results()]
+        if "tasks" in self.body:
+            return [(int(i), int(e)) for i, e in self.body["tasks"]]
+        return [(self.num("task"), self.num("epoch"))]
+
+    def results(self) -> list[Mapping[str, Any]]:
+        """A state event's results, one mapping per task (the single form is a batch of one)."""
+        if "results" in self.body:
+            return list(self.body["results"])
+        return [self.body]
+
 
 _FIELDS: dict[Kind, dict[str, type | tuple[type, ...]]] = {
     Kind.HELLO: {"caps": list, "workspace": str, "jobs": int},
     Kind.RUN: {"run": str, "name": str, "workspace": str, "dag_file": str, "dag_z": str},
-    Kind.CLAIM: {"run": str, "task": int, "epoch": int, "lease_ms": int},
-    Kind.LEASE: {"run": str, "task": int, "epoch": int},
-    Kind.STATE: {"run": str, "task": int, "epoch": int, "state": str},
+    Kind.CLAIM: {"run": str, "lease_ms": int},
+    Kind.LEASE: {"run": str},
+    Kind.RELEASE: {"run": str},
+    Kind.START: {"run": str},
+    Kind.STATE: {"run": str},
     Kind.DECLINE: {"run": str, "reason": str},
     Kind.CONTROL: {"run": str, "task": int, "action": str},
 }
+_ITEMS = (Kind.CLAIM, Kind.LEASE, Kind.RELEASE, Kind.START)  # ITEMS in the table above
 STATES = ("Running", "Completed", "Failed", "Debt", "Skipped")
 ACTIONS = ("confirm", "skip")
+MAX_BATCH = 512  # pairs or results per event; the agent also splits by bytes (split())
+MAX_INDEX = 10_000
 
 
 def content(kind: Kind, node: str, **fields: Any) -> dict[str, Any]:
@@ -171,17 +202,95 @@ def parse(etype: str, sender: str, body: Mapping[str, Any], event_id: str = "") 
                                 f"missing or not {getattr(typ, '__name__', 'a number')}")
     if "run" in body and not _RUN_ID.match(str(body["run"])):
         raise ProtocolError(f"{kind.value} event {event_id}: run {body['run']!r} is not a run id")
-    for key in ("task", "epoch"):
-        if key in _FIELDS[kind] and not 0 <= int(body[key]) <= 10_000:
-            raise ProtocolError(f"{kind.value} event {event_id}: {key} out of range")
+    if "task" in _FIELDS[kind] and not 0 <= int(body["task"]) <= MAX_INDEX:
+        raise ProtocolError(f"{kind.value} event {event_id}: task out of range")
+    if kind in _ITEMS:
+        _check_items(kind, body, event_id)
+    if kind is Kind.STATE:
+        _check_results(body, event_id)
     if kind is Kind.RUN:
         dag_text(body, event_id)
-    if kind is Kind.STATE and body["state"] not in STATES:
-        raise ProtocolError(f"state event {event_id}: unknown state {body['state']!r}")
     if kind is Kind.CONTROL and body["action"] not in ACTIONS:
         raise ProtocolError(f"control event {event_id}: unknown action {body['action']!r}")
     if kind is Kind.HELLO and not all(isinstance(c, str) and valid_cap(c) for c in body["caps"]):
         raise ProtocolError(f"hello event {event_id}: bad capability names")
     if kind is Kind.CLAIM and not 0 < int(body["lease_ms"]) <= 3_600_000:
         raise ProtocolError(f"claim event {event_id}: lease_ms out of range")
+    if "at_ms" in body and not _is_int(body["at_ms"]):
+        raise ProtocolError(f"{kind.value} event {event_id}: at_ms is not an integer")
     return Message(kind, sender, body, event_id)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _index(v: Any) -> bool:
+    return _is_int(v) and 0 <= v <= MAX_INDEX
+
+
+def _check_items(kind: Kind, body: Mapping[str, Any], event_id: str) -> None:
+    """ITEMS: exactly one of the single form and the batch; pairs of in-range ints, no task twice
+    (which of two pairs for one task would count is not worth a rule: the event is malformed)."""
+    bad = f"{kind.value} event {event_id}"
+    single = "task" in body or "epoch" in body
+    if single == ("tasks" in body):
+        raise ProtocolError(f"{bad}: needs either task + epoch or tasks, not both or neither")
+    if single:
+        if not (_index(body.get("task")) and _index(body.get("epoch"))):
+            raise ProtocolError(f"{bad}: task / epoch missing or out of range")
+        return
+    pairs = body["tasks"]
+    if not isinstance(pairs, list) or not 1 <= len(pairs) <= MAX_BATCH:
+        raise ProtocolError(f"{bad}: tasks must be a list of 1 to {MAX_BATCH} [task, epoch] pairs")
+    seen: set[int] = set()
+    for p in pairs:
+        if not (isinstance(p, list) and len(p) == 2 and _index(p[0]) and _index(p[1])):
+            raise ProtocolError(f"{bad}: {p!r} is not a [task, epoch] pair in range"[:300])
+        if p[0] in seen:
+            raise ProtocolError(f"{bad}: task {p[0]} appears twice")
+        seen.add(p[0])
+
+
+def _check_results(body: Mapping[str, Any], event_id: str) -> None:
+    bad = f"state event {event_id}"
+    if "results" in body:
+        if any(k in body for k in ("task", "epoch", "state")):
+            raise ProtocolError(f"{bad}: needs either one result or results, not both")
+        rs = body["results"]
+        if not isinstance(rs, list) or not 1 <= len(rs) <= MAX_BATCH:
+            raise ProtocolError(f"{bad}: results must be a list of 1 to {MAX_BATCH} results")
+    else:
+        rs = [body]
+    seen: set[int] = set()
+    for r in rs:
+        if not isinstance(r, Mapping) or not (_index(r.get("task")) and _index(r.get("epoch"))):
+            raise ProtocolError(f"{bad}: a result without task / epoch in range")
+        if r.get("state") not in STATES:
+            raise ProtocolError(f"{bad}: unknown state {r.get('state')!r}"[:300])
+        code = r.get("exit_code")
+        if code is not None and not _is_int(code):
+            raise ProtocolError(f"{bad}: exit_code is not an integer")
+        if not isinstance(r.get("reason", ""), str) or not isinstance(r.get("island", False), bool):
+            raise ProtocolError(f"{bad}: reason must be text and island true / false")
+        if r["task"] in seen:
+            raise ProtocolError(f"{bad}: task {r['task']} appears twice")
+        seen.add(r["task"])
+
+
+def split(kind: Kind, node: str, run: str, entries: list[Any], **fields: Any) -> list[dict[str, Any]]:
+    """Contents of ``kind`` for ``entries`` (pairs, or result mappings for STATE), as few events as
+    fit: at most MAX_BATCH entries and MAX_EVENT_BYTES each (a batch that would pass either is
+    cut in two, recursively). Raises ProtocolError for a single entry too large to send."""
+    if not entries:
+        return []
+    key = "results" if kind is Kind.STATE else "tasks"
+    if len(entries) <= MAX_BATCH:
+        body = {"v": VERSION, "node": node, "run": run, key: list(entries), **fields}
+        if size(body) <= MAX_EVENT_BYTES:
+            parse(kind.etype, node, body)
+            return [body]
+        if len(entries) == 1:
+            check_size(body)
+    half = (len(entries) + 1) // 2
+    return split(kind, node, run, entries[:half], **fields) + split(kind, node, run, entries[half:], **fields)

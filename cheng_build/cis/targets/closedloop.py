@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,7 +42,8 @@ from cheng_build.cis.dag.model import (
 )
 from cheng_build.cis.sandbox import selfrun
 from cheng_build.cis.sandbox.selfrun import Tool
-from cheng_build.core.errors import InputError
+from cheng_build.cis.targets import workdir as workdir_mod
+from cheng_build.cis.targets.workdir import WorkdirSpec
 
 DATA = Path(__file__).with_name("data") / "closedloop"
 MARKER = ".cis-closedloop"
@@ -56,6 +56,13 @@ LIBRARIES = (("strutil", "1.0.0"), ("greet", "0.2.0"))
 TASK_TIMEOUT = 180
 
 
+_WORKDIR = WorkdirSpec(
+    marker=MARKER, prefix="cis-closedloop-", own=_OWN,
+    note="closedloop work directory; cis run closedloop --workdir may reuse it\n",
+    why="closedloop writes keys, a registry and caches there and recognises only directories it "
+        "set up itself")
+
+
 def prepare_workdir(workdir: str | os.PathLike[str] | None) -> Path:
     """A work directory holding a fresh copy of the example packages.
 
@@ -65,29 +72,14 @@ def prepare_workdir(workdir: str | os.PathLike[str] | None) -> Path:
     Raises:
         InputError: the directory holds something else.
     """
-    if workdir is None:
-        wd = Path(tempfile.mkdtemp(prefix="cis-closedloop-"))
-    else:
-        wd = Path(workdir).expanduser().resolve()
-        wd.mkdir(parents=True, exist_ok=True)
-        entries = {p.name for p in wd.iterdir()}
-        if entries and MARKER not in entries:
-            raise InputError(f"work directory {wd} is not empty",
-                             why="closedloop writes keys, a registry and caches there and "
-                                 "recognises only directories it set up itself",
-                             how="give an empty or new directory, or leave out --workdir", exit_code=2)
-        for name in _OWN:
-            p = wd / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+    return workdir_mod.prepare_workdir(workdir, _WORKDIR, _fill)
+
+
+def _fill(wd: Path) -> None:
     for sub in ("app", "packages"):
         shutil.copytree(DATA / sub, wd / sub)
     for sub in ("home", "trust"):
         (wd / sub).mkdir()
-    (wd / MARKER).write_text("closedloop work directory; cis run closedloop --workdir may reuse it\n")
-    return wd
 
 
 def _task_env(wd: Path) -> dict[str, str]:

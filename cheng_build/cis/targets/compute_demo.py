@@ -22,18 +22,24 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from cheng_build.cis.dag.model import Dag, DagPolicy, Exec, SandboxConfig, Task, TaskLevel
 from cheng_build.cis.sandbox import selfrun
 from cheng_build.cis.sandbox.selfrun import Tool
-from cheng_build.core.errors import InputError
+from cheng_build.cis.targets import workdir as workdir_mod
+from cheng_build.cis.targets.workdir import WorkdirSpec
 
 MARKER = ".cis-demo-compute"
 TASK_TIMEOUT = 300
 STEPS = ("setup", "open-request", "claim", "cheat", "sample", "audit", "repute")
 SETTLE_STEPS = ("settle", "export", "rwad", "apply")
+
+
+_WORKDIR = WorkdirSpec(
+    marker=MARKER, prefix="cis-demo-compute-",
+    note="demo-compute-settle work directory; cis may reuse it\n",
+    why="the demo writes keys, a registry, a storage root and a ledger there")
 
 
 def prepare_workdir(workdir: str | os.PathLike[str] | None) -> Path:
@@ -42,27 +48,7 @@ def prepare_workdir(workdir: str | os.PathLike[str] | None) -> Path:
     Raises:
         InputError: the directory holds something else.
     """
-    if workdir is None:
-        return _mark(Path(tempfile.mkdtemp(prefix="cis-demo-compute-")))
-    wd = Path(workdir).expanduser().resolve()
-    wd.mkdir(parents=True, exist_ok=True)
-    entries = {p.name for p in wd.iterdir()}
-    if entries and MARKER not in entries:
-        raise InputError(f"work directory {wd} is not empty",
-                         why="the demo writes keys, a registry, a storage root and a ledger there",
-                         how="give an empty or new directory, or leave out --workdir", exit_code=2)
-    if entries:
-        import shutil
-
-        for p in wd.iterdir():
-            if p.name != MARKER:
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-    return _mark(wd)
-
-
-def _mark(wd: Path) -> Path:
-    (wd / MARKER).write_text("demo-compute-settle work directory; cis may reuse it\n")
-    return wd
+    return workdir_mod.prepare_workdir(workdir, _WORKDIR)
 
 
 def build_dag(workdir: str | os.PathLike[str] | None = None) -> Dag:

@@ -25,20 +25,23 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from cheng_build.cis.dag.model import Dag, DagPolicy, Exec, SandboxConfig, Task, TaskLevel
 from cheng_build.cis.sandbox import selfrun
 from cheng_build.cis.sandbox.selfrun import Tool
-from cheng_build.core.errors import InputError
+from cheng_build.cis.targets import workdir as workdir_mod
+from cheng_build.cis.targets.workdir import WorkdirSpec
 
 MARKER = ".cis-demo-io-lease"
 _OWN = ("keys", "registry", "store", "reader", "data", "home", "out", MARKER)
 TASK_TIMEOUT = 180
 SHORT_LEASE_S = 4
+
+
+_WORKDIR = WorkdirSpec(marker=MARKER, prefix="cis-demo-io-lease-", own=_OWN,
+                       note="demo-io-lease work directory; --workdir may reuse it\n")
 
 
 def prepare_workdir(workdir: str | os.PathLike[str] | None) -> Path:
@@ -47,27 +50,14 @@ def prepare_workdir(workdir: str | os.PathLike[str] | None) -> Path:
     Raises:
         InputError: the directory holds something else.
     """
-    if workdir is None:
-        wd = Path(tempfile.mkdtemp(prefix="cis-demo-io-lease-"))
-    else:
-        wd = Path(workdir).expanduser().resolve()
-        wd.mkdir(parents=True, exist_ok=True)
-        entries = {p.name for p in wd.iterdir()}
-        if entries and MARKER not in entries:
-            raise InputError(f"work directory {wd} is not empty",
-                             how="give an empty or new directory, or leave out --workdir", exit_code=2)
-        for name in _OWN:
-            p = wd / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+    return workdir_mod.prepare_workdir(workdir, _WORKDIR, _fill)
+
+
+def _fill(wd: Path) -> None:
     for sub in ("keys", "registry", "data", "home", "out"):
         (wd / sub).mkdir()
     # several chunks, so the proof and gc walk a real DAG (deterministic bytes)
     (wd / "data" / "short.bin").write_bytes(random.Random(20261207).randbytes(600_000))
-    (wd / MARKER).write_text("demo-io-lease work directory; --workdir may reuse it\n")
-    return wd
 
 
 def build_dag(workdir: str | os.PathLike[str] | None = None) -> Dag:

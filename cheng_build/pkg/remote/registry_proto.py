@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cheng_build.cas import varint
+
 PROTOCOL_ID = "/cheng/registry/1.0.0"
 MAX_REQUEST_BYTES = 4096
 MAX_PAGE_LINES = 4096
@@ -47,17 +49,7 @@ class ProtocolError(ValueError):
 
 def frame(body: bytes) -> bytes:
     """``uvarint(len(body)) || body``."""
-    n = len(body)
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            break
-    return bytes(out) + body
+    return varint.encode(len(body)) + body
 
 
 def _int(req: dict[str, Any], key: str) -> int:
