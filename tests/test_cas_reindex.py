@@ -43,11 +43,14 @@ def test_a_lost_index_costs_no_block_when_the_store_is_written_again(
     b.write_bytes(os.urandom(2_000))
     cid_a = _add(cache, a, capsysbinary)
     _drop_index(cache)
+    assert _cat(cache, cid_a, capsysbinary) == a.read_bytes()  # a reader rebuilds it as well
+    _drop_index(cache)
     _add(cache, b, capsysbinary)
     assert _cat(cache, cid_a, capsysbinary) == a.read_bytes()
 
 
-def test_store_reindex_repairs_a_damaged_index(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+def test_store_reindex_repairs_a_damaged_index(
+        tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     cache, f = tmp_path / "c", tmp_path / "f"
     f.write_bytes(os.urandom(700_000))
     cid = _add(cache, f, capsysbinary)

@@ -117,6 +117,7 @@ class Blockstore:
         self._index: PackIndex | None = None
         self._fds: dict[int, int] = {}
         self._fd_mu = threading.Lock()
+        self._held = threading.local()  # .mode: the store lock this thread holds (index())
         self._pid = os.getpid()
 
     def __repr__(self) -> str:
@@ -154,9 +155,19 @@ class Blockstore:
         if self.index_path.exists():
             return self._open_index()
         if not create:
-            return None
+            from cheng_build.cas.reindex import pack_files
+
+            if not pack_files(self.packs_dir):
+                return None  # a new or version-1 store: nothing indexed yet
+            # Packs but no index (it was lost): a reader rebuilds it too, or every block in the
+            # packs would look missing.
         from cheng_build.cas.migrate import has_flat_blocks, migrate_flat
 
+        held = getattr(self._held, "mode", None)
+        if held is not None:
+            # This thread holds the store lock already (gc, orphan cleaning): flock would wait
+            # for ourselves. Exclusive: safe to build here; shared: leave it to the next opener.
+            return self._ensure_index() if held == "exclusive" else None
         with self._lock(exclusive=True):
             idx = self._ensure_index()
             if has_flat_blocks(self):
@@ -254,10 +265,21 @@ class Blockstore:
                              how="check the path and its permissions (--pkg-cache: / PKG_CACHE)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
+            with self._holding("exclusive" if exclusive else "shared"):
+                yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    @contextlib.contextmanager
+    def _holding(self, mode: str) -> Iterator[None]:
+        """Note that this thread holds the store lock (see :meth:`index`)."""
+        before = getattr(self._held, "mode", None)
+        self._held.mode = mode
+        try:
+            yield
+        finally:
+            self._held.mode = before
 
     def locked(self, *, exclusive: bool = False) -> contextlib.AbstractContextManager[None]:
         """Hold the store lock: shared keeps gc out (writers), exclusive keeps writers out (gc).
@@ -289,7 +311,8 @@ class Blockstore:
                 return 0, 0
             from cheng_build.cas.packgc import drop_orphans
 
-            return drop_orphans(self, flat_temps_older_than=0.0)
+            with self._holding("exclusive"):
+                return drop_orphans(self, flat_temps_older_than=0.0)
         finally:
             os.close(fd)  # releases the lock
 
