@@ -42,7 +42,7 @@ from cheng_build.cis.node.revoke import Held
 from cheng_build.cis.node.room import Batch, Room, RoomError
 
 Log = Callable[[str], None]
-_Cand = tuple[tuple[bool, bytes], RunRec, TaskRec, int]  # (claim order, run, task, epoch to claim)
+_Cand = tuple[tuple[bool, int, bytes], RunRec, TaskRec, int]  # (claim order, run, task, epoch to claim)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,11 @@ class NodeConfig:
     batch: int = 64  # most tasks claimed ahead of the running ones (a fair share, capped)
     linger_s: float = 0.1  # results and renewals wait this long for neighbours to merge with
     linger_max: int = 32  # ...or until this many are queued
+    # While this node has a job's worth of won tasks waiting, news cannot make it start anything
+    # sooner: results linger longer (fewer, larger events) and the room is read at most this
+    # often (every read is a sync the homeserver answers: with 8 clients, most of its work).
+    busy_linger_s: float = 0.3
+    busy_pace_s: float = 0.2
 
 
 
@@ -276,24 +281,36 @@ class Agent:
             return self._scanned[1], self._scanned[2]
         ready: list[_Cand] = []
         lapsed: list[_Cand] = []
-        for run_id, run in self.ledger.runs.items():
+        for pos, (run_id, run) in enumerate(self.ledger.runs.items()):
             if self.parsed.get(run_id) is None:
                 continue
             for t in run.tasks:
-                if t.results or t.skipped_by or not self._capable(t):
+                if t.results or t.skipped_by or (t.plan.caps and not self._capable(t)):
                     continue  # finished: the bulk of a long run, skipped before anything costly
+                if t.winners:
+                    epoch = t.epoch
+                    if epoch not in t.released:
+                        # Held by someone: never ready, only possibly lapsed (the cheap part of
+                        # Ledger.lapsed first: most holders were heard within their lease).
+                        if self._fresh - t.heard > t.lease_s.get(epoch, 30.0) \
+                                and t.winners[epoch] != self.node and self.ledger.lapsed(t, self._fresh):
+                            lapsed.append(((False, pos, b""), run, t, epoch + 1))
+                        continue
                 if self.ledger.ready(run, t):
-                    ready.append((self._order(run, t, live), run, t, self.ledger.next_epoch(t)))
+                    ready.append((self._order(pos, run, t, live), run, t, self.ledger.next_epoch(t)))
                 elif self.ledger.lapsed(t, self._fresh) and t.holder != self.node:
-                    lapsed.append(((False, b""), run, t, t.epoch + 1))
+                    lapsed.append(((False, pos, b""), run, t, t.epoch + 1))
         ready.sort(key=lambda c: c[0])
         self._scanned = (key, ready, lapsed)
         return ready, lapsed
 
-    def _order(self, run: RunRec, t: TaskRec, live: frozenset[str]) -> tuple[bool, bytes]:
+    def _order(self, pos: int, run: RunRec, t: TaskRec, live: frozenset[str]) -> tuple[bool, int, bytes]:
         """Claim order: first the tasks this node is the rendezvous choice for among the live
         nodes able to take them (highest hash of node/run/task), then the rest, in this node's
-        hash order. Racing nodes thus mostly claim disjoint sets; the rest is stealing."""
+        hash order. Racing nodes thus mostly claim disjoint sets; the rest is stealing.
+        Within each, the older run first (``pos``, its place in the timeline): claims, results
+        and renewals are one event per run, so a node that works through one run at a time
+        posts one event where interleaving four runs posted four."""
         key = (run.run_id, t.plan.idx)
         got = self._prefer.get(key)
         if got is None or got[0] != live:
@@ -302,7 +319,7 @@ class Agent:
                     ] if t.plan.caps else [n for n in live if n not in run.declined]
             choice = max(able or [self.node], key=lambda n: _hash(n, run.run_id, t.plan.idx))
             got = self._prefer[key] = (live, choice, _hash(self.node, run.run_id, t.plan.idx))
-        return got[1] != self.node, got[2]
+        return got[1] != self.node, pos, got[2]
 
     def _live_nodes(self) -> frozenset[str]:
         """Nodes heard within three hello intervals, this one included."""
@@ -371,7 +388,8 @@ class Agent:
 
     def _start_won(self) -> None:
         busy = sum(1 for h in self.held.values() if h.started)
-        for h in sorted(self.held.values(), key=lambda h: h.idx):
+        pos = {run_id: i for i, run_id in enumerate(self.ledger.runs)}  # older run first (see _order)
+        for h in sorted(self.held.values(), key=lambda h: (pos.get(h.run, 0), h.idx)):
             if busy >= self.cfg.jobs:
                 break
             if h.started or not self._startable(h):
@@ -433,6 +451,12 @@ class Agent:
             # A batch holds every event up to when the read was asked; an empty long poll
             # says the room was quiet until it returned.
             self.ingest(batch, asked if batch.events else self.clock.now())
+            if batch.events and self._busy():
+                await _sleep_or(stop, self.cfg.busy_pace_s)
+
+    def _busy(self) -> bool:
+        """A job's worth of won tasks waits beyond the running ones: no news can start one sooner."""
+        return len(self.held) >= 2 * self.cfg.jobs and not self.island
 
     async def _flusher(self, stop: asyncio.Event) -> None:
         """Deliver the outbox in order, on its own: a slow PUT never delays starting a task.
@@ -441,7 +465,8 @@ class Agent:
         while not stop.is_set():
             self._queued.clear()
             if not self._urgent.is_set():
-                await _wait_any(self._urgent, stop, self.cfg.linger_s)
+                await _wait_any(self._urgent, stop,
+                                self.cfg.busy_linger_s if self._busy() else self.cfg.linger_s)
             self._urgent.clear()
             self._lingering = 0
             await self._flush()
