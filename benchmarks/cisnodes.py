@@ -42,7 +42,7 @@ from cheng_build.cis.node.ledger import Ledger, TaskPlan  # noqa: E402
 from cheng_build.cis.node.protocol import Kind  # noqa: E402
 
 RUN = "01M98FZR3PSFV964KJ3JCZ99Y9"
-_REQ = re.compile(r"ru=\(([\d.]+)sec, ([\d.]+)sec\).*\"(GET|PUT|POST) (\S+)")
+_REQ = re.compile(r"\{@?(\w+)[^}]*\} Processed.*ru=\(([\d.]+)sec, ([\d.]+)sec\).*\"(GET|PUT|POST) (\S+)")
 PARTS: dict[str, list[float]] = {"outbox": [], "put": [], "after_put": []}
 
 
@@ -168,10 +168,11 @@ def _requests(log: Path, start: int) -> dict[str, tuple[int, float]]:
             m = _REQ.search(line)
             if not m:
                 continue
-            uri = m.group(4)
+            uri = m.group(5)
             kind = "sync" if "/sync" in uri else "send" if "/send/" in uri else "other"
+            kind += "_origins" if m.group(1) == "orig" else "_nodes" if m.group(1).startswith("node") else ""
             n, cpu = out.get(kind, (0, 0.0))
-            out[kind] = (n + 1, cpu + float(m.group(1)) + float(m.group(2)))
+            out[kind] = (n + 1, cpu + float(m.group(2)) + float(m.group(3)))
     return out
 
 
@@ -206,6 +207,13 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
         nodes_cpu = sum(_cpu_s(p.pid) for p in nodes)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         log_at = (hs.dir / "homeserver.log").stat().st_size
+        spies = []
+        if PROFILE is not None and os.environ.get("CISNODES_PYSPY"):
+            # Sampled stacks of Synapse and of a node (all threads) during the room run.
+            spies = [subprocess.Popen([os.environ["CISNODES_PYSPY"], "record", "-p", str(pid), "-r", "50",
+                                       "--nonblocking", "--format", "raw", "-o", str(PROFILE / f"{name}.txt")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for name, pid in (("synapse", hs.proc.pid), ("node1", nodes[1].pid))]
         t0 = time.perf_counter()
         origins = [subprocess.Popen([*(_cis("origin0") if d == dags[0] else cis), "run", str(d), *conn("orig"), "--quiet"], env=_env(tmp / "orig"))
                    for d in dags]
@@ -217,6 +225,9 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
         origins_cpu = done.ru_utime + done.ru_stime - kids.ru_utime - kids.ru_stime
         hs_cpu = _cpu_s(hs.proc.pid) - hs_cpu
         nodes_cpu = sum(_cpu_s(p.pid) for p in nodes) - nodes_cpu
+        for spy in spies:
+            spy.send_signal(2)
+            spy.wait(timeout=60)
         time.sleep(0.5)  # the last requests' log lines
         REQUESTS.update(_requests(hs.dir / "homeserver.log", log_at))
     finally:

@@ -61,7 +61,7 @@ class NodeConfig:
     # While this node has a job's worth of won tasks waiting, news cannot make it start anything
     # sooner: results linger longer (fewer, larger events) and the room is read at most this
     # often (every read is a sync the homeserver answers: with 8 clients, most of its work).
-    busy_linger_s: float = 0.3
+    busy_linger_s: float = 0.4
     busy_pace_s: float = 0.2
 
 
@@ -355,8 +355,8 @@ class Agent:
         ahead = min(self.cfg.batch, max(self.cfg.jobs, math.ceil(len(ready) / len(live))))
         room = self.cfg.jobs + ahead - len(self.held) - len(self.claims)
         waiting = len(self.claims) + sum(1 for h in self.held.values() if not h.started)
-        if room <= 0 or (waiting and room < ahead // 4 and not lapsed):
-            return  # enough in hand: top up in a batch once a quarter of it is gone
+        if room <= 0 or (waiting and room < ahead // 2 and not lapsed):
+            return  # enough in hand: top up in a batch once half of it is gone (few, large claims)
         claim: dict[str, list[list[int]]] = defaultdict(list)
         for _, run, t, epoch in (lapsed + ready)[:room]:  # takeovers first
             self.claims[(run.run_id, t.plan.idx)] = epoch
