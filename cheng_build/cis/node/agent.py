@@ -97,6 +97,7 @@ class Agent:
         # silent only if the timeline, read after the lease ran out, has nothing from it.
         self.clock = AwakeClock()
         self._fresh = self.clock.now()
+        self._own_seen = -math.inf  # monotonic time an event of this node was last read back
         self._wake = asyncio.Event()
         self._queued = asyncio.Event()
         self._urgent = asyncio.Event()  # a claim, hello...: no linger
@@ -185,8 +186,10 @@ class Agent:
             if msg.kind is Kind.CLAIM:
                 for idx, epoch in msg.items():
                     self._claim_seen(msg.text("run"), idx, epoch, msg.node)
-            if msg.node == self.node and msg.kind in (Kind.CLAIM, Kind.LEASE) and "at_ms" in msg.body:
-                self._confirmed(msg)
+            if msg.node == self.node:
+                self._own_seen = time.monotonic()
+                if msg.kind in (Kind.CLAIM, Kind.LEASE) and "at_ms" in msg.body:
+                    self._confirmed(msg)
         self.token = batch.token
         self._fresh = max(self._fresh, now if fresh is None else fresh)
         self._wake.set()
@@ -487,7 +490,9 @@ class Agent:
                         job.result()  # a refusal ends the node with its reason
                 self._wake.clear()
                 self._tick()
-                if time.monotonic() - last_hello >= self.cfg.hello_s:
+                # Any event of this node tells the others it is alive (the ledger hears a node
+                # on each of its events): a hello is due only after a quiet interval.
+                if time.monotonic() - max(last_hello, self._own_seen) >= self.cfg.hello_s:
                     last_hello = time.monotonic()
                     self._hello()
                 await _wait_any(self._wake, stop, 0.25 if self.island else 1.0)
