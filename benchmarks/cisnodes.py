@@ -146,6 +146,8 @@ async def _count_events(hs: Synapse, user: str, room: str) -> dict[str, int]:
         items = e.content.get("tasks") or e.content.get("results")
         n = len(items) if isinstance(items, list) else (1 if "task" in e.content else 0)
         counts[f"{kind}_items"] = counts.get(f"{kind}_items", 0) + n
+        if os.environ.get("CISNODES_EVENTS"):
+            print(kind, e.sender.split(":")[0], e.content.get("run", "")[-4:], n, e.ts_ms, file=sys.stderr)
     return dict(sorted(counts.items()))
 
 
@@ -203,6 +205,9 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
              for i in range(4)]
     try:
         time.sleep(3.0)  # the nodes log in and join (not counted)
+        idle = _cpu_s(hs.proc.pid)
+        time.sleep(2.0)  # Synapse's CPU with the four nodes long-polling an idle room
+        REQUESTS["synapse_idle"] = (0, (_cpu_s(hs.proc.pid) - idle) / 2.0)
         hs_cpu = _cpu_s(hs.proc.pid)
         nodes_cpu = sum(_cpu_s(p.pid) for p in nodes)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -291,6 +296,7 @@ def main() -> int:
     print("room events by kind after the throughput run (<kind>_items: pairs/results carried): "
           + ", ".join(f"{k}={v}" for k, v in events.items()))
     anchor_cpu = REQUESTS.pop("anchor_cpu")[1]
+    print(f"Synapse idle (4 nodes long-polling, no events): {REQUESTS.pop('synapse_idle')[1]:.3f} cpu-s/s")
     room_cpu = sum(results[k]["ours"] for k in ("synapse_cpu_share", "nodes_cpu_share", "origins_cpu_share"))
     print(f"CPU: the anchor (one machine, 800 tasks) spent {anchor_cpu:.2f} cpu-s; the room run "
           f"{room_cpu:.2f} cpu-s (Synapse + nodes + origins), on {os.cpu_count()} cores")

@@ -61,7 +61,7 @@ class NodeConfig:
     # While this node has a job's worth of won tasks waiting, news cannot make it start anything
     # sooner: results linger longer (fewer, larger events) and the room is read at most this
     # often (every read is a sync the homeserver answers: with 8 clients, most of its work).
-    busy_linger_s: float = 0.4
+    busy_linger_s: float = 1.0  # capped at a tenth of the lease: renewals linger too
     busy_pace_s: float = 0.2
 
 
@@ -113,22 +113,28 @@ class Agent:
                                 **({"task": idx} if idx is not None else {}), **fields)
         self._put(kind, body, run, idx)
 
-    def post_batch(self, kind: Kind, run: str, pairs: list[list[int]], **fields: object) -> None:
-        """One event for many (task, epoch) pairs of ``run`` (split where it would pass 16 KB)."""
+    def post_batch(self, kind: Kind, run: str, pairs: list[list[int]], *, linger: bool = False,
+                   **fields: object) -> None:
+        """One event for many (task, epoch) pairs of ``run`` (split where it would pass 16 KB).
+        ``linger``: may wait with the results (a top-up claim of a busy node)."""
         if kind in (Kind.CLAIM, Kind.LEASE):
             fields["at_ms"] = int(time.monotonic() * 1000)  # read back by this node only
         for body in protocol.split(kind, self.node, run, pairs, **fields):
-            self._put(kind, body, run, None)
+            self._put(kind, body, run, None, linger)
 
-    def _put(self, kind: Kind, body: dict[str, object], run: str, idx: int | None) -> None:
+    def _put(self, kind: Kind, body: dict[str, object], run: str, idx: int | None,
+             linger: bool = False) -> None:
         self.outbox.put(kind.etype, body, run, idx)
         self._queued.set()
         self._lingering += 1
-        if kind not in (Kind.STATE, Kind.LEASE) or self._lingering >= self.cfg.linger_max:
+        if not (linger or kind in (Kind.STATE, Kind.LEASE)) or self._lingering >= self.cfg.linger_max:
             self._urgent.set()
         self._wake.set()
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, drain: bool = True) -> None:
+        """Deliver the queue in order. ``drain=False``: one pass over what is queued now; what
+        is posted meanwhile waits for the next linger (a drain sent each result the moment the
+        previous PUT came back: one small event per PUT while tasks finished fast)."""
         answered = False  # only an answer of the homeserver ends island mode, never an empty queue
         while batch := self.outbox.pending():
             for g in coalesce(batch):
@@ -149,6 +155,8 @@ class Agent:
                     return
                 self.outbox.sent_many(g.entries)
                 answered = True
+            if not drain:
+                break
         if answered:
             self._back_online()
 
@@ -369,8 +377,12 @@ class Agent:
                 self.log(f"task {t.plan.idx} {t.plan.name} of {run.run_id}: {t.holder} silent past "
                          f"its lease, claiming epoch {epoch} (revokes epoch {epoch - 1})")
             claim[run.run_id].append([t.plan.idx, epoch])
+        # A top-up while a job's worth of won tasks still waits is not urgent: it goes out with
+        # the next results (one flush, where it dragged them out early); a hungry node's claim,
+        # or a takeover, goes at once.
+        linger = self._busy() and not lapsed
         for run_id, pairs in claim.items():
-            self.post_batch(Kind.CLAIM, run_id, pairs, lease_ms=int(self.cfg.lease_s * 1000))
+            self.post_batch(Kind.CLAIM, run_id, pairs, linger=linger, lease_ms=int(self.cfg.lease_s * 1000))
 
     def _answer_revokes(self) -> None:
         release, contradict = revoke.answer(self.held, self._rec, self.node, self.log)
@@ -468,11 +480,16 @@ class Agent:
         while not stop.is_set():
             self._queued.clear()
             if not self._urgent.is_set():
-                await _wait_any(self._urgent, stop,
-                                self.cfg.busy_linger_s if self._busy() else self.cfg.linger_s)
+                busy = min(self.cfg.busy_linger_s, self.cfg.lease_s / 10)
+                await _wait_any(self._urgent, stop, busy if self._busy() else self.cfg.linger_s)
             self._urgent.clear()
             self._lingering = 0
-            await self._flush()
+            await self._flush(drain=False)
+            left = self.outbox.queued()
+            if left and not self.island:
+                if left >= self.cfg.linger_max:
+                    self._urgent.set()
+                continue  # posted during the pass: linger (or go at once) for them
             # An island retries every half second; otherwise wait for the next post.
             await _wait_any(self._queued, stop, 0.5 if self.island else 5.0)
 
