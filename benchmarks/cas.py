@@ -3,6 +3,9 @@
 - ``unixfs_add``: root CID of one large file (default 1 GiB, fixed 256 KiB chunks, balanced
   layout, raw leaves, nothing stored) — ours vs the npm ``ipfs-unixfs-importer`` on the same
   file (its import timed inside node, so node's start-up is not counted against it). GB/s.
+- ``unixfs_add_store`` (only when named in ``--only``): the same, ours as ``cheng-pkg add`` runs
+  it (every block written to a fresh blockstore, fsynced, the root pinned) against the same JS
+  import (which stores nothing): what the store costs on top of the import.
 - ``dedup_fastcdc``: two versions of a file (default 100 MiB) differing by a 1-byte insertion near
   the start: the share of version 2's bytes that sit in blocks version 1 already has, with our
   FastCDC; anchor: pyfastcdc (the reference FastCDC) with the same min/avg/max. ``dedup_fixed``:
@@ -12,8 +15,8 @@
   repository. MB/s, so the ratio is git time / our time.
 
 Usage: ``python benchmarks/cas.py [--json] [--quick] [--size-mib N] [--dedup-mib N]
-[--tree-files N --tree-mb N] [--only unixfs_add,dedup,tree]``. ``--json`` prints one JSON object
-``{"name": {"ours", "anchor", "unit", "ratio"}}`` as the last line.
+[--tree-files N --tree-mb N] [--only unixfs_add,unixfs_add_store,dedup,tree]``. ``--json`` prints
+one JSON object ``{"name": {"ours", "anchor", "unit", "ratio"}}`` as the last line.
 """
 
 from __future__ import annotations
@@ -98,7 +101,8 @@ def best_of(runs: int, fn: object) -> tuple[float, object]:
     return best, result
 
 
-def bench_unixfs_add(work: Path, size_mib: int, runs: int, jsroot: Path) -> dict[str, object]:
+def bench_unixfs_add(work: Path, size_mib: int, runs: int, jsroot: Path,
+                     stored: bool = False) -> dict[str, object]:
     f = work / "big.bin"
     size = size_mib << 20
     log(f"unixfs_add: writing {size_mib} MiB ...")
@@ -108,8 +112,17 @@ def bench_unixfs_add(work: Path, size_mib: int, runs: int, jsroot: Path) -> dict
             pass
     # Alternate the two sides so a change in machine load hits both alike; best of each.
     ours_s = js_s = float("inf")
+    def ours_once() -> tuple[float, object]:
+        if not stored:
+            return best_of(1, lambda: add_path(None, f))
+        store = work / f"store-{time.monotonic_ns()}"  # a fresh store: every block written
+        try:
+            return best_of(1, lambda: add_path(Blockstore(store), f))  # ... fsynced and pinned
+        finally:
+            shutil.rmtree(store, ignore_errors=True)
+
     for _ in range(runs):
-        t, cid = best_of(1, lambda: add_path(None, f))
+        t, cid = ours_once()
         ours_s = min(ours_s, t)
         res = subprocess.run(["node", "bench.mjs", str(f), "1"], cwd=jsroot, capture_output=True,
                              text=True, check=True)
@@ -118,7 +131,8 @@ def bench_unixfs_add(work: Path, size_mib: int, runs: int, jsroot: Path) -> dict
         if js["cid"] != str(cid):
             raise SystemExit(f"unixfs_add: CIDs differ: ours {cid}, js {js['cid']}")
     ours, anchor = size / ours_s / 1e9, size / js_s / 1e9
-    log(f"unixfs_add  {size_mib} MiB  ours {ours_s:.3f} s  js {js_s:.3f} s  root {cid}")
+    name = "unixfs_add_store" if stored else "unixfs_add"
+    log(f"{name}  {size_mib} MiB  ours {ours_s:.3f} s  js {js_s:.3f} s  root {cid}")
     return {"ours": round(ours, 3), "anchor": round(anchor, 3), "unit": "GB/s",
             "ratio": round(ours / anchor, 3)}
 
@@ -247,9 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = {}
     work = Path(tempfile.mkdtemp(prefix="cheng-cas-bench-", dir=args.work_dir))
     try:
-        if "unixfs_add" in only:
-            results["unixfs_add"] = bench_unixfs_add(work, size_mib, args.runs, js_dir(args.js_dir))
-            (work / "big.bin").unlink()
+        for name in ("unixfs_add", "unixfs_add_store"):
+            if name in only:
+                results[name] = bench_unixfs_add(work, size_mib, args.runs, js_dir(args.js_dir),
+                                                 stored=name.endswith("_store"))
+                (work / "big.bin").unlink()
         if "dedup" in only:
             results.update(bench_dedup(work, dedup_mib))
         if "tree" in only:

@@ -70,7 +70,15 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
                 p = Path(dirpath) / f
                 if p.name.endswith(".lock"):
                     continue
+                if p.name.startswith("index.sqlite"):  # the blockstore's index: by content below
+                    continue
                 out[str(p.relative_to(root))] = p.read_bytes()
+        if (root / "index.sqlite").exists():
+            from helpers_packstore import index_content
+
+            content = index_content(root / "index.sqlite")
+            if content:
+                out["index.sqlite"] = content
     return out
 
 

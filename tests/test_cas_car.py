@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers_cas import MemoryStore
+from helpers_packstore import tamper_block
 from helpers_parts import import_part
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -120,10 +121,8 @@ def test_repair_from_car(tmp_path: Path) -> None:
     car = tmp_path / "backup.car"
     export_car(store, root, car)
     leaf = list(iter_dag(store, root))[1]
-    p = store.path_for(leaf)
-    os.chmod(p, 0o644)
-    good = p.read_bytes()
-    p.write_bytes(bytes([good[0] ^ 0xFF]) + good[1:])  # always a change (a 0x00 first byte was not)
+    good = store.get(leaf)
+    tamper_block(store, leaf, bytes([good[0] ^ 0xFF]) + good[1:])  # always a change
     with pytest.raises(DigestMismatchError, match=str(leaf)):
         read_file(store, root)
     import_car(store, car)

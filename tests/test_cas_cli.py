@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers_packstore import tamper_block
 
+from cheng_build.cas.blockstore import Blockstore
+from cheng_build.cas.cid import parse_cid
 from cheng_build.cli.pkg import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,9 +90,7 @@ def test_corrupt_block_names_cid(tmp_path: Path, capsys: pytest.CaptureFixture[s
     f.write_bytes(os.urandom(1000))
     cache = f"--pkg-cache:{tmp_path / 'c'}"
     cid = cli(capsys, "add", str(f), cache)[1].strip()
-    block = next((tmp_path / "c" / "blocks").rglob(cid))
-    os.chmod(block, 0o644)
-    block.write_bytes(b"\x00" * 1000)
+    tamper_block(Blockstore(tmp_path / "c"), parse_cid(cid), b"\x00" * 1000)
     rc, _, err = cli(capsys, "cat", cid, cache)
     assert rc == 1 and err.splitlines()[0] == f"cat: block {cid} is corrupt"
 
@@ -102,4 +103,4 @@ def test_piped_add_prints_only_the_cid(tmp_path: Path) -> None:
                          capture_output=True, text=True, env=env, check=False)
     assert res.returncode == 0 and res.stderr == ""
     assert res.stdout == "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq\n"
-    assert (tmp_path / "c" / "blocks").is_dir()
+    assert (tmp_path / "c" / "index.sqlite").is_file()

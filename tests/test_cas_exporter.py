@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers_cas import MemoryStore
+from helpers_packstore import drop_block
 
 from cheng_build.cas import dagpb, unixfs
 from cheng_build.cas.blockstore import Blockstore
@@ -154,7 +155,7 @@ def test_materialize_is_all_or_nothing(tmp_path: Path) -> None:
     # Remove one leaf: the checkout must fail and leave neither the final dir nor a temp dir.
     victim = next(c for c in iter_dag(store, root) if c.codec.name == "raw")
     blob = store.get(victim)
-    store.path_for(victim).unlink()
+    drop_block(store, victim)
     with pytest.raises(NotFoundError, match=str(victim)):
         materialize(store, root, tmp_path / "cache")
     packages = tmp_path / "cache" / "packages"
@@ -219,7 +220,7 @@ def test_failed_export_leaves_nothing(tmp_path: Path) -> None:
     store = Blockstore(tmp_path / "s")
     root = add_path(store, src)
     victim = [c for c in iter_dag(store, root) if c.codec.name == "raw"][-1]
-    store.path_for(victim).unlink()
+    drop_block(store, victim)
     with pytest.raises(NotFoundError):
         export_to(store, root, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s", "src"]  # no out, no temp

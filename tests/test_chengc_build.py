@@ -228,7 +228,9 @@ def test_artifact_comes_out_of_the_cas_verified(cc: Runner) -> None:
     (cc.tmp / "artifacts/chengc/app").unlink()
     rc, _, err = cc("app.cheng", "--explain")
     assert rc == 0 and "no longer in the store; rebuilding" in err and len(cc.calls()) == 2
-    store.path_for(cid).write_bytes(b"tampered")
+    flat = store.flat_path(cid)  # chengc's action cache writes blocks in the flat layout
+    flat.parent.mkdir(parents=True, exist_ok=True)
+    flat.write_bytes(b"tampered")
     (cc.tmp / "artifacts/chengc/app").unlink()
     rc, _, err = cc("app.cheng")
     assert rc == 1 and str(cid) in err.splitlines()[0]

@@ -192,3 +192,59 @@ def test_a_room_run_is_confirmed_from_the_origin_machines_web_view(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+def test_a_room_run_is_confirmed_from_a_node_machines_web_view(
+        hs: Synapse, tmp_path: Path, running: list[Any]) -> None:
+    """Any node's web view, not only the origin's: `cis node` keeps its own copy of the room run
+    (states, node column, person gates), so `cis status` and `cis web` on the node's machine
+    show it and confirm it in the room; a local `cis resume` there is refused."""
+    room = "webconfirm-node"  # its own room: alpha reads no run of the other test
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    (ws / "r").write_text(f'echo "$CIS_NODE" >> "{ran}/$1"\n')
+    dag = write_dag(ws, "rel2", [
+        {"name": "build", "cmd": ["sh", "r", "build"], "cwd": "."},
+        {"name": "publish", "deps": [0], "cmd": ["sh", "r", "publish"], "cwd": ".", "level": "Confirmed"}])
+    alpha: Node = start_node(hs, "alpha", room, ws, tmp_path, ["cpu"])
+    running.append(alpha)
+    wait_for(lambda: "caps" in alpha.text(), 60, "alpha up", [alpha])
+    proc = origin_run(hs, "origin", room, dag, tmp_path, tmp_path / "home-origin", "--grace:120")
+    try:
+        wait_for(lambda: ": Completed" in alpha.text(), 60, "build done", [alpha])
+        run_id = alpha.text().split("run ", 1)[1].split(" ", 1)[0]
+        view = start_view(alpha.home, *conn_flags(hs, "alpha", room, tmp_path)[:-1])
+        running.append(view)
+        wait_for(lambda: waiting(view, run_id) == ["publish"], 60, "publish waiting in alpha's view",
+                 [alpha])
+
+        def status() -> dict[str, Any]:
+            r = subprocess.run([sys.executable, "-m", "cheng_build.cli.cis", "status", run_id,
+                                "--format:json"], capture_output=True, env=cis_env(alpha.home),
+                               timeout=60, check=False)
+            assert r.returncode == 0, r.stderr
+            return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+        tasks = {t["name"]: t for t in status()["tasks"]}
+        assert (tasks["build"]["state"], tasks["build"]["node"]) == ("Completed", "@alpha:cis.test")
+        resume = subprocess.run([sys.executable, "-m", "cheng_build.cli.cis", "resume", run_id],
+                                capture_output=True, text=True, env=cis_env(alpha.home), timeout=60,
+                                check=False)
+        assert resume.returncode == 2 and "lives in room" in resume.stderr.splitlines()[0], resume.stderr
+
+        code, body = post(view, f"/api/runs/{run_id}/tasks/publish/confirm", token=view.token)  # type: ignore[arg-type]
+        assert code == 200 and body["state"] == "sent", body
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (tmp_path / "origin.log").read_text()
+        res = json.loads(out.decode().strip().splitlines()[-1])
+        assert [(t["name"], t["state"]) for t in res["tasks"]] == [("build", "Completed"),
+                                                                   ("publish", "Completed")]
+        for name in ("build", "publish"):  # each exactly once
+            assert (ran / name).read_text().split() == ["@alpha:cis.test"]
+        wait_for(lambda: status()["state"] == "Succeeded", 30, "alpha's copy finished", [alpha])
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

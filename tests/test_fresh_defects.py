@@ -62,7 +62,7 @@ def test_pkg_cache_is_the_flag_of_every_command_and_store_stays_an_alias(
                         "--channel:stable", "--epoch:1", "--src:more", "--priv:me.json",
                         "--pkg-cache:other")
     assert rc == 0, err
-    assert (world / "other" / "blocks").is_dir() and not (world / "chengcache").exists()
+    assert (world / "other" / "index.sqlite").is_file() and not (world / "chengcache").exists()
     rc, out, err = call(capsys, registry_cli.main, "verify", "--pkg-cache:other")
     assert rc == 0 and out[0] == "store: 1 snapshot(s) hash to their signed CIDs; 1 not in other", out
     rc, out, err = call(capsys, registry_cli.main, "verify", "--store:other")  # the old name

@@ -66,6 +66,50 @@ def test_str_documents_read_in_place_equal_the_packed_path(docs: list[list[str]]
     assert direct == [native_simhash.simhash64_batch([[t.encode() for t in d]])[0] for d in docs]
 
 
+def test_object_layout_is_confirmed_on_this_interpreter() -> None:
+    # CPython 3.11 on 64-bit: C may read lists and compact ASCII strings in place.
+    import ctypes
+
+    layout = native_simhash._object_layout(ctypes, ctypes.pythonapi)
+    assert layout is not None
+    assert layout[3] == id(str)
+
+
+@settings(max_examples=60, deadline=None)
+@given(docs=st.lists(st.lists(st.text(max_size=24), max_size=40), max_size=6))
+def test_reading_in_place_equals_the_api_calls(docs: list[list[str]]) -> None:
+    # The same kernel with the layout and without it (every token through the C API calls);
+    # str subclasses are not read in place (their type differs) and must hash the same.
+    import os
+
+    os.environ["CHENG_SIMHASH_CALLS_ONLY"] = "1"
+    try:
+        calls_only = native_simhash._make_pylists()
+    finally:
+        del os.environ["CHENG_SIMHASH_CALLS_ONLY"]
+    in_place = native_simhash._make_pylists()
+    assert calls_only is not None and in_place is not None
+    assert calls_only.api.list_items_off == 0 and in_place.api.list_items_off != 0  # type: ignore[attr-defined]
+
+    class Sub(str):
+        pass
+
+    mixed = [[Sub(t) if i % 3 == 0 else t for i, t in enumerate(d)] for d in docs]
+    want = [ref_simhash64(d) for d in docs]
+    assert in_place([list(d) for d in docs]) == want
+    assert calls_only([list(d) for d in docs]) == want
+    assert in_place(mixed) == want
+
+
+def test_in_place_short_tokens_of_every_length() -> None:
+    # Batches of eight ASCII tokens of 0-16 bytes (the branch-free staging reads the 16 bytes
+    # that end at each token's NUL), in every rotation, against the reference.
+    words = ["abcdefghijklmnop"[:n] for n in range(17)]
+    docs = [[words[(r + i) % 17] for i in range(16)] for r in range(17)]
+    docs += [[w] * 8 for w in words]
+    assert native_simhash._pylists(docs) == [ref_simhash64(d) for d in docs]
+
+
 def test_in_place_path_leaves_other_batches_to_the_packed_path() -> None:
     assert native_simhash._pylists([["a", b"b"]]) is None  # a bytes token: not for this path
     assert native_simhash._pylists([[b"a"]]) is None

@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers_packstore import tamper_block
 
+from cheng_build.cas.blockstore import Blockstore
+from cheng_build.cas.cid import parse_cid
 from cheng_build.cli import pkg, registry
 
 
@@ -180,9 +183,7 @@ def test_verify_store_catches_swapped_content(env: Path, capsys: pytest.CaptureF
     assert rc == 0
     rc, out, _ = run(capsys, registry, "verify", "--store:cas")
     assert rc == 0 and out[-1] == "ok"
-    block = next(p for p in (env / "cas" / "blocks").rglob("*") if p.name == _cid(env))
-    block.chmod(0o644)
-    block.write_bytes(b"fn Hello(x: int): int =\n    return 666\n")
+    tamper_block(Blockstore(env / "cas"), parse_cid(_cid(env)))
     rc, _, err = run(capsys, registry, "verify", "--store:cas")
     assert rc == 1
     assert err[0] == "verify: line 1: content of pkg://cheng/x does not hash to its signed CID"

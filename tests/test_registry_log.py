@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import time
 from pathlib import Path
 
 import pytest
+from helpers_packstore import tamper_block
 from helpers_registry import World
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -291,12 +291,11 @@ def test_arbitrary_package_content_refused(world: World) -> None:
     assert check_snapshot_content(world.store, e.cid, e.format) >= 1
     # Swap the stored bytes for other content: the block no longer hashes to the signed CID.
     cid = parse_cid(e.cid)
-    blocks = [world.store.path_for(c) for c in [cid]]
-    p = blocks[0]
-    if not p.exists():  # a directory root: corrupt any block below it
-        p = next(world.store.blocks_dir.rglob("baf*"))
-    os.chmod(p, 0o644)
-    p.write_bytes(b"fn Main(): int =\n    return 666\n")
+    body = b"fn Main(): int =\n    return 666\n"
+    if world.store.locate(cid) is not None and world.store.locate(cid).length == len(body):
+        tamper_block(world.store, cid, body)
+    else:  # a directory root (or another size): corrupt a block below it
+        tamper_block(world.store, cid if world.store.locate(cid) else next(iter(world.store.iter_cids())))
     with pytest.raises(DigestMismatchError):
         check_snapshot_content(world.store, e.cid, e.format)
 

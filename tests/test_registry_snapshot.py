@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from helpers_packstore import tamper_block
 from helpers_registry import World
 
 from cheng_build.pkg.publish import PublishError
@@ -121,9 +122,6 @@ def test_content_check_reads_every_block(tmp_path: Path, fmt: str) -> None:
     # Corrupt the block holding src/main.cheng's bytes (for tar: the archive itself).
     target = (src / "src" / "main.cheng").read_bytes()
     cids = [make_cid(target)] if fmt != "tar" else []
-    path = w.store.path_for(cids[0]) if cids else next(
-        p for p in w.store.blocks_dir.rglob("baf*") if p.is_file())
-    path.chmod(0o644)
-    path.write_bytes(path.read_bytes() + b"tampered")
+    tamper_block(w.store, cids[0] if cids else next(iter(w.store.iter_cids())))
     with pytest.raises(DigestMismatchError):
         check_snapshot_content(w.store, snap.cid, fmt)

@@ -8,11 +8,12 @@ import random
 from pathlib import Path
 
 import pytest
+from helpers_packstore import drop_block
 from helpers_storage import IO_VARS, StorageNode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cheng_build.cas.cid import RAW, cid_str
+from cheng_build.cas.cid import RAW, cid_str, parse_cid
 from cheng_build.cas.importer import add_bytes
 from cheng_build.cas.walk import walk_dag
 from cheng_build.cli.storage import main
@@ -60,8 +61,7 @@ def test_missing_fraction_fails_as_predicted(tmp_path: Path) -> None:
     rnd = random.Random(7)
     f, k, trials = 0.25, 4, 600
     for name in rnd.sample(leaves, int(f * 64)):  # the cheater deleted 16 of 64 leaves
-        path = store.blocks_dir / name[-3:-1] / name
-        path.unlink()
+        drop_block(store, parse_cid(name))
     passed = 0
     for t in range(trials):
         req = P.Request(root, f"epoch-{t}".encode(), k)
@@ -151,7 +151,7 @@ def test_proof_over_libp2p_honest_then_cheating(tmp_path: Path, capsys: pytest.C
         assert rc == 0 and out.startswith("get ok:"), err
         leaves = [c for c in walk_dag(store.get, root) if c.codec.code == RAW]
         for c in leaves[::2]:
-            store.path_for(c).unlink()
+            drop_block(store, c)
         rc = main(["proof", f"--cid:{root}", "--provider:node:store-1", f"--peer:{node.addr}",
                    "--challenges:16", "--seed:round-2", verifier])
         out, err = capsys.readouterr()

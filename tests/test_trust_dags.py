@@ -220,7 +220,9 @@ def test_car_import_refuses_a_fifo_instead_of_blocking(cli: Cli) -> None:
 
 def test_the_next_fetch_removes_what_a_killed_fetch_left(cli: Cli) -> None:
     """A fetch killed mid-batch (SIGKILL, for real, in a child process) leaves staged block
-    files and a half checkout; the next ``cheng-pkg fetch`` removes them at once."""
+    blocks in a pack and a half checkout; the next ``cheng-pkg fetch`` removes them at once."""
+    from cheng_build.cas.blockstore import Blockstore
+
     import signal
     import subprocess
     import sys
@@ -248,12 +250,15 @@ def test_the_next_fetch_removes_what_a_killed_fetch_left(cli: Cli) -> None:
     env = dict(os.environ, PYTHONPATH=str(Path(cheng_build.__file__).resolve().parent.parent))
     p = subprocess.run([sys.executable, "-c", code, str(cache)], env=env, timeout=60)
     assert p.returncode == -signal.SIGKILL
-    temps = [f for f in (cache / "blocks").rglob(".tmp-*")]
-    assert len(temps) == 20
+    # The killed batch appended 20 blocks to a pack it never committed: bytes nothing points at.
+    packs = list((cache / "packs").glob("*.pack"))
+    assert len(packs) == 1 and packs[0].stat().st_size > 20 * 300_000
+    assert Blockstore(cache).stats().blocks == 0
+    left = packs[0].stat().st_size + 1000
     assert (cache / "packages" / ".bafyhalf.tmp-0123456789ab").is_dir()
     (cli.tmp / "cheng.lock.toml").write_text('package_id = "pkg://cheng/app"\n')
     rc, _out, err = cli.pkg("fetch", "--lock:cheng.lock.toml", f"--pkg-cache:{cache}", "--mode:local")
     assert rc == 0, err
-    assert "fetch: note: removed 21 temp files (6001000 bytes) an interrupted fetch had left" in err
-    assert not list((cache / "blocks").rglob(".tmp-*"))
+    assert f"fetch: note: removed 2 temp files ({left} bytes) an interrupted fetch had left" in err
+    assert not list((cache / "packs").glob("*.pack"))
     assert not (cache / "packages" / ".bafyhalf.tmp-0123456789ab").exists()

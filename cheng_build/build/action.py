@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from cheng_build.build import compiler as compiler_mod
 from cheng_build.build.action_cache import ActionCache, CasArtifactStore, Entry, KeyParts, canonical_env
@@ -26,6 +24,11 @@ from cheng_build.build.stage import (
     stage_parent,
     write_if_changed,
 )
+from cheng_build.core.record import dataclass
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     from cheng_build.build.packages import PackageContext
@@ -220,9 +223,9 @@ def _compile(job: Job, data: Mapping[str, bytes] | None, last: Entry | None,
                                   job.out_rel, job.staged, job.bg)
     if meter is not None:
         _record_usage(job, meter.stop())
-    import hashlib
+    from cheng_build.core.sha256 import sha256
 
-    sha = hashlib.sha256(compiled.data).hexdigest()
+    sha = sha256(compiled.data).hexdigest()
     output_cid, ref = _store_artifact(job, compiled.data, sha)
     entry = Entry(job.parts, job.inputs_map, ref, sha, len(compiled.data), compiled.mode,
                   compiled.stdout, compiled.stderr, {"output_cid": output_cid})

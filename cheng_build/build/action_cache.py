@@ -20,15 +20,20 @@ Artifact bytes live in an :class:`ArtifactStore` named by ``ref``: the content s
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from cheng_build.build.cachefile import write_cache_file
+from cheng_build.core.record import dataclass, field
+from cheng_build.core.sha256 import sha256
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # a structural interface only mypy checks; nothing tests it with isinstance
 
 _VERSION = 1
 
@@ -53,7 +58,7 @@ class KeyParts:
     def key(self) -> str:
         """The cache key: SHA-256 hex of the canonical JSON of the parts."""
         blob = json.dumps({"v": _VERSION, **self.as_json()}, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return sha256(blob.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +122,7 @@ class ActionCache:
         return self.root / "ac" / key[:2] / f"{key}.json"
 
     def _target_path(self, output: Path) -> Path:
-        return self.root / "targets" / (hashlib.sha256(os.fspath(output).encode()).hexdigest() + ".json")
+        return self.root / "targets" / (sha256(os.fspath(output).encode()).hexdigest() + ".json")
 
     def files_for(self, key: str, output: Path) -> tuple[Path, Path]:
         """The entry file of ``key`` and the last-build file of ``output`` (what a hit reads)."""
@@ -243,7 +248,7 @@ def put_raw_block(root: Path, data: bytes) -> str:
 
     from cheng_build.build.fastcid import raw_cid
 
-    cid = raw_cid(hashlib.sha256(data).hexdigest())
+    cid = raw_cid(sha256(data).hexdigest())
     shard = root / "blocks" / cid[-3:-1]
     final = shard / cid
     try:
@@ -292,7 +297,7 @@ class FileArtifactStore:
         self.root = root
 
     def put(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256(data).hexdigest()
         p = self.root / "objects" / digest
         if not p.exists():
             write_cache_file(p, data)
@@ -306,7 +311,7 @@ class FileArtifactStore:
             data = (self.root / "objects" / digest).read_bytes()
         except FileNotFoundError as exc:
             raise NotFoundError(f"artifact {ref} is not in the cache") from exc
-        if hashlib.sha256(data).hexdigest() != digest:
+        if sha256(data).hexdigest() != digest:
             raise DigestMismatchError(f"cached artifact {ref} is corrupt",
                                       how="delete it; the next build recompiles")
         return data

@@ -18,11 +18,11 @@ import os
 import stat
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from cheng_build.build.errors import CompilerFailedError, NoCompilerError
+from cheng_build.core.record import dataclass
 
 CONFIG_NAME = "cheng-pkg-config.toml"
 WRAPPER_MARK = b"cheng_build.cli.chengc"  # what pip's console-script shim for us contains
@@ -222,21 +222,18 @@ def run(compiler: Path, inv: Invocation) -> Outcome:
         NoCompilerError: it could not be started.
         CompilerFailedError: it exited non-zero (carries its stdout/stderr and exit code).
     """
-    import subprocess  # the cache-hit path never starts a process
+    from cheng_build.build.spawn import run_captured  # the cache-hit path never starts a process
 
     with compiler_errors(compiler):
-        proc = subprocess.run(
-            [os.fspath(compiler), *inv.argv], cwd=inv.cwd, env=dict(inv.env),
-            stdin=subprocess.DEVNULL, capture_output=True, check=False,
-        )
-    if proc.returncode != 0:
+        code, stdout, stderr = run_captured([os.fspath(compiler), *inv.argv], os.fspath(inv.cwd), inv.env)
+    if code != 0:
         how = "the compiler's own messages are above"
-        if proc.returncode < 0:
-            how = f"it was killed by signal {-proc.returncode}"
-        raise CompilerFailedError(f"compiler failed with exit code {proc.returncode}",
-                                  returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr,
+        if code < 0:
+            how = f"it was killed by signal {-code}"
+        raise CompilerFailedError(f"compiler failed with exit code {code}",
+                                  returncode=code, stdout=stdout, stderr=stderr,
                                   why=f"{compiler} {' '.join(inv.argv)}", how=how)
-    return Outcome(proc.stdout, proc.stderr)
+    return Outcome(stdout, stderr)
 
 
 def self_path() -> Path | None:

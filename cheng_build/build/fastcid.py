@@ -12,14 +12,20 @@ Data: UnixFS{Type: Directory}}``. Anything larger returns None and the caller us
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
-from typing import cast
 
 # Both import nothing heavy (no multiformats, no native library): the one varint codec and the
 # one base32 CID encoder, shared with the CAS.
 from cheng_build.cas.cid import cid_text
 from cheng_build.cas.varint import encode as _uvarint
+from cheng_build.core.sha256 import sha256
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import cast
+else:
+    def cast(_type: object, value: object) -> object:  # typing.cast, without importing typing
+        return value
 
 CHUNK = 262144  # the default UnixFS chunker, "size-262144"
 _RAW, _DAG_PB, _SHA256 = 0x55, 0x70, 0x12
@@ -70,10 +76,10 @@ def tree_car(data: Mapping[str, bytes]) -> bytes | None:
     :func:`cheng_build.cas.car.export_car` writes them; None when a file spans more than one
     chunk. ``chengc --sign`` writes the inputs with it without importing the CAS (the CAS path
     costs a durable block store and ~100 ms; this is one buffer)."""
-    tree = _tree((p, len(b), hashlib.sha256(b).hexdigest()) for p, b in data.items())
+    tree = _tree((p, len(b), sha256(b).hexdigest()) for p, b in data.items())
     if tree is None:
         return None
-    by_sha = {hashlib.sha256(b).hexdigest(): b for b in data.values()}
+    by_sha = {sha256(b).hexdigest(): b for b in data.values()}
     blocks: list[tuple[bytes, bytes]] = []  # (cid bytes, block) in pre-order
 
     def build(node: dict[str, object]) -> tuple[bytes, int, list[tuple[bytes, bytes]]]:
@@ -89,7 +95,7 @@ def tree_car(data: Mapping[str, bytes]) -> bytes | None:
                 below.append((cid, by_sha[fsha]))
             entries.append((name.encode("utf-8"), cid, tsize))
         block = _dir_node(entries)
-        cid = _cid_bytes(_DAG_PB, hashlib.sha256(block).digest())
+        cid = _cid_bytes(_DAG_PB, sha256(block).digest())
         return cid, len(block) + sum(e[2] for e in entries), [(cid, block), *below]
 
     root, _tsize, ordered = build(tree)
@@ -125,7 +131,7 @@ def tree_root(files: Iterable[tuple[str, int, str]]) -> str | None:
                 cid, tsize = _cid_bytes(_RAW, bytes.fromhex(fsha)), int(fsize)
             entries.append((name.encode("utf-8"), cid, tsize))
         block = _dir_node(entries)
-        return _cid_bytes(_DAG_PB, hashlib.sha256(block).digest()), len(block) + sum(e[2] for e in entries)
+        return _cid_bytes(_DAG_PB, sha256(block).digest()), len(block) + sum(e[2] for e in entries)
 
     return cid_text(build(tree)[0])
 

@@ -32,10 +32,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
 
 from cheng_build.build.errors import (
     ImportCycleError,
@@ -43,6 +41,13 @@ from cheng_build.build.errors import (
     ImportPathError,
     UnresolvedImportError,
 )
+from cheng_build.core.record import dataclass
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # a structural interface only mypy checks; nothing tests it with isinstance
 
 MANIFEST_NAME = "cheng-package.toml"
 DEFAULT_ROOT = "~/.cheng-packages"

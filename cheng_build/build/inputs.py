@@ -18,16 +18,19 @@ only when something changed; a missing or unreadable file is an empty cache)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from cheng_build.build.cachefile import write_cache_file
 from cheng_build.build.imports import GraphFile, ImportStmt, parse_imports
+from cheng_build.core.sha256 import sha256
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 RACY_NS = 2_000_000_000
 MAX_ROOTS = 4096
@@ -86,7 +89,7 @@ class StatCache:
         # The file may change between stat and read: record the stat taken after the read only
         # when it still matches, so a torn observation is never trusted.
         sig_after = _sig(os.stat(path))
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256(data).hexdigest()
         facts = analyze(data)
         if sig_after == sig and len(data) == sig[2]:
             self._files[key] = {"sig": sig, "at": time.time_ns(), "sha256": digest, "facts": facts}
@@ -152,7 +155,7 @@ def read_inputs(files: Sequence[GraphFile]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for f in files:
         data = f.source.read_bytes()
-        if hashlib.sha256(data).hexdigest() != f.sha256:
+        if sha256(data).hexdigest() != f.sha256:
             raise InputChangedError(
                 f"input changed during the build: {f.source}",
                 how="run chengc again once the editor has finished writing",
@@ -168,10 +171,8 @@ def listing_digest(files: Sequence[GraphFile]) -> str:
     it to the CID once computed (:meth:`StatCache.known_root`) and a no-op build never imports
     the CAS. The SHA-256 of the lines ``<staged path>\\0<size>\\0<sha256 hex>\\n``.
     """
-    h = hashlib.sha256()
-    for f in sorted(files, key=lambda f: f.staged):
-        h.update(f"{f.staged}\0{f.size}\0{f.sha256}\n".encode())
-    return h.hexdigest()
+    text = "".join(f"{f.staged}\0{f.size}\0{f.sha256}\n" for f in sorted(files, key=lambda f: f.staged))
+    return sha256(text.encode()).hexdigest()
 
 
 __all__ = ["RACY_NS", "StatCache", "listing_digest", "read_inputs"]

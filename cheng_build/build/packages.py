@@ -31,20 +31,24 @@ watches.)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
 from cheng_build.build.cachefile import write_cache_file
 from cheng_build.build.inputs import StatCache
 from cheng_build.core.errors import ChengError, UsageError
+from cheng_build.core.record import dataclass, field
+from cheng_build.core.sha256 import sha256
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+if TYPE_CHECKING:
+    T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,7 @@ def _stamp_write(path: Path, doc: Mapping[str, Any]) -> None:
 
 
 def _h(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+    return sha256("\0".join(parts).encode()).hexdigest()
 
 
 def _display(p: Path, cwd: Path) -> str:

@@ -19,10 +19,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from cheng_build.build.cachefile import write_cache_file
 from cheng_build.pkg.remote.addresses import consumer_addrs
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 _NEVER = 10 ** 12  # the window of "nothing to sync from": until the configuration changes
 
@@ -55,9 +58,9 @@ def sync_for_build(chengc_dir: Path, reg_path: Path, fingerprint: str,
 
 
 def _stamp_path(chengc_dir: Path, reg_path: Path, fingerprint: str) -> Path:
-    import hashlib
+    from cheng_build.core.sha256 import sha256
 
-    key = hashlib.sha256(f"{reg_path}\0{fingerprint}".encode()).hexdigest()
+    key = sha256(f"{reg_path}\0{fingerprint}".encode()).hexdigest()
     return chengc_dir / "synced" / f"{key}.json"
 
 

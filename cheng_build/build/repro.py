@@ -11,11 +11,11 @@ each, and compares the two outputs byte for byte (equal bytes <=> equal CIDs).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from cheng_build.build.errors import NotReproducibleError
+from cheng_build.core.record import dataclass
 
 
 class EpochSource(Enum):

@@ -4,12 +4,13 @@ options, the result and its status, and where the artifact goes by default."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cheng_build.build.imports import ImportGraph
+from cheng_build.core.record import dataclass, field
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
 
 if TYPE_CHECKING:
     pass

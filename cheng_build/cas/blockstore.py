@@ -1,33 +1,38 @@
-"""A filesystem blockstore: every block a file named by its CID, verified on every read.
+"""The packed blockstore: blocks appended to pack files, found through an index, verified on every read.
 
 (Over 400 lines because the store and its write :class:`Batch` share one on-disk layout and one
 lock protocol, documented here once.)
 
-On-disk format (version 1)::
+On-disk format (version 2; docs/cas.md has the reasons and the measurements)::
 
-    <root>/blocks/<xx>/<cid>      one block; <cid> is CIDv1 base32, <xx> its next-to-last two
-                                  characters (go-ipfs flatfs "next-to-last/2": the last character
-                                  of a base32 CID carries padding bits, the two before it are
-                                  uniformly spread, giving <= 1,024 shard directories)
-    <root>/blocks/<xx>/.tmp-*     a write in flight (or left by a crash; gc removes old ones)
+    <root>/packs/<id>.pack        blocks, appended (format: cheng_build.cas.packfile)
+    <root>/index.sqlite[-wal,-shm] binary CID -> (pack, offset, length); each pack's committed
+                                  length (format: cheng_build.cas.packindex)
     <root>/pins/<cid>             an empty file: the DAG under <cid> is pinned (recursively)
     <root>/store.lock             flock: writers hold it shared, gc holds it exclusive
+    <root>/blocks/<xx>/<cid>      version 1 (one file per block): still read when a block is not
+                                  in the index; moved into packs on the first write to a store
+                                  that has no index yet, by gc, and by ``cheng-pkg store migrate``
+                                  (:mod:`cheng_build.cas.migrate`)
 
-Writes are atomic and durable, and batched so durability does not cost one fsync round trip per
-block: a :class:`Batch` writes every block to a temp file in its shard, then makes all of them
-durable together (per-file fsyncs from a thread pool for small batches; one ``syncfs`` of the
-store's file system from 64 blocks on, see :mod:`cheng_build.cas.durable`), then renames each into
-place, then makes the renames durable (each touched directory fsynced once, or a second
-``syncfs``). A reader sees a block completely or not at all; a crash leaves only ``.tmp-`` files.
+Why packs (``benchmarks/store_layouts.py``): one file per block spent more CPU on creating,
+renaming and syncing files than on hashing and copying the bytes; appending to a pack costs one
+``pwritev`` per block, and a batch ends with one ``fdatasync`` per pack it touched plus one index
+commit, whatever its size.
 
-Concurrent writers are safe without coordination: a block's name is its content, so two writers
-renaming the same CID install identical bytes. ``gc`` takes the lock exclusively, and a batch
-(import + pin) holds it shared from its first write until its pins are written, so gc can never
-delete blocks an import has written but not yet pinned.
+Write protocol (a :class:`Batch`; ``put`` and ``put_many`` are one batch each):
+
+1. take the store lock shared (gc waits), then a pack nobody else writes (``flock``; several
+   writers append to different packs in parallel);
+2. append each new block to the pack (nothing points at it yet);
+3. commit: ``fdatasync`` the pack(s), then one SQLite transaction adds the blocks to the index and
+   moves the packs' committed lengths, then the pins are written. Only then does the batch
+   return: nothing is acknowledged before it is durable, and a ``kill -9`` at any point leaves
+   either the old index (the appended tail is cut off by the pack's next writer) or the new one.
 
 A block that fails verification on read raises :class:`DigestMismatchError` naming its CID; putting
-the block again (from a CAR file or a peer) repairs it, because ``put`` compares an existing file
-with the new bytes and replaces it when they differ.
+the block again (from a CAR file or a peer) repairs it: ``put`` compares the stored bytes with the
+new ones and appends a fresh copy when they differ, and the index then points at the good copy.
 """
 
 from __future__ import annotations
@@ -35,25 +40,39 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
-import time
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from cheng_build.cas.cid import CID, DAG_PB, RAW, CidError, cid_bytes, cid_str, parse_cid, verify_block
+from cheng_build.cas.cid import (
+    CID,
+    DAG_PB,
+    RAW,
+    CidError,
+    cid_bytes,
+    cid_str,
+    decode_cid_bytes,
+    parse_cid,
+    verify_block,
+)
 from cheng_build.cas.dagpb import DagPbError
-from cheng_build.cas.durable import SYNCFS_MIN_FILES, flush_filesystem, fsync_dirs, fsync_files
 from cheng_build.cas.walk import block_links
-from cheng_build.core.atomic import atomic_write_bytes
+from cheng_build.core.atomic import atomic_write_bytes, fsync_dir
 from cheng_build.core.errors import DigestMismatchError, IntegrityError, NotFoundError, StoreError
 from cheng_build.core.paths import cache_dir
 
-__all__ = ["Batch", "Blockstore", "GcResult"]
+if TYPE_CHECKING:
+    from cheng_build.cas.migrate import MigrateResult
+    from cheng_build.cas.packfile import PackWriter
+    from cheng_build.cas.packindex import Location, PackIndex
+    from cheng_build.cas.reindex import ReindexResult
+
+__all__ = ["Batch", "Blockstore", "GcResult", "StoreStats", "block_key"]
 
 _TMP = ".tmp-"
-_STALE_TMP_SECONDS = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +85,24 @@ class GcResult:
     stale_temps: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """What a store holds: indexed blocks and their bytes, packs and their size on disk."""
+
+    blocks: int
+    block_bytes: int
+    packs: int
+    pack_bytes: int
+    flat_blocks: int  # version-1 files not yet moved into packs
+
+
+def block_key(cid: CID) -> bytes:
+    """The index key of ``cid``: its binary CIDv1 (a CIDv0 and its v1 name one block)."""
+    return bytes((1, DAG_PB)) + cid.digest if cid.version == 0 else cid_bytes(cid)
+
+
 class Blockstore:
-    """Blocks under ``root/blocks/``; see the module docstring for the layout.
+    """Blocks in ``root/packs/`` found through ``root/index.sqlite``; see the module docstring.
 
     Args:
         root: the cache root (``chengcache`` by default, see :func:`cheng_build.core.paths.cache_dir`).
@@ -75,24 +110,145 @@ class Blockstore:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir()
-        self.blocks_dir = self.root / "blocks"
+        self.blocks_dir = self.root / "blocks"  # version 1 (flat) blocks, read until migrated
+        self.packs_dir = self.root / "packs"
         self.pins_dir = self.root / "pins"
+        self.index_path = self.root / "index.sqlite"
+        self._index: PackIndex | None = None
+        self._fds: dict[int, int] = {}
+        self._fd_mu = threading.Lock()
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"Blockstore({os.fspath(self.root)!r})"
 
-    # -- locations ------------------------------------------------------------------------------
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
-    def path_for(self, cid: CID) -> Path:
-        """Where the block of ``cid`` lives (whether or not it exists)."""
+    def close(self) -> None:
+        """Close the index and the cached pack files (reopened on the next use)."""
+        with self._fd_mu:
+            if self._pid == os.getpid():
+                for fd in self._fds.values():
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            self._fds.clear()
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    # -- the index ------------------------------------------------------------------------------
+
+    def index(self, *, create: bool = False) -> PackIndex | None:
+        """The store's index; ``None`` when it does not exist and ``create`` is false.
+
+        Creating it moves a version-1 store's blocks into packs first (under the exclusive lock),
+        so a store is never half old, half new without the old half being read.
+
+        Raises:
+            StoreError: the index cannot be opened or created.
+        """
+        if self._index is not None:
+            return self._index
+        if self.index_path.exists():
+            return self._open_index()
+        if not create:
+            return None
+        from cheng_build.cas.migrate import has_flat_blocks, migrate_flat
+
+        with self._lock(exclusive=True):
+            idx = self._ensure_index()
+            if has_flat_blocks(self):
+                migrate_flat(self, idx)
+        return idx
+
+    def _open_index(self) -> PackIndex:
+        from cheng_build.cas.packindex import PackIndex
+
+        with self._fd_mu:  # one connection per store object, whichever thread asks first
+            if self._index is None:
+                self._index = PackIndex(self.index_path)
+            return self._index
+
+    def _ensure_index(self) -> PackIndex:
+        """Open the index, creating it first if needed (the caller holds the exclusive lock)."""
+        from cheng_build.cas.packindex import create_index_file
+
+        if not self.index_path.exists():
+            from cheng_build.cas.reindex import pack_files, rebuild_index
+
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                if pack_files(self.packs_dir):
+                    # Packs without an index (it was lost): rebuild it from them before anything
+                    # is written. A fresh empty index would hand out pack ids that name existing
+                    # packs, and their next writer would cut them to nothing.
+                    rebuild_index(self.packs_dir, self.index_path)
+                else:
+                    create_index_file(self.index_path)
+            except (OSError, Exception) as exc:  # sqlite3.Error is imported lazily
+                raise StoreError(f"cannot create the store index {self.index_path}", why=str(exc),
+                                 how="check the path, free space and permissions") from None
+        return self._open_index()
+
+    def reindex(self) -> ReindexResult:
+        """Rebuild the index from the packs, every block verified (``cheng-pkg store reindex``).
+
+        The old index files are kept beside it as ``index.sqlite.old-<time>`` (a damaged one may
+        still be worth a look); pins are files and are not touched.
+
+        Raises:
+            StoreError: the store cannot be locked, a pack read or the index written.
+        """
+        import time
+
+        from cheng_build.cas.reindex import rebuild_index
+
+        with self._lock(exclusive=True):
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                old = self.index_path.with_name(self.index_path.name + suffix)
+                if old.exists():
+                    old.rename(old.with_name(f"{old.name}.old-{stamp}"))
+            try:
+                return rebuild_index(self.packs_dir, self.index_path)
+            except (OSError, Exception) as exc:  # sqlite3.Error is imported lazily
+                raise StoreError(f"cannot rebuild the store index {self.index_path}", why=str(exc),
+                                 how="check free space and permissions, then run it again") from None
+
+    def migrate(self) -> MigrateResult:
+        """Move version-1 block files into packs now (what the first write does by itself).
+
+        Raises:
+            StoreError: the store cannot be locked or written (nothing removed).
+        """
+        from cheng_build.cas.migrate import migrate_flat
+
+        with self._lock(exclusive=True):
+            return migrate_flat(self, self._ensure_index())
+
+    def locate(self, cid: CID) -> Location | None:
+        """Where the block of ``cid`` is in the packs (``None``: not in the index)."""
+        idx = self.index()
+        return None if idx is None else idx.locate(block_key(cid))
+
+    def flat_path(self, cid: CID) -> Path:
+        """Where a version-1 store kept the block of ``cid`` (read until it is migrated)."""
         s = cid_str(cid)
         return self.blocks_dir / s[-3:-1] / s
+
+    def pack_path(self, pack: int) -> Path:
+        return self.packs_dir / f"{pack}.pack"
 
     @contextlib.contextmanager
     def _lock(self, exclusive: bool) -> Iterator[None]:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.root / "store.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.root / "store.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise StoreError(f"cannot open the store at {self.root}", why=str(exc),
                              how="check the path and its permissions (--pkg-cache: / PKG_CACHE)") from None
@@ -109,62 +265,87 @@ class Blockstore:
         A caller that records its own roots next to the store (the storage leases) writes them
         under the shared lock, so a gc that honours those roots never runs in between.
         """
+        self.index(create=True)  # a version-1 store migrates before anyone holds the lock
         return self._lock(exclusive)
 
     def clean_orphans(self) -> tuple[int, int]:
-        """Remove the temp files of writers that died (a killed fetch); returns (files, bytes).
+        """Cut off what writers that died left (a killed fetch); returns (files, bytes).
 
-        Every writer holds the store lock shared from its first temp file to its commit, so
-        when the lock can be taken exclusively *right now* no writer is alive and every
-        ``.tmp-`` file is an orphan. When it cannot (a fetch is running), nothing is touched:
-        the next fetch tries again, and gc removes what is over an hour old. (Judging by the
-        writer's pid instead would delete a live writer's files in another pid namespace.)
+        Only when the lock can be taken exclusively *right now* (no writer alive): then every
+        pack's bytes past its committed length, every pack file the index does not know, and
+        every version-1 ``.tmp-`` file is an orphan. When a writer is running nothing is
+        touched: the next fetch tries again, and gc does the same.
         """
-        if not self.blocks_dir.is_dir():
+        if not self.root.is_dir():
             return 0, 0
         try:
-            fd = os.open(self.root / "store.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.root / "store.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError:
             return 0, 0
-        files = nbytes = 0
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return 0, 0
-            for shard in self.blocks_dir.iterdir():
-                if not shard.is_dir():
-                    continue
-                for f in shard.iterdir():
-                    if f.name.startswith(_TMP):
-                        with contextlib.suppress(OSError):
-                            size = f.stat().st_size
-                            f.unlink()
-                            files += 1
-                            nbytes += size
+            from cheng_build.cas.packgc import drop_orphans
+
+            return drop_orphans(self, flat_temps_older_than=0.0)
         finally:
             os.close(fd)  # releases the lock
-        return files, nbytes
 
     # -- reads ----------------------------------------------------------------------------------
 
     def has(self, cid: CID) -> bool:
         """Whether a block for ``cid`` is stored (not verified; :meth:`get` verifies)."""
-        return self.path_for(cid).is_file()
+        if self.locate(cid) is not None:
+            return True
+        return self.blocks_dir.is_dir() and self.flat_path(cid).is_file()
+
+    def _pack_fd(self, pack: int) -> int:
+        with self._fd_mu:
+            if self._pid != os.getpid():  # forked: the parent's descriptors are not ours to keep
+                self._fds, self._pid = {}, os.getpid()
+            fd = self._fds.get(pack)
+            if fd is None:
+                fd = os.open(self.pack_path(pack), os.O_RDONLY | os.O_CLOEXEC)
+                self._fds[pack] = fd
+            return fd
+
+    def _read(self, cid: CID) -> tuple[bytes, str]:
+        """The stored bytes of ``cid`` (unverified) and where they came from."""
+        key = block_key(cid)
+        idx = self.index()
+        for attempt in range(2):
+            loc = None if idx is None else idx.locate(key)
+            if loc is None:
+                break
+            try:
+                data = os.pread(self._pack_fd(loc.pack), loc.length, loc.offset)
+            except FileNotFoundError:
+                if attempt:
+                    raise
+                continue  # compacted away between the lookup and the open: look it up again
+            if len(data) != loc.length:
+                return data, f"pack {loc.pack} is shorter than its index says"
+            return data, f"pack {loc.pack} at offset {loc.offset}"
+        path = self.flat_path(cid)
+        try:
+            return path.read_bytes(), str(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFoundError(f"block {cid} is not in the store", why=f"looked in {self.root}",
+                                how="fetch it (cheng-pkg fetch) or import a CAR that holds it") from None
 
     def get(self, cid: CID) -> bytes:
         """The verified bytes of ``cid``.
 
         Raises:
             NotFoundError: the block is not stored, naming the CID.
-            DigestMismatchError: the stored bytes do not match, naming the CID and the file.
+            DigestMismatchError: the stored bytes do not match, naming the CID and where they are.
         """
-        path = self.path_for(cid)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise NotFoundError(f"block {cid} is not in the store", why=f"looked in {self.root}",
-                                how="fetch it (cheng-pkg fetch) or import a CAR that holds it") from None
+            data, where = self._read(cid)
+        except NotFoundError:
+            raise
         except OSError as exc:
             raise StoreError(f"cannot read block {cid}", why=str(exc)) from None
         try:
@@ -172,31 +353,51 @@ class Blockstore:
         except DigestMismatchError as exc:
             raise DigestMismatchError(
                 f"block {cid} is corrupt",
-                why=f"{path} does not hash to its CID",
+                why=f"{where} does not hash to its CID",
                 how="re-import it from a CAR file (cheng-pkg car import) or fetch it from a peer; "
                     "the good copy replaces the bad one") from exc
         return data
 
     def iter_cids(self) -> Iterator[CID]:
-        """Every stored block's CID (files that are not CIDs are skipped)."""
-        if not self.blocks_dir.is_dir():
-            return
-        for shard in sorted(self.blocks_dir.iterdir()):
-            if not shard.is_dir():
-                continue
-            for f in sorted(shard.iterdir()):
-                if f.name.startswith(_TMP):
-                    continue
+        """Every stored block's CID (indexed ones, then version-1 files not yet migrated)."""
+        idx = self.index()
+        seen: set[bytes] = set()
+        if idx is not None:
+            for key in idx.all_keys():
+                seen.add(key)
                 try:
-                    yield parse_cid(f.name)
-                except CidError:
+                    yield decode_cid_bytes(key)
+                except (CidError, ValueError):
                     continue
+        from cheng_build.cas.migrate import flat_files
+
+        for _, cid in flat_files(self):
+            if block_key(cid) not in seen:
+                yield cid
+
+    def stats(self) -> StoreStats:
+        """Counts and sizes (for reports and benchmarks; not verified)."""
+        from cheng_build.cas.migrate import flat_files
+
+        idx = self.index()
+        blocks, nbytes = idx.stats() if idx is not None else (0, 0)
+        packs = pack_bytes = 0
+        if self.packs_dir.is_dir():
+            for f in os.scandir(self.packs_dir):
+                if f.name.endswith(".pack"):
+                    packs += 1
+                    pack_bytes += f.stat().st_size
+        return StoreStats(blocks, nbytes, packs, pack_bytes, sum(1 for _ in flat_files(self)))
 
     # -- writes ---------------------------------------------------------------------------------
 
     def batch(self) -> Batch:
         """A batch of puts and pins, committed together when the ``with`` block ends."""
         return Batch(self)
+
+    def batch_under_lock(self) -> Batch:
+        """A batch for a caller that holds the store lock already (exclusively: migration, gc)."""
+        return Batch(self, lock=False)
 
     def put(self, cid: CID, data: bytes) -> None:
         """Store one block after verifying it (see :meth:`put_many` for many).
@@ -226,7 +427,7 @@ class Blockstore:
         Raises:
             NotFoundError: the root block is not stored.
         """
-        with self._lock(exclusive=False):
+        with self.locked():
             self._pin_locked(cid)
 
     def _pin_locked(self, cid: CID) -> None:
@@ -266,46 +467,37 @@ class Blockstore:
         return out
 
     def gc(self) -> GcResult:
-        """Remove every block not reachable from a pin, and stale temp files.
+        """Remove every block not reachable from a pin, compact packs, drop orphans.
 
-        Only dag-pb nodes are read (raw leaves have no links), so gc costs a fraction of the
-        store's size. Blocks missing below a pin are tolerated (a partial fetch); a *corrupt*
+        Only dag-pb nodes are read (raw leaves have no links), so the mark costs a fraction of
+        the store's size. Blocks missing below a pin are tolerated (a partial fetch); a *corrupt*
         pinned node stops gc before anything is deleted, because its children cannot be known
         and would be lost with it.
 
         Raises:
             DigestMismatchError: a pinned block is corrupt (repair it first).
         """
-        with self._lock(exclusive=True):
-            live = self._live()
-            kept = removed = freed = stale = 0
-            now = time.time()
-            for f in self._block_files():
-                if f.name.startswith(_TMP):
-                    stale += _drop_if_stale(f, now)
-                elif f.name in live:
-                    kept += 1
-                else:
-                    size = _unlink(f)
-                    if size is not None:
-                        removed += 1
-                        freed += size
-            return GcResult(kept, removed, freed, stale)
+        from cheng_build.cas.packgc import sweep
 
-    def _live(self) -> set[str]:
-        """The names of every block reachable from a pin (raw leaves are not read).
+        with self.locked(exclusive=True):
+            live = self._live()
+            res = sweep(self, live)
+            return GcResult(res.kept, res.removed, res.bytes_freed, res.stale)
+
+    def _live(self) -> set[bytes]:
+        """The binary CIDs of every block reachable from a pin (raw leaves are not read).
 
         Raises:
             IntegrityError: a pinned DAG has a block that is not valid dag-pb (nothing removed).
         """
-        live: set[str] = set()
+        live: set[bytes] = set()
         stack = [(p, p) for p in self.pins()]  # (block, the pin it is under)
         while stack:
             cid, pin = stack.pop()
-            name = cid_str(cid)
-            if name in live:
+            key = block_key(cid)
+            if key in live:
                 continue
-            live.add(name)
+            live.add(key)
             if cid.codec.code == RAW:
                 continue  # a leaf: nothing below it, no need to read it
             try:
@@ -314,14 +506,6 @@ class Blockstore:
                 continue  # a hole below a pin: nothing under it can be found from here
             stack.extend((c, pin) for c in _links_under_pin(cid, data, pin))
         return live
-
-    def _block_files(self) -> Iterator[Path]:
-        """Every file in every shard directory (blocks and temp files alike)."""
-        if not self.blocks_dir.is_dir():
-            return
-        for shard in self.blocks_dir.iterdir():
-            if shard.is_dir():
-                yield from shard.iterdir()
 
 
 def _links_under_pin(cid: CID, data: bytes, pin: CID) -> list[CID]:
@@ -336,45 +520,32 @@ def _links_under_pin(cid: CID, data: bytes, pin: CID) -> list[CID]:
             how=f"unpin it: cheng-pkg unpin {pin}") from None
 
 
-def _drop_if_stale(f: Path, now: float) -> int:
-    """Remove a temp file a crashed writer left (older than the stale limit); 1 when removed."""
-    with contextlib.suppress(OSError):
-        if now - f.stat().st_mtime > _STALE_TMP_SECONDS:
-            f.unlink()
-            return 1
-    return 0
-
-
-def _unlink(f: Path) -> int | None:
-    """Remove a block file; its size, or None when it could not be removed (gone already)."""
-    try:
-        size = f.stat().st_size
-        f.unlink()
-    except OSError:
-        return None
-    return size
-
-
 class Batch:
     """Staged writes committed together (see the module docstring).
 
     Use as a context manager; leaving the block normally commits, an exception discards every
-    staged file. :attr:`written` counts blocks that were new or replaced a corrupt copy.
+    staged block. :attr:`written` counts blocks that were new or replaced a corrupt copy.
     """
 
-    def __init__(self, store: Blockstore) -> None:
+    def __init__(self, store: Blockstore, *, lock: bool = True) -> None:
         self.store = store
-        self._staged: list[tuple[Path, Path]] = []  # (temp, final)
+        self._take_lock = lock
+        self._writer: PackWriter | None = None
+        self._writers: list[PackWriter] = []  # every pack this batch appended to
+        self._rows: list[tuple[bytes, int, int, int]] = []  # (cid, pack, offset, length)
         self._pins: list[CID] = []
-        self._shards: set[Path] = set()  # shard directories known to exist
-        self._fresh: set[Path] = set()  # ... of which this batch created these
         self._seen: set[bytes] = set()  # CIDs put in this batch
         self._lock_cm: contextlib.AbstractContextManager[None] | None = None
+        self._index: PackIndex | None = None
         self.written = 0
 
     def __enter__(self) -> Batch:
-        self._lock_cm = self.store._lock(exclusive=False)
-        self._lock_cm.__enter__()
+        self._index = self.store.index(create=True)
+        if self._take_lock:
+            self._lock_cm = self.store._lock(exclusive=False)
+            self._lock_cm.__enter__()
+        else:
+            self._lock_cm = contextlib.nullcontext()
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
@@ -412,85 +583,85 @@ class Batch:
             raise RuntimeError("Batch.put_verified outside 'with store.batch() as batch:'")
         self._stage(cid, data)
 
+    def _stored_equal(self, cid: CID, key: bytes, data: bytes | memoryview) -> bool:
+        """Whether an identical copy is stored already (a differing one is corrupt: replace it)."""
+        assert self._index is not None
+        loc = self._index.locate(key)
+        if loc is None:  # (a version-1 file is not looked at: packing a copy is what migration does)
+            return False
+        if loc.length != len(data):
+            return False
+        try:
+            return os.pread(self.store._pack_fd(loc.pack), loc.length, loc.offset) == data
+        except OSError:
+            return False
+
     def _stage(self, cid: CID, data: bytes | memoryview) -> None:
-        key = cid_bytes(cid)
+        from cheng_build.cas.packfile import PACK_LIMIT, acquire
+
+        key = block_key(cid)
         if key in self._seen:
             return  # staged already (a file repeating a chunk, e.g. runs of zeros)
         self._seen.add(key)
-        final = self.store.path_for(cid)
-        shard = final.parent
-        # A shard this batch created held nothing before it: no need to look for a copy there.
-        if shard not in self._fresh:
-            try:
-                if final.stat().st_size == len(data) and final.read_bytes() == data:
-                    return  # already stored intact
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise StoreError(f"cannot read block {cid}", why=str(exc)) from None
+        if self._stored_equal(cid, key, data):
+            return
+        assert self._index is not None
         try:
-            if shard not in self._shards:
-                try:
-                    shard.mkdir()
-                    self._fresh.add(shard)
-                except FileExistsError:
-                    pass
-                except FileNotFoundError:
-                    shard.mkdir(parents=True, exist_ok=True)
-                    self._fresh.add(shard)
-                self._shards.add(shard)
-            tmp = shard / f"{_TMP}{secrets.token_hex(8)}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            try:
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-            finally:
-                os.close(fd)
-        except OSError as exc:
+            w = self._writer
+            if w is None or w.pos >= PACK_LIMIT:
+                w = self._writer = acquire(self.store.packs_dir, self._index)
+                self._writers.append(w)
+            off = w.append(key, data)
+        except Exception as exc:  # OSError, or sqlite3.Error from the index
             self.discard()
             raise StoreError(f"cannot write block {cid} to {self.store.root}", why=str(exc),
                              how="check free space and permissions of the store") from None
-        self._staged.append((tmp, final))
+        self._rows.append((key, w.pack, off, len(data)))
 
     @property
     def staged(self) -> int:
-        """How many blocks are written to temp files and wait for :meth:`commit`."""
-        return len(self._staged)
+        """How many blocks are appended to packs and wait for :meth:`commit`."""
+        return len(self._rows)
 
     def pin(self, cid: CID) -> None:
         """Pin ``cid`` once the batch's blocks are in place."""
         self._pins.append(cid)
 
     def discard(self) -> None:
-        """Remove every staged temp file."""
-        for tmp, _ in self._staged:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        self._staged.clear()
+        """Cut every staged block off its pack and let the packs go."""
+        writers, self._writers, self._writer = self._writers, [], None
+        for w in writers:
+            if w.start == 0 and self._index is not None:
+                # A pack this batch started holds nothing committed: remove it, so a refused
+                # write leaves no trace. Its row goes first, while the pack is still locked.
+                with contextlib.suppress(Exception):
+                    self._index.delete([], [w.pack])
+                    os.unlink(self.store.pack_path(w.pack))
+            w.release(rollback=True)
+        self._rows.clear()
 
     def commit(self) -> None:
-        """fsync staged files together, rename them into place, fsync their directories once."""
-        staged, self._staged = self._staged, []
-        if staged:
-            big = len(staged) >= SYNCFS_MIN_FILES
-            try:
-                # 1. the data of every temp file reaches the disk ...
-                if not (big and flush_filesystem(self.store.blocks_dir)):
-                    fsync_files([t for t, _ in staged])
-                # 2. ... before any of them gets its final name ...
-                for tmp, final in staged:
-                    os.replace(tmp, final)
-            except OSError as exc:
-                for tmp, _ in staged:
-                    with contextlib.suppress(OSError):
-                        tmp.unlink()
-                raise StoreError(f"cannot commit blocks to {self.store.root}", why=str(exc)) from None
-            # 3. ... and the renames themselves are made durable, once per directory.
-            if not (big and flush_filesystem(self.store.blocks_dir)):
-                fsync_dirs([*(final.parent for _, final in staged), self.store.blocks_dir])
-            self.written += len(staged)
+        """fdatasync the packs, then index their blocks in one transaction, then write the pins."""
+        writers, self._writers, self._writer = self._writers, [], None
+        rows, self._rows = self._rows, []
+        try:
+            if writers:
+                try:
+                    for w in writers:  # 1. the bytes reach the disk ...
+                        w.sync()
+                    if any(w.created for w in writers):
+                        fsync_dir(self.store.packs_dir)
+                    assert self._index is not None  # 2. ... before the index points at them
+                    self._index.commit(rows, {w.pack: w.pos for w in writers})
+                except Exception as exc:  # OSError, sqlite3.Error
+                    for w in writers:
+                        w.release(rollback=True)
+                    writers = []
+                    raise StoreError(f"cannot commit blocks to {self.store.root}", why=str(exc)) from None
+                self.written += len(rows)
+        finally:
+            for w in writers:
+                w.release(rollback=False)
         for cid in self._pins:
             self.store._pin_locked(cid)
         self._pins.clear()

@@ -17,18 +17,20 @@ paths that only handle CID strings do not pay its ~40 ms.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
 
 from cheng_build.core.errors import DigestMismatchError, InputError
 
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
     from multiformats import CID
 
-CodecName = Literal["raw", "dag-pb"]
-HashName = Literal["sha2-256", "blake3"]
+    CodecName = Literal["raw", "dag-pb"]
+    HashName = Literal["sha2-256", "blake3"]
 
 RAW = 0x55
 DAG_PB = 0x70
@@ -147,7 +149,7 @@ class _Multiformats:
         self.codecs = {RAW: multicodec.get("raw"), DAG_PB: multicodec.get("dag-pb")}
         self.hashes = {SHA2_256: multihash.get("sha2-256"), BLAKE3: multihash.get("blake3")}
         self.new: Callable[[int, int, bytes], CID] = self._slow
-        probe = hashlib.sha256(b"probe").digest()
+        probe = _sha256(b"probe")
         try:
             fast, slow = self._fast(DAG_PB, SHA2_256, probe), self._slow(DAG_PB, SHA2_256, probe)
             ok = fast == slow and str(fast) == str(slow) and hash(fast) == hash(slow) \
@@ -214,6 +216,8 @@ class CidError(InputError):
 
 
 def _sha256(data: bytes | memoryview) -> bytes:
+    import hashlib  # here: OpenSSL's binding costs start-up time, and chengc needs only CID encoding
+
     return hashlib.sha256(data).digest()
 
 

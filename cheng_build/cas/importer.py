@@ -95,15 +95,19 @@ class _Builder:
 
     # -- blocks -----------------------------------------------------------------------------
 
-    def _emit(self, cid: CID, data: bytes) -> None:
+    def _emit(self, cid: CID, data: bytes, *, hashed_these_bytes: bool = False) -> None:
         self.blocks += 1
         if self.sink is not None:
-            self.sink.put(cid, data)
+            # A CID computed from these very bytes in memory (a node, a leaf of a buffer) needs
+            # no second hash in the store batch (``Batch.put_verified``). Leaves of a large file
+            # are read again after hashing, so they are verified: the file may have changed.
+            put = getattr(self.sink, "put_verified", None) if hashed_these_bytes else None
+            (put or self.sink.put)(cid, data)
 
     def _node(self, node: dagpb.PBNode, below: int) -> tuple[CID, int]:
         block = dagpb.encode(node)
         cid = cid_from_digest(self.hasher(block), "dag-pb", self.hash)
-        self._emit(cid, block)
+        self._emit(cid, block, hashed_these_bytes=True)
         return cid, len(block) + below
 
     # -- files ------------------------------------------------------------------------------
@@ -131,7 +135,7 @@ class _Builder:
         leaves = []
         for off, ln, digest in bytes_leaves(data, self.chunker, self.hash):
             cid = cid_from_digest(digest, "raw", self.hash)
-            self._emit(cid, data[off:off + ln])
+            self._emit(cid, data[off:off + ln], hashed_these_bytes=True)
             leaves.append(_Entry(cid, ln, ln))
         return self.file_from_leaves(leaves)
 

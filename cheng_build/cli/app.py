@@ -17,10 +17,9 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
-from cheng_build.cli.args import Parser
 from cheng_build.core.errors import EXIT_CHECK_FAILED, EXIT_USAGE, ChengError, UsageError
+from cheng_build.core.record import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +121,8 @@ def dispatch(
         sub = table[name]
 
         def run_sub() -> int:
+            from cheng_build.cli.args import Parser  # argparse: not on chengc's path through guarded()
+
             module = importlib.import_module(sub.module)
             parser = Parser(prog=f"{tool} {name}", description=sub.summary)
             parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")

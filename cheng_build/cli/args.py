@@ -14,9 +14,12 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from cheng_build.core.errors import UsageError
+
+TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 # ``--key:value``: a long flag whose name is made of flag characters, then a colon. A value may
 # itself contain colons and slashes (``--peers:/ip4/127.0.0.1/tcp/4001``); only the first colon

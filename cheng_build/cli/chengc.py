@@ -103,6 +103,69 @@ def _parser() -> Parser:
     return p
 
 
+# What argparse gives a flag that is not passed; every other dest defaults to None.
+_DEFAULTS: dict[str, object] = {"channel": "stable", "lock_format": "toml"}
+_CHOICES: dict[str, tuple[str, ...]] = {"--channel": ("edge", "stable", "lts"),
+                                        "--lock-format": ("toml", "yaml", "json")}
+
+
+def _fast_args(argv: Sequence[str]) -> Any:
+    """What :func:`_parser` would make of ``argv``, for the usual command line (one source file,
+    only flags of ours or the compiler's known ones, each well formed), without argparse; None
+    for anything else (``--help``, ``--``, unknown or malformed flags, a second positional, a
+    value that starts with ``-``), which argparse then parses and reports as it always has.
+
+    argparse with its parser costs a cache miss ~5 ms of start-up (the module, gettext and
+    locale, forty ``add_argument`` calls); tests/test_chengc_fastargs.py checks the two agree.
+    """
+    from types import SimpleNamespace
+
+    known = _OURS | _COMPILER
+    values: dict[str, object] = {n[2:].replace("-", "_"): (False if not takes else None)
+                                 for n, takes in known.items()}
+    values.update(_DEFAULTS)
+    source: str | None = None
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        i += 1
+        if not tok.startswith("-"):
+            if source is not None:
+                return None  # a second positional: argparse lists it as unknown
+            source = tok
+            continue
+        name, sep, value = tok.partition("=")
+        if not sep:
+            name, sep, value = tok.partition(":")
+            if sep and not _plain_flag(name):
+                return None
+        takes = known.get(name)
+        if takes is None or name == "--":
+            return None
+        if not takes:
+            if sep:
+                return None  # --release=x: argparse refuses it
+            values[name[2:].replace("-", "_")] = True
+            continue
+        if not sep:
+            if i >= len(argv) or argv[i].startswith("-"):
+                return None
+            value = argv[i]
+            i += 1
+        if name in _CHOICES and value not in _CHOICES[name]:
+            return None
+        values[name[2:].replace("-", "_")] = value
+    values["source"] = source
+    return SimpleNamespace(**values)
+
+
+def _plain_flag(name: str) -> bool:
+    """``--name`` made of the characters args.normalize_argv rewrites ``--name:value`` for."""
+    body = name[2:]
+    return (name.startswith("--") and body != "" and (body[0].isascii() and body[0].isalnum())
+            and all(c.isascii() and (c.isalnum() or c in "_-") for c in body))
+
+
 def _flag_name(tok: str) -> str:
     return tok.split("=", 1)[0].split(":", 1)[0] if tok.startswith("--") else ""
 
@@ -179,8 +242,11 @@ def _run(argv: list[str]) -> int:
     from cheng_build.build.request import BuildRequest, Emit, PackageOptions, Status
     from cheng_build.core.errors import UsageError
 
-    args, unknown = _parser().parse_known_cheng(argv)
-    _refuse_misspelt_flags(argv, unknown)
+    args: Any = _fast_args(argv)
+    unknown: list[str] = []
+    if args is None:
+        args, unknown = _parser().parse_known_cheng(argv)
+        _refuse_misspelt_flags(argv, unknown)
     if args.source is None:
         raise UsageError("no source file given", how="usage: chengc <file.cheng> [flags]; chengc --help")
     _check_values(args)
@@ -335,9 +401,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     if _noop(args_in):
         return 0
+    import gc
+
     from cheng_build.cli.app import guarded
 
-    return guarded("chengc", args_in, lambda: _run(args_in))
+    # One build, then exit: the cyclic collector's passes over the start-up's imports (~2% of a
+    # cache miss's instructions) free nothing worth having; restored for an embedding caller.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return guarded("chengc", args_in, lambda: _run(args_in))
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def __getattr__(name: str) -> Any:

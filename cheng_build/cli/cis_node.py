@@ -201,9 +201,10 @@ def _node(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from cheng_build.cis.node import workspace
+    from cheng_build.cis.node import mirror, workspace
     from cheng_build.cis.node.agent import Agent, NodeConfig
     from cheng_build.cis.node.room import RoomError
+    from cheng_build.cis.run import control
 
     conn = connection(args)
     ws = Path(args.workspace)
@@ -234,6 +235,9 @@ def _node(args: argparse.Namespace) -> int:
                                                 caps, wid)
             except (OSError, RuntimeError) as exc:  # no multicast here: the room still works
                 _say(f"mDNS announce failed ({exc}); continuing without it")
+        store = control.open_store(home)
+        copies = mirror.NodeMirror(store, mirror.RoomRef(conn.room, room.room_id))
+        keeper = loop.create_task(_keep_copies(copies, agent, stop))
         try:
             await agent.start()
             _say(f"{agent.node} in {room.room_id} ({conn.room}); caps {', '.join(caps) or 'none'}; "
@@ -242,6 +246,10 @@ def _node(args: argparse.Namespace) -> int:
         except RoomError as exc:
             raise RoomFailure(exc.what, how=exc.how or None) from None
         finally:
+            stop.set()
+            await keeper
+            copies.sync(agent.ledger, agent.parsed)  # the last states the node saw
+            store.close()
             if announcer is not None:
                 await announcer.close()
             await room.close()
@@ -251,6 +259,18 @@ def _node(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(main())
+
+
+async def _keep_copies(copies: Any, agent: Any, stop: Any) -> None:
+    """Once a second, the node's copy of each room run it can run follows what it has read."""
+    import asyncio
+
+    while not stop.is_set():
+        copies.sync(agent.ledger, agent.parsed)
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except TimeoutError:
+            pass
 
 
 def _nodes(args: argparse.Namespace) -> int:
@@ -337,12 +357,10 @@ def run_in_room(args: argparse.Namespace) -> int:
                 out(f"detached (follower pid {pid}); see it with: cis status {run_id}")
                 return 0
 
-            gated: set[int] = set()
+            kept = mirror.RunMirror(store, run_id, parsed.plan)
 
             def changed(old: list[TaskView], new: list[TaskView]) -> None:
-                _mirror(store, run_id, old, new)
-                mirror.record(store, run_id, [(v.idx, v.node, v.epoch) for v in new])
-                _gate(store, run_id, gated, mirror.waiting_for_person(parsed.plan, new))
+                kept.update(new)
                 before = {v.idx: v for v in old}
                 for v in new:
                     b = before.get(v.idx)
@@ -432,46 +450,6 @@ def _spawn_follower(args: argparse.Namespace, dag: Path, run_id: str, run_dir: P
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
     return proc.pid
-
-
-def _gate(store: Any, run_id: str, gated: set[int], waiting: set[int]) -> None:
-    """Mark the tasks that wait for a person's confirm (the web view shows its Confirm card for
-    them), and unmark those that no longer do; ``gated`` is what is marked now."""
-    for idx in sorted(waiting ^ gated):
-        if idx in waiting:
-            store.set_task(run_id, idx, "room-gate", {"waits": True}, gate="confirm",
-                           note="waits for a person: confirm it in the web view or with "
-                                "`cis confirm --room:`")
-        else:  # claimed or settled: _mirror has just written its state and note
-            store.set_task(run_id, idx, "room-gate", {"waits": False}, gate=None)
-    gated.clear()
-    gated.update(waiting)
-
-
-def _mirror(store: Any, run_id: str, old: list[Any], new: list[Any]) -> None:
-    """Task states of a room run into the local store (the origin's follower is their only writer)."""
-    from cheng_build.cis.dag.model import TaskState
-    from cheng_build.cis.node.ledger import TaskStatus
-
-    to_state = {TaskStatus.PENDING: TaskState.PENDING, TaskStatus.CLAIMED: TaskState.RUNNING,
-                TaskStatus.RUNNING: TaskState.RUNNING, TaskStatus.COMPLETED: TaskState.COMPLETED,
-                TaskStatus.FAILED: TaskState.FAILED, TaskStatus.DEBT: TaskState.DEBT,
-                TaskStatus.SKIPPED: TaskState.SKIPPED}
-    before = {v.idx: v for v in old}
-    now = time.time()
-    for v in new:
-        b = before.get(v.idx)
-        if b is not None and (b.status, b.node, b.reason) == (v.status, v.node, v.reason):
-            continue
-        fields: dict[str, Any] = {"state": to_state[v.status], "note": v.reason or None,
-                                  "exit_code": v.exit_code}
-        if v.status.finished:
-            fields["finished"] = now
-        if v.status in (TaskStatus.FAILED, TaskStatus.DEBT):
-            fields["error"] = {"what": v.reason or f"task {v.name} failed on {v.node}",
-                               "why": [f"ran on node {v.node}"], "how": [
-                                   f"see `cis status` on {v.node} for its logs"]}
-        store.set_task(run_id, v.idx, "room", {"node": v.node}, **fields)
 
 
 def main(argv: list[str] | None = None) -> int:

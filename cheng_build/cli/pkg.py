@@ -20,6 +20,7 @@ COMMANDS: dict[str, Subcommand] = {
     "car": Subcommand(_CAS, "export or import a CAR file (car export|import)"),
     "gc": Subcommand(_CAS, "remove unpinned blocks from the store"),
     "unpin": Subcommand(_CAS, "remove a pin (gc may then remove the DAG)"),
+    "store": Subcommand("cheng_build.cli.pkg_store", "the store's layout: migrate to packs, info"),
     "resolve": Subcommand(_LOCK, "resolve a manifest to a lock (single-version rule)"),
     "verify": Subcommand(_LOCK, "verify a lock: signatures, registry match, single version"),
     "meta": Subcommand(_LOCK, "write cheng.meta.toml for a package from its lock"),

@@ -24,21 +24,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cheng_build.cas.blockstore import Blockstore
-from cheng_build.cas.cid import CID, CidError, cid_bytes, cid_text_bytes, decode_cid_bytes, parse_cid
+from cheng_build.cas.cid import CID, CidError, cid_bytes, decode_cid_bytes, parse_cid
 from cheng_build.core.atomic import atomic_write_text
-from cheng_build.core.errors import IntegrityError, NotFoundError, StoreError
+from cheng_build.core.errors import IntegrityError, NotFoundError
 from cheng_build.storage.leases import LIVE, LeaseBook, LeaseRecord, LeaseStatus
 from cheng_build.storage.links import DAG_PB_CODEC, codec, links
-
-_TMP = ".tmp-"
-_STALE_TMP_SECONDS = 3600
 
 
 class GcRefusedError(IntegrityError):
@@ -147,43 +143,14 @@ def collect(root: Path, store: Blockstore, *, now: int | None = None, dry_run: b
 
 def _sweep(store: Blockstore, live: set[bytes], now: float, report: GcReport, dry_run: bool,
            on_delete: Callable[[str], None] | None) -> None:
-    blocks = store.blocks_dir
-    if not blocks.is_dir():
-        return
-    try:
-        shards = list(os.scandir(blocks))
-    except OSError as exc:
-        raise StoreError(f"cannot list {blocks}", why=str(exc)) from None
-    for shard in shards:
-        if not shard.is_dir(follow_symlinks=False):
-            continue  # a legacy flat object: read-only, import-legacy moves it
-        for f in os.scandir(shard.path):
-            name = f.name
-            if name.startswith(_TMP):
-                with contextlib.suppress(OSError):
-                    if now - f.stat().st_mtime > _STALE_TMP_SECONDS and not dry_run:
-                        os.unlink(f.path)
-                        report.stale_temps += 1
-                continue
-            raw = cid_text_bytes(name)
-            if raw is not None and raw in live:
-                report.kept += 1
-                continue
-            if raw is None:
-                try:
-                    raw = cid_bytes(parse_cid(name))  # another spelling of a CID
-                except CidError:
-                    continue  # not a block of ours: leave it alone
-                if raw in live:
-                    report.kept += 1
-                    continue
-            try:
-                size = f.stat().st_size
-                if not dry_run:
-                    os.unlink(f.path)
-                    if on_delete is not None:
-                        on_delete(name)
-            except OSError:
-                continue
-            report.removed += 1
-            report.bytes_freed += size
+    """Forget the blocks that are not live and compact the packs (:mod:`cheng_build.cas.packgc`).
+
+    Legacy whole objects directly under ``blocks/`` are read-only here: import-legacy moves them.
+    """
+    from cheng_build.cas.packgc import sweep
+
+    res = sweep(store, live, dry_run=dry_run, on_delete=on_delete)
+    report.kept += res.kept
+    report.removed += res.removed
+    report.bytes_freed += res.bytes_freed
+    report.stale_temps += res.stale

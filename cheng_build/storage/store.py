@@ -2,7 +2,7 @@
 
 Layout of a root (``build/cheng_storage`` by default)::
 
-    <root>/blocks/<xx>/<cid>   CAS blocks (cheng_build.cas.blockstore layout)
+    <root>/packs/, index.sqlite CAS blocks (cheng_build.cas.blockstore, format 2)
     <root>/blocks/<cid>        the original tool's flat store: one file per *whole object*, named
                                by CIDv1(raw, sha2-256) of its bytes. Read (verified) when a CID is
                                not in the CAS; ``import-legacy`` moves it into the CAS.

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cheng_build.core.errors import InputError
+from cheng_build.core.record import asdict, dataclass
 
 MEMORY_VERSION = 1
 DEFAULT_TTL_S = 7 * 24 * 3600

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
+from cheng_build.core.record import replace
 from cheng_build.trust.checkpoint import Checkpoint, CheckpointMemory
 from cheng_build.trust.config import Level
 from cheng_build.trust.log_state import LogState

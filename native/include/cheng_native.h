@@ -113,6 +113,22 @@ typedef struct cb_pyapi {
     intptr_t (*list_size)(void *list);
     void *(*list_item)(void *list, intptr_t i);
     const char *(*utf8)(void *str, intptr_t *size);
+    /* Optional: the object layout of the running interpreter, as the caller checked it against
+     * the three functions above on probe objects (what PyList_GET_ITEM and PyUnicode_DATA read in
+     * an extension). With list_items_off != 0 the lists (which must then be exact lists) are read
+     * in place, and a token whose type is str_type and whose 32-bit state word has every bit of
+     * str_ascii_bits set (compact ASCII: its UTF-8 bytes are its data) is read without a call;
+     * any other token still goes through utf8(). All zero: only the calls are used. */
+    intptr_t type_off;           /* PyObject.ob_type */
+    intptr_t list_size_off;      /* PyVarObject.ob_size */
+    intptr_t list_items_off;     /* PyListObject.ob_item */
+    const void *str_type;        /* &PyUnicode_Type */
+    intptr_t str_len_off;        /* PyASCIIObject.length */
+    intptr_t str_state_off;      /* PyASCIIObject.state */
+    intptr_t str_ascii_data_off; /* sizeof(PyASCIIObject): where a compact ASCII str's bytes start;
+                                  * at least 16 (else unused), the bytes NUL-terminated: the kernel
+                                  * reads the 16 bytes that end at the NUL, header bytes included */
+    uint32_t str_ascii_bits;     /* state.compact | state.ascii */
 } cb_pyapi;
 /* Fingerprints of the documents in the Python list `docs` (each a list of str tokens, hashed
  * as their UTF-8 bytes) into out[0 .. len(docs)). The caller holds the GIL for the whole call

@@ -2,6 +2,7 @@
 #include "check.h"
 #include "cheng_native.h"
 
+#include <stddef.h>
 #include <string.h>
 
 /* A stand-in for Python's lists and strings, to drive cb_simhash64_pylists without Python. */
@@ -47,7 +48,7 @@ static void test_pylists(void) {
     fake d0 = {1, 3, pw, NULL}, d1 = {1, 0, NULL, NULL}, d2 = {1, 4, pw + 3, NULL}, d3 = {1, 9, p9, NULL};
     const fake *pd[4] = {&d0, &d1, &d2, &d3};
     fake docs = {1, 4, pd, NULL};
-    cb_pyapi api = {fake_size, fake_item, fake_utf8};
+    cb_pyapi api = {fake_size, fake_item, fake_utf8, 0, 0, 0, NULL, 0, 0, 0, 0}; /* calls only */
     uint64_t out[4] = {1, 1, 1, 1};
     CHECK(cb_simhash64_pylists(&api, &docs, out) == 0);
     CHECK(out[0] == 0xf24ec0e188865fdbull && out[1] == 0 && out[2] == 0x11c08caac98e208ull);
@@ -60,8 +61,83 @@ static void test_pylists(void) {
     CHECK(cb_simhash64_pylists(&api, &bad_docs, out) == -1);
 }
 
+/* The same vectors read in place (cb_pyapi's layout fields): fake objects laid out at the
+ * offsets handed over, one type tag for str; a str without the ASCII bits, and a token of
+ * another type, go through the utf8() call, as in the interpreter. */
+typedef struct fobj {
+    const void *type;
+    intptr_t n;            /* a list's size, a string's length */
+    struct fobj **items;   /* a list's items */
+    uint32_t state;
+    char data[40];         /* a string's bytes */
+} fobj;
+static const int STR_TAG = 1, LIST_TAG = 2, INT_TAG = 3;
+static intptr_t fo_size(void *o) {
+    const fobj *f = (const fobj *)o;
+    return f->type == &LIST_TAG ? f->n : -1;
+}
+static void *fo_item(void *o, intptr_t i) {
+    const fobj *f = (const fobj *)o;
+    return f->type == &LIST_TAG && i >= 0 && i < f->n ? f->items[i] : NULL;
+}
+static int fo_utf8_calls;
+static const char *fo_utf8(void *o, intptr_t *size) {
+    const fobj *f = (const fobj *)o;
+    fo_utf8_calls++;
+    if (f->type != &STR_TAG) return NULL;
+    *size = f->n;
+    return f->data;
+}
+static fobj fo_str(const char *s, uint32_t state) {
+    fobj f = {&STR_TAG, (intptr_t)strlen(s), NULL, state, {0}};
+    memcpy(f.data, s, strlen(s));
+    return f;
+}
+
+static void test_pylists_direct(void) {
+    static const char *words[] = {"a", "b", "c", "cheng", "build", "simhash", "cheng"};
+    static const char *nine[] = {"x", "0123456789abcde", "0123456789abcdef", "", "12345678",
+                                 "1234567", "a longer token than sixteen bytes", "q", "zz"};
+    fobj w[7], n9[9];
+    fobj *pw[7], *p9[9];
+    uint64_t hs[9];
+    for (int i = 0; i < 7; i++) {
+        w[i] = fo_str(words[i], 0x60);
+        pw[i] = &w[i];
+    }
+    for (int i = 0; i < 9; i++) {
+        n9[i] = fo_str(nine[i], i == 4 ? 0x20 : 0x60); /* "12345678": not ASCII-flagged */
+        p9[i] = &n9[i];
+        hs[i] = cb_token_hash(nine[i], strlen(nine[i]));
+    }
+    fobj d0 = {&LIST_TAG, 3, pw, 0, {0}}, d1 = {&LIST_TAG, 0, NULL, 0, {0}};
+    fobj d2 = {&LIST_TAG, 4, pw + 3, 0, {0}}, d3 = {&LIST_TAG, 9, p9, 0, {0}};
+    fobj *pd[4] = {&d0, &d1, &d2, &d3};
+    fobj docs = {&LIST_TAG, 4, pd, 0, {0}};
+    cb_pyapi api = {fo_size, fo_item, fo_utf8, offsetof(fobj, type), offsetof(fobj, n),
+                    offsetof(fobj, items), &STR_TAG, offsetof(fobj, n), offsetof(fobj, state),
+                    offsetof(fobj, data), 0x60};
+    uint64_t out[4] = {1, 1, 1, 1}, via_calls[4] = {2, 2, 2, 2};
+    fo_utf8_calls = 0;
+    CHECK(cb_simhash64_pylists(&api, &docs, out) == 0);
+    CHECK(fo_utf8_calls == 1); /* only the token without the ASCII bits */
+    CHECK(out[0] == 0xf24ec0e188865fdbull && out[1] == 0 && out[2] == 0x11c08caac98e208ull);
+    CHECK(out[3] == cb_simhash64_from_hashes(hs, 9));
+    cb_pyapi calls = {fo_size, fo_item, fo_utf8, 0, 0, 0, NULL, 0, 0, 0, 0};
+    CHECK(cb_simhash64_pylists(&calls, &docs, via_calls) == 0);
+    CHECK(memcmp(out, via_calls, sizeof out) == 0);
+    /* A token that is not a str: the call fails and so does the batch. */
+    fobj num = {&INT_TAG, 7, NULL, 0x60, {0}};
+    fobj *bad_items[2] = {&w[0], &num};
+    fobj bad = {&LIST_TAG, 2, bad_items, 0, {0}};
+    fobj *pb[1] = {&bad};
+    fobj bad_docs = {&LIST_TAG, 1, pb, 0, {0}};
+    CHECK(cb_simhash64_pylists(&api, &bad_docs, out) == -1);
+}
+
 int main(void) {
     test_pylists();
+    test_pylists_direct();
     CHECK(cb_token_hash("", 0) == 0xEF46DB3751D8E999ull);
     CHECK(cb_token_hash("abc", 3) == 0x44BC2CF5AD770999ull);
 

@@ -72,3 +72,116 @@ def waiting_for_person(plan: Sequence[TaskPlan], views: Iterable[TaskView]) -> s
     return {p.idx for p in plan
             if not p.mechanical and status.get(p.idx) is TaskStatus.PENDING
             and all(status.get(d) is not None and status[d].ok for d in p.deps)}
+
+
+class RunMirror:
+    """Writes one room run's task states, nodes and person-gates into a local store as they
+    change: the origin's follower and a ``cis node`` (for its own ``cis status`` and web view)
+    both keep their copy through it. Only states travel, never logs or files."""
+
+    def __init__(self, store: Any, run_id: str, plan: Sequence[TaskPlan]) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.plan = tuple(plan)
+        self.views: list[TaskView] = []
+        self._gated: set[int] = set()
+
+    def update(self, new: list[TaskView]) -> list[TaskView]:
+        """Apply ``new``; return the views it replaced."""
+        old, self.views = self.views, new
+        _apply_states(self.store, self.run_id, old, new)
+        record(self.store, self.run_id, [(v.idx, v.node, v.epoch) for v in new])
+        self._gate(waiting_for_person(self.plan, new))
+        return old
+
+    def _gate(self, waiting: set[int]) -> None:
+        """Mark the tasks that wait for a person's confirm (the web view shows its Confirm card
+        for them), and unmark those that no longer do."""
+        for idx in sorted(waiting ^ self._gated):
+            if idx in waiting:
+                self.store.set_task(self.run_id, idx, "room-gate", {"waits": True}, gate="confirm",
+                                    note="waits for a person: confirm it in the web view or with "
+                                         "`cis confirm --room:`")
+            else:  # claimed or settled: _apply_states has just written its state and note
+                self.store.set_task(self.run_id, idx, "room-gate", {"waits": False}, gate=None)
+        self._gated = set(waiting)
+
+
+def _apply_states(store: Any, run_id: str, old: list[TaskView], new: list[TaskView]) -> None:
+    import time
+
+    from cheng_build.cis.dag.model import TaskState
+
+    to_state = {TaskStatus.PENDING: TaskState.PENDING, TaskStatus.CLAIMED: TaskState.RUNNING,
+                TaskStatus.RUNNING: TaskState.RUNNING, TaskStatus.COMPLETED: TaskState.COMPLETED,
+                TaskStatus.FAILED: TaskState.FAILED, TaskStatus.DEBT: TaskState.DEBT,
+                TaskStatus.SKIPPED: TaskState.SKIPPED}
+    before = {v.idx: v for v in old}
+    now = time.time()
+    for v in new:
+        b = before.get(v.idx)
+        if b is not None and (b.status, b.node, b.reason) == (v.status, v.node, v.reason):
+            continue
+        if b is None and v.status is TaskStatus.PENDING and not v.node:
+            continue  # as created
+        fields: dict[str, Any] = {"state": to_state[v.status], "note": v.reason or None,
+                                  "exit_code": v.exit_code}
+        if v.status.finished:
+            fields["finished"] = now
+        if v.status in (TaskStatus.FAILED, TaskStatus.DEBT):
+            fields["error"] = {"what": v.reason or f"task {v.name} failed on {v.node}",
+                               "why": [f"ran on node {v.node}"], "how": [
+                                   f"see `cis status` on {v.node} for its logs"]}
+        store.set_task(run_id, v.idx, "room", {"node": v.node}, **fields)
+
+
+class NodeMirror:
+    """A ``cis node``'s copy of every room run it can run (its checkout's DAG), so ``cis status``
+    and the web view on that machine show the whole run with its node column, and the view's
+    Confirm goes to the run's room like the origin's. Runs the node declined are not copied (it
+    has no DAG of theirs it trusts)."""
+
+    def __init__(self, store: Any, ref: RoomRef) -> None:
+        self.store = store
+        self.ref = ref
+        self.runs: dict[str, RunMirror] = {}
+        self.done: set[str] = set()
+
+    def sync(self, ledger: Any, parsed: dict[str, Any]) -> None:
+        """Bring the copies up to date with ``ledger`` (the agent's) and its parsed DAGs."""
+        import time
+
+        from cheng_build.cis.dag.model import RunState
+
+        for run_id, rec in list(ledger.runs.items()):
+            p = parsed.get(run_id)
+            if p is None or run_id in self.done:
+                continue
+            m = self.runs.get(run_id)
+            if m is None:
+                if not self._created(run_id, p.dag):
+                    self.done.add(run_id)
+                    continue
+                m = self.runs[run_id] = RunMirror(self.store, run_id, p.plan)
+            views = ledger.view(rec)
+            if views != m.views:
+                m.update(views)
+            if ledger.finished(rec):
+                debt = any(v.status is TaskStatus.DEBT for v in views)
+                state = (RunState.FAILED if ledger.failed(rec) else
+                         RunState.SUCCEEDED_WITH_DEBT if debt else RunState.SUCCEEDED)
+                self.store.set_run(run_id, "run-finished", state=state, finished=time.time())
+                self.done.add(run_id)
+                del self.runs[run_id]
+
+    def _created(self, run_id: str, dag: Any) -> bool:
+        """Create the run's row; False when this store already has a run of that id that is not
+        this room run's copy (the origin on the same machine and CIS_HOME keeps its own)."""
+        import sqlite3
+
+        try:
+            self.store.create_run(run_id, dag, jobs=1, sandbox="room")
+        except sqlite3.IntegrityError:
+            return False
+        record_room(self.store, run_id, self.ref)
+        return True

@@ -4,13 +4,13 @@ The transfer code (bitswap, the HTTP fetcher) hashes every block it receives to 
 a block handed to :class:`BlockSink` is already verified. The sink stages it with
 ``Batch.put_verified`` (one hash per block in all, not two) into one long-lived store batch, and
 commits that batch once ``COMMIT_BYTES`` are staged and when the fetch ends: a 64 MiB package
-costs two ``syncfs`` calls instead of a round of per-file fsyncs per 8 MiB (see
-``cas/durable.py``). Staged blocks are temp files, not memory, so a large fetch holds little.
+costs one ``fdatasync`` of a pack and one index commit (see ``cas/blockstore.py``). Staged blocks
+are appended to a pack at once, not held in memory, so a large fetch holds little.
 
 A fetch that fails still commits what it staged (:meth:`close` always commits): every verified
 block is kept and the next fetch resumes from it. A process killed mid-fetch loses at most the
-blocks since the last commit (``COMMIT_BYTES``), and leaves only ``.tmp-`` files that
-``Blockstore.gc`` removes.
+blocks since the last commit (``COMMIT_BYTES``), and leaves only an uncommitted pack tail that
+the next writer, ``Blockstore.clean_orphans`` or gc cuts off.
 
 Stores without ``batch()`` (the duck-typed stores of tests and embedders) get ``put`` per block,
 which verifies again; the trusted path is only taken where the store offers it.
@@ -77,7 +77,7 @@ class BlockSink:
         """Make everything staged so far durable and visible.
 
         Raises:
-            StoreError: the commit failed (the staged temp files are removed).
+            StoreError: the commit failed (the staged blocks are cut off their pack).
         """
         with self._lock:
             self._commit_locked()

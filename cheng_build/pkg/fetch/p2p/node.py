@@ -343,7 +343,7 @@ class BitswapNode:
             link.alive = False
             link.wake.set()
         try:
-            await self.host.get_network().close_peer(peer)
+            await lp.hang_up(self.host, peer)
         except Exception as exc:
             log.info("closing %s: %s", peer, exc)
 
