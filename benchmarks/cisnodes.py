@@ -158,7 +158,8 @@ PROFILE: Path | None = None  # --profile DIR: node0 and the first origin run und
 def _cis(name: str) -> list[str]:
     if PROFILE is None:
         return [sys.executable, "-m", "cheng_build.cli.cis"]
-    return [sys.executable, "-m", "cProfile", "-o", str(PROFILE / f"{name}.prof"), "-m", "cheng_build.cli.cis"]
+    return [sys.executable, "-m", "cProfile", "-o", str(PROFILE / f"{name}.prof"),
+            "-m", "cheng_build.cli.cis"]
 
 
 def _requests(log: Path, start: int) -> dict[str, tuple[int, float]]:
@@ -199,7 +200,8 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
         pw[u] = p
     conn = lambda u: [f"--homeserver={hs.url}", f"--user={u}", f"--password-file={pw[u]}",  # noqa: E731
                       "--room=tput"]
-    nodes = [subprocess.Popen([*(_cis("node0") if i == 0 else cis), "node", *conn(f"node{i}"), f"--workspace={ws}", "--caps=cpu",
+    nodes = [subprocess.Popen([*(_cis("node0") if i == 0 else cis), "node", *conn(f"node{i}"),
+                               f"--workspace={ws}", "--caps=cpu",
                                "--no-detect", "--no-mdns", "--jobs=1"], env=_env(tmp / f"n{i}"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for i in range(4)]
@@ -216,11 +218,13 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
         if PROFILE is not None and os.environ.get("CISNODES_PYSPY"):
             # Sampled stacks of Synapse and of a node (all threads) during the room run.
             spies = [subprocess.Popen([os.environ["CISNODES_PYSPY"], "record", "-p", str(pid), "-r", "50",
-                                       "--nonblocking", "--format", "raw", "-o", str(PROFILE / f"{name}.txt")],
+                                       "--nonblocking", "--format", "raw",
+                                       "-o", str(PROFILE / f"{name}.txt")],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                      for name, pid in (("synapse", hs.proc.pid), ("node1", nodes[1].pid))]
         t0 = time.perf_counter()
-        origins = [subprocess.Popen([*(_cis("origin0") if d == dags[0] else cis), "run", str(d), *conn("orig"), "--quiet"], env=_env(tmp / "orig"))
+        origins = [subprocess.Popen([*(_cis("origin0") if d == dags[0] else cis), "run", str(d),
+                                     *conn("orig"), "--quiet"], env=_env(tmp / "orig"))
                    for d in dags]
         for o in origins:
             if o.wait(timeout=1800) != 0:
