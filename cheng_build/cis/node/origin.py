@@ -88,8 +88,9 @@ class Follower:
                 if views != last:
                     self.on_change(last, views)
                     last = views
-                if self.ledger.finished(run):
-                    return Outcome(views, self.ledger.failed(run),
+                # From the views just made: Ledger.finished / failed would build them again.
+                if all(v.status.finished for v in views):
+                    return Outcome(views, any(v.status is TaskStatus.FAILED for v in views),
                                    any(v.status is TaskStatus.DEBT for v in views), self._why(run))
                 if not attach_only and self.clock.now() - posted > self.grace_s:
                     await self._settle_unrunnable(run)
