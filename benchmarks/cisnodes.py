@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -41,6 +42,7 @@ from cheng_build.cis.node.ledger import Ledger, TaskPlan  # noqa: E402
 from cheng_build.cis.node.protocol import Kind  # noqa: E402
 
 RUN = "01M98FZR3PSFV964KJ3JCZ99Y9"
+_REQ = re.compile(r"\{@?(\w+)[^}]*\} Processed.*ru=\(([\d.]+)sec, ([\d.]+)sec\).*\"(GET|PUT|POST) (\S+)")
 PARTS: dict[str, list[float]] = {"outbox": [], "put": [], "after_put": []}
 
 
@@ -129,17 +131,68 @@ def _cpu_s(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+async def _count_events(hs: Synapse, user: str, room: str) -> dict[str, int]:
+    """Events in the room by kind (``org.cheng.cis.<kind>``), and the (task, epoch) pairs or
+    results they carry (``<kind>_items``): where the homeserver's work went."""
+    r = await matrix.connect(hs.url, user, password=hs.users[user], room=room, create=False)
+    try:
+        batch = await r.read(None, 0)
+    finally:
+        await r.close()
+    counts: dict[str, int] = {}
+    for e in batch.events:
+        kind = e.type.removeprefix(matrix.EVENT_PREFIX)
+        counts[kind] = counts.get(kind, 0) + 1
+        items = e.content.get("tasks") or e.content.get("results")
+        n = len(items) if isinstance(items, list) else (1 if "task" in e.content else 0)
+        counts[f"{kind}_items"] = counts.get(f"{kind}_items", 0) + n
+        if os.environ.get("CISNODES_EVENTS"):
+            print(kind, e.sender.split(":")[0], e.content.get("run", "")[-4:], n, e.ts_ms, file=sys.stderr)
+    return dict(sorted(counts.items()))
+
+
+REQUESTS: dict[str, tuple[int, float]] = {}  # the room run's Synapse requests: kind -> (n, cpu-s)
+PROFILE: Path | None = None  # --profile DIR: node0 and the first origin run under cProfile
+
+
+def _cis(name: str) -> list[str]:
+    if PROFILE is None:
+        return [sys.executable, "-m", "cheng_build.cli.cis"]
+    return [sys.executable, "-m", "cProfile", "-o", str(PROFILE / f"{name}.prof"),
+            "-m", "cheng_build.cli.cis"]
+
+
+def _requests(log: Path, start: int) -> dict[str, tuple[int, float]]:
+    """Synapse's access log from byte ``start``: (requests, CPU seconds) by endpoint kind."""
+    out: dict[str, tuple[int, float]] = {}
+    with open(log, "rb") as f:
+        f.seek(start)
+        for line in f.read().decode(errors="replace").splitlines():
+            m = _REQ.search(line)
+            if not m:
+                continue
+            uri = m.group(5)
+            kind = "sync" if "/sync" in uri else "send" if "/send/" in uri else "other"
+            kind += "_origins" if m.group(1) == "orig" else "_nodes" if m.group(1).startswith("node") else ""
+            n, cpu = out.get(kind, (0, 0.0))
+            out[kind] = (n + 1, cpu + float(m.group(2)) + float(m.group(3)))
+    return out
+
+
 def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, float, float]:
     ws = tmp / "ws"
     ws.mkdir()
     dags = [_dag(ws, f"d{i}", n) for i in range(4)]
     cis = [sys.executable, "-m", "cheng_build.cli.cis"]
     # Anchor: one machine, --jobs 4, the four DAGs one after another.
+    k0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     for d in dags:
         subprocess.run([*cis, "run", str(d), "--jobs", "4", "--quiet"], check=True, env=_env(tmp / "local"),
                        timeout=1200)
     local = time.perf_counter() - t0
+    k1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    REQUESTS["anchor_cpu"] = (0, k1.ru_utime + k1.ru_stime - k0.ru_utime - k0.ru_stime)
     pw = {}
     for u in ("node0", "node1", "node2", "node3", "orig"):
         p = tmp / f"{u}.pw"
@@ -147,17 +200,31 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
         pw[u] = p
     conn = lambda u: [f"--homeserver={hs.url}", f"--user={u}", f"--password-file={pw[u]}",  # noqa: E731
                       "--room=tput"]
-    nodes = [subprocess.Popen([*cis, "node", *conn(f"node{i}"), f"--workspace={ws}", "--caps=cpu",
+    nodes = [subprocess.Popen([*(_cis("node0") if i == 0 else cis), "node", *conn(f"node{i}"),
+                               f"--workspace={ws}", "--caps=cpu",
                                "--no-detect", "--no-mdns", "--jobs=1"], env=_env(tmp / f"n{i}"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for i in range(4)]
     try:
         time.sleep(3.0)  # the nodes log in and join (not counted)
+        idle = _cpu_s(hs.proc.pid)
+        time.sleep(2.0)  # Synapse's CPU with the four nodes long-polling an idle room
+        REQUESTS["synapse_idle"] = (0, (_cpu_s(hs.proc.pid) - idle) / 2.0)
         hs_cpu = _cpu_s(hs.proc.pid)
         nodes_cpu = sum(_cpu_s(p.pid) for p in nodes)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        log_at = (hs.dir / "homeserver.log").stat().st_size
+        spies = []
+        if PROFILE is not None and os.environ.get("CISNODES_PYSPY"):
+            # Sampled stacks of Synapse and of a node (all threads) during the room run.
+            spies = [subprocess.Popen([os.environ["CISNODES_PYSPY"], "record", "-p", str(pid), "-r", "50",
+                                       "--nonblocking", "--format", "raw",
+                                       "-o", str(PROFILE / f"{name}.txt")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for name, pid in (("synapse", hs.proc.pid), ("node1", nodes[1].pid))]
         t0 = time.perf_counter()
-        origins = [subprocess.Popen([*cis, "run", str(d), *conn("orig"), "--quiet"], env=_env(tmp / "orig"))
+        origins = [subprocess.Popen([*(_cis("origin0") if d == dags[0] else cis), "run", str(d),
+                                     *conn("orig"), "--quiet"], env=_env(tmp / "orig"))
                    for d in dags]
         for o in origins:
             if o.wait(timeout=1800) != 0:
@@ -167,6 +234,11 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
         origins_cpu = done.ru_utime + done.ru_stime - kids.ru_utime - kids.ru_stime
         hs_cpu = _cpu_s(hs.proc.pid) - hs_cpu
         nodes_cpu = sum(_cpu_s(p.pid) for p in nodes) - nodes_cpu
+        for spy in spies:
+            spy.send_signal(2)
+            spy.wait(timeout=60)
+        time.sleep(0.5)  # the last requests' log lines
+        REQUESTS.update(_requests(hs.dir / "homeserver.log", log_at))
     finally:
         for p in nodes:
             p.terminate()
@@ -180,7 +252,11 @@ def main() -> int:
     ap.add_argument("--claims", type=int, default=200)
     ap.add_argument("--tasks", type=int, default=200, help="no-op tasks per run (4 runs)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--profile", type=Path, help="write cProfile stats of node0 and origin0 here "
+                    "(main thread only: tasks run in worker threads)")
     a = ap.parse_args()
+    global PROFILE
+    PROFILE = a.profile
     n_claims, n_tasks = (40, 25) if a.quick else (a.claims, a.tasks)
     python = synapse_python()
     if python is None:
@@ -190,7 +266,7 @@ def main() -> int:
     results: dict[str, dict[str, float | str]] = {}
     with tempfile.TemporaryDirectory(prefix="cisnodes-") as d:
         tmp = Path(d)
-        hs = start_synapse(tmp / "synapse", python)
+        hs = start_synapse(tmp / "synapse", python, access_log=True)
         try:
             for u in ("bench0", "bench1", "bench2", "bench3", "node0", "node1", "node2", "node3", "orig"):
                 hs.register(u)
@@ -199,6 +275,7 @@ def main() -> int:
                 c, f = _pct(claims, q) * 1e3, _pct(floor, q) * 1e3
                 results[f"claim_latency_{name}"] = {"ours": c, "anchor": f, "unit": "ms", "ratio": c / f}
             room, local, hs_cpu, nodes_cpu, origins_cpu = _throughput(hs, n_tasks, tmp)
+            events = asyncio.run(_count_events(hs, "orig", "tput"))
             results["throughput"] = {"ours": room, "anchor": local, "unit": "s", "ratio": room / local}
             # Context: how much of the room run's wall time the homeserver spent on a CPU.
             results["synapse_cpu_share"] = {"ours": hs_cpu, "anchor": room, "unit": "cpu-s",
@@ -220,8 +297,19 @@ def main() -> int:
           f"{statistics.median(PARTS['outbox']) * 1e3:.2f} ms, "
           f"PUT {statistics.median(PARTS['put']) * 1e3:.1f} ms, "
           f"PUT answered to applied {statistics.median(PARTS['after_put']) * 1e3:.1f} ms)")
+    print("room events by kind after the throughput run (<kind>_items: pairs/results carried): "
+          + ", ".join(f"{k}={v}" for k, v in events.items()))
+    anchor_cpu = REQUESTS.pop("anchor_cpu")[1]
+    print(f"Synapse idle (4 nodes long-polling, no events): {REQUESTS.pop('synapse_idle')[1]:.3f} cpu-s/s")
+    room_cpu = sum(results[k]["ours"] for k in ("synapse_cpu_share", "nodes_cpu_share", "origins_cpu_share"))
+    print(f"CPU: the anchor (one machine, 800 tasks) spent {anchor_cpu:.2f} cpu-s; the room run "
+          f"{room_cpu:.2f} cpu-s (Synapse + nodes + origins), on {os.cpu_count()} cores")
+    print("synapse requests in the room run (count, CPU-s by Synapse's own accounting): "
+          + ", ".join(f"{k}={n} ({c:.2f} cpu-s, {1e3 * c / max(n, 1):.1f} ms each)"
+                      for k, (n, c) in sorted(REQUESTS.items())))
     if a.json:
-        print(json.dumps(results))
+        print(json.dumps({**results, "events": events,
+                          "synapse_requests": {k: {"n": n, "cpu_s": c} for k, (n, c) in REQUESTS.items()}}))
     return 0
 
 

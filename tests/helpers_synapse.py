@@ -172,7 +172,8 @@ class Synapse:
             return ""
 
 
-def start_synapse(d: Path, python: str, *, port: int | None = None, host: str = "127.0.0.1") -> Synapse:
+def start_synapse(d: Path, python: str, *, port: int | None = None, host: str = "127.0.0.1",
+                  access_log: bool = False) -> Synapse:
     """Write a config in ``d``, generate the signing key, start Synapse, wait until /health answers.
 
     Raises:
@@ -184,7 +185,10 @@ def start_synapse(d: Path, python: str, *, port: int | None = None, host: str = 
     cfg = d / "homeserver.yaml"
     # JSON is YAML: no PyYAML needed to write the config.
     cfg.write_text(json.dumps(_config(d, port, secret, host), indent=1))
-    (d / "log.yaml").write_text(_LOG.replace("LOGFILE", str(d / "homeserver.log")))
+    log = _LOG.replace("LOGFILE", str(d / "homeserver.log"))
+    if access_log:  # one line per request, with its CPU time (benchmarks/cisnodes.py reads it)
+        log += "loggers: {synapse.access: {level: INFO}}\n"
+    (d / "log.yaml").write_text(log)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     subprocess.run([python, "-m", "synapse.app.homeserver", "-c", str(cfg), "--generate-keys"],
                    check=True, capture_output=True, timeout=120, env=env, cwd=d)

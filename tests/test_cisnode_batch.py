@@ -371,3 +371,47 @@ def test_a_holder_whose_lease_is_stale_renews_before_it_starts(tmp_path: Path) -
         return seen
 
     assert asyncio.run(main()) == [False, False, True]
+
+
+def test_a_node_works_through_the_older_run_first(tmp_path: Path) -> None:
+    """Two runs in the room, one node with one job: it claims and runs the older run's tasks
+    before the newer one's (claims, results and renewals are one event per run: interleaving
+    runs multiplied the events), and each task runs once."""
+    from cheng_build.cis.node.agent import Agent, NodeConfig
+    from cheng_build.cis.node.localrun import parse_run
+    from cheng_build.cis.node.origin import Follower
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    out = tmp_path / "out"
+    texts = {}
+    for name in ("a", "b"):
+        texts[name] = "\n".join([f'name = "{name}"', 'policy = "AllowDebt"'] + [
+            f'[[tasks]]\nidx = {i}\nname = "t{i}"\nexec = {{ cmd = ["sh", "-c", "echo {name}{i} >> {out}"] }}'
+            for i in range(3)])
+        (ws / f"{name}.toml").write_text(texts[name])
+    wid = workspace.identity(ws)
+
+    async def main() -> list[Any]:
+        hub = MemoryHub()
+        stop = asyncio.Event()
+        node = Agent(hub.join("@a:m", "r"), NodeConfig(tmp_path / "a", ws, wid, ("cpu",), jobs=1),
+                     lambda s: None)
+        await node.start()
+        follows = []
+        for run, name in ((RUN2, "a"), (RUN, "b")):  # posted in this order: a is the older run
+            origin = hub.join(f"@o{name}:m", "r")
+            body = protocol.content(Kind.RUN, origin.user_id, run=run, name=name, workspace=wid,
+                                    dag_file=f"{name}.toml", dag_z=protocol.pack_dag(texts[name]))
+            await origin.send(Kind.RUN.etype, body, f"run-{name}")
+            follows.append(Follower(origin, run, parse_run(texts[name], ws).plan, lambda o, n: None,
+                                    lambda s: None, grace_s=30).follow(None, attach_only=True))
+        serving = asyncio.create_task(node.serve(stop))
+        res = await asyncio.wait_for(asyncio.gather(*follows), 60)
+        stop.set()
+        await serving
+        return list(res)
+
+    res = asyncio.run(main())
+    assert out.read_text().split() == ["a0", "a1", "a2", "b0", "b1", "b2"]
+    assert all(v.status is TaskStatus.COMPLETED for r in res for v in r.views)

@@ -42,7 +42,7 @@ from cheng_build.cis.node.revoke import Held
 from cheng_build.cis.node.room import Batch, Room, RoomError
 
 Log = Callable[[str], None]
-_Cand = tuple[tuple[bool, bytes], RunRec, TaskRec, int]  # (claim order, run, task, epoch to claim)
+_Cand = tuple[tuple[bool, int, bytes], RunRec, TaskRec, int]  # (claim order, run, task, epoch to claim)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,11 @@ class NodeConfig:
     batch: int = 64  # most tasks claimed ahead of the running ones (a fair share, capped)
     linger_s: float = 0.1  # results and renewals wait this long for neighbours to merge with
     linger_max: int = 32  # ...or until this many are queued
+    # While this node has a job's worth of won tasks waiting, news cannot make it start anything
+    # sooner: results linger longer (fewer, larger events) and the room is read at most this
+    # often (every read is a sync the homeserver answers: with 8 clients, most of its work).
+    busy_linger_s: float = 1.0  # capped at a tenth of the lease: renewals linger too
+    busy_pace_s: float = 0.2
 
 
 
@@ -92,6 +97,7 @@ class Agent:
         # silent only if the timeline, read after the lease ran out, has nothing from it.
         self.clock = AwakeClock()
         self._fresh = self.clock.now()
+        self._own_seen = -math.inf  # monotonic time an event of this node was last read back
         self._wake = asyncio.Event()
         self._queued = asyncio.Event()
         self._urgent = asyncio.Event()  # a claim, hello...: no linger
@@ -107,22 +113,28 @@ class Agent:
                                 **({"task": idx} if idx is not None else {}), **fields)
         self._put(kind, body, run, idx)
 
-    def post_batch(self, kind: Kind, run: str, pairs: list[list[int]], **fields: object) -> None:
-        """One event for many (task, epoch) pairs of ``run`` (split where it would pass 16 KB)."""
+    def post_batch(self, kind: Kind, run: str, pairs: list[list[int]], *, linger: bool = False,
+                   **fields: object) -> None:
+        """One event for many (task, epoch) pairs of ``run`` (split where it would pass 16 KB).
+        ``linger``: may wait with the results (a top-up claim of a busy node)."""
         if kind in (Kind.CLAIM, Kind.LEASE):
             fields["at_ms"] = int(time.monotonic() * 1000)  # read back by this node only
         for body in protocol.split(kind, self.node, run, pairs, **fields):
-            self._put(kind, body, run, None)
+            self._put(kind, body, run, None, linger)
 
-    def _put(self, kind: Kind, body: dict[str, object], run: str, idx: int | None) -> None:
+    def _put(self, kind: Kind, body: dict[str, object], run: str, idx: int | None,
+             linger: bool = False) -> None:
         self.outbox.put(kind.etype, body, run, idx)
         self._queued.set()
         self._lingering += 1
-        if kind not in (Kind.STATE, Kind.LEASE) or self._lingering >= self.cfg.linger_max:
+        if not (linger or kind in (Kind.STATE, Kind.LEASE)) or self._lingering >= self.cfg.linger_max:
             self._urgent.set()
         self._wake.set()
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, drain: bool = True) -> None:
+        """Deliver the queue in order. ``drain=False``: one pass over what is queued now; what
+        is posted meanwhile waits for the next linger (a drain sent each result the moment the
+        previous PUT came back: one small event per PUT while tasks finished fast)."""
         answered = False  # only an answer of the homeserver ends island mode, never an empty queue
         while batch := self.outbox.pending():
             for g in coalesce(batch):
@@ -143,6 +155,8 @@ class Agent:
                     return
                 self.outbox.sent_many(g.entries)
                 answered = True
+            if not drain:
+                break
         if answered:
             self._back_online()
 
@@ -180,8 +194,10 @@ class Agent:
             if msg.kind is Kind.CLAIM:
                 for idx, epoch in msg.items():
                     self._claim_seen(msg.text("run"), idx, epoch, msg.node)
-            if msg.node == self.node and msg.kind in (Kind.CLAIM, Kind.LEASE) and "at_ms" in msg.body:
-                self._confirmed(msg)
+            if msg.node == self.node:
+                self._own_seen = time.monotonic()
+                if msg.kind in (Kind.CLAIM, Kind.LEASE) and "at_ms" in msg.body:
+                    self._confirmed(msg)
         self.token = batch.token
         self._fresh = max(self._fresh, now if fresh is None else fresh)
         self._wake.set()
@@ -276,24 +292,36 @@ class Agent:
             return self._scanned[1], self._scanned[2]
         ready: list[_Cand] = []
         lapsed: list[_Cand] = []
-        for run_id, run in self.ledger.runs.items():
+        for pos, (run_id, run) in enumerate(self.ledger.runs.items()):
             if self.parsed.get(run_id) is None:
                 continue
             for t in run.tasks:
-                if t.results or t.skipped_by or not self._capable(t):
+                if t.results or t.skipped_by or (t.plan.caps and not self._capable(t)):
                     continue  # finished: the bulk of a long run, skipped before anything costly
+                if t.winners:
+                    epoch = t.epoch
+                    if epoch not in t.released:
+                        # Held by someone: never ready, only possibly lapsed (the cheap part of
+                        # Ledger.lapsed first: most holders were heard within their lease).
+                        if self._fresh - t.heard > t.lease_s.get(epoch, 30.0) \
+                                and t.winners[epoch] != self.node and self.ledger.lapsed(t, self._fresh):
+                            lapsed.append(((False, pos, b""), run, t, epoch + 1))
+                        continue
                 if self.ledger.ready(run, t):
-                    ready.append((self._order(run, t, live), run, t, self.ledger.next_epoch(t)))
+                    ready.append((self._order(pos, run, t, live), run, t, self.ledger.next_epoch(t)))
                 elif self.ledger.lapsed(t, self._fresh) and t.holder != self.node:
-                    lapsed.append(((False, b""), run, t, t.epoch + 1))
+                    lapsed.append(((False, pos, b""), run, t, t.epoch + 1))
         ready.sort(key=lambda c: c[0])
         self._scanned = (key, ready, lapsed)
         return ready, lapsed
 
-    def _order(self, run: RunRec, t: TaskRec, live: frozenset[str]) -> tuple[bool, bytes]:
+    def _order(self, pos: int, run: RunRec, t: TaskRec, live: frozenset[str]) -> tuple[bool, int, bytes]:
         """Claim order: first the tasks this node is the rendezvous choice for among the live
         nodes able to take them (highest hash of node/run/task), then the rest, in this node's
-        hash order. Racing nodes thus mostly claim disjoint sets; the rest is stealing."""
+        hash order. Racing nodes thus mostly claim disjoint sets; the rest is stealing.
+        Within each, the older run first (``pos``, its place in the timeline): claims, results
+        and renewals are one event per run, so a node that works through one run at a time
+        posts one event where interleaving four runs posted four."""
         key = (run.run_id, t.plan.idx)
         got = self._prefer.get(key)
         if got is None or got[0] != live:
@@ -302,7 +330,7 @@ class Agent:
                     ] if t.plan.caps else [n for n in live if n not in run.declined]
             choice = max(able or [self.node], key=lambda n: _hash(n, run.run_id, t.plan.idx))
             got = self._prefer[key] = (live, choice, _hash(self.node, run.run_id, t.plan.idx))
-        return got[1] != self.node, got[2]
+        return got[1] != self.node, pos, got[2]
 
     def _live_nodes(self) -> frozenset[str]:
         """Nodes heard within three hello intervals, this one included."""
@@ -338,8 +366,8 @@ class Agent:
         ahead = min(self.cfg.batch, max(self.cfg.jobs, math.ceil(len(ready) / len(live))))
         room = self.cfg.jobs + ahead - len(self.held) - len(self.claims)
         waiting = len(self.claims) + sum(1 for h in self.held.values() if not h.started)
-        if room <= 0 or (waiting and room < ahead // 4 and not lapsed):
-            return  # enough in hand: top up in a batch once a quarter of it is gone
+        if room <= 0 or (waiting and room < ahead // 2 and not lapsed):
+            return  # enough in hand: top up in a batch once half of it is gone (few, large claims)
         claim: dict[str, list[list[int]]] = defaultdict(list)
         for _, run, t, epoch in (lapsed + ready)[:room]:  # takeovers first
             self.claims[(run.run_id, t.plan.idx)] = epoch
@@ -349,8 +377,12 @@ class Agent:
                 self.log(f"task {t.plan.idx} {t.plan.name} of {run.run_id}: {t.holder} silent past "
                          f"its lease, claiming epoch {epoch} (revokes epoch {epoch - 1})")
             claim[run.run_id].append([t.plan.idx, epoch])
+        # A top-up while a job's worth of won tasks still waits is not urgent: it goes out with
+        # the next results (one flush, where it dragged them out early); a hungry node's claim,
+        # or a takeover, goes at once.
+        linger = self._busy() and not lapsed
         for run_id, pairs in claim.items():
-            self.post_batch(Kind.CLAIM, run_id, pairs, lease_ms=int(self.cfg.lease_s * 1000))
+            self.post_batch(Kind.CLAIM, run_id, pairs, linger=linger, lease_ms=int(self.cfg.lease_s * 1000))
 
     def _answer_revokes(self) -> None:
         release, contradict = revoke.answer(self.held, self._rec, self.node, self.log)
@@ -371,7 +403,8 @@ class Agent:
 
     def _start_won(self) -> None:
         busy = sum(1 for h in self.held.values() if h.started)
-        for h in sorted(self.held.values(), key=lambda h: h.idx):
+        pos = {run_id: i for i, run_id in enumerate(self.ledger.runs)}  # older run first (see _order)
+        for h in sorted(self.held.values(), key=lambda h: (pos.get(h.run, 0), h.idx)):
             if busy >= self.cfg.jobs:
                 break
             if h.started or not self._startable(h):
@@ -433,6 +466,12 @@ class Agent:
             # A batch holds every event up to when the read was asked; an empty long poll
             # says the room was quiet until it returned.
             self.ingest(batch, asked if batch.events else self.clock.now())
+            if batch.events and self._busy():
+                await _sleep_or(stop, self.cfg.busy_pace_s)
+
+    def _busy(self) -> bool:
+        """A job's worth of won tasks waits beyond the running ones: no news can start one sooner."""
+        return len(self.held) >= 2 * self.cfg.jobs and not self.island
 
     async def _flusher(self, stop: asyncio.Event) -> None:
         """Deliver the outbox in order, on its own: a slow PUT never delays starting a task.
@@ -441,10 +480,16 @@ class Agent:
         while not stop.is_set():
             self._queued.clear()
             if not self._urgent.is_set():
-                await _wait_any(self._urgent, stop, self.cfg.linger_s)
+                busy = min(self.cfg.busy_linger_s, self.cfg.lease_s / 10)
+                await _wait_any(self._urgent, stop, busy if self._busy() else self.cfg.linger_s)
             self._urgent.clear()
             self._lingering = 0
-            await self._flush()
+            await self._flush(drain=False)
+            left = self.outbox.queued()
+            if left and not self.island:
+                if left >= self.cfg.linger_max:
+                    self._urgent.set()
+                continue  # posted during the pass: linger (or go at once) for them
             # An island retries every half second; otherwise wait for the next post.
             await _wait_any(self._queued, stop, 0.5 if self.island else 5.0)
 
@@ -462,7 +507,9 @@ class Agent:
                         job.result()  # a refusal ends the node with its reason
                 self._wake.clear()
                 self._tick()
-                if time.monotonic() - last_hello >= self.cfg.hello_s:
+                # Any event of this node tells the others it is alive (the ledger hears a node
+                # on each of its events): a hello is due only after a quiet interval.
+                if time.monotonic() - max(last_hello, self._own_seen) >= self.cfg.hello_s:
                     last_hello = time.monotonic()
                     self._hello()
                 await _wait_any(self._wake, stop, 0.25 if self.island else 1.0)

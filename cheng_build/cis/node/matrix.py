@@ -240,14 +240,16 @@ async def _join(c: ClientAPI, probe: MatrixRoom, alias: str, create: bool) -> st
                 await asyncio.sleep(0.2)  # another node created it just now: resolve again
                 continue
         # Just after another node created it, the alias may resolve before the room's join rule
-        # is public: retry a few times quickly (mautrix's own retry waits 10 s per try).
+        # is public (M_FORBIDDEN) or before its creator's own join is stored (Synapse: "no
+        # servers that are in the room"): retry a few times quickly (mautrix's own retry waits
+        # 10 s per try).
         for attempt in range(20):
             try:
                 return str(await probe._call(c.join_room(RoomID(str(info.room_id)), max_retries=0)))
             except RoomError as exc:
                 if exc.transient:
                     raise
-                if attempt == 19 or "M_FORBIDDEN" not in exc.what:
+                if attempt == 19 or ("M_FORBIDDEN" not in exc.what and "no servers" not in exc.what):
                     raise RoomError(f"cannot join room {alias}: {exc.what}",
                                     "ask a member to invite you") from exc
                 await asyncio.sleep(0.25)

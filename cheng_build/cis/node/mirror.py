@@ -166,9 +166,9 @@ class NodeMirror:
             views = ledger.view(rec)
             if views != m.views:
                 m.update(views)
-            if ledger.finished(rec):
+            if all(v.status.finished for v in views):  # from the views: no second build of them
                 debt = any(v.status is TaskStatus.DEBT for v in views)
-                state = (RunState.FAILED if ledger.failed(rec) else
+                state = (RunState.FAILED if any(v.status is TaskStatus.FAILED for v in views) else
                          RunState.SUCCEEDED_WITH_DEBT if debt else RunState.SUCCEEDED)
                 self.store.set_run(run_id, "run-finished", state=state, finished=time.time())
                 self.done.add(run_id)
