@@ -89,25 +89,35 @@ class RunMirror:
     def update(self, new: list[TaskView]) -> list[TaskView]:
         """Apply ``new``; return the views it replaced."""
         old, self.views = self.views, new
-        _apply_states(self.store, self.run_id, old, new)
-        record(self.store, self.run_id, [(v.idx, v.node, v.epoch) for v in new])
-        self._gate(waiting_for_person(self.plan, new))
+        # One transaction for what changed (a node mirrors every read; per-task transactions
+        # were a tenth of a busy node's CPU).
+        self.store.set_tasks(self.run_id, _state_updates(old, new) + self._gate(
+            waiting_for_person(self.plan, new)))
+        before = {v.idx: (v.node, v.epoch) for v in old}
+        moved = [(v.idx, v.node, v.epoch) for v in new if before.get(v.idx) != (v.node, v.epoch)]
+        if moved:
+            record(self.store, self.run_id, moved)
         return old
 
-    def _gate(self, waiting: set[int]) -> None:
+    def _gate(self, waiting: set[int]) -> list[_Update]:
         """Mark the tasks that wait for a person's confirm (the web view shows its Confirm card
         for them), and unmark those that no longer do."""
+        out: list[_Update] = []
         for idx in sorted(waiting ^ self._gated):
             if idx in waiting:
-                self.store.set_task(self.run_id, idx, "room-gate", {"waits": True}, gate="confirm",
-                                    note="waits for a person: confirm it in the web view or with "
-                                         "`cis confirm --room:`")
-            else:  # claimed or settled: _apply_states has just written its state and note
-                self.store.set_task(self.run_id, idx, "room-gate", {"waits": False}, gate=None)
+                out.append((idx, "room-gate", {"waits": True}, {
+                    "gate": "confirm", "note": "waits for a person: confirm it in the web view or "
+                                               "with `cis confirm --room:`"}))
+            else:  # claimed or settled: the state update before it wrote its state and note
+                out.append((idx, "room-gate", {"waits": False}, {"gate": None}))
         self._gated = set(waiting)
+        return out
 
 
-def _apply_states(store: Any, run_id: str, old: list[TaskView], new: list[TaskView]) -> None:
+_Update = tuple[int, str | None, dict[str, Any] | None, dict[str, Any]]
+
+
+def _state_updates(old: list[TaskView], new: list[TaskView]) -> list[_Update]:
     import time
 
     from cheng_build.cis.dag.model import TaskState
@@ -118,6 +128,7 @@ def _apply_states(store: Any, run_id: str, old: list[TaskView], new: list[TaskVi
                 TaskStatus.SKIPPED: TaskState.SKIPPED}
     before = {v.idx: v for v in old}
     now = time.time()
+    out: list[_Update] = []
     for v in new:
         b = before.get(v.idx)
         if b is not None and (b.status, b.node, b.reason) == (v.status, v.node, v.reason):
@@ -132,7 +143,8 @@ def _apply_states(store: Any, run_id: str, old: list[TaskView], new: list[TaskVi
             fields["error"] = {"what": v.reason or f"task {v.name} failed on {v.node}",
                                "why": [f"ran on node {v.node}"], "how": [
                                    f"see `cis status` on {v.node} for its logs"]}
-        store.set_task(run_id, v.idx, "room", {"node": v.node}, **fields)
+        out.append((v.idx, "room", {"node": v.node}, fields))
+    return out
 
 
 class NodeMirror:

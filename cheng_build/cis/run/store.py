@@ -152,6 +152,29 @@ def _loads(v: str | None) -> Any:
     return None if v is None else json.loads(v)
 
 
+def _update_task(db: sqlite3.Connection, run_id: str, idx: int, event: str | None,
+                 data: dict[str, Any] | None, fields: dict[str, Any], now: float) -> None:
+    bad = set(fields) - set(_TASK_COLS)
+    if bad:
+        raise RuntimeError(f"unknown task columns {bad}")
+    enc = {}
+    for k, v in fields.items():
+        if isinstance(v, TaskState):
+            v = v.value
+        elif k in ("error", "choice", "spec"):
+            v = _dumps(v)
+        enc[k] = v
+    if enc:
+        cols = ", ".join(f"{k}=?" for k in enc)
+        db.execute(f"UPDATE tasks SET {cols} WHERE run_id=? AND idx=?", (*enc.values(), run_id, idx))
+    if event:
+        payload = dict(data or {})
+        if "state" in enc:
+            payload["state"] = enc["state"]
+        db.execute("INSERT INTO events(run_id, idx, ts, kind, data) VALUES(?,?,?,?,?)",
+                   (run_id, idx, now, event, _dumps(payload)))
+
+
 class Store:
     """The run database. One instance per process (connections are not shared across threads).
 
@@ -328,30 +351,23 @@ class Store:
                  data: dict[str, Any] | None = None, *,
                  duration: tuple[str, float] | None = None, **fields: Any) -> None:
         """Update one task's columns and append an event (and a duration), in one transaction."""
-        bad = set(fields) - set(_TASK_COLS)
-        if bad:
-            raise RuntimeError(f"unknown task columns {bad}")
-        enc = {}
-        for k, v in fields.items():
-            if isinstance(v, TaskState):
-                v = v.value
-            elif k in ("error", "choice", "spec"):
-                v = _dumps(v)
-            enc[k] = v
-        cols = ", ".join(f"{k}=?" for k in enc)
         now = time.time()
         with self.tx() as db:
-            if enc:
-                db.execute(f"UPDATE tasks SET {cols} WHERE run_id=? AND idx=?",
-                           (*enc.values(), run_id, idx))
-            if event:
-                payload = dict(data or {})
-                if "state" in enc:
-                    payload["state"] = enc["state"]
-                db.execute("INSERT INTO events(run_id, idx, ts, kind, data) VALUES(?,?,?,?,?)",
-                           (run_id, idx, now, event, _dumps(payload)))
+            _update_task(db, run_id, idx, event, data, fields, now)
             if duration is not None:
                 db.execute("INSERT INTO durations VALUES(?,?,?)", (duration[0], duration[1], now))
+            db.execute("UPDATE runs SET updated=? WHERE run_id=?", (now, run_id))
+
+    def set_tasks(self, run_id: str,
+                  updates: Sequence[tuple[int, str | None, dict[str, Any] | None, dict[str, Any]]]) -> None:
+        """Many :meth:`set_task` updates, ``(idx, event, data, fields)``, in one transaction (a
+        mirror of a room run applies a whole read's worth at once)."""
+        if not updates:
+            return
+        now = time.time()
+        with self.tx() as db:
+            for idx, event, data, fields in updates:
+                _update_task(db, run_id, idx, event, data, fields, now)
             db.execute("UPDATE runs SET updated=? WHERE run_id=?", (now, run_id))
 
     def set_spec(self, run_id: str, task: Task) -> None:
