@@ -231,6 +231,8 @@ def _entry(kind: str, text: str, body: list[str]) -> tuple[str, str] | None:
     if split is None:
         return None
     name, rest = split
+    if not is_exported(name):
+        return None  # callers keep exported symbols only: skip normalising the quarter that is not
     if kind in ("fn", "iterator", "template", "macro"):
         eq = _body_eq(rest)
         head = rest if eq < 0 else rest[:eq]
@@ -246,7 +248,7 @@ def _entry(kind: str, text: str, body: list[str]) -> tuple[str, str] | None:
 
 
 def _decls(indents: list[int], text_of: Callable[[int], str]) -> Iterable[tuple[str, str, str, int]]:
-    """Yield (kind, name, signature, line index) for every top-level declaration.
+    """Yield (kind, name, signature, line index) for every exported top-level declaration.
 
     ``indents[i]`` is logical line i's indentation and ``text_of(i)`` its text, read only for
     top-level lines and the bodies of declarations (most lines are never turned into str).
@@ -445,8 +447,14 @@ def api_from_json(text: str | bytes) -> dict[str, Symbol]:
 
 def api_digest(table: Mapping[str, Symbol]) -> str:
     """``sha256:<hex>`` of :func:`api_to_json` — the registry's ``api`` field."""
-    return "sha256:" + hashlib.sha256(api_to_json(table).encode("utf-8")).hexdigest()
+    return api_digest_of_json(api_to_json(table).encode("utf-8"))
 
 
-__all__ = ["KINDS", "ApiError", "Symbol", "api_digest", "api_from_json", "api_to_json",
-           "extract_api", "extract_api_from_dir", "extract_module", "is_exported", "module_name"]
+def api_digest_of_json(doc: bytes) -> str:
+    """:func:`api_digest` of a table whose :func:`api_to_json` bytes are ``doc`` (publish stores
+    those bytes too: one encoding serves both)."""
+    return "sha256:" + hashlib.sha256(doc).hexdigest()
+
+
+__all__ = ["KINDS", "ApiError", "Symbol", "api_digest", "api_digest_of_json", "api_from_json",
+           "api_to_json", "extract_api", "extract_api_from_dir", "extract_module", "is_exported", "module_name"]
