@@ -68,6 +68,7 @@ _TOKEN = re.compile(
 )
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DECL = re.compile(r"^(?:(?P<async>async)\s+)?(?P<kw>fn|iterator|template|macro|type|const)\b\s*")
+_DECL_FIRST = frozenset("afitmc")  # first letters of _DECL's alternatives (async fn iterator ...)
 _ANNOTATION = re.compile(r"^@[A-Za-z_][A-Za-z0-9_]*(?:\([^)]*\))?\s*")
 
 
@@ -264,12 +265,14 @@ def _decls(indents: list[int], text_of: Callable[[int], str]) -> Iterable[tuple[
         lineno = i
         text = text_of(i)
         i += 1
-        while True:
+        while text.startswith("@"):  # the only start _ANNOTATION matches: skip the call else
             m = _ANNOTATION.match(text)
             if m is None or not m.group():
                 break
             text = text[m.end():]
-        m = _DECL.match(text)
+        # _DECL's keywords all start with one of these letters; most top-level lines (imports,
+        # lets, comments) do not, and need no regular expression call.
+        m = _DECL.match(text) if text[:1] in _DECL_FIRST else None
         if m is None:
             continue
         kind = m.group("kw")
@@ -301,7 +304,7 @@ def _decls(indents: list[int], text_of: Callable[[int], str]) -> Iterable[tuple[
             if indents[head] != entry_indent:
                 continue
             etext = text_of(head)
-            while True:
+            while etext.startswith("@"):
                 am = _ANNOTATION.match(etext)
                 if am is None or not am.group():
                     break
