@@ -252,8 +252,10 @@ static inline int is_punct(uint8_t c) {
 static inline int is_hex(uint8_t c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '_';
 }
-static inline int is_sfx(uint8_t c) { return c && strchr("iIuUfF", c) != NULL; }
-static inline int is_pfx(uint8_t c) { return c && strchr("rRfF", c) != NULL; }
+static inline int is_sfx(uint8_t c) {
+    return c == 'i' || c == 'I' || c == 'u' || c == 'U' || c == 'f' || c == 'F';
+}
+static inline int is_pfx(uint8_t c) { return c == 'r' || c == 'R' || c == 'f' || c == 'F'; }
 
 /* Length of the digit run [\d_]* (underscore too when `under`) at p. */
 static size_t digits(const uclass *u, const uint8_t *p, const uint8_t *end, int under) {
