@@ -170,8 +170,11 @@ def _normalise(sig: str) -> str:
         s = _COMMA.sub(", ", s)
     if ":" in s:
         s = _COLON.sub(": ", s)
-    if " " in s:
+    # The only blanks left are single spaces (split() above; the rewrites insert " "), so a
+    # bracket next to a blank is one of these substrings; most signatures have none.
+    if "( " in s or "[ " in s or "{ " in s:
         s = _OPEN_WS.sub(r"\1", s)
+    if " )" in s or " ]" in s or " }" in s:
         s = _WS_CLOSE.sub(r"\1", s)
     if "=" in s:
         s = _EQ.sub(" = ", s)
