@@ -68,6 +68,7 @@ _TOKEN = re.compile(
 )
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DECL = re.compile(r"^(?:(?P<async>async)\s+)?(?P<kw>fn|iterator|template|macro|type|const)\b\s*")
+_DECL_FIRST = frozenset("afitmc")  # first letters of _DECL's alternatives (async fn iterator ...)
 _ANNOTATION = re.compile(r"^@[A-Za-z_][A-Za-z0-9_]*(?:\([^)]*\))?\s*")
 
 
@@ -169,8 +170,11 @@ def _normalise(sig: str) -> str:
         s = _COMMA.sub(", ", s)
     if ":" in s:
         s = _COLON.sub(": ", s)
-    if " " in s:
+    # The only blanks left are single spaces (split() above; the rewrites insert " "), so a
+    # bracket next to a blank is one of these substrings; most signatures have none.
+    if "( " in s or "[ " in s or "{ " in s:
         s = _OPEN_WS.sub(r"\1", s)
+    if " )" in s or " ]" in s or " }" in s:
         s = _WS_CLOSE.sub(r"\1", s)
     if "=" in s:
         s = _EQ.sub(" = ", s)
@@ -231,6 +235,8 @@ def _entry(kind: str, text: str, body: list[str]) -> tuple[str, str] | None:
     if split is None:
         return None
     name, rest = split
+    if not is_exported(name):
+        return None  # callers keep exported symbols only: skip normalising the quarter that is not
     if kind in ("fn", "iterator", "template", "macro"):
         eq = _body_eq(rest)
         head = rest if eq < 0 else rest[:eq]
@@ -246,7 +252,7 @@ def _entry(kind: str, text: str, body: list[str]) -> tuple[str, str] | None:
 
 
 def _decls(indents: list[int], text_of: Callable[[int], str]) -> Iterable[tuple[str, str, str, int]]:
-    """Yield (kind, name, signature, line index) for every top-level declaration.
+    """Yield (kind, name, signature, line index) for every exported top-level declaration.
 
     ``indents[i]`` is logical line i's indentation and ``text_of(i)`` its text, read only for
     top-level lines and the bodies of declarations (most lines are never turned into str).
@@ -262,12 +268,14 @@ def _decls(indents: list[int], text_of: Callable[[int], str]) -> Iterable[tuple[
         lineno = i
         text = text_of(i)
         i += 1
-        while True:
+        while text.startswith("@"):  # the only start _ANNOTATION matches: skip the call else
             m = _ANNOTATION.match(text)
             if m is None or not m.group():
                 break
             text = text[m.end():]
-        m = _DECL.match(text)
+        # _DECL's keywords all start with one of these letters; most top-level lines (imports,
+        # lets, comments) do not, and need no regular expression call.
+        m = _DECL.match(text) if text[:1] in _DECL_FIRST else None
         if m is None:
             continue
         kind = m.group("kw")
@@ -299,7 +307,7 @@ def _decls(indents: list[int], text_of: Callable[[int], str]) -> Iterable[tuple[
             if indents[head] != entry_indent:
                 continue
             etext = text_of(head)
-            while True:
+            while etext.startswith("@"):
                 am = _ANNOTATION.match(etext)
                 if am is None or not am.group():
                     break
@@ -332,7 +340,7 @@ def extract_module(source: str | bytes, module: str) -> list[Symbol]:
     data = source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass")
     lines = api_lines(data)
     return [Symbol(kind, name, sig, module)
-            for kind, name, sig, _ in _decls(lines.indents, lines.text) if is_exported(name)]
+            for kind, name, sig, _ in _decls(lines.indents, lines.text)]  # exported only
 
 
 def reference_lines(source: str) -> tuple[list[int], list[str]]:
@@ -345,7 +353,7 @@ def reference_extract_module(source: str, module: str) -> list[Symbol]:
     """:func:`extract_module` on the pure-Python reference lines (the tests' oracle)."""
     indents, texts = reference_lines(source)
     return [Symbol(kind, name, sig, module)
-            for kind, name, sig, _ in _decls(indents, texts.__getitem__) if is_exported(name)]
+            for kind, name, sig, _ in _decls(indents, texts.__getitem__)]  # exported only
 
 
 def _module_files(paths: Iterable[str]) -> list[str]:
@@ -445,8 +453,15 @@ def api_from_json(text: str | bytes) -> dict[str, Symbol]:
 
 def api_digest(table: Mapping[str, Symbol]) -> str:
     """``sha256:<hex>`` of :func:`api_to_json` — the registry's ``api`` field."""
-    return "sha256:" + hashlib.sha256(api_to_json(table).encode("utf-8")).hexdigest()
+    return api_digest_of_json(api_to_json(table).encode("utf-8"))
 
 
-__all__ = ["KINDS", "ApiError", "Symbol", "api_digest", "api_from_json", "api_to_json",
-           "extract_api", "extract_api_from_dir", "extract_module", "is_exported", "module_name"]
+def api_digest_of_json(doc: bytes) -> str:
+    """:func:`api_digest` of a table whose :func:`api_to_json` bytes are ``doc`` (publish stores
+    those bytes too: one encoding serves both)."""
+    return "sha256:" + hashlib.sha256(doc).hexdigest()
+
+
+__all__ = ["KINDS", "ApiError", "Symbol", "api_digest", "api_digest_of_json", "api_from_json",
+           "api_to_json", "extract_api", "extract_api_from_dir", "extract_module", "is_exported",
+           "module_name"]

@@ -69,6 +69,7 @@ def _api_of(src: Path, store: Blockstore | None, read: dict[str, bytes]) -> ApiI
         table = api.extract_api({src.name: src.read_bytes()})
     else:
         return None
+    doc = api.api_to_json(table).encode("utf-8")  # encoded once: digest and stored copy
     cid = None
     if store is not None:
         from cheng_build.cas import importer
@@ -76,9 +77,8 @@ def _api_of(src: Path, store: Blockstore | None, read: dict[str, bytes]) -> ApiI
 
         # Content-defined chunks: the table is sorted JSON, and a release changes a few entries,
         # so most chunks are the previous release's (fixed 256 KiB chunks were all new each time).
-        cid = str(importer.add_bytes(store, api.api_to_json(table).encode("utf-8"),
-                                     chunker=SOURCE_CHUNKER))
-    return ApiInfo(api.api_digest(table), dict(table), cid)
+        cid = str(importer.add_bytes(store, doc, chunker=SOURCE_CHUNKER))
+    return ApiInfo(api.api_digest_of_json(doc), dict(table), cid)
 
 
 def _previous_api(prev: RegistryEntry, store: Blockstore | None) -> dict[str, Any] | None:

@@ -190,7 +190,8 @@ static void emit(cb_ctok *s, const char *tok, size_t n) {
     s->ntok++;
 }
 
-static inline void emit_s(cb_ctok *s, const char *lit) { emit(s, lit, strlen(lit)); }
+/* A string literal's token: its length is known here (strlen per token was 12% of a feed). */
+#define emit_lit(s, lit) emit((s), (lit), sizeof(lit) - 1)
 
 static int push_indent(cb_ctok *s, uint64_t v) {
     if (s->nind == s->capind) {
@@ -204,28 +205,57 @@ static int push_indent(cb_ctok *s, uint64_t v) {
     return 0;
 }
 
-static const char *const KEYWORDS[] = {
-    "fn", "if", "as", "in", "of", "is", "let", "var", "mut", "for", "nil", "ref", "set", "str",
-    "type", "elif", "else", "when", "case", "true", "enum", "const", "trait", "macro", "async",
-    "while", "break", "yield", "defer", "await", "block", "where", "false", "tuple", "notin",
-    "module", "return", "import", "concept", "iterator", "template", "continue", NULL};
+typedef struct {
+    const char *s;
+    size_t n;
+} kwent;
+#define KW(lit) {lit, sizeof(lit) - 1}
+static const kwent KEYWORDS[] = {
+    KW("fn"), KW("if"), KW("as"), KW("in"), KW("of"), KW("is"), KW("let"), KW("var"),
+    KW("mut"), KW("for"), KW("nil"), KW("ref"), KW("set"), KW("str"), KW("type"), KW("elif"),
+    KW("else"), KW("when"), KW("case"), KW("true"), KW("enum"), KW("const"), KW("trait"),
+    KW("macro"), KW("async"), KW("while"), KW("break"), KW("yield"), KW("defer"), KW("await"),
+    KW("block"), KW("where"), KW("false"), KW("tuple"), KW("notin"), KW("module"), KW("return"),
+    KW("import"), KW("concept"), KW("iterator"), KW("template"), KW("continue")};
+#undef KW
 
+/* The keyword spelled p[0..n), or NULL. Lengths are stored and the first byte is compared
+ * before memcmp: this runs for every identifier of the package. */
 static const char *keyword(const uint8_t *p, size_t n) {
     if (n < 2 || n > 8) return NULL;
-    for (const char *const *k = KEYWORDS; *k; k++)
-        if (strlen(*k) == n && memcmp(*k, p, n) == 0) return *k;
+    for (size_t i = 0; i < sizeof KEYWORDS / sizeof KEYWORDS[0]; i++)
+        if (KEYWORDS[i].n == n && (uint8_t)KEYWORDS[i].s[0] == p[0] &&
+            memcmp(KEYWORDS[i].s, p, n) == 0)
+            return KEYWORDS[i].s;
     return NULL;
 }
 
+/* Character classes by switch, not strchr: they run for every byte of the package. */
 static inline int is_op(uint8_t c) {
-    return c != 0 && strchr("=+-*/<>@$~&%|!?^.:\\", c) != NULL;
+    switch (c) {
+    case '=': case '+': case '-': case '*': case '/': case '<': case '>': case '@': case '$':
+    case '~': case '&': case '%': case '|': case '!': case '?': case '^': case '.': case ':':
+    case '\\':
+        return 1;
+    default:
+        return 0;
+    }
 }
-static inline int is_punct(uint8_t c) { return c != 0 && strchr("()[]{},;", c) != NULL; }
+static inline int is_punct(uint8_t c) {
+    switch (c) {
+    case '(': case ')': case '[': case ']': case '{': case '}': case ',': case ';':
+        return 1;
+    default:
+        return 0;
+    }
+}
 static inline int is_hex(uint8_t c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '_';
 }
-static inline int is_sfx(uint8_t c) { return c && strchr("iIuUfF", c) != NULL; }
-static inline int is_pfx(uint8_t c) { return c && strchr("rRfF", c) != NULL; }
+static inline int is_sfx(uint8_t c) {
+    return c == 'i' || c == 'I' || c == 'u' || c == 'U' || c == 'f' || c == 'F';
+}
+static inline int is_pfx(uint8_t c) { return c == 'r' || c == 'R' || c == 'f' || c == 'F'; }
 
 /* Length of the digit run [\d_]* (underscore too when `under`) at p. */
 static size_t digits(const uclass *u, const uint8_t *p, const uint8_t *end, int under) {
@@ -339,11 +369,12 @@ int cb_ctok_feed(cb_ctok *s, const uint8_t *text, size_t len, const uint32_t *uc
     if (push_indent(s, 0) != 0) return s->failed = 1, -1;
     int line_start = 1, any = 0;
     uint64_t pending = 0;
-    emit_s(s, "FILE");
+    emit_lit(s, "FILE");
     while (p < end) {
         uint8_t c = *p;
         const uint8_t *q;
         const char *tok = NULL; /* the abstract token, or NULL: the text p..q itself */
+        size_t tokn = 0;        /* its length */
         size_t n;
         /* newlines, with the indentation after the last one */
         if (c == '\n' || (c == '\r' && p + 1 < end && p[1] == '\n')) {
@@ -358,7 +389,7 @@ int cb_ctok_feed(cb_ctok *s, const uint8_t *text, size_t len, const uint32_t *uc
                     col = *q++ == '\t' ? col + 8 - col % 8 : col + 1;
             }
             pending = col;
-            if (!line_start && any) emit_s(s, "NL");
+            if (!line_start && any) emit_lit(s, "NL");
             line_start = 1;
             p = q;
             continue;
@@ -377,9 +408,11 @@ int cb_ctok_feed(cb_ctok *s, const uint8_t *text, size_t len, const uint32_t *uc
             if (starts(b, end, "\"\"\"")) {
                 q = find3(b + 3, end);
                 tok = "STR";
+                tokn = 3;
             } else if (b < end && *b == '"') {
                 q = string_end(b + 1, end, '"', 1);
                 tok = "STR";
+                tokn = 3;
             }
         }
         if (!q && c == '\'' && p + 1 < end) {
@@ -395,6 +428,7 @@ int cb_ctok_feed(cb_ctok *s, const uint8_t *text, size_t len, const uint32_t *uc
             if (r && r < end && *r == '\'') {
                 q = r + 1;
                 tok = "CHR";
+                tokn = 3;
             }
         }
         unsigned cl = 0;
@@ -404,6 +438,7 @@ int cb_ctok_feed(cb_ctok *s, const uint8_t *text, size_t len, const uint32_t *uc
             if (cl & CB_UC_DIGIT) {
                 q = p + number(&u, p, end);
                 tok = "NUM";
+                tokn = 3;
             }
         }
         if (!q && c == '`') {
@@ -412,13 +447,18 @@ int cb_ctok_feed(cb_ctok *s, const uint8_t *text, size_t len, const uint32_t *uc
             if (r < end && *r == '`') {
                 q = r + 1;
                 tok = "ID";
+                tokn = 2;
             }
         }
         if (!q && (cl & CB_UC_WORD)) { /* (a digit was taken as a number above) */
             q = p + cn;
             while (q < end && (cls_at(&u, q, end, &n) & CB_UC_WORD)) q += n;
             tok = keyword(p, (size_t)(q - p));
-            if (!tok) tok = "ID";
+            tokn = (size_t)(q - p);
+            if (!tok) {
+                tok = "ID";
+                tokn = 2;
+            }
         }
         if (!q && is_op(c)) {
             q = p + 1;
@@ -438,16 +478,16 @@ int cb_ctok_feed(cb_ctok *s, const uint8_t *text, size_t len, const uint32_t *uc
             /* The indentation of a line's first token opens or closes blocks. */
             if (pending > s->indents[s->nind - 1]) {
                 if (push_indent(s, pending) != 0) return s->failed = 1, -1;
-                emit_s(s, "INDENT");
+                emit_lit(s, "INDENT");
             } else {
                 while (pending < s->indents[s->nind - 1]) {
                     s->nind--;
-                    emit_s(s, "DEDENT");
+                    emit_lit(s, "DEDENT");
                 }
             }
             line_start = 0;
         }
-        if (tok) emit_s(s, tok);
+        if (tok) emit(s, tok, tokn);
         else emit(s, (const char *)p, (size_t)(q - p));
         any = 1;
         p = q;
