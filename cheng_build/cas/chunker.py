@@ -6,7 +6,8 @@ beside a snapshot so anyone can recompute its CID, so parsing is strict and :fun
 
 Speed: hashing is the only per-byte work. With the native library (``cheng_build._native``) and
 an accelerated hash backend (SHA-NI / AVX2 BLAKE3) a whole file is chunked and hashed in C on
-several threads (``chunk_and_hash``). Otherwise fixed chunks are hashed by :mod:`hashlib` over
+several threads (``hash_file_fixed`` for fixed chunks: each thread preads and hashes its own;
+``chunk_and_hash`` for FastCDC). Otherwise fixed chunks are hashed by :mod:`hashlib` over
 slices of an ``mmap`` on a thread pool (hashlib releases the GIL for large buffers), so the
 fallback still uses every core. FastCDC needs the native library for its cut points: they must be
 bit-identical everywhere or snapshot CIDs would differ.
@@ -15,6 +16,7 @@ bit-identical everywhere or snapshot CIDs would differ.
 from __future__ import annotations
 
 import enum
+import errno
 import mmap
 import os
 import re
@@ -193,6 +195,20 @@ def file_leaves(path: str | os.PathLike[str], chunker: Chunker, hash: str = "sha
     if n is not None and _native_hash_is_fast(n, hash):
         # Cut and hash in one native pass on ``nthreads`` threads.
         algo = "sha256" if hash == "sha2-256" else "blake3"
+        if chunker.kind is ChunkerKind.FIXED and hasattr(n, "hash_file_fixed"):
+            # Every thread reads (pread) and hashes its own chunks: no reader in front.
+            try:
+                got, digests = n.hash_file_fixed(os.fspath(p), chunker.size, algo=algo, threads=nthreads)
+            except OSError as exc:
+                if exc.errno != errno.ESTALE:
+                    raise
+                raise StoreError(f"{p} changed while it was being read",
+                                 how="retry once nothing writes to it") from None
+            if on_bytes is not None:
+                on_bytes(got)
+            step = chunker.size
+            return [(off, min(step, got - off), digests[i:i + 32])
+                    for i, off in zip(range(0, len(digests), 32), range(0, got, step), strict=True)]
         if chunker.kind is ChunkerKind.FIXED:
             raw = n.chunk_and_hash(os.fspath(p), fixed_size=chunker.size, algo=algo, threads=nthreads)
         else:

@@ -19,7 +19,8 @@ differs from ``ipfs add``'s. Package snapshots do not come near that size; the e
 HAMT-sharded directories made by other tools.
 
 Only the hashing is per-byte work, and it happens in C or hashlib on threads
-(:mod:`cheng_build.cas.chunker`); building the tree is Python over ~4,000 leaves per GiB.
+(:mod:`cheng_build.cas.chunker`); building the tree is Python over ~4,000 leaves per GiB, kept
+as plain (binary CID, Tsize, filesize) tuples written by :mod:`cheng_build.cas.filenode`.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ from cheng_build.cas.chunker import (
     file_leaves,
     parse_chunker,
 )
-from cheng_build.cas.cid import CID, cid_from_digest, hasher_for
+from cheng_build.cas.cid import CID, cid_bytes, cid_from_digest, decode_cid_bytes, hasher_for
 from cheng_build.cas.exporter import symlink_escapes
+from cheng_build.cas.filenode import Child, file_node
 from cheng_build.cas.ignore import IgnoreRules
 from cheng_build.cas.progress import ImportProgress, ProgressCallback
 from cheng_build.core.errors import DigestMismatchError, InputError, PolicyError
@@ -92,6 +94,10 @@ class _Builder:
         self.skip = skip  # real paths of directories never imported (the store itself)
         self._root: Path | None = None  # the tree being imported (links must stay inside it)
         self._root_real: str | None = None
+        # Binary CIDs of a raw leaf / dag-pb node less the digest: leaves and file nodes are
+        # built as bytes and become CID objects only where a sink or the caller needs one.
+        self._leaf_prefix = cid_bytes(cid_from_digest(bytes(32), "raw", hash))[:-32]
+        self._node_prefix = cid_bytes(cid_from_digest(bytes(32), "dag-pb", hash))[:-32]
 
     # -- blocks -----------------------------------------------------------------------------
 
@@ -112,31 +118,34 @@ class _Builder:
 
     # -- files ------------------------------------------------------------------------------
 
-    def file_from_leaves(self, leaves: Sequence[_Entry]) -> _Entry:
-        """Balanced layout over ``leaves`` (already emitted)."""
+    def file_from_leaves(self, leaves: Sequence[Child]) -> _Entry:
+        """Balanced layout over ``leaves`` (already emitted): (binary CID, Tsize, filesize)."""
         if len(leaves) == 1:
-            return leaves[0]
+            raw, tsize, filesize = leaves[0]
+            return _Entry(decode_cid_bytes(raw), tsize, filesize)
         level = list(leaves)
         while len(level) > 1:
-            parents: list[_Entry] = []
+            parents: list[Child] = []
             for i in range(0, len(level), MAX_LINKS):
                 group = level[i:i + MAX_LINKS]
-                data = unixfs.encode(unixfs.Data(
-                    unixfs.NodeType.FILE,
-                    filesize=sum(e.filesize for e in group),
-                    blocksizes=tuple(e.filesize for e in group)))
-                links = tuple(dagpb.PBLink(e.cid, "", e.tsize) for e in group)
-                cid, tsize = self._node(dagpb.PBNode(links, data), sum(e.tsize for e in group))
-                parents.append(_Entry(cid, tsize, sum(e.filesize for e in group)))
+                block = file_node(group)
+                raw = self._node_prefix + self.hasher(block)
+                if self.sink is not None:
+                    self._emit(decode_cid_bytes(raw), block, hashed_these_bytes=True)
+                else:
+                    self.blocks += 1
+                parents.append((raw, len(block) + sum(c[1] for c in group),
+                                sum(c[2] for c in group)))
             level = parents
-        return level[0]
+        raw, tsize, filesize = level[0]
+        return _Entry(decode_cid_bytes(raw), tsize, filesize)
 
     def add_buffer(self, data: bytes) -> _Entry:
-        leaves = []
+        leaves: list[Child] = []
         for off, ln, digest in bytes_leaves(data, self.chunker, self.hash):
             cid = cid_from_digest(digest, "raw", self.hash)
             self._emit(cid, data[off:off + ln], hashed_these_bytes=True)
-            leaves.append(_Entry(cid, ln, ln))
+            leaves.append((self._leaf_prefix + digest, ln, ln))
         return self.file_from_leaves(leaves)
 
     def add_file(self, path: Path, size: int | None = None) -> _Entry:
@@ -149,7 +158,8 @@ class _Builder:
             # Progress follows hashing when nothing is stored, else the writes (the slow part).
             raw = file_leaves(path, self.chunker, self.hash, threads=self.threads,
                               on_bytes=self._advance_bytes if self.sink is None else None)
-            leaves = [_Entry(cid_from_digest(d, "raw", self.hash), ln, ln) for _, ln, d in raw]
+            prefix = self._leaf_prefix
+            leaves: list[Child] = [(prefix + d, ln, ln) for _, ln, d in raw]
             if self.sink is not None:
                 with open(path, "rb") as fh:
                     fd = fh.fileno()
@@ -157,7 +167,7 @@ class _Builder:
                         # The sink verifies these bytes against the CID we hashed, so a file
                         # that changes while we read it fails loudly instead of storing a lie.
                         try:
-                            self._emit(leaf.cid, os.pread(fd, ln, off))
+                            self._emit(decode_cid_bytes(leaf[0]), os.pread(fd, ln, off))
                         except DigestMismatchError:
                             raise InputError(f"{path} changed while it was being imported",
                                              how="retry once nothing writes to it") from None
