@@ -36,9 +36,11 @@ from cheng_build.cas import dagpb, unixfs
 from cheng_build.cas.chunker import (
     DEFAULT_CHUNKER,
     Chunker,
+    ChunkerKind,
     bytes_leaves,
     default_threads,
     file_leaves,
+    fixed_windows,
     parse_chunker,
 )
 from cheng_build.cas.cid import CID, cid_bytes, cid_from_digest, decode_cid_bytes, hasher_for
@@ -101,14 +103,18 @@ class _Builder:
 
     # -- blocks -----------------------------------------------------------------------------
 
-    def _emit(self, cid: CID, data: bytes, *, hashed_these_bytes: bool = False) -> None:
+    def _emit(self, cid: CID, data: bytes | memoryview, *, hashed_these_bytes: bool = False) -> None:
         self.blocks += 1
         if self.sink is not None:
             # A CID computed from these very bytes in memory (a node, a leaf of a buffer) needs
             # no second hash in the store batch (``Batch.put_verified``). Leaves of a large file
             # are read again after hashing, so they are verified: the file may have changed.
             put = getattr(self.sink, "put_verified", None) if hashed_these_bytes else None
-            (put or self.sink.put)(cid, data)
+            if put is None:
+                # Any sink may keep what it is given: never a view of a buffer we reuse.
+                self.sink.put(cid, bytes(data) if isinstance(data, memoryview) else data)
+            else:
+                put(cid, data)
 
     def _node(self, node: dagpb.PBNode, below: int) -> tuple[CID, int]:
         block = dagpb.encode(node)
@@ -154,6 +160,8 @@ class _Builder:
         if self.sink is not None and size < (1 << 20):
             entry = self.add_buffer(path.read_bytes())
             self._advance_bytes(size)
+        elif self.sink is not None and self.chunker.kind is ChunkerKind.FIXED:
+            entry = self.file_from_leaves(self._store_fixed(path))
         else:
             # Progress follows hashing when nothing is stored, else the writes (the slow part).
             raw = file_leaves(path, self.chunker, self.hash, threads=self.threads,
@@ -178,6 +186,28 @@ class _Builder:
         self.tally.files_done += 1
         self._tick()
         return entry
+
+    def _store_fixed(self, path: Path) -> list[Child]:
+        """Read, hash and store a file's fixed-size leaves in one pass (a window at a time).
+
+        Each block is stored from the very bytes its CID was computed over, so it needs no
+        second hash, and a file that changes while we read it cannot store a block under a
+        wrong CID (at worst the import is of a torn copy; a size change fails it).
+        """
+        assert self.sink is not None
+        prefix = self._leaf_prefix
+        leaves: list[Child] = []
+        for view, part in fixed_windows(path, self.chunker, self.hash, threads=self.threads):
+            base = part[0][0] if part else 0
+            for off, ln, digest in part:
+                raw = prefix + digest
+                # The batch writes the block before it returns, so a view of the reused window
+                # buffer is safe here (and saves copying every leaf).
+                self._emit(decode_cid_bytes(raw), view[off - base:off - base + ln],
+                           hashed_these_bytes=True)
+                leaves.append((raw, ln, ln))
+                self._advance_bytes(ln)
+        return leaves
 
     def _advance_bytes(self, n: int) -> None:
         self.tally.bytes_done += n
