@@ -221,7 +221,8 @@ def file_leaves(path: str | os.PathLike[str], chunker: Chunker, hash: str = "sha
 
 
 def fixed_windows(path: str | os.PathLike[str], chunker: Chunker, hash: str = "sha2-256", *,
-                  threads: int | None = None, window: int = 16 << 20) -> Iterator[tuple[memoryview, list[Leaf]]]:
+                  threads: int | None = None,
+                  window: int = 16 << 20) -> Iterator[tuple[memoryview, list[Leaf]]]:
     """Read a file once, in windows, and yield each window with its fixed-size leaves.
 
     For storing a file: every leaf's digest is computed over exactly the bytes yielded beside it,
