@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from cheng_build.cas.migrate import MigrateResult
     from cheng_build.cas.packfile import PackWriter
     from cheng_build.cas.packindex import Location, PackIndex
+    from cheng_build.cas.reindex import ReindexResult
 
 __all__ = ["Batch", "Blockstore", "GcResult", "StoreStats", "block_key"]
 
@@ -175,13 +176,49 @@ class Blockstore:
         from cheng_build.cas.packindex import create_index_file
 
         if not self.index_path.exists():
+            from cheng_build.cas.reindex import pack_files, rebuild_index
+
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
-                create_index_file(self.index_path)
+                if pack_files(self.packs_dir):
+                    # Packs without an index (it was lost): rebuild it from them before anything
+                    # is written. A fresh empty index would hand out pack ids that name existing
+                    # packs, and their next writer would cut them to nothing.
+                    rebuild_index(self.packs_dir, self.index_path)
+                else:
+                    create_index_file(self.index_path)
             except (OSError, Exception) as exc:  # sqlite3.Error is imported lazily
                 raise StoreError(f"cannot create the store index {self.index_path}", why=str(exc),
                                  how="check the path, free space and permissions") from None
         return self._open_index()
+
+    def reindex(self) -> ReindexResult:
+        """Rebuild the index from the packs, every block verified (``cheng-pkg store reindex``).
+
+        The old index files are kept beside it as ``index.sqlite.old-<time>`` (a damaged one may
+        still be worth a look); pins are files and are not touched.
+
+        Raises:
+            StoreError: the store cannot be locked, a pack read or the index written.
+        """
+        import time
+
+        from cheng_build.cas.reindex import rebuild_index
+
+        with self._lock(exclusive=True):
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                old = self.index_path.with_name(self.index_path.name + suffix)
+                if old.exists():
+                    old.rename(old.with_name(f"{old.name}.old-{stamp}"))
+            try:
+                return rebuild_index(self.packs_dir, self.index_path)
+            except (OSError, Exception) as exc:  # sqlite3.Error is imported lazily
+                raise StoreError(f"cannot rebuild the store index {self.index_path}", why=str(exc),
+                                 how="check free space and permissions, then run it again") from None
 
     def migrate(self) -> MigrateResult:
         """Move version-1 block files into packs now (what the first write does by itself).

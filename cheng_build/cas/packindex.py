@@ -26,7 +26,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +56,10 @@ class Location:
     length: int
 
 
-def create_index_file(path: Path) -> None:
-    """Create an empty index at ``path`` atomically: built under a temporary name, then renamed,
-    so another process never opens a database without its tables.
+def create_index_file(path: Path, fill: Callable[[sqlite3.Connection], None] | None = None) -> None:
+    """Create an index at ``path`` atomically: built under a temporary name, then renamed,
+    so another process never opens a database without its tables. ``fill`` adds rows in the
+    same transaction (a rebuild from the packs); without it the index is empty.
 
     Raises:
         OSError / sqlite3.Error: it cannot be written.
@@ -72,6 +73,8 @@ def create_index_file(path: Path) -> None:
             for stmt in _SCHEMA:
                 db.execute(stmt)
             db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+            if fill is not None:
+                fill(db)
             db.execute("COMMIT")
         finally:
             db.close()  # checkpoints the WAL into the file and removes it

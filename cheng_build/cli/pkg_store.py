@@ -1,4 +1,4 @@
-"""``cheng-pkg store migrate | info``: the package cache's on-disk layout.
+"""``cheng-pkg store migrate | reindex | info``: the package cache's on-disk layout.
 
 The store keeps blocks in pack files with an index (format 2, docs/cas.md). A cache written by an
 older version keeps one file per block under ``blocks/``; such a cache is read as it is and moved
@@ -18,19 +18,24 @@ from cheng_build.core.paths import cache_dir
 
 def register(name: str, parser: Parser) -> None:
     """Add the arguments of ``store``."""
-    parser.add_argument("action", choices=["migrate", "info"],
+    parser.add_argument("action", choices=["migrate", "reindex", "info"],
                         help="migrate: move one-file-per-block blocks into packs now; "
+                             "reindex: rebuild the index from the packs (it is damaged); "
                              "info: what the store holds")
     parser.add_argument("--pkg-cache", default=None, metavar="DIR",
                         help="the package cache (default: $PKG_CACHE or ./chengcache)")
     add_format_flag(parser)
     parser.epilog = ("examples:\n  cheng-pkg store migrate --pkg-cache:~/chengcache\n"
+                     "  cheng-pkg store reindex --pkg-cache:~/chengcache\n"
                      "  cheng-pkg store info --format:json\n\n"
                      "migrate verifies every block file against its CID before it moves it; one that "
                      "does not verify goes to <cache>/corrupt/ and is named (exit 1: fetch it again "
                      "to repair the store). Running it again is safe: it resumes where a killed run "
-                     "stopped.\nExit 0 done, 1 corrupt blocks found or the store is unusable, 2 bad "
-                     "usage.")
+                     "stopped.\nreindex reads every pack, verifies every block against its CID and "
+                     "writes a new index (the old one is kept as index.sqlite.old-<time>); stop "
+                     "other cheng-pkg processes using the cache first. A missing index is rebuilt "
+                     "this way by itself.\n"
+                     "Exit 0 done, 1 corrupt blocks found or the store is unusable, 2 bad usage.")
 
 
 def _open(args: argparse.Namespace) -> Any:
@@ -63,6 +68,23 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reindex(args: argparse.Namespace) -> int:
+    store = _open(args)
+    res = store.reindex()
+    if args.format == "json":
+        print(json.dumps({"root": str(store.root), "packs": res.packs, "blocks": res.blocks,
+                          "bytes": res.bytes, "corrupt": res.corrupt}))
+    else:
+        print(f"rebuilt the index of {store.root}: {res.blocks} blocks ({res.bytes} bytes) "
+              f"in {res.packs} packs, every one verified")
+    if res.corrupt:
+        raise IntegrityError(f"{len(res.corrupt)} pack records did not verify and were left out",
+                             why="first: " + res.corrupt[0],
+                             how="fetch those packages again (cheng-pkg fetch, or car import) to "
+                                 "repair the store")
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
     store = _open(args)
     st = store.stats()
@@ -81,4 +103,4 @@ def _info(args: argparse.Namespace) -> int:
 
 def run(name: str, args: argparse.Namespace) -> int:
     """Run ``store``; returns the exit code (errors are raised as ChengError)."""
-    return _migrate(args) if args.action == "migrate" else _info(args)
+    return {"migrate": _migrate, "reindex": _reindex}.get(args.action, _info)(args)
