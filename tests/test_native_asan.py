@@ -26,6 +26,7 @@ SELECTED = [
     "tests/test_cheng_scan.py",
     "tests/test_native_chunk_hash.py::test_cdc_against_oracles_and_cdc_chunks",
     "tests/test_native_chunk_hash.py::test_fixed_size_against_oracles",
+    "tests/test_native_file_hash.py",
     "tests/test_native_cdc.py::test_matches_reference_on_random_input",
     "tests/test_native_cdc.py::test_threads_give_identical_cut_points",
 ]

@@ -15,7 +15,13 @@ importing this package raises :class:`NativeLibraryError` (a ``ChengError`` and 
 from __future__ import annotations
 
 from cheng_build._native._loader import HAVE_HASHES, NativeLibraryError, library_path
-from cheng_build._native.chunking import ChunkerParams, cdc_chunks, cdc_file_chunks, chunk_and_hash
+from cheng_build._native.chunking import (
+    ChunkerParams,
+    cdc_chunks,
+    cdc_file_chunks,
+    chunk_and_hash,
+    hash_file_fixed,
+)
 from cheng_build._native.hashing import Blake3, Sha256, backends, blake3, force_backend, sha256
 from cheng_build._native.simhash import hamming, pairs_within, simhash64, simhash64_batch, token_hash
 
@@ -32,6 +38,7 @@ __all__ = [
     "chunk_and_hash",
     "force_backend",
     "hamming",
+    "hash_file_fixed",
     "library_path",
     "pairs_within",
     "sha256",

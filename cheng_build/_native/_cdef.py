@@ -6,7 +6,7 @@ loader parses this text at import time instead.
 """
 
 # Must equal CB_ABI_VERSION in native/include/cheng_native.h.
-ABI_VERSION = 6
+ABI_VERSION = 7
 
 CDEF = """
 const char *cb_version(void);
@@ -31,6 +31,8 @@ size_t cb_cdc_chunk(const cb_cdc *c, const uint8_t *buf, size_t len, int eof, un
 
 int cb_hash_chunks(const uint8_t *buf, size_t len, const uint64_t *ends, size_t n, int algo,
                    unsigned threads, uint8_t *out);
+int cb_hash_file_fixed(int fd, uint64_t size, uint64_t chunk, int algo, unsigned threads,
+                       uint8_t *out, int *err);
 
 uint64_t cb_token_hash(const void *data, size_t len);
 int cb_simhash64_batch(const uint8_t *buf, const uint64_t *doc_off, const uint64_t *doc_len,

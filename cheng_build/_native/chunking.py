@@ -7,6 +7,7 @@ them, so they only change with a new ``ChunkerParams.spec`` name. Every function
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from array import array
@@ -238,6 +239,55 @@ def _fixed_ends(n: int, size: int) -> Any:
     if n:
         ends.append(n)
     return ends
+
+
+def hash_file_fixed(
+    path: str | os.PathLike[str], fixed_size: int, *, algo: Algo = "sha256", threads: int = 1
+) -> tuple[int, bytes]:
+    """Hash a file's fixed-size chunks in native code, reading it with ``pread`` on every thread.
+
+    Faster than :func:`chunk_and_hash` on a path for fixed chunks: the copy out of the page cache
+    runs on the hashing threads instead of one reader in front of them, and no window is held.
+
+    Args:
+        path: a regular file.
+        fixed_size: the chunk size in bytes (the last chunk may be shorter), 1 .. 2**30.
+        algo: ``"sha256"`` or ``"blake3"``.
+        threads: reading and hashing threads; the result is the same for any value.
+
+    Returns:
+        ``(size, digests)``: the file's size when opened and the 32-byte digests of its chunks,
+        concatenated in order (none for an empty file).
+
+    Raises:
+        ValueError: bad ``algo``, ``fixed_size`` or ``threads``.
+        OSError: the file cannot be read, or it changed size while it was read (``errno.ESTALE``).
+    """
+    if algo not in _ALGOS:
+        raise ValueError(f"algo must be 'sha256' or 'blake3' (got {algo!r})")
+    if not isinstance(fixed_size, int) or isinstance(fixed_size, bool) or not 1 <= fixed_size <= 1 << 30:
+        raise ValueError(f"fixed_size must be an int in 1..2**30 (got {fixed_size!r})")
+    require_hashes("hash_file_fixed")
+    nthreads = _threads(threads)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        count = -(-size // fixed_size)
+        digests = bytearray(32 * count)
+        err = ffi.new("int *")
+        rc = lib.cb_hash_file_fixed(fd, size, fixed_size, _ALGOS[algo], nthreads,
+                                    ffi.from_buffer(digests) if count else ffi.NULL, err)
+        if rc == -3 or (rc == 0 and os.fstat(fd).st_size != size):
+            raise OSError(errno.ESTALE, "the file changed size while it was being read", os.fspath(path))
+        if rc == -4:
+            raise OSError(err[0], os.strerror(err[0]), os.fspath(path))
+        if rc == -5:
+            raise MemoryError("cb_hash_file_fixed: out of memory")
+        if rc != 0:
+            raise RuntimeError(f"cb_hash_file_fixed failed ({rc})")
+        return size, bytes(digests)
+    finally:
+        os.close(fd)
 
 
 def chunk_and_hash(

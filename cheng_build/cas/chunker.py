@@ -6,7 +6,8 @@ beside a snapshot so anyone can recompute its CID, so parsing is strict and :fun
 
 Speed: hashing is the only per-byte work. With the native library (``cheng_build._native``) and
 an accelerated hash backend (SHA-NI / AVX2 BLAKE3) a whole file is chunked and hashed in C on
-several threads (``chunk_and_hash``). Otherwise fixed chunks are hashed by :mod:`hashlib` over
+several threads (``hash_file_fixed`` for fixed chunks: each thread preads and hashes its own;
+``chunk_and_hash`` for FastCDC). Otherwise fixed chunks are hashed by :mod:`hashlib` over
 slices of an ``mmap`` on a thread pool (hashlib releases the GIL for large buffers), so the
 fallback still uses every core. FastCDC needs the native library for its cut points: they must be
 bit-identical everywhere or snapshot CIDs would differ.
@@ -15,17 +16,18 @@ bit-identical everywhere or snapshot CIDs would differ.
 from __future__ import annotations
 
 import enum
+import errno
 import mmap
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from cheng_build.cas.cid import hasher_for
-from cheng_build.core.errors import StoreError, UsageError
+from cheng_build.core.errors import InputError, StoreError, UsageError
 
 __all__ = [
     "DEFAULT_CHUNKER",
@@ -36,6 +38,7 @@ __all__ = [
     "bytes_leaves",
     "default_threads",
     "file_leaves",
+    "fixed_windows",
     "native",
     "parse_chunker",
 ]
@@ -193,6 +196,20 @@ def file_leaves(path: str | os.PathLike[str], chunker: Chunker, hash: str = "sha
     if n is not None and _native_hash_is_fast(n, hash):
         # Cut and hash in one native pass on ``nthreads`` threads.
         algo = "sha256" if hash == "sha2-256" else "blake3"
+        if chunker.kind is ChunkerKind.FIXED and hasattr(n, "hash_file_fixed"):
+            # Every thread reads (pread) and hashes its own chunks: no reader in front.
+            try:
+                got, digests = n.hash_file_fixed(os.fspath(p), chunker.size, algo=algo, threads=nthreads)
+            except OSError as exc:
+                if exc.errno != errno.ESTALE:
+                    raise
+                raise StoreError(f"{p} changed while it was being read",
+                                 how="retry once nothing writes to it") from None
+            if on_bytes is not None:
+                on_bytes(got)
+            step = chunker.size
+            return [(off, min(step, got - off), digests[i:i + 32])
+                    for i, off in zip(range(0, len(digests), 32), range(0, got, step), strict=True)]
         if chunker.kind is ChunkerKind.FIXED:
             raw = n.chunk_and_hash(os.fspath(p), fixed_size=chunker.size, algo=algo, threads=nthreads)
         else:
@@ -201,6 +218,62 @@ def file_leaves(path: str | os.PathLike[str], chunker: Chunker, hash: str = "sha
             on_bytes(size)
         return [(int(o), int(ln), bytes(d)) for o, ln, d in raw]
     return _threaded(p, size, chunker, hash, nthreads, on_bytes)
+
+
+def fixed_windows(path: str | os.PathLike[str], chunker: Chunker, hash: str = "sha2-256", *,
+                  threads: int | None = None,
+                  window: int = 16 << 20) -> Iterator[tuple[memoryview, list[Leaf]]]:
+    """Read a file once, in windows, and yield each window with its fixed-size leaves.
+
+    For storing a file: every leaf's digest is computed over exactly the bytes yielded beside it,
+    so they can be stored without hashing them again, and the file is read only once. Offsets
+    in the leaves are the file's; the leaf at offset ``o`` is ``view[o - base : o - base + len]``
+    where ``base`` is the offset of the window's first leaf.
+
+    The view is one reused buffer: it is valid only until the next item is taken.
+
+    Raises:
+        ValueError: ``chunker`` is not a fixed-size chunker.
+        OSError: the file cannot be read.
+        InputError: the file's size changed while it was being read.
+    """
+    if chunker.kind is not ChunkerKind.FIXED:
+        raise ValueError("fixed_windows needs a fixed-size chunker")
+    nthreads = threads or default_threads()
+    n = native()
+    fast = n is not None and _native_hash_is_fast(n, hash)
+    algo = "sha256" if hash == "sha2-256" else "blake3"
+    step = max(1, window // chunker.size) * chunker.size
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        buf = bytearray(min(step, size) or 1)
+        view = memoryview(buf)
+        base = 0
+        while base < size or base == 0:
+            want = min(len(buf), size - base)
+            got = 0
+            while got < want:
+                k = fh.readinto(view[got:want])
+                if not k:
+                    raise InputError(f"{os.fspath(path)} changed while it was being read",
+                                     why="it ended before the size it had when opened",
+                                     how="retry once nothing writes to it")
+                got += k
+            part = view[:want]
+            if fast and want:
+                assert n is not None
+                leaves = [(base + o, ln, d) for o, ln, d in
+                          n.chunk_and_hash(part, fixed_size=chunker.size, algo=algo, threads=nthreads)]
+            else:
+                leaves = [(base + o, ln, d) for o, ln, d in bytes_leaves(part, chunker, hash)]
+            yield part, leaves
+            base += want
+            if base >= size:
+                break
+        if fh.read(1):
+            raise InputError(f"{os.fspath(path)} changed while it was being read",
+                             why="it grew past the size it had when opened",
+                             how="retry once nothing writes to it")
 
 
 def _threaded(p: Path, size: int, chunker: Chunker, hash: str, threads: int,

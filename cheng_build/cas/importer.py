@@ -19,7 +19,8 @@ differs from ``ipfs add``'s. Package snapshots do not come near that size; the e
 HAMT-sharded directories made by other tools.
 
 Only the hashing is per-byte work, and it happens in C or hashlib on threads
-(:mod:`cheng_build.cas.chunker`); building the tree is Python over ~4,000 leaves per GiB.
+(:mod:`cheng_build.cas.chunker`); building the tree is Python over ~4,000 leaves per GiB, kept
+as plain (binary CID, Tsize, filesize) tuples written by :mod:`cheng_build.cas.filenode`.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ from cheng_build.cas import dagpb, unixfs
 from cheng_build.cas.chunker import (
     DEFAULT_CHUNKER,
     Chunker,
+    ChunkerKind,
     bytes_leaves,
     default_threads,
     file_leaves,
+    fixed_windows,
     parse_chunker,
 )
-from cheng_build.cas.cid import CID, cid_from_digest, hasher_for
+from cheng_build.cas.cid import CID, cid_bytes, cid_from_digest, decode_cid_bytes, hasher_for
 from cheng_build.cas.exporter import symlink_escapes
+from cheng_build.cas.filenode import Child, file_node
 from cheng_build.cas.ignore import IgnoreRules
 from cheng_build.cas.progress import ImportProgress, ProgressCallback
 from cheng_build.core.errors import DigestMismatchError, InputError, PolicyError
@@ -92,17 +96,25 @@ class _Builder:
         self.skip = skip  # real paths of directories never imported (the store itself)
         self._root: Path | None = None  # the tree being imported (links must stay inside it)
         self._root_real: str | None = None
+        # Binary CIDs of a raw leaf / dag-pb node less the digest: leaves and file nodes are
+        # built as bytes and become CID objects only where a sink or the caller needs one.
+        self._leaf_prefix = cid_bytes(cid_from_digest(bytes(32), "raw", hash))[:-32]
+        self._node_prefix = cid_bytes(cid_from_digest(bytes(32), "dag-pb", hash))[:-32]
 
     # -- blocks -----------------------------------------------------------------------------
 
-    def _emit(self, cid: CID, data: bytes, *, hashed_these_bytes: bool = False) -> None:
+    def _emit(self, cid: CID, data: bytes | memoryview, *, hashed_these_bytes: bool = False) -> None:
         self.blocks += 1
         if self.sink is not None:
             # A CID computed from these very bytes in memory (a node, a leaf of a buffer) needs
             # no second hash in the store batch (``Batch.put_verified``). Leaves of a large file
             # are read again after hashing, so they are verified: the file may have changed.
             put = getattr(self.sink, "put_verified", None) if hashed_these_bytes else None
-            (put or self.sink.put)(cid, data)
+            if put is None:
+                # Any sink may keep what it is given: never a view of a buffer we reuse.
+                self.sink.put(cid, bytes(data) if isinstance(data, memoryview) else data)
+            else:
+                put(cid, data)
 
     def _node(self, node: dagpb.PBNode, below: int) -> tuple[CID, int]:
         block = dagpb.encode(node)
@@ -112,31 +124,34 @@ class _Builder:
 
     # -- files ------------------------------------------------------------------------------
 
-    def file_from_leaves(self, leaves: Sequence[_Entry]) -> _Entry:
-        """Balanced layout over ``leaves`` (already emitted)."""
+    def file_from_leaves(self, leaves: Sequence[Child]) -> _Entry:
+        """Balanced layout over ``leaves`` (already emitted): (binary CID, Tsize, filesize)."""
         if len(leaves) == 1:
-            return leaves[0]
+            raw, tsize, filesize = leaves[0]
+            return _Entry(decode_cid_bytes(raw), tsize, filesize)
         level = list(leaves)
         while len(level) > 1:
-            parents: list[_Entry] = []
+            parents: list[Child] = []
             for i in range(0, len(level), MAX_LINKS):
                 group = level[i:i + MAX_LINKS]
-                data = unixfs.encode(unixfs.Data(
-                    unixfs.NodeType.FILE,
-                    filesize=sum(e.filesize for e in group),
-                    blocksizes=tuple(e.filesize for e in group)))
-                links = tuple(dagpb.PBLink(e.cid, "", e.tsize) for e in group)
-                cid, tsize = self._node(dagpb.PBNode(links, data), sum(e.tsize for e in group))
-                parents.append(_Entry(cid, tsize, sum(e.filesize for e in group)))
+                block = file_node(group)
+                raw = self._node_prefix + self.hasher(block)
+                if self.sink is not None:
+                    self._emit(decode_cid_bytes(raw), block, hashed_these_bytes=True)
+                else:
+                    self.blocks += 1
+                parents.append((raw, len(block) + sum(c[1] for c in group),
+                                sum(c[2] for c in group)))
             level = parents
-        return level[0]
+        raw, tsize, filesize = level[0]
+        return _Entry(decode_cid_bytes(raw), tsize, filesize)
 
     def add_buffer(self, data: bytes) -> _Entry:
-        leaves = []
+        leaves: list[Child] = []
         for off, ln, digest in bytes_leaves(data, self.chunker, self.hash):
             cid = cid_from_digest(digest, "raw", self.hash)
             self._emit(cid, data[off:off + ln], hashed_these_bytes=True)
-            leaves.append(_Entry(cid, ln, ln))
+            leaves.append((self._leaf_prefix + digest, ln, ln))
         return self.file_from_leaves(leaves)
 
     def add_file(self, path: Path, size: int | None = None) -> _Entry:
@@ -145,11 +160,14 @@ class _Builder:
         if self.sink is not None and size < (1 << 20):
             entry = self.add_buffer(path.read_bytes())
             self._advance_bytes(size)
+        elif self.sink is not None and self.chunker.kind is ChunkerKind.FIXED:
+            entry = self.file_from_leaves(self._store_fixed(path))
         else:
             # Progress follows hashing when nothing is stored, else the writes (the slow part).
             raw = file_leaves(path, self.chunker, self.hash, threads=self.threads,
                               on_bytes=self._advance_bytes if self.sink is None else None)
-            leaves = [_Entry(cid_from_digest(d, "raw", self.hash), ln, ln) for _, ln, d in raw]
+            prefix = self._leaf_prefix
+            leaves: list[Child] = [(prefix + d, ln, ln) for _, ln, d in raw]
             if self.sink is not None:
                 with open(path, "rb") as fh:
                     fd = fh.fileno()
@@ -157,7 +175,7 @@ class _Builder:
                         # The sink verifies these bytes against the CID we hashed, so a file
                         # that changes while we read it fails loudly instead of storing a lie.
                         try:
-                            self._emit(leaf.cid, os.pread(fd, ln, off))
+                            self._emit(decode_cid_bytes(leaf[0]), os.pread(fd, ln, off))
                         except DigestMismatchError:
                             raise InputError(f"{path} changed while it was being imported",
                                              how="retry once nothing writes to it") from None
@@ -168,6 +186,28 @@ class _Builder:
         self.tally.files_done += 1
         self._tick()
         return entry
+
+    def _store_fixed(self, path: Path) -> list[Child]:
+        """Read, hash and store a file's fixed-size leaves in one pass (a window at a time).
+
+        Each block is stored from the very bytes its CID was computed over, so it needs no
+        second hash, and a file that changes while we read it cannot store a block under a
+        wrong CID (at worst the import is of a torn copy; a size change fails it).
+        """
+        assert self.sink is not None
+        prefix = self._leaf_prefix
+        leaves: list[Child] = []
+        for view, part in fixed_windows(path, self.chunker, self.hash, threads=self.threads):
+            base = part[0][0] if part else 0
+            for off, ln, digest in part:
+                raw = prefix + digest
+                # The batch writes the block before it returns, so a view of the reused window
+                # buffer is safe here (and saves copying every leaf).
+                self._emit(decode_cid_bytes(raw), view[off - base:off - base + ln],
+                           hashed_these_bytes=True)
+                leaves.append((raw, ln, ln))
+                self._advance_bytes(ln)
+        return leaves
 
     def _advance_bytes(self, n: int) -> None:
         self.tally.bytes_done += n

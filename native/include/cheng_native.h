@@ -19,7 +19,7 @@ extern "C" {
 
 /* Bumped whenever a signature below changes; the Python loader refuses a mismatch so a stale
  * build in cheng_build/_native/ is reported instead of crashing. */
-#define CB_ABI_VERSION 6
+#define CB_ABI_VERSION 7
 
 const char *cb_version(void);
 int cb_abi_version(void);
@@ -86,6 +86,18 @@ enum { CB_ALGO_SHA256 = 0, CB_ALGO_BLAKE3 = 1 };
  * ends[] is not increasing within len. */
 int cb_hash_chunks(const uint8_t *buf, size_t len, const uint64_t *ends, size_t n, int algo,
                    unsigned threads, uint8_t *out);
+
+/* The largest chunk cb_hash_file_fixed takes (each thread holds one in memory). */
+#define CB_FILE_CHUNK_MAX (1u << 30)
+
+/* Hash the fixed-size chunks of the first `size` bytes of the open file `fd` (chunk i covers
+ * [i*chunk, min((i+1)*chunk, size)), read with pread, so the file offset is not used or moved)
+ * into out + 32*i, with `threads` threads; out holds 32 * ceil(size / chunk) bytes. Returns 0,
+ * -1 for an unknown algorithm or a chunk size of 0 or above CB_FILE_CHUNK_MAX, -2 when built
+ * without the hashes, -3 when the file ends before `size` (it shrank), -4 on a read error and
+ * -5 when memory ran out; *err (if not NULL) gets the errno of a failed read. */
+int cb_hash_file_fixed(int fd, uint64_t size, uint64_t chunk, int algo, unsigned threads,
+                       uint8_t *out, int *err);
 
 /* ---- SimHash64 ------------------------------------------------------------------------------ */
 
