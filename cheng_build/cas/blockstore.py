@@ -632,7 +632,8 @@ class Batch:
         try:
             w = self._writer
             if w is None or w.pos >= PACK_LIMIT:
-                w = self._writer = acquire(self.store.packs_dir, self._index)
+                w = self._writer = acquire(self.store.packs_dir, self._index,
+                                           frozenset(x.pack for x in self._writers))
                 self._writers.append(w)
             off = w.append(key, data)
         except Exception as exc:  # OSError, or sqlite3.Error from the index

@@ -123,14 +123,19 @@ def _take(packs_dir: Path, pack: int, index: PackIndex) -> PackWriter | None:
     return PackWriter(pack, fd, committed, committed, False)
 
 
-def acquire(packs_dir: Path, index: PackIndex) -> PackWriter:
-    """A pack for one batch to append to: an open one nobody holds, else a new one.
+def acquire(packs_dir: Path, index: PackIndex, held: frozenset[int] = frozenset()) -> PackWriter:
+    """A pack for one batch to append to: an open one nobody holds, else a new one. ``held``:
+    the packs this batch has filled already (still uncommitted, so they look open): trying them
+    again would fail the flock and close a freshly truncated file, which makes ext4 flush it
+    (auto_da_alloc) in the middle of the batch.
 
     Raises:
         OSError / sqlite3.Error: the packs directory or the index cannot be written.
     """
     packs_dir.mkdir(parents=True, exist_ok=True)
-    for pack in index.open_packs(_CANDIDATES, PACK_LIMIT):
+    for pack in index.open_packs(_CANDIDATES + len(held), PACK_LIMIT):
+        if pack in held:
+            continue
         w = _take(packs_dir, pack, index)
         if w is not None:
             return w
