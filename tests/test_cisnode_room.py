@@ -115,3 +115,41 @@ def test_matrix_sync_gap_is_filled_in_order(hs: Synapse, monkeypatch: pytest.Mon
             await b.close()
 
     asyncio.run(main())
+
+
+def test_a_password_login_is_kept_and_used_again(hs: Synapse, tmp_path: Path) -> None:
+    """Two connections with a password and a session file make one device, not two (and one
+    password hash on the homeserver); the kept token is 0600; a revoked one falls back to the
+    password; a token of another user is never used for this one."""
+    import json
+    import stat
+
+    from cheng_build.cis.node import matrix
+
+    kept = tmp_path / "matrix" / "s.json"
+
+    def devices() -> list[str]:
+        tok = hs.login("alpha")  # a device of its own, left out below
+        me = hs._post("/_matrix/client/v3/account/whoami", None, tok)["device_id"]
+        got = [d["device_id"] for d in hs._post("/_matrix/client/v3/devices", None, tok)["devices"]]
+        hs._post("/_matrix/client/v3/logout", {}, tok)
+        return [d for d in got if d != me]
+
+    async def connect() -> str:
+        room = await matrix.connect(hs.url, "alpha", password=hs.users["alpha"], room="kept",
+                                    session_file=kept)
+        await room.close()
+        return room.user_id
+
+    start = set(devices())
+    asyncio.run(connect())
+    first = set(devices()) - start
+    asyncio.run(connect())
+    assert set(devices()) - start == first and len(first) == 1
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    token = json.loads(kept.read_text())["access_token"]
+    hs._post("/_matrix/client/v3/logout", {}, token)  # revoked: the password logs in again
+    assert asyncio.run(connect()) == "@alpha:cis.test"
+    assert json.loads(kept.read_text())["access_token"] != token
+    kept.write_text(json.dumps({"access_token": hs.login("beta")}))  # another user's token
+    assert asyncio.run(connect()) == "@alpha:cis.test"

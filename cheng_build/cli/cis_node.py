@@ -150,9 +150,21 @@ def room_connector(conn: Connection) -> Any:
 
     async def connect(room: str) -> Any:
         return await matrix.connect(conn.homeserver, conn.user, password=conn.password,
-                                    token=conn.token, room=room, create=False, join=False)
+                                    token=conn.token, room=room, create=False, join=False,
+                                    session_file=session_file(conn))
 
     return connect
+
+
+def session_file(conn: Connection) -> Path:
+    """Where a password login's access token is kept for the next run: per homeserver, user and
+    password (a changed password logs in again), in ``$CIS_HOME/matrix/`` (0600 files)."""
+    import hashlib
+
+    from cheng_build.cis.run.store import cis_home
+
+    key = hashlib.sha256("\0".join((conn.homeserver, conn.user, conn.password or "")).encode())
+    return cis_home() / "matrix" / f"{key.hexdigest()[:32]}.json"
 
 
 async def _connect(conn: Connection, *, create: bool) -> Any:
@@ -165,7 +177,8 @@ async def _connect(conn: Connection, *, create: bool) -> Any:
     logging.getLogger("mau").setLevel(logging.CRITICAL)
     try:
         return await matrix.connect(conn.homeserver, conn.user, password=conn.password,
-                                    token=conn.token, room=conn.room, create=create)
+                                    token=conn.token, room=conn.room, create=create,
+                                    session_file=session_file(conn))
     except RoomError as exc:
         raise RoomFailure(exc.what, how=exc.how or None) from None
 

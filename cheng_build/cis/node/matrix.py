@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pathlib
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -147,10 +148,14 @@ class MatrixRoom:
 
 
 async def connect(homeserver: str, user: str, *, password: str | None = None, token: str | None = None,
-                  room: str, create: bool = True, join: bool = True) -> MatrixRoom:
+                  room: str, create: bool = True, join: bool = True,
+                  session_file: pathlib.Path | None = None) -> MatrixRoom:
     """Log in (or use a token), join ``room`` (an alias), creating it when asked and absent.
     ``join=False``: never join; refuse unless the user is already a member (the web view acts in
     a room only as a member: membership is the boundary, not something a button press grants).
+    ``session_file``: with a password, the access token of an earlier login is kept there (0600)
+    and used again while the homeserver accepts it, so repeated runs neither make a new device
+    each time nor pay the homeserver's password hashing (~120 ms of its CPU per login).
 
     Raises:
         RoomError: bad credentials, unknown room, homeserver down (``transient``).
@@ -158,10 +163,42 @@ async def connect(homeserver: str, user: str, *, password: str | None = None, to
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=HTTP_TIMEOUT_S))
     api = HTTPAPI(homeserver.rstrip("/"), token or "", client_session=session)
     try:
-        return await _connect(api, session, homeserver, user, password, token, room, create, join)
+        if token is None and password is not None and session_file is not None:
+            kept = _kept_token(session_file)
+            if kept is not None:
+                api.token = kept
+                try:
+                    return await _connect(api, session, homeserver, user, None, kept, room, create, join)
+                except RoomError as exc:
+                    if exc.transient or not exc.what.startswith(f"login as {user} refused"):
+                        raise
+                    api.token = ""  # revoked or expired: log in with the password below
+        got = await _connect(api, session, homeserver, user, password, token, room, create, join)
+        if token is None and password is not None and session_file is not None and api.token:
+            _keep_token(session_file, api.token)
+        return got
     except BaseException:
         await session.close()
         raise
+
+
+def _kept_token(path: pathlib.Path) -> str | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("access_token")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def _keep_token(path: pathlib.Path, token: str) -> None:
+    """Written 0600, atomically; a failure only costs the next run a login."""
+    from cheng_build.core.atomic import atomic_write_bytes
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write_bytes(path, json.dumps({"access_token": token}).encode(), mode=0o600)
+    except OSError:
+        pass
 
 
 async def _connect(api: HTTPAPI, session: aiohttp.ClientSession, homeserver: str, user: str,
@@ -173,6 +210,9 @@ async def _connect(api: HTTPAPI, session: aiohttp.ClientSession, homeserver: str
         if token:
             who = await probe._call(c.whoami())
             c.mxid = who.user_id
+            if str(who.user_id) != user and not str(who.user_id).startswith(f"@{user}:"):
+                raise RoomError(f"login as {user} refused by {homeserver}: the token is "
+                                f"{who.user_id}'s", "give the token of --user, or that user")
         else:
             resp = await probe._call(c.login(identifier=UserID(user), password=password or ""))
             c.mxid = resp.user_id
