@@ -10,7 +10,9 @@ when part of it is cached (a resumed fetch) we ask only for the missing blocks
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +43,9 @@ from cheng_build.pkg.fetch.sink import BlockSink
 # Received bytes handed to the store's worker thread at a time (it stages them as temp files
 # while the next ones arrive; the durable commit is BlockSink's).
 BATCH_BYTES = 2 * 1024 * 1024
+# Batches handed over and not yet staged before the reader waits (bounds the memory held:
+# about PENDING_BATCHES * BATCH_BYTES).
+PENDING_BATCHES = 4
 
 
 @dataclass
@@ -191,7 +196,7 @@ def fetch_dag(store: BlockStore, root: bytes, gateway: str, *,
     stats = HttpStats()
     watchdog = Watchdog()
     client = _Client(url, limits or HttpLimits.from_env(), watchdog)
-    writer = _Writer(store, stats, on_block)
+    writer = _Writer(store, stats, on_block, url)
     try:
         complete = False
         if not store.has(to_cid(root)):
@@ -211,21 +216,37 @@ def fetch_dag(store: BlockStore, root: bytes, gateway: str, *,
 
 
 class _Writer:
-    """Verified blocks go to the store from a worker thread while the next ones are read from
-    the network: handed over ~``BATCH_BYTES`` at a time, staged as temp files at once and made
-    durable together by :class:`BlockSink` (one hash per block: the one that verified it)."""
+    """Received blocks go to the store through two worker threads while the next ones are read
+    from the network, handed over ~``BATCH_BYTES`` at a time: one thread hashes the blocks left
+    unchecked (raw leaves, see :meth:`add_unchecked`), the other stages the checked ones into
+    one long store batch (:class:`BlockSink`; one hash per block: the one that verified it) and
+    makes them durable. Up to ``PENDING_BATCHES`` batches are in flight, so a slow write does not
+    stall the socket at once."""
 
-    def __init__(self, store: BlockStore, stats: HttpStats, on_block: Callable[[int], None] | None):
-        self.stats, self.on_block = stats, on_block
+    def __init__(self, store: BlockStore, stats: HttpStats, on_block: Callable[[int], None] | None,
+                 url: str = ""):
+        self.stats, self.on_block, self.url = stats, on_block, url
         self.sink = BlockSink(store)
-        self.items: list[tuple[bytes, bytes | memoryview]] = []
+        # (binary CID, bytes, checked yet?)
+        self.items: list[tuple[bytes, bytes | memoryview, bool]] = []
         self.size = 0
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="http-verify")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="http-store")
-        self._pending: Future[None] | None = None
+        self._pending: deque[Future[None]] = deque()  # staging batches, oldest first
 
     def add(self, c: bytes, data: bytes | memoryview) -> None:
         """Queue one block whose bytes were just checked against ``c``."""
-        self.items.append((c, data))
+        self._queue(c, data, True)
+
+    def add_unchecked(self, c: bytes, data: bytes | memoryview) -> None:
+        """Queue one block whose bytes are not yet checked against ``c``: a worker hashes it
+        (while the next bytes are received) and it is staged only if it matches; a mismatch
+        refuses the gateway from a later :meth:`flush`, after the blocks before it are staged.
+        Only for blocks nothing reads before they are stored (raw leaves: no links to follow)."""
+        self._queue(c, data, False)
+
+    def _queue(self, c: bytes, data: bytes | memoryview, checked: bool) -> None:
+        self.items.append((c, data, checked))
         self.size += len(data)
         self.stats.blocks_fetched += 1
         self.stats.bytes_fetched += len(data)
@@ -235,27 +256,57 @@ class _Writer:
             self.flush(wait=False)
 
     def flush(self, *, wait: bool = True) -> None:
-        """Hand over what is buffered; with ``wait``, return once it is committed (durable)."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()  # one batch at a time; re-raises a store error here
+        """Hand over what is buffered; with ``wait``, return once it is committed (durable).
+
+        Raises:
+            DigestMismatchError: a block left unchecked did not hash to its CID.
+            StoreError: the store could not be written.
+        """
         items, self.items, self.size = self.items, [], 0
         if items:
-            self._pending = self._pool.submit(self.sink.stage, items)
+            checked = self._hasher.submit(_check, items)
+            self._pending.append(self._pool.submit(self._stage, checked))
+        limit = 0 if wait else PENDING_BATCHES
+        while len(self._pending) > limit:
+            self._pending.popleft().result()  # re-raises a refusal or a store error here
         if wait:
-            if self._pending is not None:
-                pending, self._pending = self._pending, None
-                pending.result()
             self._pool.submit(self.sink.commit).result()
+
+    def _stage(self, checked: Future[tuple[list[tuple[bytes, bytes | memoryview]], bytes | None]]
+               ) -> None:
+        """On the store thread, in batch order: stage the blocks up to the first bad one (those
+        are verified and kept), then refuse the gateway for the bad one."""
+        good, bad = checked.result()
+        self.sink.stage(good)
+        if bad is not None:
+            raise _refuse(self.url, bad, "its bytes do not hash to its CID")
 
     def close(self) -> None:
         try:
-            self.flush()
+            try:
+                self.flush()
+            finally:
+                while self._pending:  # after a refusal: let the batches in flight finish
+                    with contextlib.suppress(Exception):
+                        self._pending.popleft().result()
         finally:
             try:
                 self._pool.submit(self.sink.close).result()
             finally:
                 self._pool.shutdown(wait=True)
+                self._hasher.shutdown(wait=True)
+
+
+def _check(items: list[tuple[bytes, bytes | memoryview, bool]]
+           ) -> tuple[list[tuple[bytes, bytes | memoryview]], bytes | None]:
+    """On the hashing thread: the blocks before the first one that fails its check, and that
+    one's CID (None when all pass). ``hashlib`` lets go of the GIL while it hashes."""
+    good: list[tuple[bytes, bytes | memoryview]] = []
+    for c, data, checked in items:
+        if not checked and not matches(c, data):
+            return good, c
+        good.append((c, data))
+    return good, None
 
 
 def _fetch_car(client: _Client, store: BlockStore, root: bytes, stats: HttpStats,
@@ -268,6 +319,14 @@ def _fetch_car(client: _Client, store: BlockStore, root: bytes, stats: HttpStats
         for c, data in read_sections(body):  # type: ignore[arg-type]
             if c not in expected:
                 raise _refuse(client.url, c, "it is not linked from the DAG being fetched")
+            if c != root and codec_of(c) == CODEC_RAW:
+                # A raw leaf (most of the bytes) links nothing, so nothing here reads it: its
+                # hash runs on a worker while the next sections arrive, and it is staged only
+                # once it matches (a mismatch refuses the gateway at a later flush). No index
+                # lookup here: the store's batch skips a copy it holds already.
+                expected.discard(c)
+                writer.add_unchecked(c, data)
+                continue
             if not matches(c, data):
                 raise _refuse(client.url, c, "its bytes do not hash to its CID")
             if c == root:  # now the DAG's declared size bounds the rest of the answer
