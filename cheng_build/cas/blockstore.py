@@ -642,6 +642,12 @@ class Batch:
                              how="check free space and permissions of the store") from None
         self._rows.append((key, w.pack, off, len(data)))
 
+    def start_writeback(self) -> None:
+        """Start writing the blocks staged so far to disk (no wait): :meth:`commit`'s sync then
+        has little left. For long batches filled while more data arrives (a fetch)."""
+        for w in self._writers:
+            w.start_writeback()
+
     @property
     def staged(self) -> int:
         """How many blocks are appended to packs and wait for :meth:`commit`."""

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cheng_build.cas.packindex import PackIndex
+from cheng_build.core.writeback import start_writeback
 
 __all__ = ["HEADER", "PACK_LIMIT", "PackWriter", "acquire", "fresh", "pack_path", "record_header", "scan"]
 
@@ -59,6 +60,7 @@ class PackWriter:
     pos: int  # where the next record goes
     created: bool  # this batch created the file (its directory entry must be made durable)
     appended: list[int] = field(default_factory=list)
+    flushing: int = -1  # writeback asked for up to here (-1: from :attr:`start`)
 
     def append(self, key: bytes, data: bytes | memoryview) -> int:
         """Write one record; returns the offset of the block's bytes.
@@ -82,6 +84,13 @@ class PackWriter:
 
     def sync(self) -> None:
         os.fdatasync(self.fd)
+
+    def start_writeback(self) -> None:
+        """Have the disk start on what was appended since the last call (a hint; :meth:`sync`
+        is still what makes it durable), so the final sync has little left to wait for."""
+        begin = self.start if self.flushing < 0 else self.flushing
+        if self.pos > begin and start_writeback(self.fd, begin, self.pos - begin):
+            self.flushing = self.pos
 
     def release(self, *, rollback: bool) -> None:
         """Unlock and close; ``rollback`` first cuts off what this batch appended."""

@@ -72,6 +72,9 @@ class BlockSink:
                 self._staged_bytes += len(data)
                 if self._staged_bytes >= self.commit_bytes:
                     self._commit_locked()
+            kick = getattr(self._batch, "start_writeback", None)
+            if kick is not None:  # the disk works while the next blocks arrive
+                kick()
 
     def commit(self) -> None:
         """Make everything staged so far durable and visible.
