@@ -105,3 +105,25 @@ def test_into_must_be_a_batch_of_the_store(tmp_path: Path) -> None:
         cid = importer.add_bytes(a, b"hello", into=batch)
         assert not Blockstore(a.root).has(cid)  # staged, not yet committed
     assert Blockstore(a.root).get(cid) == b"hello" and list(b.iter_cids()) == []
+
+
+def test_dag_publish_does_not_import_tarfile(tmp_path: Path) -> None:
+    # tarfile (~4 ms) is for the tar format only; a dag publish through the CLI never needs it.
+    import subprocess
+    import sys
+
+    src = package(tmp_path / "pkg")
+    key = tmp_path / "k.key"
+    env = {**os.environ, "PKG_TRUST_DIR": str(tmp_path / "trust"),
+           "PKG_AUDIT_LOG": str(tmp_path / "audit.log")}
+    run = [sys.executable, "-c",
+           "import sys\nfrom cheng_build.cli.registry import main\nrc = main(sys.argv[1:])\n"
+           "print('tarfile' in sys.modules)\nsys.exit(rc)"]
+    subprocess.run([*run, "keygen", f"--out:{key}", "--author:alice"], env=env, check=True,
+                   capture_output=True)
+    out = subprocess.run([*run, "publish", "--package:pkg://cheng/net", "--channel:edge",
+                          "--epoch:1", f"--src:{src}", f"--priv:{key}",
+                          f"--store:{tmp_path / 'store'}", f"--registry:{tmp_path / 'reg.jsonl'}"],
+                         env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -35,7 +35,6 @@ import io
 import json
 import os
 import stat
-import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -143,6 +142,8 @@ def deterministic_tar(root: str | os.PathLike[str]) -> tuple[bytes, int]:
     """
     base = Path(root)
     mtime = source_date_epoch()
+    import tarfile  # only the tar format needs it: not on a dag publish's start-up
+
     buf = io.BytesIO()
     files = 0
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -297,6 +298,8 @@ def read_snapshot_file(store: Blockstore, cid: str, format: str, relpath: str) -
             raise
     blob = read_whole(store, root)
     if fmt is SnapshotFormat.TAR:
+        import tarfile
+
         try:
             with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as tar:
                 if not rel:
