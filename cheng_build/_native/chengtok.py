@@ -117,6 +117,9 @@ def api_lines(data: bytes, classes: array[int] | None = None) -> Lines:
 API_KINDS = ("fn", "iterator", "template", "macro", "type", "const")  # cb_api_decls's kind codes
 _SMALL = 2**64 - 1  # CB_API_SMALL as size_t
 _NOMEM = 2**64 - 2  # CB_API_NOMEM
+# C writes every byte it reports; clearing megabytes of room per module first would cost more
+# than the declarations pass itself.
+_new_uncleared = ffi.new_allocator(should_clear_after_alloc=False)
 
 
 def api_decls(data: bytes, classes: array[int] | None = None) -> list[tuple[str, str, str]]:
@@ -129,8 +132,8 @@ def api_decls(data: bytes, classes: array[int] | None = None) -> list[tuple[str,
     nrec = data.count(b"\n") + 1
     out_cap = 4 * len(data) + 64
     while True:
-        out = ffi.new("uint8_t[]", out_cap)
-        rec = ffi.new("uint64_t[]", 5 * nrec)
+        out = _new_uncleared("uint8_t[]", out_cap)
+        rec = _new_uncleared("uint64_t[]", 5 * nrec)
         n = int(lib.cb_api_decls(buf, len(data), cptr, len(cls), out, out_cap, rec, nrec))
         if n == _NOMEM:
             raise MemoryError("cb_api_decls")

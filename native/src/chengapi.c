@@ -71,7 +71,8 @@ typedef struct {
     size_t n, cap;
 } buf;
 
-static int buf_put(buf *b, const uint8_t *s, size_t n) {
+/* Room for n more bytes after b->n. */
+static int buf_reserve(buf *b, size_t n) {
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n) cap *= 2;
@@ -80,6 +81,11 @@ static int buf_put(buf *b, const uint8_t *s, size_t n) {
         b->p = q;
         b->cap = cap;
     }
+    return 0;
+}
+
+static int buf_put(buf *b, const uint8_t *s, size_t n) {
+    if (buf_reserve(b, n)) return -1;
     if (n) memcpy(b->p + b->n, s, n);
     b->n += n;
     return 0;
@@ -98,16 +104,26 @@ static size_t spaces(const uint8_t *s, size_t i, size_t n) {
 /* The passes of _normalise after the first: s[0..n) holds only ' ' as whitespace. */
 enum { P_SEMI, P_COMMA, P_COLON, P_OPEN, P_CLOSE, P_EQ, P_OPEQ };
 
+/* Room for one pass's output, reserved up front: a pass at most triples its input ("=" ->
+ * " = "), so the loop writes without checks. */
+#define EMIT(src, len)                                                                             \
+    do {                                                                                           \
+        memcpy(o + w, (src), (len));                                                               \
+        w += (len);                                                                                \
+    } while (0)
+
 static int pass(int which, const uint8_t *s, size_t n, buf *d) {
-    size_t i = 0;
+    size_t i = 0, w = 0;
     d->n = 0;
+    if (buf_reserve(d, 3 * n + 3)) return -1;
+    uint8_t *o = d->p;
     while (i < n) {
         size_t k = spaces(s, i, n), m;
         switch (which) {
         case P_SEMI: /* \s*;\s* -> ", " */
         case P_COMMA: /* \s*,\s* -> ", " */
             if (k < n && s[k] == (which == P_SEMI ? ';' : ',')) {
-                PUT(d, ", ", 2);
+                EMIT(", ", 2);
                 i = spaces(s, k + 1, n);
                 continue;
             }
@@ -119,21 +135,21 @@ static int pass(int which, const uint8_t *s, size_t n, buf *d) {
                     if (m == k + 1) break;
                     m--;
                 }
-                PUT(d, ": ", 2);
+                EMIT(": ", 2);
                 i = m;
                 continue;
             }
             break;
         case P_OPEN: /* ([(\[{])\s+ -> \1 */
             if (in_set(s[i], "([{") && i + 1 < n && s[i + 1] == ' ') {
-                PUT(d, s + i, 1);
+                EMIT(s + i, 1);
                 i = spaces(s, i + 1, n);
                 continue;
             }
             break;
         case P_CLOSE: /* \s+([)\]}]) -> \1 */
             if (k > i && k < n && in_set(s[k], ")]}")) {
-                PUT(d, s + k, 1);
+                EMIT(s + k, 1);
                 i = k + 1;
                 continue;
             }
@@ -145,7 +161,7 @@ static int pass(int which, const uint8_t *s, size_t n, buf *d) {
                     if (m == k + 1) break;
                     m--;
                 }
-                PUT(d, " = ", 3);
+                EMIT(" = ", 3);
                 i = m;
                 continue;
             }
@@ -153,18 +169,19 @@ static int pass(int which, const uint8_t *s, size_t n, buf *d) {
         default: /* P_OPEQ: ([<>!=:]) = -> \1= */
             if (in_set(s[i], "<>!=:") && i + 3 < n && s[i + 1] == ' ' && s[i + 2] == '=' &&
                 s[i + 3] == ' ') {
-                PUT(d, s + i, 1);
-                PUT(d, "= ", 2);
+                EMIT(s + i, 1);
+                EMIT("= ", 2);
                 i += 4;
                 continue;
             }
             break;
         }
-        PUT(d, s + i, 1);
-        i++;
+        o[w++] = s[i++];
     }
+    d->n = w;
     return 0;
 }
+#undef EMIT
 
 /* _normalise(s[0..n)) appended to out; t1, t2 are scratch. */
 static int normalise(const ucl *u, const uint8_t *s, size_t n, buf *out, buf *t1, buf *t2) {
@@ -181,8 +198,21 @@ static int normalise(const ucl *u, const uint8_t *s, size_t n, buf *out, buf *t1
         }
         i += len;
     }
+    /* A pass runs only when its character occurs (as in Python); the passes before add none
+     * but SEMI's ','. */
+    unsigned has = 0;
+    for (size_t k = 0; k < t1->n; k++) {
+        uint8_t ch = t1->p[k];
+        if (ch == ';') has |= 1u << P_SEMI | 1u << P_COMMA;
+        else if (ch == ',') has |= 1u << P_COMMA;
+        else if (ch == ':') has |= 1u << P_COLON;
+        else if (ch == '(' || ch == '[' || ch == '{') has |= 1u << P_OPEN;
+        else if (ch == ')' || ch == ']' || ch == '}') has |= 1u << P_CLOSE;
+        else if (ch == '=') has |= 1u << P_EQ | 1u << P_OPEQ;
+    }
     buf *a = t1, *b = t2, *t;
     for (int w = P_SEMI; w <= P_OPEQ; w++) {
+        if (!(has >> w & 1u)) continue;
         if (pass(w, a->p, a->n, b)) return -1;
         t = a, a = b, b = t;
     }
