@@ -51,7 +51,7 @@ from cheng_build.cas.progress import ImportProgress, ProgressCallback
 from cheng_build.core.errors import DigestMismatchError, InputError, PolicyError
 
 if TYPE_CHECKING:
-    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.blockstore import Batch, Blockstore
 
 __all__ = ["MAX_LINKS", "BlockSink", "ImportResult", "add_bytes", "add_path", "import_path"]
 
@@ -308,7 +308,8 @@ def _scan(path: Path, rel: str, rules: IgnoreRules | None, tally: ImportProgress
 
 def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunker: str = DEFAULT_CHUNKER,
                 snapshot: bool = False, hash: str = "sha2-256", threads: int | None = None,
-                progress: ProgressCallback | None = None, pin: bool = False) -> ImportResult:
+                progress: ProgressCallback | None = None, pin: bool = False,
+                into: Batch | None = None) -> ImportResult:
     """Import a file or directory; with ``store=None`` only compute the root CID.
 
     Args:
@@ -321,6 +322,8 @@ def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunk
         threads: hashing threads for large files.
         progress: called as files and bytes advance.
         pin: pin the root in ``store`` (under the same lock as the write, so no gc can slip in).
+        into: an open batch of ``store`` to stage the blocks (and the pin) in; its owner commits
+            it, so one caller writing several things pays one fsync (publish: snapshot and API).
 
     Raises:
         InputError: no such file, unsupported file type, non-UTF-8 name.
@@ -355,7 +358,12 @@ def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunk
         raise InputError(f"unsupported file type: {os.fspath(path)}",
                          why="only regular files, directories and symlinks can be imported")
 
-    if store is None:
+    if into is not None:
+        _check_into(store, into)
+        entry, builder = run(into)
+        if pin:
+            into.pin(entry.cid)
+    elif store is None:
         entry, builder = run(None)
     else:
         with store.batch() as batch:
@@ -374,13 +382,20 @@ def add_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunker:
 
 
 def add_bytes(store: Blockstore | None, data: bytes, *, chunker: str = DEFAULT_CHUNKER,
-              hash: str = "sha2-256", pin: bool = False) -> CID:
+              hash: str = "sha2-256", pin: bool = False, into: Batch | None = None) -> CID:
     """Import one in-memory file and return its root CID.
 
     ``add_bytes(None, b"hello")`` is ``bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq``.
+    With ``into`` (an open batch of ``store``) the blocks are staged there, committed by its owner.
     """
     spec = parse_chunker(chunker)
     tally = ImportProgress()
+    if into is not None:
+        _check_into(store, into)
+        cid = _Builder(into, spec, hash, 1, None, tally).add_buffer(bytes(data)).cid
+        if pin:
+            into.pin(cid)
+        return cid
     if store is None:
         return _Builder(None, spec, hash, 1, None, tally).add_buffer(bytes(data)).cid
     with store.batch() as batch:
@@ -388,3 +403,9 @@ def add_bytes(store: Blockstore | None, data: bytes, *, chunker: str = DEFAULT_C
         if pin:
             batch.pin(cid)
     return cid
+
+
+def _check_into(store: Blockstore | None, into: Batch) -> None:
+    # A batch of another store would put the blocks where the caller does not look for them.
+    if into.store is not store:
+        raise ValueError("into= must be a batch of the store passed as store=")

@@ -42,7 +42,8 @@ from cheng_build.trust.registry_log import (
 )
 
 if TYPE_CHECKING:
-    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.blockstore import Batch, Blockstore
+    from cheng_build.pkg.originality import Fingerprint
 
 _PACKAGE_ID = re.compile(r"^pkg://cheng/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -60,7 +61,8 @@ class ApiInfo:
     cid: str | None  # where its JSON lives in the CAS, so the next release can diff against it
 
 
-def _api_of(src: Path, store: Blockstore | None, read: dict[str, bytes]) -> ApiInfo | None:
+def _api_of(src: Path, store: Blockstore | None, read: dict[str, bytes],
+            into: Batch | None = None) -> ApiInfo | None:
     from cheng_build.pkg import api
 
     if src.is_dir():
@@ -77,7 +79,7 @@ def _api_of(src: Path, store: Blockstore | None, read: dict[str, bytes]) -> ApiI
 
         # Content-defined chunks: the table is sorted JSON, and a release changes a few entries,
         # so most chunks are the previous release's (fixed 256 KiB chunks were all new each time).
-        cid = str(importer.add_bytes(store, doc, chunker=SOURCE_CHUNKER))
+        cid = str(importer.add_bytes(store, doc, chunker=SOURCE_CHUNKER, into=into))
     return ApiInfo(api.api_digest_of_json(doc), dict(table), cid)
 
 
@@ -247,10 +249,20 @@ def publish(
     fmt = SnapshotFormat.parse(format)
     src_path = Path(src)
     version = check_manifest(src_path, package_id, version)
-    snap: Snapshot = make_snapshot(store, src_path, fmt, source_addrs=source_addrs)
-    sources = originality.source_files(src_path)  # read once: fingerprint and API table
-    fp = originality.fingerprint(sources)
-    api_info = _api_of(src_path, store, sources)
+
+    def content(into: Batch | None) -> tuple[Snapshot, Fingerprint | None, ApiInfo | None]:
+        snap = make_snapshot(store, src_path, fmt, source_addrs=source_addrs, into=into)
+        sources = originality.source_files(src_path)  # read once: fingerprint and API table
+        return snap, originality.fingerprint(sources), _api_of(src_path, store, sources, into)
+
+    if store is None:
+        snap, fp, api_info = content(None)
+    else:
+        # One batch, so one fsync, for the snapshot and the API table. It commits (blocks
+        # durable, then indexed, then the root pinned) when the ``with`` ends, before the
+        # registry line that names them is appended; a failure on the way discards them all.
+        with store.batch() as batch:
+            snap, fp, api_info = content(batch)
     created = str(int(time.time()) if now is None else now)
 
     def build(log: RegistryLog, state: LogState) -> dict[str, Any]:

@@ -35,7 +35,6 @@ import io
 import json
 import os
 import stat
-import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -47,7 +46,7 @@ from cheng_build.core.errors import InputError, NotFoundError, UsageError
 if TYPE_CHECKING:
     from multiformats import CID
 
-    from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.blockstore import Batch, Blockstore
 
 SNAPSHOT_CHUNKER = "fastcdc-65536-262144-1048576"
 SOURCE_CHUNKER = "fastcdc-2048-8192-65536"
@@ -143,6 +142,8 @@ def deterministic_tar(root: str | os.PathLike[str]) -> tuple[bytes, int]:
     """
     base = Path(root)
     mtime = source_date_epoch()
+    import tarfile  # only the tar format needs it: not on a dag publish's start-up
+
     buf = io.BytesIO()
     files = 0
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -171,25 +172,27 @@ def deterministic_tar(root: str | os.PathLike[str]) -> tuple[bytes, int]:
     return buf.getvalue(), files
 
 
-def _put_bytes(store: Blockstore | None, data: bytes) -> str:
+def _put_bytes(store: Blockstore | None, data: bytes, into: Batch | None = None) -> str:
     from cheng_build.cas import importer
 
-    return str(importer.add_bytes(store, data, chunker=FILE_CHUNKER))
+    return str(importer.add_bytes(store, data, chunker=FILE_CHUNKER, into=into))
 
 
 def source_manifest(store: Blockstore | None, root: str | os.PathLike[str],
-                    source_addrs: Sequence[str] = ()) -> tuple[bytes, int]:
-    """Store every file of a tree and return (manifest bytes, files) in the format above."""
+                    source_addrs: Sequence[str] = (), into: Batch | None = None) -> tuple[bytes, int]:
+    """Store every file of a tree and return (manifest bytes, files) in the format above.
+
+    ``into``: an open batch of ``store`` to stage every file in (else one batch per file)."""
     base = Path(root)
     entries: list[dict[str, Any]] = []
     if base.is_file():
         data = base.read_bytes()
-        entries.append({"path": base.name, "cid": _put_bytes(store, data), "size": len(data)})
+        entries.append({"path": base.name, "cid": _put_bytes(store, data, into), "size": len(data)})
     else:
         for rel, p, st in _walk(base):
             if stat.S_ISREG(st.st_mode):
                 data = p.read_bytes()
-                entries.append({"path": rel, "cid": _put_bytes(store, data), "size": len(data)})
+                entries.append({"path": rel, "cid": _put_bytes(store, data, into), "size": len(data)})
             elif stat.S_ISLNK(st.st_mode):
                 entries.append({"path": rel, "link": os.readlink(p)})
     doc = {"format": SOURCE_MANIFEST_FORMAT, "files": entries, "source_addrs": list(source_addrs)}
@@ -198,8 +201,11 @@ def source_manifest(store: Blockstore | None, root: str | os.PathLike[str],
 
 
 def make_snapshot(store: Blockstore | None, src: str | os.PathLike[str], fmt: SnapshotFormat, *,
-                  source_addrs: Sequence[str] = ()) -> Snapshot:
+                  source_addrs: Sequence[str] = (), into: Batch | None = None) -> Snapshot:
     """Store ``src`` (a package directory, or one file) in the CAS in format ``fmt``.
+
+    ``into``: an open batch of ``store`` to stage the blocks and the root's pin in; they are
+    durable only once its owner commits it (publish writes its registry line after that).
 
     A single file: ``dag`` stores it as a UnixFS file, ``tar`` stores it unchanged (it is the
     archive), ``source`` makes a one-entry manifest.
@@ -217,16 +223,17 @@ def make_snapshot(store: Blockstore | None, src: str | os.PathLike[str], fmt: Sn
         raise UsageError("--source-addr only goes with --format:source")
     if fmt is SnapshotFormat.DAG:
         chunker = dag_chunker(p) if p.is_dir() else FILE_CHUNKER
-        res = importer.import_path(store, p, chunker=chunker, snapshot=True, pin=store is not None)
+        res = importer.import_path(store, p, chunker=chunker, snapshot=True, pin=store is not None,
+                                   into=into)
         return Snapshot(str(res.root), fmt, chunker, res.files, ())
     if fmt is SnapshotFormat.TAR:
         if p.is_dir():
             data, files = deterministic_tar(p)
         else:
             data, files = p.read_bytes(), 1
-        return Snapshot(_put_bytes(store, data), fmt, FILE_CHUNKER, files, ())
-    raw, files = source_manifest(store, p, source_addrs)
-    return Snapshot(_put_bytes(store, raw), fmt, FILE_CHUNKER, files, tuple(source_addrs))
+        return Snapshot(_put_bytes(store, data, into), fmt, FILE_CHUNKER, files, ())
+    raw, files = source_manifest(store, p, source_addrs, into)
+    return Snapshot(_put_bytes(store, raw, into), fmt, FILE_CHUNKER, files, tuple(source_addrs))
 
 
 def dag_chunker(root: Path) -> str:
@@ -291,6 +298,8 @@ def read_snapshot_file(store: Blockstore, cid: str, format: str, relpath: str) -
             raise
     blob = read_whole(store, root)
     if fmt is SnapshotFormat.TAR:
+        import tarfile
+
         try:
             with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as tar:
                 if not rel:

@@ -12,6 +12,7 @@
  */
 #include "cb_chengtok.h"
 #include "cheng_native.h"
+#include "cb_xxh64.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -159,7 +160,7 @@ static void add_hash(cb_ctok *s, uint64_t h) {
 static void emit(cb_ctok *s, const char *tok, size_t n) {
     if (s->failed) return;
     const uint8_t *t = (const uint8_t *)tok;
-    add_hash(s, cb_token_hash(t, n));
+    add_hash(s, cb_xxh64(t, n));
     if (s->ntok >= 1) {
         size_t need = s->prev2.len + s->prev1.len + n + 2;
         if (bb_reserve(&s->gram, need) != 0) {
@@ -179,8 +180,8 @@ static void emit(cb_ctok *s, const char *tok, size_t n) {
         g[k++] = ' ';
         memcpy(g + k, t, n);
         k += n;
-        add_hash(s, cb_token_hash(g + bi, k - bi));
-        if (s->ntok >= 2) add_hash(s, cb_token_hash(g, k));
+        add_hash(s, cb_xxh64(g + bi, k - bi));
+        if (s->ntok >= 2) add_hash(s, cb_xxh64(g, k));
     }
     /* prev2 <- prev1 <- tok (swap buffers, then copy into the old prev2's storage) */
     bytebuf tmp = s->prev2;

@@ -15,76 +15,19 @@
 #include <emmintrin.h>
 #endif
 
-#define P1 0x9E3779B185EBCA87ull
-#define P2 0xC2B2AE3D27D4EB4Full
-#define P3 0x165667B19E3779F9ull
-#define P4 0x85EBCA77C2B2AE63ull
-#define P5 0x27D4EB2F165667C5ull
+#include "cb_xxh64.h"
 
-static inline uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
-static inline uint64_t rd64(const uint8_t *p) {
-    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
-           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
-           (uint64_t)p[7] << 56;
-}
-
-static inline uint64_t rd32(const uint8_t *p) {
-    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
-}
-
-static inline uint64_t xround(uint64_t acc, uint64_t in) {
-    acc += in * P2;
-    return rotl(acc, 31) * P1;
-}
-
-static inline uint64_t xmerge(uint64_t acc, uint64_t v) {
-    acc ^= xround(0, v);
-    return acc * P1 + P4;
-}
-
-/* Internal, inlinable copy: calls through the exported symbol would go via the PLT. */
-static inline uint64_t xxh64(const void *data, size_t len) {
-    const uint8_t *p = (const uint8_t *)data, *end = p + len;
-    uint64_t h;
-    if (len >= 32) {
-        uint64_t v1 = P1 + P2, v2 = P2, v3 = 0, v4 = (uint64_t)0 - P1;
-        do {
-            v1 = xround(v1, rd64(p));
-            v2 = xround(v2, rd64(p + 8));
-            v3 = xround(v3, rd64(p + 16));
-            v4 = xround(v4, rd64(p + 24));
-            p += 32;
-        } while (p + 32 <= end);
-        h = rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18);
-        h = xmerge(h, v1);
-        h = xmerge(h, v2);
-        h = xmerge(h, v3);
-        h = xmerge(h, v4);
-    } else {
-        h = P5;
-    }
-    h += (uint64_t)len;
-    for (; p + 8 <= end; p += 8) {
-        h ^= xround(0, rd64(p));
-        h = rotl(h, 27) * P1 + P4;
-    }
-    if (p + 4 <= end) {
-        h ^= rd32(p) * P1;
-        h = rotl(h, 23) * P2 + P3;
-        p += 4;
-    }
-    for (; p < end; p++) {
-        h ^= (uint64_t)*p * P5;
-        h = rotl(h, 11) * P1;
-    }
-    h ^= h >> 33;
-    h *= P2;
-    h ^= h >> 29;
-    h *= P3;
-    h ^= h >> 32;
-    return h;
-}
+/* Short names for the XXH64 pieces the 4-lane short-token path below reuses. */
+#define P1 CB_XXH_P1
+#define P2 CB_XXH_P2
+#define P3 CB_XXH_P3
+#define P4 CB_XXH_P4
+#define P5 CB_XXH_P5
+#define rotl cb_xxh_rotl
+#define rd64 cb_xxh_rd64
+#define rd32 cb_xxh_rd32
+#define xround cb_xxh_round
+#define xxh64 cb_xxh64
 
 uint64_t cb_token_hash(const void *data, size_t len) { return xxh64(data, len); }
 
