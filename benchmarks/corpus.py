@@ -149,7 +149,7 @@ print("read the sources", time.process_time() - t)
 t = time.process_time(); originality.fingerprint(files)
 print("fingerprint (C scanner)", time.process_time() - t)
 t = time.process_time(); api.extract_api_from_dir(src, files)
-print("API table (C lines, Python declarations)", time.process_time() - t)
+print("API table (C lines and declarations)", time.process_time() - t)
 t = time.process_time(); originality.reference_fingerprint(files)
 print("fingerprint by the Python reference, for scale", time.process_time() - t)
 """

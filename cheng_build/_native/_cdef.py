@@ -6,7 +6,7 @@ loader parses this text at import time instead.
 """
 
 # Must equal CB_ABI_VERSION in native/include/cheng_native.h.
-ABI_VERSION = 7
+ABI_VERSION = 8
 
 CDEF = """
 const char *cb_version(void);
@@ -80,4 +80,6 @@ uint64_t cb_ctok_ntokens(const cb_ctok *s);
 size_t cb_api_lines(const uint8_t *text, size_t len, const uint32_t *ucls, size_t nucls,
                     uint8_t *out, size_t out_cap, uint32_t *indent, uint64_t *start,
                     uint64_t *end, size_t cap);
+size_t cb_api_decls(const uint8_t *text, size_t len, const uint32_t *ucls, size_t nucls,
+                    uint8_t *out, size_t out_cap, uint64_t *rec, size_t rec_cap);
 """

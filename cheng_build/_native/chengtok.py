@@ -5,7 +5,9 @@ Two kernels read a source file's UTF-8 bytes in C:
 - :class:`FingerprintStream`: the fingerprint tokenizer of ``pkg/originality.py``, whose tokens
   (and their unigrams, bigrams and trigrams, across files) go straight into the SimHash sums: no
   token ever becomes a Python object;
-- :func:`api_lines`: the logical lines ``pkg/api.py`` reads declarations from.
+- :func:`api_lines`: the logical lines ``pkg/api.py`` reads declarations from;
+- :func:`api_decls`: those lines and the declarations pass after them (``native/src/chengapi.c``):
+  the exported declarations of one module, only they become Python objects.
 
 The reference rules are Python regular expressions, which classify non-ASCII characters by the
 interpreter's Unicode tables (``\\w``, ``\\d``, ``str.isspace``). :func:`unicode_classes` hands C
@@ -112,4 +114,39 @@ def api_lines(data: bytes, classes: array[int] | None = None) -> Lines:
     return Lines(ffi.unpack(ind, n), ffi.unpack(starts, n), e, ffi.buffer(out, e[-1] if n else 0)[:])
 
 
-__all__ = ["FingerprintStream", "Lines", "api_lines", "unicode_classes"]
+API_KINDS = ("fn", "iterator", "template", "macro", "type", "const")  # cb_api_decls's kind codes
+_SMALL = 2**64 - 1  # CB_API_SMALL as size_t
+_NOMEM = 2**64 - 2  # CB_API_NOMEM
+# C writes every byte it reports; clearing megabytes of room per module first would cost more
+# than the declarations pass itself.
+_new_uncleared = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+def api_decls(data: bytes, classes: array[int] | None = None) -> list[tuple[str, str, str]]:
+    """(kind, name, signature) of every exported top-level declaration of one module's UTF-8
+    source, in source order: ``pkg/api.py``'s ``_decls`` over its logical lines, run in C."""
+    cls = unicode_classes(data) if classes is None else classes
+    buf, cptr = _view(data, cls)
+    # A signature is at most 3 bytes per source byte ("=" -> " = ") plus separators per line;
+    # a record per logical line at most. Too small is refused by C (not overrun): retry larger.
+    nrec = data.count(b"\n") + 1
+    out_cap = 4 * len(data) + 64
+    while True:
+        out = _new_uncleared("uint8_t[]", out_cap)
+        rec = _new_uncleared("uint64_t[]", 5 * nrec)
+        n = int(lib.cb_api_decls(buf, len(data), cptr, len(cls), out, out_cap, rec, nrec))
+        if n == _NOMEM:
+            raise MemoryError("cb_api_decls")
+        if n != _SMALL:
+            break
+        out_cap *= 2
+        nrec *= 2
+    r = ffi.unpack(rec, 5 * n)
+    raw = ffi.buffer(out, r[-2] + r[-1] if n else 0)[:]
+    kinds = API_KINDS
+    return [(kinds[r[k]], raw[r[k + 1]:r[k + 1] + r[k + 2]].decode("utf-8", "surrogatepass"),
+             raw[r[k + 3]:r[k + 3] + r[k + 4]].decode("utf-8", "surrogatepass"))
+            for k in range(0, 5 * n, 5)]
+
+
+__all__ = ["API_KINDS", "FingerprintStream", "Lines", "api_decls", "api_lines", "unicode_classes"]

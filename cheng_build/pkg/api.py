@@ -23,8 +23,9 @@ one, else under ``cheng/``, else the package root (``tests/``, ``examples/`` and
 are never modules). A symbol's key is ``<module>.<Name>``, with the module written as an import
 path (``net/tcp.Dial``); overloaded routines get their parameter list appended to the key.
 
-The logical lines come from the C scanner (``native/src/chengtok.c``); ``_logical_lines`` is the
-same rule in Python, kept as the tests' reference (``reference_lines``).
+The logical lines and the declarations pass run in C (``native/src/chengtok.c``, ``chengapi.c``);
+``_logical_lines`` and ``_decls`` are the same rules in Python, kept as the tests' reference
+(``reference_lines``, ``python_extract_module``).
 
 On-disk form (``api_to_json``): compact JSON, keys sorted,
 ``{"<key>": {"kind": "fn", "signature": "(a: int32): int32"}, ...}``; ``api_digest`` is
@@ -332,9 +333,22 @@ def module_name(relpath: str) -> str:
 def extract_module(source: str | bytes, module: str) -> list[Symbol]:
     """Every exported top-level declaration of one module, in source order.
 
-    The logical lines come from the C scanner (``_native.chengtok.api_lines``);
-    :func:`reference_lines` is the rule it follows, kept for the tests.
+    Lines and declarations both come from the C core (``_native.chengtok.api_decls``);
+    :func:`python_extract_module` is the same rule in Python (the tests' oracle and the fallback
+    when C cannot allocate).
     """
+    from cheng_build._native.chengtok import api_decls
+
+    data = source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass")
+    try:
+        decls = api_decls(data)
+    except MemoryError:
+        return python_extract_module(data, module)
+    return [Symbol(kind, name, sig, module) for kind, name, sig in decls]
+
+
+def python_extract_module(source: str | bytes, module: str) -> list[Symbol]:
+    """:func:`extract_module` with the declarations pass in Python over the C scanner's lines."""
     from cheng_build._native.chengtok import api_lines
 
     data = source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass")

@@ -48,6 +48,16 @@ size_t cb_api_lines(const uint8_t *text, size_t len, const uint32_t *ucls, size_
                     uint8_t *out, size_t out_cap, uint32_t *indent, uint64_t *start,
                     uint64_t *end, size_t cap);
 
+/* The declarations pass of pkg/api.py (_decls) over cb_api_lines's lines: every exported
+ * top-level declaration, in source order, as 5 uint64 per record in rec: kind (0 fn, 1 iterator,
+ * 2 template, 3 macro, 4 type, 5 const), then offset and length in out of its name and of its
+ * normalised signature (UTF-8). Returns the number of records, CB_API_SMALL when out_cap or
+ * rec_cap is too small (nothing is overrun: retry larger), CB_API_NOMEM when allocation fails. */
+#define CB_API_SMALL ((size_t)-1)
+#define CB_API_NOMEM ((size_t)-2)
+size_t cb_api_decls(const uint8_t *text, size_t len, const uint32_t *ucls, size_t nucls,
+                    uint8_t *out, size_t out_cap, uint64_t *rec, size_t rec_cap);
+
 #ifdef __cplusplus
 }
 #endif
