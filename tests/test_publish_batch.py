@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from helpers_registry import World
 
+from cheng_build.cas import importer
 from cheng_build.cas.blockstore import Batch, Blockstore
 from cheng_build.cas.cid import parse_cid
-from cheng_build.cas import importer
 from cheng_build.pkg import api
 from cheng_build.pkg.snapshot import read_snapshot_file
 from cheng_build.trust.registry_log import RegistryLog

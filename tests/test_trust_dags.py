@@ -221,13 +221,12 @@ def test_car_import_refuses_a_fifo_instead_of_blocking(cli: Cli) -> None:
 def test_the_next_fetch_removes_what_a_killed_fetch_left(cli: Cli) -> None:
     """A fetch killed mid-batch (SIGKILL, for real, in a child process) leaves staged block
     blocks in a pack and a half checkout; the next ``cheng-pkg fetch`` removes them at once."""
-    from cheng_build.cas.blockstore import Blockstore
-
     import signal
     import subprocess
     import sys
 
     import cheng_build
+    from cheng_build.cas.blockstore import Blockstore
 
     cache = cli.tmp / "chengcache"
     code = (
