@@ -8,6 +8,7 @@
  * caller's ucls table for non-ASCII code points (Python's str.isspace / \s / \w).
  */
 #include "cb_chengtok.h"
+#include "cb_uclass.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -39,15 +40,7 @@ static unsigned ucl_class(const ucl *u, const uint8_t *p, const uint8_t *end, si
         for (size_t i = 1; i < n; i++) v = (v << 6) | (p[i] & 0x3F);
         *len = n;
     }
-    size_t lo = 0, hi = u->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        uint32_t k = u->ucls[mid] >> 3;
-        if (k == v) return u->ucls[mid] & 7u;
-        if (k < v) lo = mid + 1;
-        else hi = mid;
-    }
-    return 0;
+    return cb_uclass_find(u->ucls, u->n, v);
 }
 
 /* Skip Unicode whitespace (regex \s*) from s[i], before e. */

@@ -13,6 +13,7 @@
 #include "cb_chengtok.h"
 #include "cheng_native.h"
 #include "cb_xxh64.h"
+#include "cb_uclass.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -56,15 +57,7 @@ typedef struct {
 } uclass;
 
 static unsigned uc_lookup(const uclass *u, uint32_t cp) {
-    size_t lo = 0, hi = u->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        uint32_t k = u->ucls[mid] >> 3;
-        if (k == cp) return u->ucls[mid] & 7u;
-        if (k < cp) lo = mid + 1;
-        else hi = mid;
-    }
-    return 0;
+    return cb_uclass_find(u->ucls, u->n, cp);
 }
 
 static inline unsigned cls_of(const uclass *u, uint32_t cp) {
