@@ -44,7 +44,9 @@ class Match:
     bandwidth_out_bytes: int
 
 
-def _int(v: object) -> int:
+def event_int(v: object) -> int:
+    """A ledger event's integer field as the original reads it: bools and in-range finite floats
+    become ints, anything else 0."""
     if isinstance(v, bool):
         return int(v)
     if isinstance(v, int):
@@ -80,13 +82,13 @@ def load_orderbook(path: Path) -> list[Mapping[str, Any]]:
 def fraud_scores(events: Iterable[Mapping[str, Any]], epoch: int, window: int) -> dict[str, float]:
     """Each executor's fraud score over the risk window (see the module doc)."""
     evs = list(events)
-    ref = epoch if epoch > 0 else max((_int(e.get("epoch", 0)) for e in evs), default=0)
+    ref = epoch if epoch > 0 else max((event_int(e.get("epoch", 0)) for e in evs), default=0)
     window = window if window > 0 else 3
     out: dict[str, float] = {}
     for e in evs:
         if e.get("type") != "fraud_report":
             continue
-        ep = _int(e.get("epoch", 0))
+        ep = event_int(e.get("epoch", 0))
         ex = e.get("executor_id")
         if not isinstance(ex, str) or not ex or not ref - window + 1 <= ep <= ref:
             continue
@@ -109,20 +111,20 @@ def match(cards: Iterable[Mapping[str, Any]], *, workload: str, max_cpu_ms: int,
         peer = c.get("peer_id")
         if not isinstance(peer, str) or not peer:
             continue
-        mask = _int(c.get("ask_workload_mask", 7)) if "ask_workload_mask" in c else 7
+        mask = event_int(c.get("ask_workload_mask", 7)) if "ask_workload_mask" in c else 7
         if not mask & bit:
             continue
-        ts, ttl = _int(c.get("ts_ms")), _int(c.get("ttl_ms"))
+        ts, ttl = event_int(c.get("ts_ms")), event_int(c.get("ttl_ms"))
         if ttl > 0 and ts > 0 and now_ms > ts + ttl:
             continue
-        bw = _int(c.get("bandwidth_out_bytes"))
+        bw = event_int(c.get("bandwidth_out_bytes"))
         res = c.get("resource")
         if "bandwidth_out_bytes" not in c and isinstance(res, Mapping):
-            bw = _int(res.get("bandwidth_out_bytes"))
+            bw = event_int(res.get("bandwidth_out_bytes"))
         io_kib = -(-max(0, max_io_bytes) // 1024)
-        cost = min(INT64_MAX, _sat_mul(max_cpu_ms, _int(c.get("ask_price_cpu_nano")))
-                   + _sat_mul(max_gpu_ms, _int(c.get("ask_price_gpu_nano")))
-                   + _sat_mul(io_kib, _int(c.get("ask_price_io_nano"))))
+        cost = min(INT64_MAX, _sat_mul(max_cpu_ms, event_int(c.get("ask_price_cpu_nano")))
+                   + _sat_mul(max_gpu_ms, event_int(c.get("ask_price_gpu_nano")))
+                   + _sat_mul(io_kib, event_int(c.get("ask_price_io_nano"))))
         score = scores.get(peer, 0.0)
         key = (cost, score, -bw, peer.encode("utf-8", "surrogatepass"))
         if best is None or key < best:

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cheng_build.compute.orderbook import event_int
 from cheng_build.compute.records import AuditSample
 from cheng_build.ledger.ids import int32
 
@@ -118,14 +119,7 @@ def _sample_json(s: AuditSample) -> dict[str, Any]:
 
 
 def _epoch(ev: Mapping[str, Any]) -> int:
-    v = ev.get("epoch", 0)
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v == v and abs(v) < 2**63:
-        return int(v)
-    return 0
+    return event_int(ev.get("epoch", 0))
 
 
 def _s(ev: Mapping[str, Any], key: str) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from cheng_build.cas.blockstore import Blockstore
 from cheng_build.cas.cid import parse_cid
+from cheng_build.cis.sandbox.launch import make_read_only
 from cheng_build.core.errors import InputError
 
 RESERVED = ("input", "out", ".cis")
@@ -57,17 +58,8 @@ class Workspace:
 
 
 def _read_only(path: Path) -> None:
-    for root, dirs, files in os.walk(path):
-        for name in files:
-            p = os.path.join(root, name)
-            if not os.path.islink(p):
-                os.chmod(p, 0o444)
-        for name in dirs:
-            p = os.path.join(root, name)
-            if not os.path.islink(p):
-                os.chmod(p, 0o555)
     if path.is_dir():
-        os.chmod(path, 0o555)
+        make_read_only(path)
 
 
 _MAX_DAG_FILE = 1 << 20
