@@ -153,3 +153,40 @@ def test_a_password_login_is_kept_and_used_again(hs: Synapse, tmp_path: Path) ->
     assert json.loads(kept.read_text())["access_token"] != token
     kept.write_text(json.dumps({"access_token": hs.login("beta")}))  # another user's token
     assert asyncio.run(connect()) == "@alpha:cis.test"
+
+
+def test_runs_started_together_share_one_login(hs: Synapse, tmp_path: Path) -> None:
+    """Four first runs of one user started at once (as `cis run --room:` x 4 with one
+    $CIS_HOME): one password login (one device, one password hash on the homeserver), the
+    others wait on the lock beside the session file and use the token it kept."""
+    import json
+
+    from cheng_build.cis.node import matrix
+
+    kept = tmp_path / "matrix" / "together.json"
+
+    def devices() -> set[str]:
+        tok = hs.login("gamma")
+        me = hs._post("/_matrix/client/v3/account/whoami", None, tok)["device_id"]
+        got = {d["device_id"] for d in hs._post("/_matrix/client/v3/devices", None, tok)["devices"]}
+        hs._post("/_matrix/client/v3/logout", {}, tok)
+        return got - {me}
+
+    async def one() -> str:
+        room = await matrix.connect(hs.url, "gamma", password=hs.users["gamma"], room="together",
+                                    session_file=kept)
+        await room.close()
+        return room.room_id
+
+    async def four() -> list[str]:
+        return list(await asyncio.gather(*(one() for _ in range(4))))
+
+    start = devices()
+    rooms = asyncio.run(four())
+    assert len(set(rooms)) == 1  # and all joined the one room
+    new = devices() - start
+    assert len(new) == 1, f"{len(new)} logins for four runs started together"
+    token = json.loads(kept.read_text())["access_token"]
+    who = hs._post("/_matrix/client/v3/account/whoami", None, token)
+    assert who["device_id"] in new
+

@@ -16,9 +16,12 @@ fetched with ``/messages`` back to the token and the batch is marked ``gap``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
+import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 import aiohttp
@@ -155,7 +158,8 @@ async def connect(homeserver: str, user: str, *, password: str | None = None, to
     a room only as a member: membership is the boundary, not something a button press grants).
     ``session_file``: with a password, the access token of an earlier login is kept there (0600)
     and used again while the homeserver accepts it, so repeated runs neither make a new device
-    each time nor pay the homeserver's password hashing (~120 ms of its CPU per login).
+    each time nor pay the homeserver's password hashing (~120 ms of its CPU per login); runs
+    started together share one login (a lock beside the file).
 
     Raises:
         RoomError: bad credentials, unknown room, homeserver down (``transient``).
@@ -164,22 +168,53 @@ async def connect(homeserver: str, user: str, *, password: str | None = None, to
     api = HTTPAPI(homeserver.rstrip("/"), token or "", client_session=session)
     try:
         if token is None and password is not None and session_file is not None:
-            kept = _kept_token(session_file)
-            if kept is not None:
-                api.token = kept
-                try:
-                    return await _connect(api, session, homeserver, user, None, kept, room, create, join)
-                except RoomError as exc:
-                    if exc.transient or not exc.what.startswith(f"login as {user} refused"):
-                        raise
-                    api.token = ""  # revoked or expired: log in with the password below
-        got = await _connect(api, session, homeserver, user, password, token, room, create, join)
-        if token is None and password is not None and session_file is not None and api.token:
-            _keep_token(session_file, api.token)
-        return got
+            # One login per user and session file, even when several runs start at once: the
+            # first takes the lock and logs in, the others wait and use the token it kept.
+            async with _session_lock(session_file):
+                return await _connect_kept(api, session, homeserver, user, password, room, create,
+                                           join, session_file)
+        return await _connect(api, session, homeserver, user, password, token, room, create, join)
     except BaseException:
         await session.close()
         raise
+
+
+async def _connect_kept(api: HTTPAPI, session: aiohttp.ClientSession, homeserver: str, user: str,
+                        password: str, room: str, create: bool, join: bool,
+                        session_file: pathlib.Path) -> MatrixRoom:
+    kept = _kept_token(session_file)
+    if kept is not None:
+        api.token = kept
+        try:
+            return await _connect(api, session, homeserver, user, None, kept, room, create, join)
+        except RoomError as exc:
+            if exc.transient or not exc.what.startswith(f"login as {user} refused"):
+                raise
+            api.token = ""  # revoked or expired: log in with the password below
+    got = await _connect(api, session, homeserver, user, password, None, room, create, join)
+    if api.token:
+        _keep_token(session_file, api.token)
+    return got
+
+
+@contextlib.asynccontextmanager
+async def _session_lock(path: pathlib.Path) -> AsyncIterator[None]:
+    """An exclusive ``flock`` on ``<session file>.lock``, waited for in a thread (the loop goes
+    on); where no lock can be made (a read-only home), none: the cost is only a second login."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _kept_token(path: pathlib.Path) -> str | None:
