@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import resource
@@ -146,6 +147,9 @@ async def _count_events(hs: Synapse, user: str, room: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for e in batch.events:
         kind = e.type.removeprefix(matrix.EVENT_PREFIX)
+        if kind in ("run", "state") and e.ts_ms:
+            PHASES[f"first_{kind}"] = min(PHASES.get(f"first_{kind}", math.inf), e.ts_ms / 1000)
+            PHASES[f"last_{kind}"] = max(PHASES.get(f"last_{kind}", 0.0), e.ts_ms / 1000)
         counts[kind] = counts.get(kind, 0) + 1
         items = e.content.get("tasks") or e.content.get("results")
         n = len(items) if isinstance(items, list) else (1 if "task" in e.content else 0)
@@ -155,6 +159,7 @@ async def _count_events(hs: Synapse, user: str, room: str) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+PHASES: dict[str, float] = {}  # the room run's wall clock: origins started, last origin done, events
 REQUESTS: dict[str, tuple[int, float]] = {}  # the room run's Synapse requests: kind -> (n, cpu-s)
 PROFILE: Path | None = None  # --profile DIR: node0 and the first origin run under cProfile
 
@@ -241,6 +246,7 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                      for name, pid in (("synapse", hs.proc.pid), ("node1", nodes[1].pid))]
         t0 = time.perf_counter()
+        PHASES["start"] = time.time()
         origins = [subprocess.Popen([*(_cis("origin0") if d == dags[0] else cis), "run", str(d),
                                      *conn("orig"), "--quiet"], env=_env(tmp / "orig"))
                    for d in dags]
@@ -248,6 +254,7 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
             if o.wait(timeout=1800) != 0:
                 raise RuntimeError("a room run failed")
         room = time.perf_counter() - t0
+        PHASES["end"] = time.time()
         done = resource.getrusage(resource.RUSAGE_CHILDREN)  # the four origins, reaped just now
         origins_cpu = done.ru_utime + done.ru_stime - kids.ru_utime - kids.ru_stime
         hs_cpu = _cpu_s(hs.proc.pid) - hs_cpu
@@ -317,6 +324,12 @@ def main() -> int:
           f"PUT answered to applied {statistics.median(PARTS['after_put']) * 1e3:.1f} ms)")
     print("room events by kind after the throughput run (<kind>_items: pairs/results carried): "
           + ", ".join(f"{k}={v}" for k, v in events.items()))
+    if {"start", "end", "first_run", "last_run", "last_state"} <= PHASES.keys():
+        ph = {k: v - PHASES["start"] for k, v in PHASES.items()}
+        print(f"room run phases (s from the origins' start, homeserver clock): first run posted "
+              f"{ph['first_run']:.2f}, last run posted {ph['last_run']:.2f}, first result "
+              f"{ph.get('first_state', math.nan):.2f}, last result {ph['last_state']:.2f}, last origin "
+              f"done {ph['end']:.2f}")
     anchor_cpu = REQUESTS.pop("anchor_cpu")[1]
     print(f"Synapse idle (4 nodes long-polling, no events): {REQUESTS.pop('synapse_idle')[1]:.3f} cpu-s/s")
     room_cpu = sum(results[k]["ours"] for k in ("synapse_cpu_share", "nodes_cpu_share", "origins_cpu_share"))
