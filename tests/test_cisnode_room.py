@@ -153,6 +153,58 @@ def test_a_password_login_is_kept_and_used_again(hs: Synapse, tmp_path: Path) ->
     assert json.loads(kept.read_text())["access_token"] != token
     kept.write_text(json.dumps({"access_token": hs.login("beta")}))  # another user's token
     assert asyncio.run(connect()) == "@alpha:cis.test"
+    # ...also where the file says which room and filter to use (the fast way in: no join).
+    data = json.loads(kept.read_text())
+    assert list(data["rooms"]) == ["kept"]
+    kept.write_text(json.dumps({**data, "access_token": hs.login("beta")}))
+    assert asyncio.run(connect()) == "@alpha:cis.test"
+    assert json.loads(kept.read_text())["access_token"] != data["access_token"]
+
+
+def test_a_kept_session_gets_in_without_mautrix(hs: Synapse, tmp_path: Path) -> None:
+    """A later run with a kept session (token, room id, filter) reads and sends without importing
+    mautrix (a `cis run --room:`'s start-up); one removed from the room since is refused, not
+    silently deaf."""
+    import json
+    import subprocess
+    import sys
+
+    from cheng_build.cis.node import matrix
+
+    kept = tmp_path / "matrix" / "fast.json"
+
+    async def first() -> None:
+        r = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="fast", session_file=kept)
+        await r.close()
+
+    asyncio.run(first())
+    code = f"""
+import asyncio, pathlib, sys
+from cheng_build.cis.node import matrix
+async def main():
+    r = await matrix.connect({hs.url!r}, "beta", password={hs.users["beta"]!r}, room="fast",
+                             session_file=pathlib.Path({str(kept)!r}))
+    await r.send("org.cheng.cis.test", {{"i": 1}}, "fast-1")
+    got = await r.read(None, 0)
+    await r.close()
+    print(r.user_id, [e.content.get("i") for e in got.events],
+          any(m.startswith("mautrix") for m in sys.modules))
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["@beta:cis.test", "[1]", "False"]
+
+    async def leave_then_web_view() -> None:
+        tok = hs.login("beta")
+        rid = json.loads(kept.read_text())["rooms"]["fast"]["room_id"]
+        hs._post(f"/_matrix/client/v3/rooms/{rid}/leave", {}, tok)
+        with pytest.raises(RoomError) as gone:
+            await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="fast", join=False,
+                                 session_file=kept)
+        assert "is not a member of room" in gone.value.what and not gone.value.transient
+
+    asyncio.run(leave_then_web_view())
 
 
 def test_runs_started_together_share_one_login(hs: Synapse, tmp_path: Path) -> None:
