@@ -242,3 +242,31 @@ def test_runs_started_together_share_one_login(hs: Synapse, tmp_path: Path) -> N
     who = hs._post("/_matrix/client/v3/account/whoami", None, token)
     assert who["device_id"] in new
 
+
+def test_a_kept_room_whose_alias_moved_is_left_for_the_new_one(hs: Synapse, tmp_path: Path) -> None:
+    """The alias of a kept room now names another room (recreated by an admin): the next run
+    resolves it again and joins the new room, never posting to the old one."""
+    import json
+    import urllib.request
+
+    from cheng_build.cis.node import matrix
+
+    kept = tmp_path / "matrix" / "moved.json"
+
+    async def connect() -> str:
+        r = await matrix.connect(hs.url, "alpha", password=hs.users["alpha"], room="moving",
+                                 session_file=kept)
+        await r.close()
+        return r.room_id
+
+    old = asyncio.run(connect())
+    tok = hs.login("alpha")  # the room's creator moves its alias to a new room
+    req = urllib.request.Request(f"{hs.url}/_matrix/client/v3/directory/room/%23moving%3Acis.test",
+                                 method="DELETE", headers={"Authorization": f"Bearer {tok}"})
+    urllib.request.urlopen(req, timeout=30).close()
+    new = hs._post("/_matrix/client/v3/createRoom", {"room_alias_name": "moving", "preset": "public_chat"},
+                   tok)["room_id"]
+    assert new != old
+    assert asyncio.run(connect()) == new
+    assert json.loads(kept.read_text())["rooms"]["moving"]["room_id"] == new
+

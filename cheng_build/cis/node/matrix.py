@@ -213,17 +213,24 @@ async def _connect_kept(session: aiohttp.ClientSession, homeserver: str, user: s
     if isinstance(entry, dict) and entry.get("filter_of") == _filter_key(str(entry.get("room_id"))):
         r = MatrixRoom(session, homeserver, str(token), "", str(entry["room_id"]),
                        str(entry.get("filter_id")))
-        try:
-            # Two cheap requests where getting in takes four to six: the token still works and
-            # is --user's (a kept file holding another user's token is never used as it), and
-            # the user is still in the room.
-            who, joined = await asyncio.gather(r._request("GET", "/account/whoami"),
-                                               r._request("GET", "/joined_rooms"))
-        except RoomError as exc:
-            if exc.transient:
+        alias = str(entry.get("alias", ""))
+        asks = [r._request("GET", "/account/whoami"), r._request("GET", "/joined_rooms")]
+        if alias.startswith("#"):
+            asks.append(r._request("GET", "/directory/room/" + quote(alias, safe="")))
+        # Two or three cheap requests where getting in takes four to six: the token still works
+        # and is --user's (a kept file holding another user's token is never used as it), the
+        # user is still in the room, and the alias still names that room.
+        answers = await asyncio.gather(*asks, return_exceptions=True)
+        for a in answers:
+            if isinstance(a, BaseException) and not isinstance(a, RoomError):
+                raise a
+            if isinstance(a, RoomError) and a.transient:
                 raise RoomError(f"homeserver {homeserver} unreachable", "start it, or check --homeserver",
-                                transient=True) from exc
-            who, joined = {}, {}  # refused: the token was revoked or expired; get in again below
+                                transient=True) from a
+        # A refusal (a revoked or expired token, an alias gone) reads as {}: in again below.
+        who, joined, *named = [a if isinstance(a, dict) else {} for a in answers]
+        if named and named[0].get("room_id") != r.room_id:
+            joined = {}  # the alias names another room now: get in again below
         me = str(who.get("user_id", ""))
         if is_user(me, user) and r.room_id in (joined.get("joined_rooms") or ()):
             r._user = me
@@ -242,9 +249,9 @@ async def _connect_kept(session: aiohttp.ClientSession, homeserver: str, user: s
         got = await _enter(session, homeserver, user, password, None, room, create, join)
     if got.token != token:
         rooms = {}
-    rooms[room] = {"room_id": got.room_id, "filter_id": got.filter_id,
+    rooms[room] = {"room_id": got.room_id, "alias": got.alias, "filter_id": got.filter_id,
                    "filter_of": _filter_key(got.room_id)}
-    _write_session(session_file, {"access_token": got.token, "user_id": got.user_id, "rooms": rooms})
+    _write_session(session_file, {"access_token": got.token, "rooms": rooms})
     return _room(session, homeserver, got)
 
 

@@ -31,6 +31,7 @@ class Joined:
     user_id: str
     room_id: str
     filter_id: str
+    alias: str  # the room as resolved: ``#name:server``, or the room id given
 
 
 async def _call(coro: Any) -> Any:
@@ -78,7 +79,7 @@ async def enter(session: aiohttp.ClientSession, homeserver: str, user: str, pass
     alias = full_alias(room, str(c.mxid))
     room_id = await _join(c, alias, create) if join else await _member_of(c, alias)
     fid = await _call(c.create_filter(sync_filter(room_id)))  # type: ignore[arg-type]
-    return Joined(str(api.token), str(c.mxid), room_id, str(fid))
+    return Joined(str(api.token), str(c.mxid), room_id, str(fid), alias)
 
 
 async def _member_of(c: ClientAPI, alias: str) -> str:
