@@ -195,6 +195,21 @@ asyncio.run(main())
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["@beta:cis.test", "[1]", "False"]
 
+    async def first_reads_are_fresh() -> None:
+        # A first read after an earlier run's first read (same device) sees the room as it is
+        # now, not the homeserver's cached answer to the earlier one.
+        a = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="fast", session_file=kept)
+        before = await a.read(None, 0)
+        other = await matrix.connect(hs.url, "alpha", password=hs.users["alpha"], room="fast")
+        await other.send("org.cheng.cis.test", {"i": 2}, "fast-2")
+        b = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="fast", session_file=kept)
+        now = await b.read(None, 0)
+        for r in (a, other, b):
+            await r.close()
+        assert [e.content.get("i") for e in now.events] == [e.content.get("i") for e in before.events] + [2]
+
+    asyncio.run(first_reads_are_fresh())
+
     async def leave_then_web_view() -> None:
         tok = hs.login("beta")
         rid = json.loads(kept.read_text())["rooms"]["fast"]["room_id"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import pathlib
@@ -44,8 +43,15 @@ _V3 = "/_matrix/client/v3"
 
 def sync_filter(room_id: str) -> dict[str, Any]:
     """Only our events of this room's timeline: no state, members, receipts, typing, presence
-    or account data (each would be work for the homeserver on every sync, for nothing)."""
-    return {"room": {"rooms": [room_id],
+    or account data (each would be work for the homeserver on every sync, for nothing).
+
+    Each call's filter is its own (a nonce in a field servers ignore): Synapse gives one user's
+    identical filters one id and caches a sync's answer by (device, filter, since, timeout) for
+    two minutes, so the first read of a run that uses a kept session (same device) would get an
+    earlier run's first answer, up to two minutes old (a ``--follow-run`` would not find the
+    run just posted)."""
+    return {"org.cheng.cis.connection": os.urandom(8).hex(),
+            "room": {"rooms": [room_id],
                      "timeline": {"types": [EVENT_PREFIX + "*"], "limit": TIMELINE_LIMIT},
                      "state": {"types": []}, "ephemeral": {"types": []}, "account_data": {"types": []}},
             "presence": {"types": []}, "account_data": {"types": []}}
@@ -170,10 +176,10 @@ async def connect(homeserver: str, user: str, *, password: str | None = None, to
 
     ``session_file``: with a password, what an earlier run learnt is kept there (0600): the
     access token (so repeated runs neither make a new device each time nor pay the homeserver's
-    password hashing, ~120 ms of its CPU per login), and per room its id and sync filter. A run
-    that finds them makes one request (``joined_rooms``: the token still works, the user is
-    still a member) where getting in takes four to six, and never imports mautrix. Runs started
-    together share one login: a lock beside the file.
+    password hashing, ~120 ms of its CPU per login), and per room its id and alias. A run that
+    finds them checks them with three requests at once (``whoami``, ``joined_rooms``, the alias)
+    and makes its sync filter, where getting in takes four to six one after another, and never
+    imports mautrix. Runs started together share one login: a lock beside the file.
 
     Raises:
         RoomError: bad credentials, unknown room, homeserver down (``transient``).
@@ -210,16 +216,16 @@ async def _connect_kept(session: aiohttp.ClientSession, homeserver: str, user: s
     token = token if isinstance(token, str) and token else None
     rooms: dict[str, Any] = kept["rooms"] if isinstance(kept.get("rooms"), dict) else {}
     entry = rooms.get(room) if token else None
-    if isinstance(entry, dict) and entry.get("filter_of") == _filter_key(str(entry.get("room_id"))):
-        r = MatrixRoom(session, homeserver, str(token), "", str(entry["room_id"]),
-                       str(entry.get("filter_id")))
+    if isinstance(entry, dict) and isinstance(entry.get("room_id"), str):
+        r = MatrixRoom(session, homeserver, str(token), "", entry["room_id"], "")
         alias = str(entry.get("alias", ""))
         asks = [r._request("GET", "/account/whoami"), r._request("GET", "/joined_rooms")]
         if alias.startswith("#"):
             asks.append(r._request("GET", "/directory/room/" + quote(alias, safe="")))
-        # Two or three cheap requests where getting in takes four to six: the token still works
-        # and is --user's (a kept file holding another user's token is never used as it), the
-        # user is still in the room, and the alias still names that room.
+        # Two or three cheap requests at once (and a filter) where getting in takes four to six
+        # one after another: the token still works and is --user's (a kept file holding another
+        # user's token is never used as it), the user is still in the room, and the alias still
+        # names that room.
         answers = await asyncio.gather(*asks, return_exceptions=True)
         for a in answers:
             if isinstance(a, BaseException) and not isinstance(a, RoomError):
@@ -233,7 +239,10 @@ async def _connect_kept(session: aiohttp.ClientSession, homeserver: str, user: s
             joined = {}  # the alias names another room now: get in again below
         me = str(who.get("user_id", ""))
         if is_user(me, user) and r.room_id in (joined.get("joined_rooms") or ()):
+            # A filter of this connection's own (see sync_filter), never a kept one.
             r._user = me
+            r._filter = str((await r._request("POST", f"/user/{quote(me, safe='')}/filter",
+                                              body=sync_filter(r.room_id))).get("filter_id", ""))
             return r
         if me and not is_user(me, user):
             token, rooms = None, {}
@@ -249,15 +258,9 @@ async def _connect_kept(session: aiohttp.ClientSession, homeserver: str, user: s
         got = await _enter(session, homeserver, user, password, None, room, create, join)
     if got.token != token:
         rooms = {}
-    rooms[room] = {"room_id": got.room_id, "alias": got.alias, "filter_id": got.filter_id,
-                   "filter_of": _filter_key(got.room_id)}
+    rooms[room] = {"room_id": got.room_id, "alias": got.alias}
     _write_session(session_file, {"access_token": got.token, "rooms": rooms})
     return _room(session, homeserver, got)
-
-
-def _filter_key(room_id: str) -> str:
-    """Which filter a kept filter id stands for: a changed filter is made anew."""
-    return hashlib.sha256(json.dumps(sync_filter(room_id), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @contextlib.asynccontextmanager
