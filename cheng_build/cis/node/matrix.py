@@ -43,15 +43,8 @@ _V3 = "/_matrix/client/v3"
 
 def sync_filter(room_id: str) -> dict[str, Any]:
     """Only our events of this room's timeline: no state, members, receipts, typing, presence
-    or account data (each would be work for the homeserver on every sync, for nothing).
-
-    Each call's filter is its own (a nonce in a field servers ignore): Synapse gives one user's
-    identical filters one id and caches a sync's answer by (device, filter, since, timeout) for
-    two minutes, so the first read of a run that uses a kept session (same device) would get an
-    earlier run's first answer, up to two minutes old (a ``--follow-run`` would not find the
-    run just posted)."""
-    return {"org.cheng.cis.connection": os.urandom(8).hex(),
-            "room": {"rooms": [room_id],
+    or account data (each would be work for the homeserver on every sync, for nothing)."""
+    return {"room": {"rooms": [room_id],
                      "timeline": {"types": [EVENT_PREFIX + "*"], "limit": TIMELINE_LIMIT},
                      "state": {"types": []}, "ephemeral": {"types": []}, "account_data": {"types": []}},
             "presence": {"types": []}, "account_data": {"types": []}}
@@ -143,7 +136,14 @@ class MatrixRoom:
         if since:
             q["since"] = since
         else:
+            # A first read is its own request (the filter inline, with a nonce in a field servers
+            # ignore): Synapse caches a sync's answer by (device, filter, since, timeout) for two
+            # minutes, so with a kept session (one device; one user's identical filters share an
+            # id) a run's first read would get an earlier run's first answer, up to two minutes
+            # old (a `--follow-run` would not find the run just posted). Later reads share: an
+            # answer from a token is right for every reader at that token.
             q["timeout"] = "0"
+            q["filter"] = json.dumps({**sync_filter(self._room), "org.cheng.cis.read": os.urandom(8).hex()})
         r = await self._request("GET", "/sync", q)
         room = ((r.get("rooms") or {}).get("join") or {}).get(self._room) or {}
         tl = room.get("timeline") or {}
@@ -239,7 +239,6 @@ async def _connect_kept(session: aiohttp.ClientSession, homeserver: str, user: s
             joined = {}  # the alias names another room now: get in again below
         me = str(who.get("user_id", ""))
         if is_user(me, user) and r.room_id in (joined.get("joined_rooms") or ()):
-            # A filter of this connection's own (see sync_filter), never a kept one.
             r._user = me
             r._filter = str((await r._request("POST", f"/user/{quote(me, safe='')}/filter",
                                               body=sync_filter(r.room_id))).get("filter_id", ""))
