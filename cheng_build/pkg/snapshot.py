@@ -44,9 +44,8 @@ from typing import TYPE_CHECKING, Any
 from cheng_build.core.errors import InputError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from multiformats import CID
-
     from cheng_build.cas.blockstore import Batch, Blockstore
+    from cheng_build.cas.cid import CID
 
 SNAPSHOT_CHUNKER = "fastcdc-65536-262144-1048576"
 SOURCE_CHUNKER = "fastcdc-2048-8192-65536"
