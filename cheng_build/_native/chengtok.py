@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import re
 from array import array
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from cheng_build._native._loader import ffi, lib
+from cheng_build.core.record import dataclass
 
 _WORD = re.compile(r"\w")
 _DIGIT = re.compile(r"\d")

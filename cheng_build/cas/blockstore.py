@@ -42,7 +42,6 @@ import fcntl
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -63,6 +62,7 @@ from cheng_build.cas.walk import block_links
 from cheng_build.core.atomic import atomic_write_bytes, fsync_dir
 from cheng_build.core.errors import DigestMismatchError, IntegrityError, NotFoundError, StoreError
 from cheng_build.core.paths import cache_dir
+from cheng_build.core.record import dataclass
 
 if TYPE_CHECKING:
     from cheng_build.cas.migrate import MigrateResult

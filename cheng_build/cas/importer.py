@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -44,11 +43,11 @@ from cheng_build.cas.chunker import (
     parse_chunker,
 )
 from cheng_build.cas.cid import CID, cid_bytes, cid_from_digest, decode_cid_bytes, hasher_for
-from cheng_build.cas.exporter import symlink_escapes
 from cheng_build.cas.filenode import Child, file_node
 from cheng_build.cas.ignore import IgnoreRules
 from cheng_build.cas.progress import ImportProgress, ProgressCallback
 from cheng_build.core.errors import DigestMismatchError, InputError, PolicyError
+from cheng_build.core.record import dataclass
 
 if TYPE_CHECKING:
     from cheng_build.cas.blockstore import Batch, Blockstore
@@ -222,6 +221,7 @@ class _Builder:
     def _check_contained(self, link: Path, rel: str) -> None:
         """A snapshot's link must stay inside the package, judged by resolving it on the real
         tree (a chain of links can climb out where each target looks contained as text)."""
+        from cheng_build.cas.exporter import symlink_escapes  # the exporter's rule; only for links
         from cheng_build.core.contain import outside, real_root
 
         target = os.readlink(link)

@@ -30,11 +30,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cheng_build.core.errors import InputError, PolicyError
+from cheng_build.core.record import dataclass, field
 from cheng_build.core.suggest import closest
 from cheng_build.pkg.formats import (
     DocumentError,

@@ -36,12 +36,12 @@ import json
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.errors import InputError, NotFoundError, UsageError
+from cheng_build.core.record import dataclass
 
 if TYPE_CHECKING:
     from cheng_build.cas.blockstore import Batch, Blockstore

@@ -22,13 +22,13 @@ import binascii
 import json
 import os
 import stat
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from cheng_build.core.atomic import atomic_write_text
 from cheng_build.core.errors import InputError, SignatureError, UsageError
+from cheng_build.core.record import dataclass
 
 ED25519_PREFIX = "ed25519:"
 LOCAL_PREFIX = "local:"  # placeholder signatures written by the existing Cheng tooling

@@ -6,8 +6,8 @@ Rules are those of :mod:`cheng_build.trust.registry_log` (format and rules at it
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
+from cheng_build.core.record import dataclass
 from cheng_build.trust import merkle
 from cheng_build.trust.checkpoint import Checkpoint
 from cheng_build.trust.config import Limits

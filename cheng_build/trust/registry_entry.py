@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
 from cheng_build.core.errors import SignatureError
+from cheng_build.core.record import dataclass, field
 from cheng_build.trust import canonical, gov_lines
 from cheng_build.trust.config import Limits
 from cheng_build.trust.keys import ED25519_PREFIX, LOCAL_PREFIX, Verifier

@@ -68,12 +68,12 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.atomic import append_line_locked, file_lock
 from cheng_build.core.errors import NotFoundError
+from cheng_build.core.record import dataclass
 from cheng_build.trust import log_checks, merkle
 from cheng_build.trust.checkpoint import Checkpoint, CheckpointMemory
 from cheng_build.trust.config import Config, Level, Limits
