@@ -13,12 +13,15 @@ import re
 from array import array
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import Any, Literal
 
 from cheng_build._native._loader import BytesLike, buffer_of, ffi, lib, require_hashes
 from cheng_build.core.record import dataclass
 
-Algo = Literal["sha256", "blake3"]
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    Algo = Literal["sha256", "blake3"]
 _ALGOS = {"sha256": 0, "blake3": 1}
 _SPEC = re.compile(r"^fastcdc-v1-(\d+)-(\d+)-(\d+)-n([0-3])$")
 # A streaming read window: big enough that the per-call overhead vanishes, and at least two

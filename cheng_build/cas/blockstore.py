@@ -44,7 +44,6 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from cheng_build.cas.cid import (
     CID,
@@ -64,6 +63,7 @@ from cheng_build.core.errors import DigestMismatchError, IntegrityError, NotFoun
 from cheng_build.core.paths import cache_dir
 from cheng_build.core.record import dataclass
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
     from cheng_build.cas.migrate import MigrateResult
     from cheng_build.cas.packfile import PackWriter

@@ -29,7 +29,6 @@ import os
 import stat as stat_mod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
 from cheng_build.cas import dagpb, unixfs
 from cheng_build.cas.chunker import (
@@ -49,8 +48,13 @@ from cheng_build.cas.progress import ImportProgress, ProgressCallback
 from cheng_build.core.errors import DigestMismatchError, InputError, PolicyError
 from cheng_build.core.record import dataclass
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from cheng_build.cas.blockstore import Batch, Blockstore
+else:
+    Protocol = object  # BlockSink below is read by the type checker only
 
 __all__ = ["MAX_LINKS", "BlockSink", "ImportResult", "add_bytes", "add_path", "import_path"]
 

@@ -25,9 +25,12 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from cheng_build.core.errors import InputError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMATS = ("toml", "yaml", "json")
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024

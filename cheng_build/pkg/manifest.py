@@ -31,7 +31,6 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from cheng_build.core.errors import InputError, PolicyError
 from cheng_build.core.record import dataclass, field
@@ -43,6 +42,10 @@ from cheng_build.pkg.formats import (
     read_document,
     type_name,
 )
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 CHANNELS = ("edge", "stable", "lts")
 MANIFEST_NAMES = ("cheng-package.toml", "cheng-package.yaml", "cheng-package.yml",

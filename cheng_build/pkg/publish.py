@@ -25,7 +25,6 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.errors import InputError, PolicyError, UsageError
 from cheng_build.core.record import dataclass
@@ -41,7 +40,10 @@ from cheng_build.trust.registry_log import (
     RegistryLog,
 )
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
+    from typing import Any
+
     from cheng_build.cas.blockstore import Batch, Blockstore
     from cheng_build.pkg.originality import Fingerprint
 

@@ -38,12 +38,14 @@ import stat
 from collections.abc import Iterator, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.errors import InputError, NotFoundError, UsageError
 from cheng_build.core.record import dataclass
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
+    from typing import Any
+
     from cheng_build.cas.blockstore import Batch, Blockstore
     from cheng_build.cas.cid import CID
 

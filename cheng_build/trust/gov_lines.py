@@ -47,9 +47,12 @@ This module checks the *shape* of those lines; the rules that need the replayed 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from cheng_build.core.lazyre import lazy
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 GOV_TYPES = ("tag", "maintainer", "promote", "quarantine", "release", "appeal", "decision")
 GOV_CHANNELS = ("edge", "stable", "lts")

@@ -27,11 +27,14 @@ import os
 import stat
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from cheng_build.core.atomic import atomic_write_text
 from cheng_build.core.errors import InputError, SignatureError, UsageError
 from cheng_build.core.record import dataclass
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 ED25519_PREFIX = "ed25519:"
 LOCAL_PREFIX = "local:"  # placeholder signatures written by the existing Cheng tooling
