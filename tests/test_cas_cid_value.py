@@ -12,7 +12,7 @@ import hashlib
 import pickle
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from multiformats import CID as MfCID
 from multiformats import multibase, multicodec, multihash

@@ -88,8 +88,8 @@ def test_reads_its_subset_as_tomllib_does(text: str) -> None:
 
 @settings(max_examples=600, deadline=None)
 @given(documents(), st.integers(0, 400), st.sampled_from(
-    list('"\\\'#=[]. \t\r\n\x00\x7f\x0c0-_+eE.:xé') + ["true", "[[", "]]", '"""', "'''", "1_0", "1.5",
-                                                     "1979-05-27", "{a=1}", "[1]", "a.b", "inf"]),
+    [*'"\\\'#=[]. \t\r\n\x00\x7f\x0c0-_+eE.:xé', "true", "[[", "]]", '"""', "'''", "1_0", "1.5",
+     "1979-05-27", "{a=1}", "[1]", "a.b", "inf"]),
     st.booleans())
 def test_any_edit_is_read_as_tomllib_does_or_left_to_it(text: str, where: int, piece: str,
                                                          insert: bool) -> None:

@@ -140,13 +140,13 @@ def parse_text(text: str, fmt: str, name: str = "<document>") -> dict[str, Any]:
     if fmt == "toml":
         from cheng_build.pkg.toml_subset import loads
 
-        data: Any = loads(text)
-        if data is not None:
-            return data  # a table, like everything tomllib returns
+        simple = loads(text)
+        if simple is not None:
+            return simple  # a table, like everything tomllib returns
         import tomllib
 
         try:
-            data = tomllib.loads(text)
+            data: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise DocumentError(f"{name}: invalid TOML: {exc}") from None
         except RecursionError:

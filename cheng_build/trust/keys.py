@@ -137,7 +137,7 @@ def _secret_key(seed: bytes) -> bytes:
     secret = ffi.new("unsigned char[]", 64)
     if lib.crypto_sign_seed_keypair(public, secret, seed) != 0:
         raise RuntimeError("libsodium could not derive a key pair")
-    return ffi.buffer(secret, 64)[:]
+    return bytes(ffi.buffer(secret, 64))
 
 
 def write_keyfile(key: KeyPair, path: str | os.PathLike[str], *, force: bool = False) -> None:
