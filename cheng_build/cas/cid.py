@@ -7,7 +7,9 @@ two spellings of the same block compare equal and name the same file in the bloc
 
 Hashing goes through :mod:`cheng_build._native` when the C library is built (it releases the GIL,
 so callers can hash leaves on several threads) and falls back to :mod:`hashlib` / the ``blake3``
-package otherwise; both produce the same digests (the native tests check that).
+package otherwise; both produce the same digests (the native tests check that). SHA-256 goes to
+the C library only when it has a hardware backend (SHA-NI): then it is as fast as OpenSSL and a
+publish, which loads the library anyway, does not pay ~3 ms to import hashlib.
 
 Nothing here imports ``multiformats`` (~30 ms): only a CID text in a rare multibase (base36,
 base16, ...) loads it, in :mod:`cas.cid_value`. The tests hold this module to multiformats.
@@ -102,10 +104,32 @@ class CidError(InputError):
     """A CID string or binary CID is malformed or uses a codec/hash we do not handle."""
 
 
-def _sha256(data: bytes | memoryview) -> bytes:
+def _hashlib_sha256(data: bytes | memoryview) -> bytes:
     import hashlib  # here: OpenSSL's binding costs start-up time, and chengc needs only CID encoding
 
     return hashlib.sha256(data).digest()
+
+
+def _pick_sha256() -> Callable[[bytes | memoryview], bytes]:
+    try:
+        from cheng_build import _native
+
+        # A portable (non-SIMD) C SHA-256 is slower than OpenSSL's: only a hardware backend.
+        if _native.backends().get("sha256", "unavailable") not in ("unavailable", "portable"):
+            return _native.sha256
+    except (ImportError, OSError, AttributeError):
+        pass
+    return _hashlib_sha256
+
+
+_sha256_impl: Callable[[bytes | memoryview], bytes] | None = None
+
+
+def _sha256(data: bytes | memoryview) -> bytes:
+    global _sha256_impl
+    if _sha256_impl is None:
+        _sha256_impl = _pick_sha256()
+    return _sha256_impl(data)
 
 
 def _pick_blake3() -> Callable[[bytes | memoryview], bytes]:

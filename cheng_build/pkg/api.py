@@ -37,7 +37,6 @@ scanner's test oracle stay side by side, so the two cannot drift.)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -477,7 +476,9 @@ def api_digest(table: Mapping[str, Symbol]) -> str:
 def api_digest_of_json(doc: bytes) -> str:
     """:func:`api_digest` of a table whose :func:`api_to_json` bytes are ``doc`` (publish stores
     those bytes too: one encoding serves both)."""
-    return "sha256:" + hashlib.sha256(doc).hexdigest()
+    from cheng_build.cas.cid import digest_of  # the store's SHA-256 (C when it has SHA-NI)
+
+    return "sha256:" + digest_of(doc, "sha2-256").hex()
 
 
 __all__ = ["KINDS", "ApiError", "Symbol", "api_digest", "api_digest_of_json", "api_from_json",
