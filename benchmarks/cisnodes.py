@@ -132,6 +132,8 @@ def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIS_")}
     env.update(CIS_HOME=str(home), CIS_SANDBOX="unsandboxed",
                PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
+    if TRACE is not None:
+        env["CIS_NODE_TRACE"] = str(TRACE)
     return env
 
 
@@ -167,6 +169,7 @@ async def _count_events(hs: Synapse, user: str, room: str) -> dict[str, int]:
 PHASES: dict[str, float] = {}  # the room run's wall clock: origins started, last origin done, events
 REQUESTS: dict[str, tuple[int, float]] = {}  # the room run's Synapse requests: kind -> (n, cpu-s)
 PROFILE: Path | None = None  # --profile DIR: node0 and the first origin run under cProfile
+TRACE: Path | None = None  # --trace DIR: every cis process writes its timeline there
 
 
 def _cis(name: str) -> list[str]:
@@ -252,6 +255,8 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
                      for name, pid in (("synapse", hs.proc.pid), ("node1", nodes[1].pid))]
         t0 = time.perf_counter()
         PHASES["start"] = time.time()
+        if TRACE is not None:
+            (TRACE / "t0").write_text(f"{time.monotonic():.6f}")
         origins = [subprocess.Popen([*(_cis("origin0") if d == dags[0] else cis), "run", str(d),
                                      *conn("orig"), "--quiet"], env=_env(tmp / "orig"))
                    for d in dags]
@@ -284,9 +289,14 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--profile", type=Path, help="write cProfile stats of node0 and origin0 here "
                     "(main thread only: tasks run in worker threads)")
+    ap.add_argument("--trace", type=Path, help="write each node's and origin's timeline here and "
+                    "print where the nodes' time went (benchmarks/cisnodes_timeline.py)")
     a = ap.parse_args()
-    global PROFILE
+    global PROFILE, TRACE
     PROFILE = a.profile
+    TRACE = a.trace.resolve() if a.trace else None
+    if TRACE is not None:
+        TRACE.mkdir(parents=True, exist_ok=True)
     n_claims, n_tasks = (40, 25) if a.quick else (a.claims, a.tasks)
     python = synapse_python()
     if python is None:
@@ -346,6 +356,12 @@ def main() -> int:
     print("synapse requests in the room run (count, CPU-s by Synapse's own accounting): "
           + ", ".join(f"{k}={n} ({c:.2f} cpu-s, {1e3 * c / max(n, 1):.1f} ms each)"
                       for k, (n, c) in sorted(REQUESTS.items())))
+    if TRACE is not None:
+        from cisnodes_timeline import summarize
+
+        print("timeline (s from the origins' start; idle_* sum the nodes' time with no task running, "
+              "by reason; see benchmarks/cisnodes_timeline.py):")
+        print(summarize(TRACE))
     if a.json:
         print(json.dumps({**results, "events": events,
                           "synapse_requests": {k: {"n": n, "cpu_s": c} for k, (n, c) in REQUESTS.items()}}))

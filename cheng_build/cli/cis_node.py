@@ -354,8 +354,11 @@ def run_in_room(args: argparse.Namespace) -> int:
     async def main() -> int:
         from cheng_build.cis.node import mirror
         from cheng_build.cis.node.origin import Follower
+        from cheng_build.cis.node.trace import mark
 
+        mark("origin_main")
         room = await _connect(conn, create=False)
+        mark("origin_connected")
         try:
             content = None if following else protocol.content(Kind.RUN, room.user_id, **fields)
             if content is not None:

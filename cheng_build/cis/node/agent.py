@@ -34,12 +34,13 @@ from pathlib import Path, PurePosixPath
 
 from cheng_build.cis.node import protocol, revoke
 from cheng_build.cis.node.awake import AwakeClock
-from cheng_build.cis.node.coalesce import coalesce
+from cheng_build.cis.node.coalesce import claims_first, coalesce
 from cheng_build.cis.node.island import NodeOutbox
 from cheng_build.cis.node.ledger import Ledger, RunRec, TaskRec, TaskStatus
 from cheng_build.cis.node.protocol import Kind, ProtocolError
 from cheng_build.cis.node.revoke import Held
 from cheng_build.cis.node.room import Batch, Room, RoomError
+from cheng_build.cis.node.trace import mark
 
 Log = Callable[[str], None]
 _Cand = tuple[tuple[bool, int, bytes], RunRec, TaskRec, int]  # (claim order, run, task, epoch to claim)
@@ -59,10 +60,11 @@ class NodeConfig:
     linger_s: float = 0.1  # results and renewals wait this long for neighbours to merge with
     linger_max: int = 32  # ...or until this many are queued
     # While this node has a job's worth of won tasks waiting, news cannot make it start anything
-    # sooner: results linger longer (fewer, larger events) and the room is read at most this
-    # often (every read is a sync the homeserver answers: with 8 clients, most of its work).
+    # sooner: results linger longer (fewer, larger events) and the room is read less often
+    # (every read is a sync the homeserver answers: with 8 clients, most of its work), but never
+    # longer than half the work in hand lasts (see Agent._pace), nor past its own claim's PUT.
     busy_linger_s: float = 1.0  # capped at a tenth of the lease: renewals linger too
-    busy_pace_s: float = 0.2  # per job's worth of won tasks waiting; at most a tenth of the lease
+    task_guess_s: float = 0.2  # a task's wall time, until this node has timed its own
 
 
 
@@ -99,6 +101,8 @@ class Agent:
         self._fresh = self.clock.now()
         self._own_seen = -math.inf  # monotonic time an event of this node was last read back
         self._wake = asyncio.Event()
+        self._claim_sent = asyncio.Event()  # a claim of this node was PUT: read it back now
+        self._task_s = cfg.task_guess_s  # moving average of a task's wall time here
         self._queued = asyncio.Event()
         self._urgent = asyncio.Event()  # a claim, hello...: no linger
         self._lingering = 0
@@ -113,21 +117,20 @@ class Agent:
                                 **({"task": idx} if idx is not None else {}), **fields)
         self._put(kind, body, run, idx)
 
-    def post_batch(self, kind: Kind, run: str, pairs: list[list[int]], *, linger: bool = False,
-                   **fields: object) -> None:
-        """One event for many (task, epoch) pairs of ``run`` (split where it would pass 16 KB).
-        ``linger``: may wait with the results (a top-up claim of a busy node)."""
+    def post_batch(self, kind: Kind, run: str, pairs: list[list[int]], **fields: object) -> None:
+        """One event for many (task, epoch) pairs of ``run`` (split where it would pass 16 KB)."""
         if kind in (Kind.CLAIM, Kind.LEASE):
             fields["at_ms"] = int(time.monotonic() * 1000)  # read back by this node only
+        if kind is Kind.CLAIM:
+            mark("claim", run[-4:], len(pairs))
         for body in protocol.split(kind, self.node, run, pairs, **fields):
-            self._put(kind, body, run, None, linger)
+            self._put(kind, body, run, None)
 
-    def _put(self, kind: Kind, body: dict[str, object], run: str, idx: int | None,
-             linger: bool = False) -> None:
+    def _put(self, kind: Kind, body: dict[str, object], run: str, idx: int | None) -> None:
         self.outbox.put(kind.etype, body, run, idx)
         self._queued.set()
         self._lingering += 1
-        if not (linger or kind in (Kind.STATE, Kind.LEASE)) or self._lingering >= self._linger_max():
+        if kind not in (Kind.STATE, Kind.LEASE) or self._lingering >= self._linger_max():
             self._urgent.set()
         self._wake.set()
 
@@ -137,7 +140,7 @@ class Agent:
         previous PUT came back: one small event per PUT while tasks finished fast)."""
         answered = False  # only an answer of the homeserver ends island mode, never an empty queue
         while batch := self.outbox.pending():
-            for g in coalesce(batch):
+            for g in claims_first(coalesce(batch)):
                 txn = self.outbox.txn_id(g.entries[0]) + (f"-{g.entries[-1]}" if len(g.entries) > 1 else "")
                 try:
                     await self.room.send(g.etype, g.body, txn)
@@ -154,6 +157,9 @@ class Agent:
                     self._go_island(exc)
                     return
                 self.outbox.sent_many(g.entries)
+                mark("put", g.etype.rsplit(".", 1)[-1], len(g.entries))
+                if g.etype == Kind.CLAIM.etype:
+                    self._claim_sent.set()
                 answered = True
             if not drain:
                 break
@@ -234,6 +240,7 @@ class Agent:
             return
         self.ledger.add_run(msg, parsed.plan)
         self.parsed[run_id] = parsed
+        mark("run_added", run_id[-4:], len(parsed.plan))
         self.log(f"run {run_id} ({msg.text('name')}): {len(parsed.plan)} tasks from {msg.node}")
 
     def _same_dag(self, dag_file: PurePosixPath, text: str) -> str:
@@ -259,6 +266,7 @@ class Agent:
             del self.claims[key]
             if rec.winners.get(epoch) == self.node:
                 self.counters.won += 1
+                mark("won", run[-4:], idx)
                 self.held[key] = Held(run, idx, epoch, time.monotonic(), won=self.clock.now())
             else:
                 self.counters.lost += 1  # someone was first: back off
@@ -273,6 +281,7 @@ class Agent:
             h = self.held.get((msg.text("run"), idx))
             if h is not None and h.epoch == epoch:
                 h.confirmed = max(h.confirmed, at)
+                mark("confirmed", msg.text("run")[-4:], idx, f"{at:.6f}")
 
     def _rec(self, run: str, idx: int) -> TaskRec | None:
         r = self.ledger.runs.get(run)
@@ -377,12 +386,11 @@ class Agent:
                 self.log(f"task {t.plan.idx} {t.plan.name} of {run.run_id}: {t.holder} silent past "
                          f"its lease, claiming epoch {epoch} (revokes epoch {epoch - 1})")
             claim[run.run_id].append([t.plan.idx, epoch])
-        # A top-up while a job's worth of won tasks still waits is not urgent: it goes out with
-        # the next results (one flush, where it dragged them out early); a hungry node's claim,
-        # or a takeover, goes at once.
-        linger = self._busy() and not lapsed
+        # A claim goes at once, the results queued so far with it: a top-up that lingered with
+        # the results (up to a second) let a busy node's 20-100 ms tasks run out before it was
+        # even sent (traced: nodes then sat idle ~40% of a room run, waiting for their claims).
         for run_id, pairs in claim.items():
-            self.post_batch(Kind.CLAIM, run_id, pairs, linger=linger, lease_ms=int(self.cfg.lease_s * 1000))
+            self.post_batch(Kind.CLAIM, run_id, pairs, lease_ms=int(self.cfg.lease_s * 1000))
 
     def _answer_revokes(self) -> None:
         release, contradict = revoke.answer(self.held, self._rec, self.node, self.log)
@@ -414,6 +422,11 @@ class Agent:
             job = asyncio.get_running_loop().create_task(self._run(h))
             self._runners.add(job)
             job.add_done_callback(self._runners.discard)
+        if busy < self.cfg.jobs:
+            waiting = [h for h in self.held.values() if not h.started]
+            mark("idle", len(waiting), sum(1 for h in waiting if not self._startable(h)),
+                 sum(1 for h in waiting if time.monotonic() - h.confirmed >= revoke.FRESH * self.cfg.lease_s),
+                 len(self.claims))
 
     async def _run(self, h: Held) -> None:
         from cheng_build.cis.node.localrun import Outcome, run_task
@@ -423,12 +436,16 @@ class Agent:
         self.log(f"running task {h.idx} {parsed.dag.tasks[h.idx].name} of {h.run} (epoch {h.epoch})")
         rec = self._rec(h.run, h.idx)
         confirmed = bool(rec and rec.confirmed)
+        mark("start", h.run[-4:], h.idx)
+        began = time.monotonic()
         try:
             out = await asyncio.to_thread(run_task, self.cfg.home, parsed.dag, h.idx, self.node,
                                           confirmed=confirmed)
         except Exception as exc:  # the engine could not even start it: report, never hang
             out = Outcome(TaskStatus.FAILED, None, f"the node could not run it: {exc}"[:300], "")
         self.counters.ran += 1
+        self._task_s += (time.monotonic() - began - self._task_s) / 8
+        mark("end", h.run[-4:], h.idx)
         self.post(Kind.STATE, h.run, h.idx, epoch=h.epoch, state=out.status.value,
                   exit_code=out.exit_code, reason=out.reason, island=self.island,
                   local_run=out.local_run)
@@ -451,6 +468,7 @@ class Agent:
         backoff = 0.2
         while not stop.is_set():
             asked = self.clock.now()
+            self._claim_sent.clear()  # one PUT before this read is in it; one during it may not be
             try:
                 batch = await self.room.read(self.token, self.cfg.poll_s)
             except RoomError as exc:
@@ -465,9 +483,11 @@ class Agent:
                 self._back_online()
             # A batch holds every event up to when the read was asked; an empty long poll
             # says the room was quiet until it returned.
+            mark("read", len(batch.events))
             self.ingest(batch, asked if batch.events else self.clock.now())
             if batch.events and self._busy():
-                await _sleep_or(stop, self._pace())
+                mark("pace", f"{self._pace():.3f}")
+                await _wait_any(self._claim_sent, stop, self._pace())
 
     def _linger_max(self) -> int:
         """Queued events that end a linger early: three times as many while busy (its results
@@ -475,12 +495,20 @@ class Agent:
         return self.cfg.linger_max * (3 if self._busy() else 1)
 
     def _pace(self) -> float:
-        """How long a busy node lets news gather before it reads again: the more won tasks wait
-        for a job, the longer (no news can start one sooner; the top-up claim goes out when half
-        of them are gone, and the node reads at once again when it is no longer busy), but at
-        most a tenth of the lease, so that a revocation is answered well within it."""
+        """How long a busy node lets news gather before it reads again: the more work its won
+        tasks hold, the longer (no news of others can start one sooner), but at most half of
+        that work (its top-up claim, posted when half of its tasks are gone, must be read back
+        before the rest runs out: the claim's PUT also ends the pause), and at most a tenth of
+        the lease, so that a revocation is answered well within it."""
+        return min(self.cfg.lease_s / 10, self._cover() / 2)
+
+    def _cover(self) -> float:
+        """Seconds of work in hand: the won tasks not started yet, at this node's task time."""
         waiting = sum(1 for h in self.held.values() if not h.started)
-        return min(self.cfg.lease_s / 10, self.cfg.busy_pace_s * max(1.0, waiting / self.cfg.jobs))
+        return waiting / self.cfg.jobs * self._task_s
+
+    def _busy_linger(self) -> float:
+        return min(self.cfg.busy_linger_s, self.cfg.lease_s / 10)
 
     def _busy(self) -> bool:
         """A job's worth of won tasks waits beyond the running ones: no news can start one sooner."""
@@ -493,8 +521,8 @@ class Agent:
         while not stop.is_set():
             self._queued.clear()
             if not self._urgent.is_set():
-                busy = min(self.cfg.busy_linger_s, self.cfg.lease_s / 10)
-                await _wait_any(self._urgent, stop, busy if self._busy() else self.cfg.linger_s)
+                await _wait_any(self._urgent, stop,
+                                self._busy_linger() if self._busy() else self.cfg.linger_s)
             self._urgent.clear()
             self._lingering = 0
             await self._flush(drain=False)

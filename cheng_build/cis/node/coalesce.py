@@ -101,3 +101,19 @@ def coalesce(queue: Sequence[tuple[int, str, dict[str, Any]]]) -> list[Group]:
         if len(g.entries) == 1:  # sent as queued (its transaction id stays the entry's)
             g.body = dict(queued[g.entries[0]])
     return out
+
+
+def claims_first(groups: list[Group]) -> list[Group]:
+    """``groups`` with each claim moved ahead of the groups before it, unless one of those names
+    a task it claims (the same rule as merging: events about other tasks commute). A busy node's
+    claim then does not wait behind the PUT of a second's worth of results: the claim decides
+    when the node has work again; the results only tell others what they already need not wait
+    for."""
+    ahead: list[Group] = []
+    rest: list[Group] = []
+    for g in groups:
+        if g.etype == Kind.CLAIM.etype and not any(o.run == g.run and o.tasks & g.tasks for o in rest):
+            ahead.append(g)
+        else:
+            rest.append(g)
+    return ahead + rest

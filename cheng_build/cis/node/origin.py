@@ -22,6 +22,7 @@ from cheng_build.cis.node.feed import feed
 from cheng_build.cis.node.ledger import Ledger, RunRec, TaskPlan, TaskStatus, TaskView
 from cheng_build.cis.node.protocol import Kind, Message
 from cheng_build.cis.node.room import Room, RoomError
+from cheng_build.cis.node.trace import mark
 
 GRACE_S = 15.0
 # The origin only watches: reading the room at most this often lets one sync carry many events
@@ -77,7 +78,9 @@ class Follower:
         if self.run_id not in self.ledger.runs:
             if content is None:
                 raise RoomError(f"run {self.run_id} is not in the room")
+            mark("origin_history", len(hist.events))
             await self.room.send(Kind.RUN.etype, content, f"run-{self.run_id}")
+            mark("origin_posted", self.run_id[-4:])
         posted = self.clock.now()
         last: list[TaskView] = []
         down = False
@@ -91,6 +94,7 @@ class Follower:
                     last = views
                 # From the views just made: Ledger.finished / failed would build them again.
                 if all(v.status.finished for v in views):
+                    mark("origin_done", self.run_id[-4:])
                     return Outcome(views, any(v.status is TaskStatus.FAILED for v in views),
                                    any(v.status is TaskStatus.DEBT for v in views), self._why(run))
                 if not attach_only and self.clock.now() - posted > self.grace_s:
