@@ -101,7 +101,9 @@ class Agent:
         self._fresh = self.clock.now()
         self._own_seen = -math.inf  # monotonic time an event of this node was last read back
         self._wake = asyncio.Event()
-        self._claim_sent = asyncio.Event()  # a claim of this node was PUT: read it back now
+        # A claim or renewal of this node was PUT: read it back now (it wins tasks, or makes
+        # waiting ones fresh again: news that can start a task sooner).
+        self._claim_sent = asyncio.Event()
         self._task_s = cfg.task_guess_s  # moving average of a task's wall time here
         self._queued = asyncio.Event()
         self._urgent = asyncio.Event()  # a claim, hello...: no linger
@@ -158,7 +160,7 @@ class Agent:
                     return
                 self.outbox.sent_many(g.entries)
                 mark("put", g.etype.rsplit(".", 1)[-1], len(g.entries))
-                if g.etype == Kind.CLAIM.etype:
+                if g.etype in (Kind.CLAIM.etype, Kind.LEASE.etype):
                     self._claim_sent.set()
                 answered = True
             if not drain:
@@ -496,11 +498,11 @@ class Agent:
 
     def _pace(self) -> float:
         """How long a busy node lets news gather before it reads again: the more work its won
-        tasks hold, the longer (no news of others can start one sooner), but at most half of
-        that work (its top-up claim, posted when half of its tasks are gone, must be read back
-        before the rest runs out: the claim's PUT also ends the pause), and at most a tenth of
-        the lease, so that a revocation is answered well within it."""
-        return min(self.cfg.lease_s / 10, self._cover() / 2)
+        tasks hold, the longer (no news of others can start one sooner), but never past that
+        work (nor past the PUT of its own claim or renewal: reading those back is what starts
+        its next tasks, see ``_claim_sent``), and at most a tenth of the lease, so that a
+        revocation is answered well within it."""
+        return min(self.cfg.lease_s / 10, self._cover())
 
     def _cover(self) -> float:
         """Seconds of work in hand: the won tasks not started yet, at this node's task time."""
