@@ -1,0 +1,164 @@
+"""Where a node's time goes (issue 18's throughput): a claim is never kept waiting behind the
+results queued before it, a busy node's pause between reads ends when its own claim is PUT (its
+next tasks start from reading that claim back), and the timeline a traced node writes
+(``CIS_NODE_TRACE``) sums its idle time by reason (benchmarks/cisnodes_timeline.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cheng_build.cis.node import protocol, workspace
+from cheng_build.cis.node.coalesce import claims_first, coalesce
+from cheng_build.cis.node.memroom import MemoryHub
+from cheng_build.cis.node.protocol import Kind
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = "01M98FZR3PSFV964KJ3JCZ99Y9"
+RUN2 = "01M98FZR3PSFV964KJ3JCZ99Y8"
+
+queued_event = st.tuples(st.sampled_from([Kind.CLAIM, Kind.STATE, Kind.LEASE, Kind.RELEASE, Kind.HELLO]),
+                         st.sampled_from([RUN, RUN2]),
+                         st.lists(st.integers(0, 12), min_size=1, max_size=3, unique=True))
+
+
+def _queued(k: int, ev: tuple[Kind, str, list[int]]) -> tuple[int, str, dict[str, Any]]:
+    kind, run, idxs = ev
+    if kind is Kind.HELLO:
+        body = protocol.content(kind, "@a:x", caps=["cpu"], workspace="w", jobs=1)
+    elif kind is Kind.STATE:
+        body = protocol.content(kind, "@a:x", run=run, task=idxs[0], epoch=0, state="Completed",
+                                exit_code=0, reason="", island=False)
+    else:
+        fields = {"lease_ms": 1000} if kind is Kind.CLAIM else {}
+        body = protocol.split(kind, "@a:x", run, [[i, 0] for i in idxs], at_ms=k, **fields)[0]
+    return k, kind.etype, body
+
+
+def _tasks(etype: str, body: dict[str, Any]) -> set[tuple[str, int]]:
+    msg = protocol.parse(etype, "@a:x", body)
+    run = str(body.get("run", ""))
+    if msg.kind is Kind.STATE:
+        return {(run, int(r["task"])) for r in msg.results()}
+    if msg.kind is Kind.HELLO:
+        return set()
+    return {(run, i) for i, _ in msg.items()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(queued_event, max_size=30))
+def test_claims_go_first_but_never_overtake_an_event_about_the_same_task(evs: list[Any]) -> None:
+    queue = [_queued(k + 1, ev) for k, ev in enumerate(evs)]
+    groups = coalesce(queue)
+    ordered = claims_first(groups)
+    assert sorted(map(id, ordered)) == sorted(map(id, groups))  # nothing lost, nothing added
+    pos = {id(g): n for n, g in enumerate(ordered)}
+    claim = Kind.CLAIM.etype
+    for i, g in enumerate(groups):
+        for h in groups[i + 1:]:  # g was queued ahead of h
+            if _tasks(g.etype, g.body) & _tasks(h.etype, h.body):
+                assert pos[id(g)] < pos[id(h)]  # events about one task keep their order
+        if g.etype == claim and not any(_tasks(g.etype, g.body) & _tasks(o.etype, o.body)
+                                        for o in groups[:i]):
+            # a claim with nothing about its tasks queued ahead of it goes before every non-claim
+            assert all(pos[id(g)] < pos[id(o)] for o in groups if o.etype != claim)
+    # Non-claims keep their relative order.
+    rest = [g for g in ordered if g.etype != claim]
+    assert rest == [g for g in groups if g.etype != claim]
+
+
+def _dag(ws: Path, name: str, n: int) -> str:
+    toml = "\n".join([f'name = "{name}"', 'policy = "AllowDebt"'] + [
+        f'[[tasks]]\nidx = {i}\nname = "t{i}"\nexec = {{ cmd = ["true"] }}' for i in range(n)])
+    (ws / f"{name}.toml").write_text(toml)
+    return toml
+
+
+def test_a_busy_nodes_pause_between_reads_ends_at_its_own_claims_put(tmp_path: Path) -> None:
+    """A node holding plenty of won tasks reads the room less often (news of others cannot start
+    anything sooner), but its own top-up claim is news that can: the PUT of that claim ends the
+    pause at once and the claim is read back and won. Here the pause would last six minutes (a long
+    lease and task time), so the claim is won only if the PUT ends it."""
+    from cheng_build.cis.node.agent import Agent, NodeConfig
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    first, second = _dag(ws, "a", 4), _dag(ws, "b", 1)
+    wid = workspace.identity(ws)
+
+    async def main() -> tuple[bool, float, bool]:
+        hub = MemoryHub()
+        stop = asyncio.Event()
+        ag = Agent(hub.join("@a:m", "r"), NodeConfig(tmp_path / "a", ws, wid, ("cpu",), jobs=1,
+                                                     lease_s=3600.0, task_guess_s=10_000.0),
+                   lambda s: None)
+        await ag.start()
+        origin = hub.join("@o:m", "r")
+        for run, name, text in ((RUN, "a", first), (RUN2, "b", second)):
+            if run == RUN2:  # the second run arrives while the node is busy with the first
+                reader = asyncio.create_task(ag._reader(stop))
+            await origin.send(Kind.RUN.etype, protocol.content(
+                Kind.RUN, "@o:m", run=run, name=name, workspace=wid, dag_file=f"{name}.toml",
+                dag_z=protocol.pack_dag(text)), f"run-{name}")
+            if run == RUN:
+                ag.ingest(await ag.room.read(ag.token, 0))
+                ag._tick()  # claims the first run's four tasks
+                await ag._flush()
+                ag.ingest(await ag.room.read(ag.token, 0))  # won: four waiting, one job
+        while RUN2 not in ag.ledger.runs:  # the reader saw the second run and paused
+            await asyncio.sleep(0.01)
+        busy, pace = ag._busy(), ag._pace()
+        ag.claims[(RUN2, 0)] = 0  # a top-up, as _tick posts it
+        ag.post_batch(Kind.CLAIM, RUN2, [[0, 0]], lease_ms=1000)
+        await ag._flush()
+        await asyncio.wait_for(_until(lambda: (RUN2, 0) in ag.held), 60)  # a hang guard only
+        stop.set()
+        await reader
+        ag.outbox.close()
+        return busy, pace, (RUN2, 0) in ag.held
+
+    busy, pace, won = asyncio.run(main())
+    assert busy and pace >= 300  # the pause it would otherwise have slept through
+    assert won
+
+
+async def _until(cond: Any) -> None:
+    while not cond():
+        await asyncio.sleep(0.01)
+
+
+def test_a_traced_node_run_is_summed_by_reason(tmp_path: Path) -> None:
+    """CIS_NODE_TRACE makes each process write its steps; the summary splits a node's time into
+    running and idle by reason (a claim out and nothing won: the claim round trip)."""
+    trace = tmp_path / "trace"
+    code = ("import time\nfrom cheng_build.cis.node.trace import mark\n"
+            "mark('run_added', 'ABCD', 2)\nmark('idle', 0, 0, 0, 0)\nmark('claim', 'ABCD', 2)\n"
+            "mark('idle', 0, 0, 0, 2)\ntime.sleep(0.2)\nmark('won', 'ABCD', 0)\nmark('start', 'ABCD', 0)\n"
+            "time.sleep(0.1)\nmark('end', 'ABCD', 0)\n")
+    env = {**os.environ, "CIS_NODE_TRACE": str(trace), "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    (trace / "t0").write_text("0")
+    files = list(trace.glob("*.trace"))
+    assert len(files) == 1
+    steps = [line.split()[1] for line in files[0].read_text().splitlines()]
+    assert steps == ["run_added", "idle", "claim", "idle", "won", "start", "end"]
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from cisnodes_timeline import summarize
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    line = summarize(trace)
+    fields = dict(kv.rsplit(" ", 1) for kv in line.split(": ", 1)[1].split(", "))
+    assert int(fields["tasks"]) == 1
+    # the time between the claim and the start went to the claim round trip, none elsewhere
+    assert float(fields["idle_claim_rtt"]) > float(fields.get("idle_no_claim", "0"))
+    assert float(fields["busy"]) > 0
+    assert json.loads(fields["claims"]) == 1
