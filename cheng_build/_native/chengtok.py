@@ -128,8 +128,10 @@ def api_decls(data: bytes, classes: array[int] | None = None) -> list[tuple[str,
     cls = unicode_classes(data) if classes is None else classes
     buf, cptr = _view(data, cls)
     # A signature is at most 3 bytes per source byte ("=" -> " = ") plus separators per line;
-    # a record per logical line at most. Too small is refused by C (not overrun): retry larger.
-    nrec = data.count(b"\n") + 1
+    # a record per logical line at most, and a logical line holds a byte and ends at a newline
+    # (counting the newlines cost a tenth of the pass). The buffers are not cleared, so room
+    # never written costs nothing. Too small is refused by C (not overrun): retry larger.
+    nrec = len(data) // 2 + 2
     out_cap = 4 * len(data) + 64
     while True:
         out = _new_uncleared("uint8_t[]", out_cap)
@@ -144,6 +146,10 @@ def api_decls(data: bytes, classes: array[int] | None = None) -> list[tuple[str,
     r = ffi.unpack(rec, 5 * n)
     raw = ffi.buffer(out, r[-2] + r[-1] if n else 0)[:]
     kinds = API_KINDS
+    if raw.isascii():  # the usual case: byte offsets are str offsets, one decode for all
+        t = raw.decode("ascii")
+        return [(kinds[r[k]], t[r[k + 1]:r[k + 1] + r[k + 2]], t[r[k + 3]:r[k + 3] + r[k + 4]])
+                for k in range(0, 5 * n, 5)]
     return [(kinds[r[k]], raw[r[k + 1]:r[k + 1] + r[k + 2]].decode("utf-8", "surrogatepass"),
              raw[r[k + 3]:r[k + 3] + r[k + 4]].decode("utf-8", "surrogatepass"))
             for k in range(0, 5 * n, 5)]

@@ -178,19 +178,30 @@ static int pass(int which, const uint8_t *s, size_t n, buf *d) {
 
 /* _normalise(s[0..n)) appended to out; t1, t2 are scratch. */
 static int normalise(const ucl *u, const uint8_t *s, size_t n, buf *out, buf *t1, buf *t2) {
-    size_t i = 0, len;
+    size_t i = 0, len, w = 0;
     int pending = 0;
     t1->n = 0;
-    while (i < n) { /* " ".join(s.split()) */
-        if (ucl_class(u, s + i, s + n, &len) & CB_UC_SPACE) {
-            pending = t1->n > 0;
+    if (buf_reserve(t1, n)) return -1; /* the result is never longer than s */
+    uint8_t *o = t1->p;
+    while (i < n) { /* " ".join(s.split()); ASCII classed inline, as ucl_class does */
+        uint8_t c = s[i];
+        int blank;
+        if (c < 0x80) {
+            len = 1;
+            blank = (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x20);
         } else {
-            if (pending) PUT(t1, " ", 1);
+            blank = (ucl_class(u, s + i, s + n, &len) & CB_UC_SPACE) != 0;
+        }
+        if (blank) {
+            pending = w > 0;
+        } else {
+            if (pending) o[w++] = ' ';
             pending = 0;
-            PUT(t1, s + i, len);
+            for (size_t k = 0; k < len; k++) o[w++] = s[i + k];
         }
         i += len;
     }
+    t1->n = w;
     /* A pass runs only when its character occurs (as in Python); the passes before add none
      * but SEMI's ','. */
     unsigned has = 0;
@@ -413,7 +424,8 @@ static int decls(ctx *c, const uint32_t *ind, const uint64_t *st, const uint64_t
 size_t cb_api_decls(const uint8_t *text, size_t len, const uint32_t *ucls, size_t nucls,
                     uint8_t *out, size_t out_cap, uint64_t *rec, size_t rec_cap) {
     size_t cap = 1, nl;
-    for (size_t i = 0; i < len; i++) cap += text[i] == '\n';
+    for (const uint8_t *q = text, *e = text + len; (q = memchr(q, '\n', (size_t)(e - q))) != NULL; q++)
+        cap++;
     ucl u = {ucls, nucls};
     uint8_t *lines = malloc(2 * len + 1);
     uint32_t *ind = malloc(cap * sizeof *ind);
