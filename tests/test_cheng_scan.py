@@ -154,7 +154,7 @@ def test_full_ngram_table_is_folded_and_matches_reference() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(_distinct_ops(60, 2) + ["=========", "fn", "x", "\n", "\n  ", "("]),
+@given(st.lists(st.sampled_from([*_distinct_ops(60, 2), "=========", "fn", "x", "\n", "\n  ", "("]),
                 max_size=200).map(" ".join))
 def test_id_and_no_id_tokens_interleaved_match_reference(text: str) -> None:
     pkg = {"m.cheng": text, "n.cheng": text}

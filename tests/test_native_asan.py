@@ -24,6 +24,8 @@ SELECTED = [
     "tests/test_native_hashes.py::test_copy_is_independent",
     "tests/test_native_simhash.py",
     "tests/test_cheng_scan.py",
+    "tests/test_publish_content.py::test_scan_package_equals_one_call_per_file",
+    "tests/test_publish_content.py::test_scan_package_grows_its_record_room",
     "tests/test_api_decls_c.py",
     "tests/test_native_chunk_hash.py::test_cdc_against_oracles_and_cdc_chunks",
     "tests/test_native_chunk_hash.py::test_fixed_size_against_oracles",

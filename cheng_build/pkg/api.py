@@ -41,7 +41,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -337,14 +337,19 @@ def extract_module(source: str | bytes, module: str) -> list[Symbol]:
     :func:`python_extract_module` is the same rule in Python (the tests' oracle and the fallback
     when C cannot allocate).
     """
+    return [Symbol(kind, name, sig, module) for kind, name, sig in module_decls(source)]
+
+
+def module_decls(source: str | bytes) -> list[tuple[str, str, str]]:
+    """(kind, name, signature) of every exported top-level declaration (see
+    :func:`extract_module`)."""
     from cheng_build._native.chengtok import api_decls
 
     data = source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass")
     try:
-        decls = api_decls(data)
+        return api_decls(data)
     except MemoryError:
-        return python_extract_module(data, module)
-    return [Symbol(kind, name, sig, module) for kind, name, sig in decls]
+        return [(s.kind, s.name, s.signature) for s in python_extract_module(data, "")]
 
 
 def python_extract_module(source: str | bytes, module: str) -> list[Symbol]:
@@ -381,13 +386,14 @@ def _module_files(paths: Iterable[str]) -> list[str]:
     return [p for p in cheng if not p.startswith(skip)]
 
 
-def extract_api(files: Mapping[str, str | bytes]) -> dict[str, Symbol]:
-    """The public symbol table of a package given its files (relative path -> content).
+def checked_modules(files: Mapping[str, str | bytes]) -> list[tuple[str, str | bytes]]:
+    """The modules of a package given its files (relative path -> content), in table order,
+    each checked to be readable source.
 
     Raises:
         ApiError: a module is not valid UTF-8 or is too large (names the file).
     """
-    table: dict[str, Symbol] = {}
+    out: list[tuple[str, str | bytes]] = []
     for rel in _module_files(files):
         raw = files[rel]
         if len(raw) > MAX_SOURCE_BYTES:
@@ -399,7 +405,17 @@ def extract_api(files: Mapping[str, str | bytes]) -> dict[str, Symbol]:
             except UnicodeDecodeError as exc:
                 raise ApiError(f"source file is not valid UTF-8: {rel}",
                                why=f"byte {exc.start}: {exc.reason}") from None
-        syms = extract_module(raw, module_name(rel))
+        out.append((rel, raw))
+    return out
+
+
+def table_of(modules: Iterable[tuple[str, Sequence[tuple[str, str, str]]]]) -> dict[str, Symbol]:
+    """The symbol table of modules given as (relative path, its (kind, name, signature)
+    declarations in source order), in table order (see :func:`checked_modules`)."""
+    table: dict[str, Symbol] = {}
+    for rel, decls in modules:
+        module = module_name(rel)
+        syms = [Symbol(kind, name, sig, module) for kind, name, sig in decls]
         counts: dict[str, int] = {}
         for s in syms:
             counts[s.name] = counts.get(s.name, 0) + 1
@@ -415,13 +431,19 @@ def extract_api(files: Mapping[str, str | bytes]) -> dict[str, Symbol]:
     return table
 
 
-def extract_api_from_dir(root: str | os.PathLike[str],
-                         read: Mapping[str, bytes] | None = None) -> dict[str, Symbol]:
-    """The public symbol table of a package tree on disk (see :func:`extract_api`).
+def extract_api(files: Mapping[str, str | bytes]) -> dict[str, Symbol]:
+    """The public symbol table of a package given its files (relative path -> content).
 
-    ``read``: files of the tree already read (relative path -> bytes), used instead of reading
-    them again (publish reads the sources once for the fingerprint and the table).
+    Raises:
+        ApiError: a module is not valid UTF-8 or is too large (names the file).
     """
+    return table_of((rel, module_decls(raw)) for rel, raw in checked_modules(files))
+
+
+def module_sources(root: str | os.PathLike[str],
+                   read: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+    """The module files of a package tree on disk (relative path -> bytes), the input of
+    :func:`extract_api`; ``read`` as for :func:`extract_api_from_dir`."""
     base = Path(root)
     files: dict[str, bytes] = {}
     rels = []
@@ -434,7 +456,17 @@ def extract_api_from_dir(root: str | os.PathLike[str],
     for rel in _module_files(rels):
         known = read.get(rel) if read is not None else None
         files[rel] = known if known is not None else (base / rel).read_bytes()
-    return extract_api(files)
+    return files
+
+
+def extract_api_from_dir(root: str | os.PathLike[str],
+                         read: Mapping[str, bytes] | None = None) -> dict[str, Symbol]:
+    """The public symbol table of a package tree on disk (see :func:`extract_api`).
+
+    ``read``: files of the tree already read (relative path -> bytes), used instead of reading
+    them again (publish reads the sources once for the fingerprint and the table).
+    """
+    return extract_api(module_sources(root, read))
 
 
 def api_to_json(table: Mapping[str, Symbol]) -> str:
@@ -477,5 +509,5 @@ def api_digest_of_json(doc: bytes) -> str:
 
 
 __all__ = ["KINDS", "ApiError", "Symbol", "api_digest", "api_digest_of_json", "api_from_json",
-           "api_to_json", "extract_api", "extract_api_from_dir", "extract_module", "is_exported",
-           "module_name"]
+           "api_to_json", "checked_modules", "extract_api", "extract_api_from_dir", "extract_module",
+           "is_exported", "module_decls", "module_name", "module_sources", "table_of"]

@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from cheng_build.core.errors import ChengError
 from cheng_build.pkg.api import MAX_SOURCE_BYTES  # one limit for every reader of sources
@@ -200,19 +201,28 @@ def fingerprint(files: Mapping[str, str | bytes]) -> Fingerprint | None:
     Raises:
         OriginalityError: the native kernel is missing.
     """
-    try:
-        from cheng_build._native.chengtok import FingerprintStream
-    except (ImportError, AttributeError, OSError) as exc:
-        raise OriginalityError("the native SimHash kernel is not available",
-                               why=str(exc),
-                               how="build it: bash scripts/dev-build.sh (or pip install .)") from None
-    stream = FingerprintStream()
+    stream = native_scanner().FingerprintStream()
     for rel in sorted(files):
         data = source_bytes(files[rel])
         if data is not None:
             stream.feed(data)
     fp, n = stream.result()
     return Fingerprint(fp, n) if n else None
+
+
+def native_scanner() -> ModuleType:
+    """The C scanner's binding (``cheng_build._native.chengtok``).
+
+    Raises:
+        OriginalityError: the native library is missing or stale.
+    """
+    try:
+        from cheng_build._native import chengtok
+    except (ImportError, AttributeError, OSError) as exc:
+        raise OriginalityError("the native SimHash kernel is not available",
+                               why=str(exc),
+                               how="build it: bash scripts/dev-build.sh (or pip install .)") from None
+    return chengtok
 
 
 def source_bytes(raw: str | bytes) -> bytes | None:
