@@ -45,3 +45,4 @@ def test_corpus_benchmark_runs_and_reports_every_row(tmp_path: Path) -> None:
     assert rows["publish_v1"]["ours"] > 0 and rows["publish_v1"]["anchor"] > 0
     assert any("fingerprint (C scanner)" in line for line in lines)
     assert any("snapshot, fastcdc-2048-8192-65536, into the store" in line for line in lines)
+    assert any("fingerprint + API table as publish scans them (one C call)" in line for line in lines)
