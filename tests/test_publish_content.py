@@ -143,3 +143,15 @@ def test_cli_publish_of_a_non_utf8_module_says_which(tmp_path: Path, monkeypatch
     assert err.splitlines()[0] == "publish: source file is not valid UTF-8: src/bad.cheng"
     assert "Traceback" not in err
     assert not (cli.tmp / "registry.jsonl").exists()
+
+
+def test_source_files_reads_regular_files_only(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "pkg", {"src/a.cheng": b"a", "src/deep/er/b.cheng": b"b",
+                                   ".git/c.cheng": b"c", "build/d.cheng": b"d",
+                                   "chengcache/e.cheng": b"e", "notes.txt": b"n"})
+    (src / "src" / "link.cheng").symlink_to(src / "src" / "a.cheng")
+    (src / "src" / "dirlink").symlink_to(src / "src" / "deep")
+    assert originality.source_files(src) == {"src/a.cheng": b"a", "src/deep/er/b.cheng": b"b"}
+    (src / "src" / "a.cheng").unlink()
+    (src / "src" / "deep" / "er" / "b.cheng").unlink()
+    assert originality.source_files(src) == {"notes.txt": b"n"}  # no .cheng: every file

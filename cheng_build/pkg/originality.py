@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,13 +168,23 @@ def source_files(root: str | os.PathLike[str]) -> dict[str, bytes]:
     if base.is_file():
         return {base.name: base.read_bytes()}
     found: dict[str, bytes] = {}
-    for dirpath, dirnames, filenames in os.walk(base):
+    top = os.fspath(base)
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames
                              if not d.startswith(".") and d not in ("build", "chengcache"))
+        # Strings, not Path objects, and one lstat per file (a regular file, not a link): this
+        # runs for every file of the package on each publish.
+        rel_dir = os.path.relpath(dirpath, top).replace(os.sep, "/")
+        prefix = "" if rel_dir == "." else rel_dir + "/"
         for fn in filenames:
-            p = Path(dirpath) / fn
-            if p.is_file() and not p.is_symlink():
-                found[p.relative_to(base).as_posix()] = p.read_bytes()
+            path = os.path.join(dirpath, fn)
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(mode):
+                with open(path, "rb") as fh:
+                    found[prefix + fn] = fh.read()
     cheng = {k: v for k, v in found.items() if k.endswith(".cheng")}
     return cheng or found
 
