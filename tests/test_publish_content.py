@@ -155,3 +155,20 @@ def test_source_files_reads_regular_files_only(tmp_path: Path) -> None:
     (src / "src" / "a.cheng").unlink()
     (src / "src" / "deep" / "er" / "b.cheng").unlink()
     assert originality.source_files(src) == {"notes.txt": b"n"}  # no .cheng: every file
+
+
+_any_text = st.text(alphabet=st.characters(blacklist_categories=()), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_any_text, st.tuples(st.sampled_from(api.KINDS), _any_text), max_size=12))
+def test_api_json_is_the_json_dumps_it_replaced(entries: dict[str, tuple[str, str]]) -> None:
+    """``api_to_json`` writes entries itself; the canonical form is json.dumps of nested dicts."""
+    import json
+
+    table = {k: api.Symbol(kind, k.rpartition(".")[2], sig, "m") for k, (kind, sig) in entries.items()}
+    doc = {k: {"kind": s.kind, "signature": s.signature} for k, s in table.items()}
+    want = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert api.api_to_json(table) == want
+    if not any("\ud800" <= c <= "\udfff" for c in want):
+        assert api.api_from_json(want.encode()) == api.api_from_json(api.api_to_json(table).encode())
