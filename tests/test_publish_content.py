@@ -26,6 +26,7 @@ LINES = [
     "type", "    Point = object", "        x, y: float", "const Max = 3", "import std/os",
     "template `$`(x: T): str = x", "let s = \"é中\"  # ü", "x = \"\"\"doc", "more\"\"\"",
     "@inline fn Fast() = nil", "=========", "\tfn Tab()=1", "", "# only a comment",
+    "fn Grüße(x: 中文): str = x",  # a non-ASCII record: decoded one by one
 ]
 sources_text = st.lists(st.sampled_from(LINES), max_size=20).map("\n".join)
 PATHS = ["src/a.cheng", "src/net/b.cheng", "src/c.cheng", "tests/t.cheng", "lib/d.cheng",

@@ -157,13 +157,14 @@ def api_decls(data: bytes, classes: array[int] | None = None) -> list[tuple[str,
 
 
 
-def _decode_records(raw: bytes, r: list[int], lo: int, hi: int) -> list[tuple[str, str, str]]:
+def _decode_records(raw: bytes, text: str | None, r: list[int], lo: int,
+                    hi: int) -> list[tuple[str, str, str]]:
     """Records lo..hi (5 ints each in ``r``) as (kind, name, signature), names and signatures
-    read from ``raw`` (UTF-8)."""
+    read from ``raw`` (UTF-8), or sliced from ``text`` when that is ``raw`` decoded and ASCII
+    (byte offsets are then str offsets: one decode for all records)."""
     kinds = API_KINDS
-    if raw.isascii():  # the usual case: byte offsets are str offsets, one decode for all
-        t = raw.decode("ascii")
-        return [(kinds[r[k]], t[r[k + 1]:r[k + 1] + r[k + 2]], t[r[k + 3]:r[k + 3] + r[k + 4]])
+    if text is not None:
+        return [(kinds[r[k]], text[r[k + 1]:r[k + 1] + r[k + 2]], text[r[k + 3]:r[k + 3] + r[k + 4]])
                 for k in range(5 * lo, 5 * hi, 5)]
     return [(kinds[r[k]], raw[r[k + 1]:r[k + 1] + r[k + 2]].decode("utf-8", "surrogatepass"),
              raw[r[k + 3]:r[k + 3] + r[k + 4]].decode("utf-8", "surrogatepass"))
@@ -213,9 +214,10 @@ def scan_package(files: list[tuple[bytes, int]]) -> tuple[tuple[int, int], list[
     raw = ffi.buffer(bp[0], nbytes)[:] if nbytes else b""
     r = ffi.unpack(rp[0], 5 * nrec) if nrec else []
     counts = ffi.unpack(cp[0], nfiles) if nfiles else []
+    text = raw.decode("ascii") if raw.isascii() else None
     per_file, at = [], 0
     for c in counts:
-        per_file.append(_decode_records(raw, r, at, at + c))
+        per_file.append(_decode_records(raw, text, r, at, at + c))
         at += c
     return stream.result(), per_file
 

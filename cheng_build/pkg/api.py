@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -415,20 +416,20 @@ def table_of(modules: Iterable[tuple[str, Sequence[tuple[str, str, str]]]]) -> d
     table: dict[str, Symbol] = {}
     for rel, decls in modules:
         module = module_name(rel)
-        syms = [Symbol(kind, name, sig, module) for kind, name, sig in decls]
-        counts: dict[str, int] = {}
-        for s in syms:
-            counts[s.name] = counts.get(s.name, 0) + 1
-        for s in syms:
-            key = f"{s.module}.{s.name}"
-            if counts[s.name] > 1 and s.kind in ("fn", "iterator", "template", "macro"):
+        counts = Counter(name for _, name, _ in decls)
+        for kind, name, sig in decls:  # tuples, not the Symbol's attributes: 5,000 a package
+            s = Symbol(kind, name, sig, module)
+            key = f"{module}.{name}"
+            if counts[name] > 1 and kind in _OVERLOADABLE:
                 # Overloads: the parameter list tells them apart.
-                params = s.signature
-                key = f"{key}{params[: params.find(')') + 1] if ')' in params else params}"
+                key = f"{key}{sig[: sig.find(')') + 1] if ')' in sig else sig}"
             if key in table and table[key] != s:
-                key = f"{key}#{s.kind}"
+                key = f"{key}#{kind}"
             table[key] = s
     return table
+
+
+_OVERLOADABLE = frozenset(("fn", "iterator", "template", "macro"))
 
 
 def extract_api(files: Mapping[str, str | bytes]) -> dict[str, Symbol]:
