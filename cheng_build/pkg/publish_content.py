@@ -3,14 +3,16 @@
 The sources are read once (:func:`cheng_build.pkg.originality.source_files`) and handed to all
 three: the snapshot takes the bytes already read instead of opening the files again.
 
-The fingerprint and the API table are scanned in C (``_native.chengtok``); cffi releases the GIL
-around each call, so the scan runs on a second thread while this one cuts, hashes and stores the
-snapshot. On two cores that takes the scan (about a third of a publish's work after start-up)
-off the wall time. Nothing changes in the results: the scan only reads the sources it is given,
-and the API table goes into the store from this thread, after the snapshot, in the same batch
-(a batch is not shared between threads). An error in the scan (a source that is not UTF-8, the
-native library missing) is raised here, as it would be without the thread, once the snapshot is
-done; an error in the snapshot waits for the scan to finish before it propagates.
+The fingerprint and the API table are scanned in C (``_native.chengtok.scan_package``: both
+scanners, every file, one call); cffi releases the GIL around the call, so the scan runs on a
+second thread while this one cuts, hashes and stores the snapshot. On two cores that takes the
+C scan (about a quarter of a publish's work after start-up) off the wall time. The Python around
+it (which files, the table from the records, its JSON) runs on this thread, before and after:
+Python on both threads would only pass the GIL back and forth. Nothing changes in the results:
+the scan only reads the sources it is given, and the API table goes into the store from this
+thread, after the snapshot, in the same batch (a batch is not shared between threads). Errors
+come in the order they did without the thread: the snapshot's, then the scan's (a source that is
+not UTF-8, the native library missing).
 """
 
 from __future__ import annotations
@@ -50,11 +52,19 @@ class Content:
     api: ApiInfo | None
 
 
-def scan_sources(src: Path, sources: Mapping[str, bytes]
-                 ) -> tuple[Fingerprint | None, tuple[dict[str, Symbol], bytes] | None]:
-    """The fingerprint of ``sources`` (:func:`originality.fingerprint`) and the API table of
-    ``src`` with its canonical JSON (UTF-8; None for a single file that is not Cheng source),
-    both scanners run over the files in one C call (``chengtok.scan_package``).
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The files of one scan: (UTF-8 bytes, CB_SCAN_* bits) in order, and what to read back."""
+
+    items: list[tuple[bytes, int]]
+    api_order: list[str]  # the files given SCAN_API, in order: one list of records each
+    modules: list[tuple[str, str | bytes]] | None  # the table's modules (None: not Cheng)
+
+
+def _plan(src: Path, sources: Mapping[str, bytes]) -> _Plan:
+    """What to hand ``chengtok.scan_package``: the fingerprint's files (:func:`originality.
+    fingerprint`: every source, in path order, that is UTF-8 and not too large) and the API
+    table's (:func:`api.extract_api_from_dir`), each file once with the bits of both.
 
     Raises:
         OriginalityError: the native scanner is missing.
@@ -92,13 +102,37 @@ def scan_sources(src: Path, sources: Mapping[str, bytes]
             text = api_files[rel]
             raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
         items.append((raw, what))
-    (fp, nfeat), decls = chengtok.scan_package(items)
+    return _Plan(items, api_order, modules)
+
+
+_Scanned = tuple[tuple[int, int], list[list[tuple[str, str, str]]]]  # chengtok.scan_package's
+
+
+def _finish(plan: _Plan, scanned: _Scanned
+            ) -> tuple[Fingerprint | None, tuple[dict[str, Symbol], bytes] | None]:
+    from cheng_build.pkg import api
+
+    (fp, nfeat), decls = scanned
     fingerprint = originality.Fingerprint(fp, nfeat) if nfeat else None
-    if modules is None:
+    if plan.modules is None:
         return fingerprint, None
-    by_rel = dict(zip(api_order, decls, strict=True))
-    table = api.table_of((rel, by_rel[rel]) for rel, _ in modules)
+    by_rel = dict(zip(plan.api_order, decls, strict=True))
+    table = api.table_of((rel, by_rel[rel]) for rel, _ in plan.modules)
     return fingerprint, (table, api.api_to_json(table).encode("utf-8"))
+
+
+def scan_sources(src: Path, sources: Mapping[str, bytes]
+                 ) -> tuple[Fingerprint | None, tuple[dict[str, Symbol], bytes] | None]:
+    """The fingerprint of ``sources`` (:func:`originality.fingerprint`) and the API table of
+    ``src`` with its canonical JSON (UTF-8; None for a single file that is not Cheng source),
+    both scanners run over the files in one C call (``chengtok.scan_package``).
+
+    Raises:
+        OriginalityError: the native scanner is missing.
+        ApiError: a module is not UTF-8 or too large.
+    """
+    plan = _plan(src, sources)
+    return _finish(plan, originality.native_scanner().scan_package(plan.items))
 
 
 def store_api(table: dict[str, Symbol], doc: bytes, store: Blockstore | None,
@@ -118,27 +152,26 @@ def store_api(table: dict[str, Symbol], doc: bytes, store: Blockstore | None,
 
 
 class _Scan(threading.Thread):
-    """The fingerprint and the API table of the sources, on their own thread."""
+    """``chengtok.scan_package`` of a plan on its own thread: one C call, GIL released."""
 
-    def __init__(self, src: Path, sources: Mapping[str, bytes]) -> None:
+    def __init__(self, items: list[tuple[bytes, int]]) -> None:
         super().__init__(name="publish-scan", daemon=True)
-        self.src = src
-        self.sources = sources
-        self.fingerprint: Fingerprint | None = None
-        self.api: tuple[dict[str, Symbol], bytes] | None = None
+        self.items = items
+        self.scanned: _Scanned | None = None
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            self.fingerprint, self.api = scan_sources(self.src, self.sources)
+            self.scanned = originality.native_scanner().scan_package(self.items)
         except BaseException as exc:  # handed to the publishing thread, which raises it
             self.error = exc
 
-    def result(self) -> tuple[Fingerprint | None, tuple[dict[str, Symbol], bytes] | None]:
+    def result(self) -> _Scanned:
         self.join()
         if self.error is not None:
             raise self.error
-        return self.fingerprint, self.api
+        assert self.scanned is not None
+        return self.scanned
 
 
 def publish_content(store: Blockstore | None, src: Path, fmt: SnapshotFormat, *,
@@ -165,7 +198,14 @@ def publish_content(store: Blockstore | None, src: Path, fmt: SnapshotFormat, *,
         sources = originality.source_files(src)
         fp, table = scan_sources(src, sources)
     else:
-        scan = _Scan(src, sources)
+        try:
+            plan = _plan(src, sources)
+        except Exception:
+            # A source the table refuses (or no scanner): the snapshot's own error comes
+            # first, as it always did; else this one.
+            make_snapshot(store, src, fmt, source_addrs=source_addrs, into=into, known=sources)
+            raise
+        scan = _Scan(plan.items)
         scan.start()
         try:
             snap = make_snapshot(store, src, fmt, source_addrs=source_addrs, into=into,
@@ -173,6 +213,8 @@ def publish_content(store: Blockstore | None, src: Path, fmt: SnapshotFormat, *,
         except BaseException:
             scan.join()  # its result (or error) no longer matters: the snapshot's error does
             raise
-        fp, table = scan.result()
+        # The table and its JSON are built here, not on the scan thread: Python on both
+        # threads at once only trades the GIL back and forth.
+        fp, table = _finish(plan, scan.result())
     api_info = store_api(*table, store, into) if table is not None else None
     return Content(snap, fp, api_info)
