@@ -173,3 +173,22 @@ def test_api_json_is_the_json_dumps_it_replaced(entries: dict[str, tuple[str, st
     assert api.api_to_json(table) == want
     if not any("\ud800" <= c <= "\udfff" for c in want):
         assert api.api_from_json(want.encode()) == api.api_from_json(api.api_to_json(table).encode())
+
+
+def test_the_snapshots_error_comes_before_the_scans(tmp_path: Path) -> None:
+    """Both fail: a file name that is not UTF-8 (the snapshot refuses it) and a module that is
+    not UTF-8 (the API table refuses it). The snapshot's error is the one raised, as when the
+    snapshot ran before the scan; with the bad name gone, the scan's error."""
+    import os
+
+    from cheng_build.core.errors import InputError
+
+    src = _tree(tmp_path / "pkg", {"src/bad.cheng": b"fn \xff\n"})
+    bad_name = os.path.join(os.fsencode(src), b"\xff.txt")
+    with open(bad_name, "wb") as fh:
+        fh.write(b"x")
+    with pytest.raises(InputError, match="file name is not UTF-8"):
+        publish_content.publish_content(None, src, SnapshotFormat.DAG)
+    os.unlink(bad_name)
+    with pytest.raises(api.ApiError, match="not valid UTF-8: src/bad"):
+        publish_content.publish_content(None, src, SnapshotFormat.DAG)
