@@ -13,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 typedef struct {
     const uint32_t *ucls;
     size_t n;
@@ -421,11 +425,24 @@ static int decls(ctx *c, const uint32_t *ind, const uint64_t *st, const uint64_t
     return 0;
 }
 
+/* Newlines in text: 16 bytes a step with SSE2 (part of every x86-64: no dispatch needed). A
+ * memchr per line cost more than the bytes (lines are short). */
+static size_t count_newlines(const uint8_t *text, size_t len) {
+    size_t n = 0, i = 0;
+#if defined(__SSE2__)
+    const __m128i nl = _mm_set1_epi8('\n');
+    for (; i + 16 <= len; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(text + i));
+        n += (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)));
+    }
+#endif
+    for (; i < len; i++) n += text[i] == '\n';
+    return n;
+}
+
 size_t cb_api_decls(const uint8_t *text, size_t len, const uint32_t *ucls, size_t nucls,
                     uint8_t *out, size_t out_cap, uint64_t *rec, size_t rec_cap) {
-    size_t cap = 1, nl;
-    for (const uint8_t *q = text, *e = text + len; (q = memchr(q, '\n', (size_t)(e - q))) != NULL; q++)
-        cap++;
+    size_t cap = 1 + count_newlines(text, len), nl;
     ucl u = {ucls, nucls};
     uint8_t *lines = malloc(2 * len + 1);
     uint32_t *ind = malloc(cap * sizeof *ind);
