@@ -42,10 +42,8 @@ import fcntl
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from cheng_build.cas.cid import (
     CID,
@@ -63,7 +61,9 @@ from cheng_build.cas.walk import block_links
 from cheng_build.core.atomic import atomic_write_bytes, fsync_dir
 from cheng_build.core.errors import DigestMismatchError, IntegrityError, NotFoundError, StoreError
 from cheng_build.core.paths import cache_dir
+from cheng_build.core.record import dataclass
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
     from cheng_build.cas.migrate import MigrateResult
     from cheng_build.cas.packfile import PackWriter

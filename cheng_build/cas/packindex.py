@@ -27,11 +27,11 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from cheng_build.core.atomic import fsync_dir
 from cheng_build.core.errors import StoreError
+from cheng_build.core.record import dataclass
 
 __all__ = ["FORMAT", "Location", "PackIndex", "create_index_file"]
 

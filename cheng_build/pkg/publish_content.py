@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from cheng_build.core.record import dataclass
 from cheng_build.pkg import originality
 from cheng_build.pkg.snapshot import Snapshot, SnapshotFormat, make_snapshot
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
+    from typing import Any
+
     from cheng_build.cas.blockstore import Batch, Blockstore
     from cheng_build.pkg.api import Symbol
     from cheng_build.pkg.originality import Fingerprint
