@@ -192,3 +192,12 @@ def test_the_snapshots_error_comes_before_the_scans(tmp_path: Path) -> None:
     os.unlink(bad_name)
     with pytest.raises(api.ApiError, match="not valid UTF-8: src/bad"):
         publish_content.publish_content(None, src, SnapshotFormat.DAG)
+
+
+def test_symbols_made_by_the_table_are_records_like_any_other() -> None:
+    got = api.table_of([("src/m.cheng", [("fn", "Add", "(a: int): int")])])
+    s = got["m.Add"]
+    want = api.Symbol("fn", "Add", "(a: int): int", "m")
+    assert s == want and hash(s) == hash(want) and repr(s) == repr(want)
+    with pytest.raises(AttributeError):
+        s.name = "Other"  # type: ignore[misc]  # frozen, as the record is

@@ -421,7 +421,7 @@ def table_of(modules: Iterable[tuple[str, Sequence[tuple[str, str, str]]]]) -> d
         module = module_name(rel)
         counts = Counter(name for _, name, _ in decls)
         for kind, name, sig in decls:  # tuples, not the Symbol's attributes: 5,000 a package
-            s = Symbol(kind, name, sig, module)
+            s = _symbol(kind, name, sig, module)
             key = f"{module}.{name}"
             if counts[name] > 1 and kind in _OVERLOADABLE:
                 # Overloads: the parameter list tells them apart.
@@ -433,6 +433,19 @@ def table_of(modules: Iterable[tuple[str, Sequence[tuple[str, str, str]]]]) -> d
 
 
 _OVERLOADABLE = frozenset(("fn", "iterator", "template", "macro"))
+_new, _set = object.__new__, object.__setattr__
+
+
+def _symbol(kind: str, name: str, signature: str, module: str) -> Symbol:
+    """``Symbol(kind, name, signature, module)``, its four slots set directly, as the record's
+    ``__init__`` would set them: that generic ``__init__`` (core.record: arguments by position
+    or name, defaults) costs twice as much, and a real package's table makes 5,000."""
+    s = _new(Symbol)
+    _set(s, "kind", kind)
+    _set(s, "name", name)
+    _set(s, "signature", signature)
+    _set(s, "module", module)
+    return s
 
 
 def extract_api(files: Mapping[str, str | bytes]) -> dict[str, Symbol]:
