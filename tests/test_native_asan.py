@@ -26,6 +26,7 @@ SELECTED = [
     "tests/test_cheng_scan.py",
     "tests/test_publish_content.py::test_scan_package_equals_one_call_per_file",
     "tests/test_publish_content.py::test_scan_package_grows_its_record_room",
+    "tests/test_publish_content.py::test_scan_package_counts_lines_right_at_every_length",
     "tests/test_api_decls_c.py",
     "tests/test_native_chunk_hash.py::test_cdc_against_oracles_and_cdc_chunks",
     "tests/test_native_chunk_hash.py::test_fixed_size_against_oracles",

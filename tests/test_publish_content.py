@@ -201,3 +201,13 @@ def test_symbols_made_by_the_table_are_records_like_any_other() -> None:
     assert s == want and hash(s) == hash(want) and repr(s) == repr(want)
     with pytest.raises(AttributeError):
         s.name = "Other"  # type: ignore[misc]  # frozen, as the record is
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 4079, 4080, 4081, 8161, 70000])
+def test_scan_package_counts_lines_right_at_every_length(n: int) -> None:
+    """C sizes its line arrays by counting newlines 16 bytes a step, summed every 4,080 bytes;
+    a miscount makes the scan fail (MemoryError), so lengths around those steps are tried."""
+    for text in ("\n" * n, ("fn A() = 1\n" * n)[:n], ("const B = 2\n\n" * n)[:n]):
+        (_, _), decls = chengtok.scan_package([(text.encode(), chengtok.SCAN_API)])
+        assert decls == [[(s.kind, s.name, s.signature)
+                          for s in api.python_extract_module(text, "m")]]

@@ -426,14 +426,21 @@ static int decls(ctx *c, const uint32_t *ind, const uint64_t *st, const uint64_t
 }
 
 /* Newlines in text: 16 bytes a step with SSE2 (part of every x86-64: no dispatch needed). A
- * memchr per line cost more than the bytes (lines are short). */
+ * memchr per line cost more than the bytes (lines are short). Matches are counted in byte lanes
+ * (a compare gives -1 per match) and summed every 255 steps, before a lane can overflow: no
+ * popcount, which without -mpopcnt is a libgcc call per step. */
 static size_t count_newlines(const uint8_t *text, size_t len) {
     size_t n = 0, i = 0;
 #if defined(__SSE2__)
-    const __m128i nl = _mm_set1_epi8('\n');
-    for (; i + 16 <= len; i += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(text + i));
-        n += (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)));
+    const __m128i nl = _mm_set1_epi8('\n'), zero = _mm_setzero_si128();
+    while (i + 16 <= len) {
+        __m128i acc = zero;
+        for (int k = 0; k < 255 && i + 16 <= len; k++, i += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(text + i));
+            acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(v, nl));
+        }
+        __m128i sums = _mm_sad_epu8(acc, zero); /* two 64-bit lanes: the byte sums of each half */
+        n += (size_t)_mm_cvtsi128_si32(sums) + (size_t)_mm_cvtsi128_si32(_mm_srli_si128(sums, 8));
     }
 #endif
     for (; i < len; i++) n += text[i] == '\n';
