@@ -211,3 +211,17 @@ def test_scan_package_counts_lines_right_at_every_length(n: int) -> None:
         (_, _), decls = chengtok.scan_package([(text.encode(), chengtok.SCAN_API)])
         assert decls == [[(s.kind, s.name, s.signature)
                           for s in api.python_extract_module(text, "m")]]
+
+
+def test_one_cpu_scans_after_the_snapshot_with_the_same_result(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _tree(tmp_path / "pkg", {"src/a.cheng": b"fn A(x: int): int = x\n", "src/b.cheng": b"x\n"})
+    threaded = publish_content.publish_content(None, src, SnapshotFormat.DAG)
+    started: list[object] = []
+    monkeypatch.setattr(publish_content._Scan, "start", lambda self: started.append(self))
+    monkeypatch.setattr(publish_content, "_cpus", lambda: 1)
+    alone = publish_content.publish_content(None, src, SnapshotFormat.DAG)
+    assert started == []  # no thread
+    assert alone.snapshot.cid == threaded.snapshot.cid and alone.fingerprint == threaded.fingerprint
+    assert alone.api is not None and threaded.api is not None
+    assert alone.api.digest == threaded.api.digest

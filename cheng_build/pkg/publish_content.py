@@ -17,6 +17,7 @@ not UTF-8, the native library missing).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -176,6 +177,14 @@ class _Scan(threading.Thread):
         return self.scanned
 
 
+def _cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def publish_content(store: Blockstore | None, src: Path, fmt: SnapshotFormat, *,
                     source_addrs: Sequence[str] = (), into: Batch | None = None) -> Content:
     """Snapshot ``src`` into ``store`` (``into``: its open batch) and scan its sources.
@@ -207,16 +216,21 @@ def publish_content(store: Blockstore | None, src: Path, fmt: SnapshotFormat, *,
             # first, as it always did; else this one.
             make_snapshot(store, src, fmt, source_addrs=source_addrs, into=into, known=sources)
             raise
-        scan = _Scan(plan.items)
-        scan.start()
-        try:
+        if _cpus() < 2:  # one CPU: a second thread would only add switching
             snap = make_snapshot(store, src, fmt, source_addrs=source_addrs, into=into,
                                  known=sources)
-        except BaseException:
-            scan.join()  # its result (or error) no longer matters: the snapshot's error does
-            raise
-        # The table and its JSON are built here, not on the scan thread: Python on both
-        # threads at once only trades the GIL back and forth.
-        fp, table = _finish(plan, scan.result())
+            fp, table = _finish(plan, originality.native_scanner().scan_package(plan.items))
+        else:
+            scan = _Scan(plan.items)
+            scan.start()
+            try:
+                snap = make_snapshot(store, src, fmt, source_addrs=source_addrs, into=into,
+                                     known=sources)
+            except BaseException:
+                scan.join()  # its result (or error) no longer matters: the snapshot's does
+                raise
+            # The table and its JSON are built here, not on the scan thread: Python on both
+            # threads at once only trades the GIL back and forth.
+            fp, table = _finish(plan, scan.result())
     api_info = store_api(*table, store, into) if table is not None else None
     return Content(snap, fp, api_info)
