@@ -117,7 +117,10 @@ def summarize(where: Path) -> str:
         lines = _load(path)
         names = {w for _, w, _ in lines}
         if "origin_main" in names:
-            at = {w: t - t0 for t, w, _ in lines if w.startswith("origin_")}
+            at = {w: t - t0 for t, w, _ in lines if w.startswith("origin_") and w != "origin_read"}
+            reads = [t - t0 for t, w, _ in lines if w == "origin_read"]
+            at["origin_reads"] = len(reads)
+            at["origin_last_read"] = max(reads, default=0.0)
             out.append(f"origin {path.stem}: " + ", ".join(f"{k[7:]} {v:.2f}" for k, v in at.items()))
         elif "run_added" in names:
             _, rows = _node(lines, t0)

@@ -117,6 +117,7 @@ class Follower:
                 await asyncio.sleep(1.0)
                 continue
             down = False
+            mark("origin_read", len(batch.events))
             token = batch.token
             feed(self.ledger, batch.events, self.clock.now(), self._plan_for, self._dropped)
             news = bool(batch.events)
