@@ -108,6 +108,8 @@ class Agent:
         self._scanned: tuple[tuple[int, float, frozenset[str]], list[_Cand], list[_Cand],
                              set[tuple[str, int]]] | None = None
         self._open: dict[str, list[TaskRec]] = {}  # per run: the tasks a scan still walks
+        self._renew_due = math.inf  # monotonic time the first held lease is due for renewal
+        self._answered = -1  # the ledger version revocations were last answered at
 
     # -- posting --------------------------------------------------------------------------
 
@@ -262,7 +264,8 @@ class Agent:
             del self.claims[key]
             if rec.winners.get(epoch) == self.node:
                 self.counters.won += 1
-                self.held[key] = Held(run, idx, epoch, time.monotonic(), won=self.clock.now())
+                h = self.held[key] = Held(run, idx, epoch, time.monotonic(), won=self.clock.now())
+                self._renew_due = min(self._renew_due, h.renewed + self.cfg.lease_s / 3)
             else:
                 self.counters.lost += 1  # someone was first: back off
         elif mine is not None and rec.winners.get(mine, self.node) != self.node:
@@ -359,13 +362,18 @@ class Agent:
         # Renew held leases, all of them in one event per run; not as an island (a renewal is
         # about now: late ones would only pile up in the queue; the first tick after the heal
         # renews). Renewals go on the plain monotonic clock: after a pause they are due at once.
-        if not self.island and any(now - h.renewed >= self.cfg.lease_s / 3 for h in self.held.values()):
-            by_run: dict[str, list[list[int]]] = defaultdict(list)
-            for h in self.held.values():
-                h.renewed = now
-                by_run[h.run].append([h.idx, h.epoch])
-            for run_id, pairs in by_run.items():
-                self.post_batch(Kind.LEASE, run_id, pairs)
+        # (``_renew_due``: no held task's renewal is due before it; ticks come about once per
+        # task, so the walk over everything held is saved on the others.)
+        if not self.island and now >= self._renew_due:
+            third = self.cfg.lease_s / 3
+            if any(now - h.renewed >= third for h in self.held.values()):
+                by_run: dict[str, list[list[int]]] = defaultdict(list)
+                for h in self.held.values():
+                    h.renewed = now
+                    by_run[h.run].append([h.idx, h.epoch])
+                for run_id, pairs in by_run.items():
+                    self.post_batch(Kind.LEASE, run_id, pairs)
+            self._renew_due = min((h.renewed for h in self.held.values()), default=math.inf) + third
         self._settle_takeovers()
         self._start_won()
         if self.island or self.token is None:
@@ -404,6 +412,12 @@ class Agent:
             self.post_batch(Kind.CLAIM, run_id, pairs, linger=linger, lease_ms=int(self.cfg.lease_s * 1000))
 
     def _answer_revokes(self) -> None:
+        # Only news in the ledger can call for an answer: what answer() acts on was acted on
+        # when it was read (a held task is dropped or marked answered), and a task this node
+        # wins comes with a ledger change itself.
+        if self.ledger.version == self._answered:
+            return
+        self._answered = self.ledger.version
         release, contradict = revoke.answer(self.held, self._rec, self.node, self.log)
         for run_id, pairs in release.items():
             self.post_batch(Kind.RELEASE, run_id, pairs)
@@ -422,6 +436,8 @@ class Agent:
 
     def _start_won(self) -> None:
         busy = sum(1 for h in self.held.values() if h.started)
+        if busy >= self.cfg.jobs:
+            return
         pos = {run_id: i for i, run_id in enumerate(self.ledger.runs)}  # older run first (see _order)
         for h in sorted(self.held.values(), key=lambda h: (pos.get(h.run, 0), h.idx)):
             if busy >= self.cfg.jobs:
