@@ -15,15 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from multiformats import CID, multihash
-
+from cheng_build.cas.cid import CID, make_cid
 from cheng_build.core.errors import DigestMismatchError, NotFoundError
 from cheng_build.trust import canonical
 from cheng_build.trust.keys import KeyPair
 
 
 def raw_cid(data: bytes) -> CID:
-    return CID("base32", 1, "raw", multihash.wrap(hashlib.sha256(data).digest(), "sha2-256"))
+    return make_cid(data)
 
 
 class DictStore:

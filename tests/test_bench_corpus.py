@@ -44,4 +44,8 @@ def test_corpus_benchmark_runs_and_reports_every_row(tmp_path: Path) -> None:
         assert row["ours"] > 0 and row["xz"] > 0 and row["git"] > 0
     assert rows["publish_v1"]["ours"] > 0 and rows["publish_v1"]["anchor"] > 0
     assert any("fingerprint (C scanner)" in line for line in lines)
+    # The imports phase replays the modules a real publish loaded (recorded from that run).
+    imports = [line for line in lines if "imports (what the publish run loaded:" in line]
+    assert len(imports) == 1 and int(imports[0].split("loaded: ")[1].split()[0]) > 50, imports
+    assert any("interpreter start (python -c pass" in line for line in lines)
     assert any("snapshot, fastcdc-2048-8192-65536, into the store" in line for line in lines)

@@ -32,7 +32,7 @@ def test_fast_constructor_equals_public_one() -> None:
     digest = hashlib.sha256(b"x").digest()
     ours = cid_from_digest(digest, "dag-pb")
     public = CID("base32", 1, "dag-pb", ("sha2-256", digest))
-    assert ours == public and str(ours) == str(public)
+    assert bytes(ours) == bytes(public) and str(ours) == str(public) and ours.digest == public.digest
 
 
 def test_blake3_cid_matches_blake3_package() -> None:
@@ -142,8 +142,8 @@ def test_fast_cid_text_equals_multiformats(digest: bytes, codec: str, hash: str)
     assert cid_text(bytes(public)) == text
     assert cid_text_bytes(text) == bytes(public)
     ours = parse_cid(text)
-    assert ours == public == CID.decode(text) and str(ours) == text and bytes(ours) == bytes(public)
-    assert cid_str(public) == text
+    assert str(ours) == text and bytes(ours) == bytes(public) == bytes(CID.decode(text))
+    assert cid_str(ours) == text
 
 
 @settings(max_examples=200, deadline=None)
@@ -165,7 +165,7 @@ def test_altered_cid_text_parses_as_multiformats_says(digest: bytes, where: int,
         got = None
         assert cid_text_bytes(text) is None
     if expected is not None and got is not None:
-        assert got == expected and bytes(got) == bytes(expected)
+        assert bytes(got) == bytes(expected)
     elif cid_text_bytes(text) is not None:
         raise AssertionError(f"fast path took {text} that multiformats refuses")
 
@@ -182,12 +182,13 @@ def test_other_forms_take_the_multiformats_path(text: str) -> None:
     except CidError:
         return
     public = CID.decode(text)  # a CIDv0 is normalised to CIDv1 base32
-    assert (c.version, c.codec, c.digest) == (1, public.codec, public.digest)
+    assert (c.version, c.codec.code, c.digest) == (1, public.codec.code, public.digest)
 
 
-def test_multiformats_is_loaded_only_for_cid_objects() -> None:
-    """chengc and the lock hook start by importing this module; base32 text and hashing must
-    not pay for multiformats (~40 ms), only the first CID object does."""
+def test_multiformats_is_loaded_only_for_rare_multibases() -> None:
+    """chengc, the lock hook and publish start by importing this module; CID objects, base32 and
+    base58 text, CIDv0 and hashing must not pay for multiformats (~30 ms): only a CID text in a
+    multibase we do not decode ourselves (base36 here) loads it."""
     import subprocess
     import sys
 
@@ -197,9 +198,15 @@ def test_multiformats_is_loaded_only_for_cid_objects() -> None:
         f"raw = c.cid_text_bytes({HELLO!r})\n"
         f"assert raw is not None and c.cid_text(raw) == {HELLO!r}\n"
         "c.hasher_for('sha2-256')(b'x')\n"
-        "assert 'multiformats' not in sys.modules, 'loaded early'\n"
         f"assert str(c.parse_cid({HELLO!r})) == {HELLO!r}\n"
-        "assert 'multiformats' in sys.modules and c.CID.__module__.startswith('multiformats')\n"
+        f"v1 = c.parse_cid({HELLO!r})\n"
+        "assert c.parse_cid(v1.encode('base58btc')) == v1\n"
+        "assert str(c.parse_cid('QmbWqxBEKC3P8tqsKc98xmWNzrzDtRLMiMPL8wBuTGsMnR')).startswith('bafybei')\n"
+        "assert c.cid_from_bytes(bytes(v1)) == v1 and c.make_cid(b'hello') == v1\n"
+        "assert 'multiformats' not in sys.modules, 'loaded early'\n"
+        "k = 'k2cwue9rqdypmt3thjky14z1tk9fi9f0o5w7b3ofitdewlcf87lismqs'\n"
+        f"assert str(c.parse_cid(k)) == {HELLO!r}\n"
+        "assert 'multiformats' in sys.modules\n"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                        timeout=60)

@@ -109,3 +109,36 @@ def test_the_rebuilt_index_equals_the_one_the_writes_built(
     again.index(create=True)
     again.close()
     assert index_content(root / "index.sqlite") == before
+
+
+def test_a_writer_open_across_a_reindex_commits_into_the_new_index(
+        tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    """A long-lived writer (a serve or fetch process) opened the index before another process
+    ran ``store reindex``, which renames the old index away: its next batch must land in the new
+    index (and read pack ids and committed lengths from it), not in the renamed file where no
+    one looks: its blocks would be invisible and the next writer could cut their pack."""
+    cache = tmp_path / "c"
+    writer = Blockstore(cache)
+    first = b"before the reindex" * 100
+    c1 = make_cid(first)
+    with writer.batch() as b:
+        b.put(c1, first)
+    assert main(["store", "reindex", f"--pkg-cache:{cache}"]) == 0, capsysbinary.readouterr().err
+    capsysbinary.readouterr()
+    second = b"after the reindex" * 100
+    c2 = make_cid(second)
+    with writer.batch() as b:  # the same object, its index connection opened before the reindex
+        b.put(c2, second)
+    fresh = Blockstore(cache)
+    assert fresh.get(c1) == first
+    assert fresh.get(c2) == second
+    assert _cat(cache, str(c2), capsysbinary) == second
+    # A reader opened before the reindex finds what was written after it (a miss looks again).
+    reader = Blockstore(cache)
+    assert reader.get(c1) == first
+    assert main(["store", "reindex", f"--pkg-cache:{cache}"]) == 0
+    third = b"written through a third store" * 50
+    c3 = make_cid(third)
+    with Blockstore(cache).batch() as b:
+        b.put(c3, third)
+    assert reader.get(c3) == third

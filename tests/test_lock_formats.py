@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cheng_build.core.record import replace
 from cheng_build.pkg.formats import DocumentError, dump_text, parse_text
 from cheng_build.pkg.lock import Lock, LockedDep, dump_lock, load_lock, lock_text, parse_lock
 from cheng_build.pkg.manifest import (

@@ -59,9 +59,8 @@ def test_fetch_over_p2p_prints_roots_last_and_materialises(package, tmp_path: Pa
 
 
 def test_killed_provider_leaves_no_package_and_the_next_fetch_resumes(package, tmp_path: Path) -> None:
-    from multiformats import CID
-
     from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.cid import CID
     from cheng_build.pkg.fetch import fetch_lock
     from cheng_build.pkg.lock import load_lock
 

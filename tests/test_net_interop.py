@@ -41,9 +41,8 @@ def test_helia_fetches_a_snapshot_we_serve_with_identical_bytes_and_cid(helia: P
 
 def test_we_fetch_a_large_file_helia_added(helia: Path, tmp_path: Path) -> None:
     # 20 MiB in Helia's 1 MiB chunks: large enough that yamux windows grow (defect 5).
-    from multiformats import CID
-
     from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.cid import CID
     from cheng_build.cas.exporter import read_file
     from cheng_build.pkg.fetch.p2p.run import fetch_p2p
 

@@ -150,3 +150,27 @@ def test_miss_path_does_not_import_dataclasses() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize(("frozen", "slots"), CASES)
+@given(st.integers(), st.integers(), st.binary(max_size=3), st.binary(max_size=3))
+def test_repr_false_and_compare_false_as_dataclasses(frozen: bool, slots: bool, a1: int, a2: int,
+                                                      r1: bytes, r2: bytes) -> None:
+    made = []
+    for deco, fld in ((dataclasses.dataclass, dataclasses.field), (record.dataclass, record.field)):
+        @deco(frozen=frozen, slots=slots)
+        class Rec:
+            a: int
+            raw: bytes = fld(repr=False)
+            data: dict[str, int] = fld(repr=False, compare=False)  # unhashable: out of __hash__
+            hot: int | None = fld(default=None, repr=False, compare=False)
+
+        made.append(Rec)
+    dc, rec = made
+    for cls in (dc, rec):
+        x, y = cls(a1, r1, {"k": 1}), cls(a2, r2, {"k": 2}, hot=7)
+        assert repr(x).split(".")[-1] == f"Rec(a={a1!r})"
+        assert (x == y) == (a1 == a2 and r1 == r2)  # data and hot are not compared
+        if frozen:
+            assert (hash(x) == hash(y)) or x != y
+            assert hash(x) == hash(cls(a1, r1, {"other": 3}))

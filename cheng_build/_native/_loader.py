@@ -17,10 +17,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from cheng_build._native._cdef import ABI_VERSION, CDEF
 from cheng_build.core.errors import ChengError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 LIB_NAME = "libchengnative.so"
 # What the kernels accept without copying (any object exporting a contiguous buffer works too).

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import re
 from array import array
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from cheng_build._native._loader import ffi, lib
+from cheng_build.core.record import dataclass
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 _WORD = re.compile(r"\w")
 _DIGIT = re.compile(r"\d")

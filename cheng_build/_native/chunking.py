@@ -12,13 +12,16 @@ import os
 import re
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
 
 from cheng_build._native._loader import BytesLike, buffer_of, ffi, lib, require_hashes
+from cheng_build.core.record import dataclass
 
-Algo = Literal["sha256", "blake3"]
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    Algo = Literal["sha256", "blake3"]
 _ALGOS = {"sha256": 0, "blake3": 1}
 _SPEC = re.compile(r"^fastcdc-v1-(\d+)-(\d+)-(\d+)-n([0-3])$")
 # A streaming read window: big enough that the per-call overhead vanishes, and at least two
@@ -48,13 +51,17 @@ class ChunkerParams:
     max_size: int = 1048576
     normalization: int = 2
 
-    def __post_init__(self) -> None:
-        for name in ("min_size", "avg_size", "max_size", "normalization"):
-            value = getattr(self, name)
+    # An __init__ of its own (a record has no __post_init__): the fields, then the checks.
+    def __init__(self, min_size: int = 65536, avg_size: int = 262144, max_size: int = 1048576,
+                 normalization: int = 2) -> None:
+        values = {"min_size": min_size, "avg_size": avg_size, "max_size": max_size,
+                  "normalization": normalization}
+        for name, value in values.items():
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"chunker {name} must be an int, not {type(value).__name__}")
             if value < 0:
                 raise ValueError(f"chunker {name} must not be negative (got {value})")
+            object.__setattr__(self, name, value)  # frozen: past the refusing __setattr__
         _state(self)  # the C code holds the rules; raises ValueError naming the broken one
 
     @property

@@ -24,9 +24,12 @@ import os
 from array import array
 from collections.abc import Callable, Sequence
 from itertools import accumulate
-from typing import Any
 
 from cheng_build._native._loader import buffer_of, ffi, lib, library_path
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 _U64 = 1 << 64
 
@@ -59,7 +62,8 @@ def _as_doc(doc: Any) -> Sequence[Any]:
     return doc if isinstance(doc, (list, tuple)) else list(doc)
 
 
-_PyListsFn = Callable[[list[list[Any]]], list[int]]
+if TYPE_CHECKING:
+    _PyListsFn = Callable[[list[list[Any]]], list[int]]
 _pylists_fn: _PyListsFn | None = None
 _pylists_ready = False
 

@@ -42,10 +42,8 @@ import fcntl
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from cheng_build.cas.cid import (
     CID,
@@ -63,7 +61,9 @@ from cheng_build.cas.walk import block_links
 from cheng_build.core.atomic import atomic_write_bytes, fsync_dir
 from cheng_build.core.errors import DigestMismatchError, IntegrityError, NotFoundError, StoreError
 from cheng_build.core.paths import cache_dir
+from cheng_build.core.record import dataclass
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
     from cheng_build.cas.migrate import MigrateResult
     from cheng_build.cas.packfile import PackWriter
@@ -245,7 +245,16 @@ class Blockstore:
     def locate(self, cid: CID) -> Location | None:
         """Where the block of ``cid`` is in the packs (``None``: not in the index)."""
         idx = self.index()
-        return None if idx is None else idx.locate(block_key(cid))
+        if idx is None:
+            return None
+        key = block_key(cid)
+        loc = idx.locate(key)
+        if loc is None:
+            # A miss may be a stale view: another process replaced the index (store reindex)
+            # after this store opened it. Look once more in the current file.
+            idx.reopen_if_replaced()
+            loc = idx.locate(key)
+        return loc
 
     def flat_path(self, cid: CID) -> Path:
         """Where a version-1 store kept the block of ``cid`` (read until it is migrated)."""
@@ -265,6 +274,8 @@ class Blockstore:
                              how="check the path and its permissions (--pkg-cache: / PKG_CACHE)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            if self._index is not None:
+                self._index.reopen_if_replaced()  # a reindex by another process since we opened it
             with self._holding("exclusive" if exclusive else "shared"):
                 yield
         finally:
@@ -336,10 +347,8 @@ class Blockstore:
 
     def _read(self, cid: CID) -> tuple[bytes, str]:
         """The stored bytes of ``cid`` (unverified) and where they came from."""
-        key = block_key(cid)
-        idx = self.index()
         for attempt in range(2):
-            loc = None if idx is None else idx.locate(key)
+            loc = self.locate(cid)
             if loc is None:
                 break
             try:

@@ -21,13 +21,12 @@ import mmap
 import os
 import re
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from cheng_build.cas.cid import hasher_for
 from cheng_build.core.errors import InputError, StoreError, UsageError
+from cheng_build.core.record import dataclass
 
 __all__ = [
     "DEFAULT_CHUNKER",
@@ -298,6 +297,10 @@ def _threaded(p: Path, size: int, chunker: Chunker, hash: str, threads: int,
             # Hash in groups so progress can advance and the pool queue stays short.
             group = 64
             out: list[Leaf] = []
+            # Imported here: concurrent.futures brings logging and threading helpers (~3 ms),
+            # which start-up paths that never hash a large file (publish, chengc) skip.
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 for g in range(0, len(cuts), group):
                     part = cuts[g:g + group]

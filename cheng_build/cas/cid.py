@@ -1,4 +1,4 @@
-"""CIDs through the ``multiformats`` package: make, parse and verify.
+"""CIDs: make, parse and verify (the CID value itself is :class:`cas.cid_value.CID`).
 
 What we write is always CIDv1, multibase base32 lowercase (the ``b`` prefix), codec raw (0x55) or
 dag-pb (0x70), multihash sha2-256 (0x12) or blake3 (0x1e, 32 bytes). CIDv0 (``Qm...``) is accepted
@@ -7,27 +7,25 @@ two spellings of the same block compare equal and name the same file in the bloc
 
 Hashing goes through :mod:`cheng_build._native` when the C library is built (it releases the GIL,
 so callers can hash leaves on several threads) and falls back to :mod:`hashlib` / the ``blake3``
-package otherwise; both produce the same digests (the native tests check that).
+package otherwise; both produce the same digests (the native tests check that). SHA-256 goes to
+the C library only when it has a hardware backend (SHA-NI): then it is as fast as OpenSSL and a
+publish, which loads the library anyway, does not pay ~3 ms to import hashlib.
 
-``multiformats`` is imported on first need of a ``CID`` object or of a form we do not decode
-ourselves: hashing (:func:`hasher_for`), base32 text (:func:`cid_text`, :func:`cid_text_bytes`,
-:func:`cid_str` of an existing CID) and importing this module do not load it, so start-up
-paths that only handle CID strings do not pay its ~40 ms.
+Nothing here imports ``multiformats`` (~30 ms): only a CID text in a rare multibase (base36,
+base16, ...) loads it, in :mod:`cas.cid_value`. The tests hold this module to multiformats.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
+from cheng_build.cas.cid_value import CID, b32_decode, b32_encode
 from cheng_build.core.errors import DigestMismatchError, InputError
 
 TYPE_CHECKING = False  # typing costs chengc start-up time; mypy reads the guarded imports as usual
 
 if TYPE_CHECKING:
-    from typing import Any, Literal
-
-    from multiformats import CID
+    from typing import Literal
 
     CodecName = Literal["raw", "dag-pb"]
     HashName = Literal["sha2-256", "blake3"]
@@ -67,47 +65,6 @@ __all__ = [
 ]
 
 
-# --- multibase base32 without multiformats ------------------------------------------------
-# Every CID we write or read from a registry line is ``b`` + RFC 4648 base32 (lower case, no
-# padding) of 36 bytes. The standard library's base32 is a Python loop (~50 us a CID); here
-# encoding indexes a 1,024-entry table of character pairs (29 look-ups for a CID) and decoding
-# is one ``int(..., 32)`` in C, so neither needs multiformats (which costs ~40 ms to import).
-# The tests hold both to multiformats and to ``base64.b32encode``.
-_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
-_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
-_TO_DIGITS = str.maketrans(_ALPHABET, "0123456789abcdefghijklmnopqrstuv")  # what int(x, 32) reads
-_B32_BODY = re.compile(r"[a-z2-7]+")
-
-
-def b32_encode(raw: bytes) -> str:
-    """RFC 4648 base32 of ``raw``, lower case, unpadded (multibase ``b`` without the prefix)."""
-    nbits = len(raw) * 8
-    nchars = -(-nbits // 5)
-    odd = nchars & 1
-    # Left-align the bits to whole characters (plus one spare character when the count is odd,
-    # so the text is whole pairs), then read 10 bits at a time from the top.
-    value = int.from_bytes(raw, "big") << (nchars * 5 - nbits + 5 * odd)
-    pairs = (nchars + odd) >> 1
-    text = "".join([_PAIRS[(value >> shift) & 1023] for shift in range(10 * pairs - 10, -1, -10)])
-    return text[:-1] if odd else text
-
-
-def b32_decode(body: str) -> bytes | None:
-    """The bytes of unpadded lower-case base32 ``body``; None unless it is the one canonical
-    spelling of some bytes (alphabet, length, and the spare low bits all zero)."""
-    if not body or not _B32_BODY.fullmatch(body):
-        return None
-    nbits = len(body) * 5
-    nbytes = nbits >> 3
-    spare = nbits - nbytes * 8
-    if spare >= 5:  # a whole character of padding bits: no encoder writes this length
-        return None
-    value = int(body.translate(_TO_DIGITS), 32)
-    if value & ((1 << spare) - 1):
-        return None
-    return (value >> spare).to_bytes(nbytes, "big")
-
-
 def cid_text(raw: bytes) -> str:
     """A binary CID as its multibase base32 string (``b...``)."""
     return "b" + b32_encode(raw)
@@ -122,103 +79,57 @@ def _ours(raw: bytes) -> bool:
 def cid_text_bytes(text: str) -> bytes | None:
     """The binary CID of ``text`` when it is the canonical base32 string of one of our CIDs
     (CIDv1, raw/dag-pb, sha2-256/blake3); None for anything else (other bases, CIDv0, other
-    codecs, bad text), which :func:`parse_cid` hands to multiformats. Needs no multiformats."""
+    codecs, bad text), which :func:`parse_cid` decodes the general way."""
     if len(text) != 59 or text[0] != "b":
         return None
     raw = b32_decode(text[1:])
     return raw if raw is not None and _ours(raw) else None
 
 
-# --- multiformats, loaded on first use ------------------------------------------------------
-# multiformats type-checks every constructor argument at run time (~0.2 ms per CID here), which
-# would dominate importing a GiB (4,000 leaves) or a tree of small files. For the handful of
-# (codec, hash) pairs we write we pre-resolve the multiformats objects once and build instances
-# directly (the slots ``CID._new_instance`` fills). That relies on private attributes, so on
-# first use we check the result equals the public constructor's and prints the same; if not (a
-# different multiformats release), we quietly use the public, slower path.
-
-
-class _Multiformats:
-    """The multiformats objects we use, resolved once."""
-
-    def __init__(self) -> None:
-        from multiformats import CID, multibase, multicodec, multihash
-
-        self.CID = CID
-        self.b32 = multibase.get("base32")
-        self.codecs = {RAW: multicodec.get("raw"), DAG_PB: multicodec.get("dag-pb")}
-        self.hashes = {SHA2_256: multihash.get("sha2-256"), BLAKE3: multihash.get("blake3")}
-        self.new: Callable[[int, int, bytes], CID] = self._slow
-        probe = _sha256(b"probe")
-        try:
-            fast, slow = self._fast(DAG_PB, SHA2_256, probe), self._slow(DAG_PB, SHA2_256, probe)
-            ok = fast == slow and str(fast) == str(slow) and hash(fast) == hash(slow) \
-                and bytes(fast) == bytes(slow) and fast.raw_digest == probe
-        except Exception:
-            ok = False
-        if ok:
-            self.new = self._fast
-
-    def _slow(self, codec: int, hcode: int, digest: bytes) -> CID:
-        return self.CID("base32", 1, self.codecs[codec], _MH_PREFIX[hcode] + digest)
-
-    def _fast(self, codec: int, hcode: int, digest: bytes) -> CID:
-        # What CID._new_instance does, minus its intern table (whose key hashing costs more than
-        # the object): equality and hashing of CIDs are on content, so interning is not needed.
-        cid = object.__new__(self.CID)
-        cid._base = self.b32
-        cid._version = 1
-        cid._codec = self.codecs[codec]
-        cid._hashfun = self.hashes[hcode]
-        cid._digest = _MH_PREFIX[hcode] + digest
-        return cid
-
-
-_mf: _Multiformats | None = None
-
-
-def _multiformats() -> _Multiformats:
-    global _mf
-    if _mf is None:
-        _mf = _Multiformats()
-    return _mf
-
-
-def __getattr__(name: str) -> Any:
-    # ``from cheng_build.cas.cid import CID`` keeps working; only it loads multiformats.
-    if name == "CID":
-        return _multiformats().CID
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _new_cid(codec: int, hcode: int, digest: bytes) -> CID:
-    return (_mf or _multiformats()).new(codec, hcode, digest)
+    return CID.v1(codec, _MH_PREFIX[hcode] + digest)
 
 
 def cid_bytes(cid: CID) -> bytes:
-    """The binary form of ``cid`` (fast for CIDv1 with a one-byte codec; ``bytes(cid)`` re-validates)."""
-    code = cid.codec.code
-    if cid.version == 1 and code < 0x80:
-        return bytes((1, code)) + cid.digest
+    """The binary form of ``cid`` (``bytes(cid)``)."""
     return bytes(cid)
 
 
 def cid_str(cid: CID) -> str:
-    """The CIDv1 base32 string of ``cid``, also for a CIDv0 (one block, one name in the store).
-
-    Fast: multiformats' ``str`` costs ~0.2 ms.
-    """
-    return cid_text(bytes((1, DAG_PB)) + cid.digest if cid.version == 0 else cid_bytes(cid))
+    """The CIDv1 base32 string of ``cid``, also for a CIDv0 (one block, one name in the store)."""
+    return cid_text(bytes((1, DAG_PB)) + cid.digest if cid.version == 0 else bytes(cid))
 
 
 class CidError(InputError):
     """A CID string or binary CID is malformed or uses a codec/hash we do not handle."""
 
 
-def _sha256(data: bytes | memoryview) -> bytes:
+def _hashlib_sha256(data: bytes | memoryview) -> bytes:
     import hashlib  # here: OpenSSL's binding costs start-up time, and chengc needs only CID encoding
 
     return hashlib.sha256(data).digest()
+
+
+def _pick_sha256() -> Callable[[bytes | memoryview], bytes]:
+    try:
+        from cheng_build import _native
+
+        # A portable (non-SIMD) C SHA-256 is slower than OpenSSL's: only a hardware backend.
+        if _native.backends().get("sha256", "unavailable") not in ("unavailable", "portable"):
+            return _native.sha256
+    except (ImportError, OSError, AttributeError):
+        pass
+    return _hashlib_sha256
+
+
+_sha256_impl: Callable[[bytes | memoryview], bytes] | None = None
+
+
+def _sha256(data: bytes | memoryview) -> bytes:
+    global _sha256_impl
+    if _sha256_impl is None:
+        _sha256_impl = _pick_sha256()
+    return _sha256_impl(data)
 
 
 def _pick_blake3() -> Callable[[bytes | memoryview], bytes]:
@@ -318,9 +229,7 @@ def _normalise(cid: CID, shown: str) -> CID:
         )
     if len(cid.raw_digest) != 32:
         raise CidError(f"CID '{shown}' has a {len(cid.raw_digest)}-byte digest; 32 expected")
-    if cid.version == 1 and cid.base.name == "base32":
-        return cid
-    return _multiformats().CID("base32", 1, cid.codec, cid.digest)
+    return cid if cid.version == 1 else CID.v1(DAG_PB, cid.digest)
 
 
 def parse_cid(s: str) -> CID:
@@ -339,8 +248,8 @@ def parse_cid(s: str) -> CID:
     if raw is not None:
         return _new_cid(raw[1], raw[2], raw[4:])
     try:
-        cid = _multiformats().CID.decode(text)
-    except Exception as exc:  # multiformats raises several unrelated types for bad input
+        cid = CID.decode(text)
+    except ValueError as exc:
         raise CidError(
             f"not a valid CID: '{shown}'",
             why=str(exc) or type(exc).__name__,
@@ -360,8 +269,8 @@ def cid_from_bytes(raw: bytes) -> CID:
     if _ours(b):
         return _new_cid(b[1], b[2], b[4:])
     try:
-        cid = _multiformats().CID.decode(b)
-    except Exception as exc:
+        cid = CID.decode(b)
+    except ValueError as exc:
         raise CidError(f"not a valid binary CID: {bytes(raw)[:40].hex()}", why=str(exc)) from None
     return _normalise(cid, str(cid))
 
@@ -370,11 +279,11 @@ def decode_cid_bytes(raw: bytes) -> CID:
     """Decode any binary CID as written (CIDv0 stays v0; any codec), fast for our own.
 
     Raises:
-        ValueError: (from multiformats) the bytes are not a CID.
+        ValueError: the bytes are not a CID.
     """
     if _ours(raw):
         return _new_cid(raw[1], raw[2], raw[4:])
-    return _multiformats().CID.decode(raw)
+    return CID.decode(raw)
 
 
 def verify_block(cid: CID, data: bytes | memoryview) -> None:

@@ -20,13 +20,12 @@ errors are :class:`DagPbError` with the byte offset.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-from multiformats import CID
 
 from cheng_build.cas import varint
 from cheng_build.cas.cid import cid_bytes, decode_cid_bytes
+from cheng_build.cas.cid_value import CID
 from cheng_build.core.errors import IntegrityError
+from cheng_build.core.record import dataclass
 
 __all__ = ["DagPbError", "PBLink", "PBNode", "decode", "encode"]
 

@@ -22,7 +22,6 @@ import posixpath
 import secrets
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +30,7 @@ from cheng_build.cas.cid import CID, DAG_PB, RAW
 from cheng_build.cas.durable import fsync_dirs, fsync_files
 from cheng_build.cas.walk import walk_dag
 from cheng_build.core.errors import InputError, IntegrityError, NotFoundError
+from cheng_build.core.record import dataclass
 
 if TYPE_CHECKING:
     from cheng_build.cas.blockstore import Blockstore

@@ -17,8 +17,9 @@ re-include a file inside it. Only the snapshot root's ``.chengignore`` is read (
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
+
+from cheng_build.core.record import dataclass
 
 __all__ = ["BUILTIN_EXCLUDES", "IgnoreRules", "Rule", "compile_pattern"]
 

@@ -28,9 +28,7 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
 from cheng_build.cas import dagpb, unixfs
 from cheng_build.cas.chunker import (
@@ -44,14 +42,19 @@ from cheng_build.cas.chunker import (
     parse_chunker,
 )
 from cheng_build.cas.cid import CID, cid_bytes, cid_from_digest, decode_cid_bytes, hasher_for
-from cheng_build.cas.exporter import symlink_escapes
 from cheng_build.cas.filenode import Child, file_node
 from cheng_build.cas.ignore import IgnoreRules
 from cheng_build.cas.progress import ImportProgress, ProgressCallback
 from cheng_build.core.errors import DigestMismatchError, InputError, PolicyError
+from cheng_build.core.record import dataclass
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from cheng_build.cas.blockstore import Batch, Blockstore
+else:
+    Protocol = object  # BlockSink below is read by the type checker only
 
 __all__ = ["MAX_LINKS", "BlockSink", "ImportResult", "add_bytes", "add_path", "import_path"]
 
@@ -222,6 +225,7 @@ class _Builder:
     def _check_contained(self, link: Path, rel: str) -> None:
         """A snapshot's link must stay inside the package, judged by resolving it on the real
         tree (a chain of links can climb out where each target looks contained as text)."""
+        from cheng_build.cas.exporter import symlink_escapes  # the exporter's rule; only for links
         from cheng_build.core.contain import outside, real_root
 
         target = os.readlink(link)

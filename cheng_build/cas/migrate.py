@@ -17,14 +17,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cheng_build.cas.cid import CID, CidError, parse_cid, verify_block
 from cheng_build.core.atomic import fsync_dir
 from cheng_build.core.errors import DigestMismatchError
+from cheng_build.core.record import dataclass, field
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
     from cheng_build.cas.packed import PackedStore
     from cheng_build.cas.packindex import PackIndex

@@ -27,10 +27,10 @@ import fcntl
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cheng_build.cas.packindex import PackIndex
+from cheng_build.core.record import dataclass, field
 from cheng_build.core.writeback import start_writeback
 
 __all__ = ["HEADER", "PACK_LIMIT", "PackWriter", "acquire", "fresh", "pack_path", "record_header", "scan"]

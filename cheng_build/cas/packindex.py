@@ -27,11 +27,11 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from cheng_build.core.atomic import fsync_dir
 from cheng_build.core.errors import StoreError
+from cheng_build.core.record import dataclass
 
 __all__ = ["FORMAT", "Location", "PackIndex", "create_index_file"]
 
@@ -99,6 +99,7 @@ class PackIndex:
         self._mu = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._pid = 0
+        self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file connected to
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -112,6 +113,12 @@ class PackIndex:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None or self._pid != os.getpid():
+            try:
+                st = os.stat(self.path)  # never connect to a missing index: SQLite would make
+            except FileNotFoundError:  # an empty one, and pack ids would start over at 1
+                raise StoreError(f"the store index {self.path} is missing",
+                                 how="run cheng-pkg store reindex to rebuild it from the packs") from None
+            self._file = (st.st_dev, st.st_ino)
             db = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000, isolation_level=None,
                                  check_same_thread=False)
             db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
@@ -120,6 +127,25 @@ class PackIndex:
             db.execute("PRAGMA synchronous=FULL")
             self._db, self._pid = db, os.getpid()
         return self._db
+
+    def reopen_if_replaced(self) -> None:
+        """Drop the connection if ``index.sqlite`` is no longer the file it was made to (another
+        process ran ``store reindex``, which renames the old one away): the next use connects to
+        the current file. Called under the store lock, which a reindex holds exclusively: a
+        long-lived writer's batches would otherwise go on committing into the renamed old index
+        and pick pack ids and committed lengths from it, so the next writer would cut packs."""
+        with self._mu:
+            if self._db is None or self._pid != os.getpid():
+                return
+            try:
+                st = os.stat(self.path)
+                same = self._file == (st.st_dev, st.st_ino)
+            except FileNotFoundError:
+                same = False
+            if not same:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+                self._db = None
 
     def close(self) -> None:
         with self._mu, self._guard():

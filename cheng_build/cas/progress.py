@@ -7,7 +7,8 @@ large files, as hashing advances. The CLI turns it into a rich progress bar on a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from cheng_build.core.record import dataclass
 
 __all__ = ["ImportProgress", "ProgressCallback"]
 

@@ -16,12 +16,12 @@ one that is damaged.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cheng_build.cas.cid import decode_cid_bytes, verify_block
 from cheng_build.cas.packfile import scan
 from cheng_build.cas.packindex import create_index_file
+from cheng_build.core.record import dataclass, field
 
 __all__ = ["ReindexResult", "pack_files", "rebuild_index"]
 

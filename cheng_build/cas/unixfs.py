@@ -17,10 +17,10 @@ accepts ``blocksizes`` both unpacked (what everyone writes) and packed.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from cheng_build.cas import varint
 from cheng_build.cas.dagpb import DagPbError
+from cheng_build.core.record import dataclass
 
 __all__ = ["Data", "NodeType", "UnixFSError", "decode", "encode"]
 

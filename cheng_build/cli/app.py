@@ -13,7 +13,6 @@ and raises :class:`~cheng_build.core.errors.ChengError` for anything a user can 
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -123,7 +122,10 @@ def dispatch(
         def run_sub() -> int:
             from cheng_build.cli.args import Parser  # argparse: not on chengc's path through guarded()
 
-            module = importlib.import_module(sub.module)
+            # __import__ + sys.modules is importlib.import_module for an absolute name, without
+            # importing the importlib package (and warnings) on every command's start.
+            __import__(sub.module)
+            module = sys.modules[sub.module]
             parser = Parser(prog=f"{tool} {name}", description=sub.summary)
             parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
             module.register(name, parser)

@@ -43,9 +43,8 @@ def add_limit_flags(parser: Parser) -> None:
 
 def export_limits(args: argparse.Namespace) -> ExportLimits:
     """The :class:`~cheng_build.cas.exporter.ExportLimits` the flags ask for."""
-    from dataclasses import replace
-
     from cheng_build.cas.exporter import SNAPSHOT_LIMITS
+    from cheng_build.core.record import replace
 
     lim = SNAPSHOT_LIMITS
     if getattr(args, "max_bytes", None):

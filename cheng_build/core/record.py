@@ -10,7 +10,9 @@ from closures shared by every class, which costs microseconds per class.
 
 What it supports is the subset those modules use, with the same behaviour: fields in order with
 defaults and ``field(default=...)`` / ``field(default_factory=...)``, ``frozen``, ``slots``,
-``eq`` (``__eq__`` over the fields, ``__hash__`` over them when frozen, none when not), an
+``eq`` (``__eq__`` over the fields, ``__hash__`` over them when frozen, none when not),
+``field(repr=False)`` / ``field(compare=False)`` (left out of ``__repr__`` / of ``__eq__`` and
+``__hash__``), an
 ``__init__`` taking fields positionally or by name, ``__repr__``, ``__match_args__``. Anything
 else (``order``, ``kw_only``, ``__post_init__``, ``InitVar``, base classes with fields) is
 refused when the class is created, not silently ignored. These classes are not
@@ -40,17 +42,21 @@ else:
     _MISSING = _Missing()
 
     class _Field:
-        __slots__ = ("default", "default_factory")
+        __slots__ = ("compare", "default", "default_factory", "repr")
 
-        def __init__(self, default, default_factory):
+        def __init__(self, default, default_factory, repr, compare):
             self.default = default
             self.default_factory = default_factory
+            self.repr = repr
+            self.compare = compare
 
-    def field(*, default=_MISSING, default_factory=_MISSING):
-        """A field's default, given as a value or as a function called for each new record."""
+    def field(*, default=_MISSING, default_factory=_MISSING, repr=True, compare=True):
+        """A field's default, given as a value or as a function called for each new record;
+        ``repr=False`` leaves it out of ``__repr__``, ``compare=False`` out of ``__eq__`` and
+        ``__hash__`` (as in :func:`dataclasses.field`)."""
         if default is not _MISSING and default_factory is not _MISSING:
             raise ValueError("cannot specify both default and default_factory")
-        return _Field(default, default_factory)
+        return _Field(default, default_factory, repr, compare)
 
     # The other options of dataclasses.dataclass, accepted only at their defaults.
     _DEFAULTS = {"init": True, "repr": True, "order": False, "unsafe_hash": False, "kw_only": False,
@@ -75,7 +81,7 @@ else:
         for name in ("__post_init__", "__setattr__", "__delattr__") if frozen else ("__post_init__",):
             if name in ns:
                 raise TypeError(f"{cls.__name__}: {name} is not supported on a record")
-        names, defaults, factories = [], {}, {}
+        names, defaults, factories, hidden, uncompared = [], {}, {}, set(), set()
         for name, ann in ns.get("__annotations__", {}).items():
             text = ann if isinstance(ann, str) else getattr(ann, "__name__", "")
             if text.startswith(("ClassVar", "typing.ClassVar", "InitVar", "dataclasses.InitVar")):
@@ -86,6 +92,10 @@ else:
             if name in ns:
                 value = ns[name]
                 if isinstance(value, _Field):
+                    if not value.repr:
+                        hidden.add(name)
+                    if not value.compare:
+                        uncompared.add(name)
                     if value.default_factory is not _MISSING:
                         factories[name] = value.default_factory
                     elif value.default is not _MISSING:
@@ -109,6 +119,8 @@ else:
                         ns.pop(name)
         names_t = tuple(names)
         ns["_record_fields"] = names_t
+        ns["_record_repr"] = tuple(n for n in names if n not in hidden)
+        ns["_record_compare"] = tuple(n for n in names if n not in uncompared)
         ns["__match_args__"] = names_t
         if "__init__" not in ns:
             ns["__init__"] = _init(cls.__qualname__, names_t, defaults, factories)
@@ -170,10 +182,10 @@ else:
         return __init__
 
     def _values(self):
-        return tuple(getattr(self, name) for name in self._record_fields)
+        return tuple(getattr(self, name) for name in self._record_compare)
 
     def __repr__(self):
-        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._record_fields)
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._record_repr)
         return f"{type(self).__qualname__}({inner})"
 
     _repr = __repr__

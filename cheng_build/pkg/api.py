@@ -37,16 +37,16 @@ scanner's test oracle stay side by side, so the two cannot drift.)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from cheng_build.core.errors import InputError
+from cheng_build.core.lazyre import lazy
+from cheng_build.core.record import dataclass
 
 KINDS = ("fn", "iterator", "template", "macro", "type", "const")
 
@@ -55,8 +55,10 @@ KINDS = ("fn", "iterator", "template", "macro", "type", "const")
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
 
 # Lexical pieces that matter for finding declarations: strings (triple-quoted first), character
-# literals, comments, brackets, newlines and everything else in runs.
-_TOKEN = re.compile(
+# literals, comments, brackets, newlines and everything else in runs. The patterns of this module
+# serve the Python reference scanner (the tests' oracle; the C scanner does the work), so they
+# compile on first use (``core.lazyre``): a publish does not pay ~1 ms to compile them.
+_TOKEN = lazy(globals(), "_TOKEN",
     r'(?P<str3>"""[\s\S]*?(?:"""|\Z))'
     r'|(?P<str>"(?:\\.|[^"\\\n])*"?)'
     r"|(?P<chr>'(?:\\.|[^'\\\n])*'?)"
@@ -67,10 +69,11 @@ _TOKEN = re.compile(
     r"|(?P<tick>`[^`\n]*`?)"
     r"|(?P<other>[^\"'#()\[\]{}\n`]+)"
 )
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DECL = re.compile(r"^(?:(?P<async>async)\s+)?(?P<kw>fn|iterator|template|macro|type|const)\b\s*")
+_IDENT = lazy(globals(), "_IDENT", r"[A-Za-z_][A-Za-z0-9_]*")
+_DECL = lazy(globals(), "_DECL",
+             r"^(?:(?P<async>async)\s+)?(?P<kw>fn|iterator|template|macro|type|const)\b\s*")
 _DECL_FIRST = frozenset("afitmc")  # first letters of _DECL's alternatives (async fn iterator ...)
-_ANNOTATION = re.compile(r"^@[A-Za-z_][A-Za-z0-9_]*(?:\([^)]*\))?\s*")
+_ANNOTATION = lazy(globals(), "_ANNOTATION", r"^@[A-Za-z_][A-Za-z0-9_]*(?:\([^)]*\))?\s*")
 
 
 class ApiError(InputError):
@@ -145,15 +148,15 @@ def _logical_lines(source: str) -> list[_Line]:
     return out
 
 
-_SEMI = re.compile(r"\s*;\s*")
-_COMMA = re.compile(r"\s*,\s*")
-_COLON = re.compile(r"\s*(?<![:=<>!])\s*:\s*(?!=)")
-_OPEN_WS = re.compile(r"([(\[{])\s+")
-_WS_CLOSE = re.compile(r"\s+([)\]}])")
-_EQ = re.compile(r"\s*=\s*(?![=>])")
-_OP_EQ = re.compile(r"([<>!=:]) = ")
+_SEMI = lazy(globals(), "_SEMI", r"\s*;\s*")
+_COMMA = lazy(globals(), "_COMMA", r"\s*,\s*")
+_COLON = lazy(globals(), "_COLON", r"\s*(?<![:=<>!])\s*:\s*(?!=)")
+_OPEN_WS = lazy(globals(), "_OPEN_WS", r"([(\[{])\s+")
+_WS_CLOSE = lazy(globals(), "_WS_CLOSE", r"\s+([)\]}])")
+_EQ = lazy(globals(), "_EQ", r"\s*=\s*(?![=>])")
+_OP_EQ = lazy(globals(), "_OP_EQ", r"([<>!=:]) = ")
 # The characters _body_eq acts on; everything between them is skipped in one search.
-_BODY_EQ_STOP = re.compile(r"[\"'`()\[\]{}=]")
+_BODY_EQ_STOP = lazy(globals(), "_BODY_EQ_STOP", r"[\"'`()\[\]{}=]")
 
 
 @lru_cache(maxsize=1 << 14)
@@ -473,7 +476,9 @@ def api_digest(table: Mapping[str, Symbol]) -> str:
 def api_digest_of_json(doc: bytes) -> str:
     """:func:`api_digest` of a table whose :func:`api_to_json` bytes are ``doc`` (publish stores
     those bytes too: one encoding serves both)."""
-    return "sha256:" + hashlib.sha256(doc).hexdigest()
+    from cheng_build.cas.cid import digest_of  # the store's SHA-256 (C when it has SHA-NI)
+
+    return "sha256:" + digest_of(doc, "sha2-256").hex()
 
 
 __all__ = ["KINDS", "ApiError", "Symbol", "api_digest", "api_digest_of_json", "api_from_json",

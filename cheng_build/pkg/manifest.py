@@ -30,11 +30,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cheng_build.core.errors import InputError, PolicyError
+from cheng_build.core.record import dataclass, field
 from cheng_build.core.suggest import closest
 from cheng_build.pkg.formats import (
     DocumentError,
@@ -43,6 +42,10 @@ from cheng_build.pkg.formats import (
     read_document,
     type_name,
 )
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 CHANNELS = ("edge", "stable", "lts")
 MANIFEST_NAMES = ("cheng-package.toml", "cheng-package.yaml", "cheng-package.yml",

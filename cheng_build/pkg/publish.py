@@ -24,11 +24,10 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.errors import InputError, PolicyError, UsageError
+from cheng_build.core.record import dataclass
 from cheng_build.pkg import originality
 from cheng_build.pkg.snapshot import Snapshot, SnapshotFormat, make_snapshot
 from cheng_build.trust import canonical
@@ -41,7 +40,10 @@ from cheng_build.trust.registry_log import (
     RegistryLog,
 )
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
+    from typing import Any
+
     from cheng_build.cas.blockstore import Batch, Blockstore
     from cheng_build.pkg.originality import Fingerprint
 
@@ -161,8 +163,7 @@ def check_manifest(src: Path, package_id: str, version: str | None) -> str | Non
         UsageError: its ``package_id`` or ``version`` disagrees with the one being published.
         PolicyError: ``dev-only manifest`` (path dependencies) or ``manifest has no version``.
     """
-    from dataclasses import replace
-
+    from cheng_build.core.record import replace
     from cheng_build.pkg.manifest import ensure_publishable, find_manifest, load_manifest
 
     if not src.is_dir():

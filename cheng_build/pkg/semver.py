@@ -19,9 +19,9 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from cheng_build.core.errors import InputError
+from cheng_build.core.record import dataclass
 
 # semver.org 2.0.0, section 2, 9 and 10: numbers without leading zeros, dot-separated
 # pre-release identifiers (numeric ones without leading zeros), build metadata ignored for order.
@@ -48,7 +48,7 @@ class Bump(enum.Enum):
     NONE = "none"  # same version, or a step backwards
 
 
-@dataclass(frozen=True, slots=True, order=False)
+@dataclass(frozen=True, slots=True)
 class Version:
     """A parsed SemVer version; compares by SemVer precedence (build metadata ignored)."""
 

@@ -29,10 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from multiformats import CID
-
 from cheng_build.cas.car import header_bytes, section_parts
-from cheng_build.cas.cid import parse_cid
+from cheng_build.cas.cid import CID, parse_cid
 from cheng_build.core.errors import ChengError, InputError, NotFoundError, UsageError
 from cheng_build.pkg.fetch.blocks import BlockStore, walk
 

@@ -36,17 +36,18 @@ import json
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.errors import InputError, NotFoundError, UsageError
+from cheng_build.core.record import dataclass
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
-    from multiformats import CID
+    from typing import Any
 
     from cheng_build.cas.blockstore import Batch, Blockstore
+    from cheng_build.cas.cid import CID
 
 SNAPSHOT_CHUNKER = "fastcdc-65536-262144-1048576"
 SOURCE_CHUNKER = "fastcdc-2048-8192-65536"

@@ -21,9 +21,8 @@ from cheng_build.core.errors import InputError, NotFoundError
 from cheng_build.pkg.manifest import CHANNELS
 
 if TYPE_CHECKING:
-    from multiformats import CID
-
     from cheng_build.cas.blockstore import Blockstore
+    from cheng_build.cas.cid import CID
     from cheng_build.cas.dagpb import PBNode
     from cheng_build.trust.registry_log import RegistryLog
 

@@ -14,10 +14,13 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from cheng_build.core.atomic import append_line_locked, file_lock
 from cheng_build.trust.config import Config, Level
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def record(config: Config, event: str, *, ok: bool, **fields: Any) -> Path | None:

@@ -29,9 +29,13 @@ import math
 import re
 from collections.abc import Mapping
 from json.encoder import encode_basestring  # C-accelerated
-from typing import Any
 
 from cheng_build.core.errors import IntegrityError
+from cheng_build.core.lazyre import lazy
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 PUBLISH_DOMAIN = b"cheng.registry.publish.v1\n"
 KEY_DOMAIN = b"cheng.registry.key.v1\n"
@@ -48,7 +52,7 @@ _PUBLISH_KEY_PREFIX = {k: (encode_basestring(k) + ":").encode() for k in PUBLISH
 
 _CANON_HEX16 = re.compile(r"[0-9a-f]{16}")
 is_canonical_simhash = _CANON_HEX16.fullmatch  # 16 lowercase hex digits: the form we write
-_ANY_HEX = re.compile(r"(?:0[xX])?([0-9a-fA-F]{1,16})")
+_ANY_HEX = lazy(globals(), "_ANY_HEX", r"(?:0[xX])?([0-9a-fA-F]{1,16})")
 
 
 _PUBLISH_DOMAIN_TEXT = PUBLISH_DOMAIN.decode()

@@ -61,13 +61,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
 
 from cheng_build.core.errors import InputError, PolicyError, UsageError
 from cheng_build.core.paths import DEFAULT_REGISTRY
+from cheng_build.core.record import dataclass, field
 
 CONFIG_FILENAME = "cheng-pkg-config.toml"
 

@@ -46,16 +46,20 @@ This module checks the *shape* of those lines; the rules that need the replayed 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Any
+
+from cheng_build.core.lazyre import lazy
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 GOV_TYPES = ("tag", "maintainer", "promote", "quarantine", "release", "appeal", "decision")
 GOV_CHANNELS = ("edge", "stable", "lts")
 OUTCOMES = ("restore", "confirm")
 MAX_REASON = 1000
 MAX_LIST = 256
-TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+TAG_RE = lazy(globals(), "TAG_RE", r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
 
 class ShapeError(ValueError):
@@ -93,7 +97,7 @@ def _str_list(d: Mapping[str, Any], key: str) -> list[str]:
     return v
 
 
-_SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+_SEMVER = lazy(globals(), "_SEMVER", r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
                      r"(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?")
 
 

@@ -18,13 +18,18 @@ Who may sign what:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
 
 from cheng_build.core.errors import PolicyError
+from cheng_build.core.record import dataclass
 from cheng_build.trust.gov_lines import semver_key
 from cheng_build.trust.registry_entry import EntryType, RegistryEntry
 from cheng_build.trust.registry_errors import RegistryError, RevokedKeyError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # the protocols below are read by the type checker only
 
 
 class _OwnerView(Protocol):

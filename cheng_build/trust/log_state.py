@@ -5,9 +5,8 @@ Rules are those of :mod:`cheng_build.trust.registry_log` (format and rules at it
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-
+from cheng_build.core.record import dataclass
+from cheng_build.core.sha256 import sha256 as _sha256  # start-up: hashlib only for large logs
 from cheng_build.trust import merkle
 from cheng_build.trust.checkpoint import Checkpoint
 from cheng_build.trust.config import Limits
@@ -23,8 +22,7 @@ from cheng_build.trust.registry_errors import (
 )
 
 _PUBLISH = EntryType.PUBLISH
-GENESIS_PREV = "sha256:" + hashlib.sha256(b"").hexdigest()
-_sha256 = hashlib.sha256
+GENESIS_PREV = "sha256:" + _sha256(b"").hexdigest()
 _DEFAULT_LIMITS = Limits()
 
 

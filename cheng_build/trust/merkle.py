@@ -14,12 +14,11 @@ Inclusion proofs follow RFC 6962 section 2.1.1 (PATH) and are checked with RFC 9
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 from cheng_build.core.errors import IntegrityError
+from cheng_build.core.sha256 import sha256 as _sha256  # start-up: hashlib only for large logs
 
-_sha256 = hashlib.sha256
 EMPTY_ROOT = _sha256(b"").digest()
 
 
@@ -29,12 +28,12 @@ class ProofError(IntegrityError):
 
 def leaf_hash(line: bytes) -> bytes:
     """RFC 6962 leaf hash of one line."""
-    return hashlib.sha256(b"\x00" + line).digest()
+    return _sha256(b"\x00" + line).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     """RFC 6962 interior node hash."""
-    return hashlib.sha256(b"\x01" + left + right).digest()
+    return _sha256(b"\x01" + left + right).digest()
 
 
 class MerkleAccumulator:

@@ -5,9 +5,11 @@ Misuse of the library by its caller is a plain ``RuntimeError``, never one of th
 
 from __future__ import annotations
 
-from typing import Any
-
 from cheng_build.core.errors import IntegrityError, PolicyError, SignatureError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class RegistryError(IntegrityError):

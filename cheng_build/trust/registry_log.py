@@ -68,12 +68,11 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.atomic import append_line_locked, file_lock
 from cheng_build.core.errors import NotFoundError
+from cheng_build.core.record import dataclass
 from cheng_build.trust import log_checks, merkle
 from cheng_build.trust.checkpoint import Checkpoint, CheckpointMemory
 from cheng_build.trust.config import Config, Level, Limits
@@ -105,8 +104,10 @@ from cheng_build.trust.registry_errors import (
 )
 from cheng_build.trust.sig_check import PARALLEL_MIN, SigCheck, check_sigs, cpus
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
+    from typing import Any
 
 _DEFAULT_LIMITS = Limits()
 

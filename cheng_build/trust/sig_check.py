@@ -10,15 +10,16 @@ from __future__ import annotations
 import binascii
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from cheng_build.core.errors import SignatureError
 from cheng_build.trust import canonical
 from cheng_build.trust.keys import Verifier
 from cheng_build.trust.registry_entry import RegistryEntry, SigStatus, signature_status
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded imports as usual
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
+    from typing import Any
 
 
 PARALLEL_MIN = 512

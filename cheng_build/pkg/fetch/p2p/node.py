@@ -14,7 +14,7 @@ owed us is requested from the remaining peers. A peer that says DONT_HAVE, disco
 silent for ``stall_s`` loses its blocks the same way.
 
 The store is duck-typed: ``has(cid)``, ``get(cid) -> bytes``, ``put(cid, data)`` with
-multiformats CIDs (``cas.blockstore.Blockstore`` or any object with those methods).
+CIDs (``cas.cid.CID``; ``cas.blockstore.Blockstore`` or any object with those methods).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from libp2p.custom_types import TProtocol
-from multiformats import CID
 
+from cheng_build.cas.cid import CID
 from cheng_build.core.errors import DigestMismatchError
 from cheng_build.pkg.fetch import bitswap as bs
 from cheng_build.pkg.fetch import libp2p_adapter as lp
