@@ -93,7 +93,7 @@ def test_a_new_store_opened_by_many_workers_at_once(tmp_path: Path) -> None:
         gate = threading.Barrier(3)
         outs: list[Any] = []
 
-        def work(home: Path = home, gate: threading.Barrier = gate) -> None:
+        def work(home: Path = home, gate: threading.Barrier = gate, outs: list[Any] = outs) -> None:
             gate.wait()
             outs.append(run_task(home, dag, 0, "@n:x"))
 
