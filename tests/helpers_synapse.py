@@ -71,7 +71,17 @@ def _config(d: Path, port: int, secret: str, host: str = "127.0.0.1") -> dict[st
         "trusted_key_servers": [],
         "suppress_key_server_warning": True,
         "federation_domain_whitelist": [],
+        # What a CIS homeserver should have (docs/cisnodes.md, "The homeserver"): nothing that
+        # costs per event and serves no CIS client: no presence; no push rules evaluated for each
+        # member on every event, no pushers (nobody's phone is told); no room statistics, no user
+        # directory updates and no federation sender (each keeps a stream position that it
+        # writes, an SQLite commit, after every event).
         "presence": {"enabled": False},
+        "push": {"enabled": False},
+        "pusher_instances": [],
+        "stats": {"enabled": False},
+        "update_user_directory_from_worker": "nobody",  # no such worker: nobody updates it
+        "federation_sender_instances": [],
         "url_preview_enabled": False,
         "enable_metrics": False,
         # Rate limits raised on purpose: the node agent posts claims and lease renewals in bursts.

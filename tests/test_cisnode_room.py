@@ -153,3 +153,135 @@ def test_a_password_login_is_kept_and_used_again(hs: Synapse, tmp_path: Path) ->
     assert json.loads(kept.read_text())["access_token"] != token
     kept.write_text(json.dumps({"access_token": hs.login("beta")}))  # another user's token
     assert asyncio.run(connect()) == "@alpha:cis.test"
+    # ...also where the file says which room and filter to use (the fast way in: no join).
+    data = json.loads(kept.read_text())
+    assert list(data["rooms"]) == ["kept"]
+    kept.write_text(json.dumps({**data, "access_token": hs.login("beta")}))
+    assert asyncio.run(connect()) == "@alpha:cis.test"
+    assert json.loads(kept.read_text())["access_token"] != data["access_token"]
+
+
+def test_a_kept_session_gets_in_without_mautrix(hs: Synapse, tmp_path: Path) -> None:
+    """A later run with a kept session (token, room id, filter) reads and sends without importing
+    mautrix (a `cis run --room:`'s start-up); one removed from the room since is refused, not
+    silently deaf."""
+    import json
+    import subprocess
+    import sys
+
+    from cheng_build.cis.node import matrix
+
+    kept = tmp_path / "matrix" / "fast.json"
+
+    async def first() -> None:
+        r = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="fast", session_file=kept)
+        await r.close()
+
+    asyncio.run(first())
+    code = f"""
+import asyncio, pathlib, sys
+from cheng_build.cis.node import matrix
+async def main():
+    r = await matrix.connect({hs.url!r}, "beta", password={hs.users["beta"]!r}, room="fast",
+                             session_file=pathlib.Path({str(kept)!r}))
+    await r.send("org.cheng.cis.test", {{"i": 1}}, "fast-1")
+    got = await r.read(None, 0)
+    await r.close()
+    print(r.user_id, [e.content.get("i") for e in got.events],
+          any(m.startswith("mautrix") for m in sys.modules))
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["@beta:cis.test", "[1]", "False"]
+
+    async def first_reads_are_fresh() -> None:
+        # A first read after an earlier run's first read (same device) sees the room as it is
+        # now, not the homeserver's cached answer to the earlier one.
+        a = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="fast", session_file=kept)
+        before = await a.read(None, 0)
+        other = await matrix.connect(hs.url, "alpha", password=hs.users["alpha"], room="fast")
+        await other.send("org.cheng.cis.test", {"i": 2}, "fast-2")
+        b = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="fast", session_file=kept)
+        now = await b.read(None, 0)
+        for r in (a, other, b):
+            await r.close()
+        assert [e.content.get("i") for e in now.events] == [e.content.get("i") for e in before.events] + [2]
+
+    asyncio.run(first_reads_are_fresh())
+
+    async def leave_then_web_view() -> None:
+        tok = hs.login("beta")
+        rid = json.loads(kept.read_text())["rooms"]["fast"]["room_id"]
+        hs._post(f"/_matrix/client/v3/rooms/{rid}/leave", {}, tok)
+        with pytest.raises(RoomError) as gone:
+            await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="fast", join=False,
+                                 session_file=kept)
+        assert "is not a member of room" in gone.value.what and not gone.value.transient
+
+    asyncio.run(leave_then_web_view())
+
+
+def test_runs_started_together_share_one_login(hs: Synapse, tmp_path: Path) -> None:
+    """Four first runs of one user started at once (as `cis run --room:` x 4 with one
+    $CIS_HOME): one password login (one device, one password hash on the homeserver), the
+    others wait on the lock beside the session file and use the token it kept."""
+    import json
+
+    from cheng_build.cis.node import matrix
+
+    kept = tmp_path / "matrix" / "together.json"
+
+    def devices() -> set[str]:
+        tok = hs.login("gamma")
+        me = hs._post("/_matrix/client/v3/account/whoami", None, tok)["device_id"]
+        got = {d["device_id"] for d in hs._post("/_matrix/client/v3/devices", None, tok)["devices"]}
+        hs._post("/_matrix/client/v3/logout", {}, tok)
+        return got - {me}
+
+    async def one() -> str:
+        room = await matrix.connect(hs.url, "gamma", password=hs.users["gamma"], room="together",
+                                    session_file=kept)
+        await room.close()
+        return room.room_id
+
+    async def four() -> list[str]:
+        return list(await asyncio.gather(*(one() for _ in range(4))))
+
+    start = devices()
+    rooms = asyncio.run(four())
+    assert len(set(rooms)) == 1  # and all joined the one room
+    new = devices() - start
+    assert len(new) == 1, f"{len(new)} logins for four runs started together"
+    token = json.loads(kept.read_text())["access_token"]
+    who = hs._post("/_matrix/client/v3/account/whoami", None, token)
+    assert who["device_id"] in new
+
+
+def test_a_kept_room_whose_alias_moved_is_left_for_the_new_one(hs: Synapse, tmp_path: Path) -> None:
+    """The alias of a kept room now names another room (recreated by an admin): the next run
+    resolves it again and joins the new room, never posting to the old one."""
+    import json
+    import urllib.request
+
+    from cheng_build.cis.node import matrix
+
+    kept = tmp_path / "matrix" / "moved.json"
+
+    async def connect() -> str:
+        r = await matrix.connect(hs.url, "alpha", password=hs.users["alpha"], room="moving",
+                                 session_file=kept)
+        await r.close()
+        return r.room_id
+
+    old = asyncio.run(connect())
+    tok = hs.login("alpha")  # the room's creator moves its alias to a new room
+    req = urllib.request.Request(f"{hs.url}/_matrix/client/v3/directory/room/%23moving%3Acis.test",
+                                 method="DELETE", headers={"Authorization": f"Bearer {tok}"})
+    urllib.request.urlopen(req, timeout=30).close()
+    new = hs._post("/_matrix/client/v3/createRoom", {"room_alias_name": "moving", "preset": "public_chat"},
+                   tok)["room_id"]
+    assert new != old
+    assert asyncio.run(connect()) == new
+    assert json.loads(kept.read_text())["rooms"]["moving"]["room_id"] == new
+

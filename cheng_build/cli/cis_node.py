@@ -156,15 +156,16 @@ def room_connector(conn: Connection) -> Any:
     return connect
 
 
-def session_file(conn: Connection) -> Path:
+def session_file(conn: Connection, home: Path | None = None) -> Path:
     """Where a password login's access token is kept for the next run: per homeserver, user and
-    password (a changed password logs in again), in ``$CIS_HOME/matrix/`` (0600 files)."""
+    password (a changed password logs in again), in ``$CIS_HOME/matrix/`` (0600 files), or in
+    ``home``'s."""
     import hashlib
 
     from cheng_build.cis.run.store import cis_home
 
     key = hashlib.sha256("\0".join((conn.homeserver, conn.user, conn.password or "")).encode())
-    return cis_home() / "matrix" / f"{key.hexdigest()[:32]}.json"
+    return (home or cis_home()) / "matrix" / f"{key.hexdigest()[:32]}.json"
 
 
 async def _connect(conn: Connection, *, create: bool) -> Any:

@@ -63,7 +63,7 @@ class NodeConfig:
     # sooner: results linger longer (fewer, larger events) and the room is read at most this
     # often (every read is a sync the homeserver answers: with 8 clients, most of its work).
     busy_linger_s: float = 1.0  # capped at a tenth of the lease: renewals linger too
-    busy_pace_s: float = 0.2
+    busy_pace_s: float = 0.2  # per job's worth of won tasks waiting; at most a tenth of the lease
 
 
 
@@ -132,7 +132,7 @@ class Agent:
         self.outbox.put(kind.etype, body, run, idx)
         self._queued.set()
         self._lingering += 1
-        if not (linger or kind in (Kind.STATE, Kind.LEASE)) or self._lingering >= self.cfg.linger_max:
+        if not (linger or kind in (Kind.STATE, Kind.LEASE)) or self._lingering >= self._linger_max():
             self._urgent.set()
         self._wake.set()
 
@@ -502,7 +502,20 @@ class Agent:
             # says the room was quiet until it returned.
             self.ingest(batch, asked if batch.events else self.clock.now())
             if batch.events and self._busy():
-                await _sleep_or(stop, self.cfg.busy_pace_s)
+                await _sleep_or(stop, self._pace())
+
+    def _linger_max(self) -> int:
+        """Queued events that end a linger early: three times as many while busy (its results
+        then go out about once per busy linger, in a few large events, not every 32 tasks)."""
+        return self.cfg.linger_max * (3 if self._busy() else 1)
+
+    def _pace(self) -> float:
+        """How long a busy node lets news gather before it reads again: the more won tasks wait
+        for a job, the longer (no news can start one sooner; the top-up claim goes out when half
+        of them are gone, and the node reads at once again when it is no longer busy), but at
+        most a tenth of the lease, so that a revocation is answered well within it."""
+        waiting = sum(1 for h in self.held.values() if not h.started)
+        return min(self.cfg.lease_s / 10, self.cfg.busy_pace_s * max(1.0, waiting / self.cfg.jobs))
 
     def _busy(self) -> bool:
         """A job's worth of won tasks waits beyond the running ones: no news can start one sooner."""
@@ -522,7 +535,7 @@ class Agent:
             await self._flush(drain=False)
             left = self.outbox.queued()
             if left and not self.island:
-                if left >= self.cfg.linger_max:
+                if left >= self._linger_max():
                     self._urgent.set()
                 continue  # posted during the pass: linger (or go at once) for them
             # An island retries every half second; otherwise wait for the next post.

@@ -1,11 +1,13 @@
-"""The room on a Matrix homeserver, through mautrix (imported only here, only by `cis node` and
-`cis run --room:`: ~0.5 s of aiohttp/attrs/yarl that no other command pays).
+"""The room on a Matrix homeserver (imported only by `cis node`, `cis run --room:`, `cis confirm
+--room:` and a web view acting in rooms: aiohttp's ~0.2 s that no other command pays).
 
-Why mautrix: it is typed, actively maintained (it powers maubot and the mautrix bridges), has
-fewer and lighter dependencies than matrix-nio (no jsonschema, pycryptodome, h2) and imported in
-~0.5 s against nio's ~0.8 s on this machine. Its ``ClientAPI`` is used for login, join, create
-and send; ``/sync`` and ``/messages`` go through its ``api.request`` so the raw JSON (the
-``limited`` flag, ``prev_batch``, custom event types) reaches us untouched.
+Matrix access is mautrix's: typed, actively maintained (it powers maubot and the mautrix
+bridges), fewer and lighter dependencies than matrix-nio (no jsonschema, pycryptodome, h2).
+Getting into the room (login, alias, join or create, the sync filter) goes through its
+``ClientAPI`` in :mod:`.matrix_join`; the room itself (send, ``/sync``, ``/messages``, members)
+is four plain JSON requests on mautrix's own HTTP client, aiohttp, made here so the raw JSON
+(the ``limited`` flag, ``prev_batch``, custom event types) reaches us untouched and so that a
+run whose session is kept (:func:`connect`) never imports mautrix (~0.1 s of attrs types).
 
 Order: after the first read, :meth:`MatrixRoom.read` is an incremental ``/sync`` from the last
 ``next_batch``: Synapse serves it in stream order, the order it persisted events. When Synapse
@@ -16,42 +18,36 @@ fetched with ``/messages`` back to the token and the batch is marked ``gap``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
+import os
 import pathlib
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import aiohttp
-from mautrix.api import HTTPAPI, Method, Path
-from mautrix.client import ClientAPI
-from mautrix.errors import MatrixConnectionError, MatrixRequestError
-from mautrix.types import EventType, RoomAlias, RoomCreatePreset, RoomID, UserID
 
+from cheng_build.cis.node.matrix_ids import is_user
 from cheng_build.cis.node.room import Batch, RoomError, RoomEvent
+
+if TYPE_CHECKING:  # the module itself (mautrix) is imported only where a run must get in
+    from cheng_build.cis.node.matrix_join import Joined
 
 EVENT_PREFIX = "org.cheng.cis."
 TIMELINE_LIMIT = 1000
 HTTP_TIMEOUT_S = 20.0
+_V3 = "/_matrix/client/v3"
 
 
-def full_alias(room: str, user_id: str) -> str:
-    """``cis`` or ``#cis`` -> ``#cis:<the user's server>``; a full alias or room id is kept."""
-    if room.startswith("!") or (room.startswith("#") and ":" in room):
-        return room
-    server = user_id.split(":", 1)[1] if ":" in user_id else ""
-    return f"#{room.lstrip('#')}:{server}"
-
-
-def full_user(user: str, homeserver_name: str) -> str:
-    return user if user.startswith("@") and ":" in user else f"@{user.lstrip('@')}:{homeserver_name}"
-
-
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, MatrixConnectionError | aiohttp.ClientError | OSError | TimeoutError):
-        return True
-    # 429 (rate limited) and 5xx (an overloaded homeserver) pass: the event is retried, never
-    # dropped (a dropped state event is a lost result; a dropped claim, a lost race).
-    return isinstance(exc, MatrixRequestError) and (exc.http_status == 429 or exc.http_status >= 500)
+def sync_filter(room_id: str) -> dict[str, Any]:
+    """Only our events of this room's timeline: no state, members, receipts, typing, presence
+    or account data (each would be work for the homeserver on every sync, for nothing)."""
+    return {"room": {"rooms": [room_id],
+                     "timeline": {"types": [EVENT_PREFIX + "*"], "limit": TIMELINE_LIMIT},
+                     "state": {"types": []}, "ephemeral": {"types": []}, "account_data": {"types": []}},
+            "presence": {"types": []}, "account_data": {"types": []}}
 
 
 def _event(raw: Mapping[str, Any]) -> RoomEvent:
@@ -63,10 +59,12 @@ def _event(raw: Mapping[str, Any]) -> RoomEvent:
 class MatrixRoom:
     """One joined room on one homeserver (see the module docstring)."""
 
-    def __init__(self, client: ClientAPI, session: aiohttp.ClientSession, room_id: str,
-                 filter_id: str) -> None:
-        self._c = client
+    def __init__(self, session: aiohttp.ClientSession, homeserver: str, token: str, user_id: str,
+                 room_id: str, filter_id: str) -> None:
         self._session = session
+        self._base = homeserver.rstrip("/") + _V3
+        self._auth = {"Authorization": f"Bearer {token}"}
+        self._user = user_id
         self._room = room_id
         self._filter = filter_id
 
@@ -76,25 +74,41 @@ class MatrixRoom:
 
     @property
     def user_id(self) -> str:
-        return str(self._c.mxid)
+        return self._user
 
-    async def _call(self, coro: Any) -> Any:
+    async def _request(self, method: str, path: str, query: Mapping[str, str] | None = None,
+                       body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One client-API request; its JSON answer, or a RoomError: ``transient`` for the network,
+        429 (rate limited) and 5xx (an overloaded homeserver), which are retried, never dropped
+        (a dropped state event is a lost result; a dropped claim, a lost race)."""
         try:
-            return await coro
-        except MatrixRequestError as exc:
-            if _transient(exc):
-                raise RoomError(f"homeserver answered HTTP {exc.http_status}", transient=True) from exc
-            raise RoomError(f"homeserver refused: {exc.errcode or exc.http_status}: {exc.message}") from exc
-        except (MatrixConnectionError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            async with self._session.request(method, self._base + path, params=query, json=body,
+                                             headers=self._auth) as r:
+                raw = await r.read()
+                status = r.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise RoomError(f"homeserver unreachable: {exc or type(exc).__name__}",
                             "check --homeserver; the node keeps working and queues its events",
                             transient=True) from exc
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:  # not the homeserver's JSON (a proxy's page): its status says enough
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        if status == 429 or status >= 500:
+            raise RoomError(f"homeserver answered HTTP {status}", transient=True)
+        if status >= 400:
+            raise RoomError(f"homeserver refused: {data.get('errcode') or status}: "
+                            f"{data.get('error') or ''}".rstrip(": "))
+        return data
+
+    def _in_room(self, *parts: str) -> str:
+        return "/rooms/" + "/".join(quote(p, safe="") for p in (self._room, *parts))
 
     async def send(self, etype: str, content: Mapping[str, Any], txn_id: str) -> str:
         # The txn id makes a retry after a lost answer return the first event, never a second.
-        eid = await self._call(self._c.send_message_event(RoomID(self._room), EventType.find(
-            etype, EventType.Class.MESSAGE), cast(Any, dict(content)), txn_id=txn_id))
-        return str(eid)
+        r = await self._request("PUT", self._in_room("send", etype, txn_id), body=dict(content))
+        return str(r.get("event_id", ""))
 
     async def _messages(self, start: str, stop: str | None) -> list[RoomEvent]:
         """Events between ``start`` going back to ``stop`` (None: the room's creation), oldest first."""
@@ -105,8 +119,7 @@ class MatrixRoom:
                  "filter": json.dumps({"types": [EVENT_PREFIX + "*"]})}
             if stop:
                 q["to"] = stop
-            r = await self._call(self._c.api.request(Method.GET, Path.v3.rooms[self._room].messages,
-                                                     query_params=q))
+            r = await self._request("GET", self._in_room("messages"), q)
             chunk = r.get("chunk") or []
             out.extend(_event(e) for e in chunk)
             nxt = r.get("end")
@@ -123,9 +136,15 @@ class MatrixRoom:
         if since:
             q["since"] = since
         else:
+            # A first read is its own request (the filter inline, with a nonce in a field servers
+            # ignore): Synapse caches a sync's answer by (device, filter, since, timeout) for two
+            # minutes, so with a kept session (one device; one user's identical filters share an
+            # id) a run's first read would get an earlier run's first answer, up to two minutes
+            # old (a `--follow-run` would not find the run just posted). Later reads share: an
+            # answer from a token is right for every reader at that token.
             q["timeout"] = "0"
-        r = await self._call(self._c.api.request(Method.GET, Path.v3.sync, query_params=q,
-                                                 retry_count=0))
+            q["filter"] = json.dumps({**sync_filter(self._room), "org.cheng.cis.read": os.urandom(8).hex()})
+        r = await self._request("GET", "/sync", q)
         room = ((r.get("rooms") or {}).get("join") or {}).get(self._room) or {}
         tl = room.get("timeline") or {}
         events = [_event(e) for e in tl.get("events") or []
@@ -140,8 +159,9 @@ class MatrixRoom:
         return Batch(tuple(events), str(r.get("next_batch", since or "")), gap)
 
     async def members(self) -> frozenset[str]:
-        m = await self._call(self._c.get_joined_members(RoomID(self._room)))
-        return frozenset(str(u) for u in m)
+        m = await self._request("GET", self._in_room("joined_members"))
+        joined = m.get("joined")
+        return frozenset(str(u) for u in joined) if isinstance(joined, dict) else frozenset()
 
     async def close(self) -> None:
         await self._session.close()
@@ -153,144 +173,129 @@ async def connect(homeserver: str, user: str, *, password: str | None = None, to
     """Log in (or use a token), join ``room`` (an alias), creating it when asked and absent.
     ``join=False``: never join; refuse unless the user is already a member (the web view acts in
     a room only as a member: membership is the boundary, not something a button press grants).
-    ``session_file``: with a password, the access token of an earlier login is kept there (0600)
-    and used again while the homeserver accepts it, so repeated runs neither make a new device
-    each time nor pay the homeserver's password hashing (~120 ms of its CPU per login).
+
+    ``session_file``: with a password, what an earlier run learnt is kept there (0600): the
+    access token (so repeated runs neither make a new device each time nor pay the homeserver's
+    password hashing, ~120 ms of its CPU per login), and per room its id and alias. A run that
+    finds them checks them with three requests at once (``whoami``, ``joined_rooms``, the alias)
+    and makes its sync filter, where getting in takes four to six one after another, and never
+    imports mautrix. Runs started together share one login: a lock beside the file.
 
     Raises:
         RoomError: bad credentials, unknown room, homeserver down (``transient``).
     """
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=HTTP_TIMEOUT_S))
-    api = HTTPAPI(homeserver.rstrip("/"), token or "", client_session=session)
     try:
         if token is None and password is not None and session_file is not None:
-            kept = _kept_token(session_file)
-            if kept is not None:
-                api.token = kept
-                try:
-                    return await _connect(api, session, homeserver, user, None, kept, room, create, join)
-                except RoomError as exc:
-                    if exc.transient or not exc.what.startswith(f"login as {user} refused"):
-                        raise
-                    api.token = ""  # revoked or expired: log in with the password below
-        got = await _connect(api, session, homeserver, user, password, token, room, create, join)
-        if token is None and password is not None and session_file is not None and api.token:
-            _keep_token(session_file, api.token)
-        return got
+            async with _session_lock(session_file):
+                return await _connect_kept(session, homeserver, user, password, room, create, join,
+                                           session_file)
+        return _room(session, homeserver, await _enter(session, homeserver, user, password, token,
+                                                         room, create, join))
     except BaseException:
         await session.close()
         raise
 
 
-def _kept_token(path: pathlib.Path) -> str | None:
+async def _enter(session: aiohttp.ClientSession, homeserver: str, user: str, password: str | None,
+                 token: str | None, room: str, create: bool, join: bool) -> Joined:
+    from cheng_build.cis.node import matrix_join  # mautrix: only to get into the room
+
+    return await matrix_join.enter(session, homeserver, user, password, token, room, create, join,
+                                   sync_filter)
+
+
+def _room(session: aiohttp.ClientSession, homeserver: str, got: Joined) -> MatrixRoom:
+    return MatrixRoom(session, homeserver, got.token, got.user_id, got.room_id, got.filter_id)
+
+
+async def _connect_kept(session: aiohttp.ClientSession, homeserver: str, user: str, password: str,
+                        room: str, create: bool, join: bool, session_file: pathlib.Path) -> MatrixRoom:
+    kept = _read_session(session_file)
+    token = kept.get("access_token")
+    token = token if isinstance(token, str) and token else None
+    rooms: dict[str, Any] = kept["rooms"] if isinstance(kept.get("rooms"), dict) else {}
+    entry = rooms.get(room) if token else None
+    if isinstance(entry, dict) and isinstance(entry.get("room_id"), str):
+        r = MatrixRoom(session, homeserver, str(token), "", entry["room_id"], "")
+        alias = str(entry.get("alias", ""))
+        asks = [r._request("GET", "/account/whoami"), r._request("GET", "/joined_rooms")]
+        if alias.startswith("#"):
+            asks.append(r._request("GET", "/directory/room/" + quote(alias, safe="")))
+        # Two or three cheap requests at once (and a filter) where getting in takes four to six
+        # one after another: the token still works and is --user's (a kept file holding another
+        # user's token is never used as it), the user is still in the room, and the alias still
+        # names that room.
+        answers = await asyncio.gather(*asks, return_exceptions=True)
+        for a in answers:
+            if isinstance(a, BaseException) and not isinstance(a, RoomError):
+                raise a
+            if isinstance(a, RoomError) and a.transient:
+                raise RoomError(f"homeserver {homeserver} unreachable", "start it, or check --homeserver",
+                                transient=True) from a
+        # A refusal (a revoked or expired token, an alias gone) reads as {}: in again below.
+        who, joined, *named = [a if isinstance(a, dict) else {} for a in answers]
+        if named and named[0].get("room_id") != r.room_id:
+            joined = {}  # the alias names another room now: get in again below
+        me = str(who.get("user_id", ""))
+        if is_user(me, user) and r.room_id in (joined.get("joined_rooms") or ()):
+            r._user = me
+            r._filter = str((await r._request("POST", f"/user/{quote(me, safe='')}/filter",
+                                              body=sync_filter(r.room_id))).get("filter_id", ""))
+            return r
+        if me and not is_user(me, user):
+            token, rooms = None, {}
+    got: Joined | None = None
+    if token is not None:
+        try:
+            got = await _enter(session, homeserver, user, None, token, room, create, join)
+        except RoomError as exc:
+            if exc.transient or not exc.what.startswith(f"login as {user} refused"):
+                raise
+            rooms = {}  # revoked or expired: log in with the password below, forget its rooms
+    if got is None:
+        got = await _enter(session, homeserver, user, password, None, room, create, join)
+    if got.token != token:
+        rooms = {}
+    rooms[room] = {"room_id": got.room_id, "alias": got.alias}
+    _write_session(session_file, {"access_token": got.token, "rooms": rooms})
+    return _room(session, homeserver, got)
+
+
+@contextlib.asynccontextmanager
+async def _session_lock(path: pathlib.Path) -> AsyncIterator[None]:
+    """An exclusive ``flock`` on ``<session file>.lock``, waited for in a thread (the loop goes
+    on); where no lock can be made (a read-only home), none: the cost is only a second login."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("access_token")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) and value else None
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
-def _keep_token(path: pathlib.Path, token: str) -> None:
+def _read_session(path: pathlib.Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_session(path: pathlib.Path, data: Mapping[str, Any]) -> None:
     """Written 0600, atomically; a failure only costs the next run a login."""
     from cheng_build.core.atomic import atomic_write_bytes
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write_bytes(path, json.dumps({"access_token": token}).encode(), mode=0o600)
+        atomic_write_bytes(path, json.dumps(data).encode(), mode=0o600)
     except OSError:
         pass
-
-
-async def _connect(api: HTTPAPI, session: aiohttp.ClientSession, homeserver: str, user: str,
-                   password: str | None, token: str | None, room: str, create: bool,
-                   join: bool = True) -> MatrixRoom:
-    c = ClientAPI(api=api)
-    probe = MatrixRoom(c, session, "", "")
-    try:
-        if token:
-            who = await probe._call(c.whoami())
-            c.mxid = who.user_id
-            if str(who.user_id) != user and not str(who.user_id).startswith(f"@{user}:"):
-                raise RoomError(f"login as {user} refused by {homeserver}: the token is "
-                                f"{who.user_id}'s", "give the token of --user, or that user")
-        else:
-            resp = await probe._call(c.login(identifier=UserID(user), password=password or ""))
-            c.mxid = resp.user_id
-    except RoomError as exc:
-        if not exc.transient:
-            raise RoomError(f"login as {user} refused by {homeserver}",
-                            "check --user and --password-file / --token-file") from exc
-        raise RoomError(f"homeserver {homeserver} unreachable", "start it, or check --homeserver",
-                        transient=True) from exc
-    alias = full_alias(room, str(c.mxid))
-    room_id = await _join(c, probe, alias, create) if join else await _member_of(c, probe, alias)
-    fid = await probe._call(c.create_filter({  # type: ignore[arg-type]
-        "room": {"rooms": [room_id], "timeline": {"types": [EVENT_PREFIX + "*"], "limit": TIMELINE_LIMIT},
-                 "state": {"types": []}, "ephemeral": {"types": []}, "account_data": {"types": []}},
-        "presence": {"types": []}, "account_data": {"types": []}}))
-    return MatrixRoom(c, session, room_id, str(fid))
-
-
-async def _member_of(c: ClientAPI, probe: MatrixRoom, alias: str) -> str:
-    """The room id of ``alias`` when this user has joined it; else a refusal (never a join)."""
-    room_id = alias
-    if not alias.startswith("!"):
-        try:
-            room_id = str((await probe._call(c.resolve_room_alias(RoomAlias(alias)))).room_id)
-        except RoomError as exc:
-            if exc.transient:
-                raise
-            raise RoomError(f"unknown room {alias}", "check the room the run was posted to") from exc
-    joined = await probe._call(c.get_joined_rooms())
-    if room_id not in {str(r) for r in joined}:
-        raise RoomError(f"{c.mxid} is not a member of room {alias}",
-                        "only a member of the room may decide for its runs: run `cis node` with this "
-                        "user in the room, or ask a member to invite it")
-    return room_id
-
-
-async def _join(c: ClientAPI, probe: MatrixRoom, alias: str, create: bool) -> str:
-    if alias.startswith("!"):
-        try:
-            return str(await probe._call(c.join_room_by_id(RoomID(alias))))
-        except RoomError as exc:
-            if exc.transient:
-                raise
-            raise RoomError(f"cannot join room {alias}: {exc.what}", "check --room") from exc
-    for _ in range(3):
-        try:
-            info = await probe._call(c.resolve_room_alias(RoomAlias(alias)))
-        except RoomError as exc:
-            if exc.transient or "NOT_FOUND" not in exc.what:
-                raise
-            if not create:
-                raise RoomError(f"unknown room {alias}", "check --room, or start a `cis node` with it "
-                                "first (a node creates the room)") from exc
-            try:
-                local = alias[1:].split(":", 1)[0]
-                # Joinable by any account of this homeserver: on a self-hosted server with
-                # registration closed, its accounts are the membership boundary.
-                rid = await probe._call(c.create_room(alias_localpart=local,
-                                                      preset=RoomCreatePreset.PUBLIC,
-                                                      name=f"cis {local}"))
-                return str(rid)
-            except RoomError as exc2:
-                if exc2.transient or not ("ROOM_IN_USE" in exc2.what or "already exists" in exc2.what):
-                    raise
-                await asyncio.sleep(0.2)  # another node created it just now: resolve again
-                continue
-        # Just after another node created it, the alias may resolve before the room's join rule
-        # is public (M_FORBIDDEN) or before its creator's own join is stored (Synapse: "no
-        # servers that are in the room"): retry a few times quickly (mautrix's own retry waits
-        # 10 s per try).
-        for attempt in range(20):
-            try:
-                return str(await probe._call(c.join_room(RoomID(str(info.room_id)), max_retries=0)))
-            except RoomError as exc:
-                if exc.transient:
-                    raise
-                if attempt == 19 or ("M_FORBIDDEN" not in exc.what and "no servers" not in exc.what):
-                    raise RoomError(f"cannot join room {alias}: {exc.what}",
-                                    "ask a member to invite you") from exc
-                await asyncio.sleep(0.25)
-    raise RoomError(f"cannot create or resolve room {alias}")

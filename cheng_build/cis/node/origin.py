@@ -81,6 +81,7 @@ class Follower:
         posted = self.clock.now()
         last: list[TaskView] = []
         down = False
+        news = False
         while True:
             run = self.ledger.runs.get(self.run_id)
             if run is not None:
@@ -94,6 +95,8 @@ class Follower:
                                    any(v.status is TaskStatus.DEBT for v in views), self._why(run))
                 if not attach_only and self.clock.now() - posted > self.grace_s:
                     await self._settle_unrunnable(run)
+            if news:  # the pace after news, taken only now: the news may have finished the run
+                await asyncio.sleep(self.pace_s)
             try:
                 batch = await self.room.read(token, 2.0)
             except RoomError as exc:
@@ -108,8 +111,7 @@ class Follower:
             down = False
             token = batch.token
             feed(self.ledger, batch.events, self.clock.now(), self._plan_for, self._dropped)
-            if batch.events:
-                await asyncio.sleep(self.pace_s)
+            news = bool(batch.events)
 
     def _live(self, run: RunRec) -> list[str]:
         now = self.clock.now()
