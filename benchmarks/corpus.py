@@ -23,7 +23,8 @@ before the commit). Publish and ``git add`` alternate, best of ``--repeat``; ``-
 counts the CPU seconds of the child process (user + system) instead of wall time, steadier on a
 shared machine. ``--chunker`` publishes with another source chunker, to compare. ``--phases``
 adds the CPU seconds of each part of a publish (the interpreter's start, the imports, snapshot
-with and without the store, fingerprint, API table), the profile behind the publish ratio; the
+with and without the store, fingerprint, API table, the two scanned together as publish does,
+and all of it with the scan on its second thread), the profile behind the publish ratio; the
 imports are the modules a real publish of the tree loaded, recorded from that run; each part is
 the best of ``--repeat`` processes. ``--json``
 prints ``{"<name>": {"ours": x, "anchor": y, "unit": "...", "ratio": x/y, ...}}`` as the last line.
@@ -163,6 +164,13 @@ t = time.process_time(); originality.fingerprint(files)
 print("fingerprint (C scanner)", time.process_time() - t)
 t = time.process_time(); api.extract_api_from_dir(src, files)
 print("API table (C lines and declarations)", time.process_time() - t)
+from cheng_build.pkg import publish_content
+t = time.process_time(); publish_content.scan_sources(src, files)
+print("fingerprint + API table as publish scans them (one C call)", time.process_time() - t)
+t = time.process_time()
+with Blockstore(sys.argv[2] + "-2").batch() as b:
+    publish_content.publish_content(b.store, src, snapshot.SnapshotFormat.DAG, into=b)
+print("all of it as publish does (snapshot + scan on a 2nd thread), CPU of both", time.process_time() - t)
 t = time.process_time(); originality.reference_fingerprint(files)
 print("fingerprint by the Python reference, for scale", time.process_time() - t)
 """

@@ -49,3 +49,4 @@ def test_corpus_benchmark_runs_and_reports_every_row(tmp_path: Path) -> None:
     assert len(imports) == 1 and int(imports[0].split("loaded: ")[1].split()[0]) > 50, imports
     assert any("interpreter start (python -c pass" in line for line in lines)
     assert any("snapshot, fastcdc-2048-8192-65536, into the store" in line for line in lines)
+    assert any("fingerprint + API table as publish scans them (one C call)" in line for line in lines)

@@ -29,6 +29,8 @@ FRAGMENTS = [
     "1e+5", "1E-", "'i32", "u8", "i", ".", ":", "=", "==", "=>", ":=", "<=", "!=", ";", ",",
     "(", ")", "[", "]", "{", "}", "@", "@inline", "@x(1)", "*", "-", "+", "$", "%", "|", "&",
     "?", "^", "~", "<", ">", "!", "a: int32", "): bool =", " where T", "= 1", "\n\n",
+    # operator runs longer than the 8 bytes a token id holds (hashed one by one, not counted)
+    "<<=>>=!==", "=========", "..<..<..<", "->->->->->",
 ]
 
 texts = st.lists(st.sampled_from(FRAGMENTS), max_size=60).map("".join)
@@ -110,3 +112,50 @@ def test_stream_counts_tokens() -> None:
     assert s.tokens == 1 + len(originality.tokenize("fn f(x) = x  # comment\n"))
     assert s.result() == (originality.simhash(originality.features(
         ["FILE", *originality.tokenize("fn f(x) = x  # comment\n")])), 3 * s.tokens - 3)
+
+
+# The C stream counts n-grams of token ids and hashes each distinct one once (chengtok.c); the
+# paths around that: operator runs with no id (longer than 8 bytes, or past the id table's 1,024
+# entries), and an n-gram table that fills up and is folded into the sums. The reference sees
+# one feature at a time, so any slip in the counting shows as a different fingerprint.
+_OPS = "=+-*/<>@$~&%|!?^.:\\"
+
+
+def _distinct_ops(n: int, length: int) -> list[str]:
+    out = []
+    for i in range(n):
+        k, op = i, ""
+        for _ in range(length):
+            k, r = divmod(k, len(_OPS))
+            op += _OPS[r]
+        if "//" not in op:  # a comment, not an operator
+            out.append(op)
+    return out
+
+
+def test_operator_runs_past_the_id_table_match_reference() -> None:
+    ops = _distinct_ops(3000, 3)  # ~2,800 distinct runs: the id table holds 1,024
+    text = "\n".join(f"x {op} y{op}(z)" + (" " + "<" * 12 if i % 7 == 0 else "")
+                      for i, op in enumerate(ops))
+    pkg = {"a.cheng": text, "b.cheng": text[::-1]}
+    assert originality.fingerprint(pkg) == originality.reference_fingerprint(pkg)
+
+
+def test_full_ngram_table_is_folded_and_matches_reference() -> None:
+    """More distinct trigrams than the table's largest size (2**17 slots at 3/4 load)."""
+    import random
+
+    rnd = random.Random(19)
+    ops = _distinct_ops(900, 2)
+    words = [rnd.choice(ops) for _ in range(140_000)]
+    text = " ".join(words)
+    pkg = {"a.cheng": text}
+    assert originality.fingerprint(pkg) == originality.reference_fingerprint(pkg)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([*_distinct_ops(60, 2), "=========", "fn", "x", "\n", "\n  ", "("]),
+                max_size=200).map(" ".join))
+def test_id_and_no_id_tokens_interleaved_match_reference(text: str) -> None:
+    pkg = {"m.cheng": text, "n.cheng": text}
+    assert originality.fingerprint(pkg) == originality.reference_fingerprint(pkg)

@@ -85,7 +85,7 @@ def test_failure_after_the_snapshot_leaves_nothing(tmp_path: Path,
     def broken(*_: Any, **__: Any) -> Any:
         raise OSError(5, "the API pass failed")
 
-    monkeypatch.setattr(api, "extract_api_from_dir", broken)
+    monkeypatch.setattr(api, "module_sources", broken)  # the API pass publish runs (on its scan thread)
     with pytest.raises(OSError, match="API pass failed"):
         w.publish("pkg://cheng/net", "node:alice", 1, src=src)
     # The staged snapshot blocks were discarded with the batch: no blocks, no pin, no line.

@@ -6,7 +6,7 @@ loader parses this text at import time instead.
 """
 
 # Must equal CB_ABI_VERSION in native/include/cheng_native.h.
-ABI_VERSION = 8
+ABI_VERSION = 9
 
 CDEF = """
 const char *cb_version(void);
@@ -82,4 +82,13 @@ size_t cb_api_lines(const uint8_t *text, size_t len, const uint32_t *ucls, size_
                     uint64_t *end, size_t cap);
 size_t cb_api_decls(const uint8_t *text, size_t len, const uint32_t *ucls, size_t nucls,
                     uint8_t *out, size_t out_cap, uint64_t *rec, size_t rec_cap);
+typedef struct cb_apiout cb_apiout;
+cb_apiout *cb_apiout_new(void);
+void cb_apiout_free(cb_apiout *o);
+size_t cb_apiout_bytes(const cb_apiout *o, const uint8_t **bytes);
+size_t cb_apiout_records(const cb_apiout *o, const uint64_t **rec);
+size_t cb_apiout_files(const cb_apiout *o, const uint64_t **count);
+int cb_scan_package(cb_ctok *s, size_t n, const uint8_t *const *texts, const size_t *lens,
+                    const uint32_t *const *ucls, const size_t *nucls, const uint8_t *what,
+                    cb_apiout *out);
 """

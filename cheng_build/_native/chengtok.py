@@ -131,8 +131,10 @@ def api_decls(data: bytes, classes: array[int] | None = None) -> list[tuple[str,
     cls = unicode_classes(data) if classes is None else classes
     buf, cptr = _view(data, cls)
     # A signature is at most 3 bytes per source byte ("=" -> " = ") plus separators per line;
-    # a record per logical line at most. Too small is refused by C (not overrun): retry larger.
-    nrec = data.count(b"\n") + 1
+    # a record per logical line at most, and a logical line holds a byte and ends at a newline
+    # (counting the newlines cost a tenth of the pass). The buffers are not cleared, so room
+    # never written costs nothing. Too small is refused by C (not overrun): retry larger.
+    nrec = len(data) // 2 + 2
     out_cap = 4 * len(data) + 64
     while True:
         out = _new_uncleared("uint8_t[]", out_cap)
@@ -147,9 +149,81 @@ def api_decls(data: bytes, classes: array[int] | None = None) -> list[tuple[str,
     r = ffi.unpack(rec, 5 * n)
     raw = ffi.buffer(out, r[-2] + r[-1] if n else 0)[:]
     kinds = API_KINDS
+    if raw.isascii():  # the usual case: byte offsets are str offsets, one decode for all
+        t = raw.decode("ascii")
+        return [(kinds[r[k]], t[r[k + 1]:r[k + 1] + r[k + 2]], t[r[k + 3]:r[k + 3] + r[k + 4]])
+                for k in range(0, 5 * n, 5)]
     return [(kinds[r[k]], raw[r[k + 1]:r[k + 1] + r[k + 2]].decode("utf-8", "surrogatepass"),
              raw[r[k + 3]:r[k + 3] + r[k + 4]].decode("utf-8", "surrogatepass"))
             for k in range(0, 5 * n, 5)]
 
 
-__all__ = ["API_KINDS", "FingerprintStream", "Lines", "api_decls", "api_lines", "unicode_classes"]
+
+
+def _decode_records(raw: bytes, text: str | None, r: list[int], lo: int,
+                    hi: int) -> list[tuple[str, str, str]]:
+    """Records lo..hi (5 ints each in ``r``) as (kind, name, signature), names and signatures
+    read from ``raw`` (UTF-8), or sliced from ``text`` when that is ``raw`` decoded and ASCII
+    (byte offsets are then str offsets: one decode for all records)."""
+    kinds = API_KINDS
+    if text is not None:
+        return [(kinds[r[k]], text[r[k + 1]:r[k + 1] + r[k + 2]], text[r[k + 3]:r[k + 3] + r[k + 4]])
+                for k in range(5 * lo, 5 * hi, 5)]
+    return [(kinds[r[k]], raw[r[k + 1]:r[k + 1] + r[k + 2]].decode("utf-8", "surrogatepass"),
+             raw[r[k + 3]:r[k + 3] + r[k + 4]].decode("utf-8", "surrogatepass"))
+            for k in range(5 * lo, 5 * hi, 5)]
+
+
+SCAN_FINGERPRINT, SCAN_API = 1, 2  # CB_SCAN_* of cb_chengtok.h
+
+
+def scan_package(files: list[tuple[bytes, int]]) -> tuple[tuple[int, int], list[list[tuple[str, str, str]]]]:
+    """Both scanners over a package in one C call, so the GIL is released for all of it.
+
+    ``files``: (UTF-8 source, what) in order; ``what`` holds :data:`SCAN_FINGERPRINT` to append
+    the file to the package's fingerprint stream (as :class:`FingerprintStream` would) and
+    :data:`SCAN_API` to take its exported declarations (as :func:`api_decls` would). Returns the
+    stream's (SimHash64, features) and the declarations of each ``SCAN_API`` file, in order.
+
+    Raises:
+        MemoryError: C could not allocate.
+    """
+    n = len(files)
+    keep = []  # the buffers C reads, alive until it returns
+    texts = ffi.new("uint8_t *[]", n)
+    ucls = ffi.new("uint32_t *[]", n)
+    nucls = ffi.new("size_t[]", n)
+    lens = ffi.new("size_t[]", [len(d) for d, _ in files])
+    what = ffi.new("uint8_t[]", [w for _, w in files])
+    for i, (data, _) in enumerate(files):
+        buf, cptr = _view(data, cls := unicode_classes(data))
+        keep.append((buf, cptr))
+        texts[i] = buf
+        ucls[i] = cptr
+        nucls[i] = len(cls)
+    stream = FingerprintStream()
+    raw_out = lib.cb_apiout_new()
+    if raw_out == ffi.NULL:
+        raise MemoryError("cb_apiout_new")
+    out = ffi.gc(raw_out, lib.cb_apiout_free)
+    if lib.cb_scan_package(stream._s, n, texts, lens, ucls, nucls, what, out) != 0:
+        raise MemoryError("cb_scan_package")
+    bp = ffi.new("uint8_t **")
+    rp = ffi.new("uint64_t **")
+    cp = ffi.new("uint64_t **")
+    nbytes = lib.cb_apiout_bytes(out, bp)
+    nrec = lib.cb_apiout_records(out, rp)
+    nfiles = lib.cb_apiout_files(out, cp)
+    raw = ffi.buffer(bp[0], nbytes)[:] if nbytes else b""
+    r = ffi.unpack(rp[0], 5 * nrec) if nrec else []
+    counts = ffi.unpack(cp[0], nfiles) if nfiles else []
+    text = raw.decode("ascii") if raw.isascii() else None
+    per_file, at = [], 0
+    for c in counts:
+        per_file.append(_decode_records(raw, text, r, at, at + c))
+        at += c
+    return stream.result(), per_file
+
+
+__all__ = ["API_KINDS", "SCAN_API", "SCAN_FINGERPRINT", "FingerprintStream", "Lines", "api_decls",
+           "api_lines", "scan_package", "unicode_classes"]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import stat as stat_mod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cheng_build.cas import dagpb, unixfs
@@ -87,8 +87,10 @@ class _Entry:
 class _Builder:
     def __init__(self, sink: BlockSink | None, chunker: Chunker, hash: str, threads: int,
                  progress: ProgressCallback | None, tally: ImportProgress,
-                 skip: frozenset[str] = frozenset()) -> None:
+                 skip: frozenset[str] = frozenset(),
+                 known: Mapping[str, bytes] | None = None) -> None:
         self.sink = sink
+        self.known = known  # files the caller has read already: relative path -> bytes
         self.chunker = chunker
         self.hash = hash
         self.hasher = hasher_for(hash)
@@ -157,10 +159,15 @@ class _Builder:
             leaves.append((self._leaf_prefix + digest, ln, ln))
         return self.file_from_leaves(leaves)
 
-    def add_file(self, path: Path, size: int | None = None) -> _Entry:
+    def add_file(self, path: Path, size: int | None = None, data: bytes | None = None) -> _Entry:
         if size is None:
             size = path.stat().st_size
-        if self.sink is not None and size < (1 << 20):
+        if data is not None and len(data) == size and size < (1 << 20):
+            # Read by the caller already (publish reads its sources once for every use); the
+            # same leaves as reading it here. A size that moved since the scan reads it again.
+            entry = self.add_buffer(data)
+            self._advance_bytes(size)
+        elif self.sink is not None and size < (1 << 20):
             entry = self.add_buffer(path.read_bytes())
             self._advance_bytes(size)
         elif self.sink is not None and self.chunker.kind is ChunkerKind.FIXED:
@@ -258,7 +265,8 @@ class _Builder:
             elif stat_mod.S_ISDIR(mode):
                 entry = self.add_dir(child, child_rel, rules)
             else:
-                entry = self.add_file(child, size)
+                entry = self.add_file(child, size,
+                                      self.known.get(child_rel) if self.known is not None else None)
             children.append((name.encode("utf-8"), name, entry))
         children.sort(key=lambda c: c[0])
         links = tuple(dagpb.PBLink(e.cid, name, e.tsize) for _, name, e in children)
@@ -313,7 +321,7 @@ def _scan(path: Path, rel: str, rules: IgnoreRules | None, tally: ImportProgress
 def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunker: str = DEFAULT_CHUNKER,
                 snapshot: bool = False, hash: str = "sha2-256", threads: int | None = None,
                 progress: ProgressCallback | None = None, pin: bool = False,
-                into: Batch | None = None) -> ImportResult:
+                into: Batch | None = None, known: Mapping[str, bytes] | None = None) -> ImportResult:
     """Import a file or directory; with ``store=None`` only compute the root CID.
 
     Args:
@@ -328,6 +336,8 @@ def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunk
         pin: pin the root in ``store`` (under the same lock as the write, so no gc can slip in).
         into: an open batch of ``store`` to stage the blocks (and the pin) in; its owner commits
             it, so one caller writing several things pays one fsync (publish: snapshot and API).
+        known: files of the directory the caller has read already (POSIX path relative to
+            ``path`` -> bytes), used instead of reading them again when the size still agrees.
 
     Raises:
         InputError: no such file, unsupported file type, non-UTF-8 name.
@@ -354,7 +364,7 @@ def import_path(store: Blockstore | None, path: str | os.PathLike[str], *, chunk
     nthreads = threads or default_threads()
 
     def run(sink: BlockSink | None) -> tuple[_Entry, _Builder]:
-        b = _Builder(sink, spec, hash, nthreads, progress, tally, skip)
+        b = _Builder(sink, spec, hash, nthreads, progress, tally, skip, known)
         if stat_mod.S_ISDIR(st.st_mode):
             return b.add_dir(p, "", rules), b
         if stat_mod.S_ISREG(st.st_mode):

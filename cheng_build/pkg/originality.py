@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import ModuleType
 
 from cheng_build.core.errors import ChengError
 from cheng_build.core.lazyre import lazy
@@ -169,13 +171,23 @@ def source_files(root: str | os.PathLike[str]) -> dict[str, bytes]:
     if base.is_file():
         return {base.name: base.read_bytes()}
     found: dict[str, bytes] = {}
-    for dirpath, dirnames, filenames in os.walk(base):
+    top = os.fspath(base)
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames
                              if not d.startswith(".") and d not in ("build", "chengcache"))
+        # Strings, not Path objects, and one lstat per file (a regular file, not a link): this
+        # runs for every file of the package on each publish.
+        rel_dir = os.path.relpath(dirpath, top).replace(os.sep, "/")
+        prefix = "" if rel_dir == "." else rel_dir + "/"
         for fn in filenames:
-            p = Path(dirpath) / fn
-            if p.is_file() and not p.is_symlink():
-                found[p.relative_to(base).as_posix()] = p.read_bytes()
+            path = os.path.join(dirpath, fn)
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(mode):
+                with open(path, "rb") as fh:
+                    found[prefix + fn] = fh.read()
     cheng = {k: v for k, v in found.items() if k.endswith(".cheng")}
     return cheng or found
 
@@ -203,19 +215,28 @@ def fingerprint(files: Mapping[str, str | bytes]) -> Fingerprint | None:
     Raises:
         OriginalityError: the native kernel is missing.
     """
-    try:
-        from cheng_build._native.chengtok import FingerprintStream
-    except (ImportError, AttributeError, OSError) as exc:
-        raise OriginalityError("the native SimHash kernel is not available",
-                               why=str(exc),
-                               how="build it: bash scripts/dev-build.sh (or pip install .)") from None
-    stream = FingerprintStream()
+    stream = native_scanner().FingerprintStream()
     for rel in sorted(files):
         data = source_bytes(files[rel])
         if data is not None:
             stream.feed(data)
     fp, n = stream.result()
     return Fingerprint(fp, n) if n else None
+
+
+def native_scanner() -> ModuleType:
+    """The C scanner's binding (``cheng_build._native.chengtok``).
+
+    Raises:
+        OriginalityError: the native library is missing or stale.
+    """
+    try:
+        from cheng_build._native import chengtok
+    except (ImportError, AttributeError, OSError) as exc:
+        raise OriginalityError("the native SimHash kernel is not available",
+                               why=str(exc),
+                               how="build it: bash scripts/dev-build.sh (or pip install .)") from None
+    return chengtok
 
 
 def source_bytes(raw: str | bytes) -> bytes | None:

@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cheng_build.core.errors import InputError, PolicyError, UsageError
-from cheng_build.core.record import dataclass
 from cheng_build.pkg import originality
-from cheng_build.pkg.snapshot import Snapshot, SnapshotFormat, make_snapshot
+from cheng_build.pkg.publish_content import ApiInfo, publish_content
+from cheng_build.pkg.snapshot import SnapshotFormat
 from cheng_build.trust import canonical
 from cheng_build.trust.keys import KeyPair
 from cheng_build.trust.registry_log import (
@@ -44,45 +44,13 @@ TYPE_CHECKING = False  # typing costs start-up time; mypy reads the guarded impo
 if TYPE_CHECKING:
     from typing import Any
 
-    from cheng_build.cas.blockstore import Batch, Blockstore
-    from cheng_build.pkg.originality import Fingerprint
+    from cheng_build.cas.blockstore import Blockstore
 
 _PACKAGE_ID = re.compile(r"^pkg://cheng/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class PublishError(PolicyError):
     """The registry refused the publish (ownership, revocation, epoch, SemVer)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ApiInfo:
-    """The public-symbol table of the snapshot being published."""
-
-    digest: str
-    table: dict[str, Any]
-    cid: str | None  # where its JSON lives in the CAS, so the next release can diff against it
-
-
-def _api_of(src: Path, store: Blockstore | None, read: dict[str, bytes],
-            into: Batch | None = None) -> ApiInfo | None:
-    from cheng_build.pkg import api
-
-    if src.is_dir():
-        table = api.extract_api_from_dir(src, read)
-    elif src.suffix == ".cheng":
-        table = api.extract_api({src.name: src.read_bytes()})
-    else:
-        return None
-    doc = api.api_to_json(table).encode("utf-8")  # encoded once: digest and stored copy
-    cid = None
-    if store is not None:
-        from cheng_build.cas import importer
-        from cheng_build.pkg.snapshot import SOURCE_CHUNKER
-
-        # Content-defined chunks: the table is sorted JSON, and a release changes a few entries,
-        # so most chunks are the previous release's (fixed 256 KiB chunks were all new each time).
-        cid = str(importer.add_bytes(store, doc, chunker=SOURCE_CHUNKER, into=into))
-    return ApiInfo(api.api_digest_of_json(doc), dict(table), cid)
 
 
 def _previous_api(prev: RegistryEntry, store: Blockstore | None) -> dict[str, Any] | None:
@@ -251,19 +219,17 @@ def publish(
     src_path = Path(src)
     version = check_manifest(src_path, package_id, version)
 
-    def content(into: Batch | None) -> tuple[Snapshot, Fingerprint | None, ApiInfo | None]:
-        snap = make_snapshot(store, src_path, fmt, source_addrs=source_addrs, into=into)
-        sources = originality.source_files(src_path)  # read once: fingerprint and API table
-        return snap, originality.fingerprint(sources), _api_of(src_path, store, sources, into)
-
+    # The sources are read once for the snapshot, the fingerprint and the API table; the
+    # fingerprint and the table are scanned on a second thread meanwhile (pkg/publish_content).
     if store is None:
-        snap, fp, api_info = content(None)
+        done = publish_content(None, src_path, fmt, source_addrs=source_addrs)
     else:
         # One batch, so one fsync, for the snapshot and the API table. It commits (blocks
         # durable, then indexed, then the root pinned) when the ``with`` ends, before the
         # registry line that names them is appended; a failure on the way discards them all.
         with store.batch() as batch:
-            snap, fp, api_info = content(batch)
+            done = publish_content(store, src_path, fmt, source_addrs=source_addrs, into=batch)
+    snap, fp, api_info = done.snapshot, done.fingerprint, done.api
     created = str(int(time.time()) if now is None else now)
 
     def build(log: RegistryLog, state: LogState) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import io
 import json
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 
@@ -202,11 +202,14 @@ def source_manifest(store: Blockstore | None, root: str | os.PathLike[str],
 
 
 def make_snapshot(store: Blockstore | None, src: str | os.PathLike[str], fmt: SnapshotFormat, *,
-                  source_addrs: Sequence[str] = (), into: Batch | None = None) -> Snapshot:
+                  source_addrs: Sequence[str] = (), into: Batch | None = None,
+                  known: Mapping[str, bytes] | None = None) -> Snapshot:
     """Store ``src`` (a package directory, or one file) in the CAS in format ``fmt``.
 
     ``into``: an open batch of ``store`` to stage the blocks and the root's pin in; they are
     durable only once its owner commits it (publish writes its registry line after that).
+    ``known``: files of ``src`` read already (relative POSIX path -> bytes; publish's sources),
+    not read again by a ``dag`` snapshot; the snapshot is the same either way.
 
     A single file: ``dag`` stores it as a UnixFS file, ``tar`` stores it unchanged (it is the
     archive), ``source`` makes a one-entry manifest.
@@ -225,7 +228,7 @@ def make_snapshot(store: Blockstore | None, src: str | os.PathLike[str], fmt: Sn
     if fmt is SnapshotFormat.DAG:
         chunker = dag_chunker(p) if p.is_dir() else FILE_CHUNKER
         res = importer.import_path(store, p, chunker=chunker, snapshot=True, pin=store is not None,
-                                   into=into)
+                                   into=into, known=known if p.is_dir() else None)
         return Snapshot(str(res.root), fmt, chunker, res.files, ())
     if fmt is SnapshotFormat.TAR:
         if p.is_dir():

@@ -58,6 +58,25 @@ size_t cb_api_lines(const uint8_t *text, size_t len, const uint32_t *ucls, size_
 size_t cb_api_decls(const uint8_t *text, size_t len, const uint32_t *ucls, size_t nucls,
                     uint8_t *out, size_t out_cap, uint64_t *rec, size_t rec_cap);
 
+/* ---- both, over a whole package in one call (native/src/chengscan.c) ---------------------- */
+
+/* The API records of many files: every file's records (as cb_api_decls writes them, offsets
+ * into the shared bytes), and how many each file has. Free with cb_apiout_free. */
+typedef struct cb_apiout cb_apiout;
+cb_apiout *cb_apiout_new(void); /* NULL when out of memory */
+void cb_apiout_free(cb_apiout *o);
+size_t cb_apiout_bytes(const cb_apiout *o, const uint8_t **bytes);
+size_t cb_apiout_records(const cb_apiout *o, const uint64_t **rec); /* 5 uint64 per record */
+size_t cb_apiout_files(const cb_apiout *o, const uint64_t **count);
+
+enum { CB_SCAN_FINGERPRINT = 1, CB_SCAN_API = 2 };
+/* For each file i in order: when what[i] has CB_SCAN_FINGERPRINT, append it to the stream s
+ * (cb_ctok_feed); when it has CB_SCAN_API, append its exported declarations to out
+ * (cb_api_decls). ucls[i] / nucls[i] as for those. Returns 0, or -1 when memory ran out. */
+int cb_scan_package(cb_ctok *s, size_t n, const uint8_t *const *texts, const size_t *lens,
+                    const uint32_t *const *ucls, const size_t *nucls, const uint8_t *what,
+                    cb_apiout *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,7 +19,7 @@ extern "C" {
 
 /* Bumped whenever a signature below changes; the Python loader refuses a mismatch so a stale
  * build in cheng_build/_native/ is reported instead of crashing. */
-#define CB_ABI_VERSION 8
+#define CB_ABI_VERSION 9
 
 const char *cb_version(void);
 int cb_abi_version(void);

@@ -15,6 +15,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "cb_simsum_weighted.h"
 #include "cb_xxh64.h"
 
 /* Short names for the XXH64 pieces the 4-lane short-token path below reuses. */
@@ -190,6 +191,11 @@ size_t cb_simsum_size(void) { return sizeof(cb_simsum); }
 void cb_simsum_init(cb_simsum *s) { memset(s, 0, sizeof *s); }
 void cb_simsum_add(cb_simsum *s, const uint64_t *hashes, size_t n) {
     for (size_t i = 0; i < n; i++) bs_add(&s->b, hashes[i]);
+}
+void cb_simsum_add_weighted(cb_simsum *s, uint64_t hash, uint64_t weight) {
+    /* Straight into the wide counters: the nibble and byte tiers count single tokens only. */
+    for (int b = 0; b < 64; b++) s->b.count[b] += ((hash >> b) & 1u) * weight;
+    s->b.total += weight;
 }
 uint64_t cb_simsum_result(const cb_simsum *s) {
     bitsum copy = s->b; /* bs_result folds the partial counters: work on a copy */

@@ -75,8 +75,41 @@ static void test_lines(void) {
     CHECK(n == 1 && en[0] - st[0] == strlen(U));
 }
 
+/* Both scanners over a package in one call: the same stream and the same records as one call
+ * per file. */
+static void test_scan_package(void) {
+    const uint8_t *texts[3] = {(const uint8_t *)A, (const uint8_t *)B, (const uint8_t *)A};
+    size_t lens[3] = {strlen(A), strlen(B), strlen(A)};
+    const uint32_t *ucls[3] = {NULL, NULL, NULL};
+    size_t nucls[3] = {0, 0, 0};
+    uint8_t what[3] = {CB_SCAN_FINGERPRINT | CB_SCAN_API, CB_SCAN_FINGERPRINT | CB_SCAN_API, CB_SCAN_API};
+    cb_ctok *s = cb_ctok_new();
+    cb_apiout *o = cb_apiout_new();
+    CHECK(s != NULL && o != NULL);
+    CHECK(cb_scan_package(s, 3, texts, lens, ucls, nucls, what, o) == 0);
+    uint64_t n = 0;
+    CHECK(cb_ctok_result(s, &n) == 0x39fb7a18143fe4f2ull && n == 231); /* A then B, as above */
+    const uint64_t *count, *rec;
+    const uint8_t *bytes;
+    CHECK(cb_apiout_files(o, &count) == 3);
+    size_t nrec = cb_apiout_records(o, &rec), nbytes = cb_apiout_bytes(o, &bytes);
+    CHECK(nrec == count[0] + count[1] + count[2] && count[0] == count[2] && count[0] > 0);
+    /* File 0 alone, through cb_api_decls: the same records and text (offsets from 0). */
+    uint8_t out[1024];
+    uint64_t one[5 * 16];
+    size_t k = cb_api_decls(texts[0], lens[0], NULL, 0, out, sizeof out, one, 16);
+    CHECK(k == count[0]);
+    for (size_t i = 0; i < 5 * k; i++) CHECK(rec[i] == one[i]);
+    /* File 2 repeats file 0: its records point at a second copy of the same text. */
+    size_t base = (size_t)rec[5 * (count[0] + count[1]) + 1];
+    CHECK(base + (size_t)(one[3] + one[4]) <= nbytes && memcmp(bytes + base, out, (size_t)(one[3] + one[4])) == 0);
+    cb_apiout_free(o);
+    cb_ctok_free(s);
+}
+
 int main(void) {
     test_fingerprint();
+    test_scan_package();
     test_lines();
     if (cb_failures == 0) printf("test_chengtok: ok\n");
     return cb_failures != 0;
