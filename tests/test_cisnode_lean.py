@@ -9,6 +9,7 @@ that the cheaper path gives what the plain one gave (differential where there is
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sqlite3
 import tempfile
 import threading
@@ -104,6 +105,32 @@ def test_a_new_store_opened_by_many_workers_at_once(tmp_path: Path) -> None:
             t.join()
         assert [o.status for o in outs] == [TaskStatus.COMPLETED] * 3, [o.reason for o in outs]
 
+
+
+def _open_store(home: str, gate: Any, errors: Any) -> None:
+    gate.wait()
+    try:
+        control.open_store(home).close()
+        errors.put("")
+    except Exception as exc:  # the failure this test is about: reported, not raised in a child
+        errors.put(str(exc))
+
+
+def test_a_new_store_opened_by_many_processes_at_once(tmp_path: Path) -> None:
+    """The same race between processes (nodes and ``cis run``s started together on one fresh
+    CIS_HOME): the openings take turns on a file lock, so none is refused."""
+    ctx = multiprocessing.get_context("fork")
+    refused: list[str] = []
+    for rnd in range(20):
+        gate, errors = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_store, args=(str(tmp_path / f"p{rnd}"), gate, errors))
+                 for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        refused += [e for e in (errors.get(timeout=10) for _ in procs) if e]
+    assert refused == []
 
 _update = st.tuples(
     st.integers(0, 3),

@@ -82,20 +82,14 @@ class _Kept:
     programs: dict[tuple[str, str | None], str | None]
 
 
-_OPENING = threading.Lock()
-
 
 def _kept(home: str | Path) -> _Kept:
     """One store per worker thread (the store's rule), kept open across tasks: opening and closing
     (a WAL checkpoint) per task cost ~40 ms of a ~100 ms one-task run."""
     kept: dict[str, _Kept] = _LOCAL.__dict__.setdefault("kept", {})
     key = str(home)
-    if key not in kept:
-        # One opening at a time: two threads switching a new database to WAL at once can get
-        # "database is locked" at once (SQLite does not wait on that lock upgrade), and the
-        # first tasks of a node start together.
-        with _OPENING:
-            kept[key] = _Kept(control.open_store(home), dict(os.environ), {})
+    if key not in kept:  # (openers of a new store take turns: Store's own lock)
+        kept[key] = _Kept(control.open_store(home), dict(os.environ), {})
     return kept[key]
 
 

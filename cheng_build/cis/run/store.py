@@ -198,6 +198,15 @@ class Store:
         self.controls_added = 0
         try:
             self.home.mkdir(parents=True, exist_ok=True)
+            # Openers take turns (a file lock: threads and processes alike): two connections
+            # switching a new database to WAL at once can get "database is locked" at once,
+            # as SQLite does not wait on that lock upgrade; nodes and runs start together.
+            opening = os.open(self.home / "state.db.open-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open the run database {self.path}", why=str(exc),
+                             how="check CIS_HOME and its permissions") from None
+        try:
+            fcntl.flock(opening, fcntl.LOCK_EX)
             self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                       check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -217,6 +226,8 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the run database {self.path}", why=str(exc),
                              how="check CIS_HOME and the file's permissions") from None
+        finally:
+            os.close(opening)  # releases the lock
 
     def close(self) -> None:
         self.db.close()
