@@ -359,6 +359,7 @@ def test_a_holder_whose_lease_is_stale_renews_before_it_starts(tmp_path: Path) -
         h = ag.held[(RUN, 0)]
         h.confirmed -= 3600.0  # as after a long pause of this process: the lease may be gone
         h.renewed -= 3600.0
+        ag._renew_due -= 3600.0  # the agent's note of when the first renewal is due, likewise
         seen = [ag._startable(h)]
         ag._tick()  # renews instead of starting
         seen.append(h.started)

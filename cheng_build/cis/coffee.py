@@ -13,6 +13,7 @@ is weak or gone, and deliver them to the room when it comes back.
 
       outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, event_id INTEGER, ts REAL,
              idx INTEGER, kind TEXT, data TEXT, sent REAL)   -- UNIQUE(run_id, event_id)
+      INDEX outbox_unsent ON outbox(id) WHERE sent IS NULL   -- the queue, however long the rest
       cursor(run_id TEXT PRIMARY KEY, last_event INTEGER)
       status(k INTEGER PRIMARY KEY CHECK (k = 0), ts REAL, state TEXT, rtt_ms REAL, detail TEXT,
              sent_total INTEGER)                             -- the latest check, for the web view
@@ -161,6 +162,9 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, "
             "event_id INTEGER, ts REAL, idx INTEGER, kind TEXT, data TEXT, sent REAL, "
             "UNIQUE(run_id, event_id));"
+            # What is still to send, indexed: pending() and queued() stay as cheap as the queue
+            # is short, however many sent rows a long-lived node (cis node) has kept.
+            "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox(id) WHERE sent IS NULL;"
             "CREATE TABLE IF NOT EXISTS cursor(run_id TEXT PRIMARY KEY, last_event INTEGER);"
             "CREATE TABLE IF NOT EXISTS status(k INTEGER PRIMARY KEY CHECK (k = 0), ts REAL, "
             "state TEXT, rtt_ms REAL, detail TEXT, sent_total INTEGER);")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import math
 import os
 import time
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from cheng_build.cis.node import protocol, revoke
+from cheng_build.cis.node import protocol, revoke, trace
 from cheng_build.cis.node.awake import AwakeClock
 from cheng_build.cis.node.coalesce import claims_first, coalesce
 from cheng_build.cis.node.island import NodeOutbox
@@ -110,7 +111,11 @@ class Agent:
         self._lingering = 0
         self._runners: set[asyncio.Task[None]] = set()
         self._prefer: dict[tuple[str, int], tuple[frozenset[str], str, bytes]] = {}
-        self._scanned: tuple[tuple[int, float, frozenset[str]], list[_Cand], list[_Cand]] | None = None
+        self._scanned: tuple[tuple[int, float, frozenset[str]], list[_Cand], list[_Cand],
+                             set[tuple[str, int]]] | None = None
+        self._open: dict[str, list[TaskRec]] = {}  # per run: the tasks a scan still walks
+        self._renew_due = math.inf  # monotonic time the first held lease is due for renewal
+        self._answered = -1  # the ledger version revocations were last answered at
 
     # -- posting --------------------------------------------------------------------------
 
@@ -269,7 +274,8 @@ class Agent:
             if rec.winners.get(epoch) == self.node:
                 self.counters.won += 1
                 mark("won", run[-4:], idx)
-                self.held[key] = Held(run, idx, epoch, time.monotonic(), won=self.clock.now())
+                h = self.held[key] = Held(run, idx, epoch, time.monotonic(), won=self.clock.now())
+                self._renew_due = min(self._renew_due, h.renewed + self.cfg.lease_s / 3)
             else:
                 self.counters.lost += 1  # someone was first: back off
         elif mine is not None and rec.winners.get(mine, self.node) != self.node:
@@ -294,21 +300,27 @@ class Agent:
     def _capable(self, t: TaskRec) -> bool:
         return all(c in self.cfg.caps for c in t.plan.caps)
 
-    def _scan(self, live: frozenset[str]) -> tuple[list[_Cand], list[_Cand]]:
-        """Ready and lapsed tasks this node could claim. The scan walks every open task of every
-        run, so it is kept while nothing it reads changed (the ledger, the read horizon, the
-        live nodes): ticks woken by this node's own posts reuse it."""
+    def _scan(self, live: frozenset[str]) -> tuple[list[_Cand], list[_Cand], set[tuple[str, int]]]:
+        """Ready and lapsed tasks this node could claim (and the keys of the ready ones). The
+        scan walks every open task of every run, so it is kept while nothing it reads changed
+        (the ledger, the read horizon, the live nodes): ticks woken by this node's own posts
+        reuse it."""
         key = (self.ledger.version, self._fresh, live)
         if self._scanned is not None and self._scanned[0] == key:
-            return self._scanned[1], self._scanned[2]
+            return self._scanned[1], self._scanned[2], self._scanned[3]
         ready: list[_Cand] = []
         lapsed: list[_Cand] = []
         for pos, (run_id, run) in enumerate(self.ledger.runs.items()):
             if self.parsed.get(run_id) is None:
                 continue
-            for t in run.tasks:
-                if t.results or t.skipped_by or (t.plan.caps and not self._capable(t)):
-                    continue  # finished: the bulk of a long run, skipped before anything costly
+            tasks = self._open.get(run_id)
+            if tasks is None:
+                tasks = [t for t in run.tasks if not t.plan.caps or self._capable(t)]
+            still: list[TaskRec] = []
+            for t in tasks:
+                if t.results or t.skipped_by:
+                    continue  # finished for good (results and skips are never taken back)
+                still.append(t)
                 if t.winners:
                     epoch = t.epoch
                     if epoch not in t.released:
@@ -322,9 +334,13 @@ class Agent:
                     ready.append((self._order(pos, run, t, live), run, t, self.ledger.next_epoch(t)))
                 elif self.ledger.lapsed(t, self._fresh) and t.holder != self.node:
                     lapsed.append(((False, pos, b""), run, t, t.epoch + 1))
+            # The next scan walks only what is still open: a long run's finished bulk, and the
+            # tasks this node is not capable of, are left behind once.
+            self._open[run_id] = still
         ready.sort(key=lambda c: c[0])
-        self._scanned = (key, ready, lapsed)
-        return ready, lapsed
+        keys = {(c[1].run_id, c[2].plan.idx) for c in ready}
+        self._scanned = (key, ready, lapsed, keys)
+        return ready, lapsed, keys
 
     def _order(self, pos: int, run: RunRec, t: TaskRec, live: frozenset[str]) -> tuple[bool, int, bytes]:
         """Claim order: first the tasks this node is the rendezvous choice for among the live
@@ -357,30 +373,41 @@ class Agent:
         # Renew held leases, all of them in one event per run; not as an island (a renewal is
         # about now: late ones would only pile up in the queue; the first tick after the heal
         # renews). Renewals go on the plain monotonic clock: after a pause they are due at once.
-        if not self.island and any(now - h.renewed >= self.cfg.lease_s / 3 for h in self.held.values()):
-            by_run: dict[str, list[list[int]]] = defaultdict(list)
-            for h in self.held.values():
-                h.renewed = now
-                by_run[h.run].append([h.idx, h.epoch])
-            for run_id, pairs in by_run.items():
-                self.post_batch(Kind.LEASE, run_id, pairs)
+        # (``_renew_due``: no held task's renewal is due before it; ticks come about once per
+        # task, so the walk over everything held is saved on the others.)
+        if not self.island and now >= self._renew_due:
+            third = self.cfg.lease_s / 3
+            if any(now - h.renewed >= third for h in self.held.values()):
+                by_run: dict[str, list[list[int]]] = defaultdict(list)
+                for h in self.held.values():
+                    h.renewed = now
+                    by_run[h.run].append([h.idx, h.epoch])
+                for run_id, pairs in by_run.items():
+                    self.post_batch(Kind.LEASE, run_id, pairs)
+            self._renew_due = min((h.renewed for h in self.held.values()), default=math.inf) + third
         self._settle_takeovers()
         self._start_won()
         if self.island or self.token is None:
             return
+        if self.cfg.jobs + self.cfg.batch - len(self.held) - len(self.claims) <= 0:
+            return  # full whatever the scan would say (``room`` below is at most this)
         live = self._live_nodes()
-        ready, lapsed = (
-            [c for c in cands if (c[1].run_id, c[2].plan.idx) not in self.claims
-             and (c[1].run_id, c[2].plan.idx) not in self.held] for cands in self._scan(live))
+        ready_all, lapsed_all, ready_keys = self._scan(live)
+        # What this node claimed or holds is not a candidate. The scan is kept across ticks, so
+        # only its size is corrected here (claims and held are few; the ready tasks many).
+        mine = self.claims.keys() | self.held.keys()
+        lapsed = [c for c in lapsed_all if (c[1].run_id, c[2].plan.idx) not in mine]
+        n_ready = len(ready_all) - sum(1 for k in mine if k in ready_keys)
         # A fair share ahead of the running tasks hides the claim round trip behind work and
         # makes few, large claim events; capped, so a node never hoards what others could run.
-        ahead = min(self.cfg.batch, max(self.cfg.jobs, math.ceil(len(ready) / len(live))))
+        ahead = min(self.cfg.batch, max(self.cfg.jobs, math.ceil(n_ready / len(live))))
         room = self.cfg.jobs + ahead - len(self.held) - len(self.claims)
         waiting = len(self.claims) + sum(1 for h in self.held.values() if not h.started)
         if room <= 0 or (waiting and room < ahead // 2 and not lapsed):
             return  # enough in hand: top up in a batch once half of it is gone (few, large claims)
+        ready = (c for c in ready_all if (c[1].run_id, c[2].plan.idx) not in mine)
         claim: dict[str, list[list[int]]] = defaultdict(list)
-        for _, run, t, epoch in (lapsed + ready)[:room]:  # takeovers first
+        for _, run, t, epoch in itertools.islice(itertools.chain(lapsed, ready), room):  # takeovers first
             self.claims[(run.run_id, t.plan.idx)] = epoch
             self.counters.claimed += 1
             if epoch and t.epoch not in t.released:
@@ -395,6 +422,12 @@ class Agent:
             self.post_batch(Kind.CLAIM, run_id, pairs, lease_ms=int(self.cfg.lease_s * 1000))
 
     def _answer_revokes(self) -> None:
+        # Only news in the ledger can call for an answer: what answer() acts on was acted on
+        # when it was read (a held task is dropped or marked answered), and a task this node
+        # wins comes with a ledger change itself.
+        if self.ledger.version == self._answered:
+            return
+        self._answered = self.ledger.version
         release, contradict = revoke.answer(self.held, self._rec, self.node, self.log)
         for run_id, pairs in release.items():
             self.post_batch(Kind.RELEASE, run_id, pairs)
@@ -413,6 +446,8 @@ class Agent:
 
     def _start_won(self) -> None:
         busy = sum(1 for h in self.held.values() if h.started)
+        if busy >= self.cfg.jobs:
+            return
         pos = {run_id: i for i, run_id in enumerate(self.ledger.runs)}  # older run first (see _order)
         for h in sorted(self.held.values(), key=lambda h: (pos.get(h.run, 0), h.idx)):
             if busy >= self.cfg.jobs:
@@ -424,7 +459,7 @@ class Agent:
             job = asyncio.get_running_loop().create_task(self._run(h))
             self._runners.add(job)
             job.add_done_callback(self._runners.discard)
-        if busy < self.cfg.jobs:
+        if busy < self.cfg.jobs and trace.enabled():  # why no job runs, for the timeline
             waiting = [h for h in self.held.values() if not h.started]
             mark("idle", len(waiting), sum(1 for h in waiting if not self._startable(h)),
                  sum(1 for h in waiting if time.monotonic() - h.confirmed >= revoke.FRESH * self.cfg.lease_s),

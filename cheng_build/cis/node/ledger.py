@@ -121,6 +121,7 @@ class RunRec:
     dag_file: str
     tasks: list[TaskRec]
     declined: dict[str, str] = field(default_factory=dict)  # node -> why it takes nothing
+    version: int = 0  # bumped by every event about this run: a copy of it may skip a quiet run
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,9 @@ class Ledger:
         """One event, in timeline order (RUN events go through :meth:`add_run`)."""
         self.heard_node[msg.node] = now
         self.version += 1
+        about = self.runs.get(str(msg.body.get("run", "")))
+        if about is not None:
+            about.version += 1
         if msg.kind is Kind.HELLO:
             self.nodes[msg.node] = msg
         elif msg.kind is Kind.DECLINE:

@@ -85,6 +85,7 @@ class RunMirror:
         self.plan = tuple(plan)
         self.views: list[TaskView] = []
         self._gated: set[int] = set()
+        self.seen = -1  # the ledger's version of this run the views were built at
 
     def update(self, new: list[TaskView]) -> list[TaskView]:
         """Apply ``new``; return the views it replaced."""
@@ -175,6 +176,9 @@ class NodeMirror:
                     self.done.add(run_id)
                     continue
                 m = self.runs[run_id] = RunMirror(self.store, run_id, p.plan)
+            if rec.version == m.seen:
+                continue  # no event about it since the last copy (the other runs are busy)
+            m.seen = rec.version
             views = ledger.view(rec)
             if views != m.views:
                 m.update(views)

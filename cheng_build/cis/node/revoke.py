@@ -89,8 +89,10 @@ def due_starts(held: dict[tuple[str, int], Held], rec_of: Callable[[str, int], T
     """Takeovers won at least a lease ago (awake clock) and still pending: post ``start``."""
     start: Pairs = defaultdict(list)
     for h in held.values():
+        if h.start_posted or h.epoch == 0:
+            continue  # epoch 0 is never a takeover (the common case: no lookup)
         rec = rec_of(h.run, h.idx)
-        if rec is None or h.start_posted or h.epoch not in rec.pending:
+        if rec is None or h.epoch not in rec.pending:
             continue
         if now - h.won >= lease_s:
             h.start_posted = True

@@ -28,6 +28,11 @@ def _open() -> TextIO | None:
     return _out
 
 
+def enabled() -> bool:
+    """Tracing is on: for steps whose fields cost something to gather."""
+    return (_out if _ready else _open()) is not None
+
+
 def mark(what: str, *fields: object) -> None:
     """Append ``<monotonic s> <what> <fields...>`` to this process's trace, if tracing is on."""
     out = _out if _ready else _open()

@@ -82,27 +82,37 @@ class Engine:
         observer: called on every loop turn (the terminal view refreshes from the store); it must
             not block.
         host_env: the environment ``${NAME}`` references in task env are expanded from.
+        dag: the run's DAG as the caller just stored it (saves parsing it back from the store:
+            a ``cis node`` drives a one-task run per task it wins).
+        programs: the program lookups to share (kept across the runs of a caller that makes
+            many; by default, once per run).
     """
 
     def __init__(self, store: Store, run_id: str, *, jobs: int | None = None,
                  observer: Callable[[], None] | None = None,
-                 host_env: Mapping[str, str] | None = None) -> None:
+                 host_env: Mapping[str, str] | None = None, dag: Dag | None = None,
+                 programs: dict[tuple[str, str | None], str | None] | None = None) -> None:
         self.store = store
-        self.run_id = store.resolve_run_id(run_id)
+        self.run_id = store.resolve_run_id(run_id) if dag is None else run_id
         self.jobs_override = jobs
         self.observer = observer
         self.host_env = dict(os.environ if host_env is None else host_env)
         self.running: dict[int, Proc] = {}
         self.sel = selectors.DefaultSelector()
         self.machine: sandbox.SandboxMode | None = None
-        self.programs: dict[tuple[str, str | None], str | None] = {}  # lookups, once per run
+        self.programs: dict[tuple[str, str | None], str | None] = {} if programs is None else programs
+        self._given_dag = dag
 
     # --- state mirror --------------------------------------------------------------------------
 
     def _load(self) -> None:
-        run = self.store.get_run(self.run_id)
-        self.dag: Dag = run.dag
-        self.jobs = max(1, self.jobs_override or run.jobs or (os.cpu_count() or 1))
+        if self._given_dag is not None and self.jobs_override:
+            self.dag: Dag = self._given_dag
+            self.jobs = max(1, self.jobs_override)
+        else:
+            run = self.store.get_run(self.run_id)
+            self.dag = run.dag
+            self.jobs = max(1, self.jobs_override or run.jobs or (os.cpu_count() or 1))
         recs = self.store.tasks(self.run_id)
         self.state = [r.state for r in recs]
         self.gate = [r.gate for r in recs]

@@ -152,8 +152,8 @@ def _loads(v: str | None) -> Any:
     return None if v is None else json.loads(v)
 
 
-def _update_task(db: sqlite3.Connection, run_id: str, idx: int, event: str | None,
-                 data: dict[str, Any] | None, fields: dict[str, Any], now: float) -> None:
+def _encode_task(fields: dict[str, Any]) -> dict[str, Any]:
+    """Task columns as stored (states by value, JSON columns as text)."""
     bad = set(fields) - set(_TASK_COLS)
     if bad:
         raise RuntimeError(f"unknown task columns {bad}")
@@ -164,15 +164,25 @@ def _update_task(db: sqlite3.Connection, run_id: str, idx: int, event: str | Non
         elif k in ("error", "choice", "spec"):
             v = _dumps(v)
         enc[k] = v
+    return enc
+
+
+def _event_data(data: dict[str, Any] | None, enc: dict[str, Any]) -> str | None:
+    payload = dict(data or {})
+    if "state" in enc:
+        payload["state"] = enc["state"]
+    return _dumps(payload)
+
+
+def _update_task(db: sqlite3.Connection, run_id: str, idx: int, event: str | None,
+                 data: dict[str, Any] | None, fields: dict[str, Any], now: float) -> None:
+    enc = _encode_task(fields)
     if enc:
         cols = ", ".join(f"{k}=?" for k in enc)
         db.execute(f"UPDATE tasks SET {cols} WHERE run_id=? AND idx=?", (*enc.values(), run_id, idx))
     if event:
-        payload = dict(data or {})
-        if "state" in enc:
-            payload["state"] = enc["state"]
         db.execute("INSERT INTO events(run_id, idx, ts, kind, data) VALUES(?,?,?,?,?)",
-                   (run_id, idx, now, event, _dumps(payload)))
+                   (run_id, idx, now, event, _event_data(data, enc)))
 
 
 class Store:
@@ -188,6 +198,15 @@ class Store:
         self.controls_added = 0
         try:
             self.home.mkdir(parents=True, exist_ok=True)
+            # Openers take turns (a file lock: threads and processes alike): two connections
+            # switching a new database to WAL at once can get "database is locked" at once,
+            # as SQLite does not wait on that lock upgrade; nodes and runs start together.
+            opening = os.open(self.home / "state.db.open-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open the run database {self.path}", why=str(exc),
+                             how="check CIS_HOME and its permissions") from None
+        try:
+            fcntl.flock(opening, fcntl.LOCK_EX)
             self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                       check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -207,6 +226,8 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the run database {self.path}", why=str(exc),
                              how="check CIS_HOME and the file's permissions") from None
+        finally:
+            os.close(opening)  # releases the lock
 
     def close(self) -> None:
         self.db.close()
@@ -365,9 +386,24 @@ class Store:
         if not updates:
             return
         now = time.time()
+        # Consecutive updates of the same columns go as one executemany, and the events as one
+        # (a node's copy of a busy room run writes hundreds a second; the order is kept).
+        groups: list[tuple[tuple[str, ...], list[tuple[Any, ...]]]] = []
+        events: list[tuple[Any, ...]] = []
+        for idx, event, data, fields in updates:
+            enc = _encode_task(fields)
+            cols = tuple(enc)
+            if not groups or groups[-1][0] != cols:
+                groups.append((cols, []))
+            groups[-1][1].append((*enc.values(), run_id, idx))
+            if event:
+                events.append((run_id, idx, now, event, _event_data(data, enc)))
         with self.tx() as db:
-            for idx, event, data, fields in updates:
-                _update_task(db, run_id, idx, event, data, fields, now)
+            for cols, rows in groups:
+                if cols:
+                    db.executemany(f"UPDATE tasks SET {', '.join(f'{k}=?' for k in cols)} "
+                                   "WHERE run_id=? AND idx=?", rows)
+            db.executemany("INSERT INTO events(run_id, idx, ts, kind, data) VALUES(?,?,?,?,?)", events)
             db.execute("UPDATE runs SET updated=? WHERE run_id=?", (now, run_id))
 
     def set_spec(self, run_id: str, task: Task) -> None:

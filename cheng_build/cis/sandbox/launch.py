@@ -302,8 +302,22 @@ def _sweep_stale(wait: bool) -> None:
             time.sleep(0.01)
 
 
+_SWEPT_AT = [-1e18]  # monotonic time of this process's last sweep
+SWEEP_EVERY_S = 10.0
+
+
 def sweep_orphan_cgroups() -> None:
-    """Remove empty pids cgroups left by engines that died (``cis-<engine pid>-<n>``)."""
+    """Remove empty pids cgroups left by engines that died (``cis-<engine pid>-<n>``).
+
+    At most once every ``SWEEP_EVERY_S`` per process: an orphan needs an engine killed, and a
+    ``cis node`` starts an engine per task it runs (walking the cgroup tree each time was a
+    twentieth of its CPU)."""
+    import time
+
+    now = time.monotonic()
+    if now - _SWEPT_AT[0] < SWEEP_EVERY_S:
+        return
+    _SWEPT_AT[0] = now
     if not pids_cgroup_available():
         return
     try:
