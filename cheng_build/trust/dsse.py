@@ -24,9 +24,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
 
 from cheng_build.core.errors import IntegrityError, SignatureError
+from cheng_build.core.record import dataclass
 from cheng_build.trust.keys import ED25519_PREFIX, KeyPair, Verifier
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
