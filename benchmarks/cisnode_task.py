@@ -61,15 +61,7 @@ async def _node(home: Path, ws: Path, texts: list[str]) -> tuple[float, float]:
     store = control.open_store(home)
     copies = mirror.NodeMirror(store, mirror.RoomRef("r", "!r:bench"))
 
-    async def keep() -> None:  # cli/cis_node.py's _keep_copies
-        while not stop.is_set():
-            copies.sync(agent.ledger, agent.parsed)
-            try:
-                await asyncio.wait_for(stop.wait(), 1.0)
-            except TimeoutError:
-                pass
-
-    keeper = asyncio.create_task(keep())
+    keeper = asyncio.create_task(copies.follow(agent, stop))  # as `cis node` does
     serving = asyncio.create_task(agent.serve(stop))
     origin = hub.join("@o:bench", "r")
     n = sum(t.count("[[tasks]]") for t in texts)

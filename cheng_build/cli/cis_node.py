@@ -251,7 +251,7 @@ def _node(args: argparse.Namespace) -> int:
                 _say(f"mDNS announce failed ({exc}); continuing without it")
         store = control.open_store(home)
         copies = mirror.NodeMirror(store, mirror.RoomRef(conn.room, room.room_id))
-        keeper = loop.create_task(_keep_copies(copies, agent, stop))
+        keeper = loop.create_task(copies.follow(agent, stop))
         try:
             await agent.start()
             _say(f"{agent.node} in {room.room_id} ({conn.room}); caps {', '.join(caps) or 'none'}; "
@@ -273,18 +273,6 @@ def _node(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(main())
-
-
-async def _keep_copies(copies: Any, agent: Any, stop: Any) -> None:
-    """Once a second, the node's copy of each room run it can run follows what it has read."""
-    import asyncio
-
-    while not stop.is_set():
-        copies.sync(agent.ledger, agent.parsed)
-        try:
-            await asyncio.wait_for(stop.wait(), 1.0)
-        except TimeoutError:
-            pass
 
 
 def _nodes(args: argparse.Namespace) -> int:

@@ -190,6 +190,18 @@ class NodeMirror:
                 self.done.add(run_id)
                 del self.runs[run_id]
 
+    async def follow(self, agent: Any, stop: Any, every_s: float = 1.0) -> None:
+        """Keep the copies following what ``agent`` has read, every ``every_s`` until ``stop``
+        (an :class:`asyncio.Event`) is set."""
+        import asyncio
+
+        while not stop.is_set():
+            self.sync(agent.ledger, agent.parsed)
+            try:
+                await asyncio.wait_for(stop.wait(), every_s)
+            except TimeoutError:
+                pass
+
     def _created(self, run_id: str, dag: Any) -> bool:
         """Create the run's row; False when this store already has a run of that id that is not
         this room run's copy (the origin on the same machine and CIS_HOME keeps its own)."""
