@@ -249,10 +249,9 @@ class Blockstore:
             return None
         key = block_key(cid)
         loc = idx.locate(key)
-        if loc is None:
-            # A miss may be a stale view: another process replaced the index (store reindex)
-            # after this store opened it. Look once more in the current file.
-            idx.reopen_if_replaced()
+        if loc is None and idx.reopen_if_replaced():
+            # A stale view: another process replaced the index (store reindex) after this store
+            # opened it. Look once more, in the current file.
             loc = idx.locate(key)
         return loc
 

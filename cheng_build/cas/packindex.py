@@ -128,15 +128,16 @@ class PackIndex:
             self._db, self._pid = db, os.getpid()
         return self._db
 
-    def reopen_if_replaced(self) -> None:
+    def reopen_if_replaced(self) -> bool:
         """Drop the connection if ``index.sqlite`` is no longer the file it was made to (another
         process ran ``store reindex``, which renames the old one away): the next use connects to
         the current file. Called under the store lock, which a reindex holds exclusively: a
         long-lived writer's batches would otherwise go on committing into the renamed old index
-        and pick pack ids and committed lengths from it, so the next writer would cut packs."""
+        and pick pack ids and committed lengths from it, so the next writer would cut packs.
+        True when it was dropped (a look-up made before may be stale)."""
         with self._mu:
             if self._db is None or self._pid != os.getpid():
-                return
+                return False
             try:
                 st = os.stat(self.path)
                 same = self._file == (st.st_dev, st.st_ino)
@@ -146,6 +147,7 @@ class PackIndex:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.close()
                 self._db = None
+            return not same
 
     def close(self) -> None:
         with self._mu, self._guard():
