@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,11 +129,11 @@ def _dag(ws: Path, name: str, n: int) -> Path:
     return p
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, *, trace: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIS_")}
     env.update(CIS_HOME=str(home), CIS_SANDBOX="unsandboxed",
                PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
-    if TRACE is not None:
+    if trace and TRACE is not None:
         env["CIS_NODE_TRACE"] = str(TRACE)
     return env
 
@@ -166,6 +167,7 @@ async def _count_events(hs: Synapse, user: str, room: str) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+ONE_NODE: dict[str, float] = {}  # the one-node room run: wall and CPU (Synapse + node + origins)
 PHASES: dict[str, float] = {}  # the room run's wall clock: origins started, last origin done, events
 REQUESTS: dict[str, tuple[int, float]] = {}  # the room run's Synapse requests: kind -> (n, cpu-s)
 PROFILE: Path | None = None  # --profile DIR: node0 and the first origin run under cProfile
@@ -196,23 +198,28 @@ def _requests(log: Path, start: int) -> dict[str, tuple[int, float]]:
     return out
 
 
-async def _login_once(hs: Synapse, user: str, pw: Path, home: Path) -> None:
+async def _login_once(hs: Synapse, user: str, pw: Path, home: Path, alias: str) -> None:
     """What a user's first ``cis run --room:`` does: log in, join, keep the token where the
     next runs (``CIS_HOME=home``) find it."""
     from cheng_build.cli.cis_node import Connection, session_file
 
-    conn = Connection(hs.url, user, pw.read_text().strip(), None, "tput")
+    conn = Connection(hs.url, user, pw.read_text().strip(), None, alias)
     room = await matrix.connect(conn.homeserver, user, password=conn.password, room=conn.room,
                                 create=False, session_file=session_file(conn, home))
     await room.close()
 
 
-def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, float, float]:
+def _dags(tmp: Path, n: int) -> tuple[Path, list[Path]]:
     ws = tmp / "ws"
-    ws.mkdir()
-    dags = [_dag(ws, f"d{i}", n) for i in range(4)]
+    if not ws.exists():
+        ws.mkdir()
+    return ws, [_dag(ws, f"d{i}", n) for i in range(4)]
+
+
+def _local(n: int, tmp: Path) -> float:
+    """The anchor: one machine, ``cis run --jobs 4``, the four DAGs one after another."""
+    _ws, dags = _dags(tmp, n)
     cis = [sys.executable, "-m", "cheng_build.cli.cis"]
-    # Anchor: one machine, --jobs 4, the four DAGs one after another.
     k0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     for d in dags:
@@ -221,50 +228,73 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
     local = time.perf_counter() - t0
     k1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     REQUESTS["anchor_cpu"] = (0, k1.ru_utime + k1.ru_stime - k0.ru_utime - k0.ru_stime)
+    return local
+
+
+@dataclass(frozen=True)
+class RoomRun:
+    wall: float
+    synapse_cpu: float
+    nodes_cpu: float
+    origins_cpu: float
+
+
+def _room(hs: Synapse, n: int, tmp: Path, *, nodes_n: int, jobs: int, alias: str,
+          measured: bool) -> RoomRun:
+    """The four runs posted together by four ``cis run --room:`` to ``nodes_n`` nodes with
+    ``--jobs`` each. ``measured``: this is the run the request counts, trace and profiles are of."""
+    ws, dags = _dags(tmp, n)
+    cis = [sys.executable, "-m", "cheng_build.cli.cis"]
     pw = {}
     for u in ("node0", "node1", "node2", "node3", "orig"):
         p = tmp / f"{u}.pw"
         p.write_text(hs.users[u])
         pw[u] = p
     conn = lambda u: [f"--homeserver={hs.url}", f"--user={u}", f"--password-file={pw[u]}",  # noqa: E731
-                      "--room=tput"]
-    nodes = [subprocess.Popen([*(_cis("node0") if i == 0 else cis), "node", *conn(f"node{i}"),
+                      f"--room={alias}"]
+    trace = measured and TRACE is not None
+    nodes = [subprocess.Popen([*(_cis("node0") if i == 0 and measured else cis), "node", *conn(f"node{i}"),
                                f"--workspace={ws}", "--caps=cpu",
-                               "--no-detect", "--no-mdns", "--jobs=1"], env=_env(tmp / f"n{i}"),
+                               "--no-detect", "--no-mdns", f"--jobs={jobs}"],
+                              env=_env(tmp / f"{alias}-n{i}", trace=trace),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for i in range(4)]
+             for i in range(nodes_n)]
     try:
         time.sleep(3.0)  # the nodes log in and join (not counted)
         # The origin user logs in once, as the nodes do, before the timed part: a login is a
         # user's one-time cost (its token is kept in $CIS_HOME/matrix/), not a run's.
-        asyncio.run(_login_once(hs, "orig", pw["orig"], tmp / "orig"))
-        idle = _cpu_s(hs.proc.pid)
-        time.sleep(2.0)  # Synapse's CPU with the four nodes long-polling an idle room
-        REQUESTS["synapse_idle"] = (0, (_cpu_s(hs.proc.pid) - idle) / 2.0)
+        home = tmp / f"{alias}-orig"
+        asyncio.run(_login_once(hs, "orig", pw["orig"], home, alias))
+        if measured:
+            idle = _cpu_s(hs.proc.pid)
+            time.sleep(2.0)  # Synapse's CPU with the nodes long-polling an idle room
+            REQUESTS["synapse_idle"] = (0, (_cpu_s(hs.proc.pid) - idle) / 2.0)
         hs_cpu = _cpu_s(hs.proc.pid)
         nodes_cpu = sum(_cpu_s(p.pid) for p in nodes)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         log_at = (hs.dir / "homeserver.log").stat().st_size
         spies = []
-        if PROFILE is not None and os.environ.get("CISNODES_PYSPY"):
+        if measured and PROFILE is not None and os.environ.get("CISNODES_PYSPY"):
             # Sampled stacks of Synapse and of a node (all threads) during the room run.
             spies = [subprocess.Popen([os.environ["CISNODES_PYSPY"], "record", "-p", str(pid), "-r", "50",
                                        "--nonblocking", "--format", "raw",
                                        "-o", str(PROFILE / f"{name}.txt")],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for name, pid in (("synapse", hs.proc.pid), ("node1", nodes[1].pid))]
+                     for name, pid in (("synapse", hs.proc.pid), ("node1", nodes[-1].pid))]
         t0 = time.perf_counter()
-        PHASES["start"] = time.time()
-        if TRACE is not None:
-            (TRACE / "t0").write_text(f"{time.monotonic():.6f}")
-        origins = [subprocess.Popen([*(_cis("origin0") if d == dags[0] else cis), "run", str(d),
-                                     *conn("orig"), "--quiet"], env=_env(tmp / "orig"))
+        if measured:
+            PHASES["start"] = time.time()
+            if TRACE is not None:
+                (TRACE / "t0").write_text(f"{time.monotonic():.6f}")
+        origins = [subprocess.Popen([*(_cis("origin0") if d == dags[0] and measured else cis), "run", str(d),
+                                     *conn("orig"), "--quiet"], env=_env(home, trace=trace))
                    for d in dags]
         for o in origins:
             if o.wait(timeout=1800) != 0:
                 raise RuntimeError("a room run failed")
-        room = time.perf_counter() - t0
-        PHASES["end"] = time.time()
+        wall = time.perf_counter() - t0
+        if measured:
+            PHASES["end"] = time.time()
         done = resource.getrusage(resource.RUSAGE_CHILDREN)  # the four origins, reaped just now
         origins_cpu = done.ru_utime + done.ru_stime - kids.ru_utime - kids.ru_stime
         hs_cpu = _cpu_s(hs.proc.pid) - hs_cpu
@@ -272,13 +302,14 @@ def _throughput(hs: Synapse, n: int, tmp: Path) -> tuple[float, float, float, fl
         for spy in spies:
             spy.send_signal(2)
             spy.wait(timeout=60)
-        time.sleep(0.5)  # the last requests' log lines
-        REQUESTS.update(_requests(hs.dir / "homeserver.log", log_at))
+        if measured:
+            time.sleep(0.5)  # the last requests' log lines
+            REQUESTS.update(_requests(hs.dir / "homeserver.log", log_at))
     finally:
         for p in nodes:
             p.terminate()
             p.wait(timeout=60)
-    return room, local, hs_cpu, nodes_cpu, origins_cpu
+    return RoomRun(wall, hs_cpu, nodes_cpu, origins_cpu)
 
 
 def main() -> int:
@@ -317,16 +348,20 @@ def main() -> int:
             for q, name in ((0.5, "p50"), (0.99, "p99")):
                 c, f = _pct(claims, q) * 1e3, _pct(floor, q) * 1e3
                 results[f"claim_latency_{name}"] = {"ours": c, "anchor": f, "unit": "ms", "ratio": c / f}
-            room, local, hs_cpu, nodes_cpu, origins_cpu = _throughput(hs, n_tasks, tmp)
+            local = _local(n_tasks, tmp)
+            one = _room(hs, n_tasks, tmp, nodes_n=1, jobs=4, alias="tput1", measured=False)
+            four = _room(hs, n_tasks, tmp, nodes_n=4, jobs=1, alias="tput", measured=True)
             events = asyncio.run(_count_events(hs, "orig", "tput"))
-            results["throughput"] = {"ours": room, "anchor": local, "unit": "s", "ratio": room / local}
-            # Context: how much of the room run's wall time the homeserver spent on a CPU.
-            results["synapse_cpu_share"] = {"ours": hs_cpu, "anchor": room, "unit": "cpu-s",
-                                            "ratio": hs_cpu / room}
-            results["nodes_cpu_share"] = {"ours": nodes_cpu, "anchor": room, "unit": "cpu-s",
-                                          "ratio": nodes_cpu / room}
-            results["origins_cpu_share"] = {"ours": origins_cpu, "anchor": room, "unit": "cpu-s",
-                                            "ratio": origins_cpu / room}
+            results["throughput"] = {"ours": four.wall, "anchor": local, "unit": "s",
+                                     "ratio": four.wall / local}
+            results["throughput_vs_node"] = {"ours": four.wall, "anchor": one.wall, "unit": "s",
+                                             "ratio": four.wall / one.wall}
+            # Context: how much of the room run's wall time each part spent on a CPU.
+            for part, cpu in (("synapse", four.synapse_cpu), ("nodes", four.nodes_cpu),
+                              ("origins", four.origins_cpu)):
+                results[f"{part}_cpu_share"] = {"ours": cpu, "anchor": four.wall, "unit": "cpu-s",
+                                                "ratio": cpu / four.wall}
+            ONE_NODE.update(wall=one.wall, cpu=one.synapse_cpu + one.nodes_cpu + one.origins_cpu)
         finally:
             hs.stop()
     print(f"{'figure':<22} {'ours':>10} {'anchor':>10}  {'unit':<6} ratio")
@@ -335,7 +370,8 @@ def main() -> int:
     print(f"(claim_latency: {n_claims} claims x 3 observers, claim posted through the outbox until "
           "applied to each observer's ledger, vs Synapse's own send-to-sync round trip, interleaved; "
           f"goals p50 <= 50 ms, p99 <= 250 ms. throughput: 4 nodes --jobs 1 x 4 runs of {n_tasks} no-op "
-          "tasks vs the same 4 runs on one machine with --jobs 4; goal ratio <= 1.5. "
+          "tasks vs the same 4 runs on one machine with cis run --jobs 4 (throughput) and vs the same "
+          "4 runs in the room on one node with --jobs 4 (throughput_vs_node); goal ratio <= 1.5. "
           f"median claim {statistics.median(claims) * 1e3:.1f} ms; of it, medians: outbox write "
           f"{statistics.median(PARTS['outbox']) * 1e3:.2f} ms, "
           f"PUT {statistics.median(PARTS['put']) * 1e3:.1f} ms, "
@@ -352,7 +388,8 @@ def main() -> int:
     print(f"Synapse idle (4 nodes long-polling, no events): {REQUESTS.pop('synapse_idle')[1]:.3f} cpu-s/s")
     room_cpu = sum(results[k]["ours"] for k in ("synapse_cpu_share", "nodes_cpu_share", "origins_cpu_share"))
     print(f"CPU: the anchor (one machine, 800 tasks) spent {anchor_cpu:.2f} cpu-s; the room run "
-          f"{room_cpu:.2f} cpu-s (Synapse + nodes + origins), on {os.cpu_count()} cores")
+          f"{room_cpu:.2f} cpu-s (Synapse + nodes + origins); the one-node room run {ONE_NODE['cpu']:.2f} "
+          f"cpu-s; on {os.cpu_count()} cores")
     print("synapse requests in the room run (count, CPU-s by Synapse's own accounting): "
           + ", ".join(f"{k}={n} ({c:.2f} cpu-s, {1e3 * c / max(n, 1):.1f} ms each)"
                       for k, (n, c) in sorted(REQUESTS.items())))
