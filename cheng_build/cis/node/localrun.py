@@ -106,18 +106,20 @@ def run_task(home: str | Path, dag: Dag, idx: int, node: str, *, confirmed: bool
     one = replace(dag, name=f"{dag.name}/{t.name}", tasks=(task,), policy=DagPolicy.ALL_SUCCESS)
     kept = _kept(home)
     store = kept.store
-    rid = control.create_run(store, one, check_inputs=False)
-    # The engine gets the DAG it was just given (not parsed back from the store) and the
-    # thread's environment and lookups; the task's row is all that is read back.
-    Engine(store, rid, jobs=1, host_env=kept.host_env, dag=one, programs=kept.programs).run()
-    rec = store.tasks(rid)[0]
-    st = rec.state
-    err: Mapping[str, Any] = rec.error or {}
+    # A fresh run (see Engine): stored already marked as driven by this process, its engine
+    # given the DAG (not parsed back), the thread's environment and lookups; its task's end
+    # is read from the engine's own mirror of the row, not from the store.
+    rid = control.create_run(store, one, check_inputs=False, engine_pid=os.getpid())
+    eng = Engine(store, rid, jobs=1, host_env=kept.host_env, dag=one, programs=kept.programs,
+                 fresh=True)
+    eng.run()
+    st, exit_code = eng.state[0], eng.exit_code[0]
+    err: Mapping[str, Any] = eng.error[0] or {}
     # Only the engine's one-line summary travels: never log tails or file contents.
-    reason = str(err.get("what") or rec.note or "")[:300]
+    reason = str(err.get("what") or eng.note[0] or "")[:300]
     if st is TaskState.COMPLETED:
-        return Outcome(TaskStatus.COMPLETED, rec.exit_code, "", rid)
+        return Outcome(TaskStatus.COMPLETED, exit_code, "", rid)
     if st is TaskState.SKIPPED:
-        return Outcome(TaskStatus.SKIPPED, rec.exit_code, reason, rid)
+        return Outcome(TaskStatus.SKIPPED, exit_code, reason, rid)
     status = TaskStatus.FAILED if _blocks(dag, idx) else TaskStatus.DEBT
-    return Outcome(status, rec.exit_code, reason or f"task ended {st.value}", rid)
+    return Outcome(status, exit_code, reason or f"task ended {st.value}", rid)

@@ -66,8 +66,9 @@ def new_run_id(after: str | None = None) -> str:
 
 
 def create_run(store: Store, dag: Dag, *, jobs: int | None = None, check_inputs: bool = True,
-               run_id: str | None = None) -> str:
-    """Validate ``dag`` and store it as a new run in state Running (no engine yet).
+               run_id: str | None = None, engine_pid: int | None = None) -> str:
+    """Validate ``dag`` and store it as a new run in state Running (no engine yet; or, with
+    ``engine_pid``, the engine of this process that drives it next: ``Engine(fresh=True)``).
 
     Raises:
         DagError: the DAG breaks a rule or an input is missing (names the task).
@@ -81,7 +82,7 @@ def create_run(store: Store, dag: Dag, *, jobs: int | None = None, check_inputs:
     rid = run_id or new_run_id(after=store.latest_run_id())
     needs_probe = any(t.exec.sandbox.isolation.value != "none" for t in dag.tasks)
     mode = detect_mode(cache_dir=store.home).value if needs_probe else "unsandboxed"
-    store.create_run(rid, dag, jobs=jobs or os.cpu_count() or 1, sandbox=mode)
+    store.create_run(rid, dag, jobs=jobs or os.cpu_count() or 1, sandbox=mode, engine_pid=engine_pid)
     return rid
 
 

@@ -40,7 +40,7 @@ from cheng_build.cis.dag.model import Dag, Isolation, LevelKind, RunState, TaskS
 from cheng_build.cis.plan import levels, planner
 from cheng_build.cis.run import requests, rollback
 from cheng_build.cis.run.proc import Proc, boot_ticks, is_task_process, open_logs, sandbox_denial
-from cheng_build.cis.run.store import Store
+from cheng_build.cis.run.store import Store, TaskRecord
 from cheng_build.cis.sandbox import launch as sandbox
 
 TERM_GRACE_S = 2.0
@@ -86,12 +86,22 @@ class Engine:
             a ``cis node`` drives a one-task run per task it wins).
         programs: the program lookups to share (kept across the runs of a caller that makes
             many; by default, once per run).
+        fresh: the caller made this run a moment ago, in this process, with
+            ``create_run(..., engine_pid=os.getpid())`` and passes its ``dag``: every task is
+            Pending and the row already says an engine started, so nothing is read back,
+            recovered or written before the first task starts, and the task directories sit
+            in the run's directory itself (``runs/<id>/000-a1``, one level less). A ``cis
+            node`` runs each task it wins as such a run: these fixed costs were most of its
+            overhead per task over a local run's.
     """
 
     def __init__(self, store: Store, run_id: str, *, jobs: int | None = None,
                  observer: Callable[[], None] | None = None,
                  host_env: Mapping[str, str] | None = None, dag: Dag | None = None,
-                 programs: dict[tuple[str, str | None], str | None] | None = None) -> None:
+                 programs: dict[tuple[str, str | None], str | None] | None = None,
+                 fresh: bool = False) -> None:
+        if fresh and (dag is None or not jobs):
+            raise ValueError("a fresh run needs its dag and jobs")
         self.store = store
         self.run_id = store.resolve_run_id(run_id) if dag is None else run_id
         self.jobs_override = jobs
@@ -102,12 +112,33 @@ class Engine:
         self.machine: sandbox.SandboxMode | None = None
         self.programs: dict[tuple[str, str | None], str | None] = {} if programs is None else programs
         self._given_dag = dag
+        self.fresh = fresh
 
     # --- state mirror --------------------------------------------------------------------------
 
     def _load(self) -> None:
-        if self._given_dag is not None and self.jobs_override:
+        self.run_dir = self.store.run_dir(self.run_id)
+        if self.fresh:
+            assert self._given_dag is not None and self.jobs_override
             self.dag: Dag = self._given_dag
+            self.jobs = max(1, self.jobs_override)
+            n = len(self.dag.tasks)
+            # What create_run wrote for every task (the store's column defaults).
+            self.state = [TaskState.PENDING] * n
+            self.gate = [""] * n
+            self.gate_until = [0.0] * n
+            self.attempt = [0] * n
+            self.choice: list[dict[str, Any]] = [{} for _ in range(n)]
+            self.needs_rerun = [False] * n
+            self.note: list[str | None] = [None] * n
+            self.exit_code: list[int | None] = [None] * n
+            self.error: list[dict[str, Any] | None] = [None] * n
+            self.pending = set(range(n))
+            self.recs: list[TaskRecord] = []
+            self.tasks_dir = self.run_dir  # made by engine_lock
+            return
+        if self._given_dag is not None and self.jobs_override:
+            self.dag = self._given_dag
             self.jobs = max(1, self.jobs_override)
         else:
             run = self.store.get_run(self.run_id)
@@ -118,12 +149,13 @@ class Engine:
         self.gate = [r.gate for r in recs]
         self.gate_until = [r.gate_until for r in recs]
         self.attempt = [r.attempt for r in recs]
-        self.choice: list[dict[str, Any]] = [r.choice or {} for r in recs]
+        self.choice = [r.choice or {} for r in recs]
         self.needs_rerun = [r.needs_rerun for r in recs]
         self.note = [r.note for r in recs]
+        self.exit_code = [r.exit_code for r in recs]
+        self.error = [r.error for r in recs]
         self.pending = {r.idx for r in recs if r.state is TaskState.PENDING}
         self.recs = recs
-        self.run_dir = self.store.run_dir(self.run_id)
         self.tasks_dir = self.run_dir / "tasks"
         self.tasks_dir.mkdir(parents=True, exist_ok=True)
 
@@ -149,6 +181,10 @@ class Engine:
             self.needs_rerun[idx] = bool(fields["needs_rerun"])
         if "note" in fields:
             self.note[idx] = fields["note"]
+        if "exit_code" in fields:
+            self.exit_code[idx] = fields["exit_code"]
+        if "error" in fields:
+            self.error[idx] = fields["error"]
 
     # --- entry point ---------------------------------------------------------------------------
 
@@ -162,13 +198,15 @@ class Engine:
             self._load()
             sandbox.sweep_orphan_cgroups()
             self._recover()
-            undo = self.run_dir / f"undo-{self.run_id}.sh"
             # Nothing to undo, no script: its two fsyncs were a third of a one-task run's time
             # (a `cis node` runs each task it wins as one).
-            if not undo.exists() and any(t.rollback is not None for t in self.dag.tasks):
-                rollback.write_undo_script(self.dag, self.run_id, self.run_dir)
-            self.store.set_run(self.run_id, "engine-started", state=RunState.RUNNING,
-                               engine_pid=os.getpid(), finished=None)
+            if any(t.rollback is not None for t in self.dag.tasks):
+                undo = self.run_dir / f"undo-{self.run_id}.sh"
+                if not undo.exists():
+                    rollback.write_undo_script(self.dag, self.run_id, self.run_dir)
+            if not self.fresh:  # (a fresh run's row says so since create_run)
+                self.store.set_run(self.run_id, "engine-started", state=RunState.RUNNING,
+                                   engine_pid=os.getpid(), finished=None)
             try:
                 return self._loop()
             except BaseException:

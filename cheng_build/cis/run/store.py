@@ -37,14 +37,15 @@ Durability rule: every state change is one transaction. WAL with ``synchronous=N
 committed transactions across a crash of the process (``kill -9``); only a power cut can lose the
 last few, and then the database still opens consistent. Replay is not needed: the tables *are*
 the state; a resuming engine reads them and treats ``Running`` rows whose process is gone as not
-finished. Two engines on one run are prevented by an exclusive ``flock`` on
-``runs/<run_id>/engine.lock`` held for the engine's life (released by the kernel on ``kill -9``).
+finished. Two engines on one run are prevented by an exclusive ``flock`` on the run's
+directory ``runs/<run_id>/`` held for the engine's life (released by the kernel on ``kill -9``).
 Other processes (CLI, web) never change task state directly: they append to ``controls`` and the
 engine applies them in order, so there is a single writer of task state per run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -254,49 +255,69 @@ class Store:
 
     @contextmanager
     def engine_lock(self, run_id: str) -> Iterator[None]:
-        """Hold the run's engine lock; raise if another engine drives the run."""
+        """Hold the run's engine lock; raise if another engine drives the run.
+
+        The lock is the run's directory itself (``flock`` works on a directory's descriptor):
+        a lock file beside the task directories cost a file creation per run, and a ``cis
+        node`` makes a run per task it wins. A run directory that still holds the
+        ``engine.lock`` file of an earlier version is locked through that file as well, so an
+        engine of that version, still alive, keeps this one off its run.
+        """
         d = self.run_dir(run_id)
         d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(d / "engine.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fds = [os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreError(f"run {run_id} is already being driven by a live engine",
-                                 how=f"follow it with 'cis attach {run_id}'") from None
+            with contextlib.suppress(FileNotFoundError):
+                fds.append(os.open(d / "engine.lock", os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW))
+            for fd in fds:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise StoreError(f"run {run_id} is already being driven by a live engine",
+                                     how=f"follow it with 'cis attach {run_id}'") from None
             yield
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
 
     def engine_alive(self, run_id: str) -> bool:
         """Is an engine holding this run's lock right now?"""
-        p = self.run_dir(run_id) / "engine.lock"
-        try:
-            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
+        d = self.run_dir(run_id)
+        for path, flags in ((d, os.O_DIRECTORY), (d / "engine.lock", os.O_NOFOLLOW)):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            finally:
+                os.close(fd)
         return False
 
     # --- runs ----------------------------------------------------------------------------------
 
-    def create_run(self, run_id: str, dag: Dag, *, jobs: int, sandbox: str) -> None:
+    def create_run(self, run_id: str, dag: Dag, *, jobs: int, sandbox: str,
+                   engine_pid: int | None = None) -> None:
+        """Store a new run, every task Pending. ``engine_pid``: an engine of this process drives
+        it next (``Engine(fresh=True)``); the row says so at once, with the ``engine-started``
+        event the engine would write in a transaction of its own."""
         now = time.time()
+        events = [(run_id, None, now, "run-created", _dumps({"name": dag.name}))]
+        if engine_pid is not None:
+            events.append((run_id, None, now, "engine-started",
+                           _dumps({"state": RunState.RUNNING.value})))
         with self.tx() as db:
             db.execute("INSERT INTO runs VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                        (run_id, dag.name, _dumps(dag_to_json(dag)), dag.base_dir,
-                        RunState.RUNNING.value, jobs, sandbox, None, now, now, None, None))
+                        RunState.RUNNING.value, jobs, sandbox, engine_pid, now, now, None, None))
             db.executemany(
                 "INSERT INTO tasks(run_id, idx, name, spec, state) VALUES(?,?,?,?,?)",
                 [(run_id, t.idx, t.name, _dumps(task_to_json(t)), TaskState.PENDING.value)
                  for t in dag.tasks])
-            db.execute("INSERT INTO events(run_id, idx, ts, kind, data) VALUES(?,?,?,?,?)",
-                       (run_id, None, now, "run-created", _dumps({"name": dag.name})))
+            db.executemany("INSERT INTO events(run_id, idx, ts, kind, data) VALUES(?,?,?,?,?)",
+                           events)
 
     def get_run(self, run_id: str) -> RunRecord:
         """Load a run (a unique prefix of its id is enough).
