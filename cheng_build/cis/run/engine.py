@@ -113,6 +113,10 @@ class Engine:
         self.programs: dict[tuple[str, str | None], str | None] = {} if programs is None else programs
         self._given_dag = dag
         self.fresh = fresh
+        # A fresh run's row ends in the transaction of its last task's end (one transaction
+        # less per run, see transition); _finish then has nothing left to write.
+        self._ended = False
+        self._finishing = False
 
     # --- state mirror --------------------------------------------------------------------------
 
@@ -162,7 +166,10 @@ class Engine:
     def transition(self, idx: int, event: str | None = None, data: dict[str, Any] | None = None,
                    **fields: Any) -> None:
         """Write a task transition through to the store, then mirror it."""
-        self.store.set_task(self.run_id, idx, event, data, **fields)
+        run = self._run_row(idx, fields["state"]) if self.fresh and "state" in fields else None
+        self.store.set_task(self.run_id, idx, event, data, run=run, **fields)
+        if run is not None:
+            self._ended = run[0] == "run-finished"
         if "state" in fields:
             self.state[idx] = fields["state"]
             if fields["state"] is TaskState.PENDING:
@@ -185,6 +192,26 @@ class Engine:
             self.exit_code[idx] = fields["exit_code"]
         if "error" in fields:
             self.error[idx] = fields["error"]
+
+    def _run_row(self, idx: int, state: TaskState) -> tuple[str, dict[str, Any]] | None:
+        """What a fresh run's row becomes with this transition: finished when it leaves every
+        task in an end state (nothing can start after it: the loop's next turn ends the run,
+        with nothing to write), running again when a request reopens a task after that."""
+        after = [*self.state]
+        after[idx] = state
+        if all(s.terminal for s in after) and not self.running and not self._finishing:
+            return "run-finished", self._ending(planner.outcome(self.dag, after), after)
+        if self._ended and not state.terminal:
+            return "running", {"state": RunState.RUNNING, "finished": None,
+                               "engine_pid": os.getpid(), "note": None}
+        return None
+
+    def _ending(self, outcome: RunState, states: Sequence[TaskState]) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for s in states:
+            counts[s.value] = counts.get(s.value, 0) + 1
+        note = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
+        return {"state": outcome, "finished": time.time(), "engine_pid": None, "note": note}
 
     # --- entry point ---------------------------------------------------------------------------
 
@@ -648,6 +675,7 @@ class Engine:
         sandbox.release_all()
         outcome = planner.outcome(self.dag, self.state)
         frozen = planner.frozen(self.dag, self.state)
+        self._finishing = True
         for i, s in enumerate(self.state):
             if s is TaskState.PENDING:
                 blockers = [d for d in self.dag.tasks[i].deps
@@ -656,12 +684,8 @@ class Engine:
                 why = (f"blocked by failed task {blockers[0]}" if blockers
                        else "not started: the run stopped after a failure")
                 self.transition(i, "skipped", None, state=TaskState.SKIPPED, note=why)
-        counts: dict[str, int] = {}
-        for s in self.state:
-            counts[s.value] = counts.get(s.value, 0) + 1
-        note = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
-        self.store.set_run(self.run_id, "run-finished", state=outcome, finished=time.time(),
-                           engine_pid=None, note=note)
+        if not self._ended:  # (a fresh run's row ended with its last task)
+            self.store.set_run(self.run_id, "run-finished", **self._ending(outcome, self.state))
         return outcome
 
     # --- controls from other processes --------------------------------------------------------

@@ -10,7 +10,8 @@ On-disk format (schema version 1, kept in ``meta(key='schema', value='1')``)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)
     runs(run_id TEXT PRIMARY KEY,      -- a ULID, so runs sort by creation time
-         name TEXT, dag TEXT,          -- the DAG as JSON (model.dag_to_json) + base_dir column
+         name TEXT, dag TEXT,          -- the DAG as JSON (model.dag_to_json) + base_dir column;
+                                       -- its tasks are the tasks table's (kept once, not twice)
          base_dir TEXT, state TEXT,    -- RunState value
          jobs INTEGER, sandbox TEXT,   -- sandbox mode the run uses ("bubblewrap", ...)
          engine_pid INTEGER, created REAL, updated REAL, finished REAL, note TEXT)
@@ -53,7 +54,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,21 @@ def _update_task(db: sqlite3.Connection, run_id: str, idx: int, event: str | Non
                    (run_id, idx, now, event, _event_data(data, enc)))
 
 
+def _update_run(db: sqlite3.Connection, run_id: str, event: str | None, fields: dict[str, Any]) -> None:
+    bad = set(fields) - set(_RUN_COLS)
+    if bad:
+        raise RuntimeError(f"unknown run columns {bad}")
+    fields.setdefault("updated", time.time())
+    if "state" in fields and isinstance(fields["state"], RunState):
+        fields["state"] = fields["state"].value
+    cols = ", ".join(f"{k}=?" for k in fields)
+    db.execute(f"UPDATE runs SET {cols} WHERE run_id=?", (*fields.values(), run_id))
+    if event:
+        db.execute("INSERT INTO events(run_id, idx, ts, kind, data) VALUES(?,?,?,?,?)",
+                   (run_id, None, time.time(), event, _dumps(
+                       {k: v for k, v in fields.items() if k in ("state", "note")})))
+
+
 class Store:
     """The run database. One instance per process (connections are not shared across threads).
 
@@ -310,7 +326,7 @@ class Store:
                            _dumps({"state": RunState.RUNNING.value})))
         with self.tx() as db:
             db.execute("INSERT INTO runs VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (run_id, dag.name, _dumps(dag_to_json(dag)), dag.base_dir,
+                       (run_id, dag.name, _dumps(dag_to_json(replace(dag, tasks=()))), dag.base_dir,
                         RunState.RUNNING.value, jobs, sandbox, engine_pid, now, now, None, None))
             db.executemany(
                 "INSERT INTO tasks(run_id, idx, name, spec, state) VALUES(?,?,?,?,?)",
@@ -364,19 +380,8 @@ class Store:
         return None if row is None else str(row[0])
 
     def set_run(self, run_id: str, event: str | None = None, **fields: Any) -> None:
-        bad = set(fields) - set(_RUN_COLS)
-        if bad:
-            raise RuntimeError(f"unknown run columns {bad}")
-        fields.setdefault("updated", time.time())
-        if "state" in fields and isinstance(fields["state"], RunState):
-            fields["state"] = fields["state"].value
-        cols = ", ".join(f"{k}=?" for k in fields)
         with self.tx() as db:
-            db.execute(f"UPDATE runs SET {cols} WHERE run_id=?", (*fields.values(), run_id))
-            if event:
-                db.execute("INSERT INTO events(run_id, idx, ts, kind, data) VALUES(?,?,?,?,?)",
-                           (run_id, None, time.time(), event, _dumps(
-                               {k: v for k, v in fields.items() if k in ("state", "note")})))
+            _update_run(db, run_id, event, fields)
 
     # --- tasks ---------------------------------------------------------------------------------
 
@@ -391,14 +396,20 @@ class Store:
 
     def set_task(self, run_id: str, idx: int, event: str | None = None,
                  data: dict[str, Any] | None = None, *,
-                 duration: tuple[str, float] | None = None, **fields: Any) -> None:
-        """Update one task's columns and append an event (and a duration), in one transaction."""
+                 duration: tuple[str, float] | None = None,
+                 run: tuple[str, dict[str, Any]] | None = None, **fields: Any) -> None:
+        """Update one task's columns and append an event (and a duration), in one transaction;
+        ``run``: (event, columns) of the run's row, changed in the same transaction (a fresh
+        run ends with its last task: see ``Engine``)."""
         now = time.time()
         with self.tx() as db:
             _update_task(db, run_id, idx, event, data, fields, now)
             if duration is not None:
                 db.execute("INSERT INTO durations VALUES(?,?,?)", (duration[0], duration[1], now))
-            db.execute("UPDATE runs SET updated=? WHERE run_id=?", (now, run_id))
+            if run is None:
+                db.execute("UPDATE runs SET updated=? WHERE run_id=?", (now, run_id))
+            else:
+                _update_run(db, run_id, run[0], {"updated": now, **run[1]})
 
     def set_tasks(self, run_id: str,
                   updates: Sequence[tuple[int, str | None, dict[str, Any] | None, dict[str, Any]]]) -> None:
