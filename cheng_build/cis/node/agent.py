@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from cheng_build.cis.node import protocol, revoke, trace
 from cheng_build.cis.node.awake import AwakeClock
 from cheng_build.cis.node.coalesce import claims_first, coalesce
+from cheng_build.cis.node.flag import Flag, relay
 from cheng_build.cis.node.island import NodeOutbox
 from cheng_build.cis.node.ledger import Ledger, RunRec, TaskRec, TaskStatus
 from cheng_build.cis.node.protocol import Kind, ProtocolError
@@ -101,13 +102,14 @@ class Agent:
         self.clock = AwakeClock()
         self._fresh = self.clock.now()
         self._own_seen = -math.inf  # monotonic time an event of this node was last read back
-        self._wake = asyncio.Event()
+        self._wake = Flag()
         # A claim or renewal of this node was PUT: read it back now (it wins tasks, or makes
         # waiting ones fresh again: news that can start a task sooner).
-        self._claim_sent = asyncio.Event()
+        self._claim_sent = Flag()
         self._task_s = cfg.task_guess_s  # moving average of a task's wall time here
-        self._queued = asyncio.Event()
-        self._urgent = asyncio.Event()  # a claim, hello...: no linger
+        self._queued = Flag()
+        self._urgent = Flag()  # a claim, hello...: no linger
+        self._relay: tuple[asyncio.Event, asyncio.Task[None]] | None = None
         self._lingering = 0
         self._runners: set[asyncio.Task[None]] = set()
         self._prefer: dict[tuple[str, int], tuple[frozenset[str], str, bytes]] = {}
@@ -501,7 +503,16 @@ class Agent:
         self.post(Kind.HELLO, caps=list(self.cfg.caps), workspace=self.cfg.workspace_id,
                   jobs=self.cfg.jobs, hello_ms=int(self.cfg.hello_s * 1000))
 
+    def _relay_stop(self, stop: asyncio.Event) -> asyncio.Task[None]:
+        """The coroutines wait on the agent's own flags (see :mod:`.flag`): ``stop`` sets them
+        all, through one task per ``stop`` event."""
+        if self._relay is None or self._relay[0] is not stop:
+            flags = (self._wake, self._claim_sent, self._queued, self._urgent)
+            self._relay = (stop, asyncio.get_running_loop().create_task(relay(stop, flags)))
+        return self._relay[1]
+
     async def _reader(self, stop: asyncio.Event) -> None:
+        self._relay_stop(stop)
         backoff = 0.2
         while not stop.is_set():
             asked = self.clock.now()
@@ -524,7 +535,7 @@ class Agent:
             self.ingest(batch, asked if batch.events else self.clock.now())
             if batch.events and self._busy():
                 mark("pace", f"{self._pace():.3f}")
-                await _wait_any(self._claim_sent, stop, self._pace())
+                await self._claim_sent.wait(self._pace())
 
     def _linger_max(self) -> int:
         """Queued events that end a linger early: three times as many while busy (its results
@@ -555,11 +566,11 @@ class Agent:
         """Deliver the outbox in order, on its own: a slow PUT never delays starting a task.
         Results and renewals linger a moment first so that neighbours merge into one event;
         a claim (or anything else) goes at once."""
+        self._relay_stop(stop)
         while not stop.is_set():
             self._queued.clear()
             if not self._urgent.is_set():
-                await _wait_any(self._urgent, stop,
-                                self._busy_linger() if self._busy() else self.cfg.linger_s)
+                await self._urgent.wait(self._busy_linger() if self._busy() else self.cfg.linger_s)
             self._urgent.clear()
             self._lingering = 0
             await self._flush(drain=False)
@@ -569,7 +580,7 @@ class Agent:
                     self._urgent.set()
                 continue  # posted during the pass: linger (or go at once) for them
             # An island retries every half second; otherwise wait for the next post.
-            await _wait_any(self._queued, stop, 0.5 if self.island else 5.0)
+            await self._queued.wait(0.5 if self.island else 5.0)
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (running tasks finish and report first)."""
@@ -577,6 +588,7 @@ class Agent:
         reader = loop.create_task(self._reader(stop))
         flusher = loop.create_task(self._flusher(stop))
         watch = loop.create_task(self.clock.watch(stop))
+        stopping = self._relay_stop(stop)
         last_hello = time.monotonic()
         try:
             while not stop.is_set():
@@ -590,11 +602,11 @@ class Agent:
                 if time.monotonic() - max(last_hello, self._own_seen) >= self.cfg.hello_s:
                     last_hello = time.monotonic()
                     self._hello()
-                await _wait_any(self._wake, stop, 0.25 if self.island else 1.0)
+                await self._wake.wait(0.25 if self.island else 1.0)
         finally:
             if self._runners:
                 await asyncio.gather(*self._runners, return_exceptions=True)
-            for job in (reader, flusher, watch):
+            for job in (reader, flusher, watch, stopping):
                 job.cancel()
                 try:
                     await job
@@ -613,12 +625,3 @@ async def _sleep_or(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
     except TimeoutError:
         pass
-
-
-async def _wait_any(a: asyncio.Event, b: asyncio.Event, seconds: float) -> None:
-    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
-    try:
-        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
