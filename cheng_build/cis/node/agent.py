@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from cheng_build.cis.node import protocol, revoke, trace
 from cheng_build.cis.node.awake import AwakeClock
-from cheng_build.cis.node.coalesce import claims_first, coalesce
+from cheng_build.cis.node.coalesce import Group, claims_first, coalesce
 from cheng_build.cis.node.island import NodeOutbox
 from cheng_build.cis.node.ledger import Ledger, RunRec, TaskRec, TaskStatus
 from cheng_build.cis.node.protocol import Kind, ProtocolError
@@ -44,6 +44,8 @@ from cheng_build.cis.node.room import Batch, Room, RoomError
 from cheng_build.cis.node.trace import mark
 
 Log = Callable[[str], None]
+_LINGERS = (Kind.STATE, Kind.LEASE)  # results and renewals wait a moment for neighbours
+_LINGER_TYPES = frozenset(k.etype for k in _LINGERS)
 _Cand = tuple[tuple[bool, int, bytes], RunRec, TaskRec, int]  # (claim order, run, task, epoch to claim)
 
 
@@ -109,6 +111,10 @@ class Agent:
         self._queued = asyncio.Event()
         self._urgent = asyncio.Event()  # a claim, hello...: no linger
         self._lingering = 0
+        # Awake-clock time the oldest result or renewal still queued began to linger (None:
+        # none queued). A claim going at once does not take them along (see _flusher).
+        self._linger_from: float | None = None
+        self._full = False  # linger_max reached: everything queued goes now
         self._runners: set[asyncio.Task[None]] = set()
         self._prefer: dict[tuple[str, int], tuple[frozenset[str], str, bytes]] = {}
         self._scanned: tuple[tuple[int, float, frozenset[str]], list[_Cand], list[_Cand],
@@ -136,18 +142,31 @@ class Agent:
     def _put(self, kind: Kind, body: dict[str, object], run: str, idx: int | None) -> None:
         self.outbox.put(kind.etype, body, run, idx)
         self._queued.set()
-        self._lingering += 1
-        if kind not in (Kind.STATE, Kind.LEASE) or self._lingering >= self._linger_max():
+        if kind in _LINGERS:
+            self._lingering += 1
+            if self._linger_from is None:
+                self._linger_from = time.monotonic()
+            if self._lingering >= self._linger_max():
+                self._full = True
+                self._urgent.set()
+        else:
             self._urgent.set()
         self._wake.set()
 
-    async def _flush(self, *, drain: bool = True) -> None:
+    async def _flush(self, *, drain: bool = True, urgent_only: bool = False) -> None:
         """Deliver the queue in order. ``drain=False``: one pass over what is queued now; what
         is posted meanwhile waits for the next linger (a drain sent each result the moment the
-        previous PUT came back: one small event per PUT while tasks finished fast)."""
+        previous PUT came back: one small event per PUT while tasks finished fast).
+        ``urgent_only``: only the claims (and other events that never linger) at the head of the
+        order; the results and renewals behind them stay queued for their own linger."""
         answered = False  # only an answer of the homeserver ends island mode, never an empty queue
         while batch := self.outbox.pending():
+            held: list[Group] = []  # urgent_only: left to linger
             for g in claims_first(coalesce(batch)):
+                if urgent_only and (g.etype in _LINGER_TYPES or any(
+                        o.run == g.run and o.tasks & g.tasks for o in held)):
+                    held.append(g)  # lingers (an event never overtakes one about the same task)
+                    continue
                 txn = self.outbox.txn_id(g.entries[0]) + (f"-{g.entries[-1]}" if len(g.entries) > 1 else "")
                 try:
                     await self.room.send(g.etype, g.body, txn)
@@ -547,6 +566,14 @@ class Agent:
     def _busy_linger(self) -> float:
         return min(self.cfg.busy_linger_s, self.cfg.lease_s / 10)
 
+    def _linger_left(self) -> float:
+        """Seconds the queued results and renewals may still wait (a full linger when none is
+        queued: the wait then ends early on whatever is posted urgently)."""
+        linger = self._busy_linger() if self._busy() else self.cfg.linger_s
+        if self._linger_from is None:
+            return linger
+        return max(0.0, self._linger_from + linger - time.monotonic())
+
     def _busy(self) -> bool:
         """A job's worth of won tasks waits beyond the running ones: no news can start one sooner."""
         return len(self.held) >= 2 * self.cfg.jobs and not self.island
@@ -558,16 +585,26 @@ class Agent:
         while not stop.is_set():
             self._queued.clear()
             if not self._urgent.is_set():
-                await _wait_any(self._urgent, stop,
-                                self._busy_linger() if self._busy() else self.cfg.linger_s)
+                await _wait_any(self._urgent, stop, self._linger_left())
             self._urgent.clear()
-            self._lingering = 0
-            await self._flush(drain=False)
+            # A claim goes at once; the results queued before it keep lingering to their own
+            # deadline, so that a busy node sends about one results event per linger, not one
+            # with every claim (traced: as many state events as claims, each paid by the
+            # homeserver and by every syncing client).
+            urgent_only = not self._full and self._linger_left() > 0 and not self.island
+            if not urgent_only:
+                self._full = False
+                self._lingering = 0
+                self._linger_from = None
+            await self._flush(drain=False, urgent_only=urgent_only)
             left = self.outbox.queued()
             if left and not self.island:
+                if not urgent_only and self._linger_from is None:
+                    self._linger_from = time.monotonic()  # posted during the pass: linger anew
                 if left >= self._linger_max():
+                    self._full = True
                     self._urgent.set()
-                continue  # posted during the pass: linger (or go at once) for them
+                continue  # linger (or go at once) for what is left
             # An island retries every half second; otherwise wait for the next post.
             await _wait_any(self._queued, stop, 0.5 if self.island else 5.0)
 
