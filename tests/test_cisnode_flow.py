@@ -168,7 +168,7 @@ def _agent(tmp_path: Path, **cfg: Any) -> Any:
     from cheng_build.cis.node.agent import Agent, NodeConfig
 
     ws = tmp_path / "ws"
-    ws.mkdir(exist_ok=True)
+    ws.mkdir(parents=True, exist_ok=True)
     hub = MemoryHub()
     return Agent(hub.join("@a:m", "r"), NodeConfig(tmp_path / "a", ws, workspace.identity(ws), ("cpu",),
                                                    jobs=1, **cfg), lambda s: None)
@@ -223,3 +223,27 @@ def test_claims_coming_all_the_time_never_hold_a_result_back_past_its_linger(tmp
     assert "state" in kinds
     assert kinds[0] == "claim"  # the first claim did not wait for the result
     assert claims < 6000
+
+
+def test_claims_ahead_are_sized_by_the_nodes_task_time_within_a_fair_share(tmp_path: Path) -> None:
+    """Work is claimed ahead by time (ahead_s at the node's task time), not by count: a node whose
+    tasks take a second each claims one ahead of its running one; one whose tasks take 10 ms
+    claims up to its fair share (here alone: all 100) in one event."""
+    async def claim(task_s: float) -> tuple[int, int]:
+        ag = _agent(tmp_path / str(task_s), ahead_s=2.0)
+        text = _dag(ag.cfg.workspace, "a", 100)
+        origin = ag.room._hub.join("@o:m", "r")
+        await ag.start()
+        await origin.send(Kind.RUN.etype, protocol.content(
+            Kind.RUN, "@o:m", run=RUN, name="a", workspace=ag.cfg.workspace_id, dag_file="a.toml",
+            dag_z=protocol.pack_dag(text)), "run-a")
+        ag.ingest(await ag.room.read(ag.token, 0))
+        ag._task_s = task_s  # as timed on this node
+        ag._tick()
+        await ag._flush()
+        ag.outbox.close()
+        return len(ag.claims), sum(1 for k in _kinds(ag.room) if k == "claim")
+
+    claimed = {task_s: asyncio.run(claim(task_s)) for task_s in (1.0, 0.01)}
+    assert claimed[1.0] == (1 + 2, 1)  # the running one, and two seconds' worth ahead
+    assert claimed[0.01] == (100, 1)  # a fair share (all, alone in the room), in one event

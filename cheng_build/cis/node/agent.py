@@ -8,8 +8,9 @@ One asyncio loop, three kinds of coroutine:
 * one **runner** per won task runs it through the local engine in a worker thread.
 
 Between them, :meth:`Agent._tick` decides: claim ready tasks this node is capable of, in one
-batch event per run (at most ``jobs`` running, plus a fair share claimed ahead: the ready tasks
-divided by the live nodes, at least ``jobs``, at most ``batch``; picked in a node-specific order
+batch event per run (at most ``jobs`` running, plus work claimed ahead: ``ahead_s`` seconds of it
+at this node's task time, at least ``jobs`` tasks, at most a fair share (the ready tasks divided
+by the live nodes) and ``batch``; picked in a node-specific order
 so racing nodes collide less), take over tasks whose lease lapsed, renew the leases of all held
 tasks in one event per run, answer revocations, and start won tasks (only under a fresh lease:
 see :mod:`.revoke`). A node claims nothing while it is an island: it cannot see the
@@ -59,7 +60,11 @@ class NodeConfig:
     lease_s: float = 10.0
     hello_s: float = 5.0
     poll_s: float = 10.0
-    batch: int = 64  # most tasks claimed ahead of the running ones (a fair share, capped)
+    # Work claimed ahead of the running tasks, in seconds at this node's task time: it hides the
+    # claim round trip (~0.1-0.2 s on a loaded homeserver) behind work in hand, and sizes claims
+    # by time, not count: a few long tasks, or many short ones in few large claim events.
+    ahead_s: float = 2.0
+    batch: int = 256  # most tasks claimed ahead of the running ones (a fair share, capped)
     linger_s: float = 0.1  # results and renewals wait this long for neighbours to merge with
     linger_max: int = 32  # ...or until this many are queued
     # While this node has a job's worth of won tasks waiting, news cannot make it start anything
@@ -108,6 +113,7 @@ class Agent:
         # waiting ones fresh again: news that can start a task sooner).
         self._claim_sent = asyncio.Event()
         self._task_s = cfg.task_guess_s  # moving average of a task's wall time here
+        self._timed = 0  # tasks timed into it
         self._queued = asyncio.Event()
         self._urgent = asyncio.Event()  # a claim, hello...: no linger
         self._lingering = 0
@@ -417,9 +423,11 @@ class Agent:
         mine = self.claims.keys() | self.held.keys()
         lapsed = [c for c in lapsed_all if (c[1].run_id, c[2].plan.idx) not in mine]
         n_ready = len(ready_all) - sum(1 for k in mine if k in ready_keys)
-        # A fair share ahead of the running tasks hides the claim round trip behind work and
-        # makes few, large claim events; capped, so a node never hoards what others could run.
-        ahead = min(self.cfg.batch, max(self.cfg.jobs, math.ceil(n_ready / len(live))))
+        # Work ahead of the running tasks hides the claim round trip behind work and makes few,
+        # large claim events; capped by a fair share, so a node never hoards what others could run.
+        by_time = math.ceil(self.cfg.ahead_s * self.cfg.jobs / max(self._task_s, 1e-3))
+        ahead = min(self.cfg.batch, by_time, max(self.cfg.jobs, math.ceil(n_ready / len(live))))
+        ahead = max(ahead, self.cfg.jobs)
         room = self.cfg.jobs + ahead - len(self.held) - len(self.claims)
         waiting = len(self.claims) + sum(1 for h in self.held.values() if not h.started)
         if room <= 0 or (waiting and room < ahead // 2 and not lapsed):
@@ -500,7 +508,10 @@ class Agent:
         except Exception as exc:  # the engine could not even start it: report, never hang
             out = Outcome(TaskStatus.FAILED, None, f"the node could not run it: {exc}"[:300], "")
         self.counters.ran += 1
-        self._task_s += (time.monotonic() - began - self._task_s) / 8
+        # The mean of the tasks timed so far, then a moving average of the last ~8: the guess
+        # is gone after the first task (claims are sized by it: see ahead_s).
+        self._timed += 1
+        self._task_s += (time.monotonic() - began - self._task_s) / min(self._timed, 8)
         mark("end", h.run[-4:], h.idx)
         self.post(Kind.STATE, h.run, h.idx, epoch=h.epoch, state=out.status.value,
                   exit_code=out.exit_code, reason=out.reason, island=self.island,
