@@ -343,3 +343,35 @@ def test_results_ride_on_a_claim_of_their_run_and_count_as_a_state_event(tmp_pat
     assert rode.view(rode.runs[RUN]) == apart.view(apart.runs[RUN])
     assert [(v.status.value, v.node) for v in rode.view(rode.runs[RUN])] == [
         ("Completed", "@a:m"), ("Debt", "@a:m"), ("Claimed", "@a:m")]
+
+
+def test_a_node_takes_its_share_of_the_work_left_not_of_the_ready_tasks_alone(tmp_path: Path) -> None:
+    """Three other live nodes hold 90 of 100 tasks, 10 are ready: a node holding nothing claims
+    all 10 in one event (its share of the 100 left is 25), where a share of the ready tasks alone
+    (3) ended runs in a storm of one-task claims as others' claims drained them."""
+    ag = _agent(tmp_path, ahead_s=2.0)
+    text = _dag(ag.cfg.workspace, "a", 100)
+
+    async def main() -> tuple[int, int]:
+        hub = ag.room._hub
+        origin = hub.join("@o:m", "r")
+        await ag.start()
+        await origin.send(Kind.RUN.etype, protocol.content(
+            Kind.RUN, "@o:m", run=RUN, name="a", workspace=ag.cfg.workspace_id, dag_file="a.toml",
+            dag_z=protocol.pack_dag(text)), "run-a")
+        for k, other in enumerate(("@b:m", "@c:m", "@d:m")):
+            room = hub.join(other, "r")
+            await room.send(Kind.HELLO.etype, protocol.content(
+                Kind.HELLO, other, caps=["cpu"], workspace=ag.cfg.workspace_id, jobs=1, hello_ms=5000), "hi")
+            await room.send(Kind.CLAIM.etype, protocol.split(
+                Kind.CLAIM, other, RUN, [[i, 0] for i in range(30 * k, 30 * k + 30)], lease_ms=60000)[0], "c")
+        ag.ingest(await ag.room.read(ag.token, 0))
+        ag._task_s = 0.01
+        ag._tick()
+        await ag._flush()
+        ag.outbox.close()
+        return len(ag.claims), sum(1 for k in _kinds(ag.room) if k == "claim")
+
+    claimed, own_and_others = asyncio.run(main())
+    assert claimed == 10
+    assert own_and_others == 3 + 1  # the others' three, and this node's one

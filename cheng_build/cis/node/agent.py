@@ -124,7 +124,7 @@ class Agent:
         self._runners: set[asyncio.Task[None]] = set()
         self._prefer: dict[tuple[str, int], tuple[frozenset[str], str, bytes]] = {}
         self._scanned: tuple[tuple[int, float, frozenset[str]], list[_Cand], list[_Cand],
-                             set[tuple[str, int]]] | None = None
+                             set[tuple[str, int]], int] | None = None
         self._open: dict[str, list[TaskRec]] = {}  # per run: the tasks a scan still walks
         self._renew_due = math.inf  # monotonic time the first held lease is due for renewal
         self._answered = -1  # the ledger version revocations were last answered at
@@ -329,16 +329,18 @@ class Agent:
     def _capable(self, t: TaskRec) -> bool:
         return all(c in self.cfg.caps for c in t.plan.caps)
 
-    def _scan(self, live: frozenset[str]) -> tuple[list[_Cand], list[_Cand], set[tuple[str, int]]]:
-        """Ready and lapsed tasks this node could claim (and the keys of the ready ones). The
+    def _scan(self, live: frozenset[str]) -> tuple[list[_Cand], list[_Cand], set[tuple[str, int]], int]:
+        """Ready and lapsed tasks this node could claim, the keys of the ready ones, and how many
+        it could run are held by a node whose lease has not lapsed (this one included). The
         scan walks every open task of every run, so it is kept while nothing it reads changed
         (the ledger, the read horizon, the live nodes): ticks woken by this node's own posts
         reuse it."""
         key = (self.ledger.version, self._fresh, live)
         if self._scanned is not None and self._scanned[0] == key:
-            return self._scanned[1], self._scanned[2], self._scanned[3]
+            return self._scanned[1], self._scanned[2], self._scanned[3], self._scanned[4]
         ready: list[_Cand] = []
         lapsed: list[_Cand] = []
+        held = 0
         for pos, (run_id, run) in enumerate(self.ledger.runs.items()):
             if self.parsed.get(run_id) is None:
                 continue
@@ -358,6 +360,8 @@ class Agent:
                         if self._fresh - t.heard > t.lease_s.get(epoch, 30.0) \
                                 and t.winners[epoch] != self.node and self.ledger.lapsed(t, self._fresh):
                             lapsed.append(((False, pos, b""), run, t, epoch + 1))
+                        else:
+                            held += 1
                         continue
                 if self.ledger.ready(run, t):
                     ready.append((self._order(pos, run, t, live), run, t, self.ledger.next_epoch(t)))
@@ -368,8 +372,8 @@ class Agent:
             self._open[run_id] = still
         ready.sort(key=lambda c: c[0])
         keys = {(c[1].run_id, c[2].plan.idx) for c in ready}
-        self._scanned = (key, ready, lapsed, keys)
-        return ready, lapsed, keys
+        self._scanned = (key, ready, lapsed, keys, held)
+        return ready, lapsed, keys, held
 
     def _order(self, pos: int, run: RunRec, t: TaskRec, live: frozenset[str]) -> tuple[bool, int, bytes]:
         """Claim order: first the tasks this node is the rendezvous choice for among the live
@@ -421,17 +425,21 @@ class Agent:
         if self.cfg.jobs + self.cfg.batch - len(self.held) - len(self.claims) <= 0:
             return  # full whatever the scan would say (``room`` below is at most this)
         live = self._live_nodes()
-        ready_all, lapsed_all, ready_keys = self._scan(live)
+        ready_all, lapsed_all, ready_keys, held_all = self._scan(live)
         # What this node claimed or holds is not a candidate. The scan is kept across ticks, so
         # only its size is corrected here (claims and held are few; the ready tasks many).
         mine = self.claims.keys() | self.held.keys()
         lapsed = [c for c in lapsed_all if (c[1].run_id, c[2].plan.idx) not in mine]
         n_ready = len(ready_all) - sum(1 for k in mine if k in ready_keys)
         # Work ahead of the running tasks hides the claim round trip behind work and makes few,
-        # large claim events; capped by a fair share, so a node never hoards what others could run.
+        # large claim events; capped by a fair share, so a node never hoards what others could
+        # run. The share is of the work left (ready, held by live nodes, claimed by this one), not
+        # of the ready tasks alone: as others' claims drain the ready ones, a share of those alone
+        # shrank with every claim and a run ended in a storm of one-task claims (traced: a third
+        # of all claim events), each an event for the homeserver and every reader, and a round trip.
         by_time = math.ceil(self.cfg.ahead_s * self.cfg.jobs / max(self._task_s, 1e-3))
-        ahead = min(self.cfg.batch, by_time, max(self.cfg.jobs, math.ceil(n_ready / len(live))))
-        ahead = max(ahead, self.cfg.jobs)
+        fair = math.ceil((n_ready + held_all + len(self.claims)) / len(live))
+        ahead = max(self.cfg.jobs, min(self.cfg.batch, by_time, fair - self.cfg.jobs))
         room = self.cfg.jobs + ahead - len(self.held) - len(self.claims)
         waiting = len(self.claims) + sum(1 for h in self.held.values() if not h.started)
         if room <= 0 or (waiting and room < ahead // 2 and not lapsed):
@@ -446,9 +454,9 @@ class Agent:
                 self.log(f"task {t.plan.idx} {t.plan.name} of {run.run_id}: {t.holder} silent past "
                          f"its lease, claiming epoch {epoch} (revokes epoch {epoch - 1})")
             claim[run.run_id].append([t.plan.idx, epoch])
-        # A claim goes at once, the results queued so far with it: a top-up that lingered with
-        # the results (up to a second) let a busy node's 20-100 ms tasks run out before it was
-        # even sent (traced: nodes then sat idle ~40% of a room run, waiting for their claims).
+        # A claim goes at once (the results of its run queued so far ride in it): a top-up that
+        # lingered with the results (up to a second) let a busy node's 20-100 ms tasks run out
+        # before it was even sent (traced: nodes then sat idle ~40% of a room run, waiting).
         for run_id, pairs in claim.items():
             self.post_batch(Kind.CLAIM, run_id, pairs, lease_ms=int(self.cfg.lease_s * 1000))
 
