@@ -9,13 +9,14 @@ One asyncio loop, three kinds of coroutine:
 
 Between them, :meth:`Agent._tick` decides: claim ready tasks this node is capable of, in one
 batch event per run (at most ``jobs`` running, plus work claimed ahead: ``ahead_s`` seconds of it
-at this node's task time, at least ``jobs`` tasks, at most a fair share (the ready tasks divided
-by the live nodes) and ``batch``; picked in a node-specific order
-so racing nodes collide less), take over tasks whose lease lapsed, renew the leases of all held
+at this node's task time, at least ``jobs`` tasks, at most a fair share of the work left (ready,
+held or claimed, divided by the live nodes) and ``batch``; picked in a node-specific order so
+racing nodes collide less), take over tasks whose lease lapsed, renew the leases of all held
 tasks in one event per run, answer revocations, and start won tasks (only under a fresh lease:
 see :mod:`.revoke`). A node claims nothing while it is an island: it cannot see the
 timeline, so it cannot know. Results are queued one by one and merged into batch events on the
-way out (:mod:`.coalesce`), after a short linger that lets neighbours join.
+way out (:mod:`.coalesce`), after a short linger that lets neighbours join, or ride in a claim of
+their run going out anyway.
 
 (Over 400 lines on purpose: the three coroutines share the agent's claim state; the rules they
 apply live apart, in :mod:`.ledger`.)
