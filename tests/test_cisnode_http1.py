@@ -405,7 +405,7 @@ def _cert(tmp: Path, name: str) -> tuple[Path, Path]:
         alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
         alt = x509.DNSName(name)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -188,7 +188,7 @@ async def main():
     got = await r.read(None, 0)
     await r.close()
     print(r.user_id, [e.content.get("i") for e in got.events],
-          sorted({m.split(".")[0] for m in sys.modules} & {"mautrix", "aiohttp"}))
+          sorted({{m.split(".")[0] for m in sys.modules}} & {{"mautrix", "aiohttp"}}))
 asyncio.run(main())
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
