@@ -474,3 +474,18 @@ def test_the_room_module_imports_neither_aiohttp_nor_mautrix_nor_a_tls_context()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[]", "True"]
+
+
+def test_bytes_after_an_answer_never_become_the_next_answer() -> None:
+    """A server that sends a second, unasked answer after the first: the connection is not
+    reused, so the next request gets its own answer, not the stray one."""
+
+    async def main() -> None:
+        stray = with_length(200, b'{"stray": true}')
+        async with Loopback(lambda s: Reply([with_length(200, b'{"n": %d}' % s.conn) + stray])) as srv:
+            c = Client(srv.url)
+            assert (await c.request("GET", "/a")).body == b'{"n": 1}'
+            assert (await c.request("GET", "/b")).body == b'{"n": 2}'
+            await c.close()
+
+    run(main)

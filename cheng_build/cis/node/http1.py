@@ -232,8 +232,10 @@ class Client:
     def _give_back(self, conn: _Conn) -> None:
         st = conn.state
         if (self._closed or len(self._idle) >= self._max_idle or st.our_state is not h11.DONE
-                or st.their_state is not h11.DONE):
-            conn.close()  # the server said close, or the pool is full
+                or st.their_state is not h11.DONE or st.trailing_data[0]):
+            # The server said close, or sent more than its answer (it would be taken for the
+            # next request's), or the pool is full.
+            conn.close()
             return
         st.start_next_cycle()
         self._idle.append(conn)
