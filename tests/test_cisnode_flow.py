@@ -162,3 +162,88 @@ def test_a_traced_node_run_is_summed_by_reason(tmp_path: Path) -> None:
     assert float(fields["idle_claim_rtt"]) > float(fields.get("idle_no_claim", "0"))
     assert float(fields["busy"]) > 0
     assert json.loads(fields["claims"]) == 1
+
+
+def _agent(tmp_path: Path, **cfg: Any) -> Any:
+    from cheng_build.cis.node.agent import Agent, NodeConfig
+
+    ws = tmp_path / "ws"
+    ws.mkdir(parents=True, exist_ok=True)
+    hub = MemoryHub()
+    return Agent(hub.join("@a:m", "r"), NodeConfig(tmp_path / "a", ws, workspace.identity(ws), ("cpu",),
+                                                   jobs=1, **cfg), lambda s: None)
+
+
+def _kinds(room: Any) -> list[str]:
+    return [e.type.rsplit(".", 1)[-1] for e in room._tl.events]
+
+
+def test_a_claim_goes_at_once_and_the_results_before_it_keep_lingering(tmp_path: Path) -> None:
+    """A claim is PUT the moment it is queued; a result queued before it is not taken along but
+    waits for its own linger (here an hour), to merge with the next results into one event."""
+    ag = _agent(tmp_path, linger_s=3600.0)
+
+    async def main() -> tuple[list[str], int]:
+        stop = asyncio.Event()
+        flusher = asyncio.create_task(ag._flusher(stop))
+        ag.post(Kind.STATE, RUN, 0, epoch=0, state="Completed", exit_code=0, reason="", island=False)
+        ag.post_batch(Kind.CLAIM, RUN, [[1, 0]], lease_ms=1000)
+        await asyncio.wait_for(_until(lambda: "claim" in _kinds(ag.room)), 60)  # a hang guard only
+        kinds, queued = _kinds(ag.room), ag.outbox.queued()
+        stop.set()
+        await flusher
+        ag.outbox.close()
+        return kinds, queued
+
+    kinds, queued = asyncio.run(main())
+    assert kinds == ["claim"]
+    assert queued == 1  # the result, still lingering
+
+
+def test_claims_coming_all_the_time_never_hold_a_result_back_past_its_linger(tmp_path: Path) -> None:
+    """Each claim wakes the flusher; the result's linger still ends on its first deadline (a
+    linger counted again from every wake would never end while claims keep coming)."""
+    ag = _agent(tmp_path, linger_s=0.3)
+
+    async def main() -> tuple[int, list[str]]:
+        stop = asyncio.Event()
+        flusher = asyncio.create_task(ag._flusher(stop))
+        ag.post(Kind.STATE, RUN, 0, epoch=0, state="Completed", exit_code=0, reason="", island=False)
+        claims = 0
+        while "state" not in _kinds(ag.room) and claims < 6000:  # 6000 x 10 ms: a hang guard only
+            claims += 1
+            ag.post_batch(Kind.CLAIM, RUN, [[claims, 0]], lease_ms=1000)
+            await asyncio.sleep(0.01)
+        stop.set()
+        await flusher
+        ag.outbox.close()
+        return claims, _kinds(ag.room)
+
+    claims, kinds = asyncio.run(main())
+    assert "state" in kinds
+    assert kinds[0] == "claim"  # the first claim did not wait for the result
+    assert claims < 6000
+
+
+def test_claims_ahead_are_sized_by_the_nodes_task_time_within_a_fair_share(tmp_path: Path) -> None:
+    """Work is claimed ahead by time (ahead_s at the node's task time), not by count: a node whose
+    tasks take a second each claims one ahead of its running one; one whose tasks take 10 ms
+    claims up to its fair share (here alone: all 100) in one event."""
+    async def claim(task_s: float) -> tuple[int, int]:
+        ag = _agent(tmp_path / str(task_s), ahead_s=2.0)
+        text = _dag(ag.cfg.workspace, "a", 100)
+        origin = ag.room._hub.join("@o:m", "r")
+        await ag.start()
+        await origin.send(Kind.RUN.etype, protocol.content(
+            Kind.RUN, "@o:m", run=RUN, name="a", workspace=ag.cfg.workspace_id, dag_file="a.toml",
+            dag_z=protocol.pack_dag(text)), "run-a")
+        ag.ingest(await ag.room.read(ag.token, 0))
+        ag._task_s = task_s  # as timed on this node
+        ag._tick()
+        await ag._flush()
+        ag.outbox.close()
+        return len(ag.claims), sum(1 for k in _kinds(ag.room) if k == "claim")
+
+    claimed = {task_s: asyncio.run(claim(task_s)) for task_s in (1.0, 0.01)}
+    assert claimed[1.0] == (1 + 2, 1)  # the running one, and two seconds' worth ahead
+    assert claimed[0.01] == (100, 1)  # a fair share (all, alone in the room), in one event
