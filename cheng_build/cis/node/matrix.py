@@ -8,7 +8,7 @@ The room itself (send, ``/sync``, ``/messages``, members, and the checks of a ke
 few plain JSON requests made here on :mod:`.http1` (asyncio streams + h11), so that the raw
 JSON (the ``limited`` flag, ``prev_batch``, custom event types) reaches us untouched, and so
 that a run whose session is kept (:func:`connect`) imports neither mautrix (~0.1 s of attrs
-types) nor aiohttp (~0.2 s): a `cis run --room:`'s start-up.
+types) nor aiohttp (~0.12 s): a `cis run --room:`'s start-up.
 
 Order: after the first read, :meth:`MatrixRoom.read` is an incremental ``/sync`` from the last
 ``next_batch``: Synapse serves it in stream order, the order it persisted events. When Synapse

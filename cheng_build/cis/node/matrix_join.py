@@ -2,7 +2,7 @@
 the alias, join or create the room, make the sync filter.
 
 Kept apart from :mod:`.matrix` (the room itself: send, sync, history, on :mod:`.http1`) because
-only this part needs mautrix's client and its aiohttp session (~0.3 s at import together): a run
+only this part needs mautrix's client and its aiohttp session (~0.2 s at import together): a run
 whose user's session (token, room id, filter) is kept from an earlier run never imports them.
 The session lives only while getting in; the room then runs on its own client.
 """
