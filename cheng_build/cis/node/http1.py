@@ -2,9 +2,9 @@
 
 Why not aiohttp (which mautrix uses): importing it costs ~0.12 s of CPU even after asyncio (its
 connector builds SSL contexts at import, its client pulls in multidict, yarl, attrs...), paid at
-the start of every ``cis run --room:`` for a handful of JSON requests. Here the socket is asyncio's streams and the
-framing (Content-Length, chunked, keep-alive, malformed answers) is h11, python-hyper's sans-IO
-HTTP/1.1 state machine (~8 ms to import, no dependencies).
+the start of every ``cis run --room:`` for a handful of JSON requests. Here the socket is
+asyncio's streams and the framing (Content-Length, chunked, keep-alive, malformed answers) is h11,
+python-hyper's sans-IO HTTP/1.1 state machine (~8 ms to import, no dependencies).
 
 - Keep-alive: a finished connection goes back to a small idle pool; concurrent requests (a
   node's ``/sync`` long-poll while its flusher PUTs events) each take a connection of their own.
