@@ -247,3 +247,30 @@ def test_claims_ahead_are_sized_by_the_nodes_task_time_within_a_fair_share(tmp_p
     claimed = {task_s: asyncio.run(claim(task_s)) for task_s in (1.0, 0.01)}
     assert claimed[1.0] == (1 + 2, 1)  # the running one, and two seconds' worth ahead
     assert claimed[0.01] == (100, 1)  # a fair share (all, alone in the room), in one event
+
+
+def test_a_nodes_last_result_goes_without_waiting_out_its_linger(tmp_path: Path) -> None:
+    """Nothing running, won or claimed: no other result of this node can join its last one, so
+    it is posted at once; here the linger is an hour, and the origin sees the run end."""
+    from cheng_build.cis.node.localrun import parse_run
+    from cheng_build.cis.node.origin import Follower
+
+    ag = _agent(tmp_path, linger_s=3600.0, busy_linger_s=3600.0)
+    ws = ag.cfg.workspace
+    text = _dag(ws, "cis", 2)
+
+    async def main() -> list[Any]:
+        await ag.start()
+        stop = asyncio.Event()
+        serving = asyncio.create_task(ag.serve(stop))
+        origin = ag.room._hub.join("@o:m", "r")
+        body = protocol.content(Kind.RUN, origin.user_id, run=RUN, name="cis", workspace=ag.cfg.workspace_id,
+                                dag_file="cis.toml", dag_z=protocol.pack_dag(text))
+        res = await asyncio.wait_for(Follower(origin, RUN, parse_run(text, ws).plan, lambda o, n: None,
+                                              lambda s: None, grace_s=2).follow(body), 120)  # hang guard
+        stop.set()
+        await serving
+        return list(res.views)
+
+    views = asyncio.run(main())
+    assert [v.status.value for v in views] == ["Completed", "Completed"]

@@ -517,6 +517,11 @@ class Agent:
                   exit_code=out.exit_code, reason=out.reason, island=self.island,
                   local_run=out.local_run)
         self.held.pop((h.run, h.idx), None)
+        if not self.held and not self.claims:
+            # Nothing running, won or claimed: no result of this node can join this one, so it
+            # goes now (the last results of a run would otherwise wait out a linger each).
+            self._full = True
+            self._urgent.set()
         self.log(f"task {h.idx} of {h.run}: {out.status.value}"
                  + (f" ({out.reason})" if out.reason else "") + (" [island]" if self.island else ""))
 
