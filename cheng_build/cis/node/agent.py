@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 
 from cheng_build.cis.node import protocol, revoke, trace
 from cheng_build.cis.node.awake import AwakeClock
-from cheng_build.cis.node.coalesce import Group, claims_first, coalesce
+from cheng_build.cis.node.coalesce import Group, claims_first, coalesce, ride
 from cheng_build.cis.node.island import NodeOutbox
 from cheng_build.cis.node.ledger import Ledger, RunRec, TaskRec, TaskStatus
 from cheng_build.cis.node.protocol import Kind, ProtocolError
@@ -168,7 +168,7 @@ class Agent:
         answered = False  # only an answer of the homeserver ends island mode, never an empty queue
         while batch := self.outbox.pending():
             held: list[Group] = []  # urgent_only: left to linger
-            for g in claims_first(coalesce(batch)):
+            for g in ride(claims_first(coalesce(batch))):
                 if urgent_only and (g.etype in _LINGER_TYPES or any(
                         o.run == g.run and o.tasks & g.tasks for o in held)):
                     held.append(g)  # lingers (an event never overtakes one about the same task)
@@ -229,6 +229,10 @@ class Agent:
                 self._add_run(msg)
                 continue
             self.ledger.apply(msg, now)
+            if self.ledger.rejected:  # e.g. a result from a node that does not hold the task
+                for why in self.ledger.rejected:
+                    self.log(f"refused: {why}")
+                self.ledger.rejected.clear()
             if msg.kind is Kind.CLAIM:
                 for idx, epoch in msg.items():
                     self._claim_seen(msg.text("run"), idx, epoch, msg.node)
