@@ -1,8 +1,8 @@
 """Multi-node CIS on a loopback Synapse: claim latency and throughput, each beside its anchor.
 
 * ``claim_latency_p50`` / ``_p99``: from a node starting to post a claim (the outbox write in
-  SQLite WAL, the PUT through mautrix) to each of three other nodes having it applied to their
-  ledger (incremental ``/sync``, validation, the claim rule), 200 claims x 3 observers, vs.
+  SQLite WAL, the PUT on the room's HTTP client) to each of three other nodes having it applied
+  to their ledger (incremental ``/sync``, validation, the claim rule), 200 claims x 3 observers, vs.
   Synapse's own round trip measured in the same run, interleaved: a bare event PUT by one client
   until another client's long-poll ``/sync`` returns it (the floor). Goals: p50 <= 50 ms,
   p99 <= 250 ms.
