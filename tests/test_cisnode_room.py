@@ -210,6 +210,24 @@ asyncio.run(main())
 
     asyncio.run(first_reads_are_fresh())
 
+    async def later_reads_are_fresh() -> None:
+        # Two runs of one user (one kept session: one device) reading on from the same token:
+        # the second sees what was posted after the first read, not the first read's answer.
+        a = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="fast", session_file=kept)
+        b = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="fast", session_file=kept)
+        other = await matrix.connect(hs.url, "alpha", password=hs.users["alpha"], room="fast")
+        token = (await a.read(None, 0)).token
+        await other.send("org.cheng.cis.test", {"i": 3}, "fast-3")
+        first = await a.read(token, 0)
+        await other.send("org.cheng.cis.test", {"i": 4}, "fast-4")
+        second = await b.read(token, 0)
+        for r in (a, b, other):
+            await r.close()
+        assert [e.content.get("i") for e in first.events] == [3]
+        assert [e.content.get("i") for e in second.events] == [3, 4]
+
+    asyncio.run(later_reads_are_fresh())
+
     async def leave_then_web_view() -> None:
         tok = hs.login("beta")
         rid = json.loads(kept.read_text())["rooms"]["fast"]["room_id"]
