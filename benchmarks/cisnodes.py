@@ -1,8 +1,8 @@
 """Multi-node CIS on a loopback Synapse: claim latency and throughput, each beside its anchor.
 
 * ``claim_latency_p50`` / ``_p99``: from a node starting to post a claim (the outbox write in
-  SQLite WAL, the PUT through mautrix) to each of three other nodes having it applied to their
-  ledger (incremental ``/sync``, validation, the claim rule), 200 claims x 3 observers, vs.
+  SQLite WAL, the PUT on the room's HTTP client) to each of three other nodes having it applied
+  to their ledger (incremental ``/sync``, validation, the claim rule), 200 claims x 3 observers, vs.
   Synapse's own round trip measured in the same run, interleaved: a bare event PUT by one client
   until another client's long-poll ``/sync`` returns it (the floor). Goals: p50 <= 50 ms,
   p99 <= 250 ms.
@@ -146,7 +146,8 @@ def _cpu_s(pid: int) -> float:
 
 async def _count_events(hs: Synapse, user: str, room: str) -> dict[str, int]:
     """Events in the room by kind (``org.cheng.cis.<kind>``), and the (task, epoch) pairs or
-    results they carry (``<kind>_items``): where the homeserver's work went."""
+    results they carry (``<kind>_items``; ``claim_results``: results riding on claims): where the
+    homeserver's work went."""
     r = await matrix.connect(hs.url, user, password=hs.users[user], room=room, create=False)
     try:
         batch = await r.read(None, 0)
@@ -162,6 +163,8 @@ async def _count_events(hs: Synapse, user: str, room: str) -> dict[str, int]:
         items = e.content.get("tasks") or e.content.get("results")
         n = len(items) if isinstance(items, list) else (1 if "task" in e.content else 0)
         counts[f"{kind}_items"] = counts.get(f"{kind}_items", 0) + n
+        if kind == "claim" and isinstance(e.content.get("results"), list):  # results riding on it
+            counts["claim_results"] = counts.get("claim_results", 0) + len(e.content["results"])
         if os.environ.get("CISNODES_EVENTS"):
             print(kind, e.sender.split(":")[0], e.content.get("run", "")[-4:], n, e.ts_ms, file=sys.stderr)
     return dict(sorted(counts.items()))
@@ -376,7 +379,8 @@ def main() -> int:
           f"{statistics.median(PARTS['outbox']) * 1e3:.2f} ms, "
           f"PUT {statistics.median(PARTS['put']) * 1e3:.1f} ms, "
           f"PUT answered to applied {statistics.median(PARTS['after_put']) * 1e3:.1f} ms)")
-    print("room events by kind after the throughput run (<kind>_items: pairs/results carried): "
+    print("room events by kind after the throughput run (<kind>_items: pairs/results carried; "
+          "claim_results: results riding on claims): "
           + ", ".join(f"{k}={v}" for k, v in events.items()))
     if {"start", "end", "first_run", "last_run", "last_state"} <= PHASES.keys():
         ph = {k: v - PHASES["start"] for k, v in PHASES.items()}

@@ -61,8 +61,13 @@ def test_batch_parse_accepts_or_raises_protocol_error_only(kind: Kind, tasks: An
     items = msg.items()
     assert 1 <= len(items) <= MAX_BATCH and len({i for i, _ in items}) == len(items)
     assert all(0 <= i <= protocol.MAX_INDEX and 0 <= e <= protocol.MAX_INDEX for i, e in items)
-    if kind is Kind.STATE:
+    if kind is Kind.STATE or (kind is Kind.CLAIM and "results" in body):
         assert all(r["state"] in protocol.STATES for r in msg.results())
+    if kind is Kind.CLAIM and "results" in body:  # results riding on a claim: other tasks only
+        assert not {i for i, _ in items} & {int(r["task"]) for r in msg.results()}
+        riding = msg.riding()
+        assert riding is not None
+        assert riding.items() == [(int(r["task"]), int(r["epoch"])) for r in msg.results()]
 
 
 @pytest.mark.parametrize("kind, body, why", [
@@ -84,6 +89,12 @@ def test_batch_parse_accepts_or_raises_protocol_error_only(kind: Kind, tasks: An
     (Kind.STATE, {"results": [{"task": 0, "state": "Completed"}]}, "without task / epoch"),
     (Kind.STATE, {"results": [{"task": 0, "epoch": 0, "state": "Failed"}], "state": "Completed"}, "not both"),
     (Kind.STATE, {"results": "all"}, "list of 1 to"),
+    (Kind.CLAIM, {"tasks": [[1, 0]], "lease_ms": 5,
+                  "results": [{"task": 1, "epoch": 0, "state": "Completed"}]},
+     "task 1 is both claimed and reported"),
+    (Kind.CLAIM, {"tasks": [[1, 0]], "lease_ms": 5, "results": []}, "list of 1 to"),
+    (Kind.CLAIM, {"task": 1, "epoch": 0, "lease_ms": 5, "results": [{"task": 2, "state": "Completed"}]},
+     "without task / epoch"),
 ])
 def test_malformed_batches_are_refused_with_the_reason(kind: Kind, body: dict[str, Any], why: str) -> None:
     with pytest.raises(ProtocolError, match=why):
@@ -416,3 +427,20 @@ def test_a_node_works_through_the_older_run_first(tmp_path: Path) -> None:
     res = asyncio.run(main())
     assert out.read_text().split() == ["a0", "a1", "a2", "b0", "b1", "b2"]
     assert all(v.status is TaskStatus.COMPLETED for r in res for v in r.views)
+
+
+def test_results_riding_on_a_claim_obey_the_holder_rule() -> None:
+    """A node's claim carrying results for a task another node holds: the claim counts, the
+    results are refused exactly as in a state event (only an epoch's winner reports)."""
+    led = _ledger(4)
+    led.apply(_m(Kind.CLAIM, "@a:x", [[0, 0]], lease_ms=1000), 0.0)
+    forged = protocol.split(Kind.CLAIM, "@b:x", RUN, [[3, 0]], lease_ms=1000)[0]
+    forged["results"] = [{"task": 0, "epoch": 0, "state": "Completed", "exit_code": 0}]
+    led.apply(protocol.parse(Kind.CLAIM.etype, "@b:x", forged, "$e1"), 1.0)
+    tasks = led.runs[RUN].tasks
+    assert tasks[0].results == [] and tasks[3].winners == {0: "@b:x"}
+    assert any("state $e1 from @b:x: it does not hold epoch 0" in r for r in led.rejected)
+    own = protocol.split(Kind.CLAIM, "@a:x", RUN, [[1, 0]], lease_ms=1000)[0]
+    own["results"] = [{"task": 0, "epoch": 0, "state": "Completed", "exit_code": 0}]
+    led.apply(protocol.parse(Kind.CLAIM.etype, "@a:x", own, "$e2"), 2.0)
+    assert [r.node for r in tasks[0].results] == ["@a:x"] and tasks[1].winners == {0: "@a:x"}

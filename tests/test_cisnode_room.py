@@ -163,7 +163,7 @@ def test_a_password_login_is_kept_and_used_again(hs: Synapse, tmp_path: Path) ->
 
 def test_a_kept_session_gets_in_without_mautrix(hs: Synapse, tmp_path: Path) -> None:
     """A later run with a kept session (token, room id, filter) reads and sends without importing
-    mautrix (a `cis run --room:`'s start-up); one removed from the room since is refused, not
+    mautrix or aiohttp (a `cis run --room:`'s start-up); one removed from the room since is refused, not
     silently deaf."""
     import json
     import subprocess
@@ -188,12 +188,12 @@ async def main():
     got = await r.read(None, 0)
     await r.close()
     print(r.user_id, [e.content.get("i") for e in got.events],
-          any(m.startswith("mautrix") for m in sys.modules))
+          sorted({{m.split(".")[0] for m in sys.modules}} & {{"mautrix", "aiohttp"}}))
 asyncio.run(main())
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["@beta:cis.test", "[1]", "False"]
+    assert out.stdout.split() == ["@beta:cis.test", "[1]", "[]"]
 
     async def first_reads_are_fresh() -> None:
         # A first read after an earlier run's first read (same device) sees the room as it is
@@ -209,6 +209,24 @@ asyncio.run(main())
         assert [e.content.get("i") for e in now.events] == [e.content.get("i") for e in before.events] + [2]
 
     asyncio.run(first_reads_are_fresh())
+
+    async def later_reads_are_fresh() -> None:
+        # Two runs of one user (one kept session: one device) reading on from the same token:
+        # the second sees what was posted after the first read, not the first read's answer.
+        a = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="fast", session_file=kept)
+        b = await matrix.connect(hs.url, "beta", password=hs.users["beta"], room="fast", session_file=kept)
+        other = await matrix.connect(hs.url, "alpha", password=hs.users["alpha"], room="fast")
+        token = (await a.read(None, 0)).token
+        await other.send("org.cheng.cis.test", {"i": 3}, "fast-3")
+        first = await a.read(token, 0)
+        await other.send("org.cheng.cis.test", {"i": 4}, "fast-4")
+        second = await b.read(token, 0)
+        for r in (a, b, other):
+            await r.close()
+        assert [e.content.get("i") for e in first.events] == [3]
+        assert [e.content.get("i") for e in second.events] == [3, 4]
+
+    asyncio.run(later_reads_are_fresh())
 
     async def leave_then_web_view() -> None:
         tok = hs.login("beta")
@@ -285,3 +303,41 @@ def test_a_kept_room_whose_alias_moved_is_left_for_the_new_one(hs: Synapse, tmp_
     assert asyncio.run(connect()) == new
     assert json.loads(kept.read_text())["rooms"]["moving"]["room_id"] == new
 
+
+
+def test_a_second_cis_run_in_a_room_imports_neither_aiohttp_nor_mautrix(hs: Synapse, tmp_path: Path) -> None:
+    """Through the CLI: the first `cis run --room:` of a user logs in (mautrix, aiohttp); the next
+    one, with the session kept in $CIS_HOME, posts its run without importing either (what
+    `-X importtime` shows the process loaded). No node is in the room: each run ends, after
+    its grace with its task skipped for the reason, which shows it really reached the room."""
+    import subprocess
+    import sys
+
+    from helpers_cisnode import cis_env, conn_flags, write_dag
+
+    from cheng_build.cis.node import matrix
+
+    async def make_room() -> None:  # a node would have made it
+        await (await matrix.connect(hs.url, "alpha", password=hs.users["alpha"], room="lean")).close()
+
+    asyncio.run(make_room())
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    dag = write_dag(ws, "lean", [{"name": "a", "cmd": ["true"]}])
+    home = tmp_path / "home"
+    home.mkdir()
+
+    def run() -> tuple[subprocess.CompletedProcess[str], set[str]]:
+        out = subprocess.run([sys.executable, "-X", "importtime", "-m", "cheng_build.cli.cis", "run",
+                              str(dag), *conn_flags(hs, "gamma", "lean", tmp_path), "--grace:0.5"],
+                             capture_output=True, text=True, timeout=120, env=cis_env(home))
+        loaded = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines()
+                  if line.startswith("import time:")}
+        return out, loaded & {"aiohttp", "mautrix", "yarl", "multidict"}
+
+    first, heavy = run()
+    assert first.returncode == 0 and "no live node takes this run" in first.stderr, first.stderr[-2000:]
+    assert heavy == {"aiohttp", "mautrix", "yarl", "multidict"}  # the login: what the check looks for
+    again, heavy = run()
+    assert again.returncode == 0 and "no live node takes this run" in again.stderr, again.stderr[-2000:]
+    assert heavy == set()

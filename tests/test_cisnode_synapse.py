@@ -354,6 +354,11 @@ def test_forged_malformed_and_nonmember_events_change_nothing(hs: Synapse, tmp_p
                                  "epoch": 0, "tasks": [[0, 0], [1, 0]], "lease_ms": 1000}),
         ("org.cheng.cis.state", {"v": 1, "node": "@mallory:cis.test", "run": run_id, "results": [
             {"task": 0, "epoch": 0, "state": "Completed"}, {"task": 1, "epoch": 0, "state": "Failed"}]}),
+        # Results riding on a claim of her own (for a task the run does not have): refused as in
+        # a state event, the task is not hers.
+        ("org.cheng.cis.claim", {"v": 1, "node": "@mallory:cis.test", "run": run_id, "tasks": [[7, 0]],
+                                 "lease_ms": 1000,
+                                 "results": [{"task": 0, "epoch": 0, "state": "Completed"}]}),
     ]
     # A member posting a well-formed run for this very workspace, with commands of her own.
     from cheng_build.cis.node import protocol, workspace
@@ -377,6 +382,8 @@ def test_forged_malformed_and_nonmember_events_change_nothing(hs: Synapse, tmp_p
     assert text.count("claims to be node '@alpha:cis.test': forged, dropped") == 3
     assert "task 0 appears twice" in text and "needs either task + epoch or tasks, not both" in text
     assert "its DAG is not zlib+base64" in text
+    # Results for tasks she never won, alone or riding on a claim: each refused, and said so.
+    assert text.count("from @mallory:cis.test: it does not hold epoch 0") == 4, text
 
 
 def test_a_workspace_no_node_has_fails_the_run_with_the_reason(hs: Synapse, tmp_path: Path,

@@ -8,13 +8,15 @@ One asyncio loop, three kinds of coroutine:
 * one **runner** per won task runs it through the local engine in a worker thread.
 
 Between them, :meth:`Agent._tick` decides: claim ready tasks this node is capable of, in one
-batch event per run (at most ``jobs`` running, plus a fair share claimed ahead: the ready tasks
-divided by the live nodes, at least ``jobs``, at most ``batch``; picked in a node-specific order
-so racing nodes collide less), take over tasks whose lease lapsed, renew the leases of all held
+batch event per run (at most ``jobs`` running, plus work claimed ahead: ``ahead_s`` seconds of it
+at this node's task time, at least ``jobs`` tasks, at most a fair share of the work left (ready,
+held or claimed, divided by the live nodes) and ``batch``; picked in a node-specific order so
+racing nodes collide less), take over tasks whose lease lapsed, renew the leases of all held
 tasks in one event per run, answer revocations, and start won tasks (only under a fresh lease:
 see :mod:`.revoke`). A node claims nothing while it is an island: it cannot see the
 timeline, so it cannot know. Results are queued one by one and merged into batch events on the
-way out (:mod:`.coalesce`), after a short linger that lets neighbours join.
+way out (:mod:`.coalesce`), after a short linger that lets neighbours join, or ride in a claim of
+their run going out anyway.
 
 (Over 400 lines on purpose: the three coroutines share the agent's claim state; the rules they
 apply live apart, in :mod:`.ledger`.)
@@ -35,7 +37,7 @@ from pathlib import Path, PurePosixPath
 
 from cheng_build.cis.node import protocol, revoke, trace
 from cheng_build.cis.node.awake import AwakeClock
-from cheng_build.cis.node.coalesce import claims_first, coalesce
+from cheng_build.cis.node.coalesce import Group, claims_first, coalesce, ride
 from cheng_build.cis.node.flag import Flag, relay
 from cheng_build.cis.node.island import NodeOutbox
 from cheng_build.cis.node.ledger import Ledger, RunRec, TaskRec, TaskStatus
@@ -45,6 +47,8 @@ from cheng_build.cis.node.room import Batch, Room, RoomError
 from cheng_build.cis.node.trace import mark
 
 Log = Callable[[str], None]
+_LINGERS = (Kind.STATE, Kind.LEASE)  # results and renewals wait a moment for neighbours
+_LINGER_TYPES = frozenset(k.etype for k in _LINGERS)
 _Cand = tuple[tuple[bool, int, bytes], RunRec, TaskRec, int]  # (claim order, run, task, epoch to claim)
 
 
@@ -58,7 +62,11 @@ class NodeConfig:
     lease_s: float = 10.0
     hello_s: float = 5.0
     poll_s: float = 10.0
-    batch: int = 64  # most tasks claimed ahead of the running ones (a fair share, capped)
+    # Work claimed ahead of the running tasks, in seconds at this node's task time: it hides the
+    # claim round trip (~0.1-0.2 s on a loaded homeserver) behind work in hand, and sizes claims
+    # by time, not count: a few long tasks, or many short ones in few large claim events.
+    ahead_s: float = 2.0
+    batch: int = 256  # most tasks claimed ahead of the running ones (a fair share, capped)
     linger_s: float = 0.1  # results and renewals wait this long for neighbours to merge with
     linger_max: int = 32  # ...or until this many are queued
     # While this node has a job's worth of won tasks waiting, news cannot make it start anything
@@ -107,14 +115,19 @@ class Agent:
         # waiting ones fresh again: news that can start a task sooner).
         self._claim_sent = Flag()
         self._task_s = cfg.task_guess_s  # moving average of a task's wall time here
+        self._timed = 0  # tasks timed into it
         self._queued = Flag()
         self._urgent = Flag()  # a claim, hello...: no linger
         self._relay: tuple[asyncio.Event, asyncio.Task[None]] | None = None
         self._lingering = 0
+        # Awake-clock time the oldest result or renewal still queued began to linger (None:
+        # none queued). A claim going at once does not take them along (see _flusher).
+        self._linger_from: float | None = None
+        self._full = False  # linger_max reached: everything queued goes now
         self._runners: set[asyncio.Task[None]] = set()
         self._prefer: dict[tuple[str, int], tuple[frozenset[str], str, bytes]] = {}
         self._scanned: tuple[tuple[int, float, frozenset[str]], list[_Cand], list[_Cand],
-                             set[tuple[str, int]]] | None = None
+                             set[tuple[str, int]], int] | None = None
         self._open: dict[str, list[TaskRec]] = {}  # per run: the tasks a scan still walks
         self._renew_due = math.inf  # monotonic time the first held lease is due for renewal
         self._answered = -1  # the ledger version revocations were last answered at
@@ -138,18 +151,31 @@ class Agent:
     def _put(self, kind: Kind, body: dict[str, object], run: str, idx: int | None) -> None:
         self.outbox.put(kind.etype, body, run, idx)
         self._queued.set()
-        self._lingering += 1
-        if kind not in (Kind.STATE, Kind.LEASE) or self._lingering >= self._linger_max():
+        if kind in _LINGERS:
+            self._lingering += 1
+            if self._linger_from is None:
+                self._linger_from = time.monotonic()
+            if self._lingering >= self._linger_max():
+                self._full = True
+                self._urgent.set()
+        else:
             self._urgent.set()
         self._wake.set()
 
-    async def _flush(self, *, drain: bool = True) -> None:
+    async def _flush(self, *, drain: bool = True, urgent_only: bool = False) -> None:
         """Deliver the queue in order. ``drain=False``: one pass over what is queued now; what
         is posted meanwhile waits for the next linger (a drain sent each result the moment the
-        previous PUT came back: one small event per PUT while tasks finished fast)."""
+        previous PUT came back: one small event per PUT while tasks finished fast).
+        ``urgent_only``: only the claims (and other events that never linger) at the head of the
+        order; the results and renewals behind them stay queued for their own linger."""
         answered = False  # only an answer of the homeserver ends island mode, never an empty queue
         while batch := self.outbox.pending():
-            for g in claims_first(coalesce(batch)):
+            held: list[Group] = []  # urgent_only: left to linger
+            for g in ride(claims_first(coalesce(batch))):
+                if urgent_only and (g.etype in _LINGER_TYPES or any(
+                        o.run == g.run and o.tasks & g.tasks for o in held)):
+                    held.append(g)  # lingers (an event never overtakes one about the same task)
+                    continue
                 txn = self.outbox.txn_id(g.entries[0]) + (f"-{g.entries[-1]}" if len(g.entries) > 1 else "")
                 try:
                     await self.room.send(g.etype, g.body, txn)
@@ -206,6 +232,10 @@ class Agent:
                 self._add_run(msg)
                 continue
             self.ledger.apply(msg, now)
+            if self.ledger.rejected:  # e.g. a result from a node that does not hold the task
+                for why in self.ledger.rejected:
+                    self.log(f"refused: {why}")
+                self.ledger.rejected.clear()
             if msg.kind is Kind.CLAIM:
                 for idx, epoch in msg.items():
                     self._claim_seen(msg.text("run"), idx, epoch, msg.node)
@@ -302,16 +332,18 @@ class Agent:
     def _capable(self, t: TaskRec) -> bool:
         return all(c in self.cfg.caps for c in t.plan.caps)
 
-    def _scan(self, live: frozenset[str]) -> tuple[list[_Cand], list[_Cand], set[tuple[str, int]]]:
-        """Ready and lapsed tasks this node could claim (and the keys of the ready ones). The
+    def _scan(self, live: frozenset[str]) -> tuple[list[_Cand], list[_Cand], set[tuple[str, int]], int]:
+        """Ready and lapsed tasks this node could claim, the keys of the ready ones, and how many
+        it could run are held by a node whose lease has not lapsed (this one included). The
         scan walks every open task of every run, so it is kept while nothing it reads changed
         (the ledger, the read horizon, the live nodes): ticks woken by this node's own posts
         reuse it."""
         key = (self.ledger.version, self._fresh, live)
         if self._scanned is not None and self._scanned[0] == key:
-            return self._scanned[1], self._scanned[2], self._scanned[3]
+            return self._scanned[1], self._scanned[2], self._scanned[3], self._scanned[4]
         ready: list[_Cand] = []
         lapsed: list[_Cand] = []
+        held = 0
         for pos, (run_id, run) in enumerate(self.ledger.runs.items()):
             if self.parsed.get(run_id) is None:
                 continue
@@ -331,6 +363,8 @@ class Agent:
                         if self._fresh - t.heard > t.lease_s.get(epoch, 30.0) \
                                 and t.winners[epoch] != self.node and self.ledger.lapsed(t, self._fresh):
                             lapsed.append(((False, pos, b""), run, t, epoch + 1))
+                        else:
+                            held += 1
                         continue
                 if self.ledger.ready(run, t):
                     ready.append((self._order(pos, run, t, live), run, t, self.ledger.next_epoch(t)))
@@ -341,8 +375,8 @@ class Agent:
             self._open[run_id] = still
         ready.sort(key=lambda c: c[0])
         keys = {(c[1].run_id, c[2].plan.idx) for c in ready}
-        self._scanned = (key, ready, lapsed, keys)
-        return ready, lapsed, keys
+        self._scanned = (key, ready, lapsed, keys, held)
+        return ready, lapsed, keys, held
 
     def _order(self, pos: int, run: RunRec, t: TaskRec, live: frozenset[str]) -> tuple[bool, int, bytes]:
         """Claim order: first the tasks this node is the rendezvous choice for among the live
@@ -394,15 +428,21 @@ class Agent:
         if self.cfg.jobs + self.cfg.batch - len(self.held) - len(self.claims) <= 0:
             return  # full whatever the scan would say (``room`` below is at most this)
         live = self._live_nodes()
-        ready_all, lapsed_all, ready_keys = self._scan(live)
+        ready_all, lapsed_all, ready_keys, held_all = self._scan(live)
         # What this node claimed or holds is not a candidate. The scan is kept across ticks, so
         # only its size is corrected here (claims and held are few; the ready tasks many).
         mine = self.claims.keys() | self.held.keys()
         lapsed = [c for c in lapsed_all if (c[1].run_id, c[2].plan.idx) not in mine]
         n_ready = len(ready_all) - sum(1 for k in mine if k in ready_keys)
-        # A fair share ahead of the running tasks hides the claim round trip behind work and
-        # makes few, large claim events; capped, so a node never hoards what others could run.
-        ahead = min(self.cfg.batch, max(self.cfg.jobs, math.ceil(n_ready / len(live))))
+        # Work ahead of the running tasks hides the claim round trip behind work and makes few,
+        # large claim events; capped by a fair share, so a node never hoards what others could
+        # run. The share is of the work left (ready, held by live nodes, claimed by this one), not
+        # of the ready tasks alone: as others' claims drain the ready ones, a share of those alone
+        # shrank with every claim and a run ended in a storm of one-task claims (traced: a third
+        # of all claim events), each an event for the homeserver and every reader, and a round trip.
+        by_time = math.ceil(self.cfg.ahead_s * self.cfg.jobs / max(self._task_s, 1e-3))
+        fair = math.ceil((n_ready + held_all + len(self.claims)) / len(live))
+        ahead = max(self.cfg.jobs, min(self.cfg.batch, by_time, fair - self.cfg.jobs))
         room = self.cfg.jobs + ahead - len(self.held) - len(self.claims)
         waiting = len(self.claims) + sum(1 for h in self.held.values() if not h.started)
         if room <= 0 or (waiting and room < ahead // 2 and not lapsed):
@@ -417,9 +457,9 @@ class Agent:
                 self.log(f"task {t.plan.idx} {t.plan.name} of {run.run_id}: {t.holder} silent past "
                          f"its lease, claiming epoch {epoch} (revokes epoch {epoch - 1})")
             claim[run.run_id].append([t.plan.idx, epoch])
-        # A claim goes at once, the results queued so far with it: a top-up that lingered with
-        # the results (up to a second) let a busy node's 20-100 ms tasks run out before it was
-        # even sent (traced: nodes then sat idle ~40% of a room run, waiting for their claims).
+        # A claim goes at once (the results of its run queued so far ride in it): a top-up that
+        # lingered with the results (up to a second) let a busy node's 20-100 ms tasks run out
+        # before it was even sent (traced: nodes then sat idle ~40% of a room run, waiting).
         for run_id, pairs in claim.items():
             self.post_batch(Kind.CLAIM, run_id, pairs, lease_ms=int(self.cfg.lease_s * 1000))
 
@@ -483,12 +523,20 @@ class Agent:
         except Exception as exc:  # the engine could not even start it: report, never hang
             out = Outcome(TaskStatus.FAILED, None, f"the node could not run it: {exc}"[:300], "")
         self.counters.ran += 1
-        self._task_s += (time.monotonic() - began - self._task_s) / 8
+        # The mean of the tasks timed so far, then a moving average of the last ~8: the guess
+        # is gone after the first task (claims are sized by it: see ahead_s).
+        self._timed += 1
+        self._task_s += (time.monotonic() - began - self._task_s) / min(self._timed, 8)
         mark("end", h.run[-4:], h.idx)
         self.post(Kind.STATE, h.run, h.idx, epoch=h.epoch, state=out.status.value,
                   exit_code=out.exit_code, reason=out.reason, island=self.island,
                   local_run=out.local_run)
         self.held.pop((h.run, h.idx), None)
+        if not self.held and not self.claims:
+            # Nothing running, won or claimed: no result of this node can join this one, so it
+            # goes now (the last results of a run would otherwise wait out a linger each).
+            self._full = True
+            self._urgent.set()
         self.log(f"task {h.idx} of {h.run}: {out.status.value}"
                  + (f" ({out.reason})" if out.reason else "") + (" [island]" if self.island else ""))
 
@@ -558,6 +606,14 @@ class Agent:
     def _busy_linger(self) -> float:
         return min(self.cfg.busy_linger_s, self.cfg.lease_s / 10)
 
+    def _linger_left(self) -> float:
+        """Seconds the queued results and renewals may still wait (a full linger when none is
+        queued: the wait then ends early on whatever is posted urgently)."""
+        linger = self._busy_linger() if self._busy() else self.cfg.linger_s
+        if self._linger_from is None:
+            return linger
+        return max(0.0, self._linger_from + linger - time.monotonic())
+
     def _busy(self) -> bool:
         """A job's worth of won tasks waits beyond the running ones: no news can start one sooner."""
         return len(self.held) >= 2 * self.cfg.jobs and not self.island
@@ -570,15 +626,26 @@ class Agent:
         while not stop.is_set():
             self._queued.clear()
             if not self._urgent.is_set():
-                await self._urgent.wait(self._busy_linger() if self._busy() else self.cfg.linger_s)
+                await self._urgent.wait(self._linger_left())
             self._urgent.clear()
-            self._lingering = 0
-            await self._flush(drain=False)
+            # A claim goes at once; the results queued before it keep lingering to their own
+            # deadline, so that a busy node sends about one results event per linger, not one
+            # with every claim (traced: as many state events as claims, each paid by the
+            # homeserver and by every syncing client).
+            urgent_only = not self._full and self._linger_left() > 0 and not self.island
+            if not urgent_only:
+                self._full = False
+                self._lingering = 0
+                self._linger_from = None
+            await self._flush(drain=False, urgent_only=urgent_only)
             left = self.outbox.queued()
             if left and not self.island:
+                if not urgent_only and self._linger_from is None:
+                    self._linger_from = time.monotonic()  # posted during the pass: linger anew
                 if left >= self._linger_max():
+                    self._full = True
                     self._urgent.set()
-                continue  # posted during the pass: linger (or go at once) for them
+                continue  # linger (or go at once) for what is left
             # An island retries every half second; otherwise wait for the next post.
             await self._queued.wait(0.5 if self.island else 5.0)
 

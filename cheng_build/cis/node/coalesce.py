@@ -1,4 +1,5 @@
-"""Fewer events per task: queued events of one kind and run become one batch event.
+"""Fewer events per task: queued events of one kind and run become one batch event, and
+results ride on a claim of their run going out anyway (:func:`ride`).
 
 A node queues its events one by one in the outbox (a claim batch, one task's result, a lease
 renewal...); the homeserver pays per event, once per syncing client. Before delivery, queued
@@ -117,3 +118,40 @@ def claims_first(groups: list[Group]) -> list[Group]:
         else:
             rest.append(g)
     return ahead + rest
+
+
+def ride(groups: list[Group]) -> list[Group]:
+    """``groups`` with each state group carried by the nearest claim group of its run ahead of it
+    (its ``results``, see protocol.py): one event where two were. Only where the state group
+    would overtake no group about one of its tasks on the way, names no task the claim names, and
+    the claim stays within MAX_BATCH results and 16 KB."""
+    out = list(groups)
+    i = 0
+    while i < len(out):
+        s = out[i]
+        if s.etype == Kind.STATE.etype:
+            for j in range(i - 1, -1, -1):
+                c = out[j]
+                if c.etype == Kind.CLAIM.etype and c.run == s.run and _carry(c, s):
+                    del out[i]
+                    i -= 1
+                    break
+                if c.run == s.run and c.tasks & s.tasks:
+                    break  # it would overtake an event about one of its tasks
+        i += 1
+    return out
+
+
+def _carry(claim: Group, state: Group) -> bool:
+    """Put ``state``'s results into ``claim`` if the rules allow (see :func:`ride`)."""
+    if claim.tasks & state.tasks:
+        return False
+    results = list(claim.body.get("results", [])) + _entries_of(state.etype, state.body)
+    body = {**claim.body, "results": results}
+    if len(results) > MAX_BATCH or size(body) > MAX_EVENT_BYTES:
+        return False
+    claim.body = body
+    claim.entries = claim.entries + state.entries
+    claim.tasks = claim.tasks | state.tasks
+    claim.nbytes = size(body)
+    return True

@@ -142,7 +142,7 @@ class Ledger:
         self.runs: dict[str, RunRec] = {}
         self.nodes: dict[str, Message] = {}  # node -> latest hello
         self.heard_node: dict[str, float] = {}
-        self.rejected: list[str] = []  # why events were dropped, for the log
+        self.rejected: list[str] = []  # why events were dropped: the reader logs and clears it
         self.version = 0  # bumped by every change: readers may cache what they derive from it
 
     # -- feeding --------------------------------------------------------------------------
@@ -160,6 +160,8 @@ class Ledger:
     def _task(self, msg: Message, idx: int | None = None) -> TaskRec | None:
         run = self.runs.get(msg.text("run"))
         idx = msg.num("task") if idx is None else idx
+        if run is not None and not run.tasks:
+            return None  # a run followed without its plan (not this reader's to judge)
         if run is None or not 0 <= idx < len(run.tasks):
             self.rejected.append(f"{msg.kind.value} {msg.event_id} from {msg.node}: no such run/task")
             return None
@@ -188,6 +190,9 @@ class Ledger:
             if run is not None:
                 run.declined[msg.node] = msg.text("reason")
         elif msg.kind is Kind.CLAIM:
+            riding = msg.riding()
+            if riding is not None:  # the sender's results, as the state event just before
+                self._results(riding, now)
             for t, _, e in self._pairs(msg):
                 self._claim(t, e, msg, now)
         elif msg.kind is Kind.LEASE:
@@ -208,9 +213,7 @@ class Ledger:
                     t.pending.discard(e)
                     t.heard = now
         elif msg.kind is Kind.STATE:
-            results = msg.results()
-            for t, k, e in self._pairs(msg):
-                self._state(t, e, results[k], msg, now)
+            self._results(msg, now)
         elif msg.kind is Kind.CONTROL:
             tc = self._task(msg)
             if tc is not None and not self.status(tc).finished:
@@ -219,6 +222,11 @@ class Ledger:
                 else:
                     why = str(msg.body.get("reason") or "a person's decision")
                     tc.skipped_by = f"skipped by {msg.node}: {why}"
+
+    def _results(self, msg: Message, now: float) -> None:
+        results = msg.results()
+        for t, k, e in self._pairs(msg):
+            self._state(t, e, results[k], msg, now)
 
     def _contradict(self, t: TaskRec, e: int, node: str, now: float) -> None:
         """The holder of epoch ``e`` speaks for it while its takeover ``e+1`` is pending: it is

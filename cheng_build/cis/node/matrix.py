@@ -1,13 +1,14 @@
 """The room on a Matrix homeserver (imported only by `cis node`, `cis run --room:`, `cis confirm
---room:` and a web view acting in rooms: aiohttp's ~0.2 s that no other command pays).
+--room:` and a web view acting in rooms).
 
-Matrix access is mautrix's: typed, actively maintained (it powers maubot and the mautrix
-bridges), fewer and lighter dependencies than matrix-nio (no jsonschema, pycryptodome, h2).
-Getting into the room (login, alias, join or create, the sync filter) goes through its
-``ClientAPI`` in :mod:`.matrix_join`; the room itself (send, ``/sync``, ``/messages``, members)
-is four plain JSON requests on mautrix's own HTTP client, aiohttp, made here so the raw JSON
-(the ``limited`` flag, ``prev_batch``, custom event types) reaches us untouched and so that a
-run whose session is kept (:func:`connect`) never imports mautrix (~0.1 s of attrs types).
+Getting into the room the first time (login, alias, join or create, the sync filter) goes
+through mautrix's ``ClientAPI`` in :mod:`.matrix_join` (typed, actively maintained: it powers
+maubot and the mautrix bridges; lighter than matrix-nio), on an aiohttp session of its own.
+The room itself (send, ``/sync``, ``/messages``, members, and the checks of a kept session) is a
+few plain JSON requests made here on :mod:`.http1` (asyncio streams + h11), so that the raw
+JSON (the ``limited`` flag, ``prev_batch``, custom event types) reaches us untouched, and so
+that a run whose session is kept (:func:`connect`) imports neither mautrix (~0.1 s of attrs
+types) nor aiohttp (~0.12 s): a `cis run --room:`'s start-up.
 
 Order: after the first read, :meth:`MatrixRoom.read` is an incremental ``/sync`` from the last
 ``next_batch``: Synapse serves it in stream order, the order it persisted events. When Synapse
@@ -27,8 +28,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import aiohttp
-
+from cheng_build.cis.node.http1 import Client, HttpError
 from cheng_build.cis.node.matrix_ids import is_user
 from cheng_build.cis.node.room import Batch, RoomError, RoomEvent
 
@@ -43,11 +43,19 @@ _V3 = "/_matrix/client/v3"
 
 def sync_filter(room_id: str) -> dict[str, Any]:
     """Only our events of this room's timeline: no state, members, receipts, typing, presence
-    or account data (each would be work for the homeserver on every sync, for nothing)."""
+    or account data (each would be work for the homeserver on every sync, for nothing).
+
+    Each call is a filter of its own (a nonce in a field servers ignore): Synapse caches a sync's
+    answer for two minutes by (user, device, filter id, since, timeout) and gives one user's
+    identical filters one id, so readers sharing a kept session (several ``cis run --room:`` of
+    one user) would get each other's answers from the same token: right, but as old as the first
+    reader's, so each needed another read for what came since (traced: an origin saw its run's
+    last results 0.6-0.8 s after they were posted, a read and a pause per stale answer)."""
     return {"room": {"rooms": [room_id],
                      "timeline": {"types": [EVENT_PREFIX + "*"], "limit": TIMELINE_LIMIT},
                      "state": {"types": []}, "ephemeral": {"types": []}, "account_data": {"types": []}},
-            "presence": {"types": []}, "account_data": {"types": []}}
+            "presence": {"types": []}, "account_data": {"types": []},
+            "org.cheng.cis.reader": os.urandom(8).hex()}
 
 
 def _event(raw: Mapping[str, Any]) -> RoomEvent:
@@ -59,11 +67,9 @@ def _event(raw: Mapping[str, Any]) -> RoomEvent:
 class MatrixRoom:
     """One joined room on one homeserver (see the module docstring)."""
 
-    def __init__(self, session: aiohttp.ClientSession, homeserver: str, token: str, user_id: str,
-                 room_id: str, filter_id: str) -> None:
-        self._session = session
-        self._base = homeserver.rstrip("/") + _V3
-        self._auth = {"Authorization": f"Bearer {token}"}
+    def __init__(self, http: Client, token: str, user_id: str, room_id: str, filter_id: str) -> None:
+        self._http = http
+        self._auth = ("Authorization", f"Bearer {token}")
         self._user = user_id
         self._room = room_id
         self._filter = filter_id
@@ -77,19 +83,28 @@ class MatrixRoom:
         return self._user
 
     async def _request(self, method: str, path: str, query: Mapping[str, str] | None = None,
-                       body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                       body: Mapping[str, Any] | None = None, *, expect_s: float = 0.0) -> dict[str, Any]:
         """One client-API request; its JSON answer, or a RoomError: ``transient`` for the network,
         429 (rate limited) and 5xx (an overloaded homeserver), which are retried, never dropped
-        (a dropped state event is a lost result; a dropped claim, a lost race)."""
+        (a dropped state event is a lost result; a dropped claim, a lost race). ``expect_s``: how
+        long the homeserver may hold it (a long-poll's timeout)."""
+        head = [self._auth]
+        data_out = None
+        if body is not None:
+            data_out = json.dumps(body, separators=(",", ":")).encode()
+            head.append(("Content-Type", "application/json"))
         try:
-            async with self._session.request(method, self._base + path, params=query, json=body,
-                                             headers=self._auth) as r:
-                raw = await r.read()
-                status = r.status
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise RoomError(f"homeserver unreachable: {exc or type(exc).__name__}",
+            # Every request made here may be sent twice (a reused connection the homeserver
+            # closed while idle): GETs read; the PUT of an event carries a transaction id, which
+            # makes the homeserver answer a repeat with the first event; a second filter POST
+            # only makes an unused filter.
+            r = await self._http.request(method, _V3 + path, query=query, body=data_out, headers=head,
+                                         expect_s=expect_s, idempotent=True)
+        except HttpError as exc:
+            raise RoomError(f"homeserver unreachable: {exc}",
                             "check --homeserver; the node keeps working and queues its events",
                             transient=True) from exc
+        raw, status = r.body, r.status
         try:
             data = json.loads(raw) if raw else {}
         except ValueError:  # not the homeserver's JSON (a proxy's page): its status says enough
@@ -136,15 +151,12 @@ class MatrixRoom:
         if since:
             q["since"] = since
         else:
-            # A first read is its own request (the filter inline, with a nonce in a field servers
-            # ignore): Synapse caches a sync's answer by (device, filter, since, timeout) for two
-            # minutes, so with a kept session (one device; one user's identical filters share an
-            # id) a run's first read would get an earlier run's first answer, up to two minutes
-            # old (a `--follow-run` would not find the run just posted). Later reads share: an
-            # answer from a token is right for every reader at that token.
+            # A first read is its own request (a fresh filter inline, see sync_filter): a first
+            # read from the same filter within two minutes would get the earlier one's cached
+            # answer, without what was posted since (a `--follow-run` would not find its run).
             q["timeout"] = "0"
-            q["filter"] = json.dumps({**sync_filter(self._room), "org.cheng.cis.read": os.urandom(8).hex()})
-        r = await self._request("GET", "/sync", q)
+            q["filter"] = json.dumps(sync_filter(self._room))
+        r = await self._request("GET", "/sync", q, expect_s=float(q["timeout"]) / 1000)
         room = ((r.get("rooms") or {}).get("join") or {}).get(self._room) or {}
         tl = room.get("timeline") or {}
         events = [_event(e) for e in tl.get("events") or []
@@ -164,7 +176,7 @@ class MatrixRoom:
         return frozenset(str(u) for u in joined) if isinstance(joined, dict) else frozenset()
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._http.close()
 
 
 async def connect(homeserver: str, user: str, *, password: str | None = None, token: str | None = None,
@@ -184,32 +196,35 @@ async def connect(homeserver: str, user: str, *, password: str | None = None, to
     Raises:
         RoomError: bad credentials, unknown room, homeserver down (``transient``).
     """
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=HTTP_TIMEOUT_S))
+    try:
+        http = Client(homeserver.rstrip("/"), connect_timeout_s=HTTP_TIMEOUT_S)
+    except ValueError as exc:
+        raise RoomError(f"homeserver {homeserver!r} is not a URL ({exc})",
+                        "e.g. http://127.0.0.1:8008") from None
     try:
         if token is None and password is not None and session_file is not None:
             async with _session_lock(session_file):
-                return await _connect_kept(session, homeserver, user, password, room, create, join,
+                return await _connect_kept(http, homeserver, user, password, room, create, join,
                                            session_file)
-        return _room(session, homeserver, await _enter(session, homeserver, user, password, token,
-                                                         room, create, join))
+        return _room(http, await _enter(homeserver, user, password, token, room, create, join))
     except BaseException:
-        await session.close()
+        await http.close()
         raise
 
 
-async def _enter(session: aiohttp.ClientSession, homeserver: str, user: str, password: str | None,
-                 token: str | None, room: str, create: bool, join: bool) -> Joined:
-    from cheng_build.cis.node import matrix_join  # mautrix: only to get into the room
+async def _enter(homeserver: str, user: str, password: str | None, token: str | None, room: str,
+                 create: bool, join: bool) -> Joined:
+    from cheng_build.cis.node import matrix_join  # mautrix and aiohttp: only to get into the room
 
-    return await matrix_join.enter(session, homeserver, user, password, token, room, create, join,
-                                   sync_filter)
-
-
-def _room(session: aiohttp.ClientSession, homeserver: str, got: Joined) -> MatrixRoom:
-    return MatrixRoom(session, homeserver, got.token, got.user_id, got.room_id, got.filter_id)
+    return await matrix_join.enter(homeserver, user, password, token, room, create, join, sync_filter,
+                                   connect_timeout_s=HTTP_TIMEOUT_S)
 
 
-async def _connect_kept(session: aiohttp.ClientSession, homeserver: str, user: str, password: str,
+def _room(http: Client, got: Joined) -> MatrixRoom:
+    return MatrixRoom(http, got.token, got.user_id, got.room_id, got.filter_id)
+
+
+async def _connect_kept(http: Client, homeserver: str, user: str, password: str,
                         room: str, create: bool, join: bool, session_file: pathlib.Path) -> MatrixRoom:
     kept = _read_session(session_file)
     token = kept.get("access_token")
@@ -217,7 +232,7 @@ async def _connect_kept(session: aiohttp.ClientSession, homeserver: str, user: s
     rooms: dict[str, Any] = kept["rooms"] if isinstance(kept.get("rooms"), dict) else {}
     entry = rooms.get(room) if token else None
     if isinstance(entry, dict) and isinstance(entry.get("room_id"), str):
-        r = MatrixRoom(session, homeserver, str(token), "", entry["room_id"], "")
+        r = MatrixRoom(http, str(token), "", entry["room_id"], "")
         alias = str(entry.get("alias", ""))
         asks = [r._request("GET", "/account/whoami"), r._request("GET", "/joined_rooms")]
         if alias.startswith("#"):
@@ -248,18 +263,18 @@ async def _connect_kept(session: aiohttp.ClientSession, homeserver: str, user: s
     got: Joined | None = None
     if token is not None:
         try:
-            got = await _enter(session, homeserver, user, None, token, room, create, join)
+            got = await _enter(homeserver, user, None, token, room, create, join)
         except RoomError as exc:
             if exc.transient or not exc.what.startswith(f"login as {user} refused"):
                 raise
             rooms = {}  # revoked or expired: log in with the password below, forget its rooms
     if got is None:
-        got = await _enter(session, homeserver, user, password, None, room, create, join)
+        got = await _enter(homeserver, user, password, None, room, create, join)
     if got.token != token:
         rooms = {}
     rooms[room] = {"room_id": got.room_id, "alias": got.alias}
     _write_session(session_file, {"access_token": got.token, "rooms": rooms})
-    return _room(session, homeserver, got)
+    return _room(http, got)
 
 
 @contextlib.asynccontextmanager

@@ -1,9 +1,10 @@
 """Getting into a room on a Matrix homeserver, through mautrix: log in (or check a token), resolve
 the alias, join or create the room, make the sync filter.
 
-Kept apart from :mod:`.matrix` (the room itself: send, sync, history) because only this part
-needs mautrix's client (and its ~0.1 s of attrs types at import): a run whose user's session
-(token, room id, filter) is kept from an earlier run never imports it.
+Kept apart from :mod:`.matrix` (the room itself: send, sync, history, on :mod:`.http1`) because
+only this part needs mautrix's client and its aiohttp session (~0.2 s at import together): a run
+whose user's session (token, room id, filter) is kept from an earlier run never imports them.
+The session lives only while getting in; the room then runs on its own client.
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ async def _call(coro: Any) -> Any:
                         transient=True) from exc
 
 
-async def enter(session: aiohttp.ClientSession, homeserver: str, user: str, password: str | None,
-                token: str | None, room: str, create: bool, join: bool,
-                sync_filter: Callable[[str], Mapping[str, Any]]) -> Joined:
+async def enter(homeserver: str, user: str, password: str | None, token: str | None, room: str,
+                create: bool, join: bool, sync_filter: Callable[[str], Mapping[str, Any]], *,
+                connect_timeout_s: float) -> Joined:
     """Log in with ``password`` (or check ``token``), then join ``room`` (``join=False``: only
     check membership), creating it when asked and absent; ``sync_filter(room_id)`` is the filter
     registered for the room's syncs.
@@ -58,6 +59,14 @@ async def enter(session: aiohttp.ClientSession, homeserver: str, user: str, pass
     Raises:
         RoomError: bad credentials, unknown room, not a member, homeserver down (``transient``).
     """
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        return await _enter(session, homeserver, user, password, token, room, create, join, sync_filter)
+
+
+async def _enter(session: aiohttp.ClientSession, homeserver: str, user: str, password: str | None,
+                 token: str | None, room: str, create: bool, join: bool,
+                 sync_filter: Callable[[str], Mapping[str, Any]]) -> Joined:
     api = HTTPAPI(homeserver.rstrip("/"), token or "", client_session=session)
     c = ClientAPI(api=api)
     try:

@@ -12,8 +12,9 @@ kind       content
 =========  ===================================================================================
 hello      node, caps[], workspace, jobs, hello_ms   (a node is up; repeated as a heartbeat)
 run        node, run, name, workspace, dag_file, dag_z (the cis.toml text, zlib + base64)
-claim      node, run, ITEMS, lease_ms, [at_ms]       (per task, the first claim of an epoch in
-                                                     timeline order wins; epoch n+1 revokes n)
+claim      node, run, ITEMS, lease_ms, [at_ms],      (per task, the first claim of an epoch in
+           [results]                                 timeline order wins; epoch n+1 revokes n;
+                                                     results: as a state event's, applied first)
 lease      node, run, ITEMS, [at_ms]                 (the holder is alive and holds these)
 release    node, run, ITEMS                          (the holder gives these up unstarted: take them)
 start      node, run, ITEMS                          (a taker heard no answer to its revoke: it starts)
@@ -28,6 +29,11 @@ reason, island`` (one) or ``results``: ``[{task, epoch, state, exit_code, reason
 Each pair of a batch is judged on its own (a claim batch may win some tasks and lose others).
 ``at_ms`` is the sender's own monotonic clock when it queued the event: only the sender reads it
 (to know how fresh its lease is, see agent.py), every other reader ignores it.
+
+A claim may carry ``results`` (a list as in a state event) for other tasks of the same run: the
+sender's results that were waiting to go out when it claimed. A reader applies them exactly as a
+state event placed just before the claim: one event where two were, each paid by the homeserver
+and by every syncing client. A task named both as claimed and in the results is malformed.
 """
 
 from __future__ import annotations
@@ -139,10 +145,19 @@ class Message:
         return [(self.num("task"), self.num("epoch"))]
 
     def results(self) -> list[Mapping[str, Any]]:
-        """A state event's results, one mapping per task (the single form is a batch of one)."""
+        """A state event's results, one mapping per task (the single form is a batch of one);
+        a claim's riding results (none: an empty list)."""
         if "results" in self.body:
             return list(self.body["results"])
-        return [self.body]
+        return [self.body] if self.kind is Kind.STATE else []
+
+    def riding(self) -> Message | None:
+        """A claim's results as the state event they stand for (None: the claim carries none)."""
+        if self.kind is not Kind.CLAIM or "results" not in self.body:
+            return None
+        body = {"v": self.body.get("v"), "node": self.node, "run": self.body["run"],
+                "results": self.body["results"]}
+        return Message(Kind.STATE, self.node, body, self.event_id)
 
 
 _FIELDS: dict[Kind, dict[str, type | tuple[type, ...]]] = {
@@ -207,6 +222,8 @@ def parse(etype: str, sender: str, body: Mapping[str, Any], event_id: str = "") 
         _check_items(kind, body, event_id)
     if kind is Kind.STATE:
         _check_results(body, event_id)
+    if kind is Kind.CLAIM and "results" in body:
+        _check_riding(body, event_id)
     if kind is Kind.RUN:
         dag_text(body, event_id)
     if kind is Kind.CONTROL and body["action"] not in ACTIONS:
@@ -251,8 +268,8 @@ def _check_items(kind: Kind, body: Mapping[str, Any], event_id: str) -> None:
         seen.add(p[0])
 
 
-def _check_results(body: Mapping[str, Any], event_id: str) -> None:
-    bad = f"state event {event_id}"
+def _check_results(body: Mapping[str, Any], event_id: str, what: str = "state event") -> None:
+    bad = f"{what} {event_id}"
     if "results" in body:
         if any(k in body for k in ("task", "epoch", "state")):
             raise ProtocolError(f"{bad}: needs either one result or results, not both")
@@ -275,6 +292,15 @@ def _check_results(body: Mapping[str, Any], event_id: str) -> None:
         if r["task"] in seen:
             raise ProtocolError(f"{bad}: task {r['task']} appears twice")
         seen.add(r["task"])
+
+
+def _check_riding(body: Mapping[str, Any], event_id: str) -> None:
+    """A claim's results: the batch form of a state event's, about tasks it does not claim."""
+    _check_results({"results": body["results"]}, event_id, "claim event's results,")
+    claimed = {p[0] for p in body["tasks"]} if "tasks" in body else {body["task"]}
+    both = claimed & {r["task"] for r in body["results"]}
+    if both:
+        raise ProtocolError(f"claim event {event_id}: task {min(both)} is both claimed and reported")
 
 
 def split(kind: Kind, node: str, run: str, entries: list[Any], **fields: Any) -> list[dict[str, Any]]:
