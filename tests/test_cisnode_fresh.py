@@ -1,7 +1,7 @@
 """A node's one-task run is *fresh* (issue 18: a node's CPU per task down to the engine's).
 
-``run_task`` stores the run already marked as driven by its engine, the engine reads nothing
-back and writes the run's end in its task's last transaction, the task directory sits in the
+The engine stores the run with its task's first transition, already marked as driven by it,
+reads nothing back and writes the run's end in its task's last transaction, the task directory sits in the
 run's directory, and that directory is the engine's lock (no lock file). What must not change:
 the records (differential against the plain ``create_run`` + ``Engine.run`` path), ``cis status``
 on the node, ``engine_alive`` while the engine lives and after it is killed, and ``cis resume``
@@ -195,16 +195,19 @@ def test_the_run_directory_and_a_left_lock_file_both_keep_a_second_engine_off(tm
 
 
 def test_a_fresh_run_reopened_after_its_end_is_running_again(tmp_path: Path) -> None:
-    """The run's row ends with its last task's transition; a request that reopens the task
+    """The run is stored with its first transition and its row ends with its last task's
+    transition; a request that reopens the task
     before the engine's loop ends (a retry) makes the row Running again, driven by this
     process, and the task's next end ends it again."""
     store = control.open_store(tmp_path / "home")
     try:
         dag = parse_run(_toml("true"), tmp_path).dag
-        rid = control.create_run(store, dag, jobs=1, check_inputs=False, engine_pid=os.getpid())
-        eng = Engine(store, rid, jobs=1, dag=dag, fresh=True)
+        new = control.new_run(store, dag, jobs=1, check_inputs=False, engine_pid=os.getpid())
+        rid = new.run_id
+        eng = Engine(store, rid, fresh=new)
         with store.engine_lock(rid):
             eng._load()
+            assert control.list_runs(store) == []  # stored with its first transition
             eng.transition(0, "completed", None, state=TaskState.COMPLETED, exit_code=0)
             run = store.get_run(rid)
             assert (run.state, run.engine_pid, run.finished is not None) == (RunState.SUCCEEDED, None, True)

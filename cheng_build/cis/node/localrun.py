@@ -106,12 +106,12 @@ def run_task(home: str | Path, dag: Dag, idx: int, node: str, *, confirmed: bool
     one = replace(dag, name=f"{dag.name}/{t.name}", tasks=(task,), policy=DagPolicy.ALL_SUCCESS)
     kept = _kept(home)
     store = kept.store
-    # A fresh run (see Engine): stored already marked as driven by this process, its engine
-    # given the DAG (not parsed back), the thread's environment and lookups; its task's end
-    # is read from the engine's own mirror of the row, not from the store.
-    rid = control.create_run(store, one, check_inputs=False, engine_pid=os.getpid())
-    eng = Engine(store, rid, jobs=1, host_env=kept.host_env, dag=one, programs=kept.programs,
-                 fresh=True)
+    # A fresh run (see Engine): stored with its first transition, already marked as driven by
+    # this process; its engine gets the DAG (not parsed back), the thread's environment and
+    # lookups; the task's end is read from the engine's own mirror of the row.
+    new = control.new_run(store, one, jobs=1, check_inputs=False, engine_pid=os.getpid())
+    rid = new.run_id
+    eng = Engine(store, rid, host_env=kept.host_env, programs=kept.programs, fresh=new)
     eng.run()
     st, exit_code = eng.state[0], eng.exit_code[0]
     err: Mapping[str, Any] = eng.error[0] or {}

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cheng_build.cis.dag.model import Dag, RunState, TaskState
-from cheng_build.cis.run.store import RunRecord, Store, TaskRecord
+from cheng_build.cis.run.store import NewRun, RunRecord, Store, TaskRecord
 from cheng_build.cis.sandbox import selfrun
 from cheng_build.cis.sandbox.selfrun import Tool
 from cheng_build.core.errors import NotFoundError
@@ -66,9 +66,21 @@ def new_run_id(after: str | None = None) -> str:
 
 
 def create_run(store: Store, dag: Dag, *, jobs: int | None = None, check_inputs: bool = True,
-               run_id: str | None = None, engine_pid: int | None = None) -> str:
-    """Validate ``dag`` and store it as a new run in state Running (no engine yet; or, with
-    ``engine_pid``, the engine of this process that drives it next: ``Engine(fresh=True)``).
+               run_id: str | None = None) -> str:
+    """Validate ``dag`` and store it as a new run in state Running (no engine yet).
+
+    Raises:
+        DagError: the DAG breaks a rule or an input is missing (names the task).
+    """
+    new = new_run(store, dag, jobs=jobs, check_inputs=check_inputs, run_id=run_id)
+    store.create_run(new.run_id, new.dag, jobs=new.jobs, sandbox=new.sandbox)
+    return new.run_id
+
+
+def new_run(store: Store, dag: Dag, *, jobs: int | None = None, check_inputs: bool = True,
+            run_id: str | None = None, engine_pid: int | None = None) -> NewRun:
+    """What :func:`create_run` stores, validated, with its id and sandbox mode, not stored yet
+    (``Engine(fresh=...)`` stores it with its first transition; ``engine_pid``: see NewRun).
 
     Raises:
         DagError: the DAG breaks a rule or an input is missing (names the task).
@@ -82,8 +94,7 @@ def create_run(store: Store, dag: Dag, *, jobs: int | None = None, check_inputs:
     rid = run_id or new_run_id(after=store.latest_run_id())
     needs_probe = any(t.exec.sandbox.isolation.value != "none" for t in dag.tasks)
     mode = detect_mode(cache_dir=store.home).value if needs_probe else "unsandboxed"
-    store.create_run(rid, dag, jobs=jobs or os.cpu_count() or 1, sandbox=mode, engine_pid=engine_pid)
-    return rid
+    return NewRun(rid, dag, jobs or os.cpu_count() or 1, mode, engine_pid)
 
 
 def drive(store: Store, run_id: str, *, jobs: int | None = None,
@@ -238,5 +249,5 @@ def eta_seconds(store: Store, view: RunView) -> float | None:
 
 __all__ = ["NotFoundError", "RunView", "amend", "change", "confirm", "create_run", "drive",
            "eta_seconds", "events",
-           "get_run", "list_runs", "new_run_id", "open_store", "resolve", "retry", "run_now",
+           "get_run", "list_runs", "new_run", "new_run_id", "open_store", "resolve", "retry", "run_now",
            "skip", "spawn_engine", "task_index", "wait_result"]

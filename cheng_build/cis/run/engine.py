@@ -40,7 +40,7 @@ from cheng_build.cis.dag.model import Dag, Isolation, LevelKind, RunState, TaskS
 from cheng_build.cis.plan import levels, planner
 from cheng_build.cis.run import requests, rollback
 from cheng_build.cis.run.proc import Proc, boot_ticks, is_task_process, open_logs, sandbox_denial
-from cheng_build.cis.run.store import Store, TaskRecord
+from cheng_build.cis.run.store import NewRun, Store, TaskRecord
 from cheng_build.cis.sandbox import launch as sandbox
 
 TERM_GRACE_S = 2.0
@@ -86,22 +86,26 @@ class Engine:
             a ``cis node`` drives a one-task run per task it wins).
         programs: the program lookups to share (kept across the runs of a caller that makes
             many; by default, once per run).
-        fresh: the caller made this run a moment ago, in this process, with
-            ``create_run(..., engine_pid=os.getpid())`` and passes its ``dag``: every task is
-            Pending and the row already says an engine started, so nothing is read back,
-            recovered or written before the first task starts, and the task directories sit
-            in the run's directory itself (``runs/<id>/000-a1``, one level less). A ``cis
-            node`` runs each task it wins as such a run: these fixed costs were most of its
-            overhead per task over a local run's.
+        fresh: a run made by ``control.new_run(..., engine_pid=os.getpid())``, not stored
+            yet (``run_id``, ``dag`` and ``jobs`` are its own): the engine stores it in the
+            transaction of its first transition, already marked as driven by this process;
+            nothing is read back or recovered; the run's row ends in the transaction of its
+            last task's end; the task directories sit in the run's directory itself
+            (``runs/<id>/000-a1``, one level less). A ``cis node`` runs each task it wins as
+            such a run: these fixed costs were most of its overhead per task over a local
+            run's (three transactions, two directories and a lock file of five writes and
+            three creations per task).
     """
 
     def __init__(self, store: Store, run_id: str, *, jobs: int | None = None,
                  observer: Callable[[], None] | None = None,
                  host_env: Mapping[str, str] | None = None, dag: Dag | None = None,
                  programs: dict[tuple[str, str | None], str | None] | None = None,
-                 fresh: bool = False) -> None:
-        if fresh and (dag is None or not jobs):
-            raise ValueError("a fresh run needs its dag and jobs")
+                 fresh: NewRun | None = None) -> None:
+        if fresh is not None:
+            if fresh.run_id != run_id or fresh.engine_pid != os.getpid():
+                raise ValueError("a fresh run is driven under its own id, by the engine it names")
+            dag, jobs = fresh.dag, fresh.jobs
         self.store = store
         self.run_id = store.resolve_run_id(run_id) if dag is None else run_id
         self.jobs_override = jobs
@@ -112,7 +116,8 @@ class Engine:
         self.machine: sandbox.SandboxMode | None = None
         self.programs: dict[tuple[str, str | None], str | None] = {} if programs is None else programs
         self._given_dag = dag
-        self.fresh = fresh
+        self.fresh = fresh is not None
+        self._create = fresh  # stored with the first write (see _stored)
         # A fresh run's row ends in the transaction of its last task's end (one transaction
         # less per run, see transition); _finish then has nothing left to write.
         self._ended = False
@@ -127,7 +132,7 @@ class Engine:
             self.dag: Dag = self._given_dag
             self.jobs = max(1, self.jobs_override)
             n = len(self.dag.tasks)
-            # What create_run wrote for every task (the store's column defaults).
+            # What storing the run writes for every task (the store's column defaults).
             self.state = [TaskState.PENDING] * n
             self.gate = [""] * n
             self.gate_until = [0.0] * n
@@ -167,7 +172,8 @@ class Engine:
                    **fields: Any) -> None:
         """Write a task transition through to the store, then mirror it."""
         run = self._run_row(idx, fields["state"]) if self.fresh and "state" in fields else None
-        self.store.set_task(self.run_id, idx, event, data, run=run, **fields)
+        self.store.set_task(self.run_id, idx, event, data, run=run, create=self._create, **fields)
+        self._create = None
         if run is not None:
             self._ended = run[0] == "run-finished"
         if "state" in fields:
@@ -192,6 +198,15 @@ class Engine:
             self.exit_code[idx] = fields["exit_code"]
         if "error" in fields:
             self.error[idx] = fields["error"]
+
+    def _stored(self) -> Store:
+        """The store, once a fresh run is in it (the writes that are not a task's transition
+        come after one in practice; this keeps them right if one ever comes first)."""
+        if self._create is not None:
+            new, self._create = self._create, None
+            self.store.create_run(new.run_id, new.dag, jobs=new.jobs, sandbox=new.sandbox,
+                                  engine_pid=new.engine_pid)
+        return self.store
 
     def _run_row(self, idx: int, state: TaskState) -> tuple[str, dict[str, Any]] | None:
         """What a fresh run's row becomes with this transition: finished when it leaves every
@@ -231,7 +246,7 @@ class Engine:
                 undo = self.run_dir / f"undo-{self.run_id}.sh"
                 if not undo.exists():
                     rollback.write_undo_script(self.dag, self.run_id, self.run_dir)
-            if not self.fresh:  # (a fresh run's row says so since create_run)
+            if not self.fresh:  # (a fresh run's row says so when it is stored)
                 self.store.set_run(self.run_id, "engine-started", state=RunState.RUNNING,
                                    engine_pid=os.getpid(), finished=None)
             try:
@@ -299,11 +314,11 @@ class Engine:
                 if wake == float("inf") and not person:
                     return self._finish()
                 if person and wake == float("inf") and not waiting_noted:
-                    self.store.set_run(self.run_id, "waiting", state=RunState.WAITING,
+                    self._stored().set_run(self.run_id, "waiting", state=RunState.WAITING,
                                        note="waiting for a person (cis confirm / cis resolve)")
                     waiting_noted = True
             elif waiting_noted:
-                self.store.set_run(self.run_id, "running", state=RunState.RUNNING, note=None)
+                self._stored().set_run(self.run_id, "running", state=RunState.RUNNING, note=None)
                 waiting_noted = False
             if started:
                 continue  # more tasks may have become startable; do not sleep
@@ -318,7 +333,7 @@ class Engine:
             for key, _ in self.sel.select(timeout):
                 self._reap(int(key.data))
             if waiting_noted and self.running:
-                self.store.set_run(self.run_id, "running", state=RunState.RUNNING, note=None)
+                self._stored().set_run(self.run_id, "running", state=RunState.RUNNING, note=None)
                 waiting_noted = False
 
     # --- starting ------------------------------------------------------------------------------
@@ -628,7 +643,7 @@ class Engine:
         except (OSError, sandbox.IsolationRefusedError) as exc:
             return f"rollback not run: {exc}"
         sandbox.release(proc)
-        self.store.add_event(self.run_id, idx, "rollback", {"exit_code": rc})
+        self._stored().add_event(self.run_id, idx, "rollback", {"exit_code": rc})
         return "rollback ran" if rc == 0 else f"rollback failed with status {rc}"
 
     # --- stopping ------------------------------------------------------------------------------
@@ -685,7 +700,7 @@ class Engine:
                        else "not started: the run stopped after a failure")
                 self.transition(i, "skipped", None, state=TaskState.SKIPPED, note=why)
         if not self._ended:  # (a fresh run's row ended with its last task)
-            self.store.set_run(self.run_id, "run-finished", **self._ending(outcome, self.state))
+            self._stored().set_run(self.run_id, "run-finished", **self._ending(outcome, self.state))
         return outcome
 
     # --- controls from other processes --------------------------------------------------------

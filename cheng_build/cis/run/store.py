@@ -187,6 +187,33 @@ def _update_task(db: sqlite3.Connection, run_id: str, idx: int, event: str | Non
                    (run_id, idx, now, event, _event_data(data, enc)))
 
 
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run to store: its id, DAG, jobs and sandbox mode. ``engine_pid``: an engine of this
+    process drives it from the start (``Engine(fresh=...)``): the row says so at once, with the
+    ``engine-started`` event the engine would otherwise write in a transaction of its own."""
+
+    run_id: str
+    dag: Dag
+    jobs: int
+    sandbox: str
+    engine_pid: int | None = None
+
+
+def _insert_run(db: sqlite3.Connection, new: NewRun, now: float) -> None:
+    run_id, dag = new.run_id, new.dag
+    events = [(run_id, None, now, "run-created", _dumps({"name": dag.name}))]
+    if new.engine_pid is not None:
+        events.append((run_id, None, now, "engine-started", _dumps({"state": RunState.RUNNING.value})))
+    db.execute("INSERT INTO runs VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+               (run_id, dag.name, _dumps(dag_to_json(replace(dag, tasks=()))), dag.base_dir,
+                RunState.RUNNING.value, new.jobs, new.sandbox, new.engine_pid, now, now, None, None))
+    db.executemany("INSERT INTO tasks(run_id, idx, name, spec, state) VALUES(?,?,?,?,?)",
+                   [(run_id, t.idx, t.name, _dumps(task_to_json(t)), TaskState.PENDING.value)
+                    for t in dag.tasks])
+    db.executemany("INSERT INTO events(run_id, idx, ts, kind, data) VALUES(?,?,?,?,?)", events)
+
+
 def _update_run(db: sqlite3.Connection, run_id: str, event: str | None, fields: dict[str, Any]) -> None:
     bad = set(fields) - set(_RUN_COLS)
     if bad:
@@ -316,24 +343,9 @@ class Store:
 
     def create_run(self, run_id: str, dag: Dag, *, jobs: int, sandbox: str,
                    engine_pid: int | None = None) -> None:
-        """Store a new run, every task Pending. ``engine_pid``: an engine of this process drives
-        it next (``Engine(fresh=True)``); the row says so at once, with the ``engine-started``
-        event the engine would write in a transaction of its own."""
-        now = time.time()
-        events = [(run_id, None, now, "run-created", _dumps({"name": dag.name}))]
-        if engine_pid is not None:
-            events.append((run_id, None, now, "engine-started",
-                           _dumps({"state": RunState.RUNNING.value})))
+        """Store a new run, every task Pending (``engine_pid``: see :class:`NewRun`)."""
         with self.tx() as db:
-            db.execute("INSERT INTO runs VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (run_id, dag.name, _dumps(dag_to_json(replace(dag, tasks=()))), dag.base_dir,
-                        RunState.RUNNING.value, jobs, sandbox, engine_pid, now, now, None, None))
-            db.executemany(
-                "INSERT INTO tasks(run_id, idx, name, spec, state) VALUES(?,?,?,?,?)",
-                [(run_id, t.idx, t.name, _dumps(task_to_json(t)), TaskState.PENDING.value)
-                 for t in dag.tasks])
-            db.executemany("INSERT INTO events(run_id, idx, ts, kind, data) VALUES(?,?,?,?,?)",
-                           events)
+            _insert_run(db, NewRun(run_id, dag, jobs, sandbox, engine_pid), time.time())
 
     def get_run(self, run_id: str) -> RunRecord:
         """Load a run (a unique prefix of its id is enough).
@@ -397,12 +409,16 @@ class Store:
     def set_task(self, run_id: str, idx: int, event: str | None = None,
                  data: dict[str, Any] | None = None, *,
                  duration: tuple[str, float] | None = None,
-                 run: tuple[str, dict[str, Any]] | None = None, **fields: Any) -> None:
+                 run: tuple[str, dict[str, Any]] | None = None, create: NewRun | None = None,
+                 **fields: Any) -> None:
         """Update one task's columns and append an event (and a duration), in one transaction;
         ``run``: (event, columns) of the run's row, changed in the same transaction (a fresh
-        run ends with its last task: see ``Engine``)."""
+        run ends with its last task: see ``Engine``); ``create``: the run, stored first in
+        the same transaction (a fresh run is stored with its first transition)."""
         now = time.time()
         with self.tx() as db:
+            if create is not None:
+                _insert_run(db, create, now)
             _update_task(db, run_id, idx, event, data, fields, now)
             if duration is not None:
                 db.execute("INSERT INTO durations VALUES(?,?,?)", (duration[0], duration[1], now))
