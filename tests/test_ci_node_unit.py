@@ -218,6 +218,35 @@ def test_a_paused_process_is_nobodys_silence(tmp_path: Path) -> None:
         assert (out / v.name).read_text().split() == [v.node]
 
 
+def test_the_awake_clock_stands_still_before_its_watchdog_sees_a_pause() -> None:
+    """After a blocked loop any coroutine may run before the watchdog: the clock it reads must
+    not count the pause as silence, and must never run backwards when the watchdog catches up."""
+    import time
+
+    from cheng_build.cis.node.awake import AwakeClock
+
+    async def main() -> tuple[float, float, float, float, float]:
+        clock = AwakeClock(tick_s=0.05, slack_s=0.1)
+        stop = asyncio.Event()
+        watch = asyncio.create_task(clock.watch(stop))
+        await asyncio.sleep(0.2)
+        before = clock.now()
+        time.sleep(1.0)  # the loop blocked: the watchdog cannot run
+        blocked = clock.now()
+        await asyncio.sleep(0)  # whoever runs first after the pause still reads a stopped clock
+        first, wall = clock.now(), time.monotonic()
+        await asyncio.sleep(0.3)  # the watchdog has run: the clock goes on from where it stood
+        after, wall = clock.now(), time.monotonic() - wall
+        stop.set()
+        await watch
+        return before, blocked, first, after, wall
+
+    before, blocked, first, after, wall = asyncio.run(main())
+    assert blocked - before < 0.2  # at most a tick and the slack of the 1 s pause
+    assert before <= blocked <= first < after
+    assert after - first <= wall
+
+
 def test_a_task_taken_over_before_it_started_is_not_run(tmp_path: Path) -> None:
     """A holder that looked silent (paused, slow homeserver) and lost its epoch to a takeover
     before it started the task drops it: the taker runs it, once."""
