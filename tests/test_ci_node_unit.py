@@ -234,9 +234,11 @@ def test_the_awake_clock_stands_still_before_its_watchdog_sees_a_pause() -> None
         time.sleep(1.0)  # the loop blocked: the watchdog cannot run
         blocked = clock.now()
         await asyncio.sleep(0)  # whoever runs first after the pause still reads a stopped clock
-        first, wall = clock.now(), time.monotonic()
+        wall = time.monotonic()
+        first = clock.now()
         await asyncio.sleep(0.3)  # the watchdog has run: the clock goes on from where it stood
-        after, wall = clock.now(), time.monotonic() - wall
+        after = clock.now()
+        wall = time.monotonic() - wall
         stop.set()
         await watch
         return before, blocked, first, after, wall
