@@ -327,7 +327,9 @@ def main() -> int:
                     "print where the nodes' time went (benchmarks/cisnodes_timeline.py)")
     a = ap.parse_args()
     global PROFILE, TRACE
-    PROFILE = a.profile
+    PROFILE = a.profile.resolve() if a.profile else None
+    if PROFILE is not None:
+        PROFILE.mkdir(parents=True, exist_ok=True)
     TRACE = a.trace.resolve() if a.trace else None
     if TRACE is not None:
         TRACE.mkdir(parents=True, exist_ok=True)
