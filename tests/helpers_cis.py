@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -78,3 +79,13 @@ def wait_for(pred: Callable[[], bool], timeout: float = 30.0, what: str = "condi
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def in_new_thread(fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a new thread (a fresh worker: the node's per-thread store, environment and
+    program lookups start empty), its result returned here."""
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    t.join()
+    return out[0]

@@ -17,12 +17,11 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_cis import cis, cli_env, wait_for
+from helpers_cis import cis, cli_env, in_new_thread, wait_for
 
 from cheng_build.cis.dag.model import RunState, TaskState
 from cheng_build.cis.node.localrun import parse_run, run_task
@@ -42,14 +41,6 @@ def _toml(cmd: str, retry: int = 0) -> str:
         'name = "fresh"', 'policy = "AllowDebt"', "[[tasks]]", "idx = 0", 'name = "t0"',
         f'exec = {{ cmd = ["sh", "-c", {json.dumps(cmd)}] }}',
         f"level = {{ Mechanical = {{ retry = {retry} }} }}"]) + "\n"
-
-
-def _in_thread(fn: Any) -> Any:
-    out: list[Any] = []
-    t = threading.Thread(target=lambda: out.append(fn()))
-    t.start()
-    t.join()
-    return out[0]
 
 
 def _records(store: Store, rid: str) -> dict[str, Any]:
@@ -79,7 +70,7 @@ def test_a_fresh_run_records_what_a_plain_run_records(tmp_path: Path, cmd: str, 
     ``create_run`` and driven by a plain ``Engine.run`` (which reads the run back, writes
     engine-started and run-finished in transactions of their own)."""
     home = tmp_path / "home"
-    out = _in_thread(lambda: run_task(home, parse_run(_toml(cmd, retry), tmp_path).dag, 0, "@n:x"))
+    out = in_new_thread(lambda: run_task(home, parse_run(_toml(cmd, retry), tmp_path).dag, 0, "@n:x"))
     store = control.open_store(home)
     try:
         fresh_dag = store.get_run(out.local_run).dag
@@ -105,7 +96,7 @@ def test_cis_status_on_the_node_shows_its_fresh_runs(tmp_path: Path) -> None:
     """The node's own `cis status` lists the run and shows its task's end (a failure's `what`)."""
     home = tmp_path / "home"
     dag = parse_run(_toml("echo nope >&2; exit 4"), tmp_path).dag
-    out = _in_thread(lambda: run_task(home, dag, 0, "@n:x"))
+    out = in_new_thread(lambda: run_task(home, dag, 0, "@n:x"))
     listed = cis(home, "status", "--format:json")
     assert listed.returncode == 0, listed.stderr
     assert [(r["run_id"], r["state"]) for r in json.loads(listed.stdout)] == [(out.local_run, "Failed")]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_cis import in_new_thread
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,15 +46,6 @@ def _toml(cmds: list[str], env: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _in_thread(fn: Any) -> Any:
-    """Run ``fn`` in a new thread (a fresh worker: its kept store and environment start empty)."""
-    out: list[Any] = []
-    t = threading.Thread(target=lambda: out.append(fn()))
-    t.start()
-    t.join()
-    return out[0]
-
-
 def test_one_task_runs_keep_the_engines_outcomes_and_records(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Completed / failed / missing program, ``${NAME}`` from the node's environment, the same
@@ -64,7 +56,7 @@ def test_one_task_runs_keep_the_engines_outcomes_and_records(tmp_path: Path,
                  env=', env = { G = "${CISNODE_LEAN_GREETING}" }')
     dag = parse_run(text, tmp_path).dag
     home = tmp_path / "home"
-    outs = _in_thread(lambda: [run_task(home, dag, i, "@n:x") for i in range(3)])
+    outs = in_new_thread(lambda: [run_task(home, dag, i, "@n:x") for i in range(3)])
     assert [o.status for o in outs] == [TaskStatus.COMPLETED, TaskStatus.DEBT, TaskStatus.COMPLETED]
     assert outs[1].exit_code == 3 and "exited with status 3" in outs[1].reason
     store = control.open_store(home)
@@ -80,7 +72,7 @@ def test_one_task_runs_keep_the_engines_outcomes_and_records(tmp_path: Path,
     finally:
         store.close()
     missing = parse_run(_toml(["true"]).replace('"sh"', '"no-such-program-cisnode"'), tmp_path).dag
-    out = _in_thread(lambda: run_task(home, missing, 0, "@n:x"))
+    out = in_new_thread(lambda: run_task(home, missing, 0, "@n:x"))
     assert out.status is TaskStatus.DEBT and "not found" in out.reason
 
 
