@@ -148,10 +148,13 @@ def _carry(claim: Group, state: Group) -> bool:
         return False
     results = list(claim.body.get("results", [])) + _entries_of(state.etype, state.body)
     body = {**claim.body, "results": results}
-    if len(results) > MAX_BATCH or size(body) > MAX_EVENT_BYTES:
+    if len(results) > MAX_BATCH:
+        return False
+    nbytes = size(body)
+    if nbytes > MAX_EVENT_BYTES:
         return False
     claim.body = body
     claim.entries = claim.entries + state.entries
     claim.tasks = claim.tasks | state.tasks
-    claim.nbytes = size(body)
+    claim.nbytes = nbytes
     return True

@@ -13,7 +13,9 @@ from cheng_build.cis.node.room import RoomEvent
 def feed(ledger: Ledger, events: Sequence[RoomEvent], now: float,
          plan_for: Callable[[Message], Sequence[TaskPlan]],
          dropped: Callable[[str], None]) -> list[Message]:
-    """Apply ``events`` in order; RUN events get their plan from ``plan_for``. Returns what applied."""
+    """Apply ``events`` in order; RUN events get their plan from ``plan_for``. Returns what applied.
+    ``dropped`` hears why an event was dropped: malformed or forged here, or refused by the ledger
+    (e.g. a result from a node that does not hold the task)."""
     out = []
     for ev in events:
         try:
@@ -25,5 +27,8 @@ def feed(ledger: Ledger, events: Sequence[RoomEvent], now: float,
             ledger.add_run(msg, plan_for(msg))
         else:
             ledger.apply(msg, now)
+            for why in ledger.rejected:
+                dropped(why)
+            ledger.rejected.clear()
         out.append(msg)
     return out

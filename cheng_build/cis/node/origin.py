@@ -121,9 +121,6 @@ class Follower:
             mark("origin_read", len(batch.events))
             token = batch.token
             feed(self.ledger, batch.events, self.clock.now(), self._plan_for, self._dropped)
-            for why in self.ledger.rejected:
-                self._dropped(why)
-            self.ledger.rejected.clear()
             news = bool(batch.events)
 
     def _live(self, run: RunRec) -> list[str]:
